@@ -1,0 +1,56 @@
+//! The KV service: validate, run through the server, fill the header.
+
+use tonic::{Request, Response, Status};
+
+use super::validate;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use crate::server::Server;
+
+pub struct KvService {
+    pub server: Server,
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let request = request.into_inner();
+        validate::range(&request)?;
+        let mut response = self.server.range(request).await?;
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let request = request.into_inner();
+        validate::put(&request)?;
+        let mut response = self.server.put(request).await?;
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let request = request.into_inner();
+        validate::delete_range(&request)?;
+        let mut response = self.server.delete_range(request).await?;
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let request = request.into_inner();
+        validate::txn(&request, self.server.limits.max_txn_ops)?;
+        let mut response = self.server.txn(request).await?;
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let mut response = self.server.compact(request.into_inner()).await?;
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+}

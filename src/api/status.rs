@@ -1,0 +1,54 @@
+//! The one place domain errors become gRPC statuses, with etcd's codes and
+//! strings (etcd `v3rpc/rpctypes/error.go`): client libraries parse them.
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+pub fn code(error: &Error) -> Code {
+    match error {
+        Error::EmptyKey
+        | Error::KeyNotFound
+        | Error::ValueProvided
+        | Error::LeaseProvided
+        | Error::TooManyOps
+        | Error::DuplicateKey
+        | Error::RequestTooLarge => Code::InvalidArgument,
+        Error::Compacted | Error::FutureRevision => Code::OutOfRange,
+        Error::NoSpace => Code::ResourceExhausted,
+        Error::LeaseNotFound => Code::NotFound,
+        Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout => Code::Unavailable,
+        Error::Corrupt => Code::DataLoss,
+        Error::Unimplemented(_) => Code::Unimplemented,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        Status::new(code(&error), error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: Error, expected_code: Code, expected_message: &str) {
+        let status = Status::from(error);
+        assert_eq!(status.code(), expected_code);
+        assert_eq!(status.message(), expected_message);
+    }
+
+    #[test]
+    fn errors_map_to_etcds_codes_and_strings() {
+        check(Error::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided");
+        check(Error::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted");
+        check(Error::FutureRevision, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision");
+        check(Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found");
+        check(Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request");
+        check(Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
+        check(Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded");
+        check(Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed");
+        check(Error::Timeout, Code::Unavailable, "etcdserver: request timed out");
+    }
+}

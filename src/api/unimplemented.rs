@@ -1,0 +1,250 @@
+//! The etcd services not built yet. Every RPC answers gRPC `Unimplemented`
+//! naming itself, so a client learns exactly what is missing (the open
+//! issues list them). Generated from proto/etcdserverpb/rpc.proto; keep in
+//! step with it until each service gets its own module.
+
+use futures::stream::Empty;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::proto::etcdserverpb::{
+    auth_server::Auth, cluster_server::Cluster, lease_server::Lease,
+    maintenance_server::Maintenance, watch_server::Watch, AlarmRequest, AlarmResponse,
+    AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse,
+    AuthRoleGetRequest, AuthRoleGetResponse, AuthRoleGrantPermissionRequest,
+    AuthRoleGrantPermissionResponse, AuthRoleListRequest, AuthRoleListResponse,
+    AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
+    AuthUserAddResponse, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse,
+    AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGetRequest, AuthUserGetResponse,
+    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest, AuthUserListResponse,
+    AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse, AuthenticateRequest,
+    AuthenticateResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberAddRequest,
+    MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse, WatchRequest, WatchResponse,
+};
+
+pub struct NotYetImplemented;
+
+fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!("detcd: etcdserverpb.{rpc} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl Watch for NotYetImplemented {
+    type WatchStream = Empty<Result<WatchResponse, Status>>;
+    async fn watch(
+        &self,
+        _: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(not_yet("Watch/Watch"))
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for NotYetImplemented {
+    async fn lease_grant(
+        &self,
+        _: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        Err(not_yet("Lease/LeaseGrant"))
+    }
+    async fn lease_revoke(
+        &self,
+        _: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        Err(not_yet("Lease/LeaseRevoke"))
+    }
+    type LeaseKeepAliveStream = Empty<Result<LeaseKeepAliveResponse, Status>>;
+    async fn lease_keep_alive(
+        &self,
+        _: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        Err(not_yet("Lease/LeaseKeepAlive"))
+    }
+    async fn lease_time_to_live(
+        &self,
+        _: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Err(not_yet("Lease/LeaseTimeToLive"))
+    }
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        Err(not_yet("Lease/LeaseLeases"))
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for NotYetImplemented {
+    async fn member_add(
+        &self,
+        _: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        Err(not_yet("Cluster/MemberAdd"))
+    }
+    async fn member_remove(
+        &self,
+        _: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        Err(not_yet("Cluster/MemberRemove"))
+    }
+    async fn member_update(
+        &self,
+        _: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        Err(not_yet("Cluster/MemberUpdate"))
+    }
+    async fn member_list(
+        &self,
+        _: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        Err(not_yet("Cluster/MemberList"))
+    }
+    async fn member_promote(
+        &self,
+        _: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        Err(not_yet("Cluster/MemberPromote"))
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for NotYetImplemented {
+    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Err(not_yet("Maintenance/Alarm"))
+    }
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        Err(not_yet("Maintenance/Status"))
+    }
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(not_yet("Maintenance/Defragment"))
+    }
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Maintenance/Hash"))
+    }
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("Maintenance/HashKV"))
+    }
+    type SnapshotStream = Empty<Result<SnapshotResponse, Status>>;
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Maintenance/Snapshot"))
+    }
+    async fn move_leader(
+        &self,
+        _: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("Maintenance/MoveLeader"))
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for NotYetImplemented {
+    async fn auth_enable(
+        &self,
+        _: Request<AuthEnableRequest>,
+    ) -> Result<Response<AuthEnableResponse>, Status> {
+        Err(not_yet("Auth/AuthEnable"))
+    }
+    async fn auth_disable(
+        &self,
+        _: Request<AuthDisableRequest>,
+    ) -> Result<Response<AuthDisableResponse>, Status> {
+        Err(not_yet("Auth/AuthDisable"))
+    }
+    async fn authenticate(
+        &self,
+        _: Request<AuthenticateRequest>,
+    ) -> Result<Response<AuthenticateResponse>, Status> {
+        Err(not_yet("Auth/Authenticate"))
+    }
+    async fn user_add(
+        &self,
+        _: Request<AuthUserAddRequest>,
+    ) -> Result<Response<AuthUserAddResponse>, Status> {
+        Err(not_yet("Auth/UserAdd"))
+    }
+    async fn user_get(
+        &self,
+        _: Request<AuthUserGetRequest>,
+    ) -> Result<Response<AuthUserGetResponse>, Status> {
+        Err(not_yet("Auth/UserGet"))
+    }
+    async fn user_list(
+        &self,
+        _: Request<AuthUserListRequest>,
+    ) -> Result<Response<AuthUserListResponse>, Status> {
+        Err(not_yet("Auth/UserList"))
+    }
+    async fn user_delete(
+        &self,
+        _: Request<AuthUserDeleteRequest>,
+    ) -> Result<Response<AuthUserDeleteResponse>, Status> {
+        Err(not_yet("Auth/UserDelete"))
+    }
+    async fn user_change_password(
+        &self,
+        _: Request<AuthUserChangePasswordRequest>,
+    ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
+        Err(not_yet("Auth/UserChangePassword"))
+    }
+    async fn user_grant_role(
+        &self,
+        _: Request<AuthUserGrantRoleRequest>,
+    ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
+        Err(not_yet("Auth/UserGrantRole"))
+    }
+    async fn user_revoke_role(
+        &self,
+        _: Request<AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
+        Err(not_yet("Auth/UserRevokeRole"))
+    }
+    async fn role_add(
+        &self,
+        _: Request<AuthRoleAddRequest>,
+    ) -> Result<Response<AuthRoleAddResponse>, Status> {
+        Err(not_yet("Auth/RoleAdd"))
+    }
+    async fn role_get(
+        &self,
+        _: Request<AuthRoleGetRequest>,
+    ) -> Result<Response<AuthRoleGetResponse>, Status> {
+        Err(not_yet("Auth/RoleGet"))
+    }
+    async fn role_list(
+        &self,
+        _: Request<AuthRoleListRequest>,
+    ) -> Result<Response<AuthRoleListResponse>, Status> {
+        Err(not_yet("Auth/RoleList"))
+    }
+    async fn role_delete(
+        &self,
+        _: Request<AuthRoleDeleteRequest>,
+    ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
+        Err(not_yet("Auth/RoleDelete"))
+    }
+    async fn role_grant_permission(
+        &self,
+        _: Request<AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        Err(not_yet("Auth/RoleGrantPermission"))
+    }
+    async fn role_revoke_permission(
+        &self,
+        _: Request<AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
+        Err(not_yet("Auth/RoleRevokePermission"))
+    }
+}

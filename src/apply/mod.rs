@@ -1,0 +1,297 @@
+//! Applies committed requests to the state machine with etcd 3.4's exact
+//! semantics (etcd `etcdserver/apply.go`, `applierV3backend`).
+//!
+//! Architecture invariants: apply is deterministic — the same entries in
+//! the same order give the same state and the same responses on every
+//! member (no clock, no randomness, no map iteration order); an entry at or
+//! below the applied index is never applied twice (etcd #13766); apply
+//! knows nothing about raft's internals or gRPC — it sees protobuf request
+//! types only as data.
+
+mod quota;
+mod txn;
+
+use crate::error::Error;
+use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
+use crate::proto::detcdpb::internal_request::Request;
+use crate::proto::etcdserverpb::{
+    range_request::{SortOrder, SortTarget},
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use crate::proto::mvccpb;
+
+pub use quota::{DEFAULT_QUOTA_BYTES, KV_OVERHEAD_BYTES};
+pub use txn::{is_read_only as is_read_only_txn, is_serializable as is_serializable_txn};
+
+/// The outcome of applying one request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// The replicated state: the MVCC store and the raft index it reflects.
+#[derive(Debug)]
+pub struct StateMachine {
+    store: Store,
+    /// The consistent index: the last raft index applied to `store`.
+    applied_index: u64,
+    quota: quota::Quota,
+}
+
+const IMAGE_VERSION: u8 = 1;
+
+impl StateMachine {
+    /// `quota_bytes` follows `--quota-backend-bytes`: 0 means the default,
+    /// a negative value disables the quota (as in etcd).
+    pub fn new(quota_bytes: i64) -> StateMachine {
+        StateMachine { store: Store::new(), applied_index: 0, quota: quota::Quota::new(quota_bytes) }
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies the request committed at raft `index`. Entries at or below
+    /// the applied index were applied already (replay after restart) and
+    /// must not be applied again: `None` says it was skipped.
+    pub fn apply(&mut self, index: u64, request: Option<&Request>) -> Option<Result<Response, Error>> {
+        if index <= self.applied_index {
+            return None;
+        }
+        self.applied_index = index;
+        let request = request?;
+        Some(match request {
+            Request::Range(range) => self.range(range).map(Response::Range),
+            Request::Put(put) => self.put(put).map(Response::Put),
+            Request::DeleteRange(delete) => Ok(Response::DeleteRange(self.delete_range(delete))),
+            Request::Txn(txn) => self.txn(txn).map(Response::Txn),
+            Request::Compaction(compaction) => self.compact(compaction).map(Response::Compaction),
+        })
+    }
+
+    /// Marks an index that carries no request (raft's empty entries and
+    /// configuration changes) as applied.
+    pub fn skip(&mut self, index: u64) {
+        self.applied_index = self.applied_index.max(index);
+    }
+
+    /// A read at the current state (serializable, or after a read index).
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
+        range(&self.store, request)
+    }
+
+    /// A transaction without writes, answered from the current state.
+    pub fn txn_read_only(&self, request: &TxnRequest) -> Result<TxnResponse, Error> {
+        txn::read_only(&self.store, request)
+    }
+
+    fn put(&mut self, request: &PutRequest) -> Result<PutResponse, Error> {
+        if request.lease != 0 {
+            return Err(Error::LeaseNotFound);
+        }
+        self.quota.check(&self.store, quota::put_cost(request))?;
+        let mut write = self.store.write();
+        let response = put(&mut write, request);
+        write.end();
+        response
+    }
+
+    fn delete_range(&mut self, request: &DeleteRangeRequest) -> DeleteRangeResponse {
+        let mut write = self.store.write();
+        let response = delete_range(&mut write, request);
+        write.end();
+        response
+    }
+
+    fn txn(&mut self, request: &TxnRequest) -> Result<TxnResponse, Error> {
+        if !txn::is_read_only(request) {
+            self.quota.check(&self.store, quota::txn_cost(request))?;
+        }
+        txn::apply(&mut self.store, request)
+    }
+
+    fn compact(&mut self, request: &CompactionRequest) -> Result<CompactionResponse, Error> {
+        self.store.compact(request.revision)?;
+        Ok(CompactionResponse { header: Some(header(self.store.current_revision())) })
+    }
+
+    /// A deterministic hash of the whole state, compared across members.
+    pub fn state_hash(&self) -> u64 {
+        crate::rng::stable_hash(&[self.applied_index, self.store.state_hash()])
+    }
+
+    /// The snapshot image: format version, applied index, MVCC image.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut image = vec![IMAGE_VERSION];
+        image.extend_from_slice(&self.applied_index.to_le_bytes());
+        image.extend_from_slice(&self.store.encode_image());
+        image
+    }
+
+    pub fn decode(image: &[u8], quota_bytes: i64) -> Result<StateMachine, String> {
+        if image.len() < 9 || image[0] != IMAGE_VERSION {
+            return Err("unknown state image version".into());
+        }
+        let applied_index = u64::from_le_bytes(image[1..9].try_into().expect("8 bytes"));
+        let store = Store::decode_image(&image[9..]).map_err(|e| e.to_string())?;
+        Ok(StateMachine { store, applied_index, quota: quota::Quota::new(quota_bytes) })
+    }
+}
+
+/// What both a committed store and an open write transaction can answer.
+pub(crate) trait View {
+    fn range_kvs(&self, key: &[u8], end: Option<&[u8]>, options: &RangeOptions) -> Result<RangeResult, mvcc::Error>;
+}
+
+impl View for Store {
+    fn range_kvs(&self, key: &[u8], end: Option<&[u8]>, options: &RangeOptions) -> Result<RangeResult, mvcc::Error> {
+        self.range(key, end, options)
+    }
+}
+
+impl View for WriteTxn<'_> {
+    fn range_kvs(&self, key: &[u8], end: Option<&[u8]>, options: &RangeOptions) -> Result<RangeResult, mvcc::Error> {
+        self.range(key, end, options)
+    }
+}
+
+/// etcd's `mkGteRange`: an empty range end is a single key, "\0" means
+/// every key from `key` on.
+pub(crate) fn key_range_end(range_end: &[u8]) -> Option<&[u8]> {
+    match range_end {
+        [] => None,
+        [0] => Some(&[]),
+        end => Some(end),
+    }
+}
+
+pub(crate) fn header(revision: i64) -> ResponseHeader {
+    ResponseHeader { revision, ..ResponseHeader::default() }
+}
+
+pub(crate) fn to_proto(kv: KeyValue) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
+/// etcd's `applierV3backend.Range`: filters and sorting force a full read,
+/// then the limit is applied; `count` is taken before filtering.
+pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeResponse, Error> {
+    let sort_order = SortOrder::try_from(request.sort_order).unwrap_or(SortOrder::None);
+    let sort_target = SortTarget::try_from(request.sort_target).unwrap_or(SortTarget::Key);
+    let filtered = request.min_mod_revision != 0
+        || request.max_mod_revision != 0
+        || request.min_create_revision != 0
+        || request.max_create_revision != 0;
+    let mut limit = if sort_order != SortOrder::None || filtered { 0 } else { request.limit };
+    if limit > 0 {
+        // One extra key tells whether there are more.
+        limit += 1;
+    }
+    let options = RangeOptions { limit, rev: request.revision, count_only: request.count_only };
+    let result = view.range_kvs(&request.key, key_range_end(&request.range_end), &options)?;
+    let mut kvs = result.kvs;
+    kvs.retain(|kv| {
+        (request.max_mod_revision == 0 || kv.mod_revision <= request.max_mod_revision)
+            && (request.min_mod_revision == 0 || kv.mod_revision >= request.min_mod_revision)
+            && (request.max_create_revision == 0 || kv.create_revision <= request.max_create_revision)
+            && (request.min_create_revision == 0 || kv.create_revision >= request.min_create_revision)
+    });
+    // The store returns keys ascending, so only a non-key target needs an
+    // explicit (ascending by default) sort. A stable sort keeps ties in key
+    // order, as etcd's insertion sort does for small results.
+    let order = match (sort_order, sort_target) {
+        (SortOrder::None, SortTarget::Key) => SortOrder::None,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
+    if order != SortOrder::None {
+        kvs.sort_by(|a, b| {
+            let ascending = match sort_target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            };
+            if order == SortOrder::Descend {
+                ascending.reverse()
+            } else {
+                ascending
+            }
+        });
+    }
+    let mut more = false;
+    if request.limit > 0 && kvs.len() > request.limit as usize {
+        kvs.truncate(request.limit as usize);
+        more = true;
+    }
+    if request.keys_only {
+        kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
+    Ok(RangeResponse {
+        header: Some(header(result.rev)),
+        kvs: kvs.into_iter().map(to_proto).collect(),
+        more,
+        count: result.count as i64,
+    })
+}
+
+/// etcd's `applierV3backend.Put` inside an open write transaction; the
+/// caller has checked the lease.
+pub(crate) fn put(write: &mut WriteTxn<'_>, request: &PutRequest) -> Result<PutResponse, Error> {
+    let needs_previous = request.ignore_value || request.ignore_lease || request.prev_kv;
+    let previous = if needs_previous {
+        write.range(&request.key, None, &RangeOptions::default())?.kvs.into_iter().next()
+    } else {
+        None
+    };
+    if (request.ignore_value || request.ignore_lease) && previous.is_none() {
+        // ignore_{value,lease} need a previous key-value to take them from.
+        return Err(Error::KeyNotFound);
+    }
+    let value = match (&previous, request.ignore_value) {
+        (Some(previous), true) => previous.value.clone(),
+        _ => request.value.clone(),
+    };
+    let lease = match (&previous, request.ignore_lease) {
+        (Some(previous), true) => previous.lease,
+        _ => request.lease,
+    };
+    let revision = write.put(&request.key, &value, lease);
+    Ok(PutResponse {
+        header: Some(header(revision)),
+        prev_kv: if request.prev_kv { previous.map(to_proto) } else { None },
+    })
+}
+
+/// etcd's `applierV3backend.DeleteRange` inside an open write transaction.
+pub(crate) fn delete_range(write: &mut WriteTxn<'_>, request: &DeleteRangeRequest) -> DeleteRangeResponse {
+    let end = key_range_end(&request.range_end);
+    let prev_kvs = if request.prev_kv {
+        let previous = write.range(&request.key, end, &RangeOptions::default()).expect("reading the newest revision cannot fail");
+        previous.kvs.into_iter().map(to_proto).collect()
+    } else {
+        Vec::new()
+    };
+    let (deleted, revision) = write.delete_range(&request.key, end);
+    DeleteRangeResponse { header: Some(header(revision)), deleted, prev_kvs }
+}
+
+#[cfg(test)]
+mod tests;

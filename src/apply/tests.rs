@@ -1,0 +1,108 @@
+//! Apply semantics that etcdctl cannot reach (min/max revision filters,
+//! nested txns), checked directly on the state machine.
+
+use super::*;
+use crate::proto::etcdserverpb::{compare, range_request, request_op, response_op, Compare, RequestOp};
+
+fn machine_with(keys: &[(&str, &str)]) -> (StateMachine, u64) {
+    let mut machine = StateMachine::new(0);
+    let mut index = 0;
+    for (key, value) in keys {
+        index += 1;
+        let put = PutRequest { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..Default::default() };
+        machine.apply(index, Some(&Request::Put(put))).unwrap().unwrap();
+    }
+    (machine, index)
+}
+
+fn keys(response: &RangeResponse) -> Vec<String> {
+    response.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect()
+}
+
+#[test]
+fn revision_filters_prune_after_count_like_etcd() {
+    let (machine, _) = machine_with(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
+    let request = RangeRequest { key: b"a".to_vec(), range_end: vec![0], min_mod_revision: 3, max_mod_revision: 4, ..Default::default() };
+    let response = machine.range(&request).unwrap();
+    assert_eq!(keys(&response), ["b", "c"]);
+    assert_eq!(response.count, 4, "etcd counts before it filters");
+    let limited = machine.range(&RangeRequest { limit: 1, ..request }).unwrap();
+    assert_eq!(keys(&limited), ["b"]);
+    assert!(limited.more);
+}
+
+#[test]
+fn sort_by_value_descending_with_limit_sets_more() {
+    let (machine, _) = machine_with(&[("a", "2"), ("b", "3"), ("c", "1")]);
+    let request = RangeRequest {
+        key: b"a".to_vec(),
+        range_end: vec![0],
+        sort_order: range_request::SortOrder::Descend as i32,
+        sort_target: range_request::SortTarget::Value as i32,
+        limit: 2,
+        ..Default::default()
+    };
+    let response = machine.range(&request).unwrap();
+    assert_eq!(keys(&response), ["b", "a"]);
+    assert!(response.more);
+    assert_eq!(response.count, 3);
+}
+
+fn put_op(key: &str, value: &str) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), value: value.into(), ..Default::default() })),
+    }
+}
+
+fn value_equals(key: &str, value: &str) -> Compare {
+    Compare {
+        key: key.into(),
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Value as i32,
+        target_union: Some(compare::TargetUnion::Value(value.into())),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn nested_txn_compares_see_the_state_before_the_txn() {
+    let (mut machine, index) = machine_with(&[("k", "old")]);
+    let nested = TxnRequest { compare: vec![value_equals("k", "old")], success: vec![put_op("seen", "old")], failure: vec![put_op("seen", "new")] };
+    let outer = TxnRequest {
+        compare: vec![],
+        success: vec![put_op("k", "new"), RequestOp { request: Some(request_op::Request::RequestTxn(nested)) }],
+        failure: vec![],
+    };
+    let Response::Txn(response) = machine.apply(index + 1, Some(&Request::Txn(outer))).unwrap().unwrap() else { panic!() };
+    assert!(response.succeeded);
+    let seen = machine.range(&RangeRequest { key: b"seen".to_vec(), ..Default::default() }).unwrap();
+    assert_eq!(seen.kvs[0].value, b"old", "the nested compare ran before the outer put");
+    assert_eq!(response.header.unwrap().revision, 3, "one revision for the whole txn");
+    let Some(response_op::Response::ResponseTxn(nested_response)) = &response.responses[1].response else { panic!() };
+    assert_eq!(nested_response.header, Some(ResponseHeader::default()), "nested headers stay empty, as in etcd");
+}
+
+#[test]
+fn entries_at_or_below_the_applied_index_are_skipped() {
+    let (mut machine, index) = machine_with(&[("k", "v")]);
+    let again = PutRequest { key: b"k".to_vec(), value: b"v2".to_vec(), ..Default::default() };
+    assert!(machine.apply(index, Some(&Request::Put(again))).is_none(), "a replayed entry is not applied twice");
+    assert_eq!(machine.store().current_revision(), 2);
+}
+
+#[test]
+fn quota_refuses_writes_that_would_exceed_it() {
+    let mut machine = StateMachine::new(600);
+    let put = |key: &str| Request::Put(PutRequest { key: key.into(), value: vec![b'x'; 100], ..Default::default() });
+    assert!(machine.apply(1, Some(&put("a"))).unwrap().is_ok());
+    assert_eq!(machine.apply(2, Some(&put("b"))).unwrap(), Err(Error::NoSpace));
+    assert_eq!(machine.store().current_revision(), 2, "a refused write changes nothing");
+}
+
+#[test]
+fn state_image_round_trips() {
+    let (machine, _) = machine_with(&[("a", "1"), ("b", "2")]);
+    let decoded = StateMachine::decode(&machine.encode(), 0).unwrap();
+    assert_eq!(decoded.state_hash(), machine.state_hash());
+    assert_eq!(decoded.applied_index(), 2);
+}

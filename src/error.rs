@@ -1,0 +1,58 @@
+//! Domain errors of the server, one variant per etcd error a client can see.
+//!
+//! The texts are etcd's (`etcdserver/api/v3rpc/rpctypes/error.go`), because
+//! client libraries match on them. `api::status` is the one place that turns
+//! them into gRPC status codes.
+
+use thiserror::Error;
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// An RPC this server does not implement yet.
+    #[error("detcd: {0} is not implemented yet")]
+    Unimplemented(&'static str),
+}
+
+impl From<crate::mvcc::Error> for Error {
+    fn from(error: crate::mvcc::Error) -> Error {
+        match error {
+            crate::mvcc::Error::Compacted => Error::Compacted,
+            crate::mvcc::Error::FutureRevision => Error::FutureRevision,
+            // Neither can reach a client: the apply layer never tombstones a
+            // dead key, and a corrupt image stops the node at start.
+            crate::mvcc::Error::RevisionNotFound | crate::mvcc::Error::Corrupt(_) => Error::Corrupt,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! detcd: an etcd v3 compatible, Raft-replicated key-value store whose core
+//! runs on tokio or, unchanged, inside madsim's deterministic simulator.
+//! See ARCHITECTURE.md for the code map and invariants.
+
+pub mod api;
+pub mod apply;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod membership;
+pub mod mvcc;
+pub mod proto;
+pub mod raft_node;
+pub mod rng;
+pub mod server;
+pub mod storage;

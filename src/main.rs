@@ -1,0 +1,111 @@
+//! The `detcd` binary: parse etcd's flags, open the data dir, serve clients
+//! until SIGINT/SIGTERM or a fatal storage error.
+
+#[cfg(madsim)]
+fn main() {
+    eprintln!("detcd: this is a simulation build (--cfg madsim); run the server from a normal build, and simulations with `cargo sim`");
+    std::process::exit(64);
+}
+
+#[cfg(not(madsim))]
+use std::process::ExitCode;
+#[cfg(not(madsim))]
+use std::sync::Arc;
+
+#[cfg(not(madsim))]
+use clap::Parser;
+#[cfg(not(madsim))]
+use detcd::{
+    clock::Clock,
+    config::Config,
+    rng::NodeRng,
+    server::{parse_listen_url, Server},
+    storage::RealDisk,
+};
+
+#[cfg(not(madsim))]
+fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("detcd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+fn init_logging(level: &str) {
+    // etcd's levels; panic and fatal log only errors here.
+    let filter = match level {
+        "debug" => "debug",
+        "info" => "info",
+        "warn" => "warn",
+        _ => "error",
+    };
+    tracing_subscriber::fmt().with_env_filter(format!("detcd={filter},warn")).with_target(false).with_writer(std::io::stderr).init();
+}
+
+#[cfg(not(madsim))]
+async fn run(config: Config) -> Result<(), String> {
+    config.validate()?;
+    let addresses = config.listen_client_urls.split(',').map(parse_listen_url).collect::<Result<Vec<_>, _>>()?;
+    let mut listeners = Vec::new();
+    for address in &addresses {
+        let listener = detcd::api::bind(*address).await.map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
+        listeners.push(listener);
+    }
+    let data_dir = config.data_dir();
+    let (server, raft_loop) = Server::start(&config, Arc::new(RealDisk::new()), Clock::new(), NodeRng::from_os())
+        .map_err(|error| format!("cannot start member {:?} with data dir {}: {error}", config.name, data_dir.display()))?;
+    tracing::info!(
+        name = %config.name,
+        data_dir = %data_dir.display(),
+        member = format_args!("{:x}", server.member_id()),
+        cluster = format_args!("{:x}", server.cluster_id()),
+        client_urls = %config.listen_client_urls,
+        "serving client requests"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut serving = Vec::new();
+    for listener in listeners {
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        serving.push(tokio::spawn(detcd::api::serve(server.clone(), listener, shutdown)));
+    }
+    drop(server);
+    let outcome = tokio::select! {
+        biased;
+        signal = shutdown_signal() => {
+            tracing::info!("received {signal}, shutting down");
+            Ok(())
+        }
+        result = raft_loop => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(fatal)) => Err(format!("stopping: {fatal}")),
+            Err(panic) => Err(format!("raft loop crashed: {panic}")),
+        },
+    };
+    let _ = stop.send(true);
+    for task in serving {
+        let _ = task.await;
+    }
+    outcome
+}
+
+#[cfg(not(madsim))]
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}

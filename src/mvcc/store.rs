@@ -1,0 +1,451 @@
+//! `Store`: the revisioned key-value state of one member, in memory.
+//!
+//! The state has two parts, as in etcd: the revision log (etcd's `key`
+//! bucket), which maps every revision to the change made there, and the key
+//! index (etcd's `treeIndex`), which maps every key to its revisions. Reads
+//! find revisions in the key index and values in the revision log.
+
+use std::collections::{btree_map, BTreeMap, BTreeSet};
+
+use super::range::key_bounds;
+use super::{Error, KeyIndex, RangeOptions, RangeResult, Record, Revision, WriteTxn};
+
+/// The current revision of an empty store: the first write gets revision 2,
+/// as in etcd.
+pub const INITIAL_REVISION: i64 = 1;
+
+/// The compact revision of a store that was never compacted (etcd
+/// `compactMainRev` starts at -1, so compacting at 0 is allowed once).
+pub const NEVER_COMPACTED: i64 = -1;
+
+/// The in-memory MVCC state.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Every key with a revision in the revision log, in key order.
+    key_index: BTreeMap<Vec<u8>, KeyIndex>,
+    /// Every change not yet removed by compaction, in revision order.
+    revision_log: BTreeMap<Revision, Record>,
+    /// The revision of the last write transaction that changed something.
+    current_revision: i64,
+    /// No read below this revision is answered; `NEVER_COMPACTED` if none.
+    compact_revision: i64,
+    /// Sum of `Record::size_bytes` over the revision log.
+    size_bytes: u64,
+    /// Number of keys live at the current revision.
+    live_key_count: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Store {
+            key_index: BTreeMap::new(),
+            revision_log: BTreeMap::new(),
+            current_revision: INITIAL_REVISION,
+            compact_revision: NEVER_COMPACTED,
+            size_bytes: 0,
+            live_key_count: 0,
+        }
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current_revision
+    }
+
+    /// The revision of the last compaction, or `NEVER_COMPACTED` (-1).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    /// Number of keys live at the current revision.
+    pub fn key_count(&self) -> usize {
+        self.live_key_count
+    }
+
+    /// Key plus value bytes of every record kept, tombstones and old
+    /// versions included: what the space quota limits.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Number of records in the revision log, tombstones and old versions
+    /// included.
+    pub fn record_count(&self) -> usize {
+        self.revision_log.len()
+    }
+
+    /// The records at main revision `start_main` and later, in revision
+    /// order; the watch layer replays them to catch a watcher up.
+    pub fn records_since(&self, start_main: i64) -> btree_map::Range<'_, Revision, Record> {
+        self.revision_log.range(Revision::new(start_main, 0)..)
+    }
+
+    /// Reads a key range (etcd `store.Range`); see `WriteTxn::range` for a
+    /// read inside a write transaction.
+    pub fn range(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        options: &RangeOptions,
+    ) -> Result<RangeResult, Error> {
+        self.range_keys(key, end, self.current_revision, options)
+    }
+
+    /// Starts a write transaction. It borrows the store mutably, so nothing
+    /// else reads or writes until it ends, as etcd's store lock ensures.
+    pub fn write(&mut self) -> WriteTxn<'_> {
+        WriteTxn::new(self)
+    }
+
+    /// Forgets the history below main revision `revision`: afterwards reads
+    /// at `revision` and later still work, reads below it fail with
+    /// `Compacted` (etcd `store.Compact`, done at once instead of in the
+    /// background).
+    pub fn compact(&mut self, revision: i64) -> Result<(), Error> {
+        if revision <= self.compact_revision {
+            return Err(Error::Compacted);
+        }
+        if revision > self.current_revision {
+            return Err(Error::FutureRevision);
+        }
+        self.compact_revision = revision;
+
+        let mut available = BTreeSet::new();
+        self.key_index.retain(|_, key_index| {
+            key_index.compact(revision, &mut available);
+            !key_index.is_empty()
+        });
+
+        let compacted: Vec<Revision> = self
+            .revision_log
+            .range(..=Revision::new(revision, i64::MAX))
+            .map(|(&record_revision, _)| record_revision)
+            .filter(|record_revision| !available.contains(record_revision))
+            .collect();
+        for record_revision in compacted {
+            let record = self
+                .revision_log
+                .remove(&record_revision)
+                .expect("store: a compacted revision was just listed");
+            self.size_bytes -= record.size_bytes();
+        }
+        Ok(())
+    }
+
+    /// etcd `storeTxnRead.rangeKeys`: reads at `options.rev` as seen by a
+    /// reader whose newest visible revision is `read_revision`.
+    pub(super) fn range_keys(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        read_revision: i64,
+        options: &RangeOptions,
+    ) -> Result<RangeResult, Error> {
+        let mut revision = options.rev;
+        if revision > read_revision {
+            return Err(Error::FutureRevision);
+        }
+        if revision <= 0 {
+            revision = read_revision;
+        }
+        if revision < self.compact_revision {
+            return Err(Error::Compacted);
+        }
+
+        let revisions: Vec<Revision> = self
+            .key_index
+            .range::<[u8], _>(key_bounds(key, end))
+            .filter_map(|(_, key_index)| key_index.get(revision))
+            .map(|key_at| key_at.modified)
+            .collect();
+        let count = revisions.len();
+        if options.count_only {
+            return Ok(RangeResult {
+                kvs: Vec::new(),
+                count,
+                rev: read_revision,
+            });
+        }
+
+        let limit = match usize::try_from(options.limit) {
+            Ok(limit) if limit > 0 => limit.min(count),
+            _ => count,
+        };
+        let kvs = revisions[..limit]
+            .iter()
+            .map(|modified| match self.revision_log.get(modified) {
+                Some(Record::Put(key_value)) => key_value.clone(),
+                // The key index and the revision log disagree: serving
+                // anything now could be wrong data.
+                other => {
+                    panic!("store: key index points at {modified}, revision log has {other:?}")
+                }
+            })
+            .collect();
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: read_revision,
+        })
+    }
+
+    /// The keys in the range that are live at main revision `revision`.
+    pub(super) fn live_keys(&self, key: &[u8], end: Option<&[u8]>, revision: i64) -> Vec<Vec<u8>> {
+        self.key_index
+            .range::<[u8], _>(key_bounds(key, end))
+            .filter(|(_, key_index)| key_index.get(revision).is_some())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The key index entry for `key` as of main revision `revision`.
+    pub(super) fn key_at(&self, key: &[u8], revision: i64) -> Option<super::KeyAt> {
+        self.key_index.get(key)?.get(revision)
+    }
+
+    /// Appends a change of the write transaction at `current_revision + 1`
+    /// to the revision log and the key index.
+    pub(super) fn append(&mut self, revision: Revision, record: Record) {
+        // Changes are only ever appended after the current revision: the
+        // revision log is history and must never be rewritten.
+        assert!(
+            revision.main == self.current_revision + 1,
+            "store: revisions never go backwards: append at {revision} with current revision {}",
+            self.current_revision
+        );
+        let key = record.key();
+        if !self.key_index.contains_key(key) {
+            self.key_index.insert(key.to_vec(), KeyIndex::new());
+        }
+        let key_index = self
+            .key_index
+            .get_mut(key)
+            .expect("store: the key index entry was just ensured");
+        match &record {
+            Record::Put(_) => {
+                if !key_index.is_live() {
+                    self.live_key_count += 1;
+                }
+                key_index.put(revision);
+            }
+            Record::Tombstone { .. } => {
+                // etcd: "cannot tombstone an existing key" is fatal, the
+                // caller only deletes keys it just found live.
+                key_index
+                    .tombstone(revision)
+                    .expect("store: only live keys get a tombstone");
+                self.live_key_count -= 1;
+            }
+        }
+        self.size_bytes += record.size_bytes();
+        let previous = self.revision_log.insert(revision, record);
+        assert!(
+            previous.is_none(),
+            "store: revision {revision} is written once"
+        );
+    }
+
+    /// Ends a write transaction: makes its changes the current revision.
+    pub(super) fn advance_revision(&mut self) {
+        self.current_revision += 1;
+    }
+
+    /// Rebuilds a store from its revision log (etcd `store.restore`):
+    /// replays every record into a fresh key index, then checks that the
+    /// log is exactly what compaction at `compact_revision` leaves behind.
+    /// Anything inconsistent is `Corrupt`; nothing here may panic on input.
+    pub(super) fn from_revision_log(
+        current_revision: i64,
+        compact_revision: i64,
+        revision_log: BTreeMap<Revision, Record>,
+    ) -> Result<Store, Error> {
+        let corrupt = |message: String| Err(Error::Corrupt(message));
+        if current_revision < INITIAL_REVISION {
+            return corrupt(format!(
+                "current revision {current_revision} is below {INITIAL_REVISION}"
+            ));
+        }
+        if compact_revision < NEVER_COMPACTED || compact_revision > current_revision {
+            return corrupt(format!(
+                "compact revision {compact_revision} is outside [{NEVER_COMPACTED}, {current_revision}]"
+            ));
+        }
+        check_revisions_are_contiguous(current_revision, compact_revision, &revision_log)?;
+
+        let mut store = Store {
+            current_revision,
+            compact_revision,
+            ..Store::new()
+        };
+        for (&revision, record) in &revision_log {
+            store.replay(revision, record, compact_revision)?;
+            store.size_bytes += record.size_bytes();
+        }
+        store.live_key_count = store
+            .key_index
+            .values()
+            .filter(|key_index| key_index.is_live())
+            .count();
+
+        if compact_revision >= 0 {
+            // Compacting again at the compact revision must change nothing:
+            // every record at or below it is one compaction keeps.
+            let mut available = BTreeSet::new();
+            for (key, key_index) in &store.key_index {
+                let mut compacted = key_index.clone();
+                compacted.compact(compact_revision, &mut available);
+                if compacted.is_empty() {
+                    return corrupt(format!("key {key:?} has only compacted history"));
+                }
+            }
+            let compacted_range = ..=Revision::new(compact_revision, i64::MAX);
+            if let Some((revision, _)) = revision_log
+                .range(compacted_range)
+                .find(|(revision, _)| !available.contains(revision))
+            {
+                return corrupt(format!("record at {revision} should have been compacted"));
+            }
+        }
+        store.revision_log = revision_log;
+        Ok(store)
+    }
+
+    /// Adds one record of an image to the key index, checking that its
+    /// metadata follows from the records before it.
+    fn replay(
+        &mut self,
+        revision: Revision,
+        record: &Record,
+        compact_revision: i64,
+    ) -> Result<(), Error> {
+        let corrupt =
+            |message: &str| Err(Error::Corrupt(format!("record at {revision}: {message}")));
+        let key_value = match record {
+            Record::Tombstone { key } => {
+                return match self.key_index.get_mut(key.as_slice()) {
+                    Some(key_index) if key_index.is_live() => key_index.tombstone(revision),
+                    _ => corrupt("tombstone of a key that is not live"),
+                };
+            }
+            Record::Put(key_value) => key_value,
+        };
+        if key_value.mod_revision != revision.main {
+            return corrupt("mod revision differs from the revision");
+        }
+        let creates_generation =
+            key_value.create_revision == revision.main && key_value.version == 1;
+        match self.key_index.get_mut(key_value.key.as_slice()) {
+            Some(key_index) if key_index.is_live() => {
+                let generation = key_index
+                    .generations()
+                    .last()
+                    .expect("a live key has a generation");
+                if key_value.create_revision != generation.created().main
+                    || key_value.version != generation.version() + 1
+                {
+                    return corrupt("create revision or version does not follow the previous put");
+                }
+                key_index.put(revision);
+            }
+            Some(key_index) => {
+                if !creates_generation {
+                    return corrupt("a put after a tombstone must create the key");
+                }
+                key_index.put(revision);
+            }
+            None if creates_generation => {
+                let mut key_index = KeyIndex::new();
+                key_index.put(revision);
+                self.key_index.insert(key_value.key.clone(), key_index);
+            }
+            None => {
+                // The first kept record of a key whose older history was
+                // compacted away: only compaction can leave one behind.
+                let plausible = revision.main <= compact_revision
+                    && key_value.version >= 1
+                    && (INITIAL_REVISION + 1..=revision.main).contains(&key_value.create_revision);
+                if !plausible {
+                    return corrupt("the first record of a key does not create it");
+                }
+                // etcd's restore also loses the sub revision of `created`;
+                // only its main revision is ever read.
+                let mut key_index = KeyIndex::new();
+                key_index.restore(
+                    Revision::new(key_value.create_revision, 0),
+                    revision,
+                    key_value.version,
+                );
+                self.key_index.insert(key_value.key.clone(), key_index);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compaction never removes records above the compact revision, and every
+/// write transaction above it left records with sub revisions 0, 1, 2, ...
+/// at consecutive main revisions up to the current revision. Records at or
+/// below the compact revision must still lie in [2, compact revision].
+fn check_revisions_are_contiguous(
+    current_revision: i64,
+    compact_revision: i64,
+    revision_log: &BTreeMap<Revision, Record>,
+) -> Result<(), Error> {
+    if current_revision == i64::MAX {
+        return Err(Error::Corrupt(
+            "current revision has no successor".to_string(),
+        ));
+    }
+    if let Some((revision, _)) = revision_log.first_key_value() {
+        if revision.main <= INITIAL_REVISION {
+            return Err(Error::Corrupt(format!(
+                "record at {revision} is before the first write"
+            )));
+        }
+    }
+    if let Some(revision) = revision_log.keys().find(|revision| revision.sub < 0) {
+        return Err(Error::Corrupt(format!(
+            "record at {revision} has a negative sub revision"
+        )));
+    }
+    if let Some((revision, _)) = revision_log.last_key_value() {
+        if revision.main > current_revision {
+            return Err(Error::Corrupt(format!(
+                "record at {revision} is after the current revision"
+            )));
+        }
+    }
+    // Cannot overflow: compact revision <= current revision < i64::MAX.
+    let first_main = compact_revision.max(INITIAL_REVISION) + 1;
+    // The next revision expected above the compact revision.
+    let mut expected = Revision::new(first_main, 0);
+    for &revision in revision_log
+        .range(Revision::new(first_main, 0)..)
+        .map(|(revision, _)| revision)
+    {
+        let starts_next_main = expected.sub > 0 && revision == Revision::new(expected.main + 1, 0);
+        if revision == expected || starts_next_main {
+            expected = Revision::new(revision.main, revision.sub + 1);
+        } else {
+            return Err(Error::Corrupt(format!(
+                "record at {revision}, expected {expected}"
+            )));
+        }
+    }
+    let complete = if current_revision < first_main {
+        expected == Revision::new(first_main, 0)
+    } else {
+        expected.main == current_revision && expected.sub > 0
+    };
+    if !complete {
+        return Err(Error::Corrupt(format!(
+            "records above the compact revision end before {expected}, current revision is {current_revision}"
+        )));
+    }
+    Ok(())
+}

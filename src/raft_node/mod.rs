@@ -1,0 +1,380 @@
+//! The raft driver: owns raft-rs's `RawNode`, the WAL and the state
+//! machine, and runs the Ready loop. Everything else talks to it through
+//! `Command`s on a bounded channel.
+//!
+//! Ordering of one Ready, and why (raft-rs `Ready` docs; Raft thesis §3.8):
+//! 1. persist new entries and hard state with one fsync for the whole batch
+//!    (group commit) — a vote or an entry counts only once it is durable;
+//! 2. send messages — after persisting, so no peer hears of state we could
+//!    lose in a crash;
+//! 3. apply committed entries and answer their proposers — after commit,
+//!    which raft reports only once a quorum persisted them;
+//! 4. advance, then do the same for the light ready.
+//!
+//! Architecture invariants: the driver is the only writer of the state
+//! machine and of the WAL; nothing here reads the OS clock (ticks come from
+//! the node's `Clock`) or randomness (election timeouts come from
+//! `election`).
+
+mod election;
+mod log_store;
+mod recovery;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, HardState, Snapshot as RaftSnapshot};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::apply::{Response, StateMachine};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::proto::detcdpb::{internal_request::Request, InternalRequest};
+use crate::storage::snapshot::{Snapshot, SnapshotDir};
+use crate::storage::wal::{SnapshotMark, Wal};
+
+pub use election::ElectionTimeouts;
+pub use log_store::LogStore;
+pub use recovery::{NodeConfig, RecoveryError};
+
+/// Commands taken from the channel per loop turn before handling a Ready:
+/// the batch that shares one fsync. Bounded so ticks are never starved.
+pub const COMMAND_BATCH_MAX: usize = 1024;
+/// Entries kept in the in-memory log behind a snapshot, so a slightly
+/// lagging follower can catch up from the log instead of a whole snapshot
+/// (etcd `SnapshotCatchUpEntries`).
+pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
+/// Largest append message raft sends to a follower.
+pub const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
+/// Append messages in flight per follower.
+pub const MAX_INFLIGHT_MSGS: usize = 256;
+
+pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+pub enum Command {
+    /// Replicate and apply a request; answer with its result.
+    Propose { request: Request, reply: Reply<Response> },
+    /// Answer once the state machine has applied everything committed
+    /// before the request (a linearizable read point).
+    ReadIndex { reply: Reply<()> },
+}
+
+/// What request handlers may read without going through the loop.
+#[derive(Debug)]
+pub struct Shared {
+    pub state: RwLock<StateMachine>,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    term: AtomicU64,
+    leader_id: AtomicU64,
+    commit_index: AtomicU64,
+}
+
+impl Shared {
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Relaxed)
+    }
+    pub fn leader_id(&self) -> u64 {
+        self.leader_id.load(Ordering::Relaxed)
+    }
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index.load(Ordering::Relaxed)
+    }
+}
+
+/// A storage failure: the node must stop rather than serve data it cannot
+/// trust (STYLE.md, fatal errors).
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    #[error(transparent)]
+    Wal(#[from] crate::storage::wal::WalError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::storage::snapshot::SnapshotError),
+    #[error("committed entry {index} cannot be decoded: {reason}")]
+    BadEntry { index: u64, reason: String },
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+}
+
+pub struct RaftNode {
+    raw: RawNode<LogStore>,
+    wal: Option<Wal>,
+    snapshots: Arc<SnapshotDir>,
+    shared: Arc<Shared>,
+    election: ElectionTimeouts,
+    max_request_bytes: usize,
+    snapshot_count: u64,
+    /// Index of the newest durable snapshot, and of the one before it (the
+    /// WAL is kept from there, so either can seed recovery).
+    snapshot_indexes: (u64, u64),
+    applied_term: u64,
+    next_proposal_id: u64,
+    proposals: BTreeMap<u64, Reply<Response>>,
+    /// Proposals made while there was no leader, sent once one appears.
+    queued: Vec<(Request, Reply<Response>)>,
+    reads_in_flight: BTreeMap<u64, Reply<()>>,
+    reads_ready: Vec<(u64, Reply<()>)>,
+}
+
+impl RaftNode {
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Runs until the command channel closes (clean shutdown) or storage
+    /// fails (fatal).
+    pub async fn run(mut self, clock: Clock, tick_interval: Duration, mut commands: mpsc::Receiver<Command>) -> Result<(), FatalError> {
+        let mut ticker = clock.interval(tick_interval);
+        loop {
+            tokio::select! {
+                biased;
+                _ = ticker.tick() => {
+                    self.raw.tick();
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { return Ok(()) };
+                    self.handle(command);
+                    for _ in 1..COMMAND_BATCH_MAX {
+                        let Ok(command) = commands.try_recv() else { break };
+                        self.handle(command);
+                    }
+                }
+            }
+            self.election.fix(&mut self.raw);
+            self.on_ready().await?;
+            self.election.fix(&mut self.raw);
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Propose { request, reply } => {
+                if self.raw.raft.leader_id == raft::INVALID_ID {
+                    self.queued.push((request, reply));
+                } else {
+                    self.propose(request, reply);
+                }
+            }
+            Command::ReadIndex { reply } => {
+                let id = self.next_id();
+                self.raw.read_index(id.to_le_bytes().to_vec());
+                self.reads_in_flight.insert(id, reply);
+            }
+        }
+        self.election.fix(&mut self.raw);
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_proposal_id = self.next_proposal_id.wrapping_add(1);
+        self.next_proposal_id
+    }
+
+    fn propose(&mut self, request: Request, reply: Reply<Response>) {
+        let id = self.next_id();
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > self.max_request_bytes {
+            let _ = reply.send(Err(Error::RequestTooLarge));
+            return;
+        }
+        match self.raw.propose(vec![], data) {
+            Ok(()) => {
+                self.proposals.insert(id, reply);
+            }
+            Err(_) => {
+                let _ = reply.send(Err(Error::NoLeader));
+            }
+        }
+    }
+
+    async fn on_ready(&mut self) -> Result<(), FatalError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if let Some(soft_state) = ready.ss() {
+            self.on_leader_change(soft_state.leader_id, soft_state.raft_state);
+        }
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone()).await?;
+        }
+        // 1. Persist, one fsync for everything in this Ready.
+        self.persist(ready.entries().clone(), ready.hs().cloned()).await?;
+        let store = self.raw.mut_store();
+        store.append(ready.entries());
+        if let Some(hard_state) = ready.hs() {
+            store.set_hard_state(hard_state.clone());
+        }
+        // 2. Send (a single member has no peers; the cluster issue adds the transport).
+        drop(ready.take_messages());
+        drop(ready.take_persisted_messages());
+        for read_state in ready.take_read_states() {
+            let id = u64::from_le_bytes(read_state.request_ctx.as_slice().try_into().unwrap_or_default());
+            if let Some(reply) = self.reads_in_flight.remove(&id) {
+                self.reads_ready.push((read_state.index, reply));
+            }
+        }
+        // 3. Apply.
+        self.apply(ready.take_committed_entries())?;
+        // 4. Advance, and handle what the light ready adds.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+            // Buffered: the next group commit makes it durable. Recovery
+            // never needs it to be current (see `recovery`).
+            let hard_state = self.raw.store().hard_state().clone();
+            self.wal.as_mut().expect("wal present").append(&[], Some(&hard_state));
+        }
+        drop(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.publish_status();
+        self.answer_reads();
+        self.maybe_snapshot().await?;
+        Ok(())
+    }
+
+    async fn persist(&mut self, entries: Vec<Entry>, hard_state: Option<HardState>) -> Result<(), FatalError> {
+        let mut wal = self.wal.take().expect("wal present");
+        // fsync takes milliseconds: keep it off the async runtime.
+        let (wal, result) = crate::storage::blocking::run(move || {
+            wal.append(&entries, hard_state.as_ref());
+            let result = wal.sync();
+            (wal, result)
+        })
+        .await;
+        self.wal = Some(wal);
+        Ok(result?)
+    }
+
+    fn on_leader_change(&mut self, leader_id: u64, role: StateRole) {
+        let previous = self.shared.leader_id.swap(leader_id, Ordering::Relaxed);
+        if previous != leader_id {
+            tracing::info!(member = format_args!("{:x}", self.shared.member_id), leader = format_args!("{leader_id:x}"), ?role, "leader changed");
+            // A read index taken under the old leader may not be served
+            // (etcd #20418): fail the waiting reads instead.
+            if previous != raft::INVALID_ID {
+                for (_, reply) in std::mem::take(&mut self.reads_in_flight) {
+                    let _ = reply.send(Err(Error::LeaderChanged));
+                }
+            }
+        }
+        if leader_id != raft::INVALID_ID {
+            for (request, reply) in std::mem::take(&mut self.queued) {
+                self.propose(request, reply);
+            }
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), FatalError> {
+        for entry in entries {
+            self.applied_term = entry.term;
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    // A new leader's empty entry.
+                    self.shared.state.write().expect("state lock").skip(entry.index);
+                }
+                EntryType::EntryNormal => self.apply_request(&entry)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
+        let request = InternalRequest::decode(&entry.data[..])
+            .map_err(|error| FatalError::BadEntry { index: entry.index, reason: error.to_string() })?;
+        let result = self.shared.state.write().expect("state lock").apply(entry.index, request.request.as_ref());
+        if let (Some(result), Some(reply)) = (result, self.proposals.remove(&request.id)) {
+            let _ = reply.send(result);
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), FatalError> {
+        let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
+            let mut change = ConfChange::default();
+            change.merge_from_bytes(&entry.data).map_err(|e| FatalError::BadEntry { index: entry.index, reason: e.to_string() })?;
+            self.raw.apply_conf_change(&change)?
+        } else {
+            let mut change = ConfChangeV2::default();
+            change.merge_from_bytes(&entry.data).map_err(|e| FatalError::BadEntry { index: entry.index, reason: e.to_string() })?;
+            self.raw.apply_conf_change(&change)?
+        };
+        self.raw.mut_store().set_conf_state(conf_state);
+        self.shared.state.write().expect("state lock").skip(entry.index);
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        self.shared.term.store(self.raw.raft.term, Ordering::Relaxed);
+        self.shared.commit_index.store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.shared.state.read().expect("state lock").applied_index();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready).into_iter().partition(|(index, _)| *index <= applied);
+        self.reads_ready = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Every `--snapshot-count` applied entries: save a snapshot, mark it in
+    /// the WAL, release WAL segments and log entries it makes unnecessary.
+    async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
+        let (image, applied) = {
+            let state = self.shared.state.read().expect("state lock");
+            if state.applied_index() < self.snapshot_indexes.0 + self.snapshot_count {
+                return Ok(());
+            }
+            (state.encode(), state.applied_index())
+        };
+        let snapshot = Snapshot { index: applied, term: self.applied_term, conf_state: self.raw.store().conf_state().clone(), state: image };
+        let snapshots = self.snapshots.clone();
+        let mut wal = self.wal.take().expect("wal present");
+        let hard_state = self.raw.store().hard_state().clone();
+        let previous = self.snapshot_indexes.0;
+        let (wal, result, snapshot) = crate::storage::blocking::run(move || {
+            let result = (|| -> Result<(), FatalError> {
+                snapshots.save(&snapshot)?;
+                // The hard state goes first so its commit covers the mark:
+                // recovery must never see a snapshot beyond the commit index.
+                wal.append(&[], Some(&hard_state));
+                wal.mark_snapshot(SnapshotMark { index: snapshot.index, term: snapshot.term });
+                wal.sync()?;
+                wal.release_to(previous)?;
+                Ok(())
+            })();
+            (wal, result, snapshot)
+        })
+        .await;
+        self.wal = Some(wal);
+        result?;
+        tracing::info!(index = snapshot.index, term = snapshot.term, "saved snapshot");
+        self.snapshot_indexes = (snapshot.index, previous);
+        let store = self.raw.mut_store();
+        store.compact(snapshot.index.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES));
+        store.set_snapshot(to_raft_snapshot(&snapshot));
+        Ok(())
+    }
+
+    async fn install_snapshot(&mut self, _snapshot: RaftSnapshot) -> Result<(), FatalError> {
+        // Only a leader sends snapshots, and a single member is always its
+        // own leader; the cluster issue installs them here.
+        unimplemented!("snapshot installation arrives with the replicated cluster")
+    }
+}
+
+fn to_raft_snapshot(snapshot: &Snapshot) -> RaftSnapshot {
+    let mut raft_snapshot = RaftSnapshot { data: snapshot.encode().into(), ..RaftSnapshot::default() };
+    let metadata = raft_snapshot.mut_metadata();
+    metadata.index = snapshot.index;
+    metadata.term = snapshot.term;
+    metadata.set_conf_state(snapshot.conf_state.clone());
+    raft_snapshot
+}

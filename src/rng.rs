@@ -1,0 +1,51 @@
+//! The randomness seam: a per-node seeded generator.
+//!
+//! Production seeds it from the OS once at start; simulation seeds it from
+//! the run's seed, so one number decides every draw the node makes.
+#![allow(clippy::disallowed_methods)] // The one module allowed to draw OS randomness (clippy.toml).
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A node's random source. Not shared between nodes.
+#[derive(Clone, Debug)]
+pub struct NodeRng {
+    seed: u64,
+    rng: ChaCha8Rng,
+}
+
+impl NodeRng {
+    pub fn from_seed(seed: u64) -> NodeRng {
+        NodeRng { seed, rng: ChaCha8Rng::seed_from_u64(seed) }
+    }
+
+    /// Seeds from the operating system (in madsim, from the simulation seed).
+    pub fn from_os() -> NodeRng {
+        NodeRng::from_seed(rand::random::<u64>())
+    }
+
+    /// The seed this generator started from; raft's election timeouts are
+    /// derived from it (see `raft_node::election`).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+}
+
+/// A stable 64-bit FNV-1a hash, for values that must be identical across
+/// processes and runs (std's hasher is randomly keyed).
+pub fn stable_hash(words: &[u64]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut hash = OFFSET;
+    for word in words {
+        for byte in word.to_le_bytes() {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}

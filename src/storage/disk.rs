@@ -1,0 +1,47 @@
+//! The disk seam: every byte the node persists goes through a `Disk`.
+//!
+//! Paths are plain `Path`s, but only the storage modules hold them. The
+//! contract is the POSIX durability contract, stated so the simulated disk
+//! can model it honestly: data written to a file is durable only after
+//! `sync(file)`, and a created, renamed or removed name is durable only
+//! after `sync_dir(parent)`.
+
+use std::io;
+use std::path::Path;
+
+pub trait Disk: Send + Sync + 'static {
+    /// Creates the directory and its parents (no-op if it exists).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names (not paths) of the files in `dir`, sorted.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// The whole content of a file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Creates an empty file, replacing any file of that name.
+    fn create(&self, path: &Path) -> io::Result<()>;
+    /// Appends to an existing file.
+    fn append(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// Cuts a file down to `len` bytes.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Makes the file's data durable (fdatasync).
+    fn sync(&self, path: &Path) -> io::Result<()>;
+    /// Atomically renames a file (durable after `sync_dir`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file (durable after `sync_dir`).
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// Writes a whole file crash-safely: temp file, fsync, rename, fsync dir.
+/// After a crash either the old content or the new one is there, never a mix.
+pub fn write_atomically(disk: &dyn Disk, path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let mut temp_name = path.file_name().ok_or_else(|| io::Error::other("path has no name"))?.to_os_string();
+    temp_name.push(".tmp");
+    let temp = dir.join(temp_name);
+    disk.create(&temp)?;
+    disk.append(&temp, data)?;
+    disk.sync(&temp)?;
+    disk.rename(&temp, path)?;
+    disk.sync_dir(dir)
+}

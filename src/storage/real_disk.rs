@@ -1,0 +1,90 @@
+//! The production `Disk`: std::fs with fsync of files and directories.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // The one module allowed to touch files (clippy.toml).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::disk::Disk;
+
+/// Files appended to are kept open so a WAL append is one write(2), not an
+/// open/write/close triple.
+#[derive(Debug, Default)]
+pub struct RealDisk {
+    open_files: Mutex<BTreeMap<PathBuf, File>>,
+}
+
+impl RealDisk {
+    pub fn new() -> RealDisk {
+        RealDisk::default()
+    }
+
+    fn with_file<T>(&self, path: &Path, f: impl FnOnce(&mut File) -> io::Result<T>) -> io::Result<T> {
+        let mut files = self.open_files.lock().expect("disk lock poisoned");
+        if !files.contains_key(path) {
+            let file = OpenOptions::new().append(true).open(path)?;
+            files.insert(path.to_path_buf(), file);
+        }
+        f(files.get_mut(path).expect("just inserted"))
+    }
+
+    fn forget(&self, path: &Path) {
+        self.open_files.lock().expect("disk lock poisoned").remove(path);
+    }
+}
+
+impl Disk for RealDisk {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<()> {
+        self.forget(path);
+        File::create(path).map(drop)
+    }
+
+    fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.with_file(path, |file| file.write_all(data))
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.with_file(path, |file| file.set_len(len))
+    }
+
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        self.with_file(path, |file| file.sync_data())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.forget(from);
+        self.forget(to);
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.forget(path);
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}

@@ -1,0 +1,86 @@
+//! CRC-framed records, the unit of the WAL.
+//!
+//! Frame: payload length (u32 LE) | record type (u8) | CRC32C (u32 LE) over
+//! length, type and payload | payload. A frame that does not check out is
+//! either a torn tail or corruption; `wal` decides which.
+
+use thiserror::Error;
+
+pub const HEADER_BYTES: usize = 9;
+
+/// No record is larger: a raft entry is bounded by --max-request-bytes
+/// (at most `config::MAX_REQUEST_BYTES_LIMIT`) plus framing, and a length
+/// above this is taken as garbage rather than allocated.
+pub const RECORD_PAYLOAD_MAX: usize = 512 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordType {
+    /// Member and cluster id of the node that owns the log.
+    Metadata = 1,
+    /// A raft log entry (raft's protobuf encoding).
+    Entry = 2,
+    /// Raft term, vote and commit index.
+    HardState = 3,
+    /// A snapshot was saved at (index, term); entries up to it may be gone.
+    Snapshot = 4,
+    /// The raft configuration at bootstrap.
+    ConfState = 5,
+}
+
+impl RecordType {
+    fn from_byte(byte: u8) -> Option<RecordType> {
+        Some(match byte {
+            1 => RecordType::Metadata,
+            2 => RecordType::Entry,
+            3 => RecordType::HardState,
+            4 => RecordType::Snapshot,
+            5 => RecordType::ConfState,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes than the header or the declared payload: a torn write.
+    #[error("truncated record")]
+    Truncated,
+    /// The bytes are all there but do not check out.
+    #[error("bad record: {0}")]
+    Bad(&'static str),
+}
+
+pub fn encode(record_type: RecordType, payload: &[u8], out: &mut Vec<u8>) {
+    assert!(payload.len() <= RECORD_PAYLOAD_MAX, "record payload exceeds RECORD_PAYLOAD_MAX");
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&len), &[record_type as u8]), payload);
+    out.extend_from_slice(&len);
+    out.push(record_type as u8);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Decodes the record at the start of `bytes`: its type, payload and the
+/// total number of bytes it occupies.
+pub fn decode(bytes: &[u8]) -> Result<(RecordType, &[u8], usize), DecodeError> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(DecodeError::Truncated);
+    }
+    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    if len > RECORD_PAYLOAD_MAX {
+        return Err(DecodeError::Bad("length over RECORD_PAYLOAD_MAX"));
+    }
+    let total = HEADER_BYTES + len;
+    if bytes.len() < total {
+        return Err(DecodeError::Truncated);
+    }
+    let stored_crc = u32::from_le_bytes(bytes[5..9].try_into().expect("4 bytes"));
+    let payload = &bytes[HEADER_BYTES..total];
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..5]), payload);
+    if crc != stored_crc {
+        return Err(DecodeError::Bad("checksum mismatch"));
+    }
+    let record_type = RecordType::from_byte(bytes[4]).ok_or(DecodeError::Bad("unknown record type"))?;
+    Ok((record_type, payload, total))
+}

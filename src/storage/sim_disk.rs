@@ -1,0 +1,281 @@
+//! An in-memory `Disk` for the simulator that models durability honestly.
+//!
+//! It outlives node restarts (the simulator keeps one per node). Bytes
+//! written but not synced are lost when the node crashes, except for a
+//! possibly torn prefix of the unsynced tail; names created, renamed or
+//! removed are undone by a crash unless their directory was synced. The
+//! nemesis can also make the disk full. madsim's own fs models none of
+//! this, which is why this file exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::disk::Disk;
+
+/// Torn writes happen at sector granularity.
+pub const SECTOR_BYTES: usize = 512;
+
+#[derive(Debug, Default)]
+pub struct SimDisk {
+    state: Mutex<State>,
+}
+
+/// Faults the nemesis switches on and off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskFaults {
+    /// Every write fails with "no space left on device".
+    pub full: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_inode: u64,
+    inodes: BTreeMap<u64, Inode>,
+    names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    dirs: BTreeSet<PathBuf>,
+    faults: DiskFaults,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    /// True while every change since the last sync was an append, so a
+    /// crash may leave a torn prefix of the appended bytes.
+    appended_only: bool,
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+}
+
+impl SimDisk {
+    pub fn new() -> SimDisk {
+        SimDisk::default()
+    }
+
+    pub fn set_faults(&self, faults: DiskFaults) {
+        self.lock().faults = faults;
+    }
+
+    /// Simulates power loss: everything not durable is dropped. `torn_seed`
+    /// decides how much of each file's unsynced appended tail survives.
+    pub fn crash(&self, torn_seed: u64) {
+        let mut state = self.lock();
+        state.names = state.durable_names.clone();
+        let live: BTreeSet<u64> = state.names.values().copied().collect();
+        state.inodes.retain(|id, _| live.contains(id));
+        let mut draw = torn_seed;
+        for inode in state.inodes.values_mut() {
+            let mut survived = inode.durable.clone();
+            if inode.appended_only && inode.data.len() > inode.durable.len() {
+                draw = crate::rng::stable_hash(&[draw, inode.data.len() as u64]);
+                let unsynced = inode.data.len() - inode.durable.len();
+                let sectors = unsynced.div_ceil(SECTOR_BYTES);
+                let kept = ((draw % (sectors as u64 + 1)) as usize * SECTOR_BYTES).min(unsynced);
+                survived.extend_from_slice(&inode.data[inode.durable.len()..inode.durable.len() + kept]);
+            }
+            inode.data = survived.clone();
+            inode.durable = survived;
+            inode.appended_only = true;
+        }
+    }
+
+    /// Total bytes held, for tests and reports.
+    pub fn used_bytes(&self) -> usize {
+        self.lock().inodes.values().map(|inode| inode.data.len()).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("sim disk lock poisoned")
+    }
+}
+
+impl State {
+    fn inode_mut(&mut self, path: &Path) -> io::Result<&mut Inode> {
+        let id = *self.names.get(path).ok_or_else(|| not_found(path))?;
+        Ok(self.inodes.get_mut(&id).expect("named inode exists"))
+    }
+
+    fn check_space(&self) -> io::Result<()> {
+        if self.faults.full {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+        }
+        Ok(())
+    }
+
+    fn check_dir(&self, path: &Path) -> io::Result<()> {
+        match path.parent() {
+            Some(dir) if !self.dirs.contains(dir) => Err(not_found(dir)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Disk for SimDisk {
+    /// Directories are durable at once: the storage code creates them only
+    /// at bootstrap, before anything is acknowledged.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        for ancestor in dir.ancestors() {
+            state.dirs.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let state = self.lock();
+        if !state.dirs.contains(dir) {
+            return Err(not_found(dir));
+        }
+        let names = state.names.keys().filter(|path| path.parent() == Some(dir));
+        Ok(names.filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned()).collect())
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut state = self.lock();
+        Ok(state.inode_mut(path)?.data.clone())
+    }
+
+    fn create(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.check_space()?;
+        state.check_dir(path)?;
+        if let Ok(inode) = state.inode_mut(path) {
+            inode.data.clear();
+            inode.appended_only = false;
+            return Ok(());
+        }
+        state.next_inode += 1;
+        let id = state.next_inode;
+        state.inodes.insert(id, Inode { appended_only: true, ..Inode::default() });
+        state.names.insert(path.to_path_buf(), id);
+        Ok(())
+    }
+
+    fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        state.check_space()?;
+        state.inode_mut(path)?.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut state = self.lock();
+        let inode = state.inode_mut(path)?;
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        if len < inode.data.len() {
+            inode.data.truncate(len);
+            if len < inode.durable.len() {
+                inode.appended_only = false;
+            }
+        } else {
+            inode.data.resize(len, 0);
+        }
+        Ok(())
+    }
+
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        let inode = state.inode_mut(path)?;
+        if inode.appended_only {
+            let start = inode.durable.len();
+            let appended = inode.data[start..].to_vec();
+            inode.durable.extend_from_slice(&appended);
+        } else {
+            inode.durable = inode.data.clone();
+        }
+        inode.appended_only = true;
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.check_dir(to)?;
+        let id = state.names.remove(from).ok_or_else(|| not_found(from))?;
+        state.names.insert(to.to_path_buf(), id);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        state.names.remove(path).ok_or_else(|| not_found(path))?;
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        let in_dir = |path: &PathBuf| path.parent() == Some(dir);
+        let current: Vec<(PathBuf, u64)> =
+            state.names.iter().filter(|(path, _)| in_dir(path)).map(|(p, id)| (p.clone(), *id)).collect();
+        state.durable_names.retain(|path, _| !in_dir(path));
+        state.durable_names.extend(current);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk_with_dir() -> (SimDisk, PathBuf) {
+        let disk = SimDisk::new();
+        let dir = PathBuf::from("/data");
+        disk.create_dir_all(&dir).unwrap();
+        (disk, dir)
+    }
+
+    #[test]
+    fn unsynced_file_vanishes_on_crash() {
+        let (disk, dir) = disk_with_dir();
+        let file = dir.join("a");
+        disk.create(&file).unwrap();
+        disk.append(&file, b"hello").unwrap();
+        disk.sync(&file).unwrap();
+        disk.crash(1);
+        assert!(disk.read(&file).is_err(), "a name is durable only after sync_dir");
+    }
+
+    #[test]
+    fn synced_data_survives_and_unsynced_tail_is_at_most_torn() {
+        let (disk, dir) = disk_with_dir();
+        let file = dir.join("a");
+        disk.create(&file).unwrap();
+        disk.sync_dir(&dir).unwrap();
+        disk.append(&file, &[1u8; 100]).unwrap();
+        disk.sync(&file).unwrap();
+        disk.append(&file, &[2u8; 5000]).unwrap();
+        for seed in 0..20 {
+            disk.crash(seed);
+            let data = disk.read(&file).unwrap();
+            assert!(data.len() >= 100, "synced bytes are never lost");
+            assert_eq!(&data[..100], &[1u8; 100][..]);
+            assert!(data[100..].iter().all(|&b| b == 2), "only a prefix of the unsynced tail survives");
+        }
+    }
+
+    #[test]
+    fn rename_is_undone_without_sync_dir() {
+        let (disk, dir) = disk_with_dir();
+        let (temp, target) = (dir.join("t.tmp"), dir.join("t"));
+        disk.create(&temp).unwrap();
+        disk.append(&temp, b"x").unwrap();
+        disk.sync(&temp).unwrap();
+        disk.sync_dir(&dir).unwrap();
+        disk.rename(&temp, &target).unwrap();
+        disk.crash(7);
+        assert!(disk.read(&target).is_err());
+        assert_eq!(disk.read(&temp).unwrap(), b"x");
+    }
+
+    #[test]
+    fn full_disk_refuses_writes() {
+        let (disk, dir) = disk_with_dir();
+        disk.set_faults(DiskFaults { full: true });
+        let error = disk.create(&dir.join("a")).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+    }
+}

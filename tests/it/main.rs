@@ -1,0 +1,11 @@
+//! Integration tests of the real `detcd` binary: etcdctl 3.4 against detcd
+//! and the reference etcd 3.4.23, durability under kill -9, and flags.
+//! One test binary for the whole crate keeps link times down.
+#![cfg(not(madsim))]
+// Integration tests drive real processes, files and sockets: outside the core.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod durability;
+mod etcdctl_diff;
+mod flags;
+mod support;

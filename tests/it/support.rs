@@ -1,0 +1,159 @@
+//! Real processes for the integration tests: detcd (this build), the
+//! reference etcd 3.4.23 and etcdctl 3.4 (Debian `etcd-server` and
+//! `etcd-client`), each on its own loopback ports and temp data dir.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a freshly started server may take to answer. Generous: the CI
+/// machine is shared and slow; this bounds a hang, it measures nothing.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Which server binary to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Detcd,
+    Etcd,
+}
+
+impl Flavor {
+    fn binary(self) -> PathBuf {
+        match self {
+            Flavor::Detcd => PathBuf::from(env!("CARGO_BIN_EXE_detcd")),
+            Flavor::Etcd => which("etcd").expect("the reference etcd 3.4.23 is missing: apt-get install etcd-server"),
+        }
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.is_file()))
+}
+
+pub struct ServerProcess {
+    pub flavor: Flavor,
+    pub client_url: String,
+    pub data_dir: PathBuf,
+    peer_url: String,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    log_path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl ServerProcess {
+    /// Starts a single-member server with a fresh data dir and waits until
+    /// it answers a linearizable read.
+    pub fn start(flavor: Flavor, extra_args: &[&str]) -> ServerProcess {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().join("member.etcd");
+        let mut server = ServerProcess {
+            flavor,
+            client_url: format!("http://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            data_dir,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            child: None,
+            log_path: temp.path().join("server.log"),
+            _temp: Some(temp),
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts (again) on the same data dir and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let mut command = Command::new(self.flavor.binary());
+        command
+            .args(["--name", "it", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &self.client_url, "--advertise-client-urls", &self.client_url])
+            .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])
+            .args(["--initial-cluster", &format!("it={}", self.peer_url)])
+            .args(&self.extra_args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(command.spawn().expect("server starts"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let probe = etcdctl(&self.client_url, &["get", "readiness-probe", "--command-timeout=2s"], None);
+            if probe.status.success() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{:?} exited with {status} before serving:\n{}", self.flavor, self.log());
+            }
+            assert!(Instant::now() < deadline, "{:?} did not answer within {START_TIMEOUT:?}:\n{}", self.flavor, self.log());
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().ok()?.code()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        etcdctl(&self.client_url, args, None)
+    }
+
+    pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        etcdctl(&self.client_url, args, Some(stdin))
+    }
+
+    /// Runs etcdctl and insists it succeeded.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let output = self.ctl(args);
+        assert!(output.status.success(), "etcdctl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new("etcdctl");
+    command.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(args);
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("etcdctl is missing: apt-get install etcd-client");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs the detcd binary with `args` and no server expected to stay up.
+pub fn detcd_once(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_detcd")).args(args).current_dir(cwd).output().unwrap()
+}
