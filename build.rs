@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/authpb/auth.proto",
     "proto/etcdserverpb/rpc.proto",
     "proto/detcd/internal.proto",
+    "proto/detcd/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apply;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod membership;
@@ -14,3 +15,4 @@ pub mod raft_node;
 pub mod rng;
 pub mod server;
 pub mod storage;
+pub mod transport;

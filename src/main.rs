@@ -19,8 +19,9 @@ use detcd::{
     clock::Clock,
     config::Config,
     rng::NodeRng,
-    server::{parse_listen_url, Server},
+    server::{parse_listen_url, Server, Started},
     storage::RealDisk,
+    transport::DeliverAll,
 };
 
 #[cfg(not(madsim))]
@@ -53,31 +54,39 @@ fn init_logging(level: &str) {
 #[cfg(not(madsim))]
 async fn run(config: Config) -> Result<(), String> {
     config.validate()?;
-    let addresses = config.listen_client_urls.split(',').map(parse_listen_url).collect::<Result<Vec<_>, _>>()?;
-    let mut listeners = Vec::new();
-    for address in &addresses {
-        let listener = detcd::api::bind(*address).await.map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
-        listeners.push(listener);
-    }
+    let client_listeners = bind_all(&config.listen_client_urls).await?;
+    let peer_listeners = bind_all(&config.listen_peer_urls).await?;
     let data_dir = config.data_dir();
-    let (server, raft_loop) = Server::start(&config, Arc::new(RealDisk::new()), Clock::new(), NodeRng::from_os())
-        .map_err(|error| format!("cannot start member {:?} with data dir {}: {error}", config.name, data_dir.display()))?;
+    let Started { server, raft_loop, peer_service } =
+        Server::start(&config, Arc::new(RealDisk::new()), Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll))
+            .map_err(|error| format!("cannot start member {:?} with data dir {}: {error}", config.name, data_dir.display()))?;
     tracing::info!(
         name = %config.name,
         data_dir = %data_dir.display(),
         member = format_args!("{:x}", server.member_id()),
         cluster = format_args!("{:x}", server.cluster_id()),
         client_urls = %config.listen_client_urls,
-        "serving client requests"
+        peer_urls = %config.listen_peer_urls,
+        "serving client and peer requests"
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut serving = Vec::new();
-    for listener in listeners {
+    let shutdown = move || {
         let mut stopped = stopped.clone();
-        let shutdown = async move {
+        async move {
             let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut serving = Vec::new();
+    for listener in client_listeners {
+        serving.push(tokio::spawn(detcd::api::serve(server.clone(), listener, shutdown())));
+    }
+    let mut peer_service = Some(peer_service);
+    for listener in peer_listeners {
+        // One raft service: it owns the sender into the raft loop.
+        let Some(service) = peer_service.take() else {
+            return Err("only one --listen-peer-urls address is supported yet".into());
         };
-        serving.push(tokio::spawn(detcd::api::serve(server.clone(), listener, shutdown)));
+        serving.push(tokio::spawn(detcd::api::serve_peers(service, listener, shutdown())));
     }
     drop(server);
     let outcome = tokio::select! {
@@ -97,6 +106,17 @@ async fn run(config: Config) -> Result<(), String> {
         let _ = task.await;
     }
     outcome
+}
+
+#[cfg(not(madsim))]
+async fn bind_all(urls: &str) -> Result<Vec<tokio::net::TcpListener>, String> {
+    let mut listeners = Vec::new();
+    for url in urls.split(',') {
+        let address = parse_listen_url(url)?;
+        let listener = detcd::api::bind(address).await.map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 #[cfg(not(madsim))]

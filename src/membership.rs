@@ -6,11 +6,66 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
     pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
+    /// Empty until the member publishes them after it starts (etcd too).
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// The replicated member registry, part of the state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    by_id: BTreeMap<u64, Member>,
+}
+
+impl Members {
+    pub fn new(members: impl IntoIterator<Item = Member>) -> Members {
+        Members { by_id: members.into_iter().map(|member| (member.id, member)).collect() }
+    }
+
+    /// Members in id order, as etcd lists them.
+    pub fn list(&self) -> impl Iterator<Item = &Member> {
+        self.by_id.values()
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Member> {
+        self.by_id.get(&id)
+    }
+
+    /// Records what a running member published about itself; a member not
+    /// in the registry (removed meanwhile) is ignored, as in etcd.
+    pub fn publish(&mut self, id: u64, name: &str, client_urls: &[String]) {
+        if let Some(member) = self.by_id.get_mut(&id) {
+            member.name = name.to_string();
+            member.client_urls = client_urls.to_vec();
+        }
+    }
+
+    pub fn encode(&self, writer: &mut crate::codec::Writer) {
+        writer.u64(self.by_id.len() as u64);
+        for member in self.by_id.values() {
+            writer.u64(member.id).bytes(member.name.as_bytes()).strings(&member.peer_urls).strings(&member.client_urls);
+            writer.u8(member.is_learner as u8);
+        }
+    }
+
+    pub fn decode(reader: &mut crate::codec::Reader<'_>) -> Result<Members, String> {
+        let count = reader.u64()?;
+        let mut members = Vec::new();
+        for _ in 0..count {
+            let id = reader.u64()?;
+            let name = reader.string()?;
+            let peer_urls = reader.strings()?;
+            let client_urls = reader.strings()?;
+            let is_learner = reader.u8()? != 0;
+            members.push(Member { id, name, peer_urls, client_urls, is_learner });
+        }
+        Ok(Members::new(members))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +127,7 @@ impl InitialCluster {
         }
         let mut members: Vec<Member> = urls_by_name
             .into_iter()
-            .map(|(name, peer_urls)| Member { id: member_id(&peer_urls, token), name, peer_urls })
+            .map(|(name, peer_urls)| Member { id: member_id(&peer_urls, token), name, peer_urls, ..Member::default() })
             .collect();
         members.sort_by_key(|member| member.id);
         if let Some(pair) = members.windows(2).find(|pair| pair[0].id == pair[1].id) {

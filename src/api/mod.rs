@@ -1,11 +1,14 @@
-//! The gRPC front: etcd's six v3 services over tonic. The only module that
-//! knows gRPC; it validates requests, calls `server`, and maps errors to
+//! The gRPC front: etcd's six v3 services over tonic, and the serving of
+//! the peer service `transport` defines. With `transport`, the only code
+//! that knows gRPC; it validates requests, calls `server`, and maps errors to
 //! etcd's statuses in `status`.
 //!
 //! Services not built yet are registered with stubs (`unimplemented.rs`), so
 //! every etcd RPC answers — those with gRPC `Unimplemented` naming the RPC.
 
+mod cluster;
 mod kv;
+mod maintenance;
 mod unimplemented;
 pub mod status;
 pub mod validate;
@@ -19,18 +22,20 @@ use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use crate::proto::detcdpb::raft_server::RaftServer;
 use crate::server::Server;
+use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
 use unimplemented::NotYetImplemented;
 
 
 fn router(server: Server) -> tonic::transport::server::Router {
     let max_message_bytes = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::transport::Server::builder()
-        .add_service(KvServer::new(kv::KvService { server }).max_decoding_message_size(max_message_bytes))
+        .add_service(KvServer::new(kv::KvService { server: server.clone() }).max_decoding_message_size(max_message_bytes))
         .add_service(WatchServer::new(NotYetImplemented))
         .add_service(LeaseServer::new(NotYetImplemented))
-        .add_service(ClusterServer::new(NotYetImplemented))
-        .add_service(MaintenanceServer::new(NotYetImplemented))
+        .add_service(ClusterServer::new(cluster::ClusterService { server: server.clone() }))
+        .add_service(MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() }))
         .add_service(AuthServer::new(NotYetImplemented))
 }
 
@@ -49,6 +54,28 @@ pub async fn serve(
 #[cfg(madsim)]
 pub async fn serve(server: Server, address: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
     router(server).serve_with_shutdown(address, shutdown).await
+}
+
+fn peer_router(service: RaftService) -> tonic::transport::server::Router {
+    let raft = RaftServer::new(service).max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
+    tonic::transport::Server::builder().add_service(raft)
+}
+
+/// Serves the peer (raft) service on an already bound listener.
+#[cfg(not(madsim))]
+pub async fn serve_peers(
+    service: RaftService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    peer_router(service).serve_with_incoming_shutdown(incoming, shutdown).await
+}
+
+/// Serves the peer (raft) service on the simulated network.
+#[cfg(madsim)]
+pub async fn serve_peers(service: RaftService, address: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
+    peer_router(service).serve_with_shutdown(address, shutdown).await
 }
 
 #[cfg(not(madsim))]

@@ -17,7 +17,10 @@ pub fn code(error: &Error) -> Code {
         Error::Compacted | Error::FutureRevision => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
-        Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout => Code::Unavailable,
+        Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout | Error::LeaderTransferTimeout => {
+            Code::Unavailable
+        }
+        Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
         Error::Corrupt => Code::DataLoss,
         Error::Unimplemented(_) => Code::Unimplemented,
     }

@@ -7,30 +7,25 @@ use futures::stream::Empty;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::etcdserverpb::{
-    auth_server::Auth, cluster_server::Cluster, lease_server::Lease,
-    maintenance_server::Maintenance, watch_server::Watch, AlarmRequest, AlarmResponse,
-    AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
-    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse,
-    AuthRoleGetRequest, AuthRoleGetResponse, AuthRoleGrantPermissionRequest,
-    AuthRoleGrantPermissionResponse, AuthRoleListRequest, AuthRoleListResponse,
-    AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
-    AuthUserAddResponse, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse,
-    AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGetRequest, AuthUserGetResponse,
-    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthUserListRequest, AuthUserListResponse,
+    auth_server::Auth, lease_server::Lease, watch_server::Watch, AuthDisableRequest,
+    AuthDisableResponse, AuthEnableRequest, AuthEnableResponse, AuthRoleAddRequest,
+    AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest,
+    AuthRoleGetResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
+    AuthRoleListRequest, AuthRoleListResponse, AuthRoleRevokePermissionRequest,
+    AuthRoleRevokePermissionResponse, AuthUserAddRequest, AuthUserAddResponse,
+    AuthUserChangePasswordRequest, AuthUserChangePasswordResponse, AuthUserDeleteRequest,
+    AuthUserDeleteResponse, AuthUserGetRequest, AuthUserGetResponse, AuthUserGrantRoleRequest,
+    AuthUserGrantRoleResponse, AuthUserListRequest, AuthUserListResponse,
     AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse, AuthenticateRequest,
-    AuthenticateResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse,
-    HashRequest, HashResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    AuthenticateResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberAddRequest,
-    MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
-    MemberUpdateResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse, WatchRequest, WatchResponse,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, WatchRequest,
+    WatchResponse,
 };
 
 pub struct NotYetImplemented;
 
-fn not_yet(rpc: &str) -> Status {
+pub(super) fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("detcd: etcdserverpb.{rpc} is not implemented yet"))
 }
 
@@ -77,75 +72,6 @@ impl Lease for NotYetImplemented {
         _: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         Err(not_yet("Lease/LeaseLeases"))
-    }
-}
-
-#[tonic::async_trait]
-impl Cluster for NotYetImplemented {
-    async fn member_add(
-        &self,
-        _: Request<MemberAddRequest>,
-    ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("Cluster/MemberAdd"))
-    }
-    async fn member_remove(
-        &self,
-        _: Request<MemberRemoveRequest>,
-    ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("Cluster/MemberRemove"))
-    }
-    async fn member_update(
-        &self,
-        _: Request<MemberUpdateRequest>,
-    ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("Cluster/MemberUpdate"))
-    }
-    async fn member_list(
-        &self,
-        _: Request<MemberListRequest>,
-    ) -> Result<Response<MemberListResponse>, Status> {
-        Err(not_yet("Cluster/MemberList"))
-    }
-    async fn member_promote(
-        &self,
-        _: Request<MemberPromoteRequest>,
-    ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("Cluster/MemberPromote"))
-    }
-}
-
-#[tonic::async_trait]
-impl Maintenance for NotYetImplemented {
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Err(not_yet("Maintenance/Alarm"))
-    }
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        Err(not_yet("Maintenance/Status"))
-    }
-    async fn defragment(
-        &self,
-        _: Request<DefragmentRequest>,
-    ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("Maintenance/Defragment"))
-    }
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Maintenance/Hash"))
-    }
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("Maintenance/HashKV"))
-    }
-    type SnapshotStream = Empty<Result<SnapshotResponse, Status>>;
-    async fn snapshot(
-        &self,
-        _: Request<SnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Maintenance/Snapshot"))
-    }
-    async fn move_leader(
-        &self,
-        _: Request<MoveLeaderRequest>,
-    ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("Maintenance/MoveLeader"))
     }
 }
 

@@ -11,7 +11,9 @@
 mod quota;
 mod txn;
 
+use crate::codec::{Reader, Writer};
 use crate::error::Error;
+use crate::membership::Members;
 use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
@@ -32,6 +34,8 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    /// A member's published attributes were recorded.
+    Published,
 }
 
 /// The replicated state: the MVCC store and the raft index it reflects.
@@ -41,15 +45,21 @@ pub struct StateMachine {
     /// The consistent index: the last raft index applied to `store`.
     applied_index: u64,
     quota: quota::Quota,
+    members: Members,
 }
 
-const IMAGE_VERSION: u8 = 1;
+/// Image layout version 2: applied index, members, then the MVCC image.
+const IMAGE_VERSION: u8 = 2;
 
 impl StateMachine {
     /// `quota_bytes` follows `--quota-backend-bytes`: 0 means the default,
     /// a negative value disables the quota (as in etcd).
-    pub fn new(quota_bytes: i64) -> StateMachine {
-        StateMachine { store: Store::new(), applied_index: 0, quota: quota::Quota::new(quota_bytes) }
+    pub fn new(quota_bytes: i64, members: Members) -> StateMachine {
+        StateMachine { store: Store::new(), applied_index: 0, quota: quota::Quota::new(quota_bytes), members }
+    }
+
+    pub fn members(&self) -> &Members {
+        &self.members
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -75,6 +85,10 @@ impl StateMachine {
             Request::DeleteRange(delete) => Ok(Response::DeleteRange(self.delete_range(delete))),
             Request::Txn(txn) => self.txn(txn).map(Response::Txn),
             Request::Compaction(compaction) => self.compact(compaction).map(Response::Compaction),
+            Request::Publish(attributes) => {
+                self.members.publish(attributes.id, &attributes.name, &attributes.client_urls);
+                Ok(Response::Published)
+            }
         })
     }
 
@@ -126,24 +140,32 @@ impl StateMachine {
 
     /// A deterministic hash of the whole state, compared across members.
     pub fn state_hash(&self) -> u64 {
-        crate::rng::stable_hash(&[self.applied_index, self.store.state_hash()])
+        let mut writer = Writer::new();
+        self.members.encode(&mut writer);
+        let members = crate::rng::stable_hash(&writer.finish().into_iter().map(u64::from).collect::<Vec<_>>());
+        crate::rng::stable_hash(&[self.applied_index, self.store.state_hash(), members])
     }
 
-    /// The snapshot image: format version, applied index, MVCC image.
+    /// The snapshot image: format version, applied index, members, MVCC image.
     pub fn encode(&self) -> Vec<u8> {
-        let mut image = vec![IMAGE_VERSION];
-        image.extend_from_slice(&self.applied_index.to_le_bytes());
+        let mut writer = Writer::new();
+        writer.u8(IMAGE_VERSION).u64(self.applied_index);
+        self.members.encode(&mut writer);
+        let mut image = writer.finish();
         image.extend_from_slice(&self.store.encode_image());
         image
     }
 
     pub fn decode(image: &[u8], quota_bytes: i64) -> Result<StateMachine, String> {
-        if image.len() < 9 || image[0] != IMAGE_VERSION {
-            return Err("unknown state image version".into());
+        let mut reader = Reader::new(image);
+        let version = reader.u8()?;
+        if version != IMAGE_VERSION {
+            return Err(format!("unknown state image version {version}"));
         }
-        let applied_index = u64::from_le_bytes(image[1..9].try_into().expect("8 bytes"));
-        let store = Store::decode_image(&image[9..]).map_err(|e| e.to_string())?;
-        Ok(StateMachine { store, applied_index, quota: quota::Quota::new(quota_bytes) })
+        let applied_index = reader.u64()?;
+        let members = Members::decode(&mut reader)?;
+        let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
+        Ok(StateMachine { store, applied_index, quota: quota::Quota::new(quota_bytes), members })
     }
 }
 

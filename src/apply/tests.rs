@@ -5,7 +5,7 @@ use super::*;
 use crate::proto::etcdserverpb::{compare, range_request, request_op, response_op, Compare, RequestOp};
 
 fn machine_with(keys: &[(&str, &str)]) -> (StateMachine, u64) {
-    let mut machine = StateMachine::new(0);
+    let mut machine = StateMachine::new(0, Members::default());
     let mut index = 0;
     for (key, value) in keys {
         index += 1;
@@ -92,7 +92,7 @@ fn entries_at_or_below_the_applied_index_are_skipped() {
 
 #[test]
 fn quota_refuses_writes_that_would_exceed_it() {
-    let mut machine = StateMachine::new(600);
+    let mut machine = StateMachine::new(600, Members::default());
     let put = |key: &str| Request::Put(PutRequest { key: key.into(), value: vec![b'x'; 100], ..Default::default() });
     assert!(machine.apply(1, Some(&put("a"))).unwrap().is_ok());
     assert_eq!(machine.apply(2, Some(&put("b"))).unwrap(), Err(Error::NoSpace));

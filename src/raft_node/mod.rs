@@ -27,14 +27,15 @@ use std::time::Duration;
 
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, HardState, Snapshot as RaftSnapshot};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::{Response, StateMachine};
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::proto::detcdpb::{internal_request::Request, InternalRequest};
+use crate::proto::detcdpb::{internal_request::Request, InternalRequest, MemberAttributes};
+use crate::transport::Transport;
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::{SnapshotMark, Wal};
 
@@ -62,7 +63,14 @@ pub enum Command {
     /// Answer once the state machine has applied everything committed
     /// before the request (a linearizable read point).
     ReadIndex { reply: Reply<()> },
+    /// Hand leadership to `transferee` (answered at once; the caller
+    /// watches the leader change).
+    TransferLeader { transferee: u64, reply: Reply<()> },
 }
+
+/// Raft messages received from peers wait here for the loop. Bounded: a
+/// flood from peers slows their streams instead of growing memory.
+pub const STEP_QUEUE_LEN: usize = 1024;
 
 /// What request handlers may read without going through the loop.
 #[derive(Debug)]
@@ -73,6 +81,7 @@ pub struct Shared {
     term: AtomicU64,
     leader_id: AtomicU64,
     commit_index: AtomicU64,
+    last_index: AtomicU64,
 }
 
 impl Shared {
@@ -84,6 +93,9 @@ impl Shared {
     }
     pub fn commit_index(&self) -> u64 {
         self.commit_index.load(Ordering::Relaxed)
+    }
+    pub fn last_index(&self) -> u64 {
+        self.last_index.load(Ordering::Relaxed)
     }
 }
 
@@ -99,15 +111,22 @@ pub enum FatalError {
     BadEntry { index: u64, reason: String },
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    #[error("snapshot received from the leader is unusable: {0}")]
+    BadSnapshot(String),
 }
 
 pub struct RaftNode {
     raw: RawNode<LogStore>,
+    transport: Transport,
+    /// What this member publishes about itself once a leader is known.
+    attributes: MemberAttributes,
+    published: bool,
     wal: Option<Wal>,
     snapshots: Arc<SnapshotDir>,
     shared: Arc<Shared>,
     election: ElectionTimeouts,
     max_request_bytes: usize,
+    quota_bytes: i64,
     snapshot_count: u64,
     /// Index of the newest durable snapshot, and of the one before it (the
     /// WAL is kept from there, so either can seed recovery).
@@ -128,13 +147,26 @@ impl RaftNode {
 
     /// Runs until the command channel closes (clean shutdown) or storage
     /// fails (fatal).
-    pub async fn run(mut self, clock: Clock, tick_interval: Duration, mut commands: mpsc::Receiver<Command>) -> Result<(), FatalError> {
+    pub async fn run(
+        mut self,
+        clock: Clock,
+        tick_interval: Duration,
+        mut commands: mpsc::Receiver<Command>,
+        mut steps: mpsc::Receiver<Vec<Message>>,
+    ) -> Result<(), FatalError> {
         let mut ticker = clock.interval(tick_interval);
         loop {
             tokio::select! {
                 biased;
                 _ = ticker.tick() => {
                     self.raw.tick();
+                }
+                Some(messages) = steps.recv() => {
+                    self.step(messages);
+                    for _ in 1..COMMAND_BATCH_MAX {
+                        let Ok(messages) = steps.try_recv() else { break };
+                        self.step(messages);
+                    }
                 }
                 command = commands.recv() => {
                     let Some(command) = command else { return Ok(()) };
@@ -147,6 +179,16 @@ impl RaftNode {
             }
             self.election.fix(&mut self.raw);
             self.on_ready().await?;
+            self.election.fix(&mut self.raw);
+        }
+    }
+
+    fn step(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            if let Err(error) = self.raw.step(message) {
+                // Messages from removed members or stale terms: raft says no.
+                tracing::debug!(%error, "raft refused a message");
+            }
             self.election.fix(&mut self.raw);
         }
     }
@@ -164,6 +206,17 @@ impl RaftNode {
                 let id = self.next_id();
                 self.raw.read_index(id.to_le_bytes().to_vec());
                 self.reads_in_flight.insert(id, reply);
+            }
+            Command::TransferLeader { transferee, reply } => {
+                let result = if self.raw.raft.state != StateRole::Leader {
+                    Err(Error::NotLeader)
+                } else if !self.raw.raft.prs().conf().voters().contains(transferee) {
+                    Err(Error::BadLeaderTransferee)
+                } else {
+                    self.raw.transfer_leader(transferee);
+                    Ok(())
+                };
+                let _ = reply.send(result);
             }
         }
         self.election.fix(&mut self.raw);
@@ -196,9 +249,13 @@ impl RaftNode {
             return Ok(());
         }
         let mut ready = self.raw.ready();
-        if let Some(soft_state) = ready.ss() {
-            self.on_leader_change(soft_state.leader_id, soft_state.raft_state);
-        }
+        // Nothing may call into the RawNode between ready() and advance():
+        // a proposal now would land in the batch being persisted. Leader
+        // changes are acted on after the advance.
+        let soft_state = ready.ss().map(|soft_state| (soft_state.leader_id, soft_state.raft_state));
+        // A leader's messages may go out before its own fsync (Raft thesis
+        // §10.2.1): they are appends and heartbeats, safe to send early.
+        self.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
@@ -209,9 +266,9 @@ impl RaftNode {
         if let Some(hard_state) = ready.hs() {
             store.set_hard_state(hard_state.clone());
         }
-        // 2. Send (a single member has no peers; the cluster issue adds the transport).
-        drop(ready.take_messages());
-        drop(ready.take_persisted_messages());
+        // 2. Send what may only leave after the persist: votes and
+        // follower acknowledgements.
+        self.transport.send(ready.take_persisted_messages());
         for read_state in ready.take_read_states() {
             let id = u64::from_le_bytes(read_state.request_ctx.as_slice().try_into().unwrap_or_default());
             if let Some(reply) = self.reads_in_flight.remove(&id) {
@@ -229,9 +286,12 @@ impl RaftNode {
             let hard_state = self.raw.store().hard_state().clone();
             self.wal.as_mut().expect("wal present").append(&[], Some(&hard_state));
         }
-        drop(light.take_messages());
+        self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        if let Some((leader_id, role)) = soft_state {
+            self.on_leader_change(leader_id, role);
+        }
         self.publish_status();
         self.answer_reads();
         self.maybe_snapshot().await?;
@@ -267,6 +327,12 @@ impl RaftNode {
             for (request, reply) in std::mem::take(&mut self.queued) {
                 self.propose(request, reply);
             }
+            if !self.published {
+                // Tell the cluster our client URLs (etcd's publish); retried
+                // at every leader change until it has been applied.
+                let (reply, _) = oneshot::channel();
+                self.propose(Request::Publish(self.attributes.clone()), reply);
+            }
         }
     }
 
@@ -288,6 +354,9 @@ impl RaftNode {
     fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
         let request = InternalRequest::decode(&entry.data[..])
             .map_err(|error| FatalError::BadEntry { index: entry.index, reason: error.to_string() })?;
+        if let Some(Request::Publish(attributes)) = &request.request {
+            self.published |= attributes.id == self.shared.member_id;
+        }
         let result = self.shared.state.write().expect("state lock").apply(entry.index, request.request.as_ref());
         if let (Some(result), Some(reply)) = (result, self.proposals.remove(&request.id)) {
             let _ = reply.send(result);
@@ -313,6 +382,7 @@ impl RaftNode {
     fn publish_status(&self) {
         self.shared.term.store(self.raw.raft.term, Ordering::Relaxed);
         self.shared.commit_index.store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
+        self.shared.last_index.store(self.raw.raft.raft_log.last_index(), Ordering::Relaxed);
     }
 
     fn answer_reads(&mut self) {
@@ -358,15 +428,50 @@ impl RaftNode {
         tracing::info!(index = snapshot.index, term = snapshot.term, "saved snapshot");
         self.snapshot_indexes = (snapshot.index, previous);
         let store = self.raw.mut_store();
-        store.compact(snapshot.index.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES));
+        // Keep some entries for slow followers, but never more than a
+        // snapshot's worth: a small --snapshot-count asks for a small log.
+        let catch_up_entries = SNAPSHOT_CATCH_UP_ENTRIES.min(self.snapshot_count);
+        store.compact(snapshot.index.saturating_sub(catch_up_entries));
         store.set_snapshot(to_raft_snapshot(&snapshot));
         Ok(())
     }
 
-    async fn install_snapshot(&mut self, _snapshot: RaftSnapshot) -> Result<(), FatalError> {
-        // Only a leader sends snapshots, and a single member is always its
-        // own leader; the cluster issue installs them here.
-        unimplemented!("snapshot installation arrives with the replicated cluster")
+    /// Replaces the whole state by a snapshot the leader sent, crash-safe
+    /// at every step: the snapshot file is durable before the WAL says the
+    /// log was replaced, and recovery uses the file only once the WAL does.
+    async fn install_snapshot(&mut self, raft_snapshot: RaftSnapshot) -> Result<(), FatalError> {
+        let snapshot = Snapshot::decode(&raft_snapshot.data).map_err(FatalError::BadSnapshot)?;
+        let state = StateMachine::decode(&snapshot.state, self.quota_bytes).map_err(FatalError::BadSnapshot)?;
+        if state.applied_index() != snapshot.index || snapshot.index != raft_snapshot.get_metadata().index {
+            return Err(FatalError::BadSnapshot(format!(
+                "metadata says index {}, file says {}, state says {}",
+                raft_snapshot.get_metadata().index,
+                snapshot.index,
+                state.applied_index()
+            )));
+        }
+        let snapshots = self.snapshots.clone();
+        let mut wal = self.wal.take().expect("wal present");
+        let mark = SnapshotMark { index: snapshot.index, term: snapshot.term };
+        let (wal, result) = crate::storage::blocking::run(move || {
+            let result = (|| -> Result<(), FatalError> {
+                snapshots.save(&snapshot)?;
+                wal.mark_installed(mark);
+                wal.sync()?;
+                wal.release_to(mark.index)?;
+                Ok(())
+            })();
+            (wal, result)
+        })
+        .await;
+        self.wal = Some(wal);
+        result?;
+        tracing::info!(index = mark.index, term = mark.term, "installed a snapshot from the leader");
+        self.raw.mut_store().install_snapshot(raft_snapshot);
+        *self.shared.state.write().expect("state lock") = state;
+        self.applied_term = mark.term;
+        self.snapshot_indexes = (mark.index, mark.index);
+        Ok(())
     }
 }
 

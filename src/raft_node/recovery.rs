@@ -12,7 +12,11 @@ use thiserror::Error;
 
 use super::{ElectionTimeouts, LogStore, RaftNode, Shared, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG};
 use crate::apply::StateMachine;
-use crate::storage::snapshot::{SnapshotDir, SnapshotError};
+use crate::clock::Clock;
+use crate::membership::{Member, Members};
+use crate::proto::detcdpb::MemberAttributes;
+use crate::storage::snapshot::{Snapshot, SnapshotDir, SnapshotError};
+use crate::transport::{MessageFilter, Transport};
 use crate::storage::wal::{Metadata, Wal, WalError};
 use crate::storage::Disk;
 
@@ -33,6 +37,11 @@ pub struct NodeConfig {
     /// Unique prefix for proposal ids across restarts (etcd `idutil`: the
     /// member id's low bits and the start time).
     pub proposal_id_base: u64,
+    pub name: String,
+    pub client_urls: Vec<String>,
+    /// The members of a new cluster (ignored when recovering: the
+    /// replicated registry in the state machine is the truth then).
+    pub initial_members: Vec<Member>,
 }
 
 #[derive(Debug, Error)]
@@ -50,14 +59,14 @@ pub enum RecoveryError {
 }
 
 impl RaftNode {
-    pub fn open(config: &NodeConfig, disk: Arc<dyn Disk>) -> Result<RaftNode, RecoveryError> {
+    pub fn open(config: &NodeConfig, disk: Arc<dyn Disk>, clock: Clock, filter: Arc<dyn MessageFilter>) -> Result<RaftNode, RecoveryError> {
         let member_dir = config.data_dir.join("member");
         let wal_dir = member_dir.join("wal");
         let snapshots = SnapshotDir::open(disk.clone(), &member_dir.join("snap"))?;
         let recovered = if Wal::exists(&*disk, &wal_dir) {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
-            bootstrap(config, disk, &wal_dir)?
+            bootstrap(config, disk, &wal_dir, &snapshots)?
         };
         let Recovered { wal, state, log, snapshot_index, snapshot_term } = recovered;
         let raft_config = raft::Config {
@@ -88,14 +97,22 @@ impl RaftNode {
             term: AtomicU64::new(raw.raft.term),
             leader_id: AtomicU64::new(raft::INVALID_ID),
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
+            last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
         });
+        let peer_urls = recovered_peers(&shared, config.member_id);
+        let transport = Transport::new(config.member_id, config.cluster_id, peer_urls, filter, clock);
+        let attributes = MemberAttributes { id: config.member_id, name: config.name.clone(), client_urls: config.client_urls.clone() };
         Ok(RaftNode {
             raw,
+            transport,
+            attributes,
+            published: false,
             wal: Some(wal),
             snapshots: Arc::new(snapshots),
             shared,
             election,
             max_request_bytes: config.max_request_bytes,
+            quota_bytes: config.quota_bytes,
             snapshot_count: config.snapshot_count,
             snapshot_indexes: (snapshot_index, snapshot_index),
             applied_term: snapshot_term,
@@ -116,14 +133,26 @@ struct Recovered {
     snapshot_term: u64,
 }
 
-fn bootstrap(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &std::path::Path) -> Result<Recovered, RecoveryError> {
+/// The peers' URLs as the replicated member registry knows them.
+fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, String> {
+    let state = shared.state.read().expect("state lock");
+    let peers = state.members().list().filter(|member| member.id != member_id);
+    peers.filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone()))).collect()
+}
+
+/// A new member: an initial snapshot at index 0 records the members (so
+/// every later recovery knows them), then the first WAL segment appears.
+/// A crash in between leaves no WAL, and the next start bootstraps again.
+fn bootstrap(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &std::path::Path, snapshots: &SnapshotDir) -> Result<Recovered, RecoveryError> {
     let conf_state = ConfState { voters: config.initial_voters.clone(), ..ConfState::default() };
+    let state = StateMachine::new(config.quota_bytes, Members::new(config.initial_members.clone()));
+    snapshots.save(&Snapshot { index: 0, term: 0, conf_state: conf_state.clone(), state: state.encode() })?;
     let metadata = Metadata { member_id: config.member_id, cluster_id: config.cluster_id };
     let wal = Wal::create(disk, wal_dir, metadata, conf_state.clone())?;
     tracing::info!(data_dir = %config.data_dir.display(), member = format_args!("{:x}", config.member_id), "bootstrapped a new member");
     Ok(Recovered {
         wal,
-        state: StateMachine::new(config.quota_bytes),
+        state,
         log: LogStore::new(conf_state, 0, 0),
         snapshot_index: 0,
         snapshot_term: 0,
@@ -170,7 +199,9 @@ fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &std::path::Path, 
                 .conf_state
                 .clone()
                 .ok_or_else(|| RecoveryError::Inconsistent("the WAL has no configuration".into()))?;
-            (StateMachine::new(config.quota_bytes), LogStore::new(conf_state, 0, 0), 0, 0)
+            tracing::warn!("no snapshot found: taking the member list from --initial-cluster");
+            let members = Members::new(config.initial_members.clone());
+            (StateMachine::new(config.quota_bytes, members), LogStore::new(conf_state, 0, 0), 0, 0)
         }
         None => {
             return Err(RecoveryError::Inconsistent(format!(

@@ -17,11 +17,19 @@ use crate::membership::InitialCluster;
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
 };
-use crate::raft_node::{Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared};
+use crate::membership::Member;
+use crate::raft_node::{Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN};
+use crate::transport::{MessageFilter, RaftService};
 use crate::rng::NodeRng;
 use crate::storage::Disk;
+
+/// The etcd version whose API detcd serves, reported by Status so client
+/// libraries that gate features on the server version treat us as it.
+pub const ETCD_API_VERSION: &str = "3.4.23";
+/// How often MoveLeader checks whether the transfer is done.
+const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Requests waiting for the raft loop. Senders wait when it is full: the
 /// back-pressure that keeps a burst of clients from growing memory.
@@ -43,6 +51,13 @@ pub struct Server {
     pub limits: Limits,
 }
 
+/// A started member: the request path, its raft loop, its peer service.
+pub struct Started {
+    pub server: Server,
+    pub raft_loop: tokio::task::JoinHandle<Result<(), FatalError>>,
+    pub peer_service: RaftService,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("bad configuration: {0}")]
@@ -53,14 +68,10 @@ pub enum StartError {
 
 impl Server {
     /// Opens (or bootstraps) the member's storage and starts its raft loop.
-    /// The returned handle finishes when the loop stops: `Ok` after every
-    /// `Server` clone is dropped, `Err` on a fatal storage error.
-    pub fn start(
-        config: &Config,
-        disk: Arc<dyn Disk>,
-        clock: Clock,
-        mut rng: NodeRng,
-    ) -> Result<(Server, tokio::task::JoinHandle<Result<(), FatalError>>), StartError> {
+    /// `raft_loop` finishes when the loop stops: `Ok` after every `Server`
+    /// clone is dropped, `Err` on a fatal storage error. The caller serves
+    /// `peer_service` on the peer URLs and the client API on the client URLs.
+    pub fn start(config: &Config, disk: Arc<dyn Disk>, clock: Clock, mut rng: NodeRng, filter: Arc<dyn MessageFilter>) -> Result<Started, StartError> {
         let cluster = InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
             .map_err(|error| StartError::Config(error.to_string()))?;
         let member = cluster.member(&config.name).map_err(|error| StartError::Config(error.to_string()))?;
@@ -75,19 +86,24 @@ impl Server {
             max_request_bytes: config.max_request_bytes as usize,
             seed: rng.next_u64(),
             proposal_id_base: proposal_id_base(member.id, clock.wall_unix_millis()),
+            name: config.name.clone(),
+            client_urls: split_urls(&config.advertise_client_urls),
+            initial_members: cluster.members.clone(),
         };
-        let node = RaftNode::open(&node_config, disk)?;
+        let node = RaftNode::open(&node_config, disk, clock.clone(), filter)?;
         let shared = node.shared();
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN);
+        let (steps, step_receiver) = mpsc::channel(STEP_QUEUE_LEN);
         let loop_clock = clock.clone();
         let tick_interval = config.tick_interval();
-        let handle = tokio::spawn(async move { node.run(loop_clock, tick_interval, receiver).await });
+        let raft_loop = tokio::spawn(async move { node.run(loop_clock, tick_interval, receiver, step_receiver).await });
+        let peer_service = RaftService { member_id: shared.member_id, cluster_id: shared.cluster_id, steps };
         let limits = Limits {
             max_txn_ops: config.max_txn_ops as usize,
             max_request_bytes: config.max_request_bytes as usize,
             request_timeout: config.request_timeout(),
         };
-        Ok((Server { shared, commands, clock, limits }, handle))
+        Ok(Started { server: Server { shared, commands, clock, limits }, raft_loop, peer_service })
     }
 
     pub fn member_id(&self) -> u64 {
@@ -152,6 +168,48 @@ impl Server {
         }
     }
 
+    /// What etcd's Maintenance.Status reports.
+    pub fn status(&self) -> StatusResponse {
+        let (revision, db_size, applied, is_learner) = {
+            let state = self.shared.state.read().expect("state lock");
+            let is_learner = state.members().get(self.shared.member_id).is_some_and(|member| member.is_learner);
+            (state.store().current_revision(), state.store().size_bytes() as i64, state.applied_index(), is_learner)
+        };
+        let leader = self.shared.leader_id();
+        StatusResponse {
+            header: Some(ResponseHeader { revision, ..ResponseHeader::default() }),
+            version: ETCD_API_VERSION.to_string(),
+            db_size,
+            leader,
+            raft_index: self.shared.commit_index(),
+            raft_term: self.shared.term(),
+            raft_applied_index: applied,
+            errors: if leader == raft::INVALID_ID { vec![Error::NoLeader.to_string()] } else { Vec::new() },
+            db_size_in_use: db_size,
+            is_learner,
+        }
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.state.read().expect("state lock").members().list().cloned().collect()
+    }
+
+    /// Hands leadership to `transferee` and waits until it has it (etcd
+    /// `MoveLeader`: only the leader may be asked).
+    pub async fn move_leader(&self, transferee: u64) -> Result<(), Error> {
+        self.call(|reply| Command::TransferLeader { transferee, reply }).await?;
+        let waited = async {
+            while self.shared.leader_id() != transferee {
+                self.clock.sleep(LEADER_POLL_INTERVAL).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = waited => Ok(()),
+            _ = self.clock.sleep(self.limits.request_timeout) => Err(Error::LeaderTransferTimeout),
+        }
+    }
+
     async fn propose(&self, request: Request) -> Result<Response, Error> {
         self.call(|reply| Command::Propose { request, reply }).await
     }
@@ -171,7 +229,10 @@ impl Server {
         tokio::select! {
             biased;
             result = wait => result,
-            _ = self.clock.sleep(self.limits.request_timeout) => Err(Error::Timeout),
+            _ = self.clock.sleep(self.limits.request_timeout) => {
+                // etcd: a request that waited in vain for a leader says so.
+                if self.shared.leader_id() == raft::INVALID_ID { Err(Error::NoLeader) } else { Err(Error::Timeout) }
+            }
         }
     }
 }
@@ -182,6 +243,11 @@ fn proposal_id_base(member_id: u64, wall_unix_millis: i64) -> u64 {
     let prefix = (member_id & 0xffff) << 48;
     let time = ((wall_unix_millis as u64) & 0xff_ffff_ffff) << 8;
     prefix | time
+}
+
+/// Splits a comma-separated URL flag.
+pub fn split_urls(flag: &str) -> Vec<String> {
+    flag.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
 }
 
 /// Parses one of `--listen-client-urls` (`http://host:port`) into an address.

@@ -26,6 +26,9 @@ pub enum RecordType {
     Snapshot = 4,
     /// The raft configuration at bootstrap.
     ConfState = 5,
+    /// A snapshot from the leader replaced the whole log at (index, term):
+    /// every entry before this record is void.
+    SnapshotInstalled = 6,
 }
 
 impl RecordType {
@@ -36,6 +39,7 @@ impl RecordType {
             3 => RecordType::HardState,
             4 => RecordType::Snapshot,
             5 => RecordType::ConfState,
+            6 => RecordType::SnapshotInstalled,
             _ => return None,
         })
     }

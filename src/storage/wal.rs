@@ -197,6 +197,14 @@ impl Wal {
         self.last_mark = mark;
     }
 
+    /// Records that a snapshot from the leader replaced the log: on replay
+    /// every earlier entry is dropped, and the next entry follows the mark.
+    pub fn mark_installed(&mut self, mark: SnapshotMark) {
+        record::encode(RecordType::SnapshotInstalled, &encode_mark(mark), &mut self.pending);
+        self.last_mark = mark;
+        self.last_index = mark.index;
+    }
+
     /// Writes everything buffered and fsyncs it: the group-commit point.
     pub fn sync(&mut self) -> Result<(), WalError> {
         if self.pending.is_empty() {
@@ -311,6 +319,10 @@ fn apply_record(record_type: RecordType, payload: &[u8], replay: &mut Replay) ->
             if replay.snapshot_marks.last() != Some(&mark) {
                 replay.snapshot_marks.push(mark);
             }
+        }
+        RecordType::SnapshotInstalled => {
+            replay.entries.clear();
+            replay.snapshot_marks.push(decode_mark(payload)?);
         }
         RecordType::Entry => {
             let mut entry = Entry::default();

@@ -79,6 +79,7 @@ fn corrupt_wal_stops_the_server_with_a_clear_error() {
         .args(["--name", "it", "--data-dir"])
         .arg(&server.data_dir)
         .args(["--listen-client-urls", &server.client_url, "--initial-cluster", "it=http://127.0.0.1:1"])
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", crate::support::free_port()))
         .output()
         .unwrap();
     assert!(!output.status.success(), "a corrupt WAL must not be served");

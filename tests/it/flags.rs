@@ -59,6 +59,7 @@ fn environment_variables_configure_like_flags() {
         .current_dir(dir.path())
         .env("ETCD_NAME", "envnode")
         .env("ETCD_LISTEN_CLIENT_URLS", &url)
+        .env("ETCD_LISTEN_PEER_URLS", format!("http://127.0.0.1:{}", free_port()))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -154,6 +154,12 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// Runs the detcd binary with `args` and no server expected to stay up.
+/// Peers listen on a free port unless `args` say otherwise, so parallel
+/// tests never fight over etcd's default 2380.
 pub fn detcd_once(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_detcd")).args(args).current_dir(cwd).output().unwrap()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_detcd"));
+    if !args.iter().any(|arg| arg.starts_with("--listen-peer-urls")) {
+        command.arg(format!("--listen-peer-urls=http://127.0.0.1:{}", free_port()));
+    }
+    command.args(args).current_dir(cwd).output().unwrap()
 }

@@ -1,6 +1,7 @@
 //! Simulation tests (built only with `--cfg madsim`): the production server
-//! on a simulated node, a client on another over simulated gRPC, the
-//! server killed at a seed-drawn moment and restarted on its simulated disk.
+//! on simulated nodes, clients on another node over simulated gRPC, servers
+//! killed at seed-drawn moments and restarted on their simulated disks,
+//! and partitions.
 #![cfg(madsim)]
 #![allow(clippy::disallowed_methods)] // The test reads virtual time to stamp its trace.
 
@@ -14,10 +15,13 @@ use detcd::clock::Clock;
 use detcd::config::Config;
 use detcd::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
 use detcd::rng::{stable_hash, NodeRng};
-use detcd::server::Server;
+use detcd::server::{Server, Started};
+use detcd::transport::DeliverAll;
 use detcd::storage::SimDisk;
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
+
+mod cluster;
 
 const SERVER_ADDRESS: &str = "10.0.0.1:2379";
 const CLIENT_IP: &str = "10.0.1.1";
@@ -54,11 +58,14 @@ fn start_server(handle: &Handle, disk: Arc<SimDisk>) -> NodeHandle {
             let disk = disk.clone();
             async move {
                 let config = server_config();
-                let (server, raft_loop) = Server::start(&config, disk, Clock::new(), NodeRng::from_os()).expect("server starts");
+                let Started { server, raft_loop, peer_service } =
+                    Server::start(&config, disk, Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll)).expect("server starts");
+                let peer_address = SocketAddr::new(address.ip(), 2380);
                 tokio::select! {
                     biased;
                     result = raft_loop => panic!("raft loop stopped: {result:?}"),
                     result = detcd::api::serve(server, address, std::future::pending()) => panic!("gRPC server stopped: {result:?}"),
+                    result = detcd::api::serve_peers(peer_service, peer_address, std::future::pending()) => panic!("peer server stopped: {result:?}"),
                 }
             }
         })

@@ -1,0 +1,55 @@
+//! The Maintenance service: Status and MoveLeader; the rest is still to
+//! come (alarms, defragment, hashes, snapshot download).
+
+use futures::stream::Empty;
+use tonic::{Request, Response, Status};
+
+use super::unimplemented::not_yet;
+use crate::proto::etcdserverpb::{
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
+};
+use crate::server::Server;
+
+pub struct MaintenanceService {
+    pub server: Server,
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    type SnapshotStream = Empty<Result<SnapshotResponse, Status>>;
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let mut response = self.server.status();
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.server.move_leader(request.into_inner().target_id).await?;
+        let mut response = MoveLeaderResponse::default();
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Err(not_yet("Maintenance/Alarm"))
+    }
+
+    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        Err(not_yet("Maintenance/Defragment"))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Maintenance/Hash"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("Maintenance/HashKV"))
+    }
+
+    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Maintenance/Snapshot"))
+    }
+}

@@ -1,0 +1,188 @@
+//! The peer transport seam: raft messages between members over tonic
+//! client streams, one stream per peer, reconnecting with back-off.
+//!
+//! Every message passes a `MessageFilter` before it is queued. Production
+//! delivers everything; the simulator's nemesis drops, duplicates and
+//! delays single messages there, because madsim's streams never lose or
+//! reorder anything on their own.
+//!
+//! Architecture invariants: the transport never blocks the raft loop
+//! (queues are bounded and a full queue drops — raft retransmits); a batch
+//! from another cluster or addressed to another member is refused and
+//! logged; only this module and `api` speak gRPC.
+
+mod service;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::proto::detcdpb::{raft_client::RaftClient, RaftBatch};
+
+pub use service::RaftService;
+
+/// Batches queued per peer before new ones are dropped. A peer that is
+/// down must not make the leader buffer without bound.
+pub const PEER_QUEUE_LEN: usize = 1024;
+/// Batches handed to a peer's open gRPC stream ahead of the network.
+const STREAM_BUFFER_LEN: usize = 64;
+/// Pause between connection attempts to an unreachable peer.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Largest peer message accepted: snapshots travel inside raft messages.
+pub const PEER_MESSAGE_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
+/// What to do with one outgoing raft message (the nemesis hook).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver,
+    Drop,
+    Duplicate,
+    Delay(Duration),
+}
+
+pub trait MessageFilter: Send + Sync + 'static {
+    fn verdict(&self, from: u64, to: u64, message: &Message) -> Verdict;
+}
+
+/// Production: every message is delivered.
+pub struct DeliverAll;
+
+impl MessageFilter for DeliverAll {
+    fn verdict(&self, _from: u64, _to: u64, _message: &Message) -> Verdict {
+        Verdict::Deliver
+    }
+}
+
+pub struct Transport {
+    member_id: u64,
+    cluster_id: u64,
+    peer_urls: BTreeMap<u64, String>,
+    queues: BTreeMap<u64, mpsc::Sender<Vec<Message>>>,
+    filter: Arc<dyn MessageFilter>,
+    clock: Clock,
+}
+
+impl Transport {
+    pub fn new(member_id: u64, cluster_id: u64, peer_urls: BTreeMap<u64, String>, filter: Arc<dyn MessageFilter>, clock: Clock) -> Transport {
+        Transport { member_id, cluster_id, peer_urls, queues: BTreeMap::new(), filter, clock }
+    }
+
+    /// Adds or replaces a peer's URL (membership changes).
+    pub fn set_peer(&mut self, id: u64, url: String) {
+        if self.peer_urls.insert(id, url) .is_some() {
+            self.queues.remove(&id);
+        }
+    }
+
+    pub fn remove_peer(&mut self, id: u64) {
+        self.peer_urls.remove(&id);
+        self.queues.remove(&id);
+    }
+
+    /// Queues messages for their peers; never waits.
+    pub fn send(&mut self, messages: Vec<Message>) {
+        let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
+        for message in messages {
+            match self.filter.verdict(self.member_id, message.to, &message) {
+                Verdict::Deliver => by_peer.entry(message.to).or_default().push(message),
+                Verdict::Drop => {}
+                Verdict::Duplicate => by_peer.entry(message.to).or_default().extend([message.clone(), message]),
+                Verdict::Delay(delay) => self.send_later(message, delay),
+            }
+        }
+        for (to, batch) in by_peer {
+            if let Some(queue) = self.queue(to) {
+                if queue.try_send(batch).is_err() {
+                    tracing::debug!(to = format_args!("{to:x}"), "peer queue full or closed; dropped raft messages");
+                }
+            }
+        }
+    }
+
+    fn send_later(&mut self, message: Message, delay: Duration) {
+        let Some(queue) = self.queue(message.to) else { return };
+        let clock = self.clock.clone();
+        tokio::spawn(async move {
+            clock.sleep(delay).await;
+            let _ = queue.try_send(vec![message]);
+        });
+    }
+
+    fn queue(&mut self, to: u64) -> Option<mpsc::Sender<Vec<Message>>> {
+        if let Some(queue) = self.queues.get(&to) {
+            if !queue.is_closed() {
+                return Some(queue.clone());
+            }
+        }
+        let url = self.peer_urls.get(&to)?.clone();
+        let (queue, receiver) = mpsc::channel(PEER_QUEUE_LEN);
+        let link = Link { from: self.member_id, to, cluster_id: self.cluster_id, url, clock: self.clock.clone() };
+        tokio::spawn(link.run(receiver));
+        self.queues.insert(to, queue.clone());
+        Some(queue)
+    }
+}
+
+/// One member's connection to one peer.
+struct Link {
+    from: u64,
+    to: u64,
+    cluster_id: u64,
+    url: String,
+    clock: Clock,
+}
+
+impl Link {
+    async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {
+        loop {
+            match RaftClient::connect(self.url.clone()).await {
+                Ok(client) => {
+                    if self.stream(client.max_encoding_message_size(PEER_MESSAGE_BYTES_MAX), &mut queue).await.is_none() {
+                        return;
+                    }
+                }
+                Err(error) => tracing::debug!(to = format_args!("{:x}", self.to), %error, "cannot reach peer"),
+            }
+            // Messages queued while the peer was away are stale; raft resends.
+            while queue.try_recv().is_ok() {}
+            self.clock.sleep(RECONNECT_BACKOFF).await;
+        }
+    }
+
+    /// Streams batches until the connection fails (`Some`) or the
+    /// transport is gone (`None`).
+    async fn stream(&self, mut client: RaftClient<tonic::transport::Channel>, queue: &mut mpsc::Receiver<Vec<Message>>) -> Option<()> {
+        let (sender, receiver) = mpsc::channel::<RaftBatch>(STREAM_BUFFER_LEN);
+        let outgoing = futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|batch| (batch, receiver)) });
+        let call = client.stream(outgoing);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut call => {
+                    if let Err(status) = result {
+                        tracing::warn!(to = format_args!("{:x}", self.to), %status, "peer stream ended");
+                    }
+                    return Some(());
+                }
+                messages = queue.recv() => {
+                    let messages = messages?;
+                    let batch = RaftBatch {
+                        cluster_id: self.cluster_id,
+                        from: self.from,
+                        to: self.to,
+                        messages: messages.iter().map(|message| message.write_to_bytes().expect("raft message encodes")).collect(),
+                    };
+                    if sender.send(batch).await.is_err() {
+                        return Some(());
+                    }
+                }
+            }
+        }
+    }
+}
