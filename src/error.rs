@@ -40,6 +40,22 @@ pub enum Error {
     BadLeaderTransferee,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: request timed out")]
@@ -49,6 +65,25 @@ pub enum Error {
     /// An RPC this server does not implement yet.
     #[error("detcd: {0} is not implemented yet")]
     Unimplemented(&'static str),
+}
+
+impl Error {
+    /// The error an etcd string names (errors forwarded between members
+    /// travel as their etcd text); an unknown text is a timeout.
+    pub fn from_etcd_string(text: &str) -> Error {
+        const KNOWN: &[Error] = &[
+            Error::MemberNotFound,
+            Error::MemberNotLearner,
+            Error::LearnerNotReady,
+            Error::TooManyLearners,
+            Error::MemberNotEnoughStarted,
+            Error::NotLeader,
+            Error::NoLeader,
+            Error::LeaderChanged,
+            Error::Stopped,
+        ];
+        KNOWN.iter().find(|error| error.to_string() == text).cloned().unwrap_or(Error::Timeout)
+    }
 }
 
 impl From<crate::mvcc::Error> for Error {

@@ -59,6 +59,7 @@ async fn run(config: Config) -> Result<(), String> {
     let data_dir = config.data_dir();
     let Started { server, raft_loop, peer_service } =
         Server::start(&config, Arc::new(RealDisk::new()), Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll))
+            .await
             .map_err(|error| format!("cannot start member {:?} with data dir {}: {error}", config.name, data_dir.display()))?;
     tracing::info!(
         name = %config.name,

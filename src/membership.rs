@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use thiserror::Error;
+use crate::error::Error;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
@@ -14,6 +14,30 @@ pub struct Member {
     /// Empty until the member publishes them after it starts (etcd too).
     pub client_urls: Vec<String>,
     pub is_learner: bool,
+}
+
+/// A majority of `voters`.
+fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+/// etcd 3.4 allows one learner at a time (`maxLearners`).
+pub const MAX_LEARNERS: usize = 1;
+
+/// A change to the member registry, committed through raft.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    Add(Member),
+    Promote(u64),
+    Remove(u64),
+    UpdatePeerUrls(u64, Vec<String>),
+}
+
+impl Member {
+    /// etcd: a member has started once it published its name.
+    pub fn is_started(&self) -> bool {
+        !self.name.is_empty()
+    }
 }
 
 /// The replicated member registry, part of the state machine.
@@ -34,6 +58,95 @@ impl Members {
 
     pub fn get(&self, id: u64) -> Option<&Member> {
         self.by_id.get(&id)
+    }
+
+    /// Voting members, in id order.
+    pub fn voters(&self) -> impl Iterator<Item = &Member> {
+        self.by_id.values().filter(|member| !member.is_learner)
+    }
+
+    /// etcd `ValidateConfigurationChange` for an add: a new id, new peer
+    /// URLs, and at most `MAX_LEARNERS` learners.
+    pub fn check_add(&self, member: &Member) -> Result<(), Error> {
+        if self.by_id.contains_key(&member.id) {
+            return Err(Error::MemberExist);
+        }
+        self.check_peer_urls_free(member.id, &member.peer_urls)?;
+        if member.is_learner && self.by_id.values().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+            return Err(Error::TooManyLearners);
+        }
+        Ok(())
+    }
+
+    pub fn check_peer_urls_free(&self, id: u64, peer_urls: &[String]) -> Result<(), Error> {
+        let taken = self.by_id.values().filter(|m| m.id != id).flat_map(|m| &m.peer_urls).any(|url| peer_urls.contains(url));
+        if taken {
+            return Err(Error::PeerUrlExist);
+        }
+        Ok(())
+    }
+
+    pub fn check_exists(&self, id: u64) -> Result<&Member, Error> {
+        self.by_id.get(&id).ok_or(Error::MemberNotFound)
+    }
+
+    pub fn check_promote(&self, id: u64) -> Result<(), Error> {
+        if !self.check_exists(id)?.is_learner {
+            return Err(Error::MemberNotLearner);
+        }
+        Ok(())
+    }
+
+    /// etcd `IsReadyToAddVotingMember` (strict reconfiguration): after the
+    /// change a quorum of voters must already have started (published).
+    pub fn ready_to_add_voter(&self) -> bool {
+        let voters = self.voters().count() + 1;
+        let started = self.voters().filter(|member| member.is_started()).count();
+        // Adding a second member to a one-member cluster is always allowed.
+        (started == 1 && voters == 2) || started >= quorum(voters)
+    }
+
+    /// etcd `IsReadyToRemoveVotingMember`.
+    pub fn ready_to_remove_voter(&self, id: u64) -> bool {
+        let remaining: Vec<&Member> = self.voters().filter(|member| member.id != id).collect();
+        let started = remaining.iter().filter(|member| member.is_started()).count();
+        started >= quorum(remaining.len())
+    }
+
+    /// Applies a committed configuration change to the registry.
+    pub fn apply(&mut self, change: &MembershipChange) {
+        match change {
+            MembershipChange::Add(member) => {
+                self.by_id.insert(member.id, member.clone());
+            }
+            MembershipChange::Promote(id) => {
+                if let Some(member) = self.by_id.get_mut(id) {
+                    member.is_learner = false;
+                }
+            }
+            MembershipChange::Remove(id) => {
+                self.by_id.remove(id);
+            }
+            MembershipChange::UpdatePeerUrls(id, peer_urls) => {
+                if let Some(member) = self.by_id.get_mut(id) {
+                    member.peer_urls = peer_urls.clone();
+                }
+            }
+        }
+    }
+
+    /// Checks a change against the registry, deterministically on every
+    /// member at apply time (etcd `ValidateConfigurationChange`).
+    pub fn check(&self, change: &MembershipChange) -> Result<(), Error> {
+        match change {
+            MembershipChange::Add(member) => self.check_add(member),
+            MembershipChange::Promote(id) => self.check_promote(*id),
+            MembershipChange::Remove(id) => self.check_exists(*id).map(drop),
+            MembershipChange::UpdatePeerUrls(id, peer_urls) => {
+                self.check_exists(*id)?;
+                self.check_peer_urls_free(*id, peer_urls)
+            }
+        }
     }
 
     /// Records what a running member published about itself; a member not
@@ -75,7 +188,7 @@ pub struct InitialCluster {
     pub cluster_id: u64,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MembershipError {
     #[error("--initial-cluster: {0:?} is not of the form name=url")]
     BadEntry(String),
@@ -88,6 +201,12 @@ pub enum MembershipError {
 /// etcd `NewMember`: SHA-1 of the sorted peer URLs and the cluster token;
 /// the id is the first 8 bytes, big-endian.
 pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    added_member_id(peer_urls, token, None)
+}
+
+/// The id of a member added at runtime: etcd also hashes in the time (in
+/// seconds) so re-adding the same URLs later gives a new id.
+pub fn added_member_id(peer_urls: &[String], token: &str, unix_seconds: Option<i64>) -> u64 {
     let mut urls = peer_urls.to_vec();
     urls.sort();
     let mut hasher = sha1_smol::Sha1::new();
@@ -95,6 +214,9 @@ pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
         hasher.update(url.as_bytes());
     }
     hasher.update(token.as_bytes());
+    if let Some(seconds) = unix_seconds {
+        hasher.update(seconds.to_string().as_bytes());
+    }
     first_word(&hasher.digest().bytes())
 }
 

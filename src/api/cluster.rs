@@ -1,8 +1,8 @@
-//! The Cluster service: MemberList; membership changes are still to come.
+//! The Cluster service: member list and membership changes, with etcd's
+//! rules and errors (checks in `membership`, changes through raft).
 
 use tonic::{Request, Response, Status};
 
-use super::unimplemented::not_yet;
 use crate::membership::Member;
 use crate::proto::etcdserverpb::{
     self as pb, cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
@@ -34,19 +34,34 @@ impl Cluster for ClusterService {
         Ok(Response::new(response))
     }
 
-    async fn member_add(&self, _: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("Cluster/MemberAdd"))
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        let request = request.into_inner();
+        let (member, members) = self.server.member_add(request.peer_ur_ls, request.is_learner).await?;
+        let members = members.into_iter().map(to_proto).collect();
+        let mut response = MemberAddResponse { header: None, member: Some(to_proto(member)), members };
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
     }
 
-    async fn member_remove(&self, _: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("Cluster/MemberRemove"))
+    async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        let members = self.server.member_remove(request.into_inner().id).await?;
+        let mut response = MemberRemoveResponse { header: None, members: members.into_iter().map(to_proto).collect() };
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
     }
 
-    async fn member_update(&self, _: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("Cluster/MemberUpdate"))
+    async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        let request = request.into_inner();
+        let members = self.server.member_update(request.id, request.peer_ur_ls).await?;
+        let mut response = MemberUpdateResponse { header: None, members: members.into_iter().map(to_proto).collect() };
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
     }
 
-    async fn member_promote(&self, _: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("Cluster/MemberPromote"))
+    async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
+        let members = self.server.member_promote(request.into_inner().id).await?;
+        let mut response = MemberPromoteResponse { header: None, members: members.into_iter().map(to_proto).collect() };
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
     }
 }

@@ -13,14 +13,23 @@ pub fn code(error: &Error) -> Code {
         | Error::LeaseProvided
         | Error::TooManyOps
         | Error::DuplicateKey
-        | Error::RequestTooLarge => Code::InvalidArgument,
+        | Error::RequestTooLarge
+        | Error::MemberBadUrls => Code::InvalidArgument,
         Error::Compacted | Error::FutureRevision => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
         Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout | Error::LeaderTransferTimeout => {
             Code::Unavailable
         }
-        Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
+        Error::NotLeader
+        | Error::BadLeaderTransferee
+        | Error::MemberExist
+        | Error::PeerUrlExist
+        | Error::MemberNotEnoughStarted
+        | Error::MemberNotLearner
+        | Error::LearnerNotReady
+        | Error::TooManyLearners => Code::FailedPrecondition,
+        Error::MemberNotFound => Code::NotFound,
         Error::Corrupt => Code::DataLoss,
         Error::Unimplemented(_) => Code::Unimplemented,
     }

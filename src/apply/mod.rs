@@ -13,7 +13,7 @@ mod txn;
 
 use crate::codec::{Reader, Writer};
 use crate::error::Error;
-use crate::membership::Members;
+use crate::membership::{Member, Members, MembershipChange};
 use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
@@ -36,6 +36,8 @@ pub enum Response {
     Compaction(CompactionResponse),
     /// A member's published attributes were recorded.
     Published,
+    /// A membership change was applied; the members after it.
+    Members(Vec<Member>),
 }
 
 /// The replicated state: the MVCC store and the raft index it reflects.
@@ -89,7 +91,25 @@ impl StateMachine {
                 self.members.publish(attributes.id, &attributes.name, &attributes.client_urls);
                 Ok(Response::Published)
             }
+            Request::MemberUpdate(update) => self.change_members(&MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone())),
         })
+    }
+
+    /// Applies a raft configuration change committed at `index` to the
+    /// member registry, if it passes etcd's checks there. `None`: applied
+    /// already; `Some(Err)`: refused, and raft must not apply it either.
+    pub fn apply_membership(&mut self, index: u64, change: &MembershipChange) -> Option<Result<Response, Error>> {
+        if index <= self.applied_index {
+            return None;
+        }
+        self.applied_index = index;
+        Some(self.change_members(change))
+    }
+
+    fn change_members(&mut self, change: &MembershipChange) -> Result<Response, Error> {
+        self.members.check(change)?;
+        self.members.apply(change);
+        Ok(Response::Members(self.members.list().cloned().collect()))
     }
 
     /// Marks an index that carries no request (raft's empty entries and

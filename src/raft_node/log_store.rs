@@ -17,6 +17,10 @@ pub struct LogStore {
     compacted_term: u64,
     entries: Vec<Entry>,
     snapshot: Snapshot,
+    /// Set when raft asked for a snapshot the newest one cannot serve: a
+    /// member added after it is not in its configuration, and raft-rs
+    /// refuses to install a snapshot that does not name the receiver.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl LogStore {
@@ -102,6 +106,12 @@ impl LogStore {
         self.entries.get(offset as usize).map(|entry| entry.term)
     }
 
+    /// Whether a fresh snapshot is needed for a member the newest one
+    /// does not know; resets the request.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
+    }
+
     pub fn encoded_len(entry: &Entry) -> u64 {
         entry.compute_size() as u64
     }
@@ -139,8 +149,12 @@ impl raft::Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot.get_metadata().index < request_index || self.snapshot.get_metadata().index == 0 {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let metadata = self.snapshot.get_metadata();
+        let conf = metadata.get_conf_state();
+        let names_receiver = conf.voters.contains(&to) || conf.learners.contains(&to);
+        if metadata.index < request_index || metadata.index == 0 || !names_receiver {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(self.snapshot.clone())

@@ -27,21 +27,22 @@ use std::time::Duration;
 
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot};
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::{Response, StateMachine};
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::proto::detcdpb::{internal_request::Request, InternalRequest, MemberAttributes};
+use crate::membership::{Member, MembershipChange};
+use crate::proto::detcdpb::{internal_request::Request, InternalRequest, MemberAttributes, MemberInfo};
 use crate::transport::Transport;
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::{SnapshotMark, Wal};
 
 pub use election::ElectionTimeouts;
 pub use log_store::LogStore;
-pub use recovery::{NodeConfig, RecoveryError};
+pub use recovery::{Bootstrap, NodeConfig, RecoveryError};
 
 /// Commands taken from the channel per loop turn before handling a Ready:
 /// the batch that shares one fsync. Bounded so ticks are never starved.
@@ -66,7 +67,15 @@ pub enum Command {
     /// Hand leadership to `transferee` (answered at once; the caller
     /// watches the leader change).
     TransferLeader { transferee: u64, reply: Reply<()> },
+    /// Replicate a raft configuration change (member add or remove).
+    ChangeConf { change: ConfChange, reply: Reply<Response> },
+    /// Promote a learner, if this member leads and the learner caught up.
+    Promote { id: u64, reply: Reply<Response> },
 }
+
+/// A learner may be promoted once it has this share of the leader's log
+/// (etcd `readyPercent`).
+pub const LEARNER_READY_PERCENT: f64 = 0.9;
 
 /// Raft messages received from peers wait here for the loop. Bounded: a
 /// flood from peers slows their streams instead of growing memory.
@@ -113,6 +122,9 @@ pub enum FatalError {
     Raft(#[from] raft::Error),
     #[error("snapshot received from the leader is unusable: {0}")]
     BadSnapshot(String),
+    /// Not a storage failure: this member was removed and must stop.
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
 }
 
 pub struct RaftNode {
@@ -155,6 +167,16 @@ impl RaftNode {
         mut steps: mpsc::Receiver<Vec<Message>>,
     ) -> Result<(), FatalError> {
         let mut ticker = clock.interval(tick_interval);
+        // Apply what the log already holds (a new cluster's configuration
+        // changes included) before anything else, then let a sole voter
+        // lead at once instead of waiting out an election timeout.
+        self.on_ready().await?;
+        let voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+        if voters == [self.shared.member_id] && self.raw.raft.state != StateRole::Leader {
+            self.raw.campaign()?;
+            self.election.fix(&mut self.raw);
+            self.on_ready().await?;
+        }
         loop {
             tokio::select! {
                 biased;
@@ -218,6 +240,8 @@ impl RaftNode {
                 };
                 let _ = reply.send(result);
             }
+            Command::ChangeConf { change, reply } => self.propose_conf_change(change, reply),
+            Command::Promote { id, reply } => self.promote(id, reply),
         }
         self.election.fix(&mut self.raw);
     }
@@ -358,25 +382,101 @@ impl RaftNode {
             self.published |= attributes.id == self.shared.member_id;
         }
         let result = self.shared.state.write().expect("state lock").apply(entry.index, request.request.as_ref());
+        if let (Some(Ok(_)), Some(Request::MemberUpdate(update))) = (&result, &request.request) {
+            self.update_transport(&MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone()));
+        }
         if let (Some(result), Some(reply)) = (result, self.proposals.remove(&request.id)) {
             let _ = reply.send(result);
         }
         Ok(())
     }
 
+    /// A raft configuration change (etcd uses v1 `ConfChange`; so do we).
+    /// The registry checks it first; raft applies it only if it passed, as
+    /// etcd turns a refused change into a no-op.
     fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), FatalError> {
-        let conf_state = if entry.get_entry_type() == EntryType::EntryConfChange {
-            let mut change = ConfChange::default();
-            change.merge_from_bytes(&entry.data).map_err(|e| FatalError::BadEntry { index: entry.index, reason: e.to_string() })?;
-            self.raw.apply_conf_change(&change)?
-        } else {
-            let mut change = ConfChangeV2::default();
-            change.merge_from_bytes(&entry.data).map_err(|e| FatalError::BadEntry { index: entry.index, reason: e.to_string() })?;
-            self.raw.apply_conf_change(&change)?
-        };
-        self.raw.mut_store().set_conf_state(conf_state);
-        self.shared.state.write().expect("state lock").skip(entry.index);
+        let bad_entry = |reason: String| FatalError::BadEntry { index: entry.index, reason };
+        if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            return Err(bad_entry("detcd proposes only v1 configuration changes".into()));
+        }
+        let mut change = ConfChange::default();
+        change.merge_from_bytes(&entry.data).map_err(|e| bad_entry(e.to_string()))?;
+        let info = MemberInfo::decode(&change.context[..]).map_err(|e| bad_entry(e.to_string()))?;
+        let membership = membership_change(&change, info);
+        let result = self.shared.state.write().expect("state lock").apply_membership(entry.index, &membership);
+        let Some(result) = result else { return Ok(()) };
+        if result.is_ok() {
+            let conf_state = self.raw.apply_conf_change(&change)?;
+            self.raw.mut_store().set_conf_state(conf_state);
+            self.update_transport(&membership);
+            tracing::info!(?membership, index = entry.index, "applied a membership change");
+        }
+        let id = u64::from_le_bytes(entry.context[..].try_into().unwrap_or_default());
+        if let Some(reply) = self.proposals.remove(&id) {
+            let _ = reply.send(result);
+        }
+        if membership == MembershipChange::Remove(self.shared.member_id) {
+            return Err(FatalError::Removed);
+        }
         Ok(())
+    }
+
+    fn update_transport(&mut self, change: &MembershipChange) {
+        match change {
+            MembershipChange::Add(member) if member.id != self.shared.member_id => {
+                if let Some(url) = member.peer_urls.first() {
+                    self.transport.set_peer(member.id, url.clone());
+                }
+            }
+            MembershipChange::UpdatePeerUrls(id, urls) if *id != self.shared.member_id => {
+                if let Some(url) = urls.first() {
+                    self.transport.set_peer(*id, url.clone());
+                }
+            }
+            MembershipChange::Remove(id) => self.transport.remove_peer(*id),
+            _ => {}
+        }
+    }
+
+    /// Proposes a configuration change; the caller hears the outcome when
+    /// it is applied.
+    fn propose_conf_change(&mut self, change: ConfChange, reply: Reply<Response>) {
+        let id = self.next_id();
+        match self.raw.propose_conf_change(id.to_le_bytes().to_vec(), change) {
+            Ok(()) => {
+                self.proposals.insert(id, reply);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "configuration change refused by raft");
+                // raft refuses while another change is pending or without a leader.
+                let _ = reply.send(Err(if self.raw.raft.leader_id == raft::INVALID_ID { Error::NoLeader } else { Error::Timeout }));
+            }
+        }
+    }
+
+    /// etcd `isLearnerReady`: only the leader knows the learner's progress;
+    /// it must have replicated at least `LEARNER_READY_PERCENT` of the log.
+    fn promote(&mut self, id: u64, reply: Reply<Response>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(Error::NotLeader));
+            return;
+        }
+        let leader_match = self.raw.raft.prs().get(self.shared.member_id).map(|progress| progress.matched).unwrap_or(0);
+        let Some(progress) = self.raw.raft.prs().get(id) else {
+            let _ = reply.send(Err(Error::MemberNotFound));
+            return;
+        };
+        if (progress.matched as f64) < leader_match as f64 * LEARNER_READY_PERCENT {
+            let _ = reply.send(Err(Error::LearnerNotReady));
+            return;
+        }
+        let change = ConfChange {
+            change_type: ConfChangeType::AddNode,
+            node_id: id,
+            context: MemberInfo { id, ..MemberInfo::default() }.encode_to_vec().into(),
+            ..ConfChange::default()
+        };
+        self.propose_conf_change(change, reply);
     }
 
     fn publish_status(&self) {
@@ -399,7 +499,9 @@ impl RaftNode {
     async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
         let (image, applied) = {
             let state = self.shared.state.read().expect("state lock");
-            if state.applied_index() < self.snapshot_indexes.0 + self.snapshot_count {
+            let due = state.applied_index() >= self.snapshot_indexes.0 + self.snapshot_count;
+            let wanted = self.raw.store().take_snapshot_wanted() && state.applied_index() > self.snapshot_indexes.0;
+            if !due && !wanted {
                 return Ok(());
             }
             (state.encode(), state.applied_index())
@@ -472,6 +574,21 @@ impl RaftNode {
         self.applied_term = mark.term;
         self.snapshot_indexes = (mark.index, mark.index);
         Ok(())
+    }
+}
+
+/// What a committed raft configuration change means for the registry.
+fn membership_change(change: &ConfChange, info: MemberInfo) -> MembershipChange {
+    match change.get_change_type() {
+        ConfChangeType::RemoveNode => MembershipChange::Remove(change.node_id),
+        ConfChangeType::AddNode if info.peer_urls.is_empty() => MembershipChange::Promote(change.node_id),
+        ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => MembershipChange::Add(Member {
+            id: change.node_id,
+            name: info.name,
+            peer_urls: info.peer_urls,
+            client_urls: Vec::new(),
+            is_learner: change.get_change_type() == ConfChangeType::AddLearnerNode,
+        }),
     }
 }
 

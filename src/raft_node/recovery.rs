@@ -2,11 +2,11 @@
 //! valid snapshot plus the WAL after it (DESIGN.md "Storage model").
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
-use raft::eraftpb::ConfState;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::RawNode;
 use thiserror::Error;
 
@@ -14,8 +14,8 @@ use super::{ElectionTimeouts, LogStore, RaftNode, Shared, MAX_INFLIGHT_MSGS, MAX
 use crate::apply::StateMachine;
 use crate::clock::Clock;
 use crate::membership::{Member, Members};
-use crate::proto::detcdpb::MemberAttributes;
-use crate::storage::snapshot::{Snapshot, SnapshotDir, SnapshotError};
+use crate::proto::detcdpb::{MemberAttributes, MemberInfo};
+use crate::storage::snapshot::{SnapshotDir, SnapshotError};
 use crate::transport::{MessageFilter, Transport};
 use crate::storage::wal::{Metadata, Wal, WalError};
 use crate::storage::Disk;
@@ -24,24 +24,45 @@ use crate::storage::Disk;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
-    pub member_id: u64,
-    pub cluster_id: u64,
-    /// Voters of a new cluster (ignored when recovering).
-    pub initial_voters: Vec<u64>,
+    /// How to start when the data dir is empty (ignored when recovering:
+    /// the WAL knows who we are, the replicated registry who the others are).
+    pub bootstrap: Bootstrap,
     pub election_ticks: usize,
     pub snapshot_count: u64,
     pub quota_bytes: i64,
     pub max_request_bytes: usize,
     /// Seeds the deterministic election timeouts.
     pub seed: u64,
-    /// Unique prefix for proposal ids across restarts (etcd `idutil`: the
-    /// member id's low bits and the start time).
-    pub proposal_id_base: u64,
+    /// Wall time at start, for proposal ids unique across restarts.
+    pub start_unix_millis: i64,
     pub name: String,
     pub client_urls: Vec<String>,
-    /// The members of a new cluster (ignored when recovering: the
-    /// replicated registry in the state machine is the truth then).
-    pub initial_members: Vec<Member>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// A member of a new cluster (`--initial-cluster-state new`): the log
+    /// starts with one configuration change per member, as etcd's does.
+    NewCluster { member_id: u64, cluster_id: u64, members: Vec<Member> },
+    /// A member added to a running cluster (`existing`): an empty log that
+    /// the leader fills, configuration changes included. `peers` are the
+    /// members the cluster reported, so our answers can reach the leader
+    /// before the log has taught us who is who.
+    Join { member_id: u64, cluster_id: u64, peers: BTreeMap<u64, String> },
+}
+
+impl Bootstrap {
+    /// Peer URLs to start the transport with, before the registry is built.
+    fn peers(&self) -> BTreeMap<u64, String> {
+        match self {
+            Bootstrap::NewCluster { member_id, members, .. } => members
+                .iter()
+                .filter(|member| member.id != *member_id)
+                .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
+                .collect(),
+            Bootstrap::Join { peers, .. } => peers.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -50,27 +71,34 @@ pub enum RecoveryError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    #[error("data dir {data_dir} belongs to member {found:x}, not {expected:x} (wrong --name, --initial-cluster or --data-dir?)")]
-    WrongMember { data_dir: PathBuf, found: u64, expected: u64 },
     #[error("cannot recover: {0}")]
     Inconsistent(String),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
 }
 
+fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("wal")
+}
+
 impl RaftNode {
+    /// True if the data dir holds a member already.
+    pub fn has_data(disk: &dyn Disk, data_dir: &Path) -> bool {
+        Wal::exists(disk, &wal_dir(data_dir))
+    }
+
     pub fn open(config: &NodeConfig, disk: Arc<dyn Disk>, clock: Clock, filter: Arc<dyn MessageFilter>) -> Result<RaftNode, RecoveryError> {
-        let member_dir = config.data_dir.join("member");
-        let wal_dir = member_dir.join("wal");
-        let snapshots = SnapshotDir::open(disk.clone(), &member_dir.join("snap"))?;
+        let wal_dir = wal_dir(&config.data_dir);
+        let snapshots = SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
         let recovered = if Wal::exists(&*disk, &wal_dir) {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
-            bootstrap(config, disk, &wal_dir, &snapshots)?
+            bootstrap(config, disk, &wal_dir)?
         };
         let Recovered { wal, state, log, snapshot_index, snapshot_term } = recovered;
+        let Metadata { member_id, cluster_id } = wal.metadata();
         let raft_config = raft::Config {
-            id: config.member_id,
+            id: member_id,
             election_tick: config.election_ticks,
             heartbeat_tick: 1,
             applied: state.applied_index(),
@@ -82,26 +110,23 @@ impl RaftNode {
         };
         raft_config.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let voters = log.conf_state().voters.clone();
         let mut raw = RawNode::new(&raft_config, log, &logger)?;
         let election = ElectionTimeouts::new(config.seed, config.election_ticks);
         election.fix(&mut raw);
-        if voters == [config.member_id] {
-            // A sole voter need not wait out an election timeout.
-            raw.campaign()?;
-        }
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
-            member_id: config.member_id,
-            cluster_id: config.cluster_id,
+            member_id,
+            cluster_id,
             term: AtomicU64::new(raw.raft.term),
             leader_id: AtomicU64::new(raft::INVALID_ID),
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
             last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
         });
-        let peer_urls = recovered_peers(&shared, config.member_id);
-        let transport = Transport::new(config.member_id, config.cluster_id, peer_urls, filter, clock);
-        let attributes = MemberAttributes { id: config.member_id, name: config.name.clone(), client_urls: config.client_urls.clone() };
+        let mut peer_urls = config.bootstrap.peers();
+        peer_urls.remove(&member_id);
+        peer_urls.extend(recovered_peers(&shared, member_id));
+        let transport = Transport::new(member_id, cluster_id, peer_urls, filter, clock);
+        let attributes = MemberAttributes { id: member_id, name: config.name.clone(), client_urls: config.client_urls.clone() };
         Ok(RaftNode {
             raw,
             transport,
@@ -116,13 +141,48 @@ impl RaftNode {
             snapshot_count: config.snapshot_count,
             snapshot_indexes: (snapshot_index, snapshot_index),
             applied_term: snapshot_term,
-            next_proposal_id: config.proposal_id_base,
+            next_proposal_id: proposal_id_base(member_id, config.start_unix_millis),
             proposals: BTreeMap::new(),
             queued: Vec::new(),
             reads_in_flight: BTreeMap::new(),
             reads_ready: Vec::new(),
         })
     }
+}
+
+/// etcd's `idutil.Generator` layout: 2 bytes of member id, then 5 bytes of
+/// milliseconds, then a byte of counter, so ids stay unique across restarts.
+fn proposal_id_base(member_id: u64, wall_unix_millis: i64) -> u64 {
+    let prefix = (member_id & 0xffff) << 48;
+    let time = ((wall_unix_millis as u64) & 0xff_ffff_ffff) << 8;
+    prefix | time
+}
+
+/// The log a new cluster starts with: one committed configuration change
+/// per initial member, in id order, at term 1 (etcd `StartNode`). A member
+/// that joins later replays them too, so every member derives the same
+/// configuration from the log alone.
+fn bootstrap_entries(members: &[Member]) -> Vec<Entry> {
+    members
+        .iter()
+        .enumerate()
+        .map(|(position, member)| {
+            let info = MemberInfo { id: member.id, name: member.name.clone(), peer_urls: member.peer_urls.clone(), is_learner: false };
+            let change = ConfChange {
+                change_type: ConfChangeType::AddNode,
+                node_id: member.id,
+                context: prost::Message::encode_to_vec(&info).into(),
+                ..ConfChange::default()
+            };
+            Entry {
+                entry_type: EntryType::EntryConfChange,
+                term: 1,
+                index: position as u64 + 1,
+                data: protobuf::Message::write_to_bytes(&change).expect("conf change encodes").into(),
+                ..Entry::default()
+            }
+        })
+        .collect()
 }
 
 struct Recovered {
@@ -140,36 +200,30 @@ fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, String> {
     peers.filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone()))).collect()
 }
 
-/// A new member: an initial snapshot at index 0 records the members (so
-/// every later recovery knows them), then the first WAL segment appears.
-/// A crash in between leaves no WAL, and the next start bootstraps again.
-fn bootstrap(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &std::path::Path, snapshots: &SnapshotDir) -> Result<Recovered, RecoveryError> {
-    let conf_state = ConfState { voters: config.initial_voters.clone(), ..ConfState::default() };
-    let state = StateMachine::new(config.quota_bytes, Members::new(config.initial_members.clone()));
-    snapshots.save(&Snapshot { index: 0, term: 0, conf_state: conf_state.clone(), state: state.encode() })?;
-    let metadata = Metadata { member_id: config.member_id, cluster_id: config.cluster_id };
-    let wal = Wal::create(disk, wal_dir, metadata, conf_state.clone())?;
-    tracing::info!(data_dir = %config.data_dir.display(), member = format_args!("{:x}", config.member_id), "bootstrapped a new member");
-    Ok(Recovered {
-        wal,
-        state,
-        log: LogStore::new(conf_state, 0, 0),
-        snapshot_index: 0,
-        snapshot_term: 0,
-    })
+fn bootstrap(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path) -> Result<Recovered, RecoveryError> {
+    let (metadata, entries) = match &config.bootstrap {
+        Bootstrap::NewCluster { member_id, cluster_id, members } => {
+            (Metadata { member_id: *member_id, cluster_id: *cluster_id }, bootstrap_entries(members))
+        }
+        Bootstrap::Join { member_id, cluster_id, .. } => (Metadata { member_id: *member_id, cluster_id: *cluster_id }, Vec::new()),
+    };
+    let hard_state = if entries.is_empty() {
+        HardState::default()
+    } else {
+        HardState { term: 1, commit: entries.len() as u64, ..HardState::default() }
+    };
+    let wal = Wal::create(disk, wal_dir, metadata, ConfState::default(), &entries, &hard_state)?;
+    let mut log = LogStore::new(ConfState::default(), 0, 0);
+    log.append(&entries);
+    log.set_hard_state(hard_state);
+    tracing::info!(data_dir = %config.data_dir.display(), member = format_args!("{:x}", metadata.member_id), "bootstrapped a new member");
+    Ok(Recovered { wal, state: StateMachine::new(config.quota_bytes, Members::default()), log, snapshot_index: 0, snapshot_term: 0 })
 }
 
-fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &std::path::Path, snapshots: &SnapshotDir) -> Result<Recovered, RecoveryError> {
+fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path, snapshots: &SnapshotDir) -> Result<Recovered, RecoveryError> {
     let (wal, replay) = Wal::open(disk, wal_dir)?;
     if replay.torn_tail_bytes > 0 {
         tracing::warn!(bytes = replay.torn_tail_bytes, "truncated a torn write at the end of the WAL");
-    }
-    if replay.metadata.member_id != config.member_id {
-        return Err(RecoveryError::WrongMember {
-            data_dir: config.data_dir.clone(),
-            found: replay.metadata.member_id,
-            expected: config.member_id,
-        });
     }
     let first_entry = replay.entries.first().map(|entry| entry.index);
     let (valid, bad) = snapshots.load_newest_first()?;
@@ -199,9 +253,7 @@ fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &std::path::Path, 
                 .conf_state
                 .clone()
                 .ok_or_else(|| RecoveryError::Inconsistent("the WAL has no configuration".into()))?;
-            tracing::warn!("no snapshot found: taking the member list from --initial-cluster");
-            let members = Members::new(config.initial_members.clone());
-            (StateMachine::new(config.quota_bytes, members), LogStore::new(conf_state, 0, 0), 0, 0)
+            (StateMachine::new(config.quota_bytes, Members::default()), LogStore::new(conf_state, 0, 0), 0, 0)
         }
         None => {
             return Err(RecoveryError::Inconsistent(format!(

@@ -19,8 +19,11 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
 };
-use crate::membership::Member;
-use crate::raft_node::{Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN};
+use crate::membership::{Member, MembershipChange};
+use crate::proto::detcdpb::{MemberInfo, MemberUpdate};
+use prost::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType};
+use crate::raft_node::{Bootstrap, Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN};
 use crate::transport::{MessageFilter, RaftService};
 use crate::rng::NodeRng;
 use crate::storage::Disk;
@@ -38,6 +41,8 @@ pub const COMMAND_QUEUE_LEN: usize = 4096;
 /// Limits and identity the request path needs.
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// `--initial-cluster-token`, hashed into the ids of added members.
+    pub cluster_token: String,
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
     pub request_timeout: Duration,
@@ -71,24 +76,36 @@ impl Server {
     /// `raft_loop` finishes when the loop stops: `Ok` after every `Server`
     /// clone is dropped, `Err` on a fatal storage error. The caller serves
     /// `peer_service` on the peer URLs and the client API on the client URLs.
-    pub fn start(config: &Config, disk: Arc<dyn Disk>, clock: Clock, mut rng: NodeRng, filter: Arc<dyn MessageFilter>) -> Result<Started, StartError> {
+    pub async fn start(
+        config: &Config,
+        disk: Arc<dyn Disk>,
+        clock: Clock,
+        mut rng: NodeRng,
+        filter: Arc<dyn MessageFilter>,
+    ) -> Result<Started, StartError> {
         let cluster = InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
             .map_err(|error| StartError::Config(error.to_string()))?;
         let member = cluster.member(&config.name).map_err(|error| StartError::Config(error.to_string()))?;
+        let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir()) {
+            // Recovery reads who we are from the WAL and who the others are
+            // from the log; the flags only seed the transport.
+            Bootstrap::NewCluster { member_id: member.id, cluster_id: cluster.cluster_id, members: cluster.members.clone() }
+        } else if config.initial_cluster_state == "existing" {
+            join_bootstrap(&cluster, member, &clock).await?
+        } else {
+            Bootstrap::NewCluster { member_id: member.id, cluster_id: cluster.cluster_id, members: cluster.members.clone() }
+        };
         let node_config = NodeConfig {
             data_dir: config.data_dir(),
-            member_id: member.id,
-            cluster_id: cluster.cluster_id,
-            initial_voters: cluster.members.iter().map(|member| member.id).collect(),
+            bootstrap,
             election_ticks: config.election_ticks(),
             snapshot_count: config.snapshot_count,
             quota_bytes: config.quota_backend_bytes,
             max_request_bytes: config.max_request_bytes as usize,
             seed: rng.next_u64(),
-            proposal_id_base: proposal_id_base(member.id, clock.wall_unix_millis()),
+            start_unix_millis: clock.wall_unix_millis(),
             name: config.name.clone(),
             client_urls: split_urls(&config.advertise_client_urls),
-            initial_members: cluster.members.clone(),
         };
         let node = RaftNode::open(&node_config, disk, clock.clone(), filter)?;
         let shared = node.shared();
@@ -97,8 +114,15 @@ impl Server {
         let loop_clock = clock.clone();
         let tick_interval = config.tick_interval();
         let raft_loop = tokio::spawn(async move { node.run(loop_clock, tick_interval, receiver, step_receiver).await });
-        let peer_service = RaftService { member_id: shared.member_id, cluster_id: shared.cluster_id, steps };
+        let peer_service = RaftService {
+            member_id: shared.member_id,
+            cluster_id: shared.cluster_id,
+            steps,
+            shared: shared.clone(),
+            commands: commands.clone(),
+        };
         let limits = Limits {
+            cluster_token: config.initial_cluster_token.clone(),
             max_txn_ops: config.max_txn_ops as usize,
             max_request_bytes: config.max_request_bytes as usize,
             request_timeout: config.request_timeout(),
@@ -194,6 +218,102 @@ impl Server {
         self.shared.state.read().expect("state lock").members().list().cloned().collect()
     }
 
+    /// etcd `MemberAdd`: a voter only if a quorum would still have started
+    /// (strict reconfiguration, etcd 3.4's default); returns the new member
+    /// and the members after the change.
+    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<(Member, Vec<Member>), Error> {
+        if peer_urls.is_empty() || peer_urls.iter().any(|url| parse_listen_url(url).is_err()) {
+            return Err(Error::MemberBadUrls);
+        }
+        let token = self.limits.cluster_token.clone();
+        let id = crate::membership::added_member_id(&peer_urls, &token, Some(self.clock.wall_unix_millis() / 1000));
+        let member = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
+        {
+            let state = self.shared.state.read().expect("state lock");
+            state.members().check_add(&member)?;
+            if !is_learner && !state.members().ready_to_add_voter() {
+                return Err(Error::MemberNotEnoughStarted);
+            }
+        }
+        let change_type = if is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+        let info = MemberInfo { id, name: String::new(), peer_urls: member.peer_urls.clone(), is_learner };
+        let members = self.change_conf(change_type, id, info).await?;
+        Ok((member, members))
+    }
+
+    /// etcd `MemberRemove`.
+    pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>, Error> {
+        {
+            let state = self.shared.state.read().expect("state lock");
+            let member = state.members().check_exists(id)?;
+            if !member.is_learner && !state.members().ready_to_remove_voter(id) {
+                return Err(Error::MemberNotEnoughStarted);
+            }
+        }
+        self.change_conf(ConfChangeType::RemoveNode, id, MemberInfo { id, ..MemberInfo::default() }).await
+    }
+
+    /// etcd `MemberUpdate`: new peer URLs, replicated as a command.
+    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Vec<Member>, Error> {
+        if peer_urls.is_empty() || peer_urls.iter().any(|url| parse_listen_url(url).is_err()) {
+            return Err(Error::MemberBadUrls);
+        }
+        self.shared.state.read().expect("state lock").members().check(&MembershipChange::UpdatePeerUrls(id, peer_urls.clone()))?;
+        match self.propose(Request::MemberUpdate(MemberUpdate { id, peer_urls })).await? {
+            Response::Members(members) => Ok(members),
+            other => unreachable!("member update answered with {other:?}"),
+        }
+    }
+
+    /// etcd `MemberPromote`: only the leader knows whether the learner has
+    /// caught up, so a follower forwards the request to it.
+    pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>, Error> {
+        {
+            let state = self.shared.state.read().expect("state lock");
+            state.members().check_promote(id)?;
+            if !state.members().ready_to_add_voter() {
+                return Err(Error::MemberNotEnoughStarted);
+            }
+        }
+        let leader = self.shared.leader_id();
+        if leader == self.shared.member_id {
+            return match self.call(|reply| Command::Promote { id, reply }).await? {
+                Response::Members(members) => Ok(members),
+                other => unreachable!("promote answered with {other:?}"),
+            };
+        }
+        if leader == raft::INVALID_ID {
+            return Err(Error::NoLeader);
+        }
+        let leader_url = self.shared.state.read().expect("state lock").members().get(leader).and_then(|m| m.peer_urls.first().cloned());
+        let leader_url = leader_url.ok_or(Error::NoLeader)?;
+        let forwarded = async {
+            let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(leader_url).await.map_err(|_| Error::NoLeader)?;
+            let response = client.promote(crate::proto::detcdpb::PromoteRequest { id }).await.map_err(|_| Error::LeaderChanged)?;
+            Ok::<_, Error>(response.into_inner().error)
+        };
+        let error = tokio::select! {
+            biased;
+            error = forwarded => error?,
+            _ = self.clock.sleep(self.limits.request_timeout) => return Err(Error::Timeout),
+        };
+        if !error.is_empty() {
+            return Err(Error::from_etcd_string(&error));
+        }
+        // The leader answered once the promotion applied there; wait until
+        // it has applied here too, so our member list shows it.
+        self.read_index().await?;
+        Ok(self.members())
+    }
+
+    async fn change_conf(&self, change_type: ConfChangeType, id: u64, info: MemberInfo) -> Result<Vec<Member>, Error> {
+        let change = ConfChange { change_type, node_id: id, context: info.encode_to_vec().into(), ..ConfChange::default() };
+        match self.call(|reply| Command::ChangeConf { change, reply }).await? {
+            Response::Members(members) => Ok(members),
+            other => unreachable!("configuration change answered with {other:?}"),
+        }
+    }
+
     /// Hands leadership to `transferee` and waits until it has it (etcd
     /// `MoveLeader`: only the leader may be asked).
     pub async fn move_leader(&self, transferee: u64) -> Result<(), Error> {
@@ -237,12 +357,55 @@ impl Server {
     }
 }
 
-/// etcd's `idutil.Generator` layout: 2 bytes of member id, then 5 bytes of
-/// milliseconds, then a byte of counter, so ids stay unique across restarts.
-fn proposal_id_base(member_id: u64, wall_unix_millis: i64) -> u64 {
-    let prefix = (member_id & 0xffff) << 48;
-    let time = ((wall_unix_millis as u64) & 0xff_ffff_ffff) << 8;
-    prefix | time
+/// How long a joining member keeps asking the cluster who it is.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A member started with `--initial-cluster-state existing` on an empty
+/// data dir: ask the other members listed in `--initial-cluster` for the
+/// cluster, and find ourselves in it by our peer URLs (the id was made by
+/// MemberAdd, so it cannot be derived from the flags).
+async fn join_bootstrap(cluster: &InitialCluster, me: &Member, clock: &Clock) -> Result<Bootstrap, StartError> {
+    let mut my_urls = me.peer_urls.clone();
+    my_urls.sort();
+    let others: Vec<String> = cluster.members.iter().filter(|member| member.name != me.name).flat_map(|member| member.peer_urls.clone()).collect();
+    if others.is_empty() {
+        return Err(StartError::Config("--initial-cluster-state existing needs the other members in --initial-cluster".into()));
+    }
+    let ask = async {
+        loop {
+            for url in &others {
+                match fetch_members(url).await {
+                    Ok(response) => return Ok(response),
+                    Err(error) => tracing::info!(peer = %url, %error, "asking a peer for the cluster"),
+                }
+            }
+            clock.sleep(crate::transport::RECONNECT_BACKOFF).await;
+        }
+    };
+    let response: crate::proto::detcdpb::MembersResponse = tokio::select! {
+        biased;
+        response = ask => response.map_err(StartError::Config)?,
+        _ = clock.sleep(JOIN_TIMEOUT) => return Err(StartError::Config(format!("no member of the cluster answered at {others:?}"))),
+    };
+    let found = response.members.iter().find(|member| {
+        let mut urls = member.peer_urls.clone();
+        urls.sort();
+        urls == my_urls
+    });
+    let Some(found) = found else {
+        return Err(StartError::Config(format!(
+            "the cluster has no member with peer URLs {my_urls:?}: add it first with `etcdctl member add`"
+        )));
+    };
+    tracing::info!(member = format_args!("{:x}", found.id), cluster = format_args!("{:x}", response.cluster_id), "joining a running cluster");
+    let peers = response.members.iter().filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone()))).collect();
+    Ok(Bootstrap::Join { member_id: found.id, cluster_id: response.cluster_id, peers })
+}
+
+async fn fetch_members(url: &str) -> Result<crate::proto::detcdpb::MembersResponse, String> {
+    let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(url.to_string()).await.map_err(|e| e.to_string())?;
+    let response = client.members(crate::proto::detcdpb::MembersRequest {}).await.map_err(|e| e.to_string())?;
+    Ok(response.into_inner())
 }
 
 /// Splits a comma-separated URL flag.

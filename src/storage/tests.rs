@@ -33,7 +33,7 @@ fn voters() -> ConfState {
 /// Writes `batches` (each synced once) and returns the disk.
 fn write_log(batches: &[Vec<Entry>]) -> Arc<SimDisk> {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters()).unwrap();
+    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters(), &[], &HardState::default()).unwrap();
     for batch in batches {
         let commit = batch.last().map(|e| e.index).unwrap_or(0);
         wal.append(batch, Some(&hard_state(1, commit)));
@@ -154,7 +154,7 @@ fn later_entries_replace_a_conflicting_suffix() {
 #[test]
 fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters()).unwrap();
+    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters(), &[], &HardState::default()).unwrap();
     wal.append(&[entry(1, 1, b"kept")], Some(&hard_state(1, 1)));
     wal.sync().unwrap();
     wal.append(&[entry(2, 1, b"maybe")], None);
@@ -167,7 +167,7 @@ fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
 #[test]
 fn released_segments_leave_a_self_contained_log() {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters()).unwrap();
+    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters(), &[], &HardState::default()).unwrap();
     let big = vec![7u8; (super::wal::SEGMENT_BYTES_MAX / 4) as usize];
     for index in 1..=6 {
         wal.append(&[entry(index, 1, &big)], Some(&hard_state(1, index)));

@@ -109,8 +109,17 @@ impl Wal {
     }
 
     /// Creates a new log in `dir` (which must not hold one). The first
-    /// segment appears atomically, complete with metadata and conf state.
-    pub fn create(disk: Arc<dyn Disk>, dir: &Path, metadata: Metadata, conf_state: ConfState) -> Result<Wal, WalError> {
+    /// segment appears atomically, complete with metadata, conf state and
+    /// the bootstrap entries and hard state, so a crash leaves either
+    /// nothing or a whole bootstrap.
+    pub fn create(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        metadata: Metadata,
+        conf_state: ConfState,
+        entries: &[Entry],
+        hard_state: &HardState,
+    ) -> Result<Wal, WalError> {
         disk.create_dir_all(dir).map_err(io_error(dir))?;
         let mut wal = Wal {
             disk,
@@ -124,7 +133,10 @@ impl Wal {
             last_index: 0,
             pending: Vec::new(),
         };
-        wal.start_segment(0, 1)?;
+        wal.append(entries, None);
+        wal.hard_state = hard_state.clone();
+        let bootstrap = std::mem::take(&mut wal.pending);
+        wal.start_segment(0, 1, &bootstrap)?;
         if let Some(parent) = dir.parent() {
             wal.disk.sync_dir(parent).map_err(io_error(parent))?;
         }
@@ -217,7 +229,7 @@ impl Wal {
         self.pending.clear();
         if self.tail_bytes >= SEGMENT_BYTES_MAX {
             let seq = self.segments.last().map(|segment| segment.seq + 1).unwrap_or(0);
-            self.start_segment(seq, self.last_index + 1)?;
+            self.start_segment(seq, self.last_index + 1, &[])?;
         }
         Ok(())
     }
@@ -248,13 +260,14 @@ impl Wal {
     /// Starts a segment that stands alone: it repeats the metadata, the
     /// bootstrap conf state, the hard state and the last snapshot mark, so
     /// older segments can be released.
-    fn start_segment(&mut self, seq: u64, first_index: u64) -> Result<(), WalError> {
+    fn start_segment(&mut self, seq: u64, first_index: u64, bootstrap_entries: &[u8]) -> Result<(), WalError> {
         let segment = Segment { seq, first_index };
         let mut header = Vec::new();
         record::encode(RecordType::Metadata, &encode_metadata(self.metadata), &mut header);
         if let Some(conf_state) = &self.conf_state {
             record::encode(RecordType::ConfState, &conf_state.write_to_bytes().expect("encodes"), &mut header);
         }
+        header.extend_from_slice(bootstrap_entries);
         record::encode(RecordType::HardState, &self.hard_state.write_to_bytes().expect("encodes"), &mut header);
         if self.last_mark != SnapshotMark::default() {
             record::encode(RecordType::Snapshot, &encode_mark(self.last_mark), &mut header);

@@ -3,10 +3,15 @@
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::proto::detcdpb::{raft_server::Raft, RaftAck, RaftBatch};
+use crate::proto::detcdpb::{
+    raft_server::Raft, MemberInfo, MembersRequest, MembersResponse, PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
+};
+use crate::raft_node::{Command, Shared};
 
 /// Where received messages go: the raft loop's step queue.
 pub type StepSender = mpsc::Sender<Vec<Message>>;
@@ -15,6 +20,8 @@ pub struct RaftService {
     pub member_id: u64,
     pub cluster_id: u64,
     pub steps: StepSender,
+    pub shared: Arc<Shared>,
+    pub commands: mpsc::Sender<Command>,
 }
 
 impl RaftService {
@@ -54,5 +61,33 @@ impl Raft for RaftService {
             self.steps.send(messages).await.map_err(|_| Status::unavailable("member is stopping"))?;
         }
         Ok(Response::new(RaftAck {}))
+    }
+
+    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        let state = self.shared.state.read().expect("state lock");
+        let members = state
+            .members()
+            .list()
+            .map(|member| MemberInfo {
+                id: member.id,
+                name: member.name.clone(),
+                peer_urls: member.peer_urls.clone(),
+                is_learner: member.is_learner,
+            })
+            .collect();
+        Ok(Response::new(MembersResponse { cluster_id: self.cluster_id, members }))
+    }
+
+    /// A follower forwards a promotion here; only the leader can check it.
+    async fn promote(&self, request: Request<PromoteRequest>) -> Result<Response<PromoteResponse>, Status> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Promote { id: request.into_inner().id, reply };
+        self.commands.send(command).await.map_err(|_| Status::unavailable("member is stopping"))?;
+        let error = match answer.await {
+            Ok(Ok(_)) => String::new(),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => crate::error::Error::Stopped.to_string(),
+        };
+        Ok(Response::new(PromoteResponse { error }))
     }
 }

@@ -12,7 +12,11 @@ use std::time::Duration;
 use clap::Parser;
 use detcd::clock::Clock;
 use detcd::config::Config;
-use detcd::proto::etcdserverpb::{kv_client::KvClient, maintenance_client::MaintenanceClient, PutRequest, RangeRequest, StatusRequest};
+use detcd::proto::etcdserverpb::{
+    cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient, MemberAddRequest, MemberPromoteRequest,
+    MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
+};
+use detcd::raft_node::FatalError;
 use detcd::rng::NodeRng;
 use detcd::server::{Server, Started};
 use detcd::storage::SimDisk;
@@ -60,12 +64,49 @@ impl SimCluster {
                     .create_node()
                     .name(format!("m{index}"))
                     .ip(ip(index))
-                    .init(move || run_member(index, initial_cluster.clone(), snapshot_count, disk.clone()))
+                    .init(move || run_member(index, initial_cluster.clone(), "new", snapshot_count, disk.clone()))
                     .build()
             })
             .collect();
         let client = handle.create_node().name("client").ip(IpAddr::from([10, 0, 1, 1])).build();
         SimCluster { handle, nodes, disks, client, started: tokio::time::Instant::now() }
+    }
+
+    /// Starts member `index` (the next one) to join the running cluster
+    /// with `--initial-cluster-state existing`, after MemberAdd.
+    fn start_joining(&mut self, snapshot_count: u64) -> usize {
+        let index = self.nodes.len();
+        let initial_cluster: Vec<String> = (0..=index).map(|i| format!("m{i}=http://{}:{PEER_PORT}", ip(i))).collect();
+        let initial_cluster = initial_cluster.join(",");
+        let disk = Arc::new(SimDisk::new());
+        self.disks.push(disk.clone());
+        let node = self
+            .handle
+            .create_node()
+            .name(format!("m{index}"))
+            .ip(ip(index))
+            .init(move || run_member(index, initial_cluster.clone(), "existing", snapshot_count, disk.clone()))
+            .build();
+        self.nodes.push(node);
+        index
+    }
+
+    /// A Cluster-service call through member `via`, on the client node.
+    async fn cluster_call<T: Send + 'static, F>(&self, via: usize, call: impl FnOnce(ClusterClient<tonic::transport::Channel>) -> F + Send + 'static) -> Result<T, tonic::Status>
+    where
+        F: std::future::Future<Output = Result<T, tonic::Status>> + Send,
+    {
+        let url = client_url(via);
+        self.client
+            .spawn(async move {
+                let attempt = async move {
+                    let client = ClusterClient::connect(url).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                    call(client).await
+                };
+                tokio::time::timeout(CALL_TIMEOUT, attempt).await.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("timed out")))
+            })
+            .await
+            .unwrap()
     }
 
     fn size(&self) -> usize {
@@ -191,7 +232,13 @@ impl SimCluster {
     }
 }
 
-fn run_member(index: usize, initial_cluster: String, snapshot_count: u64, disk: Arc<SimDisk>) -> impl std::future::Future<Output = ()> {
+fn run_member(
+    index: usize,
+    initial_cluster: String,
+    initial_cluster_state: &'static str,
+    snapshot_count: u64,
+    disk: Arc<SimDisk>,
+) -> impl std::future::Future<Output = ()> {
     async move {
         let config = Config::parse_from([
             "detcd".to_string(),
@@ -202,15 +249,20 @@ fn run_member(index: usize, initial_cluster: String, snapshot_count: u64, disk: 
             format!("--listen-peer-urls=http://{}:{PEER_PORT}", ip(index)),
             format!("--initial-advertise-peer-urls=http://{}:{PEER_PORT}", ip(index)),
             format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-state={initial_cluster_state}"),
             format!("--snapshot-count={snapshot_count}"),
         ]);
         let Started { server, raft_loop, peer_service } =
-            Server::start(&config, disk, Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll)).expect("member starts");
+            Server::start(&config, disk, Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll)).await.expect("member starts");
         let client_address = SocketAddr::new(ip(index), CLIENT_PORT);
         let peer_address = SocketAddr::new(ip(index), PEER_PORT);
         tokio::select! {
             biased;
-            result = raft_loop => panic!("m{index}: raft loop stopped: {result:?}"),
+            result = raft_loop => match result {
+                // A removed member stops, as etcd's does.
+                Ok(Err(FatalError::Removed)) => {}
+                other => panic!("m{index}: raft loop stopped: {other:?}"),
+            },
             result = detcd::api::serve(server, client_address, std::future::pending()) => panic!("m{index}: client server stopped: {result:?}"),
             result = detcd::api::serve_peers(peer_service, peer_address, std::future::pending()) => panic!("m{index}: peer server stopped: {result:?}"),
         }
@@ -278,4 +330,63 @@ async fn five_members_survive_two_crashes() {
     cluster.wait_for_leader(&cluster.all()).await;
     cluster.wait_converged(&acknowledged).await;
     eprintln!("5 members: {} writes acknowledged, converged at {:?} virtual", acknowledged.len(), cluster.started.elapsed());
+}
+
+#[madsim::test]
+async fn learner_joins_catches_up_is_promoted_and_a_member_is_removed() {
+    let mut cluster = SimCluster::start(3, 20);
+    let mut acknowledged = BTreeMap::new();
+
+    tracing::info!("enough writes that the log is compacted: the newcomer needs a snapshot");
+    cluster.wait_for_leader(&cluster.all()).await;
+    cluster.write_keys(&cluster.all(), 0, 60, &mut acknowledged).await;
+
+    tracing::info!("MemberAdd as a learner, then the new member joins with --initial-cluster-state existing");
+    let peer_url = format!("http://{}:{PEER_PORT}", ip(3));
+    let added = cluster
+        .cluster_call(0, move |mut client| async move {
+            client.member_add(MemberAddRequest { peer_ur_ls: vec![peer_url], is_learner: true }).await.map(|r| r.into_inner())
+        })
+        .await
+        .expect("member add");
+    let new_id = added.member.unwrap().id;
+    assert_eq!(added.members.len(), 4);
+    let newcomer = cluster.start_joining(20);
+    cluster.wait_converged(&acknowledged).await;
+
+    tracing::info!("once caught up the learner is promoted (retrying while the leader says it is not ready)");
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let promoted = cluster
+            .cluster_call(1, move |mut client| async move { client.member_promote(MemberPromoteRequest { id: new_id }).await })
+            .await;
+        match promoted {
+            Ok(_) => break,
+            Err(status) => assert!(tokio::time::Instant::now() < deadline, "promotion never succeeded: {status}"),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    let leader = cluster.wait_for_leader(&cluster.all()).await;
+
+    tracing::info!("the leader is removed: it stops, the other three elect a leader and keep writing");
+    let leader_id = cluster.status(leader).await.expect("leader answers").0;
+    let remaining: Vec<usize> = cluster.all().into_iter().filter(|&i| i != leader).collect();
+    let via = remaining[0];
+    cluster
+        .cluster_call(via, move |mut client| async move { client.member_remove(MemberRemoveRequest { id: leader_id }).await })
+        .await
+        .expect("member remove");
+    cluster.wait_for_leader(&remaining).await;
+    cluster.write_keys(&remaining, 60, 20, &mut acknowledged).await;
+    assert!(remaining.contains(&newcomer));
+    for index in remaining {
+        let keys = cluster.local_keys(index).await;
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        let mut keys = keys;
+        while !keys.as_ref().is_some_and(|keys| acknowledged.iter().all(|(k, v)| keys.get(k) == Some(v))) {
+            assert!(tokio::time::Instant::now() < deadline, "m{index} did not converge after the removal");
+            tokio::time::sleep(POLL_INTERVAL).await;
+            keys = cluster.local_keys(index).await;
+        }
+    }
 }

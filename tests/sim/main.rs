@@ -59,7 +59,7 @@ fn start_server(handle: &Handle, disk: Arc<SimDisk>) -> NodeHandle {
             async move {
                 let config = server_config();
                 let Started { server, raft_loop, peer_service } =
-                    Server::start(&config, disk, Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll)).expect("server starts");
+                    Server::start(&config, disk, Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll)).await.expect("server starts");
                 let peer_address = SocketAddr::new(address.ip(), 2380);
                 tokio::select! {
                     biased;
