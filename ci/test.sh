@@ -36,3 +36,11 @@ RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim cargo build --workspace -
 step "simulation tests, with madsim's determinism check on"
 RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim MADSIM_TEST_CHECK_DETERMINISM=1 \
     cargo nextest run -p detcd --test sim $jobs --no-fail-fast
+
+step "simulation harness: seeds pass, replay is deterministic, every sabotage is caught"
+RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim \
+    cargo nextest run -p detcd-sim --test harness $jobs --no-fail-fast
+
+step "simulation seeds (per commit; ci/nightly.sh runs many more)"
+target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS:-100}" --start-seed 1 --duration 10 \
+    --failures-dir target/sim-failures

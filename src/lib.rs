@@ -13,6 +13,8 @@ pub mod mvcc;
 pub mod proto;
 pub mod raft_node;
 pub mod rng;
+#[cfg(madsim)]
+pub mod sabotage;
 pub mod server;
 pub mod storage;
 pub mod transport;

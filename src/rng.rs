@@ -19,9 +19,18 @@ impl NodeRng {
         NodeRng { seed, rng: ChaCha8Rng::seed_from_u64(seed) }
     }
 
-    /// Seeds from the operating system (in madsim, from the simulation seed).
+    /// Seeds from the operating system.
+    #[cfg(not(madsim))]
     pub fn from_os() -> NodeRng {
-        NodeRng::from_seed(rand::random::<u64>())
+        NodeRng::from_seed(rand::rngs::OsRng.next_u64())
+    }
+
+    /// In simulation, from the simulation's seeded generator. The OS source
+    /// would leak real randomness: on Linux `getrandom` is a raw syscall
+    /// madsim cannot intercept (found by `cargo sim run --check-determinism`).
+    #[cfg(madsim)]
+    pub fn from_os() -> NodeRng {
+        NodeRng::from_seed(madsim::rand::random::<u64>())
     }
 
     /// The seed this generator started from; raft's election timeouts are

@@ -1,7 +1,8 @@
 //! detcd-sim: the history model, history formats and linearizability checker of detcd's simulator.
 //!
-//! Module map (the simulated cluster, network, nemesis and workloads will
-//! join these; see DESIGN.md "Simulation harness"):
+//! Module map (see DESIGN.md "Simulation harness"):
+//! - [`harness`] (madsim build only): the simulated cluster, nemesis,
+//!   workloads and the run that checks them.
 //! - [`history`]: operations with invocation and completion times and an
 //!   outcome (ok, definite failure, indeterminate).
 //! - [`model`]: sequential specifications: a register, a many-key kv map and
@@ -21,6 +22,9 @@
 
 pub mod check;
 pub mod format;
+#[cfg(madsim)]
+pub mod harness;
 pub mod history;
 pub mod model;
+pub mod options;
 pub mod report;

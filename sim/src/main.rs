@@ -1,4 +1,4 @@
-//! `detcd-sim`: detcd's simulator command line. Today: `check` recorded histories for linearizability.
+//! `detcd-sim`: detcd's simulator command line: `run` and `replay` seeds of the simulated cluster, `check` recorded histories.
 
 mod cli;
 
@@ -26,6 +26,15 @@ enum Command {
     /// input or bad arguments. With several files the worst wins, in the
     /// order 1, 64, 2, 0.
     Check(cli::check::CheckArgs),
+    /// Run seeds of the simulated cluster under faults and check them.
+    ///
+    /// Exit code: 0 every seed passed, 1 a correctness violation, 2 a
+    /// liveness failure, 3 a crash (panic) in the simulated cluster.
+    Run(cli::run::RunArgs),
+    /// Re-run one seed with every event printed; ends with its trace hash.
+    Replay(cli::run::ReplayArgs),
+    /// The deliberate bugs `run --sabotage` can switch on.
+    Sabotage(cli::run::SabotageArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +54,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(arguments) => cli::check::run(&arguments),
+        Command::Run(arguments) => cli::run::run(&arguments),
+        Command::Replay(arguments) => cli::run::replay(&arguments),
+        Command::Sabotage(arguments) => cli::run::sabotage(&arguments),
     }
 }

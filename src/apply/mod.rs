@@ -112,6 +112,15 @@ impl StateMachine {
         Ok(Response::Members(self.members.list().cloned().collect()))
     }
 
+    /// The double-apply sabotage: the request runs again, ignoring the
+    /// applied index (simulation build only).
+    #[cfg(madsim)]
+    pub fn apply_again_for_sabotage(&mut self, request: Option<&Request>) {
+        let index = self.applied_index;
+        self.applied_index -= 1;
+        let _ = self.apply(index, request);
+    }
+
     /// Marks an index that carries no request (raft's empty entries and
     /// configuration changes) as applied.
     pub fn skip(&mut self, index: u64) {

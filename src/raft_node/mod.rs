@@ -150,6 +150,9 @@ pub struct RaftNode {
     queued: Vec<(Request, Reply<Response>)>,
     reads_in_flight: BTreeMap<u64, Reply<()>>,
     reads_ready: Vec<(u64, Reply<()>)>,
+    /// The double-apply sabotage strikes once per start.
+    #[cfg(madsim)]
+    sabotage_applied_twice: bool,
 }
 
 impl RaftNode {
@@ -382,6 +385,10 @@ impl RaftNode {
             self.published |= attributes.id == self.shared.member_id;
         }
         let result = self.shared.state.write().expect("state lock").apply(entry.index, request.request.as_ref());
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply) && !std::mem::replace(&mut self.sabotage_applied_twice, true) {
+            self.shared.state.write().expect("state lock").apply_again_for_sabotage(request.request.as_ref());
+        }
         if let (Some(Ok(_)), Some(Request::MemberUpdate(update))) = (&result, &request.request) {
             self.update_transport(&MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone()));
         }

@@ -146,6 +146,8 @@ impl RaftNode {
             queued: Vec::new(),
             reads_in_flight: BTreeMap::new(),
             reads_ready: Vec::new(),
+            #[cfg(madsim)]
+            sabotage_applied_twice: false,
         })
     }
 }

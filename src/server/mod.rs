@@ -150,7 +150,7 @@ impl Server {
     }
 
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
-        if !request.serializable {
+        if !request.serializable && !sabotaged_stale_read() {
             self.read_index().await?;
         }
         self.shared.state.read().expect("state lock").range(&request)
@@ -174,7 +174,7 @@ impl Server {
     /// range is serializable, as in etcd); anything else goes through raft.
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, Error> {
         if crate::apply::is_read_only_txn(&request) {
-            if !crate::apply::is_serializable_txn(&request) {
+            if !crate::apply::is_serializable_txn(&request) && !sabotaged_stale_read() {
                 self.read_index().await?;
             }
             return self.shared.state.read().expect("state lock").txn_read_only(&request);
@@ -406,6 +406,16 @@ async fn fetch_members(url: &str) -> Result<crate::proto::detcdpb::MembersRespon
     let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(url.to_string()).await.map_err(|e| e.to_string())?;
     let response = client.members(crate::proto::detcdpb::MembersRequest {}).await.map_err(|e| e.to_string())?;
     Ok(response.into_inner())
+}
+
+#[cfg(madsim)]
+fn sabotaged_stale_read() -> bool {
+    crate::sabotage::active(crate::sabotage::Sabotage::StaleRead)
+}
+
+#[cfg(not(madsim))]
+fn sabotaged_stale_read() -> bool {
+    false
 }
 
 /// Splits a comma-separated URL flag.

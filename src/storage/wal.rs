@@ -224,7 +224,13 @@ impl Wal {
         }
         let path = self.tail_path();
         self.disk.append(&path, &self.pending).map_err(io_error(&path))?;
-        self.disk.sync(&path).map_err(io_error(&path))?;
+        #[cfg(madsim)]
+        let skip_fsync = crate::sabotage::active(crate::sabotage::Sabotage::AckBeforeFsync);
+        #[cfg(not(madsim))]
+        let skip_fsync = false;
+        if !skip_fsync {
+            self.disk.sync(&path).map_err(io_error(&path))?;
+        }
         self.tail_bytes += self.pending.len() as u64;
         self.pending.clear();
         if self.tail_bytes >= SEGMENT_BYTES_MAX {

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Nightly fault injection: runs simulation seeds (3 and 5 members, every
+# workload, every seed checked for determinism) until the time budget in
+# seconds is spent, then writes a summary. Failing seeds leave their
+# history, timeline and replay command under target/sim-failures.
+#
+#   ci/nightly.sh 3600        # one hour
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget_secs=${1:?usage: ci/nightly.sh BUDGET_SECONDS}
+chunk=${DETCD_NIGHTLY_CHUNK:-25}
+summary=${DETCD_NIGHTLY_SUMMARY:-target/sim-nightly-summary.txt}
+
+RUSTFLAGS="--cfg madsim" cargo build --quiet --release -p detcd-sim --target-dir target/sim
+sim=target/sim/release/detcd-sim
+
+mkdir -p "$(dirname "$summary")"
+: > "$summary"
+deadline=$(( $(date +%s) + budget_secs ))
+# A different starting seed every night, recorded in the summary.
+seed=$(( $(date +%s) / 86400 * 100000 ))
+status=0
+round=0
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    for config in "--nodes 3 --workload mixed" "--nodes 5 --workload append" "--nodes 3 --workload register"; do
+        [ "$(date +%s)" -lt "$deadline" ] || break
+        round=$((round + 1))
+        echo "== round $round: seeds $seed.. $config" | tee -a "$summary"
+        # shellcheck disable=SC2086
+        if ! "$sim" run --seeds "$chunk" --start-seed "$seed" --duration 30 $config --check-determinism \
+                --failures-dir target/sim-failures | tee -a "$summary.log" | grep -E "^seeds:|VIOLATION|LIVENESS|CRASH|NONDETERMINISTIC|replay:" | tee -a "$summary"; then
+            :
+        fi
+        if grep -qE "VIOLATION|LIVENESS|CRASH|NONDETERMINISTIC" "$summary"; then status=1; fi
+        seed=$((seed + chunk))
+    done
+done
+echo "nightly: $(grep -c '^seeds:' "$summary") rounds; summary in $summary" | tee -a "$summary"
+exit $status

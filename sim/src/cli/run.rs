@@ -1,0 +1,298 @@
+//! `detcd-sim run` and `replay`. In the normal build they re-run this
+//! binary from a `--cfg madsim` build in target/sim (that is what makes
+//! `cargo sim run` work without RUSTFLAGS); in the madsim build they run
+//! the seeds.
+
+use std::path::PathBuf;
+#[cfg(not(madsim))]
+use std::process::ExitCode;
+
+use clap::Args;
+
+use detcd_sim::options::Workload;
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Members in the simulated cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub nodes: u64,
+    /// Simulated seconds of the safety phase (faults on).
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    #[arg(long, value_enum, default_value_t = Workload::Mixed)]
+    pub workload: Workload,
+    /// Switch on a deliberate bug (see `detcd-sim sabotage --list`); the
+    /// run must then fail.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(detcd_sim::options::SABOTAGES.map(|(name, _)| name)))]
+    pub sabotage: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SabotageArgs {
+    /// List the deliberate bugs.
+    #[arg(long, required = true)]
+    pub list: bool,
+}
+
+/// `detcd-sim sabotage --list`.
+pub fn sabotage(_: &SabotageArgs) -> std::process::ExitCode {
+    for (name, description) in detcd_sim::options::SABOTAGES {
+        println!("{name:<18} {description}");
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run only this seed.
+    #[arg(long, conflicts_with_all = ["seeds", "start_seed"])]
+    pub seed: Option<u64>,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    pub start_seed: u64,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Stop at the first failing seed.
+    #[arg(long)]
+    pub stop_on_failure: bool,
+    /// Run every seed twice and fail on any trace-hash difference.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Where failing runs leave their history, timeline and options.
+    #[arg(long, default_value = "target/sim-failures")]
+    pub failures_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[arg(long)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+#[cfg(not(madsim))]
+pub fn run(_: &RunArgs) -> ExitCode {
+    reexec_in_simulation()
+}
+
+#[cfg(not(madsim))]
+pub fn replay(_: &ReplayArgs) -> ExitCode {
+    reexec_in_simulation()
+}
+
+/// Runs the same command from the madsim build of this binary.
+#[cfg(not(madsim))]
+fn reexec_in_simulation() -> ExitCode {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("detcd-sim: building the simulation (--cfg madsim, target/sim) ...");
+    let status = std::process::Command::new(cargo)
+        .current_dir(&workspace)
+        .env("RUSTFLAGS", "--cfg madsim")
+        .args(["run", "--quiet", "--release", "-p", "detcd-sim", "--target-dir"])
+        .arg(workspace.join("target").join("sim"))
+        .arg("--")
+        .args(std::env::args_os().skip(1))
+        .status();
+    match status {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(i32::from(super::EXIT_CRASH)) as u8),
+        Err(error) => {
+            eprintln!("detcd-sim: cannot run cargo for the simulation build: {error}");
+            ExitCode::from(super::EXIT_CRASH)
+        }
+    }
+}
+
+#[cfg(madsim)]
+pub use simulated::{replay, run};
+
+#[cfg(madsim)]
+mod simulated {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+
+    use detcd::sabotage::Sabotage;
+
+    use super::{ReplayArgs, RunArgs, SimArgs};
+    use crate::cli::{EXIT_CORRECTNESS, EXIT_CRASH, EXIT_LIVENESS, EXIT_PASS};
+    use detcd_sim::harness::options::RunOptions;
+    use detcd_sim::harness::run::{self, Outcome, RunReport, CONVERGENCE_BOUND, LIVENESS_BOUND};
+
+    /// Simulated time beyond the phases before a run counts as hung.
+    const TIME_LIMIT_SLACK: Duration = Duration::from_secs(120);
+
+    enum SeedResult {
+        Finished(RunReport),
+        Crashed(String),
+    }
+
+    fn options(sim: &SimArgs) -> RunOptions {
+        let sabotage = sim.sabotage.as_deref().map(|name| Sabotage::parse(name).expect("clap checked the name")).unwrap_or(Sabotage::None);
+        RunOptions { nodes: sim.nodes as usize, duration: Duration::from_secs(sim.duration), workload: sim.workload, sabotage }
+    }
+
+    fn run_seed(seed: u64, options: &RunOptions, echo: bool) -> SeedResult {
+        detcd::sabotage::set(options.sabotage);
+        let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.set_time_limit(options.duration + LIVENESS_BOUND + CONVERGENCE_BOUND + TIME_LIMIT_SLACK);
+        let result = catch_unwind(AssertUnwindSafe(|| runtime.block_on(run::run(options, echo))));
+        match result {
+            Ok(report) => SeedResult::Finished(report),
+            Err(panic) => SeedResult::Crashed(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+            ),
+        }
+    }
+
+    fn replay_command(seed: u64, sim: &SimArgs) -> String {
+        let sabotage = sim.sabotage.as_ref().map(|name| format!(" --sabotage {name}")).unwrap_or_default();
+        format!(
+            "cargo sim replay --seed {seed} --nodes {} --duration {} --workload {}{sabotage}",
+            sim.nodes,
+            sim.duration,
+            clap::ValueEnum::to_possible_value(&sim.workload).map(|v| v.get_name().to_string()).unwrap_or_default()
+        )
+    }
+
+    pub fn run(arguments: &RunArgs) -> ExitCode {
+        let options = options(&arguments.sim);
+        let seeds: Vec<u64> = match arguments.seed {
+            Some(seed) => vec![seed],
+            None => (arguments.start_seed..arguments.start_seed + arguments.seeds).collect(),
+        };
+        let wall = Instant::now();
+        let (mut passed, mut failed, mut simulated) = (0u64, 0u64, Duration::ZERO);
+        let mut exit = EXIT_PASS;
+        for (done, &seed) in seeds.iter().enumerate() {
+            let (code, line) = judge_seed(seed, arguments, &options, &mut simulated);
+            if code == EXIT_PASS {
+                passed += 1;
+            } else {
+                failed += 1;
+                exit = worse(exit, code);
+            }
+            println!("[{}/{}] seed {seed}: {line} ({failed} failed so far)", done + 1, seeds.len());
+            if code != EXIT_PASS {
+                println!("  replay: {}", replay_command(seed, &arguments.sim));
+                if arguments.stop_on_failure {
+                    break;
+                }
+            }
+        }
+        let wall = wall.elapsed();
+        println!(
+            "seeds: {passed} passed, {failed} failed; simulated {:.1} s in {:.1} s wall ({:.0}x)",
+            simulated.as_secs_f64(),
+            wall.as_secs_f64(),
+            simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        );
+        ExitCode::from(exit)
+    }
+
+    /// Correctness beats crash beats liveness: the most serious wins.
+    fn worse(current: u8, new: u8) -> u8 {
+        let rank = |code: u8| match code {
+            EXIT_CORRECTNESS => 3,
+            EXIT_CRASH => 2,
+            EXIT_LIVENESS => 1,
+            _ => 0,
+        };
+        if rank(new) > rank(current) {
+            new
+        } else {
+            current
+        }
+    }
+
+    fn judge_seed(seed: u64, arguments: &RunArgs, options: &RunOptions, simulated: &mut Duration) -> (u8, String) {
+        let report = match run_seed(seed, options, false) {
+            SeedResult::Crashed(message) => return (EXIT_CRASH, format!("CRASH: {message}")),
+            SeedResult::Finished(report) => report,
+        };
+        *simulated += report.simulated;
+        if arguments.check_determinism {
+            match run_seed(seed, options, false) {
+                SeedResult::Finished(again) if again.trace_hash == report.trace_hash => {}
+                SeedResult::Finished(again) => {
+                    return (
+                        EXIT_CORRECTNESS,
+                        format!("NONDETERMINISTIC: trace hash {:016x} then {:016x}", report.trace_hash, again.trace_hash),
+                    )
+                }
+                SeedResult::Crashed(message) => return (EXIT_CRASH, format!("CRASH on the second run: {message}")),
+            }
+        }
+        let summary = format!("{} ops, {:.1} s simulated, {}", report.history.len(), report.simulated.as_secs_f64(), report.swarm);
+        match &report.outcome {
+            Outcome::Pass => (EXIT_PASS, format!("ok: {summary}")),
+            Outcome::Violation(message) => {
+                let saved = super::save_failure(&arguments.failures_dir, seed, &report);
+                (EXIT_CORRECTNESS, format!("VIOLATION: {message}; {summary}; saved in {saved}"))
+            }
+            Outcome::Liveness(message) => {
+                let saved = super::save_failure(&arguments.failures_dir, seed, &report);
+                (EXIT_LIVENESS, format!("LIVENESS: {message}; {summary}; saved in {saved}"))
+            }
+        }
+    }
+
+    pub fn replay(arguments: &ReplayArgs) -> ExitCode {
+        let options = options(&arguments.sim);
+        match run_seed(arguments.seed, &options, true) {
+            SeedResult::Crashed(message) => {
+                println!("CRASH: {message}");
+                ExitCode::from(EXIT_CRASH)
+            }
+            SeedResult::Finished(report) => {
+                let verdict = match &report.outcome {
+                    Outcome::Pass => "pass".to_string(),
+                    Outcome::Violation(message) => format!("VIOLATION: {message}"),
+                    Outcome::Liveness(message) => format!("LIVENESS: {message}"),
+                };
+                println!("swarm: {}", report.swarm);
+                println!("result: {verdict}");
+                println!("trace-hash: {:016x}", report.trace_hash);
+                ExitCode::from(match report.outcome {
+                    Outcome::Pass => EXIT_PASS,
+                    Outcome::Violation(_) => EXIT_CORRECTNESS,
+                    Outcome::Liveness(_) => EXIT_LIVENESS,
+                })
+            }
+        }
+    }
+}
+
+/// Writes a failing run's history (JSON), timeline (HTML) and options
+/// under `dir/seed-N/`; returns the directory, or why it could not.
+#[cfg(madsim)]
+fn save_failure(dir: &std::path::Path, seed: u64, report: &detcd_sim::harness::run::RunReport) -> String {
+    use detcd_sim::model::kv::Kv;
+    let target = dir.join(format!("seed-{seed}"));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&target)?;
+        let mut json = Vec::new();
+        detcd_sim::format::json::write(&Kv, &report.history, &mut json)?;
+        std::fs::write(target.join("history.json"), json)?;
+        std::fs::write(target.join("swarm.txt"), format!("seed {seed}\n{}\n", report.swarm))?;
+        if let Some(check) = &report.check {
+            let views = detcd_sim::report::operation_views(&report.history);
+            let text = detcd_sim::report::text::render(check, &views, "kv");
+            std::fs::write(target.join("explanation.txt"), &text)?;
+            std::fs::write(target.join("history.html"), detcd_sim::report::html::render("history.json", check, &views, &text))?;
+        }
+        Ok(())
+    };
+    match write() {
+        Ok(()) => target.display().to_string(),
+        Err(error) => format!("(not saved: {error})"),
+    }
+}

@@ -1,0 +1,13 @@
+//! The simulation harness (madsim build only): the production detcd server
+//! on simulated nodes, clients recording a history, a swarm-style nemesis,
+//! then the checks (DESIGN.md "Simulation harness", TigerBeetle's VOPR).
+//!
+//! One seed decides everything: which faults are enabled and how often
+//! (drawn per run and printed), every delay, crash and partition, and so the
+//! whole run; `replay` repeats it bit for bit.
+
+pub mod cluster;
+pub mod nemesis;
+pub mod options;
+pub mod run;
+pub mod workload;

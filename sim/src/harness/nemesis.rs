@@ -1,0 +1,127 @@
+//! The nemesis: a schedule of faults drawn from the seed, applied during
+//! the safety phase. Which faults are enabled and how often is decided per
+//! run (`SwarmOptions`).
+
+use std::time::Duration;
+
+use detcd::clock::Skew;
+use madsim::rand::Rng;
+
+use super::cluster::SimCluster;
+use super::options::SwarmOptions;
+use super::run::Trace;
+
+/// Largest clock offset the nemesis sets, either way.
+const SKEW_OFFSET_MAX: Duration = Duration::from_secs(10);
+/// Largest drift, in parts per million (10%).
+const SKEW_DRIFT_PPM_MAX: i64 = 100_000;
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Crash,
+    Restart,
+    Partition,
+    Heal,
+    MessageFaults,
+    ClockSkew,
+}
+
+fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if options.crash {
+        actions.extend([Action::Crash, Action::Restart]);
+    }
+    if options.partition {
+        actions.extend([Action::Partition, Action::Heal]);
+    }
+    if options.message_faults {
+        actions.push(Action::MessageFaults);
+    }
+    if options.clock_skew {
+        actions.push(Action::ClockSkew);
+    }
+    actions
+}
+
+/// Runs faults until `safety_phase` has passed since the call.
+pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase: Duration, trace: &Trace) {
+    let end = tokio::time::Instant::now() + safety_phase;
+    let actions = enabled_actions(options);
+    if actions.is_empty() {
+        tokio::time::sleep(safety_phase).await;
+        return;
+    }
+    let interval_ms = options.nemesis_interval.as_millis() as u64;
+    loop {
+        let pause = Duration::from_millis(madsim::rand::thread_rng().gen_range(interval_ms / 2..=interval_ms * 3 / 2));
+        if tokio::time::Instant::now() + pause >= end {
+            tokio::time::sleep_until(end).await;
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
+        if let Some(event) = act(cluster, options, action) {
+            trace.record(format!("nemesis: {event}"));
+        }
+    }
+}
+
+fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action) -> Option<String> {
+    let mut rng = madsim::rand::thread_rng();
+    let size = cluster.size();
+    match action {
+        Action::Crash => {
+            // Keep a quorum up most of the time, so histories have substance.
+            if cluster.down.len() >= (size - 1) / 2 {
+                return None;
+            }
+            let up: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i)).collect();
+            let victim = up[rng.gen_range(0..up.len())];
+            cluster.crash(victim);
+            Some(format!("crash m{victim}"))
+        }
+        Action::Restart => {
+            let down: Vec<usize> = cluster.down.iter().copied().collect();
+            let back = *down.get(rng.gen_range(0..down.len().max(1)))?;
+            cluster.restart(back);
+            Some(format!("restart m{back}"))
+        }
+        Action::Partition => {
+            cluster.filter.heal_links();
+            let mut side: Vec<usize> = (0..size).filter(|_| rng.gen_bool(0.5)).collect();
+            if side.is_empty() || side.len() == size {
+                side = vec![rng.gen_range(0..size)];
+            }
+            let one_way = rng.gen_bool(0.2);
+            for &inside in &side {
+                for outside in (0..size).filter(|i| !side.contains(i)) {
+                    cluster.filter.cut(cluster.member_ids[inside], cluster.member_ids[outside]);
+                    if !one_way {
+                        cluster.filter.cut(cluster.member_ids[outside], cluster.member_ids[inside]);
+                    }
+                }
+            }
+            Some(format!("partition {side:?} from the rest{}", if one_way { " (one way)" } else { "" }))
+        }
+        Action::Heal => {
+            cluster.filter.heal_links();
+            Some("heal partitions".into())
+        }
+        Action::MessageFaults => {
+            if rng.gen_bool(0.5) {
+                cluster.filter.set_message_faults(options.drop_ppm, options.duplicate_ppm, options.delay_ppm);
+                Some("message faults on".into())
+            } else {
+                cluster.filter.set_message_faults(0, 0, 0);
+                Some("message faults off".into())
+            }
+        }
+        Action::ClockSkew => {
+            let index = rng.gen_range(0..size);
+            let offset = rng.gen_range(-(SKEW_OFFSET_MAX.as_nanos() as i64)..SKEW_OFFSET_MAX.as_nanos() as i64);
+            let drift_ppm = rng.gen_range(-SKEW_DRIFT_PPM_MAX..SKEW_DRIFT_PPM_MAX);
+            cluster.set_skew(index, Skew { offset_nanos: offset, drift_ppm });
+            Some(format!("clock of m{index}: offset {}ms drift {drift_ppm}ppm", offset / 1_000_000))
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What one simulation run does: the command-line choices plus the swarm
+//! options drawn from the seed.
+
+use std::fmt;
+use std::time::Duration;
+
+use madsim::rand::Rng;
+
+pub use crate::options::Workload;
+
+/// Fixed by the user.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub nodes: usize,
+    /// Simulated seconds of the safety phase (faults on).
+    pub duration: Duration,
+    pub workload: Workload,
+    pub sabotage: detcd::sabotage::Sabotage,
+}
+
+/// Drawn from the seed (swarm testing: each run enables a different mix of
+/// faults at different rates, which finds more bugs than one fixed mix).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwarmOptions {
+    pub clients: usize,
+    pub keys: usize,
+    pub crash: bool,
+    pub partition: bool,
+    pub message_faults: bool,
+    pub clock_skew: bool,
+    /// Mean pause between two nemesis actions.
+    pub nemesis_interval: Duration,
+    /// Per-message probabilities (parts per million) while message faults are on.
+    pub drop_ppm: u32,
+    pub duplicate_ppm: u32,
+    pub delay_ppm: u32,
+}
+
+impl SwarmOptions {
+    pub fn draw(rng: &mut impl Rng) -> SwarmOptions {
+        SwarmOptions {
+            clients: rng.gen_range(2..=5),
+            keys: rng.gen_range(1..=4),
+            crash: rng.gen_bool(0.6),
+            partition: rng.gen_bool(0.6),
+            message_faults: rng.gen_bool(0.5),
+            clock_skew: rng.gen_bool(0.4),
+            nemesis_interval: Duration::from_millis(rng.gen_range(300..3000)),
+            drop_ppm: rng.gen_range(0..200_000),
+            duplicate_ppm: rng.gen_range(0..100_000),
+            delay_ppm: rng.gen_range(0..200_000),
+        }
+    }
+}
+
+impl fmt::Display for SwarmOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "clients={} keys={} crash={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} nemesis-every~{:?}",
+            self.clients,
+            self.keys,
+            self.crash,
+            self.partition,
+            self.message_faults,
+            self.drop_ppm / 1000,
+            self.duplicate_ppm / 1000,
+            self.delay_ppm / 1000,
+            self.clock_skew,
+            self.nemesis_interval
+        )
+    }
+}

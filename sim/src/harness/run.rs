@@ -1,0 +1,196 @@
+//! One simulation run: start the cluster, run clients and the nemesis for
+//! the safety phase, heal, require liveness and convergence, then check the
+//! recorded history for linearizability.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use detcd::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+use detcd::rng::stable_hash;
+use madsim::runtime::Handle;
+
+use crate::check::{check, Budget, CheckReport, Verdict};
+use crate::history::History;
+use crate::model::kv::{Kv, KvInput, KvOutput};
+
+use super::cluster::{client_url, SimCluster};
+use super::nemesis;
+use super::options::{RunOptions, SwarmOptions};
+use super::workload::{self, Recorder, REQUEST_TIMEOUT};
+
+/// After healing, the cluster must serve a write and a linearizable read
+/// within this much simulated time, or the run is a liveness failure.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// And every member must hold the same data within this much more.
+pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Every scheduled event of a run, stamped with virtual time; its hash is
+/// the run's trace hash.
+#[derive(Clone)]
+pub struct Trace {
+    started: tokio::time::Instant,
+    events: Arc<Mutex<Vec<String>>>,
+    echo: bool,
+}
+
+impl Trace {
+    pub fn new(echo: bool) -> Trace {
+        Trace { started: tokio::time::Instant::now(), events: Arc::default(), echo }
+    }
+
+    pub fn record(&self, event: String) {
+        let line = format!("{:>12.6}s {event}", self.started.elapsed().as_secs_f64());
+        if self.echo {
+            println!("{line}");
+        }
+        self.events.lock().unwrap().push(line);
+    }
+
+    pub fn hash(&self) -> u64 {
+        let events = self.events.lock().unwrap();
+        let words: Vec<u64> = events.iter().map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>())).collect();
+        stable_hash(&words)
+    }
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Pass,
+    /// The history is not linearizable, or the checker could not decide.
+    Violation(String),
+    /// The healed cluster did not serve or converge in time.
+    Liveness(String),
+}
+
+pub struct RunReport {
+    pub swarm: SwarmOptions,
+    pub outcome: Outcome,
+    pub trace_hash: u64,
+    pub history: History<KvInput, KvOutput>,
+    pub check: Option<CheckReport>,
+    pub simulated: Duration,
+}
+
+/// The whole run, inside a madsim runtime already seeded by the caller.
+pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
+    let started = tokio::time::Instant::now();
+    let swarm = SwarmOptions::draw(&mut madsim::rand::thread_rng());
+    let trace = Trace::new(echo);
+    trace.record(format!("swarm: {swarm}"));
+    let mut cluster = SimCluster::start(options.nodes);
+    let client_node = Handle::current().create_node().name("clients").ip(IpAddr::from([10, 0, 1, 1])).build();
+
+    // Safety phase: clients and faults together.
+    let recorder = Recorder::new();
+    let deadline = tokio::time::Instant::now() + options.duration;
+    let mut clients = Vec::new();
+    for client in 0..swarm.clients as u64 {
+        let task = workload::client_loop(client, options.workload, swarm.keys, options.nodes, deadline, recorder.clone(), trace.clone());
+        clients.push(client_node.spawn(task));
+    }
+    nemesis::run(&mut cluster, &swarm, options.duration, &trace).await;
+    for client in clients {
+        client.await.expect("client task");
+    }
+
+    // Liveness phase: every fault healed.
+    cluster.heal_all();
+    trace.record("nemesis: healed everything".into());
+    let liveness = client_node.spawn(liveness(options.nodes, recorder.clone(), swarm.clients as u64)).await.expect("liveness task");
+    let outcome = match liveness {
+        Err(message) => Outcome::Liveness(message),
+        Ok(()) => client_node.spawn(convergence(options.nodes, swarm.keys)).await.expect("convergence task"),
+    };
+    let history = History::new(recorder.take());
+    let (outcome, report) = match outcome {
+        Outcome::Pass => {
+            let report = check(&Kv, &history, Budget::default());
+            let outcome = match report.verdict {
+                Verdict::Linearizable => Outcome::Pass,
+                Verdict::NotLinearizable => Outcome::Violation("the history is not linearizable".into()),
+                Verdict::Unknown => Outcome::Violation("the checker ran out of budget (verdict unknown)".into()),
+            };
+            (outcome, Some(report))
+        }
+        other => (other, None),
+    };
+    trace.record(format!("history: {} operations", history.len()));
+    RunReport { swarm, outcome, trace_hash: trace.hash(), history, check: report, simulated: started.elapsed() }
+}
+
+/// A write and a linearizable read of it must succeed within the bound;
+/// they join the history (as one more client), so the final state is
+/// checked too.
+async fn liveness(members: usize, recorder: Recorder, client: u64) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
+    let key = "liveness".to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let member = attempt % members;
+        let value = format!("live.{attempt};");
+        let put = KvInput::Put { key: key.clone(), value: value.clone() };
+        let invoke_ns = recorder.now_ns();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, workload::execute(member, &put)).await.unwrap_or(crate::history::Outcome::Indeterminate);
+        let written = matches!(outcome, crate::history::Outcome::Ok(_));
+        recorder.push(crate::history::Operation { client, invoke_ns, complete_ns: Some(recorder.now_ns()), input: put, outcome, source_line: None });
+        if written {
+            let get = KvInput::Get { key: key.clone() };
+            let invoke_ns = recorder.now_ns();
+            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, workload::execute(member, &get)).await.unwrap_or(crate::history::Outcome::Fail);
+            let read = outcome == crate::history::Outcome::Ok(KvOutput::Get { value });
+            recorder.push(crate::history::Operation { client, invoke_ns, complete_ns: Some(recorder.now_ns()), input: get, outcome, source_line: None });
+            if read {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("no write and read succeeded within {LIVENESS_BOUND:?} after healing"));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Every member's local (serializable) view of the workload keys — values
+/// and mod revisions — must become identical. Members that all answer but
+/// keep different views have diverged: a correctness failure, not liveness.
+async fn convergence(members: usize, keys: usize) -> Outcome {
+    let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
+    loop {
+        let mut views = Vec::new();
+        for member in 0..members {
+            views.push(local_view(member, keys).await);
+        }
+        let answered = views.iter().all(Option::is_some);
+        if answered && views.windows(2).all(|pair| pair[0] == pair[1]) {
+            return Outcome::Pass;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return if answered {
+                Outcome::Violation(format!("members diverged: {views:?}"))
+            } else {
+                Outcome::Liveness(format!("members did not all answer within {CONVERGENCE_BOUND:?}: {views:?}"))
+            };
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Key → (value, mod revision) as one member holds them.
+async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (String, i64)>> {
+    let call = async {
+        let mut client = KvClient::connect(client_url(member)).await.ok()?;
+        let mut view = BTreeMap::new();
+        for key in (0..keys).map(|k| format!("k{k}")) {
+            let request = RangeRequest { key: key.clone().into_bytes(), serializable: true, ..Default::default() };
+            let response = client.range(request).await.ok()?.into_inner();
+            let entry = response.kvs.first().map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
+            view.insert(key, entry.unwrap_or_default());
+        }
+        Some(view)
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, call).await.ok().flatten()
+}

@@ -1,0 +1,57 @@
+//! Deliberate bugs, compiled only into the simulation build (`--cfg
+//! madsim`), never into a production binary: they prove the simulator
+//! catches the classes of bug it exists for (`cargo sim run --sabotage`).
+//!
+//! The switch is process-wide; the simulator runs one seed at a time and
+//! sets it before each run.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Sabotage {
+    None = 0,
+    /// Linearizable reads are served locally, without a read index.
+    StaleRead = 1,
+    /// The WAL acknowledges without fsync: an acknowledged write can vanish
+    /// in a crash.
+    AckBeforeFsync = 2,
+    /// After a restart the first replayed entry is applied twice.
+    DoubleApply = 3,
+}
+
+impl Sabotage {
+    pub const ALL: [Sabotage; 3] = [Sabotage::StaleRead, Sabotage::AckBeforeFsync, Sabotage::DoubleApply];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::None => "none",
+            Sabotage::StaleRead => "stale-read",
+            Sabotage::AckBeforeFsync => "ack-before-fsync",
+            Sabotage::DoubleApply => "double-apply",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Sabotage::None => "no sabotage",
+            Sabotage::StaleRead => "serve linearizable reads locally without ReadIndex",
+            Sabotage::AckBeforeFsync => "acknowledge writes before the WAL is fsynced",
+            Sabotage::DoubleApply => "re-apply the last entry after a restart",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Sabotage> {
+        Sabotage::ALL.into_iter().find(|sabotage| sabotage.name() == name)
+    }
+}
+
+static ACTIVE: AtomicU8 = AtomicU8::new(Sabotage::None as u8);
+
+pub fn set(sabotage: Sabotage) {
+    ACTIVE.store(sabotage as u8, Ordering::SeqCst);
+}
+
+pub fn active(sabotage: Sabotage) -> bool {
+    ACTIVE.load(Ordering::SeqCst) == sabotage as u8
+}
