@@ -6,6 +6,8 @@
 //! Services not built yet are registered with stubs (`unimplemented.rs`), so
 //! every etcd RPC answers — those with gRPC `Unimplemented` naming the RPC.
 
+#[cfg(not(madsim))]
+mod authority_shim;
 mod cluster;
 mod kv;
 mod maintenance;
@@ -46,8 +48,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    router(server).serve_with_incoming_shutdown(incoming, shutdown).await
+    // etcdctl sends some RPCs with a URL as `:authority`, which h2 refuses:
+    // the shim rewrites it (see authority_shim.rs).
+    router(server).serve_with_incoming_shutdown(authority_shim::incoming(listener), shutdown).await
 }
 
 /// Serves client gRPC on the simulated network until `shutdown` fires.

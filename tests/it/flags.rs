@@ -105,3 +105,34 @@ fn oversized_request_is_refused_like_etcd() {
     assert_eq!(server.ctl_ok(&["get", "big", "--print-value-only"]), "");
     server.ctl_ok(&["put", "small", "fits"]);
 }
+
+#[test]
+fn endpoint_urls_with_scheme_work_like_etcd() {
+    // etcdctl dials an endpoint command's `--endpoints=http://…` as
+    // passthrough:///http://…, so grpc-go sends the whole URL as
+    // :authority. etcd takes it; h2 alone would reset the stream.
+    for flavor in [Flavor::Etcd, Flavor::Detcd] {
+        tracing::info!("{flavor:?}: endpoint commands against an endpoint URL with its scheme");
+        let server = ServerProcess::start(flavor, &[]);
+        let url = server.client_url.as_str();
+        assert!(url.starts_with("http://"), "the endpoint carries its scheme: {url}");
+
+        let statuses: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["endpoint", "status", "-w", "json"])).unwrap();
+        assert_eq!(statuses[0]["Endpoint"], url, "{flavor:?}: {statuses}");
+        let status = &statuses[0]["Status"];
+        assert_eq!(status["leader"], status["header"]["member_id"], "{flavor:?}: a single member leads: {statuses}");
+
+        let cluster: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["endpoint", "status", "--cluster", "-w", "json"])).unwrap();
+        assert_eq!(cluster[0]["Endpoint"], url, "{flavor:?}: --cluster dials the advertised URL: {cluster}");
+
+        let health: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["endpoint", "health", "-w", "json"])).unwrap();
+        assert_eq!(health[0]["endpoint"], url, "{flavor:?}: {health}");
+        assert_eq!(health[0]["health"], true, "{flavor:?}: {health}");
+
+        tracing::info!("{flavor:?}: the other commands keep working through the same URL");
+        let members: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["member", "list", "-w", "json"])).unwrap();
+        assert_eq!(members["members"][0]["clientURLs"][0], url, "{flavor:?}: {members}");
+        server.ctl_ok(&["put", "scheme", "kept"]);
+        assert_eq!(server.ctl_ok(&["get", "scheme", "--print-value-only"]), "kept\n", "{flavor:?}");
+    }
+}
