@@ -5,6 +5,8 @@
 // Integration tests drive real processes, files and sockets: outside the core.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod cluster;
+mod cluster_support;
 mod durability;
 mod etcdctl_diff;
 mod flags;

@@ -1,0 +1,486 @@
+//! A cluster of real server processes on loopback, started with etcd's
+//! clustering flags, for the tests in `cluster.rs`. The harness runs this
+//! build's detcd, or the reference etcd 3.4.23 when `DETCD_IT_FLAVOR=etcd`,
+//! so every cluster test can be proved against etcd first.
+//!
+//! Members are addressed by their index in `Cluster::members` and named
+//! `m1`, `m2`, … in that order. Everything is observed through etcdctl 3.4,
+//! exactly as an operator would: `endpoint status -w json` for the leader,
+//! `member list -w json` for membership, `get -w json` for the keyspace.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{etcdctl, free_port, Flavor};
+
+/// How long members may take to start serving, elect a leader or converge.
+/// Generous: the machine is shared and slow; this bounds a hang, it
+/// measures nothing.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause between two polls of a condition that is not true yet.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// etcd's defaults are 100 ms and 1000 ms. Halving them makes the election
+/// after a kill -9 take well under a second, and both servers accept them.
+const TIMING_ARGS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
+
+/// etcdctl's deadline inside a poll: short, so a member that cannot answer
+/// yet gives up quickly and the poll tries again.
+const PROBE_TIMEOUT_ARG: &str = "--command-timeout=2s";
+
+/// Lines of each member's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// `DETCD_IT_FLAVOR=etcd` runs the cluster tests against the reference etcd;
+/// unset (or `detcd`) runs them against this build.
+pub fn flavor_from_env() -> Flavor {
+    match std::env::var("DETCD_IT_FLAVOR").as_deref() {
+        Err(_) | Ok("") | Ok("detcd") => Flavor::Detcd,
+        Ok("etcd") => Flavor::Etcd,
+        Ok(other) => panic!("DETCD_IT_FLAVOR={other:?}: expected `detcd` or `etcd`"),
+    }
+}
+
+fn server_binary(flavor: Flavor) -> PathBuf {
+    match flavor {
+        Flavor::Detcd => PathBuf::from(env!("CARGO_BIN_EXE_detcd")),
+        // Found on PATH, like etcdctl: Debian's etcd-server package.
+        Flavor::Etcd => PathBuf::from("etcd"),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Through ReadIndex: the member confirms with a quorum first.
+    Linearizable,
+    /// From the member's own applied state, possibly stale.
+    Serializable,
+}
+
+impl Consistency {
+    pub fn arg(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "--consistency=l",
+            Consistency::Serializable => "--consistency=s",
+        }
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// One member's answer to `etcdctl endpoint status -w json`. etcdctl
+/// omits zero fields (`leader` when there is none, `isLearner` when false,
+/// `errors` when empty); they read as 0, false and empty here.
+#[derive(Clone, Debug)]
+pub struct EndpointStatus {
+    pub endpoint: String,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub revision: i64,
+    pub header_raft_term: u64,
+    pub version: String,
+    pub db_size: i64,
+    pub db_size_in_use: i64,
+    pub leader: u64,
+    pub raft_index: u64,
+    pub raft_term: u64,
+    pub raft_applied_index: u64,
+    pub is_learner: bool,
+    pub errors: Vec<String>,
+}
+
+/// One entry of `etcdctl member list -w json`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemberInfo {
+    pub name: String,
+    pub id: u64,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+pub struct MemberList {
+    pub cluster_id: u64,
+    pub members: Vec<MemberInfo>,
+}
+
+/// What a member serves for the whole keyspace: `get "" --from-key -w json`
+/// without the per-member header fields. Two members that applied the same
+/// log show equal keyspaces: same revision, and the same keys with the same
+/// values, create/mod revisions and versions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Keyspace {
+    pub revision: i64,
+    pub kvs: Value,
+}
+
+impl Keyspace {
+    pub fn len(&self) -> usize {
+        self.kvs.as_array().map_or(0, Vec::len)
+    }
+}
+
+pub struct Cluster {
+    pub flavor: Flavor,
+    pub token: String,
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    extra_args: Vec<String>,
+    _temp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `size` members of a new cluster, all at once (a lone member
+    /// of a multi-member cluster cannot answer until a quorum is up), and
+    /// waits until each serves a linearizable read. `name` makes the
+    /// `--initial-cluster-token` unique to the test.
+    pub fn start(name: &str, size: usize, extra_args: &[&str]) -> Cluster {
+        let flavor = flavor_from_env();
+        let temp = tempfile::tempdir().unwrap();
+        let ports = distinct_free_ports(2 * size);
+        let members: Vec<Member> = (0..size)
+            .map(|index| {
+                let name = format!("m{}", index + 1);
+                Member {
+                    client_url: format!("http://127.0.0.1:{}", ports[2 * index]),
+                    peer_url: format!("http://127.0.0.1:{}", ports[2 * index + 1]),
+                    data_dir: temp.path().join(format!("{name}.etcd")),
+                    log_path: temp.path().join(format!("{name}.log")),
+                    child: None,
+                    name,
+                }
+            })
+            .collect();
+        let initial_cluster = members.iter().map(|member| format!("{}={}", member.name, member.peer_url)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster {
+            flavor,
+            token: format!("{name}-{}", std::process::id()),
+            members,
+            initial_cluster,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            _temp: temp,
+        };
+        tracing::info!(?flavor, size, "starting cluster {}", cluster.token);
+        let all = cluster.all();
+        cluster.restart(&all);
+        cluster
+    }
+
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.members.len()).collect()
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        self.all().into_iter().filter(|&index| self.members[index].child.is_some()).collect()
+    }
+
+    /// (Re)starts the given stopped members with the flags they were first
+    /// started with, all at once, and waits until each serves a
+    /// linearizable read. `--initial-cluster-state new` stays on the
+    /// command line: with existing data it is ignored, as in etcd.
+    pub fn restart(&mut self, indexes: &[usize]) {
+        for &index in indexes {
+            self.spawn(index);
+        }
+        for &index in indexes {
+            self.wait_serving(index);
+        }
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let member = &self.members[index];
+        assert!(member.child.is_none(), "{} is already running", member.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&member.log_path).unwrap();
+        let mut command = Command::new(server_binary(self.flavor));
+        command
+            .args(["--name", &member.name, "--data-dir"])
+            .arg(&member.data_dir)
+            .args(["--listen-client-urls", &member.client_url, "--advertise-client-urls", &member.client_url])
+            .args(["--listen-peer-urls", &member.peer_url, "--initial-advertise-peer-urls", &member.peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new", "--initial-cluster-token", &self.token])
+            .args(TIMING_ARGS)
+            .args(&self.extra_args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = command.spawn().unwrap_or_else(|error| panic!("cannot start {:?} for {}: {error}", self.flavor, member.name));
+        self.members[index].child = Some(child);
+    }
+
+    fn wait_serving(&mut self, index: usize) {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let probe = self.ctl(index, &["get", "readiness-probe", PROBE_TIMEOUT_ARG]);
+            if probe.status.success() {
+                return;
+            }
+            let member = &mut self.members[index];
+            if let Some(status) = member.child.as_mut().unwrap().try_wait().unwrap() {
+                member.child = None;
+                panic!("{} exited with {status} before serving", member.name);
+            }
+            assert!(Instant::now() < deadline, "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}", member.name);
+            sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// kill -9: no shutdown path runs.
+    pub fn kill(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        let mut child = member.child.take().unwrap_or_else(|| panic!("{} is not running", member.name));
+        tracing::info!("kill -9 {}", member.name);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn endpoints(&self, indexes: &[usize]) -> String {
+        indexes.iter().map(|&index| self.members[index].client_url.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn index_of_endpoint(&self, endpoint: &str) -> usize {
+        self.members.iter().position(|member| member.client_url == endpoint).unwrap_or_else(|| panic!("no member serves {endpoint}"))
+    }
+
+    /// etcdctl against one member.
+    pub fn ctl(&self, index: usize, args: &[&str]) -> Output {
+        etcdctl(&self.members[index].client_url, args, None)
+    }
+
+    /// etcdctl against one member; insists it succeeded.
+    pub fn ctl_ok(&self, index: usize, args: &[&str]) -> String {
+        let output = self.ctl(index, args);
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?} via {} failed: {}",
+            self.members[index].name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// A put through one member that must be acknowledged.
+    pub fn put(&self, index: usize, key: &str, value: &str) {
+        let answer = self.ctl_ok(index, &["put", key, value]);
+        assert_eq!(answer.trim(), "OK", "put {key} via {}", self.members[index].name);
+    }
+
+    /// One key's value as `index` serves it, or None if it has no such key.
+    pub fn get(&self, index: usize, key: &str, consistency: Consistency) -> Option<String> {
+        let answer = self.ctl_ok(index, &["get", key, consistency.arg()]);
+        let mut lines = answer.lines();
+        let found = lines.next()?;
+        assert_eq!(found, key, "etcdctl prints the key, then its value");
+        Some(lines.next().expect("a value line follows the key").to_string())
+    }
+
+    /// The whole keyspace as `index` serves it.
+    pub fn keyspace(&self, index: usize, consistency: Consistency) -> Keyspace {
+        parse_keyspace(&self.ctl_ok(index, &["get", "", "--from-key", "-w", "json", consistency.arg()]))
+    }
+
+    /// Polls serializable reads until every member in `indexes` serves the
+    /// same keyspace as `indexes[0]`, and `accept` holds for it; returns it.
+    pub fn wait_converged(&self, indexes: &[usize], accept: impl Fn(&Keyspace) -> bool) -> Keyspace {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let views: Vec<Option<Keyspace>> = indexes.iter().map(|&index| self.try_keyspace(index)).collect();
+            if let Some(Some(first)) = views.first() {
+                if accept(first) && views.iter().all(|view| view.as_ref() == Some(first)) {
+                    return first.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members {:?} did not converge within {CONVERGE_TIMEOUT:?}; revisions: {:?}",
+                self.names(indexes),
+                views.iter().map(|view| view.as_ref().map(|view| view.revision)).collect::<Vec<_>>()
+            );
+            sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn try_keyspace(&self, index: usize) -> Option<Keyspace> {
+        let output = self.ctl(index, &["get", "", "--from-key", "-w", "json", "--consistency=s", PROBE_TIMEOUT_ARG]);
+        output.status.success().then(|| parse_keyspace(&String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// `endpoint status -w json` of the given members, in one etcdctl run,
+    /// or etcdctl's complaint if any of them did not answer.
+    pub fn try_statuses(&self, indexes: &[usize]) -> Result<Vec<EndpointStatus>, String> {
+        let output = etcdctl(&self.endpoints(indexes), &["endpoint", "status", "-w", "json", PROBE_TIMEOUT_ARG], None);
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        let json: Value = serde_json::from_slice(&output.stdout).map_err(|error| format!("endpoint status printed no JSON: {error}"))?;
+        let statuses: Vec<EndpointStatus> =
+            json.as_array().ok_or("endpoint status printed no array")?.iter().map(parse_endpoint_status).collect();
+        if statuses.len() != indexes.len() {
+            return Err(format!("{} statuses for {} endpoints", statuses.len(), indexes.len()));
+        }
+        Ok(statuses)
+    }
+
+    /// Like `try_statuses`, but every member must answer.
+    pub fn statuses(&self, indexes: &[usize]) -> Vec<EndpointStatus> {
+        self.try_statuses(indexes).unwrap_or_else(|error| panic!("endpoint status of {:?} failed: {error}", self.names(indexes)))
+    }
+
+    /// Polls `endpoint status` until every member in `among` answers and
+    /// names the same leader, which is one of `among`; returns its index.
+    pub fn wait_for_leader(&self, among: &[usize]) -> usize {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let statuses = self.try_statuses(among);
+            if let Some(leader) = statuses.as_ref().ok().and_then(|statuses| self.agreed_leader(statuses)) {
+                tracing::info!("{} leads {:?}", self.members[leader].name, self.names(among));
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members {:?} agreed on no leader within {CONVERGE_TIMEOUT:?}; last endpoint status: {statuses:?}",
+                self.names(among)
+            );
+            sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn agreed_leader(&self, statuses: &[EndpointStatus]) -> Option<usize> {
+        let leader_id = statuses.first()?.leader;
+        if leader_id == 0 || statuses.iter().any(|status| status.leader != leader_id || !status.errors.is_empty()) {
+            return None;
+        }
+        let leader = statuses.iter().find(|status| status.member_id == leader_id)?;
+        Some(self.index_of_endpoint(&leader.endpoint))
+    }
+
+    /// A member's id as it reports it in its status header.
+    pub fn member_id(&self, index: usize) -> u64 {
+        self.statuses(&[index])[0].member_id
+    }
+
+    /// `member list -w json` through one member.
+    pub fn member_list(&self, index: usize) -> MemberList {
+        let json: Value =
+            serde_json::from_str(&self.ctl_ok(index, &["member", "list", "-w", "json"])).expect("member list -w json prints JSON");
+        let members = json["members"].as_array().expect("a members array").iter().map(parse_member_info).collect();
+        MemberList { cluster_id: json["header"]["cluster_id"].as_u64().expect("header.cluster_id"), members }
+    }
+
+    /// `move-leader` through the given member(s); the output is the caller's
+    /// to judge.
+    pub fn move_leader(&self, via: &[usize], target_id: u64) -> Output {
+        etcdctl(&self.endpoints(via), &["move-leader", &format!("{target_id:x}")], None)
+    }
+
+    pub fn names(&self, indexes: &[usize]) -> Vec<&str> {
+        indexes.iter().map(|&index| self.members[index].name.as_str()).collect()
+    }
+
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.members[index].log_path).unwrap_or_default()
+    }
+
+    fn log_tails(&self) -> String {
+        let mut tails = String::new();
+        for (index, member) in self.members.iter().enumerate() {
+            let log = self.log(index);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            tails.push_str(&format!(
+                "----- {} ({:?}) last {} log lines -----\n{}\n",
+                member.name,
+                self.flavor,
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
+        tails
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails());
+        }
+    }
+}
+
+/// `free_port` can hand the same port out twice, since each listener is
+/// closed before the next is bound: insist on distinct ones.
+fn distinct_free_ports(count: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+fn parse_keyspace(json: &str) -> Keyspace {
+    let json: Value = serde_json::from_str(json).expect("get -w json prints JSON");
+    Keyspace {
+        revision: json["header"]["revision"].as_i64().expect("header.revision"),
+        // etcdctl omits `kvs` when there are none.
+        kvs: json.get("kvs").cloned().unwrap_or(Value::Array(Vec::new())),
+    }
+}
+
+fn parse_endpoint_status(json: &Value) -> EndpointStatus {
+    let status = &json["Status"];
+    let header = &status["header"];
+    let unsigned = |value: &Value| value.as_u64().unwrap_or(0);
+    let signed = |value: &Value| value.as_i64().unwrap_or(0);
+    EndpointStatus {
+        endpoint: json["Endpoint"].as_str().expect("Endpoint").to_string(),
+        cluster_id: unsigned(&header["cluster_id"]),
+        member_id: unsigned(&header["member_id"]),
+        revision: signed(&header["revision"]),
+        header_raft_term: unsigned(&header["raft_term"]),
+        version: status["version"].as_str().unwrap_or_default().to_string(),
+        db_size: signed(&status["dbSize"]),
+        db_size_in_use: signed(&status["dbSizeInUse"]),
+        leader: unsigned(&status["leader"]),
+        raft_index: unsigned(&status["raftIndex"]),
+        raft_term: unsigned(&status["raftTerm"]),
+        raft_applied_index: unsigned(&status["raftAppliedIndex"]),
+        is_learner: status["isLearner"].as_bool().unwrap_or(false),
+        errors: status["errors"]
+            .as_array()
+            .map(|errors| errors.iter().map(|error| error.as_str().unwrap_or_default().to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn parse_member_info(json: &Value) -> MemberInfo {
+    let urls = |value: &Value| -> Vec<String> {
+        value.as_array().map(|urls| urls.iter().map(|url| url.as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
+    };
+    MemberInfo {
+        name: json["name"].as_str().unwrap_or_default().to_string(),
+        id: json["ID"].as_u64().expect("member ID"),
+        peer_urls: urls(&json["peerURLs"]),
+        client_urls: urls(&json["clientURLs"]),
+        is_learner: json["isLearner"].as_bool().unwrap_or(false),
+    }
+}
