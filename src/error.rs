@@ -56,6 +56,8 @@ pub enum Error {
     LearnerNotReady,
     #[error("etcdserver: too many learner members in cluster")]
     TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: request timed out")]

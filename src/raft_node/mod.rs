@@ -91,6 +91,8 @@ pub struct Shared {
     leader_id: AtomicU64,
     commit_index: AtomicU64,
     last_index: AtomicU64,
+    /// Which peers' streams are up, and since when (etcd's health checks).
+    pub peer_activity: crate::transport::PeerActivity,
 }
 
 impl Shared {

@@ -113,7 +113,11 @@ impl RaftNode {
         let mut raw = RawNode::new(&raft_config, log, &logger)?;
         let election = ElectionTimeouts::new(config.seed, config.election_ticks);
         election.fix(&mut raw);
+        let mut peer_urls = config.bootstrap.peers();
+        peer_urls.remove(&member_id);
+        let transport = Transport::new(member_id, cluster_id, BTreeMap::new(), filter, clock);
         let shared = Arc::new(Shared {
+            peer_activity: transport.activity(),
             state: RwLock::new(state),
             member_id,
             cluster_id,
@@ -122,10 +126,11 @@ impl RaftNode {
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
             last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
         });
-        let mut peer_urls = config.bootstrap.peers();
-        peer_urls.remove(&member_id);
         peer_urls.extend(recovered_peers(&shared, member_id));
-        let transport = Transport::new(member_id, cluster_id, peer_urls, filter, clock);
+        let mut transport = transport;
+        for (id, url) in peer_urls {
+            transport.set_peer(id, url);
+        }
         let attributes = MemberAttributes { id: member_id, name: config.name.clone(), client_urls: config.client_urls.clone() };
         Ok(RaftNode {
             raw,

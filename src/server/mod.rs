@@ -31,6 +31,9 @@ use crate::storage::Disk;
 /// The etcd version whose API detcd serves, reported by Status so client
 /// libraries that gate features on the server version treat us as it.
 pub const ETCD_API_VERSION: &str = "3.4.23";
+/// How long every voter must have been reachable before strict
+/// reconfiguration allows a change (etcd `HealthInterval`).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often MoveLeader checks whether the transfer is done.
 const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -234,6 +237,7 @@ impl Server {
             if !is_learner && !state.members().ready_to_add_voter() {
                 return Err(Error::MemberNotEnoughStarted);
             }
+            self.check_connected_fully(state.members())?;
         }
         let change_type = if is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
         let info = MemberInfo { id, name: String::new(), peer_urls: member.peer_urls.clone(), is_learner };
@@ -246,8 +250,11 @@ impl Server {
         {
             let state = self.shared.state.read().expect("state lock");
             let member = state.members().check_exists(id)?;
-            if !member.is_learner && !state.members().ready_to_remove_voter(id) {
-                return Err(Error::MemberNotEnoughStarted);
+            if !member.is_learner {
+                if !state.members().ready_to_remove_voter(id) {
+                    return Err(Error::MemberNotEnoughStarted);
+                }
+                self.check_quorum_stays_connected(state.members(), id)?;
             }
         }
         self.change_conf(ConfChangeType::RemoveNode, id, MemberInfo { id, ..MemberInfo::default() }).await
@@ -274,6 +281,7 @@ impl Server {
             if !state.members().ready_to_add_voter() {
                 return Err(Error::MemberNotEnoughStarted);
             }
+            self.check_connected_fully(state.members())?;
         }
         let leader = self.shared.leader_id();
         if leader == self.shared.member_id {
@@ -304,6 +312,42 @@ impl Server {
         // it has applied here too, so our member list shows it.
         self.read_index().await?;
         Ok(self.members())
+    }
+
+    /// Voting peers whose streams have been up for the last
+    /// `HEALTH_INTERVAL` (etcd `numConnectedSince`); this member counts.
+    fn connected_voters(&self, members: &crate::membership::Members) -> (usize, usize) {
+        let now = self.clock.elapsed();
+        let activity = self.shared.peer_activity.lock().expect("activity lock");
+        let healthy = |id: u64| {
+            id == self.shared.member_id || activity.get(&id).is_some_and(|since| now.saturating_sub(*since) >= HEALTH_INTERVAL)
+        };
+        let voters: Vec<u64> = members.voters().map(|member| member.id).collect();
+        (voters.iter().filter(|id| healthy(**id)).count(), voters.len())
+    }
+
+    /// etcd `isConnectedFullySince`: strict reconfiguration adds or
+    /// promotes only while every voter has been reachable for a while.
+    fn check_connected_fully(&self, members: &crate::membership::Members) -> Result<(), Error> {
+        let (connected, voters) = self.connected_voters(members);
+        if connected < voters {
+            return Err(Error::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// etcd `mayRemoveMember`: removing a voter must leave a connected
+    /// quorum; a member that is down anyway is always safe to remove.
+    fn check_quorum_stays_connected(&self, members: &crate::membership::Members, id: u64) -> Result<(), Error> {
+        let down = id != self.shared.member_id && !self.shared.peer_activity.lock().expect("activity lock").contains_key(&id);
+        if down {
+            return Ok(());
+        }
+        let (connected, voters) = self.connected_voters(members);
+        if connected.saturating_sub(1) < 1 + (voters - 1) / 2 {
+            return Err(Error::Unhealthy);
+        }
+        Ok(())
     }
 
     async fn change_conf(&self, change_type: ConfChangeType, id: u64, info: MemberInfo) -> Result<Vec<Member>, Error> {

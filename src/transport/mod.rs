@@ -14,7 +14,7 @@
 mod service;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -58,7 +58,12 @@ impl MessageFilter for DeliverAll {
     }
 }
 
+/// Since when (on the member's clock) each peer's stream has been up;
+/// absent while it is down. etcd's `ActiveSince`, for its health checks.
+pub type PeerActivity = Arc<Mutex<BTreeMap<u64, Duration>>>;
+
 pub struct Transport {
+    activity: PeerActivity,
     member_id: u64,
     cluster_id: u64,
     peer_urls: BTreeMap<u64, String>,
@@ -68,20 +73,37 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// Connects to every peer at once (not only when raft first sends), so
+    /// every member knows which peers are up, as etcd's transport does.
     pub fn new(member_id: u64, cluster_id: u64, peer_urls: BTreeMap<u64, String>, filter: Arc<dyn MessageFilter>, clock: Clock) -> Transport {
-        Transport { member_id, cluster_id, peer_urls, queues: BTreeMap::new(), filter, clock }
+        let ids: Vec<u64> = peer_urls.keys().copied().collect();
+        let mut transport =
+            Transport { activity: PeerActivity::default(), member_id, cluster_id, peer_urls, queues: BTreeMap::new(), filter, clock };
+        for id in ids {
+            transport.queue(id);
+        }
+        transport
+    }
+
+    pub fn activity(&self) -> PeerActivity {
+        self.activity.clone()
     }
 
     /// Adds or replaces a peer's URL (membership changes).
     pub fn set_peer(&mut self, id: u64, url: String) {
-        if self.peer_urls.insert(id, url) .is_some() {
+        if self.peer_urls.get(&id) == Some(&url) {
+            return;
+        }
+        if self.peer_urls.insert(id, url).is_some() {
             self.queues.remove(&id);
         }
+        self.queue(id);
     }
 
     pub fn remove_peer(&mut self, id: u64) {
         self.peer_urls.remove(&id);
         self.queues.remove(&id);
+        self.activity.lock().expect("activity lock").remove(&id);
     }
 
     /// Queues messages for their peers; never waits.
@@ -121,7 +143,7 @@ impl Transport {
         }
         let url = self.peer_urls.get(&to)?.clone();
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_LEN);
-        let link = Link { from: self.member_id, to, cluster_id: self.cluster_id, url, clock: self.clock.clone() };
+        let link = Link { from: self.member_id, to, cluster_id: self.cluster_id, url, clock: self.clock.clone(), activity: self.activity.clone() };
         tokio::spawn(link.run(receiver));
         self.queues.insert(to, queue.clone());
         Some(queue)
@@ -135,6 +157,7 @@ struct Link {
     cluster_id: u64,
     url: String,
     clock: Clock,
+    activity: PeerActivity,
 }
 
 impl Link {
@@ -142,7 +165,10 @@ impl Link {
         loop {
             match RaftClient::connect(self.url.clone()).await {
                 Ok(client) => {
-                    if self.stream(client.max_encoding_message_size(PEER_MESSAGE_BYTES_MAX), &mut queue).await.is_none() {
+                    self.activity.lock().expect("activity lock").insert(self.to, self.clock.elapsed());
+                    let streamed = self.stream(client.max_encoding_message_size(PEER_MESSAGE_BYTES_MAX), &mut queue).await;
+                    self.activity.lock().expect("activity lock").remove(&self.to);
+                    if streamed.is_none() {
                         return;
                     }
                 }

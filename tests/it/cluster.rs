@@ -453,3 +453,79 @@ fn check_has_all(cluster: &Cluster, index: usize, consistency: Consistency, ackn
         assert_eq!(found, Some(value.as_str()), "acknowledged {key}={value} via {} ({consistency:?})", cluster.members[index].name);
     }
 }
+
+#[test]
+fn learner_is_added_caught_up_promoted_and_a_member_removed() {
+    tracing::info!("a running three-member cluster with some data");
+    let mut cluster = Cluster::start("membership", 3, &[]);
+    let original = cluster.all();
+    cluster.wait_for_leader(&original);
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        let (key, value) = (format!("k{n}"), format!("v{n}"));
+        cluster.put(original[n % 3], &key, &value);
+        acknowledged.push((key, value));
+    }
+
+    tracing::info!("member add --learner, then start it with --initial-cluster-state existing: it catches up");
+    let learner = cluster.add_member(0, true);
+    check_eventually_has_all(&cluster, learner, &acknowledged);
+    let listed = cluster.member_list(1);
+    let entry = listed.members.iter().find(|member| member.name == "m4" || member.peer_urls.contains(&cluster.members[learner].peer_url));
+    assert!(entry.is_some_and(|member| member.is_learner), "the new member is listed as a learner: {:?}", listed.members);
+    let learner_id = entry.unwrap().id;
+
+    tracing::info!("member promote (retried while the leader says the learner is not in sync yet)");
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let promoted = cluster.ctl(1, &["member", "promote", &format!("{learner_id:x}")]);
+        if promoted.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&promoted.stderr);
+        let not_yet = stderr.contains("in sync with leader") || stderr.contains("unhealthy cluster");
+        assert!(not_yet, "promotion failed for another reason: {stderr}");
+        assert!(Instant::now() < deadline, "the learner never became ready to promote");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let listed = cluster.member_list(0);
+    assert!(listed.members.iter().all(|member| !member.is_learner), "no learner is left: {:?}", listed.members);
+    assert_eq!(listed.members.len(), 4);
+
+    tracing::info!("member remove of an original member: three remain and keep serving writes");
+    let removed = original[0];
+    let removed_id = cluster.member_id(removed);
+    let answer = cluster.ctl_retrying_unhealthy(1, &["member", "remove", &format!("{removed_id:x}")]);
+    assert!(answer.contains("removed from cluster"), "{answer}");
+    let remaining = vec![original[1], original[2], learner];
+    assert_eq!(cluster.member_list(learner).members.len(), 3);
+    cluster.wait_for_leader(&remaining);
+    cluster.put(learner, "after-removal", "yes");
+    acknowledged.push(("after-removal".into(), "yes".into()));
+    for &index in &remaining {
+        check_eventually_has_all(&cluster, index, &acknowledged);
+    }
+
+    tracing::info!("errors are etcd's: removing it again, promoting a voter");
+    let again = cluster.ctl(1, &["member", "remove", &format!("{removed_id:x}")]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("etcdserver: member not found"));
+    let voter = cluster.ctl(1, &["member", "promote", &format!("{learner_id:x}")]);
+    assert!(String::from_utf8_lossy(&voter.stderr).contains("etcdserver: can only promote a learner member"));
+}
+
+/// Polls serializable reads on one member until it holds every
+/// acknowledged key (a new or restarted member catches up in the background).
+fn check_eventually_has_all(cluster: &Cluster, index: usize, acknowledged: &[(String, String)]) {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let listing = cluster.ctl(index, &["get", "", "--from-key", "--consistency=s"]);
+        let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        let served: Vec<(&str, &str)> = lines.chunks(2).filter(|pair| pair.len() == 2).map(|pair| (pair[0], pair[1])).collect();
+        if acknowledged.iter().all(|(key, value)| served.contains(&(key.as_str(), value.as_str()))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} did not catch up within {CONVERGE_TIMEOUT:?}", cluster.members[index].name);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -78,6 +78,9 @@ pub struct Member {
     pub data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
+    /// For a member added at runtime: the `--initial-cluster` that
+    /// `etcdctl member add` printed, used with `--initial-cluster-state existing`.
+    joined_with: Option<String>,
 }
 
 /// One member's answer to `etcdctl endpoint status -w json`. etcdctl
@@ -159,6 +162,7 @@ impl Cluster {
                     data_dir: temp.path().join(format!("{name}.etcd")),
                     log_path: temp.path().join(format!("{name}.log")),
                     child: None,
+                    joined_with: None,
                     name,
                 }
             })
@@ -176,6 +180,61 @@ impl Cluster {
         let all = cluster.all();
         cluster.restart(&all);
         cluster
+    }
+
+    /// Adds a member the way an operator does: `etcdctl member add` through
+    /// member `via`, then starts it with the `ETCD_INITIAL_CLUSTER` etcdctl
+    /// printed and `--initial-cluster-state existing`. Waits until it serves
+    /// a serializable read (a learner serves nothing else); returns its index.
+    pub fn add_member(&mut self, via: usize, learner: bool) -> usize {
+        let index = self.members.len();
+        let name = format!("m{}", index + 1);
+        let ports = distinct_free_ports(2);
+        let temp = self._temp.path().to_path_buf();
+        let peer_url = format!("http://127.0.0.1:{}", ports[1]);
+        let mut args = vec!["member".to_string(), "add".into(), name.clone(), format!("--peer-urls={peer_url}")];
+        if learner {
+            args.push("--learner".into());
+        }
+        let printed = self.ctl_retrying_unhealthy(via, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let initial_cluster = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+            .map(|rest| rest.trim_end_matches('"').to_string())
+            .unwrap_or_else(|| panic!("member add printed no ETCD_INITIAL_CLUSTER:\n{printed}"));
+        self.members.push(Member {
+            client_url: format!("http://127.0.0.1:{}", ports[0]),
+            peer_url,
+            data_dir: temp.join(format!("{name}.etcd")),
+            log_path: temp.join(format!("{name}.log")),
+            child: None,
+            joined_with: Some(initial_cluster),
+            name,
+        });
+        self.spawn(index);
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        while !self.ctl(index, &["get", "readiness-probe", "--consistency=s", PROBE_TIMEOUT_ARG]).status.success() {
+            assert!(Instant::now() < deadline, "the added member did not serve within {CONVERGE_TIMEOUT:?}");
+            sleep(POLL_INTERVAL);
+        }
+        index
+    }
+
+    /// Runs a membership change, retrying while etcd's strict
+    /// reconfiguration check says "unhealthy cluster" (every voter must
+    /// have been connected for 5 s first).
+    pub fn ctl_retrying_unhealthy(&self, via: usize, args: &[&str]) -> String {
+        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let output = self.ctl(via, args);
+            if output.status.success() {
+                return String::from_utf8_lossy(&output.stdout).into_owned();
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("etcdserver: unhealthy cluster"), "etcdctl {args:?} failed: {stderr}");
+            assert!(Instant::now() < deadline, "the cluster stayed unhealthy for {CONVERGE_TIMEOUT:?}");
+            sleep(POLL_INTERVAL);
+        }
     }
 
     pub fn all(&self) -> Vec<usize> {
@@ -209,8 +268,11 @@ impl Cluster {
             .arg(&member.data_dir)
             .args(["--listen-client-urls", &member.client_url, "--advertise-client-urls", &member.client_url])
             .args(["--listen-peer-urls", &member.peer_url, "--initial-advertise-peer-urls", &member.peer_url])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", "new", "--initial-cluster-token", &self.token])
+            .args(match &member.joined_with {
+                Some(initial_cluster) => ["--initial-cluster", initial_cluster, "--initial-cluster-state", "existing"],
+                None => ["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"],
+            })
+            .args(["--initial-cluster-token", &self.token])
             .args(TIMING_ARGS)
             .args(&self.extra_args)
             .stdout(log.try_clone().unwrap())

@@ -343,12 +343,23 @@ async fn learner_joins_catches_up_is_promoted_and_a_member_is_removed() {
 
     tracing::info!("MemberAdd as a learner, then the new member joins with --initial-cluster-state existing");
     let peer_url = format!("http://{}:{PEER_PORT}", ip(3));
-    let added = cluster
-        .cluster_call(0, move |mut client| async move {
-            client.member_add(MemberAddRequest { peer_ur_ls: vec![peer_url], is_learner: true }).await.map(|r| r.into_inner())
-        })
-        .await
-        .expect("member add");
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    let added = loop {
+        let peer_url = peer_url.clone();
+        let attempt = cluster
+            .cluster_call(0, move |mut client| async move {
+                client.member_add(MemberAddRequest { peer_ur_ls: vec![peer_url], is_learner: true }).await.map(|r| r.into_inner())
+            })
+            .await;
+        match attempt {
+            Ok(added) => break added,
+            // Strict reconfiguration waits until every voter has been connected for a while.
+            Err(status) if status.message() == "etcdserver: unhealthy cluster" => {}
+            Err(status) => panic!("member add: {status}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cluster stayed unhealthy");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    };
     let new_id = added.member.unwrap().id;
     assert_eq!(added.members.len(), 4);
     let newcomer = cluster.start_joining(20);
@@ -372,10 +383,19 @@ async fn learner_joins_catches_up_is_promoted_and_a_member_is_removed() {
     let leader_id = cluster.status(leader).await.expect("leader answers").0;
     let remaining: Vec<usize> = cluster.all().into_iter().filter(|&i| i != leader).collect();
     let via = remaining[0];
-    cluster
-        .cluster_call(via, move |mut client| async move { client.member_remove(MemberRemoveRequest { id: leader_id }).await })
-        .await
-        .expect("member remove");
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let removed = cluster
+            .cluster_call(via, move |mut client| async move { client.member_remove(MemberRemoveRequest { id: leader_id }).await })
+            .await;
+        match removed {
+            Ok(_) => break,
+            Err(status) if status.message() == "etcdserver: unhealthy cluster" => {}
+            Err(status) => panic!("member remove: {status}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cluster stayed unhealthy");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
     cluster.wait_for_leader(&remaining).await;
     cluster.write_keys(&remaining, 60, 20, &mut acknowledged).await;
     assert!(remaining.contains(&newcomer));
