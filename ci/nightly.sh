@@ -28,7 +28,7 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
         echo "== round $round: seeds $seed.. $config" | tee -a "$summary"
         # shellcheck disable=SC2086
         if ! "$sim" run --seeds "$chunk" --start-seed "$seed" --duration 30 $config --check-determinism \
-                --failures-dir target/sim-failures | tee -a "$summary.log" | grep -E "^seeds:|VIOLATION|LIVENESS|CRASH|NONDETERMINISTIC|replay:" | tee -a "$summary"; then
+                --failures-dir target/sim-failures | tee -a "$summary.log" | grep -E "^seeds:|VIOLATION|LIVENESS|CRASH|NONDETERMINISTIC|UNKNOWN|replay:" | tee -a "$summary"; then
             :
         fi
         if grep -qE "VIOLATION|LIVENESS|CRASH|NONDETERMINISTIC" "$summary"; then status=1; fi

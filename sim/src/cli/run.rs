@@ -170,11 +170,13 @@ mod simulated {
             None => (arguments.start_seed..arguments.start_seed + arguments.seeds).collect(),
         };
         let wall = Instant::now();
-        let (mut passed, mut failed, mut simulated) = (0u64, 0u64, Duration::ZERO);
+        let (mut passed, mut failed, mut unknown, mut simulated) = (0u64, 0u64, 0u64, Duration::ZERO);
         let mut exit = EXIT_PASS;
         for (done, &seed) in seeds.iter().enumerate() {
             let (code, line) = judge_seed(seed, arguments, &options, &mut simulated);
-            if code == EXIT_PASS {
+            if code == EXIT_PASS && line.starts_with("UNKNOWN") {
+                unknown += 1;
+            } else if code == EXIT_PASS {
                 passed += 1;
             } else {
                 failed += 1;
@@ -189,8 +191,9 @@ mod simulated {
             }
         }
         let wall = wall.elapsed();
+        let unknown = if unknown > 0 { format!(", {unknown} unknown (checker budget; histories saved)") } else { String::new() };
         println!(
-            "seeds: {passed} passed, {failed} failed; simulated {:.1} s in {:.1} s wall ({:.0}x)",
+            "seeds: {passed} passed, {failed} failed{unknown}; simulated {:.1} s in {:.1} s wall ({:.0}x)",
             simulated.as_secs_f64(),
             wall.as_secs_f64(),
             simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
@@ -234,6 +237,10 @@ mod simulated {
         let summary = format!("{} ops, {:.1} s simulated, {}", report.history.len(), report.simulated.as_secs_f64(), report.swarm);
         match &report.outcome {
             Outcome::Pass => (EXIT_PASS, format!("ok: {summary}")),
+            Outcome::Unknown => {
+                let saved = super::save_failure(&arguments.failures_dir, seed, &report);
+                (EXIT_PASS, format!("UNKNOWN: the checker's step budget ran out; {summary}; saved in {saved}"))
+            }
             Outcome::Violation(message) => {
                 let saved = super::save_failure(&arguments.failures_dir, seed, &report);
                 (EXIT_CORRECTNESS, format!("VIOLATION: {message}; {summary}; saved in {saved}"))
@@ -255,6 +262,7 @@ mod simulated {
             SeedResult::Finished(report) => {
                 let verdict = match &report.outcome {
                     Outcome::Pass => "pass".to_string(),
+                    Outcome::Unknown => "unknown (the checker's step budget ran out)".to_string(),
                     Outcome::Violation(message) => format!("VIOLATION: {message}"),
                     Outcome::Liveness(message) => format!("LIVENESS: {message}"),
                 };
@@ -262,7 +270,7 @@ mod simulated {
                 println!("result: {verdict}");
                 println!("trace-hash: {:016x}", report.trace_hash);
                 ExitCode::from(match report.outcome {
-                    Outcome::Pass => EXIT_PASS,
+                    Outcome::Pass | Outcome::Unknown => EXIT_PASS,
                     Outcome::Violation(_) => EXIT_CORRECTNESS,
                     Outcome::Liveness(_) => EXIT_LIVENESS,
                 })

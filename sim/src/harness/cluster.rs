@@ -101,6 +101,8 @@ pub struct SimCluster {
     pub filter: Arc<NetFilter>,
     /// Members currently killed.
     pub down: BTreeSet<usize>,
+    /// Members currently paused (SIGSTOP: alive, silent, then back).
+    pub paused: BTreeSet<usize>,
 }
 
 impl SimCluster {
@@ -123,7 +125,7 @@ impl SimCluster {
                     .build()
             })
             .collect();
-        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new() }
+        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new() }
     }
 
     pub fn size(&self) -> usize {
@@ -142,6 +144,16 @@ impl SimCluster {
         self.down.remove(&index);
     }
 
+    pub fn pause(&mut self, index: usize) {
+        self.handle.pause(self.nodes[index].id());
+        self.paused.insert(index);
+    }
+
+    pub fn resume(&mut self, index: usize) {
+        self.handle.resume(self.nodes[index].id());
+        self.paused.remove(&index);
+    }
+
     pub fn set_skew(&self, index: usize, skew: Skew) {
         self.clocks[index].set_skew(skew);
     }
@@ -153,6 +165,9 @@ impl SimCluster {
         self.filter.set_message_faults(0, 0, 0);
         for clock in &self.clocks {
             clock.set_skew(Skew::default());
+        }
+        for index in std::mem::take(&mut self.paused) {
+            self.handle.resume(self.nodes[index].id());
         }
         for index in std::mem::take(&mut self.down) {
             self.handle.restart(self.nodes[index].id());

@@ -20,6 +20,8 @@ const SKEW_DRIFT_PPM_MAX: i64 = 100_000;
 enum Action {
     Crash,
     Restart,
+    Pause,
+    Resume,
     Partition,
     Heal,
     MessageFaults,
@@ -30,6 +32,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     let mut actions = Vec::new();
     if options.crash {
         actions.extend([Action::Crash, Action::Restart]);
+    }
+    if options.pause {
+        actions.extend([Action::Pause, Action::Resume]);
     }
     if options.partition {
         actions.extend([Action::Partition, Action::Heal]);
@@ -72,10 +77,10 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action) -> Opti
     match action {
         Action::Crash => {
             // Keep a quorum up most of the time, so histories have substance.
-            if cluster.down.len() >= (size - 1) / 2 {
+            if cluster.down.len() + cluster.paused.len() >= (size - 1) / 2 {
                 return None;
             }
-            let up: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i)).collect();
+            let up: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
             let victim = up[rng.gen_range(0..up.len())];
             cluster.crash(victim);
             Some(format!("crash m{victim}"))
@@ -85,6 +90,21 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action) -> Opti
             let back = *down.get(rng.gen_range(0..down.len().max(1)))?;
             cluster.restart(back);
             Some(format!("restart m{back}"))
+        }
+        Action::Pause => {
+            if cluster.down.len() + cluster.paused.len() >= (size - 1) / 2 {
+                return None;
+            }
+            let running: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
+            let victim = running[rng.gen_range(0..running.len())];
+            cluster.pause(victim);
+            Some(format!("pause m{victim}"))
+        }
+        Action::Resume => {
+            let paused: Vec<usize> = cluster.paused.iter().copied().collect();
+            let back = *paused.get(rng.gen_range(0..paused.len().max(1)))?;
+            cluster.resume(back);
+            Some(format!("resume m{back}"))
         }
         Action::Partition => {
             cluster.filter.heal_links();

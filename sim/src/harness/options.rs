@@ -25,6 +25,7 @@ pub struct SwarmOptions {
     pub clients: usize,
     pub keys: usize,
     pub crash: bool,
+    pub pause: bool,
     pub partition: bool,
     pub message_faults: bool,
     pub clock_skew: bool,
@@ -40,8 +41,11 @@ impl SwarmOptions {
     pub fn draw(rng: &mut impl Rng) -> SwarmOptions {
         SwarmOptions {
             clients: rng.gen_range(2..=5),
-            keys: rng.gen_range(1..=4),
+            // At least two keys: one key's history is one partition for the
+            // checker, and long single-key append histories are its hard case.
+            keys: rng.gen_range(2..=5),
             crash: rng.gen_bool(0.6),
+            pause: rng.gen_bool(0.4),
             partition: rng.gen_bool(0.6),
             message_faults: rng.gen_bool(0.5),
             clock_skew: rng.gen_bool(0.4),
@@ -57,10 +61,11 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
+            self.pause,
             self.partition,
             self.message_faults,
             self.drop_ppm / 1000,
