@@ -16,8 +16,8 @@ if [ ${#need_packages[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
-etcdctl version | head -1
-etcd --version | head -1
+etcdctl version | sed -n 1p  # not head: SIGPIPE under pipefail
+etcd --version | sed -n 1p
 
 export CARGO_TERM_COLOR=never
 jobs=-j2

@@ -210,6 +210,12 @@ impl RaftNode {
         }
     }
 
+    /// Hands messages to the transport, noting where snapshots went.
+    fn send(&mut self, messages: Vec<Message>, snapshots_sent: &mut Vec<u64>) {
+        snapshots_sent.extend(messages.iter().filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot).map(|m| m.to));
+        self.transport.send(messages);
+    }
+
     fn step(&mut self, messages: Vec<Message>) {
         for message in messages {
             if let Err(error) = self.raw.step(message) {
@@ -284,7 +290,8 @@ impl RaftNode {
         let soft_state = ready.ss().map(|soft_state| (soft_state.leader_id, soft_state.raft_state));
         // A leader's messages may go out before its own fsync (Raft thesis
         // §10.2.1): they are appends and heartbeats, safe to send early.
-        self.transport.send(ready.take_messages());
+        let mut snapshots_sent = Vec::new();
+        self.send(ready.take_messages(), &mut snapshots_sent);
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
@@ -297,7 +304,7 @@ impl RaftNode {
         }
         // 2. Send what may only leave after the persist: votes and
         // follower acknowledgements.
-        self.transport.send(ready.take_persisted_messages());
+        self.send(ready.take_persisted_messages(), &mut snapshots_sent);
         for read_state in ready.take_read_states() {
             let id = u64::from_le_bytes(read_state.request_ctx.as_slice().try_into().unwrap_or_default());
             if let Some(reply) = self.reads_in_flight.remove(&id) {
@@ -315,9 +322,17 @@ impl RaftNode {
             let hard_state = self.raw.store().hard_state().clone();
             self.wal.as_mut().expect("wal present").append(&[], Some(&hard_state));
         }
-        self.transport.send(light.take_messages());
+        self.send(light.take_messages(), &mut snapshots_sent);
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        // raft-rs pauses a follower's progress while a snapshot is in
+        // flight and resumes only on the follower's answer or this report;
+        // our transport sends and forgets, and a lost answer would pause it
+        // for good (found by the simulator: a restarted member stayed
+        // behind forever). Reporting it finished makes the leader probe.
+        for to in snapshots_sent {
+            self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+        }
         if let Some((leader_id, role)) = soft_state {
             self.on_leader_change(leader_id, role);
         }

@@ -253,6 +253,9 @@ mod simulated {
     }
 
     pub fn replay(arguments: &ReplayArgs) -> ExitCode {
+        // The members' own logs too (RUST_LOG, default info), with virtual time.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
         let options = options(&arguments.sim);
         match run_seed(arguments.seed, &options, true) {
             SeedResult::Crashed(message) => {
