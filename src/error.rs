@@ -58,6 +58,8 @@ pub enum Error {
     TooManyLearners,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: request timed out")]

@@ -18,6 +18,9 @@ pub struct KvService {
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let request = request.into_inner();
+        if !request.serializable {
+            self.server.refuse_if_learner()?;
+        }
         validate::range(&request)?;
         let mut response = self.server.range(request).await?;
         self.server.fill_header(&mut response.header);
@@ -25,6 +28,7 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.server.refuse_if_learner()?;
         let request = request.into_inner();
         validate::put(&request)?;
         let mut response = self.server.put(request).await?;
@@ -33,6 +37,7 @@ impl Kv for KvService {
     }
 
     async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.server.refuse_if_learner()?;
         let request = request.into_inner();
         validate::delete_range(&request)?;
         let mut response = self.server.delete_range(request).await?;
@@ -41,6 +46,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        self.server.refuse_if_learner()?;
         let request = request.into_inner();
         validate::txn(&request, self.server.limits.max_txn_ops)?;
         let mut response = self.server.txn(request).await?;
@@ -49,6 +55,7 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        self.server.refuse_if_learner()?;
         let mut response = self.server.compact(request.into_inner()).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))

@@ -27,6 +27,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.server.refuse_if_learner()?;
         self.server.move_leader(request.into_inner().target_id).await?;
         let mut response = MoveLeaderResponse::default();
         self.server.fill_header(&mut response.header);

@@ -18,7 +18,8 @@ pub fn code(error: &Error) -> Code {
         Error::Compacted | Error::FutureRevision => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
-        Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout | Error::LeaderTransferTimeout | Error::Unhealthy => {
+        Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout | Error::LeaderTransferTimeout | Error::Unhealthy
+        | Error::NotSupportedForLearner => {
             Code::Unavailable
         }
         Error::NotLeader

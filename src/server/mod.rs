@@ -141,6 +141,16 @@ impl Server {
         self.shared.cluster_id
     }
 
+    /// etcd: a learner serves only Status and serializable reads; every
+    /// other request gets "rpc not supported for learner".
+    pub fn refuse_if_learner(&self) -> Result<(), Error> {
+        let state = self.shared.state.read().expect("state lock");
+        if state.members().get(self.shared.member_id).is_some_and(|member| member.is_learner) {
+            return Err(Error::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
     /// Completes a response header as etcd's `header.fill` does.
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
         let header = header.get_or_insert_with(ResponseHeader::default);

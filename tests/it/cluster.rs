@@ -475,6 +475,14 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
     assert!(entry.is_some_and(|member| member.is_learner), "the new member is listed as a learner: {:?}", listed.members);
     let learner_id = entry.unwrap().id;
 
+    tracing::info!("a learner serves serializable reads only, as in etcd");
+    for args in [&["put", "through-learner", "x"][..], &["get", "k0"]] {
+        let refused = cluster.ctl(learner, args);
+        assert!(!refused.status.success(), "a learner must refuse {args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("etcdserver: rpc not supported for learner"), "{args:?}: {stderr}");
+    }
+
     tracing::info!("member promote (retried while the leader says the learner is not in sync yet)");
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     loop {
