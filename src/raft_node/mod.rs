@@ -87,8 +87,9 @@ pub struct Shared {
     pub state: RwLock<StateMachine>,
     pub member_id: u64,
     pub cluster_id: u64,
-    term: AtomicU64,
-    leader_id: AtomicU64,
+    /// Raft's term and the leader it knows in that term, published
+    /// together so no reader sees one term's leader with another's term.
+    position: std::sync::Mutex<(u64, u64)>,
     commit_index: AtomicU64,
     last_index: AtomicU64,
     /// Which peers' streams are up, and since when (etcd's health checks).
@@ -97,10 +98,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn term(&self) -> u64 {
-        self.term.load(Ordering::Relaxed)
+        self.term_and_leader().0
     }
     pub fn leader_id(&self) -> u64 {
-        self.leader_id.load(Ordering::Relaxed)
+        self.term_and_leader().1
+    }
+    /// (term, leader id) as raft held them at one instant.
+    pub fn term_and_leader(&self) -> (u64, u64) {
+        *self.position.lock().expect("position lock")
     }
     pub fn commit_index(&self) -> u64 {
         self.commit_index.load(Ordering::Relaxed)
@@ -132,6 +137,8 @@ pub enum FatalError {
 pub struct RaftNode {
     raw: RawNode<LogStore>,
     transport: Transport,
+    /// The leader as of the last soft state, to notice changes.
+    known_leader: u64,
     /// What this member publishes about itself once a leader is known.
     attributes: MemberAttributes,
     published: bool,
@@ -356,7 +363,7 @@ impl RaftNode {
     }
 
     fn on_leader_change(&mut self, leader_id: u64, role: StateRole) {
-        let previous = self.shared.leader_id.swap(leader_id, Ordering::Relaxed);
+        let previous = std::mem::replace(&mut self.known_leader, leader_id);
         if previous != leader_id {
             tracing::info!(member = format_args!("{:x}", self.shared.member_id), leader = format_args!("{leader_id:x}"), ?role, "leader changed");
             // A read index taken under the old leader may not be served
@@ -504,7 +511,7 @@ impl RaftNode {
     }
 
     fn publish_status(&self) {
-        self.shared.term.store(self.raw.raft.term, Ordering::Relaxed);
+        *self.shared.position.lock().expect("position lock") = (self.raw.raft.term, self.raw.raft.leader_id);
         self.shared.commit_index.store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
         self.shared.last_index.store(self.raw.raft.raft_log.last_index(), Ordering::Relaxed);
     }

@@ -121,8 +121,7 @@ impl RaftNode {
             state: RwLock::new(state),
             member_id,
             cluster_id,
-            term: AtomicU64::new(raw.raft.term),
-            leader_id: AtomicU64::new(raft::INVALID_ID),
+            position: std::sync::Mutex::new((raw.raft.term, raft::INVALID_ID)),
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
             last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
         });
@@ -135,6 +134,7 @@ impl RaftNode {
         Ok(RaftNode {
             raw,
             transport,
+            known_leader: raft::INVALID_ID,
             attributes,
             published: false,
             wal: Some(wal),

@@ -212,14 +212,14 @@ impl Server {
             let is_learner = state.members().get(self.shared.member_id).is_some_and(|member| member.is_learner);
             (state.store().current_revision(), state.store().size_bytes() as i64, state.applied_index(), is_learner)
         };
-        let leader = self.shared.leader_id();
+        let (term, leader) = self.shared.term_and_leader();
         StatusResponse {
             header: Some(ResponseHeader { revision, ..ResponseHeader::default() }),
             version: ETCD_API_VERSION.to_string(),
             db_size,
             leader,
             raft_index: self.shared.commit_index(),
-            raft_term: self.shared.term(),
+            raft_term: term,
             raft_applied_index: applied,
             errors: if leader == raft::INVALID_ID { vec![Error::NoLeader.to_string()] } else { Vec::new() },
             db_size_in_use: db_size,

@@ -9,7 +9,7 @@ use madsim::rand::Rng;
 
 use super::cluster::SimCluster;
 use super::options::SwarmOptions;
-use super::run::Trace;
+use super::run::{Monitor, Trace};
 
 /// Largest clock offset the nemesis sets, either way.
 const SKEW_OFFSET_MAX: Duration = Duration::from_secs(10);
@@ -23,6 +23,8 @@ enum Action {
     Pause,
     Resume,
     Partition,
+    IsolateLeader,
+    Bridge,
     Heal,
     MessageFaults,
     ClockSkew,
@@ -37,7 +39,7 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
         actions.extend([Action::Pause, Action::Resume]);
     }
     if options.partition {
-        actions.extend([Action::Partition, Action::Heal]);
+        actions.extend([Action::Partition, Action::IsolateLeader, Action::Bridge, Action::Heal]);
     }
     if options.message_faults {
         actions.push(Action::MessageFaults);
@@ -49,7 +51,7 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
 }
 
 /// Runs faults until `safety_phase` has passed since the call.
-pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase: Duration, trace: &Trace) {
+pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase: Duration, trace: &Trace, monitor: &Monitor) {
     let end = tokio::time::Instant::now() + safety_phase;
     let actions = enabled_actions(options);
     if actions.is_empty() {
@@ -65,13 +67,13 @@ pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase:
         }
         tokio::time::sleep(pause).await;
         let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
-        if let Some(event) = act(cluster, options, action) {
+        if let Some(event) = act(cluster, options, action, monitor.current_leader()) {
             trace.record(format!("nemesis: {event}"));
         }
     }
 }
 
-fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action) -> Option<String> {
+fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader: Option<usize>) -> Option<String> {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
     match action {
@@ -122,6 +124,32 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action) -> Opti
                 }
             }
             Some(format!("partition {side:?} from the rest{}", if one_way { " (one way)" } else { "" }))
+        }
+        Action::IsolateLeader => {
+            let leader = leader?;
+            cluster.filter.heal_links();
+            for other in (0..size).filter(|&i| i != leader) {
+                cluster.filter.cut(cluster.member_ids[leader], cluster.member_ids[other]);
+                cluster.filter.cut(cluster.member_ids[other], cluster.member_ids[leader]);
+            }
+            Some(format!("isolate the leader m{leader}"))
+        }
+        Action::Bridge => {
+            // Two halves that cannot talk, and one member both can reach.
+            if size < 3 {
+                return None;
+            }
+            cluster.filter.heal_links();
+            let bridge = rng.gen_range(0..size);
+            let others: Vec<usize> = (0..size).filter(|&i| i != bridge).collect();
+            let (left, right) = others.split_at(others.len() / 2);
+            for &a in left {
+                for &b in right {
+                    cluster.filter.cut(cluster.member_ids[a], cluster.member_ids[b]);
+                    cluster.filter.cut(cluster.member_ids[b], cluster.member_ids[a]);
+                }
+            }
+            Some(format!("bridge: {left:?} and {right:?} meet only through m{bridge}"))
         }
         Action::Heal => {
             cluster.filter.heal_links();

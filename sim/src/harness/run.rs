@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use detcd::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+use detcd::proto::etcdserverpb::{kv_client::KvClient, maintenance_client::MaintenanceClient, RangeRequest, StatusRequest};
 use detcd::rng::stable_hash;
 use madsim::runtime::Handle;
 
@@ -87,7 +87,9 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let mut cluster = SimCluster::start(options.nodes);
     let client_node = Handle::current().create_node().name("clients").ip(IpAddr::from([10, 0, 1, 1])).build();
 
-    // Safety phase: clients and faults together.
+    // Safety phase: clients and faults together, watched by the monitor.
+    let monitor = Monitor::default();
+    let monitor_task = client_node.spawn(monitor.clone().watch(options.nodes, cluster.member_ids.clone()));
     let recorder = Recorder::new();
     let deadline = tokio::time::Instant::now() + options.duration;
     let mut clients = Vec::new();
@@ -95,7 +97,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let task = workload::client_loop(client, options.workload, swarm.keys, options.nodes, deadline, recorder.clone(), trace.clone());
         clients.push(client_node.spawn(task));
     }
-    nemesis::run(&mut cluster, &swarm, options.duration, &trace).await;
+    nemesis::run(&mut cluster, &swarm, options.duration, &trace, &monitor).await;
     for client in clients {
         client.await.expect("client task");
     }
@@ -107,6 +109,13 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let outcome = match liveness {
         Err(message) => Outcome::Liveness(message),
         Ok(()) => client_node.spawn(convergence(options.nodes, swarm.keys)).await.expect("convergence task"),
+    };
+    monitor.stop();
+    monitor_task.await.expect("monitor task");
+    trace.record(format!("monitor: leaders of {} terms agreed on by every member that named one", monitor.terms_seen()));
+    let outcome = match (outcome, monitor.violation()) {
+        (Outcome::Pass, Some(violation)) | (Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
+        (outcome, _) => outcome,
     };
     let mut history = History::new(recorder.take());
     let patched = drop_unobserved_writes(&mut history);
@@ -125,6 +134,82 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     };
     trace.record(format!("history: {} operations", history.len()));
     RunReport { swarm, outcome, trace_hash: trace.hash(), history, check: report, simulated: started.elapsed() }
+}
+
+/// Watches the members while the run goes on. Checks Raft's election
+/// safety online (§5.2: at most one leader per term — every member that
+/// names a leader for a term must name the same one) and tells the nemesis
+/// who leads, for leader-targeted faults.
+#[derive(Clone, Default)]
+pub struct Monitor {
+    state: Arc<Mutex<MonitorState>>,
+}
+
+#[derive(Default)]
+struct MonitorState {
+    stopped: bool,
+    /// term -> (leader id, the member that reported it)
+    leaders: BTreeMap<u64, (u64, usize)>,
+    violation: Option<String>,
+    current_leader: Option<usize>,
+}
+
+/// How often the monitor asks every member for its status.
+const MONITOR_INTERVAL: Duration = Duration::from_millis(100);
+const MONITOR_CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Monitor {
+    pub fn stop(&self) {
+        self.state.lock().unwrap().stopped = true;
+    }
+
+    pub fn violation(&self) -> Option<String> {
+        self.state.lock().unwrap().violation.clone()
+    }
+
+    pub fn terms_seen(&self) -> usize {
+        self.state.lock().unwrap().leaders.len()
+    }
+
+    /// The member index the latest reports name as leader.
+    pub fn current_leader(&self) -> Option<usize> {
+        self.state.lock().unwrap().current_leader
+    }
+
+    async fn watch(self, members: usize, member_ids: Vec<u64>) {
+        while !self.state.lock().unwrap().stopped {
+            for member in 0..members {
+                let Some((term, leader)) = status(member).await else { continue };
+                if leader == 0 {
+                    continue;
+                }
+                let mut state = self.state.lock().unwrap();
+                state.current_leader = member_ids.iter().position(|id| *id == leader);
+                match state.leaders.get(&term) {
+                    Some(&(known, reporter)) if known != leader && state.violation.is_none() => {
+                        state.violation = Some(format!(
+                            "election safety: in term {term} m{reporter} named leader {known:x} and m{member} named {leader:x}"
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        state.leaders.insert(term, (leader, member));
+                    }
+                }
+            }
+            tokio::time::sleep(MONITOR_INTERVAL).await;
+        }
+    }
+}
+
+/// (term, leader) as one member reports them.
+async fn status(member: usize) -> Option<(u64, u64)> {
+    let call = async {
+        let mut client = MaintenanceClient::connect(client_url(member)).await.ok()?;
+        let status = client.status(StatusRequest {}).await.ok()?.into_inner();
+        Some((status.raft_term, status.leader))
+    };
+    tokio::time::timeout(MONITOR_CALL_TIMEOUT, call).await.ok().flatten()
 }
 
 /// An indeterminate put or append whose (unique) value no successful read
