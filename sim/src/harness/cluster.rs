@@ -15,6 +15,7 @@ use detcd::membership::member_id;
 use detcd::raft_node::FatalError;
 use detcd::rng::NodeRng;
 use detcd::server::{Server, Started};
+use detcd::storage::sim_disk::DiskFaults;
 use detcd::storage::SimDisk;
 use detcd::transport::{MessageFilter, Verdict};
 use madsim::rand::Rng;
@@ -103,6 +104,8 @@ pub struct SimCluster {
     pub down: BTreeSet<usize>,
     /// Members currently paused (SIGSTOP: alive, silent, then back).
     pub paused: BTreeSet<usize>,
+    /// Members whose disk is full (they stop at their next fsync).
+    pub disk_full: BTreeSet<usize>,
 }
 
 impl SimCluster {
@@ -125,7 +128,7 @@ impl SimCluster {
                     .build()
             })
             .collect();
-        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new() }
+        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new(), disk_full: BTreeSet::new() }
     }
 
     pub fn size(&self) -> usize {
@@ -154,6 +157,21 @@ impl SimCluster {
         self.paused.remove(&index);
     }
 
+    /// The disk refuses every write: the member stops with a fatal storage
+    /// error at its next fsync, as a real one must.
+    pub fn fill_disk(&mut self, index: usize) {
+        self.disks[index].set_faults(DiskFaults { full: true });
+        self.disk_full.insert(index);
+    }
+
+    /// Frees the disk and restarts the member (an operator's fix).
+    pub fn free_disk(&mut self, index: usize) {
+        self.disks[index].set_faults(DiskFaults::default());
+        self.disk_full.remove(&index);
+        self.handle.kill(self.nodes[index].id());
+        self.handle.restart(self.nodes[index].id());
+    }
+
     pub fn set_skew(&self, index: usize, skew: Skew) {
         self.clocks[index].set_skew(skew);
     }
@@ -165,6 +183,13 @@ impl SimCluster {
         self.filter.set_message_faults(0, 0, 0);
         for clock in &self.clocks {
             clock.set_skew(Skew::default());
+        }
+        for index in std::mem::take(&mut self.disk_full) {
+            self.disks[index].set_faults(DiskFaults::default());
+            if !self.down.contains(&index) {
+                self.handle.kill(self.nodes[index].id());
+                self.handle.restart(self.nodes[index].id());
+            }
         }
         for index in std::mem::take(&mut self.paused) {
             self.handle.resume(self.nodes[index].id());
@@ -196,6 +221,10 @@ async fn run_member(index: usize, initial_cluster: String, disk: Arc<SimDisk>, c
         biased;
         result = raft_loop => match result {
             Ok(Err(FatalError::Removed)) => {}
+            // A storage failure stops the member, never a wrong answer.
+            Ok(Err(fatal @ FatalError::Wal(_))) | Ok(Err(fatal @ FatalError::Snapshot(_))) => {
+                tracing::warn!("m{index} stopped: {fatal}");
+            }
             other => panic!("m{index}: raft loop stopped: {other:?}"),
         },
         result = detcd::api::serve(server, client_address, std::future::pending()) => panic!("m{index}: client service stopped: {result:?}"),

@@ -22,6 +22,8 @@ enum Action {
     Restart,
     Pause,
     Resume,
+    FillDisk,
+    FreeDisk,
     Partition,
     IsolateLeader,
     Bridge,
@@ -37,6 +39,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     }
     if options.pause {
         actions.extend([Action::Pause, Action::Resume]);
+    }
+    if options.disk_full {
+        actions.extend([Action::FillDisk, Action::FreeDisk]);
     }
     if options.partition {
         actions.extend([Action::Partition, Action::IsolateLeader, Action::Bridge, Action::Heal]);
@@ -79,7 +84,7 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
     match action {
         Action::Crash => {
             // Keep a quorum up most of the time, so histories have substance.
-            if cluster.down.len() + cluster.paused.len() >= (size - 1) / 2 {
+            if cluster.down.len() + cluster.paused.len() + cluster.disk_full.len() >= (size - 1) / 2 {
                 return None;
             }
             let up: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
@@ -93,8 +98,28 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             cluster.restart(back);
             Some(format!("restart m{back}"))
         }
+        Action::FillDisk => {
+            if cluster.down.len() + cluster.paused.len() + cluster.disk_full.len() >= (size - 1) / 2 {
+                return None;
+            }
+            let healthy: Vec<usize> = (0..size)
+                .filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i) && !cluster.disk_full.contains(i))
+                .collect();
+            let victim = healthy[rng.gen_range(0..healthy.len())];
+            cluster.fill_disk(victim);
+            Some(format!("disk of m{victim} full"))
+        }
+        Action::FreeDisk => {
+            let full: Vec<usize> = cluster.disk_full.iter().copied().collect();
+            let freed = *full.get(rng.gen_range(0..full.len().max(1)))?;
+            if cluster.down.contains(&freed) {
+                return None;
+            }
+            cluster.free_disk(freed);
+            Some(format!("disk of m{freed} freed, member restarted"))
+        }
         Action::Pause => {
-            if cluster.down.len() + cluster.paused.len() >= (size - 1) / 2 {
+            if cluster.down.len() + cluster.paused.len() + cluster.disk_full.len() >= (size - 1) / 2 {
                 return None;
             }
             let running: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
