@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot};
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot,
+};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,7 +70,7 @@ pub enum Command {
     /// watches the leader change).
     TransferLeader { transferee: u64, reply: Reply<()> },
     /// Replicate a raft configuration change (member add or remove).
-    ChangeConf { change: ConfChange, reply: Reply<Response> },
+    ChangeConf { change: ConfChangeV2, reply: Reply<Response> },
     /// Promote a learner, if this member leads and the learner caught up.
     Promote { id: u64, reply: Reply<Response> },
 }
@@ -422,18 +424,29 @@ impl RaftNode {
         Ok(())
     }
 
-    /// A raft configuration change (etcd uses v1 `ConfChange`; so do we).
-    /// The registry checks it first; raft applies it only if it passed, as
-    /// etcd turns a refused change into a no-op.
+    /// A raft configuration change: one member added, promoted or removed
+    /// per `ConfChangeV2` (a simple change, no joint consensus; v1 entries,
+    /// as etcd 3.4 writes them, are read too). The registry checks it
+    /// first; raft applies it only if it passed, as etcd turns a refused
+    /// change into a no-op.
     fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), FatalError> {
         let bad_entry = |reason: String| FatalError::BadEntry { index: entry.index, reason };
-        if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-            return Err(bad_entry("detcd proposes only v1 configuration changes".into()));
-        }
-        let mut change = ConfChange::default();
-        change.merge_from_bytes(&entry.data).map_err(|e| bad_entry(e.to_string()))?;
+        let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            let mut change = ConfChangeV2::default();
+            change.merge_from_bytes(&entry.data).map_err(|e| bad_entry(e.to_string()))?;
+            if change.changes.len() != 1 {
+                return Err(bad_entry(format!("{} changes in one entry; detcd makes one at a time", change.changes.len())));
+            }
+            change
+        } else {
+            let mut change = ConfChange::default();
+            change.merge_from_bytes(&entry.data).map_err(|e| bad_entry(e.to_string()))?;
+            let single = ConfChangeSingle { change_type: change.change_type, node_id: change.node_id, ..ConfChangeSingle::default() };
+            ConfChangeV2 { changes: vec![single].into(), context: change.context, ..ConfChangeV2::default() }
+        };
+        let single = &change.changes[0];
         let info = MemberInfo::decode(&change.context[..]).map_err(|e| bad_entry(e.to_string()))?;
-        let membership = membership_change(&change, info);
+        let membership = membership_change(single.get_change_type(), single.node_id, info);
         let result = self.shared.state.write().expect("state lock").apply_membership(entry.index, &membership);
         let Some(result) = result else { return Ok(()) };
         if result.is_ok() {
@@ -471,7 +484,7 @@ impl RaftNode {
 
     /// Proposes a configuration change; the caller hears the outcome when
     /// it is applied.
-    fn propose_conf_change(&mut self, change: ConfChange, reply: Reply<Response>) {
+    fn propose_conf_change(&mut self, change: ConfChangeV2, reply: Reply<Response>) {
         let id = self.next_id();
         match self.raw.propose_conf_change(id.to_le_bytes().to_vec(), change) {
             Ok(()) => {
@@ -501,13 +514,7 @@ impl RaftNode {
             let _ = reply.send(Err(Error::LearnerNotReady));
             return;
         }
-        let change = ConfChange {
-            change_type: ConfChangeType::AddNode,
-            node_id: id,
-            context: MemberInfo { id, ..MemberInfo::default() }.encode_to_vec().into(),
-            ..ConfChange::default()
-        };
-        self.propose_conf_change(change, reply);
+        self.propose_conf_change(single_change(ConfChangeType::AddNode, id, MemberInfo { id, ..MemberInfo::default() }), reply);
     }
 
     fn publish_status(&self) {
@@ -608,17 +615,23 @@ impl RaftNode {
     }
 }
 
+/// A configuration change of one member, the member in its context.
+pub fn single_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo) -> ConfChangeV2 {
+    let single = ConfChangeSingle { change_type, node_id, ..ConfChangeSingle::default() };
+    ConfChangeV2 { changes: vec![single].into(), context: info.encode_to_vec().into(), ..ConfChangeV2::default() }
+}
+
 /// What a committed raft configuration change means for the registry.
-fn membership_change(change: &ConfChange, info: MemberInfo) -> MembershipChange {
-    match change.get_change_type() {
-        ConfChangeType::RemoveNode => MembershipChange::Remove(change.node_id),
-        ConfChangeType::AddNode if info.peer_urls.is_empty() => MembershipChange::Promote(change.node_id),
+fn membership_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo) -> MembershipChange {
+    match change_type {
+        ConfChangeType::RemoveNode => MembershipChange::Remove(node_id),
+        ConfChangeType::AddNode if info.peer_urls.is_empty() => MembershipChange::Promote(node_id),
         ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => MembershipChange::Add(Member {
-            id: change.node_id,
+            id: node_id,
             name: info.name,
             peer_urls: info.peer_urls,
             client_urls: Vec::new(),
-            is_learner: change.get_change_type() == ConfChangeType::AddLearnerNode,
+            is_learner: change_type == ConfChangeType::AddLearnerNode,
         }),
     }
 }

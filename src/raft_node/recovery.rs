@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
+use raft::eraftpb::{ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::RawNode;
 use thiserror::Error;
 
@@ -175,14 +175,9 @@ fn bootstrap_entries(members: &[Member]) -> Vec<Entry> {
         .enumerate()
         .map(|(position, member)| {
             let info = MemberInfo { id: member.id, name: member.name.clone(), peer_urls: member.peer_urls.clone(), is_learner: false };
-            let change = ConfChange {
-                change_type: ConfChangeType::AddNode,
-                node_id: member.id,
-                context: prost::Message::encode_to_vec(&info).into(),
-                ..ConfChange::default()
-            };
+            let change = super::single_change(ConfChangeType::AddNode, member.id, info);
             Entry {
-                entry_type: EntryType::EntryConfChange,
+                entry_type: EntryType::EntryConfChangeV2,
                 term: 1,
                 index: position as u64 + 1,
                 data: protobuf::Message::write_to_bytes(&change).expect("conf change encodes").into(),

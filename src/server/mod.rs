@@ -21,8 +21,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::membership::{Member, MembershipChange};
 use crate::proto::detcdpb::{MemberInfo, MemberUpdate};
-use prost::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType};
+use raft::eraftpb::ConfChangeType;
 use crate::raft_node::{Bootstrap, Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN};
 use crate::transport::{MessageFilter, RaftService};
 use crate::rng::NodeRng;
@@ -361,7 +360,7 @@ impl Server {
     }
 
     async fn change_conf(&self, change_type: ConfChangeType, id: u64, info: MemberInfo) -> Result<Vec<Member>, Error> {
-        let change = ConfChange { change_type, node_id: id, context: info.encode_to_vec().into(), ..ConfChange::default() };
+        let change = crate::raft_node::single_change(change_type, id, info);
         match self.call(|reply| Command::ChangeConf { change, reply }).await? {
             Response::Members(members) => Ok(members),
             other => unreachable!("configuration change answered with {other:?}"),
