@@ -66,9 +66,6 @@ pub enum Error {
     Timeout,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
-    /// An RPC this server does not implement yet.
-    #[error("detcd: {0} is not implemented yet")]
-    Unimplemented(&'static str),
 }
 
 impl Error {

@@ -32,7 +32,6 @@ pub fn code(error: &Error) -> Code {
         | Error::TooManyLearners => Code::FailedPrecondition,
         Error::MemberNotFound => Code::NotFound,
         Error::Corrupt => Code::DataLoss,
-        Error::Unimplemented(_) => Code::Unimplemented,
     }
 }
 

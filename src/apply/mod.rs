@@ -121,8 +121,8 @@ impl StateMachine {
         let _ = self.apply(index, request);
     }
 
-    /// Marks an index that carries no request (raft's empty entries and
-    /// configuration changes) as applied.
+    /// Marks an index that carries no request (a new leader's empty
+    /// entry) as applied.
     pub fn skip(&mut self, index: u64) {
         self.applied_index = self.applied_index.max(index);
     }

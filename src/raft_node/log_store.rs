@@ -5,7 +5,6 @@
 //! entry folded into a snapshot); `snapshot` is the newest snapshot, sent to
 //! followers that fall behind the compacted log.
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
@@ -112,9 +111,6 @@ impl LogStore {
         self.snapshot_wanted.replace(false)
     }
 
-    pub fn encoded_len(entry: &Entry) -> u64 {
-        entry.compute_size() as u64
-    }
 }
 
 impl raft::Storage for LogStore {

@@ -9,8 +9,8 @@ use thiserror::Error;
 pub const HEADER_BYTES: usize = 9;
 
 /// No record is larger: a raft entry is bounded by --max-request-bytes
-/// (at most `config::MAX_REQUEST_BYTES_LIMIT`) plus framing, and a length
-/// above this is taken as garbage rather than allocated.
+/// (a u32 flag, checked before proposing) plus framing, and a length above
+/// this is taken as garbage rather than allocated.
 pub const RECORD_PAYLOAD_MAX: usize = 512 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,19 +28,20 @@ const THINK_TIME_MAX: Duration = Duration::from_millis(50);
 pub type KvOperation = Operation<KvInput, KvOutput>;
 
 /// The shared record of a run; clients append as operations complete.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Recorder {
     operations: Arc<Mutex<Vec<KvOperation>>>,
-    pub started: Option<tokio::time::Instant>,
+    started: tokio::time::Instant,
 }
 
 impl Recorder {
     pub fn new() -> Recorder {
-        Recorder { operations: Arc::default(), started: Some(tokio::time::Instant::now()) }
+        Recorder { operations: Arc::default(), started: tokio::time::Instant::now() }
     }
 
+    /// Virtual nanoseconds since the run started.
     pub fn now_ns(&self) -> u64 {
-        self.started.expect("recorder started").elapsed().as_nanos() as u64
+        self.started.elapsed().as_nanos() as u64
     }
 
     pub fn push(&self, operation: KvOperation) {
