@@ -353,13 +353,26 @@ impl RaftNode {
 
     async fn persist(&mut self, entries: Vec<Entry>, hard_state: Option<HardState>) -> Result<(), FatalError> {
         let mut wal = self.wal.take().expect("wal present");
-        // fsync takes milliseconds: keep it off the async runtime.
-        let (wal, result) = crate::storage::blocking::run(move || {
+        // Disk work takes milliseconds: keep it off the async runtime. The
+        // write and the fsync are two steps, as on a real disk, so in
+        // simulation a crash can fall between them and tear the tail.
+        let (mut wal, written) = crate::storage::blocking::run(move || {
             wal.append(&entries, hard_state.as_ref());
-            let result = wal.sync();
+            let result = wal.write();
             (wal, result)
         })
         .await;
+        let (wal, result) = match written {
+            Ok(()) => {
+                crate::storage::blocking::fsync_latency().await;
+                crate::storage::blocking::run(move || {
+                    let result = wal.sync();
+                    (wal, result)
+                })
+                .await
+            }
+            Err(error) => (wal, Err(error)),
+        };
         self.wal = Some(wal);
         Ok(result?)
     }

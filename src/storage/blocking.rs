@@ -1,6 +1,21 @@
 //! Runs blocking disk work (fsync takes milliseconds) off the async
-//! runtime in production; in the simulator, where virtual time makes it
-//! free and threads are not allowed, it runs inline.
+//! runtime in production; in the simulator, where threads are not allowed,
+//! it runs inline, and an fsync takes virtual time instead.
+
+/// How long an fsync takes in simulation: the window in which a crash
+/// finds bytes written but not yet durable (and tears them).
+#[cfg(madsim)]
+pub const SIM_FSYNC_LATENCY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Waits as long as an fsync takes: the real one takes its time inside
+/// the blocking work, the simulated one here.
+#[cfg(not(madsim))]
+pub async fn fsync_latency() {}
+
+#[cfg(madsim)]
+pub async fn fsync_latency() {
+    tokio::time::sleep(SIM_FSYNC_LATENCY).await;
+}
 
 #[cfg(not(madsim))]
 pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {

@@ -1,12 +1,18 @@
 //! CRC-framed records, the unit of the WAL.
 //!
-//! Frame: payload length (u32 LE) | record type (u8) | CRC32C (u32 LE) over
-//! length, type and payload | payload. A frame that does not check out is
-//! either a torn tail or corruption; `wal` decides which.
+//! Frame: payload length (u32 LE) | record type (u8) | header CRC32C (u32
+//! LE, over length and type) | payload CRC32C (u32 LE) | payload.
+//!
+//! The header has its own checksum so a torn write and bit rot look
+//! different: a crash leaves a prefix of what was written, so a torn
+//! record has either an incomplete header or a header that checks out and
+//! a payload cut short ([`DecodeError::Truncated`]); a header or payload
+//! that is all there but does not check out is damage
+//! ([`DecodeError::Bad`]). `wal` decides what each means where it is.
 
 use thiserror::Error;
 
-pub const HEADER_BYTES: usize = 9;
+pub const HEADER_BYTES: usize = 13;
 
 /// No record is larger: a raft entry is bounded by --max-request-bytes
 /// (a u32 flag, checked before proposing) plus framing, and a length above
@@ -57,11 +63,12 @@ pub enum DecodeError {
 
 pub fn encode(record_type: RecordType, payload: &[u8], out: &mut Vec<u8>) {
     assert!(payload.len() <= RECORD_PAYLOAD_MAX, "record payload exceeds RECORD_PAYLOAD_MAX");
-    let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&len), &[record_type as u8]), payload);
-    out.extend_from_slice(&len);
+    let start = out.len();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.push(record_type as u8);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&out[start..start + 5]);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
 }
 
@@ -71,7 +78,11 @@ pub fn decode(bytes: &[u8]) -> Result<(RecordType, &[u8], usize), DecodeError> {
     if bytes.len() < HEADER_BYTES {
         return Err(DecodeError::Truncated);
     }
-    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[0..5]) != word(5) {
+        return Err(DecodeError::Bad("header checksum mismatch"));
+    }
+    let len = word(0) as usize;
     if len > RECORD_PAYLOAD_MAX {
         return Err(DecodeError::Bad("length over RECORD_PAYLOAD_MAX"));
     }
@@ -79,11 +90,9 @@ pub fn decode(bytes: &[u8]) -> Result<(RecordType, &[u8], usize), DecodeError> {
     if bytes.len() < total {
         return Err(DecodeError::Truncated);
     }
-    let stored_crc = u32::from_le_bytes(bytes[5..9].try_into().expect("4 bytes"));
     let payload = &bytes[HEADER_BYTES..total];
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..5]), payload);
-    if crc != stored_crc {
-        return Err(DecodeError::Bad("checksum mismatch"));
+    if crc32c::crc32c(payload) != word(9) {
+        return Err(DecodeError::Bad("payload checksum mismatch"));
     }
     let record_type = RecordType::from_byte(bytes[4]).ok_or(DecodeError::Bad("unknown record type"))?;
     Ok((record_type, payload, total))

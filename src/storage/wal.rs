@@ -90,6 +90,8 @@ pub struct Wal {
     tail_bytes: u64,
     last_index: u64,
     pending: Vec<u8>,
+    /// Bytes were written to the tail since its last fsync.
+    unsynced: bool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -130,6 +132,7 @@ impl Wal {
             last_mark: SnapshotMark::default(),
             segments: Vec::new(),
             tail_bytes: 0,
+            unsynced: false,
             last_index: 0,
             pending: Vec::new(),
         };
@@ -181,6 +184,7 @@ impl Wal {
             last_mark: replay.snapshot_marks.last().copied().unwrap_or_default(),
             segments,
             tail_bytes,
+            unsynced: false,
             last_index: replay.entries.last().map(|entry| entry.index).unwrap_or(0),
             pending: Vec::new(),
         };
@@ -217,13 +221,28 @@ impl Wal {
         self.last_index = mark.index;
     }
 
-    /// Writes everything buffered and fsyncs it: the group-commit point.
-    pub fn sync(&mut self) -> Result<(), WalError> {
+    /// Writes everything buffered to the tail segment. Not durable yet: a
+    /// crash before `sync` may lose it or leave a torn part of it.
+    pub fn write(&mut self) -> Result<(), WalError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let path = self.tail_path();
         self.disk.append(&path, &self.pending).map_err(io_error(&path))?;
+        self.tail_bytes += self.pending.len() as u64;
+        self.pending.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Writes anything still buffered and fsyncs the tail segment: the
+    /// group-commit point.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.write()?;
+        if !self.unsynced {
+            return Ok(());
+        }
+        let path = self.tail_path();
         #[cfg(madsim)]
         let skip_fsync = crate::sabotage::active(crate::sabotage::Sabotage::AckBeforeFsync);
         #[cfg(not(madsim))]
@@ -231,8 +250,7 @@ impl Wal {
         if !skip_fsync {
             self.disk.sync(&path).map_err(io_error(&path))?;
         }
-        self.tail_bytes += self.pending.len() as u64;
-        self.pending.clear();
+        self.unsynced = false;
         if self.tail_bytes >= SEGMENT_BYTES_MAX {
             let seq = self.segments.last().map(|segment| segment.seq + 1).unwrap_or(0);
             self.start_segment(seq, self.last_index + 1, &[])?;
@@ -309,14 +327,17 @@ fn replay_segment(bytes: &[u8], path: &Path, is_last: bool, replay: &mut Replay)
     Ok(offset)
 }
 
-/// A bad record is a torn tail if no valid record follows it anywhere: a
-/// crash tears only the unsynced end, while bit rot (even in a length
-/// field) leaves valid records behind it. Forging a record by chance needs
-/// a matching CRC32C, so the scan cannot mistake garbage for data.
+/// Is the record that failed to decode at the start of `rest` a torn tail?
+/// A crash leaves a prefix of the unsynced bytes, so a torn record is cut
+/// short (`Truncated`) and nothing valid follows it. A file system may
+/// also extend a file without its data landing (etcd's `isTornEntry` looks
+/// for the same thing), so an all-zero tail is torn too. Anything else —
+/// a checksum that fails on bytes that are all there — is bit rot, and
+/// must stop the member rather than quietly drop an acknowledged entry.
 fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
     match error {
-        DecodeError::Truncated if rest.len() < record::HEADER_BYTES => true,
-        _ => (1..rest.len()).all(|offset| record::decode(&rest[offset..]).is_err()),
+        DecodeError::Truncated => (1..rest.len()).all(|offset| record::decode(&rest[offset..]).is_err()),
+        DecodeError::Bad(_) => rest.iter().all(|&byte| byte == 0),
     }
 }
 
