@@ -150,13 +150,16 @@ pub fn check<M: Model>(
 }
 
 /// Groups operation indices by partition key, in key order, leaving out the
-/// operations that constrain nothing. Returns the groups and the number left out.
+/// operations that constrain nothing. Keys one operation links
+/// ([`Model::linked_keys`]) share a partition, named after its smallest key.
+/// Returns the groups and the number left out.
 fn partition<M: Model>(
     model: &M,
     history: &History<M::Input, M::Output>,
 ) -> (BTreeMap<Option<String>, Vec<usize>>, usize) {
-    let mut partitions: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
     let mut dropped = 0;
+    let mut relevant = Vec::new();
+    let mut links = KeyLinks::default();
     for (index, operation) in history.operations.iter().enumerate() {
         let irrelevant = match operation.outcome {
             Outcome::Ok(_) => false,
@@ -167,10 +170,44 @@ fn partition<M: Model>(
             dropped += 1;
             continue;
         }
-        partitions
-            .entry(model.partition_key(&operation.input))
-            .or_default()
-            .push(index);
+        let key = model.partition_key(&operation.input);
+        if let Some(key) = &key {
+            for linked in model.linked_keys(&operation.input) {
+                links.join(key, &linked);
+            }
+        }
+        relevant.push((index, key));
+    }
+    let mut partitions: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    for (index, key) in relevant {
+        let key = key.map(|key| links.representative(&key));
+        partitions.entry(key).or_default().push(index);
     }
     (partitions, dropped)
+}
+
+/// Union-find over partition keys; the representative of a group is its
+/// smallest key, so partition names do not depend on operation order.
+#[derive(Default)]
+struct KeyLinks {
+    parent: BTreeMap<String, String>,
+}
+
+impl KeyLinks {
+    fn representative(&self, key: &str) -> String {
+        let mut key = key;
+        while let Some(parent) = self.parent.get(key) {
+            key = parent;
+        }
+        key.to_string()
+    }
+
+    fn join(&mut self, a: &str, b: &str) {
+        let (a, b) = (self.representative(a), self.representative(b));
+        match a.cmp(&b) {
+            std::cmp::Ordering::Less => self.parent.insert(b, a),
+            std::cmp::Ordering::Greater => self.parent.insert(a, b),
+            std::cmp::Ordering::Equal => None,
+        };
+    }
 }

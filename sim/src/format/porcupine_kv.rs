@@ -144,6 +144,7 @@ fn output(input: &KvInput, value: Option<&str>) -> KvOutput {
         },
         KvInput::Put { .. } => KvOutput::Put,
         KvInput::Append { .. } => KvOutput::Append,
+        other => unreachable!("the porcupine format has no {} operation", other.function()),
     }
 }
 

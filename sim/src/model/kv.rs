@@ -1,8 +1,12 @@
-//! A map of independent string keys with get, put and append (porcupine's kv model).
+//! A map of string keys with get, put, append, compare-and-set and atomic
+//! multi-key read and append (porcupine's kv model, extended).
 //!
-//! Every key starts as the empty string. Keys never interact, so histories
-//! are partitioned by key and each key is checked as its own register.
+//! Every key starts as the empty string. Keys interact only through the
+//! multi-key operations, so the checker partitions a history by key and
+//! merges the partitions of keys one operation touches together: each
+//! group of linked keys is checked as one object (P-compositionality).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -15,12 +19,36 @@ pub enum KvInput {
     Get { key: String },
     Put { key: String, value: String },
     Append { key: String, value: String },
+    /// Sets `to` if the value is `from` (`""`: the key is absent).
+    Cas { key: String, from: String, to: String },
+    /// Reads several keys at one instant.
+    GetAll { keys: Vec<String> },
+    /// Appends `value` to every key, atomically.
+    AppendAll { keys: Vec<String>, value: String },
 }
 
 impl KvInput {
+    /// The key the operation is filed under: its first.
     pub fn key(&self) -> &str {
+        self.keys()[0]
+    }
+
+    /// Every key the operation touches, the first one first.
+    pub fn keys(&self) -> Vec<&str> {
         match self {
-            KvInput::Get { key } | KvInput::Put { key, .. } | KvInput::Append { key, .. } => key,
+            KvInput::Get { key } | KvInput::Put { key, .. } | KvInput::Append { key, .. } | KvInput::Cas { key, .. } => {
+                vec![key]
+            }
+            KvInput::GetAll { keys } | KvInput::AppendAll { keys, .. } => keys.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The value the operation writes, if it writes one.
+    pub fn written(&self) -> Option<&str> {
+        match self {
+            KvInput::Put { value, .. } | KvInput::Append { value, .. } | KvInput::AppendAll { value, .. } => Some(value),
+            KvInput::Cas { to, .. } => Some(to),
+            KvInput::Get { .. } | KvInput::GetAll { .. } => None,
         }
     }
 
@@ -29,6 +57,9 @@ impl KvInput {
             KvInput::Get { .. } => "get",
             KvInput::Put { .. } => "put",
             KvInput::Append { .. } => "append",
+            KvInput::Cas { .. } => "cas",
+            KvInput::GetAll { .. } => "get_all",
+            KvInput::AppendAll { .. } => "append_all",
         }
     }
 }
@@ -39,6 +70,9 @@ pub enum KvOutput {
     Get { value: String },
     Put,
     Append,
+    Cas { swapped: bool },
+    GetAll { values: Vec<String> },
+    AppendAll,
 }
 
 impl KvOutput {
@@ -47,15 +81,37 @@ impl KvOutput {
             KvOutput::Get { .. } => "get",
             KvOutput::Put => "put",
             KvOutput::Append => "append",
+            KvOutput::Cas { .. } => "cas",
+            KvOutput::GetAll { .. } => "get_all",
+            KvOutput::AppendAll => "append_all",
+        }
+    }
+
+    /// The values a read returned.
+    pub fn read_values(&self) -> &[String] {
+        match self {
+            KvOutput::Get { value } => std::slice::from_ref(value),
+            KvOutput::GetAll { values } => values,
+            _ => &[],
         }
     }
 }
 
-/// The value of the one key a partition holds.
-pub type KvState = String;
+/// The values of the keys of one partition; a key not present holds "".
+pub type KvState = BTreeMap<String, String>;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Kv;
+
+fn value_of<'a>(state: &'a KvState, key: &str) -> &'a str {
+    state.get(key).map_or("", String::as_str)
+}
+
+fn with(state: &KvState, writes: impl IntoIterator<Item = (String, String)>) -> KvState {
+    let mut next = state.clone();
+    next.extend(writes);
+    next
+}
 
 impl Model for Kv {
     type Input = KvInput;
@@ -65,54 +121,74 @@ impl Model for Kv {
     const NAME: &'static str = "kv";
 
     fn initial_state(&self) -> KvState {
-        String::new()
+        KvState::new()
     }
 
     fn apply(&self, state: &KvState, input: &KvInput) -> (Transition<KvState>, KvOutput) {
         match input {
-            KvInput::Get { .. } => (
-                Transition::Unchanged,
-                KvOutput::Get {
-                    value: state.clone(),
-                },
-            ),
-            KvInput::Put { value, .. } => (Transition::Changed(value.clone()), KvOutput::Put),
-            KvInput::Append { value, .. } => (
-                Transition::Changed(format!("{state}{value}")),
-                KvOutput::Append,
-            ),
+            KvInput::Get { key } => (Transition::Unchanged, KvOutput::Get { value: value_of(state, key).to_string() }),
+            KvInput::Put { key, value } => (Transition::Changed(with(state, [(key.clone(), value.clone())])), KvOutput::Put),
+            KvInput::Append { key, value } => {
+                let appended = format!("{}{value}", value_of(state, key));
+                (Transition::Changed(with(state, [(key.clone(), appended)])), KvOutput::Append)
+            }
+            KvInput::Cas { key, from, to } if value_of(state, key) == from => {
+                (Transition::Changed(with(state, [(key.clone(), to.clone())])), KvOutput::Cas { swapped: true })
+            }
+            KvInput::Cas { .. } => (Transition::Unchanged, KvOutput::Cas { swapped: false }),
+            KvInput::GetAll { keys } => {
+                let values = keys.iter().map(|key| value_of(state, key).to_string()).collect();
+                (Transition::Unchanged, KvOutput::GetAll { values })
+            }
+            KvInput::AppendAll { keys, value } => {
+                let writes = keys.iter().map(|key| (key.clone(), format!("{}{value}", value_of(state, key))));
+                (Transition::Changed(with(state, writes.collect::<Vec<_>>())), KvOutput::AppendAll)
+            }
         }
     }
 
-    /// Same answer as `apply`, without copying the value for every read the
+    /// Same answer as `apply`, without copying values for every read the
     /// search tries: reads are most of the steps.
-    fn step(
-        &self,
-        state: &KvState,
-        input: &KvInput,
-        output: Option<&KvOutput>,
-    ) -> Option<Transition<KvState>> {
+    fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<Transition<KvState>> {
         match (input, output) {
-            (KvInput::Get { .. }, None) => Some(Transition::Unchanged),
-            (KvInput::Get { .. }, Some(KvOutput::Get { value })) if value == state => {
+            (KvInput::Get { .. } | KvInput::GetAll { .. }, None) => Some(Transition::Unchanged),
+            (KvInput::Get { key }, Some(KvOutput::Get { value })) if value == value_of(state, key) => Some(Transition::Unchanged),
+            (KvInput::GetAll { keys }, Some(KvOutput::GetAll { values }))
+                if keys.len() == values.len() && keys.iter().zip(values).all(|(key, value)| value == value_of(state, key)) =>
+            {
                 Some(Transition::Unchanged)
             }
-            (KvInput::Get { .. }, Some(_)) => None,
+            (KvInput::Get { .. } | KvInput::GetAll { .. }, Some(_)) => None,
             (_, Some(observed)) if observed.function() != input.function() => None,
-            _ => Some(self.apply(state, input).0),
+            (_, Some(observed)) => {
+                let (transition, expected) = self.apply(state, input);
+                (*observed == expected).then_some(transition)
+            }
+            (_, None) => Some(self.apply(state, input).0),
         }
     }
 
     fn is_read_only(&self, input: &KvInput) -> bool {
-        matches!(input, KvInput::Get { .. })
+        matches!(input, KvInput::Get { .. } | KvInput::GetAll { .. })
     }
 
     fn partition_key(&self, input: &KvInput) -> Option<String> {
         Some(input.key().to_string())
     }
 
+    fn linked_keys(&self, input: &KvInput) -> Vec<String> {
+        input.keys()[1..].iter().map(|key| key.to_string()).collect()
+    }
+
     fn describe_state(&self, state: &KvState) -> String {
-        quoted(state)
+        match state.len() {
+            0 => quoted(""),
+            1 => quoted(state.values().next().expect("one value")),
+            _ => {
+                let pairs: Vec<String> = state.iter().map(|(key, value)| format!("{}={}", key, quoted(value))).collect();
+                format!("{{{}}}", pairs.join(", "))
+            }
+        }
     }
 }
 
@@ -126,6 +202,9 @@ impl fmt::Display for KvInput {
             KvInput::Append { key, value } => {
                 write!(formatter, "append {} {}", quoted(key), quoted(value))
             }
+            KvInput::Cas { key, from, to } => write!(formatter, "cas {} {} {}", quoted(key), quoted(from), quoted(to)),
+            KvInput::GetAll { keys } => write!(formatter, "get_all {keys:?}"),
+            KvInput::AppendAll { keys, value } => write!(formatter, "append_all {keys:?} {}", quoted(value)),
         }
     }
 }
@@ -134,7 +213,9 @@ impl fmt::Display for KvOutput {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KvOutput::Get { value } => write!(formatter, "{}", quoted(value)),
-            KvOutput::Put | KvOutput::Append => write!(formatter, "ok"),
+            KvOutput::Put | KvOutput::Append | KvOutput::AppendAll => write!(formatter, "ok"),
+            KvOutput::Cas { swapped } => write!(formatter, "{}", if *swapped { "ok" } else { "fail" }),
+            KvOutput::GetAll { values } => write!(formatter, "{values:?}"),
         }
     }
 }
@@ -145,7 +226,7 @@ mod tests {
 
     #[test]
     fn step_agrees_with_apply() {
-        let state = "ab".to_string();
+        let state = KvState::from([("k".to_string(), "ab".to_string())]);
         let inputs = [
             KvInput::Get { key: "k".into() },
             KvInput::Put {
@@ -156,6 +237,11 @@ mod tests {
                 key: "k".into(),
                 value: "c".into(),
             },
+            KvInput::Cas { key: "k".into(), from: "ab".into(), to: "y".into() },
+            KvInput::Cas { key: "k".into(), from: "a".into(), to: "y".into() },
+            KvInput::Cas { key: "other".into(), from: "".into(), to: "y".into() },
+            KvInput::GetAll { keys: vec!["k".into(), "other".into()] },
+            KvInput::AppendAll { keys: vec!["k".into(), "other".into()], value: "d".into() },
         ];
         for input in &inputs {
             let (transition, output) = Kv.apply(&state, input);
@@ -167,5 +253,18 @@ mod tests {
         }
         let stale = KvOutput::Get { value: "a".into() };
         assert_eq!(Kv.step(&state, &inputs[0], Some(&stale)), None);
+        let torn = KvOutput::GetAll { values: vec!["ab".into(), "d".into()] };
+        assert_eq!(Kv.step(&state, &inputs[6], Some(&torn)), None);
+    }
+
+    #[test]
+    fn multi_key_operations_are_atomic() {
+        let keys = vec!["a".to_string(), "b".to_string()];
+        let (transition, _) = Kv.apply(&KvState::new(), &KvInput::AppendAll { keys: keys.clone(), value: "x;".into() });
+        let Transition::Changed(state) = transition else { panic!("append_all changes the state") };
+        let (_, read) = Kv.apply(&state, &KvInput::GetAll { keys });
+        assert_eq!(read, KvOutput::GetAll { values: vec!["x;".into(), "x;".into()] });
+        let (_, swapped) = Kv.apply(&state, &KvInput::Cas { key: "a".into(), from: "x;".into(), to: "y;".into() });
+        assert_eq!(swapped, KvOutput::Cas { swapped: true });
     }
 }

@@ -69,6 +69,13 @@ pub trait Model {
     /// locality). `None` puts every operation in one partition.
     fn partition_key(&self, input: &Self::Input) -> Option<String>;
 
+    /// Keys besides its partition key that an operation touches at once (a
+    /// multi-key transaction). The checker merges the partitions of all of
+    /// them, so linked keys are checked together as one object.
+    fn linked_keys(&self, _input: &Self::Input) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A counter in the state that no operation ever decreases, if the model
     /// has one (etcd's revision). With [`Model::counter_bound`] it lets the
     /// checker abandon an order as soon as the counter has passed what some

@@ -12,7 +12,6 @@
 //! opposite. A read replaced by a *plausible* stale value is usually, not
 //! always, a violation; that direction is measured over fixed seeds.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use proptest::prelude::*;
@@ -70,9 +69,9 @@ enum ClientState<O> {
 /// Runs a schedule against the model and records what clients observed.
 struct Recorder<'m, M: Model> {
     model: &'m M,
-    /// One state per partition: a model's state covers one partition (the
-    /// kv model's state is one key's value).
-    states: BTreeMap<Option<String>, M::State>,
+    /// The whole object's state: one, whatever the model's partitions, so
+    /// multi-key operations see every key.
+    state: M::State,
     time: u64,
     operations: Vec<Operation<M::Input, M::Output>>,
     clients: Vec<ClientState<M::Output>>,
@@ -84,7 +83,7 @@ impl<'m, M: Model> Recorder<'m, M> {
         let clients = (0..clients).map(|_| ClientState::Idle).collect();
         Recorder {
             model,
-            states: BTreeMap::new(),
+            state: model.initial_state(),
             time: 0,
             operations: Vec::new(),
             clients,
@@ -100,13 +99,9 @@ impl<'m, M: Model> Recorder<'m, M> {
     /// The operation's linearization point.
     fn take_effect(&mut self, operation: usize) -> M::Output {
         let input = &self.operations[operation].input;
-        let state = self
-            .states
-            .entry(self.model.partition_key(input))
-            .or_insert_with(|| self.model.initial_state());
-        let (transition, output) = self.model.apply(state, input);
+        let (transition, output) = self.model.apply(&self.state, input);
         if let Transition::Changed(next) = transition {
-            *state = next;
+            self.state = next;
         }
         output
     }
@@ -225,10 +220,16 @@ const IMPOSSIBLE_REGISTER_VALUE: i64 = 999;
 fn kv_input() -> impl Strategy<Value = KvInput> {
     let key = prop::sample::select(vec!["k0", "k1", "k2"]).prop_map(str::to_string);
     let value = prop::sample::select(vec!["a", "b", "c"]).prop_map(str::to_string);
+    let keys = prop::sample::subsequence(vec!["k0", "k1", "k2"], 2..=3)
+        .prop_map(|keys| keys.into_iter().map(str::to_string).collect::<Vec<_>>());
     prop_oneof![
         key.clone().prop_map(|key| KvInput::Get { key }),
         (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Put { key, value }),
-        (key, value).prop_map(|(key, value)| KvInput::Append { key, value }),
+        (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Append { key, value }),
+        (key, value.clone(), value.clone())
+            .prop_map(|(key, from, to)| KvInput::Cas { key, from, to }),
+        keys.clone().prop_map(|keys| KvInput::GetAll { keys }),
+        (keys, value).prop_map(|(keys, value)| KvInput::AppendAll { keys, value }),
     ]
 }
 
@@ -309,6 +310,7 @@ proptest! {
         let mut history = record(&Kv, clients, &steps);
         let corrupted = corrupt_one(&mut history, choice, |output| match output {
             KvOutput::Get { value } => { value.push('!'); true }
+            KvOutput::GetAll { values } => { values[0].push('!'); true }
             _ => false,
         });
         prop_assume!(corrupted);
@@ -459,4 +461,29 @@ fn long_etcd_schedules_are_decided_both_ways() {
         violations += usize::from(report.verdict == Verdict::NotLinearizable);
     }
     assert!(violations > 0, "no corrupted long history was a violation");
+}
+
+fn completed(client: u64, at: u64, input: KvInput, output: KvOutput) -> Operation<KvInput, KvOutput> {
+    Operation { client, invoke_ns: at, complete_ns: Some(at + 1), input, outcome: Outcome::Ok(output), source_line: None }
+}
+
+/// A multi-key append links its keys: seeing it on one key and not, later,
+/// on the other is a violation, though each key alone is linearizable.
+#[test]
+fn half_of_a_multi_key_append_is_not_linearizable() {
+    let keys = vec!["a".to_string(), "b".to_string()];
+    let get = |key: &str| KvInput::Get { key: key.into() };
+    let read = |value: &str| KvOutput::Get { value: value.into() };
+    let append = completed(0, 0, KvInput::AppendAll { keys: keys.clone(), value: "x;".into() }, KvOutput::AppendAll);
+    let whole = History::new(vec![append.clone(), completed(1, 10, get("a"), read("x;")), completed(1, 20, get("b"), read("x;"))]);
+    assert_eq!(verdict(&Kv, &whole), Verdict::Linearizable);
+    // The append may take effect late (indeterminate), but not half of it.
+    let mut late = append;
+    late.outcome = Outcome::Indeterminate;
+    late.complete_ns = None;
+    let torn = History::new(vec![late, completed(1, 10, get("a"), read("x;")), completed(1, 20, get("b"), read(""))]);
+    assert_eq!(verdict(&Kv, &torn), Verdict::NotLinearizable);
+    let torn_snapshot = History::new(vec![completed(0, 0, KvInput::AppendAll { keys: keys.clone(), value: "x;".into() }, KvOutput::AppendAll),
+        completed(1, 10, KvInput::GetAll { keys }, KvOutput::GetAll { values: vec!["x;".into(), "".into()] })]);
+    assert_eq!(verdict(&Kv, &torn_snapshot), Verdict::NotLinearizable);
 }
