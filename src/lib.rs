@@ -11,6 +11,8 @@ pub mod config;
 pub mod error;
 pub mod membership;
 pub mod mvcc;
+#[cfg(madsim)]
+pub mod probe;
 pub mod proto;
 pub mod raft_node;
 pub mod rng;

@@ -43,6 +43,7 @@ fn caught(sabotage: &str) {
     let dir = format!("{}/sabotage-{sabotage}", env!("CARGO_TARGET_TMPDIR"));
     let output = detcd_sim(&["run", "--seeds", SABOTAGE_SEEDS, "--duration", "10", "--sabotage", sabotage, "--stop-on-failure", "--failures-dir", &dir]);
     assert!(!output.status.success(), "sabotage {sabotage} went unnoticed for {SABOTAGE_SEEDS} seeds:\n{}", text(&output));
+    assert_eq!(output.status.code(), Some(1), "sabotage {sabotage} must be reported as a correctness violation:\n{}", text(&output));
     assert!(text(&output).contains("replay: cargo sim replay --seed"), "a failure names its replay command:\n{}", text(&output));
 }
 

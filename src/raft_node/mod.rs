@@ -184,6 +184,8 @@ impl RaftNode {
         // Apply what the log already holds (a new cluster's configuration
         // changes included) before anything else, then let a sole voter
         // lead at once instead of waiting out an election timeout.
+        #[cfg(madsim)]
+        crate::probe::recovered(self.shared.member_id, self.raw.raft.raft_log.last_index());
         self.on_ready().await?;
         let voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
         if voters == [self.shared.member_id] && self.raw.raft.state != StateRole::Leader {
@@ -413,8 +415,21 @@ impl RaftNode {
                 EntryType::EntryNormal => self.apply_request(&entry)?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
             }
+            #[cfg(madsim)]
+            self.report_applied(&entry);
         }
         Ok(())
+    }
+
+    #[cfg(madsim)]
+    fn report_applied(&self, entry: &Entry) {
+        if !crate::probe::observing() {
+            return;
+        }
+        let state_hash = (entry.index % crate::probe::STATE_HASH_EVERY == 0)
+            .then(|| self.shared.state.read().expect("state lock").state_hash());
+        let words: Vec<u64> = [entry.get_entry_type() as u64].into_iter().chain(entry.data.iter().map(|&byte| u64::from(byte))).collect();
+        crate::probe::applied(self.shared.member_id, entry.index, entry.term, crate::rng::stable_hash(&words), state_hash);
     }
 
     fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {

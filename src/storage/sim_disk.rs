@@ -84,6 +84,30 @@ impl SimDisk {
         }
     }
 
+    /// Bit rot in data at rest: flips one bit of one durable byte, file and
+    /// position chosen by `seed` (for a crashed node: its disk is all
+    /// durable). Returns what was flipped, or `None` if the disk is empty.
+    pub fn corrupt(&self, seed: u64) -> Option<String> {
+        let mut state = self.lock();
+        let files: Vec<(PathBuf, u64)> = (state.durable_names.iter())
+            .filter(|(_, id)| state.inodes.get(id).is_some_and(|inode| !inode.durable.is_empty()))
+            .map(|(path, id)| (path.clone(), *id))
+            .collect();
+        if files.is_empty() {
+            return None;
+        }
+        let draw = crate::rng::stable_hash(&[seed]);
+        let (path, id) = &files[(draw % files.len() as u64) as usize];
+        let inode = state.inodes.get_mut(id).expect("named inode exists");
+        let at = (crate::rng::stable_hash(&[draw]) % inode.durable.len() as u64) as usize;
+        let bit = (draw >> 61) as u8;
+        inode.durable[at] ^= 1 << bit;
+        if let Some(byte) = inode.data.get_mut(at) {
+            *byte ^= 1 << bit;
+        }
+        Some(format!("flipped bit {bit} of byte {at} of {} ({} bytes)", path.display(), inode.durable.len()))
+    }
+
     /// Total bytes held, for tests and reports.
     pub fn used_bytes(&self) -> usize {
         self.lock().inodes.values().map(|inode| inode.data.len()).sum()
@@ -226,6 +250,23 @@ mod tests {
         let dir = PathBuf::from("/data");
         disk.create_dir_all(&dir).unwrap();
         (disk, dir)
+    }
+
+    #[test]
+    fn corruption_flips_one_bit_of_durable_data() {
+        let (disk, dir) = disk_with_dir();
+        let file = dir.join("a");
+        disk.create(&file).unwrap();
+        disk.append(&file, &[0u8; 64]).unwrap();
+        disk.sync(&file).unwrap();
+        disk.sync_dir(&dir).unwrap();
+        let what = disk.corrupt(7).expect("a file to corrupt");
+        assert!(what.contains("/data/a"), "{what}");
+        let flipped: u32 = disk.read(&file).unwrap().iter().map(|byte| byte.count_ones()).sum();
+        assert_eq!(flipped, 1);
+        disk.crash(1);
+        let flipped: u32 = disk.read(&file).unwrap().iter().map(|byte| byte.count_ones()).sum();
+        assert_eq!(flipped, 1, "the damage is on the platter, not in a cache");
     }
 
     #[test]

@@ -129,6 +129,8 @@ mod simulated {
     enum SeedResult {
         Finished(RunReport),
         Crashed(String),
+        /// An invariant broke, then the run panicked.
+        Violated(String),
     }
 
     fn options(sim: &SimArgs) -> RunOptions {
@@ -141,15 +143,16 @@ mod simulated {
         let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         runtime.set_time_limit(options.duration + LIVENESS_BOUND + CONVERGENCE_BOUND + TIME_LIMIT_SLACK);
         let result = catch_unwind(AssertUnwindSafe(|| runtime.block_on(run::run(options, echo))));
-        match result {
-            Ok(report) => SeedResult::Finished(report),
-            Err(panic) => SeedResult::Crashed(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into()),
-            ),
+        let panic = match result {
+            Ok(report) => return SeedResult::Finished(report),
+            Err(panic) => panic,
+        };
+        let message = (panic.downcast_ref::<String>().cloned())
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into());
+        match detcd_sim::harness::invariants::take_pending_violation() {
+            Some(violation) => SeedResult::Violated(format!("{violation}; then a member panicked: {message}")),
+            None => SeedResult::Crashed(message),
         }
     }
 
@@ -219,6 +222,7 @@ mod simulated {
     fn judge_seed(seed: u64, arguments: &RunArgs, options: &RunOptions, simulated: &mut Duration) -> (u8, String) {
         let report = match run_seed(seed, options, false) {
             SeedResult::Crashed(message) => return (EXIT_CRASH, format!("CRASH: {message}")),
+            SeedResult::Violated(message) => return (EXIT_CORRECTNESS, format!("VIOLATION: {message}")),
             SeedResult::Finished(report) => report,
         };
         *simulated += report.simulated;
@@ -231,7 +235,9 @@ mod simulated {
                         format!("NONDETERMINISTIC: trace hash {:016x} then {:016x}", report.trace_hash, again.trace_hash),
                     )
                 }
-                SeedResult::Crashed(message) => return (EXIT_CRASH, format!("CRASH on the second run: {message}")),
+                SeedResult::Crashed(message) | SeedResult::Violated(message) => {
+                    return (EXIT_CRASH, format!("CRASH on the second run: {message}"))
+                }
             }
         }
         let summary = format!("{} ops, {:.1} s simulated, {}", report.history.len(), report.simulated.as_secs_f64(), report.swarm);
@@ -261,6 +267,10 @@ mod simulated {
             SeedResult::Crashed(message) => {
                 println!("CRASH: {message}");
                 ExitCode::from(EXIT_CRASH)
+            }
+            SeedResult::Violated(message) => {
+                println!("VIOLATION: {message}");
+                ExitCode::from(EXIT_CORRECTNESS)
             }
             SeedResult::Finished(report) => {
                 let verdict = match &report.outcome {

@@ -1,12 +1,10 @@
 //! The cluster in a box: N members of the production server on simulated
-//! nodes, each with its own simulated disk and clock, and a shared
-//! transport filter through which the nemesis cuts links and drops,
-//! duplicates or delays single raft messages.
+//! nodes, each with its own simulated disk and clock, and client nodes
+//! that each live on one member's side of any partition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use clap::Parser;
 use detcd::clock::{Clock, Skew};
@@ -17,10 +15,10 @@ use detcd::rng::NodeRng;
 use detcd::server::{Server, Started};
 use detcd::storage::sim_disk::DiskFaults;
 use detcd::storage::SimDisk;
-use detcd::transport::{MessageFilter, Verdict};
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
-use raft::eraftpb::Message;
+
+use super::network::NetFilter;
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
@@ -38,61 +36,6 @@ fn peer_url(index: usize) -> String {
     format!("http://{}:{PEER_PORT}", member_ip(index))
 }
 
-/// Link cuts and message faults, consulted for every raft message sent.
-#[derive(Debug, Default)]
-pub struct NetFilter {
-    state: Mutex<FilterState>,
-}
-
-#[derive(Debug, Default)]
-struct FilterState {
-    /// (from, to) member-id pairs whose messages are dropped.
-    cut: BTreeSet<(u64, u64)>,
-    drop_ppm: u32,
-    duplicate_ppm: u32,
-    delay_ppm: u32,
-}
-
-/// Longest delay given to a single delayed message.
-const MESSAGE_DELAY_MAX: Duration = Duration::from_millis(500);
-
-impl NetFilter {
-    pub fn cut(&self, from: u64, to: u64) {
-        self.state.lock().unwrap().cut.insert((from, to));
-    }
-
-    pub fn heal_links(&self) {
-        self.state.lock().unwrap().cut.clear();
-    }
-
-    pub fn set_message_faults(&self, drop_ppm: u32, duplicate_ppm: u32, delay_ppm: u32) {
-        let mut state = self.state.lock().unwrap();
-        state.drop_ppm = drop_ppm;
-        state.duplicate_ppm = duplicate_ppm;
-        state.delay_ppm = delay_ppm;
-    }
-}
-
-impl MessageFilter for NetFilter {
-    fn verdict(&self, from: u64, to: u64, _message: &Message) -> Verdict {
-        let state = self.state.lock().unwrap();
-        if state.cut.contains(&(from, to)) {
-            return Verdict::Drop;
-        }
-        let draw = madsim::rand::thread_rng().gen_range(0..1_000_000u32);
-        if draw < state.drop_ppm {
-            Verdict::Drop
-        } else if draw < state.drop_ppm + state.duplicate_ppm {
-            Verdict::Duplicate
-        } else if draw < state.drop_ppm + state.duplicate_ppm + state.delay_ppm {
-            let millis = madsim::rand::thread_rng().gen_range(1..MESSAGE_DELAY_MAX.as_millis() as u64);
-            Verdict::Delay(Duration::from_millis(millis))
-        } else {
-            Verdict::Deliver
-        }
-    }
-}
-
 pub struct SimCluster {
     handle: Handle,
     pub nodes: Vec<NodeHandle>,
@@ -106,6 +49,18 @@ pub struct SimCluster {
     pub paused: BTreeSet<usize>,
     /// Members whose disk is full (they stop at their next fsync).
     pub disk_full: BTreeSet<usize>,
+    /// Client nodes and the member each lives next to.
+    clients: Vec<(NodeHandle, usize)>,
+    /// Members whose disk the nemesis corrupted while they were down.
+    pub corrupted: BTreeSet<usize>,
+    /// Members that refused to start, and why (their storage failed its
+    /// checks); they stay down for the rest of the run.
+    pub refused: Arc<Mutex<BTreeMap<usize, String>>>,
+}
+
+/// Where client `index` lives: next to one member, on its side of any cut.
+pub fn client_ip(index: usize) -> IpAddr {
+    IpAddr::from([10, 0, 1, index as u8 + 1])
 }
 
 impl SimCluster {
@@ -117,18 +72,53 @@ impl SimCluster {
         let disks: Vec<Arc<SimDisk>> = (0..size).map(|_| Arc::new(SimDisk::new())).collect();
         let clocks: Vec<Clock> = (0..size).map(|_| Clock::new()).collect();
         let member_ids = (0..size).map(|i| member_id(&[peer_url(i)], TOKEN)).collect();
+        let refused: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
         let nodes = (0..size)
             .map(|index| {
-                let (disk, clock, filter, initial_cluster) = (disks[index].clone(), clocks[index].clone(), filter.clone(), initial_cluster.clone());
-                handle
-                    .create_node()
-                    .name(format!("m{index}"))
-                    .ip(member_ip(index))
-                    .init(move || run_member(index, initial_cluster.clone(), disk.clone(), clock.clone(), filter.clone()))
-                    .build()
+                let member = Member { index, initial_cluster: initial_cluster.clone(), disk: disks[index].clone(), clock: clocks[index].clone(), filter: filter.clone(), refused: refused.clone() };
+                handle.create_node().name(format!("m{index}")).ip(member_ip(index)).init(move || member.clone().run()).build()
             })
             .collect();
-        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new(), disk_full: BTreeSet::new() }
+        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new(), disk_full: BTreeSet::new(), clients: Vec::new(), corrupted: BTreeSet::new(), refused }
+    }
+
+    /// A node for client `index`, next to member `index % size`. Returns
+    /// the node and the client URLs ordered from its own member on.
+    pub fn add_client(&mut self, index: usize) -> (NodeHandle, Vec<String>) {
+        let home = index % self.size();
+        let node = self.handle.create_node().name(format!("client{index}")).ip(client_ip(index)).build();
+        self.clients.push((node.clone(), home));
+        let endpoints = (0..self.size()).map(|offset| client_url((home + offset) % self.size())).collect();
+        (node, endpoints)
+    }
+
+    /// Cuts raft traffic from member `from` to member `to`.
+    pub fn cut(&self, from: usize, to: usize) {
+        self.filter.cut(self.member_ids[from], self.member_ids[to]);
+    }
+
+    /// Ends every partition.
+    pub fn heal_links(&self) {
+        self.filter.heal_links();
+        self.sync_client_links();
+    }
+
+    /// Makes client connectivity follow the partition: a client reaches
+    /// exactly the members its own member can talk to both ways.
+    pub fn sync_client_links(&self) {
+        let net = madsim::net::NetSim::current();
+        for (node, home) in &self.clients {
+            for member in 0..self.size() {
+                let (client, server) = (node.id(), self.nodes[member].id());
+                if member != *home && self.filter.separated(self.member_ids[*home], self.member_ids[member]) {
+                    net.clog_link(client, server);
+                    net.clog_link(server, client);
+                } else {
+                    net.unclog_link(client, server);
+                    net.unclog_link(server, client);
+                }
+            }
+        }
     }
 
     pub fn size(&self) -> usize {
@@ -140,6 +130,33 @@ impl SimCluster {
         self.handle.kill(self.nodes[index].id());
         self.disks[index].crash(madsim::rand::thread_rng().gen());
         self.down.insert(index);
+    }
+
+    /// Bit rot on a crashed member's disk. It must notice at restart and
+    /// refuse to start, or start and serve only data it can trust.
+    pub fn corrupt_disk(&mut self, index: usize) -> Option<String> {
+        assert!(self.down.contains(&index), "the nemesis corrupts only disks at rest");
+        let flipped = self.disks[index].corrupt(madsim::rand::thread_rng().gen())?;
+        self.corrupted.insert(index);
+        Some(flipped)
+    }
+
+    /// Members that refused to start: out for good.
+    pub fn lost(&self) -> BTreeSet<usize> {
+        self.refused.lock().unwrap().keys().copied().collect()
+    }
+
+    /// How many members are out of the quorum right now, for whatever reason.
+    pub fn unavailable(&self) -> usize {
+        let mut out: BTreeSet<usize> = self.lost();
+        out.extend(self.down.iter().chain(&self.paused).chain(&self.disk_full));
+        out.len()
+    }
+
+    /// Members that hold (or may hold) data: the ones to check at the end.
+    pub fn serving(&self) -> Vec<usize> {
+        let lost = self.lost();
+        (0..self.size()).filter(|index| !lost.contains(index)).collect()
     }
 
     pub fn restart(&mut self, index: usize) {
@@ -179,7 +196,7 @@ impl SimCluster {
     /// Ends every fault: links healed, message faults off, clocks true,
     /// crashed members restarted.
     pub fn heal_all(&mut self) {
-        self.filter.heal_links();
+        self.heal_links();
         self.filter.set_message_faults(0, 0, 0);
         for clock in &self.clocks {
             clock.set_skew(Skew::default());
@@ -200,34 +217,59 @@ impl SimCluster {
     }
 }
 
-async fn run_member(index: usize, initial_cluster: String, disk: Arc<SimDisk>, clock: Clock, filter: Arc<NetFilter>) {
-    let config = Config::parse_from([
-        "detcd".to_string(),
-        format!("--name=m{index}"),
-        format!("--data-dir=/m{index}.etcd"),
-        format!("--listen-client-urls={}", client_url(index)),
-        format!("--advertise-client-urls={}", client_url(index)),
-        format!("--listen-peer-urls={}", peer_url(index)),
-        format!("--initial-advertise-peer-urls={}", peer_url(index)),
-        format!("--initial-cluster={initial_cluster}"),
-        format!("--initial-cluster-token={TOKEN}"),
-        "--snapshot-count=100".to_string(),
-    ]);
-    let Started { server, raft_loop, peer_service } =
-        Server::start(&config, disk, clock, NodeRng::from_os(), filter).await.expect("member starts");
-    let client_address = SocketAddr::new(member_ip(index), CLIENT_PORT);
-    let peer_address = SocketAddr::new(member_ip(index), PEER_PORT);
-    tokio::select! {
-        biased;
-        result = raft_loop => match result {
-            Ok(Err(FatalError::Removed)) => {}
-            // A storage failure stops the member, never a wrong answer.
-            Ok(Err(fatal @ FatalError::Wal(_))) | Ok(Err(fatal @ FatalError::Snapshot(_))) => {
-                tracing::warn!("m{index} stopped: {fatal}");
+/// What a member's node needs to (re)start it.
+#[derive(Clone)]
+struct Member {
+    index: usize,
+    initial_cluster: String,
+    disk: Arc<SimDisk>,
+    clock: Clock,
+    filter: Arc<NetFilter>,
+    refused: Arc<Mutex<BTreeMap<usize, String>>>,
+}
+
+impl Member {
+    async fn run(self) {
+        let index = self.index;
+        let config = Config::parse_from([
+            "detcd".to_string(),
+            format!("--name=m{index}"),
+            format!("--data-dir=/m{index}.etcd"),
+            format!("--listen-client-urls={}", client_url(index)),
+            format!("--advertise-client-urls={}", client_url(index)),
+            format!("--listen-peer-urls={}", peer_url(index)),
+            format!("--initial-advertise-peer-urls={}", peer_url(index)),
+            format!("--initial-cluster={}", self.initial_cluster),
+            format!("--initial-cluster-token={TOKEN}"),
+            "--snapshot-count=100".to_string(),
+        ]);
+        let started = Server::start(&config, self.disk.clone(), self.clock.clone(), NodeRng::from_os(), self.filter.clone()).await;
+        let Started { server, raft_loop, peer_service } = match started {
+            Ok(started) => {
+                self.refused.lock().unwrap().remove(&index);
+                started
             }
-            other => panic!("m{index}: raft loop stopped: {other:?}"),
-        },
-        result = detcd::api::serve(server, client_address, std::future::pending()) => panic!("m{index}: client service stopped: {result:?}"),
-        result = detcd::api::serve_peers(peer_service, peer_address, std::future::pending()) => panic!("m{index}: peer service stopped: {result:?}"),
+            Err(error) => {
+                // Storage that fails its checks: the member must not serve.
+                tracing::warn!("m{index} refused to start: {error}");
+                self.refused.lock().unwrap().insert(index, error.to_string());
+                return;
+            }
+        };
+        let client_address = SocketAddr::new(member_ip(index), CLIENT_PORT);
+        let peer_address = SocketAddr::new(member_ip(index), PEER_PORT);
+        tokio::select! {
+            biased;
+            result = raft_loop => match result {
+                Ok(Err(FatalError::Removed)) => {}
+                // A storage failure stops the member, never a wrong answer.
+                Ok(Err(fatal @ FatalError::Wal(_))) | Ok(Err(fatal @ FatalError::Snapshot(_))) => {
+                    tracing::warn!("m{index} stopped: {fatal}");
+                }
+                other => panic!("m{index}: raft loop stopped: {other:?}"),
+            },
+            result = detcd::api::serve(server, client_address, std::future::pending()) => panic!("m{index}: client service stopped: {result:?}"),
+            result = detcd::api::serve_peers(peer_service, peer_address, std::future::pending()) => panic!("m{index}: peer service stopped: {result:?}"),
+        }
     }
 }

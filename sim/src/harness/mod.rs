@@ -7,7 +7,9 @@
 //! whole run; `replay` repeats it bit for bit.
 
 pub mod cluster;
+pub mod invariants;
 pub mod nemesis;
+pub mod network;
 pub mod options;
 pub mod run;
 pub mod workload;

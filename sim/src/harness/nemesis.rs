@@ -24,6 +24,7 @@ enum Action {
     Resume,
     FillDisk,
     FreeDisk,
+    CorruptDisk,
     Partition,
     IsolateLeader,
     Bridge,
@@ -42,6 +43,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     }
     if options.disk_full {
         actions.extend([Action::FillDisk, Action::FreeDisk]);
+    }
+    if options.disk_corruption {
+        actions.push(Action::CorruptDisk);
     }
     if options.partition {
         actions.extend([Action::Partition, Action::IsolateLeader, Action::Bridge, Action::Heal]);
@@ -84,7 +88,7 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
     match action {
         Action::Crash => {
             // Keep a quorum up most of the time, so histories have substance.
-            if cluster.down.len() + cluster.paused.len() + cluster.disk_full.len() >= (size - 1) / 2 {
+            if cluster.unavailable() >= (size - 1) / 2 {
                 return None;
             }
             let up: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
@@ -99,7 +103,7 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             Some(format!("restart m{back}"))
         }
         Action::FillDisk => {
-            if cluster.down.len() + cluster.paused.len() + cluster.disk_full.len() >= (size - 1) / 2 {
+            if cluster.unavailable() >= (size - 1) / 2 {
                 return None;
             }
             let healthy: Vec<usize> = (0..size)
@@ -118,8 +122,30 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             cluster.free_disk(freed);
             Some(format!("disk of m{freed} freed, member restarted"))
         }
+        Action::CorruptDisk => {
+            // One member at most, so a quorum keeps trustworthy data.
+            if !cluster.corrupted.is_empty() {
+                return None;
+            }
+            // Bit rot strikes a disk at rest: a member that is down, or one
+            // crashed for the purpose.
+            let down: Vec<usize> = cluster.down.iter().copied().collect();
+            let (victim, crashed) = match down.get(rng.gen_range(0..down.len().max(1))) {
+                Some(&victim) => (victim, ""),
+                None if cluster.unavailable() < (size - 1) / 2 => {
+                    let lost = cluster.lost();
+                    let up: Vec<usize> = (0..size).filter(|i| !cluster.paused.contains(i) && !lost.contains(i)).collect();
+                    let victim = up[rng.gen_range(0..up.len())];
+                    cluster.crash(victim);
+                    (victim, "crash, then ")
+                }
+                None => return None,
+            };
+            let flipped = cluster.corrupt_disk(victim)?;
+            Some(format!("{crashed}disk of m{victim} corrupted: {flipped}"))
+        }
         Action::Pause => {
-            if cluster.down.len() + cluster.paused.len() + cluster.disk_full.len() >= (size - 1) / 2 {
+            if cluster.unavailable() >= (size - 1) / 2 {
                 return None;
             }
             let running: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
@@ -134,7 +160,7 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             Some(format!("resume m{back}"))
         }
         Action::Partition => {
-            cluster.filter.heal_links();
+            cluster.heal_links();
             let mut side: Vec<usize> = (0..size).filter(|_| rng.gen_bool(0.5)).collect();
             if side.is_empty() || side.len() == size {
                 side = vec![rng.gen_range(0..size)];
@@ -142,21 +168,23 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             let one_way = rng.gen_bool(0.2);
             for &inside in &side {
                 for outside in (0..size).filter(|i| !side.contains(i)) {
-                    cluster.filter.cut(cluster.member_ids[inside], cluster.member_ids[outside]);
+                    cluster.cut(inside, outside);
                     if !one_way {
-                        cluster.filter.cut(cluster.member_ids[outside], cluster.member_ids[inside]);
+                        cluster.cut(outside, inside);
                     }
                 }
             }
+            cluster.sync_client_links();
             Some(format!("partition {side:?} from the rest{}", if one_way { " (one way)" } else { "" }))
         }
         Action::IsolateLeader => {
             let leader = leader?;
-            cluster.filter.heal_links();
+            cluster.heal_links();
             for other in (0..size).filter(|&i| i != leader) {
-                cluster.filter.cut(cluster.member_ids[leader], cluster.member_ids[other]);
-                cluster.filter.cut(cluster.member_ids[other], cluster.member_ids[leader]);
+                cluster.cut(leader, other);
+                cluster.cut(other, leader);
             }
+            cluster.sync_client_links();
             Some(format!("isolate the leader m{leader}"))
         }
         Action::Bridge => {
@@ -164,20 +192,21 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             if size < 3 {
                 return None;
             }
-            cluster.filter.heal_links();
+            cluster.heal_links();
             let bridge = rng.gen_range(0..size);
             let others: Vec<usize> = (0..size).filter(|&i| i != bridge).collect();
             let (left, right) = others.split_at(others.len() / 2);
             for &a in left {
                 for &b in right {
-                    cluster.filter.cut(cluster.member_ids[a], cluster.member_ids[b]);
-                    cluster.filter.cut(cluster.member_ids[b], cluster.member_ids[a]);
+                    cluster.cut(a, b);
+                    cluster.cut(b, a);
                 }
             }
+            cluster.sync_client_links();
             Some(format!("bridge: {left:?} and {right:?} meet only through m{bridge}"))
         }
         Action::Heal => {
-            cluster.filter.heal_links();
+            cluster.heal_links();
             Some("heal partitions".into())
         }
         Action::MessageFaults => {

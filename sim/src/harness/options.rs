@@ -27,6 +27,8 @@ pub struct SwarmOptions {
     pub crash: bool,
     pub pause: bool,
     pub disk_full: bool,
+    /// Bit rot on a crashed member's disk (needs `crash`).
+    pub disk_corruption: bool,
     pub partition: bool,
     pub message_faults: bool,
     pub clock_skew: bool,
@@ -48,6 +50,7 @@ impl SwarmOptions {
             crash: rng.gen_bool(0.6),
             pause: rng.gen_bool(0.4),
             disk_full: rng.gen_bool(0.3),
+            disk_corruption: rng.gen_bool(0.3),
             partition: rng.gen_bool(0.6),
             message_faults: rng.gen_bool(0.5),
             clock_skew: rng.gen_bool(0.4),
@@ -63,12 +66,13 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
             self.pause,
             self.disk_full,
+            self.disk_corruption && self.crash,
             self.partition,
             self.message_faults,
             self.drop_ppm / 1000,

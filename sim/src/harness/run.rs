@@ -16,9 +16,10 @@ use crate::history::History;
 use crate::model::kv::{Kv, KvInput, KvOutput};
 
 use super::cluster::{client_url, SimCluster};
+use super::invariants::Invariants;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
-use super::workload::{self, Recorder, REQUEST_TIMEOUT};
+use super::workload::{Recorder, Worker, REQUEST_TIMEOUT};
 
 /// After healing, the cluster must serve a write and a linearizable read
 /// within this much simulated time, or the run is a liveness failure.
@@ -49,9 +50,12 @@ impl Trace {
         self.events.lock().unwrap().push(line);
     }
 
-    pub fn hash(&self) -> u64 {
+    /// The hash of every recorded event and of `messages`, the digest of
+    /// every raft message the network saw.
+    pub fn hash(&self, messages: u64) -> u64 {
         let events = self.events.lock().unwrap();
-        let words: Vec<u64> = events.iter().map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>())).collect();
+        let mut words: Vec<u64> = events.iter().map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>())).collect();
+        words.push(messages);
         stable_hash(&words)
     }
 }
@@ -84,18 +88,21 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let swarm = SwarmOptions::draw(&mut madsim::rand::thread_rng());
     let trace = Trace::new(echo);
     trace.record(format!("swarm: {swarm}"));
+    let invariants = Invariants::install();
     let mut cluster = SimCluster::start(options.nodes);
-    let client_node = Handle::current().create_node().name("clients").ip(IpAddr::from([10, 0, 1, 1])).build();
+    // The observer's node: the monitor and the final checks, never cut off.
+    let observer = Handle::current().create_node().name("observer").ip(IpAddr::from([10, 0, 2, 1])).build();
 
     // Safety phase: clients and faults together, watched by the monitor.
     let monitor = Monitor::default();
-    let monitor_task = client_node.spawn(monitor.clone().watch(options.nodes, cluster.member_ids.clone()));
+    let monitor_task = observer.spawn(monitor.clone().watch(options.nodes, cluster.member_ids.clone()));
     let recorder = Recorder::new();
     let deadline = tokio::time::Instant::now() + options.duration;
     let mut clients = Vec::new();
-    for client in 0..swarm.clients as u64 {
-        let task = workload::client_loop(client, options.workload, swarm.keys, options.nodes, deadline, recorder.clone(), trace.clone());
-        clients.push(client_node.spawn(task));
+    for client in 0..swarm.clients {
+        let (node, endpoints) = cluster.add_client(client);
+        let worker = Worker::new(client as u64, endpoints, recorder.clone(), trace.clone());
+        clients.push(node.spawn(worker.run(options.workload, swarm.keys, deadline)));
     }
     nemesis::run(&mut cluster, &swarm, options.duration, &trace, &monitor).await;
     for client in clients {
@@ -105,15 +112,22 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Liveness phase: every fault healed.
     cluster.heal_all();
     trace.record("nemesis: healed everything".into());
-    let liveness = client_node.spawn(liveness(options.nodes, recorder.clone(), swarm.clients as u64)).await.expect("liveness task");
+    let worker = Worker::new(swarm.clients as u64, (0..options.nodes).map(client_url).collect(), recorder.clone(), trace.clone());
+    let liveness = observer.spawn(liveness(worker)).await.expect("liveness task");
     let outcome = match liveness {
         Err(message) => Outcome::Liveness(message),
-        Ok(()) => client_node.spawn(convergence(options.nodes, swarm.keys)).await.expect("convergence task"),
+        Ok(()) => observer.spawn(convergence(options.nodes, cluster.refused.clone(), swarm.keys)).await.expect("convergence task"),
+    };
+    let outcome = match (outcome, refused_without_cause(&cluster, &trace)) {
+        (Outcome::Pass | Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
+        (outcome, _) => outcome,
     };
     monitor.stop();
     monitor_task.await.expect("monitor task");
+    invariants.uninstall();
     trace.record(format!("monitor: leaders of {} terms agreed on by every member that named one", monitor.terms_seen()));
-    let outcome = match (outcome, monitor.violation()) {
+    trace.record(format!("invariants: {}", invariants.summary()));
+    let outcome = match (outcome, monitor.violation().or_else(|| invariants.violation())) {
         (Outcome::Pass, Some(violation)) | (Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
         (outcome, _) => outcome,
     };
@@ -133,7 +147,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         other => (other, None),
     };
     trace.record(format!("history: {} operations", history.len()));
-    RunReport { swarm, outcome, trace_hash: trace.hash(), history, check: report, simulated: started.elapsed() }
+    RunReport { swarm, outcome, trace_hash: trace.hash(cluster.filter.digest()), history, check: report, simulated: started.elapsed() }
 }
 
 /// Watches the members while the run goes on. Checks Raft's election
@@ -221,51 +235,35 @@ async fn status(member: usize) -> Option<(u64, u64)> {
 /// take effect anywhere, or never). Returns how many were patched.
 fn drop_unobserved_writes(history: &mut History<KvInput, KvOutput>) -> usize {
     use std::collections::BTreeSet;
-    let mut observed: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut observed: BTreeSet<&str> = BTreeSet::new();
     for operation in &history.operations {
-        if let (KvInput::Get { key }, crate::history::Outcome::Ok(KvOutput::Get { value })) = (&operation.input, &operation.outcome) {
-            for token in value.split_inclusive(';') {
-                observed.insert((key.clone(), token.to_string()));
-            }
+        if let crate::history::Outcome::Ok(output) = &operation.outcome {
+            observed.extend(output.read_values().iter().flat_map(|value| value.split_inclusive(';')));
         }
     }
-    let mut patched = 0;
-    for operation in &mut history.operations {
-        let written = match &operation.input {
-            KvInput::Put { key, value } | KvInput::Append { key, value } => (key.clone(), value.clone()),
-            KvInput::Get { .. } => continue,
-        };
-        if operation.outcome == crate::history::Outcome::Indeterminate && !observed.contains(&written) {
-            operation.outcome = crate::history::Outcome::Fail;
-            patched += 1;
-        }
+    let unobserved: Vec<usize> = (history.operations.iter().enumerate())
+        .filter(|(_, operation)| operation.outcome == crate::history::Outcome::Indeterminate)
+        .filter(|(_, operation)| operation.input.written().is_some_and(|value| !observed.contains(value)))
+        .map(|(index, _)| index)
+        .collect();
+    for &index in &unobserved {
+        history.operations[index].outcome = crate::history::Outcome::Fail;
     }
-    patched
+    unobserved.len()
 }
 
 /// A write and a linearizable read of it must succeed within the bound;
 /// they join the history (as one more client), so the final state is
 /// checked too.
-async fn liveness(members: usize, recorder: Recorder, client: u64) -> Result<(), String> {
+async fn liveness(mut worker: Worker) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
     let key = "liveness".to_string();
-    let mut attempt = 0;
     loop {
-        attempt += 1;
-        let member = attempt % members;
-        let value = format!("live.{attempt};");
-        let put = KvInput::Put { key: key.clone(), value: value.clone() };
-        let invoke_ns = recorder.now_ns();
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, workload::execute(member, &put)).await.unwrap_or(crate::history::Outcome::Indeterminate);
-        let written = matches!(outcome, crate::history::Outcome::Ok(_));
-        recorder.push(crate::history::Operation { client, invoke_ns, complete_ns: Some(recorder.now_ns()), input: put, outcome, source_line: None });
-        if written {
-            let get = KvInput::Get { key: key.clone() };
-            let invoke_ns = recorder.now_ns();
-            let outcome = tokio::time::timeout(REQUEST_TIMEOUT, workload::execute(member, &get)).await.unwrap_or(crate::history::Outcome::Fail);
-            let read = outcome == crate::history::Outcome::Ok(KvOutput::Get { value });
-            recorder.push(crate::history::Operation { client, invoke_ns, complete_ns: Some(recorder.now_ns()), input: get, outcome, source_line: None });
-            if read {
+        let value = worker.unique_value();
+        let put = worker.perform(KvInput::Put { key: key.clone(), value: value.clone() }).await;
+        if matches!(put, crate::history::Outcome::Ok(_)) {
+            let read = worker.perform(KvInput::Get { key: key.clone() }).await;
+            if read == crate::history::Outcome::Ok(KvOutput::Get { value }) {
                 return Ok(());
             }
         }
@@ -276,14 +274,16 @@ async fn liveness(members: usize, recorder: Recorder, client: u64) -> Result<(),
     }
 }
 
-/// Every member's local (serializable) view of the workload keys — values
-/// and mod revisions — must become identical. Members that all answer but
-/// keep different views have diverged: a correctness failure, not liveness.
-async fn convergence(members: usize, keys: usize) -> Outcome {
+/// Every serving member's local (serializable) view of the workload keys
+/// — values and mod revisions — must become identical. Members that all
+/// answer but keep different views have diverged: a correctness failure,
+/// not liveness. Members that refused to start (corrupt storage) are out.
+async fn convergence(members: usize, refused: Arc<Mutex<BTreeMap<usize, String>>>, keys: usize) -> Outcome {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
     loop {
+        let serving: Vec<usize> = (0..members).filter(|member| !refused.lock().unwrap().contains_key(member)).collect();
         let mut views = Vec::new();
-        for member in 0..members {
+        for &member in &serving {
             views.push(local_view(member, keys).await);
         }
         let answered = views.iter().all(Option::is_some);
@@ -292,13 +292,27 @@ async fn convergence(members: usize, keys: usize) -> Outcome {
         }
         if tokio::time::Instant::now() >= deadline {
             return if answered {
-                Outcome::Violation(format!("members diverged: {views:?}"))
+                Outcome::Violation(format!("members {serving:?} diverged: {views:?}"))
             } else {
-                Outcome::Liveness(format!("members did not all answer within {CONVERGENCE_BOUND:?}: {views:?}"))
+                Outcome::Liveness(format!("members {serving:?} did not all answer within {CONVERGENCE_BOUND:?}: {views:?}"))
             };
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// A member may refuse to start only if its disk was corrupted: one that
+/// was merely crashed, paused or filled must come back. Records the
+/// refusals in the trace.
+fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> {
+    let refused = cluster.refused.lock().unwrap().clone();
+    for (member, reason) in &refused {
+        trace.record(format!("m{member} refused to start: {reason}"));
+    }
+    refused
+        .iter()
+        .find(|(member, _)| !cluster.corrupted.contains(member))
+        .map(|(member, reason)| format!("m{member} refused to start though its disk was never corrupted: {reason}"))
 }
 
 /// Key → (value, mod revision) as one member holds them.

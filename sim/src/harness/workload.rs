@@ -1,29 +1,33 @@
-//! Workloads: clients on their own simulated node issue get / put / append
-//! through our gRPC client stack and record every invocation and completion
+//! Workloads: clients on their own simulated nodes issue register
+//! (get / put / cas) and append (single- and multi-key, by txn) operations
+//! through detcd's Rust client, and record every invocation and completion
 //! in the checker's history format. Values are unique per operation, so a
-//! read pins down which write it saw.
+//! read pins down which writes it saw.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use detcd::client::{Client, ClientError};
 use detcd::proto::etcdserverpb::{
-    compare, kv_client::KvClient, request_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
+use madsim::rand::seq::SliceRandom;
 use madsim::rand::Rng;
-use tonic::transport::Channel;
 
 use crate::history::{ClientId, Operation, Outcome};
 use crate::model::kv::{KvInput, KvOutput};
 
-use super::cluster::client_url;
 use super::options::Workload;
 use super::run::Trace;
 
-/// A client's deadline for one request (virtual time). Longer than an
-/// election, so a healthy cluster answers within it.
+/// A client's deadline for one attempt at one member (virtual time).
+/// Longer than an election, so a healthy cluster answers within it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between a client's operations, at most.
 const THINK_TIME_MAX: Duration = Duration::from_millis(50);
+/// Keys one multi-key operation touches, at most.
+const MULTI_KEY_MAX: usize = 3;
 
 pub type KvOperation = Operation<KvInput, KvOutput>;
 
@@ -53,108 +57,226 @@ impl Recorder {
     }
 }
 
-/// One client: until `deadline`, pick an operation and a member, run it,
-/// record it. Reconnects after any failure (the member may be gone).
-pub async fn client_loop(
-    client: ClientId,
-    workload: Workload,
-    keys: usize,
-    members: usize,
-    deadline: tokio::time::Instant,
+/// One client of the workload, with what it last saw of each key (a cas
+/// usually expects the value it last read, so some succeed).
+pub struct Worker {
+    pub id: ClientId,
+    client: Client,
     recorder: Recorder,
     trace: Trace,
-) {
-    let mut sequence = 0u64;
-    while tokio::time::Instant::now() < deadline {
-        let member = madsim::rand::thread_rng().gen_range(0..members);
-        let key = format!("k{}", madsim::rand::thread_rng().gen_range(0..keys));
-        sequence += 1;
-        let value = format!("{client}.{sequence};");
-        let input = pick(workload, key, value);
-        let invoke_ns = recorder.now_ns();
-        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, execute(member, &input)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::Indeterminate,
+    last_seen: BTreeMap<String, String>,
+    sequence: u64,
+}
+
+impl Worker {
+    pub fn new(id: ClientId, endpoints: Vec<String>, recorder: Recorder, trace: Trace) -> Worker {
+        let client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
+        Worker { id, client, recorder, trace, last_seen: BTreeMap::new(), sequence: 0 }
+    }
+
+    /// A value no other operation of the run writes.
+    pub fn unique_value(&mut self) -> String {
+        self.sequence += 1;
+        format!("{}.{};", self.id, self.sequence)
+    }
+
+    /// Until `deadline`: pick an operation, run it, record it, think.
+    pub async fn run(mut self, workload: Workload, keys: usize, deadline: tokio::time::Instant) {
+        while tokio::time::Instant::now() < deadline {
+            let input = self.pick(workload, keys);
+            self.perform(input).await;
+            let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
+            tokio::time::sleep(Duration::from_millis(think)).await;
+        }
+    }
+
+    fn pick(&mut self, workload: Workload, keys: usize) -> KvInput {
+        let mut rng = madsim::rand::thread_rng();
+        let names: Vec<String> = (0..keys).map(|k| format!("k{k}")).collect();
+        let key = names[rng.gen_range(0..keys)].clone();
+        let count = rng.gen_range(2..=MULTI_KEY_MAX.min(keys));
+        let mut several: Vec<String> = names.choose_multiple(&mut rng, count).cloned().collect();
+        several.sort();
+        // Shares in percent: get, get_all, put, cas, append, append_all.
+        let shares: [u32; 6] = match workload {
+            Workload::Register => [40, 0, 30, 30, 0, 0],
+            Workload::Append => [30, 10, 0, 0, 30, 30],
+            Workload::Mixed => [30, 5, 15, 15, 20, 15],
         };
-        let complete_ns = recorder.now_ns();
-        trace.record(format!("client {client} m{member} {input:?} -> {}", outcome.label()));
-        recorder.push(Operation { client, invoke_ns, complete_ns: Some(complete_ns), input, outcome, source_line: None });
-        let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
-        tokio::time::sleep(Duration::from_millis(think)).await;
+        let mut roll = rng.gen_range(0..100u32);
+        let mut choice = 0;
+        for (index, share) in shares.into_iter().enumerate() {
+            if roll < share {
+                choice = index;
+                break;
+            }
+            roll -= share;
+        }
+        match choice {
+            0 => KvInput::Get { key },
+            1 => KvInput::GetAll { keys: several },
+            2 => KvInput::Put { key, value: self.unique_value() },
+            3 => {
+                let from = self.last_seen.get(&key).cloned().unwrap_or_default();
+                KvInput::Cas { key, from, to: self.unique_value() }
+            }
+            4 => KvInput::Append { key, value: self.unique_value() },
+            _ => KvInput::AppendAll { keys: several, value: self.unique_value() },
+        }
     }
-}
 
-fn pick(workload: Workload, key: String, value: String) -> KvInput {
-    let roll = madsim::rand::thread_rng().gen_range(0..100);
-    let append_share = match workload {
-        Workload::Register => 0,
-        Workload::Append => 60,
-        Workload::Mixed => 30,
-    };
-    if roll < 40 {
-        KvInput::Get { key }
-    } else if roll < 40 + append_share {
-        KvInput::Append { key, value }
-    } else {
-        KvInput::Put { key, value }
-    }
-}
-
-async fn connect(member: usize) -> Option<KvClient<Channel>> {
-    KvClient::connect(client_url(member)).await.ok()
-}
-
-/// Runs one operation. A failed write is indeterminate (the server may
-/// have applied it before the error); a failed read constrains nothing.
-pub async fn execute(member: usize, input: &KvInput) -> Outcome<KvOutput> {
-    let Some(mut client) = connect(member).await else {
-        // Never reached the server: definitely not applied.
-        return Outcome::Fail;
-    };
-    match input {
-        KvInput::Get { key } => match get(&mut client, key).await {
-            Some((value, _)) => Outcome::Ok(KvOutput::Get { value }),
-            None => Outcome::Fail,
-        },
-        KvInput::Put { key, value } => {
-            let request = PutRequest { key: key.clone().into_bytes(), value: value.clone().into_bytes(), ..Default::default() };
-            match client.put(request).await {
-                Ok(_) => Outcome::Ok(KvOutput::Put),
-                Err(_) => Outcome::Indeterminate,
+    /// Runs one operation and records it. Returns the recorded outcome.
+    pub async fn perform(&mut self, input: KvInput) -> Outcome<KvOutput> {
+        let invoke_ns = self.recorder.now_ns();
+        let (input, outcome) = self.execute(input).await;
+        let complete_ns = self.recorder.now_ns();
+        if let Outcome::Ok(output) = &outcome {
+            for (key, value) in input.keys().iter().zip(output.read_values()) {
+                self.last_seen.insert(key.to_string(), value.clone());
             }
         }
-        KvInput::Append { key, value } => append(&mut client, key, value).await,
+        self.trace.record(format!("client {} via {} {input} -> {}", self.id, self.client.endpoint(), outcome.label()));
+        self.recorder.push(Operation { client: self.id, invoke_ns, complete_ns: Some(complete_ns), input, outcome: outcome.clone(), source_line: None });
+        outcome
+    }
+
+    /// Runs one operation; returns what to record. A failed cas is recorded
+    /// as the read it amounts to (its failure branch reads the key), which
+    /// is what lets the history patching stay sound with cas in the mix.
+    async fn execute(&mut self, input: KvInput) -> (KvInput, Outcome<KvOutput>) {
+        let outcome = match &input {
+            KvInput::Get { key } => match self.read(std::slice::from_ref(key)).await {
+                Some(mut read) => Outcome::Ok(KvOutput::Get { value: read.remove(0).0 }),
+                None => Outcome::Fail,
+            },
+            KvInput::GetAll { keys } => match self.read(keys).await {
+                Some(read) => Outcome::Ok(KvOutput::GetAll { values: read.into_iter().map(|(value, _)| value).collect() }),
+                None => Outcome::Fail,
+            },
+            KvInput::Put { key, value } => {
+                let request = PutRequest { key: key.clone().into_bytes(), value: value.clone().into_bytes(), ..Default::default() };
+                written(self.client.put(request).await.map(|_| KvOutput::Put))
+            }
+            KvInput::Cas { key, from, to } => {
+                let expected = if from.is_empty() { absent(key) } else { value_equals(key, from) };
+                match self.client.txn(txn(vec![expected], &[(key, to)], vec![range_op(key)])).await {
+                    Ok(response) if response.succeeded => Outcome::Ok(KvOutput::Cas { swapped: true }),
+                    Ok(response) => {
+                        let value = first_range(&response).map(|kv| kv.0).unwrap_or_default();
+                        if value == *from {
+                            // The compare failed on the value it compared: record
+                            // the cas as is, and let the checker reject it.
+                            Outcome::Ok(KvOutput::Cas { swapped: false })
+                        } else {
+                            return (KvInput::Get { key: key.clone() }, Outcome::Ok(KvOutput::Get { value }));
+                        }
+                    }
+                    Err(error) => failed_write(&error),
+                }
+            }
+            KvInput::Append { key, value } => self.append(std::slice::from_ref(key), value, KvOutput::Append).await,
+            KvInput::AppendAll { keys, value } => self.append(keys, value, KvOutput::AppendAll).await,
+        };
+        (input, outcome)
+    }
+
+    /// Linearizable read of several keys at one revision: (value, mod
+    /// revision) per key, `("", 0)` when missing.
+    async fn read(&mut self, keys: &[String]) -> Option<Vec<(String, i64)>> {
+        let response = self.client.txn(txn(vec![], &[], keys.iter().map(|key| range_op(key)).collect())).await.ok()?;
+        Some(ranges(&response))
+    }
+
+    /// Append as a read, then a txn that writes the longer values only if
+    /// no key changed since (mod revision, or absence). A compare that
+    /// fails wrote nothing: a definite failure.
+    async fn append(&mut self, keys: &[String], suffix: &str, output: KvOutput) -> Outcome<KvOutput> {
+        let Some(current) = self.read(keys).await else { return Outcome::Fail };
+        let unchanged = keys.iter().zip(&current).map(|(key, (_, revision))| mod_revision_equals(key, *revision)).collect();
+        let values: Vec<String> = current.iter().map(|(value, _)| format!("{value}{suffix}")).collect();
+        let puts: Vec<(&String, &String)> = keys.iter().zip(&values).collect();
+        match self.client.txn(txn(unchanged, &puts, vec![])).await {
+            Ok(response) if response.succeeded => Outcome::Ok(output),
+            Ok(_) => Outcome::Fail,
+            Err(error) => failed_write(&error),
+        }
     }
 }
 
-/// A linearizable get: the value ("" when missing) and its mod revision.
-async fn get(client: &mut KvClient<Channel>, key: &str) -> Option<(String, i64)> {
-    let response = client.range(RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }).await.ok()?;
-    let kv = response.into_inner().kvs.into_iter().next();
-    Some(kv.map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision)).unwrap_or_default())
+fn written(result: Result<KvOutput, ClientError>) -> Outcome<KvOutput> {
+    match result {
+        Ok(output) => Outcome::Ok(output),
+        Err(error) => failed_write(&error),
+    }
 }
 
-/// Append as read, then a txn that writes the longer value only if the key
-/// is unchanged (mod revision, or absence). A compare that fails wrote
-/// nothing: a definite failure.
-async fn append(client: &mut KvClient<Channel>, key: &str, suffix: &str) -> Outcome<KvOutput> {
-    let Some((current, mod_revision)) = get(client, key).await else { return Outcome::Fail };
-    let unchanged = Compare {
+/// A write that failed after it may have reached the cluster is
+/// indeterminate; one that never did is a definite failure.
+fn failed_write(error: &ClientError) -> Outcome<KvOutput> {
+    if error.may_have_applied() {
+        Outcome::Indeterminate
+    } else {
+        Outcome::Fail
+    }
+}
+
+fn txn(compare: Vec<Compare>, puts: &[(&String, &String)], failure: Vec<RequestOp>) -> TxnRequest {
+    let success = puts
+        .iter()
+        .map(|(key, value)| {
+            let put = PutRequest { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..Default::default() };
+            RequestOp { request: Some(request_op::Request::RequestPut(put)) }
+        })
+        .collect::<Vec<_>>();
+    // A txn without compares takes the success branch: put the reads there.
+    if compare.is_empty() && puts.is_empty() {
+        return TxnRequest { compare, success: failure, failure: vec![] };
+    }
+    TxnRequest { compare, success, failure }
+}
+
+fn range_op(key: &str) -> RequestOp {
+    let range = RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() };
+    RequestOp { request: Some(request_op::Request::RequestRange(range)) }
+}
+
+fn ranges(response: &TxnResponse) -> Vec<(String, i64)> {
+    response
+        .responses
+        .iter()
+        .map(|op| match &op.response {
+            Some(response_op::Response::ResponseRange(range)) => range
+                .kvs
+                .first()
+                .map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision))
+                .unwrap_or_default(),
+            _ => Default::default(),
+        })
+        .collect()
+}
+
+fn first_range(response: &TxnResponse) -> Option<(String, i64)> {
+    ranges(response).into_iter().next()
+}
+
+fn compare(key: &str, result: compare::CompareResult, target: compare::CompareTarget, operand: compare::TargetUnion) -> Compare {
+    Compare {
         key: key.as_bytes().to_vec(),
-        result: compare::CompareResult::Equal as i32,
-        target: compare::CompareTarget::Mod as i32,
-        target_union: Some(compare::TargetUnion::ModRevision(mod_revision)),
+        result: result as i32,
+        target: target as i32,
+        target_union: Some(operand),
         ..Default::default()
-    };
-    let put = PutRequest { key: key.as_bytes().to_vec(), value: format!("{current}{suffix}").into_bytes(), ..Default::default() };
-    let request = TxnRequest {
-        compare: vec![unchanged],
-        success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put)) }],
-        failure: vec![],
-    };
-    match client.txn(request).await {
-        Ok(response) if response.get_ref().succeeded => Outcome::Ok(KvOutput::Append),
-        Ok(_) => Outcome::Fail,
-        Err(_) => Outcome::Indeterminate,
     }
+}
+
+fn mod_revision_equals(key: &str, revision: i64) -> Compare {
+    compare(key, compare::CompareResult::Equal, compare::CompareTarget::Mod, compare::TargetUnion::ModRevision(revision))
+}
+
+fn absent(key: &str) -> Compare {
+    compare(key, compare::CompareResult::Equal, compare::CompareTarget::Create, compare::TargetUnion::CreateRevision(0))
+}
+
+fn value_equals(key: &str, value: &str) -> Compare {
+    compare(key, compare::CompareResult::Equal, compare::CompareTarget::Value, compare::TargetUnion::Value(value.as_bytes().to_vec()))
 }

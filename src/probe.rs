@@ -1,0 +1,51 @@
+//! Observation points for the simulator's online invariant checks,
+//! compiled only into the simulation build (`--cfg madsim`), like
+//! `sabotage`. The raft loop reports what it recovered and what it
+//! applied; an observer the simulator installs compares members.
+//!
+//! The observer is per thread: a madsim runtime runs every simulated node
+//! on the thread that runs the seed.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Entries whose index is a multiple of this also report the state hash
+/// after them: hashing the whole state at every entry would dominate a
+/// simulation's run time. Every member samples the same indices.
+pub const STATE_HASH_EVERY: u64 = 8;
+
+pub trait Observer {
+    /// `member` starts with a log (or snapshot) that ends at `durable_index`.
+    fn recovered(&self, member: u64, durable_index: u64);
+    /// `member` applied the entry at `index`; `state_hash` is the state
+    /// after it, at sampled indices.
+    fn applied(&self, member: u64, index: u64, term: u64, entry_hash: u64, state_hash: Option<u64>);
+}
+
+thread_local! {
+    static OBSERVER: RefCell<Option<Rc<dyn Observer>>> = const { RefCell::new(None) };
+}
+
+/// Installs `observer` for this thread (the seed's runtime); `None` removes it.
+pub fn install(observer: Option<Rc<dyn Observer>>) {
+    OBSERVER.with(|slot| *slot.borrow_mut() = observer);
+}
+
+pub(crate) fn observing() -> bool {
+    OBSERVER.with(|slot| slot.borrow().is_some())
+}
+
+fn with(report: impl FnOnce(&dyn Observer)) {
+    let observer = OBSERVER.with(|slot| slot.borrow().clone());
+    if let Some(observer) = observer {
+        report(&*observer);
+    }
+}
+
+pub(crate) fn recovered(member: u64, durable_index: u64) {
+    with(|observer| observer.recovered(member, durable_index));
+}
+
+pub(crate) fn applied(member: u64, index: u64, term: u64, entry_hash: u64, state_hash: Option<u64>) {
+    with(|observer| observer.applied(member, index, term, entry_hash, state_hash));
+}
