@@ -113,7 +113,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     cluster.heal_all();
     trace.record("nemesis: healed everything".into());
     let worker = Worker::new(swarm.clients as u64, (0..options.nodes).map(client_url).collect(), recorder.clone(), trace.clone());
-    let liveness = observer.spawn(liveness(worker)).await.expect("liveness task");
+    let liveness = observer.spawn(liveness(worker, swarm.keys)).await.expect("liveness task");
     let outcome = match liveness {
         Err(message) => Outcome::Liveness(message),
         Ok(()) => observer.spawn(convergence(options.nodes, cluster.refused.clone(), swarm.keys)).await.expect("convergence task"),
@@ -252,23 +252,37 @@ fn drop_unobserved_writes(history: &mut History<KvInput, KvOutput>) -> usize {
     unobserved.len()
 }
 
-/// A write and a linearizable read of it must succeed within the bound;
-/// they join the history (as one more client), so the final state is
-/// checked too.
-async fn liveness(mut worker: Worker) -> Result<(), String> {
+/// A write and a linearizable read of it must succeed within the bound,
+/// then a read of each workload key. They join the history (as one more
+/// client), so the final state is checked too: an acknowledged write that
+/// was lost shows up there.
+async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
     let key = "liveness".to_string();
+    let mut live = false;
     loop {
-        let value = worker.unique_value();
-        let put = worker.perform(KvInput::Put { key: key.clone(), value: value.clone() }).await;
-        if matches!(put, crate::history::Outcome::Ok(_)) {
-            let read = worker.perform(KvInput::Get { key: key.clone() }).await;
-            if read == crate::history::Outcome::Ok(KvOutput::Get { value }) {
+        if !live {
+            let value = worker.unique_value();
+            let put = worker.perform(KvInput::Put { key: key.clone(), value: value.clone() }).await;
+            if matches!(put, crate::history::Outcome::Ok(_)) {
+                let read = worker.perform(KvInput::Get { key: key.clone() }).await;
+                live = read == crate::history::Outcome::Ok(KvOutput::Get { value });
+            }
+        }
+        if live {
+            // One get per key: a multi-key read would link every key into
+            // one partition and make the check needlessly hard.
+            let mut all_read = true;
+            for key in (0..keys).map(|k| format!("k{k}")) {
+                all_read &= matches!(worker.perform(KvInput::Get { key }).await, crate::history::Outcome::Ok(_));
+            }
+            if all_read {
                 return Ok(());
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("no write and read succeeded within {LIVENESS_BOUND:?} after healing"));
+            let what = if live { "reading every key" } else { "a write and a read of it" };
+            return Err(format!("{what} did not succeed within {LIVENESS_BOUND:?} after healing"));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
