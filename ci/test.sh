@@ -33,9 +33,9 @@ step "simulation build (--cfg madsim, target/sim): everything compiles warning-f
 export SIM_RUSTFLAGS="--cfg madsim -D warnings"
 RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim cargo build --workspace --all-targets $jobs
 
-step "simulation tests, with madsim's determinism check on"
+step "simulation scenarios, with madsim's determinism check on"
 RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim MADSIM_TEST_CHECK_DETERMINISM=1 \
-    cargo nextest run -p detcd --test sim $jobs --no-fail-fast
+    cargo nextest run -p detcd-sim --test scenarios $jobs --no-fail-fast
 
 step "simulation harness: seeds pass, replay is deterministic, every sabotage is caught"
 RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim \

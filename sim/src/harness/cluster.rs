@@ -23,6 +23,9 @@ use super::network::NetFilter;
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 const TOKEN: &str = "detcd-sim";
+/// `--snapshot-count` unless a test asks otherwise: small, so runs
+/// exercise snapshots and log compaction.
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100;
 
 pub fn member_ip(index: usize) -> IpAddr {
     IpAddr::from([10, 0, 0, index as u8 + 1])
@@ -65,6 +68,10 @@ pub fn client_ip(index: usize) -> IpAddr {
 
 impl SimCluster {
     pub fn start(size: usize) -> SimCluster {
+        SimCluster::start_with(size, DEFAULT_SNAPSHOT_COUNT)
+    }
+
+    pub fn start_with(size: usize, snapshot_count: u64) -> SimCluster {
         let handle = Handle::current();
         let initial_cluster: Vec<String> = (0..size).map(|i| format!("m{i}={}", peer_url(i))).collect();
         let initial_cluster = initial_cluster.join(",");
@@ -75,8 +82,17 @@ impl SimCluster {
         let refused: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
         let nodes = (0..size)
             .map(|index| {
-                let member = Member { index, initial_cluster: initial_cluster.clone(), disk: disks[index].clone(), clock: clocks[index].clone(), filter: filter.clone(), refused: refused.clone() };
-                handle.create_node().name(format!("m{index}")).ip(member_ip(index)).init(move || member.clone().run()).build()
+                let member = Member {
+                    index,
+                    initial_cluster: initial_cluster.clone(),
+                    initial_cluster_state: "new",
+                    snapshot_count,
+                    disk: disks[index].clone(),
+                    clock: clocks[index].clone(),
+                    filter: filter.clone(),
+                    refused: refused.clone(),
+                };
+                member.start_node(&handle)
             })
             .collect();
         SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new(), disk_full: BTreeSet::new(), clients: Vec::new(), corrupted: BTreeSet::new(), refused }
@@ -90,6 +106,38 @@ impl SimCluster {
         self.clients.push((node.clone(), home));
         let endpoints = (0..self.size()).map(|offset| client_url((home + offset) % self.size())).collect();
         (node, endpoints)
+    }
+
+    /// Starts the next member to join the running cluster with
+    /// `--initial-cluster-state existing`, once MemberAdd returned `id`.
+    /// Returns its index.
+    pub fn join(&mut self, id: u64, snapshot_count: u64) -> usize {
+        let index = self.size();
+        let initial_cluster: Vec<String> = (0..=index).map(|i| format!("m{i}={}", peer_url(i))).collect();
+        let member = Member {
+            index,
+            initial_cluster: initial_cluster.join(","),
+            initial_cluster_state: "existing",
+            snapshot_count,
+            disk: Arc::new(SimDisk::new()),
+            clock: Clock::new(),
+            filter: self.filter.clone(),
+            refused: self.refused.clone(),
+        };
+        self.disks.push(member.disk.clone());
+        self.clocks.push(member.clock.clone());
+        self.member_ids.push(id);
+        self.nodes.push(member.start_node(&self.handle));
+        index
+    }
+
+    /// Cuts member `index` off from every other member, both ways.
+    pub fn isolate(&self, index: usize) {
+        for other in (0..self.size()).filter(|&other| other != index) {
+            self.cut(index, other);
+            self.cut(other, index);
+        }
+        self.sync_client_links();
     }
 
     /// Cuts raft traffic from member `from` to member `to`.
@@ -222,6 +270,8 @@ impl SimCluster {
 struct Member {
     index: usize,
     initial_cluster: String,
+    initial_cluster_state: &'static str,
+    snapshot_count: u64,
     disk: Arc<SimDisk>,
     clock: Clock,
     filter: Arc<NetFilter>,
@@ -229,6 +279,10 @@ struct Member {
 }
 
 impl Member {
+    fn start_node(self, handle: &Handle) -> NodeHandle {
+        handle.create_node().name(format!("m{}", self.index)).ip(member_ip(self.index)).init(move || self.clone().run()).build()
+    }
+
     async fn run(self) {
         let index = self.index;
         let config = Config::parse_from([
@@ -240,8 +294,9 @@ impl Member {
             format!("--listen-peer-urls={}", peer_url(index)),
             format!("--initial-advertise-peer-urls={}", peer_url(index)),
             format!("--initial-cluster={}", self.initial_cluster),
+            format!("--initial-cluster-state={}", self.initial_cluster_state),
             format!("--initial-cluster-token={TOKEN}"),
-            "--snapshot-count=100".to_string(),
+            format!("--snapshot-count={}", self.snapshot_count),
         ]);
         let started = Server::start(&config, self.disk.clone(), self.clock.clone(), NodeRng::from_os(), self.filter.clone()).await;
         let Started { server, raft_loop, peer_service } = match started {

@@ -180,11 +180,7 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
         Action::IsolateLeader => {
             let leader = leader?;
             cluster.heal_links();
-            for other in (0..size).filter(|&i| i != leader) {
-                cluster.cut(leader, other);
-                cluster.cut(other, leader);
-            }
-            cluster.sync_client_links();
+            cluster.isolate(leader);
             Some(format!("isolate the leader m{leader}"))
         }
         Action::Bridge => {
