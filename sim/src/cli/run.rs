@@ -120,18 +120,23 @@ mod simulated {
 
     use super::{ReplayArgs, RunArgs, SimArgs};
     use crate::cli::{EXIT_CORRECTNESS, EXIT_CRASH, EXIT_LIVENESS, EXIT_PASS};
+    use detcd_sim::check::{check, Budget};
     use detcd_sim::harness::options::RunOptions;
     use detcd_sim::harness::run::{self, Outcome, RunReport, CONVERGENCE_BOUND, LIVENESS_BOUND};
+    use detcd_sim::model::kv::{Kv, KvInput, KvOutput};
 
     /// Simulated time beyond the phases before a run counts as hung.
     const TIME_LIMIT_SLACK: Duration = Duration::from_secs(120);
 
     enum SeedResult {
         Finished(RunReport),
-        Crashed(String),
+        Crashed(String, Option<Interrupted>),
         /// An invariant broke, then the run panicked.
-        Violated(String),
+        Violated(String, Option<Interrupted>),
     }
+
+    /// What a run that panicked had drawn and recorded.
+    type Interrupted = (detcd_sim::harness::options::SwarmOptions, detcd_sim::history::History<KvInput, KvOutput>);
 
     fn options(sim: &SimArgs) -> RunOptions {
         let sabotage = sim.sabotage.as_deref().map(|name| Sabotage::parse(name).expect("clap checked the name")).unwrap_or(Sabotage::None);
@@ -150,9 +155,10 @@ mod simulated {
         let message = (panic.downcast_ref::<String>().cloned())
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panic".into());
+        let interrupted = detcd_sim::harness::run::take_interrupted();
         match detcd_sim::harness::invariants::take_pending_violation() {
-            Some(violation) => SeedResult::Violated(format!("{violation}; then a member panicked: {message}")),
-            None => SeedResult::Crashed(message),
+            Some(violation) => SeedResult::Violated(format!("{violation}; then a member panicked: {message}"), interrupted),
+            None => SeedResult::Crashed(message, interrupted),
         }
     }
 
@@ -221,8 +227,14 @@ mod simulated {
 
     fn judge_seed(seed: u64, arguments: &RunArgs, options: &RunOptions, simulated: &mut Duration) -> (u8, String) {
         let report = match run_seed(seed, options, false) {
-            SeedResult::Crashed(message) => return (EXIT_CRASH, format!("CRASH: {message}")),
-            SeedResult::Violated(message) => return (EXIT_CORRECTNESS, format!("VIOLATION: {message}")),
+            SeedResult::Crashed(message, interrupted) => {
+                let saved = save_interrupted(&arguments.failures_dir, seed, interrupted);
+                return (EXIT_CRASH, format!("CRASH: {message}; {saved}"));
+            }
+            SeedResult::Violated(message, interrupted) => {
+                let saved = save_interrupted(&arguments.failures_dir, seed, interrupted);
+                return (EXIT_CORRECTNESS, format!("VIOLATION: {message}; {saved}"));
+            }
             SeedResult::Finished(report) => report,
         };
         *simulated += report.simulated;
@@ -235,7 +247,7 @@ mod simulated {
                         format!("NONDETERMINISTIC: trace hash {:016x} then {:016x}", report.trace_hash, again.trace_hash),
                     )
                 }
-                SeedResult::Crashed(message) | SeedResult::Violated(message) => {
+                SeedResult::Crashed(message, _) | SeedResult::Violated(message, _) => {
                     return (EXIT_CRASH, format!("CRASH on the second run: {message}"))
                 }
             }
@@ -244,18 +256,27 @@ mod simulated {
         match &report.outcome {
             Outcome::Pass => (EXIT_PASS, format!("ok: {summary}")),
             Outcome::Unknown => {
-                let saved = super::save_failure(&arguments.failures_dir, seed, &report);
+                let saved = super::save_failure(&arguments.failures_dir, seed, &report.swarm, &report.history, report.check.as_ref());
                 (EXIT_PASS, format!("UNKNOWN: the checker's step budget ran out; {summary}; saved in {saved}"))
             }
             Outcome::Violation(message) => {
-                let saved = super::save_failure(&arguments.failures_dir, seed, &report);
+                let saved = super::save_failure(&arguments.failures_dir, seed, &report.swarm, &report.history, report.check.as_ref());
                 (EXIT_CORRECTNESS, format!("VIOLATION: {message}; {summary}; saved in {saved}"))
             }
             Outcome::Liveness(message) => {
-                let saved = super::save_failure(&arguments.failures_dir, seed, &report);
+                let saved = super::save_failure(&arguments.failures_dir, seed, &report.swarm, &report.history, report.check.as_ref());
                 (EXIT_LIVENESS, format!("LIVENESS: {message}; {summary}; saved in {saved}"))
             }
         }
+    }
+
+    /// Saves what a run that panicked had recorded; says where, for the
+    /// progress line.
+    fn save_interrupted(dir: &std::path::Path, seed: u64, interrupted: Option<Interrupted>) -> String {
+        let Some((swarm, history)) = interrupted else { return "nothing recorded".into() };
+        let report = check(&Kv, &history, Budget::default());
+        let saved = super::save_failure(dir, seed, &swarm, &history, Some(&report));
+        format!("{} ops recorded before the panic, saved in {saved}", history.len())
     }
 
     pub fn replay(arguments: &ReplayArgs) -> ExitCode {
@@ -264,11 +285,11 @@ mod simulated {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
         let options = options(&arguments.sim);
         match run_seed(arguments.seed, &options, true) {
-            SeedResult::Crashed(message) => {
+            SeedResult::Crashed(message, _) => {
                 println!("CRASH: {message}");
                 ExitCode::from(EXIT_CRASH)
             }
-            SeedResult::Violated(message) => {
+            SeedResult::Violated(message, _) => {
                 println!("VIOLATION: {message}");
                 ExitCode::from(EXIT_CORRECTNESS)
             }
@@ -295,17 +316,23 @@ mod simulated {
 /// Writes a failing run's history (JSON), timeline (HTML) and options
 /// under `dir/seed-N/`; returns the directory, or why it could not.
 #[cfg(madsim)]
-fn save_failure(dir: &std::path::Path, seed: u64, report: &detcd_sim::harness::run::RunReport) -> String {
+fn save_failure(
+    dir: &std::path::Path,
+    seed: u64,
+    swarm: &detcd_sim::harness::options::SwarmOptions,
+    history: &detcd_sim::history::History<detcd_sim::model::kv::KvInput, detcd_sim::model::kv::KvOutput>,
+    check: Option<&detcd_sim::check::CheckReport>,
+) -> String {
     use detcd_sim::model::kv::Kv;
     let target = dir.join(format!("seed-{seed}"));
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(&target)?;
         let mut json = Vec::new();
-        detcd_sim::format::json::write(&Kv, &report.history, &mut json)?;
+        detcd_sim::format::json::write(&Kv, history, &mut json)?;
         std::fs::write(target.join("history.json"), json)?;
-        std::fs::write(target.join("swarm.txt"), format!("seed {seed}\n{}\n", report.swarm))?;
-        if let Some(check) = &report.check {
-            let views = detcd_sim::report::operation_views(&report.history);
+        std::fs::write(target.join("swarm.txt"), format!("seed {seed}\n{swarm}\n"))?;
+        if let Some(check) = check {
+            let views = detcd_sim::report::operation_views(history);
             let text = detcd_sim::report::text::render(check, &views, "kv");
             std::fs::write(target.join("explanation.txt"), &text)?;
             std::fs::write(target.join("history.html"), detcd_sim::report::html::render("history.json", check, &views, &text))?;

@@ -27,7 +27,7 @@ pub struct SwarmOptions {
     pub crash: bool,
     pub pause: bool,
     pub disk_full: bool,
-    /// Bit rot on a crashed member's disk (needs `crash`).
+    /// Bit rot on a crashed member's disk (crashing one if none is down).
     pub disk_corruption: bool,
     pub partition: bool,
     pub message_faults: bool,
@@ -72,7 +72,7 @@ impl fmt::Display for SwarmOptions {
             self.crash,
             self.pause,
             self.disk_full,
-            self.disk_corruption && self.crash,
+            self.disk_corruption,
             self.partition,
             self.message_faults,
             self.drop_ppm / 1000,

@@ -97,6 +97,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let monitor = Monitor::default();
     let monitor_task = observer.spawn(monitor.clone().watch(options.nodes, cluster.member_ids.clone()));
     let recorder = Recorder::new();
+    IN_PROGRESS.with(|slot| *slot.borrow_mut() = Some((swarm.clone(), recorder.clone())));
     let deadline = tokio::time::Instant::now() + options.duration;
     let mut clients = Vec::new();
     for client in 0..swarm.clients {
@@ -134,20 +135,31 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let mut history = History::new(recorder.take());
     let patched = drop_unobserved_writes(&mut history);
     trace.record(format!("history: {patched} indeterminate writes never observed, treated as not applied"));
-    let (outcome, report) = match outcome {
-        Outcome::Pass => {
-            let report = check(&Kv, &history, Budget::default());
-            let outcome = match report.verdict {
-                Verdict::Linearizable => Outcome::Pass,
-                Verdict::NotLinearizable => Outcome::Violation("the history is not linearizable".into()),
-                Verdict::Unknown => Outcome::Unknown,
-            };
-            (outcome, Some(report))
-        }
-        other => (other, None),
+    // Checked whatever happened before: the report is also the timeline
+    // saved with any failure.
+    let report = check(&Kv, &history, Budget::default());
+    let outcome = match (outcome, report.verdict) {
+        (Outcome::Pass, Verdict::Linearizable) => Outcome::Pass,
+        (Outcome::Pass | Outcome::Liveness(_), Verdict::NotLinearizable) => Outcome::Violation("the history is not linearizable".into()),
+        (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
+        (outcome, _) => outcome,
     };
     trace.record(format!("history: {} operations", history.len()));
-    RunReport { swarm, outcome, trace_hash: trace.hash(cluster.filter.digest()), history, check: report, simulated: started.elapsed() }
+    IN_PROGRESS.with(|slot| slot.borrow_mut().take());
+    RunReport { swarm, outcome, trace_hash: trace.hash(cluster.filter.digest()), history, check: Some(report), simulated: started.elapsed() }
+}
+
+thread_local! {
+    /// The run in progress on this thread: what a run cut short by a panic
+    /// leaves behind for its failure report.
+    static IN_PROGRESS: std::cell::RefCell<Option<(SwarmOptions, Recorder)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The drawn options and the operations completed so far of the run on
+/// this thread that a panic interrupted.
+pub fn take_interrupted() -> Option<(SwarmOptions, History<KvInput, KvOutput>)> {
+    let (swarm, recorder) = IN_PROGRESS.with(|slot| slot.borrow_mut().take())?;
+    Some((swarm, History::new(recorder.take())))
 }
 
 /// Watches the members while the run goes on. Checks Raft's election
