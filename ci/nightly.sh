@@ -36,4 +36,8 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     done
 done
 echo "nightly: $(grep -c '^seeds:' "$summary") rounds; summary in $summary" | tee -a "$summary"
+# A failing run ends with the commands that reproduce it.
+if [ "$status" -ne 0 ]; then
+    grep "replay:" "$summary" | sed 's/^ *replay: /reproduce: /' | sort -u | tee -a "$summary"
+fi
 exit $status

@@ -181,6 +181,7 @@ mod simulated {
         let wall = Instant::now();
         let (mut passed, mut failed, mut unknown, mut simulated) = (0u64, 0u64, 0u64, Duration::ZERO);
         let mut exit = EXIT_PASS;
+        let mut first_failure = None;
         for (done, &seed) in seeds.iter().enumerate() {
             let (code, line) = judge_seed(seed, arguments, &options, &mut simulated);
             if code == EXIT_PASS && line.starts_with("UNKNOWN") {
@@ -194,6 +195,7 @@ mod simulated {
             println!("[{}/{}] seed {seed}: {line} ({failed} failed so far)", done + 1, seeds.len());
             if code != EXIT_PASS {
                 println!("  replay: {}", replay_command(seed, &arguments.sim));
+                first_failure.get_or_insert(seed);
                 if arguments.stop_on_failure {
                     break;
                 }
@@ -207,6 +209,10 @@ mod simulated {
             wall.as_secs_f64(),
             simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
         );
+        // A failing run ends with the command that reproduces it.
+        if let Some(seed) = first_failure {
+            println!("reproduce the first failure: {}", replay_command(seed, &arguments.sim));
+        }
         ExitCode::from(exit)
     }
 
