@@ -16,12 +16,17 @@ pub enum Sabotage {
     /// The WAL acknowledges without fsync: an acknowledged write can vanish
     /// in a crash.
     AckBeforeFsync = 2,
-    /// After a restart the first replayed entry is applied twice.
+    /// After a restart the first key-value write applied is applied twice
+    /// (as if the applied index had been saved one entry short).
     DoubleApply = 3,
+    /// The WAL takes a record that fails its checksum for a torn tail and
+    /// drops it and everything after it (detcd's own behaviour until the
+    /// simulator's bit-rot nemesis showed it loses acknowledged entries).
+    CorruptionAsTornTail = 4,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 3] = [Sabotage::StaleRead, Sabotage::AckBeforeFsync, Sabotage::DoubleApply];
+    pub const ALL: [Sabotage; 4] = [Sabotage::StaleRead, Sabotage::AckBeforeFsync, Sabotage::DoubleApply, Sabotage::CorruptionAsTornTail];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +34,7 @@ impl Sabotage {
             Sabotage::StaleRead => "stale-read",
             Sabotage::AckBeforeFsync => "ack-before-fsync",
             Sabotage::DoubleApply => "double-apply",
+            Sabotage::CorruptionAsTornTail => "corruption-as-torn-tail",
         }
     }
 
@@ -38,6 +44,7 @@ impl Sabotage {
             Sabotage::StaleRead => "serve linearizable reads locally without ReadIndex",
             Sabotage::AckBeforeFsync => "acknowledge writes before the WAL is fsynced",
             Sabotage::DoubleApply => "re-apply the last entry after a restart",
+            Sabotage::CorruptionAsTornTail => "drop a WAL record that fails its checksum as if torn",
         }
     }
 

@@ -4,9 +4,10 @@
 /// What the simulated clients do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
-    /// get / put on a few keys.
+    /// get / put / cas on a few keys.
     Register,
-    /// get / put / append (a read, then a compare-and-swap txn) on a few keys.
+    /// single- and multi-key appends (a read, then a txn comparing mod
+    /// revisions) and multi-key reads on a few keys.
     Append,
     /// register and append operations mixed.
     Mixed,
@@ -14,8 +15,10 @@ pub enum Workload {
 
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
-pub const SABOTAGES: [(&str, &str); 3] = [
+/// `harness.rs` checks it matches the madsim build's list.
+pub const SABOTAGES: [(&str, &str); 4] = [
     ("stale-read", "serve linearizable reads locally without ReadIndex"),
     ("ack-before-fsync", "acknowledge writes before the WAL is fsynced"),
     ("double-apply", "re-apply the last entry after a restart"),
+    ("corruption-as-torn-tail", "drop a WAL record that fails its checksum as if torn"),
 ];

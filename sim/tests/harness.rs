@@ -44,7 +44,8 @@ fn caught(sabotage: &str) {
     let output = detcd_sim(&["run", "--seeds", SABOTAGE_SEEDS, "--duration", "10", "--sabotage", sabotage, "--stop-on-failure", "--failures-dir", &dir]);
     assert!(!output.status.success(), "sabotage {sabotage} went unnoticed for {SABOTAGE_SEEDS} seeds:\n{}", text(&output));
     assert_eq!(output.status.code(), Some(1), "sabotage {sabotage} must be reported as a correctness violation:\n{}", text(&output));
-    assert!(text(&output).contains("replay: cargo sim replay --seed"), "a failure names its replay command:\n{}", text(&output));
+    let last = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("reproduce the first failure: cargo sim replay --seed"), "a failing run ends with its replay command:\n{}", text(&output));
 }
 
 #[test]
@@ -60,4 +61,16 @@ fn ack_before_fsync_is_caught() {
 #[test]
 fn double_apply_is_caught() {
     caught("double-apply");
+}
+
+#[test]
+fn corruption_as_torn_tail_is_caught() {
+    caught("corruption-as-torn-tail");
+}
+
+#[test]
+fn the_command_line_lists_every_sabotage_the_build_has() {
+    let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES.iter().map(|(name, what)| (name.to_string(), what.to_string())).collect();
+    let built: Vec<(String, String)> = detcd::sabotage::Sabotage::ALL.iter().map(|s| (s.name().to_string(), s.describe().to_string())).collect();
+    assert_eq!(listed, built);
 }

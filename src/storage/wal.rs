@@ -335,6 +335,10 @@ fn replay_segment(bytes: &[u8], path: &Path, is_last: bool, replay: &mut Replay)
 /// a checksum that fails on bytes that are all there — is bit rot, and
 /// must stop the member rather than quietly drop an acknowledged entry.
 fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
+    #[cfg(madsim)]
+    if crate::sabotage::active(crate::sabotage::Sabotage::CorruptionAsTornTail) {
+        return true;
+    }
     match error {
         DecodeError::Truncated => (1..rest.len()).all(|offset| record::decode(&rest[offset..]).is_err()),
         DecodeError::Bad(_) => rest.iter().all(|&byte| byte == 0),
