@@ -161,7 +161,8 @@ pub struct RaftNode {
     queued: Vec<(Request, Reply<Response>)>,
     reads_in_flight: BTreeMap<u64, Reply<()>>,
     reads_ready: Vec<(u64, Reply<()>)>,
-    /// The double-apply sabotage strikes once per start.
+    /// The double-apply sabotage strikes once per start, at the first
+    /// key-value write (re-applying a publish would change nothing).
     #[cfg(madsim)]
     sabotage_applied_twice: bool,
 }
@@ -440,7 +441,10 @@ impl RaftNode {
         }
         let result = self.shared.state.write().expect("state lock").apply(entry.index, request.request.as_ref());
         #[cfg(madsim)]
-        if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply) && !std::mem::replace(&mut self.sabotage_applied_twice, true) {
+        if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply)
+            && matches!(request.request, Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)))
+            && !std::mem::replace(&mut self.sabotage_applied_twice, true)
+        {
             self.shared.state.write().expect("state lock").apply_again_for_sabotage(request.request.as_ref());
         }
         if let (Some(Ok(_)), Some(Request::MemberUpdate(update))) = (&result, &request.request) {

@@ -90,7 +90,8 @@ impl RaftNode {
     pub fn open(config: &NodeConfig, disk: Arc<dyn Disk>, clock: Clock, filter: Arc<dyn MessageFilter>) -> Result<RaftNode, RecoveryError> {
         let wal_dir = wal_dir(&config.data_dir);
         let snapshots = SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
-        let recovered = if Wal::exists(&*disk, &wal_dir) {
+        let restarting = Wal::exists(&*disk, &wal_dir);
+        let recovered = if restarting {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
             bootstrap(config, disk, &wal_dir)?
@@ -151,8 +152,9 @@ impl RaftNode {
             queued: Vec::new(),
             reads_in_flight: BTreeMap::new(),
             reads_ready: Vec::new(),
+            // A first boot is no restart: the sabotage waits for one.
             #[cfg(madsim)]
-            sabotage_applied_twice: false,
+            sabotage_applied_twice: !restarting,
         })
     }
 }

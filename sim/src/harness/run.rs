@@ -128,9 +128,11 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     invariants.uninstall();
     trace.record(format!("monitor: leaders of {} terms agreed on by every member that named one", monitor.terms_seen()));
     trace.record(format!("invariants: {}", invariants.summary()));
+    // An invariant broken online is the root cause: it comes first.
     let outcome = match (outcome, monitor.violation().or_else(|| invariants.violation())) {
-        (Outcome::Pass, Some(violation)) | (Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
-        (outcome, _) => outcome,
+        (Outcome::Violation(later), Some(violation)) => Outcome::Violation(format!("{violation}; later: {later}")),
+        (_, Some(violation)) => Outcome::Violation(violation),
+        (outcome, None) => outcome,
     };
     let mut history = History::new(recorder.take());
     let patched = drop_unobserved_writes(&mut history);
@@ -264,14 +266,21 @@ fn drop_unobserved_writes(history: &mut History<KvInput, KvOutput>) -> usize {
     unobserved.len()
 }
 
+/// The key the liveness phase writes, which convergence compares too.
+const LIVENESS_KEY: &str = "liveness";
+
 /// A write and a linearizable read of it must succeed within the bound,
 /// then a read of each workload key. They join the history (as one more
 /// client), so the final state is checked too: an acknowledged write that
-/// was lost shows up there.
+/// was lost shows up there. Last come `STATE_HASH_EVERY` more writes, so
+/// that every member, once converged, has applied an index whose state
+/// hash it reports after all faults healed (a member restarted at the
+/// heal would otherwise often apply too little to be compared).
 async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
-    let key = "liveness".to_string();
-    let mut live = false;
+    let key = LIVENESS_KEY.to_string();
+    let (mut live, mut all_read, mut settled) = (false, false, 0);
+    let settle = detcd::probe::STATE_HASH_EVERY;
     loop {
         if !live {
             let value = worker.unique_value();
@@ -281,19 +290,30 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
                 live = read == crate::history::Outcome::Ok(KvOutput::Get { value });
             }
         }
-        if live {
+        if live && !all_read {
             // One get per key: a multi-key read would link every key into
             // one partition and make the check needlessly hard.
-            let mut all_read = true;
+            all_read = true;
             for key in (0..keys).map(|k| format!("k{k}")) {
                 all_read &= matches!(worker.perform(KvInput::Get { key }).await, crate::history::Outcome::Ok(_));
             }
-            if all_read {
-                return Ok(());
+        }
+        while all_read && settled < settle {
+            let value = worker.unique_value();
+            if !matches!(worker.perform(KvInput::Put { key: key.clone(), value }).await, crate::history::Outcome::Ok(_)) {
+                break;
             }
+            settled += 1;
+        }
+        if settled == settle {
+            return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            let what = if live { "reading every key" } else { "a write and a read of it" };
+            let what = match (live, all_read) {
+                (false, _) => "a write and a read of it",
+                (true, false) => "reading every key",
+                (true, true) => "the settling writes",
+            };
             return Err(format!("{what} did not succeed within {LIVENESS_BOUND:?} after healing"));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -346,7 +366,7 @@ async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (Stri
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;
         let mut view = BTreeMap::new();
-        for key in (0..keys).map(|k| format!("k{k}")) {
+        for key in (0..keys).map(|k| format!("k{k}")).chain([LIVENESS_KEY.to_string()]) {
             let request = RangeRequest { key: key.clone().into_bytes(), serializable: true, ..Default::default() };
             let response = client.range(request).await.ok()?.into_inner();
             let entry = response.kvs.first().map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
