@@ -50,12 +50,12 @@ impl Trace {
         self.events.lock().unwrap().push(line);
     }
 
-    /// The hash of every recorded event and of `messages`, the digest of
-    /// every raft message the network saw.
-    pub fn hash(&self, messages: u64) -> u64 {
+    /// The hash of every recorded event and of `extra` (the digest of
+    /// every raft message and of the schedule).
+    pub fn hash(&self, extra: u64) -> u64 {
         let events = self.events.lock().unwrap();
         let mut words: Vec<u64> = events.iter().map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>())).collect();
-        words.push(messages);
+        words.push(extra);
         stable_hash(&words)
     }
 }
@@ -148,7 +148,13 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     };
     trace.record(format!("history: {} operations", history.len()));
     IN_PROGRESS.with(|slot| slot.borrow_mut().take());
-    RunReport { swarm, outcome, trace_hash: trace.hash(cluster.filter.digest()), history, check: Some(report), simulated: started.elapsed() }
+    // madsim draws from its one seeded generator for every scheduling
+    // decision, timer jitter and link latency, so the next draw depends on
+    // every one before it: folding it in makes the hash cover the whole
+    // schedule, not only the events recorded above.
+    let schedule: u64 = madsim::rand::Rng::gen(&mut madsim::rand::thread_rng());
+    let trace_hash = trace.hash(stable_hash(&[cluster.filter.digest(), schedule]));
+    RunReport { swarm, outcome, trace_hash, history, check: Some(report), simulated: started.elapsed() }
 }
 
 thread_local! {
