@@ -1,5 +1,6 @@
-//! The Maintenance service: Status and MoveLeader; the rest is still to
-//! come (alarms, defragment, hashes, snapshot download).
+//! The Maintenance service: Status, MoveLeader and HashKV; the rest is
+//! still to come (alarms, defragment, the bbolt-level Hash, snapshot
+//! download).
 
 use futures::stream::Empty;
 use tonic::{Request, Response, Status};
@@ -46,8 +47,11 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Maintenance/Hash"))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("Maintenance/HashKV"))
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.server.refuse_if_learner()?;
+        let mut response = self.server.hash_kv(request.into_inner().revision)?;
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
     }
 
     async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {

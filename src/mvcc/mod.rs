@@ -31,6 +31,7 @@
 //! owns the key → lease map; `KeyValue::lease` only records the id).
 
 mod errors;
+mod hash_kv;
 mod image;
 mod key_index;
 mod key_value;
@@ -42,6 +43,7 @@ mod store;
 mod write_txn;
 
 pub use errors::Error;
+pub use hash_kv::KvHash;
 pub use key_index::{Generation, KeyAt, KeyIndex};
 pub use key_value::KeyValue;
 pub use range::{RangeOptions, RangeResult};

@@ -79,6 +79,17 @@ impl Store {
         self.revision_log.len()
     }
 
+    /// Every key's index, in key order.
+    pub(super) fn key_indexes(&self) -> impl Iterator<Item = &KeyIndex> {
+        self.key_index.values()
+    }
+
+    /// The records up to and including main revision `last_main`, in
+    /// revision order.
+    pub(super) fn records_through(&self, last_main: i64) -> btree_map::Range<'_, Revision, Record> {
+        self.revision_log.range(..Revision::new(last_main + 1, 0))
+    }
+
     /// The records at main revision `start_main` and later, in revision
     /// order; the watch layer replays them to catch a watcher up.
     pub fn records_since(&self, start_main: i64) -> btree_map::Range<'_, Revision, Record> {

@@ -789,3 +789,41 @@ fn error_texts_match_etcd() {
         "mvcc: revision not found"
     );
 }
+
+/// The same history against etcd 3.4.23 (`etcdctl put a 1; put b 2;
+/// del b; endpoint hashkv`) printed 1316222404; `etcdctl_diff.rs` keeps
+/// comparing longer histories with the live reference server.
+const ETCD_HASHKV_PUT_PUT_DELETE: u32 = 1316222404;
+
+#[test]
+fn hash_kv_is_etcds_number() {
+    let mut store = Store::new();
+    put(&mut store, "a", "1");
+    put(&mut store, "b", "2");
+    delete(&mut store, "b", None);
+    let hash = store.hash_kv(0).unwrap();
+    assert_eq!(hash.hash, ETCD_HASHKV_PUT_PUT_DELETE);
+    assert_eq!((hash.current_revision, hash.compact_revision), (4, -1));
+    assert_ne!(store.hash_kv(3).unwrap().hash, hash.hash, "the hash at an earlier revision leaves the delete out");
+}
+
+#[test]
+fn hash_kv_refuses_compacted_and_future_revisions() {
+    let store = store_with_history();
+    assert_eq!(store.hash_kv(4), Err(Error::Compacted));
+    assert_eq!(store.hash_kv(8), Err(Error::FutureRevision));
+    assert!(store.hash_kv(5).is_ok() && store.hash_kv(0).is_ok());
+}
+
+#[test]
+fn hash_kv_survives_the_snapshot_image_and_sees_every_change() {
+    let store = store_with_history();
+    let decoded = Store::decode_image(&store.encode_image()).unwrap();
+    for rev in [0, 5, 6, 7] {
+        assert_eq!(decoded.hash_kv(rev), store.hash_kv(rev));
+    }
+    let mut changed = store.clone();
+    put(&mut changed, "b", "2");
+    assert_eq!(changed.hash_kv(7), store.hash_kv(7).map(|hash| crate::mvcc::KvHash { current_revision: 8, ..hash }));
+    assert_ne!(changed.hash_kv(0).unwrap().hash, store.hash_kv(0).unwrap().hash);
+}

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::membership::InitialCluster;
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::membership::{Member, MembershipChange};
@@ -166,6 +166,18 @@ impl Server {
             self.read_index().await?;
         }
         self.shared.state.read().expect("state lock").range(&request)
+    }
+
+    /// etcd's HashKV: the hash of this member's key-value history up to
+    /// `revision` (0: now), read locally as etcd does, so members can be
+    /// compared with each other (and with etcd).
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, Error> {
+        let hash = self.shared.state.read().expect("state lock").store().hash_kv(revision)?;
+        Ok(HashKvResponse {
+            header: Some(ResponseHeader { revision: hash.current_revision, ..ResponseHeader::default() }),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
+        })
     }
 
     pub async fn put(&self, request: PutRequest) -> Result<PutResponse, Error> {

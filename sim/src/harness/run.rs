@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use detcd::proto::etcdserverpb::{kv_client::KvClient, maintenance_client::MaintenanceClient, RangeRequest, StatusRequest};
+use detcd::proto::etcdserverpb::{kv_client::KvClient, maintenance_client::MaintenanceClient, HashKvRequest, RangeRequest, StatusRequest};
 use detcd::rng::stable_hash;
 use madsim::runtime::Handle;
 
@@ -274,6 +274,8 @@ fn drop_unobserved_writes(history: &mut History<KvInput, KvOutput>) -> usize {
 
 /// The key the liveness phase writes, which convergence compares too.
 const LIVENESS_KEY: &str = "liveness";
+/// Where a member's view holds its HashKV (hash, revision).
+const HASH_KV_ENTRY: &str = "#hashkv";
 
 /// A write and a linearizable read of it must succeed within the bound,
 /// then a read of each workload key. They join the history (as one more
@@ -367,7 +369,7 @@ fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> 
         .map(|(member, reason)| format!("m{member} refused to start though its disk was never corrupted: {reason}"))
 }
 
-/// Key → (value, mod revision) as one member holds them.
+/// Key → (value, mod revision) as one member holds them, and its HashKV.
 async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (String, i64)>> {
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;
@@ -378,6 +380,12 @@ async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (Stri
             let entry = response.kvs.first().map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
             view.insert(key, entry.unwrap_or_default());
         }
+        // etcd's HashKV covers the whole key-value history, every key and
+        // revision, not only the workload keys' latest values.
+        let mut maintenance = MaintenanceClient::connect(client_url(member)).await.ok()?;
+        let hash = maintenance.hash_kv(HashKvRequest { revision: 0 }).await.ok()?.into_inner();
+        let revision = hash.header.map_or(0, |header| header.revision);
+        view.insert(HASH_KV_ENTRY.to_string(), (format!("{:08x}", hash.hash), revision));
         Some(view)
     };
     tokio::time::timeout(REQUEST_TIMEOUT, call).await.ok().flatten()
