@@ -1,6 +1,5 @@
-//! The Maintenance service: Status, MoveLeader and HashKV; the rest is
-//! still to come (alarms, defragment, the bbolt-level Hash, snapshot
-//! download).
+//! The Maintenance service: Status, MoveLeader, HashKV, Alarm and
+//! Defragment; still to come: the bbolt-level Hash and snapshot download.
 
 use futures::stream::Empty;
 use tonic::{Request, Response, Status};
@@ -35,12 +34,17 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(response))
     }
 
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        Err(not_yet("Maintenance/Alarm"))
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        self.server.refuse_if_learner()?;
+        Ok(Response::new(self.server.alarm(request.into_inner()).await?))
     }
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("Maintenance/Defragment"))
+        self.server.refuse_if_learner()?;
+        self.server.defragment().await?;
+        let mut response = DefragmentResponse::default();
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

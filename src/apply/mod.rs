@@ -8,6 +8,7 @@
 //! knows nothing about raft's internals or gRPC — it sees protobuf request
 //! types only as data.
 
+mod alarms;
 mod quota;
 mod txn;
 
@@ -18,12 +19,13 @@ use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb;
 
-pub use quota::{DEFAULT_QUOTA_BYTES, KV_OVERHEAD_BYTES};
+pub use alarms::{describe as describe_alarm, Alarms};
+pub use quota::{put_cost, txn_cost, DEFAULT_QUOTA_BYTES, KV_OVERHEAD_BYTES};
 pub use txn::{is_read_only as is_read_only_txn, is_serializable as is_serializable_txn};
 
 /// The outcome of applying one request.
@@ -38,6 +40,8 @@ pub enum Response {
     Published,
     /// A membership change was applied; the members after it.
     Members(Vec<Member>),
+    /// An alarm request was applied; the alarms it changed.
+    Alarms(Vec<AlarmMember>),
 }
 
 /// The replicated state: the MVCC store and the raft index it reflects.
@@ -48,16 +52,19 @@ pub struct StateMachine {
     applied_index: u64,
     quota: quota::Quota,
     members: Members,
+    alarms: Alarms,
 }
 
-/// Image layout version 2: applied index, members, then the MVCC image.
-const IMAGE_VERSION: u8 = 2;
+/// Image layout version 3: applied index, members, alarms, then the MVCC
+/// image. Version 2 (no alarms) is still read.
+const IMAGE_VERSION: u8 = 3;
+const IMAGE_VERSION_WITHOUT_ALARMS: u8 = 2;
 
 impl StateMachine {
     /// `quota_bytes` follows `--quota-backend-bytes`: 0 means the default,
     /// a negative value disables the quota (as in etcd).
     pub fn new(quota_bytes: i64, members: Members) -> StateMachine {
-        StateMachine { store: Store::new(), applied_index: 0, quota: quota::Quota::new(quota_bytes), members }
+        StateMachine { store: Store::new(), applied_index: 0, quota: quota::Quota::new(quota_bytes), members, alarms: Alarms::default() }
     }
 
     pub fn members(&self) -> &Members {
@@ -92,6 +99,7 @@ impl StateMachine {
                 Ok(Response::Published)
             }
             Request::MemberUpdate(update) => self.change_members(&MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone())),
+            Request::Alarm(alarm) => Ok(Response::Alarms(self.alarm(alarm))),
         })
     }
 
@@ -137,9 +145,33 @@ impl StateMachine {
         txn::read_only(&self.store, request)
     }
 
+    /// The active alarms of one type (NONE: all).
+    pub fn alarms(&self, alarm: i32) -> Vec<AlarmMember> {
+        self.alarms.list(alarm)
+    }
+
+    /// Would a write costing `cost_bytes` fit the quota? (The check etcd
+    /// makes before proposing, which raises NOSPACE when it fails.)
+    pub fn check_quota(&self, cost_bytes: u64) -> Result<(), Error> {
+        self.quota.check(&self.store, cost_bytes)
+    }
+
+    /// etcd `applierV3backend.Alarm`: the alarms the request changed.
+    fn alarm(&mut self, request: &AlarmRequest) -> Vec<AlarmMember> {
+        match request.action() {
+            AlarmAction::Activate => vec![self.alarms.activate(request.member_id, request.alarm)],
+            AlarmAction::Deactivate => self.alarms.deactivate(request.member_id, request.alarm).into_iter().collect(),
+            AlarmAction::Get => self.alarms.list(request.alarm),
+        }
+    }
+
     fn put(&mut self, request: &PutRequest) -> Result<PutResponse, Error> {
         if request.lease != 0 {
             return Err(Error::LeaseNotFound);
+        }
+        // A NOSPACE alarm caps the store (etcd's applierV3Capped).
+        if self.alarms.no_space() {
+            return Err(Error::NoSpace);
         }
         self.quota.check(&self.store, quota::put_cost(request))?;
         let mut write = self.store.write();
@@ -157,6 +189,9 @@ impl StateMachine {
 
     fn txn(&mut self, request: &TxnRequest) -> Result<TxnResponse, Error> {
         if !txn::is_read_only(request) {
+            if self.alarms.no_space() && quota::txn_cost(request) > 0 {
+                return Err(Error::NoSpace);
+            }
             self.quota.check(&self.store, quota::txn_cost(request))?;
         }
         txn::apply(&mut self.store, request)
@@ -171,6 +206,7 @@ impl StateMachine {
     pub fn state_hash(&self) -> u64 {
         let mut writer = Writer::new();
         self.members.encode(&mut writer);
+        self.alarms.encode(&mut writer);
         let members = crate::rng::stable_hash(&writer.finish().into_iter().map(u64::from).collect::<Vec<_>>());
         crate::rng::stable_hash(&[self.applied_index, self.store.state_hash(), members])
     }
@@ -180,6 +216,7 @@ impl StateMachine {
         let mut writer = Writer::new();
         writer.u8(IMAGE_VERSION).u64(self.applied_index);
         self.members.encode(&mut writer);
+        self.alarms.encode(&mut writer);
         let mut image = writer.finish();
         image.extend_from_slice(&self.store.encode_image());
         image
@@ -188,13 +225,14 @@ impl StateMachine {
     pub fn decode(image: &[u8], quota_bytes: i64) -> Result<StateMachine, String> {
         let mut reader = Reader::new(image);
         let version = reader.u8()?;
-        if version != IMAGE_VERSION {
+        if version != IMAGE_VERSION && version != IMAGE_VERSION_WITHOUT_ALARMS {
             return Err(format!("unknown state image version {version}"));
         }
         let applied_index = reader.u64()?;
         let members = Members::decode(&mut reader)?;
+        let alarms = if version == IMAGE_VERSION { Alarms::decode(&mut reader)? } else { Alarms::default() };
         let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
-        Ok(StateMachine { store, applied_index, quota: quota::Quota::new(quota_bytes), members })
+        Ok(StateMachine { store, applied_index, quota: quota::Quota::new(quota_bytes), members, alarms })
     }
 }
 

@@ -39,6 +39,7 @@ impl Quota {
     }
 }
 
+/// What a put adds, as the quota counts it.
 pub fn put_cost(request: &PutRequest) -> u64 {
     (request.key.len() + request.value.len()) as u64 + KV_OVERHEAD_BYTES
 }

@@ -106,3 +106,35 @@ fn state_image_round_trips() {
     assert_eq!(decoded.state_hash(), machine.state_hash());
     assert_eq!(decoded.applied_index(), 2);
 }
+
+fn alarm(action: AlarmAction, member_id: u64) -> Request {
+    Request::Alarm(AlarmRequest { action: action as i32, member_id, alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32 })
+}
+
+#[test]
+fn a_nospace_alarm_caps_writes_until_it_is_disarmed() {
+    let (mut machine, mut index) = machine_with(&[("a", "1"), ("b", "2")]);
+    let mut apply = |machine: &mut StateMachine, request: Request| {
+        index += 1;
+        machine.apply(index, Some(&request)).expect("a new index is applied")
+    };
+    let raised = apply(&mut machine, alarm(AlarmAction::Activate, 7)).unwrap();
+    assert_eq!(raised, Response::Alarms(vec![AlarmMember { member_id: 7, alarm: 1 }]));
+    let put = || Request::Put(PutRequest { key: b"c".to_vec(), value: b"3".to_vec(), ..Default::default() });
+    assert_eq!(apply(&mut machine, put()), Err(Error::NoSpace));
+    let txn_put = TxnRequest { success: vec![RequestOp { request: Some(request_op::Request::RequestPut(PutRequest { key: b"c".to_vec(), ..Default::default() })) }], ..Default::default() };
+    assert_eq!(apply(&mut machine, Request::Txn(txn_put)), Err(Error::NoSpace));
+    let delete = Request::DeleteRange(DeleteRangeRequest { key: b"a".to_vec(), ..Default::default() });
+    assert!(apply(&mut machine, delete).is_ok(), "deletes free space: allowed under NOSPACE");
+    assert_eq!(machine.store().current_revision(), 4, "only the delete changed the store");
+
+    // The alarm is part of the state image.
+    let restored = StateMachine::decode(&machine.encode(), 0).unwrap();
+    assert_eq!(restored.alarms(0), vec![AlarmMember { member_id: 7, alarm: 1 }]);
+    assert_eq!(restored.state_hash(), machine.state_hash());
+
+    assert_eq!(apply(&mut machine, alarm(AlarmAction::Deactivate, 8)).unwrap(), Response::Alarms(vec![]), "not raised for 8");
+    assert_eq!(apply(&mut machine, alarm(AlarmAction::Deactivate, 7)).unwrap(), Response::Alarms(vec![AlarmMember { member_id: 7, alarm: 1 }]));
+    assert!(apply(&mut machine, put()).is_ok(), "disarmed: writes work again");
+    assert_eq!(describe_alarm(&AlarmMember { member_id: 7, alarm: 1 }), "memberID:7 alarm:NOSPACE ");
+}

@@ -73,6 +73,9 @@ pub enum Command {
     ChangeConf { change: ConfChangeV2, reply: Reply<Response> },
     /// Promote a learner, if this member leads and the learner caught up.
     Promote { id: u64, reply: Reply<Response> },
+    /// Save a snapshot of the applied state now, so compacted history and
+    /// old WAL segments leave the disk (Maintenance.Defragment).
+    Snapshot { reply: Reply<()> },
 }
 
 /// A learner may be promoted once it has this share of the leader's log
@@ -161,6 +164,8 @@ pub struct RaftNode {
     queued: Vec<(Request, Reply<Response>)>,
     reads_in_flight: BTreeMap<u64, Reply<()>>,
     reads_ready: Vec<(u64, Reply<()>)>,
+    /// Callers waiting for the snapshot `Command::Snapshot` asked for.
+    snapshot_requests: Vec<Reply<()>>,
     /// The double-apply sabotage strikes once per start, at the first
     /// key-value write (re-applying a publish would change nothing).
     #[cfg(madsim)]
@@ -247,6 +252,7 @@ impl RaftNode {
                     self.propose(request, reply);
                 }
             }
+            Command::Snapshot { reply } => self.snapshot_requests.push(reply),
             Command::ReadIndex { reply } => {
                 let id = self.next_id();
                 self.raw.read_index(id.to_le_bytes().to_vec());
@@ -293,6 +299,10 @@ impl RaftNode {
 
     async fn on_ready(&mut self) -> Result<(), FatalError> {
         if !self.raw.has_ready() {
+            // A requested snapshot need not wait for raft to have news.
+            if !self.snapshot_requests.is_empty() {
+                self.maybe_snapshot().await?;
+            }
             return Ok(());
         }
         let mut ready = self.raw.ready();
@@ -571,7 +581,12 @@ impl RaftNode {
             let state = self.shared.state.read().expect("state lock");
             let due = state.applied_index() >= self.snapshot_indexes.0 + self.snapshot_count;
             let wanted = self.raw.store().take_snapshot_wanted() && state.applied_index() > self.snapshot_indexes.0;
-            if !due && !wanted {
+            let requested = !self.snapshot_requests.is_empty() && state.applied_index() > self.snapshot_indexes.0;
+            if !due && !wanted && !requested {
+                // A requested snapshot of what the newest one holds already: done.
+                for reply in self.snapshot_requests.drain(..) {
+                    let _ = reply.send(Ok(()));
+                }
                 return Ok(());
             }
             (state.encode(), state.applied_index())
@@ -605,6 +620,9 @@ impl RaftNode {
         let catch_up_entries = SNAPSHOT_CATCH_UP_ENTRIES.min(self.snapshot_count);
         store.compact(snapshot.index.saturating_sub(catch_up_entries));
         store.set_snapshot(to_raft_snapshot(&snapshot));
+        for reply in self.snapshot_requests.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
         Ok(())
     }
 

@@ -152,6 +152,7 @@ impl RaftNode {
             queued: Vec::new(),
             reads_in_flight: BTreeMap::new(),
             reads_ready: Vec::new(),
+            snapshot_requests: Vec::new(),
             // A first boot is no restart: the sabotage waits for one.
             #[cfg(madsim)]
             sabotage_applied_twice: !restarting,

@@ -16,7 +16,8 @@ use crate::error::Error;
 use crate::membership::InitialCluster;
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, PutRequest, PutResponse,
+    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::membership::{Member, MembershipChange};
@@ -181,6 +182,7 @@ impl Server {
     }
 
     pub async fn put(&self, request: PutRequest) -> Result<PutResponse, Error> {
+        self.check_quota(crate::apply::put_cost(&request)).await?;
         match self.propose(Request::Put(request)).await? {
             Response::Put(response) => Ok(response),
             other => unreachable!("put answered with {other:?}"),
@@ -203,6 +205,7 @@ impl Server {
             }
             return self.shared.state.read().expect("state lock").txn_read_only(&request);
         }
+        self.check_quota(crate::apply::txn_cost(&request)).await?;
         match self.propose(Request::Txn(request)).await? {
             Response::Txn(response) => Ok(response),
             other => unreachable!("txn answered with {other:?}"),
@@ -216,12 +219,53 @@ impl Server {
         }
     }
 
+    /// etcd's quota check before proposing a write that adds `cost_bytes`:
+    /// if it would not fit, raise the NOSPACE alarm for this member (through
+    /// raft, so every member caps its store) and refuse the write.
+    async fn check_quota(&self, cost_bytes: u64) -> Result<(), Error> {
+        if cost_bytes == 0 {
+            return Ok(());
+        }
+        let refused = self.shared.state.read().expect("state lock").check_quota(cost_bytes);
+        if let Err(error) = refused {
+            let raise = AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.shared.member_id, alarm: AlarmType::Nospace as i32 };
+            if let Err(alarm_error) = self.propose(Request::Alarm(raise)).await {
+                tracing::warn!(%alarm_error, "could not raise the NOSPACE alarm");
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// etcd's Maintenance.Alarm: GET lists the active alarms (of one type,
+    /// or all for NONE) from local state; ACTIVATE and DEACTIVATE go
+    /// through raft and answer the alarms they changed. etcd sets no header.
+    pub async fn alarm(&self, request: AlarmRequest) -> Result<AlarmResponse, Error> {
+        if request.action() == AlarmAction::Get {
+            let alarms = self.shared.state.read().expect("state lock").alarms(request.alarm);
+            return Ok(AlarmResponse { header: None, alarms });
+        }
+        match self.propose(Request::Alarm(request)).await? {
+            Response::Alarms(alarms) => Ok(AlarmResponse { header: None, alarms }),
+            other => unreachable!("alarm answered with {other:?}"),
+        }
+    }
+
+    /// etcd's Maintenance.Defragment. detcd's store has no file to
+    /// defragment; what the operator wants from it — disk space back after
+    /// a compaction — comes from saving a snapshot now, which drops the
+    /// compacted history from disk and releases old WAL segments.
+    pub async fn defragment(&self) -> Result<(), Error> {
+        self.call(|reply| Command::Snapshot { reply }).await
+    }
+
     /// What etcd's Maintenance.Status reports.
     pub fn status(&self) -> StatusResponse {
-        let (revision, db_size, applied, is_learner) = {
+        let (revision, db_size, applied, is_learner, alarms) = {
             let state = self.shared.state.read().expect("state lock");
             let is_learner = state.members().get(self.shared.member_id).is_some_and(|member| member.is_learner);
-            (state.store().current_revision(), state.store().size_bytes() as i64, state.applied_index(), is_learner)
+            let alarms = state.alarms(AlarmType::None as i32);
+            (state.store().current_revision(), state.store().size_bytes() as i64, state.applied_index(), is_learner, alarms)
         };
         let (term, leader) = self.shared.term_and_leader();
         StatusResponse {
@@ -232,7 +276,11 @@ impl Server {
             raft_index: self.shared.commit_index(),
             raft_term: term,
             raft_applied_index: applied,
-            errors: if leader == raft::INVALID_ID { vec![Error::NoLeader.to_string()] } else { Vec::new() },
+            errors: (leader == raft::INVALID_ID)
+                .then(|| Error::NoLeader.to_string())
+                .into_iter()
+                .chain(alarms.iter().map(crate::apply::describe_alarm))
+                .collect(),
             db_size_in_use: db_size,
             is_learner,
         }

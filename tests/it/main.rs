@@ -10,4 +10,5 @@ mod cluster_support;
 mod durability;
 mod etcdctl_diff;
 mod flags;
+mod maintenance;
 mod support;
