@@ -14,7 +14,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::proto::etcdserverpb::{
-    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op, DeleteRangeRequest, DeleteRangeResponse,
+    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
 };
 
@@ -122,6 +123,16 @@ impl Client {
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
             async move { KvClient::new(channel).delete_range(request).await }
+        })
+        .await
+    }
+
+    /// Compaction is not repeated once sent: a second one at the same
+    /// revision would fail with "required revision has been compacted".
+    pub async fn compact(&mut self, request: CompactionRequest) -> Result<CompactionResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move { KvClient::new(channel).compact(request).await }
         })
         .await
     }

@@ -32,6 +32,8 @@ pub struct SwarmOptions {
     pub partition: bool,
     pub message_faults: bool,
     pub clock_skew: bool,
+    /// An operator compacts every few seconds during the safety phase.
+    pub compaction: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -54,6 +56,7 @@ impl SwarmOptions {
             partition: rng.gen_bool(0.6),
             message_faults: rng.gen_bool(0.5),
             clock_skew: rng.gen_bool(0.4),
+            compaction: rng.gen_bool(0.5),
             nemesis_interval: Duration::from_millis(rng.gen_range(300..3000)),
             drop_ppm: rng.gen_range(0..200_000),
             duplicate_ppm: rng.gen_range(0..100_000),
@@ -66,7 +69,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -79,6 +82,7 @@ impl fmt::Display for SwarmOptions {
             self.duplicate_ppm / 1000,
             self.delay_ppm / 1000,
             self.clock_skew,
+            self.compaction,
             self.nemesis_interval
         )
     }

@@ -19,7 +19,7 @@ use super::cluster::{client_url, SimCluster};
 use super::invariants::Invariants;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
-use super::workload::{Recorder, Worker, REQUEST_TIMEOUT};
+use super::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
 
 /// After healing, the cluster must serve a write and a linearizable read
 /// within this much simulated time, or the run is a liveness failure.
@@ -105,9 +105,17 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let worker = Worker::new(client as u64, endpoints, recorder.clone(), trace.clone());
         clients.push(node.spawn(worker.run(options.workload, swarm.keys, deadline)));
     }
+    let compactor = swarm.compaction.then(|| {
+        let endpoints = (0..options.nodes).map(client_url).collect();
+        observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
+    });
     nemesis::run(&mut cluster, &swarm, options.duration, &trace, &monitor).await;
     for client in clients {
         client.await.expect("client task");
+    }
+    if let Some(compactor) = compactor {
+        let compactions = compactor.await.expect("compactor task");
+        trace.record(format!("compactor: {compactions} compactions"));
     }
 
     // Liveness phase: every fault healed.

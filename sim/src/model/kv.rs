@@ -25,6 +25,8 @@ pub enum KvInput {
     GetAll { keys: Vec<String> },
     /// Appends `value` to every key, atomically.
     AppendAll { keys: Vec<String>, value: String },
+    /// Removes the key (its value becomes "").
+    Delete { key: String },
 }
 
 impl KvInput {
@@ -36,7 +38,7 @@ impl KvInput {
     /// Every key the operation touches, the first one first.
     pub fn keys(&self) -> Vec<&str> {
         match self {
-            KvInput::Get { key } | KvInput::Put { key, .. } | KvInput::Append { key, .. } | KvInput::Cas { key, .. } => {
+            KvInput::Get { key } | KvInput::Put { key, .. } | KvInput::Append { key, .. } | KvInput::Cas { key, .. } | KvInput::Delete { key } => {
                 vec![key]
             }
             KvInput::GetAll { keys } | KvInput::AppendAll { keys, .. } => keys.iter().map(String::as_str).collect(),
@@ -48,7 +50,7 @@ impl KvInput {
         match self {
             KvInput::Put { value, .. } | KvInput::Append { value, .. } | KvInput::AppendAll { value, .. } => Some(value),
             KvInput::Cas { to, .. } => Some(to),
-            KvInput::Get { .. } | KvInput::GetAll { .. } => None,
+            KvInput::Get { .. } | KvInput::GetAll { .. } | KvInput::Delete { .. } => None,
         }
     }
 
@@ -60,6 +62,7 @@ impl KvInput {
             KvInput::Cas { .. } => "cas",
             KvInput::GetAll { .. } => "get_all",
             KvInput::AppendAll { .. } => "append_all",
+            KvInput::Delete { .. } => "delete",
         }
     }
 }
@@ -73,6 +76,10 @@ pub enum KvOutput {
     Cas { swapped: bool },
     GetAll { values: Vec<String> },
     AppendAll,
+    /// Says nothing about whether the key existed: an answer that did
+    /// would observe state without a value to pin it, which the
+    /// simulator's history patching could not account for.
+    Delete,
 }
 
 impl KvOutput {
@@ -84,6 +91,7 @@ impl KvOutput {
             KvOutput::Cas { .. } => "cas",
             KvOutput::GetAll { .. } => "get_all",
             KvOutput::AppendAll => "append_all",
+            KvOutput::Delete => "delete",
         }
     }
 
@@ -143,6 +151,12 @@ impl Model for Kv {
             KvInput::AppendAll { keys, value } => {
                 let writes = keys.iter().map(|key| (key.clone(), format!("{}{value}", value_of(state, key))));
                 (Transition::Changed(with(state, writes.collect::<Vec<_>>())), KvOutput::AppendAll)
+            }
+            KvInput::Delete { key } if value_of(state, key).is_empty() => (Transition::Unchanged, KvOutput::Delete),
+            KvInput::Delete { key } => {
+                let mut next = state.clone();
+                next.remove(key);
+                (Transition::Changed(next), KvOutput::Delete)
             }
         }
     }
@@ -205,6 +219,7 @@ impl fmt::Display for KvInput {
             KvInput::Cas { key, from, to } => write!(formatter, "cas {} {} {}", quoted(key), quoted(from), quoted(to)),
             KvInput::GetAll { keys } => write!(formatter, "get_all {keys:?}"),
             KvInput::AppendAll { keys, value } => write!(formatter, "append_all {keys:?} {}", quoted(value)),
+            KvInput::Delete { key } => write!(formatter, "delete {}", quoted(key)),
         }
     }
 }
@@ -213,7 +228,7 @@ impl fmt::Display for KvOutput {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KvOutput::Get { value } => write!(formatter, "{}", quoted(value)),
-            KvOutput::Put | KvOutput::Append | KvOutput::AppendAll => write!(formatter, "ok"),
+            KvOutput::Put | KvOutput::Append | KvOutput::AppendAll | KvOutput::Delete => write!(formatter, "ok"),
             KvOutput::Cas { swapped } => write!(formatter, "{}", if *swapped { "ok" } else { "fail" }),
             KvOutput::GetAll { values } => write!(formatter, "{values:?}"),
         }
@@ -242,6 +257,8 @@ mod tests {
             KvInput::Cas { key: "other".into(), from: "".into(), to: "y".into() },
             KvInput::GetAll { keys: vec!["k".into(), "other".into()] },
             KvInput::AppendAll { keys: vec!["k".into(), "other".into()], value: "d".into() },
+            KvInput::Delete { key: "k".into() },
+            KvInput::Delete { key: "missing".into() },
         ];
         for input in &inputs {
             let (transition, output) = Kv.apply(&state, input);

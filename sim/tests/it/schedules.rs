@@ -226,10 +226,11 @@ fn kv_input() -> impl Strategy<Value = KvInput> {
         key.clone().prop_map(|key| KvInput::Get { key }),
         (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Put { key, value }),
         (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Append { key, value }),
-        (key, value.clone(), value.clone())
+        (key.clone(), value.clone(), value.clone())
             .prop_map(|(key, from, to)| KvInput::Cas { key, from, to }),
         keys.clone().prop_map(|keys| KvInput::GetAll { keys }),
         (keys, value).prop_map(|(keys, value)| KvInput::AppendAll { keys, value }),
+        key.prop_map(|key| KvInput::Delete { key }),
     ]
 }
 
