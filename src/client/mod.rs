@@ -130,10 +130,7 @@ impl Client {
     /// Compaction is not repeated once sent: a second one at the same
     /// revision would fail with "required revision has been compacted".
     pub async fn compact(&mut self, request: CompactionRequest) -> Result<CompactionResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| {
-            let request = request.clone();
-            async move { KvClient::new(channel).compact(request).await }
-        })
+        self.call(Retry::OnlyIfUnsent, move |channel| async move { KvClient::new(channel).compact(request).await })
         .await
     }
 
