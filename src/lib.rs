@@ -21,3 +21,4 @@ pub mod sabotage;
 pub mod server;
 pub mod storage;
 pub mod transport;
+pub mod watch;

@@ -12,6 +12,7 @@ mod cluster;
 mod kv;
 mod maintenance;
 mod unimplemented;
+mod watch;
 pub mod status;
 pub mod validate;
 
@@ -34,7 +35,7 @@ fn router(server: Server) -> tonic::transport::server::Router {
     let max_message_bytes = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::transport::Server::builder()
         .add_service(KvServer::new(kv::KvService { server: server.clone() }).max_decoding_message_size(max_message_bytes))
-        .add_service(WatchServer::new(NotYetImplemented))
+        .add_service(WatchServer::new(watch::WatchService { server: server.clone() }))
         .add_service(LeaseServer::new(NotYetImplemented))
         .add_service(ClusterServer::new(cluster::ClusterService { server: server.clone() }))
         .add_service(MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() }))

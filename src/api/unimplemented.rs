@@ -7,7 +7,7 @@ use futures::stream::Empty;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::etcdserverpb::{
-    auth_server::Auth, lease_server::Lease, watch_server::Watch, AuthDisableRequest,
+    auth_server::Auth, lease_server::Lease, AuthDisableRequest,
     AuthDisableResponse, AuthEnableRequest, AuthEnableResponse, AuthRoleAddRequest,
     AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest,
     AuthRoleGetResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
@@ -19,25 +19,13 @@ use crate::proto::etcdserverpb::{
     AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse, AuthenticateRequest,
     AuthenticateResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, WatchRequest,
-    WatchResponse,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
 pub struct NotYetImplemented;
 
 pub(super) fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("detcd: etcdserverpb.{rpc} is not implemented yet"))
-}
-
-#[tonic::async_trait]
-impl Watch for NotYetImplemented {
-    type WatchStream = Empty<Result<WatchResponse, Status>>;
-    async fn watch(
-        &self,
-        _: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(not_yet("Watch/Watch"))
-    }
 }
 
 #[tonic::async_trait]

@@ -99,6 +99,8 @@ pub struct Shared {
     last_index: AtomicU64,
     /// Which peers' streams are up, and since when (etcd's health checks).
     pub peer_activity: crate::transport::PeerActivity,
+    /// The store's revision after the latest apply, for watchers.
+    pub(crate) revision: tokio::sync::watch::Sender<i64>,
 }
 
 impl Shared {
@@ -117,6 +119,16 @@ impl Shared {
     }
     pub fn last_index(&self) -> u64 {
         self.last_index.load(Ordering::Relaxed)
+    }
+
+    /// Wakes whenever applying changed the store's revision.
+    pub fn subscribe_revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revision.subscribe()
+    }
+
+    fn publish_revision(&self) {
+        let revision = self.state.read().expect("state lock").store().current_revision();
+        self.revision.send_if_modified(|published| std::mem::replace(published, revision) != revision);
     }
 }
 
@@ -429,6 +441,7 @@ impl RaftNode {
             #[cfg(madsim)]
             self.report_applied(&entry);
         }
+        self.shared.publish_revision();
         Ok(())
     }
 
@@ -659,6 +672,7 @@ impl RaftNode {
         tracing::info!(index = mark.index, term = mark.term, "installed a snapshot from the leader");
         self.raw.mut_store().install_snapshot(raft_snapshot);
         *self.shared.state.write().expect("state lock") = state;
+        self.shared.publish_revision();
         self.applied_term = mark.term;
         self.snapshot_indexes = (mark.index, mark.index);
         Ok(())

@@ -117,7 +117,9 @@ impl RaftNode {
         let mut peer_urls = config.bootstrap.peers();
         peer_urls.remove(&member_id);
         let transport = Transport::new(member_id, cluster_id, BTreeMap::new(), filter, clock);
+        let (revision, _) = tokio::sync::watch::channel(state.store().current_revision());
         let shared = Arc::new(Shared {
+            revision,
             peer_activity: transport.activity(),
             state: RwLock::new(state),
             member_id,

@@ -152,6 +152,21 @@ impl Server {
     }
 
     /// Completes a response header as etcd's `header.fill` does.
+    /// Wakes whenever applying changed the store's revision (watchers).
+    pub fn subscribe_revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.shared.subscribe_revisions()
+    }
+
+    /// Runs `read` on the applied key-value store (watchers read its log).
+    pub fn with_store<T>(&self, read: impl FnOnce(&crate::mvcc::Store) -> T) -> T {
+        read(self.shared.state.read().expect("state lock").store())
+    }
+
+    /// The member's clock (timers of long-lived streams).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
         let header = header.get_or_insert_with(ResponseHeader::default);
         header.cluster_id = self.shared.cluster_id;

@@ -124,6 +124,11 @@ impl ServerProcess {
         etcdctl(&self.client_url, args, None)
     }
 
+    /// etcdctl, stopped after `seconds` (watch never ends by itself).
+    pub fn ctl_for(&self, seconds: &str, args: &[&str]) -> Output {
+        etcdctl_for(Some(seconds), &self.client_url, args, None)
+    }
+
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         etcdctl(&self.client_url, args, Some(stdin))
     }
@@ -143,7 +148,20 @@ impl Drop for ServerProcess {
 }
 
 pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new("etcdctl");
+    etcdctl_for(None, endpoint, args, stdin)
+}
+
+/// etcdctl under `timeout SECONDS` when given: for commands that never
+/// end by themselves (watch).
+pub fn etcdctl_for(seconds: Option<&str>, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = match seconds {
+        Some(seconds) => {
+            let mut command = Command::new("timeout");
+            command.arg(seconds).arg("etcdctl");
+            command
+        }
+        None => Command::new("etcdctl"),
+    };
     command.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(args);
     command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("etcdctl is missing: apt-get install etcd-client");

@@ -1,0 +1,199 @@
+//! The Watch service: one task per stream reads the client's create,
+//! cancel and progress requests and, whenever applying moves the store's
+//! revision, polls every watcher of the stream (`crate::watch`) and sends
+//! what it owes, as etcd's `watchServer` does.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, ResponseHeader, WatchCreateRequest,
+    WatchRequest, WatchResponse,
+};
+use crate::server::Server;
+use crate::watch::{Poll, Watcher};
+
+/// Responses queued for a stream's client; a slow client holds its
+/// session back (its watchers then catch up from the revision log).
+pub const WATCH_RESPONSES_BUFFERED: usize = 128;
+/// How often a watcher that asked for progress notifications hears the
+/// current revision when nothing happens (etcd's default, 10 minutes).
+pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
+/// etcd's `clientv3.AutoWatchID`: the server picks the id.
+const AUTO_WATCH_ID: i64 = 0;
+/// The watch id of a progress response that answers the whole stream.
+const STREAM_WIDE_WATCH_ID: i64 = -1;
+/// etcd's `mvcc.ErrWatcherDuplicateID` text.
+const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+pub struct WatchService {
+    pub server: Server,
+}
+
+type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        self.server.refuse_if_learner()?;
+        let (sender, receiver) = mpsc::channel(WATCH_RESPONSES_BUFFERED);
+        let session = Session { server: self.server.clone(), sender, watchers: BTreeMap::new(), next_id: 0 };
+        tokio::spawn(session.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// One watch stream: its watchers by id.
+struct Session {
+    server: Server,
+    sender: mpsc::Sender<Result<WatchResponse, Status>>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_id: i64,
+}
+
+/// The client went away: the session ends.
+struct Gone;
+
+impl Session {
+    async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
+        let mut revisions = self.server.subscribe_revisions();
+        let mut progress = self.server.clock().interval(PROGRESS_NOTIFY_INTERVAL);
+        progress.tick().await;
+        loop {
+            let step = tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(request)) => self.handle(request).await,
+                    _ => Err(Gone),
+                },
+                changed = revisions.changed() => match changed {
+                    Ok(()) => self.deliver().await,
+                    Err(_) => Err(Gone),
+                },
+                _ = progress.tick() => self.notify_progress().await,
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, mut response: WatchResponse) -> Result<(), Gone> {
+        self.server.fill_header(&mut response.header);
+        if response.compact_revision != 0 {
+            // etcd's compaction notice carries no revision in its header.
+            response.header.as_mut().expect("filled").revision = 0;
+        }
+        self.sender.send(Ok(response)).await.map_err(|_| Gone)
+    }
+
+    fn current_revision(&self) -> i64 {
+        self.server.with_store(|store| store.current_revision())
+    }
+
+    async fn handle(&mut self, request: WatchRequest) -> Result<(), Gone> {
+        match request.request_union {
+            Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
+            Some(RequestUnion::CancelRequest(cancel)) => {
+                if self.watchers.remove(&cancel.watch_id).is_some() {
+                    self.send(WatchResponse { watch_id: cancel.watch_id, canceled: true, ..WatchResponse::default() }).await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                self.send(WatchResponse { watch_id: STREAM_WIDE_WATCH_ID, ..WatchResponse::default() }).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, create: WatchCreateRequest) -> Result<(), Gone> {
+        let current = self.current_revision();
+        let id = if create.watch_id == AUTO_WATCH_ID {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        } else if self.watchers.contains_key(&create.watch_id) {
+            let refused = WatchResponse {
+                header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
+                watch_id: create.watch_id,
+                created: true,
+                canceled: true,
+                cancel_reason: DUPLICATE_WATCH_ID.to_string(),
+                ..WatchResponse::default()
+            };
+            return self.send(refused).await;
+        } else {
+            create.watch_id
+        };
+        let filters = |filter: FilterType| create.filters.contains(&(filter as i32));
+        let watcher = Watcher::new(id, create.key.clone(), create.range_end.clone(), create.start_revision, current)
+            .with_options(filters(FilterType::Noput), filters(FilterType::Nodelete), create.prev_kv, create.progress_notify);
+        self.watchers.insert(id, watcher);
+        let created = WatchResponse {
+            header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
+            watch_id: id,
+            created: true,
+            ..WatchResponse::default()
+        };
+        self.send(created).await?;
+        // A watch from the past owes history at once.
+        self.deliver().await
+    }
+
+    /// Sends every watcher what it owes, batch after batch, until all are
+    /// caught up with the revision they started from.
+    async fn deliver(&mut self) -> Result<(), Gone> {
+        let target = self.current_revision();
+        while self.watchers.values().any(|watcher| !watcher.caught_up(target)) {
+            let mut responses = Vec::new();
+            let mut ended = Vec::new();
+            self.server.with_store(|store| {
+                for watcher in self.watchers.values_mut() {
+                    match watcher.poll(store) {
+                        Poll::Events { events, revision } if !events.is_empty() => responses.push(WatchResponse {
+                            header: Some(ResponseHeader { revision, ..ResponseHeader::default() }),
+                            watch_id: watcher.id,
+                            events,
+                            ..WatchResponse::default()
+                        }),
+                        Poll::Events { .. } | Poll::Idle => {}
+                        Poll::Compacted { compact_revision } => {
+                            ended.push(watcher.id);
+                            responses.push(WatchResponse {
+                                watch_id: watcher.id,
+                                compact_revision,
+                                canceled: true,
+                                ..WatchResponse::default()
+                            });
+                        }
+                    }
+                }
+            });
+            for id in ended {
+                self.watchers.remove(&id);
+            }
+            for response in responses {
+                self.send(response).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells each caught-up watcher that asked for it the current revision.
+    async fn notify_progress(&mut self) -> Result<(), Gone> {
+        let current = self.current_revision();
+        let due: Vec<i64> = (self.watchers.values()).filter(|watcher| watcher.progress_notify && watcher.caught_up(current)).map(|watcher| watcher.id).collect();
+        for id in due {
+            self.send(WatchResponse { watch_id: id, ..WatchResponse::default() }).await?;
+        }
+        Ok(())
+    }
+}

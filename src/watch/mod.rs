@@ -1,0 +1,119 @@
+//! Watchers: what one watch (etcd `WatchCreateRequest`) has seen and what
+//! it sees next, read from the MVCC revision log.
+//!
+//! One mechanism serves history and live changes alike: a watcher keeps
+//! the next revision it owes its client and, whenever the applied
+//! revision moves, reads the revision log from there (etcd keeps
+//! "synced" and "unsynced" watcher groups for speed; the log read makes
+//! them one). So events come in revision order, each exactly once, with
+//! nothing skipped — or, if compaction removed revisions the watcher
+//! still owed, it is told the compact revision and ends, as in etcd.
+
+use crate::apply::to_proto;
+use crate::mvcc::{RangeOptions, Record, Store};
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+
+/// At most this many revisions go into one response; a watcher far
+/// behind catches up over several (etcd `watchBatchMaxRevs`).
+pub const BATCH_REVISIONS_MAX: i64 = 1000;
+
+/// One watch on one stream.
+#[derive(Clone, Debug)]
+pub struct Watcher {
+    pub id: i64,
+    key: Vec<u8>,
+    /// etcd's range_end: empty for the one key, `[0]` for every key from
+    /// `key` on, otherwise the end of `[key, range_end)`.
+    range_end: Vec<u8>,
+    /// The first revision not yet delivered.
+    next_revision: i64,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    pub progress_notify: bool,
+}
+
+/// What a watcher has to say after a poll.
+#[derive(Debug, PartialEq)]
+pub enum Poll {
+    /// Events (possibly none, if the filters dropped them all) up to
+    /// `revision`; the watcher now waits for later ones.
+    Events { events: Vec<Event>, revision: i64 },
+    /// Nothing new since the last poll.
+    Idle,
+    /// Revisions it still owed were compacted away: it is over.
+    Compacted { compact_revision: i64 },
+}
+
+impl Watcher {
+    /// A watcher from `start_revision` on (0: changes after `current_revision`).
+    pub fn new(id: i64, key: Vec<u8>, range_end: Vec<u8>, start_revision: i64, current_revision: i64) -> Watcher {
+        let next_revision = if start_revision > 0 { start_revision } else { current_revision + 1 };
+        Watcher { id, key, range_end, next_revision, no_put: false, no_delete: false, prev_kv: false, progress_notify: false }
+    }
+
+    pub fn with_options(mut self, no_put: bool, no_delete: bool, prev_kv: bool, progress_notify: bool) -> Watcher {
+        (self.no_put, self.no_delete, self.prev_kv, self.progress_notify) = (no_put, no_delete, prev_kv, progress_notify);
+        self
+    }
+
+    /// Has it delivered everything up to `revision`?
+    pub fn caught_up(&self, revision: i64) -> bool {
+        self.next_revision > revision
+    }
+
+    fn covers(&self, key: &[u8]) -> bool {
+        match self.range_end.as_slice() {
+            [] => key == self.key.as_slice(),
+            [0] => key >= self.key.as_slice(),
+            end => key >= self.key.as_slice() && key < end,
+        }
+    }
+
+    /// Reads what changed in `store` since the last poll.
+    pub fn poll(&mut self, store: &Store) -> Poll {
+        let current = store.current_revision();
+        if self.next_revision > current {
+            return Poll::Idle;
+        }
+        if self.next_revision < store.compact_revision() {
+            return Poll::Compacted { compact_revision: store.compact_revision() };
+        }
+        let last = current.min(self.next_revision + BATCH_REVISIONS_MAX - 1);
+        let mut events = Vec::new();
+        for (revision, record) in store.records_since(self.next_revision) {
+            if revision.main > last {
+                break;
+            }
+            if !self.covers(record.key()) {
+                continue;
+            }
+            let event = match record {
+                Record::Put(_) if self.no_put => continue,
+                Record::Tombstone { .. } if self.no_delete => continue,
+                Record::Put(key_value) => {
+                    let mut kv = to_proto(key_value.clone());
+                    kv.mod_revision = revision.main;
+                    Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
+                }
+                Record::Tombstone { key } => {
+                    let kv = KeyValue { key: key.clone(), mod_revision: revision.main, ..KeyValue::default() };
+                    Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
+                }
+            };
+            let prev_kv = if self.prev_kv { previous(store, record.key(), revision.main) } else { None };
+            events.push(Event { prev_kv, ..event });
+        }
+        self.next_revision = last + 1;
+        Poll::Events { events, revision: last }
+    }
+}
+
+/// The key as it was just before `revision`, if it existed then.
+fn previous(store: &Store, key: &[u8], revision: i64) -> Option<KeyValue> {
+    let options = RangeOptions { rev: revision - 1, ..RangeOptions::default() };
+    store.range(key, None, &options).ok()?.kvs.into_iter().next().map(to_proto)
+}
+
+#[cfg(test)]
+mod tests;
