@@ -23,10 +23,13 @@ pub enum Sabotage {
     /// drops it and everything after it (detcd's own behaviour until the
     /// simulator's bit-rot nemesis showed it loses acknowledged entries).
     CorruptionAsTornTail = 4,
+    /// Watchers skip events at revisions that are multiples of 16.
+    WatchGap = 5,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 4] = [Sabotage::StaleRead, Sabotage::AckBeforeFsync, Sabotage::DoubleApply, Sabotage::CorruptionAsTornTail];
+    pub const ALL: [Sabotage; 5] =
+        [Sabotage::StaleRead, Sabotage::AckBeforeFsync, Sabotage::DoubleApply, Sabotage::CorruptionAsTornTail, Sabotage::WatchGap];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +38,7 @@ impl Sabotage {
             Sabotage::AckBeforeFsync => "ack-before-fsync",
             Sabotage::DoubleApply => "double-apply",
             Sabotage::CorruptionAsTornTail => "corruption-as-torn-tail",
+            Sabotage::WatchGap => "watch-gap",
         }
     }
 
@@ -45,6 +49,7 @@ impl Sabotage {
             Sabotage::AckBeforeFsync => "acknowledge writes before the WAL is fsynced",
             Sabotage::DoubleApply => "re-apply the last entry after a restart",
             Sabotage::CorruptionAsTornTail => "drop a WAL record that fails its checksum as if torn",
+            Sabotage::WatchGap => "watchers skip events at every 16th revision",
         }
     }
 

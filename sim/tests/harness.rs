@@ -69,6 +69,11 @@ fn corruption_as_torn_tail_is_caught() {
 }
 
 #[test]
+fn watch_gap_is_caught() {
+    caught("watch-gap");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES.iter().map(|(name, what)| (name.to_string(), what.to_string())).collect();
     let built: Vec<(String, String)> = detcd::sabotage::Sabotage::ALL.iter().map(|s| (s.name().to_string(), s.describe().to_string())).collect();

@@ -73,7 +73,7 @@ impl Session {
                     _ => Err(Gone),
                 },
                 changed = revisions.changed() => match changed {
-                    Ok(()) => self.deliver().await,
+                    Ok(()) => self.deliver().await.map(|_| ()),
                     Err(_) => Err(Gone),
                 },
                 _ = progress.tick() => self.notify_progress().await,
@@ -107,7 +107,11 @@ impl Session {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                self.send(WatchResponse { watch_id: STREAM_WIDE_WATCH_ID, ..WatchResponse::default() }).await
+                // Everything owed goes out first: the progress revision
+                // promises every event up to it has been sent.
+                let revision = self.deliver().await?;
+                let header = Some(ResponseHeader { revision, ..ResponseHeader::default() });
+                self.send(WatchResponse { header, watch_id: STREAM_WIDE_WATCH_ID, ..WatchResponse::default() }).await
             }
             None => Ok(()),
         }
@@ -145,12 +149,12 @@ impl Session {
         };
         self.send(created).await?;
         // A watch from the past owes history at once.
-        self.deliver().await
+        self.deliver().await.map(|_| ())
     }
 
     /// Sends every watcher what it owes, batch after batch, until all are
-    /// caught up with the revision they started from.
-    async fn deliver(&mut self) -> Result<(), Gone> {
+    /// caught up with the revision they started from; returns it.
+    async fn deliver(&mut self) -> Result<i64, Gone> {
         let target = self.current_revision();
         while self.watchers.values().any(|watcher| !watcher.caught_up(target)) {
             let mut responses = Vec::new();
@@ -184,15 +188,16 @@ impl Session {
                 self.send(response).await?;
             }
         }
-        Ok(())
+        Ok(target)
     }
 
-    /// Tells each caught-up watcher that asked for it the current revision.
+    /// Tells each watcher that asked for it the revision it is caught up to.
     async fn notify_progress(&mut self) -> Result<(), Gone> {
-        let current = self.current_revision();
-        let due: Vec<i64> = (self.watchers.values()).filter(|watcher| watcher.progress_notify && watcher.caught_up(current)).map(|watcher| watcher.id).collect();
+        let revision = self.deliver().await?;
+        let due: Vec<i64> = (self.watchers.values()).filter(|watcher| watcher.progress_notify).map(|watcher| watcher.id).collect();
         for id in due {
-            self.send(WatchResponse { watch_id: id, ..WatchResponse::default() }).await?;
+            let header = Some(ResponseHeader { revision, ..ResponseHeader::default() });
+            self.send(WatchResponse { header, watch_id: id, ..WatchResponse::default() }).await?;
         }
         Ok(())
     }

@@ -88,6 +88,10 @@ impl Watcher {
             if !self.covers(record.key()) {
                 continue;
             }
+            #[cfg(madsim)]
+            if crate::sabotage::active(crate::sabotage::Sabotage::WatchGap) && revision.main % 16 == 0 {
+                continue;
+            }
             let event = match record {
                 Record::Put(_) if self.no_put => continue,
                 Record::Tombstone { .. } if self.no_delete => continue,

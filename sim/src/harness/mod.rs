@@ -12,4 +12,5 @@ pub mod nemesis;
 pub mod network;
 pub mod options;
 pub mod run;
+pub mod watcher;
 pub mod workload;

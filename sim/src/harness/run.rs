@@ -19,6 +19,7 @@ use super::cluster::{client_url, SimCluster};
 use super::invariants::Invariants;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
+use super::watcher;
 use super::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
 
 /// After healing, the cluster must serve a write and a linearizable read
@@ -105,6 +106,10 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let worker = Worker::new(client as u64, endpoints, recorder.clone(), trace.clone());
         clients.push(node.spawn(worker.run(options.workload, swarm.keys, deadline)));
     }
+    // The watch consumer lives next to a member too.
+    let watch_log = watcher::SharedLog::default();
+    let (watch_node, watch_endpoints) = cluster.add_client(swarm.clients);
+    watch_node.spawn(watcher::consume(watch_endpoints, watch_log.clone(), trace.clone()));
     let compactor = swarm.compaction.then(|| {
         let endpoints = (0..options.nodes).map(client_url).collect();
         observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
@@ -127,6 +132,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         Err(message) => Outcome::Liveness(message),
         Ok(()) => observer.spawn(convergence(options.nodes, cluster.refused.clone(), swarm.keys)).await.expect("convergence task"),
     };
+    let outcome = match outcome {
+        Outcome::Pass => {
+            let serving = cluster.serving();
+            let operations = recorder.snapshot();
+            observer.spawn(check_watch(serving[0], swarm.keys, watch_log.clone(), operations, trace.clone())).await.expect("watch check task")
+        }
+        other => other,
+    };
+    watch_log.lock().unwrap().stop = true;
     let outcome = match (outcome, refused_without_cause(&cluster, &trace)) {
         (Outcome::Pass | Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
         (outcome, _) => outcome,
@@ -360,6 +374,43 @@ async fn convergence(members: usize, refused: Arc<Mutex<BTreeMap<usize, String>>
             };
         }
         tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The watch guarantees, once the members have converged: the consumer
+/// must reach their revision in time, in order, and (unless compaction
+/// cut it off) its events must replay to what they hold.
+async fn check_watch(member: usize, keys: usize, log: watcher::SharedLog, operations: Vec<workload::KvOperation>, trace: Trace) -> Outcome {
+    let Some(view) = local_view(member, keys).await else {
+        return Outcome::Liveness(format!("m{member} stopped answering after convergence"));
+    };
+    let revision = view.get(HASH_KV_ENTRY).map_or(0, |(_, revision)| *revision);
+    let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
+    while log.lock().unwrap().caught_up_to < revision {
+        if tokio::time::Instant::now() >= deadline {
+            let reached = log.lock().unwrap().caught_up_to;
+            return Outcome::Liveness(format!("the watch reached revision {reached}, not {revision}, within {CONVERGENCE_BOUND:?}"));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    let log = log.lock().unwrap();
+    trace.record(format!("watcher: {} events over {} streams, caught up to {}{}", log.events.len(), log.streams, log.caught_up_to, if log.compacted { ", cut off by compaction once" } else { "" }));
+    let acknowledged = operations.iter().filter(|operation| {
+        matches!(&operation.outcome, crate::history::Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
+    });
+    let writes = acknowledged.flat_map(|operation| {
+        let written = operation.input.written();
+        operation.input.keys().into_iter().filter_map(move |key| written.map(|value| (key, value)))
+    });
+    let checked = watcher::check_order(&log.events).and_then(|()| {
+        if log.compacted {
+            return Ok(());
+        }
+        watcher::check_replay(&log.events, &view).and_then(|()| watcher::check_acknowledged(&log.events, writes))
+    });
+    match checked {
+        Ok(()) => Outcome::Pass,
+        Err(violation) => Outcome::Violation(violation),
     }
 }
 

@@ -53,6 +53,11 @@ impl Recorder {
         self.operations.lock().unwrap().push(operation);
     }
 
+    /// A copy of what has been recorded so far.
+    pub fn snapshot(&self) -> Vec<KvOperation> {
+        self.operations.lock().unwrap().clone()
+    }
+
     pub fn take(&self) -> Vec<KvOperation> {
         std::mem::take(&mut self.operations.lock().unwrap())
     }
