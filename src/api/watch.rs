@@ -3,7 +3,7 @@
 //! revision, polls every watcher of the stream (`crate::watch`) and sends
 //! what it owes, as etcd's `watchServer` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         self.server.refuse_if_learner()?;
         let (sender, receiver) = mpsc::channel(WATCH_RESPONSES_BUFFERED);
-        let session = Session { server: self.server.clone(), sender, watchers: BTreeMap::new(), next_id: 0 };
+        let session = Session { server: self.server.clone(), sender, watchers: BTreeMap::new(), fragmenting: BTreeSet::new(), next_id: 0 };
         tokio::spawn(session.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -55,6 +55,8 @@ struct Session {
     server: Server,
     sender: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
+    /// Watchers that asked for large responses in fragments.
+    fragmenting: BTreeSet<i64>,
     next_id: i64,
 }
 
@@ -101,6 +103,7 @@ impl Session {
         match request.request_union {
             Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
+                self.fragmenting.remove(&cancel.watch_id);
                 if self.watchers.remove(&cancel.watch_id).is_some() {
                     self.send(WatchResponse { watch_id: cancel.watch_id, canceled: true, ..WatchResponse::default() }).await?;
                 }
@@ -141,6 +144,9 @@ impl Session {
         let watcher = Watcher::new(id, create.key.clone(), create.range_end.clone(), create.start_revision, current)
             .with_options(filters(FilterType::Noput), filters(FilterType::Nodelete), create.prev_kv, create.progress_notify);
         self.watchers.insert(id, watcher);
+        if create.fragment {
+            self.fragmenting.insert(id);
+        }
         let created = WatchResponse {
             header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
             watch_id: id,
@@ -183,9 +189,17 @@ impl Session {
             });
             for id in ended {
                 self.watchers.remove(&id);
+                self.fragmenting.remove(&id);
             }
-            for response in responses {
-                self.send(response).await?;
+            for mut response in responses {
+                if !self.fragmenting.contains(&response.watch_id) {
+                    self.send(response).await?;
+                    continue;
+                }
+                self.server.fill_header(&mut response.header);
+                for part in fragments(response, self.server.limits.max_request_bytes) {
+                    self.send(part).await?;
+                }
             }
         }
         Ok(target)
@@ -200,5 +214,63 @@ impl Session {
             self.send(WatchResponse { header, watch_id: id, ..WatchResponse::default() }).await?;
         }
         Ok(())
+    }
+}
+
+/// etcd's `sendFragments`: a response of two or more events at least
+/// `max_bytes` long goes out in parts, each under `max_bytes` unless one
+/// event alone is larger, all but the last marked `fragment`; the client
+/// joins them. Anything smaller goes whole.
+fn fragments(response: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
+    use prost::Message;
+    if response.encoded_len() < max_bytes || response.events.len() < 2 {
+        return vec![response];
+    }
+    let mut parts = Vec::new();
+    let mut events = response.events.clone().into_iter().peekable();
+    while events.peek().is_some() {
+        let mut part = WatchResponse { events: Vec::new(), fragment: true, ..response.clone() };
+        while let Some(event) = events.peek() {
+            part.events.push(event.clone());
+            if part.events.len() > 1 && part.encoded_len() >= max_bytes {
+                part.events.pop();
+                break;
+            }
+            events.next();
+        }
+        part.fragment = events.peek().is_some();
+        parts.push(part);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::mvccpb::{Event, KeyValue};
+    use prost::Message;
+
+    fn event(n: u8) -> Event {
+        Event { kv: Some(KeyValue { key: vec![b'k', n], value: vec![n; 100], mod_revision: 2 + i64::from(n), ..KeyValue::default() }), ..Event::default() }
+    }
+
+    #[test]
+    fn large_responses_go_in_fragments_that_join_back() {
+        let response = WatchResponse { watch_id: 3, events: (0..7).map(event).collect(), ..WatchResponse::default() };
+        let max_bytes = 350;
+        let parts = fragments(response.clone(), max_bytes);
+        assert!(parts.len() > 1, "{} bytes in one part", response.encoded_len());
+        assert!(parts.iter().all(|part| part.encoded_len() < max_bytes || part.events.len() == 1));
+        assert!(parts[..parts.len() - 1].iter().all(|part| part.fragment) && !parts.last().unwrap().fragment);
+        let joined: Vec<Event> = parts.into_iter().flat_map(|part| part.events).collect();
+        assert_eq!(joined, response.events);
+    }
+
+    #[test]
+    fn small_responses_and_single_events_go_whole() {
+        let small = WatchResponse { events: vec![event(1), event(2)], ..WatchResponse::default() };
+        assert_eq!(fragments(small.clone(), 10_000), vec![small]);
+        let single = WatchResponse { events: vec![event(1)], ..WatchResponse::default() };
+        assert_eq!(fragments(single.clone(), 10), vec![single]);
     }
 }
