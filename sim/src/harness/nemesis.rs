@@ -82,40 +82,46 @@ pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase:
     }
 }
 
+/// One of `candidates`, drawn from the seed; `None` if there are none.
+fn pick(rng: &mut impl Rng, candidates: impl IntoIterator<Item = usize>) -> Option<usize> {
+    let candidates: Vec<usize> = candidates.into_iter().collect();
+    candidates.get(rng.gen_range(0..candidates.len().max(1))).copied()
+}
+
+/// Another member may be taken out without losing the quorum: keep one up
+/// most of the time, so histories have substance.
+fn can_take_one_out(cluster: &SimCluster) -> bool {
+    cluster.unavailable() < (cluster.size() - 1) / 2
+}
+
 fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader: Option<usize>) -> Option<String> {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
+    let running = |cluster: &SimCluster| -> Vec<usize> { (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect() };
     match action {
         Action::Crash => {
-            // Keep a quorum up most of the time, so histories have substance.
-            if cluster.unavailable() >= (size - 1) / 2 {
+            if !can_take_one_out(cluster) {
                 return None;
             }
-            let up: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
-            let victim = up[rng.gen_range(0..up.len())];
+            let victim = pick(&mut rng, running(cluster))?;
             cluster.crash(victim);
             Some(format!("crash m{victim}"))
         }
         Action::Restart => {
-            let down: Vec<usize> = cluster.down.iter().copied().collect();
-            let back = *down.get(rng.gen_range(0..down.len().max(1)))?;
+            let back = pick(&mut rng, cluster.down.iter().copied())?;
             cluster.restart(back);
             Some(format!("restart m{back}"))
         }
         Action::FillDisk => {
-            if cluster.unavailable() >= (size - 1) / 2 {
+            if !can_take_one_out(cluster) {
                 return None;
             }
-            let healthy: Vec<usize> = (0..size)
-                .filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i) && !cluster.disk_full.contains(i))
-                .collect();
-            let victim = healthy[rng.gen_range(0..healthy.len())];
+            let victim = pick(&mut rng, running(cluster).into_iter().filter(|i| !cluster.disk_full.contains(i)))?;
             cluster.fill_disk(victim);
             Some(format!("disk of m{victim} full"))
         }
         Action::FreeDisk => {
-            let full: Vec<usize> = cluster.disk_full.iter().copied().collect();
-            let freed = *full.get(rng.gen_range(0..full.len().max(1)))?;
+            let freed = pick(&mut rng, cluster.disk_full.iter().copied())?;
             if cluster.down.contains(&freed) {
                 return None;
             }
@@ -129,13 +135,11 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             }
             // Bit rot strikes a disk at rest: a member that is down, or one
             // crashed for the purpose.
-            let down: Vec<usize> = cluster.down.iter().copied().collect();
-            let (victim, crashed) = match down.get(rng.gen_range(0..down.len().max(1))) {
-                Some(&victim) => (victim, ""),
-                None if cluster.unavailable() < (size - 1) / 2 => {
+            let (victim, crashed) = match pick(&mut rng, cluster.down.iter().copied()) {
+                Some(victim) => (victim, ""),
+                None if can_take_one_out(cluster) => {
                     let lost = cluster.lost();
-                    let up: Vec<usize> = (0..size).filter(|i| !cluster.paused.contains(i) && !lost.contains(i)).collect();
-                    let victim = up[rng.gen_range(0..up.len())];
+                    let victim = pick(&mut rng, (0..size).filter(|i| !cluster.paused.contains(i) && !lost.contains(i)))?;
                     cluster.crash(victim);
                     (victim, "crash, then ")
                 }
@@ -145,17 +149,15 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             Some(format!("{crashed}disk of m{victim} corrupted: {flipped}"))
         }
         Action::Pause => {
-            if cluster.unavailable() >= (size - 1) / 2 {
+            if !can_take_one_out(cluster) {
                 return None;
             }
-            let running: Vec<usize> = (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect();
-            let victim = running[rng.gen_range(0..running.len())];
+            let victim = pick(&mut rng, running(cluster))?;
             cluster.pause(victim);
             Some(format!("pause m{victim}"))
         }
         Action::Resume => {
-            let paused: Vec<usize> = cluster.paused.iter().copied().collect();
-            let back = *paused.get(rng.gen_range(0..paused.len().max(1)))?;
+            let back = pick(&mut rng, cluster.paused.iter().copied())?;
             cluster.resume(back);
             Some(format!("resume m{back}"))
         }
