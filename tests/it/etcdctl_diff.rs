@@ -287,9 +287,7 @@ fn bad_puts_are_refused_like_etcd() {
 #[test]
 fn live_watch_matches_etcd() {
     let watch_while_writing = |server: &ServerProcess| {
-        let status = server.ctl_ok(&["endpoint", "status", "-w", "json"]);
-        let revision: i64 = status.split("\"revision\":").nth(1).and_then(|rest| rest.split(',').next()).and_then(|n| n.parse().ok()).unwrap();
-        let from = format!("--rev={}", revision + 1);
+        let from = format!("--rev={}", server.revision() + 1);
         let endpoint = server.client_url.clone();
         // Stopped after 8 s: the writes below take well under that even on a loaded machine.
         let watcher = std::thread::spawn(move || crate::support::etcdctl_for(Some("8"), &endpoint, &["watch", "--prefix", "k", &from, "--prev-kv"], None));

@@ -124,6 +124,13 @@ impl ServerProcess {
         etcdctl(&self.client_url, args, None)
     }
 
+    /// The store's current revision, as `endpoint status` reports it.
+    pub fn revision(&self) -> i64 {
+        let status = self.ctl_ok(&["endpoint", "status", "-w", "json"]);
+        let field = status.split("\"revision\":").nth(1).and_then(|rest| rest.split(',').next());
+        field.and_then(|number| number.parse().ok()).unwrap_or_else(|| panic!("no revision in {status}"))
+    }
+
     /// etcdctl, stopped after `seconds` (watch never ends by itself).
     pub fn ctl_for(&self, seconds: &str, args: &[&str]) -> Output {
         etcdctl_for(Some(seconds), &self.client_url, args, None)
