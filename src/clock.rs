@@ -59,7 +59,8 @@ impl Clock {
         let true_elapsed = self.inner.origin.elapsed();
         let mut state = self.inner.state.lock().expect("clock lock poisoned");
         let nanos = true_elapsed.as_nanos() as i128;
-        let skewed = nanos + nanos * state.skew.drift_ppm as i128 / PPM + state.skew.offset_nanos as i128;
+        let skewed =
+            nanos + nanos * state.skew.drift_ppm as i128 / PPM + state.skew.offset_nanos as i128;
         let reading = Duration::from_nanos(skewed.max(0) as u64).max(state.last_elapsed);
         state.last_elapsed = reading;
         reading
@@ -67,7 +68,9 @@ impl Clock {
 
     /// Wall-clock time as milliseconds since the Unix epoch.
     pub fn wall_unix_millis(&self) -> i64 {
-        let true_wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let true_wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let skew = self.skew();
         let nanos = true_wall.as_nanos() as i128 + skew.offset_nanos as i128;
         (nanos / 1_000_000) as i64

@@ -57,7 +57,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
         if self.rest.len() < len {
-            return Err(format!("image ends early: wanted {len} bytes, {} left", self.rest.len()));
+            return Err(format!(
+                "image ends early: wanted {len} bytes, {} left",
+                self.rest.len()
+            ));
         }
         let (taken, rest) = self.rest.split_at(len);
         self.rest = rest;
@@ -69,7 +72,9 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     pub fn bytes(&mut self) -> Result<&'a [u8], String> {

@@ -83,7 +83,11 @@ impl Error {
             Error::LeaderChanged,
             Error::Stopped,
         ];
-        KNOWN.iter().find(|error| error.to_string() == text).cloned().unwrap_or(Error::Timeout)
+        KNOWN
+            .iter()
+            .find(|error| error.to_string() == text)
+            .cloned()
+            .unwrap_or(Error::Timeout)
     }
 }
 

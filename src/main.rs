@@ -28,7 +28,10 @@ use detcd::{
 fn main() -> ExitCode {
     let config = Config::parse();
     init_logging(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -48,7 +51,11 @@ fn init_logging(level: &str) {
         "warn" => "warn",
         _ => "error",
     };
-    tracing_subscriber::fmt().with_env_filter(format!("detcd={filter},warn")).with_target(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(format!("detcd={filter},warn"))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[cfg(not(madsim))]
@@ -57,10 +64,25 @@ async fn run(config: Config) -> Result<(), String> {
     let client_listeners = bind_all(&config.listen_client_urls).await?;
     let peer_listeners = bind_all(&config.listen_peer_urls).await?;
     let data_dir = config.data_dir();
-    let Started { server, raft_loop, peer_service } =
-        Server::start(&config, Arc::new(RealDisk::new()), Clock::new(), NodeRng::from_os(), Arc::new(DeliverAll))
-            .await
-            .map_err(|error| format!("cannot start member {:?} with data dir {}: {error}", config.name, data_dir.display()))?;
+    let Started {
+        server,
+        raft_loop,
+        peer_service,
+    } = Server::start(
+        &config,
+        Arc::new(RealDisk::new()),
+        Clock::new(),
+        NodeRng::from_os(),
+        Arc::new(DeliverAll),
+    )
+    .await
+    .map_err(|error| {
+        format!(
+            "cannot start member {:?} with data dir {}: {error}",
+            config.name,
+            data_dir.display()
+        )
+    })?;
     tracing::info!(
         name = %config.name,
         data_dir = %data_dir.display(),
@@ -79,7 +101,11 @@ async fn run(config: Config) -> Result<(), String> {
     };
     let mut serving = Vec::new();
     for listener in client_listeners {
-        serving.push(tokio::spawn(detcd::api::serve(server.clone(), listener, shutdown())));
+        serving.push(tokio::spawn(detcd::api::serve(
+            server.clone(),
+            listener,
+            shutdown(),
+        )));
     }
     let mut peer_service = Some(peer_service);
     for listener in peer_listeners {
@@ -87,7 +113,11 @@ async fn run(config: Config) -> Result<(), String> {
         let Some(service) = peer_service.take() else {
             return Err("only one --listen-peer-urls address is supported yet".into());
         };
-        serving.push(tokio::spawn(detcd::api::serve_peers(service, listener, shutdown())));
+        serving.push(tokio::spawn(detcd::api::serve_peers(
+            service,
+            listener,
+            shutdown(),
+        )));
     }
     drop(server);
     let outcome = tokio::select! {
@@ -114,7 +144,9 @@ async fn bind_all(urls: &str) -> Result<Vec<tokio::net::TcpListener>, String> {
     let mut listeners = Vec::new();
     for url in urls.split(',') {
         let address = parse_listen_url(url)?;
-        let listener = detcd::api::bind(address).await.map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
+        let listener = detcd::api::bind(address)
+            .await
+            .map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
         listeners.push(listener);
     }
     Ok(listeners)

@@ -48,7 +48,12 @@ pub struct Members {
 
 impl Members {
     pub fn new(members: impl IntoIterator<Item = Member>) -> Members {
-        Members { by_id: members.into_iter().map(|member| (member.id, member)).collect() }
+        Members {
+            by_id: members
+                .into_iter()
+                .map(|member| (member.id, member))
+                .collect(),
+        }
     }
 
     /// Members in id order, as etcd lists them.
@@ -72,14 +77,20 @@ impl Members {
             return Err(Error::MemberExist);
         }
         self.check_peer_urls_free(member.id, &member.peer_urls)?;
-        if member.is_learner && self.by_id.values().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+        if member.is_learner && self.by_id.values().filter(|m| m.is_learner).count() >= MAX_LEARNERS
+        {
             return Err(Error::TooManyLearners);
         }
         Ok(())
     }
 
     pub fn check_peer_urls_free(&self, id: u64, peer_urls: &[String]) -> Result<(), Error> {
-        let taken = self.by_id.values().filter(|m| m.id != id).flat_map(|m| &m.peer_urls).any(|url| peer_urls.contains(url));
+        let taken = self
+            .by_id
+            .values()
+            .filter(|m| m.id != id)
+            .flat_map(|m| &m.peer_urls)
+            .any(|url| peer_urls.contains(url));
         if taken {
             return Err(Error::PeerUrlExist);
         }
@@ -109,7 +120,10 @@ impl Members {
     /// etcd `IsReadyToRemoveVotingMember`.
     pub fn ready_to_remove_voter(&self, id: u64) -> bool {
         let remaining: Vec<&Member> = self.voters().filter(|member| member.id != id).collect();
-        let started = remaining.iter().filter(|member| member.is_started()).count();
+        let started = remaining
+            .iter()
+            .filter(|member| member.is_started())
+            .count();
         started >= quorum(remaining.len())
     }
 
@@ -161,7 +175,11 @@ impl Members {
     pub fn encode(&self, writer: &mut crate::codec::Writer) {
         writer.u64(self.by_id.len() as u64);
         for member in self.by_id.values() {
-            writer.u64(member.id).bytes(member.name.as_bytes()).strings(&member.peer_urls).strings(&member.client_urls);
+            writer
+                .u64(member.id)
+                .bytes(member.name.as_bytes())
+                .strings(&member.peer_urls)
+                .strings(&member.client_urls);
             writer.u8(member.is_learner as u8);
         }
     }
@@ -175,7 +193,13 @@ impl Members {
             let peer_urls = reader.strings()?;
             let client_urls = reader.strings()?;
             let is_learner = reader.u8()? != 0;
-            members.push(Member { id, name, peer_urls, client_urls, is_learner });
+            members.push(Member {
+                id,
+                name,
+                peer_urls,
+                client_urls,
+                is_learner,
+            });
         }
         Ok(Members::new(members))
     }
@@ -240,27 +264,47 @@ impl InitialCluster {
     /// several peer URLs, as in etcd).
     pub fn parse(flag: &str, token: &str) -> Result<InitialCluster, MembershipError> {
         let mut urls_by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for entry in flag.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
-            let (name, url) = entry.split_once('=').ok_or_else(|| MembershipError::BadEntry(entry.to_string()))?;
+        for entry in flag
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
+            let (name, url) = entry
+                .split_once('=')
+                .ok_or_else(|| MembershipError::BadEntry(entry.to_string()))?;
             if name.is_empty() || url.is_empty() {
                 return Err(MembershipError::BadEntry(entry.to_string()));
             }
-            urls_by_name.entry(name.to_string()).or_default().push(url.to_string());
+            urls_by_name
+                .entry(name.to_string())
+                .or_default()
+                .push(url.to_string());
         }
         let mut members: Vec<Member> = urls_by_name
             .into_iter()
-            .map(|(name, peer_urls)| Member { id: member_id(&peer_urls, token), name, peer_urls, ..Member::default() })
+            .map(|(name, peer_urls)| Member {
+                id: member_id(&peer_urls, token),
+                name,
+                peer_urls,
+                ..Member::default()
+            })
             .collect();
         members.sort_by_key(|member| member.id);
         if let Some(pair) = members.windows(2).find(|pair| pair[0].id == pair[1].id) {
             return Err(MembershipError::Duplicate(pair[1].name.clone()));
         }
         let cluster_id = cluster_id(&members.iter().map(|member| member.id).collect::<Vec<_>>());
-        Ok(InitialCluster { members, cluster_id })
+        Ok(InitialCluster {
+            members,
+            cluster_id,
+        })
     }
 
     pub fn member(&self, name: &str) -> Result<&Member, MembershipError> {
-        self.members.iter().find(|member| member.name == name).ok_or_else(|| MembershipError::NameMissing(name.to_string()))
+        self.members
+            .iter()
+            .find(|member| member.name == name)
+            .ok_or_else(|| MembershipError::NameMissing(name.to_string()))
     }
 }
 
@@ -271,16 +315,26 @@ mod tests {
     #[test]
     fn default_single_member_ids_match_etcd() {
         // What etcd 3.4 reports for a member started with no flags.
-        let cluster = InitialCluster::parse("default=http://localhost:2380", "etcd-cluster").unwrap();
+        let cluster =
+            InitialCluster::parse("default=http://localhost:2380", "etcd-cluster").unwrap();
         assert_eq!(format!("{:x}", cluster.members[0].id), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", cluster.cluster_id), "cdf818194e3a8c32");
     }
 
     #[test]
     fn bad_entries_are_rejected() {
-        assert!(matches!(InitialCluster::parse("default", "t"), Err(MembershipError::BadEntry(_))));
-        assert!(matches!(InitialCluster::parse("a=", "t"), Err(MembershipError::BadEntry(_))));
+        assert!(matches!(
+            InitialCluster::parse("default", "t"),
+            Err(MembershipError::BadEntry(_))
+        ));
+        assert!(matches!(
+            InitialCluster::parse("a=", "t"),
+            Err(MembershipError::BadEntry(_))
+        ));
         let cluster = InitialCluster::parse("a=http://x:1", "t").unwrap();
-        assert_eq!(cluster.member("b"), Err(MembershipError::NameMissing("b".into())));
+        assert_eq!(
+            cluster.member("b"),
+            Err(MembershipError::NameMissing("b".into()))
+        );
     }
 }

@@ -46,6 +46,12 @@ pub(crate) fn recovered(member: u64, durable_index: u64) {
     with(|observer| observer.recovered(member, durable_index));
 }
 
-pub(crate) fn applied(member: u64, index: u64, term: u64, entry_hash: u64, state_hash: Option<u64>) {
+pub(crate) fn applied(
+    member: u64,
+    index: u64,
+    term: u64,
+    entry_hash: u64,
+    state_hash: Option<u64>,
+) {
     with(|observer| observer.applied(member, index, term, entry_hash, state_hash));
 }

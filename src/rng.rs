@@ -16,7 +16,10 @@ pub struct NodeRng {
 
 impl NodeRng {
     pub fn from_seed(seed: u64) -> NodeRng {
-        NodeRng { seed, rng: ChaCha8Rng::seed_from_u64(seed) }
+        NodeRng {
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     /// Seeds from the operating system.

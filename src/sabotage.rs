@@ -28,8 +28,13 @@ pub enum Sabotage {
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 5] =
-        [Sabotage::StaleRead, Sabotage::AckBeforeFsync, Sabotage::DoubleApply, Sabotage::CorruptionAsTornTail, Sabotage::WatchGap];
+    pub const ALL: [Sabotage; 5] = [
+        Sabotage::StaleRead,
+        Sabotage::AckBeforeFsync,
+        Sabotage::DoubleApply,
+        Sabotage::CorruptionAsTornTail,
+        Sabotage::WatchGap,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,13 +53,17 @@ impl Sabotage {
             Sabotage::StaleRead => "serve linearizable reads locally without ReadIndex",
             Sabotage::AckBeforeFsync => "acknowledge writes before the WAL is fsynced",
             Sabotage::DoubleApply => "re-apply the last entry after a restart",
-            Sabotage::CorruptionAsTornTail => "drop a WAL record that fails its checksum as if torn",
+            Sabotage::CorruptionAsTornTail => {
+                "drop a WAL record that fails its checksum as if torn"
+            }
             Sabotage::WatchGap => "watchers skip events at every 16th revision",
         }
     }
 
     pub fn parse(name: &str) -> Option<Sabotage> {
-        Sabotage::ALL.into_iter().find(|sabotage| sabotage.name() == name)
+        Sabotage::ALL
+            .into_iter()
+            .find(|sabotage| sabotage.name() == name)
     }
 }
 

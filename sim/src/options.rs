@@ -17,9 +17,18 @@ pub enum Workload {
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
 pub const SABOTAGES: [(&str, &str); 5] = [
-    ("stale-read", "serve linearizable reads locally without ReadIndex"),
-    ("ack-before-fsync", "acknowledge writes before the WAL is fsynced"),
+    (
+        "stale-read",
+        "serve linearizable reads locally without ReadIndex",
+    ),
+    (
+        "ack-before-fsync",
+        "acknowledge writes before the WAL is fsynced",
+    ),
     ("double-apply", "re-apply the last entry after a restart"),
-    ("corruption-as-torn-tail", "drop a WAL record that fails its checksum as if torn"),
+    (
+        "corruption-as-torn-tail",
+        "drop a WAL record that fails its checksum as if torn",
+    ),
     ("watch-gap", "watchers skip events at every 16th revision"),
 ];

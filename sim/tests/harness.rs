@@ -8,44 +8,113 @@ use std::process::{Command, Output};
 const SABOTAGE_SEEDS: &str = "100";
 
 fn detcd_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_detcd-sim")).args(args).output().expect("detcd-sim runs")
+    Command::new(env!("CARGO_BIN_EXE_detcd-sim"))
+        .args(args)
+        .output()
+        .expect("detcd-sim runs")
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[test]
 fn seeds_pass_and_replay_deterministically() {
-    let output = detcd_sim(&["run", "--seeds", "20", "--duration", "10", "--check-determinism", "--failures-dir", env!("CARGO_TARGET_TMPDIR")]);
+    let output = detcd_sim(&[
+        "run",
+        "--seeds",
+        "20",
+        "--duration",
+        "10",
+        "--check-determinism",
+        "--failures-dir",
+        env!("CARGO_TARGET_TMPDIR"),
+    ]);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("seeds: 20 passed, 0 failed"), "{}", text(&output));
+    assert!(
+        text(&output).contains("seeds: 20 passed, 0 failed"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
 fn five_members_pass_under_the_append_workload() {
-    let output = detcd_sim(&["run", "--seeds", "5", "--start-seed", "1000", "--nodes", "5", "--workload", "append", "--duration", "10"]);
+    let output = detcd_sim(&[
+        "run",
+        "--seeds",
+        "5",
+        "--start-seed",
+        "1000",
+        "--nodes",
+        "5",
+        "--workload",
+        "append",
+        "--duration",
+        "10",
+    ]);
     assert!(output.status.success(), "{}", text(&output));
 }
 
 #[test]
 fn replay_prints_the_same_trace_hash_every_time() {
-    let hash = |output: &Output| text(output).lines().find(|line| line.starts_with("trace-hash: ")).map(str::to_string);
+    let hash = |output: &Output| {
+        text(output)
+            .lines()
+            .find(|line| line.starts_with("trace-hash: "))
+            .map(str::to_string)
+    };
     let first = detcd_sim(&["replay", "--seed", "42", "--duration", "5"]);
     let second = detcd_sim(&["replay", "--seed", "42", "--duration", "5"]);
     assert!(hash(&first).is_some(), "{}", text(&first));
     assert_eq!(hash(&first), hash(&second));
     let other = detcd_sim(&["replay", "--seed", "43", "--duration", "5"]);
-    assert_ne!(hash(&first), hash(&other), "the hash must depend on the seed, or it proves nothing");
+    assert_ne!(
+        hash(&first),
+        hash(&other),
+        "the hash must depend on the seed, or it proves nothing"
+    );
 }
 
 fn caught(sabotage: &str) {
     let dir = format!("{}/sabotage-{sabotage}", env!("CARGO_TARGET_TMPDIR"));
-    let output = detcd_sim(&["run", "--seeds", SABOTAGE_SEEDS, "--duration", "10", "--sabotage", sabotage, "--stop-on-failure", "--failures-dir", &dir]);
-    assert!(!output.status.success(), "sabotage {sabotage} went unnoticed for {SABOTAGE_SEEDS} seeds:\n{}", text(&output));
-    assert_eq!(output.status.code(), Some(1), "sabotage {sabotage} must be reported as a correctness violation:\n{}", text(&output));
-    let last = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("reproduce the first failure: cargo sim replay --seed"), "a failing run ends with its replay command:\n{}", text(&output));
+    let output = detcd_sim(&[
+        "run",
+        "--seeds",
+        SABOTAGE_SEEDS,
+        "--duration",
+        "10",
+        "--sabotage",
+        sabotage,
+        "--stop-on-failure",
+        "--failures-dir",
+        &dir,
+    ]);
+    assert!(
+        !output.status.success(),
+        "sabotage {sabotage} went unnoticed for {SABOTAGE_SEEDS} seeds:\n{}",
+        text(&output)
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "sabotage {sabotage} must be reported as a correctness violation:\n{}",
+        text(&output)
+    );
+    let last = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.starts_with("reproduce the first failure: cargo sim replay --seed"),
+        "a failing run ends with its replay command:\n{}",
+        text(&output)
+    );
 }
 
 #[test]
@@ -75,7 +144,13 @@ fn watch_gap_is_caught() {
 
 #[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
-    let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES.iter().map(|(name, what)| (name.to_string(), what.to_string())).collect();
-    let built: Vec<(String, String)> = detcd::sabotage::Sabotage::ALL.iter().map(|s| (s.name().to_string(), s.describe().to_string())).collect();
+    let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
+        .iter()
+        .map(|(name, what)| (name.to_string(), what.to_string()))
+        .collect();
+    let built: Vec<(String, String)> = detcd::sabotage::Sabotage::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), s.describe().to_string()))
+        .collect();
     assert_eq!(listed, built);
 }

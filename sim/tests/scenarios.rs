@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use detcd::client::Client;
 use detcd::proto::etcdserverpb::{
-    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest, MemberPromoteRequest,
-    MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
+    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest,
+    MemberPromoteRequest, MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
 };
 use detcd_sim::harness::cluster::{client_url, SimCluster};
 use detcd_sim::harness::run::Trace;
@@ -39,8 +39,16 @@ struct Scenario {
 impl Scenario {
     fn start(size: usize, snapshot_count: u64) -> Scenario {
         let cluster = SimCluster::start_with(size, snapshot_count);
-        let tester = Handle::current().create_node().name("tester").ip(IpAddr::from([10, 0, 2, 1])).build();
-        Scenario { cluster, tester, started: tokio::time::Instant::now() }
+        let tester = Handle::current()
+            .create_node()
+            .name("tester")
+            .ip(IpAddr::from([10, 0, 2, 1]))
+            .build();
+        Scenario {
+            cluster,
+            tester,
+            started: tokio::time::Instant::now(),
+        }
     }
 
     fn all(&self) -> Vec<usize> {
@@ -48,7 +56,10 @@ impl Scenario {
     }
 
     /// Runs `task` on the tester node.
-    async fn on_tester<T: Send + 'static>(&self, task: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    async fn on_tester<T: Send + 'static>(
+        &self,
+        task: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
         self.tester.spawn(task).await.expect("tester task")
     }
 
@@ -64,10 +75,14 @@ impl Scenario {
         let url = client_url(via);
         self.on_tester(async move {
             let attempt = async move {
-                let client = ClusterClient::connect(url).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                let client = ClusterClient::connect(url)
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                 call(client).await
             };
-            tokio::time::timeout(CALL_TIMEOUT, attempt).await.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("timed out")))
+            tokio::time::timeout(CALL_TIMEOUT, attempt)
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("timed out")))
         })
         .await
     }
@@ -77,10 +92,19 @@ impl Scenario {
         let url = client_url(index);
         self.on_tester(async move {
             let call = async move {
-                let status = MaintenanceClient::connect(url).await.ok()?.status(StatusRequest {}).await.ok()?.into_inner();
+                let status = MaintenanceClient::connect(url)
+                    .await
+                    .ok()?
+                    .status(StatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
                 Some((status.header?.member_id, status.leader))
             };
-            tokio::time::timeout(CALL_TIMEOUT, call).await.ok().flatten()
+            tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .ok()
+                .flatten()
         })
         .await
     }
@@ -95,20 +119,35 @@ impl Scenario {
                 statuses.push(self.status(index).await);
             }
             if let Some(Some((_, leader))) = statuses.first() {
-                let agreed = *leader != 0 && statuses.iter().all(|status| status.is_some_and(|(_, l)| l == *leader));
-                let leader_index = among.iter().zip(&statuses).find(|(_, status)| status.is_some_and(|(id, _)| id == *leader));
+                let agreed = *leader != 0
+                    && statuses
+                        .iter()
+                        .all(|status| status.is_some_and(|(_, l)| l == *leader));
+                let leader_index = among
+                    .iter()
+                    .zip(&statuses)
+                    .find(|(_, status)| status.is_some_and(|(id, _)| id == *leader));
                 if let (true, Some((&index, _))) = (agreed, leader_index) {
                     return index;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "members {among:?} agreed on no leader in {CONVERGE_TIMEOUT:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "members {among:?} agreed on no leader in {CONVERGE_TIMEOUT:?}"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
     /// Writes `count` keys from `first` on through the members in `via`
     /// (the client fails over between them), noting the acknowledged ones.
-    async fn write_keys(&self, via: &[usize], first: usize, count: usize, acknowledged: &mut BTreeMap<String, String>) {
+    async fn write_keys(
+        &self,
+        via: &[usize],
+        first: usize,
+        count: usize,
+        acknowledged: &mut BTreeMap<String, String>,
+    ) {
         let endpoints: Vec<String> = via.iter().map(|&index| client_url(index)).collect();
         let written = self
             .on_tester(async move {
@@ -117,7 +156,11 @@ impl Scenario {
                 for n in first..first + count {
                     let (key, value) = (format!("key{n:04}"), format!("value{n}"));
                     for _ in 0..WRITE_ATTEMPTS {
-                        let request = PutRequest { key: key.clone().into_bytes(), value: value.clone().into_bytes(), ..Default::default() };
+                        let request = PutRequest {
+                            key: key.clone().into_bytes(),
+                            value: value.clone().into_bytes(),
+                            ..Default::default()
+                        };
                         if client.put(request).await.is_ok() {
                             written.insert(key.clone(), value.clone());
                             break;
@@ -134,10 +177,26 @@ impl Scenario {
     async fn local_keys(&self, index: usize) -> Option<BTreeMap<String, String>> {
         let url = client_url(index);
         self.on_tester(async move {
-            let request = RangeRequest { key: b"key".to_vec(), range_end: b"kez".to_vec(), serializable: true, ..Default::default() };
+            let request = RangeRequest {
+                key: b"key".to_vec(),
+                range_end: b"kez".to_vec(),
+                serializable: true,
+                ..Default::default()
+            };
             let mut client = Client::new(vec![url]).with_request_timeout(CALL_TIMEOUT);
             let response = client.range(request).await.ok()?;
-            Some(response.kvs.into_iter().map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap())).collect())
+            Some(
+                response
+                    .kvs
+                    .into_iter()
+                    .map(|kv| {
+                        (
+                            String::from_utf8(kv.key).unwrap(),
+                            String::from_utf8(kv.value).unwrap(),
+                        )
+                    })
+                    .collect(),
+            )
         })
         .await
     }
@@ -151,11 +210,17 @@ impl Scenario {
             for &index in among {
                 views.push(self.local_keys(index).await);
             }
-            let complete = views.iter().all(|view| view.as_ref().is_some_and(|keys| acknowledged.iter().all(|(k, v)| keys.get(k) == Some(v))));
+            let complete = views.iter().all(|view| {
+                view.as_ref()
+                    .is_some_and(|keys| acknowledged.iter().all(|(k, v)| keys.get(k) == Some(v)))
+            });
             if complete && views.windows(2).all(|pair| pair[0] == pair[1]) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "members {among:?} did not converge in {CONVERGE_TIMEOUT:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "members {among:?} did not converge in {CONVERGE_TIMEOUT:?}"
+            );
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -171,14 +236,22 @@ async fn crash_during_writes() -> Trace {
     let writer = {
         let trace = trace.clone();
         scenario.tester.spawn(async move {
-            let mut client = Client::new(vec![client_url(0)]).with_request_timeout(Duration::from_secs(2));
+            let mut client =
+                Client::new(vec![client_url(0)]).with_request_timeout(Duration::from_secs(2));
             let (mut acknowledged, mut unknown) = (BTreeMap::new(), Vec::new());
             for n in 0..WRITES {
                 let (key, value) = (format!("key{n:03}"), format!("value{n}"));
-                let request = PutRequest { key: key.clone().into_bytes(), value: value.clone().into_bytes(), ..Default::default() };
+                let request = PutRequest {
+                    key: key.clone().into_bytes(),
+                    value: value.clone().into_bytes(),
+                    ..Default::default()
+                };
                 match client.put(request).await {
                     Ok(response) => {
-                        trace.record(format!("put {key} ok rev {}", response.header.unwrap().revision));
+                        trace.record(format!(
+                            "put {key} ok rev {}",
+                            response.header.unwrap().revision
+                        ));
                         acknowledged.insert(key, value);
                     }
                     Err(error) => {
@@ -192,7 +265,10 @@ async fn crash_during_writes() -> Trace {
     };
     tokio::time::sleep(crash_after).await;
     scenario.cluster.crash(0);
-    trace.record(format!("crash after {crash_after:?}, disk holds {} bytes", scenario.cluster.disks[0].used_bytes()));
+    trace.record(format!(
+        "crash after {crash_after:?}, disk holds {} bytes",
+        scenario.cluster.disks[0].used_bytes()
+    ));
     tokio::time::sleep(Duration::from_millis(300)).await;
     scenario.cluster.restart(0);
     let (acknowledged, unknown) = writer.await.unwrap();
@@ -202,24 +278,54 @@ async fn crash_during_writes() -> Trace {
         .on_tester(async {
             let mut client = Client::new(vec![client_url(0)]).with_request_timeout(CALL_TIMEOUT);
             loop {
-                let request = RangeRequest { key: b"key".to_vec(), range_end: b"kez".to_vec(), ..Default::default() };
+                let request = RangeRequest {
+                    key: b"key".to_vec(),
+                    range_end: b"kez".to_vec(),
+                    ..Default::default()
+                };
                 if let Ok(response) = client.range(request).await {
-                    let kvs = response.kvs.into_iter().map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()));
-                    break (response.header.unwrap().revision, kvs.collect::<BTreeMap<_, _>>());
+                    let kvs = response.kvs.into_iter().map(|kv| {
+                        (
+                            String::from_utf8(kv.key).unwrap(),
+                            String::from_utf8(kv.value).unwrap(),
+                        )
+                    });
+                    break (
+                        response.header.unwrap().revision,
+                        kvs.collect::<BTreeMap<_, _>>(),
+                    );
                 }
                 tokio::time::sleep(POLL_INTERVAL).await;
             }
         })
         .await;
     for (key, value) in &acknowledged {
-        assert_eq!(stored.get(key), Some(value), "acknowledged write to {key} was lost");
+        assert_eq!(
+            stored.get(key),
+            Some(value),
+            "acknowledged write to {key} was lost"
+        );
     }
     for (key, value) in &stored {
-        assert_eq!(value, &format!("value{}", key[3..].parse::<usize>().unwrap()), "{key} holds a value nobody wrote");
-        assert!(acknowledged.contains_key(key) || unknown.contains(key), "{key} appeared from nowhere");
+        assert_eq!(
+            value,
+            &format!("value{}", key[3..].parse::<usize>().unwrap()),
+            "{key} holds a value nobody wrote"
+        );
+        assert!(
+            acknowledged.contains_key(key) || unknown.contains(key),
+            "{key} appeared from nowhere"
+        );
     }
-    assert_eq!(revision, 1 + stored.len() as i64, "each stored write took exactly one revision");
-    trace.record(format!("read back {} keys at revision {revision}", stored.len()));
+    assert_eq!(
+        revision,
+        1 + stored.len() as i64,
+        "each stored write took exactly one revision"
+    );
+    trace.record(format!(
+        "read back {} keys at revision {revision}",
+        stored.len()
+    ));
     assert!(!acknowledged.is_empty(), "some writes were acknowledged");
     trace
 }
@@ -232,10 +338,18 @@ async fn acknowledged_writes_survive_crash_and_restart() {
 
 #[test]
 fn same_seed_gives_the_same_trace_hash() {
-    let run = |seed: u64| Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(crash_during_writes()).hash(0);
+    let run = |seed: u64| {
+        Runtime::with_seed_and_config(seed, madsim::Config::default())
+            .block_on(crash_during_writes())
+            .hash(0)
+    };
     let first = run(7);
     assert_eq!(first, run(7), "one seed must replay bit for bit");
-    assert_ne!(first, run(8), "the trace hash must depend on the seed, or it proves nothing");
+    assert_ne!(
+        first,
+        run(8),
+        "the trace hash must depend on the seed, or it proves nothing"
+    );
 }
 
 #[madsim::test]
@@ -247,14 +361,20 @@ async fn three_members_survive_leader_crash_and_partition() {
     tracing::info!("a leader is elected and writes through any member are acknowledged");
     let leader = scenario.wait_for_leader(&all).await;
     scenario.write_keys(&all, 0, 20, &mut acknowledged).await;
-    assert_eq!(acknowledged.len(), 20, "a healthy cluster acknowledges every write");
+    assert_eq!(
+        acknowledged.len(),
+        20,
+        "a healthy cluster acknowledges every write"
+    );
 
     tracing::info!("the leader crashes: the other two elect a new one and keep writing");
     scenario.cluster.crash(leader);
     let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
     let new_leader = scenario.wait_for_leader(&survivors).await;
     assert_ne!(new_leader, leader);
-    scenario.write_keys(&survivors, 20, 60, &mut acknowledged).await;
+    scenario
+        .write_keys(&survivors, 20, 60, &mut acknowledged)
+        .await;
 
     tracing::info!("the old leader restarts and catches up (by snapshot: it missed more than --snapshot-count)");
     scenario.cluster.restart(leader);
@@ -266,14 +386,23 @@ async fn three_members_survive_leader_crash_and_partition() {
     let majority: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
     let majority_leader = scenario.wait_for_leader(&majority).await;
     assert_ne!(majority_leader, leader);
-    scenario.write_keys(&majority, 80, 20, &mut acknowledged).await;
+    scenario
+        .write_keys(&majority, 80, 20, &mut acknowledged)
+        .await;
 
     tracing::info!("the partition heals: the old leader has stepped down, everyone converges");
     scenario.cluster.heal_links();
     let healed_leader = scenario.wait_for_leader(&all).await;
-    assert_ne!(healed_leader, leader, "check-quorum made the cut-off leader step down");
+    assert_ne!(
+        healed_leader, leader,
+        "check-quorum made the cut-off leader step down"
+    );
     scenario.wait_converged(&all, &acknowledged).await;
-    eprintln!("3 members: {} writes acknowledged, converged at {:?} virtual", acknowledged.len(), scenario.started.elapsed());
+    eprintln!(
+        "3 members: {} writes acknowledged, converged at {:?} virtual",
+        acknowledged.len(),
+        scenario.started.elapsed()
+    );
 }
 
 #[madsim::test]
@@ -290,29 +419,50 @@ async fn five_members_survive_two_crashes() {
     let other = (leader + 1) % all.len();
     scenario.cluster.crash(leader);
     scenario.cluster.crash(other);
-    let survivors: Vec<usize> = all.iter().copied().filter(|&i| i != leader && i != other).collect();
+    let survivors: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| i != leader && i != other)
+        .collect();
     scenario.wait_for_leader(&survivors).await;
-    scenario.write_keys(&survivors, 20, 30, &mut acknowledged).await;
-    assert!(acknowledged.len() >= 45, "a quorum keeps acknowledging writes: {}", acknowledged.len());
+    scenario
+        .write_keys(&survivors, 20, 30, &mut acknowledged)
+        .await;
+    assert!(
+        acknowledged.len() >= 45,
+        "a quorum keeps acknowledging writes: {}",
+        acknowledged.len()
+    );
 
     tracing::info!("both come back and converge");
     scenario.cluster.restart(leader);
     scenario.cluster.restart(other);
     scenario.wait_for_leader(&all).await;
     scenario.wait_converged(&all, &acknowledged).await;
-    eprintln!("5 members: {} writes acknowledged, converged at {:?} virtual", acknowledged.len(), scenario.started.elapsed());
+    eprintln!(
+        "5 members: {} writes acknowledged, converged at {:?} virtual",
+        acknowledged.len(),
+        scenario.started.elapsed()
+    );
 }
 
 /// Retries a membership call while the cluster answers "unhealthy cluster"
 /// (strict reconfiguration waits until every voter has been connected for
 /// a while) or, with `retry_any`, any error.
-async fn until_accepted<T>(what: &str, retry_any: bool, mut call: impl AsyncFnMut() -> Result<T, tonic::Status>) -> T {
+async fn until_accepted<T>(
+    what: &str,
+    retry_any: bool,
+    mut call: impl AsyncFnMut() -> Result<T, tonic::Status>,
+) -> T {
     let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
     loop {
         match call().await {
             Ok(answer) => return answer,
             Err(status) if retry_any || status.message() == "etcdserver: unhealthy cluster" => {
-                assert!(tokio::time::Instant::now() < deadline, "{what} never succeeded: {status}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what} never succeeded: {status}"
+                );
             }
             Err(status) => panic!("{what}: {status}"),
         }
@@ -330,12 +480,21 @@ async fn learner_joins_catches_up_is_promoted_and_a_member_is_removed() {
     scenario.wait_for_leader(&all).await;
     scenario.write_keys(&all, 0, 60, &mut acknowledged).await;
 
-    tracing::info!("MemberAdd as a learner, then the new member joins with --initial-cluster-state existing");
+    tracing::info!(
+        "MemberAdd as a learner, then the new member joins with --initial-cluster-state existing"
+    );
     let peer_url = format!("http://{}:2380", detcd_sim::harness::cluster::member_ip(3));
     let added = until_accepted("member add", false, async || {
         let peer_url = peer_url.clone();
-        let request = MemberAddRequest { peer_ur_ls: vec![peer_url], is_learner: true };
-        scenario.cluster_call(0, move |mut client| async move { client.member_add(request).await.map(|r| r.into_inner()) }).await
+        let request = MemberAddRequest {
+            peer_ur_ls: vec![peer_url],
+            is_learner: true,
+        };
+        scenario
+            .cluster_call(0, move |mut client| async move {
+                client.member_add(request).await.map(|r| r.into_inner())
+            })
+            .await
     })
     .await;
     let new_id = added.member.unwrap().id;
@@ -344,23 +503,41 @@ async fn learner_joins_catches_up_is_promoted_and_a_member_is_removed() {
     let all = scenario.all();
     scenario.wait_converged(&all, &acknowledged).await;
 
-    tracing::info!("once caught up the learner is promoted (retrying while the leader says it is not ready)");
+    tracing::info!(
+        "once caught up the learner is promoted (retrying while the leader says it is not ready)"
+    );
     until_accepted("promotion", true, async || {
-        scenario.cluster_call(1, move |mut client| async move { client.member_promote(MemberPromoteRequest { id: new_id }).await }).await
+        scenario
+            .cluster_call(1, move |mut client| async move {
+                client
+                    .member_promote(MemberPromoteRequest { id: new_id })
+                    .await
+            })
+            .await
     })
     .await;
     let leader = scenario.wait_for_leader(&all).await;
 
-    tracing::info!("the leader is removed: it stops, the other three elect a leader and keep writing");
+    tracing::info!(
+        "the leader is removed: it stops, the other three elect a leader and keep writing"
+    );
     let leader_id = scenario.status(leader).await.expect("leader answers").0;
     let remaining: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
     let via = remaining[0];
     until_accepted("member remove", false, async || {
-        scenario.cluster_call(via, move |mut client| async move { client.member_remove(MemberRemoveRequest { id: leader_id }).await }).await
+        scenario
+            .cluster_call(via, move |mut client| async move {
+                client
+                    .member_remove(MemberRemoveRequest { id: leader_id })
+                    .await
+            })
+            .await
     })
     .await;
     scenario.wait_for_leader(&remaining).await;
-    scenario.write_keys(&remaining, 60, 20, &mut acknowledged).await;
+    scenario
+        .write_keys(&remaining, 60, 20, &mut acknowledged)
+        .await;
     assert!(remaining.contains(&newcomer));
     scenario.wait_converged(&remaining, &acknowledged).await;
 }

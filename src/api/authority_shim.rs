@@ -123,7 +123,9 @@ pub enum ShimError {
 /// is set on the real socket, as without the shim: gRPC answers are small
 /// and must not wait for Nagle.
 pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<AuthorityShim<TcpStream>>> {
-    TcpIncoming::from(listener).with_nodelay(Some(true)).map(|accepted| accepted.map(AuthorityShim::new))
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|accepted| accepted.map(AuthorityShim::new))
 }
 
 /// One client connection: reads go through `RequestRewriter`, writes go
@@ -167,7 +169,11 @@ impl<S: Connected> Connected for AuthorityShim<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             if this.pending_start < this.pending.len() {
@@ -186,8 +192,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {
             if this.chunk_start < this.chunk_end {
                 let consumed = this
                     .rewriter
-                    .process(&this.read_chunk[this.chunk_start..this.chunk_end], &mut this.pending)
-                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, format!("HTTP/2 authority shim: {error}")))?;
+                    .process(
+                        &this.read_chunk[this.chunk_start..this.chunk_end],
+                        &mut this.pending,
+                    )
+                    .map_err(|error| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("HTTP/2 authority shim: {error}"),
+                        )
+                    })?;
                 this.chunk_start += consumed;
                 continue;
             }
@@ -214,11 +228,19 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityShim<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
@@ -248,7 +270,9 @@ struct FrameHead {
 impl FrameHead {
     fn parse(bytes: &[u8; FRAME_HEAD_BYTES]) -> FrameHead {
         FrameHead {
-            length: usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]),
+            length: usize::from(bytes[0]) << 16
+                | usize::from(bytes[1]) << 8
+                | usize::from(bytes[2]),
             kind: bytes[3],
             flags: bytes[4],
             stream_id: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
@@ -256,7 +280,10 @@ impl FrameHead {
     }
 
     fn write(self, output: &mut Vec<u8>) {
-        debug_assert!(self.length <= FRAME_PAYLOAD_BYTES_MAX, "frames are split at the frame size limit");
+        debug_assert!(
+            self.length <= FRAME_PAYLOAD_BYTES_MAX,
+            "frames are split at the frame size limit"
+        );
         let length = (self.length as u32).to_be_bytes();
         output.extend_from_slice(&length[1..]);
         output.push(self.kind);
@@ -271,7 +298,10 @@ enum Position {
     /// Inside the connection preface; `matched` bytes agree so far.
     Preface { matched: usize },
     /// Collecting a frame head; `filled` bytes of `head` are in.
-    Head { head: [u8; FRAME_HEAD_BYTES], filled: usize },
+    Head {
+        head: [u8; FRAME_HEAD_BYTES],
+        filled: usize,
+    },
     /// Forwarding the payload of a frame that passes unchanged.
     Payload { remaining: usize },
     /// Collecting the payload of a HEADERS or CONTINUATION frame into
@@ -330,11 +360,19 @@ impl RequestRewriter {
 
     fn passed_through(&mut self, count: usize) {
         if let Position::Payload { remaining } = self.position {
-            assert!(count <= remaining, "read past the frame the rewriter allowed");
+            assert!(
+                count <= remaining,
+                "read past the frame the rewriter allowed"
+            );
             self.position = if count == remaining {
-                Position::Head { head: [0; FRAME_HEAD_BYTES], filled: 0 }
+                Position::Head {
+                    head: [0; FRAME_HEAD_BYTES],
+                    filled: 0,
+                }
             } else {
-                Position::Payload { remaining: remaining - count }
+                Position::Payload {
+                    remaining: remaining - count,
+                }
             };
         }
     }
@@ -378,9 +416,14 @@ impl RequestRewriter {
                 }
                 output.extend_from_slice(&input[..count]);
                 self.position = if matched + count == CONNECTION_PREFACE.len() {
-                    Position::Head { head: [0; FRAME_HEAD_BYTES], filled: 0 }
+                    Position::Head {
+                        head: [0; FRAME_HEAD_BYTES],
+                        filled: 0,
+                    }
                 } else {
-                    Position::Preface { matched: matched + count }
+                    Position::Preface {
+                        matched: matched + count,
+                    }
                 };
                 Ok(count)
             }
@@ -390,7 +433,10 @@ impl RequestRewriter {
                 if filled + count == FRAME_HEAD_BYTES {
                     self.on_frame_head(&head, output)?;
                 } else {
-                    self.position = Position::Head { head, filled: filled + count };
+                    self.position = Position::Head {
+                        head,
+                        filled: filled + count,
+                    };
                 }
                 Ok(count)
             }
@@ -411,7 +457,11 @@ impl RequestRewriter {
         }
     }
 
-    fn on_frame_head(&mut self, bytes: &[u8; FRAME_HEAD_BYTES], output: &mut Vec<u8>) -> Result<(), ShimError> {
+    fn on_frame_head(
+        &mut self,
+        bytes: &[u8; FRAME_HEAD_BYTES],
+        output: &mut Vec<u8>,
+    ) -> Result<(), ShimError> {
         let head = FrameHead::parse(bytes);
         // RFC 9113 §6.10: a header block is contiguous.
         if let Some(block) = self.block {
@@ -438,9 +488,14 @@ impl RequestRewriter {
             _ => {
                 output.extend_from_slice(bytes);
                 self.position = if head.length == 0 {
-                    Position::Head { head: [0; FRAME_HEAD_BYTES], filled: 0 }
+                    Position::Head {
+                        head: [0; FRAME_HEAD_BYTES],
+                        filled: 0,
+                    }
                 } else {
-                    Position::Payload { remaining: head.length }
+                    Position::Payload {
+                        remaining: head.length,
+                    }
                 };
             }
         }
@@ -449,7 +504,10 @@ impl RequestRewriter {
 
     /// `frame_payload` holds the whole payload of the frame `head`.
     fn on_header_frame(&mut self, head: FrameHead, output: &mut Vec<u8>) -> Result<(), ShimError> {
-        self.position = Position::Head { head: [0; FRAME_HEAD_BYTES], filled: 0 };
+        self.position = Position::Head {
+            head: [0; FRAME_HEAD_BYTES],
+            filled: 0,
+        };
         let mut fragment = &self.frame_payload[..];
         if head.kind == FRAME_HEADERS {
             let mut padding = 0;
@@ -460,11 +518,16 @@ impl RequestRewriter {
             }
             let mut priority = None;
             if head.flags & FLAG_PRIORITY != 0 {
-                let (fields, rest) = fragment.split_first_chunk::<PRIORITY_BYTES>().ok_or(ShimError::BadPadding)?;
+                let (fields, rest) = fragment
+                    .split_first_chunk::<PRIORITY_BYTES>()
+                    .ok_or(ShimError::BadPadding)?;
                 priority = Some(*fields);
                 fragment = rest;
             }
-            let end = fragment.len().checked_sub(padding).ok_or(ShimError::BadPadding)?;
+            let end = fragment
+                .len()
+                .checked_sub(padding)
+                .ok_or(ShimError::BadPadding)?;
             fragment = &fragment[..end];
             self.block = Some(OpenBlock {
                 stream_id: head.stream_id,
@@ -474,7 +537,10 @@ impl RequestRewriter {
             });
             self.fragments.clear();
         } else {
-            let block = self.block.as_mut().ok_or(ShimError::UnexpectedContinuation)?;
+            let block = self
+                .block
+                .as_mut()
+                .ok_or(ShimError::UnexpectedContinuation)?;
             block.continuation_frames += 1;
             if block.continuation_frames > CONTINUATION_FRAMES_MAX {
                 return Err(ShimError::TooManyContinuations);
@@ -498,23 +564,26 @@ impl RequestRewriter {
         let encoded = &mut self.encoded;
         encoded.clear();
         let mut list_bytes = 0_usize;
-        self.decoder.decode(&self.fragments, |name, value, indexing| {
-            // Decoding goes on after the limit, only to run to the end of
-            // the block; the connection closes anyway.
-            list_bytes = list_bytes.saturating_add(name.len() + value.len() + 32);
-            if list_bytes > HEADER_LIST_BYTES_MAX {
-                return;
-            }
-            if name == b":authority" {
-                match fix_authority(value) {
-                    AuthorityFix::Keep => hpack::encode_literal(name, value, indexing, encoded),
-                    AuthorityFix::Replace(authority) => hpack::encode_literal(name, authority, indexing, encoded),
-                    AuthorityFix::Remove => {}
+        self.decoder
+            .decode(&self.fragments, |name, value, indexing| {
+                // Decoding goes on after the limit, only to run to the end of
+                // the block; the connection closes anyway.
+                list_bytes = list_bytes.saturating_add(name.len() + value.len() + 32);
+                if list_bytes > HEADER_LIST_BYTES_MAX {
+                    return;
                 }
-            } else {
-                hpack::encode_literal(name, value, indexing, encoded);
-            }
-        })?;
+                if name == b":authority" {
+                    match fix_authority(value) {
+                        AuthorityFix::Keep => hpack::encode_literal(name, value, indexing, encoded),
+                        AuthorityFix::Replace(authority) => {
+                            hpack::encode_literal(name, authority, indexing, encoded)
+                        }
+                        AuthorityFix::Remove => {}
+                    }
+                } else {
+                    hpack::encode_literal(name, value, indexing, encoded);
+                }
+            })?;
         if list_bytes > HEADER_LIST_BYTES_MAX {
             return Err(ShimError::HeaderListTooLarge);
         }
@@ -542,7 +611,10 @@ fn fix_authority(value: &[u8]) -> AuthorityFix<'_> {
         return AuthorityFix::Keep;
     }
     if let Some(after_scheme) = strip_scheme(value) {
-        let end = after_scheme.iter().position(|&byte| matches!(byte, b'/' | b'?' | b'#')).unwrap_or(after_scheme.len());
+        let end = after_scheme
+            .iter()
+            .position(|&byte| matches!(byte, b'/' | b'?' | b'#'))
+            .unwrap_or(after_scheme.len());
         let authority = &after_scheme[..end];
         if acceptable(authority) {
             return AuthorityFix::Replace(authority);
@@ -557,7 +629,9 @@ fn strip_scheme(value: &[u8]) -> Option<&[u8]> {
     let separator = value.windows(3).position(|window| window == b"://")?;
     let (scheme, rest) = value.split_at(separator);
     let first_is_letter = scheme.first().is_some_and(u8::is_ascii_alphabetic);
-    let rest_are_scheme_chars = scheme.iter().all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'-' | b'.'));
+    let rest_are_scheme_chars = scheme
+        .iter()
+        .all(|&byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'-' | b'.'));
     (first_is_letter && rest_are_scheme_chars).then(|| &rest[3..])
 }
 
@@ -566,8 +640,13 @@ fn strip_scheme(value: &[u8]) -> Option<&[u8]> {
 /// client's HEADERS frame; padding is dropped, since the hop to h2 is in
 /// memory and nothing can observe its length.
 fn write_header_frames(block: OpenBlock, encoded: &[u8], output: &mut Vec<u8>) {
-    let priority_len = if block.priority.is_some() { PRIORITY_BYTES } else { 0 };
-    let (first, mut rest) = encoded.split_at(encoded.len().min(FRAME_PAYLOAD_BYTES_MAX - priority_len));
+    let priority_len = if block.priority.is_some() {
+        PRIORITY_BYTES
+    } else {
+        0
+    };
+    let (first, mut rest) =
+        encoded.split_at(encoded.len().min(FRAME_PAYLOAD_BYTES_MAX - priority_len));
     let mut flags = 0;
     if block.end_stream {
         flags |= FLAG_END_STREAM;
@@ -578,7 +657,13 @@ fn write_header_frames(block: OpenBlock, encoded: &[u8], output: &mut Vec<u8>) {
     if rest.is_empty() {
         flags |= FLAG_END_HEADERS;
     }
-    FrameHead { length: priority_len + first.len(), kind: FRAME_HEADERS, flags, stream_id: block.stream_id }.write(output);
+    FrameHead {
+        length: priority_len + first.len(),
+        kind: FRAME_HEADERS,
+        flags,
+        stream_id: block.stream_id,
+    }
+    .write(output);
     if let Some(priority) = block.priority {
         output.extend_from_slice(&priority);
     }
@@ -587,7 +672,13 @@ fn write_header_frames(block: OpenBlock, encoded: &[u8], output: &mut Vec<u8>) {
         let (chunk, after) = rest.split_at(rest.len().min(FRAME_PAYLOAD_BYTES_MAX));
         rest = after;
         let flags = if rest.is_empty() { FLAG_END_HEADERS } else { 0 };
-        FrameHead { length: chunk.len(), kind: FRAME_CONTINUATION, flags, stream_id: block.stream_id }.write(output);
+        FrameHead {
+            length: chunk.len(),
+            kind: FRAME_CONTINUATION,
+            flags,
+            stream_id: block.stream_id,
+        }
+        .write(output);
         output.extend_from_slice(chunk);
     }
 }

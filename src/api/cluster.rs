@@ -5,9 +5,9 @@ use tonic::{Request, Response, Status};
 
 use crate::membership::Member;
 use crate::proto::etcdserverpb::{
-    self as pb, cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
-    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
-    MemberUpdateResponse,
+    self as pb, cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
+    MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
+    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::server::Server;
 
@@ -27,45 +27,82 @@ fn to_proto(member: Member) -> pb::Member {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        _: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
         self.server.refuse_if_learner()?;
         let members = self.server.members().into_iter().map(to_proto).collect();
-        let mut response = MemberListResponse { header: None, members };
+        let mut response = MemberListResponse {
+            header: None,
+            members,
+        };
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
-    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
         self.server.refuse_if_learner()?;
         let request = request.into_inner();
-        let (member, members) = self.server.member_add(request.peer_ur_ls, request.is_learner).await?;
+        let (member, members) = self
+            .server
+            .member_add(request.peer_ur_ls, request.is_learner)
+            .await?;
         let members = members.into_iter().map(to_proto).collect();
-        let mut response = MemberAddResponse { header: None, member: Some(to_proto(member)), members };
+        let mut response = MemberAddResponse {
+            header: None,
+            member: Some(to_proto(member)),
+            members,
+        };
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
-    async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
         self.server.refuse_if_learner()?;
         let members = self.server.member_remove(request.into_inner().id).await?;
-        let mut response = MemberRemoveResponse { header: None, members: members.into_iter().map(to_proto).collect() };
+        let mut response = MemberRemoveResponse {
+            header: None,
+            members: members.into_iter().map(to_proto).collect(),
+        };
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
-    async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
         self.server.refuse_if_learner()?;
         let request = request.into_inner();
-        let members = self.server.member_update(request.id, request.peer_ur_ls).await?;
-        let mut response = MemberUpdateResponse { header: None, members: members.into_iter().map(to_proto).collect() };
+        let members = self
+            .server
+            .member_update(request.id, request.peer_ur_ls)
+            .await?;
+        let mut response = MemberUpdateResponse {
+            header: None,
+            members: members.into_iter().map(to_proto).collect(),
+        };
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
-    async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.server.refuse_if_learner()?;
         let members = self.server.member_promote(request.into_inner().id).await?;
-        let mut response = MemberPromoteResponse { header: None, members: members.into_iter().map(to_proto).collect() };
+        let mut response = MemberPromoteResponse {
+            header: None,
+            members: members.into_iter().map(to_proto).collect(),
+        };
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }

@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use super::validate;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use crate::server::Server;
 
@@ -16,7 +16,10 @@ pub struct KvService {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let request = request.into_inner();
         if !request.serializable {
             self.server.refuse_if_learner()?;
@@ -36,7 +39,10 @@ impl Kv for KvService {
         Ok(Response::new(response))
     }
 
-    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         self.server.refuse_if_learner()?;
         let request = request.into_inner();
         validate::delete_range(&request)?;
@@ -54,7 +60,10 @@ impl Kv for KvService {
         Ok(Response::new(response))
     }
 
-    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         self.server.refuse_if_learner()?;
         let mut response = self.server.compact(request.into_inner()).await?;
         self.server.fill_header(&mut response.header);

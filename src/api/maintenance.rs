@@ -6,9 +6,10 @@ use tonic::{Request, Response, Status};
 
 use super::unimplemented::not_yet;
 use crate::proto::etcdserverpb::{
-    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
+    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use crate::server::Server;
 
@@ -26,20 +27,33 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(response))
     }
 
-    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         self.server.refuse_if_learner()?;
-        self.server.move_leader(request.into_inner().target_id).await?;
+        self.server
+            .move_leader(request.into_inner().target_id)
+            .await?;
         let mut response = MoveLeaderResponse::default();
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
         self.server.refuse_if_learner()?;
-        Ok(Response::new(self.server.alarm(request.into_inner()).await?))
+        Ok(Response::new(
+            self.server.alarm(request.into_inner()).await?,
+        ))
     }
 
-    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         self.server.refuse_if_learner()?;
         self.server.defragment().await?;
         let mut response = DefragmentResponse::default();
@@ -51,14 +65,20 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Maintenance/Hash"))
     }
 
-    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         self.server.refuse_if_learner()?;
         let mut response = self.server.hash_kv(request.into_inner().revision)?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
-    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
         Err(not_yet("Maintenance/Snapshot"))
     }
 }

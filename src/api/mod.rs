@@ -11,34 +11,44 @@ mod authority_shim;
 mod cluster;
 mod kv;
 mod maintenance;
-mod unimplemented;
-mod watch;
 pub mod status;
+mod unimplemented;
 pub mod validate;
+mod watch;
 
 use std::future::Future;
 #[cfg(madsim)]
 use std::net::SocketAddr;
 
 use crate::config::GRPC_OVERHEAD_BYTES;
-use crate::proto::etcdserverpb::{
-    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
-};
 use crate::proto::detcdpb::raft_server::RaftServer;
+use crate::proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
 use crate::server::Server;
 use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
 use unimplemented::NotYetImplemented;
 
-
 fn router(server: Server) -> tonic::transport::server::Router {
     let max_message_bytes = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     tonic::transport::Server::builder()
-        .add_service(KvServer::new(kv::KvService { server: server.clone() }).max_decoding_message_size(max_message_bytes))
-        .add_service(WatchServer::new(watch::WatchService { server: server.clone() }))
+        .add_service(
+            KvServer::new(kv::KvService {
+                server: server.clone(),
+            })
+            .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(WatchServer::new(watch::WatchService {
+            server: server.clone(),
+        }))
         .add_service(LeaseServer::new(NotYetImplemented))
-        .add_service(ClusterServer::new(cluster::ClusterService { server: server.clone() }))
-        .add_service(MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() }))
+        .add_service(ClusterServer::new(cluster::ClusterService {
+            server: server.clone(),
+        }))
+        .add_service(MaintenanceServer::new(maintenance::MaintenanceService {
+            server: server.clone(),
+        }))
         .add_service(AuthServer::new(NotYetImplemented))
 }
 
@@ -51,12 +61,18 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     // etcdctl sends some RPCs with a URL as `:authority`, which h2 refuses:
     // the shim rewrites it (see authority_shim.rs).
-    router(server).serve_with_incoming_shutdown(authority_shim::incoming(listener), shutdown).await
+    router(server)
+        .serve_with_incoming_shutdown(authority_shim::incoming(listener), shutdown)
+        .await
 }
 
 /// Serves client gRPC on the simulated network until `shutdown` fires.
 #[cfg(madsim)]
-pub async fn serve(server: Server, address: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    server: Server,
+    address: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     router(server).serve_with_shutdown(address, shutdown).await
 }
 
@@ -73,13 +89,21 @@ pub async fn serve_peers(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    peer_router(service).serve_with_incoming_shutdown(incoming, shutdown).await
+    peer_router(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 /// Serves the peer (raft) service on the simulated network.
 #[cfg(madsim)]
-pub async fn serve_peers(service: RaftService, address: SocketAddr, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
-    peer_router(service).serve_with_shutdown(address, shutdown).await
+pub async fn serve_peers(
+    service: RaftService,
+    address: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    peer_router(service)
+        .serve_with_shutdown(address, shutdown)
+        .await
 }
 
 #[cfg(not(madsim))]

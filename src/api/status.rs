@@ -18,10 +18,13 @@ pub fn code(error: &Error) -> Code {
         Error::Compacted | Error::FutureRevision => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
-        Error::NoLeader | Error::LeaderChanged | Error::Stopped | Error::Timeout | Error::LeaderTransferTimeout | Error::Unhealthy
-        | Error::NotSupportedForLearner => {
-            Code::Unavailable
-        }
+        Error::NoLeader
+        | Error::LeaderChanged
+        | Error::Stopped
+        | Error::Timeout
+        | Error::LeaderTransferTimeout
+        | Error::Unhealthy
+        | Error::NotSupportedForLearner => Code::Unavailable,
         Error::NotLeader
         | Error::BadLeaderTransferee
         | Error::MemberExist
@@ -53,14 +56,50 @@ mod tests {
 
     #[test]
     fn errors_map_to_etcds_codes_and_strings() {
-        check(Error::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided");
-        check(Error::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted");
-        check(Error::FutureRevision, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision");
-        check(Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found");
-        check(Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request");
-        check(Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
-        check(Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded");
-        check(Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed");
-        check(Error::Timeout, Code::Unavailable, "etcdserver: request timed out");
+        check(
+            Error::EmptyKey,
+            Code::InvalidArgument,
+            "etcdserver: key is not provided",
+        );
+        check(
+            Error::Compacted,
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted",
+        );
+        check(
+            Error::FutureRevision,
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision is a future revision",
+        );
+        check(
+            Error::LeaseNotFound,
+            Code::NotFound,
+            "etcdserver: requested lease not found",
+        );
+        check(
+            Error::TooManyOps,
+            Code::InvalidArgument,
+            "etcdserver: too many operations in txn request",
+        );
+        check(
+            Error::DuplicateKey,
+            Code::InvalidArgument,
+            "etcdserver: duplicate key given in txn request",
+        );
+        check(
+            Error::NoSpace,
+            Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded",
+        );
+        check(
+            Error::LeaderChanged,
+            Code::Unavailable,
+            "etcdserver: leader changed",
+        );
+        check(
+            Error::Timeout,
+            Code::Unavailable,
+            "etcdserver: request timed out",
+        );
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::error::Error;
-use crate::proto::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use crate::proto::etcdserverpb::{
+    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 
 pub fn range(request: &RangeRequest) -> Result<(), Error> {
     if request.key.is_empty() {
@@ -44,7 +46,11 @@ pub fn txn(request: &TxnRequest, max_txn_ops: usize) -> Result<(), Error> {
 /// Nested transactions share the op budget: each level may use what its
 /// parent's widest list left over (etcd passes `maxTxnOps - opc` down).
 fn txn_ops(request: &TxnRequest, max_txn_ops: i64) -> Result<(), Error> {
-    let widest = request.compare.len().max(request.success.len()).max(request.failure.len()) as i64;
+    let widest = request
+        .compare
+        .len()
+        .max(request.success.len())
+        .max(request.failure.len()) as i64;
     if widest > max_txn_ops {
         return Err(Error::TooManyOps);
     }
@@ -94,13 +100,19 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<Interval
             } else {
                 delete.range_end.clone()
             };
-            deletes.push(Interval { start: delete.key.clone(), end: Some(end) });
+            deletes.push(Interval {
+                start: delete.key.clone(),
+                end: Some(end),
+            });
         }
     }
-    let deleted = |deletes: &[Interval], key: &[u8]| deletes.iter().any(|interval| interval.contains(key));
+    let deleted =
+        |deletes: &[Interval], key: &[u8]| deletes.iter().any(|interval| interval.contains(key));
     let mut puts = BTreeSet::new();
     for op in ops {
-        let Some(request_op::Request::RequestTxn(nested)) = &op.request else { continue };
+        let Some(request_op::Request::RequestTxn(nested)) = &op.request else {
+            continue;
+        };
         let (puts_then, deletes_then) = check_intervals(&nested.success)?;
         let (puts_else, deletes_else) = check_intervals(&nested.failure)?;
         for key in &puts_then {
@@ -119,7 +131,9 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<Interval
         deletes.extend(deletes_else);
     }
     for op in ops {
-        let Some(request_op::Request::RequestPut(put)) = &op.request else { continue };
+        let Some(request_op::Request::RequestPut(put)) = &op.request else {
+            continue;
+        };
         if puts.contains(&put.key) || deleted(&deletes, &put.key) {
             return Err(Error::DuplicateKey);
         }
@@ -134,20 +148,41 @@ mod tests {
     use crate::proto::etcdserverpb::TxnRequest;
 
     fn put(key: &str) -> RequestOp {
-        RequestOp { request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), ..Default::default() })) }
+        RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: key.into(),
+                ..Default::default()
+            })),
+        }
     }
 
     fn delete(key: &str, range_end: &str) -> RequestOp {
-        let delete = DeleteRangeRequest { key: key.into(), range_end: range_end.into(), ..Default::default() };
-        RequestOp { request: Some(request_op::Request::RequestDeleteRange(delete)) }
+        let delete = DeleteRangeRequest {
+            key: key.into(),
+            range_end: range_end.into(),
+            ..Default::default()
+        };
+        RequestOp {
+            request: Some(request_op::Request::RequestDeleteRange(delete)),
+        }
     }
 
     fn nested(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-        RequestOp { request: Some(request_op::Request::RequestTxn(TxnRequest { compare: vec![], success, failure })) }
+        RequestOp {
+            request: Some(request_op::Request::RequestTxn(TxnRequest {
+                compare: vec![],
+                success,
+                failure,
+            })),
+        }
     }
 
     fn check(success: Vec<RequestOp>, expected: Result<(), Error>) {
-        let request = TxnRequest { compare: vec![], success, failure: vec![] };
+        let request = TxnRequest {
+            compare: vec![],
+            success,
+            failure: vec![],
+        };
         assert_eq!(txn(&request, 128), expected);
     }
 
@@ -159,8 +194,14 @@ mod tests {
         check(vec![put("c"), delete("a", "c")], Ok(()));
         check(vec![put("a"), delete("a", "")], Err(Error::DuplicateKey));
         check(vec![nested(vec![put("a")], vec![put("a")])], Ok(()));
-        check(vec![put("a"), nested(vec![put("a")], vec![])], Err(Error::DuplicateKey));
-        check(vec![delete("a", "z"), nested(vec![put("b")], vec![])], Err(Error::DuplicateKey));
+        check(
+            vec![put("a"), nested(vec![put("a")], vec![])],
+            Err(Error::DuplicateKey),
+        );
+        check(
+            vec![delete("a", "z"), nested(vec![put("b")], vec![])],
+            Err(Error::DuplicateKey),
+        );
         check(vec![RequestOp { request: None }], Err(Error::KeyNotFound));
     }
 
@@ -170,7 +211,15 @@ mod tests {
         check(wide.clone(), Ok(()));
         check([wide, vec![put("x")]].concat(), Err(Error::TooManyOps));
         let inner: Vec<RequestOp> = (0..3).map(|n| put(&format!("i{n}"))).collect();
-        let request = TxnRequest { compare: vec![], success: vec![put("a"), put("b"), nested(inner, vec![])], failure: vec![] };
-        assert_eq!(txn(&request, 5), Err(Error::TooManyOps), "3 ops at the top leave 2 for the nested txn");
+        let request = TxnRequest {
+            compare: vec![],
+            success: vec![put("a"), put("b"), nested(inner, vec![])],
+            failure: vec![],
+        };
+        assert_eq!(
+            txn(&request, 5),
+            Err(Error::TooManyOps),
+            "3 ops at the top leave 2 for the nested txn"
+        );
     }
 }

@@ -12,8 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::etcdserverpb::{
-    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, ResponseHeader, WatchCreateRequest,
-    WatchRequest, WatchResponse,
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
+    ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use crate::server::Server;
 use crate::watch::{Poll, Watcher};
@@ -35,16 +35,26 @@ pub struct WatchService {
     pub server: Server,
 }
 
-type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+type ResponseStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
     type WatchStream = ResponseStream;
 
-    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         self.server.refuse_if_learner()?;
         let (sender, receiver) = mpsc::channel(WATCH_RESPONSES_BUFFERED);
-        let session = Session { server: self.server.clone(), sender, watchers: BTreeMap::new(), fragmenting: BTreeSet::new(), next_id: 0 };
+        let session = Session {
+            server: self.server.clone(),
+            sender,
+            watchers: BTreeMap::new(),
+            fragmenting: BTreeSet::new(),
+            next_id: 0,
+        };
         tokio::spawn(session.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -105,7 +115,12 @@ impl Session {
             Some(RequestUnion::CancelRequest(cancel)) => {
                 self.fragmenting.remove(&cancel.watch_id);
                 if self.watchers.remove(&cancel.watch_id).is_some() {
-                    self.send(WatchResponse { watch_id: cancel.watch_id, canceled: true, ..WatchResponse::default() }).await?;
+                    self.send(WatchResponse {
+                        watch_id: cancel.watch_id,
+                        canceled: true,
+                        ..WatchResponse::default()
+                    })
+                    .await?;
                 }
                 Ok(())
             }
@@ -113,8 +128,16 @@ impl Session {
                 // Everything owed goes out first: the progress revision
                 // promises every event up to it has been sent.
                 let revision = self.deliver().await?;
-                let header = Some(ResponseHeader { revision, ..ResponseHeader::default() });
-                self.send(WatchResponse { header, watch_id: STREAM_WIDE_WATCH_ID, ..WatchResponse::default() }).await
+                let header = Some(ResponseHeader {
+                    revision,
+                    ..ResponseHeader::default()
+                });
+                self.send(WatchResponse {
+                    header,
+                    watch_id: STREAM_WIDE_WATCH_ID,
+                    ..WatchResponse::default()
+                })
+                .await
             }
             None => Ok(()),
         }
@@ -129,7 +152,10 @@ impl Session {
             self.next_id
         } else if self.watchers.contains_key(&create.watch_id) {
             let refused = WatchResponse {
-                header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
+                header: Some(ResponseHeader {
+                    revision: current,
+                    ..ResponseHeader::default()
+                }),
                 watch_id: create.watch_id,
                 created: true,
                 canceled: true,
@@ -141,14 +167,28 @@ impl Session {
             create.watch_id
         };
         let filters = |filter: FilterType| create.filters.contains(&(filter as i32));
-        let watcher = Watcher::new(id, create.key.clone(), create.range_end.clone(), create.start_revision, current)
-            .with_options(filters(FilterType::Noput), filters(FilterType::Nodelete), create.prev_kv, create.progress_notify);
+        let watcher = Watcher::new(
+            id,
+            create.key.clone(),
+            create.range_end.clone(),
+            create.start_revision,
+            current,
+        )
+        .with_options(
+            filters(FilterType::Noput),
+            filters(FilterType::Nodelete),
+            create.prev_kv,
+            create.progress_notify,
+        );
         self.watchers.insert(id, watcher);
         if create.fragment {
             self.fragmenting.insert(id);
         }
         let created = WatchResponse {
-            header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
+            header: Some(ResponseHeader {
+                revision: current,
+                ..ResponseHeader::default()
+            }),
             watch_id: id,
             created: true,
             ..WatchResponse::default()
@@ -162,18 +202,27 @@ impl Session {
     /// caught up with the revision they started from; returns it.
     async fn deliver(&mut self) -> Result<i64, Gone> {
         let target = self.current_revision();
-        while self.watchers.values().any(|watcher| !watcher.caught_up(target)) {
+        while self
+            .watchers
+            .values()
+            .any(|watcher| !watcher.caught_up(target))
+        {
             let mut responses = Vec::new();
             let mut ended = Vec::new();
             self.server.with_store(|store| {
                 for watcher in self.watchers.values_mut() {
                     match watcher.poll(store) {
-                        Poll::Events { events, revision } if !events.is_empty() => responses.push(WatchResponse {
-                            header: Some(ResponseHeader { revision, ..ResponseHeader::default() }),
-                            watch_id: watcher.id,
-                            events,
-                            ..WatchResponse::default()
-                        }),
+                        Poll::Events { events, revision } if !events.is_empty() => {
+                            responses.push(WatchResponse {
+                                header: Some(ResponseHeader {
+                                    revision,
+                                    ..ResponseHeader::default()
+                                }),
+                                watch_id: watcher.id,
+                                events,
+                                ..WatchResponse::default()
+                            })
+                        }
                         Poll::Events { .. } | Poll::Idle => {}
                         Poll::Compacted { compact_revision } => {
                             ended.push(watcher.id);
@@ -208,10 +257,21 @@ impl Session {
     /// Tells each watcher that asked for it the revision it is caught up to.
     async fn notify_progress(&mut self) -> Result<(), Gone> {
         let revision = self.deliver().await?;
-        let due: Vec<i64> = (self.watchers.values()).filter(|watcher| watcher.progress_notify).map(|watcher| watcher.id).collect();
+        let due: Vec<i64> = (self.watchers.values())
+            .filter(|watcher| watcher.progress_notify)
+            .map(|watcher| watcher.id)
+            .collect();
         for id in due {
-            let header = Some(ResponseHeader { revision, ..ResponseHeader::default() });
-            self.send(WatchResponse { header, watch_id: id, ..WatchResponse::default() }).await?;
+            let header = Some(ResponseHeader {
+                revision,
+                ..ResponseHeader::default()
+            });
+            self.send(WatchResponse {
+                header,
+                watch_id: id,
+                ..WatchResponse::default()
+            })
+            .await?;
         }
         Ok(())
     }
@@ -229,7 +289,11 @@ fn fragments(response: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
     let mut parts = Vec::new();
     let mut events = response.events.clone().into_iter().peekable();
     while events.peek().is_some() {
-        let mut part = WatchResponse { events: Vec::new(), fragment: true, ..response.clone() };
+        let mut part = WatchResponse {
+            events: Vec::new(),
+            fragment: true,
+            ..response.clone()
+        };
         while let Some(event) = events.peek() {
             part.events.push(event.clone());
             if part.events.len() > 1 && part.encoded_len() >= max_bytes {
@@ -251,26 +315,53 @@ mod tests {
     use prost::Message;
 
     fn event(n: u8) -> Event {
-        Event { kv: Some(KeyValue { key: vec![b'k', n], value: vec![n; 100], mod_revision: 2 + i64::from(n), ..KeyValue::default() }), ..Event::default() }
+        Event {
+            kv: Some(KeyValue {
+                key: vec![b'k', n],
+                value: vec![n; 100],
+                mod_revision: 2 + i64::from(n),
+                ..KeyValue::default()
+            }),
+            ..Event::default()
+        }
     }
 
     #[test]
     fn large_responses_go_in_fragments_that_join_back() {
-        let response = WatchResponse { watch_id: 3, events: (0..7).map(event).collect(), ..WatchResponse::default() };
+        let response = WatchResponse {
+            watch_id: 3,
+            events: (0..7).map(event).collect(),
+            ..WatchResponse::default()
+        };
         let max_bytes = 350;
         let parts = fragments(response.clone(), max_bytes);
-        assert!(parts.len() > 1, "{} bytes in one part", response.encoded_len());
-        assert!(parts.iter().all(|part| part.encoded_len() < max_bytes || part.events.len() == 1));
-        assert!(parts[..parts.len() - 1].iter().all(|part| part.fragment) && !parts.last().unwrap().fragment);
+        assert!(
+            parts.len() > 1,
+            "{} bytes in one part",
+            response.encoded_len()
+        );
+        assert!(parts
+            .iter()
+            .all(|part| part.encoded_len() < max_bytes || part.events.len() == 1));
+        assert!(
+            parts[..parts.len() - 1].iter().all(|part| part.fragment)
+                && !parts.last().unwrap().fragment
+        );
         let joined: Vec<Event> = parts.into_iter().flat_map(|part| part.events).collect();
         assert_eq!(joined, response.events);
     }
 
     #[test]
     fn small_responses_and_single_events_go_whole() {
-        let small = WatchResponse { events: vec![event(1), event(2)], ..WatchResponse::default() };
+        let small = WatchResponse {
+            events: vec![event(1), event(2)],
+            ..WatchResponse::default()
+        };
         assert_eq!(fragments(small.clone(), 10_000), vec![small]);
-        let single = WatchResponse { events: vec![event(1)], ..WatchResponse::default() };
+        let single = WatchResponse {
+            events: vec![event(1)],
+            ..WatchResponse::default()
+        };
         assert_eq!(fragments(single.clone(), 10), vec![single]);
     }
 }

@@ -21,12 +21,18 @@ impl Alarms {
     /// Raises `alarm` for `member` (again, if it was up): the alarm.
     pub fn activate(&mut self, member: u64, alarm: i32) -> AlarmMember {
         self.active.insert((member, alarm));
-        AlarmMember { member_id: member, alarm }
+        AlarmMember {
+            member_id: member,
+            alarm,
+        }
     }
 
     /// Clears `alarm` for `member`; `None` if it was not raised.
     pub fn deactivate(&mut self, member: u64, alarm: i32) -> Option<AlarmMember> {
-        self.active.remove(&(member, alarm)).then_some(AlarmMember { member_id: member, alarm })
+        self.active.remove(&(member, alarm)).then_some(AlarmMember {
+            member_id: member,
+            alarm,
+        })
     }
 
     /// The active alarms of type `alarm`, or all of them for NONE.
@@ -39,7 +45,9 @@ impl Alarms {
 
     /// Is the store capped (a NOSPACE alarm is up)?
     pub fn no_space(&self) -> bool {
-        self.active.iter().any(|(_, alarm)| *alarm == AlarmType::Nospace as i32)
+        self.active
+            .iter()
+            .any(|(_, alarm)| *alarm == AlarmType::Nospace as i32)
     }
 
     pub fn encode(&self, writer: &mut Writer) {
@@ -54,7 +62,8 @@ impl Alarms {
         let mut active = BTreeSet::new();
         for _ in 0..count {
             let member = reader.u64()?;
-            let alarm = i32::try_from(reader.u64()?).map_err(|_| "alarm type out of range".to_string())?;
+            let alarm =
+                i32::try_from(reader.u64()?).map_err(|_| "alarm type out of range".to_string())?;
             active.insert((member, alarm));
         }
         Ok(Alarms { active })
@@ -64,6 +73,8 @@ impl Alarms {
 /// How etcd prints an alarm (the protobuf text form of `AlarmMember`,
 /// trailing space included): in Status errors and `etcdctl alarm list`.
 pub fn describe(alarm: &AlarmMember) -> String {
-    let name = AlarmType::try_from(alarm.alarm).map(|alarm| alarm.as_str_name().to_string()).unwrap_or_else(|_| alarm.alarm.to_string());
+    let name = AlarmType::try_from(alarm.alarm)
+        .map(|alarm| alarm.as_str_name().to_string())
+        .unwrap_or_else(|_| alarm.alarm.to_string());
     format!("memberID:{} alarm:{name} ", alarm.member_id)
 }

@@ -18,9 +18,11 @@ use crate::membership::{Member, Members, MembershipChange};
 use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction,
     range_request::{SortOrder, SortTarget},
-    alarm_request::AlarmAction, AlarmMember, AlarmRequest, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmMember, AlarmRequest, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb;
 
@@ -64,7 +66,13 @@ impl StateMachine {
     /// `quota_bytes` follows `--quota-backend-bytes`: 0 means the default,
     /// a negative value disables the quota (as in etcd).
     pub fn new(quota_bytes: i64, members: Members) -> StateMachine {
-        StateMachine { store: Store::new(), applied_index: 0, quota: quota::Quota::new(quota_bytes), members, alarms: Alarms::default() }
+        StateMachine {
+            store: Store::new(),
+            applied_index: 0,
+            quota: quota::Quota::new(quota_bytes),
+            members,
+            alarms: Alarms::default(),
+        }
     }
 
     pub fn members(&self) -> &Members {
@@ -82,7 +90,11 @@ impl StateMachine {
     /// Applies the request committed at raft `index`. Entries at or below
     /// the applied index were applied already (replay after restart) and
     /// must not be applied again: `None` says it was skipped.
-    pub fn apply(&mut self, index: u64, request: Option<&Request>) -> Option<Result<Response, Error>> {
+    pub fn apply(
+        &mut self,
+        index: u64,
+        request: Option<&Request>,
+    ) -> Option<Result<Response, Error>> {
         if index <= self.applied_index {
             return None;
         }
@@ -95,10 +107,13 @@ impl StateMachine {
             Request::Txn(txn) => self.txn(txn).map(Response::Txn),
             Request::Compaction(compaction) => self.compact(compaction).map(Response::Compaction),
             Request::Publish(attributes) => {
-                self.members.publish(attributes.id, &attributes.name, &attributes.client_urls);
+                self.members
+                    .publish(attributes.id, &attributes.name, &attributes.client_urls);
                 Ok(Response::Published)
             }
-            Request::MemberUpdate(update) => self.change_members(&MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone())),
+            Request::MemberUpdate(update) => self.change_members(
+                &MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone()),
+            ),
             Request::Alarm(alarm) => Ok(Response::Alarms(self.alarm(alarm))),
         })
     }
@@ -106,7 +121,11 @@ impl StateMachine {
     /// Applies a raft configuration change committed at `index` to the
     /// member registry, if it passes etcd's checks there. `None`: applied
     /// already; `Some(Err)`: refused, and raft must not apply it either.
-    pub fn apply_membership(&mut self, index: u64, change: &MembershipChange) -> Option<Result<Response, Error>> {
+    pub fn apply_membership(
+        &mut self,
+        index: u64,
+        change: &MembershipChange,
+    ) -> Option<Result<Response, Error>> {
         if index <= self.applied_index {
             return None;
         }
@@ -160,7 +179,11 @@ impl StateMachine {
     fn alarm(&mut self, request: &AlarmRequest) -> Vec<AlarmMember> {
         match request.action() {
             AlarmAction::Activate => vec![self.alarms.activate(request.member_id, request.alarm)],
-            AlarmAction::Deactivate => self.alarms.deactivate(request.member_id, request.alarm).into_iter().collect(),
+            AlarmAction::Deactivate => self
+                .alarms
+                .deactivate(request.member_id, request.alarm)
+                .into_iter()
+                .collect(),
             AlarmAction::Get => self.alarms.list(request.alarm),
         }
     }
@@ -199,7 +222,9 @@ impl StateMachine {
 
     fn compact(&mut self, request: &CompactionRequest) -> Result<CompactionResponse, Error> {
         self.store.compact(request.revision)?;
-        Ok(CompactionResponse { header: Some(header(self.store.current_revision())) })
+        Ok(CompactionResponse {
+            header: Some(header(self.store.current_revision())),
+        })
     }
 
     /// A deterministic hash of the whole state, compared across members.
@@ -207,7 +232,13 @@ impl StateMachine {
         let mut writer = Writer::new();
         self.members.encode(&mut writer);
         self.alarms.encode(&mut writer);
-        let members = crate::rng::stable_hash(&writer.finish().into_iter().map(u64::from).collect::<Vec<_>>());
+        let members = crate::rng::stable_hash(
+            &writer
+                .finish()
+                .into_iter()
+                .map(u64::from)
+                .collect::<Vec<_>>(),
+        );
         crate::rng::stable_hash(&[self.applied_index, self.store.state_hash(), members])
     }
 
@@ -230,25 +261,50 @@ impl StateMachine {
         }
         let applied_index = reader.u64()?;
         let members = Members::decode(&mut reader)?;
-        let alarms = if version == IMAGE_VERSION { Alarms::decode(&mut reader)? } else { Alarms::default() };
+        let alarms = if version == IMAGE_VERSION {
+            Alarms::decode(&mut reader)?
+        } else {
+            Alarms::default()
+        };
         let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
-        Ok(StateMachine { store, applied_index, quota: quota::Quota::new(quota_bytes), members, alarms })
+        Ok(StateMachine {
+            store,
+            applied_index,
+            quota: quota::Quota::new(quota_bytes),
+            members,
+            alarms,
+        })
     }
 }
 
 /// What both a committed store and an open write transaction can answer.
 pub(crate) trait View {
-    fn range_kvs(&self, key: &[u8], end: Option<&[u8]>, options: &RangeOptions) -> Result<RangeResult, mvcc::Error>;
+    fn range_kvs(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        options: &RangeOptions,
+    ) -> Result<RangeResult, mvcc::Error>;
 }
 
 impl View for Store {
-    fn range_kvs(&self, key: &[u8], end: Option<&[u8]>, options: &RangeOptions) -> Result<RangeResult, mvcc::Error> {
+    fn range_kvs(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        options: &RangeOptions,
+    ) -> Result<RangeResult, mvcc::Error> {
         self.range(key, end, options)
     }
 }
 
 impl View for WriteTxn<'_> {
-    fn range_kvs(&self, key: &[u8], end: Option<&[u8]>, options: &RangeOptions) -> Result<RangeResult, mvcc::Error> {
+    fn range_kvs(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        options: &RangeOptions,
+    ) -> Result<RangeResult, mvcc::Error> {
         self.range(key, end, options)
     }
 }
@@ -264,7 +320,10 @@ pub(crate) fn key_range_end(range_end: &[u8]) -> Option<&[u8]> {
 }
 
 pub(crate) fn header(revision: i64) -> ResponseHeader {
-    ResponseHeader { revision, ..ResponseHeader::default() }
+    ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    }
 }
 
 pub(crate) fn to_proto(kv: KeyValue) -> mvccpb::KeyValue {
@@ -287,19 +346,29 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
         || request.max_mod_revision != 0
         || request.min_create_revision != 0
         || request.max_create_revision != 0;
-    let mut limit = if sort_order != SortOrder::None || filtered { 0 } else { request.limit };
+    let mut limit = if sort_order != SortOrder::None || filtered {
+        0
+    } else {
+        request.limit
+    };
     if limit > 0 {
         // One extra key tells whether there are more.
         limit += 1;
     }
-    let options = RangeOptions { limit, rev: request.revision, count_only: request.count_only };
+    let options = RangeOptions {
+        limit,
+        rev: request.revision,
+        count_only: request.count_only,
+    };
     let result = view.range_kvs(&request.key, key_range_end(&request.range_end), &options)?;
     let mut kvs = result.kvs;
     kvs.retain(|kv| {
         (request.max_mod_revision == 0 || kv.mod_revision <= request.max_mod_revision)
             && (request.min_mod_revision == 0 || kv.mod_revision >= request.min_mod_revision)
-            && (request.max_create_revision == 0 || kv.create_revision <= request.max_create_revision)
-            && (request.min_create_revision == 0 || kv.create_revision >= request.min_create_revision)
+            && (request.max_create_revision == 0
+                || kv.create_revision <= request.max_create_revision)
+            && (request.min_create_revision == 0
+                || kv.create_revision >= request.min_create_revision)
     });
     // The store returns keys ascending, so only a non-key target needs an
     // explicit (ascending by default) sort. A stable sort keeps ties in key
@@ -346,7 +415,11 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
 pub(crate) fn put(write: &mut WriteTxn<'_>, request: &PutRequest) -> Result<PutResponse, Error> {
     let needs_previous = request.ignore_value || request.ignore_lease || request.prev_kv;
     let previous = if needs_previous {
-        write.range(&request.key, None, &RangeOptions::default())?.kvs.into_iter().next()
+        write
+            .range(&request.key, None, &RangeOptions::default())?
+            .kvs
+            .into_iter()
+            .next()
     } else {
         None
     };
@@ -365,21 +438,34 @@ pub(crate) fn put(write: &mut WriteTxn<'_>, request: &PutRequest) -> Result<PutR
     let revision = write.put(&request.key, &value, lease);
     Ok(PutResponse {
         header: Some(header(revision)),
-        prev_kv: if request.prev_kv { previous.map(to_proto) } else { None },
+        prev_kv: if request.prev_kv {
+            previous.map(to_proto)
+        } else {
+            None
+        },
     })
 }
 
 /// etcd's `applierV3backend.DeleteRange` inside an open write transaction.
-pub(crate) fn delete_range(write: &mut WriteTxn<'_>, request: &DeleteRangeRequest) -> DeleteRangeResponse {
+pub(crate) fn delete_range(
+    write: &mut WriteTxn<'_>,
+    request: &DeleteRangeRequest,
+) -> DeleteRangeResponse {
     let end = key_range_end(&request.range_end);
     let prev_kvs = if request.prev_kv {
-        let previous = write.range(&request.key, end, &RangeOptions::default()).expect("reading the newest revision cannot fail");
+        let previous = write
+            .range(&request.key, end, &RangeOptions::default())
+            .expect("reading the newest revision cannot fail");
         previous.kvs.into_iter().map(to_proto).collect()
     } else {
         Vec::new()
     };
     let (deleted, revision) = write.delete_range(&request.key, end);
-    DeleteRangeResponse { header: Some(header(revision)), deleted, prev_kvs }
+    DeleteRangeResponse {
+        header: Some(header(revision)),
+        deleted,
+        prev_kvs,
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,12 @@ impl Quota {
 
     pub fn check(&self, store: &Store, cost_bytes: u64) -> Result<(), Error> {
         match self.limit_bytes {
-            Some(limit) if store.size_bytes() + store.key_count() as u64 * KV_OVERHEAD_BYTES + cost_bytes > limit => {
+            Some(limit)
+                if store.size_bytes()
+                    + store.key_count() as u64 * KV_OVERHEAD_BYTES
+                    + cost_bytes
+                    > limit =>
+            {
                 Err(Error::NoSpace)
             }
             _ => Ok(()),

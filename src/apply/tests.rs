@@ -2,31 +2,55 @@
 //! nested txns), checked directly on the state machine.
 
 use super::*;
-use crate::proto::etcdserverpb::{compare, range_request, request_op, response_op, Compare, RequestOp};
+use crate::proto::etcdserverpb::{
+    compare, range_request, request_op, response_op, Compare, RequestOp,
+};
 
 fn machine_with(keys: &[(&str, &str)]) -> (StateMachine, u64) {
     let mut machine = StateMachine::new(0, Members::default());
     let mut index = 0;
     for (key, value) in keys {
         index += 1;
-        let put = PutRequest { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..Default::default() };
-        machine.apply(index, Some(&Request::Put(put))).unwrap().unwrap();
+        let put = PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        machine
+            .apply(index, Some(&Request::Put(put)))
+            .unwrap()
+            .unwrap();
     }
     (machine, index)
 }
 
 fn keys(response: &RangeResponse) -> Vec<String> {
-    response.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect()
+    response
+        .kvs
+        .iter()
+        .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+        .collect()
 }
 
 #[test]
 fn revision_filters_prune_after_count_like_etcd() {
     let (machine, _) = machine_with(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
-    let request = RangeRequest { key: b"a".to_vec(), range_end: vec![0], min_mod_revision: 3, max_mod_revision: 4, ..Default::default() };
+    let request = RangeRequest {
+        key: b"a".to_vec(),
+        range_end: vec![0],
+        min_mod_revision: 3,
+        max_mod_revision: 4,
+        ..Default::default()
+    };
     let response = machine.range(&request).unwrap();
     assert_eq!(keys(&response), ["b", "c"]);
     assert_eq!(response.count, 4, "etcd counts before it filters");
-    let limited = machine.range(&RangeRequest { limit: 1, ..request }).unwrap();
+    let limited = machine
+        .range(&RangeRequest {
+            limit: 1,
+            ..request
+        })
+        .unwrap();
     assert_eq!(keys(&limited), ["b"]);
     assert!(limited.more);
 }
@@ -50,7 +74,11 @@ fn sort_by_value_descending_with_limit_sets_more() {
 
 fn put_op(key: &str, value: &str) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), value: value.into(), ..Default::default() })),
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        })),
     }
 }
 
@@ -67,36 +95,90 @@ fn value_equals(key: &str, value: &str) -> Compare {
 #[test]
 fn nested_txn_compares_see_the_state_before_the_txn() {
     let (mut machine, index) = machine_with(&[("k", "old")]);
-    let nested = TxnRequest { compare: vec![value_equals("k", "old")], success: vec![put_op("seen", "old")], failure: vec![put_op("seen", "new")] };
+    let nested = TxnRequest {
+        compare: vec![value_equals("k", "old")],
+        success: vec![put_op("seen", "old")],
+        failure: vec![put_op("seen", "new")],
+    };
     let outer = TxnRequest {
         compare: vec![],
-        success: vec![put_op("k", "new"), RequestOp { request: Some(request_op::Request::RequestTxn(nested)) }],
+        success: vec![
+            put_op("k", "new"),
+            RequestOp {
+                request: Some(request_op::Request::RequestTxn(nested)),
+            },
+        ],
         failure: vec![],
     };
-    let Response::Txn(response) = machine.apply(index + 1, Some(&Request::Txn(outer))).unwrap().unwrap() else { panic!() };
+    let Response::Txn(response) = machine
+        .apply(index + 1, Some(&Request::Txn(outer)))
+        .unwrap()
+        .unwrap()
+    else {
+        panic!()
+    };
     assert!(response.succeeded);
-    let seen = machine.range(&RangeRequest { key: b"seen".to_vec(), ..Default::default() }).unwrap();
-    assert_eq!(seen.kvs[0].value, b"old", "the nested compare ran before the outer put");
-    assert_eq!(response.header.unwrap().revision, 3, "one revision for the whole txn");
-    let Some(response_op::Response::ResponseTxn(nested_response)) = &response.responses[1].response else { panic!() };
-    assert_eq!(nested_response.header, Some(ResponseHeader::default()), "nested headers stay empty, as in etcd");
+    let seen = machine
+        .range(&RangeRequest {
+            key: b"seen".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        seen.kvs[0].value, b"old",
+        "the nested compare ran before the outer put"
+    );
+    assert_eq!(
+        response.header.unwrap().revision,
+        3,
+        "one revision for the whole txn"
+    );
+    let Some(response_op::Response::ResponseTxn(nested_response)) = &response.responses[1].response
+    else {
+        panic!()
+    };
+    assert_eq!(
+        nested_response.header,
+        Some(ResponseHeader::default()),
+        "nested headers stay empty, as in etcd"
+    );
 }
 
 #[test]
 fn entries_at_or_below_the_applied_index_are_skipped() {
     let (mut machine, index) = machine_with(&[("k", "v")]);
-    let again = PutRequest { key: b"k".to_vec(), value: b"v2".to_vec(), ..Default::default() };
-    assert!(machine.apply(index, Some(&Request::Put(again))).is_none(), "a replayed entry is not applied twice");
+    let again = PutRequest {
+        key: b"k".to_vec(),
+        value: b"v2".to_vec(),
+        ..Default::default()
+    };
+    assert!(
+        machine.apply(index, Some(&Request::Put(again))).is_none(),
+        "a replayed entry is not applied twice"
+    );
     assert_eq!(machine.store().current_revision(), 2);
 }
 
 #[test]
 fn quota_refuses_writes_that_would_exceed_it() {
     let mut machine = StateMachine::new(600, Members::default());
-    let put = |key: &str| Request::Put(PutRequest { key: key.into(), value: vec![b'x'; 100], ..Default::default() });
+    let put = |key: &str| {
+        Request::Put(PutRequest {
+            key: key.into(),
+            value: vec![b'x'; 100],
+            ..Default::default()
+        })
+    };
     assert!(machine.apply(1, Some(&put("a"))).unwrap().is_ok());
-    assert_eq!(machine.apply(2, Some(&put("b"))).unwrap(), Err(Error::NoSpace));
-    assert_eq!(machine.store().current_revision(), 2, "a refused write changes nothing");
+    assert_eq!(
+        machine.apply(2, Some(&put("b"))).unwrap(),
+        Err(Error::NoSpace)
+    );
+    assert_eq!(
+        machine.store().current_revision(),
+        2,
+        "a refused write changes nothing"
+    );
 }
 
 #[test]
@@ -108,7 +190,11 @@ fn state_image_round_trips() {
 }
 
 fn alarm(action: AlarmAction, member_id: u64) -> Request {
-    Request::Alarm(AlarmRequest { action: action as i32, member_id, alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32 })
+    Request::Alarm(AlarmRequest {
+        action: action as i32,
+        member_id,
+        alarm: crate::proto::etcdserverpb::AlarmType::Nospace as i32,
+    })
 }
 
 #[test]
@@ -116,25 +202,85 @@ fn a_nospace_alarm_caps_writes_until_it_is_disarmed() {
     let (mut machine, mut index) = machine_with(&[("a", "1"), ("b", "2")]);
     let mut apply = |machine: &mut StateMachine, request: Request| {
         index += 1;
-        machine.apply(index, Some(&request)).expect("a new index is applied")
+        machine
+            .apply(index, Some(&request))
+            .expect("a new index is applied")
     };
     let raised = apply(&mut machine, alarm(AlarmAction::Activate, 7)).unwrap();
-    assert_eq!(raised, Response::Alarms(vec![AlarmMember { member_id: 7, alarm: 1 }]));
-    let put = || Request::Put(PutRequest { key: b"c".to_vec(), value: b"3".to_vec(), ..Default::default() });
+    assert_eq!(
+        raised,
+        Response::Alarms(vec![AlarmMember {
+            member_id: 7,
+            alarm: 1
+        }])
+    );
+    let put = || {
+        Request::Put(PutRequest {
+            key: b"c".to_vec(),
+            value: b"3".to_vec(),
+            ..Default::default()
+        })
+    };
     assert_eq!(apply(&mut machine, put()), Err(Error::NoSpace));
-    let txn_put = TxnRequest { success: vec![RequestOp { request: Some(request_op::Request::RequestPut(PutRequest { key: b"c".to_vec(), ..Default::default() })) }], ..Default::default() };
-    assert_eq!(apply(&mut machine, Request::Txn(txn_put)), Err(Error::NoSpace));
-    let delete = Request::DeleteRange(DeleteRangeRequest { key: b"a".to_vec(), ..Default::default() });
-    assert!(apply(&mut machine, delete).is_ok(), "deletes free space: allowed under NOSPACE");
-    assert_eq!(machine.store().current_revision(), 4, "only the delete changed the store");
+    let txn_put = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: b"c".to_vec(),
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        apply(&mut machine, Request::Txn(txn_put)),
+        Err(Error::NoSpace)
+    );
+    let delete = Request::DeleteRange(DeleteRangeRequest {
+        key: b"a".to_vec(),
+        ..Default::default()
+    });
+    assert!(
+        apply(&mut machine, delete).is_ok(),
+        "deletes free space: allowed under NOSPACE"
+    );
+    assert_eq!(
+        machine.store().current_revision(),
+        4,
+        "only the delete changed the store"
+    );
 
     // The alarm is part of the state image.
     let restored = StateMachine::decode(&machine.encode(), 0).unwrap();
-    assert_eq!(restored.alarms(0), vec![AlarmMember { member_id: 7, alarm: 1 }]);
+    assert_eq!(
+        restored.alarms(0),
+        vec![AlarmMember {
+            member_id: 7,
+            alarm: 1
+        }]
+    );
     assert_eq!(restored.state_hash(), machine.state_hash());
 
-    assert_eq!(apply(&mut machine, alarm(AlarmAction::Deactivate, 8)).unwrap(), Response::Alarms(vec![]), "not raised for 8");
-    assert_eq!(apply(&mut machine, alarm(AlarmAction::Deactivate, 7)).unwrap(), Response::Alarms(vec![AlarmMember { member_id: 7, alarm: 1 }]));
-    assert!(apply(&mut machine, put()).is_ok(), "disarmed: writes work again");
-    assert_eq!(describe_alarm(&AlarmMember { member_id: 7, alarm: 1 }), "memberID:7 alarm:NOSPACE ");
+    assert_eq!(
+        apply(&mut machine, alarm(AlarmAction::Deactivate, 8)).unwrap(),
+        Response::Alarms(vec![]),
+        "not raised for 8"
+    );
+    assert_eq!(
+        apply(&mut machine, alarm(AlarmAction::Deactivate, 7)).unwrap(),
+        Response::Alarms(vec![AlarmMember {
+            member_id: 7,
+            alarm: 1
+        }])
+    );
+    assert!(
+        apply(&mut machine, put()).is_ok(),
+        "disarmed: writes work again"
+    );
+    assert_eq!(
+        describe_alarm(&AlarmMember {
+            member_id: 7,
+            alarm: 1
+        }),
+        "memberID:7 alarm:NOSPACE "
+    );
 }

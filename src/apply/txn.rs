@@ -13,7 +13,10 @@ use crate::proto::etcdserverpb::{
 
 /// A transaction is read-only when every request in both branches is a range.
 pub fn is_read_only(request: &TxnRequest) -> bool {
-    let all_ranges = |ops: &[RequestOp]| ops.iter().all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))));
+    let all_ranges = |ops: &[RequestOp]| {
+        ops.iter()
+            .all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))))
+    };
     all_ranges(&request.success) && all_ranges(&request.failure)
 }
 
@@ -58,7 +61,10 @@ fn compare_path(store: &Store, request: &TxnRequest) -> Vec<bool> {
 }
 
 fn push_path(store: &Store, request: &TxnRequest, path: &mut Vec<bool>) {
-    let succeeded = request.compare.iter().all(|compare| compare_holds(store, compare));
+    let succeeded = request
+        .compare
+        .iter()
+        .all(|compare| compare_holds(store, compare));
     path.push(succeeded);
     for op in branch(request, succeeded) {
         if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
@@ -79,14 +85,22 @@ fn branch(request: &TxnRequest, succeeded: bool) -> &[RequestOp] {
 /// every key; over no key it is tested against an empty key-value, except
 /// that a value compare on a missing key always fails.
 fn compare_holds(store: &Store, compare: &Compare) -> bool {
-    let Ok(result) = store.range(&compare.key, key_range_end(&compare.range_end), &RangeOptions::default()) else {
+    let Ok(result) = store.range(
+        &compare.key,
+        key_range_end(&compare.range_end),
+        &RangeOptions::default(),
+    ) else {
         return false;
     };
     let target = CompareTarget::try_from(compare.target).unwrap_or(CompareTarget::Version);
     if result.kvs.is_empty() {
-        return target != CompareTarget::Value && compare_key_value(compare, target, &KeyValue::default());
+        return target != CompareTarget::Value
+            && compare_key_value(compare, target, &KeyValue::default());
     }
-    result.kvs.iter().all(|kv| compare_key_value(compare, target, kv))
+    result
+        .kvs
+        .iter()
+        .all(|kv| compare_key_value(compare, target, kv))
 }
 
 fn compare_key_value(compare: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
@@ -99,7 +113,10 @@ fn compare_key_value(compare: &Compare, target: CompareTarget, kv: &KeyValue) ->
             };
             kv.value.as_slice().cmp(wanted)
         }
-        CompareTarget::Create => number(union_number(compare, CompareTarget::Create), kv.create_revision),
+        CompareTarget::Create => number(
+            union_number(compare, CompareTarget::Create),
+            kv.create_revision,
+        ),
         CompareTarget::Mod => number(union_number(compare, CompareTarget::Mod), kv.mod_revision),
         CompareTarget::Version => number(union_number(compare, CompareTarget::Version), kv.version),
         CompareTarget::Lease => number(union_number(compare, CompareTarget::Lease), kv.lease),
@@ -137,7 +154,9 @@ fn for_each_taken(
     *cursor += 1;
     for op in branch(request, succeeded) {
         match &op.request {
-            Some(request_op::Request::RequestTxn(nested)) => for_each_taken(nested, path, cursor, check)?,
+            Some(request_op::Request::RequestTxn(nested)) => {
+                for_each_taken(nested, path, cursor, check)?
+            }
             Some(other) => check(other)?,
             None => {}
         }
@@ -147,9 +166,16 @@ fn for_each_taken(
 
 /// etcd `checkRequestPut`: ignore_value/ignore_lease need the key to exist
 /// before the transaction, and a lease must exist.
-fn check_puts(store: &Store, request: &TxnRequest, path: &[bool], cursor: &mut usize) -> Result<(), Error> {
+fn check_puts(
+    store: &Store,
+    request: &TxnRequest,
+    path: &[bool],
+    cursor: &mut usize,
+) -> Result<(), Error> {
     for_each_taken(request, path, cursor, &mut |op| {
-        let request_op::Request::RequestPut(put) = op else { return Ok(()) };
+        let request_op::Request::RequestPut(put) = op else {
+            return Ok(());
+        };
         if put.ignore_value || put.ignore_lease {
             let existing = store.range(&put.key, None, &RangeOptions::default())?;
             if existing.kvs.is_empty() {
@@ -165,9 +191,16 @@ fn check_puts(store: &Store, request: &TxnRequest, path: &[bool], cursor: &mut u
 
 /// etcd `checkRequestRange`: a range at a future or compacted revision
 /// fails the whole transaction before anything is written.
-fn check_ranges(store: &Store, request: &TxnRequest, path: &[bool], cursor: &mut usize) -> Result<(), Error> {
+fn check_ranges(
+    store: &Store,
+    request: &TxnRequest,
+    path: &[bool],
+    cursor: &mut usize,
+) -> Result<(), Error> {
     for_each_taken(request, path, cursor, &mut |op| {
-        let request_op::Request::RequestRange(range) = op else { return Ok(()) };
+        let request_op::Request::RequestRange(range) = op else {
+            return Ok(());
+        };
         if range.revision == 0 {
             Ok(())
         } else if range.revision > store.current_revision() {
@@ -188,11 +221,17 @@ trait Executor {
 
 /// `View` made object-safe for the executor.
 trait ViewObject {
-    fn range(&self, request: &crate::proto::etcdserverpb::RangeRequest) -> Result<crate::proto::etcdserverpb::RangeResponse, Error>;
+    fn range(
+        &self,
+        request: &crate::proto::etcdserverpb::RangeRequest,
+    ) -> Result<crate::proto::etcdserverpb::RangeResponse, Error>;
 }
 
 impl<V: View> ViewObject for V {
-    fn range(&self, request: &crate::proto::etcdserverpb::RangeRequest) -> Result<crate::proto::etcdserverpb::RangeResponse, Error> {
+    fn range(
+        &self,
+        request: &crate::proto::etcdserverpb::RangeRequest,
+    ) -> Result<crate::proto::etcdserverpb::RangeResponse, Error> {
         range(self, request)
     }
 }
@@ -215,10 +254,12 @@ impl Executor for Writing<'_, '_> {
     }
     fn write(&mut self, op: &request_op::Request) -> Result<response_op::Response, Error> {
         match op {
-            request_op::Request::RequestPut(request) => Ok(response_op::Response::ResponsePut(put(self.0, request)?)),
-            request_op::Request::RequestDeleteRange(request) => {
-                Ok(response_op::Response::ResponseDeleteRange(delete_range(self.0, request)))
+            request_op::Request::RequestPut(request) => {
+                Ok(response_op::Response::ResponsePut(put(self.0, request)?))
             }
+            request_op::Request::RequestDeleteRange(request) => Ok(
+                response_op::Response::ResponseDeleteRange(delete_range(self.0, request)),
+            ),
             _ => unreachable!("only puts and deletes write"),
         }
     }
@@ -226,20 +267,31 @@ impl Executor for Writing<'_, '_> {
 
 /// Runs the requests of the taken branches (etcd `applyTxn`). A nested
 /// transaction's response carries an empty header, as in etcd.
-fn execute(executor: &mut dyn Executor, request: &TxnRequest, path: &[bool], cursor: &mut usize) -> Result<TxnResponse, Error> {
+fn execute(
+    executor: &mut dyn Executor,
+    request: &TxnRequest,
+    path: &[bool],
+    cursor: &mut usize,
+) -> Result<TxnResponse, Error> {
     let succeeded = path[*cursor];
     *cursor += 1;
     let mut responses = Vec::new();
     for op in branch(request, succeeded) {
         let response = match &op.request {
-            Some(request_op::Request::RequestRange(range)) => Some(response_op::Response::ResponseRange(executor.view().range(range)?)),
-            Some(request_op::Request::RequestTxn(nested)) => {
-                Some(response_op::Response::ResponseTxn(execute(executor, nested, path, cursor)?))
-            }
+            Some(request_op::Request::RequestRange(range)) => Some(
+                response_op::Response::ResponseRange(executor.view().range(range)?),
+            ),
+            Some(request_op::Request::RequestTxn(nested)) => Some(
+                response_op::Response::ResponseTxn(execute(executor, nested, path, cursor)?),
+            ),
             Some(write) => Some(executor.write(write)?),
             None => None,
         };
         responses.push(ResponseOp { response });
     }
-    Ok(TxnResponse { header: Some(Default::default()), succeeded, responses })
+    Ok(TxnResponse {
+        header: Some(Default::default()),
+        succeeded,
+        responses,
+    })
 }

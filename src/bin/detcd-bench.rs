@@ -29,7 +29,9 @@ mod real {
 
     use clap::Parser;
     use detcd::client::Client;
-    use detcd::proto::etcdserverpb::{compare, request_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+    use detcd::proto::etcdserverpb::{
+        compare, request_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    };
 
     /// How long a server may take to elect a leader and answer.
     const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,7 +40,10 @@ mod real {
     const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
     #[derive(Parser, Debug)]
-    #[command(name = "detcd-bench", about = "Throughput and latency of detcd against etcd 3.4.23, same machine, same run")]
+    #[command(
+        name = "detcd-bench",
+        about = "Throughput and latency of detcd against etcd 3.4.23, same machine, same run"
+    )]
     struct Args {
         /// Members per cluster (each a process on this machine).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
@@ -77,7 +82,12 @@ mod real {
         CompareAndPut,
     }
 
-    const WORKLOADS: [Workload; 4] = [Workload::Put, Workload::GetLinearizable, Workload::GetSerializable, Workload::CompareAndPut];
+    const WORKLOADS: [Workload; 4] = [
+        Workload::Put,
+        Workload::GetLinearizable,
+        Workload::GetSerializable,
+        Workload::CompareAndPut,
+    ];
 
     impl Workload {
         fn name(self) -> &'static str {
@@ -93,9 +103,14 @@ mod real {
     pub fn main() -> ExitCode {
         let args = Args::parse();
         let detcd = args.detcd.clone().unwrap_or_else(|| {
-            std::env::current_exe().expect("own path").with_file_name("detcd")
+            std::env::current_exe()
+                .expect("own path")
+                .with_file_name("detcd")
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
         println!(
             "detcd-bench: {} member(s), {} clients, {} ops per workload, {}-byte values",
             args.members, args.clients, args.ops, args.value_bytes
@@ -105,20 +120,38 @@ mod real {
             let cluster = match Cluster::start(name, &binary, args.members) {
                 Ok(cluster) => cluster,
                 Err(error) => {
-                    eprintln!("detcd-bench: cannot start {name} ({}): {error}", binary.display());
+                    eprintln!(
+                        "detcd-bench: cannot start {name} ({}): {error}",
+                        binary.display()
+                    );
                     return ExitCode::FAILURE;
                 }
             };
             println!("{name}: {} ready", cluster.endpoints.join(","));
             let measured = runtime.block_on(run_all(&args, &cluster.endpoints));
             for (workload, numbers) in &measured {
-                println!("  {name:<6} {:<20} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms{}", workload.name(), numbers.ops_per_sec, ms(numbers.p50), ms(numbers.p99), failures(numbers.failed));
+                println!(
+                    "  {name:<6} {:<20} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms{}",
+                    workload.name(),
+                    numbers.ops_per_sec,
+                    ms(numbers.p50),
+                    ms(numbers.p99),
+                    failures(numbers.failed)
+                );
             }
             results.push(measured);
             drop(cluster);
         }
         println!();
-        println!("{:<20} {:>12} {:>12} {:>14} {:>18} {:>18}", "workload", "detcd ops/s", "etcd ops/s", "detcd / etcd", "detcd p50/p99 ms", "etcd p50/p99 ms");
+        println!(
+            "{:<20} {:>12} {:>12} {:>14} {:>18} {:>18}",
+            "workload",
+            "detcd ops/s",
+            "etcd ops/s",
+            "detcd / etcd",
+            "detcd p50/p99 ms",
+            "etcd p50/p99 ms"
+        );
         for (index, workload) in WORKLOADS.iter().enumerate() {
             let (ours, theirs) = (results[0][index].1, results[1][index].1);
             println!(
@@ -141,7 +174,11 @@ mod real {
     }
 
     fn failures(failed: usize) -> String {
-        if failed == 0 { String::new() } else { format!("  ({failed} failed)") }
+        if failed == 0 {
+            String::new()
+        } else {
+            format!("  ({failed} failed)")
+        }
     }
 
     async fn run_all(args: &Args, endpoints: &[String]) -> Vec<(Workload, Measured)> {
@@ -191,17 +228,41 @@ mod real {
         }
         let elapsed = started.elapsed();
         latencies.sort_unstable();
-        let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-        Measured { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: percentile(0.50), p99: percentile(0.99), failed }
+        let percentile = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Measured {
+            ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(0.50),
+            p99: percentile(0.99),
+            failed,
+        }
     }
 
     /// One operation on key `index` (written by the put workload first).
     async fn one(client: &mut Client, workload: Workload, index: usize, value: &[u8]) -> bool {
         match workload {
-            Workload::Put => client.put(PutRequest { key: key(index), value: value.to_vec(), ..Default::default() }).await.is_ok(),
+            Workload::Put => client
+                .put(PutRequest {
+                    key: key(index),
+                    value: value.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok(),
             Workload::GetLinearizable | Workload::GetSerializable => {
                 let serializable = workload == Workload::GetSerializable;
-                client.range(RangeRequest { key: key(index), serializable, ..Default::default() }).await.is_ok_and(|response| response.count == 1)
+                client
+                    .range(RangeRequest {
+                        key: key(index),
+                        serializable,
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok_and(|response| response.count == 1)
             }
             Workload::CompareAndPut => {
                 let exists = Compare {
@@ -211,13 +272,22 @@ mod real {
                     target_union: Some(compare::TargetUnion::Version(0)),
                     ..Default::default()
                 };
-                let put = PutRequest { key: key(index), value: value.to_vec(), ..Default::default() };
+                let put = PutRequest {
+                    key: key(index),
+                    value: value.to_vec(),
+                    ..Default::default()
+                };
                 let request = TxnRequest {
                     compare: vec![exists],
-                    success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put)) }],
+                    success: vec![RequestOp {
+                        request: Some(request_op::Request::RequestPut(put)),
+                    }],
                     failure: vec![],
                 };
-                client.txn(request).await.is_ok_and(|response| response.succeeded)
+                client
+                    .txn(request)
+                    .await
+                    .is_ok_and(|response| response.succeeded)
             }
         }
     }
@@ -232,21 +302,37 @@ mod real {
 
     impl Cluster {
         fn start(name: &str, binary: &Path, members: u64) -> std::io::Result<Cluster> {
-            let dir = std::env::temp_dir().join(format!("detcd-bench-{}-{name}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("detcd-bench-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
-            let ports: Vec<(u16, u16)> = (0..members).map(|_| Ok((free_port()?, free_port()?))).collect::<std::io::Result<_>>()?;
-            let initial_cluster: Vec<String> = ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
-            let mut cluster = Cluster { children: Vec::new(), dir: dir.clone(), endpoints: Vec::new() };
+            let ports: Vec<(u16, u16)> = (0..members)
+                .map(|_| Ok((free_port()?, free_port()?)))
+                .collect::<std::io::Result<_>>()?;
+            let initial_cluster: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+                .collect();
+            let mut cluster = Cluster {
+                children: Vec::new(),
+                dir: dir.clone(),
+                endpoints: Vec::new(),
+            };
             for (index, (client, peer)) in ports.iter().enumerate() {
                 let log = std::fs::File::create(dir.join(format!("m{index}.log")))?;
                 let child = Command::new(binary)
                     .arg(format!("--name=m{index}"))
-                    .arg(format!("--data-dir={}", dir.join(format!("m{index}.etcd")).display()))
+                    .arg(format!(
+                        "--data-dir={}",
+                        dir.join(format!("m{index}.etcd")).display()
+                    ))
                     .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
                     .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
                     .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                    .arg(format!(
+                        "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                    ))
                     .arg(format!("--initial-cluster={}", initial_cluster.join(",")))
                     .arg("--initial-cluster-token=detcd-bench")
                     .arg("--log-level=warn")
@@ -262,21 +348,36 @@ mod real {
 
         /// Every member answers Status and names a leader.
         fn wait_ready(&mut self) -> std::io::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let deadline = Instant::now() + READY_TIMEOUT;
             for endpoint in self.endpoints.clone() {
                 loop {
                     let status = runtime.block_on(async {
-                        Client::new(vec![endpoint.clone()]).with_request_timeout(POLL_INTERVAL * 10).status().await
+                        Client::new(vec![endpoint.clone()])
+                            .with_request_timeout(POLL_INTERVAL * 10)
+                            .status()
+                            .await
                     });
                     if status.is_ok_and(|status| status.leader != 0) {
                         break;
                     }
-                    if let Some(exited) = self.children.iter_mut().find_map(|child| child.try_wait().ok().flatten()) {
-                        return Err(std::io::Error::other(format!("a member exited ({exited}); logs in {}", self.dir.display())));
+                    if let Some(exited) = self
+                        .children
+                        .iter_mut()
+                        .find_map(|child| child.try_wait().ok().flatten())
+                    {
+                        return Err(std::io::Error::other(format!(
+                            "a member exited ({exited}); logs in {}",
+                            self.dir.display()
+                        )));
                     }
                     if Instant::now() > deadline {
-                        return Err(std::io::Error::other(format!("{endpoint} not ready in {READY_TIMEOUT:?}; logs in {}", self.dir.display())));
+                        return Err(std::io::Error::other(format!(
+                            "{endpoint} not ready in {READY_TIMEOUT:?}; logs in {}",
+                            self.dir.display()
+                        )));
                     }
                     std::thread::sleep(POLL_INTERVAL);
                 }
@@ -296,6 +397,8 @@ mod real {
     }
 
     fn free_port() -> std::io::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
     }
 }

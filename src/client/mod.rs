@@ -14,9 +14,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::proto::etcdserverpb::{
-    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op, CompactionRequest,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
 };
 
 /// How long one attempt at one endpoint may take, connection included.
@@ -89,8 +89,16 @@ impl Client {
     /// A client of the cluster behind `endpoints` (URLs such as
     /// `http://127.0.0.1:2379`), trying them in the order given.
     pub fn new(endpoints: Vec<String>) -> Client {
-        assert!(!endpoints.is_empty(), "a client needs at least one endpoint");
-        Client { endpoints, preferred: 0, channel: None, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+        assert!(
+            !endpoints.is_empty(),
+            "a client needs at least one endpoint"
+        );
+        Client {
+            endpoints,
+            preferred: 0,
+            channel: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
     }
 
     pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
@@ -119,7 +127,10 @@ impl Client {
         .await
     }
 
-    pub async fn delete_range(&mut self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse, ClientError> {
+    pub async fn delete_range(
+        &mut self,
+        request: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, ClientError> {
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
             async move { KvClient::new(channel).delete_range(request).await }
@@ -129,8 +140,13 @@ impl Client {
 
     /// Compaction is not repeated once sent: a second one at the same
     /// revision would fail with "required revision has been compacted".
-    pub async fn compact(&mut self, request: CompactionRequest) -> Result<CompactionResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| async move { KvClient::new(channel).compact(request).await })
+    pub async fn compact(
+        &mut self,
+        request: CompactionRequest,
+    ) -> Result<CompactionResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            KvClient::new(channel).compact(request).await
+        })
         .await
     }
 
@@ -141,7 +157,11 @@ impl Client {
             .iter()
             .chain(&request.failure)
             .all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))));
-        let retry = if read_only { Retry::Idempotent } else { Retry::OnlyIfUnsent };
+        let retry = if read_only {
+            Retry::Idempotent
+        } else {
+            Retry::OnlyIfUnsent
+        };
         self.call(retry, move |channel| {
             let request = request.clone();
             async move { KvClient::new(channel).txn(request).await }
@@ -151,8 +171,12 @@ impl Client {
 
     /// The status of whichever endpoint answers first.
     pub async fn status(&mut self) -> Result<StatusResponse, ClientError> {
-        self.call(Retry::Idempotent, |channel| async move { MaintenanceClient::new(channel).status(StatusRequest {}).await })
-            .await
+        self.call(Retry::Idempotent, |channel| async move {
+            MaintenanceClient::new(channel)
+                .status(StatusRequest {})
+                .await
+        })
+        .await
     }
 
     /// Tries the preferred endpoint, then each other one, as `retry` allows.
@@ -191,8 +215,13 @@ impl Client {
     /// if it cannot be reached (nothing was sent).
     async fn connected(&mut self) -> Option<Channel> {
         if self.channel.is_none() {
-            let endpoint = Endpoint::from_shared(self.endpoints[self.preferred].clone()).ok()?.connect_timeout(self.request_timeout);
-            self.channel = tokio::time::timeout(self.request_timeout, endpoint.connect()).await.ok()?.ok();
+            let endpoint = Endpoint::from_shared(self.endpoints[self.preferred].clone())
+                .ok()?
+                .connect_timeout(self.request_timeout);
+            self.channel = tokio::time::timeout(self.request_timeout, endpoint.connect())
+                .await
+                .ok()?
+                .ok();
         }
         self.channel.clone()
     }
@@ -214,6 +243,9 @@ fn is_transport_failure(status: &Status) -> bool {
 fn is_member_trouble(error: &ClientError) -> bool {
     match error {
         ClientError::Unreachable | ClientError::Lost => true,
-        ClientError::Server(status) => matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown),
+        ClientError::Server(status) => matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+        ),
     }
 }

@@ -37,14 +37,19 @@ impl Store {
     /// The hash of the key-value history up to `revision` (0: the current
     /// revision). Compacted or future revisions are refused as etcd does.
     pub fn hash_kv(&self, revision: i64) -> Result<KvHash, Error> {
-        let (current_revision, compact_revision) = (self.current_revision(), self.compact_revision());
+        let (current_revision, compact_revision) =
+            (self.current_revision(), self.compact_revision());
         if revision > 0 && revision <= compact_revision {
             return Err(Error::Compacted);
         }
         if revision > 0 && revision > current_revision {
             return Err(Error::FutureRevision);
         }
-        let revision = if revision == 0 { current_revision } else { revision };
+        let revision = if revision == 0 {
+            current_revision
+        } else {
+            revision
+        };
         let mut keep = BTreeSet::new();
         for key_index in self.key_indexes() {
             key_index.keep(revision, &mut keep);
@@ -57,10 +62,17 @@ impl Store {
             if *record_revision < lower && !keep.is_empty() && !keep.contains(record_revision) {
                 continue;
             }
-            hash = crc32c::crc32c_append(hash, &revision_key(*record_revision, matches!(record, Record::Tombstone { .. })));
+            hash = crc32c::crc32c_append(
+                hash,
+                &revision_key(*record_revision, matches!(record, Record::Tombstone { .. })),
+            );
             hash = crc32c::crc32c_append(hash, &encode_value(*record_revision, record));
         }
-        Ok(KvHash { hash, current_revision, compact_revision })
+        Ok(KvHash {
+            hash,
+            current_revision,
+            compact_revision,
+        })
     }
 }
 

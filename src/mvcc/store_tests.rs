@@ -804,7 +804,11 @@ fn hash_kv_is_etcds_number() {
     let hash = store.hash_kv(0).unwrap();
     assert_eq!(hash.hash, ETCD_HASHKV_PUT_PUT_DELETE);
     assert_eq!((hash.current_revision, hash.compact_revision), (4, -1));
-    assert_ne!(store.hash_kv(3).unwrap().hash, hash.hash, "the hash at an earlier revision leaves the delete out");
+    assert_ne!(
+        store.hash_kv(3).unwrap().hash,
+        hash.hash,
+        "the hash at an earlier revision leaves the delete out"
+    );
 }
 
 #[test]
@@ -824,6 +828,15 @@ fn hash_kv_survives_the_snapshot_image_and_sees_every_change() {
     }
     let mut changed = store.clone();
     put(&mut changed, "b", "2");
-    assert_eq!(changed.hash_kv(7), store.hash_kv(7).map(|hash| crate::mvcc::KvHash { current_revision: 8, ..hash }));
-    assert_ne!(changed.hash_kv(0).unwrap().hash, store.hash_kv(0).unwrap().hash);
+    assert_eq!(
+        changed.hash_kv(7),
+        store.hash_kv(7).map(|hash| crate::mvcc::KvHash {
+            current_revision: 8,
+            ..hash
+        })
+    );
+    assert_ne!(
+        changed.hash_kv(0).unwrap().hash,
+        store.hash_kv(0).unwrap().hash
+    );
 }

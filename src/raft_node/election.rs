@@ -21,7 +21,11 @@ pub struct ElectionTimeouts {
 
 impl ElectionTimeouts {
     pub fn new(node_seed: u64, election_ticks: usize) -> ElectionTimeouts {
-        ElectionTimeouts { node_seed, min_ticks: election_ticks, max_ticks: 2 * election_ticks }
+        ElectionTimeouts {
+            node_seed,
+            min_ticks: election_ticks,
+            max_ticks: 2 * election_ticks,
+        }
     }
 
     pub fn fix<S: Storage>(&self, raw: &mut RawNode<S>) {

@@ -29,7 +29,11 @@ impl LogStore {
             conf_state,
             compacted_index: snapshot_index,
             compacted_term: snapshot_term,
-            hard_state: HardState { term: snapshot_term, commit: snapshot_index, ..HardState::default() },
+            hard_state: HardState {
+                term: snapshot_term,
+                commit: snapshot_index,
+                ..HardState::default()
+            },
             ..LogStore::default()
         }
     }
@@ -58,9 +62,19 @@ impl LogStore {
     /// which entries conflict; we only cut where the new ones start).
     pub fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
-        assert!(first.index > self.compacted_index, "appending entry {} over the compacted log", first.index);
-        assert!(first.index <= self.last() + 1, "entry {} leaves a gap after {}", first.index, self.last());
-        self.entries.truncate((first.index - self.compacted_index - 1) as usize);
+        assert!(
+            first.index > self.compacted_index,
+            "appending entry {} over the compacted log",
+            first.index
+        );
+        assert!(
+            first.index <= self.last() + 1,
+            "entry {} leaves a gap after {}",
+            first.index,
+            self.last()
+        );
+        self.entries
+            .truncate((first.index - self.compacted_index - 1) as usize);
         self.entries.extend_from_slice(entries);
     }
 
@@ -71,7 +85,8 @@ impl LogStore {
         }
         assert!(index <= self.last(), "compacting past the last entry");
         let term = self.entry_term(index).expect("entry present");
-        self.entries.drain(..(index - self.compacted_index) as usize);
+        self.entries
+            .drain(..(index - self.compacted_index) as usize);
         self.compacted_index = index;
         self.compacted_term = term;
     }
@@ -110,19 +125,31 @@ impl LogStore {
     pub fn take_snapshot_wanted(&self) -> bool {
         self.snapshot_wanted.replace(false)
     }
-
 }
 
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState { hard_state: self.hard_state.clone(), conf_state: self.conf_state.clone() })
+        Ok(RaftState {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+        })
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
         if low <= self.compacted_index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        assert!(high <= self.last() + 1, "entries [{low}, {high}) past the last entry {}", self.last());
+        assert!(
+            high <= self.last() + 1,
+            "entries [{low}, {high}) past the last entry {}",
+            self.last()
+        );
         let start = (low - self.compacted_index - 1) as usize;
         let end = (high - self.compacted_index - 1) as usize;
         let mut entries = self.entries[start..end].to_vec();
@@ -134,7 +161,8 @@ impl raft::Storage for LogStore {
         if index < self.compacted_index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        self.entry_term(index).ok_or(raft::Error::Store(StorageError::Unavailable))
+        self.entry_term(index)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -151,7 +179,9 @@ impl raft::Storage for LogStore {
         let names_receiver = conf.voters.contains(&to) || conf.learners.contains(&to);
         if metadata.index < request_index || metadata.index == 0 || !names_receiver {
             self.snapshot_wanted.set(true);
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         Ok(self.snapshot.clone())
     }

@@ -28,7 +28,8 @@ use std::time::Duration;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot as RaftSnapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState,
+    Message, Snapshot as RaftSnapshot,
 };
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
@@ -37,10 +38,12 @@ use crate::apply::{Response, StateMachine};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::membership::{Member, MembershipChange};
-use crate::proto::detcdpb::{internal_request::Request, InternalRequest, MemberAttributes, MemberInfo};
-use crate::transport::Transport;
+use crate::proto::detcdpb::{
+    internal_request::Request, InternalRequest, MemberAttributes, MemberInfo,
+};
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::{SnapshotMark, Wal};
+use crate::transport::Transport;
 
 pub use election::ElectionTimeouts;
 pub use log_store::LogStore;
@@ -62,7 +65,10 @@ pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 pub enum Command {
     /// Replicate and apply a request; answer with its result.
-    Propose { request: Request, reply: Reply<Response> },
+    Propose {
+        request: Request,
+        reply: Reply<Response>,
+    },
     /// Answer once the state machine has applied everything committed
     /// before the request (a linearizable read point).
     ReadIndex { reply: Reply<()> },
@@ -70,7 +76,10 @@ pub enum Command {
     /// watches the leader change).
     TransferLeader { transferee: u64, reply: Reply<()> },
     /// Replicate a raft configuration change (member add or remove).
-    ChangeConf { change: ConfChangeV2, reply: Reply<Response> },
+    ChangeConf {
+        change: ConfChangeV2,
+        reply: Reply<Response>,
+    },
     /// Promote a learner, if this member leads and the learner caught up.
     Promote { id: u64, reply: Reply<Response> },
     /// Save a snapshot of the applied state now, so compacted history and
@@ -127,8 +136,14 @@ impl Shared {
     }
 
     fn publish_revision(&self) {
-        let revision = self.state.read().expect("state lock").store().current_revision();
-        self.revision.send_if_modified(|published| std::mem::replace(published, revision) != revision);
+        let revision = self
+            .state
+            .read()
+            .expect("state lock")
+            .store()
+            .current_revision();
+        self.revision
+            .send_if_modified(|published| std::mem::replace(published, revision) != revision);
     }
 }
 
@@ -241,7 +256,12 @@ impl RaftNode {
 
     /// Hands messages to the transport, noting where snapshots went.
     fn send(&mut self, messages: Vec<Message>, snapshots_sent: &mut Vec<u64>) {
-        snapshots_sent.extend(messages.iter().filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot).map(|m| m.to));
+        snapshots_sent.extend(
+            messages
+                .iter()
+                .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
+                .map(|m| m.to),
+        );
         self.transport.send(messages);
     }
 
@@ -294,7 +314,11 @@ impl RaftNode {
 
     fn propose(&mut self, request: Request, reply: Reply<Response>) {
         let id = self.next_id();
-        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        let data = InternalRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
         if data.len() > self.max_request_bytes {
             let _ = reply.send(Err(Error::RequestTooLarge));
             return;
@@ -321,7 +345,9 @@ impl RaftNode {
         // Nothing may call into the RawNode between ready() and advance():
         // a proposal now would land in the batch being persisted. Leader
         // changes are acted on after the advance.
-        let soft_state = ready.ss().map(|soft_state| (soft_state.leader_id, soft_state.raft_state));
+        let soft_state = ready
+            .ss()
+            .map(|soft_state| (soft_state.leader_id, soft_state.raft_state));
         // A leader's messages may go out before its own fsync (Raft thesis
         // §10.2.1): they are appends and heartbeats, safe to send early.
         let mut snapshots_sent = Vec::new();
@@ -330,7 +356,8 @@ impl RaftNode {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
         // 1. Persist, one fsync for everything in this Ready.
-        self.persist(ready.entries().clone(), ready.hs().cloned()).await?;
+        self.persist(ready.entries().clone(), ready.hs().cloned())
+            .await?;
         let store = self.raw.mut_store();
         store.append(ready.entries());
         if let Some(hard_state) = ready.hs() {
@@ -340,7 +367,13 @@ impl RaftNode {
         // follower acknowledgements.
         self.send(ready.take_persisted_messages(), &mut snapshots_sent);
         for read_state in ready.take_read_states() {
-            let id = u64::from_le_bytes(read_state.request_ctx.as_slice().try_into().unwrap_or_default());
+            let id = u64::from_le_bytes(
+                read_state
+                    .request_ctx
+                    .as_slice()
+                    .try_into()
+                    .unwrap_or_default(),
+            );
             if let Some(reply) = self.reads_in_flight.remove(&id) {
                 self.reads_ready.push((read_state.index, reply));
             }
@@ -354,7 +387,10 @@ impl RaftNode {
             // Buffered: the next group commit makes it durable. Recovery
             // never needs it to be current (see `recovery`).
             let hard_state = self.raw.store().hard_state().clone();
-            self.wal.as_mut().expect("wal present").append(&[], Some(&hard_state));
+            self.wal
+                .as_mut()
+                .expect("wal present")
+                .append(&[], Some(&hard_state));
         }
         self.send(light.take_messages(), &mut snapshots_sent);
         self.apply(light.take_committed_entries())?;
@@ -376,7 +412,11 @@ impl RaftNode {
         Ok(())
     }
 
-    async fn persist(&mut self, entries: Vec<Entry>, hard_state: Option<HardState>) -> Result<(), FatalError> {
+    async fn persist(
+        &mut self,
+        entries: Vec<Entry>,
+        hard_state: Option<HardState>,
+    ) -> Result<(), FatalError> {
         let mut wal = self.wal.take().expect("wal present");
         // Disk work takes milliseconds: keep it off the async runtime. The
         // write and the fsync are two steps, as on a real disk, so in
@@ -405,7 +445,12 @@ impl RaftNode {
     fn on_leader_change(&mut self, leader_id: u64, role: StateRole) {
         let previous = std::mem::replace(&mut self.known_leader, leader_id);
         if previous != leader_id {
-            tracing::info!(member = format_args!("{:x}", self.shared.member_id), leader = format_args!("{leader_id:x}"), ?role, "leader changed");
+            tracing::info!(
+                member = format_args!("{:x}", self.shared.member_id),
+                leader = format_args!("{leader_id:x}"),
+                ?role,
+                "leader changed"
+            );
             // A read index taken under the old leader may not be served
             // (etcd #20418): fail the waiting reads instead.
             if previous != raft::INVALID_ID {
@@ -433,10 +478,16 @@ impl RaftNode {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
                     // A new leader's empty entry.
-                    self.shared.state.write().expect("state lock").skip(entry.index);
+                    self.shared
+                        .state
+                        .write()
+                        .expect("state lock")
+                        .skip(entry.index);
                 }
                 EntryType::EntryNormal => self.apply_request(&entry)?,
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => self.apply_conf_change(&entry)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry)?
+                }
             }
             #[cfg(madsim)]
             self.report_applied(&entry);
@@ -452,26 +503,53 @@ impl RaftNode {
         }
         let state_hash = (entry.index % crate::probe::STATE_HASH_EVERY == 0)
             .then(|| self.shared.state.read().expect("state lock").state_hash());
-        let words: Vec<u64> = [entry.get_entry_type() as u64].into_iter().chain(entry.data.iter().map(|&byte| u64::from(byte))).collect();
-        crate::probe::applied(self.shared.member_id, entry.index, entry.term, crate::rng::stable_hash(&words), state_hash);
+        let words: Vec<u64> = [entry.get_entry_type() as u64]
+            .into_iter()
+            .chain(entry.data.iter().map(|&byte| u64::from(byte)))
+            .collect();
+        crate::probe::applied(
+            self.shared.member_id,
+            entry.index,
+            entry.term,
+            crate::rng::stable_hash(&words),
+            state_hash,
+        );
     }
 
     fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
-        let request = InternalRequest::decode(&entry.data[..])
-            .map_err(|error| FatalError::BadEntry { index: entry.index, reason: error.to_string() })?;
+        let request =
+            InternalRequest::decode(&entry.data[..]).map_err(|error| FatalError::BadEntry {
+                index: entry.index,
+                reason: error.to_string(),
+            })?;
         if let Some(Request::Publish(attributes)) = &request.request {
             self.published |= attributes.id == self.shared.member_id;
         }
-        let result = self.shared.state.write().expect("state lock").apply(entry.index, request.request.as_ref());
+        let result = self
+            .shared
+            .state
+            .write()
+            .expect("state lock")
+            .apply(entry.index, request.request.as_ref());
         #[cfg(madsim)]
         if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply)
-            && matches!(request.request, Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_)))
+            && matches!(
+                request.request,
+                Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_))
+            )
             && !std::mem::replace(&mut self.sabotage_applied_twice, true)
         {
-            self.shared.state.write().expect("state lock").apply_again_for_sabotage(request.request.as_ref());
+            self.shared
+                .state
+                .write()
+                .expect("state lock")
+                .apply_again_for_sabotage(request.request.as_ref());
         }
         if let (Some(Ok(_)), Some(Request::MemberUpdate(update))) = (&result, &request.request) {
-            self.update_transport(&MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone()));
+            self.update_transport(&MembershipChange::UpdatePeerUrls(
+                update.id,
+                update.peer_urls.clone(),
+            ));
         }
         if let (Some(result), Some(reply)) = (result, self.proposals.remove(&request.id)) {
             let _ = reply.send(result);
@@ -485,30 +563,57 @@ impl RaftNode {
     /// first; raft applies it only if it passed, as etcd turns a refused
     /// change into a no-op.
     fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), FatalError> {
-        let bad_entry = |reason: String| FatalError::BadEntry { index: entry.index, reason };
+        let bad_entry = |reason: String| FatalError::BadEntry {
+            index: entry.index,
+            reason,
+        };
         let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
             let mut change = ConfChangeV2::default();
-            change.merge_from_bytes(&entry.data).map_err(|e| bad_entry(e.to_string()))?;
+            change
+                .merge_from_bytes(&entry.data)
+                .map_err(|e| bad_entry(e.to_string()))?;
             if change.changes.len() != 1 {
-                return Err(bad_entry(format!("{} changes in one entry; detcd makes one at a time", change.changes.len())));
+                return Err(bad_entry(format!(
+                    "{} changes in one entry; detcd makes one at a time",
+                    change.changes.len()
+                )));
             }
             change
         } else {
             let mut change = ConfChange::default();
-            change.merge_from_bytes(&entry.data).map_err(|e| bad_entry(e.to_string()))?;
-            let single = ConfChangeSingle { change_type: change.change_type, node_id: change.node_id, ..ConfChangeSingle::default() };
-            ConfChangeV2 { changes: vec![single].into(), context: change.context, ..ConfChangeV2::default() }
+            change
+                .merge_from_bytes(&entry.data)
+                .map_err(|e| bad_entry(e.to_string()))?;
+            let single = ConfChangeSingle {
+                change_type: change.change_type,
+                node_id: change.node_id,
+                ..ConfChangeSingle::default()
+            };
+            ConfChangeV2 {
+                changes: vec![single].into(),
+                context: change.context,
+                ..ConfChangeV2::default()
+            }
         };
         let single = &change.changes[0];
         let info = MemberInfo::decode(&change.context[..]).map_err(|e| bad_entry(e.to_string()))?;
         let membership = membership_change(single.get_change_type(), single.node_id, info);
-        let result = self.shared.state.write().expect("state lock").apply_membership(entry.index, &membership);
+        let result = self
+            .shared
+            .state
+            .write()
+            .expect("state lock")
+            .apply_membership(entry.index, &membership);
         let Some(result) = result else { return Ok(()) };
         if result.is_ok() {
             let conf_state = self.raw.apply_conf_change(&change)?;
             self.raw.mut_store().set_conf_state(conf_state);
             self.update_transport(&membership);
-            tracing::info!(?membership, index = entry.index, "applied a membership change");
+            tracing::info!(
+                ?membership,
+                index = entry.index,
+                "applied a membership change"
+            );
         }
         let id = u64::from_le_bytes(entry.context[..].try_into().unwrap_or_default());
         if let Some(reply) = self.proposals.remove(&id) {
@@ -541,14 +646,21 @@ impl RaftNode {
     /// it is applied.
     fn propose_conf_change(&mut self, change: ConfChangeV2, reply: Reply<Response>) {
         let id = self.next_id();
-        match self.raw.propose_conf_change(id.to_le_bytes().to_vec(), change) {
+        match self
+            .raw
+            .propose_conf_change(id.to_le_bytes().to_vec(), change)
+        {
             Ok(()) => {
                 self.proposals.insert(id, reply);
             }
             Err(error) => {
                 tracing::debug!(%error, "configuration change refused by raft");
                 // raft refuses while another change is pending or without a leader.
-                let _ = reply.send(Err(if self.raw.raft.leader_id == raft::INVALID_ID { Error::NoLeader } else { Error::Timeout }));
+                let _ = reply.send(Err(if self.raw.raft.leader_id == raft::INVALID_ID {
+                    Error::NoLeader
+                } else {
+                    Error::Timeout
+                }));
             }
         }
     }
@@ -560,7 +672,13 @@ impl RaftNode {
             let _ = reply.send(Err(Error::NotLeader));
             return;
         }
-        let leader_match = self.raw.raft.prs().get(self.shared.member_id).map(|progress| progress.matched).unwrap_or(0);
+        let leader_match = self
+            .raw
+            .raft
+            .prs()
+            .get(self.shared.member_id)
+            .map(|progress| progress.matched)
+            .unwrap_or(0);
         let Some(progress) = self.raw.raft.prs().get(id) else {
             let _ = reply.send(Err(Error::MemberNotFound));
             return;
@@ -569,18 +687,40 @@ impl RaftNode {
             let _ = reply.send(Err(Error::LearnerNotReady));
             return;
         }
-        self.propose_conf_change(single_change(ConfChangeType::AddNode, id, MemberInfo { id, ..MemberInfo::default() }), reply);
+        self.propose_conf_change(
+            single_change(
+                ConfChangeType::AddNode,
+                id,
+                MemberInfo {
+                    id,
+                    ..MemberInfo::default()
+                },
+            ),
+            reply,
+        );
     }
 
     fn publish_status(&self) {
-        *self.shared.position.lock().expect("position lock") = (self.raw.raft.term, self.raw.raft.leader_id);
-        self.shared.commit_index.store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
-        self.shared.last_index.store(self.raw.raft.raft_log.last_index(), Ordering::Relaxed);
+        *self.shared.position.lock().expect("position lock") =
+            (self.raw.raft.term, self.raw.raft.leader_id);
+        self.shared
+            .commit_index
+            .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
+        self.shared
+            .last_index
+            .store(self.raw.raft.raft_log.last_index(), Ordering::Relaxed);
     }
 
     fn answer_reads(&mut self) {
-        let applied = self.shared.state.read().expect("state lock").applied_index();
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready).into_iter().partition(|(index, _)| *index <= applied);
+        let applied = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .applied_index();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
         self.reads_ready = waiting;
         for (_, reply) in done {
             let _ = reply.send(Ok(()));
@@ -593,8 +733,10 @@ impl RaftNode {
         let (image, applied) = {
             let state = self.shared.state.read().expect("state lock");
             let due = state.applied_index() >= self.snapshot_indexes.0 + self.snapshot_count;
-            let wanted = self.raw.store().take_snapshot_wanted() && state.applied_index() > self.snapshot_indexes.0;
-            let requested = !self.snapshot_requests.is_empty() && state.applied_index() > self.snapshot_indexes.0;
+            let wanted = self.raw.store().take_snapshot_wanted()
+                && state.applied_index() > self.snapshot_indexes.0;
+            let requested = !self.snapshot_requests.is_empty()
+                && state.applied_index() > self.snapshot_indexes.0;
             if !due && !wanted && !requested {
                 // A requested snapshot of what the newest one holds already: done.
                 for reply in self.snapshot_requests.drain(..) {
@@ -604,7 +746,12 @@ impl RaftNode {
             }
             (state.encode(), state.applied_index())
         };
-        let snapshot = Snapshot { index: applied, term: self.applied_term, conf_state: self.raw.store().conf_state().clone(), state: image };
+        let snapshot = Snapshot {
+            index: applied,
+            term: self.applied_term,
+            conf_state: self.raw.store().conf_state().clone(),
+            state: image,
+        };
         let snapshots = self.snapshots.clone();
         let mut wal = self.wal.take().expect("wal present");
         let hard_state = self.raw.store().hard_state().clone();
@@ -615,7 +762,10 @@ impl RaftNode {
                 // The hard state goes first so its commit covers the mark:
                 // recovery must never see a snapshot beyond the commit index.
                 wal.append(&[], Some(&hard_state));
-                wal.mark_snapshot(SnapshotMark { index: snapshot.index, term: snapshot.term });
+                wal.mark_snapshot(SnapshotMark {
+                    index: snapshot.index,
+                    term: snapshot.term,
+                });
                 wal.sync()?;
                 wal.release_to(previous)?;
                 Ok(())
@@ -625,7 +775,11 @@ impl RaftNode {
         .await;
         self.wal = Some(wal);
         result?;
-        tracing::info!(index = snapshot.index, term = snapshot.term, "saved snapshot");
+        tracing::info!(
+            index = snapshot.index,
+            term = snapshot.term,
+            "saved snapshot"
+        );
         self.snapshot_indexes = (snapshot.index, previous);
         let store = self.raw.mut_store();
         // Keep some entries for slow followers, but never more than a
@@ -644,8 +798,11 @@ impl RaftNode {
     /// log was replaced, and recovery uses the file only once the WAL does.
     async fn install_snapshot(&mut self, raft_snapshot: RaftSnapshot) -> Result<(), FatalError> {
         let snapshot = Snapshot::decode(&raft_snapshot.data).map_err(FatalError::BadSnapshot)?;
-        let state = StateMachine::decode(&snapshot.state, self.quota_bytes).map_err(FatalError::BadSnapshot)?;
-        if state.applied_index() != snapshot.index || snapshot.index != raft_snapshot.get_metadata().index {
+        let state = StateMachine::decode(&snapshot.state, self.quota_bytes)
+            .map_err(FatalError::BadSnapshot)?;
+        if state.applied_index() != snapshot.index
+            || snapshot.index != raft_snapshot.get_metadata().index
+        {
             return Err(FatalError::BadSnapshot(format!(
                 "metadata says index {}, file says {}, state says {}",
                 raft_snapshot.get_metadata().index,
@@ -655,7 +812,10 @@ impl RaftNode {
         }
         let snapshots = self.snapshots.clone();
         let mut wal = self.wal.take().expect("wal present");
-        let mark = SnapshotMark { index: snapshot.index, term: snapshot.term };
+        let mark = SnapshotMark {
+            index: snapshot.index,
+            term: snapshot.term,
+        };
         let (wal, result) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
                 snapshots.save(&snapshot)?;
@@ -669,7 +829,11 @@ impl RaftNode {
         .await;
         self.wal = Some(wal);
         result?;
-        tracing::info!(index = mark.index, term = mark.term, "installed a snapshot from the leader");
+        tracing::info!(
+            index = mark.index,
+            term = mark.term,
+            "installed a snapshot from the leader"
+        );
         self.raw.mut_store().install_snapshot(raft_snapshot);
         *self.shared.state.write().expect("state lock") = state;
         self.shared.publish_revision();
@@ -681,12 +845,24 @@ impl RaftNode {
 
 /// A configuration change of one member, the member in its context.
 pub fn single_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo) -> ConfChangeV2 {
-    let single = ConfChangeSingle { change_type, node_id, ..ConfChangeSingle::default() };
-    ConfChangeV2 { changes: vec![single].into(), context: info.encode_to_vec().into(), ..ConfChangeV2::default() }
+    let single = ConfChangeSingle {
+        change_type,
+        node_id,
+        ..ConfChangeSingle::default()
+    };
+    ConfChangeV2 {
+        changes: vec![single].into(),
+        context: info.encode_to_vec().into(),
+        ..ConfChangeV2::default()
+    }
 }
 
 /// What a committed raft configuration change means for the registry.
-fn membership_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo) -> MembershipChange {
+fn membership_change(
+    change_type: ConfChangeType,
+    node_id: u64,
+    info: MemberInfo,
+) -> MembershipChange {
     match change_type {
         ConfChangeType::RemoveNode => MembershipChange::Remove(node_id),
         ConfChangeType::AddNode if info.peer_urls.is_empty() => MembershipChange::Promote(node_id),
@@ -701,7 +877,10 @@ fn membership_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo
 }
 
 fn to_raft_snapshot(snapshot: &Snapshot) -> RaftSnapshot {
-    let mut raft_snapshot = RaftSnapshot { data: snapshot.encode().into(), ..RaftSnapshot::default() };
+    let mut raft_snapshot = RaftSnapshot {
+        data: snapshot.encode().into(),
+        ..RaftSnapshot::default()
+    };
     let metadata = raft_snapshot.mut_metadata();
     metadata.index = snapshot.index;
     metadata.term = snapshot.term;

@@ -16,9 +16,9 @@ use crate::clock::Clock;
 use crate::membership::{Member, Members};
 use crate::proto::detcdpb::{MemberAttributes, MemberInfo};
 use crate::storage::snapshot::{SnapshotDir, SnapshotError};
-use crate::transport::{MessageFilter, Transport};
 use crate::storage::wal::{Metadata, Wal, WalError};
 use crate::storage::Disk;
+use crate::transport::{MessageFilter, Transport};
 
 /// What the driver needs to know about its member.
 #[derive(Clone, Debug)]
@@ -43,19 +43,29 @@ pub struct NodeConfig {
 pub enum Bootstrap {
     /// A member of a new cluster (`--initial-cluster-state new`): the log
     /// starts with one configuration change per member, as etcd's does.
-    NewCluster { member_id: u64, cluster_id: u64, members: Vec<Member> },
+    NewCluster {
+        member_id: u64,
+        cluster_id: u64,
+        members: Vec<Member>,
+    },
     /// A member added to a running cluster (`existing`): an empty log that
     /// the leader fills, configuration changes included. `peers` are the
     /// members the cluster reported, so our answers can reach the leader
     /// before the log has taught us who is who.
-    Join { member_id: u64, cluster_id: u64, peers: BTreeMap<u64, String> },
+    Join {
+        member_id: u64,
+        cluster_id: u64,
+        peers: BTreeMap<u64, String>,
+    },
 }
 
 impl Bootstrap {
     /// Peer URLs to start the transport with, before the registry is built.
     fn peers(&self) -> BTreeMap<u64, String> {
         match self {
-            Bootstrap::NewCluster { member_id, members, .. } => members
+            Bootstrap::NewCluster {
+                member_id, members, ..
+            } => members
                 .iter()
                 .filter(|member| member.id != *member_id)
                 .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
@@ -87,17 +97,32 @@ impl RaftNode {
         Wal::exists(disk, &wal_dir(data_dir))
     }
 
-    pub fn open(config: &NodeConfig, disk: Arc<dyn Disk>, clock: Clock, filter: Arc<dyn MessageFilter>) -> Result<RaftNode, RecoveryError> {
+    pub fn open(
+        config: &NodeConfig,
+        disk: Arc<dyn Disk>,
+        clock: Clock,
+        filter: Arc<dyn MessageFilter>,
+    ) -> Result<RaftNode, RecoveryError> {
         let wal_dir = wal_dir(&config.data_dir);
-        let snapshots = SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
+        let snapshots =
+            SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
         let restarting = Wal::exists(&*disk, &wal_dir);
         let recovered = if restarting {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
             bootstrap(config, disk, &wal_dir)?
         };
-        let Recovered { wal, state, log, snapshot_index, snapshot_term } = recovered;
-        let Metadata { member_id, cluster_id } = wal.metadata();
+        let Recovered {
+            wal,
+            state,
+            log,
+            snapshot_index,
+            snapshot_term,
+        } = recovered;
+        let Metadata {
+            member_id,
+            cluster_id,
+        } = wal.metadata();
         let raft_config = raft::Config {
             id: member_id,
             election_tick: config.election_ticks,
@@ -133,7 +158,11 @@ impl RaftNode {
         for (id, url) in peer_urls {
             transport.set_peer(id, url);
         }
-        let attributes = MemberAttributes { id: member_id, name: config.name.clone(), client_urls: config.client_urls.clone() };
+        let attributes = MemberAttributes {
+            id: member_id,
+            name: config.name.clone(),
+            client_urls: config.client_urls.clone(),
+        };
         Ok(RaftNode {
             raw,
             transport,
@@ -179,13 +208,20 @@ fn bootstrap_entries(members: &[Member]) -> Vec<Entry> {
         .iter()
         .enumerate()
         .map(|(position, member)| {
-            let info = MemberInfo { id: member.id, name: member.name.clone(), peer_urls: member.peer_urls.clone(), is_learner: false };
+            let info = MemberInfo {
+                id: member.id,
+                name: member.name.clone(),
+                peer_urls: member.peer_urls.clone(),
+                is_learner: false,
+            };
             let change = super::single_change(ConfChangeType::AddNode, member.id, info);
             Entry {
                 entry_type: EntryType::EntryConfChangeV2,
                 term: 1,
                 index: position as u64 + 1,
-                data: protobuf::Message::write_to_bytes(&change).expect("conf change encodes").into(),
+                data: protobuf::Message::write_to_bytes(&change)
+                    .expect("conf change encodes")
+                    .into(),
                 ..Entry::default()
             }
         })
@@ -203,34 +239,86 @@ struct Recovered {
 /// The peers' URLs as the replicated member registry knows them.
 fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, String> {
     let state = shared.state.read().expect("state lock");
-    let peers = state.members().list().filter(|member| member.id != member_id);
-    peers.filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone()))).collect()
+    let peers = state
+        .members()
+        .list()
+        .filter(|member| member.id != member_id);
+    peers
+        .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
+        .collect()
 }
 
-fn bootstrap(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path) -> Result<Recovered, RecoveryError> {
+fn bootstrap(
+    config: &NodeConfig,
+    disk: Arc<dyn Disk>,
+    wal_dir: &Path,
+) -> Result<Recovered, RecoveryError> {
     let (metadata, entries) = match &config.bootstrap {
-        Bootstrap::NewCluster { member_id, cluster_id, members } => {
-            (Metadata { member_id: *member_id, cluster_id: *cluster_id }, bootstrap_entries(members))
-        }
-        Bootstrap::Join { member_id, cluster_id, .. } => (Metadata { member_id: *member_id, cluster_id: *cluster_id }, Vec::new()),
+        Bootstrap::NewCluster {
+            member_id,
+            cluster_id,
+            members,
+        } => (
+            Metadata {
+                member_id: *member_id,
+                cluster_id: *cluster_id,
+            },
+            bootstrap_entries(members),
+        ),
+        Bootstrap::Join {
+            member_id,
+            cluster_id,
+            ..
+        } => (
+            Metadata {
+                member_id: *member_id,
+                cluster_id: *cluster_id,
+            },
+            Vec::new(),
+        ),
     };
     let hard_state = if entries.is_empty() {
         HardState::default()
     } else {
-        HardState { term: 1, commit: entries.len() as u64, ..HardState::default() }
+        HardState {
+            term: 1,
+            commit: entries.len() as u64,
+            ..HardState::default()
+        }
     };
-    let wal = Wal::create(disk, wal_dir, metadata, ConfState::default(), &entries, &hard_state)?;
+    let wal = Wal::create(
+        disk,
+        wal_dir,
+        metadata,
+        ConfState::default(),
+        &entries,
+        &hard_state,
+    )?;
     let mut log = LogStore::new(ConfState::default(), 0, 0);
     log.append(&entries);
     log.set_hard_state(hard_state);
     tracing::info!(data_dir = %config.data_dir.display(), member = format_args!("{:x}", metadata.member_id), "bootstrapped a new member");
-    Ok(Recovered { wal, state: StateMachine::new(config.quota_bytes, Members::default()), log, snapshot_index: 0, snapshot_term: 0 })
+    Ok(Recovered {
+        wal,
+        state: StateMachine::new(config.quota_bytes, Members::default()),
+        log,
+        snapshot_index: 0,
+        snapshot_term: 0,
+    })
 }
 
-fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path, snapshots: &SnapshotDir) -> Result<Recovered, RecoveryError> {
+fn recover(
+    config: &NodeConfig,
+    disk: Arc<dyn Disk>,
+    wal_dir: &Path,
+    snapshots: &SnapshotDir,
+) -> Result<Recovered, RecoveryError> {
     let (wal, replay) = Wal::open(disk, wal_dir)?;
     if replay.torn_tail_bytes > 0 {
-        tracing::warn!(bytes = replay.torn_tail_bytes, "truncated a torn write at the end of the WAL");
+        tracing::warn!(
+            bytes = replay.torn_tail_bytes,
+            "truncated a torn write at the end of the WAL"
+        );
     }
     let first_entry = replay.entries.first().map(|entry| entry.index);
     let (valid, bad) = snapshots.load_newest_first()?;
@@ -243,8 +331,13 @@ fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path, snapshots: 
     let snapshot = valid.into_iter().find(|snapshot| covered(snapshot.index));
     let (state, mut log, snapshot_index, snapshot_term) = match snapshot {
         Some(snapshot) => {
-            let state = StateMachine::decode(&snapshot.state, config.quota_bytes)
-                .map_err(|reason| RecoveryError::Inconsistent(format!("snapshot at index {}: {reason}", snapshot.index)))?;
+            let state =
+                StateMachine::decode(&snapshot.state, config.quota_bytes).map_err(|reason| {
+                    RecoveryError::Inconsistent(format!(
+                        "snapshot at index {}: {reason}",
+                        snapshot.index
+                    ))
+                })?;
             if state.applied_index() != snapshot.index {
                 return Err(RecoveryError::Inconsistent(format!(
                     "snapshot at index {} holds state applied to {}",
@@ -256,21 +349,33 @@ fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path, snapshots: 
             (state, log, snapshot.index, snapshot.term)
         }
         None if covered(0) => {
-            let conf_state = replay
-                .conf_state
-                .clone()
-                .ok_or_else(|| RecoveryError::Inconsistent("the WAL has no configuration".into()))?;
-            (StateMachine::new(config.quota_bytes, Members::default()), LogStore::new(conf_state, 0, 0), 0, 0)
+            let conf_state = replay.conf_state.clone().ok_or_else(|| {
+                RecoveryError::Inconsistent("the WAL has no configuration".into())
+            })?;
+            (
+                StateMachine::new(config.quota_bytes, Members::default()),
+                LogStore::new(conf_state, 0, 0),
+                0,
+                0,
+            )
         }
         None => {
             return Err(RecoveryError::Inconsistent(format!(
                 "the WAL starts at entry {} but no valid snapshot covers the entries before it{}",
                 first_entry.unwrap_or(0),
-                if bad.is_empty() { String::new() } else { format!(" ({} snapshot(s) failed their checks)", bad.len()) }
+                if bad.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} snapshot(s) failed their checks)", bad.len())
+                }
             )));
         }
     };
-    let entries: Vec<_> = replay.entries.into_iter().filter(|entry| entry.index > snapshot_index).collect();
+    let entries: Vec<_> = replay
+        .entries
+        .into_iter()
+        .filter(|entry| entry.index > snapshot_index)
+        .collect();
     log.append(&entries);
     let mut hard_state = replay.hard_state;
     hard_state.term = hard_state.term.max(snapshot_term);
@@ -285,6 +390,16 @@ fn recover(config: &NodeConfig, disk: Arc<dyn Disk>, wal_dir: &Path, snapshots: 
         )));
     }
     log.set_hard_state(hard_state);
-    tracing::info!(snapshot_index, last_index = log.last(), "recovered from snapshot and WAL");
-    Ok(Recovered { wal, state, log, snapshot_index, snapshot_term })
+    tracing::info!(
+        snapshot_index,
+        last_index = log.last(),
+        "recovered from snapshot and WAL"
+    );
+    Ok(Recovered {
+        wal,
+        state,
+        log,
+        snapshot_index,
+        snapshot_term,
+    })
 }

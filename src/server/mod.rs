@@ -14,19 +14,22 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::membership::InitialCluster;
-use crate::proto::detcdpb::internal_request::Request;
-use crate::proto::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
-    DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest, TxnResponse,
-};
 use crate::membership::{Member, MembershipChange};
+use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::detcdpb::{MemberInfo, MemberUpdate};
-use raft::eraftpb::ConfChangeType;
-use crate::raft_node::{Bootstrap, Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN};
-use crate::transport::{MessageFilter, RaftService};
+use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest,
+    TxnResponse,
+};
+use crate::raft_node::{
+    Bootstrap, Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN,
+};
 use crate::rng::NodeRng;
 use crate::storage::Disk;
+use crate::transport::{MessageFilter, RaftService};
+use raft::eraftpb::ConfChangeType;
 
 /// The etcd version whose API detcd serves, reported by Status so client
 /// libraries that gate features on the server version treat us as it.
@@ -86,17 +89,28 @@ impl Server {
         mut rng: NodeRng,
         filter: Arc<dyn MessageFilter>,
     ) -> Result<Started, StartError> {
-        let cluster = InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
+        let cluster =
+            InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
+                .map_err(|error| StartError::Config(error.to_string()))?;
+        let member = cluster
+            .member(&config.name)
             .map_err(|error| StartError::Config(error.to_string()))?;
-        let member = cluster.member(&config.name).map_err(|error| StartError::Config(error.to_string()))?;
         let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir()) {
             // Recovery reads who we are from the WAL and who the others are
             // from the log; the flags only seed the transport.
-            Bootstrap::NewCluster { member_id: member.id, cluster_id: cluster.cluster_id, members: cluster.members.clone() }
+            Bootstrap::NewCluster {
+                member_id: member.id,
+                cluster_id: cluster.cluster_id,
+                members: cluster.members.clone(),
+            }
         } else if config.initial_cluster_state == "existing" {
             join_bootstrap(&cluster, member, &clock).await?
         } else {
-            Bootstrap::NewCluster { member_id: member.id, cluster_id: cluster.cluster_id, members: cluster.members.clone() }
+            Bootstrap::NewCluster {
+                member_id: member.id,
+                cluster_id: cluster.cluster_id,
+                members: cluster.members.clone(),
+            }
         };
         let node_config = NodeConfig {
             data_dir: config.data_dir(),
@@ -116,7 +130,10 @@ impl Server {
         let (steps, step_receiver) = mpsc::channel(STEP_QUEUE_LEN);
         let loop_clock = clock.clone();
         let tick_interval = config.tick_interval();
-        let raft_loop = tokio::spawn(async move { node.run(loop_clock, tick_interval, receiver, step_receiver).await });
+        let raft_loop = tokio::spawn(async move {
+            node.run(loop_clock, tick_interval, receiver, step_receiver)
+                .await
+        });
         let peer_service = RaftService {
             member_id: shared.member_id,
             cluster_id: shared.cluster_id,
@@ -130,7 +147,16 @@ impl Server {
             max_request_bytes: config.max_request_bytes as usize,
             request_timeout: config.request_timeout(),
         };
-        Ok(Started { server: Server { shared, commands, clock, limits }, raft_loop, peer_service })
+        Ok(Started {
+            server: Server {
+                shared,
+                commands,
+                clock,
+                limits,
+            },
+            raft_loop,
+            peer_service,
+        })
     }
 
     pub fn member_id(&self) -> u64 {
@@ -145,7 +171,11 @@ impl Server {
     /// other request gets "rpc not supported for learner".
     pub fn refuse_if_learner(&self) -> Result<(), Error> {
         let state = self.shared.state.read().expect("state lock");
-        if state.members().get(self.shared.member_id).is_some_and(|member| member.is_learner) {
+        if state
+            .members()
+            .get(self.shared.member_id)
+            .is_some_and(|member| member.is_learner)
+        {
             return Err(Error::NotSupportedForLearner);
         }
         Ok(())
@@ -173,7 +203,13 @@ impl Server {
         header.member_id = self.shared.member_id;
         header.raft_term = self.shared.term();
         if header.revision == 0 {
-            header.revision = self.shared.state.read().expect("state lock").store().current_revision();
+            header.revision = self
+                .shared
+                .state
+                .read()
+                .expect("state lock")
+                .store()
+                .current_revision();
         }
     }
 
@@ -181,16 +217,29 @@ impl Server {
         if !request.serializable && !sabotaged_stale_read() {
             self.read_index().await?;
         }
-        self.shared.state.read().expect("state lock").range(&request)
+        self.shared
+            .state
+            .read()
+            .expect("state lock")
+            .range(&request)
     }
 
     /// etcd's HashKV: the hash of this member's key-value history up to
     /// `revision` (0: now), read locally as etcd does, so members can be
     /// compared with each other (and with etcd).
     pub fn hash_kv(&self, revision: i64) -> Result<HashKvResponse, Error> {
-        let hash = self.shared.state.read().expect("state lock").store().hash_kv(revision)?;
+        let hash = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .store()
+            .hash_kv(revision)?;
         Ok(HashKvResponse {
-            header: Some(ResponseHeader { revision: hash.current_revision, ..ResponseHeader::default() }),
+            header: Some(ResponseHeader {
+                revision: hash.current_revision,
+                ..ResponseHeader::default()
+            }),
             hash: hash.hash,
             compact_revision: hash.compact_revision,
         })
@@ -204,7 +253,10 @@ impl Server {
         }
     }
 
-    pub async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse, Error> {
+    pub async fn delete_range(
+        &self,
+        request: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, Error> {
         match self.propose(Request::DeleteRange(request)).await? {
             Response::DeleteRange(response) => Ok(response),
             other => unreachable!("delete answered with {other:?}"),
@@ -218,7 +270,12 @@ impl Server {
             if !crate::apply::is_serializable_txn(&request) && !sabotaged_stale_read() {
                 self.read_index().await?;
             }
-            return self.shared.state.read().expect("state lock").txn_read_only(&request);
+            return self
+                .shared
+                .state
+                .read()
+                .expect("state lock")
+                .txn_read_only(&request);
         }
         self.check_quota(crate::apply::txn_cost(&request)).await?;
         match self.propose(Request::Txn(request)).await? {
@@ -241,9 +298,18 @@ impl Server {
         if cost_bytes == 0 {
             return Ok(());
         }
-        let refused = self.shared.state.read().expect("state lock").check_quota(cost_bytes);
+        let refused = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .check_quota(cost_bytes);
         if let Err(error) = refused {
-            let raise = AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.shared.member_id, alarm: AlarmType::Nospace as i32 };
+            let raise = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.shared.member_id,
+                alarm: AlarmType::Nospace as i32,
+            };
             if let Err(alarm_error) = self.propose(Request::Alarm(raise)).await {
                 tracing::warn!(%alarm_error, "could not raise the NOSPACE alarm");
             }
@@ -257,11 +323,22 @@ impl Server {
     /// through raft and answer the alarms they changed. etcd sets no header.
     pub async fn alarm(&self, request: AlarmRequest) -> Result<AlarmResponse, Error> {
         if request.action() == AlarmAction::Get {
-            let alarms = self.shared.state.read().expect("state lock").alarms(request.alarm);
-            return Ok(AlarmResponse { header: None, alarms });
+            let alarms = self
+                .shared
+                .state
+                .read()
+                .expect("state lock")
+                .alarms(request.alarm);
+            return Ok(AlarmResponse {
+                header: None,
+                alarms,
+            });
         }
         match self.propose(Request::Alarm(request)).await? {
-            Response::Alarms(alarms) => Ok(AlarmResponse { header: None, alarms }),
+            Response::Alarms(alarms) => Ok(AlarmResponse {
+                header: None,
+                alarms,
+            }),
             other => unreachable!("alarm answered with {other:?}"),
         }
     }
@@ -278,13 +355,25 @@ impl Server {
     pub fn status(&self) -> StatusResponse {
         let (revision, db_size, applied, is_learner, alarms) = {
             let state = self.shared.state.read().expect("state lock");
-            let is_learner = state.members().get(self.shared.member_id).is_some_and(|member| member.is_learner);
+            let is_learner = state
+                .members()
+                .get(self.shared.member_id)
+                .is_some_and(|member| member.is_learner);
             let alarms = state.alarms(AlarmType::None as i32);
-            (state.store().current_revision(), state.store().size_bytes() as i64, state.applied_index(), is_learner, alarms)
+            (
+                state.store().current_revision(),
+                state.store().size_bytes() as i64,
+                state.applied_index(),
+                is_learner,
+                alarms,
+            )
         };
         let (term, leader) = self.shared.term_and_leader();
         StatusResponse {
-            header: Some(ResponseHeader { revision, ..ResponseHeader::default() }),
+            header: Some(ResponseHeader {
+                revision,
+                ..ResponseHeader::default()
+            }),
             version: ETCD_API_VERSION.to_string(),
             db_size,
             leader,
@@ -302,19 +391,40 @@ impl Server {
     }
 
     pub fn members(&self) -> Vec<Member> {
-        self.shared.state.read().expect("state lock").members().list().cloned().collect()
+        self.shared
+            .state
+            .read()
+            .expect("state lock")
+            .members()
+            .list()
+            .cloned()
+            .collect()
     }
 
     /// etcd `MemberAdd`: a voter only if a quorum would still have started
     /// (strict reconfiguration, etcd 3.4's default); returns the new member
     /// and the members after the change.
-    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<(Member, Vec<Member>), Error> {
+    pub async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(Member, Vec<Member>), Error> {
         if peer_urls.is_empty() || peer_urls.iter().any(|url| parse_listen_url(url).is_err()) {
             return Err(Error::MemberBadUrls);
         }
         let token = self.limits.cluster_token.clone();
-        let id = crate::membership::added_member_id(&peer_urls, &token, Some(self.clock.wall_unix_millis() / 1000));
-        let member = Member { id, name: String::new(), peer_urls, client_urls: Vec::new(), is_learner };
+        let id = crate::membership::added_member_id(
+            &peer_urls,
+            &token,
+            Some(self.clock.wall_unix_millis() / 1000),
+        );
+        let member = Member {
+            id,
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+            is_learner,
+        };
         {
             let state = self.shared.state.read().expect("state lock");
             state.members().check_add(&member)?;
@@ -323,8 +433,17 @@ impl Server {
             }
             self.check_connected_fully(state.members())?;
         }
-        let change_type = if is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
-        let info = MemberInfo { id, name: String::new(), peer_urls: member.peer_urls.clone(), is_learner };
+        let change_type = if is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let info = MemberInfo {
+            id,
+            name: String::new(),
+            peer_urls: member.peer_urls.clone(),
+            is_learner,
+        };
         let members = self.change_conf(change_type, id, info).await?;
         Ok((member, members))
     }
@@ -341,16 +460,36 @@ impl Server {
                 self.check_quorum_stays_connected(state.members(), id)?;
             }
         }
-        self.change_conf(ConfChangeType::RemoveNode, id, MemberInfo { id, ..MemberInfo::default() }).await
+        self.change_conf(
+            ConfChangeType::RemoveNode,
+            id,
+            MemberInfo {
+                id,
+                ..MemberInfo::default()
+            },
+        )
+        .await
     }
 
     /// etcd `MemberUpdate`: new peer URLs, replicated as a command.
-    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Vec<Member>, Error> {
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<Member>, Error> {
         if peer_urls.is_empty() || peer_urls.iter().any(|url| parse_listen_url(url).is_err()) {
             return Err(Error::MemberBadUrls);
         }
-        self.shared.state.read().expect("state lock").members().check(&MembershipChange::UpdatePeerUrls(id, peer_urls.clone()))?;
-        match self.propose(Request::MemberUpdate(MemberUpdate { id, peer_urls })).await? {
+        self.shared
+            .state
+            .read()
+            .expect("state lock")
+            .members()
+            .check(&MembershipChange::UpdatePeerUrls(id, peer_urls.clone()))?;
+        match self
+            .propose(Request::MemberUpdate(MemberUpdate { id, peer_urls }))
+            .await?
+        {
             Response::Members(members) => Ok(members),
             other => unreachable!("member update answered with {other:?}"),
         }
@@ -377,11 +516,23 @@ impl Server {
         if leader == raft::INVALID_ID {
             return Err(Error::NoLeader);
         }
-        let leader_url = self.shared.state.read().expect("state lock").members().get(leader).and_then(|m| m.peer_urls.first().cloned());
+        let leader_url = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .members()
+            .get(leader)
+            .and_then(|m| m.peer_urls.first().cloned());
         let leader_url = leader_url.ok_or(Error::NoLeader)?;
         let forwarded = async {
-            let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(leader_url).await.map_err(|_| Error::NoLeader)?;
-            let response = client.promote(crate::proto::detcdpb::PromoteRequest { id }).await.map_err(|_| Error::LeaderChanged)?;
+            let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(leader_url)
+                .await
+                .map_err(|_| Error::NoLeader)?;
+            let response = client
+                .promote(crate::proto::detcdpb::PromoteRequest { id })
+                .await
+                .map_err(|_| Error::LeaderChanged)?;
             Ok::<_, Error>(response.into_inner().error)
         };
         let error = tokio::select! {
@@ -404,10 +555,16 @@ impl Server {
         let now = self.clock.elapsed();
         let activity = self.shared.peer_activity.lock().expect("activity lock");
         let healthy = |id: u64| {
-            id == self.shared.member_id || activity.get(&id).is_some_and(|since| now.saturating_sub(*since) >= HEALTH_INTERVAL)
+            id == self.shared.member_id
+                || activity
+                    .get(&id)
+                    .is_some_and(|since| now.saturating_sub(*since) >= HEALTH_INTERVAL)
         };
         let voters: Vec<u64> = members.voters().map(|member| member.id).collect();
-        (voters.iter().filter(|id| healthy(**id)).count(), voters.len())
+        (
+            voters.iter().filter(|id| healthy(**id)).count(),
+            voters.len(),
+        )
     }
 
     /// etcd `isConnectedFullySince`: strict reconfiguration adds or
@@ -422,8 +579,18 @@ impl Server {
 
     /// etcd `mayRemoveMember`: removing a voter must leave a connected
     /// quorum; a member that is down anyway is always safe to remove.
-    fn check_quorum_stays_connected(&self, members: &crate::membership::Members, id: u64) -> Result<(), Error> {
-        let down = id != self.shared.member_id && !self.shared.peer_activity.lock().expect("activity lock").contains_key(&id);
+    fn check_quorum_stays_connected(
+        &self,
+        members: &crate::membership::Members,
+        id: u64,
+    ) -> Result<(), Error> {
+        let down = id != self.shared.member_id
+            && !self
+                .shared
+                .peer_activity
+                .lock()
+                .expect("activity lock")
+                .contains_key(&id);
         if down {
             return Ok(());
         }
@@ -434,9 +601,17 @@ impl Server {
         Ok(())
     }
 
-    async fn change_conf(&self, change_type: ConfChangeType, id: u64, info: MemberInfo) -> Result<Vec<Member>, Error> {
+    async fn change_conf(
+        &self,
+        change_type: ConfChangeType,
+        id: u64,
+        info: MemberInfo,
+    ) -> Result<Vec<Member>, Error> {
         let change = crate::raft_node::single_change(change_type, id, info);
-        match self.call(|reply| Command::ChangeConf { change, reply }).await? {
+        match self
+            .call(|reply| Command::ChangeConf { change, reply })
+            .await?
+        {
             Response::Members(members) => Ok(members),
             other => unreachable!("configuration change answered with {other:?}"),
         }
@@ -445,7 +620,8 @@ impl Server {
     /// Hands leadership to `transferee` and waits until it has it (etcd
     /// `MoveLeader`: only the leader may be asked).
     pub async fn move_leader(&self, transferee: u64) -> Result<(), Error> {
-        self.call(|reply| Command::TransferLeader { transferee, reply }).await?;
+        self.call(|reply| Command::TransferLeader { transferee, reply })
+            .await?;
         let waited = async {
             while self.shared.leader_id() != transferee {
                 self.clock.sleep(LEADER_POLL_INTERVAL).await;
@@ -468,10 +644,16 @@ impl Server {
 
     /// Sends a command to the raft loop and waits for its answer, at most
     /// the request timeout.
-    async fn call<T>(&self, command: impl FnOnce(crate::raft_node::Reply<T>) -> Command) -> Result<T, Error> {
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(crate::raft_node::Reply<T>) -> Command,
+    ) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
         let wait = async {
-            self.commands.send(command(reply)).await.map_err(|_| Error::Stopped)?;
+            self.commands
+                .send(command(reply))
+                .await
+                .map_err(|_| Error::Stopped)?;
             answer.await.map_err(|_| Error::Stopped)?
         };
         tokio::select! {
@@ -492,19 +674,32 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// data dir: ask the other members listed in `--initial-cluster` for the
 /// cluster, and find ourselves in it by our peer URLs (the id was made by
 /// MemberAdd, so it cannot be derived from the flags).
-async fn join_bootstrap(cluster: &InitialCluster, me: &Member, clock: &Clock) -> Result<Bootstrap, StartError> {
+async fn join_bootstrap(
+    cluster: &InitialCluster,
+    me: &Member,
+    clock: &Clock,
+) -> Result<Bootstrap, StartError> {
     let mut my_urls = me.peer_urls.clone();
     my_urls.sort();
-    let others: Vec<String> = cluster.members.iter().filter(|member| member.name != me.name).flat_map(|member| member.peer_urls.clone()).collect();
+    let others: Vec<String> = cluster
+        .members
+        .iter()
+        .filter(|member| member.name != me.name)
+        .flat_map(|member| member.peer_urls.clone())
+        .collect();
     if others.is_empty() {
-        return Err(StartError::Config("--initial-cluster-state existing needs the other members in --initial-cluster".into()));
+        return Err(StartError::Config(
+            "--initial-cluster-state existing needs the other members in --initial-cluster".into(),
+        ));
     }
     let ask = async {
         loop {
             for url in &others {
                 match fetch_members(url).await {
                     Ok(response) => return Ok(response),
-                    Err(error) => tracing::info!(peer = %url, %error, "asking a peer for the cluster"),
+                    Err(error) => {
+                        tracing::info!(peer = %url, %error, "asking a peer for the cluster")
+                    }
                 }
             }
             clock.sleep(crate::transport::RECONNECT_BACKOFF).await;
@@ -525,14 +720,31 @@ async fn join_bootstrap(cluster: &InitialCluster, me: &Member, clock: &Clock) ->
             "the cluster has no member with peer URLs {my_urls:?}: add it first with `etcdctl member add`"
         )));
     };
-    tracing::info!(member = format_args!("{:x}", found.id), cluster = format_args!("{:x}", response.cluster_id), "joining a running cluster");
-    let peers = response.members.iter().filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone()))).collect();
-    Ok(Bootstrap::Join { member_id: found.id, cluster_id: response.cluster_id, peers })
+    tracing::info!(
+        member = format_args!("{:x}", found.id),
+        cluster = format_args!("{:x}", response.cluster_id),
+        "joining a running cluster"
+    );
+    let peers = response
+        .members
+        .iter()
+        .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
+        .collect();
+    Ok(Bootstrap::Join {
+        member_id: found.id,
+        cluster_id: response.cluster_id,
+        peers,
+    })
 }
 
 async fn fetch_members(url: &str) -> Result<crate::proto::detcdpb::MembersResponse, String> {
-    let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(url.to_string()).await.map_err(|e| e.to_string())?;
-    let response = client.members(crate::proto::detcdpb::MembersRequest {}).await.map_err(|e| e.to_string())?;
+    let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(url.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .members(crate::proto::detcdpb::MembersRequest {})
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(response.into_inner())
 }
 
@@ -548,7 +760,11 @@ fn sabotaged_stale_read() -> bool {
 
 /// Splits a comma-separated URL flag.
 pub fn split_urls(flag: &str) -> Vec<String> {
-    flag.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_string).collect()
+    flag.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses one of `--listen-client-urls` (`http://host:port`) into an address.
@@ -561,12 +777,18 @@ pub fn parse_listen_url(url: &str) -> Result<SocketAddr, String> {
         None => return Err(format!("{url}: URL must be of the form http://host:port")),
     };
     let host_port = rest.trim_end_matches('/');
-    let (host, port) = host_port.rsplit_once(':').ok_or_else(|| format!("{url}: missing port"))?;
-    let port: u16 = port.parse().map_err(|_| format!("{url}: bad port {port:?}"))?;
+    let (host, port) = host_port
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{url}: missing port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{url}: bad port {port:?}"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let ip = match host {
         "localhost" | "" => std::net::IpAddr::from([127, 0, 0, 1]),
-        host => host.parse().map_err(|_| format!("{url}: host must be an IP address or localhost"))?,
+        host => host
+            .parse()
+            .map_err(|_| format!("{url}: host must be an IP address or localhost"))?,
     };
     Ok(SocketAddr::new(ip, port))
 }

@@ -19,7 +19,9 @@ pub async fn fsync_latency() {
 
 #[cfg(not(madsim))]
 pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(work).await.expect("blocking disk task panicked")
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking disk task panicked")
 }
 
 #[cfg(madsim)]

@@ -35,8 +35,13 @@ pub trait Disk: Send + Sync + 'static {
 /// Writes a whole file crash-safely: temp file, fsync, rename, fsync dir.
 /// After a crash either the old content or the new one is there, never a mix.
 pub fn write_atomically(disk: &dyn Disk, path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
-    let mut temp_name = path.file_name().ok_or_else(|| io::Error::other("path has no name"))?.to_os_string();
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("path has no parent"))?;
+    let mut temp_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no name"))?
+        .to_os_string();
     temp_name.push(".tmp");
     let temp = dir.join(temp_name);
     disk.create(&temp)?;

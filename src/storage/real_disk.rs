@@ -21,7 +21,11 @@ impl RealDisk {
         RealDisk::default()
     }
 
-    fn with_file<T>(&self, path: &Path, f: impl FnOnce(&mut File) -> io::Result<T>) -> io::Result<T> {
+    fn with_file<T>(
+        &self,
+        path: &Path,
+        f: impl FnOnce(&mut File) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut files = self.open_files.lock().expect("disk lock poisoned");
         if !files.contains_key(path) {
             let file = OpenOptions::new().append(true).open(path)?;
@@ -31,7 +35,10 @@ impl RealDisk {
     }
 
     fn forget(&self, path: &Path) {
-        self.open_files.lock().expect("disk lock poisoned").remove(path);
+        self.open_files
+            .lock()
+            .expect("disk lock poisoned")
+            .remove(path);
     }
 }
 

@@ -62,7 +62,10 @@ pub enum DecodeError {
 }
 
 pub fn encode(record_type: RecordType, payload: &[u8], out: &mut Vec<u8>) {
-    assert!(payload.len() <= RECORD_PAYLOAD_MAX, "record payload exceeds RECORD_PAYLOAD_MAX");
+    assert!(
+        payload.len() <= RECORD_PAYLOAD_MAX,
+        "record payload exceeds RECORD_PAYLOAD_MAX"
+    );
     let start = out.len();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.push(record_type as u8);
@@ -94,6 +97,7 @@ pub fn decode(bytes: &[u8]) -> Result<(RecordType, &[u8], usize), DecodeError> {
     if crc32c::crc32c(payload) != word(9) {
         return Err(DecodeError::Bad("payload checksum mismatch"));
     }
-    let record_type = RecordType::from_byte(bytes[4]).ok_or(DecodeError::Bad("unknown record type"))?;
+    let record_type =
+        RecordType::from_byte(bytes[4]).ok_or(DecodeError::Bad("unknown record type"))?;
     Ok((record_type, payload, total))
 }

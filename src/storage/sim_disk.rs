@@ -49,7 +49,10 @@ struct Inode {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file", path.display()),
+    )
 }
 
 impl SimDisk {
@@ -76,7 +79,9 @@ impl SimDisk {
                 let unsynced = inode.data.len() - inode.durable.len();
                 let sectors = unsynced.div_ceil(SECTOR_BYTES);
                 let kept = ((draw % (sectors as u64 + 1)) as usize * SECTOR_BYTES).min(unsynced);
-                survived.extend_from_slice(&inode.data[inode.durable.len()..inode.durable.len() + kept]);
+                survived.extend_from_slice(
+                    &inode.data[inode.durable.len()..inode.durable.len() + kept],
+                );
             }
             inode.data = survived.clone();
             inode.durable = survived;
@@ -90,7 +95,12 @@ impl SimDisk {
     pub fn corrupt(&self, seed: u64) -> Option<String> {
         let mut state = self.lock();
         let files: Vec<(PathBuf, u64)> = (state.durable_names.iter())
-            .filter(|(_, id)| state.inodes.get(id).is_some_and(|inode| !inode.durable.is_empty()))
+            .filter(|(_, id)| {
+                state
+                    .inodes
+                    .get(id)
+                    .is_some_and(|inode| !inode.durable.is_empty())
+            })
             .map(|(path, id)| (path.clone(), *id))
             .collect();
         if files.is_empty() {
@@ -105,12 +115,20 @@ impl SimDisk {
         if let Some(byte) = inode.data.get_mut(at) {
             *byte ^= 1 << bit;
         }
-        Some(format!("flipped bit {bit} of byte {at} of {} ({} bytes)", path.display(), inode.durable.len()))
+        Some(format!(
+            "flipped bit {bit} of byte {at} of {} ({} bytes)",
+            path.display(),
+            inode.durable.len()
+        ))
     }
 
     /// Total bytes held, for tests and reports.
     pub fn used_bytes(&self) -> usize {
-        self.lock().inodes.values().map(|inode| inode.data.len()).sum()
+        self.lock()
+            .inodes
+            .values()
+            .map(|inode| inode.data.len())
+            .sum()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -126,7 +144,10 @@ impl State {
 
     fn check_space(&self) -> io::Result<()> {
         if self.faults.full {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
         }
         Ok(())
     }
@@ -156,7 +177,10 @@ impl Disk for SimDisk {
             return Err(not_found(dir));
         }
         let names = state.names.keys().filter(|path| path.parent() == Some(dir));
-        Ok(names.filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned()).collect())
+        Ok(names
+            .filter_map(|path| path.file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect())
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -175,7 +199,13 @@ impl Disk for SimDisk {
         }
         state.next_inode += 1;
         let id = state.next_inode;
-        state.inodes.insert(id, Inode { appended_only: true, ..Inode::default() });
+        state.inodes.insert(
+            id,
+            Inode {
+                appended_only: true,
+                ..Inode::default()
+            },
+        );
         state.names.insert(path.to_path_buf(), id);
         Ok(())
     }
@@ -233,8 +263,12 @@ impl Disk for SimDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let in_dir = |path: &PathBuf| path.parent() == Some(dir);
-        let current: Vec<(PathBuf, u64)> =
-            state.names.iter().filter(|(path, _)| in_dir(path)).map(|(p, id)| (p.clone(), *id)).collect();
+        let current: Vec<(PathBuf, u64)> = state
+            .names
+            .iter()
+            .filter(|(path, _)| in_dir(path))
+            .map(|(p, id)| (p.clone(), *id))
+            .collect();
         state.durable_names.retain(|path, _| !in_dir(path));
         state.durable_names.extend(current);
         Ok(())
@@ -262,10 +296,20 @@ mod tests {
         disk.sync_dir(&dir).unwrap();
         let what = disk.corrupt(7).expect("a file to corrupt");
         assert!(what.contains("/data/a"), "{what}");
-        let flipped: u32 = disk.read(&file).unwrap().iter().map(|byte| byte.count_ones()).sum();
+        let flipped: u32 = disk
+            .read(&file)
+            .unwrap()
+            .iter()
+            .map(|byte| byte.count_ones())
+            .sum();
         assert_eq!(flipped, 1);
         disk.crash(1);
-        let flipped: u32 = disk.read(&file).unwrap().iter().map(|byte| byte.count_ones()).sum();
+        let flipped: u32 = disk
+            .read(&file)
+            .unwrap()
+            .iter()
+            .map(|byte| byte.count_ones())
+            .sum();
         assert_eq!(flipped, 1, "the damage is on the platter, not in a cache");
     }
 
@@ -277,7 +321,10 @@ mod tests {
         disk.append(&file, b"hello").unwrap();
         disk.sync(&file).unwrap();
         disk.crash(1);
-        assert!(disk.read(&file).is_err(), "a name is durable only after sync_dir");
+        assert!(
+            disk.read(&file).is_err(),
+            "a name is durable only after sync_dir"
+        );
     }
 
     #[test]
@@ -294,7 +341,10 @@ mod tests {
             let data = disk.read(&file).unwrap();
             assert!(data.len() >= 100, "synced bytes are never lost");
             assert_eq!(&data[..100], &[1u8; 100][..]);
-            assert!(data[100..].iter().all(|&b| b == 2), "only a prefix of the unsynced tail survives");
+            assert!(
+                data[100..].iter().all(|&b| b == 2),
+                "only a prefix of the unsynced tail survives"
+            );
         }
     }
 

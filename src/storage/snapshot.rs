@@ -24,7 +24,10 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 #[derive(Debug, Error)]
 pub enum SnapshotError {
     #[error("snapshot i/o error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("snapshot {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -41,7 +44,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
-        let conf = self.conf_state.write_to_bytes().expect("conf state encodes");
+        let conf = self
+            .conf_state
+            .write_to_bytes()
+            .expect("conf state encodes");
         let mut body = Vec::with_capacity(20 + conf.len() + self.state.len());
         body.extend_from_slice(&self.index.to_le_bytes());
         body.extend_from_slice(&self.term.to_le_bytes());
@@ -72,10 +78,20 @@ impl Snapshot {
         let index = u64::from_le_bytes(body[0..8].try_into().expect("8 bytes"));
         let term = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
         let conf_len = u32::from_le_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
-        let conf_end = 20usize.checked_add(conf_len).filter(|end| *end <= body.len()).ok_or("bad conf state length")?;
+        let conf_end = 20usize
+            .checked_add(conf_len)
+            .filter(|end| *end <= body.len())
+            .ok_or("bad conf state length")?;
         let mut conf_state = ConfState::default();
-        conf_state.merge_from_bytes(&body[20..conf_end]).map_err(|e| format!("bad conf state: {e}"))?;
-        Ok(Snapshot { index, term, conf_state, state: body[conf_end..].to_vec() })
+        conf_state
+            .merge_from_bytes(&body[20..conf_end])
+            .map_err(|e| format!("bad conf state: {e}"))?;
+        Ok(Snapshot {
+            index,
+            term,
+            conf_state,
+            state: body[conf_end..].to_vec(),
+        })
     }
 }
 
@@ -97,21 +113,39 @@ fn parse_index(name: &str) -> Option<u64> {
 
 impl SnapshotDir {
     pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<SnapshotDir, SnapshotError> {
-        disk.create_dir_all(dir).map_err(|source| SnapshotError::Io { path: dir.to_path_buf(), source })?;
-        Ok(SnapshotDir { disk, dir: dir.to_path_buf() })
+        disk.create_dir_all(dir)
+            .map_err(|source| SnapshotError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(SnapshotDir {
+            disk,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Saves a snapshot durably and removes all but the newest `SNAPSHOTS_KEPT`.
     pub fn save(&self, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         let path = self.dir.join(file_name(snapshot.term, snapshot.index));
-        disk::write_atomically(&*self.disk, &path, &snapshot.encode())
-            .map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+        disk::write_atomically(&*self.disk, &path, &snapshot.encode()).map_err(|source| {
+            SnapshotError::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
         let names = self.names()?;
         for (_, name) in names.iter().rev().skip(SNAPSHOTS_KEPT) {
             let old = self.dir.join(name);
-            self.disk.remove(&old).map_err(|source| SnapshotError::Io { path: old, source })?;
+            self.disk
+                .remove(&old)
+                .map_err(|source| SnapshotError::Io { path: old, source })?;
         }
-        self.disk.sync_dir(&self.dir).map_err(|source| SnapshotError::Io { path: self.dir.clone(), source })
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(|source| SnapshotError::Io {
+                path: self.dir.clone(),
+                source,
+            })
     }
 
     /// Every snapshot that checks out, newest first, each with the path and
@@ -121,7 +155,10 @@ impl SnapshotDir {
         let mut bad = Vec::new();
         for (_, name) in self.names()?.iter().rev() {
             let path = self.dir.join(name);
-            let bytes = self.disk.read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+            let bytes = self.disk.read(&path).map_err(|source| SnapshotError::Io {
+                path: path.clone(),
+                source,
+            })?;
             match Snapshot::decode(&bytes) {
                 Ok(snapshot) => valid.push(snapshot),
                 Err(reason) => bad.push(SnapshotError::Corrupt { path, reason }),
@@ -132,9 +169,17 @@ impl SnapshotDir {
 
     /// Snapshot files sorted by index, oldest first.
     fn names(&self) -> Result<Vec<(u64, String)>, SnapshotError> {
-        let names = self.disk.list(&self.dir).map_err(|source| SnapshotError::Io { path: self.dir.clone(), source })?;
-        let mut indexed: Vec<(u64, String)> =
-            names.into_iter().filter_map(|name| parse_index(&name).map(|index| (index, name))).collect();
+        let names = self
+            .disk
+            .list(&self.dir)
+            .map_err(|source| SnapshotError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let mut indexed: Vec<(u64, String)> = names
+            .into_iter()
+            .filter_map(|name| parse_index(&name).map(|index| (index, name)))
+            .collect();
         indexed.sort();
         Ok(indexed)
     }

@@ -12,28 +12,52 @@ use super::sim_disk::SimDisk;
 use super::snapshot::{Snapshot, SnapshotDir};
 use super::wal::{Metadata, SnapshotMark, Wal, WalError};
 
-const METADATA: Metadata = Metadata { member_id: 0x8e9e05c52164694d, cluster_id: 0xcdf818194e3a8c32 };
+const METADATA: Metadata = Metadata {
+    member_id: 0x8e9e05c52164694d,
+    cluster_id: 0xcdf818194e3a8c32,
+};
 
 fn wal_dir() -> PathBuf {
     PathBuf::from("/node/member/wal")
 }
 
 fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-    Entry { index, term, data: data.to_vec().into(), ..Entry::default() }
+    Entry {
+        index,
+        term,
+        data: data.to_vec().into(),
+        ..Entry::default()
+    }
 }
 
 fn hard_state(term: u64, commit: u64) -> HardState {
-    HardState { term, commit, vote: 1, ..HardState::default() }
+    HardState {
+        term,
+        commit,
+        vote: 1,
+        ..HardState::default()
+    }
 }
 
 fn voters() -> ConfState {
-    ConfState { voters: vec![1], ..ConfState::default() }
+    ConfState {
+        voters: vec![1],
+        ..ConfState::default()
+    }
 }
 
 /// Writes `batches` (each synced once) and returns the disk.
 fn write_log(batches: &[Vec<Entry>]) -> Arc<SimDisk> {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters(), &[], &HardState::default()).unwrap();
+    let mut wal = Wal::create(
+        disk.clone(),
+        &wal_dir(),
+        METADATA,
+        voters(),
+        &[],
+        &HardState::default(),
+    )
+    .unwrap();
     for batch in batches {
         let commit = batch.last().map(|e| e.index).unwrap_or(0);
         wal.append(batch, Some(&hard_state(1, commit)));
@@ -49,23 +73,25 @@ fn only_segment(disk: &SimDisk, dir: &Path) -> PathBuf {
 }
 
 fn batches_strategy() -> impl Strategy<Value = Vec<Vec<Entry>>> {
-    prop::collection::vec(prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..5), 1..8).prop_map(
-        |batches| {
-            let mut index = 0;
-            batches
-                .into_iter()
-                .map(|batch| {
-                    batch
-                        .into_iter()
-                        .map(|data| {
-                            index += 1;
-                            entry(index, 1, &data)
-                        })
-                        .collect()
-                })
-                .collect()
-        },
+    prop::collection::vec(
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..5),
+        1..8,
     )
+    .prop_map(|batches| {
+        let mut index = 0;
+        batches
+            .into_iter()
+            .map(|batch| {
+                batch
+                    .into_iter()
+                    .map(|data| {
+                        index += 1;
+                        entry(index, 1, &data)
+                    })
+                    .collect()
+            })
+            .collect()
+    })
 }
 
 proptest! {
@@ -146,7 +172,10 @@ proptest! {
 
 #[test]
 fn later_entries_replace_a_conflicting_suffix() {
-    let disk = write_log(&[vec![entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")], vec![entry(2, 2, b"B")]]);
+    let disk = write_log(&[
+        vec![entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")],
+        vec![entry(2, 2, b"B")],
+    ]);
     let (_, replay) = Wal::open(disk, &wal_dir()).unwrap();
     assert_eq!(replay.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"B")]);
 }
@@ -154,7 +183,9 @@ fn later_entries_replace_a_conflicting_suffix() {
 #[test]
 fn a_crash_between_write_and_fsync_leaves_a_prefix() {
     let synced: Vec<Entry> = (1..=3).map(|index| entry(index, 1, b"synced")).collect();
-    let written: Vec<Entry> = (4..=40).map(|index| entry(index, 1, &[index as u8; 100])).collect();
+    let written: Vec<Entry> = (4..=40)
+        .map(|index| entry(index, 1, &[index as u8; 100]))
+        .collect();
     let mut lengths = std::collections::BTreeSet::new();
     for torn_seed in 0..32 {
         let disk = write_log(std::slice::from_ref(&synced));
@@ -165,17 +196,35 @@ fn a_crash_between_write_and_fsync_leaves_a_prefix() {
         disk.crash(torn_seed);
         let (_, replay) = Wal::open(disk, &wal_dir()).unwrap();
         let all: Vec<Entry> = synced.iter().chain(&written).cloned().collect();
-        assert!(replay.entries.len() >= synced.len(), "synced entries survive");
-        assert_eq!(replay.entries[..], all[..replay.entries.len()], "what survives is a prefix");
+        assert!(
+            replay.entries.len() >= synced.len(),
+            "synced entries survive"
+        );
+        assert_eq!(
+            replay.entries[..],
+            all[..replay.entries.len()],
+            "what survives is a prefix"
+        );
         lengths.insert(replay.entries.len());
     }
-    assert!(lengths.len() > 2, "crashes should tear at different points: {lengths:?}");
+    assert!(
+        lengths.len() > 2,
+        "crashes should tear at different points: {lengths:?}"
+    );
 }
 
 #[test]
 fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters(), &[], &HardState::default()).unwrap();
+    let mut wal = Wal::create(
+        disk.clone(),
+        &wal_dir(),
+        METADATA,
+        voters(),
+        &[],
+        &HardState::default(),
+    )
+    .unwrap();
     wal.append(&[entry(1, 1, b"kept")], Some(&hard_state(1, 1)));
     wal.sync().unwrap();
     wal.append(&[entry(2, 1, b"maybe")], None);
@@ -188,13 +237,24 @@ fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
 #[test]
 fn released_segments_leave_a_self_contained_log() {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(disk.clone(), &wal_dir(), METADATA, voters(), &[], &HardState::default()).unwrap();
+    let mut wal = Wal::create(
+        disk.clone(),
+        &wal_dir(),
+        METADATA,
+        voters(),
+        &[],
+        &HardState::default(),
+    )
+    .unwrap();
     let big = vec![7u8; (super::wal::SEGMENT_BYTES_MAX / 4) as usize];
     for index in 1..=6 {
         wal.append(&[entry(index, 1, &big)], Some(&hard_state(1, index)));
         wal.sync().unwrap();
     }
-    assert!(wal.segment_count() > 1, "segments rotate past SEGMENT_BYTES_MAX");
+    assert!(
+        wal.segment_count() > 1,
+        "segments rotate past SEGMENT_BYTES_MAX"
+    );
     wal.mark_snapshot(SnapshotMark { index: 5, term: 1 });
     wal.sync().unwrap();
     wal.release_to(5).unwrap();
@@ -202,7 +262,10 @@ fn released_segments_leave_a_self_contained_log() {
     let (wal, replay) = Wal::open(disk, &wal_dir()).unwrap();
     assert_eq!(wal.metadata(), METADATA);
     assert_eq!(replay.hard_state.commit, 6);
-    assert_eq!(replay.snapshot_marks.last(), Some(&SnapshotMark { index: 5, term: 1 }));
+    assert_eq!(
+        replay.snapshot_marks.last(),
+        Some(&SnapshotMark { index: 5, term: 1 })
+    );
     assert!(replay.entries.first().unwrap().index <= 6);
     assert_eq!(replay.entries.last().unwrap().index, 6);
 }
@@ -212,15 +275,25 @@ fn snapshot_round_trips_and_detects_corruption() {
     let disk: Arc<SimDisk> = Arc::new(SimDisk::new());
     let dir = SnapshotDir::open(disk.clone(), Path::new("/node/member/snap")).unwrap();
     for index in [10, 20, 30] {
-        let snapshot = Snapshot { index, term: 2, conf_state: voters(), state: vec![index as u8; 100] };
+        let snapshot = Snapshot {
+            index,
+            term: 2,
+            conf_state: voters(),
+            state: vec![index as u8; 100],
+        };
         dir.save(&snapshot).unwrap();
     }
     let (valid, bad) = dir.load_newest_first().unwrap();
     assert!(bad.is_empty());
-    assert_eq!(valid.iter().map(|s| s.index).collect::<Vec<_>>(), vec![30, 20], "SNAPSHOTS_KEPT newest stay");
+    assert_eq!(
+        valid.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![30, 20],
+        "SNAPSHOTS_KEPT newest stay"
+    );
     assert_eq!(valid[0].state, vec![30u8; 100]);
 
-    let newest = Path::new("/node/member/snap").join(disk.list(Path::new("/node/member/snap")).unwrap()[1].clone());
+    let newest = Path::new("/node/member/snap")
+        .join(disk.list(Path::new("/node/member/snap")).unwrap()[1].clone());
     let mut bytes = disk.read(&newest).unwrap();
     bytes[50] ^= 1;
     disk.create(&newest).unwrap();

@@ -26,9 +26,16 @@ const SEGMENT_SUFFIX: &str = ".wal";
 #[derive(Debug, Error)]
 pub enum WalError {
     #[error("wal i/o error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("wal corrupt in {path} at byte {offset}: {reason}")]
-    Corrupt { path: PathBuf, offset: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 }
 
 /// Who owns this log; written at the start of every segment.
@@ -66,7 +73,10 @@ struct Segment {
 
 impl Segment {
     fn name(&self) -> String {
-        format!("{:016x}-{:016x}{SEGMENT_SUFFIX}", self.seq, self.first_index)
+        format!(
+            "{:016x}-{:016x}{SEGMENT_SUFFIX}",
+            self.seq, self.first_index
+        )
     }
 
     fn parse(name: &str) -> Option<Segment> {
@@ -96,18 +106,26 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.dir).field("last_index", &self.last_index).finish()
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("last_index", &self.last_index)
+            .finish()
     }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io { path: path.to_path_buf(), source }
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Wal {
     /// True if `dir` holds at least one segment.
     pub fn exists(disk: &dyn Disk, dir: &Path) -> bool {
-        disk.list(dir).map(|names| names.iter().any(|name| Segment::parse(name).is_some())).unwrap_or(false)
+        disk.list(dir)
+            .map(|names| names.iter().any(|name| Segment::parse(name).is_some()))
+            .unwrap_or(false)
     }
 
     /// Creates a new log in `dir` (which must not hold one). The first
@@ -149,15 +167,26 @@ impl Wal {
     /// Opens the log in `dir`, replaying every record.
     pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<(Wal, Replay), WalError> {
         let names = disk.list(dir).map_err(io_error(dir))?;
-        let mut segments: Vec<Segment> = names.iter().filter_map(|name| Segment::parse(name)).collect();
+        let mut segments: Vec<Segment> = names
+            .iter()
+            .filter_map(|name| Segment::parse(name))
+            .collect();
         segments.sort_by_key(|segment| segment.seq);
         if segments.is_empty() {
-            return Err(WalError::Corrupt { path: dir.to_path_buf(), offset: 0, reason: "no wal segment".into() });
+            return Err(WalError::Corrupt {
+                path: dir.to_path_buf(),
+                offset: 0,
+                reason: "no wal segment".into(),
+            });
         }
         for pair in segments.windows(2) {
             if pair[1].seq != pair[0].seq + 1 {
                 let path = dir.join(pair[1].name());
-                return Err(WalError::Corrupt { path, offset: 0, reason: format!("segment {} is missing", pair[0].seq + 1) });
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: format!("segment {} is missing", pair[0].seq + 1),
+                });
             }
         }
         let mut replay = Replay::default();
@@ -169,7 +198,8 @@ impl Wal {
             let valid = replay_segment(&bytes, &path, is_last, &mut replay)?;
             if valid < bytes.len() {
                 // Only the last segment can get here (replay_segment fails otherwise).
-                disk.truncate(&path, valid as u64).map_err(io_error(&path))?;
+                disk.truncate(&path, valid as u64)
+                    .map_err(io_error(&path))?;
                 disk.sync(&path).map_err(io_error(&path))?;
                 replay.torn_tail_bytes = (bytes.len() - valid) as u64;
             }
@@ -216,7 +246,11 @@ impl Wal {
     /// Records that a snapshot from the leader replaced the log: on replay
     /// every earlier entry is dropped, and the next entry follows the mark.
     pub fn mark_installed(&mut self, mark: SnapshotMark) {
-        record::encode(RecordType::SnapshotInstalled, &encode_mark(mark), &mut self.pending);
+        record::encode(
+            RecordType::SnapshotInstalled,
+            &encode_mark(mark),
+            &mut self.pending,
+        );
         self.last_mark = mark;
         self.last_index = mark.index;
     }
@@ -228,7 +262,9 @@ impl Wal {
             return Ok(());
         }
         let path = self.tail_path();
-        self.disk.append(&path, &self.pending).map_err(io_error(&path))?;
+        self.disk
+            .append(&path, &self.pending)
+            .map_err(io_error(&path))?;
         self.tail_bytes += self.pending.len() as u64;
         self.pending.clear();
         self.unsynced = true;
@@ -252,7 +288,11 @@ impl Wal {
         }
         self.unsynced = false;
         if self.tail_bytes >= SEGMENT_BYTES_MAX {
-            let seq = self.segments.last().map(|segment| segment.seq + 1).unwrap_or(0);
+            let seq = self
+                .segments
+                .last()
+                .map(|segment| segment.seq + 1)
+                .unwrap_or(0);
             self.start_segment(seq, self.last_index + 1, &[])?;
         }
         Ok(())
@@ -278,23 +318,45 @@ impl Wal {
     }
 
     fn tail_path(&self) -> PathBuf {
-        self.dir.join(self.segments.last().expect("a wal has a segment").name())
+        self.dir
+            .join(self.segments.last().expect("a wal has a segment").name())
     }
 
     /// Starts a segment that stands alone: it repeats the metadata, the
     /// bootstrap conf state, the hard state and the last snapshot mark, so
     /// older segments can be released.
-    fn start_segment(&mut self, seq: u64, first_index: u64, bootstrap_entries: &[u8]) -> Result<(), WalError> {
+    fn start_segment(
+        &mut self,
+        seq: u64,
+        first_index: u64,
+        bootstrap_entries: &[u8],
+    ) -> Result<(), WalError> {
         let segment = Segment { seq, first_index };
         let mut header = Vec::new();
-        record::encode(RecordType::Metadata, &encode_metadata(self.metadata), &mut header);
+        record::encode(
+            RecordType::Metadata,
+            &encode_metadata(self.metadata),
+            &mut header,
+        );
         if let Some(conf_state) = &self.conf_state {
-            record::encode(RecordType::ConfState, &conf_state.write_to_bytes().expect("encodes"), &mut header);
+            record::encode(
+                RecordType::ConfState,
+                &conf_state.write_to_bytes().expect("encodes"),
+                &mut header,
+            );
         }
         header.extend_from_slice(bootstrap_entries);
-        record::encode(RecordType::HardState, &self.hard_state.write_to_bytes().expect("encodes"), &mut header);
+        record::encode(
+            RecordType::HardState,
+            &self.hard_state.write_to_bytes().expect("encodes"),
+            &mut header,
+        );
         if self.last_mark != SnapshotMark::default() {
-            record::encode(RecordType::Snapshot, &encode_mark(self.last_mark), &mut header);
+            record::encode(
+                RecordType::Snapshot,
+                &encode_mark(self.last_mark),
+                &mut header,
+            );
         }
         let path = self.dir.join(segment.name());
         super::disk::write_atomically(&*self.disk, &path, &header).map_err(io_error(&path))?;
@@ -306,13 +368,21 @@ impl Wal {
 
 /// Replays one segment into `replay`, returning how many leading bytes are
 /// valid. A bad record is tolerated only as the torn tail of the last segment.
-fn replay_segment(bytes: &[u8], path: &Path, is_last: bool, replay: &mut Replay) -> Result<usize, WalError> {
+fn replay_segment(
+    bytes: &[u8],
+    path: &Path,
+    is_last: bool,
+    replay: &mut Replay,
+) -> Result<usize, WalError> {
     let mut offset = 0;
     while offset < bytes.len() {
         match record::decode(&bytes[offset..]) {
             Ok((record_type, payload, used)) => {
-                apply_record(record_type, payload, replay)
-                    .map_err(|reason| WalError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason })?;
+                apply_record(record_type, payload, replay).map_err(|reason| WalError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: offset as u64,
+                    reason,
+                })?;
                 offset += used;
             }
             Err(error) => {
@@ -320,7 +390,11 @@ fn replay_segment(bytes: &[u8], path: &Path, is_last: bool, replay: &mut Replay)
                     return Ok(offset);
                 }
                 let reason = error.to_string();
-                return Err(WalError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason });
+                return Err(WalError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: offset as u64,
+                    reason,
+                });
             }
         }
     }
@@ -340,22 +414,32 @@ fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
         return true;
     }
     match error {
-        DecodeError::Truncated => (1..rest.len()).all(|offset| record::decode(&rest[offset..]).is_err()),
+        DecodeError::Truncated => {
+            (1..rest.len()).all(|offset| record::decode(&rest[offset..]).is_err())
+        }
         DecodeError::Bad(_) => rest.iter().all(|&byte| byte == 0),
     }
 }
 
-fn apply_record(record_type: RecordType, payload: &[u8], replay: &mut Replay) -> Result<(), String> {
+fn apply_record(
+    record_type: RecordType,
+    payload: &[u8],
+    replay: &mut Replay,
+) -> Result<(), String> {
     match record_type {
         RecordType::Metadata => replay.metadata = decode_metadata(payload)?,
         RecordType::HardState => {
             let mut hard_state = HardState::default();
-            hard_state.merge_from_bytes(payload).map_err(|e| format!("bad hard state: {e}"))?;
+            hard_state
+                .merge_from_bytes(payload)
+                .map_err(|e| format!("bad hard state: {e}"))?;
             replay.hard_state = hard_state;
         }
         RecordType::ConfState => {
             let mut conf_state = ConfState::default();
-            conf_state.merge_from_bytes(payload).map_err(|e| format!("bad conf state: {e}"))?;
+            conf_state
+                .merge_from_bytes(payload)
+                .map_err(|e| format!("bad conf state: {e}"))?;
             replay.conf_state = Some(conf_state);
         }
         RecordType::Snapshot => {
@@ -370,7 +454,9 @@ fn apply_record(record_type: RecordType, payload: &[u8], replay: &mut Replay) ->
         }
         RecordType::Entry => {
             let mut entry = Entry::default();
-            entry.merge_from_bytes(payload).map_err(|e| format!("bad entry: {e}"))?;
+            entry
+                .merge_from_bytes(payload)
+                .map_err(|e| format!("bad entry: {e}"))?;
             push_entry(&mut replay.entries, entry)?;
         }
     }
@@ -388,7 +474,10 @@ fn push_entry(entries: &mut Vec<Entry>, entry: Entry) -> Result<(), String> {
     }
     if let Some(last) = entries.last() {
         if entry.index != last.index + 1 {
-            return Err(format!("entry {} follows entry {}: a gap in the log", entry.index, last.index));
+            return Err(format!(
+                "entry {} follows entry {}: a gap in the log",
+                entry.index, last.index
+            ));
         }
     }
     entries.push(entry);
@@ -396,12 +485,19 @@ fn push_entry(entries: &mut Vec<Entry>, entry: Entry) -> Result<(), String> {
 }
 
 fn encode_metadata(metadata: Metadata) -> Vec<u8> {
-    [metadata.member_id.to_le_bytes(), metadata.cluster_id.to_le_bytes()].concat()
+    [
+        metadata.member_id.to_le_bytes(),
+        metadata.cluster_id.to_le_bytes(),
+    ]
+    .concat()
 }
 
 fn decode_metadata(payload: &[u8]) -> Result<Metadata, String> {
     let words = decode_words::<2>(payload).ok_or("bad metadata length")?;
-    Ok(Metadata { member_id: words[0], cluster_id: words[1] })
+    Ok(Metadata {
+        member_id: words[0],
+        cluster_id: words[1],
+    })
 }
 
 fn encode_mark(mark: SnapshotMark) -> Vec<u8> {
@@ -410,7 +506,10 @@ fn encode_mark(mark: SnapshotMark) -> Vec<u8> {
 
 fn decode_mark(payload: &[u8]) -> Result<SnapshotMark, String> {
     let words = decode_words::<2>(payload).ok_or("bad snapshot mark length")?;
-    Ok(SnapshotMark { index: words[0], term: words[1] })
+    Ok(SnapshotMark {
+        index: words[0],
+        term: words[1],
+    })
 }
 
 fn decode_words<const N: usize>(payload: &[u8]) -> Option<[u64; N]> {

@@ -75,10 +75,23 @@ pub struct Transport {
 impl Transport {
     /// Connects to every peer at once (not only when raft first sends), so
     /// every member knows which peers are up, as etcd's transport does.
-    pub fn new(member_id: u64, cluster_id: u64, peer_urls: BTreeMap<u64, String>, filter: Arc<dyn MessageFilter>, clock: Clock) -> Transport {
+    pub fn new(
+        member_id: u64,
+        cluster_id: u64,
+        peer_urls: BTreeMap<u64, String>,
+        filter: Arc<dyn MessageFilter>,
+        clock: Clock,
+    ) -> Transport {
         let ids: Vec<u64> = peer_urls.keys().copied().collect();
-        let mut transport =
-            Transport { activity: PeerActivity::default(), member_id, cluster_id, peer_urls, queues: BTreeMap::new(), filter, clock };
+        let mut transport = Transport {
+            activity: PeerActivity::default(),
+            member_id,
+            cluster_id,
+            peer_urls,
+            queues: BTreeMap::new(),
+            filter,
+            clock,
+        };
         for id in ids {
             transport.queue(id);
         }
@@ -113,21 +126,29 @@ impl Transport {
             match self.filter.verdict(self.member_id, message.to, &message) {
                 Verdict::Deliver => by_peer.entry(message.to).or_default().push(message),
                 Verdict::Drop => {}
-                Verdict::Duplicate => by_peer.entry(message.to).or_default().extend([message.clone(), message]),
+                Verdict::Duplicate => by_peer
+                    .entry(message.to)
+                    .or_default()
+                    .extend([message.clone(), message]),
                 Verdict::Delay(delay) => self.send_later(message, delay),
             }
         }
         for (to, batch) in by_peer {
             if let Some(queue) = self.queue(to) {
                 if queue.try_send(batch).is_err() {
-                    tracing::debug!(to = format_args!("{to:x}"), "peer queue full or closed; dropped raft messages");
+                    tracing::debug!(
+                        to = format_args!("{to:x}"),
+                        "peer queue full or closed; dropped raft messages"
+                    );
                 }
             }
         }
     }
 
     fn send_later(&mut self, message: Message, delay: Duration) {
-        let Some(queue) = self.queue(message.to) else { return };
+        let Some(queue) = self.queue(message.to) else {
+            return;
+        };
         let clock = self.clock.clone();
         tokio::spawn(async move {
             clock.sleep(delay).await;
@@ -143,7 +164,14 @@ impl Transport {
         }
         let url = self.peer_urls.get(&to)?.clone();
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_LEN);
-        let link = Link { from: self.member_id, to, cluster_id: self.cluster_id, url, clock: self.clock.clone(), activity: self.activity.clone() };
+        let link = Link {
+            from: self.member_id,
+            to,
+            cluster_id: self.cluster_id,
+            url,
+            clock: self.clock.clone(),
+            activity: self.activity.clone(),
+        };
         tokio::spawn(link.run(receiver));
         self.queues.insert(to, queue.clone());
         Some(queue)
@@ -165,14 +193,27 @@ impl Link {
         loop {
             match RaftClient::connect(self.url.clone()).await {
                 Ok(client) => {
-                    self.activity.lock().expect("activity lock").insert(self.to, self.clock.elapsed());
-                    let streamed = self.stream(client.max_encoding_message_size(PEER_MESSAGE_BYTES_MAX), &mut queue).await;
-                    self.activity.lock().expect("activity lock").remove(&self.to);
+                    self.activity
+                        .lock()
+                        .expect("activity lock")
+                        .insert(self.to, self.clock.elapsed());
+                    let streamed = self
+                        .stream(
+                            client.max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
+                            &mut queue,
+                        )
+                        .await;
+                    self.activity
+                        .lock()
+                        .expect("activity lock")
+                        .remove(&self.to);
                     if streamed.is_none() {
                         return;
                     }
                 }
-                Err(error) => tracing::debug!(to = format_args!("{:x}", self.to), %error, "cannot reach peer"),
+                Err(error) => {
+                    tracing::debug!(to = format_args!("{:x}", self.to), %error, "cannot reach peer")
+                }
             }
             // Messages queued while the peer was away are stale; raft resends.
             while queue.try_recv().is_ok() {}
@@ -182,9 +223,15 @@ impl Link {
 
     /// Streams batches until the connection fails (`Some`) or the
     /// transport is gone (`None`).
-    async fn stream(&self, mut client: RaftClient<tonic::transport::Channel>, queue: &mut mpsc::Receiver<Vec<Message>>) -> Option<()> {
+    async fn stream(
+        &self,
+        mut client: RaftClient<tonic::transport::Channel>,
+        queue: &mut mpsc::Receiver<Vec<Message>>,
+    ) -> Option<()> {
         let (sender, receiver) = mpsc::channel::<RaftBatch>(STREAM_BUFFER_LEN);
-        let outgoing = futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|batch| (batch, receiver)) });
+        let outgoing = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        });
         let call = client.stream(outgoing);
         tokio::pin!(call);
         loop {

@@ -9,7 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::detcdpb::{
-    raft_server::Raft, MemberInfo, MembersRequest, MembersResponse, PromoteRequest, PromoteResponse, RaftAck, RaftBatch,
+    raft_server::Raft, MemberInfo, MembersRequest, MembersResponse, PromoteRequest,
+    PromoteResponse, RaftAck, RaftBatch,
 };
 use crate::raft_node::{Command, Shared};
 
@@ -39,8 +40,14 @@ impl RaftService {
             )));
         }
         if batch.to != self.member_id {
-            tracing::warn!(to = format_args!("{:x}", batch.to), "refused raft messages addressed to another member");
-            return Err(Status::failed_precondition(format!("member id mismatch: this is member {:x}, not {:x}", self.member_id, batch.to)));
+            tracing::warn!(
+                to = format_args!("{:x}", batch.to),
+                "refused raft messages addressed to another member"
+            );
+            return Err(Status::failed_precondition(format!(
+                "member id mismatch: this is member {:x}, not {:x}",
+                self.member_id, batch.to
+            )));
         }
         Ok(())
     }
@@ -48,22 +55,33 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl Raft for RaftService {
-    async fn stream(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<RaftAck>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<RaftAck>, Status> {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
             self.check(&batch)?;
             let mut messages = Vec::with_capacity(batch.messages.len());
             for bytes in &batch.messages {
                 let mut message = Message::default();
-                message.merge_from_bytes(bytes).map_err(|error| Status::invalid_argument(format!("bad raft message: {error}")))?;
+                message.merge_from_bytes(bytes).map_err(|error| {
+                    Status::invalid_argument(format!("bad raft message: {error}"))
+                })?;
                 messages.push(message);
             }
-            self.steps.send(messages).await.map_err(|_| Status::unavailable("member is stopping"))?;
+            self.steps
+                .send(messages)
+                .await
+                .map_err(|_| Status::unavailable("member is stopping"))?;
         }
         Ok(Response::new(RaftAck {}))
     }
 
-    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
         let state = self.shared.state.read().expect("state lock");
         let members = state
             .members()
@@ -75,14 +93,26 @@ impl Raft for RaftService {
                 is_learner: member.is_learner,
             })
             .collect();
-        Ok(Response::new(MembersResponse { cluster_id: self.cluster_id, members }))
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members,
+        }))
     }
 
     /// A follower forwards a promotion here; only the leader can check it.
-    async fn promote(&self, request: Request<PromoteRequest>) -> Result<Response<PromoteResponse>, Status> {
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<PromoteResponse>, Status> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Promote { id: request.into_inner().id, reply };
-        self.commands.send(command).await.map_err(|_| Status::unavailable("member is stopping"))?;
+        let command = Command::Promote {
+            id: request.into_inner().id,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| Status::unavailable("member is stopping"))?;
         let error = match answer.await {
             Ok(Ok(_)) => String::new(),
             Ok(Err(error)) => error.to_string(),

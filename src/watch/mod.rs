@@ -47,13 +47,43 @@ pub enum Poll {
 
 impl Watcher {
     /// A watcher from `start_revision` on (0: changes after `current_revision`).
-    pub fn new(id: i64, key: Vec<u8>, range_end: Vec<u8>, start_revision: i64, current_revision: i64) -> Watcher {
-        let next_revision = if start_revision > 0 { start_revision } else { current_revision + 1 };
-        Watcher { id, key, range_end, next_revision, no_put: false, no_delete: false, prev_kv: false, progress_notify: false }
+    pub fn new(
+        id: i64,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        start_revision: i64,
+        current_revision: i64,
+    ) -> Watcher {
+        let next_revision = if start_revision > 0 {
+            start_revision
+        } else {
+            current_revision + 1
+        };
+        Watcher {
+            id,
+            key,
+            range_end,
+            next_revision,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            progress_notify: false,
+        }
     }
 
-    pub fn with_options(mut self, no_put: bool, no_delete: bool, prev_kv: bool, progress_notify: bool) -> Watcher {
-        (self.no_put, self.no_delete, self.prev_kv, self.progress_notify) = (no_put, no_delete, prev_kv, progress_notify);
+    pub fn with_options(
+        mut self,
+        no_put: bool,
+        no_delete: bool,
+        prev_kv: bool,
+        progress_notify: bool,
+    ) -> Watcher {
+        (
+            self.no_put,
+            self.no_delete,
+            self.prev_kv,
+            self.progress_notify,
+        ) = (no_put, no_delete, prev_kv, progress_notify);
         self
     }
 
@@ -77,7 +107,9 @@ impl Watcher {
             return Poll::Idle;
         }
         if self.next_revision < store.compact_revision() {
-            return Poll::Compacted { compact_revision: store.compact_revision() };
+            return Poll::Compacted {
+                compact_revision: store.compact_revision(),
+            };
         }
         let last = current.min(self.next_revision + BATCH_REVISIONS_MAX - 1);
         let mut events = Vec::new();
@@ -89,7 +121,9 @@ impl Watcher {
                 continue;
             }
             #[cfg(madsim)]
-            if crate::sabotage::active(crate::sabotage::Sabotage::WatchGap) && revision.main % 16 == 0 {
+            if crate::sabotage::active(crate::sabotage::Sabotage::WatchGap)
+                && revision.main % 16 == 0
+            {
                 continue;
             }
             let event = match record {
@@ -98,25 +132,53 @@ impl Watcher {
                 Record::Put(key_value) => {
                     let mut kv = to_proto(key_value.clone());
                     kv.mod_revision = revision.main;
-                    Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
+                    Event {
+                        r#type: EventType::Put as i32,
+                        kv: Some(kv),
+                        prev_kv: None,
+                    }
                 }
                 Record::Tombstone { key } => {
-                    let kv = KeyValue { key: key.clone(), mod_revision: revision.main, ..KeyValue::default() };
-                    Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        mod_revision: revision.main,
+                        ..KeyValue::default()
+                    };
+                    Event {
+                        r#type: EventType::Delete as i32,
+                        kv: Some(kv),
+                        prev_kv: None,
+                    }
                 }
             };
-            let prev_kv = if self.prev_kv { previous(store, record.key(), revision.main) } else { None };
+            let prev_kv = if self.prev_kv {
+                previous(store, record.key(), revision.main)
+            } else {
+                None
+            };
             events.push(Event { prev_kv, ..event });
         }
         self.next_revision = last + 1;
-        Poll::Events { events, revision: last }
+        Poll::Events {
+            events,
+            revision: last,
+        }
     }
 }
 
 /// The key as it was just before `revision`, if it existed then.
 fn previous(store: &Store, key: &[u8], revision: i64) -> Option<KeyValue> {
-    let options = RangeOptions { rev: revision - 1, ..RangeOptions::default() };
-    store.range(key, None, &options).ok()?.kvs.into_iter().next().map(to_proto)
+    let options = RangeOptions {
+        rev: revision - 1,
+        ..RangeOptions::default()
+    };
+    store
+        .range(key, None, &options)
+        .ok()?
+        .kvs
+        .into_iter()
+        .next()
+        .map(to_proto)
 }
 
 #[cfg(test)]

@@ -17,13 +17,21 @@ fn delete(store: &mut Store, key: &str) {
 
 /// (type, key, value, mod revision, previous value) per event.
 fn summary(poll: Poll) -> Vec<(i32, String, String, i64, Option<String>)> {
-    let Poll::Events { events, .. } = poll else { panic!("events expected, got {poll:?}") };
+    let Poll::Events { events, .. } = poll else {
+        panic!("events expected, got {poll:?}")
+    };
     let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
     events
         .into_iter()
         .map(|event| {
             let kv = event.kv.unwrap();
-            (event.r#type, text(&kv.key), text(&kv.value), kv.mod_revision, event.prev_kv.map(|prev| text(&prev.value)))
+            (
+                event.r#type,
+                text(&kv.key),
+                text(&kv.value),
+                kv.mod_revision,
+                event.prev_kv.map(|prev| text(&prev.value)),
+            )
         })
         .collect()
 }
@@ -40,12 +48,19 @@ fn history_then_live_changes_in_order_once() {
     let mut watcher = Watcher::new(0, b"a".to_vec(), b"c".to_vec(), 1, store.current_revision());
     assert_eq!(
         summary(watcher.poll(&store)),
-        [(PUT, "a".into(), "1".into(), 2, None), (PUT, "b".into(), "1".into(), 3, None), (DELETE, "a".into(), "".into(), 4, None)]
+        [
+            (PUT, "a".into(), "1".into(), 2, None),
+            (PUT, "b".into(), "1".into(), 3, None),
+            (DELETE, "a".into(), "".into(), 4, None)
+        ]
     );
     assert_eq!(watcher.poll(&store), Poll::Idle, "nothing twice");
     put(&mut store, "c", "1"); // 5: outside [a, c)
     put(&mut store, "b", "2"); // 6
-    assert_eq!(summary(watcher.poll(&store)), [(PUT, "b".into(), "2".into(), 6, None)]);
+    assert_eq!(
+        summary(watcher.poll(&store)),
+        [(PUT, "b".into(), "2".into(), 6, None)]
+    );
     assert!(watcher.caught_up(6));
 }
 
@@ -56,7 +71,10 @@ fn a_watch_from_now_sees_only_later_changes() {
     let mut watcher = Watcher::new(0, b"k".to_vec(), Vec::new(), 0, store.current_revision());
     assert_eq!(watcher.poll(&store), Poll::Idle);
     put(&mut store, "k", "new");
-    assert_eq!(summary(watcher.poll(&store)), [(PUT, "k".into(), "new".into(), 3, None)]);
+    assert_eq!(
+        summary(watcher.poll(&store)),
+        [(PUT, "k".into(), "new".into(), 3, None)]
+    );
 }
 
 #[test]
@@ -65,10 +83,21 @@ fn filters_and_previous_values() {
     put(&mut store, "k", "1");
     put(&mut store, "k", "2");
     delete(&mut store, "k");
-    let mut no_put = Watcher::new(0, b"k".to_vec(), Vec::new(), 1, 4).with_options(true, false, true, false);
-    assert_eq!(summary(no_put.poll(&store)), [(DELETE, "k".into(), "".into(), 4, Some("2".into()))]);
-    let mut no_delete = Watcher::new(1, b"".to_vec(), vec![0], 1, 4).with_options(false, true, true, false);
-    assert_eq!(summary(no_delete.poll(&store)), [(PUT, "k".into(), "1".into(), 2, None), (PUT, "k".into(), "2".into(), 3, Some("1".into()))]);
+    let mut no_put =
+        Watcher::new(0, b"k".to_vec(), Vec::new(), 1, 4).with_options(true, false, true, false);
+    assert_eq!(
+        summary(no_put.poll(&store)),
+        [(DELETE, "k".into(), "".into(), 4, Some("2".into()))]
+    );
+    let mut no_delete =
+        Watcher::new(1, b"".to_vec(), vec![0], 1, 4).with_options(false, true, true, false);
+    assert_eq!(
+        summary(no_delete.poll(&store)),
+        [
+            (PUT, "k".into(), "1".into(), 2, None),
+            (PUT, "k".into(), "2".into(), 3, Some("1".into()))
+        ]
+    );
 }
 
 #[test]
@@ -79,9 +108,20 @@ fn compaction_ends_a_watcher_that_still_owed_compacted_revisions() {
     }
     store.compact(3).unwrap();
     let mut behind = Watcher::new(0, b"k".to_vec(), Vec::new(), 2, 4);
-    assert_eq!(behind.poll(&store), Poll::Compacted { compact_revision: 3 });
+    assert_eq!(
+        behind.poll(&store),
+        Poll::Compacted {
+            compact_revision: 3
+        }
+    );
     let mut at_compaction = Watcher::new(1, b"k".to_vec(), Vec::new(), 3, 4);
-    assert_eq!(summary(at_compaction.poll(&store)), [(PUT, "k".into(), "2".into(), 3, None), (PUT, "k".into(), "3".into(), 4, None)]);
+    assert_eq!(
+        summary(at_compaction.poll(&store)),
+        [
+            (PUT, "k".into(), "2".into(), 3, None),
+            (PUT, "k".into(), "3".into(), 4, None)
+        ]
+    );
 }
 
 #[test]
@@ -91,9 +131,16 @@ fn a_watcher_far_behind_catches_up_in_batches() {
         put(&mut store, "k", &n.to_string());
     }
     let mut watcher = Watcher::new(0, b"k".to_vec(), Vec::new(), 1, store.current_revision());
-    let Poll::Events { events, revision } = watcher.poll(&store) else { panic!() };
-    assert_eq!((events.len() as i64, revision), (BATCH_REVISIONS_MAX - 1, BATCH_REVISIONS_MAX));
-    let Poll::Events { events, revision } = watcher.poll(&store) else { panic!() };
+    let Poll::Events { events, revision } = watcher.poll(&store) else {
+        panic!()
+    };
+    assert_eq!(
+        (events.len() as i64, revision),
+        (BATCH_REVISIONS_MAX - 1, BATCH_REVISIONS_MAX)
+    );
+    let Poll::Events { events, revision } = watcher.poll(&store) else {
+        panic!()
+    };
     assert_eq!((events.len(), revision), (11, store.current_revision()));
     assert_eq!(watcher.poll(&store), Poll::Idle);
 }

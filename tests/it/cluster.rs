@@ -26,13 +26,33 @@ fn three_members_elect_one_leader() {
     let statuses = wait_for_idle_statuses(&cluster, &all);
     check_consistent_statuses(&statuses);
     let ids: Vec<u64> = statuses.iter().map(|status| status.member_id).collect();
-    assert_eq!(statuses[0].leader, cluster.member_id(leader), "leadership is stable while idle");
-    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "member ids are distinct: {ids:?}");
+    assert_eq!(
+        statuses[0].leader,
+        cluster.member_id(leader),
+        "leadership is stable while idle"
+    );
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3,
+        "member ids are distinct: {ids:?}"
+    );
     for status in &statuses {
-        assert!(!status.is_learner, "a member of --initial-cluster is a voter: {status:?}");
-        assert!(status.raft_term > 0 && status.raft_index > 0 && status.raft_applied_index > 0, "raft has started: {status:?}");
-        assert_eq!(status.header_raft_term, status.raft_term, "the header's term is the member's term: {status:?}");
-        assert!(status.version.starts_with("3.4."), "members speak etcd 3.4's API: {status:?}");
+        assert!(
+            !status.is_learner,
+            "a member of --initial-cluster is a voter: {status:?}"
+        );
+        assert!(
+            status.raft_term > 0 && status.raft_index > 0 && status.raft_applied_index > 0,
+            "raft has started: {status:?}"
+        );
+        assert_eq!(
+            status.header_raft_term, status.raft_term,
+            "the header's term is the member's term: {status:?}"
+        );
+        assert!(
+            status.version.starts_with("3.4."),
+            "members speak etcd 3.4's API: {status:?}"
+        );
     }
 
     tracing::info!("a put is one more raft entry, applied on every member");
@@ -40,19 +60,37 @@ fn three_members_elect_one_leader() {
     cluster.put(leader, "status-probe", "x");
     let after = wait_for_idle_statuses(&cluster, &all);
     check_consistent_statuses(&after);
-    assert!(after[0].raft_applied_index > before, "applied index grew from {before}: {after:?}");
-    assert_eq!(after[0].revision, statuses[0].revision + 1, "one put is one revision");
+    assert!(
+        after[0].raft_applied_index > before,
+        "applied index grew from {before}: {after:?}"
+    );
+    assert_eq!(
+        after[0].revision,
+        statuses[0].revision + 1,
+        "one put is one revision"
+    );
     for status in &after {
         // Only once it holds data: etcd's bbolt file has a size even when
         // empty, but an empty keyspace of another backend may well be 0 bytes.
-        assert!(status.db_size > 0 && status.db_size_in_use > 0, "a member holding a key has a backend size: {status:?}");
-        assert!(status.db_size_in_use <= status.db_size, "in use ≤ allocated: {status:?}");
+        assert!(
+            status.db_size > 0 && status.db_size_in_use > 0,
+            "a member holding a key has a backend size: {status:?}"
+        );
+        assert!(
+            status.db_size_in_use <= status.db_size,
+            "in use ≤ allocated: {status:?}"
+        );
     }
 
     tracing::info!("endpoint health commits a read through each member");
     let health = etcdctl_all(&cluster, &["endpoint", "health", "-w", "json"]);
-    assert!(health.status.success(), "endpoint health failed: {}", String::from_utf8_lossy(&health.stderr));
-    let reports: serde_json::Value = serde_json::from_slice(&health.stdout).expect("endpoint health -w json prints JSON");
+    assert!(
+        health.status.success(),
+        "endpoint health failed: {}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    let reports: serde_json::Value =
+        serde_json::from_slice(&health.stdout).expect("endpoint health -w json prints JSON");
     let mut healthy: Vec<&str> = reports
         .as_array()
         .expect("one report per endpoint")
@@ -61,7 +99,11 @@ fn three_members_elect_one_leader() {
         .map(|report| report["endpoint"].as_str().expect("endpoint"))
         .collect();
     healthy.sort_unstable();
-    let mut expected: Vec<&str> = cluster.members.iter().map(|member| member.client_url.as_str()).collect();
+    let mut expected: Vec<&str> = cluster
+        .members
+        .iter()
+        .map(|member| member.client_url.as_str())
+        .collect();
     expected.sort_unstable();
     assert_eq!(healthy, expected, "every member is healthy: {reports}");
 }
@@ -81,14 +123,24 @@ fn writes_through_any_member_are_read_from_every_member() {
         cluster.put(writer, &key, "first");
         for &reader in all.iter().filter(|&&reader| reader != writer) {
             let read = cluster.get(reader, &key, Consistency::Linearizable);
-            assert_eq!(read.as_deref(), Some("first"), "{key} read through {}", cluster.members[reader].name);
+            assert_eq!(
+                read.as_deref(),
+                Some("first"),
+                "{key} read through {}",
+                cluster.members[reader].name
+            );
         }
     }
 
     tracing::info!("an overwrite through another member is read linearizably everywhere too");
     cluster.put(all[1], "via/m1", "second");
     for &reader in &all {
-        assert_eq!(cluster.get(reader, "via/m1", Consistency::Linearizable).as_deref(), Some("second"));
+        assert_eq!(
+            cluster
+                .get(reader, "via/m1", Consistency::Linearizable)
+                .as_deref(),
+            Some("second")
+        );
     }
 
     tracing::info!("linearizable reads of the whole keyspace agree on every member");
@@ -96,15 +148,30 @@ fn writes_through_any_member_are_read_from_every_member() {
     assert_eq!(reference.len(), 3, "one key per member: {reference:?}");
     for &reader in &all[1..] {
         let read = cluster.keyspace(reader, Consistency::Linearizable);
-        assert_eq!(read.kvs, reference.kvs, "same keys, values and revisions via {}", cluster.members[reader].name);
-        assert!(read.revision >= reference.revision, "a later read sees no older revision");
+        assert_eq!(
+            read.kvs, reference.kvs,
+            "same keys, values and revisions via {}",
+            cluster.members[reader].name
+        );
+        assert!(
+            read.revision >= reference.revision,
+            "a later read sees no older revision"
+        );
     }
 
-    tracing::info!("serializable reads, served from each member's own state, catch up on every member");
-    let converged = cluster.wait_converged(&all, |keyspace| keyspace.revision >= reference.revision);
+    tracing::info!(
+        "serializable reads, served from each member's own state, catch up on every member"
+    );
+    let converged =
+        cluster.wait_converged(&all, |keyspace| keyspace.revision >= reference.revision);
     assert_eq!(converged.kvs, reference.kvs);
     for &reader in &all {
-        assert_eq!(cluster.get(reader, "via/m3", Consistency::Serializable).as_deref(), Some("first"));
+        assert_eq!(
+            cluster
+                .get(reader, "via/m3", Consistency::Serializable)
+                .as_deref(),
+            Some("first")
+        );
     }
 }
 
@@ -127,7 +194,9 @@ fn leader_kill_9_elects_new_leader_and_loses_nothing() {
     let new_leader = cluster.wait_for_leader(&survivors);
     assert_ne!(new_leader, old_leader);
 
-    tracing::info!("writes continue through both survivors, and every acknowledged write is still there");
+    tracing::info!(
+        "writes continue through both survivors, and every acknowledged write is still there"
+    );
     for n in 0..20 {
         let (key, value) = (format!("after/{n:02}"), format!("value-{n}"));
         cluster.put(survivors[n % survivors.len()], &key, &value);
@@ -140,9 +209,19 @@ fn leader_kill_9_elects_new_leader_and_loses_nothing() {
     tracing::info!("restart the old leader: it catches up and serves every acknowledged write from its own state");
     let survivor_view = cluster.keyspace(new_leader, Consistency::Linearizable);
     cluster.restart(&[old_leader]);
-    let converged = cluster.wait_converged(&[old_leader, new_leader], |keyspace| keyspace.revision >= survivor_view.revision);
-    assert_eq!(converged.kvs, survivor_view.kvs, "nothing lost, nothing invented");
-    check_has_all(&cluster, old_leader, Consistency::Serializable, &acknowledged);
+    let converged = cluster.wait_converged(&[old_leader, new_leader], |keyspace| {
+        keyspace.revision >= survivor_view.revision
+    });
+    assert_eq!(
+        converged.kvs, survivor_view.kvs,
+        "nothing lost, nothing invented"
+    );
+    check_has_all(
+        &cluster,
+        old_leader,
+        Consistency::Serializable,
+        &acknowledged,
+    );
 
     tracing::info!("the cluster is whole again: one leader for all three");
     cluster.wait_for_leader(&all);
@@ -161,43 +240,72 @@ fn member_catches_up_via_snapshot() {
     let all = cluster.all();
     let leader = cluster.wait_for_leader(&all);
     let lagging = all.iter().copied().find(|&index| index != leader).unwrap();
-    let others: Vec<usize> = all.iter().copied().filter(|&index| index != lagging).collect();
+    let others: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&index| index != lagging)
+        .collect();
     cluster.put(leader, "early", "before the gap");
     cluster.wait_converged(&all, |keyspace| keyspace.len() == 1);
     cluster.kill(lagging);
 
     tracing::info!("while it is away, the others apply several snapshots' worth of puts, overwrites and deletes");
     for n in 0..120 {
-        cluster.put(others[n % 2], &format!("key/{:02}", n % 40), &format!("value-{n}"));
+        cluster.put(
+            others[n % 2],
+            &format!("key/{:02}", n % 40),
+            &format!("value-{n}"),
+        );
     }
     for n in 0..5 {
         cluster.ctl_ok(others[0], &["del", &format!("key/{n:02}")]);
     }
     let written = cluster.keyspace(leader, Consistency::Linearizable);
-    assert_eq!(written.len(), 1 + 35, "early plus the keys not deleted: {written:?}");
+    assert_eq!(
+        written.len(),
+        1 + 35,
+        "early plus the keys not deleted: {written:?}"
+    );
 
     tracing::info!("restart the other two so their raft logs begin at their newest snapshot");
     cluster.kill(others[0]);
     cluster.kill(others[1]);
     cluster.restart(&others);
     cluster.wait_for_leader(&others);
-    assert_eq!(cluster.keyspace(others[0], Consistency::Linearizable), written, "recovery from snapshot plus WAL changed nothing");
+    assert_eq!(
+        cluster.keyspace(others[0], Consistency::Linearizable),
+        written,
+        "recovery from snapshot plus WAL changed nothing"
+    );
 
     tracing::info!("restart the lagging member: it installs a snapshot and converges to the same revision and values");
     cluster.restart(&[lagging]);
-    let converged = cluster.wait_converged(&[lagging, others[0], others[1]], |keyspace| keyspace.revision >= written.revision);
-    assert_eq!(converged, written, "same revision, keys, values, create/mod revisions and versions");
+    let converged = cluster.wait_converged(&[lagging, others[0], others[1]], |keyspace| {
+        keyspace.revision >= written.revision
+    });
+    assert_eq!(
+        converged, written,
+        "same revision, keys, values, create/mod revisions and versions"
+    );
     // Proves the scenario takes the snapshot path and not a log replay,
     // each server in its own words.
     let installed_snapshot = match cluster.flavor {
         Flavor::Etcd => "applied incoming snapshot",
         Flavor::Detcd => "installed a snapshot from the leader",
     };
-    assert!(cluster.log(lagging).contains(installed_snapshot), "the leader sent the lagging member a snapshot");
+    assert!(
+        cluster.log(lagging).contains(installed_snapshot),
+        "the leader sent the lagging member a snapshot"
+    );
 
     tracing::info!("the member that installed the snapshot goes on as a full member");
     cluster.put(lagging, "late", "after the snapshot");
-    assert_eq!(cluster.get(others[1], "late", Consistency::Linearizable).as_deref(), Some("after the snapshot"));
+    assert_eq!(
+        cluster
+            .get(others[1], "late", Consistency::Linearizable)
+            .as_deref(),
+        Some("after the snapshot")
+    );
     cluster.wait_for_leader(&all);
 }
 
@@ -235,14 +343,17 @@ fn five_members_survive_two_down() {
     tracing::info!("restart both: all five converge on the same keyspace and one leader");
     let survivor_view = cluster.keyspace(survivors[0], Consistency::Linearizable);
     cluster.restart(&[leader, follower]);
-    let converged = cluster.wait_converged(&all, |keyspace| keyspace.revision >= survivor_view.revision);
+    let converged =
+        cluster.wait_converged(&all, |keyspace| keyspace.revision >= survivor_view.revision);
     assert_eq!(converged.kvs, survivor_view.kvs);
     cluster.wait_for_leader(&all);
 }
 
 #[test]
 fn member_list_shows_every_member() {
-    tracing::info!("start three members; each publishes its client URLs through raft once it is up");
+    tracing::info!(
+        "start three members; each publishes its client URLs through raft once it is up"
+    );
     let cluster = Cluster::start("member-list", 3, &[]);
     let all = cluster.all();
     let mut expected: Vec<MemberInfo> = cluster
@@ -259,12 +370,16 @@ fn member_list_shows_every_member() {
     expected.sort();
 
     tracing::info!("every member lists all three with names, URLs and ids derived from peer URLs and token as etcd does");
-    let expected_cluster_id = etcd_cluster_id(&expected.iter().map(|member| member.id).collect::<Vec<_>>());
+    let expected_cluster_id =
+        etcd_cluster_id(&expected.iter().map(|member| member.id).collect::<Vec<_>>());
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     for &index in &all {
         let list = loop {
             let list = cluster.member_list(index);
-            let published = list.members.iter().all(|member| !member.client_urls.is_empty());
+            let published = list
+                .members
+                .iter()
+                .all(|member| !member.client_urls.is_empty());
             if published || Instant::now() > deadline {
                 break list;
             }
@@ -272,8 +387,15 @@ fn member_list_shows_every_member() {
         };
         let mut listed = list.members.clone();
         listed.sort();
-        assert_eq!(listed, expected, "member list via {}", cluster.members[index].name);
-        assert_eq!(list.cluster_id, expected_cluster_id, "cluster id derived from the member ids as etcd does");
+        assert_eq!(
+            listed, expected,
+            "member list via {}",
+            cluster.members[index].name
+        );
+        assert_eq!(
+            list.cluster_id, expected_cluster_id,
+            "cluster id derived from the member ids as etcd does"
+        );
     }
 
     tracing::info!("the ids in member list are the ids each member reports in its status");
@@ -297,26 +419,47 @@ fn move_leader_transfers_leadership() {
 
     tracing::info!("etcdctl refuses move-leader when no given endpoint is the leader (it reads their statuses)");
     let refused = cluster.move_leader(&[target], target_id);
-    assert!(!refused.status.success(), "move-leader through a follower must fail");
+    assert!(
+        !refused.status.success(),
+        "move-leader through a follower must fail"
+    );
     let refusal = String::from_utf8_lossy(&refused.stderr);
-    assert!(refusal.contains("no leader endpoint given at"), "etcdctl's refusal: {refusal}");
+    assert!(
+        refusal.contains("no leader endpoint given at"),
+        "etcdctl's refusal: {refusal}"
+    );
 
     tracing::info!("move-leader through the leader transfers leadership to the follower");
     let moved = cluster.move_leader(&[leader], target_id);
-    assert!(moved.status.success(), "move-leader failed: {}", String::from_utf8_lossy(&moved.stderr));
+    assert!(
+        moved.status.success(),
+        "move-leader failed: {}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&moved.stdout).trim(),
         format!("Leadership transferred from {leader_id:x} to {target_id:x}"),
         "etcdctl's report"
     );
     let new_leader = cluster.wait_for_leader(&all);
-    assert_eq!(new_leader, target, "every member names the target as leader");
+    assert_eq!(
+        new_leader, target,
+        "every member names the target as leader"
+    );
     let term_after = cluster.statuses(&[target])[0].raft_term;
-    assert!(term_after > term_before, "the transfer is an election in a later term: {term_before} → {term_after}");
+    assert!(
+        term_after > term_before,
+        "the transfer is an election in a later term: {term_before} → {term_after}"
+    );
 
     tracing::info!("the cluster serves under its new leader");
     cluster.put(leader, "after-move", "ok");
-    assert_eq!(cluster.get(target, "after-move", Consistency::Linearizable).as_deref(), Some("ok"));
+    assert_eq!(
+        cluster
+            .get(target, "after-move", Consistency::Linearizable)
+            .as_deref(),
+        Some("ok")
+    );
 }
 
 #[test]
@@ -329,38 +472,76 @@ fn minority_cannot_write() {
     cluster.wait_converged(&all, |keyspace| keyspace.len() == 1);
 
     tracing::info!("kill -9 both followers: the leader, alone, must step down (check-quorum)");
-    let followers: Vec<usize> = all.iter().copied().filter(|&index| index != leader).collect();
+    let followers: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&index| index != leader)
+        .collect();
     for &follower in &followers {
         cluster.kill(follower);
     }
     let alone = leader;
     let status = wait_for_status(&cluster, alone, |status| status.leader == 0);
-    assert!(status.errors.iter().any(|error| error == NO_LEADER), "status lists {NO_LEADER:?}: {status:?}");
+    assert!(
+        status.errors.iter().any(|error| error == NO_LEADER),
+        "status lists {NO_LEADER:?}: {status:?}"
+    );
 
     tracing::info!("a put through the lone member fails: it cannot commit without a quorum");
-    let put = cluster.ctl(alone, &["put", "stable", "minority", "--command-timeout=3s"]);
-    assert!(!put.status.success(), "a put without a quorum must fail: {}", String::from_utf8_lossy(&put.stdout));
+    let put = cluster.ctl(
+        alone,
+        &["put", "stable", "minority", "--command-timeout=3s"],
+    );
+    assert!(
+        !put.status.success(),
+        "a put without a quorum must fail: {}",
+        String::from_utf8_lossy(&put.stdout)
+    );
     let put_error = String::from_utf8_lossy(&put.stderr);
     // etcd blocks the proposal until the client's deadline: etcdctl prints
     // `Error: context deadline exceeded`.
-    assert!(put_error.contains("context deadline exceeded"), "put error: {put_error}");
+    assert!(
+        put_error.contains("context deadline exceeded"),
+        "put error: {put_error}"
+    );
 
     tracing::info!("a linearizable get fails too: no quorum confirms a read index");
     let get = cluster.ctl(alone, &["get", "stable", "--command-timeout=3s"]);
-    assert!(!get.status.success(), "a linearizable read without a quorum must fail: {}", String::from_utf8_lossy(&get.stdout));
+    assert!(
+        !get.status.success(),
+        "a linearizable read without a quorum must fail: {}",
+        String::from_utf8_lossy(&get.stdout)
+    );
     let get_error = String::from_utf8_lossy(&get.stderr);
-    assert!(get_error.contains("context deadline exceeded"), "get error: {get_error}");
+    assert!(
+        get_error.contains("context deadline exceeded"),
+        "get error: {get_error}"
+    );
 
     tracing::info!("a serializable get still serves the member's own, committed state");
-    assert_eq!(cluster.get(alone, "stable", Consistency::Serializable).as_deref(), Some("before"), "the failed put committed nothing");
+    assert_eq!(
+        cluster
+            .get(alone, "stable", Consistency::Serializable)
+            .as_deref(),
+        Some("before"),
+        "the failed put committed nothing"
+    );
     let health = cluster.ctl(alone, &["endpoint", "health", "--command-timeout=3s"]);
-    assert!(!health.status.success(), "endpoint health reports the lone member unhealthy");
+    assert!(
+        !health.status.success(),
+        "endpoint health reports the lone member unhealthy"
+    );
 
     tracing::info!("restart the followers: the quorum is back and writes work again");
     cluster.restart(&followers);
     cluster.wait_for_leader(&all);
     cluster.put(followers[0], "stable", "after");
-    assert_eq!(cluster.get(alone, "stable", Consistency::Linearizable).as_deref(), Some("after"));
+    assert_eq!(
+        cluster
+            .get(alone, "stable", Consistency::Linearizable)
+            .as_deref(),
+        Some("after")
+    );
 }
 
 /// etcd `membership.NewMember` for a member of `--initial-cluster`: the
@@ -408,7 +589,10 @@ fn wait_for_idle_statuses(cluster: &Cluster, indexes: &[usize]) -> Vec<EndpointS
                 return statuses;
             }
         }
-        assert!(Instant::now() < deadline, "members did not settle on one raft index within {CONVERGE_TIMEOUT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "members did not settle on one raft index within {CONVERGE_TIMEOUT:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -416,9 +600,17 @@ fn wait_for_idle_statuses(cluster: &Cluster, indexes: &[usize]) -> Vec<EndpointS
 fn check_consistent_statuses(statuses: &[EndpointStatus]) {
     let first = &statuses[0];
     assert_ne!(first.leader, 0, "there is a leader: {statuses:?}");
-    assert!(statuses.iter().any(|status| status.member_id == first.leader), "the leader is a member: {statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .any(|status| status.member_id == first.leader),
+        "the leader is a member: {statuses:?}"
+    );
     for status in statuses {
-        assert_eq!(status.cluster_id, first.cluster_id, "one cluster: {statuses:?}");
+        assert_eq!(
+            status.cluster_id, first.cluster_id,
+            "one cluster: {statuses:?}"
+        );
         assert_eq!(status.leader, first.leader, "one leader: {statuses:?}");
         assert_eq!(status.raft_term, first.raft_term, "one term: {statuses:?}");
         assert_eq!(status.version, first.version, "one version: {statuses:?}");
@@ -426,16 +618,31 @@ fn check_consistent_statuses(statuses: &[EndpointStatus]) {
     }
 }
 
-fn wait_for_status(cluster: &Cluster, index: usize, accept: impl Fn(&EndpointStatus) -> bool) -> EndpointStatus {
+fn wait_for_status(
+    cluster: &Cluster,
+    index: usize,
+    accept: impl Fn(&EndpointStatus) -> bool,
+) -> EndpointStatus {
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     loop {
-        if let Ok(status) = cluster.try_statuses(&[index]).map(|mut statuses| statuses.remove(0)) {
+        if let Ok(status) = cluster
+            .try_statuses(&[index])
+            .map(|mut statuses| statuses.remove(0))
+        {
             if accept(&status) {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{} never reached the expected status; last: {status:?}", cluster.members[index].name);
+            assert!(
+                Instant::now() < deadline,
+                "{} never reached the expected status; last: {status:?}",
+                cluster.members[index].name
+            );
         } else {
-            assert!(Instant::now() < deadline, "{} did not answer endpoint status", cluster.members[index].name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not answer endpoint status",
+                cluster.members[index].name
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -443,14 +650,27 @@ fn wait_for_status(cluster: &Cluster, index: usize, accept: impl Fn(&EndpointSta
 
 /// Reads every acknowledged key through one member and insists each has
 /// its last acknowledged value.
-fn check_has_all(cluster: &Cluster, index: usize, consistency: Consistency, acknowledged: &[(String, String)]) {
+fn check_has_all(
+    cluster: &Cluster,
+    index: usize,
+    consistency: Consistency,
+    acknowledged: &[(String, String)],
+) {
     // Plain output is a key line, then a value line; no value has a newline.
     let listing = cluster.ctl_ok(index, &["get", "", "--from-key", consistency.arg()]);
     let lines: Vec<&str> = listing.lines().collect();
     let served: Vec<(&str, &str)> = lines.chunks(2).map(|pair| (pair[0], pair[1])).collect();
     for (key, value) in acknowledged {
-        let found = served.iter().find(|(served_key, _)| served_key == key).map(|(_, served_value)| *served_value);
-        assert_eq!(found, Some(value.as_str()), "acknowledged {key}={value} via {} ({consistency:?})", cluster.members[index].name);
+        let found = served
+            .iter()
+            .find(|(served_key, _)| served_key == key)
+            .map(|(_, served_value)| *served_value);
+        assert_eq!(
+            found,
+            Some(value.as_str()),
+            "acknowledged {key}={value} via {} ({consistency:?})",
+            cluster.members[index].name
+        );
     }
 }
 
@@ -467,12 +687,23 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
         acknowledged.push((key, value));
     }
 
-    tracing::info!("member add --learner, then start it with --initial-cluster-state existing: it catches up");
+    tracing::info!(
+        "member add --learner, then start it with --initial-cluster-state existing: it catches up"
+    );
     let learner = cluster.add_member(0, true);
     check_eventually_has_all(&cluster, learner, &acknowledged);
     let listed = cluster.member_list(1);
-    let entry = listed.members.iter().find(|member| member.name == "m4" || member.peer_urls.contains(&cluster.members[learner].peer_url));
-    assert!(entry.is_some_and(|member| member.is_learner), "the new member is listed as a learner: {:?}", listed.members);
+    let entry = listed.members.iter().find(|member| {
+        member.name == "m4"
+            || member
+                .peer_urls
+                .contains(&cluster.members[learner].peer_url)
+    });
+    assert!(
+        entry.is_some_and(|member| member.is_learner),
+        "the new member is listed as a learner: {:?}",
+        listed.members
+    );
     let learner_id = entry.unwrap().id;
 
     tracing::info!("a learner serves serializable reads only, as in etcd");
@@ -480,7 +711,10 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
         let refused = cluster.ctl(learner, args);
         assert!(!refused.status.success(), "a learner must refuse {args:?}");
         let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(stderr.contains("etcdserver: rpc not supported for learner"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("etcdserver: rpc not supported for learner"),
+            "{args:?}: {stderr}"
+        );
     }
 
     tracing::info!("member promote (retried while the leader says the learner is not in sync yet)");
@@ -491,19 +725,28 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
             break;
         }
         let stderr = String::from_utf8_lossy(&promoted.stderr);
-        let not_yet = stderr.contains("in sync with leader") || stderr.contains("unhealthy cluster");
+        let not_yet =
+            stderr.contains("in sync with leader") || stderr.contains("unhealthy cluster");
         assert!(not_yet, "promotion failed for another reason: {stderr}");
-        assert!(Instant::now() < deadline, "the learner never became ready to promote");
+        assert!(
+            Instant::now() < deadline,
+            "the learner never became ready to promote"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let listed = cluster.member_list(0);
-    assert!(listed.members.iter().all(|member| !member.is_learner), "no learner is left: {:?}", listed.members);
+    assert!(
+        listed.members.iter().all(|member| !member.is_learner),
+        "no learner is left: {:?}",
+        listed.members
+    );
     assert_eq!(listed.members.len(), 4);
 
     tracing::info!("member remove of an original member: three remain and keep serving writes");
     let removed = original[0];
     let removed_id = cluster.member_id(removed);
-    let answer = cluster.ctl_retrying_unhealthy(1, &["member", "remove", &format!("{removed_id:x}")]);
+    let answer =
+        cluster.ctl_retrying_unhealthy(1, &["member", "remove", &format!("{removed_id:x}")]);
     assert!(answer.contains("removed from cluster"), "{answer}");
     let remaining = vec![original[1], original[2], learner];
     assert_eq!(cluster.member_list(learner).members.len(), 3);
@@ -518,7 +761,8 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
     let again = cluster.ctl(1, &["member", "remove", &format!("{removed_id:x}")]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("etcdserver: member not found"));
     let voter = cluster.ctl(1, &["member", "promote", &format!("{learner_id:x}")]);
-    assert!(String::from_utf8_lossy(&voter.stderr).contains("etcdserver: can only promote a learner member"));
+    assert!(String::from_utf8_lossy(&voter.stderr)
+        .contains("etcdserver: can only promote a learner member"));
 }
 
 /// Polls serializable reads on one member until it holds every
@@ -529,11 +773,22 @@ fn check_eventually_has_all(cluster: &Cluster, index: usize, acknowledged: &[(St
         let listing = cluster.ctl(index, &["get", "", "--from-key", "--consistency=s"]);
         let text = String::from_utf8_lossy(&listing.stdout).into_owned();
         let lines: Vec<&str> = text.lines().collect();
-        let served: Vec<(&str, &str)> = lines.chunks(2).filter(|pair| pair.len() == 2).map(|pair| (pair[0], pair[1])).collect();
-        if acknowledged.iter().all(|(key, value)| served.contains(&(key.as_str(), value.as_str()))) {
+        let served: Vec<(&str, &str)> = lines
+            .chunks(2)
+            .filter(|pair| pair.len() == 2)
+            .map(|pair| (pair[0], pair[1]))
+            .collect();
+        if acknowledged
+            .iter()
+            .all(|(key, value)| served.contains(&(key.as_str(), value.as_str())))
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "{} did not catch up within {CONVERGE_TIMEOUT:?}", cluster.members[index].name);
+        assert!(
+            Instant::now() < deadline,
+            "{} did not catch up within {CONVERGE_TIMEOUT:?}",
+            cluster.members[index].name
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -167,7 +167,11 @@ impl Cluster {
                 }
             })
             .collect();
-        let initial_cluster = members.iter().map(|member| format!("{}={}", member.name, member.peer_url)).collect::<Vec<_>>().join(",");
+        let initial_cluster = members
+            .iter()
+            .map(|member| format!("{}={}", member.name, member.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut cluster = Cluster {
             flavor,
             token: format!("{name}-{}", std::process::id()),
@@ -192,11 +196,17 @@ impl Cluster {
         let ports = distinct_free_ports(2);
         let temp = self._temp.path().to_path_buf();
         let peer_url = format!("http://127.0.0.1:{}", ports[1]);
-        let mut args = vec!["member".to_string(), "add".into(), name.clone(), format!("--peer-urls={peer_url}")];
+        let mut args = vec![
+            "member".to_string(),
+            "add".into(),
+            name.clone(),
+            format!("--peer-urls={peer_url}"),
+        ];
         if learner {
             args.push("--learner".into());
         }
-        let printed = self.ctl_retrying_unhealthy(via, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let printed =
+            self.ctl_retrying_unhealthy(via, &args.iter().map(String::as_str).collect::<Vec<_>>());
         let initial_cluster = printed
             .lines()
             .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
@@ -213,8 +223,23 @@ impl Cluster {
         });
         self.spawn(index);
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        while !self.ctl(index, &["get", "readiness-probe", "--consistency=s", PROBE_TIMEOUT_ARG]).status.success() {
-            assert!(Instant::now() < deadline, "the added member did not serve within {CONVERGE_TIMEOUT:?}");
+        while !self
+            .ctl(
+                index,
+                &[
+                    "get",
+                    "readiness-probe",
+                    "--consistency=s",
+                    PROBE_TIMEOUT_ARG,
+                ],
+            )
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the added member did not serve within {CONVERGE_TIMEOUT:?}"
+            );
             sleep(POLL_INTERVAL);
         }
         index
@@ -231,8 +256,14 @@ impl Cluster {
                 return String::from_utf8_lossy(&output.stdout).into_owned();
             }
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(stderr.contains("etcdserver: unhealthy cluster"), "etcdctl {args:?} failed: {stderr}");
-            assert!(Instant::now() < deadline, "the cluster stayed unhealthy for {CONVERGE_TIMEOUT:?}");
+            assert!(
+                stderr.contains("etcdserver: unhealthy cluster"),
+                "etcdctl {args:?} failed: {stderr}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the cluster stayed unhealthy for {CONVERGE_TIMEOUT:?}"
+            );
             sleep(POLL_INTERVAL);
         }
     }
@@ -242,7 +273,10 @@ impl Cluster {
     }
 
     pub fn running(&self) -> Vec<usize> {
-        self.all().into_iter().filter(|&index| self.members[index].child.is_some()).collect()
+        self.all()
+            .into_iter()
+            .filter(|&index| self.members[index].child.is_some())
+            .collect()
     }
 
     /// (Re)starts the given stopped members with the flags they were first
@@ -261,23 +295,52 @@ impl Cluster {
     fn spawn(&mut self, index: usize) {
         let member = &self.members[index];
         assert!(member.child.is_none(), "{} is already running", member.name);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&member.log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log_path)
+            .unwrap();
         let mut command = Command::new(server_binary(self.flavor));
         command
             .args(["--name", &member.name, "--data-dir"])
             .arg(&member.data_dir)
-            .args(["--listen-client-urls", &member.client_url, "--advertise-client-urls", &member.client_url])
-            .args(["--listen-peer-urls", &member.peer_url, "--initial-advertise-peer-urls", &member.peer_url])
+            .args([
+                "--listen-client-urls",
+                &member.client_url,
+                "--advertise-client-urls",
+                &member.client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &member.peer_url,
+                "--initial-advertise-peer-urls",
+                &member.peer_url,
+            ])
             .args(match &member.joined_with {
-                Some(initial_cluster) => ["--initial-cluster", initial_cluster, "--initial-cluster-state", "existing"],
-                None => ["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"],
+                Some(initial_cluster) => [
+                    "--initial-cluster",
+                    initial_cluster,
+                    "--initial-cluster-state",
+                    "existing",
+                ],
+                None => [
+                    "--initial-cluster",
+                    &self.initial_cluster,
+                    "--initial-cluster-state",
+                    "new",
+                ],
             })
             .args(["--initial-cluster-token", &self.token])
             .args(TIMING_ARGS)
             .args(&self.extra_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        let child = command.spawn().unwrap_or_else(|error| panic!("cannot start {:?} for {}: {error}", self.flavor, member.name));
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!(
+                "cannot start {:?} for {}: {error}",
+                self.flavor, member.name
+            )
+        });
         self.members[index].child = Some(child);
     }
 
@@ -293,7 +356,11 @@ impl Cluster {
                 member.child = None;
                 panic!("{} exited with {status} before serving", member.name);
             }
-            assert!(Instant::now() < deadline, "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}", member.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}",
+                member.name
+            );
             sleep(POLL_INTERVAL);
         }
     }
@@ -301,18 +368,28 @@ impl Cluster {
     /// kill -9: no shutdown path runs.
     pub fn kill(&mut self, index: usize) {
         let member = &mut self.members[index];
-        let mut child = member.child.take().unwrap_or_else(|| panic!("{} is not running", member.name));
+        let mut child = member
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", member.name));
         tracing::info!("kill -9 {}", member.name);
         let _ = child.kill();
         let _ = child.wait();
     }
 
     pub fn endpoints(&self, indexes: &[usize]) -> String {
-        indexes.iter().map(|&index| self.members[index].client_url.as_str()).collect::<Vec<_>>().join(",")
+        indexes
+            .iter()
+            .map(|&index| self.members[index].client_url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn index_of_endpoint(&self, endpoint: &str) -> usize {
-        self.members.iter().position(|member| member.client_url == endpoint).unwrap_or_else(|| panic!("no member serves {endpoint}"))
+        self.members
+            .iter()
+            .position(|member| member.client_url == endpoint)
+            .unwrap_or_else(|| panic!("no member serves {endpoint}"))
     }
 
     /// etcdctl against one member.
@@ -335,7 +412,12 @@ impl Cluster {
     /// A put through one member that must be acknowledged.
     pub fn put(&self, index: usize, key: &str, value: &str) {
         let answer = self.ctl_ok(index, &["put", key, value]);
-        assert_eq!(answer.trim(), "OK", "put {key} via {}", self.members[index].name);
+        assert_eq!(
+            answer.trim(),
+            "OK",
+            "put {key} via {}",
+            self.members[index].name
+        );
     }
 
     /// One key's value as `index` serves it, or None if it has no such key.
@@ -344,20 +426,35 @@ impl Cluster {
         let mut lines = answer.lines();
         let found = lines.next()?;
         assert_eq!(found, key, "etcdctl prints the key, then its value");
-        Some(lines.next().expect("a value line follows the key").to_string())
+        Some(
+            lines
+                .next()
+                .expect("a value line follows the key")
+                .to_string(),
+        )
     }
 
     /// The whole keyspace as `index` serves it.
     pub fn keyspace(&self, index: usize, consistency: Consistency) -> Keyspace {
-        parse_keyspace(&self.ctl_ok(index, &["get", "", "--from-key", "-w", "json", consistency.arg()]))
+        parse_keyspace(&self.ctl_ok(
+            index,
+            &["get", "", "--from-key", "-w", "json", consistency.arg()],
+        ))
     }
 
     /// Polls serializable reads until every member in `indexes` serves the
     /// same keyspace as `indexes[0]`, and `accept` holds for it; returns it.
-    pub fn wait_converged(&self, indexes: &[usize], accept: impl Fn(&Keyspace) -> bool) -> Keyspace {
+    pub fn wait_converged(
+        &self,
+        indexes: &[usize],
+        accept: impl Fn(&Keyspace) -> bool,
+    ) -> Keyspace {
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
         loop {
-            let views: Vec<Option<Keyspace>> = indexes.iter().map(|&index| self.try_keyspace(index)).collect();
+            let views: Vec<Option<Keyspace>> = indexes
+                .iter()
+                .map(|&index| self.try_keyspace(index))
+                .collect();
             if let Some(Some(first)) = views.first() {
                 if accept(first) && views.iter().all(|view| view.as_ref() == Some(first)) {
                     return first.clone();
@@ -367,36 +464,71 @@ impl Cluster {
                 Instant::now() < deadline,
                 "members {:?} did not converge within {CONVERGE_TIMEOUT:?}; revisions: {:?}",
                 self.names(indexes),
-                views.iter().map(|view| view.as_ref().map(|view| view.revision)).collect::<Vec<_>>()
+                views
+                    .iter()
+                    .map(|view| view.as_ref().map(|view| view.revision))
+                    .collect::<Vec<_>>()
             );
             sleep(POLL_INTERVAL);
         }
     }
 
     fn try_keyspace(&self, index: usize) -> Option<Keyspace> {
-        let output = self.ctl(index, &["get", "", "--from-key", "-w", "json", "--consistency=s", PROBE_TIMEOUT_ARG]);
-        output.status.success().then(|| parse_keyspace(&String::from_utf8_lossy(&output.stdout)))
+        let output = self.ctl(
+            index,
+            &[
+                "get",
+                "",
+                "--from-key",
+                "-w",
+                "json",
+                "--consistency=s",
+                PROBE_TIMEOUT_ARG,
+            ],
+        );
+        output
+            .status
+            .success()
+            .then(|| parse_keyspace(&String::from_utf8_lossy(&output.stdout)))
     }
 
     /// `endpoint status -w json` of the given members, in one etcdctl run,
     /// or etcdctl's complaint if any of them did not answer.
     pub fn try_statuses(&self, indexes: &[usize]) -> Result<Vec<EndpointStatus>, String> {
-        let output = etcdctl(&self.endpoints(indexes), &["endpoint", "status", "-w", "json", PROBE_TIMEOUT_ARG], None);
+        let output = etcdctl(
+            &self.endpoints(indexes),
+            &["endpoint", "status", "-w", "json", PROBE_TIMEOUT_ARG],
+            None,
+        );
         if !output.status.success() {
             return Err(String::from_utf8_lossy(&output.stderr).into_owned());
         }
-        let json: Value = serde_json::from_slice(&output.stdout).map_err(|error| format!("endpoint status printed no JSON: {error}"))?;
-        let statuses: Vec<EndpointStatus> =
-            json.as_array().ok_or("endpoint status printed no array")?.iter().map(parse_endpoint_status).collect();
+        let json: Value = serde_json::from_slice(&output.stdout)
+            .map_err(|error| format!("endpoint status printed no JSON: {error}"))?;
+        let statuses: Vec<EndpointStatus> = json
+            .as_array()
+            .ok_or("endpoint status printed no array")?
+            .iter()
+            .map(parse_endpoint_status)
+            .collect();
         if statuses.len() != indexes.len() {
-            return Err(format!("{} statuses for {} endpoints", statuses.len(), indexes.len()));
+            return Err(format!(
+                "{} statuses for {} endpoints",
+                statuses.len(),
+                indexes.len()
+            ));
         }
         Ok(statuses)
     }
 
     /// Like `try_statuses`, but every member must answer.
     pub fn statuses(&self, indexes: &[usize]) -> Vec<EndpointStatus> {
-        self.try_statuses(indexes).unwrap_or_else(|error| panic!("endpoint status of {:?} failed: {error}", self.names(indexes)))
+        self.try_statuses(indexes).unwrap_or_else(|error| {
+            panic!(
+                "endpoint status of {:?} failed: {error}",
+                self.names(indexes)
+            )
+        })
     }
 
     /// Polls `endpoint status` until every member in `among` answers and
@@ -405,8 +537,16 @@ impl Cluster {
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
         loop {
             let statuses = self.try_statuses(among);
-            if let Some(leader) = statuses.as_ref().ok().and_then(|statuses| self.agreed_leader(statuses)) {
-                tracing::info!("{} leads {:?}", self.members[leader].name, self.names(among));
+            if let Some(leader) = statuses
+                .as_ref()
+                .ok()
+                .and_then(|statuses| self.agreed_leader(statuses))
+            {
+                tracing::info!(
+                    "{} leads {:?}",
+                    self.members[leader].name,
+                    self.names(among)
+                );
                 return leader;
             }
             assert!(
@@ -420,10 +560,16 @@ impl Cluster {
 
     fn agreed_leader(&self, statuses: &[EndpointStatus]) -> Option<usize> {
         let leader_id = statuses.first()?.leader;
-        if leader_id == 0 || statuses.iter().any(|status| status.leader != leader_id || !status.errors.is_empty()) {
+        if leader_id == 0
+            || statuses
+                .iter()
+                .any(|status| status.leader != leader_id || !status.errors.is_empty())
+        {
             return None;
         }
-        let leader = statuses.iter().find(|status| status.member_id == leader_id)?;
+        let leader = statuses
+            .iter()
+            .find(|status| status.member_id == leader_id)?;
         Some(self.index_of_endpoint(&leader.endpoint))
     }
 
@@ -435,19 +581,37 @@ impl Cluster {
     /// `member list -w json` through one member.
     pub fn member_list(&self, index: usize) -> MemberList {
         let json: Value =
-            serde_json::from_str(&self.ctl_ok(index, &["member", "list", "-w", "json"])).expect("member list -w json prints JSON");
-        let members = json["members"].as_array().expect("a members array").iter().map(parse_member_info).collect();
-        MemberList { cluster_id: json["header"]["cluster_id"].as_u64().expect("header.cluster_id"), members }
+            serde_json::from_str(&self.ctl_ok(index, &["member", "list", "-w", "json"]))
+                .expect("member list -w json prints JSON");
+        let members = json["members"]
+            .as_array()
+            .expect("a members array")
+            .iter()
+            .map(parse_member_info)
+            .collect();
+        MemberList {
+            cluster_id: json["header"]["cluster_id"]
+                .as_u64()
+                .expect("header.cluster_id"),
+            members,
+        }
     }
 
     /// `move-leader` through the given member(s); the output is the caller's
     /// to judge.
     pub fn move_leader(&self, via: &[usize], target_id: u64) -> Output {
-        etcdctl(&self.endpoints(via), &["move-leader", &format!("{target_id:x}")], None)
+        etcdctl(
+            &self.endpoints(via),
+            &["move-leader", &format!("{target_id:x}")],
+            None,
+        )
     }
 
     pub fn names(&self, indexes: &[usize]) -> Vec<&str> {
-        indexes.iter().map(|&index| self.members[index].name.as_str()).collect()
+        indexes
+            .iter()
+            .map(|&index| self.members[index].name.as_str())
+            .collect()
     }
 
     pub fn log(&self, index: usize) -> String {
@@ -502,7 +666,9 @@ fn distinct_free_ports(count: usize) -> Vec<u16> {
 fn parse_keyspace(json: &str) -> Keyspace {
     let json: Value = serde_json::from_str(json).expect("get -w json prints JSON");
     Keyspace {
-        revision: json["header"]["revision"].as_i64().expect("header.revision"),
+        revision: json["header"]["revision"]
+            .as_i64()
+            .expect("header.revision"),
         // etcdctl omits `kvs` when there are none.
         kvs: json.get("kvs").cloned().unwrap_or(Value::Array(Vec::new())),
     }
@@ -529,14 +695,26 @@ fn parse_endpoint_status(json: &Value) -> EndpointStatus {
         is_learner: status["isLearner"].as_bool().unwrap_or(false),
         errors: status["errors"]
             .as_array()
-            .map(|errors| errors.iter().map(|error| error.as_str().unwrap_or_default().to_string()).collect())
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|error| error.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
             .unwrap_or_default(),
     }
 }
 
 fn parse_member_info(json: &Value) -> MemberInfo {
     let urls = |value: &Value| -> Vec<String> {
-        value.as_array().map(|urls| urls.iter().map(|url| url.as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
+        value
+            .as_array()
+            .map(|urls| {
+                urls.iter()
+                    .map(|url| url.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     MemberInfo {
         name: json["name"].as_str().unwrap_or_default().to_string(),

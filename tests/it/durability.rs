@@ -5,7 +5,12 @@ use crate::support::{Flavor, ServerProcess};
 
 fn revision_of(json: &str) -> i64 {
     let start = json.find("\"revision\":").expect("header has a revision") + "\"revision\":".len();
-    json[start..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+    json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -22,7 +27,11 @@ fn acknowledged_writes_survive_kill_9_and_revision_continues() {
     tracing::info!("restart on the same data dir: every acknowledged write is there");
     server.restart();
     let after = server.ctl_ok(&["get", "key", "--prefix", "-w", "json"]);
-    assert_eq!(revision_of(&after), revision_of(&before), "no revision lost or invented");
+    assert_eq!(
+        revision_of(&after),
+        revision_of(&before),
+        "no revision lost or invented"
+    );
     let values = server.ctl_ok(&["get", "key", "--prefix", "--print-value-only"]);
     let expected: Vec<String> = (1..20).map(|n| format!("value{n}")).collect();
     assert_eq!(values.lines().collect::<Vec<_>>(), expected);
@@ -43,7 +52,9 @@ fn state_survives_restarts_across_snapshots_and_wal_release() {
         }
     }
     let before = server.ctl_ok(&["get", "", "--from-key", "-w", "json"]);
-    let snapshots = std::fs::read_dir(server.data_dir.join("member/snap")).unwrap().count();
+    let snapshots = std::fs::read_dir(server.data_dir.join("member/snap"))
+        .unwrap()
+        .count();
     assert!(snapshots >= 1, "snapshots were written");
     server.kill();
 
@@ -52,7 +63,9 @@ fn state_survives_restarts_across_snapshots_and_wal_release() {
     let after = server.ctl_ok(&["get", "", "--from-key", "-w", "json"]);
     assert_eq!(strip_term(&after), strip_term(&before));
     let compacted = server.ctl(&["get", "k1", "--rev=5"]);
-    assert!(String::from_utf8_lossy(&compacted.stderr).contains("required revision has been compacted"));
+    assert!(
+        String::from_utf8_lossy(&compacted.stderr).contains("required revision has been compacted")
+    );
 }
 
 fn strip_term(json: &str) -> String {
@@ -70,7 +83,12 @@ fn corrupt_wal_stops_the_server_with_a_clear_error() {
     }
     server.kill();
     let wal_dir = server.data_dir.join("member/wal");
-    let segment = std::fs::read_dir(&wal_dir).unwrap().next().unwrap().unwrap().path();
+    let segment = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&segment).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -78,11 +96,22 @@ fn corrupt_wal_stops_the_server_with_a_clear_error() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
         .args(["--name", "it", "--data-dir"])
         .arg(&server.data_dir)
-        .args(["--listen-client-urls", &server.client_url, "--initial-cluster", "it=http://127.0.0.1:1"])
-        .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", crate::support::free_port()))
+        .args([
+            "--listen-client-urls",
+            &server.client_url,
+            "--initial-cluster",
+            "it=http://127.0.0.1:1",
+        ])
+        .arg(format!(
+            "--listen-peer-urls=http://127.0.0.1:{}",
+            crate::support::free_port()
+        ))
         .output()
         .unwrap();
     assert!(!output.status.success(), "a corrupt WAL must not be served");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("wal corrupt"), "the error names the problem: {stderr}");
+    assert!(
+        stderr.contains("wal corrupt"),
+        "the error names the problem: {stderr}"
+    );
 }

@@ -14,17 +14,29 @@ struct Step {
 }
 
 const fn run(args: &'static [&'static str]) -> Step {
-    Step { args, stdin: None, seconds: None }
+    Step {
+        args,
+        stdin: None,
+        seconds: None,
+    }
 }
 
 const fn run_with_input(args: &'static [&'static str], stdin: &'static str) -> Step {
-    Step { args, stdin: Some(stdin), seconds: None }
+    Step {
+        args,
+        stdin: Some(stdin),
+        seconds: None,
+    }
 }
 
 /// A watch: what it prints in its first two seconds (history arrives in
 /// milliseconds; the margin is for a loaded machine), then it is stopped.
 const fn watch(args: &'static [&'static str]) -> Step {
-    Step { args, stdin: None, seconds: Some("2") }
+    Step {
+        args,
+        stdin: None,
+        seconds: Some("2"),
+    }
 }
 
 /// stdout, the error lines etcdctl prints (its retry warnings carry
@@ -38,7 +50,9 @@ fn normalize(output: &Output, endpoint: &str) -> String {
             if line.starts_with("{\"level\"") {
                 continue;
             }
-            masked.push_str(&mask_ids(&line.replace(endpoint, "ENDPOINT").replace(bare, "ENDPOINT")));
+            masked.push_str(&mask_ids(
+                &line.replace(endpoint, "ENDPOINT").replace(bare, "ENDPOINT"),
+            ));
             masked.push('\n');
         }
         masked
@@ -54,11 +68,23 @@ fn normalize(output: &Output, endpoint: &str) -> String {
 /// Masks the numbers after the id and term fields in json and fields output.
 fn mask_ids(line: &str) -> String {
     let mut out = line.to_string();
-    for field in ["\"cluster_id\":", "\"member_id\":", "\"raft_term\":", "\"ClusterID\" : ", "\"MemberID\" : ", "\"RaftTerm\" : ", "memberID:", "\"memberID\":"] {
+    for field in [
+        "\"cluster_id\":",
+        "\"member_id\":",
+        "\"raft_term\":",
+        "\"ClusterID\" : ",
+        "\"MemberID\" : ",
+        "\"RaftTerm\" : ",
+        "memberID:",
+        "\"memberID\":",
+    ] {
         let mut searched = 0;
         while let Some(found) = out[searched..].find(field) {
             let start = searched + found + field.len();
-            let digits = out[start..].chars().take_while(|c| c.is_ascii_digit()).count();
+            let digits = out[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
             out.replace_range(start..start + digits, "N");
             searched = start;
         }
@@ -87,7 +113,10 @@ fn differences_with(flags: &[&str], steps: &[Step]) -> Vec<String> {
             normalize(&output, &server.client_url)
         });
         if ours != theirs {
-            differences.push(format!("step {number}: etcdctl {:?}\n=== detcd\n{ours}=== etcd 3.4.23\n{theirs}", step.args));
+            differences.push(format!(
+                "step {number}: etcdctl {:?}\n=== detcd\n{ours}=== etcd 3.4.23\n{theirs}",
+                step.args
+            ));
         }
     }
     differences
@@ -95,7 +124,12 @@ fn differences_with(flags: &[&str], steps: &[Step]) -> Vec<String> {
 
 fn check(steps: &[Step]) {
     let differences = differences(steps);
-    assert!(differences.is_empty(), "{} step(s) differ from etcd:\n{}", differences.len(), differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} step(s) differ from etcd:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
 }
 
 #[test]
@@ -120,9 +154,31 @@ fn put_and_get_with_every_range_option_match_etcd() {
         run(&["get", "a", "--from-key", "--keys-only"]),
         run(&["get", "a", "--from-key", "--count-only", "-w", "json"]),
         run(&["get", "a", "--from-key", "--print-value-only"]),
-        run(&["get", "a", "--from-key", "--sort-by=MODIFY", "--order=DESCEND"]),
-        run(&["get", "a", "--from-key", "--sort-by=VALUE", "--order=ASCEND"]),
-        run(&["get", "a", "--from-key", "--sort-by=VERSION", "--order=DESCEND", "--limit", "2", "-w", "json"]),
+        run(&[
+            "get",
+            "a",
+            "--from-key",
+            "--sort-by=MODIFY",
+            "--order=DESCEND",
+        ]),
+        run(&[
+            "get",
+            "a",
+            "--from-key",
+            "--sort-by=VALUE",
+            "--order=ASCEND",
+        ]),
+        run(&[
+            "get",
+            "a",
+            "--from-key",
+            "--sort-by=VERSION",
+            "--order=DESCEND",
+            "--limit",
+            "2",
+            "-w",
+            "json",
+        ]),
         run(&["get", "a", "--from-key", "--sort-by=CREATE"]),
         run(&["get", "a", "--from-key", "--order=DESCEND"]),
         run(&["get", "foo", "--rev=2", "-w", "json"]),
@@ -155,12 +211,30 @@ fn delete_with_prev_kv_matches_etcd() {
 fn txn_branches_match_etcd() {
     check(&[
         run(&["put", "key", "old"]),
-        run_with_input(&["txn"], "value(\"key\") = \"old\"\n\nput key new\nget key\n\nput key failed\n\n"),
-        run_with_input(&["txn", "-w", "json"], "value(\"key\") = \"old\"\n\nput key new2\n\nget key\nput other x\ndel key\n\n"),
-        run_with_input(&["txn"], "mod(\"key\") > \"0\"\nversion(\"key\") = \"2\"\n\nget key --prefix\n\n\n"),
-        run_with_input(&["txn", "-w", "json"], "create(\"nope\") = \"0\"\n\nput nope created\n\n\n"),
-        run_with_input(&["txn"], "value(\"missing\") != \"x\"\n\nput a 1\n\nput b 2\n\n"),
-        run_with_input(&["txn"], "version(\"key\") < \"10\"\n\ndel key --prev-kv\n\n\n"),
+        run_with_input(
+            &["txn"],
+            "value(\"key\") = \"old\"\n\nput key new\nget key\n\nput key failed\n\n",
+        ),
+        run_with_input(
+            &["txn", "-w", "json"],
+            "value(\"key\") = \"old\"\n\nput key new2\n\nget key\nput other x\ndel key\n\n",
+        ),
+        run_with_input(
+            &["txn"],
+            "mod(\"key\") > \"0\"\nversion(\"key\") = \"2\"\n\nget key --prefix\n\n\n",
+        ),
+        run_with_input(
+            &["txn", "-w", "json"],
+            "create(\"nope\") = \"0\"\n\nput nope created\n\n\n",
+        ),
+        run_with_input(
+            &["txn"],
+            "value(\"missing\") != \"x\"\n\nput a 1\n\nput b 2\n\n",
+        ),
+        run_with_input(
+            &["txn"],
+            "version(\"key\") < \"10\"\n\ndel key --prev-kv\n\n\n",
+        ),
         run_with_input(&["txn"], "\nput a 1\nput a 2\n\n\n"),
         run_with_input(&["txn"], "\nput a 1\ndel a\n\n\n"),
         run_with_input(&["txn"], "\nput a 1 --lease=99\n\n\n"),
@@ -240,7 +314,12 @@ fn nospace_alarm_matches_etcd() {
         run(&["alarm", "list", "-w", "json"]),
     ];
     let differences = differences_with(&["--quota-backend-bytes=1"], &steps);
-    assert!(differences.is_empty(), "{} step(s) differ from etcd:\n{}", differences.len(), differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} step(s) differ from etcd:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
 }
 
 /// Watches from the past replay history exactly as etcd does: events,
@@ -290,7 +369,14 @@ fn live_watch_matches_etcd() {
         let from = format!("--rev={}", server.revision() + 1);
         let endpoint = server.client_url.clone();
         // Stopped after 8 s: the writes below take well under that even on a loaded machine.
-        let watcher = std::thread::spawn(move || crate::support::etcdctl_for(Some("8"), &endpoint, &["watch", "--prefix", "k", &from, "--prev-kv"], None));
+        let watcher = std::thread::spawn(move || {
+            crate::support::etcdctl_for(
+                Some("8"),
+                &endpoint,
+                &["watch", "--prefix", "k", &from, "--prev-kv"],
+                None,
+            )
+        });
         // Give the watch a moment to connect, so the live path is the usual one.
         std::thread::sleep(std::time::Duration::from_millis(500));
         for n in 0..10 {

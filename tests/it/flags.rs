@@ -35,7 +35,10 @@ fn port_in_use_is_a_clear_error() {
     let output = detcd_once(&["--listen-client-urls", &url], dir.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("address already in use") || stderr.contains("Address already in use"), "{stderr}");
+    assert!(
+        stderr.contains("address already in use") || stderr.contains("Address already in use"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -44,9 +47,21 @@ fn unreadable_data_dir_is_a_clear_error() {
     let not_a_dir = dir.path().join("file");
     std::fs::write(&not_a_dir, b"x").unwrap();
     let url = format!("http://127.0.0.1:{}", free_port());
-    let output = detcd_once(&["--data-dir", not_a_dir.to_str().unwrap(), "--listen-client-urls", &url], dir.path());
+    let output = detcd_once(
+        &[
+            "--data-dir",
+            not_a_dir.to_str().unwrap(),
+            "--listen-client-urls",
+            &url,
+        ],
+        dir.path(),
+    );
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("data dir"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("data dir"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -59,7 +74,10 @@ fn environment_variables_configure_like_flags() {
         .current_dir(dir.path())
         .env("ETCD_NAME", "envnode")
         .env("ETCD_LISTEN_CLIENT_URLS", &url)
-        .env("ETCD_LISTEN_PEER_URLS", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "ETCD_LISTEN_PEER_URLS",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -73,8 +91,14 @@ fn environment_variables_configure_like_flags() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(answered, "the server configured from the environment serves");
-    assert!(dir.path().join("envnode.etcd/member/wal").is_dir(), "default data dir is ${{name}}.etcd");
+    assert!(
+        answered,
+        "the server configured from the environment serves"
+    );
+    assert!(
+        dir.path().join("envnode.etcd/member/wal").is_dir(),
+        "default data dir is ${{name}}.etcd"
+    );
 }
 
 #[test]
@@ -82,7 +106,11 @@ fn unimplemented_services_answer_unimplemented() {
     let server = ServerProcess::start(Flavor::Detcd, &[]);
     let output = server.ctl(&["lease", "grant", "10"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("Unimplemented"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Unimplemented"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -90,14 +118,24 @@ fn sigterm_shuts_down_cleanly_and_keeps_the_data() {
     tracing::info!("SIGTERM: exit 0, and the data is there after a restart");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
     server.ctl_ok(&["put", "before-shutdown", "kept"]);
-    assert_eq!(server.terminate(), Some(0), "SIGTERM is a clean shutdown:\n{}", server.log());
+    assert_eq!(
+        server.terminate(),
+        Some(0),
+        "SIGTERM is a clean shutdown:\n{}",
+        server.log()
+    );
     server.restart();
-    assert_eq!(server.ctl_ok(&["get", "before-shutdown", "--print-value-only"]), "kept\n");
+    assert_eq!(
+        server.ctl_ok(&["get", "before-shutdown", "--print-value-only"]),
+        "kept\n"
+    );
 }
 
 #[test]
 fn oversized_request_is_refused_like_etcd() {
-    tracing::info!("with --max-request-bytes 1000, a 2000-byte value is refused and changes nothing");
+    tracing::info!(
+        "with --max-request-bytes 1000, a 2000-byte value is refused and changes nothing"
+    );
     let server = ServerProcess::start(Flavor::Detcd, &["--max-request-bytes", "1000"]);
     let output = server.ctl_stdin(&["put", "big"], &"x".repeat(2000));
     assert!(!output.status.success());
@@ -115,24 +153,50 @@ fn endpoint_urls_with_scheme_work_like_etcd() {
         tracing::info!("{flavor:?}: endpoint commands against an endpoint URL with its scheme");
         let server = ServerProcess::start(flavor, &[]);
         let url = server.client_url.as_str();
-        assert!(url.starts_with("http://"), "the endpoint carries its scheme: {url}");
+        assert!(
+            url.starts_with("http://"),
+            "the endpoint carries its scheme: {url}"
+        );
 
-        let statuses: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["endpoint", "status", "-w", "json"])).unwrap();
+        let statuses: serde_json::Value =
+            serde_json::from_str(&server.ctl_ok(&["endpoint", "status", "-w", "json"])).unwrap();
         assert_eq!(statuses[0]["Endpoint"], url, "{flavor:?}: {statuses}");
         let status = &statuses[0]["Status"];
-        assert_eq!(status["leader"], status["header"]["member_id"], "{flavor:?}: a single member leads: {statuses}");
+        assert_eq!(
+            status["leader"], status["header"]["member_id"],
+            "{flavor:?}: a single member leads: {statuses}"
+        );
 
-        let cluster: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["endpoint", "status", "--cluster", "-w", "json"])).unwrap();
-        assert_eq!(cluster[0]["Endpoint"], url, "{flavor:?}: --cluster dials the advertised URL: {cluster}");
+        let cluster: serde_json::Value = serde_json::from_str(&server.ctl_ok(&[
+            "endpoint",
+            "status",
+            "--cluster",
+            "-w",
+            "json",
+        ]))
+        .unwrap();
+        assert_eq!(
+            cluster[0]["Endpoint"], url,
+            "{flavor:?}: --cluster dials the advertised URL: {cluster}"
+        );
 
-        let health: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["endpoint", "health", "-w", "json"])).unwrap();
+        let health: serde_json::Value =
+            serde_json::from_str(&server.ctl_ok(&["endpoint", "health", "-w", "json"])).unwrap();
         assert_eq!(health[0]["endpoint"], url, "{flavor:?}: {health}");
         assert_eq!(health[0]["health"], true, "{flavor:?}: {health}");
 
         tracing::info!("{flavor:?}: the other commands keep working through the same URL");
-        let members: serde_json::Value = serde_json::from_str(&server.ctl_ok(&["member", "list", "-w", "json"])).unwrap();
-        assert_eq!(members["members"][0]["clientURLs"][0], url, "{flavor:?}: {members}");
+        let members: serde_json::Value =
+            serde_json::from_str(&server.ctl_ok(&["member", "list", "-w", "json"])).unwrap();
+        assert_eq!(
+            members["members"][0]["clientURLs"][0], url,
+            "{flavor:?}: {members}"
+        );
         server.ctl_ok(&["put", "scheme", "kept"]);
-        assert_eq!(server.ctl_ok(&["get", "scheme", "--print-value-only"]), "kept\n", "{flavor:?}");
+        assert_eq!(
+            server.ctl_ok(&["get", "scheme", "--print-value-only"]),
+            "kept\n",
+            "{flavor:?}"
+        );
     }
 }

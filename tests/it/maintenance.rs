@@ -21,29 +21,67 @@ fn space_quota_workflow(flavor: Flavor) {
         let output = server.ctl(&["put", &format!("fill/{n:04}"), &value]);
         !output.status.success()
     });
-    let tripped = tripped.unwrap_or_else(|| panic!("{flavor:?}: {PUTS_MAX} puts of {VALUE_BYTES} bytes never hit the quota"));
+    let tripped = tripped.unwrap_or_else(|| {
+        panic!("{flavor:?}: {PUTS_MAX} puts of {VALUE_BYTES} bytes never hit the quota")
+    });
     assert!(tripped > 0, "{flavor:?}: the first put already failed");
     let alarms = server.ctl_ok(&["alarm", "list"]);
-    assert!(alarms.contains("alarm:NOSPACE"), "{flavor:?}: no NOSPACE alarm: {alarms:?}");
+    assert!(
+        alarms.contains("alarm:NOSPACE"),
+        "{flavor:?}: no NOSPACE alarm: {alarms:?}"
+    );
 
     // The alarm is replicated state: it survives a crash.
     server.kill();
     server.restart();
-    assert_eq!(server.ctl_ok(&["alarm", "list"]), alarms, "{flavor:?}: the alarm did not survive a restart");
+    assert_eq!(
+        server.ctl_ok(&["alarm", "list"]),
+        alarms,
+        "{flavor:?}: the alarm did not survive a restart"
+    );
     let refused = server.ctl(&["put", "small", "1"]);
-    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains(NO_SPACE), "{flavor:?}: a put went through under NOSPACE");
-    assert_eq!(server.ctl_ok(&["get", "fill/0000", "--print-value-only"]).trim_end(), value, "{flavor:?}: reads still work");
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains(NO_SPACE),
+        "{flavor:?}: a put went through under NOSPACE"
+    );
+    assert_eq!(
+        server
+            .ctl_ok(&["get", "fill/0000", "--print-value-only"])
+            .trim_end(),
+        value,
+        "{flavor:?}: reads still work"
+    );
 
     // The operator's way out.
     // etcd may have applied the put it refused: it checks the quota before
     // proposing and again at apply, where it applies the put anyway and
     // answers NOSPACE (detcd refuses it there instead).
-    let deleted: usize = server.ctl_ok(&["del", "fill/", "--prefix"]).trim().parse().unwrap();
-    let applied = if flavor == Flavor::Detcd { tripped..=tripped } else { tripped..=tripped + 1 };
-    assert!(applied.contains(&deleted), "{flavor:?}: {deleted} keys deleted after {tripped} acknowledged puts");
+    let deleted: usize = server
+        .ctl_ok(&["del", "fill/", "--prefix"])
+        .trim()
+        .parse()
+        .unwrap();
+    let applied = if flavor == Flavor::Detcd {
+        tripped..=tripped
+    } else {
+        tripped..=tripped + 1
+    };
+    assert!(
+        applied.contains(&deleted),
+        "{flavor:?}: {deleted} keys deleted after {tripped} acknowledged puts"
+    );
     server.ctl_ok(&["compaction", &server.revision().to_string()]);
-    assert!(server.ctl_ok(&["defrag"]).starts_with("Finished defragmenting etcd member["), "{flavor:?}");
-    assert_eq!(server.ctl_ok(&["alarm", "disarm"]), alarms, "{flavor:?}: disarm names what it cleared");
+    assert!(
+        server
+            .ctl_ok(&["defrag"])
+            .starts_with("Finished defragmenting etcd member["),
+        "{flavor:?}"
+    );
+    assert_eq!(
+        server.ctl_ok(&["alarm", "disarm"]),
+        alarms,
+        "{flavor:?}: disarm names what it cleared"
+    );
     assert_eq!(server.ctl_ok(&["alarm", "list"]), "", "{flavor:?}");
     server.ctl_ok(&["put", "small", "1"]);
 }

@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Which server binary to run.
@@ -28,13 +32,18 @@ impl Flavor {
     fn binary(self) -> PathBuf {
         match self {
             Flavor::Detcd => PathBuf::from(env!("CARGO_BIN_EXE_detcd")),
-            Flavor::Etcd => which("etcd").expect("the reference etcd 3.4.23 is missing: apt-get install etcd-server"),
+            Flavor::Etcd => which("etcd")
+                .expect("the reference etcd 3.4.23 is missing: apt-get install etcd-server"),
         }
     }
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
 }
 
 pub struct ServerProcess {
@@ -71,13 +80,27 @@ impl ServerProcess {
     /// Starts (again) on the same data dir and ports.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
         let mut command = Command::new(self.flavor.binary());
         command
             .args(["--name", "it", "--data-dir"])
             .arg(&self.data_dir)
-            .args(["--listen-client-urls", &self.client_url, "--advertise-client-urls", &self.client_url])
-            .args(["--listen-peer-urls", &self.peer_url, "--initial-advertise-peer-urls", &self.peer_url])
+            .args([
+                "--listen-client-urls",
+                &self.client_url,
+                "--advertise-client-urls",
+                &self.client_url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peer_url,
+                "--initial-advertise-peer-urls",
+                &self.peer_url,
+            ])
             .args(["--initial-cluster", &format!("it={}", self.peer_url)])
             .args(&self.extra_args)
             .stdout(log.try_clone().unwrap())
@@ -89,14 +112,27 @@ impl ServerProcess {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let probe = etcdctl(&self.client_url, &["get", "readiness-probe", "--command-timeout=2s"], None);
+            let probe = etcdctl(
+                &self.client_url,
+                &["get", "readiness-probe", "--command-timeout=2s"],
+                None,
+            );
             if probe.status.success() {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{:?} exited with {status} before serving:\n{}", self.flavor, self.log());
+                panic!(
+                    "{:?} exited with {status} before serving:\n{}",
+                    self.flavor,
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "{:?} did not answer within {START_TIMEOUT:?}:\n{}", self.flavor, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{:?} did not answer within {START_TIMEOUT:?}:\n{}",
+                self.flavor,
+                self.log()
+            );
             sleep(Duration::from_millis(50));
         }
     }
@@ -112,7 +148,9 @@ impl ServerProcess {
     /// SIGTERM, then waits; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().ok()?.code()
     }
 
@@ -127,8 +165,13 @@ impl ServerProcess {
     /// The store's current revision, as `endpoint status` reports it.
     pub fn revision(&self) -> i64 {
         let status = self.ctl_ok(&["endpoint", "status", "-w", "json"]);
-        let field = status.split("\"revision\":").nth(1).and_then(|rest| rest.split(',').next());
-        field.and_then(|number| number.parse().ok()).unwrap_or_else(|| panic!("no revision in {status}"))
+        let field = status
+            .split("\"revision\":")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next());
+        field
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("no revision in {status}"))
     }
 
     /// etcdctl, stopped after `seconds` (watch never ends by itself).
@@ -143,7 +186,11 @@ impl ServerProcess {
     /// Runs etcdctl and insists it succeeded.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let output = self.ctl(args);
-        assert!(output.status.success(), "etcdctl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     }
 }
@@ -160,7 +207,12 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
 
 /// etcdctl under `timeout SECONDS` when given: for commands that never
 /// end by themselves (watch).
-pub fn etcdctl_for(seconds: Option<&str>, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn etcdctl_for(
+    seconds: Option<&str>,
+    endpoint: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut command = match seconds {
         Some(seconds) => {
             let mut command = Command::new("timeout");
@@ -169,11 +221,28 @@ pub fn etcdctl_for(seconds: Option<&str>, endpoint: &str, args: &[&str], stdin: 
         }
         None => Command::new("etcdctl"),
     };
-    command.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(args);
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().expect("etcdctl is missing: apt-get install etcd-client");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args);
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .expect("etcdctl is missing: apt-get install etcd-client");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
@@ -184,7 +253,10 @@ pub fn etcdctl_for(seconds: Option<&str>, endpoint: &str, args: &[&str], stdin: 
 pub fn detcd_once(args: &[&str], cwd: &Path) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_detcd"));
     if !args.iter().any(|arg| arg.starts_with("--listen-peer-urls")) {
-        command.arg(format!("--listen-peer-urls=http://127.0.0.1:{}", free_port()));
+        command.arg(format!(
+            "--listen-peer-urls=http://127.0.0.1:{}",
+            free_port()
+        ));
     }
     command.args(args).current_dir(cwd).output().unwrap()
 }

@@ -93,7 +93,14 @@ fn reexec_in_simulation() -> ExitCode {
     let status = std::process::Command::new(cargo)
         .current_dir(&workspace)
         .env("RUSTFLAGS", "--cfg madsim")
-        .args(["run", "--quiet", "--release", "-p", "detcd-sim", "--target-dir"])
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "detcd-sim",
+            "--target-dir",
+        ])
         .arg(workspace.join("target").join("sim"))
         .arg("--")
         .args(std::env::args_os().skip(1))
@@ -136,18 +143,35 @@ mod simulated {
     }
 
     /// What a run that panicked had drawn and recorded.
-    type Interrupted = (detcd_sim::harness::options::SwarmOptions, detcd_sim::history::History<KvInput, KvOutput>);
+    type Interrupted = (
+        detcd_sim::harness::options::SwarmOptions,
+        detcd_sim::history::History<KvInput, KvOutput>,
+    );
 
     fn options(sim: &SimArgs) -> RunOptions {
-        let sabotage = sim.sabotage.as_deref().map(|name| Sabotage::parse(name).expect("clap checked the name")).unwrap_or(Sabotage::None);
-        RunOptions { nodes: sim.nodes as usize, duration: Duration::from_secs(sim.duration), workload: sim.workload, sabotage }
+        let sabotage = sim
+            .sabotage
+            .as_deref()
+            .map(|name| Sabotage::parse(name).expect("clap checked the name"))
+            .unwrap_or(Sabotage::None);
+        RunOptions {
+            nodes: sim.nodes as usize,
+            duration: Duration::from_secs(sim.duration),
+            workload: sim.workload,
+            sabotage,
+        }
     }
 
     fn run_seed(seed: u64, options: &RunOptions, echo: bool) -> SeedResult {
         detcd::sabotage::set(options.sabotage);
-        let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        runtime.set_time_limit(options.duration + LIVENESS_BOUND + CONVERGENCE_BOUND + TIME_LIMIT_SLACK);
-        let result = catch_unwind(AssertUnwindSafe(|| runtime.block_on(run::run(options, echo))));
+        let mut runtime =
+            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.set_time_limit(
+            options.duration + LIVENESS_BOUND + CONVERGENCE_BOUND + TIME_LIMIT_SLACK,
+        );
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(run::run(options, echo))
+        }));
         let panic = match result {
             Ok(report) => return SeedResult::Finished(report),
             Err(panic) => panic,
@@ -157,18 +181,27 @@ mod simulated {
             .unwrap_or_else(|| "panic".into());
         let interrupted = detcd_sim::harness::run::take_interrupted();
         match detcd_sim::harness::invariants::take_pending_violation() {
-            Some(violation) => SeedResult::Violated(format!("{violation}; then a member panicked: {message}"), interrupted),
+            Some(violation) => SeedResult::Violated(
+                format!("{violation}; then a member panicked: {message}"),
+                interrupted,
+            ),
             None => SeedResult::Crashed(message, interrupted),
         }
     }
 
     fn replay_command(seed: u64, sim: &SimArgs) -> String {
-        let sabotage = sim.sabotage.as_ref().map(|name| format!(" --sabotage {name}")).unwrap_or_default();
+        let sabotage = sim
+            .sabotage
+            .as_ref()
+            .map(|name| format!(" --sabotage {name}"))
+            .unwrap_or_default();
         format!(
             "cargo sim replay --seed {seed} --nodes {} --duration {} --workload {}{sabotage}",
             sim.nodes,
             sim.duration,
-            clap::ValueEnum::to_possible_value(&sim.workload).map(|v| v.get_name().to_string()).unwrap_or_default()
+            clap::ValueEnum::to_possible_value(&sim.workload)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
         )
     }
 
@@ -179,7 +212,8 @@ mod simulated {
             None => (arguments.start_seed..arguments.start_seed + arguments.seeds).collect(),
         };
         let wall = Instant::now();
-        let (mut passed, mut failed, mut unknown, mut simulated) = (0u64, 0u64, 0u64, Duration::ZERO);
+        let (mut passed, mut failed, mut unknown, mut simulated) =
+            (0u64, 0u64, 0u64, Duration::ZERO);
         let mut exit = EXIT_PASS;
         let mut first_failure = None;
         for (done, &seed) in seeds.iter().enumerate() {
@@ -192,7 +226,11 @@ mod simulated {
                 failed += 1;
                 exit = worse(exit, code);
             }
-            println!("[{}/{}] seed {seed}: {line} ({failed} failed so far)", done + 1, seeds.len());
+            println!(
+                "[{}/{}] seed {seed}: {line} ({failed} failed so far)",
+                done + 1,
+                seeds.len()
+            );
             if code != EXIT_PASS {
                 println!("  replay: {}", replay_command(seed, &arguments.sim));
                 first_failure.get_or_insert(seed);
@@ -202,7 +240,11 @@ mod simulated {
             }
         }
         let wall = wall.elapsed();
-        let unknown = if unknown > 0 { format!(", {unknown} unknown (checker budget; histories saved)") } else { String::new() };
+        let unknown = if unknown > 0 {
+            format!(", {unknown} unknown (checker budget; histories saved)")
+        } else {
+            String::new()
+        };
         println!(
             "seeds: {passed} passed, {failed} failed{unknown}; simulated {:.1} s in {:.1} s wall ({:.0}x)",
             simulated.as_secs_f64(),
@@ -211,7 +253,10 @@ mod simulated {
         );
         // A failing run ends with the command that reproduces it.
         if let Some(seed) = first_failure {
-            println!("reproduce the first failure: {}", replay_command(seed, &arguments.sim));
+            println!(
+                "reproduce the first failure: {}",
+                replay_command(seed, &arguments.sim)
+            );
         }
         ExitCode::from(exit)
     }
@@ -231,7 +276,12 @@ mod simulated {
         }
     }
 
-    fn judge_seed(seed: u64, arguments: &RunArgs, options: &RunOptions, simulated: &mut Duration) -> (u8, String) {
+    fn judge_seed(
+        seed: u64,
+        arguments: &RunArgs,
+        options: &RunOptions,
+        simulated: &mut Duration,
+    ) -> (u8, String) {
         let report = match run_seed(seed, options, false) {
             SeedResult::Crashed(message, interrupted) => {
                 let saved = save_interrupted(&arguments.failures_dir, seed, interrupted);
@@ -250,7 +300,10 @@ mod simulated {
                 SeedResult::Finished(again) => {
                     return (
                         EXIT_CORRECTNESS,
-                        format!("NONDETERMINISTIC: trace hash {:016x} then {:016x}", report.trace_hash, again.trace_hash),
+                        format!(
+                            "NONDETERMINISTIC: trace hash {:016x} then {:016x}",
+                            report.trace_hash, again.trace_hash
+                        ),
                     )
                 }
                 SeedResult::Crashed(message, _) | SeedResult::Violated(message, _) => {
@@ -258,37 +311,84 @@ mod simulated {
                 }
             }
         }
-        let summary = format!("{} ops, {:.1} s simulated, {}", report.history.len(), report.simulated.as_secs_f64(), report.swarm);
+        let summary = format!(
+            "{} ops, {:.1} s simulated, {}",
+            report.history.len(),
+            report.simulated.as_secs_f64(),
+            report.swarm
+        );
         match &report.outcome {
             Outcome::Pass => (EXIT_PASS, format!("ok: {summary}")),
             Outcome::Unknown => {
-                let saved = super::save_failure(&arguments.failures_dir, seed, &report.swarm, &report.history, report.check.as_ref());
-                (EXIT_PASS, format!("UNKNOWN: the checker's step budget ran out; {summary}; saved in {saved}"))
+                let saved = super::save_failure(
+                    &arguments.failures_dir,
+                    seed,
+                    &report.swarm,
+                    &report.history,
+                    report.check.as_ref(),
+                );
+                (
+                    EXIT_PASS,
+                    format!(
+                        "UNKNOWN: the checker's step budget ran out; {summary}; saved in {saved}"
+                    ),
+                )
             }
             Outcome::Violation(message) => {
-                let saved = super::save_failure(&arguments.failures_dir, seed, &report.swarm, &report.history, report.check.as_ref());
-                (EXIT_CORRECTNESS, format!("VIOLATION: {message}; {summary}; saved in {saved}"))
+                let saved = super::save_failure(
+                    &arguments.failures_dir,
+                    seed,
+                    &report.swarm,
+                    &report.history,
+                    report.check.as_ref(),
+                );
+                (
+                    EXIT_CORRECTNESS,
+                    format!("VIOLATION: {message}; {summary}; saved in {saved}"),
+                )
             }
             Outcome::Liveness(message) => {
-                let saved = super::save_failure(&arguments.failures_dir, seed, &report.swarm, &report.history, report.check.as_ref());
-                (EXIT_LIVENESS, format!("LIVENESS: {message}; {summary}; saved in {saved}"))
+                let saved = super::save_failure(
+                    &arguments.failures_dir,
+                    seed,
+                    &report.swarm,
+                    &report.history,
+                    report.check.as_ref(),
+                );
+                (
+                    EXIT_LIVENESS,
+                    format!("LIVENESS: {message}; {summary}; saved in {saved}"),
+                )
             }
         }
     }
 
     /// Saves what a run that panicked had recorded; says where, for the
     /// progress line.
-    fn save_interrupted(dir: &std::path::Path, seed: u64, interrupted: Option<Interrupted>) -> String {
-        let Some((swarm, history)) = interrupted else { return "nothing recorded".into() };
+    fn save_interrupted(
+        dir: &std::path::Path,
+        seed: u64,
+        interrupted: Option<Interrupted>,
+    ) -> String {
+        let Some((swarm, history)) = interrupted else {
+            return "nothing recorded".into();
+        };
         let report = check(&Kv, &history, Budget::default());
         let saved = super::save_failure(dir, seed, &swarm, &history, Some(&report));
-        format!("{} ops recorded before the panic, saved in {saved}", history.len())
+        format!(
+            "{} ops recorded before the panic, saved in {saved}",
+            history.len()
+        )
     }
 
     pub fn replay(arguments: &ReplayArgs) -> ExitCode {
         // The members' own logs too (RUST_LOG, default info), with virtual time.
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .try_init();
         let options = options(&arguments.sim);
         match run_seed(arguments.seed, &options, true) {
             SeedResult::Crashed(message, _) => {
@@ -326,7 +426,10 @@ fn save_failure(
     dir: &std::path::Path,
     seed: u64,
     swarm: &detcd_sim::harness::options::SwarmOptions,
-    history: &detcd_sim::history::History<detcd_sim::model::kv::KvInput, detcd_sim::model::kv::KvOutput>,
+    history: &detcd_sim::history::History<
+        detcd_sim::model::kv::KvInput,
+        detcd_sim::model::kv::KvOutput,
+    >,
     check: Option<&detcd_sim::check::CheckReport>,
 ) -> String {
     use detcd_sim::model::kv::Kv;
@@ -341,7 +444,10 @@ fn save_failure(
             let views = detcd_sim::report::operation_views(history);
             let text = detcd_sim::report::text::render(check, &views, "kv");
             std::fs::write(target.join("explanation.txt"), &text)?;
-            std::fs::write(target.join("history.html"), detcd_sim::report::html::render("history.json", check, &views, &text))?;
+            std::fs::write(
+                target.join("history.html"),
+                detcd_sim::report::html::render("history.json", check, &views, &text),
+            )?;
         }
         Ok(())
     };

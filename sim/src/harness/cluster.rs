@@ -73,12 +73,15 @@ impl SimCluster {
 
     pub fn start_with(size: usize, snapshot_count: u64) -> SimCluster {
         let handle = Handle::current();
-        let initial_cluster: Vec<String> = (0..size).map(|i| format!("m{i}={}", peer_url(i))).collect();
+        let initial_cluster: Vec<String> =
+            (0..size).map(|i| format!("m{i}={}", peer_url(i))).collect();
         let initial_cluster = initial_cluster.join(",");
         let filter = Arc::new(NetFilter::default());
         let disks: Vec<Arc<SimDisk>> = (0..size).map(|_| Arc::new(SimDisk::new())).collect();
         let clocks: Vec<Clock> = (0..size).map(|_| Clock::new()).collect();
-        let member_ids = (0..size).map(|i| member_id(&[peer_url(i)], TOKEN)).collect();
+        let member_ids = (0..size)
+            .map(|i| member_id(&[peer_url(i)], TOKEN))
+            .collect();
         let refused: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
         let nodes = (0..size)
             .map(|index| {
@@ -95,16 +98,36 @@ impl SimCluster {
                 member.start_node(&handle)
             })
             .collect();
-        SimCluster { handle, nodes, disks, clocks, member_ids, filter, down: BTreeSet::new(), paused: BTreeSet::new(), disk_full: BTreeSet::new(), clients: Vec::new(), corrupted: BTreeSet::new(), refused }
+        SimCluster {
+            handle,
+            nodes,
+            disks,
+            clocks,
+            member_ids,
+            filter,
+            down: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            disk_full: BTreeSet::new(),
+            clients: Vec::new(),
+            corrupted: BTreeSet::new(),
+            refused,
+        }
     }
 
     /// A node for client `index`, next to member `index % size`. Returns
     /// the node and the client URLs ordered from its own member on.
     pub fn add_client(&mut self, index: usize) -> (NodeHandle, Vec<String>) {
         let home = index % self.size();
-        let node = self.handle.create_node().name(format!("client{index}")).ip(client_ip(index)).build();
+        let node = self
+            .handle
+            .create_node()
+            .name(format!("client{index}"))
+            .ip(client_ip(index))
+            .build();
         self.clients.push((node.clone(), home));
-        let endpoints = (0..self.size()).map(|offset| client_url((home + offset) % self.size())).collect();
+        let endpoints = (0..self.size())
+            .map(|offset| client_url((home + offset) % self.size()))
+            .collect();
         (node, endpoints)
     }
 
@@ -113,7 +136,9 @@ impl SimCluster {
     /// Returns its index.
     pub fn join(&mut self, id: u64, snapshot_count: u64) -> usize {
         let index = self.size();
-        let initial_cluster: Vec<String> = (0..=index).map(|i| format!("m{i}={}", peer_url(i))).collect();
+        let initial_cluster: Vec<String> = (0..=index)
+            .map(|i| format!("m{i}={}", peer_url(i)))
+            .collect();
         let member = Member {
             index,
             initial_cluster: initial_cluster.join(","),
@@ -158,7 +183,11 @@ impl SimCluster {
         for (node, home) in &self.clients {
             for member in 0..self.size() {
                 let (client, server) = (node.id(), self.nodes[member].id());
-                if member != *home && self.filter.separated(self.member_ids[*home], self.member_ids[member]) {
+                if member != *home
+                    && self
+                        .filter
+                        .separated(self.member_ids[*home], self.member_ids[member])
+                {
                     net.clog_link(client, server);
                     net.clog_link(server, client);
                 } else {
@@ -183,7 +212,10 @@ impl SimCluster {
     /// Bit rot on a crashed member's disk. It must notice at restart and
     /// refuse to start, or start and serve only data it can trust.
     pub fn corrupt_disk(&mut self, index: usize) -> Option<String> {
-        assert!(self.down.contains(&index), "the nemesis corrupts only disks at rest");
+        assert!(
+            self.down.contains(&index),
+            "the nemesis corrupts only disks at rest"
+        );
         let flipped = self.disks[index].corrupt(madsim::rand::thread_rng().gen())?;
         self.corrupted.insert(index);
         Some(flipped)
@@ -204,7 +236,9 @@ impl SimCluster {
     /// Members that hold (or may hold) data: the ones to check at the end.
     pub fn serving(&self) -> Vec<usize> {
         let lost = self.lost();
-        (0..self.size()).filter(|index| !lost.contains(index)).collect()
+        (0..self.size())
+            .filter(|index| !lost.contains(index))
+            .collect()
     }
 
     pub fn restart(&mut self, index: usize) {
@@ -280,7 +314,12 @@ struct Member {
 
 impl Member {
     fn start_node(self, handle: &Handle) -> NodeHandle {
-        handle.create_node().name(format!("m{}", self.index)).ip(member_ip(self.index)).init(move || self.clone().run()).build()
+        handle
+            .create_node()
+            .name(format!("m{}", self.index))
+            .ip(member_ip(self.index))
+            .init(move || self.clone().run())
+            .build()
     }
 
     async fn run(self) {
@@ -298,8 +337,19 @@ impl Member {
             format!("--initial-cluster-token={TOKEN}"),
             format!("--snapshot-count={}", self.snapshot_count),
         ]);
-        let started = Server::start(&config, self.disk.clone(), self.clock.clone(), NodeRng::from_os(), self.filter.clone()).await;
-        let Started { server, raft_loop, peer_service } = match started {
+        let started = Server::start(
+            &config,
+            self.disk.clone(),
+            self.clock.clone(),
+            NodeRng::from_os(),
+            self.filter.clone(),
+        )
+        .await;
+        let Started {
+            server,
+            raft_loop,
+            peer_service,
+        } = match started {
             Ok(started) => {
                 self.refused.lock().unwrap().remove(&index);
                 started
@@ -307,7 +357,10 @@ impl Member {
             Err(error) => {
                 // Storage that fails its checks: the member must not serve.
                 tracing::warn!("m{index} refused to start: {error}");
-                self.refused.lock().unwrap().insert(index, error.to_string());
+                self.refused
+                    .lock()
+                    .unwrap()
+                    .insert(index, error.to_string());
                 return;
             }
         };

@@ -42,7 +42,9 @@ thread_local! {
 /// member that lost its log typically panics in raft right after).
 pub fn take_pending_violation() -> Option<String> {
     detcd::probe::install(None);
-    CURRENT.with(|current| current.borrow_mut().take()).and_then(|invariants| invariants.violation())
+    CURRENT
+        .with(|current| current.borrow_mut().take())
+        .and_then(|invariants| invariants.violation())
 }
 
 impl Invariants {
@@ -66,7 +68,11 @@ impl Invariants {
     /// How many entries and state hashes were compared.
     pub fn summary(&self) -> String {
         let state = self.state.borrow();
-        format!("{} applied indices matched across members, {} sampled state hashes", state.entries.len(), state.states.len())
+        format!(
+            "{} applied indices matched across members, {} sampled state hashes",
+            state.entries.len(),
+            state.states.len()
+        )
     }
 }
 
@@ -87,7 +93,14 @@ impl Observer for Invariants {
         }
     }
 
-    fn applied(&self, member: u64, index: u64, term: u64, entry_hash: u64, state_hash: Option<u64>) {
+    fn applied(
+        &self,
+        member: u64,
+        index: u64,
+        term: u64,
+        entry_hash: u64,
+        state_hash: Option<u64>,
+    ) {
         let mut state = self.state.borrow_mut();
         let highest = state.applied.entry(member).or_default();
         *highest = (*highest).max(index);

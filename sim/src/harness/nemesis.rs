@@ -48,7 +48,12 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
         actions.push(Action::CorruptDisk);
     }
     if options.partition {
-        actions.extend([Action::Partition, Action::IsolateLeader, Action::Bridge, Action::Heal]);
+        actions.extend([
+            Action::Partition,
+            Action::IsolateLeader,
+            Action::Bridge,
+            Action::Heal,
+        ]);
     }
     if options.message_faults {
         actions.push(Action::MessageFaults);
@@ -60,7 +65,13 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
 }
 
 /// Runs faults until `safety_phase` has passed since the call.
-pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase: Duration, trace: &Trace, monitor: &Monitor) {
+pub async fn run(
+    cluster: &mut SimCluster,
+    options: &SwarmOptions,
+    safety_phase: Duration,
+    trace: &Trace,
+    monitor: &Monitor,
+) {
     let end = tokio::time::Instant::now() + safety_phase;
     let actions = enabled_actions(options);
     if actions.is_empty() {
@@ -69,7 +80,9 @@ pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase:
     }
     let interval_ms = options.nemesis_interval.as_millis() as u64;
     loop {
-        let pause = Duration::from_millis(madsim::rand::thread_rng().gen_range(interval_ms / 2..=interval_ms * 3 / 2));
+        let pause = Duration::from_millis(
+            madsim::rand::thread_rng().gen_range(interval_ms / 2..=interval_ms * 3 / 2),
+        );
         if tokio::time::Instant::now() + pause >= end {
             tokio::time::sleep_until(end).await;
             return;
@@ -85,7 +98,9 @@ pub async fn run(cluster: &mut SimCluster, options: &SwarmOptions, safety_phase:
 /// One of `candidates`, drawn from the seed; `None` if there are none.
 fn pick(rng: &mut impl Rng, candidates: impl IntoIterator<Item = usize>) -> Option<usize> {
     let candidates: Vec<usize> = candidates.into_iter().collect();
-    candidates.get(rng.gen_range(0..candidates.len().max(1))).copied()
+    candidates
+        .get(rng.gen_range(0..candidates.len().max(1)))
+        .copied()
 }
 
 /// Another member may be taken out without losing the quorum: keep one up
@@ -94,10 +109,19 @@ fn can_take_one_out(cluster: &SimCluster) -> bool {
     cluster.unavailable() < (cluster.size() - 1) / 2
 }
 
-fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader: Option<usize>) -> Option<String> {
+fn act(
+    cluster: &mut SimCluster,
+    options: &SwarmOptions,
+    action: Action,
+    leader: Option<usize>,
+) -> Option<String> {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
-    let running = |cluster: &SimCluster| -> Vec<usize> { (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)).collect() };
+    let running = |cluster: &SimCluster| -> Vec<usize> {
+        (0..size)
+            .filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i))
+            .collect()
+    };
     match action {
         Action::Crash => {
             if !can_take_one_out(cluster) {
@@ -116,7 +140,12 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
             if !can_take_one_out(cluster) {
                 return None;
             }
-            let victim = pick(&mut rng, running(cluster).into_iter().filter(|i| !cluster.disk_full.contains(i)))?;
+            let victim = pick(
+                &mut rng,
+                running(cluster)
+                    .into_iter()
+                    .filter(|i| !cluster.disk_full.contains(i)),
+            )?;
             cluster.fill_disk(victim);
             Some(format!("disk of m{victim} full"))
         }
@@ -139,7 +168,10 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
                 Some(victim) => (victim, ""),
                 None if can_take_one_out(cluster) => {
                     let lost = cluster.lost();
-                    let victim = pick(&mut rng, (0..size).filter(|i| !cluster.paused.contains(i) && !lost.contains(i)))?;
+                    let victim = pick(
+                        &mut rng,
+                        (0..size).filter(|i| !cluster.paused.contains(i) && !lost.contains(i)),
+                    )?;
                     cluster.crash(victim);
                     (victim, "crash, then ")
                 }
@@ -177,7 +209,10 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
                 }
             }
             cluster.sync_client_links();
-            Some(format!("partition {side:?} from the rest{}", if one_way { " (one way)" } else { "" }))
+            Some(format!(
+                "partition {side:?} from the rest{}",
+                if one_way { " (one way)" } else { "" }
+            ))
         }
         Action::IsolateLeader => {
             let leader = leader?;
@@ -201,7 +236,9 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
                 }
             }
             cluster.sync_client_links();
-            Some(format!("bridge: {left:?} and {right:?} meet only through m{bridge}"))
+            Some(format!(
+                "bridge: {left:?} and {right:?} meet only through m{bridge}"
+            ))
         }
         Action::Heal => {
             cluster.heal_links();
@@ -209,7 +246,11 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
         }
         Action::MessageFaults => {
             if rng.gen_bool(0.5) {
-                cluster.filter.set_message_faults(options.drop_ppm, options.duplicate_ppm, options.delay_ppm);
+                cluster.filter.set_message_faults(
+                    options.drop_ppm,
+                    options.duplicate_ppm,
+                    options.delay_ppm,
+                );
                 Some("message faults on".into())
             } else {
                 cluster.filter.set_message_faults(0, 0, 0);
@@ -218,10 +259,20 @@ fn act(cluster: &mut SimCluster, options: &SwarmOptions, action: Action, leader:
         }
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);
-            let offset = rng.gen_range(-(SKEW_OFFSET_MAX.as_nanos() as i64)..SKEW_OFFSET_MAX.as_nanos() as i64);
+            let offset = rng
+                .gen_range(-(SKEW_OFFSET_MAX.as_nanos() as i64)..SKEW_OFFSET_MAX.as_nanos() as i64);
             let drift_ppm = rng.gen_range(-SKEW_DRIFT_PPM_MAX..SKEW_DRIFT_PPM_MAX);
-            cluster.set_skew(index, Skew { offset_nanos: offset, drift_ppm });
-            Some(format!("clock of m{index}: offset {}ms drift {drift_ppm}ppm", offset / 1_000_000))
+            cluster.set_skew(
+                index,
+                Skew {
+                    offset_nanos: offset,
+                    drift_ppm,
+                },
+            );
+            Some(format!(
+                "clock of m{index}: offset {}ms drift {drift_ppm}ppm",
+                offset / 1_000_000
+            ))
         }
     }
 }

@@ -78,7 +78,18 @@ impl MessageFilter for NetFilter {
         };
         let now = tokio::time::Instant::now();
         let since_first = (now - *state.first_message.get_or_insert(now)).as_nanos() as u64;
-        let words = [state.digest, since_first, from, to, message.get_msg_type() as u64, message.term, message.index, message.commit, message.entries.len() as u64, fate];
+        let words = [
+            state.digest,
+            since_first,
+            from,
+            to,
+            message.get_msg_type() as u64,
+            message.term,
+            message.index,
+            message.commit,
+            message.entries.len() as u64,
+            fate,
+        ];
         state.digest = stable_hash(&words);
         verdict
     }
@@ -95,7 +106,8 @@ impl FilterState {
         } else if draw < self.drop_ppm + self.duplicate_ppm {
             Verdict::Duplicate
         } else if draw < self.drop_ppm + self.duplicate_ppm + self.delay_ppm {
-            let millis = madsim::rand::thread_rng().gen_range(1..MESSAGE_DELAY_MAX.as_millis() as u64);
+            let millis =
+                madsim::rand::thread_rng().gen_range(1..MESSAGE_DELAY_MAX.as_millis() as u64);
             Verdict::Delay(Duration::from_millis(millis))
         } else {
             Verdict::Deliver

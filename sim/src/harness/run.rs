@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use detcd::proto::etcdserverpb::{kv_client::KvClient, maintenance_client::MaintenanceClient, HashKvRequest, RangeRequest, StatusRequest};
+use detcd::proto::etcdserverpb::{
+    kv_client::KvClient, maintenance_client::MaintenanceClient, HashKvRequest, RangeRequest,
+    StatusRequest,
+};
 use detcd::rng::stable_hash;
 use madsim::runtime::Handle;
 
@@ -40,7 +43,11 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(echo: bool) -> Trace {
-        Trace { started: tokio::time::Instant::now(), events: Arc::default(), echo }
+        Trace {
+            started: tokio::time::Instant::now(),
+            events: Arc::default(),
+            echo,
+        }
     }
 
     pub fn record(&self, event: String) {
@@ -55,7 +62,10 @@ impl Trace {
     /// every raft message and of the schedule).
     pub fn hash(&self, extra: u64) -> u64 {
         let events = self.events.lock().unwrap();
-        let mut words: Vec<u64> = events.iter().map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>())).collect();
+        let mut words: Vec<u64> = events
+            .iter()
+            .map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>()))
+            .collect();
         words.push(extra);
         stable_hash(&words)
     }
@@ -92,11 +102,19 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let invariants = Invariants::install();
     let mut cluster = SimCluster::start(options.nodes);
     // The observer's node: the monitor and the final checks, never cut off.
-    let observer = Handle::current().create_node().name("observer").ip(IpAddr::from([10, 0, 2, 1])).build();
+    let observer = Handle::current()
+        .create_node()
+        .name("observer")
+        .ip(IpAddr::from([10, 0, 2, 1]))
+        .build();
 
     // Safety phase: clients and faults together, watched by the monitor.
     let monitor = Monitor::default();
-    let monitor_task = observer.spawn(monitor.clone().watch(options.nodes, cluster.member_ids.clone()));
+    let monitor_task = observer.spawn(
+        monitor
+            .clone()
+            .watch(options.nodes, cluster.member_ids.clone()),
+    );
     let recorder = Recorder::new();
     IN_PROGRESS.with(|slot| *slot.borrow_mut() = Some((swarm.clone(), recorder.clone())));
     let deadline = tokio::time::Instant::now() + options.duration;
@@ -109,7 +127,11 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // The watch consumer lives next to a member too.
     let watch_log = watcher::SharedLog::default();
     let (watch_node, watch_endpoints) = cluster.add_client(swarm.clients);
-    watch_node.spawn(watcher::consume(watch_endpoints, watch_log.clone(), trace.clone()));
+    watch_node.spawn(watcher::consume(
+        watch_endpoints,
+        watch_log.clone(),
+        trace.clone(),
+    ));
     let compactor = swarm.compaction.then(|| {
         let endpoints = (0..options.nodes).map(client_url).collect();
         observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
@@ -126,17 +148,41 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Liveness phase: every fault healed.
     cluster.heal_all();
     trace.record("nemesis: healed everything".into());
-    let worker = Worker::new(swarm.clients as u64, (0..options.nodes).map(client_url).collect(), recorder.clone(), trace.clone());
-    let liveness = observer.spawn(liveness(worker, swarm.keys)).await.expect("liveness task");
+    let worker = Worker::new(
+        swarm.clients as u64,
+        (0..options.nodes).map(client_url).collect(),
+        recorder.clone(),
+        trace.clone(),
+    );
+    let liveness = observer
+        .spawn(liveness(worker, swarm.keys))
+        .await
+        .expect("liveness task");
     let outcome = match liveness {
         Err(message) => Outcome::Liveness(message),
-        Ok(()) => observer.spawn(convergence(options.nodes, cluster.refused.clone(), swarm.keys)).await.expect("convergence task"),
+        Ok(()) => observer
+            .spawn(convergence(
+                options.nodes,
+                cluster.refused.clone(),
+                swarm.keys,
+            ))
+            .await
+            .expect("convergence task"),
     };
     let outcome = match outcome {
         Outcome::Pass => {
             let serving = cluster.serving();
             let operations = recorder.snapshot();
-            observer.spawn(check_watch(serving[0], swarm.keys, watch_log.clone(), operations, trace.clone())).await.expect("watch check task")
+            observer
+                .spawn(check_watch(
+                    serving[0],
+                    swarm.keys,
+                    watch_log.clone(),
+                    operations,
+                    trace.clone(),
+                ))
+                .await
+                .expect("watch check task")
         }
         other => other,
     };
@@ -148,23 +194,35 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     monitor.stop();
     monitor_task.await.expect("monitor task");
     invariants.uninstall();
-    trace.record(format!("monitor: leaders of {} terms agreed on by every member that named one", monitor.terms_seen()));
+    trace.record(format!(
+        "monitor: leaders of {} terms agreed on by every member that named one",
+        monitor.terms_seen()
+    ));
     trace.record(format!("invariants: {}", invariants.summary()));
     // An invariant broken online is the root cause: it comes first.
-    let outcome = match (outcome, monitor.violation().or_else(|| invariants.violation())) {
-        (Outcome::Violation(later), Some(violation)) => Outcome::Violation(format!("{violation}; later: {later}")),
+    let outcome = match (
+        outcome,
+        monitor.violation().or_else(|| invariants.violation()),
+    ) {
+        (Outcome::Violation(later), Some(violation)) => {
+            Outcome::Violation(format!("{violation}; later: {later}"))
+        }
         (_, Some(violation)) => Outcome::Violation(violation),
         (outcome, None) => outcome,
     };
     let mut history = History::new(recorder.take());
     let patched = drop_unobserved_writes(&mut history);
-    trace.record(format!("history: {patched} indeterminate writes never observed, treated as not applied"));
+    trace.record(format!(
+        "history: {patched} indeterminate writes never observed, treated as not applied"
+    ));
     // Checked whatever happened before: the report is also the timeline
     // saved with any failure.
     let report = check(&Kv, &history, Budget::default());
     let outcome = match (outcome, report.verdict) {
         (Outcome::Pass, Verdict::Linearizable) => Outcome::Pass,
-        (Outcome::Pass | Outcome::Liveness(_), Verdict::NotLinearizable) => Outcome::Violation("the history is not linearizable".into()),
+        (Outcome::Pass | Outcome::Liveness(_), Verdict::NotLinearizable) => {
+            Outcome::Violation("the history is not linearizable".into())
+        }
         (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
         (outcome, _) => outcome,
     };
@@ -176,7 +234,14 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // schedule, not only the events recorded above.
     let schedule: u64 = madsim::rand::Rng::gen(&mut madsim::rand::thread_rng());
     let trace_hash = trace.hash(stable_hash(&[cluster.filter.digest(), schedule]));
-    RunReport { swarm, outcome, trace_hash, history, check: Some(report), simulated: started.elapsed() }
+    RunReport {
+        swarm,
+        outcome,
+        trace_hash,
+        history,
+        check: Some(report),
+        simulated: started.elapsed(),
+    }
 }
 
 thread_local! {
@@ -235,7 +300,9 @@ impl Monitor {
     async fn watch(self, members: usize, member_ids: Vec<u64>) {
         while !self.state.lock().unwrap().stopped {
             for member in 0..members {
-                let Some((term, leader)) = status(member).await else { continue };
+                let Some((term, leader)) = status(member).await else {
+                    continue;
+                };
                 if leader == 0 {
                     continue;
                 }
@@ -265,7 +332,10 @@ async fn status(member: usize) -> Option<(u64, u64)> {
         let status = client.status(StatusRequest {}).await.ok()?.into_inner();
         Some((status.raft_term, status.leader))
     };
-    tokio::time::timeout(MONITOR_CALL_TIMEOUT, call).await.ok().flatten()
+    tokio::time::timeout(MONITOR_CALL_TIMEOUT, call)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// An indeterminate put or append whose (unique) value no successful read
@@ -280,12 +350,22 @@ fn drop_unobserved_writes(history: &mut History<KvInput, KvOutput>) -> usize {
     let mut observed: BTreeSet<&str> = BTreeSet::new();
     for operation in &history.operations {
         if let crate::history::Outcome::Ok(output) = &operation.outcome {
-            observed.extend(output.read_values().iter().flat_map(|value| value.split_inclusive(';')));
+            observed.extend(
+                output
+                    .read_values()
+                    .iter()
+                    .flat_map(|value| value.split_inclusive(';')),
+            );
         }
     }
     let unobserved: Vec<usize> = (history.operations.iter().enumerate())
         .filter(|(_, operation)| operation.outcome == crate::history::Outcome::Indeterminate)
-        .filter(|(_, operation)| operation.input.written().is_some_and(|value| !observed.contains(value)))
+        .filter(|(_, operation)| {
+            operation
+                .input
+                .written()
+                .is_some_and(|value| !observed.contains(value))
+        })
         .map(|(index, _)| index)
         .collect();
     for &index in &unobserved {
@@ -314,7 +394,12 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
     loop {
         if !live {
             let value = worker.unique_value();
-            let put = worker.perform(KvInput::Put { key: key.clone(), value: value.clone() }).await;
+            let put = worker
+                .perform(KvInput::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .await;
             if matches!(put, crate::history::Outcome::Ok(_)) {
                 let read = worker.perform(KvInput::Get { key: key.clone() }).await;
                 live = read == crate::history::Outcome::Ok(KvOutput::Get { value });
@@ -325,12 +410,23 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
             // one partition and make the check needlessly hard.
             all_read = true;
             for key in (0..keys).map(|k| format!("k{k}")) {
-                all_read &= matches!(worker.perform(KvInput::Get { key }).await, crate::history::Outcome::Ok(_));
+                all_read &= matches!(
+                    worker.perform(KvInput::Get { key }).await,
+                    crate::history::Outcome::Ok(_)
+                );
             }
         }
         while all_read && settled < settle {
             let value = worker.unique_value();
-            if !matches!(worker.perform(KvInput::Put { key: key.clone(), value }).await, crate::history::Outcome::Ok(_)) {
+            if !matches!(
+                worker
+                    .perform(KvInput::Put {
+                        key: key.clone(),
+                        value
+                    })
+                    .await,
+                crate::history::Outcome::Ok(_)
+            ) {
                 break;
             }
             settled += 1;
@@ -344,7 +440,9 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
                 (true, false) => "reading every key",
                 (true, true) => "the settling writes",
             };
-            return Err(format!("{what} did not succeed within {LIVENESS_BOUND:?} after healing"));
+            return Err(format!(
+                "{what} did not succeed within {LIVENESS_BOUND:?} after healing"
+            ));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -354,10 +452,16 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
 /// — values and mod revisions — must become identical. Members that all
 /// answer but keep different views have diverged: a correctness failure,
 /// not liveness. Members that refused to start (corrupt storage) are out.
-async fn convergence(members: usize, refused: Arc<Mutex<BTreeMap<usize, String>>>, keys: usize) -> Outcome {
+async fn convergence(
+    members: usize,
+    refused: Arc<Mutex<BTreeMap<usize, String>>>,
+    keys: usize,
+) -> Outcome {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
     loop {
-        let serving: Vec<usize> = (0..members).filter(|member| !refused.lock().unwrap().contains_key(member)).collect();
+        let serving: Vec<usize> = (0..members)
+            .filter(|member| !refused.lock().unwrap().contains_key(member))
+            .collect();
         let mut views = Vec::new();
         for &member in &serving {
             views.push(local_view(member, keys).await);
@@ -380,7 +484,13 @@ async fn convergence(members: usize, refused: Arc<Mutex<BTreeMap<usize, String>>
 /// The watch guarantees, once the members have converged: the consumer
 /// must reach their revision in time, in order, and (unless compaction
 /// cut it off) its events must replay to what they hold.
-async fn check_watch(member: usize, keys: usize, log: watcher::SharedLog, operations: Vec<workload::KvOperation>, trace: Trace) -> Outcome {
+async fn check_watch(
+    member: usize,
+    keys: usize,
+    log: watcher::SharedLog,
+    operations: Vec<workload::KvOperation>,
+    trace: Trace,
+) -> Outcome {
     let Some(view) = local_view(member, keys).await else {
         return Outcome::Liveness(format!("m{member} stopped answering after convergence"));
     };
@@ -394,19 +504,34 @@ async fn check_watch(member: usize, keys: usize, log: watcher::SharedLog, operat
         tokio::time::sleep(POLL_INTERVAL).await;
     }
     let log = log.lock().unwrap();
-    trace.record(format!("watcher: {} events over {} streams, caught up to {}{}", log.events.len(), log.streams, log.caught_up_to, if log.compacted { ", cut off by compaction once" } else { "" }));
+    trace.record(format!(
+        "watcher: {} events over {} streams, caught up to {}{}",
+        log.events.len(),
+        log.streams,
+        log.caught_up_to,
+        if log.compacted {
+            ", cut off by compaction once"
+        } else {
+            ""
+        }
+    ));
     let acknowledged = operations.iter().filter(|operation| {
         matches!(&operation.outcome, crate::history::Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
     });
     let writes = acknowledged.flat_map(|operation| {
         let written = operation.input.written();
-        operation.input.keys().into_iter().filter_map(move |key| written.map(|value| (key, value)))
+        operation
+            .input
+            .keys()
+            .into_iter()
+            .filter_map(move |key| written.map(|value| (key, value)))
     });
     let checked = watcher::check_order(&log.events).and_then(|()| {
         if log.compacted {
             return Ok(());
         }
-        watcher::check_replay(&log.events, &view).and_then(|()| watcher::check_acknowledged(&log.events, writes))
+        watcher::check_replay(&log.events, &view)
+            .and_then(|()| watcher::check_acknowledged(&log.events, writes))
     });
     match checked {
         Ok(()) => Outcome::Pass,
@@ -425,7 +550,9 @@ fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> 
     refused
         .iter()
         .find(|(member, _)| !cluster.corrupted.contains(member))
-        .map(|(member, reason)| format!("m{member} refused to start though its disk was never corrupted: {reason}"))
+        .map(|(member, reason)| {
+            format!("m{member} refused to start though its disk was never corrupted: {reason}")
+        })
 }
 
 /// Key → (value, mod revision) as one member holds them, and its HashKV.
@@ -433,19 +560,41 @@ async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (Stri
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;
         let mut view = BTreeMap::new();
-        for key in (0..keys).map(|k| format!("k{k}")).chain([LIVENESS_KEY.to_string()]) {
-            let request = RangeRequest { key: key.clone().into_bytes(), serializable: true, ..Default::default() };
+        for key in (0..keys)
+            .map(|k| format!("k{k}"))
+            .chain([LIVENESS_KEY.to_string()])
+        {
+            let request = RangeRequest {
+                key: key.clone().into_bytes(),
+                serializable: true,
+                ..Default::default()
+            };
             let response = client.range(request).await.ok()?.into_inner();
-            let entry = response.kvs.first().map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
+            let entry = response.kvs.first().map(|kv| {
+                (
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                    kv.mod_revision,
+                )
+            });
             view.insert(key, entry.unwrap_or_default());
         }
         // etcd's HashKV covers the whole key-value history, every key and
         // revision, not only the workload keys' latest values.
         let mut maintenance = MaintenanceClient::connect(client_url(member)).await.ok()?;
-        let hash = maintenance.hash_kv(HashKvRequest { revision: 0 }).await.ok()?.into_inner();
+        let hash = maintenance
+            .hash_kv(HashKvRequest { revision: 0 })
+            .await
+            .ok()?
+            .into_inner();
         let revision = hash.header.map_or(0, |header| header.revision);
-        view.insert(HASH_KV_ENTRY.to_string(), (format!("{:08x}", hash.hash), revision));
+        view.insert(
+            HASH_KV_ENTRY.to_string(),
+            (format!("{:08x}", hash.hash), revision),
+        );
         Some(view)
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, call).await.ok().flatten()
+    tokio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .ok()
+        .flatten()
 }

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use detcd::proto::etcdserverpb::{
-    watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest,
+    WatchProgressRequest, WatchRequest,
 };
 use detcd::proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
@@ -62,7 +63,10 @@ pub async fn consume(endpoints: Vec<String>, log: SharedLog, trace: Trace) {
         let from = log.lock().unwrap().caught_up_to + 1;
         log.lock().unwrap().streams += 1;
         let ended = stream(&endpoints[member % endpoints.len()], from, &log).await;
-        trace.record(format!("watcher: stream via {} from revision {from} ended: {ended}", endpoints[member % endpoints.len()]));
+        trace.record(format!(
+            "watcher: stream via {} from revision {from} ended: {ended}",
+            endpoints[member % endpoints.len()]
+        ));
         member += 1;
         tokio::time::sleep(RESUME_PAUSE).await;
     }
@@ -70,7 +74,9 @@ pub async fn consume(endpoints: Vec<String>, log: SharedLog, trace: Trace) {
 
 /// One watch stream from revision `from`; returns why it ended.
 async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
-    let Ok(mut client) = WatchClient::connect(endpoint.to_string()).await else { return "no connection".into() };
+    let Ok(mut client) = WatchClient::connect(endpoint.to_string()).await else {
+        return "no connection".into();
+    };
     let (requests, outbound) = mpsc::channel(4);
     let create = WatchCreateRequest {
         key: WATCHED_FROM.to_vec(),
@@ -78,8 +84,17 @@ async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
         start_revision: from,
         ..WatchCreateRequest::default()
     };
-    let _ = requests.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
-    let mut responses = match tokio::time::timeout(STREAM_SILENCE_MAX, client.watch(ReceiverStream::new(outbound))).await {
+    let _ = requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        })
+        .await;
+    let mut responses = match tokio::time::timeout(
+        STREAM_SILENCE_MAX,
+        client.watch(ReceiverStream::new(outbound)),
+    )
+    .await
+    {
         Ok(Ok(response)) => response.into_inner(),
         Ok(Err(status)) => return format!("refused: {}", status.message()),
         Err(_) => return "no answer".into(),
@@ -115,7 +130,8 @@ async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
         for event in &response.events {
             let Some(kv) = &event.kv else { continue };
             let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let value = (event.r#type == EventType::Put as i32).then(|| String::from_utf8_lossy(&kv.value).into_owned());
+            let value = (event.r#type == EventType::Put as i32)
+                .then(|| String::from_utf8_lossy(&kv.value).into_owned());
             log.events.push((kv.mod_revision, key, value));
         }
         // A response covers every event up to its header revision (the
@@ -132,12 +148,17 @@ pub fn check_order(events: &[WatchEvent]) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for pair in events.windows(2) {
         if pair[1].0 < pair[0].0 {
-            return Err(format!("watch: an event at revision {} came after one at {}", pair[1].0, pair[0].0));
+            return Err(format!(
+                "watch: an event at revision {} came after one at {}",
+                pair[1].0, pair[0].0
+            ));
         }
     }
     for (revision, key, _) in events {
         if !seen.insert((key, revision)) {
-            return Err(format!("watch: {key} at revision {revision} was delivered twice"));
+            return Err(format!(
+                "watch: {key} at revision {revision} was delivered twice"
+            ));
         }
     }
     Ok(())
@@ -145,7 +166,10 @@ pub fn check_order(events: &[WatchEvent]) -> Result<(), String> {
 
 /// Completeness: replaying the events gives each key's value and mod
 /// revision as the members hold them (`view`, "" and 0 for absent keys).
-pub fn check_replay(events: &[WatchEvent], view: &BTreeMap<String, (String, i64)>) -> Result<(), String> {
+pub fn check_replay(
+    events: &[WatchEvent],
+    view: &BTreeMap<String, (String, i64)>,
+) -> Result<(), String> {
     let mut replayed: BTreeMap<String, (String, i64)> = BTreeMap::new();
     for (revision, key, value) in events {
         match value {
@@ -153,10 +177,15 @@ pub fn check_replay(events: &[WatchEvent], view: &BTreeMap<String, (String, i64)
             None => replayed.remove(key),
         };
     }
-    for (key, held) in view.iter().filter(|(key, _)| key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO) {
+    for (key, held) in view
+        .iter()
+        .filter(|(key, _)| key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO)
+    {
         let from_events = replayed.get(key).cloned().unwrap_or_default();
         if &from_events != held {
-            return Err(format!("watch: the events give {key} = {from_events:?} but the members hold {held:?}"));
+            return Err(format!(
+                "watch: the events give {key} = {from_events:?} but the members hold {held:?}"
+            ));
         }
     }
     Ok(())
@@ -164,7 +193,10 @@ pub fn check_replay(events: &[WatchEvent], view: &BTreeMap<String, (String, i64)
 
 /// Completeness against the clients: the unique value every acknowledged
 /// write wrote shows up in some event of each key it wrote.
-pub fn check_acknowledged<'a>(events: &[WatchEvent], acknowledged: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), String> {
+pub fn check_acknowledged<'a>(
+    events: &[WatchEvent],
+    acknowledged: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
     let mut seen: std::collections::BTreeSet<(&str, &str)> = std::collections::BTreeSet::new();
     for (_, key, value) in events {
         for token in value.iter().flat_map(|value| value.split_inclusive(';')) {
@@ -172,8 +204,13 @@ pub fn check_acknowledged<'a>(events: &[WatchEvent], acknowledged: impl Iterator
         }
     }
     for (key, written) in acknowledged {
-        if key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO && !seen.contains(&(key, written)) {
-            return Err(format!("watch: the acknowledged write of {written:?} to {key} never showed up in an event"));
+        if key.as_bytes() >= WATCHED_FROM
+            && key.as_bytes() < WATCHED_TO
+            && !seen.contains(&(key, written))
+        {
+            return Err(format!(
+                "watch: the acknowledged write of {written:?} to {key} never showed up in an event"
+            ));
         }
     }
     Ok(())

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use detcd::client::{Client, ClientError};
 use detcd::proto::etcdserverpb::{
-    compare, request_op, response_op, Compare, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest, TxnResponse,
+    compare, request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
 use madsim::rand::seq::SliceRandom;
 use madsim::rand::Rng;
@@ -41,7 +41,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new() -> Recorder {
-        Recorder { operations: Arc::default(), started: tokio::time::Instant::now() }
+        Recorder {
+            operations: Arc::default(),
+            started: tokio::time::Instant::now(),
+        }
     }
 
     /// Virtual nanoseconds since the run started.
@@ -77,7 +80,14 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: ClientId, endpoints: Vec<String>, recorder: Recorder, trace: Trace) -> Worker {
         let client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
-        Worker { id, client, recorder, trace, last_seen: BTreeMap::new(), sequence: 0 }
+        Worker {
+            id,
+            client,
+            recorder,
+            trace,
+            last_seen: BTreeMap::new(),
+            sequence: 0,
+        }
     }
 
     /// A value no other operation of the run writes.
@@ -124,13 +134,26 @@ impl Worker {
         match choice {
             0 => KvInput::Get { key },
             1 => KvInput::GetAll { keys: several },
-            2 => KvInput::Put { key, value: self.unique_value() },
+            2 => KvInput::Put {
+                key,
+                value: self.unique_value(),
+            },
             3 => {
                 let from = self.last_seen.get(&key).cloned().unwrap_or_default();
-                KvInput::Cas { key, from, to: self.unique_value() }
+                KvInput::Cas {
+                    key,
+                    from,
+                    to: self.unique_value(),
+                }
             }
-            4 => KvInput::Append { key, value: self.unique_value() },
-            5 => KvInput::AppendAll { keys: several, value: self.unique_value() },
+            4 => KvInput::Append {
+                key,
+                value: self.unique_value(),
+            },
+            5 => KvInput::AppendAll {
+                keys: several,
+                value: self.unique_value(),
+            },
             _ => KvInput::Delete { key },
         }
     }
@@ -145,8 +168,20 @@ impl Worker {
                 self.last_seen.insert(key.to_string(), value.clone());
             }
         }
-        self.trace.record(format!("client {} via {} {input} -> {}", self.id, self.client.endpoint(), outcome.label()));
-        self.recorder.push(Operation { client: self.id, invoke_ns, complete_ns: Some(complete_ns), input, outcome: outcome.clone(), source_line: None });
+        self.trace.record(format!(
+            "client {} via {} {input} -> {}",
+            self.id,
+            self.client.endpoint(),
+            outcome.label()
+        ));
+        self.recorder.push(Operation {
+            client: self.id,
+            invoke_ns,
+            complete_ns: Some(complete_ns),
+            input,
+            outcome: outcome.clone(),
+            source_line: None,
+        });
         outcome
     }
 
@@ -156,21 +191,39 @@ impl Worker {
     async fn execute(&mut self, input: KvInput) -> (KvInput, Outcome<KvOutput>) {
         let outcome = match &input {
             KvInput::Get { key } => match self.read(std::slice::from_ref(key)).await {
-                Some(mut read) => Outcome::Ok(KvOutput::Get { value: read.remove(0).0 }),
+                Some(mut read) => Outcome::Ok(KvOutput::Get {
+                    value: read.remove(0).0,
+                }),
                 None => Outcome::Fail,
             },
             KvInput::GetAll { keys } => match self.read(keys).await {
-                Some(read) => Outcome::Ok(KvOutput::GetAll { values: read.into_iter().map(|(value, _)| value).collect() }),
+                Some(read) => Outcome::Ok(KvOutput::GetAll {
+                    values: read.into_iter().map(|(value, _)| value).collect(),
+                }),
                 None => Outcome::Fail,
             },
             KvInput::Put { key, value } => {
-                let request = PutRequest { key: key.clone().into_bytes(), value: value.clone().into_bytes(), ..Default::default() };
+                let request = PutRequest {
+                    key: key.clone().into_bytes(),
+                    value: value.clone().into_bytes(),
+                    ..Default::default()
+                };
                 written(self.client.put(request).await.map(|_| KvOutput::Put))
             }
             KvInput::Cas { key, from, to } => {
-                let expected = if from.is_empty() { absent(key) } else { value_equals(key, from) };
-                match self.client.txn(txn(vec![expected], &[(key, to)], vec![range_op(key)])).await {
-                    Ok(response) if response.succeeded => Outcome::Ok(KvOutput::Cas { swapped: true }),
+                let expected = if from.is_empty() {
+                    absent(key)
+                } else {
+                    value_equals(key, from)
+                };
+                match self
+                    .client
+                    .txn(txn(vec![expected], &[(key, to)], vec![range_op(key)]))
+                    .await
+                {
+                    Ok(response) if response.succeeded => {
+                        Outcome::Ok(KvOutput::Cas { swapped: true })
+                    }
                     Ok(response) => {
                         let value = first_range(&response).map(|kv| kv.0).unwrap_or_default();
                         if value == *from {
@@ -178,18 +231,34 @@ impl Worker {
                             // the cas as is, and let the checker reject it.
                             Outcome::Ok(KvOutput::Cas { swapped: false })
                         } else {
-                            return (KvInput::Get { key: key.clone() }, Outcome::Ok(KvOutput::Get { value }));
+                            return (
+                                KvInput::Get { key: key.clone() },
+                                Outcome::Ok(KvOutput::Get { value }),
+                            );
                         }
                     }
                     Err(error) => failed_write(&error),
                 }
             }
-            KvInput::Append { key, value } => self.append(std::slice::from_ref(key), value, KvOutput::Append).await,
-            KvInput::Delete { key } => {
-                let request = DeleteRangeRequest { key: key.clone().into_bytes(), ..Default::default() };
-                written(self.client.delete_range(request).await.map(|_| KvOutput::Delete))
+            KvInput::Append { key, value } => {
+                self.append(std::slice::from_ref(key), value, KvOutput::Append)
+                    .await
             }
-            KvInput::AppendAll { keys, value } => self.append(keys, value, KvOutput::AppendAll).await,
+            KvInput::Delete { key } => {
+                let request = DeleteRangeRequest {
+                    key: key.clone().into_bytes(),
+                    ..Default::default()
+                };
+                written(
+                    self.client
+                        .delete_range(request)
+                        .await
+                        .map(|_| KvOutput::Delete),
+                )
+            }
+            KvInput::AppendAll { keys, value } => {
+                self.append(keys, value, KvOutput::AppendAll).await
+            }
         };
         (input, outcome)
     }
@@ -197,17 +266,39 @@ impl Worker {
     /// Linearizable read of several keys at one revision: (value, mod
     /// revision) per key, `("", 0)` when missing.
     async fn read(&mut self, keys: &[String]) -> Option<Vec<(String, i64)>> {
-        let response = self.client.txn(txn(vec![], &[], keys.iter().map(|key| range_op(key)).collect())).await.ok()?;
+        let response = self
+            .client
+            .txn(txn(
+                vec![],
+                &[],
+                keys.iter().map(|key| range_op(key)).collect(),
+            ))
+            .await
+            .ok()?;
         Some(ranges(&response))
     }
 
     /// Append as a read, then a txn that writes the longer values only if
     /// no key changed since (mod revision, or absence). A compare that
     /// fails wrote nothing: a definite failure.
-    async fn append(&mut self, keys: &[String], suffix: &str, output: KvOutput) -> Outcome<KvOutput> {
-        let Some(current) = self.read(keys).await else { return Outcome::Fail };
-        let unchanged = keys.iter().zip(&current).map(|(key, (_, revision))| mod_revision_equals(key, *revision)).collect();
-        let values: Vec<String> = current.iter().map(|(value, _)| format!("{value}{suffix}")).collect();
+    async fn append(
+        &mut self,
+        keys: &[String],
+        suffix: &str,
+        output: KvOutput,
+    ) -> Outcome<KvOutput> {
+        let Some(current) = self.read(keys).await else {
+            return Outcome::Fail;
+        };
+        let unchanged = keys
+            .iter()
+            .zip(&current)
+            .map(|(key, (_, revision))| mod_revision_equals(key, *revision))
+            .collect();
+        let values: Vec<String> = current
+            .iter()
+            .map(|(value, _)| format!("{value}{suffix}"))
+            .collect();
         let puts: Vec<(&String, &String)> = keys.iter().zip(&values).collect();
         match self.client.txn(txn(unchanged, &puts, vec![])).await {
             Ok(response) if response.succeeded => Outcome::Ok(output),
@@ -226,19 +317,39 @@ const COMPACTION_INTERVAL: Duration = Duration::from_secs(2);
 /// an operator's periodic compaction would: no client reads old
 /// revisions, but compaction runs through raft, shapes snapshots and the
 /// HashKV every member must agree on. Returns how many succeeded.
-pub async fn compactor(endpoints: Vec<String>, deadline: tokio::time::Instant, trace: Trace) -> usize {
+pub async fn compactor(
+    endpoints: Vec<String>,
+    deadline: tokio::time::Instant,
+    trace: Trace,
+) -> usize {
     let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
     let mut done = 0;
     while tokio::time::Instant::now() + COMPACTION_INTERVAL < deadline {
         tokio::time::sleep(COMPACTION_INTERVAL).await;
-        let probe = RangeRequest { key: b"k0".to_vec(), serializable: true, ..Default::default() };
-        let Ok(current) = client.range(probe).await else { continue };
+        let probe = RangeRequest {
+            key: b"k0".to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let Ok(current) = client.range(probe).await else {
+            continue;
+        };
         let revision = current.header.map_or(0, |header| header.revision) - COMPACTION_LAG;
         if revision <= 1 {
             continue;
         }
-        let outcome = client.compact(CompactionRequest { revision, physical: false }).await;
-        trace.record(format!("compactor: compact at {revision}: {}", outcome.as_ref().map_or_else(ToString::to_string, |_| "ok".into())));
+        let outcome = client
+            .compact(CompactionRequest {
+                revision,
+                physical: false,
+            })
+            .await;
+        trace.record(format!(
+            "compactor: compact at {revision}: {}",
+            outcome
+                .as_ref()
+                .map_or_else(ToString::to_string, |_| "ok".into())
+        ));
         done += usize::from(outcome.is_ok());
     }
     done
@@ -265,20 +376,39 @@ fn txn(compare: Vec<Compare>, puts: &[(&String, &String)], failure: Vec<RequestO
     let success = puts
         .iter()
         .map(|(key, value)| {
-            let put = PutRequest { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..Default::default() };
-            RequestOp { request: Some(request_op::Request::RequestPut(put)) }
+            let put = PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+                ..Default::default()
+            };
+            RequestOp {
+                request: Some(request_op::Request::RequestPut(put)),
+            }
         })
         .collect::<Vec<_>>();
     // A txn without compares takes the success branch: put the reads there.
     if compare.is_empty() && puts.is_empty() {
-        return TxnRequest { compare, success: failure, failure: vec![] };
+        return TxnRequest {
+            compare,
+            success: failure,
+            failure: vec![],
+        };
     }
-    TxnRequest { compare, success, failure }
+    TxnRequest {
+        compare,
+        success,
+        failure,
+    }
 }
 
 fn range_op(key: &str) -> RequestOp {
-    let range = RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() };
-    RequestOp { request: Some(request_op::Request::RequestRange(range)) }
+    let range = RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    RequestOp {
+        request: Some(request_op::Request::RequestRange(range)),
+    }
 }
 
 fn ranges(response: &TxnResponse) -> Vec<(String, i64)> {
@@ -289,7 +419,12 @@ fn ranges(response: &TxnResponse) -> Vec<(String, i64)> {
             Some(response_op::Response::ResponseRange(range)) => range
                 .kvs
                 .first()
-                .map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision))
+                .map(|kv| {
+                    (
+                        String::from_utf8_lossy(&kv.value).into_owned(),
+                        kv.mod_revision,
+                    )
+                })
                 .unwrap_or_default(),
             _ => Default::default(),
         })
@@ -300,7 +435,12 @@ fn first_range(response: &TxnResponse) -> Option<(String, i64)> {
     ranges(response).into_iter().next()
 }
 
-fn compare(key: &str, result: compare::CompareResult, target: compare::CompareTarget, operand: compare::TargetUnion) -> Compare {
+fn compare(
+    key: &str,
+    result: compare::CompareResult,
+    target: compare::CompareTarget,
+    operand: compare::TargetUnion,
+) -> Compare {
     Compare {
         key: key.as_bytes().to_vec(),
         result: result as i32,
@@ -311,13 +451,28 @@ fn compare(key: &str, result: compare::CompareResult, target: compare::CompareTa
 }
 
 fn mod_revision_equals(key: &str, revision: i64) -> Compare {
-    compare(key, compare::CompareResult::Equal, compare::CompareTarget::Mod, compare::TargetUnion::ModRevision(revision))
+    compare(
+        key,
+        compare::CompareResult::Equal,
+        compare::CompareTarget::Mod,
+        compare::TargetUnion::ModRevision(revision),
+    )
 }
 
 fn absent(key: &str) -> Compare {
-    compare(key, compare::CompareResult::Equal, compare::CompareTarget::Create, compare::TargetUnion::CreateRevision(0))
+    compare(
+        key,
+        compare::CompareResult::Equal,
+        compare::CompareTarget::Create,
+        compare::TargetUnion::CreateRevision(0),
+    )
 }
 
 fn value_equals(key: &str, value: &str) -> Compare {
-    compare(key, compare::CompareResult::Equal, compare::CompareTarget::Value, compare::TargetUnion::Value(value.as_bytes().to_vec()))
+    compare(
+        key,
+        compare::CompareResult::Equal,
+        compare::CompareTarget::Value,
+        compare::TargetUnion::Value(value.as_bytes().to_vec()),
+    )
 }

@@ -16,17 +16,36 @@ use super::{quoted, Model, Transition};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KvInput {
-    Get { key: String },
-    Put { key: String, value: String },
-    Append { key: String, value: String },
+    Get {
+        key: String,
+    },
+    Put {
+        key: String,
+        value: String,
+    },
+    Append {
+        key: String,
+        value: String,
+    },
     /// Sets `to` if the value is `from` (`""`: the key is absent).
-    Cas { key: String, from: String, to: String },
+    Cas {
+        key: String,
+        from: String,
+        to: String,
+    },
     /// Reads several keys at one instant.
-    GetAll { keys: Vec<String> },
+    GetAll {
+        keys: Vec<String>,
+    },
     /// Appends `value` to every key, atomically.
-    AppendAll { keys: Vec<String>, value: String },
+    AppendAll {
+        keys: Vec<String>,
+        value: String,
+    },
     /// Removes the key (its value becomes "").
-    Delete { key: String },
+    Delete {
+        key: String,
+    },
 }
 
 impl KvInput {
@@ -38,17 +57,25 @@ impl KvInput {
     /// Every key the operation touches, the first one first.
     pub fn keys(&self) -> Vec<&str> {
         match self {
-            KvInput::Get { key } | KvInput::Put { key, .. } | KvInput::Append { key, .. } | KvInput::Cas { key, .. } | KvInput::Delete { key } => {
+            KvInput::Get { key }
+            | KvInput::Put { key, .. }
+            | KvInput::Append { key, .. }
+            | KvInput::Cas { key, .. }
+            | KvInput::Delete { key } => {
                 vec![key]
             }
-            KvInput::GetAll { keys } | KvInput::AppendAll { keys, .. } => keys.iter().map(String::as_str).collect(),
+            KvInput::GetAll { keys } | KvInput::AppendAll { keys, .. } => {
+                keys.iter().map(String::as_str).collect()
+            }
         }
     }
 
     /// The value the operation writes, if it writes one.
     pub fn written(&self) -> Option<&str> {
         match self {
-            KvInput::Put { value, .. } | KvInput::Append { value, .. } | KvInput::AppendAll { value, .. } => Some(value),
+            KvInput::Put { value, .. }
+            | KvInput::Append { value, .. }
+            | KvInput::AppendAll { value, .. } => Some(value),
             KvInput::Cas { to, .. } => Some(to),
             KvInput::Get { .. } | KvInput::GetAll { .. } | KvInput::Delete { .. } => None,
         }
@@ -70,11 +97,17 @@ impl KvInput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KvOutput {
-    Get { value: String },
+    Get {
+        value: String,
+    },
     Put,
     Append,
-    Cas { swapped: bool },
-    GetAll { values: Vec<String> },
+    Cas {
+        swapped: bool,
+    },
+    GetAll {
+        values: Vec<String>,
+    },
     AppendAll,
     /// Says nothing about whether the key existed: an answer that did
     /// would observe state without a value to pin it, which the
@@ -134,25 +167,47 @@ impl Model for Kv {
 
     fn apply(&self, state: &KvState, input: &KvInput) -> (Transition<KvState>, KvOutput) {
         match input {
-            KvInput::Get { key } => (Transition::Unchanged, KvOutput::Get { value: value_of(state, key).to_string() }),
-            KvInput::Put { key, value } => (Transition::Changed(with(state, [(key.clone(), value.clone())])), KvOutput::Put),
+            KvInput::Get { key } => (
+                Transition::Unchanged,
+                KvOutput::Get {
+                    value: value_of(state, key).to_string(),
+                },
+            ),
+            KvInput::Put { key, value } => (
+                Transition::Changed(with(state, [(key.clone(), value.clone())])),
+                KvOutput::Put,
+            ),
             KvInput::Append { key, value } => {
                 let appended = format!("{}{value}", value_of(state, key));
-                (Transition::Changed(with(state, [(key.clone(), appended)])), KvOutput::Append)
+                (
+                    Transition::Changed(with(state, [(key.clone(), appended)])),
+                    KvOutput::Append,
+                )
             }
-            KvInput::Cas { key, from, to } if value_of(state, key) == from => {
-                (Transition::Changed(with(state, [(key.clone(), to.clone())])), KvOutput::Cas { swapped: true })
-            }
+            KvInput::Cas { key, from, to } if value_of(state, key) == from => (
+                Transition::Changed(with(state, [(key.clone(), to.clone())])),
+                KvOutput::Cas { swapped: true },
+            ),
             KvInput::Cas { .. } => (Transition::Unchanged, KvOutput::Cas { swapped: false }),
             KvInput::GetAll { keys } => {
-                let values = keys.iter().map(|key| value_of(state, key).to_string()).collect();
+                let values = keys
+                    .iter()
+                    .map(|key| value_of(state, key).to_string())
+                    .collect();
                 (Transition::Unchanged, KvOutput::GetAll { values })
             }
             KvInput::AppendAll { keys, value } => {
-                let writes = keys.iter().map(|key| (key.clone(), format!("{}{value}", value_of(state, key))));
-                (Transition::Changed(with(state, writes.collect::<Vec<_>>())), KvOutput::AppendAll)
+                let writes = keys
+                    .iter()
+                    .map(|key| (key.clone(), format!("{}{value}", value_of(state, key))));
+                (
+                    Transition::Changed(with(state, writes.collect::<Vec<_>>())),
+                    KvOutput::AppendAll,
+                )
             }
-            KvInput::Delete { key } if value_of(state, key).is_empty() => (Transition::Unchanged, KvOutput::Delete),
+            KvInput::Delete { key } if value_of(state, key).is_empty() => {
+                (Transition::Unchanged, KvOutput::Delete)
+            }
             KvInput::Delete { key } => {
                 let mut next = state.clone();
                 next.remove(key);
@@ -163,12 +218,25 @@ impl Model for Kv {
 
     /// Same answer as `apply`, without copying values for every read the
     /// search tries: reads are most of the steps.
-    fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<Transition<KvState>> {
+    fn step(
+        &self,
+        state: &KvState,
+        input: &KvInput,
+        output: Option<&KvOutput>,
+    ) -> Option<Transition<KvState>> {
         match (input, output) {
             (KvInput::Get { .. } | KvInput::GetAll { .. }, None) => Some(Transition::Unchanged),
-            (KvInput::Get { key }, Some(KvOutput::Get { value })) if value == value_of(state, key) => Some(Transition::Unchanged),
+            (KvInput::Get { key }, Some(KvOutput::Get { value }))
+                if value == value_of(state, key) =>
+            {
+                Some(Transition::Unchanged)
+            }
             (KvInput::GetAll { keys }, Some(KvOutput::GetAll { values }))
-                if keys.len() == values.len() && keys.iter().zip(values).all(|(key, value)| value == value_of(state, key)) =>
+                if keys.len() == values.len()
+                    && keys
+                        .iter()
+                        .zip(values)
+                        .all(|(key, value)| value == value_of(state, key)) =>
             {
                 Some(Transition::Unchanged)
             }
@@ -191,7 +259,10 @@ impl Model for Kv {
     }
 
     fn linked_keys(&self, input: &KvInput) -> Vec<String> {
-        input.keys()[1..].iter().map(|key| key.to_string()).collect()
+        input.keys()[1..]
+            .iter()
+            .map(|key| key.to_string())
+            .collect()
     }
 
     fn describe_state(&self, state: &KvState) -> String {
@@ -199,7 +270,10 @@ impl Model for Kv {
             0 => quoted(""),
             1 => quoted(state.values().next().expect("one value")),
             _ => {
-                let pairs: Vec<String> = state.iter().map(|(key, value)| format!("{}={}", key, quoted(value))).collect();
+                let pairs: Vec<String> = state
+                    .iter()
+                    .map(|(key, value)| format!("{}={}", key, quoted(value)))
+                    .collect();
                 format!("{{{}}}", pairs.join(", "))
             }
         }
@@ -216,9 +290,17 @@ impl fmt::Display for KvInput {
             KvInput::Append { key, value } => {
                 write!(formatter, "append {} {}", quoted(key), quoted(value))
             }
-            KvInput::Cas { key, from, to } => write!(formatter, "cas {} {} {}", quoted(key), quoted(from), quoted(to)),
+            KvInput::Cas { key, from, to } => write!(
+                formatter,
+                "cas {} {} {}",
+                quoted(key),
+                quoted(from),
+                quoted(to)
+            ),
             KvInput::GetAll { keys } => write!(formatter, "get_all {keys:?}"),
-            KvInput::AppendAll { keys, value } => write!(formatter, "append_all {keys:?} {}", quoted(value)),
+            KvInput::AppendAll { keys, value } => {
+                write!(formatter, "append_all {keys:?} {}", quoted(value))
+            }
             KvInput::Delete { key } => write!(formatter, "delete {}", quoted(key)),
         }
     }
@@ -228,8 +310,12 @@ impl fmt::Display for KvOutput {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KvOutput::Get { value } => write!(formatter, "{}", quoted(value)),
-            KvOutput::Put | KvOutput::Append | KvOutput::AppendAll | KvOutput::Delete => write!(formatter, "ok"),
-            KvOutput::Cas { swapped } => write!(formatter, "{}", if *swapped { "ok" } else { "fail" }),
+            KvOutput::Put | KvOutput::Append | KvOutput::AppendAll | KvOutput::Delete => {
+                write!(formatter, "ok")
+            }
+            KvOutput::Cas { swapped } => {
+                write!(formatter, "{}", if *swapped { "ok" } else { "fail" })
+            }
             KvOutput::GetAll { values } => write!(formatter, "{values:?}"),
         }
     }
@@ -252,13 +338,32 @@ mod tests {
                 key: "k".into(),
                 value: "c".into(),
             },
-            KvInput::Cas { key: "k".into(), from: "ab".into(), to: "y".into() },
-            KvInput::Cas { key: "k".into(), from: "a".into(), to: "y".into() },
-            KvInput::Cas { key: "other".into(), from: "".into(), to: "y".into() },
-            KvInput::GetAll { keys: vec!["k".into(), "other".into()] },
-            KvInput::AppendAll { keys: vec!["k".into(), "other".into()], value: "d".into() },
+            KvInput::Cas {
+                key: "k".into(),
+                from: "ab".into(),
+                to: "y".into(),
+            },
+            KvInput::Cas {
+                key: "k".into(),
+                from: "a".into(),
+                to: "y".into(),
+            },
+            KvInput::Cas {
+                key: "other".into(),
+                from: "".into(),
+                to: "y".into(),
+            },
+            KvInput::GetAll {
+                keys: vec!["k".into(), "other".into()],
+            },
+            KvInput::AppendAll {
+                keys: vec!["k".into(), "other".into()],
+                value: "d".into(),
+            },
             KvInput::Delete { key: "k".into() },
-            KvInput::Delete { key: "missing".into() },
+            KvInput::Delete {
+                key: "missing".into(),
+            },
         ];
         for input in &inputs {
             let (transition, output) = Kv.apply(&state, input);
@@ -270,18 +375,40 @@ mod tests {
         }
         let stale = KvOutput::Get { value: "a".into() };
         assert_eq!(Kv.step(&state, &inputs[0], Some(&stale)), None);
-        let torn = KvOutput::GetAll { values: vec!["ab".into(), "d".into()] };
+        let torn = KvOutput::GetAll {
+            values: vec!["ab".into(), "d".into()],
+        };
         assert_eq!(Kv.step(&state, &inputs[6], Some(&torn)), None);
     }
 
     #[test]
     fn multi_key_operations_are_atomic() {
         let keys = vec!["a".to_string(), "b".to_string()];
-        let (transition, _) = Kv.apply(&KvState::new(), &KvInput::AppendAll { keys: keys.clone(), value: "x;".into() });
-        let Transition::Changed(state) = transition else { panic!("append_all changes the state") };
+        let (transition, _) = Kv.apply(
+            &KvState::new(),
+            &KvInput::AppendAll {
+                keys: keys.clone(),
+                value: "x;".into(),
+            },
+        );
+        let Transition::Changed(state) = transition else {
+            panic!("append_all changes the state")
+        };
         let (_, read) = Kv.apply(&state, &KvInput::GetAll { keys });
-        assert_eq!(read, KvOutput::GetAll { values: vec!["x;".into(), "x;".into()] });
-        let (_, swapped) = Kv.apply(&state, &KvInput::Cas { key: "a".into(), from: "x;".into(), to: "y;".into() });
+        assert_eq!(
+            read,
+            KvOutput::GetAll {
+                values: vec!["x;".into(), "x;".into()]
+            }
+        );
+        let (_, swapped) = Kv.apply(
+            &state,
+            &KvInput::Cas {
+                key: "a".into(),
+                from: "x;".into(),
+                to: "y;".into(),
+            },
+        );
         assert_eq!(swapped, KvOutput::Cas { swapped: true });
     }
 }

@@ -226,8 +226,11 @@ fn kv_input() -> impl Strategy<Value = KvInput> {
         key.clone().prop_map(|key| KvInput::Get { key }),
         (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Put { key, value }),
         (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Append { key, value }),
-        (key.clone(), value.clone(), value.clone())
-            .prop_map(|(key, from, to)| KvInput::Cas { key, from, to }),
+        (key.clone(), value.clone(), value.clone()).prop_map(|(key, from, to)| KvInput::Cas {
+            key,
+            from,
+            to
+        }),
         keys.clone().prop_map(|keys| KvInput::GetAll { keys }),
         (keys, value).prop_map(|(keys, value)| KvInput::AppendAll { keys, value }),
         key.prop_map(|key| KvInput::Delete { key }),
@@ -464,8 +467,20 @@ fn long_etcd_schedules_are_decided_both_ways() {
     assert!(violations > 0, "no corrupted long history was a violation");
 }
 
-fn completed(client: u64, at: u64, input: KvInput, output: KvOutput) -> Operation<KvInput, KvOutput> {
-    Operation { client, invoke_ns: at, complete_ns: Some(at + 1), input, outcome: Outcome::Ok(output), source_line: None }
+fn completed(
+    client: u64,
+    at: u64,
+    input: KvInput,
+    output: KvOutput,
+) -> Operation<KvInput, KvOutput> {
+    Operation {
+        client,
+        invoke_ns: at,
+        complete_ns: Some(at + 1),
+        input,
+        outcome: Outcome::Ok(output),
+        source_line: None,
+    }
 }
 
 /// A multi-key append links its keys: seeing it on one key and not, later,
@@ -474,17 +489,52 @@ fn completed(client: u64, at: u64, input: KvInput, output: KvOutput) -> Operatio
 fn half_of_a_multi_key_append_is_not_linearizable() {
     let keys = vec!["a".to_string(), "b".to_string()];
     let get = |key: &str| KvInput::Get { key: key.into() };
-    let read = |value: &str| KvOutput::Get { value: value.into() };
-    let append = completed(0, 0, KvInput::AppendAll { keys: keys.clone(), value: "x;".into() }, KvOutput::AppendAll);
-    let whole = History::new(vec![append.clone(), completed(1, 10, get("a"), read("x;")), completed(1, 20, get("b"), read("x;"))]);
+    let read = |value: &str| KvOutput::Get {
+        value: value.into(),
+    };
+    let append = completed(
+        0,
+        0,
+        KvInput::AppendAll {
+            keys: keys.clone(),
+            value: "x;".into(),
+        },
+        KvOutput::AppendAll,
+    );
+    let whole = History::new(vec![
+        append.clone(),
+        completed(1, 10, get("a"), read("x;")),
+        completed(1, 20, get("b"), read("x;")),
+    ]);
     assert_eq!(verdict(&Kv, &whole), Verdict::Linearizable);
     // The append may take effect late (indeterminate), but not half of it.
     let mut late = append;
     late.outcome = Outcome::Indeterminate;
     late.complete_ns = None;
-    let torn = History::new(vec![late, completed(1, 10, get("a"), read("x;")), completed(1, 20, get("b"), read(""))]);
+    let torn = History::new(vec![
+        late,
+        completed(1, 10, get("a"), read("x;")),
+        completed(1, 20, get("b"), read("")),
+    ]);
     assert_eq!(verdict(&Kv, &torn), Verdict::NotLinearizable);
-    let torn_snapshot = History::new(vec![completed(0, 0, KvInput::AppendAll { keys: keys.clone(), value: "x;".into() }, KvOutput::AppendAll),
-        completed(1, 10, KvInput::GetAll { keys }, KvOutput::GetAll { values: vec!["x;".into(), "".into()] })]);
+    let torn_snapshot = History::new(vec![
+        completed(
+            0,
+            0,
+            KvInput::AppendAll {
+                keys: keys.clone(),
+                value: "x;".into(),
+            },
+            KvOutput::AppendAll,
+        ),
+        completed(
+            1,
+            10,
+            KvInput::GetAll { keys },
+            KvOutput::GetAll {
+                values: vec!["x;".into(), "".into()],
+            },
+        ),
+    ]);
     assert_eq!(verdict(&Kv, &torn_snapshot), Verdict::NotLinearizable);
 }

@@ -142,7 +142,11 @@ impl Decoder {
     /// Calls `field` with each field of `block`, in order. After an error the
     /// table may no longer match the encoder's, so the connection must end
     /// (RFC 9113 §4.3: a COMPRESSION_ERROR).
-    pub fn decode(&mut self, block: &[u8], mut field: impl FnMut(&[u8], &[u8], Indexing)) -> Result<(), HpackError> {
+    pub fn decode(
+        &mut self,
+        block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8], Indexing),
+    ) -> Result<(), HpackError> {
         let mut rest = block;
         let mut at_start = true;
         while let Some(&first) = rest.first() {
@@ -175,10 +179,15 @@ impl Decoder {
                     rest = decode_string(rest, &mut self.name)?;
                 } else {
                     self.name.clear();
-                    self.name.extend_from_slice(entry(&self.table, name_index)?.0);
+                    self.name
+                        .extend_from_slice(entry(&self.table, name_index)?.0);
                 }
                 rest = decode_string(rest, &mut self.value)?;
-                let indexing = if first & 0xf0 == 0x10 { Indexing::Never } else { Indexing::Allowed };
+                let indexing = if first & 0xf0 == 0x10 {
+                    Indexing::Never
+                } else {
+                    Indexing::Allowed
+                };
                 field(&self.name, &self.value, indexing);
                 if with_indexing {
                     self.insert();
@@ -193,16 +202,22 @@ impl Decoder {
     /// table empties it and is not kept.
     fn insert(&mut self) {
         self.table_bytes += self.name.len() + self.value.len() + ENTRY_OVERHEAD_BYTES;
-        self.table.push_front((self.name.as_slice().into(), self.value.as_slice().into()));
+        self.table
+            .push_front((self.name.as_slice().into(), self.value.as_slice().into()));
         self.evict();
     }
 
     fn evict(&mut self) {
         while self.table_bytes > self.table_bytes_max {
-            let Some((name, value)) = self.table.pop_back() else { break };
+            let Some((name, value)) = self.table.pop_back() else {
+                break;
+            };
             self.table_bytes -= name.len() + value.len() + ENTRY_OVERHEAD_BYTES;
         }
-        assert!(self.table_bytes <= self.table_bytes_max, "the table fits its size once evicted");
+        assert!(
+            self.table_bytes <= self.table_bytes_max,
+            "the table fits its size once evicted"
+        );
     }
 }
 
@@ -210,7 +225,9 @@ fn entry(table: &DynamicTable, index: usize) -> Result<(&[u8], &[u8]), HpackErro
     let found = match index {
         0 => None,
         1..=61 => Some(STATIC_TABLE[index - 1]),
-        _ => table.get(index - STATIC_TABLE.len() - 1).map(|(name, value)| (&name[..], &value[..])),
+        _ => table
+            .get(index - STATIC_TABLE.len() - 1)
+            .map(|(name, value)| (&name[..], &value[..])),
     };
     found.ok_or(HpackError::IndexOutOfRange(index))
 }
@@ -296,18 +313,29 @@ mod tests {
 
     fn decoded(decoder: &mut Decoder, block: &[u8]) -> Result<Fields, HpackError> {
         let mut fields = Vec::new();
-        decoder.decode(block, |name, value, _| fields.push((name.to_vec(), value.to_vec()))).map(|()| fields)
+        decoder
+            .decode(block, |name, value, _| {
+                fields.push((name.to_vec(), value.to_vec()))
+            })
+            .map(|()| fields)
     }
 
     fn fields(list: &[(&str, &str)]) -> Fields {
-        list.iter().map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec())).collect()
+        list.iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect()
     }
 
     /// RFC 7541 Appendix C.3 (raw strings) and C.4 (Huffman-coded): three
     /// requests each, the later ones naming entries the earlier ones added.
     #[test]
     fn rfc_7541_request_examples() {
-        let first = fields(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")]);
+        let first = fields(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "www.example.com"),
+        ]);
         let mut second = first.clone();
         second.extend(fields(&[("cache-control", "no-cache")]));
         let third = fields(&[
@@ -330,9 +358,13 @@ mod tests {
         for blocks in [raw, huffman] {
             let mut decoder = Decoder::new(4096);
             let expected = [&first, &second, &third];
-            for ((block, expected), table_bytes) in blocks.iter().zip(expected).zip([57, 110, 164]) {
+            for ((block, expected), table_bytes) in blocks.iter().zip(expected).zip([57, 110, 164])
+            {
                 assert_eq!(&decoded(&mut decoder, block).unwrap(), expected);
-                assert_eq!(decoder.table_bytes, table_bytes, "the table's size after each request, as the RFC gives it");
+                assert_eq!(
+                    decoder.table_bytes, table_bytes,
+                    "the table's size after each request, as the RFC gives it"
+                );
             }
         }
     }
@@ -346,12 +378,22 @@ mod tests {
             (b"\xff\xff\xff\xff\xff\x0f", HpackError::IntegerTooLong),
             (b"\xff", HpackError::Truncated),
             (b"\x00\x05a", HpackError::Truncated),
-            (b"\x3f\xe1\x3f\x82", HpackError::TableSizeOverLimit(8192, 4096)),
+            (
+                b"\x3f\xe1\x3f\x82",
+                HpackError::TableSizeOverLimit(8192, 4096),
+            ),
             (b"\x82\x20", HpackError::TableSizeUpdateLate),
-            (b"\x00\x81\xff\x01v", HpackError::Huffman(HuffmanError::PaddingTooLong)),
+            (
+                b"\x00\x81\xff\x01v",
+                HpackError::Huffman(HuffmanError::PaddingTooLong),
+            ),
         ];
         for (block, expected) in cases {
-            assert_eq!(decoded(&mut Decoder::new(4096), block), Err(expected), "{block:x?}");
+            assert_eq!(
+                decoded(&mut Decoder::new(4096), block),
+                Err(expected),
+                "{block:x?}"
+            );
         }
     }
 
@@ -361,8 +403,14 @@ mod tests {
         decoded(&mut decoder, b"\x40\x01a\x01b\x40\x01c\x01d").unwrap();
         assert_eq!(decoder.table_bytes, 68);
         decoded(&mut decoder, b"\x3f\x15\x82").unwrap(); // Size update to 52: one entry fits.
-        assert_eq!(decoded(&mut decoder, b"\xbe").unwrap(), fields(&[("c", "d")]));
-        assert_eq!(decoded(&mut decoder, b"\xbf"), Err(HpackError::IndexOutOfRange(63)));
+        assert_eq!(
+            decoded(&mut decoder, b"\xbe").unwrap(),
+            fields(&[("c", "d")])
+        );
+        assert_eq!(
+            decoded(&mut decoder, b"\xbf"),
+            Err(HpackError::IndexOutOfRange(63))
+        );
         let mut oversized = b"\x40\x01x\x7f\x00".to_vec(); // A value of 127 bytes.
         oversized.extend([b'v'; 127]);
         decoded(&mut decoder, &oversized).unwrap();
@@ -372,10 +420,27 @@ mod tests {
     #[test]
     fn integers_round_trip() {
         for prefix_bits in 1..=8 {
-            for value in [0, 1, 30, 31, 126, 127, 128, 255, 256, 16_383, 1 << 20, (1 << 28) - 1] {
+            for value in [
+                0,
+                1,
+                30,
+                31,
+                126,
+                127,
+                128,
+                255,
+                256,
+                16_383,
+                1 << 20,
+                (1 << 28) - 1,
+            ] {
                 let mut encoded = Vec::new();
                 encode_integer(value, prefix_bits, 0, &mut encoded);
-                assert_eq!(decode_integer(&encoded, prefix_bits), Ok((value, &[][..])), "{value} in {prefix_bits} bits");
+                assert_eq!(
+                    decode_integer(&encoded, prefix_bits),
+                    Ok((value, &[][..])),
+                    "{value} in {prefix_bits} bits"
+                );
             }
         }
     }
@@ -384,7 +449,13 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Representation {
         Indexed(usize),
-        Literal { indexing: u8, name_index: usize, name: Vec<u8>, value: Vec<u8>, huffman: bool },
+        Literal {
+            indexing: u8,
+            name_index: usize,
+            name: Vec<u8>,
+            value: Vec<u8>,
+            huffman: bool,
+        },
         SizeUpdate(usize),
     }
 
@@ -405,8 +476,15 @@ mod tests {
             match representation {
                 Representation::Indexed(index) => encode_integer(*index, 7, 0x80, &mut block),
                 Representation::SizeUpdate(size) => encode_integer(*size, 5, 0x20, &mut block),
-                Representation::Literal { indexing, name_index, name, value, huffman } => {
-                    let (prefix_bits, flags) = [(6, 0x40), (4, 0x00), (4, 0x10)][usize::from(*indexing)];
+                Representation::Literal {
+                    indexing,
+                    name_index,
+                    name,
+                    value,
+                    huffman,
+                } => {
+                    let (prefix_bits, flags) =
+                        [(6, 0x40), (4, 0x00), (4, 0x10)][usize::from(*indexing)];
                     encode_integer(*name_index, prefix_bits, flags, &mut block);
                     if *name_index == 0 {
                         string(name, *huffman, &mut block);
@@ -422,9 +500,22 @@ mod tests {
         // Mostly short values; some long enough to evict entries.
         let value = prop_oneof![4 => collection::vec(any::<u8>(), 0..24), 1 => collection::vec(any::<u8>(), 200..700)];
         let name_index = prop_oneof![0_usize..1, 1_usize..80];
-        let literal = (0_u8..3, name_index, collection::vec(any::<u8>(), 1..12), value, any::<bool>()).prop_map(
-            |(indexing, name_index, name, value, huffman)| Representation::Literal { indexing, name_index, name, value, huffman },
-        );
+        let literal = (
+            0_u8..3,
+            name_index,
+            collection::vec(any::<u8>(), 1..12),
+            value,
+            any::<bool>(),
+        )
+            .prop_map(|(indexing, name_index, name, value, huffman)| {
+                Representation::Literal {
+                    indexing,
+                    name_index,
+                    name,
+                    value,
+                    huffman,
+                }
+            });
         prop_oneof![
             4 => (1_usize..80).prop_map(Representation::Indexed),
             6 => literal,

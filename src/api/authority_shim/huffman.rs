@@ -10,14 +10,16 @@
 
 /// The code length in bits of each symbol: octets 0–255, then EOS (256).
 const CODE_LENGTHS: [u8; SYMBOL_COUNT] = [
-    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28, 6, 10,
-    10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7,
-    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, 6, 7, 6, 5, 5, 6,
-    7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23,
-    21, 22, 23, 22, 23, 23, 24, 22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22,
-    22, 23, 22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28,
-    27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27,
-    26, 30,
+    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 30, 28,
+    28, 28, 28, 28, 28, 28, 28, 28, 6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, 5, 5,
+    5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, 13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, 15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6,
+    6, 5, 6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, 20, 22, 20, 20, 22, 22, 22, 23, 22,
+    23, 23, 23, 23, 23, 24, 23, 24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, 22,
+    21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, 21, 21, 22, 21, 23, 22, 23, 23, 20,
+    22, 22, 22, 23, 22, 22, 23, 26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, 19,
+    21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, 20, 24, 20, 21, 22, 21, 21, 23, 22,
+    22, 25, 25, 24, 24, 26, 23, 26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, 30,
 ];
 const SYMBOL_COUNT: usize = 257;
 const END_OF_STRING: u16 = 256;
@@ -91,7 +93,10 @@ pub fn decode(encoded: &[u8], output: &mut Vec<u8>) -> Result<(), HuffmanError> 
             let count = u32::from(CODES_PER_LENGTH[length]);
             match code.checked_sub(first) {
                 Some(offset) if offset < count => {
-                    let symbol = SYMBOLS_IN_CODE_ORDER.get(first_index + offset as usize).copied().ok_or(HuffmanError::CodeTooLong)?;
+                    let symbol = SYMBOLS_IN_CODE_ORDER
+                        .get(first_index + offset as usize)
+                        .copied()
+                        .ok_or(HuffmanError::CodeTooLong)?;
                     if symbol == END_OF_STRING {
                         return Err(HuffmanError::EndOfStringInside);
                     }
@@ -169,17 +174,36 @@ pub(super) mod tests {
     #[test]
     fn rfc_7541_examples_decode() {
         // Appendix C.4.1 and C.6.1.
-        assert_eq!(decoded(&[0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff]).unwrap(), b"www.example.com");
+        assert_eq!(
+            decoded(&[0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff])
+                .unwrap(),
+            b"www.example.com"
+        );
         assert_eq!(decoded(&[0x64, 0x02]).unwrap(), b"302");
-        assert_eq!(decoded(&[0xae, 0xc3, 0x77, 0x1a, 0x4b]).unwrap(), b"private");
+        assert_eq!(
+            decoded(&[0xae, 0xc3, 0x77, 0x1a, 0x4b]).unwrap(),
+            b"private"
+        );
         assert_eq!(decoded(&[]).unwrap(), b"");
     }
 
     #[test]
     fn bad_endings_are_refused() {
-        assert_eq!(decoded(&[0xff]), Err(HuffmanError::PaddingTooLong), "eight bits of padding");
-        assert_eq!(decoded(&[0x00]), Err(HuffmanError::PaddingNotEndOfString), "'0' then three zero bits");
-        assert_eq!(decoded(&[0xff, 0xff, 0xff, 0xfc]), Err(HuffmanError::EndOfStringInside), "EOS, then two bits of padding");
+        assert_eq!(
+            decoded(&[0xff]),
+            Err(HuffmanError::PaddingTooLong),
+            "eight bits of padding"
+        );
+        assert_eq!(
+            decoded(&[0x00]),
+            Err(HuffmanError::PaddingNotEndOfString),
+            "'0' then three zero bits"
+        );
+        assert_eq!(
+            decoded(&[0xff, 0xff, 0xff, 0xfc]),
+            Err(HuffmanError::EndOfStringInside),
+            "EOS, then two bits of padding"
+        );
     }
 
     proptest! {

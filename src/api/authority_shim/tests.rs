@@ -33,7 +33,10 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 type HeaderList = Vec<(String, String)>;
 
 fn header_list(fields: &[(&str, &str)]) -> HeaderList {
-    fields.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+    fields
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }
 
 fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
@@ -66,7 +69,12 @@ fn requests(blocks: &[Vec<u8>]) -> Vec<u8> {
 
 /// Runs `input` through `rewriter` in pieces of `piece_len` bytes, as
 /// reads from a socket would bring it, into `output`.
-fn feed(rewriter: &mut RequestRewriter, input: &[u8], piece_len: usize, output: &mut Vec<u8>) -> Result<(), ShimError> {
+fn feed(
+    rewriter: &mut RequestRewriter,
+    input: &[u8],
+    piece_len: usize,
+    output: &mut Vec<u8>,
+) -> Result<(), ShimError> {
     for mut piece in input.chunks(piece_len) {
         while !piece.is_empty() {
             let consumed = rewriter.process(piece, output)?;
@@ -88,7 +96,11 @@ fn rewrite(input: &[u8], piece_len: usize) -> Result<Vec<u8>, ShimError> {
 fn rewrite_all_ways(input: &[u8]) -> Vec<u8> {
     let whole = rewrite(input, input.len().max(1)).expect("valid input is rewritten");
     for piece_len in [1, 7, 4096] {
-        assert_eq!(rewrite(input, piece_len).unwrap(), whole, "in pieces of {piece_len}");
+        assert_eq!(
+            rewrite(input, piece_len).unwrap(),
+            whole,
+            "in pieces of {piece_len}"
+        );
     }
     whole
 }
@@ -118,7 +130,10 @@ struct ReceivedBlock {
 /// table holds nothing: so every field must be a literal, which is what
 /// keeps h2's table empty. Checks the framing h2 relies on on the way.
 fn received_blocks(output: &[u8]) -> Vec<ReceivedBlock> {
-    assert!(output.starts_with(CONNECTION_PREFACE), "the preface passes first");
+    assert!(
+        output.starts_with(CONNECTION_PREFACE),
+        "the preface passes first"
+    );
     let mut decoder = Decoder::new();
     decoder.set_max_table_size(0);
     let mut blocks = Vec::new();
@@ -127,10 +142,19 @@ fn received_blocks(output: &[u8]) -> Vec<ReceivedBlock> {
         match head.kind {
             FRAME_HEADERS => {
                 assert!(open.is_none(), "a header block is contiguous");
-                assert!(head.length <= FRAME_PAYLOAD_BYTES_MAX, "frames fit the frame size");
+                assert!(
+                    head.length <= FRAME_PAYLOAD_BYTES_MAX,
+                    "frames fit the frame size"
+                );
                 assert_eq!(head.flags & FLAG_PADDED, 0, "padding is dropped");
-                let priority = (head.flags & FLAG_PRIORITY != 0).then(|| payload[..PRIORITY_BYTES].try_into().unwrap());
-                let fragment = payload[if priority.is_some() { PRIORITY_BYTES } else { 0 }..].to_vec();
+                let priority = (head.flags & FLAG_PRIORITY != 0)
+                    .then(|| payload[..PRIORITY_BYTES].try_into().unwrap());
+                let fragment = payload[if priority.is_some() {
+                    PRIORITY_BYTES
+                } else {
+                    0
+                }..]
+                    .to_vec();
                 let block = ReceivedBlock {
                     stream_id: head.stream_id,
                     end_stream: head.flags & FLAG_END_STREAM != 0,
@@ -140,18 +164,35 @@ fn received_blocks(output: &[u8]) -> Vec<ReceivedBlock> {
                 open = Some((block, fragment));
             }
             FRAME_CONTINUATION => {
-                assert!(head.length <= FRAME_PAYLOAD_BYTES_MAX, "frames fit the frame size");
+                assert!(
+                    head.length <= FRAME_PAYLOAD_BYTES_MAX,
+                    "frames fit the frame size"
+                );
                 let (block, fragment) = open.as_mut().expect("CONTINUATION follows HEADERS");
-                assert_eq!(head.stream_id, block.stream_id, "CONTINUATION stays on its stream");
+                assert_eq!(
+                    head.stream_id, block.stream_id,
+                    "CONTINUATION stays on its stream"
+                );
                 fragment.extend(payload);
             }
             _ => assert!(open.is_none(), "no frame inside a header block"),
         }
-        if matches!(head.kind, FRAME_HEADERS | FRAME_CONTINUATION) && head.flags & FLAG_END_HEADERS != 0 {
+        if matches!(head.kind, FRAME_HEADERS | FRAME_CONTINUATION)
+            && head.flags & FLAG_END_HEADERS != 0
+        {
             let (mut block, fragment) = open.take().unwrap();
-            let fields = decoder.decode(&fragment).expect("the re-encoded block decodes without a dynamic table");
-            block.fields =
-                fields.into_iter().map(|(name, value)| (String::from_utf8(name).unwrap(), String::from_utf8(value).unwrap())).collect();
+            let fields = decoder
+                .decode(&fragment)
+                .expect("the re-encoded block decodes without a dynamic table");
+            block.fields = fields
+                .into_iter()
+                .map(|(name, value)| {
+                    (
+                        String::from_utf8(name).unwrap(),
+                        String::from_utf8(value).unwrap(),
+                    )
+                })
+                .collect();
             blocks.push(block);
         }
     }
@@ -168,7 +209,11 @@ fn check(blocks: &[Vec<u8>], expected: &[HeaderList]) {
 }
 
 /// What grpc-go sends for etcdctl's `endpoint status`, one request per path.
-fn grpc_request<'a>(path: &'a str, authority: &'a str, timeout: &'a str) -> Vec<(&'a str, &'a str)> {
+fn grpc_request<'a>(
+    path: &'a str,
+    authority: &'a str,
+    timeout: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     vec![
         (":method", "POST"),
         (":scheme", "http"),
@@ -197,7 +242,11 @@ impl IndexingEncoder {
     fn encode(&mut self, fields: &[(&str, &str)]) -> Vec<u8> {
         let mut block = Vec::new();
         for &(name, value) in fields {
-            if let Some(position) = self.table.iter().position(|(known_name, known_value)| known_name == name && known_value == value) {
+            if let Some(position) = self
+                .table
+                .iter()
+                .position(|(known_name, known_value)| known_name == name && known_value == value)
+            {
                 hpack::encode_integer(Self::STATIC_ENTRIES + 1 + position, 7, 0x80, &mut block);
                 continue;
             }
@@ -222,14 +271,28 @@ fn url_authority_becomes_host_and_port_on_every_request() {
     tracing::info!("three requests on one connection; the later ones name the URL authority through the client's dynamic table");
     let mut encoder = IndexingEncoder::default();
     let calls = [
-        grpc_request("/etcdserverpb.Maintenance/Status", "http://127.0.0.1:2379", "4999872u"),
-        grpc_request("/etcdserverpb.Maintenance/Status", "http://127.0.0.1:2379", "4999517u"),
+        grpc_request(
+            "/etcdserverpb.Maintenance/Status",
+            "http://127.0.0.1:2379",
+            "4999872u",
+        ),
+        grpc_request(
+            "/etcdserverpb.Maintenance/Status",
+            "http://127.0.0.1:2379",
+            "4999517u",
+        ),
         grpc_request("/etcdserverpb.KV/Range", "http://127.0.0.1:2379", "1S"),
     ];
     let blocks: Vec<Vec<u8>> = calls.iter().map(|fields| encoder.encode(fields)).collect();
     let names_the_url = |block: &[u8]| block.windows(7).any(|window| window == b"http://");
-    assert!(names_the_url(&blocks[0]), "the first block spells the URL out");
-    assert!(!names_the_url(&blocks[1]) && !names_the_url(&blocks[2]), "the later blocks refer to it in the dynamic table");
+    assert!(
+        names_the_url(&blocks[0]),
+        "the first block spells the URL out"
+    );
+    assert!(
+        !names_the_url(&blocks[1]) && !names_the_url(&blocks[2]),
+        "the later blocks refer to it in the dynamic table"
+    );
     let expected: Vec<HeaderList> = calls
         .iter()
         .map(|fields| {
@@ -244,11 +307,16 @@ fn url_authority_becomes_host_and_port_on_every_request() {
 /// RFC 7541 Appendix C.4: three requests with Huffman-coded strings, each
 /// referring to entries the earlier ones put in the dynamic table.
 const RFC_7541_C4: [&[u8]; 3] = [
-    &[0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff],
-    &[0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf],
     &[
-        0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f, 0x89, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xb8, 0xe8,
-        0xb4, 0xbf,
+        0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90,
+        0xf4, 0xff,
+    ],
+    &[
+        0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
+    ],
+    &[
+        0x82, 0x87, 0x85, 0xbf, 0x40, 0x88, 0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xa9, 0x7d, 0x7f, 0x89,
+        0x25, 0xa8, 0x49, 0xe9, 0x5b, 0xb8, 0xe8, 0xb4, 0xbf,
     ],
 ];
 
@@ -256,7 +324,12 @@ const RFC_7541_C4: [&[u8]; 3] = [
 fn huffman_strings_and_dynamic_references_survive() {
     let blocks: Vec<Vec<u8>> = RFC_7541_C4.iter().map(|block| block.to_vec()).collect();
     let expected = [
-        header_list(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")]),
+        header_list(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "www.example.com"),
+        ]),
         header_list(&[
             (":method", "GET"),
             (":scheme", "http"),
@@ -283,9 +356,18 @@ fn authority_fixes() {
     check("127.0.0.1:2379", AuthorityFix::Keep);
     check("localhost", AuthorityFix::Keep);
     check("[::1]:2379", AuthorityFix::Keep);
-    check("http://127.0.0.1:2379", AuthorityFix::Replace(b"127.0.0.1:2379"));
-    check("https://etcd.example:2379/", AuthorityFix::Replace(b"etcd.example:2379"));
-    check("http://[::1]:2379?x#y", AuthorityFix::Replace(b"[::1]:2379"));
+    check(
+        "http://127.0.0.1:2379",
+        AuthorityFix::Replace(b"127.0.0.1:2379"),
+    );
+    check(
+        "https://etcd.example:2379/",
+        AuthorityFix::Replace(b"etcd.example:2379"),
+    );
+    check(
+        "http://[::1]:2379?x#y",
+        AuthorityFix::Replace(b"[::1]:2379"),
+    );
     check("grpc+unix.v2://host", AuthorityFix::Replace(b"host"));
     check("unix:///var/run/etcd.sock", AuthorityFix::Remove);
     check("http://", AuthorityFix::Remove);
@@ -297,9 +379,19 @@ fn authority_fixes() {
 
 #[test]
 fn unusable_authority_is_dropped_and_other_fields_kept() {
-    let fields = [(":method", "POST"), (":authority", "unix:///var/run/etcd.sock"), (":path", "/etcdserverpb.KV/Range")];
+    let fields = [
+        (":method", "POST"),
+        (":authority", "unix:///var/run/etcd.sock"),
+        (":path", "/etcdserverpb.KV/Range"),
+    ];
     let block = IndexingEncoder::default().encode(&fields);
-    check(&[block], &[header_list(&[(":method", "POST"), (":path", "/etcdserverpb.KV/Range")])]);
+    check(
+        &[block],
+        &[header_list(&[
+            (":method", "POST"),
+            (":path", "/etcdserverpb.KV/Range"),
+        ])],
+    );
 }
 
 #[test]
@@ -307,13 +399,17 @@ fn never_indexed_fields_stay_never_indexed() {
     // RFC 7541 §6.2.3: an intermediary passes such a field on as it came.
     let block = b"\x82\x10\x05token\x03abc";
     let output = rewrite_all_ways(&requests(&[block.to_vec()]));
-    let (_, payload) = parse_frames(&output[CONNECTION_PREFACE.len()..]).pop().unwrap();
+    let (_, payload) = parse_frames(&output[CONNECTION_PREFACE.len()..])
+        .pop()
+        .unwrap();
     assert_eq!(payload, b"\x00\x07:method\x03GET\x10\x05token\x03abc");
 }
 
 #[test]
 fn padding_priority_end_stream_and_continuations_are_handled() {
-    tracing::info!("a padded, prioritized HEADERS frame whose block runs on in two CONTINUATION frames");
+    tracing::info!(
+        "a padded, prioritized HEADERS frame whose block runs on in two CONTINUATION frames"
+    );
     let fields = grpc_request("/etcdserverpb.KV/Put", "http://127.0.0.1:2379", "5S");
     let block = IndexingEncoder::default().encode(&fields);
     let (first, rest) = block.split_at(10);
@@ -323,7 +419,12 @@ fn padding_priority_end_stream_and_continuations_are_handled() {
     payload.extend_from_slice(&priority[..PRIORITY_BYTES]);
     payload.extend_from_slice(first);
     payload.extend_from_slice(&[0, 0, 0]);
-    let mut frames = frame(FRAME_HEADERS, FLAG_PADDED | FLAG_PRIORITY | FLAG_END_STREAM, 5, &payload);
+    let mut frames = frame(
+        FRAME_HEADERS,
+        FLAG_PADDED | FLAG_PRIORITY | FLAG_END_STREAM,
+        5,
+        &payload,
+    );
     frames.extend(frame(FRAME_CONTINUATION, 0, 5, second));
     frames.extend(frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 5, third));
     frames.extend(frame(FRAME_WINDOW_UPDATE, 0, 0, &[0, 0, 0x10, 0]));
@@ -338,27 +439,54 @@ fn padding_priority_end_stream_and_continuations_are_handled() {
         fields: expected_fields,
     };
     assert_eq!(received_blocks(&output), [expected]);
-    let (last_head, last_payload) = parse_frames(&output[CONNECTION_PREFACE.len()..]).pop().unwrap();
-    assert_eq!((last_head.kind, last_payload), (FRAME_WINDOW_UPDATE, vec![0, 0, 0x10, 0]), "the frame after the block passes");
+    let (last_head, last_payload) = parse_frames(&output[CONNECTION_PREFACE.len()..])
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last_head.kind, last_payload),
+        (FRAME_WINDOW_UPDATE, vec![0, 0, 0x10, 0]),
+        "the frame after the block passes"
+    );
 }
 
 #[test]
 fn large_block_is_split_at_the_frame_size() {
     let long_value = "v".repeat(40_000);
-    let fields = [(":method", "POST"), (":authority", "http://127.0.0.1:2379"), ("x-long", long_value.as_str())];
+    let fields = [
+        (":method", "POST"),
+        (":authority", "http://127.0.0.1:2379"),
+        ("x-long", long_value.as_str()),
+    ];
     // The client splits its block at the frame size too.
     let block = IndexingEncoder::default().encode(&fields);
     let chunks: Vec<&[u8]> = block.chunks(FRAME_PAYLOAD_BYTES_MAX).collect();
     let mut frames = frame(FRAME_HEADERS, 0, 1, chunks[0]);
     for (index, chunk) in chunks.iter().enumerate().skip(1) {
-        let flags = if index == chunks.len() - 1 { FLAG_END_HEADERS } else { 0 };
+        let flags = if index == chunks.len() - 1 {
+            FLAG_END_HEADERS
+        } else {
+            0
+        };
         frames.extend(frame(FRAME_CONTINUATION, flags, 1, chunk));
     }
     let output = rewrite_all_ways(&client_stream(&frames));
-    let header_frames = parse_frames(&output[CONNECTION_PREFACE.len()..]).iter().filter(|(head, _)| head.kind != FRAME_SETTINGS).count();
-    assert_eq!(header_frames, 3, "40 KB needs one HEADERS and two CONTINUATION frames");
+    let header_frames = parse_frames(&output[CONNECTION_PREFACE.len()..])
+        .iter()
+        .filter(|(head, _)| head.kind != FRAME_SETTINGS)
+        .count();
+    assert_eq!(
+        header_frames, 3,
+        "40 KB needs one HEADERS and two CONTINUATION frames"
+    );
     let received = received_blocks(&output);
-    assert_eq!(received[0].fields, header_list(&[(":method", "POST"), (":authority", "127.0.0.1:2379"), ("x-long", long_value.as_str())]));
+    assert_eq!(
+        received[0].fields,
+        header_list(&[
+            (":method", "POST"),
+            (":authority", "127.0.0.1:2379"),
+            ("x-long", long_value.as_str())
+        ])
+    );
 }
 
 #[test]
@@ -372,15 +500,22 @@ fn other_frames_pass_unchanged() {
         frame(FRAME_DATA, FLAG_END_STREAM, 1, &[]),
         frame(0xfa, 0xff, 7, b"an extension frame"),
     ];
-    let mut frames = frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &encoder.encode(&grpc_request("/a", "127.0.0.1:1", "1S")));
+    let mut frames = frame(
+        FRAME_HEADERS,
+        FLAG_END_HEADERS,
+        1,
+        &encoder.encode(&grpc_request("/a", "127.0.0.1:1", "1S")),
+    );
     for other in &others {
         frames.extend_from_slice(other);
     }
     let input = client_stream(&frames);
     let output = rewrite_all_ways(&input);
     let output_frames = parse_frames(&output[CONNECTION_PREFACE.len()..]);
-    let passed: Vec<Vec<u8>> =
-        output_frames[2..].iter().map(|(head, payload)| frame(head.kind, head.flags, head.stream_id, payload)).collect();
+    let passed: Vec<Vec<u8>> = output_frames[2..]
+        .iter()
+        .map(|(head, payload)| frame(head.kind, head.flags, head.stream_id, payload))
+        .collect();
     assert_eq!(passed, others);
     assert_eq!(
         &output[..CONNECTION_PREFACE.len() + FRAME_HEAD_BYTES],
@@ -391,7 +526,11 @@ fn other_frames_pass_unchanged() {
 
 #[test]
 fn input_that_is_not_http2_passes_verbatim() {
-    for input in [&b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"[..], b"PRI * HTTP/1.1\r\n", b"\x16\x03\x01\x02\x00"] {
+    for input in [
+        &b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"[..],
+        b"PRI * HTTP/1.1\r\n",
+        b"\x16\x03\x01\x02\x00",
+    ] {
         assert_eq!(rewrite_all_ways(input), input);
     }
 }
@@ -412,7 +551,11 @@ fn malformed_input_closes_the_connection() {
             frame(FRAME_HEADERS, 0, 1, &[0; FRAME_PAYLOAD_BYTES_MAX + 1]),
             ShimError::FrameTooLarge(FRAME_PAYLOAD_BYTES_MAX + 1),
         ),
-        ("CONTINUATION alone", frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, &[0x82]), ShimError::UnexpectedContinuation),
+        (
+            "CONTINUATION alone",
+            frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, &[0x82]),
+            ShimError::UnexpectedContinuation,
+        ),
         (
             "DATA inside a block",
             [headers_start.clone(), frame(FRAME_DATA, 0, 1, b"x")].concat(),
@@ -420,7 +563,11 @@ fn malformed_input_closes_the_connection() {
         ),
         (
             "CONTINUATION on another stream",
-            [headers_start.clone(), frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 3, &[0x82])].concat(),
+            [
+                headers_start.clone(),
+                frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 3, &[0x82]),
+            ]
+            .concat(),
             ShimError::InterruptedHeaderBlock(FRAME_CONTINUATION),
         ),
         (
@@ -428,11 +575,41 @@ fn malformed_input_closes_the_connection() {
             [headers_start.clone(), headers_start.clone()].concat(),
             ShimError::InterruptedHeaderBlock(FRAME_HEADERS),
         ),
-        ("PUSH_PROMISE", frame(FRAME_PUSH_PROMISE, FLAG_END_HEADERS, 1, &[0, 0, 0, 2, 0x82]), ShimError::PushPromiseFromClient),
-        ("padding over the payload", frame(FRAME_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &[10, 0x82, 0x86]), ShimError::BadPadding),
-        ("padded without a length", frame(FRAME_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &[]), ShimError::BadPadding),
-        ("short priority", frame(FRAME_HEADERS, FLAG_PRIORITY | FLAG_END_HEADERS, 1, &[0, 0, 1]), ShimError::BadPadding),
-        ("index 0", frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0x80]), ShimError::Hpack(hpack::HpackError::IndexOutOfRange(0))),
+        (
+            "PUSH_PROMISE",
+            frame(FRAME_PUSH_PROMISE, FLAG_END_HEADERS, 1, &[0, 0, 0, 2, 0x82]),
+            ShimError::PushPromiseFromClient,
+        ),
+        (
+            "padding over the payload",
+            frame(
+                FRAME_HEADERS,
+                FLAG_PADDED | FLAG_END_HEADERS,
+                1,
+                &[10, 0x82, 0x86],
+            ),
+            ShimError::BadPadding,
+        ),
+        (
+            "padded without a length",
+            frame(FRAME_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &[]),
+            ShimError::BadPadding,
+        ),
+        (
+            "short priority",
+            frame(
+                FRAME_HEADERS,
+                FLAG_PRIORITY | FLAG_END_HEADERS,
+                1,
+                &[0, 0, 1],
+            ),
+            ShimError::BadPadding,
+        ),
+        (
+            "index 0",
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0x80]),
+            ShimError::Hpack(hpack::HpackError::IndexOutOfRange(0)),
+        ),
         (
             "dynamic index never filled",
             frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0xbe]),
@@ -440,13 +617,26 @@ fn malformed_input_closes_the_connection() {
         ),
         (
             "integer too long",
-            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            frame(
+                FRAME_HEADERS,
+                FLAG_END_HEADERS,
+                1,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
+            ),
             ShimError::Hpack(hpack::HpackError::IntegerTooLong),
         ),
         (
             "table size over the announced 4096",
-            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0x3f, 0xe1, 0x3f, 0x82]),
-            ShimError::Hpack(hpack::HpackError::TableSizeOverLimit(8192, CLIENT_HPACK_TABLE_BYTES_MAX)),
+            frame(
+                FRAME_HEADERS,
+                FLAG_END_HEADERS,
+                1,
+                &[0x3f, 0xe1, 0x3f, 0x82],
+            ),
+            ShimError::Hpack(hpack::HpackError::TableSizeOverLimit(
+                8192,
+                CLIENT_HPACK_TABLE_BYTES_MAX,
+            )),
         ),
         (
             "table size update after a field",
@@ -460,22 +650,42 @@ fn malformed_input_closes_the_connection() {
         ),
         (
             "bad Huffman padding",
-            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0x00, 0x81, 0xff, 0x01, b'v']),
-            ShimError::Hpack(hpack::HpackError::Huffman(huffman::HuffmanError::PaddingTooLong)),
+            frame(
+                FRAME_HEADERS,
+                FLAG_END_HEADERS,
+                1,
+                &[0x00, 0x81, 0xff, 0x01, b'v'],
+            ),
+            ShimError::Hpack(hpack::HpackError::Huffman(
+                huffman::HuffmanError::PaddingTooLong,
+            )),
         ),
-        ("header list over the bound", frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &oversized_list_block()), ShimError::HeaderListTooLarge),
+        (
+            "header list over the bound",
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &oversized_list_block()),
+            ShimError::HeaderListTooLarge,
+        ),
         (
             "block over the bound",
             [
                 frame(FRAME_HEADERS, 0, 1, &[0; FRAME_PAYLOAD_BYTES_MAX]),
-                [0, 1, 2, 3].iter().flat_map(|_| frame(FRAME_CONTINUATION, 0, 1, &[0; FRAME_PAYLOAD_BYTES_MAX])).collect(),
+                [0, 1, 2, 3]
+                    .iter()
+                    .flat_map(|_| frame(FRAME_CONTINUATION, 0, 1, &[0; FRAME_PAYLOAD_BYTES_MAX]))
+                    .collect(),
             ]
             .concat(),
             ShimError::HeaderBlockTooLarge,
         ),
         (
             "a flood of CONTINUATION frames",
-            [headers_start.clone(), (0..=CONTINUATION_FRAMES_MAX).flat_map(|_| frame(FRAME_CONTINUATION, 0, 1, &[])).collect()].concat(),
+            [
+                headers_start.clone(),
+                (0..=CONTINUATION_FRAMES_MAX)
+                    .flat_map(|_| frame(FRAME_CONTINUATION, 0, 1, &[]))
+                    .collect(),
+            ]
+            .concat(),
             ShimError::TooManyContinuations,
         ),
     ];
@@ -485,21 +695,44 @@ fn malformed_input_closes_the_connection() {
             let mut rewriter = RequestRewriter::new();
             let mut output = Vec::new();
             let error = feed(&mut rewriter, &input, piece_len, &mut output).err();
-            assert_eq!(error.as_ref(), Some(&expected), "{name}, in pieces of {piece_len}");
-            assert_eq!(rewriter.process(b"more", &mut output), Err(ShimError::Closed), "{name}: nothing is read after an error");
-            assert!(output.len() <= input.len() + HEADER_LIST_BYTES_MAX, "{name}: output stays bounded");
+            assert_eq!(
+                error.as_ref(),
+                Some(&expected),
+                "{name}, in pieces of {piece_len}"
+            );
+            assert_eq!(
+                rewriter.process(b"more", &mut output),
+                Err(ShimError::Closed),
+                "{name}: nothing is read after an error"
+            );
+            assert!(
+                output.len() <= input.len() + HEADER_LIST_BYTES_MAX,
+                "{name}: output stays bounded"
+            );
         }
     }
 }
 
 #[test]
 fn amplifying_input_is_taken_in_bounded_steps() {
-    tracing::info!("tiny HEADERS frames that each name a 4 KB table entry eight times: 17 bytes in, 32 KB out");
+    tracing::info!(
+        "tiny HEADERS frames that each name a 4 KB table entry eight times: 17 bytes in, 32 KB out"
+    );
     let mut encoder = IndexingEncoder::default();
     let large = "v".repeat(4_000);
-    let mut frames = frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &encoder.encode(&[("x", large.as_str())]));
+    let mut frames = frame(
+        FRAME_HEADERS,
+        FLAG_END_HEADERS,
+        1,
+        &encoder.encode(&[("x", large.as_str())]),
+    );
     for stream_id in (3..1_000).step_by(2) {
-        frames.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, stream_id, &encoder.encode(&[("x", large.as_str()); 8])));
+        frames.extend(frame(
+            FRAME_HEADERS,
+            FLAG_END_HEADERS,
+            stream_id,
+            &encoder.encode(&[("x", large.as_str()); 8]),
+        ));
     }
     let input = client_stream(&frames);
     let mut rewriter = RequestRewriter::new();
@@ -508,11 +741,18 @@ fn amplifying_input_is_taken_in_bounded_steps() {
     while !rest.is_empty() {
         let mut output = Vec::new();
         let consumed = rewriter.process(rest, &mut output).unwrap();
-        assert!(output.len() <= PENDING_BYTES_SOFT_MAX + HEADER_LIST_BYTES_MAX, "one step's output is bounded: {}", output.len());
+        assert!(
+            output.len() <= PENDING_BYTES_SOFT_MAX + HEADER_LIST_BYTES_MAX,
+            "one step's output is bounded: {}",
+            output.len()
+        );
         rest = &rest[consumed..];
         steps += 1;
     }
-    assert!(steps > 100, "the input is taken a bounded slice at a time, not whole: {steps} steps");
+    assert!(
+        steps > 100,
+        "the input is taken a bounded slice at a time, not whole: {steps} steps"
+    );
 }
 
 proptest! {
@@ -556,11 +796,16 @@ enum Front {
 async fn stub_server(front: Front) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = tonic::transport::Server::builder().add_service(AuthServer::new(NotYetImplemented));
+    let router =
+        tonic::transport::Server::builder().add_service(AuthServer::new(NotYetImplemented));
     tokio::spawn(async move {
         let served = match front {
             Front::Shim => router.serve_with_incoming(incoming(listener)).await,
-            Front::Direct => router.serve_with_incoming(TcpIncoming::from(listener)).await,
+            Front::Direct => {
+                router
+                    .serve_with_incoming(TcpIncoming::from(listener))
+                    .await
+            }
         };
         served.expect("the stub server serves");
     });
@@ -590,18 +835,35 @@ impl RawClient {
     async fn connect(address: SocketAddr) -> RawClient {
         let mut socket = TcpStream::connect(address).await.unwrap();
         socket.write_all(&client_stream(&[])).await.unwrap();
-        RawClient { socket, encoder: IndexingEncoder::default(), decoder: Decoder::new(), next_stream_id: 1, server_settings: Vec::new() }
+        RawClient {
+            socket,
+            encoder: IndexingEncoder::default(),
+            decoder: Decoder::new(),
+            next_stream_id: 1,
+            server_settings: Vec::new(),
+        }
     }
 
     /// Calls Auth/AuthEnable (answered Unimplemented) with `authority`.
     async fn call(&mut self, authority: &str) -> Answer {
         let stream_id = self.next_stream_id;
         self.next_stream_id += 2;
-        let block = self.encoder.encode(&grpc_request("/etcdserverpb.Auth/AuthEnable", authority, "5S"));
+        let block = self.encoder.encode(&grpc_request(
+            "/etcdserverpb.Auth/AuthEnable",
+            authority,
+            "5S",
+        ));
         let mut frames = frame(FRAME_HEADERS, FLAG_END_HEADERS, stream_id, &block);
-        frames.extend(frame(FRAME_DATA, FLAG_END_STREAM, stream_id, &[0, 0, 0, 0, 0])); // An empty message.
+        frames.extend(frame(
+            FRAME_DATA,
+            FLAG_END_STREAM,
+            stream_id,
+            &[0, 0, 0, 0, 0],
+        )); // An empty message.
         self.send(&frames).await.unwrap();
-        tokio::time::timeout(EXCHANGE_TIMEOUT, self.answer(stream_id)).await.expect("the server answers in time")
+        tokio::time::timeout(EXCHANGE_TIMEOUT, self.answer(stream_id))
+            .await
+            .expect("the server answers in time")
     }
 
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -623,15 +885,29 @@ impl RawClient {
                 FRAME_SETTINGS if head.flags & FLAG_ACK == 0 => {
                     for setting in payload.chunks_exact(6) {
                         let id = u16::from_be_bytes([setting[0], setting[1]]);
-                        self.server_settings.push((id, u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]])));
+                        self.server_settings.push((
+                            id,
+                            u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]),
+                        ));
                     }
-                    if self.send(&frame(FRAME_SETTINGS, FLAG_ACK, 0, &[])).await.is_err() {
+                    if self
+                        .send(&frame(FRAME_SETTINGS, FLAG_ACK, 0, &[]))
+                        .await
+                        .is_err()
+                    {
                         return Answer::ConnectionClosed;
                     }
                 }
                 FRAME_HEADERS => {
-                    assert_ne!(head.flags & FLAG_END_HEADERS, 0, "the server's answers fit one frame");
-                    let fields = self.decoder.decode(&payload).expect("the server's header block decodes");
+                    assert_ne!(
+                        head.flags & FLAG_END_HEADERS,
+                        0,
+                        "the server's answers fit one frame"
+                    );
+                    let fields = self
+                        .decoder
+                        .decode(&payload)
+                        .expect("the server's header block decodes");
                     let status = fields.iter().find(|(name, _)| name == b"grpc-status");
                     if let (true, Some((_, status))) = (head.stream_id == stream_id, status) {
                         return Answer::GrpcStatus(String::from_utf8(status.clone()).unwrap());
@@ -651,12 +927,23 @@ impl RawClient {
 async fn h2_accepts_a_url_authority_through_the_shim() {
     tracing::info!("without the shim h2 resets the stream, as etcdctl saw");
     let mut direct = RawClient::connect(stub_server(Front::Direct).await).await;
-    assert_eq!(direct.call("http://127.0.0.1:2379").await, Answer::Reset(PROTOCOL_ERROR));
+    assert_eq!(
+        direct.call("http://127.0.0.1:2379").await,
+        Answer::Reset(PROTOCOL_ERROR)
+    );
 
-    tracing::info!("through the shim the call reaches the service, on every request of the connection");
+    tracing::info!(
+        "through the shim the call reaches the service, on every request of the connection"
+    );
     let mut client = RawClient::connect(stub_server(Front::Shim).await).await;
     let unimplemented = Answer::GrpcStatus((tonic::Code::Unimplemented as i32).to_string());
-    for authority in ["http://127.0.0.1:2379", "http://127.0.0.1:2379", "127.0.0.1:2379", "http://127.0.0.1:2379", "unix:///x"] {
+    for authority in [
+        "http://127.0.0.1:2379",
+        "http://127.0.0.1:2379",
+        "127.0.0.1:2379",
+        "http://127.0.0.1:2379",
+        "unix:///x",
+    ] {
         assert_eq!(client.call(authority).await, unimplemented, "{authority}");
     }
 }
@@ -665,7 +952,10 @@ async fn h2_accepts_a_url_authority_through_the_shim() {
 async fn server_settings_are_what_the_shim_assumes() {
     let mut client = RawClient::connect(stub_server(Front::Shim).await).await;
     client.call("127.0.0.1:2379").await;
-    assert!(!client.server_settings.is_empty(), "hyper announces its settings");
+    assert!(
+        !client.server_settings.is_empty(),
+        "hyper announces its settings"
+    );
     for &(id, value) in &client.server_settings {
         match id {
             SETTINGS_HEADER_TABLE_SIZE => {
@@ -689,12 +979,19 @@ async fn server_settings_are_what_the_shim_assumes() {
 async fn malformed_header_block_closes_only_its_connection() {
     let address = stub_server(Front::Shim).await;
     let mut bad = RawClient::connect(address).await;
-    bad.send(&frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0x80])).await.unwrap();
-    let closed = tokio::time::timeout(EXCHANGE_TIMEOUT, bad.answer(1)).await.expect("the server answers in time");
+    bad.send(&frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &[0x80]))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(EXCHANGE_TIMEOUT, bad.answer(1))
+        .await
+        .expect("the server answers in time");
     assert_eq!(closed, Answer::ConnectionClosed);
 
     let mut good = RawClient::connect(address).await;
-    assert_eq!(good.call("http://127.0.0.1:2379").await, Answer::GrpcStatus((tonic::Code::Unimplemented as i32).to_string()));
+    assert_eq!(
+        good.call("http://127.0.0.1:2379").await,
+        Answer::GrpcStatus((tonic::Code::Unimplemented as i32).to_string())
+    );
 }
 
 /// Prints what the shim costs; asserts nothing about time, which the
@@ -708,12 +1005,28 @@ async fn rewrite_cost() {
 
     tracing::info!("the rewriter alone, per header block");
     let mut encoder = IndexingEncoder::default();
-    let cold = encoder.encode(&grpc_request("/etcdserverpb.KV/Range", "http://127.0.0.1:2379", "4999999u"));
-    let warm = encoder.encode(&grpc_request("/etcdserverpb.KV/Range", "http://127.0.0.1:2379", "4999998u"));
+    let cold = encoder.encode(&grpc_request(
+        "/etcdserverpb.KV/Range",
+        "http://127.0.0.1:2379",
+        "4999999u",
+    ));
+    let warm = encoder.encode(&grpc_request(
+        "/etcdserverpb.KV/Range",
+        "http://127.0.0.1:2379",
+        "4999998u",
+    ));
     for (name, setup, block) in [
         ("grpc-go-like request, literals", vec![], cold.clone()),
-        ("grpc-go-like request, table references", vec![cold.clone()], warm),
-        ("RFC 7541 C.4.3, two Huffman strings", vec![RFC_7541_C4[0].to_vec(), RFC_7541_C4[1].to_vec()], RFC_7541_C4[2].to_vec()),
+        (
+            "grpc-go-like request, table references",
+            vec![cold.clone()],
+            warm,
+        ),
+        (
+            "RFC 7541 C.4.3, two Huffman strings",
+            vec![RFC_7541_C4[0].to_vec(), RFC_7541_C4[1].to_vec()],
+            RFC_7541_C4[2].to_vec(),
+        ),
     ] {
         let setup = requests(&setup);
         let request = frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &block);
@@ -729,17 +1042,25 @@ async fn rewrite_cost() {
             rewriter.process(&request, &mut output).unwrap();
             elapsed += started.elapsed();
         }
-        println!("rewrite_cost: {name}: {:?} per block", elapsed / BLOCKS as u32);
+        println!(
+            "rewrite_cost: {name}: {:?} per block",
+            elapsed / BLOCKS as u32
+        );
     }
 
     tracing::info!("unary calls over one connection, through the shim and direct");
     for front in [Front::Direct, Front::Shim, Front::Direct, Front::Shim] {
-        let mut client = AuthClient::connect(format!("http://{}", stub_server(front).await)).await.unwrap();
+        let mut client = AuthClient::connect(format!("http://{}", stub_server(front).await))
+            .await
+            .unwrap();
         client.auth_enable(AuthEnableRequest {}).await.unwrap_err();
         let started = Instant::now();
         for _ in 0..CALLS {
             client.auth_enable(AuthEnableRequest {}).await.unwrap_err();
         }
-        println!("rewrite_cost: {front:?}: {:?} per unary call", started.elapsed() / CALLS as u32);
+        println!(
+            "rewrite_cost: {front:?}: {:?} per unary call",
+            started.elapsed() / CALLS as u32
+        );
     }
 }
