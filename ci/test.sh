@@ -22,6 +22,9 @@ etcd --version | sed -n 1p
 export CARGO_TERM_COLOR=never
 jobs=-j2
 
+step "format: one style for the whole tree (rustfmt.toml)"
+cargo fmt --all --check
+
 step "lint: clippy (normal build) enforces the determinism seams in clippy.toml"
 cargo clippy --workspace --all-targets $jobs -- -D warnings
 
