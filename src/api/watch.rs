@@ -79,7 +79,11 @@ impl Session {
         let mut progress = self.server.clock().interval(PROGRESS_NOTIFY_INTERVAL);
         progress.tick().await;
         loop {
+            // Biased (determinism): the client's requests first, so a
+            // cancel is handled before more events go out; then new
+            // revisions; progress notifications last.
             let step = tokio::select! {
+                biased;
                 message = inbound.message() => match message {
                     Ok(Some(request)) => self.handle(request).await,
                     _ => Err(Gone),

@@ -526,14 +526,13 @@ impl Server {
             .and_then(|m| m.peer_urls.first().cloned());
         let leader_url = leader_url.ok_or(Error::NoLeader)?;
         let forwarded = async {
-            let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(leader_url)
+            use crate::transport::peer_call::{forward_promote, PeerCallError};
+            forward_promote(&leader_url, id)
                 .await
-                .map_err(|_| Error::NoLeader)?;
-            let response = client
-                .promote(crate::proto::detcdpb::PromoteRequest { id })
-                .await
-                .map_err(|_| Error::LeaderChanged)?;
-            Ok::<_, Error>(response.into_inner().error)
+                .map_err(|error| match error {
+                    PeerCallError::Unreachable(_) => Error::NoLeader,
+                    PeerCallError::Failed(_) => Error::LeaderChanged,
+                })
         };
         let error = tokio::select! {
             biased;
@@ -695,7 +694,7 @@ async fn join_bootstrap(
     let ask = async {
         loop {
             for url in &others {
-                match fetch_members(url).await {
+                match crate::transport::peer_call::fetch_members(url).await {
                     Ok(response) => return Ok(response),
                     Err(error) => {
                         tracing::info!(peer = %url, %error, "asking a peer for the cluster")
@@ -735,17 +734,6 @@ async fn join_bootstrap(
         cluster_id: response.cluster_id,
         peers,
     })
-}
-
-async fn fetch_members(url: &str) -> Result<crate::proto::detcdpb::MembersResponse, String> {
-    let mut client = crate::proto::detcdpb::raft_client::RaftClient::connect(url.to_string())
-        .await
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .members(crate::proto::detcdpb::MembersRequest {})
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(response.into_inner())
 }
 
 #[cfg(madsim)]

@@ -11,6 +11,7 @@
 //! from another cluster or addressed to another member is refused and
 //! logged; only this module and `api` speak gRPC.
 
+pub mod peer_call;
 mod service;
 
 use std::collections::BTreeMap;

@@ -12,3 +12,4 @@ mod etcdctl_diff;
 mod flags;
 mod maintenance;
 mod support;
+mod tidy;

@@ -105,6 +105,7 @@ async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
             return "stopped".into();
         }
         let next = tokio::select! {
+            biased;
             next = tokio::time::timeout(STREAM_SILENCE_MAX, responses.message()) => next,
             _ = progress.tick() => {
                 let _ = requests.send(WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) }).await;

@@ -1,0 +1,383 @@
+//! Tidy tests, in the manner of rust-analyzer's: each rule ARCHITECTURE.md
+//! calls enforced is checked here over the source tree, so breaking it
+//! fails the normal test run instead of waiting for a reviewer.
+//!
+//! Each rule is a pure function from a file's path and text to its
+//! violations, and each has a test that feeds it a violation, so a rule
+//! that silently stopped matching would fail too.
+
+use std::path::{Path, PathBuf};
+
+/// Files that may opt out of a `clippy.toml` ban with `#[allow]`, and why.
+/// The seam modules are the only ones in the core.
+const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
+    ("src/clock.rs", "the time seam"),
+    ("src/rng.rs", "the randomness seam"),
+    ("src/storage/real_disk.rs", "the disk seam"),
+    (
+        "src/bin/detcd-bench.rs",
+        "a tool: real processes, files and wall time",
+    ),
+    ("build.rs", "a build script writing into OUT_DIR"),
+    (
+        "sim/src/cli/mod.rs",
+        "the simulator's command line: failure files and wall time for people",
+    ),
+    (
+        "sim/src/check/search.rs",
+        "the checker's interning table, never iterated",
+    ),
+    ("src/api/authority_shim/tests.rs", "a measurement in a test"),
+    ("tests/it/main.rs", "integration tests drive real processes"),
+    (
+        "sim/tests/it/main.rs",
+        "integration tests drive real processes",
+    ),
+    (
+        "sim/tests/scenarios.rs",
+        "tests read virtual time for deadlines",
+    ),
+];
+
+/// Where `HashMap`/`HashSet` may appear: only where nothing iterates them.
+const HASH_COLLECTIONS_ALLOWED: &[&str] = &["sim/src/check/search.rs"];
+
+/// The parts of `src/` that may know gRPC: the services, the peer
+/// transport, the client, and the generated code's module.
+const GRPC_MODULES: &[&str] = &[
+    "src/api/",
+    "src/transport/",
+    "src/client/",
+    "src/proto.rs",
+    "src/bin/",
+];
+
+/// Who may import the simulator harness: itself, its command line and the
+/// simulator's tests.
+const HARNESS_IMPORTERS: &[&str] = &[
+    "sim/src/harness/",
+    "sim/src/cli/",
+    "sim/src/lib.rs",
+    "sim/tests/",
+];
+
+#[derive(Debug, PartialEq)]
+struct Violation {
+    path: String,
+    line: usize,
+    rule: &'static str,
+}
+
+/// Every `select!` starts with `biased;`: tokio picks unbiased branches
+/// from a process-wide counter, which madsim's determinism check misses.
+fn check_select_biased(path: &str, text: &str) -> Vec<Violation> {
+    let code = strip_comments(text);
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("select!") {
+        let start = from + at;
+        from = start + "select!".len();
+        let rest = code[from..].trim_start();
+        let Some(body) = rest.strip_prefix('{') else {
+            continue;
+        };
+        if !body.trim_start().starts_with("biased;") {
+            found.push(violation(path, &code, start, "select! without biased;"));
+        }
+    }
+    found
+}
+
+/// Only the gRPC modules name tonic or a generated client or server.
+fn check_grpc_confined(path: &str, text: &str) -> Vec<Violation> {
+    if !path.starts_with("src/") || GRPC_MODULES.iter().any(|m| path.starts_with(m)) {
+        return Vec::new();
+    }
+    let code = strip_comments(text);
+    let mut found = Vec::new();
+    for (offset, word) in words(&code) {
+        if word == "tonic" || word.ends_with("_client") || word.ends_with("_server") {
+            found.push(violation(
+                path,
+                &code,
+                offset,
+                "gRPC outside api/transport/client",
+            ));
+        }
+    }
+    found
+}
+
+/// No hash collections outside the allowed files: their iteration order
+/// is seeded per process.
+fn check_no_hash_collections(path: &str, text: &str) -> Vec<Violation> {
+    let core = path.starts_with("src/") || path.starts_with("sim/src/");
+    if !core || HASH_COLLECTIONS_ALLOWED.contains(&path) {
+        return Vec::new();
+    }
+    let code = strip_comments(text);
+    words(&code)
+        .filter(|(_, word)| matches!(*word, "HashMap" | "HashSet" | "hash_map" | "hash_set"))
+        .map(|(offset, _)| violation(path, &code, offset, "hash collection in the core"))
+        .collect()
+}
+
+/// Only the listed files opt out of the clippy.toml bans.
+fn check_disallowed_allows(path: &str, text: &str) -> Vec<Violation> {
+    if DISALLOWED_ALLOWS
+        .iter()
+        .any(|(allowed, _)| *allowed == path)
+    {
+        return Vec::new();
+    }
+    let code = strip_comments(text);
+    let mut found = Vec::new();
+    for needle in ["clippy::disallowed_methods", "clippy::disallowed_types"] {
+        let mut from = 0;
+        while let Some(at) = code[from..].find(needle) {
+            found.push(violation(
+                path,
+                &code,
+                from + at,
+                "#[allow] of a clippy.toml ban",
+            ));
+            from += at + needle.len();
+        }
+    }
+    found
+}
+
+/// Nothing outside the simulator's own layers imports its harness, and
+/// the server crate never depends on the simulator.
+fn check_harness_imports(path: &str, text: &str) -> Vec<Violation> {
+    let code = strip_comments(text);
+    let mut found = Vec::new();
+    let allowed = HARNESS_IMPORTERS.iter().any(|m| path.starts_with(m));
+    for (offset, word) in words(&code) {
+        let in_server = word == "detcd_sim" && !path.starts_with("sim/");
+        let harness = word == "harness" && !allowed && path.starts_with("sim/");
+        if in_server || harness {
+            found.push(violation(
+                path,
+                &code,
+                offset,
+                "import of the simulator harness",
+            ));
+        }
+    }
+    found
+}
+
+fn violation(path: &str, code: &str, offset: usize, rule: &'static str) -> Violation {
+    Violation {
+        path: path.to_string(),
+        line: code[..offset].matches('\n').count() + 1,
+        rule,
+    }
+}
+
+/// Identifier-like words and their byte offsets.
+fn words(code: &str) -> impl Iterator<Item = (usize, &str)> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut words = Vec::new();
+    let mut start = None;
+    for (i, c) in code.char_indices() {
+        match (is_word(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                words.push((s, &code[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        words.push((s, &code[s..]));
+    }
+    words.into_iter()
+}
+
+/// The text with `//` comments and string literals blanked out (newlines
+/// kept, so line numbers stay true). Prose that names a rule, like this
+/// file's docs, is then not taken for code that breaks it.
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    out.push(' ');
+                    if let Some(next) = chars.next() {
+                        out.push(if next == '\n' { '\n' } else { ' ' });
+                    }
+                }
+                '"' => {
+                    in_string = false;
+                    out.push('"');
+                }
+                '\n' => out.push('\n'),
+                _ => out.push(' '),
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push('"');
+            }
+            '\'' => {
+                // A char literal such as '"' or '\\' must not open a string;
+                // a lifetime ('a) has no closing quote within two chars.
+                out.push('\'');
+                let mut lookahead = chars.clone();
+                let literal_len = match (lookahead.next(), lookahead.next(), lookahead.next()) {
+                    (Some('\\'), Some(_), Some('\'')) => 3,
+                    (Some(_), Some('\''), _) => 2,
+                    _ => 0,
+                };
+                for _ in 0..literal_len {
+                    chars.next();
+                    out.push(' ');
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for rest in chars.by_ref() {
+                    if rest == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every Rust file of the workspace, as a path relative to its root.
+fn workspace_sources() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                files.push((relative, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    assert!(
+        files.iter().any(|(path, _)| path == "src/raft_node/mod.rs"),
+        "the tidy walk must see the sources"
+    );
+    files
+}
+
+fn check_tree(rule: fn(&str, &str) -> Vec<Violation>) {
+    let violations: Vec<Violation> = workspace_sources()
+        .iter()
+        .flat_map(|(path, text)| rule(path, text))
+        .collect();
+    assert!(violations.is_empty(), "tidy violations:\n{violations:#?}");
+}
+
+#[test]
+fn every_select_is_biased() {
+    check_tree(check_select_biased);
+}
+
+#[test]
+fn only_api_transport_and_client_know_grpc() {
+    check_tree(check_grpc_confined);
+}
+
+#[test]
+fn no_hash_collections_in_the_core() {
+    check_tree(check_no_hash_collections);
+}
+
+#[test]
+fn only_seam_modules_opt_out_of_clippy_bans() {
+    check_tree(check_disallowed_allows);
+}
+
+#[test]
+fn nothing_imports_the_simulator_harness() {
+    check_tree(check_harness_imports);
+}
+
+#[test]
+fn every_allowed_file_exists() {
+    let sources = workspace_sources();
+    let exists = |path: &str| sources.iter().any(|(p, _)| p == path);
+    for (path, _) in DISALLOWED_ALLOWS {
+        assert!(
+            exists(path),
+            "{path} is listed as a seam exception but does not exist"
+        );
+    }
+    for path in HASH_COLLECTIONS_ALLOWED {
+        assert!(
+            exists(path),
+            "{path} is listed for hash collections but does not exist"
+        );
+    }
+}
+
+/// Each rule catches what it is for, and ignores prose that names it.
+#[test]
+fn the_rules_catch_violations() {
+    let unbiased = "fn f() { tokio::select! {\n a = x => {}, } }";
+    assert_eq!(check_select_biased("src/a.rs", unbiased).len(), 1);
+    let biased = "tokio::select! { biased; a = x => {} }";
+    assert!(check_select_biased("src/a.rs", biased).is_empty());
+    let prose = "// every `tokio::select!` { is biased\nlet s = \"select! { x\";";
+    assert!(check_select_biased("src/a.rs", prose).is_empty());
+
+    let grpc = "use crate::proto::detcdpb::raft_client::RaftClient;";
+    assert_eq!(check_grpc_confined("src/server/mod.rs", grpc).len(), 1);
+    assert_eq!(
+        check_grpc_confined("src/server/mod.rs", "let c = tonic::Request::new(1);").len(),
+        1
+    );
+    assert!(check_grpc_confined("src/transport/mod.rs", grpc).is_empty());
+    assert!(check_grpc_confined("src/clock.rs", "/// monotonic time").is_empty());
+
+    let map = "use std::collections::HashMap;";
+    assert_eq!(check_no_hash_collections("src/mvcc/store.rs", map).len(), 1);
+    assert_eq!(
+        check_no_hash_collections("sim/src/harness/run.rs", map).len(),
+        1
+    );
+    assert!(check_no_hash_collections("sim/src/check/search.rs", map).is_empty());
+    assert!(check_no_hash_collections("tests/it/main.rs", map).is_empty());
+
+    let allow = "#![allow(clippy::disallowed_methods)]";
+    assert_eq!(check_disallowed_allows("src/server/mod.rs", allow).len(), 1);
+    assert!(check_disallowed_allows("src/clock.rs", allow).is_empty());
+
+    let import = "use detcd_sim::harness::run;";
+    assert_eq!(check_harness_imports("src/apply/mod.rs", import).len(), 1);
+    assert_eq!(
+        check_harness_imports("sim/src/check/mod.rs", import).len(),
+        1
+    );
+    assert!(check_harness_imports("sim/src/cli/run.rs", import).is_empty());
+
+    let line = check_select_biased("src/a.rs", "\n\nselect! { x }");
+    assert_eq!(line[0].line, 3, "violations name their line");
+}
