@@ -47,17 +47,13 @@ impl NodeRng {
     }
 }
 
-/// A stable 64-bit FNV-1a hash, for values that must be identical across
-/// processes and runs (std's hasher is randomly keyed).
+/// A stable 64-bit FNV-1a hash (the `fnv` crate), for values that must be
+/// identical across processes and runs (std's hasher is randomly keyed).
 pub fn stable_hash(words: &[u64]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0100_0000_01b3;
-    let mut hash = OFFSET;
+    use std::hash::Hasher as _;
+    let mut hasher = fnv::FnvHasher::default();
     for word in words {
-        for byte in word.to_le_bytes() {
-            hash ^= byte as u64;
-            hash = hash.wrapping_mul(PRIME);
-        }
+        hasher.write(&word.to_le_bytes());
     }
-    hash
+    hasher.finish()
 }

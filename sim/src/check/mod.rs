@@ -9,7 +9,6 @@
 
 mod bitset;
 mod explanation;
-mod fx_hash;
 mod search;
 
 use std::collections::BTreeMap;

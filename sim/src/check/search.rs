@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::bitset::Bitset;
-use super::fx_hash::FxBuildHasher;
+use rustc_hash::FxBuildHasher;
 use crate::history::Operation;
 use crate::model::{Model, Transition};
 
