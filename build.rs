@@ -27,6 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_protoc_run()
         .build_client(true)
         .build_server(true)
+        // Hand-written: etcd's nested transactions go deeper than prost's
+        // recursion limit (src/proto/txn_op.rs says why and how).
+        .extern_path(".etcdserverpb.RequestOp", "crate::proto::etcdserverpb::RequestOp")
+        .extern_path(".etcdserverpb.ResponseOp", "crate::proto::etcdserverpb::ResponseOp")
         .compile_protos(PROTOS, &["proto"])?;
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");

@@ -37,7 +37,7 @@ pub fn delete_range(request: &DeleteRangeRequest) -> Result<(), Error> {
 
 /// etcd `checkTxnRequest` then `checkIntervals` on both branches.
 pub fn txn(request: &TxnRequest, max_txn_ops: usize) -> Result<(), Error> {
-    txn_ops(request, max_txn_ops as i64)?;
+    txn_ops(request, max_txn_ops as i64, 1)?;
     check_intervals(&request.success)?;
     check_intervals(&request.failure)?;
     Ok(())
@@ -45,7 +45,13 @@ pub fn txn(request: &TxnRequest, max_txn_ops: usize) -> Result<(), Error> {
 
 /// Nested transactions share the op budget: each level may use what its
 /// parent's widest list left over (etcd passes `maxTxnOps - opc` down).
-fn txn_ops(request: &TxnRequest, max_txn_ops: i64) -> Result<(), Error> {
+/// With etcd's default budget that allows `TXN_DEPTH_MAX` levels; a larger
+/// `--max-txn-ops` does not allow more, because deeper would not decode
+/// (`proto::txn_op` says why), and a proposal must always decode.
+fn txn_ops(request: &TxnRequest, max_txn_ops: i64, depth: usize) -> Result<(), Error> {
+    if depth > crate::proto::TXN_DEPTH_MAX {
+        return Err(Error::TooManyOps);
+    }
     let widest = request
         .compare
         .len()
@@ -58,17 +64,17 @@ fn txn_ops(request: &TxnRequest, max_txn_ops: i64) -> Result<(), Error> {
         return Err(Error::EmptyKey);
     }
     for op in request.success.iter().chain(&request.failure) {
-        request_op(op, max_txn_ops - widest)?;
+        request_op(op, max_txn_ops - widest, depth)?;
     }
     Ok(())
 }
 
-fn request_op(op: &RequestOp, max_txn_ops: i64) -> Result<(), Error> {
+fn request_op(op: &RequestOp, max_txn_ops: i64, depth: usize) -> Result<(), Error> {
     match &op.request {
         Some(request_op::Request::RequestRange(request)) => range(request),
         Some(request_op::Request::RequestPut(request)) => put(request),
         Some(request_op::Request::RequestDeleteRange(request)) => delete_range(request),
-        Some(request_op::Request::RequestTxn(request)) => txn_ops(request, max_txn_ops),
+        Some(request_op::Request::RequestTxn(request)) => txn_ops(request, max_txn_ops, depth + 1),
         // An empty op: etcd answers "key not found".
         None => Err(Error::KeyNotFound),
     }
@@ -220,6 +226,42 @@ mod tests {
             txn(&request, 5),
             Err(Error::TooManyOps),
             "3 ops at the top leave 2 for the nested txn"
+        );
+    }
+
+    fn chain(depth: usize) -> TxnRequest {
+        let mut txn = TxnRequest {
+            compare: vec![],
+            success: vec![put("k")],
+            failure: vec![],
+        };
+        for _ in 1..depth {
+            txn = TxnRequest {
+                compare: vec![],
+                success: vec![RequestOp {
+                    request: Some(request_op::Request::RequestTxn(txn)),
+                }],
+                failure: vec![],
+            };
+        }
+        txn
+    }
+
+    #[test]
+    fn nesting_depth_follows_etcds_budget_and_never_exceeds_what_decodes() {
+        let max = crate::proto::TXN_DEPTH_MAX;
+        assert_eq!(txn(&chain(49), 128), Ok(()));
+        assert_eq!(
+            txn(&chain(128), 128),
+            Ok(()),
+            "etcd's default budget allows 128 levels"
+        );
+        assert_eq!(txn(&chain(129), 128), Err(Error::TooManyOps));
+        assert_eq!(txn(&chain(max), 100_000), Ok(()));
+        assert_eq!(
+            txn(&chain(max + 1), 100_000),
+            Err(Error::TooManyOps),
+            "a larger budget never allows what would not decode"
         );
     }
 }

@@ -469,4 +469,6 @@ pub(crate) fn delete_range(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -155,8 +155,6 @@ pub enum FatalError {
     Wal(#[from] crate::storage::wal::WalError),
     #[error(transparent)]
     Snapshot(#[from] crate::storage::snapshot::SnapshotError),
-    #[error("committed entry {index} cannot be decoded: {reason}")]
-    BadEntry { index: u64, reason: String },
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
     #[error("snapshot received from the leader is unusable: {0}")]
@@ -517,11 +515,28 @@ impl RaftNode {
     }
 
     fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
-        let request =
-            InternalRequest::decode(&entry.data[..]).map_err(|error| FatalError::BadEntry {
-                index: entry.index,
-                reason: error.to_string(),
-            })?;
+        let request = match InternalRequest::decode(&entry.data[..]) {
+            Ok(request) => request,
+            Err(error) => {
+                // Never stop on what an entry holds: a committed entry is
+                // the same bytes on every member, so every member skips it
+                // alike and the state machines stay equal. What we propose
+                // always decodes (`api::validate` uses the decoder's
+                // limits), so this is a foreign or forged entry; its
+                // proposer, if any, times out.
+                tracing::error!(
+                    index = entry.index,
+                    %error,
+                    "skipping a committed entry that cannot be decoded"
+                );
+                self.shared
+                    .state
+                    .write()
+                    .expect("state lock")
+                    .apply(entry.index, None);
+                return Ok(());
+            }
+        };
         if let Some(Request::Publish(attributes)) = &request.request {
             self.published |= attributes.id == self.shared.member_id;
         }
@@ -563,40 +578,25 @@ impl RaftNode {
     /// first; raft applies it only if it passed, as etcd turns a refused
     /// change into a no-op.
     fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), FatalError> {
-        let bad_entry = |reason: String| FatalError::BadEntry {
-            index: entry.index,
-            reason,
-        };
-        let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-            let mut change = ConfChangeV2::default();
-            change
-                .merge_from_bytes(&entry.data)
-                .map_err(|e| bad_entry(e.to_string()))?;
-            if change.changes.len() != 1 {
-                return Err(bad_entry(format!(
-                    "{} changes in one entry; detcd makes one at a time",
-                    change.changes.len()
-                )));
-            }
-            change
-        } else {
-            let mut change = ConfChange::default();
-            change
-                .merge_from_bytes(&entry.data)
-                .map_err(|e| bad_entry(e.to_string()))?;
-            let single = ConfChangeSingle {
-                change_type: change.change_type,
-                node_id: change.node_id,
-                ..ConfChangeSingle::default()
-            };
-            ConfChangeV2 {
-                changes: vec![single].into(),
-                context: change.context,
-                ..ConfChangeV2::default()
+        let (change, info) = match decode_conf_change(entry) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                // As for a request entry: every member skips the same bytes
+                // alike, and raft, never told, keeps its configuration.
+                tracing::error!(
+                    index = entry.index,
+                    %reason,
+                    "skipping a configuration change that cannot be decoded"
+                );
+                self.shared
+                    .state
+                    .write()
+                    .expect("state lock")
+                    .apply(entry.index, None);
+                return Ok(());
             }
         };
         let single = &change.changes[0];
-        let info = MemberInfo::decode(&change.context[..]).map_err(|e| bad_entry(e.to_string()))?;
         let membership = membership_change(single.get_change_type(), single.node_id, info);
         let result = self
             .shared
@@ -855,6 +855,41 @@ pub fn single_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo
         context: info.encode_to_vec().into(),
         ..ConfChangeV2::default()
     }
+}
+
+/// A configuration change entry, v2 or v1 (as etcd 3.4 writes them), with
+/// exactly one change and the member it concerns.
+fn decode_conf_change(entry: &Entry) -> Result<(ConfChangeV2, MemberInfo), String> {
+    let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+        let mut change = ConfChangeV2::default();
+        change
+            .merge_from_bytes(&entry.data)
+            .map_err(|e| e.to_string())?;
+        if change.changes.len() != 1 {
+            return Err(format!(
+                "{} changes in one entry; detcd makes one at a time",
+                change.changes.len()
+            ));
+        }
+        change
+    } else {
+        let mut change = ConfChange::default();
+        change
+            .merge_from_bytes(&entry.data)
+            .map_err(|e| e.to_string())?;
+        let single = ConfChangeSingle {
+            change_type: change.change_type,
+            node_id: change.node_id,
+            ..ConfChangeSingle::default()
+        };
+        ConfChangeV2 {
+            changes: vec![single].into(),
+            context: change.context,
+            ..ConfChangeV2::default()
+        }
+    };
+    let info = MemberInfo::decode(&change.context[..]).map_err(|e| e.to_string())?;
+    Ok((change, info))
 }
 
 /// What a committed raft configuration change means for the registry.

@@ -10,6 +10,7 @@ mod cluster_support;
 mod durability;
 mod etcdctl_diff;
 mod flags;
+mod hardening;
 mod maintenance;
 mod support;
 mod tidy;

@@ -48,7 +48,7 @@ const GRPC_MODULES: &[&str] = &[
     "src/api/",
     "src/transport/",
     "src/client/",
-    "src/proto.rs",
+    "src/proto/",
     "src/bin/",
 ];
 

@@ -41,9 +41,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::bitset::Bitset;
-use rustc_hash::FxBuildHasher;
 use crate::history::Operation;
 use crate::model::{Model, Transition};
+use rustc_hash::FxBuildHasher;
 
 /// How the search over one partition ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

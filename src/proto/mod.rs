@@ -1,6 +1,12 @@
 //! Generated protobuf and gRPC code for etcd's v3 API and our raft commands.
 //! Only `api` speaks gRPC; `apply` and `server` use these types as data.
+//! `RequestOp` and `ResponseOp` are hand-written (`txn_op.rs`): etcd's
+//! nested transactions go deeper than prost's fixed recursion limit.
 #![allow(clippy::all, missing_docs)]
+
+mod txn_op;
+
+pub use txn_op::{TXN_DECODE_DEPTH_MAX, TXN_DEPTH_MAX};
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
@@ -10,6 +16,7 @@ pub mod authpb {
 }
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+    pub use super::txn_op::{request_op, response_op, RequestOp, ResponseOp};
 }
 pub mod detcdpb {
     tonic::include_proto!("detcdpb");
