@@ -32,7 +32,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    match runtime.block_on(run(config)) {
+    let outcome = runtime.block_on(run(config));
+    // Tasks still running (connections that did not drain in time) are
+    // dropped here; only a WAL write in flight is waited for, briefly.
+    runtime.shutdown_timeout(STOP_DRAIN_TIMEOUT);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -119,25 +123,55 @@ async fn run(config: Config) -> Result<(), String> {
             shutdown(),
         )));
     }
-    drop(server);
+    let mut raft_loop = raft_loop;
     let outcome = tokio::select! {
         biased;
         signal = shutdown_signal() => {
             tracing::info!("received {signal}, shutting down");
-            Ok(())
+            // A second signal means now.
+            tokio::spawn(async {
+                let signal = shutdown_signal().await;
+                eprintln!("detcd: received {signal} again, exiting at once");
+                std::process::exit(1);
+            });
+            None
         }
-        result = raft_loop => match result {
+        result = &mut raft_loop => Some(match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(fatal)) => Err(format!("stopping: {fatal}")),
             Err(panic) => Err(format!("raft loop crashed: {panic}")),
-        },
+        }),
     };
+    // Stop as etcd does: a leader hands over first; the raft loop stops,
+    // so the member no longer votes; watch streams end with "server
+    // stopped"; the listeners close and send GOAWAY; waiting requests are
+    // answered with "server stopped". Connections get STOP_DRAIN_TIMEOUT
+    // to finish, then they are closed.
+    server.stop().await;
     let _ = stop.send(true);
-    for task in serving {
-        let _ = task.await;
+    let drained = async {
+        if outcome.is_none() {
+            let _ = (&mut raft_loop).await;
+        }
+        for task in serving {
+            let _ = task.await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = drained => tracing::info!("stopped"),
+        _ = tokio::time::sleep(STOP_DRAIN_TIMEOUT) => {
+            tracing::info!("stopped; closing client connections that are still open");
+        }
     }
-    outcome
+    outcome.unwrap_or(Ok(()))
 }
+
+/// How long a stopping member lets open connections finish. etcd stops in
+/// well under a second; an idle connection or a client that never reads
+/// must not keep the member running.
+#[cfg(not(madsim))]
+const STOP_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(not(madsim))]
 async fn bind_all(urls: &str) -> Result<Vec<tokio::net::TcpListener>, String> {

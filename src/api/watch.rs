@@ -78,12 +78,21 @@ impl Session {
         let mut revisions = self.server.subscribe_revisions();
         let mut progress = self.server.clock().interval(PROGRESS_NOTIFY_INTERVAL);
         progress.tick().await;
+        let stopped = self.server.stopped();
+        tokio::pin!(stopped);
         loop {
-            // Biased (determinism): the client's requests first, so a
-            // cancel is handled before more events go out; then new
-            // revisions; progress notifications last.
+            // Biased (determinism): a stopping member first, so its clients
+            // hear it at once; then the client's requests, so a cancel is
+            // handled before more events go out; then new revisions;
+            // progress notifications last.
             let step = tokio::select! {
                 biased;
+                () = &mut stopped => {
+                    // etcd's clients see "server stopped" and move to
+                    // another member; the stream then ends.
+                    let _ = self.sender.send(Err(Status::from(crate::error::Error::Stopped))).await;
+                    Err(Gone)
+                }
                 message = inbound.message() => match message {
                     Ok(Some(request)) => self.handle(request).await,
                     _ => Err(Gone),

@@ -85,6 +85,9 @@ pub enum Command {
     /// Save a snapshot of the applied state now, so compacted history and
     /// old WAL segments leave the disk (Maintenance.Defragment).
     Snapshot { reply: Reply<()> },
+    /// The member is stopping: if it leads, hand leadership to the most
+    /// caught-up voter. Answered with that voter, if any.
+    StepDown { reply: Reply<Option<u64>> },
 }
 
 /// A learner may be promoted once it has this share of the leader's log
@@ -110,6 +113,9 @@ pub struct Shared {
     pub peer_activity: crate::transport::PeerActivity,
     /// The store's revision after the latest apply, for watchers.
     pub(crate) revision: tokio::sync::watch::Sender<i64>,
+    /// Set once the member is stopping: the raft loop returns (the member
+    /// no longer votes) and client streams end with "server stopped".
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -128,6 +134,20 @@ impl Shared {
     }
     pub fn last_index(&self) -> u64 {
         self.last_index.load(Ordering::Relaxed)
+    }
+
+    /// Stops the member: the raft loop returns after its current turn,
+    /// whose writes are synced, and client streams end.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once `stop` was called (at once if it already was).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
     }
 
     /// Wakes whenever applying changed the store's revision.
@@ -212,6 +232,8 @@ impl RaftNode {
         mut steps: mpsc::Receiver<Vec<Message>>,
     ) -> Result<(), FatalError> {
         let mut ticker = clock.interval(tick_interval);
+        let stopped = self.shared.stopped();
+        tokio::pin!(stopped);
         // Apply what the log already holds (a new cluster's configuration
         // changes included) before anything else, then let a sole voter
         // lead at once instead of waiting out an election timeout.
@@ -227,6 +249,14 @@ impl RaftNode {
         loop {
             tokio::select! {
                 biased;
+                // Every turn's writes were synced before this check, so a
+                // stop loses nothing; from here on the member neither
+                // votes nor acknowledges, and waiting callers learn that
+                // the server stopped when their replies are dropped.
+                () = &mut stopped => {
+                    tracing::info!("raft loop stopped");
+                    return Ok(());
+                }
                 _ = ticker.tick() => {
                     self.raw.tick();
                 }
@@ -301,8 +331,31 @@ impl RaftNode {
             }
             Command::ChangeConf { change, reply } => self.propose_conf_change(change, reply),
             Command::Promote { id, reply } => self.promote(id, reply),
+            Command::StepDown { reply } => {
+                let _ = reply.send(Ok(self.step_down()));
+            }
         }
         self.election.fix(&mut self.raw);
+    }
+
+    /// A stopping leader hands leadership to the voter that holds the most
+    /// of its log (etcd's `TransferLeadership` on stop), so the cluster
+    /// does not wait out an election timeout. The transferee, if any.
+    fn step_down(&mut self) -> Option<u64> {
+        if self.raw.raft.state != StateRole::Leader {
+            return None;
+        }
+        let me = self.shared.member_id;
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        let transferee = voters
+            .iter()
+            .filter(|&id| id != me)
+            .filter_map(|id| self.raw.raft.prs().get(id).map(|pr| (pr.matched, id)))
+            // Most caught up first; the lowest id among equals.
+            .max_by_key(|&(matched, id)| (matched, std::cmp::Reverse(id)))
+            .map(|(_, id)| id)?;
+        self.raw.transfer_leader(transferee);
+        Some(transferee)
     }
 
     fn next_id(&mut self) -> u64 {

@@ -143,8 +143,10 @@ impl RaftNode {
         peer_urls.remove(&member_id);
         let transport = Transport::new(member_id, cluster_id, BTreeMap::new(), filter, clock);
         let (revision, _) = tokio::sync::watch::channel(state.store().current_revision());
+        let (stopping, _) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             revision,
+            stopping,
             peer_activity: transport.activity(),
             state: RwLock::new(state),
             member_id,

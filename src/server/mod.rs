@@ -31,6 +31,10 @@ use crate::storage::Disk;
 use crate::transport::{MessageFilter, RaftService};
 use raft::eraftpb::ConfChangeType;
 
+/// How long a stopping leader waits for its chosen voter to take over.
+/// A healthy transfer takes a round trip or two; the bound keeps SIGTERM
+/// prompt when the voters are gone.
+pub const STOP_LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(1);
 /// The etcd version whose API detcd serves, reported by Status so client
 /// libraries that gate features on the server version treat us as it.
 pub const ETCD_API_VERSION: &str = "3.4.23";
@@ -618,6 +622,38 @@ impl Server {
 
     /// Hands leadership to `transferee` and waits until it has it (etcd
     /// `MoveLeader`: only the leader may be asked).
+    /// Stops the member as etcd does on SIGTERM: a leader first hands
+    /// leadership to its most caught-up voter, waiting at most
+    /// `STOP_LEADER_TRANSFER_TIMEOUT` for it to lead; then the raft loop
+    /// stops (the member no longer votes) and client streams end.
+    pub async fn stop(&self) {
+        let handed_over = async {
+            let Ok(Some(transferee)) = self.call(|reply| Command::StepDown { reply }).await else {
+                return;
+            };
+            tracing::info!(
+                transferee = format_args!("{transferee:x}"),
+                "handing leadership over before stopping"
+            );
+            while self.shared.leader_id() != transferee {
+                self.clock.sleep(LEADER_POLL_INTERVAL).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = handed_over => {}
+            _ = self.clock.sleep(STOP_LEADER_TRANSFER_TIMEOUT) => {
+                tracing::warn!("leadership was not handed over in time; stopping anyway");
+            }
+        }
+        self.shared.stop();
+    }
+
+    /// Resolves once the member is stopping.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared.stopped()
+    }
+
     pub async fn move_leader(&self, transferee: u64) -> Result<(), Error> {
         self.call(|reply| Command::TransferLeader { transferee, reply })
             .await?;

@@ -365,6 +365,21 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM, as an operator stops a member; panics if it is still
+    /// running after `STOP_TIMEOUT`. Returns the exit code.
+    pub fn terminate(&mut self, index: usize) -> Option<i32> {
+        let mut child = self.members[index]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.members[index].name));
+        tracing::info!("SIGTERM {}", self.members[index].name);
+        crate::support::terminate_within(&mut child, crate::support::STOP_TIMEOUT)
+            .unwrap_or_else(|error| {
+                panic!("{}: {error}\n{}", self.members[index].name, self.log(index))
+            })
+            .code()
+    }
+
     /// kill -9: no shutdown path runs.
     pub fn kill(&mut self, index: usize) {
         let member = &mut self.members[index];

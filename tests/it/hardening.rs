@@ -4,9 +4,13 @@
 //! the reference etcd 3.4.23 too (`DETCD_IT_FLAVOR=etcd`).
 
 use detcd::client::{Client, ClientError};
-use detcd::proto::etcdserverpb::{request_op, PutRequest, RequestOp, TxnRequest};
+use detcd::proto::etcdserverpb::{
+    request_op, watch_client::WatchClient, watch_request, PutRequest, RequestOp, TxnRequest,
+    WatchCreateRequest, WatchRequest,
+};
 
-use crate::cluster_support::{Cluster, Consistency};
+use crate::cluster_support::{flavor_from_env, Cluster, Consistency};
+use crate::support::ServerProcess;
 
 /// etcd's answer to a transaction over its op budget (`ErrGRPCTooManyOps`).
 const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
@@ -94,4 +98,91 @@ fn deeply_nested_txns_apply_on_every_member_as_in_etcd() {
     }
     cluster.restart(&all);
     check_all(&cluster);
+}
+
+#[test]
+fn sigterm_stops_a_member_with_open_connections_and_a_watch() {
+    let mut server = ServerProcess::start(flavor_from_env(), &[]);
+    let address = server.client_url.trim_start_matches("http://").to_string();
+
+    tracing::info!("a client holds an idle socket, an idle HTTP/2 connection and a watch");
+    let _idle_socket = std::net::TcpStream::connect(&address).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = server.client_url.clone();
+    let (mut watch, _idle_channel, _requests) = runtime.block_on(async {
+        let idle = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = WatchClient::connect(endpoint).await.unwrap();
+        let (requests, receiver) = tokio::sync::mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"watched".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        };
+        requests.send(create).await.unwrap();
+        let mut stream = client
+            .watch(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await
+            .unwrap()
+            .into_inner();
+        let created = stream.message().await.unwrap().unwrap();
+        assert!(created.created, "the watch is set up: {created:?}");
+        (stream, idle, requests)
+    });
+
+    tracing::info!("SIGTERM: the member exits although every connection stays open");
+    server.terminate();
+
+    tracing::info!("the watcher hears that its stream ended, with an error");
+    let ended = runtime.block_on(async {
+        tokio::time::timeout(crate::support::STOP_TIMEOUT, watch.message()).await
+    });
+    match ended {
+        Ok(Err(status)) => tracing::info!(%status, "the watch ended"),
+        other => panic!("the watch must end with an error: {other:?}"),
+    }
+}
+
+#[test]
+fn sigterm_stopped_members_no_longer_vote() {
+    let mut cluster = Cluster::start("sigterm-stops-voting", 3, &[]);
+    let all = cluster.all();
+    let leader = cluster.wait_for_leader(&all);
+    cluster.put(leader, "before", "1");
+
+    tracing::info!("the leader stops first: it hands over, so the others keep a leader");
+    cluster.terminate(leader);
+    let rest: Vec<usize> = all.iter().copied().filter(|&m| m != leader).collect();
+    let new_leader = cluster.wait_for_leader(&rest);
+    cluster.put(new_leader, "one-stopped", "2");
+
+    tracing::info!("with 2 of 3 stopped, the last member cannot write: nobody votes for it");
+    let other = rest.iter().copied().find(|&m| m != new_leader).unwrap();
+    cluster.terminate(other);
+    let put = cluster.ctl(
+        new_leader,
+        &["--command-timeout=3s", "put", "two-stopped", "3"],
+    );
+    assert!(
+        !put.status.success(),
+        "a write without a quorum must fail: {}",
+        String::from_utf8_lossy(&put.stdout)
+    );
+
+    tracing::info!("restarted, the cluster has every acknowledged write");
+    cluster.restart(&[leader, other]);
+    for member in all {
+        assert_eq!(
+            cluster
+                .get(member, "one-stopped", Consistency::Linearizable)
+                .as_deref(),
+            Some("2")
+        );
+    }
 }

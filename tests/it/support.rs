@@ -12,6 +12,32 @@ use std::time::{Duration, Instant};
 /// How long a freshly started server may take to answer. Generous: the CI
 /// machine is shared and slow; this bounds a hang, it measures nothing.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A hang detector, not a speed check: etcd stops in well under a second
+/// and detcd within about one; a member that ignores SIGTERM never does.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends SIGTERM and waits for the exit, at most `bound`; a process still
+/// running then is killed and reported.
+pub fn terminate_within(
+    child: &mut std::process::Child,
+    bound: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("still running {bound:?} after SIGTERM"));
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -145,13 +171,13 @@ impl ServerProcess {
         }
     }
 
-    /// SIGTERM, then waits; returns the exit code.
+    /// SIGTERM, then waits for the exit; returns the exit code. Panics if
+    /// the server is still running after `STOP_TIMEOUT`.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        child.wait().ok()?.code()
+        terminate_within(&mut child, STOP_TIMEOUT)
+            .unwrap_or_else(|error| panic!("{error}\n{}", self.log()))
+            .code()
     }
 
     pub fn log(&self) -> String {
