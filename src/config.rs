@@ -1,10 +1,19 @@
 //! Server configuration: etcd's flag names and defaults, also read from
-//! `ETCD_*` environment variables as etcd does.
+//! `ETCD_*` environment variables and from a YAML `--config-file` with
+//! etcd's keys, as etcd does.
+//!
+//! A setting etcd has and detcd does not implement is refused at start,
+//! whether it comes as a flag, a variable or a config-file key, unless it
+//! asks for what detcd does anyway (`NOT_IMPLEMENTED`): a member must not
+//! serve plaintext while its operator believes TLS is on.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// etcd's default for --max-request-bytes: 1.5 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1536 * 1024;
@@ -89,6 +98,11 @@ pub struct Config {
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_request_bytes: u32,
+    /// Path to the server configuration file (YAML, etcd's keys). etcd
+    /// ignores every other flag and ETCD_* variable when given one; detcd
+    /// refuses the mix instead.
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info", value_parser = ["debug", "info", "warn", "error", "panic", "fatal"])]
     pub log_level: String,
@@ -139,5 +153,364 @@ impl Config {
             crate::server::parse_listen_url(url)?;
         }
         Ok(())
+    }
+}
+
+/// etcd 3.4 settings (flag names) that detcd does not implement, each with
+/// the values that ask for what detcd does anyway. A setting with any
+/// other value is refused; one with no accepted value always is.
+const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
+    ("wal-dir", &[""]),
+    ("max-snapshots", &[]),
+    ("max-wals", &[]),
+    ("backend-batch-interval", &[]),
+    ("backend-batch-limit", &[]),
+    ("max-concurrent-streams", &[]),
+    ("grpc-keepalive-min-time", &[]),
+    ("grpc-keepalive-interval", &[]),
+    ("grpc-keepalive-timeout", &[]),
+    ("initial-election-tick-advance", &[]),
+    ("discovery", &[""]),
+    ("discovery-fallback", &[]),
+    ("discovery-proxy", &[""]),
+    ("discovery-srv", &[""]),
+    ("discovery-srv-name", &[""]),
+    ("strict-reconfig-check", &["true"]),
+    // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
+    ("pre-vote", &["true"]),
+    ("auto-compaction-retention", &["0"]),
+    ("auto-compaction-mode", &[]),
+    ("enable-v2", &["false"]),
+    ("cert-file", &[""]),
+    ("key-file", &[""]),
+    ("client-cert-auth", &["false"]),
+    ("client-crl-file", &[""]),
+    ("client-cert-allowed-hostname", &[""]),
+    ("trusted-ca-file", &[""]),
+    ("auto-tls", &["false"]),
+    ("peer-cert-file", &[""]),
+    ("peer-key-file", &[""]),
+    ("peer-client-cert-auth", &["false"]),
+    ("peer-trusted-ca-file", &[""]),
+    ("peer-cert-allowed-cn", &[""]),
+    ("peer-cert-allowed-hostname", &[""]),
+    ("peer-auto-tls", &["false"]),
+    ("peer-crl-file", &[""]),
+    ("cipher-suites", &[""]),
+    // Only etcd's v2 HTTP API and gateway use these.
+    ("cors", &["*", ""]),
+    ("host-whitelist", &["*", ""]),
+    // Auth is not implemented, so no token is ever issued.
+    ("auth-token", &["simple"]),
+    ("bcrypt-cost", &["10"]),
+    ("auth-token-ttl", &["300"]),
+    ("enable-pprof", &["false"]),
+    ("metrics", &["basic"]),
+    ("listen-metrics-urls", &[""]),
+    // detcd logs through tracing in one format whichever logger is named.
+    ("logger", &["capnslog", "zap"]),
+    ("log-outputs", &["default", "stderr"]),
+    ("log-package-levels", &[""]),
+    ("debug", &["false"]),
+    ("proxy", &["off"]),
+    ("proxy-failure-wait", &[]),
+    ("proxy-refresh-interval", &[]),
+    ("proxy-dial-timeout", &[]),
+    ("proxy-write-timeout", &[]),
+    ("proxy-read-timeout", &[]),
+    ("force-new-cluster", &["false"]),
+    ("experimental-initial-corrupt-check", &["false"]),
+    ("experimental-corrupt-check-time", &["0s", "0"]),
+    ("experimental-enable-v2v3", &[""]),
+    ("experimental-backend-bbolt-freelist-type", &[]),
+    ("experimental-enable-lease-checkpoint", &["false"]),
+    ("experimental-compaction-batch-limit", &[]),
+    ("experimental-peer-skip-client-san-verification", &["false"]),
+    ("experimental-watch-progress-notify-interval", &["10m"]),
+    ("experimental-warning-apply-duration", &[]),
+];
+
+/// `ETCD_*` variables etcd reads that are not flags.
+const NON_FLAG_VARIABLES: &[&str] = &["ETCD_UNSUPPORTED_ARCH"];
+
+/// The flag an `ETCD_*` variable sets (etcd: upper case, `-` as `_`).
+fn flag_of_variable(variable: &str) -> Option<String> {
+    let rest = variable.strip_prefix("ETCD_")?;
+    Some(rest.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Whether detcd implements `flag` (a clap argument of `Config`).
+fn implemented(flag: &str) -> bool {
+    Config::command()
+        .get_arguments()
+        .any(|arg| arg.get_long() == Some(flag))
+}
+
+/// Refuses a setting detcd does not implement, unless `value` asks for
+/// what detcd does anyway. `Ok(false)`: etcd has no such setting either.
+fn check_not_implemented(flag: &str, value: &str, origin: &str) -> Result<bool, String> {
+    let Some((_, accepted)) = NOT_IMPLEMENTED.iter().find(|(name, _)| *name == flag) else {
+        return Ok(false);
+    };
+    let value = value.trim();
+    if accepted.iter().any(|ok| ok.eq_ignore_ascii_case(value)) {
+        return Ok(true);
+    }
+    Err(format!(
+        "{origin} sets etcd's --{flag} to {value:?}, which detcd does not implement; \
+         refusing to start rather than ignore it"
+    ))
+}
+
+/// Checks every `ETCD_*` variable: the ones detcd implements are read by
+/// the flag parser; one for a setting detcd lacks is refused (see
+/// `NOT_IMPLEMENTED`). Returns warnings for variables etcd would not
+/// recognize either (etcd warns about them too).
+pub fn check_environment(variables: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    for (variable, value) in variables {
+        let Some(flag) = flag_of_variable(variable) else {
+            continue;
+        };
+        if implemented(&flag) || NON_FLAG_VARIABLES.contains(&variable.as_str()) {
+            continue;
+        }
+        if !check_not_implemented(&flag, value, variable)? {
+            warnings.push(format!(
+                "unrecognized environment variable {variable}={value}"
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The flag parser's own answer (bad flags, but also --help and
+    /// --version), which prints itself with the right exit code.
+    Flags(clap::Error),
+    Refused(String),
+}
+
+impl From<String> for LoadError {
+    fn from(message: String) -> LoadError {
+        LoadError::Refused(message)
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Flags(error) => write!(f, "{error}"),
+            LoadError::Refused(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+/// Parses the command line (and the `ETCD_*` variables clap reads), then,
+/// with `--config-file`, the file `read` returns. Settings detcd does not
+/// implement are refused wherever they come from.
+pub fn load(
+    args: Vec<OsString>,
+    variables: &BTreeMap<String, String>,
+    read: impl FnOnce(&Path) -> Result<String, String>,
+) -> Result<(Config, Vec<String>), LoadError> {
+    let matches = Config::command()
+        .try_get_matches_from(&args)
+        .map_err(LoadError::Flags)?;
+    let warnings = check_environment(variables)?;
+    let config = Config::from_arg_matches(&matches).map_err(LoadError::Flags)?;
+    let Some(path) = config.config_file.clone() else {
+        return Ok((config, warnings));
+    };
+    let command = Config::command();
+    let mixed: Vec<String> = command
+        .get_arguments()
+        .map(|arg| arg.get_id())
+        .filter(|id| id.as_str() != "config_file")
+        .filter(|id| {
+            matches!(
+                matches.value_source(id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| format!("--{}", id.as_str().replace('_', "-")))
+        .collect();
+    if !mixed.is_empty() {
+        return Err(LoadError::Refused(format!(
+            "--config-file is given together with {}: etcd ignores every other flag and \
+             ETCD_* variable when given a config file; put all settings in the file",
+            mixed.join(", ")
+        )));
+    }
+    let text = read(&path).map_err(|error| format!("--config-file {}: {error}", path.display()))?;
+    let file_args = config_file_args(&text)
+        .map_err(|error| format!("--config-file {}: {error}", path.display()))?;
+    let config = Config::try_parse_from(
+        std::iter::once("detcd".to_string())
+            .chain(file_args)
+            .chain(["--config-file".to_string(), path.display().to_string()]),
+    )
+    .map_err(|error| format!("--config-file {}: {}", path.display(), error.render()))?;
+    Ok((config, warnings))
+}
+
+/// The flags a YAML config file with etcd's keys stands for.
+fn config_file_args(text: &str) -> Result<Vec<String>, String> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let documents = YamlLoader::load_from_str(text).map_err(|error| error.to_string())?;
+    let root = match documents.as_slice() {
+        [] => return Ok(Vec::new()),
+        [root] => root,
+        _ => return Err("expected one YAML document".into()),
+    };
+    let Yaml::Hash(entries) = root else {
+        return Err("expected a mapping of etcd's setting names to values".into());
+    };
+    let mut args = Vec::new();
+    for (key, value) in entries {
+        let Yaml::String(key) = key else {
+            return Err(format!("a key is not a string: {key:?}"));
+        };
+        let origin = format!("key {key:?}");
+        if let Yaml::Hash(inner) = value {
+            // client-transport-security / peer-transport-security: TLS.
+            for (inner_key, inner_value) in inner {
+                let Yaml::String(inner_key) = inner_key else {
+                    return Err(format!("{origin}: a key is not a string"));
+                };
+                let flag = match key.as_str() {
+                    "peer-transport-security" => format!("peer-{inner_key}"),
+                    _ => inner_key.clone(),
+                };
+                let value = scalar(inner_value)
+                    .ok_or_else(|| format!("{origin}: {inner_key} is not a value"))?;
+                if !check_not_implemented(&flag, &value, &format!("{origin}.{inner_key}"))? {
+                    return Err(format!("{origin}: unknown key {inner_key:?}"));
+                }
+            }
+            continue;
+        }
+        if matches!(value, Yaml::Null) {
+            continue; // etcd: the default
+        }
+        let value = scalar(value).ok_or_else(|| format!("{origin}: not a value"))?;
+        if key == "config-file" {
+            return Err("a config file cannot name another config file".into());
+        }
+        if implemented(key) {
+            args.push(format!("--{key}={value}"));
+        } else if !check_not_implemented(key, &value, &origin)? {
+            return Err(format!("unknown key {key:?}: etcd 3.4 has no such setting"));
+        }
+    }
+    Ok(args)
+}
+
+/// A YAML value as the flag's text; a list becomes etcd's comma list.
+fn scalar(value: &yaml_rust2::Yaml) -> Option<String> {
+    use yaml_rust2::Yaml;
+    Some(match value {
+        Yaml::String(text) | Yaml::Real(text) => text.clone(),
+        Yaml::Integer(number) => number.to_string(),
+        Yaml::Boolean(flag) => flag.to_string(),
+        Yaml::Null => String::new(),
+        Yaml::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variables(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn variables_for_settings_detcd_lacks_are_refused() {
+        for (variable, value) in [
+            ("ETCD_CERT_FILE", "/etc/etcd/server.crt"),
+            ("ETCD_CLIENT_CERT_AUTH", "true"),
+            ("ETCD_PEER_KEY_FILE", "/k"),
+            ("ETCD_AUTO_TLS", "true"),
+            ("ETCD_AUTO_COMPACTION_RETENTION", "1h"),
+            ("ETCD_MAX_WALS", "5"),
+        ] {
+            let error = check_environment(&variables(&[(variable, value)])).unwrap_err();
+            assert!(error.contains(variable), "{error}");
+        }
+    }
+
+    #[test]
+    fn variables_asking_for_what_detcd_does_are_accepted() {
+        let accepted = variables(&[
+            ("ETCD_ENABLE_V2", "false"),
+            ("ETCD_AUTO_TLS", "false"),
+            ("ETCD_CERT_FILE", ""),
+            ("ETCD_LOGGER", "zap"),
+            ("ETCD_NAME", "m1"),
+            ("ETCD_UNSUPPORTED_ARCH", "arm"),
+            ("ETCDCTL_API", "3"),
+        ]);
+        assert_eq!(check_environment(&accepted), Ok(vec![]));
+        let unknown = variables(&[("ETCD_NO_SUCH_THING", "1")]);
+        assert_eq!(
+            check_environment(&unknown),
+            Ok(vec![
+                "unrecognized environment variable ETCD_NO_SUCH_THING=1".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn every_flag_detcd_implements_is_not_in_the_refused_table() {
+        for (flag, _) in NOT_IMPLEMENTED {
+            assert!(
+                !implemented(flag),
+                "--{flag} is implemented: remove it from NOT_IMPLEMENTED"
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_file_with_etcds_keys_sets_the_flags() {
+        let yaml = "name: m1\ndata-dir: /var/lib/m1\nsnapshot-count: 5000\n\
+                    initial-cluster: m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380\n\
+                    log-outputs: [stderr]\nenable-v2: false\n\
+                    client-transport-security:\n  cert-file:\n  auto-tls: false\n";
+        let args = config_file_args(yaml).unwrap();
+        assert_eq!(
+            args,
+            [
+                "--name=m1",
+                "--data-dir=/var/lib/m1",
+                "--snapshot-count=5000",
+                "--initial-cluster=m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380",
+            ]
+        );
+        let refused = config_file_args("client-transport-security:\n  cert-file: /a.crt\n");
+        assert!(refused.unwrap_err().contains("cert-file"));
+        let unknown = config_file_args("nmae: typo\n");
+        assert!(unknown.unwrap_err().contains("nmae"));
+    }
+
+    #[test]
+    fn a_config_file_is_not_mixed_with_flags() {
+        let args: Vec<OsString> = ["detcd", "--config-file", "/c.yaml", "--name", "x"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let error = load(args, &BTreeMap::new(), |_| Ok(String::new())).unwrap_err();
+        assert!(error.to_string().contains("--name"), "{error}");
     }
 }

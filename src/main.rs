@@ -13,8 +13,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[cfg(not(madsim))]
-use clap::Parser;
-#[cfg(not(madsim))]
 use detcd::{
     clock::Clock,
     config::Config,
@@ -26,8 +24,26 @@ use detcd::{
 
 #[cfg(not(madsim))]
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let variables = std::env::vars().collect();
+    let read_file = |path: &std::path::Path| {
+        use detcd::storage::Disk as _;
+        let bytes = RealDisk::new().read(path).map_err(|e| e.to_string())?;
+        String::from_utf8(bytes).map_err(|e| e.to_string())
+    };
+    let (config, warnings) =
+        match detcd::config::load(std::env::args_os().collect(), &variables, read_file) {
+            Ok(loaded) => loaded,
+            // clap's own errors (and --help, --version) print themselves.
+            Err(detcd::config::LoadError::Flags(error)) => error.exit(),
+            Err(detcd::config::LoadError::Refused(message)) => {
+                eprintln!("detcd: {message}");
+                return ExitCode::from(2);
+            }
+        };
     init_logging(&config.log_level);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -591,7 +591,10 @@ impl RaftNode {
             }
         };
         if let Some(Request::Publish(attributes)) = &request.request {
-            self.published |= attributes.id == self.shared.member_id;
+            // Only our current attributes count: an older publish replayed
+            // from the log (another name or client URLs before a restart)
+            // must not stop us from publishing what the flags say now.
+            self.published |= *attributes == self.attributes;
         }
         let result = self
             .shared

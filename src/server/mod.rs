@@ -96,20 +96,23 @@ impl Server {
         let cluster =
             InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
                 .map_err(|error| StartError::Config(error.to_string()))?;
-        let member = cluster
-            .member(&config.name)
-            .map_err(|error| StartError::Config(error.to_string()))?;
+        let member = cluster.member(&config.name);
         let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir()) {
             // Recovery reads who we are from the WAL and who the others are
-            // from the log; the flags only seed the transport.
+            // from the log; the flags only seed the transport. As in etcd,
+            // --initial-cluster no longer has to name us: a member may be
+            // renamed, and publishes its new name once it runs.
             Bootstrap::NewCluster {
-                member_id: member.id,
+                member_id: member.map(|member| member.id).unwrap_or(raft::INVALID_ID),
                 cluster_id: cluster.cluster_id,
                 members: cluster.members.clone(),
             }
         } else if config.initial_cluster_state == "existing" {
+            let member = member.map_err(|error| StartError::Config(error.to_string()))?;
             join_bootstrap(&cluster, member, &clock).await?
         } else {
+            let member = member.map_err(|error| StartError::Config(error.to_string()))?;
+            check_advertised_peer_urls(config, &member.peer_urls)?;
             Bootstrap::NewCluster {
                 member_id: member.id,
                 cluster_id: cluster.cluster_id,
@@ -770,6 +773,34 @@ async fn join_bootstrap(
         cluster_id: response.cluster_id,
         peers,
     })
+}
+
+/// etcd's `advertiseMatchesCluster`: a new member's
+/// `--initial-advertise-peer-urls` are exactly its URLs in
+/// `--initial-cluster`, so the ids every member derives agree with the
+/// addresses the peers will dial. Same messages as etcd.
+fn check_advertised_peer_urls(config: &Config, in_cluster: &[String]) -> Result<(), StartError> {
+    let mut advertised = split_urls(&config.initial_advertise_peer_urls);
+    advertised.sort();
+    let mut listed = in_cluster.to_vec();
+    listed.sort();
+    if let Some(url) = listed.iter().find(|url| !advertised.contains(url)) {
+        return Err(StartError::Config(format!(
+            "--initial-cluster has {}={url} but missing from --initial-advertise-peer-urls={} \
+             (resolved urls: {:?} != {:?})",
+            config.name,
+            config.initial_advertise_peer_urls,
+            advertised.join(","),
+            listed.join(","),
+        )));
+    }
+    if let Some(url) = advertised.iter().find(|url| !listed.contains(url)) {
+        return Err(StartError::Config(format!(
+            "--initial-advertise-peer-urls has {url} but missing from --initial-cluster={}",
+            config.initial_cluster()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(madsim)]

@@ -1,6 +1,7 @@
 //! Operator experience of the binary: etcd's flags and environment
 //! variables, and a clear error (not a hang or a panic) for bad input.
 
+use crate::cluster_support::flavor_from_env;
 use crate::support::{detcd_once, etcdctl, free_port, Flavor, ServerProcess};
 
 #[test]
@@ -199,4 +200,151 @@ fn endpoint_urls_with_scheme_work_like_etcd() {
             "{flavor:?}"
         );
     }
+}
+
+/// Runs detcd with `args` and the environment `variables`; it must refuse
+/// to start, and say so naming `expected`.
+fn assert_refused(args: &[&str], variables: &[(&str, &str)], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"));
+    command
+        .arg(format!(
+            "--listen-client-urls=http://127.0.0.1:{}",
+            free_port()
+        ))
+        .arg(format!(
+            "--listen-peer-urls=http://127.0.0.1:{}",
+            free_port()
+        ))
+        .args(args)
+        .envs(variables.iter().copied())
+        .current_dir(dir.path());
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "{args:?} {variables:?} must be refused"
+    );
+    assert!(
+        stderr.contains(expected),
+        "must name {expected:?}: {stderr}"
+    );
+}
+
+#[test]
+fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
+    tracing::info!("TLS asked for through the environment must not be served as plaintext");
+    for (variable, value) in [
+        ("ETCD_CERT_FILE", "/etc/etcd/server.crt"),
+        ("ETCD_CLIENT_CERT_AUTH", "true"),
+        ("ETCD_PEER_CERT_FILE", "/etc/etcd/peer.crt"),
+        ("ETCD_AUTO_TLS", "true"),
+    ] {
+        assert_refused(&[], &[(variable, value)], variable);
+    }
+    tracing::info!("a config file that does not exist is a clear error");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
+        .env("ETCD_CONFIG_FILE", "/no/such/file.yaml")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/no/such/file.yaml"), "{stderr}");
+}
+
+#[test]
+fn initial_cluster_must_agree_with_the_advertised_peer_urls() {
+    tracing::info!("etcd's advertiseMatchesCluster, with etcd's words");
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let other = format!("http://127.0.0.1:{}", free_port());
+    assert_refused(
+        &[
+            "--name=a",
+            &format!("--initial-advertise-peer-urls={peer}"),
+            &format!("--initial-cluster=a={other}"),
+        ],
+        &[],
+        &format!(
+            "--initial-cluster has a={other} but missing from --initial-advertise-peer-urls={peer}"
+        ),
+    );
+    assert_refused(
+        &[
+            "--name=a",
+            &format!("--initial-advertise-peer-urls={peer},{other}"),
+            &format!("--initial-cluster=a={peer}"),
+        ],
+        &[],
+        &format!("--initial-advertise-peer-urls has {other} but missing from --initial-cluster"),
+    );
+}
+
+#[test]
+fn a_config_file_with_etcds_keys_configures_the_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let data_dir = dir.path().join("from-file.etcd");
+    let yaml = format!(
+        "# etcd's config file format\n\
+         name: from-file\n\
+         data-dir: {}\n\
+         listen-client-urls: {client}\n\
+         advertise-client-urls: {client}\n\
+         listen-peer-urls: {peer}\n\
+         initial-advertise-peer-urls: {peer}\n\
+         initial-cluster: from-file={peer}\n\
+         enable-v2: false\n\
+         client-transport-security:\n  cert-file: ''\n  client-cert-auth: false\n",
+        data_dir.display()
+    );
+    let path = dir.path().join("etcd.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
+        .arg(format!("--config-file={}", path.display()))
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let serving = crate::support::eventually(std::time::Duration::from_secs(30), || {
+        etcdctl(&client, &["put", "k", "v"], None).status.success()
+    });
+    let members = etcdctl(&client, &["member", "list"], None);
+    let _ = crate::support::terminate_within(&mut child, crate::support::STOP_TIMEOUT);
+    assert!(serving, "detcd serves with its settings from --config-file");
+    let members = String::from_utf8_lossy(&members.stdout);
+    assert!(
+        members.contains("from-file"),
+        "the name came from the file: {members}"
+    );
+    assert!(
+        data_dir.join("member").exists(),
+        "the data dir came from the file"
+    );
+
+    tracing::info!("a config file is not mixed with flags: etcd would ignore the flags");
+    assert_refused(
+        &[&format!("--config-file={}", path.display()), "--name=other"],
+        &[],
+        "--name",
+    );
+}
+
+#[test]
+fn a_restarted_member_publishes_its_new_name_and_client_urls() {
+    let mut server = ServerProcess::start(flavor_from_env(), &[]);
+    server.terminate();
+    tracing::info!("restart under another name and advertised client URL, as etcd allows");
+    server.name = "renamed".into();
+    server.advertised_client_url = server.client_url.replace("127.0.0.1", "localhost");
+    server.restart();
+    let listed = crate::support::eventually(std::time::Duration::from_secs(30), || {
+        let list = server.ctl_ok(&["member", "list"]);
+        list.contains("renamed") && list.contains(&server.advertised_client_url)
+    });
+    assert!(
+        listed,
+        "member list shows the new name and URL: {}",
+        server.ctl_ok(&["member", "list"])
+    );
 }

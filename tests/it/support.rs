@@ -16,6 +16,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// and detcd within about one; a member that ignores SIGTERM never does.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Polls `condition` until it holds or `timeout` passes; whether it held.
+/// For waiting on a server, never for timing one.
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
 /// Sends SIGTERM and waits for the exit, at most `bound`; a process still
 /// running then is killed and reported.
 pub fn terminate_within(
@@ -75,6 +90,10 @@ fn which(name: &str) -> Option<PathBuf> {
 pub struct ServerProcess {
     pub flavor: Flavor,
     pub client_url: String,
+    /// `--name`; a restart may change it, as an operator may.
+    pub name: String,
+    /// `--advertise-client-urls`, the client URL by default.
+    pub advertised_client_url: String,
     pub data_dir: PathBuf,
     peer_url: String,
     extra_args: Vec<String>,
@@ -89,9 +108,12 @@ impl ServerProcess {
     pub fn start(flavor: Flavor, extra_args: &[&str]) -> ServerProcess {
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("member.etcd");
+        let client_url = format!("http://127.0.0.1:{}", free_port());
         let mut server = ServerProcess {
             flavor,
-            client_url: format!("http://127.0.0.1:{}", free_port()),
+            name: "it".into(),
+            advertised_client_url: client_url.clone(),
+            client_url,
             peer_url: format!("http://127.0.0.1:{}", free_port()),
             data_dir,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
@@ -113,13 +135,13 @@ impl ServerProcess {
             .unwrap();
         let mut command = Command::new(self.flavor.binary());
         command
-            .args(["--name", "it", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(&self.data_dir)
             .args([
                 "--listen-client-urls",
                 &self.client_url,
                 "--advertise-client-urls",
-                &self.client_url,
+                &self.advertised_client_url,
             ])
             .args([
                 "--listen-peer-urls",
