@@ -16,6 +16,7 @@
 //! the node's `Clock`) or randomness (election timeouts come from
 //! `election`).
 
+mod admission;
 mod election;
 mod log_store;
 mod recovery;
@@ -93,6 +94,9 @@ pub enum Command {
 /// A learner may be promoted once it has this share of the leader's log
 /// (etcd `readyPercent`).
 pub const LEARNER_READY_PERCENT: f64 = 0.9;
+
+/// A refused peer message is logged once per this many.
+const DROPPED_MESSAGES_LOG_EVERY: u64 = 1000;
 
 /// Raft messages received from peers wait here for the loop. Bounded: a
 /// flood from peers slows their streams instead of growing memory.
@@ -211,6 +215,8 @@ pub struct RaftNode {
     reads_ready: Vec<(u64, Reply<()>)>,
     /// Callers waiting for the snapshot `Command::Snapshot` asked for.
     snapshot_requests: Vec<Reply<()>>,
+    /// Peer messages refused by `admission` since the start.
+    dropped_messages: u64,
     /// The double-apply sabotage strikes once per start, at the first
     /// key-value write (re-applying a publish would change nothing).
     #[cfg(madsim)]
@@ -295,6 +301,29 @@ impl RaftNode {
 
     fn step(&mut self, messages: Vec<Message>) {
         for message in messages {
+            let prs = self.raw.raft.prs();
+            let transport = &self.transport;
+            let is_peer = |id: u64| prs.get(id).is_some() || transport.knows(id);
+            let view = admission::MemberView {
+                member_id: self.shared.member_id,
+                is_peer: &is_peer,
+                last_index: self.raw.raft.raft_log.last_index(),
+            };
+            if let Err(refusal) = admission::admit(&message, &view) {
+                self.dropped_messages += 1;
+                // The first, then every thousandth: a flood of forged
+                // messages must not flood the log too.
+                if self.dropped_messages % DROPPED_MESSAGES_LOG_EVERY == 1 {
+                    tracing::warn!(
+                        from = format_args!("{:x}", message.from),
+                        kind = ?message.get_msg_type(),
+                        term = message.term,
+                        dropped = self.dropped_messages,
+                        "dropped a peer message that {refusal}"
+                    );
+                }
+                continue;
+            }
             if let Err(error) = self.raw.step(message) {
                 // Messages from removed members or stale terms: raft says no.
                 tracing::debug!(%error, "raft refused a message");

@@ -92,9 +92,35 @@ fn wal_dir(data_dir: &Path) -> PathBuf {
 }
 
 impl RaftNode {
-    /// True if the data dir holds a member already.
-    pub fn has_data(disk: &dyn Disk, data_dir: &Path) -> bool {
-        Wal::exists(disk, &wal_dir(data_dir))
+    /// True if the data dir holds a member already. A member directory
+    /// that holds snapshots or WAL files but no WAL segment has lost its
+    /// log: bootstrapping over it would serve an empty or shorter history,
+    /// so it is refused. Empty directories (a first start that crashed
+    /// before its WAL appeared atomically) are a fresh start.
+    pub fn has_data(disk: &dyn Disk, data_dir: &Path) -> Result<bool, RecoveryError> {
+        let wal_dir = wal_dir(data_dir);
+        if Wal::exists(disk, &wal_dir) {
+            return Ok(true);
+        }
+        let snap_dir = data_dir.join("member").join("snap");
+        let mut leftovers = Vec::new();
+        for dir in [&wal_dir, &snap_dir] {
+            for name in disk.list(dir).unwrap_or_default() {
+                if !name.ends_with(".tmp") {
+                    leftovers.push(dir.join(name).display().to_string());
+                }
+            }
+        }
+        if leftovers.is_empty() {
+            return Ok(false);
+        }
+        Err(RecoveryError::Inconsistent(format!(
+            "{} has no WAL segment but holds {}: the log is lost, and a new member \
+             bootstrapped over it would serve a shorter history; restore member/wal, or \
+             remove the data dir and add this member again",
+            wal_dir.display(),
+            leftovers.join(", ")
+        )))
     }
 
     pub fn open(
@@ -106,7 +132,7 @@ impl RaftNode {
         let wal_dir = wal_dir(&config.data_dir);
         let snapshots =
             SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
-        let restarting = Wal::exists(&*disk, &wal_dir);
+        let restarting = Self::has_data(&*disk, &config.data_dir)?;
         let recovered = if restarting {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
@@ -171,6 +197,7 @@ impl RaftNode {
             known_leader: raft::INVALID_ID,
             attributes,
             published: false,
+            dropped_messages: 0,
             wal: Some(wal),
             snapshots: Arc::new(snapshots),
             shared,
@@ -316,9 +343,15 @@ fn recover(
     snapshots: &SnapshotDir,
 ) -> Result<Recovered, RecoveryError> {
     let (wal, replay) = Wal::open(disk, wal_dir)?;
-    if replay.torn_tail_bytes > 0 {
+    if let Some(torn) = &replay.torn_tail {
+        // A torn write from a crash: only bytes never fsynced, so nothing
+        // acknowledged (ARCHITECTURE.md, "what the WAL can detect").
         tracing::warn!(
-            bytes = replay.torn_tail_bytes,
+            path = %torn.path.display(),
+            offset = torn.offset,
+            bytes = torn.bytes,
+            dropped = torn.what,
+            last_entry = replay.entries.last().map(|entry| entry.index).unwrap_or(0),
             "truncated a torn write at the end of the WAL"
         );
     }

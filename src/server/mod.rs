@@ -97,7 +97,7 @@ impl Server {
             InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
                 .map_err(|error| StartError::Config(error.to_string()))?;
         let member = cluster.member(&config.name);
-        let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir()) {
+        let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir())? {
             // Recovery reads who we are from the WAL and who the others are
             // from the log; the flags only seed the transport. As in etcd,
             // --initial-cluster no longer has to name us: a member may be

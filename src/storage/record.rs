@@ -35,6 +35,10 @@ pub enum RecordType {
     /// A snapshot from the leader replaced the whole log at (index, term):
     /// every entry before this record is void.
     SnapshotInstalled = 6,
+    /// The segment is complete and the log continues in the segment with
+    /// the sequence number in the payload: the newest segment, if it
+    /// vanishes, is then missed instead of silently not read.
+    Sealed = 7,
 }
 
 impl RecordType {
@@ -46,6 +50,7 @@ impl RecordType {
             4 => RecordType::Snapshot,
             5 => RecordType::ConfState,
             6 => RecordType::SnapshotInstalled,
+            7 => RecordType::Sealed,
             _ => return None,
         })
     }

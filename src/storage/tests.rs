@@ -106,7 +106,7 @@ proptest! {
         prop_assert_eq!(replay.metadata, METADATA);
         prop_assert_eq!(replay.conf_state, Some(voters()));
         prop_assert_eq!(replay.hard_state.commit, written.last().unwrap().index);
-        prop_assert_eq!(replay.torn_tail_bytes, 0);
+        prop_assert_eq!(&replay.torn_tail, &None);
     }
 
     #[test]
@@ -122,7 +122,7 @@ proptest! {
                 prop_assert_eq!(&replay.entries[..], &written[..replay.entries.len()], "a prefix survives");
                 // The truncation is itself durable: opening again finds no tear.
                 let (_, again) = Wal::open(disk, &wal_dir()).unwrap();
-                prop_assert_eq!(again.torn_tail_bytes, 0);
+                prop_assert_eq!(&again.torn_tail, &None);
                 prop_assert_eq!(again.entries, replay.entries);
             }
             // Cutting into the segment header (metadata) leaves no usable log.
@@ -141,7 +141,7 @@ proptest! {
         disk.append(&path, &vec![0; zeros]).unwrap();
         let (_, replay) = Wal::open(disk, &wal_dir()).unwrap();
         prop_assert_eq!(replay.entries, batches.concat());
-        prop_assert_eq!(replay.torn_tail_bytes, zeros as u64);
+        prop_assert_eq!(replay.torn_tail.map(|torn| torn.bytes), Some(zeros as u64));
     }
 
     #[test]
@@ -301,4 +301,82 @@ fn snapshot_round_trips_and_detects_corruption() {
     let (valid, bad) = dir.load_newest_first().unwrap();
     assert_eq!(valid.iter().map(|s| s.index).collect::<Vec<_>>(), vec![20]);
     assert_eq!(bad.len(), 1, "the corrupt snapshot is reported, not used");
+}
+
+/// A log over `segments` or more segments of about 200 bytes, each entry
+/// synced; returns the disk and the segment paths in order.
+fn write_segments(entries: u64) -> (Arc<SimDisk>, Vec<PathBuf>) {
+    let disk = Arc::new(SimDisk::new());
+    let mut wal = Wal::create(
+        disk.clone(),
+        &wal_dir(),
+        METADATA,
+        voters(),
+        &[],
+        &HardState::default(),
+    )
+    .unwrap();
+    wal.set_segment_bytes_max(200);
+    for index in 1..=entries {
+        wal.append(&[entry(index, 1, &[9; 64])], Some(&hard_state(1, index)));
+        wal.sync().unwrap();
+    }
+    let mut names = disk.list(&wal_dir()).unwrap();
+    names.sort();
+    let paths: Vec<PathBuf> = names.iter().map(|name| wal_dir().join(name)).collect();
+    assert!(
+        paths.len() >= 3,
+        "the test needs several segments: {names:?}"
+    );
+    (disk, paths)
+}
+
+#[test]
+fn segments_rolled_over_replay_whole() {
+    let (disk, _) = write_segments(12);
+    let (_, replay) = Wal::open(disk, &wal_dir()).unwrap();
+    let indexes: Vec<u64> = replay.entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, (1..=12).collect::<Vec<_>>());
+    assert_eq!(replay.hard_state.commit, 12);
+}
+
+#[test]
+fn a_lost_newest_segment_is_refused_not_read_as_a_shorter_log() {
+    let (disk, paths) = write_segments(12);
+    disk.remove(paths.last().unwrap()).unwrap();
+    match Wal::open(disk, &wal_dir()) {
+        Err(WalError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("missing"), "{reason}")
+        }
+        other => panic!("a lost newest segment must be refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_lost_middle_segment_is_refused() {
+    let (disk, paths) = write_segments(12);
+    disk.remove(&paths[1]).unwrap();
+    match Wal::open(disk, &wal_dir()) {
+        Err(WalError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("missing"), "{reason}")
+        }
+        other => panic!("a lost segment must be refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_crash_while_sealing_loses_nothing() {
+    // The seal goes to the old segment after the new one is durable; a
+    // crash can cut it short, and the log is still whole.
+    let (disk, paths) = write_segments(12);
+    let before_last = &paths[paths.len() - 2];
+    let length = disk.read(before_last).unwrap().len() as u64;
+    for cut in [1, 10, 20] {
+        disk.truncate(before_last, length - cut).unwrap();
+        let (_, replay) = Wal::open(disk.clone(), &wal_dir()).unwrap();
+        assert_eq!(replay.entries.last().unwrap().index, 12, "cut {cut}");
+    }
+    tracing::info!("cut into the record before the seal, it is corruption, not a torn seal");
+    disk.truncate(before_last, length - 30).unwrap();
+    assert!(Wal::open(disk, &wal_dir()).is_err());
 }

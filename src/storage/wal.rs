@@ -61,8 +61,22 @@ pub struct Replay {
     /// Consecutive entries, later writes having replaced conflicting ones.
     pub entries: Vec<Entry>,
     pub snapshot_marks: Vec<SnapshotMark>,
-    /// Bytes cut from a torn tail, if any.
-    pub torn_tail_bytes: u64,
+    /// What was cut from a torn tail, if anything.
+    pub torn_tail: Option<TornTail>,
+    /// The segment the last replayed one says comes next, if it was sealed.
+    sealed_next: Option<u64>,
+}
+
+/// A torn write cut from the end of the log on open: always logged, so no
+/// truncation is silent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub path: PathBuf,
+    /// Where the valid log ends (the file's new length).
+    pub offset: u64,
+    pub bytes: u64,
+    /// What the dropped bytes were: a record cut short, or zeros.
+    pub what: &'static str,
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +116,7 @@ pub struct Wal {
     pending: Vec<u8>,
     /// Bytes were written to the tail since its last fsync.
     unsynced: bool,
+    segment_bytes_max: u64,
 }
 
 impl std::fmt::Debug for Wal {
@@ -153,6 +168,7 @@ impl Wal {
             unsynced: false,
             last_index: 0,
             pending: Vec::new(),
+            segment_bytes_max: SEGMENT_BYTES_MAX,
         };
         wal.append(entries, None);
         wal.hard_state = hard_state.clone();
@@ -194,16 +210,63 @@ impl Wal {
         for (position, segment) in segments.iter().enumerate() {
             let path = dir.join(segment.name());
             let is_last = position + 1 == segments.len();
+            if let Some(next) = replay.sealed_next.take() {
+                if next != segment.seq {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: format!(
+                            "the segment before it was sealed to continue in segment {next}"
+                        ),
+                    });
+                }
+            }
             let bytes = disk.read(&path).map_err(io_error(&path))?;
-            let valid = replay_segment(&bytes, &path, is_last, &mut replay)?;
-            if valid < bytes.len() {
+            let tail = if is_last {
+                Tail::Last
+            } else if position + 2 == segments.len() {
+                Tail::SealedTo(segments[position + 1].seq)
+            } else {
+                Tail::Middle
+            };
+            let valid = replay_segment(&bytes, &path, tail, &mut replay)?;
+            if valid < bytes.len() && !is_last {
+                // A crash while sealing: the next segment was already
+                // durable, so nothing is lost (see `sync`).
+                tracing::warn!(
+                    path = %path.display(),
+                    "a seal record was cut short by a crash; the next segment is complete"
+                );
+            } else if valid < bytes.len() {
                 // Only the last segment can get here (replay_segment fails otherwise).
                 disk.truncate(&path, valid as u64)
                     .map_err(io_error(&path))?;
                 disk.sync(&path).map_err(io_error(&path))?;
-                replay.torn_tail_bytes = (bytes.len() - valid) as u64;
+                let rest = &bytes[valid..];
+                replay.torn_tail = Some(TornTail {
+                    path: path.clone(),
+                    offset: valid as u64,
+                    bytes: rest.len() as u64,
+                    what: if rest.iter().all(|&byte| byte == 0) {
+                        "zeros (the file grew, its data never landed)"
+                    } else {
+                        "a record cut short"
+                    },
+                });
             }
             tail_bytes = valid as u64;
+        }
+        if let Some(next) = replay.sealed_next {
+            // The last segment says the log went on: the newest segment is
+            // gone, and with it entries this member may have acknowledged.
+            let last = segments.last().expect("segments is not empty");
+            return Err(WalError::Corrupt {
+                path: dir.join(last.name()),
+                offset: 0,
+                reason: format!(
+                    "segment {next} is missing: this segment was sealed when the log moved on to it"
+                ),
+            });
         }
         let wal = Wal {
             disk,
@@ -217,6 +280,7 @@ impl Wal {
             unsynced: false,
             last_index: replay.entries.last().map(|entry| entry.index).unwrap_or(0),
             pending: Vec::new(),
+            segment_bytes_max: SEGMENT_BYTES_MAX,
         };
         Ok((wal, replay))
     }
@@ -287,15 +351,32 @@ impl Wal {
             self.disk.sync(&path).map_err(io_error(&path))?;
         }
         self.unsynced = false;
-        if self.tail_bytes >= SEGMENT_BYTES_MAX {
+        if self.tail_bytes >= self.segment_bytes_max {
+            let old_tail = self.tail_path();
             let seq = self
                 .segments
                 .last()
                 .map(|segment| segment.seq + 1)
                 .unwrap_or(0);
+            // The new segment first, durably; only then seal the old one.
+            // A crash between the two leaves an unsealed segment with a
+            // successor, which is fine; a sealed one without its successor
+            // means the newest segment was lost.
             self.start_segment(seq, self.last_index + 1, &[])?;
+            let mut seal = Vec::new();
+            record::encode(RecordType::Sealed, &seq.to_le_bytes(), &mut seal);
+            self.disk
+                .append(&old_tail, &seal)
+                .map_err(io_error(&old_tail))?;
+            self.disk.sync(&old_tail).map_err(io_error(&old_tail))?;
         }
         Ok(())
+    }
+
+    /// Rolls segments over past `bytes` instead of `SEGMENT_BYTES_MAX`
+    /// (tests, which need several segments without writing 64 MiB).
+    pub fn set_segment_bytes_max(&mut self, bytes: u64) {
+        self.segment_bytes_max = bytes;
     }
 
     /// Removes whole segments holding only entries at or below `index`
@@ -366,12 +447,25 @@ impl Wal {
     }
 }
 
+/// Where a segment sits, for what its end may look like.
+#[derive(Clone, Copy)]
+enum Tail {
+    /// The newest segment: its end may be a torn write.
+    Last,
+    /// The one before the newest, whose seal naming that segment may have
+    /// been cut short by a crash.
+    SealedTo(u64),
+    /// Any other: complete, or it is corrupt.
+    Middle,
+}
+
 /// Replays one segment into `replay`, returning how many leading bytes are
-/// valid. A bad record is tolerated only as the torn tail of the last segment.
+/// valid. A bad record is tolerated only as the torn tail of the last
+/// segment, or as a seal cut short in the one before it.
 fn replay_segment(
     bytes: &[u8],
     path: &Path,
-    is_last: bool,
+    tail: Tail,
     replay: &mut Replay,
 ) -> Result<usize, WalError> {
     let mut offset = 0;
@@ -386,7 +480,17 @@ fn replay_segment(
                 offset += used;
             }
             Err(error) => {
-                if is_last && is_torn_tail(&bytes[offset..], &error) {
+                let rest = &bytes[offset..];
+                let torn = match tail {
+                    Tail::Last => is_torn_tail(rest, &error),
+                    Tail::SealedTo(next) => {
+                        let mut seal = Vec::new();
+                        record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
+                        rest.len() < seal.len() && seal.starts_with(rest)
+                    }
+                    Tail::Middle => false,
+                };
+                if torn {
                     return Ok(offset);
                 }
                 let reason = error.to_string();
@@ -451,6 +555,10 @@ fn apply_record(
         RecordType::SnapshotInstalled => {
             replay.entries.clear();
             replay.snapshot_marks.push(decode_mark(payload)?);
+        }
+        RecordType::Sealed => {
+            let words = decode_words::<1>(payload).ok_or("bad seal length")?;
+            replay.sealed_next = Some(words[0]);
         }
         RecordType::Entry => {
             let mut entry = Entry::default();

@@ -114,6 +114,11 @@ impl Transport {
         self.queue(id);
     }
 
+    /// Whether `id` is a peer this member was told of.
+    pub fn knows(&self, id: u64) -> bool {
+        self.peer_urls.contains_key(&id)
+    }
+
     pub fn remove_peer(&mut self, id: u64) {
         self.peer_urls.remove(&id);
         self.queues.remove(&id);

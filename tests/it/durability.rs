@@ -115,3 +115,48 @@ fn corrupt_wal_stops_the_server_with_a_clear_error() {
         "the error names the problem: {stderr}"
     );
 }
+
+/// Starts the binary once on `server`'s data dir, expecting it to refuse;
+/// returns what it printed.
+fn refused_start(server: &ServerProcess) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
+        .args(["--name", "it", "--data-dir"])
+        .arg(&server.data_dir)
+        .args(["--listen-client-urls", &server.client_url])
+        .arg(format!(
+            "--listen-peer-urls=http://127.0.0.1:{}",
+            crate::support::free_port()
+        ))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the start must be refused");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_lost_wal_is_refused_never_bootstrapped_over() {
+    tracing::info!("snapshots on disk, then every WAL segment deleted");
+    let mut server = ServerProcess::start(Flavor::Detcd, &["--snapshot-count", "10"]);
+    for n in 0..30 {
+        server.ctl_ok(&["put", &format!("k{n}"), "acknowledged"]);
+    }
+    server.terminate();
+    let wal_dir = server.data_dir.join("member/wal");
+    let snap_dir = server.data_dir.join("member/snap");
+    assert!(
+        std::fs::read_dir(&snap_dir).unwrap().count() > 0,
+        "the test needs snapshot files"
+    );
+    for segment in std::fs::read_dir(&wal_dir).unwrap() {
+        std::fs::remove_file(segment.unwrap().path()).unwrap();
+    }
+
+    tracing::info!("the member refuses, naming what is missing, and writes nothing");
+    let stderr = refused_start(&server);
+    assert!(stderr.contains("no WAL segment"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&wal_dir).unwrap().count(),
+        0,
+        "no new member was bootstrapped"
+    );
+}

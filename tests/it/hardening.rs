@@ -4,6 +4,9 @@
 //! the reference etcd 3.4.23 too (`DETCD_IT_FLAVOR=etcd`).
 
 use detcd::client::{Client, ClientError};
+use detcd::proto::detcdpb::{
+    internal_request, raft_client::RaftClient, InternalRequest, RaftBatch,
+};
 use detcd::proto::etcdserverpb::{
     request_op, watch_client::WatchClient, watch_request, PutRequest, RequestOp, TxnRequest,
     WatchCreateRequest, WatchRequest,
@@ -11,6 +14,7 @@ use detcd::proto::etcdserverpb::{
 
 use crate::cluster_support::{flavor_from_env, Cluster, Consistency};
 use crate::support::ServerProcess;
+use raft::eraftpb::MessageType;
 
 /// etcd's answer to a transaction over its op budget (`ErrGRPCTooManyOps`).
 const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
@@ -185,4 +189,135 @@ fn sigterm_stopped_members_no_longer_vote() {
             Some("2")
         );
     }
+}
+
+/// A raft message as a forger writes it, from ids any response header or
+/// `member list` shows.
+fn forged(kind: MessageType, from: u64, to: u64, term: u64, commit: u64) -> Vec<u8> {
+    use protobuf::Message as _;
+    let mut message = raft::eraftpb::Message::default();
+    message.set_msg_type(kind);
+    message.from = from;
+    message.to = to;
+    message.term = term;
+    message.commit = commit;
+    if kind == MessageType::MsgAppend {
+        let put = InternalRequest {
+            id: 1,
+            request: Some(internal_request::Request::Put(PutRequest {
+                key: b"forged".to_vec(),
+                value: b"by a stranger".to_vec(),
+                ..Default::default()
+            })),
+        };
+        let entry = raft::eraftpb::Entry {
+            index: 1_000,
+            term,
+            data: prost::Message::encode_to_vec(&put).into(),
+            ..Default::default()
+        };
+        message.entries = vec![entry].into();
+        message.index = 999;
+        message.log_term = term;
+    }
+    message.write_to_bytes().unwrap()
+}
+
+#[test]
+fn forged_peer_messages_are_dropped_and_no_member_panics() {
+    let cluster = Cluster::start("forged-peer-messages", 3, &[]);
+    let all = cluster.all();
+    let leader = cluster.wait_for_leader(&all);
+    let target = all.iter().copied().find(|&m| m != leader).unwrap();
+    let list = cluster.member_list(target);
+    let target_id = cluster.member_id(target);
+    let peer_id = cluster.member_id(leader);
+    let stranger = 0x5eed_f00d;
+
+    tracing::info!("forge what a peer could send: a heartbeat committing past the log, a stranger's append, local-only types");
+    let batch = |from: u64, messages: Vec<Vec<u8>>| RaftBatch {
+        cluster_id: list.cluster_id,
+        from,
+        to: target_id,
+        messages,
+    };
+    let batches = vec![
+        batch(
+            peer_id,
+            vec![forged(
+                MessageType::MsgHeartbeat,
+                peer_id,
+                target_id,
+                1,
+                1_000_000_000,
+            )],
+        ),
+        batch(
+            stranger,
+            vec![forged(
+                MessageType::MsgAppend,
+                stranger,
+                target_id,
+                1_000,
+                1_000,
+            )],
+        ),
+        batch(
+            stranger,
+            vec![forged(
+                MessageType::MsgHeartbeat,
+                stranger,
+                target_id,
+                1_000,
+                0,
+            )],
+        ),
+        batch(
+            target_id,
+            vec![forged(
+                MessageType::MsgHeartbeat,
+                target_id,
+                target_id,
+                1,
+                0,
+            )],
+        ),
+        batch(
+            peer_id,
+            vec![forged(MessageType::MsgHup, peer_id, target_id, 1, 0)],
+        ),
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = RaftClient::connect(cluster.members[target].peer_url.clone())
+            .await
+            .unwrap();
+        // The stream may end with an error status; only the member's
+        // survival matters here.
+        let _ = client.stream(tokio_stream::iter(batches)).await;
+    });
+
+    tracing::info!("the member is still up, wrote nothing forged, and its term did not jump");
+    cluster.put(target, "after-forgery", "ok");
+    for &member in &all {
+        assert_eq!(
+            cluster.get(member, "forged", Consistency::Linearizable),
+            None
+        );
+        assert_eq!(
+            cluster
+                .get(member, "after-forgery", Consistency::Linearizable)
+                .as_deref(),
+            Some("ok")
+        );
+    }
+    let status = &cluster.statuses(&[target])[0];
+    assert!(
+        status.raft_term < 1_000,
+        "a stranger set the term: {status:?}"
+    );
+    assert!(
+        cluster.log(target).contains("dropped a peer message"),
+        "the drop is logged"
+    );
 }
