@@ -150,10 +150,45 @@ impl Config {
             ));
         }
         for url in self.listen_client_urls.split(',') {
-            crate::server::parse_listen_url(url)?;
+            parse_listen_url(url)?;
         }
         Ok(())
     }
+}
+
+/// Splits a comma-separated URL flag.
+pub fn split_urls(flag: &str) -> Vec<String> {
+    flag.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Parses one of `--listen-client-urls` (`http://host:port`) into an address.
+pub fn parse_listen_url(url: &str) -> Result<std::net::SocketAddr, String> {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => return Err(format!("{url}: TLS is not supported yet (use http://)")),
+        Some((scheme, _)) => return Err(format!("{url}: URL scheme must be http, not {scheme:?}")),
+        None => return Err(format!("{url}: URL must be of the form http://host:port")),
+    };
+    let host_port = rest.trim_end_matches('/');
+    let (host, port) = host_port
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{url}: missing port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{url}: bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host {
+        "localhost" | "" => std::net::IpAddr::from([127, 0, 0, 1]),
+        host => host
+            .parse()
+            .map_err(|_| format!("{url}: host must be an IP address or localhost"))?,
+    };
+    Ok(std::net::SocketAddr::new(ip, port))
 }
 
 /// etcd 3.4 settings (flag names) that detcd does not implement, each with

@@ -15,9 +15,9 @@ use std::sync::Arc;
 #[cfg(not(madsim))]
 use detcd::{
     clock::Clock,
-    config::Config,
+    config::{parse_listen_url, Config},
     rng::NodeRng,
-    server::{parse_listen_url, Server, Started},
+    server::{Server, Started},
     storage::RealDisk,
     transport::DeliverAll,
 };

@@ -117,6 +117,14 @@ impl Members {
         (started == 1 && voters == 2) || started >= quorum(voters)
     }
 
+    /// etcd `IsReadyToPromoteMember`: the learner counts as a started voter
+    /// of the future configuration, and a quorum of it must have started.
+    pub fn ready_to_promote(&self) -> bool {
+        let voters = self.voters().count() + 1;
+        let started = self.voters().filter(|member| member.is_started()).count() + 1;
+        started >= quorum(voters)
+    }
+
     /// etcd `IsReadyToRemoveVotingMember`.
     pub fn ready_to_remove_voter(&self, id: u64) -> bool {
         let remaining: Vec<&Member> = self.voters().filter(|member| member.id != id).collect();

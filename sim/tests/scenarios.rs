@@ -17,7 +17,7 @@ use detcd::proto::etcdserverpb::{
     MemberPromoteRequest, MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
 };
 use detcd_sim::harness::cluster::{client_url, SimCluster};
-use detcd_sim::harness::run::Trace;
+use detcd_sim::harness::trace::Trace;
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 

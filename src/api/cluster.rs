@@ -37,7 +37,7 @@ impl Cluster for ClusterService {
             header: None,
             members,
         };
-        self.server.fill_header(&mut response.header);
+        self.server.fill_cluster_header(&mut response.header);
         Ok(Response::new(response))
     }
 
@@ -57,7 +57,7 @@ impl Cluster for ClusterService {
             member: Some(to_proto(member)),
             members,
         };
-        self.server.fill_header(&mut response.header);
+        self.server.fill_cluster_header(&mut response.header);
         Ok(Response::new(response))
     }
 
@@ -71,7 +71,7 @@ impl Cluster for ClusterService {
             header: None,
             members: members.into_iter().map(to_proto).collect(),
         };
-        self.server.fill_header(&mut response.header);
+        self.server.fill_cluster_header(&mut response.header);
         Ok(Response::new(response))
     }
 
@@ -89,7 +89,7 @@ impl Cluster for ClusterService {
             header: None,
             members: members.into_iter().map(to_proto).collect(),
         };
-        self.server.fill_header(&mut response.header);
+        self.server.fill_cluster_header(&mut response.header);
         Ok(Response::new(response))
     }
 
@@ -103,7 +103,7 @@ impl Cluster for ClusterService {
             header: None,
             members: members.into_iter().map(to_proto).collect(),
         };
-        self.server.fill_header(&mut response.header);
+        self.server.fill_cluster_header(&mut response.header);
         Ok(Response::new(response))
     }
 }

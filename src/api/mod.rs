@@ -9,6 +9,8 @@
 #[cfg(not(madsim))]
 mod authority_shim;
 mod cluster;
+#[cfg(not(madsim))]
+mod grpc_limits;
 mod kv;
 mod maintenance;
 pub mod status;
@@ -30,26 +32,52 @@ use crate::server::Server;
 use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
 use unimplemented::NotYetImplemented;
 
+/// etcd's answer to an oversized message (see `grpc_limits`); the
+/// simulator's gRPC has no message limits.
+#[cfg(not(madsim))]
+fn etcd_limits<S>(service: S) -> grpc_limits::EtcdMessageLimits<S> {
+    grpc_limits::EtcdMessageLimits::new(service)
+}
+
+#[cfg(madsim)]
+fn etcd_limits<S>(service: S) -> S {
+    service
+}
+
 fn router(server: Server) -> tonic::transport::server::Router {
-    let max_message_bytes = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // etcd limits every client service's messages alike (MaxRecvMsgSize).
+    let max = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv = kv::KvService {
+        server: server.clone(),
+    };
+    let watch = watch::WatchService {
+        server: server.clone(),
+    };
+    let cluster = cluster::ClusterService {
+        server: server.clone(),
+    };
+    let maintenance = maintenance::MaintenanceService {
+        server: server.clone(),
+    };
     tonic::transport::Server::builder()
-        .add_service(
-            KvServer::new(kv::KvService {
-                server: server.clone(),
-            })
-            .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(WatchServer::new(watch::WatchService {
-            server: server.clone(),
-        }))
-        .add_service(LeaseServer::new(NotYetImplemented))
-        .add_service(ClusterServer::new(cluster::ClusterService {
-            server: server.clone(),
-        }))
-        .add_service(MaintenanceServer::new(maintenance::MaintenanceService {
-            server: server.clone(),
-        }))
-        .add_service(AuthServer::new(NotYetImplemented))
+        .add_service(etcd_limits(
+            KvServer::new(kv).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            WatchServer::new(watch).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            LeaseServer::new(NotYetImplemented).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            ClusterServer::new(cluster).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            MaintenanceServer::new(maintenance).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            AuthServer::new(NotYetImplemented).max_decoding_message_size(max),
+        ))
 }
 
 /// Serves client gRPC on an already bound listener until `shutdown` fires.

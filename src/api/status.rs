@@ -29,11 +29,13 @@ pub fn code(error: &Error) -> Code {
         | Error::BadLeaderTransferee
         | Error::MemberExist
         | Error::PeerUrlExist
-        | Error::MemberNotEnoughStarted
         | Error::MemberNotLearner
         | Error::LearnerNotReady
         | Error::TooManyLearners => Code::FailedPrecondition,
         Error::MemberNotFound => Code::NotFound,
+        // etcd 3.4 maps this one to its client-side error value instead of
+        // a gRPC status, so grpc-go sends it as Unknown; clients see that.
+        Error::MemberNotEnoughStarted => Code::Unknown,
         Error::Corrupt => Code::DataLoss,
     }
 }
@@ -95,6 +97,11 @@ mod tests {
             Error::LeaderChanged,
             Code::Unavailable,
             "etcdserver: leader changed",
+        );
+        check(
+            Error::MemberNotEnoughStarted,
+            Code::Unknown,
+            "etcdserver: re-configuration failed due to not enough started members",
         );
         check(
             Error::Timeout,

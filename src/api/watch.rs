@@ -95,7 +95,13 @@ impl Session {
                 }
                 message = inbound.message() => match message {
                     Ok(Some(request)) => self.handle(request).await,
-                    _ => Err(Gone),
+                    Ok(None) => Err(Gone),
+                    // A message that does not decode ends the stream with
+                    // that error (INTERNAL), as etcd's recvLoop returns it.
+                    Err(status) => {
+                        let _ = self.sender.send(Err(status)).await;
+                        Err(Gone)
+                    }
                 },
                 changed = revisions.changed() => match changed {
                     Ok(()) => self.deliver().await.map(|_| ()),

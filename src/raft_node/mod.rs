@@ -764,12 +764,24 @@ impl RaftNode {
             .get(self.shared.member_id)
             .map(|progress| progress.matched)
             .unwrap_or(0);
-        let Some(progress) = self.raw.raft.prs().get(id) else {
-            let _ = reply.send(Err(Error::MemberNotFound));
-            return;
+        // etcd's `isLearnerReady`: a member raft does not track passes
+        // here and is refused below.
+        if let Some(progress) = self.raw.raft.prs().get(id) {
+            if (progress.matched as f64) < leader_match as f64 * LEARNER_READY_PERCENT {
+                let _ = reply.send(Err(Error::LearnerNotReady));
+                return;
+            }
+        }
+        let checked = {
+            let state = self.shared.state.read().expect("state lock");
+            if state.members().ready_to_promote() {
+                state.members().check_promote(id)
+            } else {
+                Err(Error::MemberNotEnoughStarted)
+            }
         };
-        if (progress.matched as f64) < leader_match as f64 * LEARNER_READY_PERCENT {
-            let _ = reply.send(Err(Error::LearnerNotReady));
+        if let Err(error) = checked {
+            let _ = reply.send(Err(error));
             return;
         }
         self.propose_conf_change(

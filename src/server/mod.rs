@@ -3,7 +3,8 @@
 //! for writes, read-index waits for linearizable reads, local reads for
 //! serializable ones.
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::Response;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{parse_listen_url, split_urls, Config};
 use crate::error::Error;
 use crate::membership::InitialCluster;
 use crate::membership::{Member, MembershipChange};
@@ -141,26 +142,26 @@ impl Server {
             node.run(loop_clock, tick_interval, receiver, step_receiver)
                 .await
         });
-        let peer_service = RaftService {
-            member_id: shared.member_id,
-            cluster_id: shared.cluster_id,
-            steps,
-            shared: shared.clone(),
-            commands: commands.clone(),
-        };
         let limits = Limits {
             cluster_token: config.initial_cluster_token.clone(),
             max_txn_ops: config.max_txn_ops as usize,
             max_request_bytes: config.max_request_bytes as usize,
             request_timeout: config.request_timeout(),
         };
+        let server = Server {
+            shared,
+            commands,
+            clock,
+            limits,
+        };
+        let peer_service = RaftService {
+            member_id: server.shared.member_id,
+            cluster_id: server.shared.cluster_id,
+            steps,
+            requests: Arc::new(server.clone()),
+        };
         Ok(Started {
-            server: Server {
-                shared,
-                commands,
-                clock,
-                limits,
-            },
+            server,
             raft_loop,
             peer_service,
         })
@@ -202,6 +203,16 @@ impl Server {
     /// The member's clock (timers of long-lived streams).
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The Cluster service's header: etcd's `ClusterServer.header()` has
+    /// ids and term but no revision.
+    pub fn fill_cluster_header(&self, header: &mut Option<ResponseHeader>) {
+        let header = header.get_or_insert_with(ResponseHeader::default);
+        header.cluster_id = self.shared.cluster_id;
+        header.member_id = self.shared.member_id;
+        header.raft_term = self.shared.term();
+        header.revision = 0;
     }
 
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
@@ -504,15 +515,10 @@ impl Server {
 
     /// etcd `MemberPromote`: only the leader knows whether the learner has
     /// caught up, so a follower forwards the request to it.
+    /// All checks happen on the leader, in etcd's order (`mayPromoteMember`
+    /// then apply): readiness first, then enough started members, then
+    /// whether the member exists and is a learner.
     pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>, Error> {
-        {
-            let state = self.shared.state.read().expect("state lock");
-            state.members().check_promote(id)?;
-            if !state.members().ready_to_add_voter() {
-                return Err(Error::MemberNotEnoughStarted);
-            }
-            self.check_connected_fully(state.members())?;
-        }
         let leader = self.shared.leader_id();
         if leader == self.shared.member_id {
             return match self.call(|reply| Command::Promote { id, reply }).await? {
@@ -775,6 +781,35 @@ async fn join_bootstrap(
     })
 }
 
+impl crate::transport::PeerRequests for Server {
+    fn members(&self) -> crate::proto::detcdpb::MembersResponse {
+        let state = self.shared.state.read().expect("state lock");
+        let members = state
+            .members()
+            .list()
+            .map(|member| MemberInfo {
+                id: member.id,
+                name: member.name.clone(),
+                peer_urls: member.peer_urls.clone(),
+                is_learner: member.is_learner,
+            })
+            .collect();
+        crate::proto::detcdpb::MembersResponse {
+            cluster_id: self.shared.cluster_id,
+            members,
+        }
+    }
+
+    fn promote(&self, id: u64) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
+        Box::pin(async move {
+            match self.call(|reply| Command::Promote { id, reply }).await {
+                Ok(_) => String::new(),
+                Err(error) => error.to_string(),
+            }
+        })
+    }
+}
+
 /// etcd's `advertiseMatchesCluster`: a new member's
 /// `--initial-advertise-peer-urls` are exactly its URLs in
 /// `--initial-cluster`, so the ids every member derives agree with the
@@ -811,39 +846,4 @@ fn sabotaged_stale_read() -> bool {
 #[cfg(not(madsim))]
 fn sabotaged_stale_read() -> bool {
     false
-}
-
-/// Splits a comma-separated URL flag.
-pub fn split_urls(flag: &str) -> Vec<String> {
-    flag.split(',')
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// Parses one of `--listen-client-urls` (`http://host:port`) into an address.
-pub fn parse_listen_url(url: &str) -> Result<SocketAddr, String> {
-    let url = url.trim();
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(format!("{url}: TLS is not supported yet (use http://)")),
-        Some((scheme, _)) => return Err(format!("{url}: URL scheme must be http, not {scheme:?}")),
-        None => return Err(format!("{url}: URL must be of the form http://host:port")),
-    };
-    let host_port = rest.trim_end_matches('/');
-    let (host, port) = host_port
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{url}: missing port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{url}: bad port {port:?}"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = match host {
-        "localhost" | "" => std::net::IpAddr::from([127, 0, 0, 1]),
-        host => host
-            .parse()
-            .map_err(|_| format!("{url}: host must be an IP address or localhost"))?,
-    };
-    Ok(SocketAddr::new(ip, port))
 }

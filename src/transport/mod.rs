@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::clock::Clock;
 use crate::proto::detcdpb::{raft_client::RaftClient, RaftBatch};
 
-pub use service::RaftService;
+pub use service::{PeerRequests, RaftService};
 
 /// Batches queued per peer before new ones are dropped. A peer that is
 /// down must not make the leader buffer without bound.

@@ -1,28 +1,40 @@
 //! The receiving end of the peer transport: the `Raft` gRPC service a
 //! member serves on its peer URLs.
 
-use protobuf::Message as _;
-use raft::eraftpb::Message;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::detcdpb::{
-    raft_server::Raft, MemberInfo, MembersRequest, MembersResponse, PromoteRequest,
-    PromoteResponse, RaftAck, RaftBatch,
+    raft_server::Raft, MembersRequest, MembersResponse, PromoteRequest, PromoteResponse, RaftAck,
+    RaftBatch,
 };
-use crate::raft_node::{Command, Shared};
 
 /// Where received messages go: the raft loop's step queue.
 pub type StepSender = mpsc::Sender<Vec<Message>>;
+
+/// What the peer service asks of the member it serves. Owned here and
+/// implemented by `server`, so the transport knows nothing of the raft
+/// loop (a small trait owned by the consumer, as etcd's
+/// `lease.RangeDeleter`).
+pub trait PeerRequests: Send + Sync + 'static {
+    /// The cluster's id and member registry, for a member that joins.
+    fn members(&self) -> MembersResponse;
+    /// Promotes learner `id`, forwarded by a follower to this leader.
+    /// Answers etcd's error string, empty once the promotion applied.
+    fn promote(&self, id: u64) -> Pin<Box<dyn Future<Output = String> + Send + '_>>;
+}
 
 pub struct RaftService {
     pub member_id: u64,
     pub cluster_id: u64,
     pub steps: StepSender,
-    pub shared: Arc<Shared>,
-    pub commands: mpsc::Sender<Command>,
+    pub requests: Arc<dyn PeerRequests>,
 }
 
 impl RaftService {
@@ -82,21 +94,7 @@ impl Raft for RaftService {
         &self,
         _: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
-        let state = self.shared.state.read().expect("state lock");
-        let members = state
-            .members()
-            .list()
-            .map(|member| MemberInfo {
-                id: member.id,
-                name: member.name.clone(),
-                peer_urls: member.peer_urls.clone(),
-                is_learner: member.is_learner,
-            })
-            .collect();
-        Ok(Response::new(MembersResponse {
-            cluster_id: self.cluster_id,
-            members,
-        }))
+        Ok(Response::new(self.requests.members()))
     }
 
     /// A follower forwards a promotion here; only the leader can check it.
@@ -104,20 +102,7 @@ impl Raft for RaftService {
         &self,
         request: Request<PromoteRequest>,
     ) -> Result<Response<PromoteResponse>, Status> {
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Promote {
-            id: request.into_inner().id,
-            reply,
-        };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| Status::unavailable("member is stopping"))?;
-        let error = match answer.await {
-            Ok(Ok(_)) => String::new(),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => crate::error::Error::Stopped.to_string(),
-        };
+        let error = self.requests.promote(request.into_inner().id).await;
         Ok(Response::new(PromoteResponse { error }))
     }
 }

@@ -7,6 +7,7 @@
 
 mod cluster;
 mod cluster_support;
+mod conformance;
 mod durability;
 mod etcdctl_diff;
 mod flags;

@@ -168,6 +168,111 @@ fn check_harness_imports(path: &str, text: &str) -> Vec<Violation> {
     found
 }
 
+/// The module of a file under `root` (`src/`, `sim/src/harness/`) that the
+/// layering rule covers: its first path segment. Tests, entry points and
+/// the crate root are not layers.
+fn layer_of(path: &str, root: &str) -> Option<String> {
+    let rest = path.strip_prefix(root)?;
+    let name = rest.split('/').next()?.trim_end_matches(".rs");
+    let file = rest.rsplit('/').next()?;
+    let excluded = ["lib", "main", "bin", "mod"].contains(&name)
+        || file == "tests.rs"
+        || file.ends_with("_tests.rs")
+        || file == "proptests.rs";
+    (!excluded).then(|| name.to_string())
+}
+
+/// The layers a file's code names through `prefix` (`crate::`,
+/// `super::`), its inline `#[cfg(test)]` module left out.
+fn layers_named(text: &str, prefix: &str) -> Vec<String> {
+    let code = strip_comments(text);
+    let code = match code.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &code[..at],
+        None => &code[..],
+    };
+    let mut named = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find(prefix) {
+        let start = from + at + prefix.len();
+        let name: String = code[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            named.push(name);
+        }
+        from = start;
+    }
+    named
+}
+
+/// A cycle in the graph of layers (`from -> to` edges), if there is one.
+fn find_cycle(
+    edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, edges, &mut Vec::new(), &mut done) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+/// The layer graph of the files under `root`, as named through `prefix`.
+fn layer_graph(
+    sources: &[(String, String)],
+    root: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let layers: std::collections::BTreeSet<String> = sources
+        .iter()
+        .filter_map(|(path, _)| layer_of(path, root))
+        .collect();
+    for (path, text) in sources {
+        let Some(layer) = layer_of(path, root) else {
+            continue;
+        };
+        // Inside a module directory `super::` names the module itself.
+        let nested = path[root.len()..].contains('/');
+        if prefix == "super::" && nested {
+            continue;
+        }
+        for named in layers_named(text, prefix) {
+            if named != layer && layers.contains(&named) {
+                edges.entry(layer.clone()).or_default().insert(named);
+            }
+        }
+    }
+    edges
+}
+
 fn violation(path: &str, code: &str, offset: usize, rule: &'static str) -> Violation {
     Violation {
         path: path.to_string(),
@@ -318,6 +423,57 @@ fn only_seam_modules_opt_out_of_clippy_bans() {
 #[test]
 fn nothing_imports_the_simulator_harness() {
     check_tree(check_harness_imports);
+}
+
+#[test]
+fn the_modules_of_src_form_layers_without_cycles() {
+    let sources = workspace_sources();
+    let graph = layer_graph(&sources, "src/", "crate::");
+    assert!(graph.len() > 5, "the graph must see the modules: {graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "an import cycle between src/ modules: {}",
+            cycle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn the_harness_modules_form_layers_without_cycles() {
+    let sources = workspace_sources();
+    let graph = layer_graph(&sources, "sim/src/harness/", "super::");
+    assert!(graph.len() > 3, "the graph must see the modules: {graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "an import cycle between harness modules: {}",
+            cycle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn a_cycle_is_found() {
+    let sources = vec![
+        ("src/a.rs".to_string(), "use crate::b::X;".to_string()),
+        (
+            "src/b/mod.rs".to_string(),
+            "fn f() { crate::a::g() }".to_string(),
+        ),
+        ("src/c.rs".to_string(), "use crate::a;".to_string()),
+    ];
+    let graph = layer_graph(&sources, "src/", "crate::");
+    assert_eq!(
+        find_cycle(&graph),
+        Some(vec!["a".to_string(), "b".to_string(), "a".to_string()])
+    );
+    let acyclic = vec![
+        ("src/a.rs".to_string(), "use crate::b::X;".to_string()),
+        (
+            "src/b.rs".to_string(),
+            "// crate::a in prose\n#[cfg(test)]\nmod tests { use crate::a; }".to_string(),
+        ),
+    ];
+    assert_eq!(find_cycle(&layer_graph(&acyclic, "src/", "crate::")), None);
 }
 
 #[test]

@@ -7,10 +7,13 @@
 //! whole run; `replay` repeats it bit for bit.
 
 pub mod cluster;
+pub mod hostile;
 pub mod invariants;
+pub mod monitor;
 pub mod nemesis;
 pub mod network;
 pub mod options;
 pub mod run;
+pub mod trace;
 pub mod watcher;
 pub mod workload;

@@ -8,8 +8,9 @@ use detcd::clock::Skew;
 use madsim::rand::Rng;
 
 use super::cluster::SimCluster;
+use super::monitor::Monitor;
 use super::options::SwarmOptions;
-use super::run::{Monitor, Trace};
+use super::trace::Trace;
 
 /// Largest clock offset the nemesis sets, either way.
 const SKEW_OFFSET_MAX: Duration = Duration::from_secs(10);

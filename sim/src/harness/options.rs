@@ -34,6 +34,8 @@ pub struct SwarmOptions {
     pub clock_skew: bool,
     /// An operator compacts every few seconds during the safety phase.
     pub compaction: bool,
+    /// A client sends hostile requests (`hostile.rs`) during the safety phase.
+    pub hostile: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -61,6 +63,8 @@ impl SwarmOptions {
             drop_ppm: rng.gen_range(0..200_000),
             duplicate_ppm: rng.gen_range(0..100_000),
             delay_ppm: rng.gen_range(0..200_000),
+            // Drawn last, so the draws before it keep their values.
+            hostile: rng.gen_bool(0.5),
         }
     }
 }
@@ -69,7 +73,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -83,6 +87,7 @@ impl fmt::Display for SwarmOptions {
             self.delay_ppm / 1000,
             self.clock_skew,
             self.compaction,
+            self.hostile,
             self.nemesis_interval
         )
     }

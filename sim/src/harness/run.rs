@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use detcd::proto::etcdserverpb::{
     kv_client::KvClient, maintenance_client::MaintenanceClient, HashKvRequest, RangeRequest,
-    StatusRequest,
 };
 use detcd::rng::stable_hash;
 use madsim::runtime::Handle;
@@ -19,9 +18,12 @@ use crate::history::History;
 use crate::model::kv::{Kv, KvInput, KvOutput};
 
 use super::cluster::{client_url, SimCluster};
+use super::hostile;
 use super::invariants::Invariants;
+use super::monitor::Monitor;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
+use super::trace::Trace;
 use super::watcher;
 use super::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
 
@@ -31,45 +33,6 @@ pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// And every member must hold the same data within this much more.
 pub const CONVERGENCE_BOUND: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Every scheduled event of a run, stamped with virtual time; its hash is
-/// the run's trace hash.
-#[derive(Clone)]
-pub struct Trace {
-    started: tokio::time::Instant,
-    events: Arc<Mutex<Vec<String>>>,
-    echo: bool,
-}
-
-impl Trace {
-    pub fn new(echo: bool) -> Trace {
-        Trace {
-            started: tokio::time::Instant::now(),
-            events: Arc::default(),
-            echo,
-        }
-    }
-
-    pub fn record(&self, event: String) {
-        let line = format!("{:>12.6}s {event}", self.started.elapsed().as_secs_f64());
-        if self.echo {
-            println!("{line}");
-        }
-        self.events.lock().unwrap().push(line);
-    }
-
-    /// The hash of every recorded event and of `extra` (the digest of
-    /// every raft message and of the schedule).
-    pub fn hash(&self, extra: u64) -> u64 {
-        let events = self.events.lock().unwrap();
-        let mut words: Vec<u64> = events
-            .iter()
-            .map(|event| stable_hash(&event.bytes().map(u64::from).collect::<Vec<_>>()))
-            .collect();
-        words.push(extra);
-        stable_hash(&words)
-    }
-}
 
 /// How a run ended.
 pub enum Outcome {
@@ -136,7 +99,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let endpoints = (0..options.nodes).map(client_url).collect();
         observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
     });
+    let hostile = swarm.hostile.then(|| {
+        let (node, endpoints) = cluster.add_client(swarm.clients + 1);
+        node.spawn(hostile::run(endpoints, deadline, trace.clone()))
+    });
     nemesis::run(&mut cluster, &swarm, options.duration, &trace, &monitor).await;
+    if let Some(hostile) = hostile {
+        let sent = hostile.await.expect("hostile client task");
+        trace.record(format!("hostile: {sent} requests"));
+    }
     for client in clients {
         client.await.expect("client task");
     }
@@ -255,87 +226,6 @@ thread_local! {
 pub fn take_interrupted() -> Option<(SwarmOptions, History<KvInput, KvOutput>)> {
     let (swarm, recorder) = IN_PROGRESS.with(|slot| slot.borrow_mut().take())?;
     Some((swarm, History::new(recorder.take())))
-}
-
-/// Watches the members while the run goes on. Checks Raft's election
-/// safety online (§5.2: at most one leader per term — every member that
-/// names a leader for a term must name the same one) and tells the nemesis
-/// who leads, for leader-targeted faults.
-#[derive(Clone, Default)]
-pub struct Monitor {
-    state: Arc<Mutex<MonitorState>>,
-}
-
-#[derive(Default)]
-struct MonitorState {
-    stopped: bool,
-    /// term -> (leader id, the member that reported it)
-    leaders: BTreeMap<u64, (u64, usize)>,
-    violation: Option<String>,
-    current_leader: Option<usize>,
-}
-
-/// How often the monitor asks every member for its status.
-const MONITOR_INTERVAL: Duration = Duration::from_millis(100);
-const MONITOR_CALL_TIMEOUT: Duration = Duration::from_millis(500);
-
-impl Monitor {
-    pub fn stop(&self) {
-        self.state.lock().unwrap().stopped = true;
-    }
-
-    pub fn violation(&self) -> Option<String> {
-        self.state.lock().unwrap().violation.clone()
-    }
-
-    pub fn terms_seen(&self) -> usize {
-        self.state.lock().unwrap().leaders.len()
-    }
-
-    /// The member index the latest reports name as leader.
-    pub fn current_leader(&self) -> Option<usize> {
-        self.state.lock().unwrap().current_leader
-    }
-
-    async fn watch(self, members: usize, member_ids: Vec<u64>) {
-        while !self.state.lock().unwrap().stopped {
-            for member in 0..members {
-                let Some((term, leader)) = status(member).await else {
-                    continue;
-                };
-                if leader == 0 {
-                    continue;
-                }
-                let mut state = self.state.lock().unwrap();
-                state.current_leader = member_ids.iter().position(|id| *id == leader);
-                match state.leaders.get(&term) {
-                    Some(&(known, reporter)) if known != leader && state.violation.is_none() => {
-                        state.violation = Some(format!(
-                            "election safety: in term {term} m{reporter} named leader {known:x} and m{member} named {leader:x}"
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        state.leaders.insert(term, (leader, member));
-                    }
-                }
-            }
-            tokio::time::sleep(MONITOR_INTERVAL).await;
-        }
-    }
-}
-
-/// (term, leader) as one member reports them.
-async fn status(member: usize) -> Option<(u64, u64)> {
-    let call = async {
-        let mut client = MaintenanceClient::connect(client_url(member)).await.ok()?;
-        let status = client.status(StatusRequest {}).await.ok()?.into_inner();
-        Some((status.raft_term, status.leader))
-    };
-    tokio::time::timeout(MONITOR_CALL_TIMEOUT, call)
-        .await
-        .ok()
-        .flatten()
 }
 
 /// An indeterminate put or append whose (unique) value no successful read

@@ -23,7 +23,7 @@ use detcd::proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::run::Trace;
+use super::trace::Trace;
 
 /// The key range watched: every workload key ("k0", "k1", ...).
 const WATCHED_FROM: &[u8] = b"k";

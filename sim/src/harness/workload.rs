@@ -20,7 +20,7 @@ use crate::history::{ClientId, Operation, Outcome};
 use crate::model::kv::{KvInput, KvOutput};
 
 use super::options::Workload;
-use super::run::Trace;
+use super::trace::Trace;
 
 /// A client's deadline for one attempt at one member (virtual time).
 /// Longer than an election, so a healthy cluster answers within it.

@@ -1,0 +1,142 @@
+//! Answers real etcd client libraries' tests depend on, checked over raw
+//! gRPC (or etcdctl) so the same test passes against the reference etcd
+//! 3.4.23 (`DETCD_IT_FLAVOR=etcd`): headers where etcd sends them (and
+//! not where it does not), gRPC codes, and the order of etcd's checks.
+
+use detcd::proto::etcdserverpb::{
+    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, DefragmentRequest,
+    MemberListRequest, MoveLeaderRequest, PutRequest, StatusRequest, WatchResponse,
+};
+use tonic::Code;
+
+use crate::cluster_support::{flavor_from_env, Cluster};
+use crate::support::ServerProcess;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+#[test]
+fn headers_are_where_etcd_sends_them() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let mut maintenance = MaintenanceClient::connect(url.clone()).await.unwrap();
+        let status = maintenance
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let header = status.header.expect("Status has a header");
+        assert!(header.revision > 0, "Status's header has the revision");
+
+        tracing::info!("Defragment and MoveLeader answer without a header");
+        let defragment = maintenance.defragment(DefragmentRequest {}).await.unwrap();
+        assert_eq!(defragment.into_inner().header, None);
+        let move_leader = maintenance
+            .move_leader(MoveLeaderRequest {
+                target_id: status.leader,
+            })
+            .await
+            .unwrap();
+        assert_eq!(move_leader.into_inner().header, None);
+
+        tracing::info!("MemberList's header has ids and term, and no revision");
+        let mut cluster = ClusterClient::connect(url).await.unwrap();
+        let list = cluster
+            .member_list(MemberListRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let header = list.header.expect("MemberList has a header");
+        assert_eq!(header.revision, 0, "{header:?}");
+        assert_eq!(header.member_id, status.leader);
+        assert!(header.cluster_id != 0 && header.raft_term > 0, "{header:?}");
+    });
+}
+
+#[test]
+fn an_oversized_message_is_resource_exhausted_as_in_grpc_go() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let mut kv = detcd::proto::etcdserverpb::kv_client::KvClient::connect(url)
+            .await
+            .unwrap();
+        let put = PutRequest {
+            key: b"big".to_vec(),
+            value: vec![b'x'; 10 * 1024 * 1024],
+            ..Default::default()
+        };
+        let status = kv.put(put).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("grpc: received message larger than max ("),
+            "{status:?}"
+        );
+    });
+}
+
+/// Field 1 of WatchRequest is a message (create_request); a varint there
+/// does not decode.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotAWatchRequest {
+    #[prost(uint64, tag = "1")]
+    create_request: u64,
+}
+
+#[test]
+fn a_watch_message_that_does_not_decode_ends_the_stream_with_internal() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let codec = tonic_prost::ProstCodec::<NotAWatchRequest, WatchResponse>::default();
+        let path = http::uri::PathAndQuery::from_static("/etcdserverpb.Watch/Watch");
+        use tokio_stream::StreamExt as _;
+        let requests = tokio_stream::iter([NotAWatchRequest { create_request: 7 }])
+            .chain(tokio_stream::pending());
+        let outcome = async {
+            let mut stream = grpc
+                .streaming(tonic::Request::new(requests), path, codec)
+                .await?
+                .into_inner();
+            stream.message().await
+        };
+        let outcome = tokio::time::timeout(crate::support::STOP_TIMEOUT, outcome).await;
+        match outcome {
+            Ok(Err(status)) => assert_eq!(status.code(), Code::Internal, "{status:?}"),
+            other => panic!("the stream must end with INTERNAL: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn promoting_a_lagging_voter_checks_readiness_first_as_etcd_does() {
+    let mut cluster = Cluster::start("promote-lagging-voter", 3, &[]);
+    let all = cluster.all();
+    let leader = cluster.wait_for_leader(&all);
+    let lagging = all.iter().copied().find(|&m| m != leader).unwrap();
+    let lagging_id = cluster.member_id(lagging);
+    cluster.kill(lagging);
+    tracing::info!("the stopped voter falls well behind the leader's log");
+    for n in 0..30 {
+        cluster.put(leader, &format!("k{n}"), "v");
+    }
+    let output = cluster.ctl(leader, &["member", "promote", &format!("{lagging_id:x}")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr
+            .contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "readiness is checked before the member kind: {stderr}"
+    );
+}
