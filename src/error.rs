@@ -28,6 +28,9 @@ pub enum Error {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// The raft loop has too many callers waiting already.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: no leader")]
@@ -82,6 +85,8 @@ impl Error {
             Error::NoLeader,
             Error::LeaderChanged,
             Error::Stopped,
+            Error::TooManyRequests,
+            Error::Timeout,
         ];
         KNOWN
             .iter()

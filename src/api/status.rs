@@ -16,7 +16,7 @@ pub fn code(error: &Error) -> Code {
         | Error::RequestTooLarge
         | Error::MemberBadUrls => Code::InvalidArgument,
         Error::Compacted | Error::FutureRevision => Code::OutOfRange,
-        Error::NoSpace => Code::ResourceExhausted,
+        Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
         Error::NoLeader
         | Error::LeaderChanged

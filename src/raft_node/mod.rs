@@ -20,8 +20,8 @@ mod admission;
 mod election;
 mod log_store;
 mod recovery;
+mod waiters;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -202,19 +202,13 @@ pub struct RaftNode {
     election: ElectionTimeouts,
     max_request_bytes: usize,
     quota_bytes: i64,
-    snapshot_count: u64,
-    /// Index of the newest durable snapshot, and of the one before it (the
-    /// WAL is kept from there, so either can seed recovery).
-    snapshot_indexes: (u64, u64),
+    /// When to save a snapshot, and who asked for one.
+    snapshot_policy: waiters::SnapshotPolicy,
     applied_term: u64,
-    next_proposal_id: u64,
-    proposals: BTreeMap<u64, Reply<Response>>,
-    /// Proposals made while there was no leader, sent once one appears.
-    queued: Vec<(Request, Reply<Response>)>,
-    reads_in_flight: BTreeMap<u64, Reply<()>>,
-    reads_ready: Vec<(u64, Reply<()>)>,
-    /// Callers waiting for the snapshot `Command::Snapshot` asked for.
-    snapshot_requests: Vec<Reply<()>>,
+    /// Callers waiting for their proposals (and proposals made while there
+    /// was no leader, sent once one appears).
+    proposals: waiters::Proposals<Request, Response>,
+    reads: waiters::ReadIndexQueue,
     /// Peer messages refused by `admission` since the start.
     dropped_messages: u64,
     /// The double-apply sabotage strikes once per start, at the first
@@ -336,16 +330,20 @@ impl RaftNode {
         match command {
             Command::Propose { request, reply } => {
                 if self.raw.raft.leader_id == raft::INVALID_ID {
-                    self.queued.push((request, reply));
+                    self.proposals.queue(request, reply);
                 } else {
                     self.propose(request, reply);
                 }
             }
-            Command::Snapshot { reply } => self.snapshot_requests.push(reply),
+            Command::Snapshot { reply } => self.snapshot_policy.request(reply),
             Command::ReadIndex { reply } => {
-                let id = self.next_id();
+                if !self.reads.has_room() {
+                    let _ = reply.send(Err(Error::TooManyRequests));
+                    return;
+                }
+                let id = self.proposals.next_id();
                 self.raw.read_index(id.to_le_bytes().to_vec());
-                self.reads_in_flight.insert(id, reply);
+                self.reads.start(id, reply);
             }
             Command::TransferLeader { transferee, reply } => {
                 let result = if self.raw.raft.state != StateRole::Leader {
@@ -375,25 +373,24 @@ impl RaftNode {
             return None;
         }
         let me = self.shared.member_id;
-        let voters = self.raw.raft.prs().conf().voters().ids();
-        let transferee = voters
-            .iter()
-            .filter(|&id| id != me)
-            .filter_map(|id| self.raw.raft.prs().get(id).map(|pr| (pr.matched, id)))
-            // Most caught up first; the lowest id among equals.
-            .max_by_key(|&(matched, id)| (matched, std::cmp::Reverse(id)))
-            .map(|(_, id)| id)?;
+        let prs = self.raw.raft.prs();
+        let voters = prs.conf().voters().ids();
+        let transferee = waiters::pick_transferee(
+            voters
+                .iter()
+                .filter(|&id| id != me)
+                .filter_map(|id| prs.get(id).map(|progress| (id, progress.matched))),
+        )?;
         self.raw.transfer_leader(transferee);
         Some(transferee)
     }
 
-    fn next_id(&mut self) -> u64 {
-        self.next_proposal_id = self.next_proposal_id.wrapping_add(1);
-        self.next_proposal_id
-    }
-
     fn propose(&mut self, request: Request, reply: Reply<Response>) {
-        let id = self.next_id();
+        if !self.proposals.has_room() {
+            let _ = reply.send(Err(Error::TooManyRequests));
+            return;
+        }
+        let id = self.proposals.next_id();
         let data = InternalRequest {
             id,
             request: Some(request),
@@ -404,9 +401,7 @@ impl RaftNode {
             return;
         }
         match self.raw.propose(vec![], data) {
-            Ok(()) => {
-                self.proposals.insert(id, reply);
-            }
+            Ok(()) => self.proposals.wait(id, reply),
             Err(_) => {
                 let _ = reply.send(Err(Error::NoLeader));
             }
@@ -416,7 +411,7 @@ impl RaftNode {
     async fn on_ready(&mut self) -> Result<(), FatalError> {
         if !self.raw.has_ready() {
             // A requested snapshot need not wait for raft to have news.
-            if !self.snapshot_requests.is_empty() {
+            if self.snapshot_policy.requested() {
                 self.maybe_snapshot().await?;
             }
             return Ok(());
@@ -436,8 +431,12 @@ impl RaftNode {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
         // 1. Persist, one fsync for everything in this Ready.
-        self.persist(ready.entries().clone(), ready.hs().cloned())
-            .await?;
+        self.persist(
+            ready.entries().clone(),
+            ready.hs().cloned(),
+            ready.must_sync(),
+        )
+        .await?;
         let store = self.raw.mut_store();
         store.append(ready.entries());
         if let Some(hard_state) = ready.hs() {
@@ -454,9 +453,7 @@ impl RaftNode {
                     .try_into()
                     .unwrap_or_default(),
             );
-            if let Some(reply) = self.reads_in_flight.remove(&id) {
-                self.reads_ready.push((read_state.index, reply));
-            }
+            self.reads.confirmed(id, read_state.index);
         }
         // 3. Apply.
         self.apply(ready.take_committed_entries())?;
@@ -492,11 +489,26 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Writes entries and hard state; fsyncs only when raft says the
+    /// batch must be durable before anything else happens (new entries, a
+    /// new term or vote). A commit-only hard state waits for the next
+    /// fsync: recovery never needs it to be current.
     async fn persist(
         &mut self,
         entries: Vec<Entry>,
         hard_state: Option<HardState>,
+        must_sync: bool,
     ) -> Result<(), FatalError> {
+        if !must_sync {
+            debug_assert!(entries.is_empty(), "raft: entries always need an fsync");
+            if let Some(hard_state) = hard_state {
+                self.wal
+                    .as_mut()
+                    .expect("wal present")
+                    .append(&[], Some(&hard_state));
+            }
+            return Ok(());
+        }
         let mut wal = self.wal.take().expect("wal present");
         // Disk work takes milliseconds: keep it off the async runtime. The
         // write and the fsync are two steps, as on a real disk, so in
@@ -534,13 +546,11 @@ impl RaftNode {
             // A read index taken under the old leader may not be served
             // (etcd #20418): fail the waiting reads instead.
             if previous != raft::INVALID_ID {
-                for (_, reply) in std::mem::take(&mut self.reads_in_flight) {
-                    let _ = reply.send(Err(Error::LeaderChanged));
-                }
+                self.reads.leader_changed();
             }
         }
         if leader_id != raft::INVALID_ID {
-            for (request, reply) in std::mem::take(&mut self.queued) {
+            for (request, reply) in self.proposals.take_queued() {
                 self.propose(request, reply);
             }
             if !self.published {
@@ -651,8 +661,8 @@ impl RaftNode {
                 update.peer_urls.clone(),
             ));
         }
-        if let (Some(result), Some(reply)) = (result, self.proposals.remove(&request.id)) {
-            let _ = reply.send(result);
+        if let Some(result) = result {
+            self.proposals.answer(request.id, result);
         }
         Ok(())
     }
@@ -701,9 +711,7 @@ impl RaftNode {
             );
         }
         let id = u64::from_le_bytes(entry.context[..].try_into().unwrap_or_default());
-        if let Some(reply) = self.proposals.remove(&id) {
-            let _ = reply.send(result);
-        }
+        self.proposals.answer(id, result);
         if membership == MembershipChange::Remove(self.shared.member_id) {
             return Err(FatalError::Removed);
         }
@@ -730,14 +738,16 @@ impl RaftNode {
     /// Proposes a configuration change; the caller hears the outcome when
     /// it is applied.
     fn propose_conf_change(&mut self, change: ConfChangeV2, reply: Reply<Response>) {
-        let id = self.next_id();
+        if !self.proposals.has_room() {
+            let _ = reply.send(Err(Error::TooManyRequests));
+            return;
+        }
+        let id = self.proposals.next_id();
         match self
             .raw
             .propose_conf_change(id.to_le_bytes().to_vec(), change)
         {
-            Ok(()) => {
-                self.proposals.insert(id, reply);
-            }
+            Ok(()) => self.proposals.wait(id, reply),
             Err(error) => {
                 tracing::debug!(%error, "configuration change refused by raft");
                 // raft refuses while another change is pending or without a leader.
@@ -767,7 +777,7 @@ impl RaftNode {
         // etcd's `isLearnerReady`: a member raft does not track passes
         // here and is refused below.
         if let Some(progress) = self.raw.raft.prs().get(id) {
-            if (progress.matched as f64) < leader_match as f64 * LEARNER_READY_PERCENT {
+            if !waiters::learner_ready(progress.matched, leader_match, LEARNER_READY_PERCENT) {
                 let _ = reply.send(Err(Error::LearnerNotReady));
                 return;
             }
@@ -815,13 +825,7 @@ impl RaftNode {
             .read()
             .expect("state lock")
             .applied_index();
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_ready)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.reads_ready = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(Ok(()));
-        }
+        self.reads.applied(applied);
     }
 
     /// Every `--snapshot-count` applied entries: save a snapshot, mark it in
@@ -829,16 +833,10 @@ impl RaftNode {
     async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
         let (image, applied) = {
             let state = self.shared.state.read().expect("state lock");
-            let due = state.applied_index() >= self.snapshot_indexes.0 + self.snapshot_count;
-            let wanted = self.raw.store().take_snapshot_wanted()
-                && state.applied_index() > self.snapshot_indexes.0;
-            let requested = !self.snapshot_requests.is_empty()
-                && state.applied_index() > self.snapshot_indexes.0;
-            if !due && !wanted && !requested {
+            let raft_wants = self.raw.store().take_snapshot_wanted();
+            if !self.snapshot_policy.due(state.applied_index(), raft_wants) {
                 // A requested snapshot of what the newest one holds already: done.
-                for reply in self.snapshot_requests.drain(..) {
-                    let _ = reply.send(Ok(()));
-                }
+                self.snapshot_policy.answer_requests();
                 return Ok(());
             }
             (state.encode(), state.applied_index())
@@ -852,7 +850,7 @@ impl RaftNode {
         let snapshots = self.snapshots.clone();
         let mut wal = self.wal.take().expect("wal present");
         let hard_state = self.raw.store().hard_state().clone();
-        let previous = self.snapshot_indexes.0;
+        let previous = self.snapshot_policy.release_to();
         let (wal, result, snapshot) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
                 snapshots.save(&snapshot)?;
@@ -877,16 +875,13 @@ impl RaftNode {
             term = snapshot.term,
             "saved snapshot"
         );
-        self.snapshot_indexes = (snapshot.index, previous);
-        let store = self.raw.mut_store();
         // Keep some entries for slow followers, but never more than a
         // snapshot's worth: a small --snapshot-count asks for a small log.
-        let catch_up_entries = SNAPSHOT_CATCH_UP_ENTRIES.min(self.snapshot_count);
+        let catch_up_entries = SNAPSHOT_CATCH_UP_ENTRIES.min(self.snapshot_policy.snapshot_count());
+        let store = self.raw.mut_store();
         store.compact(snapshot.index.saturating_sub(catch_up_entries));
         store.set_snapshot(to_raft_snapshot(&snapshot));
-        for reply in self.snapshot_requests.drain(..) {
-            let _ = reply.send(Ok(()));
-        }
+        self.snapshot_policy.saved(snapshot.index);
         Ok(())
     }
 
@@ -935,7 +930,7 @@ impl RaftNode {
         *self.shared.state.write().expect("state lock") = state;
         self.shared.publish_revision();
         self.applied_term = mark.term;
-        self.snapshot_indexes = (mark.index, mark.index);
+        self.snapshot_policy.installed(mark.index);
         Ok(())
     }
 }

@@ -204,15 +204,16 @@ impl RaftNode {
             election,
             max_request_bytes: config.max_request_bytes,
             quota_bytes: config.quota_bytes,
-            snapshot_count: config.snapshot_count,
-            snapshot_indexes: (snapshot_index, snapshot_index),
+            snapshot_policy: super::waiters::SnapshotPolicy::new(
+                config.snapshot_count,
+                snapshot_index,
+            ),
             applied_term: snapshot_term,
-            next_proposal_id: proposal_id_base(member_id, config.start_unix_millis),
-            proposals: BTreeMap::new(),
-            queued: Vec::new(),
-            reads_in_flight: BTreeMap::new(),
-            reads_ready: Vec::new(),
-            snapshot_requests: Vec::new(),
+            proposals: super::waiters::Proposals::new(proposal_id_base(
+                member_id,
+                config.start_unix_millis,
+            )),
+            reads: super::waiters::ReadIndexQueue::default(),
             // A first boot is no restart: the sabotage waits for one.
             #[cfg(madsim)]
             sabotage_applied_twice: !restarting,

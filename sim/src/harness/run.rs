@@ -147,7 +147,6 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             observer
                 .spawn(check_watch(
                     serving[0],
-                    swarm.keys,
                     watch_log.clone(),
                     operations,
                     trace.clone(),
@@ -376,15 +375,13 @@ async fn convergence(
 /// cut it off) its events must replay to what they hold.
 async fn check_watch(
     member: usize,
-    keys: usize,
     log: watcher::SharedLog,
     operations: Vec<workload::KvOperation>,
     trace: Trace,
 ) -> Outcome {
-    let Some(view) = local_view(member, keys).await else {
+    let Some((view, revision)) = watched_view(member).await else {
         return Outcome::Liveness(format!("m{member} stopped answering after convergence"));
     };
-    let revision = view.get(HASH_KV_ENTRY).map_or(0, |(_, revision)| *revision);
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
     while log.lock().unwrap().caught_up_to < revision {
         if tokio::time::Instant::now() >= deadline {
@@ -420,7 +417,7 @@ async fn check_watch(
         if log.compacted {
             return Ok(());
         }
-        watcher::check_replay(&log.events, &view)
+        watcher::check_replay(&log.events, &view, revision)
             .and_then(|()| watcher::check_acknowledged(&log.events, writes))
     });
     match checked {
@@ -446,6 +443,35 @@ fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> 
 }
 
 /// Key → (value, mod revision) as one member holds them, and its HashKV.
+/// The watched range on one member, read at once (one serializable
+/// range), with the revision the read saw.
+async fn watched_view(member: usize) -> Option<(BTreeMap<String, (String, i64)>, i64)> {
+    let call = async {
+        let mut client = KvClient::connect(client_url(member)).await.ok()?;
+        let request = RangeRequest {
+            key: watcher::WATCHED_FROM.to_vec(),
+            range_end: watcher::WATCHED_TO.to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let response = client.range(request).await.ok()?.into_inner();
+        let view = response
+            .kvs
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                let value = String::from_utf8_lossy(&kv.value).into_owned();
+                (key, (value, kv.mod_revision))
+            })
+            .collect();
+        Some((view, response.header.map_or(0, |header| header.revision)))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, call)
+        .await
+        .ok()
+        .flatten()
+}
+
 async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (String, i64)>> {
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;

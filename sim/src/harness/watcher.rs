@@ -26,8 +26,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::trace::Trace;
 
 /// The key range watched: every workload key ("k0", "k1", ...).
-const WATCHED_FROM: &[u8] = b"k";
-const WATCHED_TO: &[u8] = b"l";
+pub const WATCHED_FROM: &[u8] = b"k";
+pub const WATCHED_TO: &[u8] = b"l";
 /// How often the consumer asks for progress (so it learns the revision
 /// even when no watched key changes).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -167,25 +167,34 @@ pub fn check_order(events: &[WatchEvent]) -> Result<(), String> {
 
 /// Completeness: replaying the events gives each key's value and mod
 /// revision as the members hold them (`view`, "" and 0 for absent keys).
+///
+/// `view` is one member's watched range as one read saw it at `revision`;
+/// only events up to that revision count, since a write that was left
+/// indeterminate during the faults may still apply after the read.
 pub fn check_replay(
     events: &[WatchEvent],
     view: &BTreeMap<String, (String, i64)>,
+    revision: i64,
 ) -> Result<(), String> {
     let mut replayed: BTreeMap<String, (String, i64)> = BTreeMap::new();
-    for (revision, key, value) in events {
+    for (at, key, value) in events.iter().filter(|(at, ..)| *at <= revision) {
         match value {
-            Some(value) => replayed.insert(key.clone(), (value.clone(), *revision)),
+            Some(value) => replayed.insert(key.clone(), (value.clone(), *at)),
             None => replayed.remove(key),
         };
     }
-    for (key, held) in view
-        .iter()
-        .filter(|(key, _)| key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO)
-    {
+    // Every key either side knows: one the members lack must be absent
+    // from the events too.
+    let keys: std::collections::BTreeSet<&String> = view.keys().chain(replayed.keys()).collect();
+    let watched = keys
+        .into_iter()
+        .filter(|key| key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO);
+    for key in watched {
         let from_events = replayed.get(key).cloned().unwrap_or_default();
-        if &from_events != held {
+        let held = view.get(key).cloned().unwrap_or_default();
+        if from_events != held {
             return Err(format!(
-                "watch: the events give {key} = {from_events:?} but the members hold {held:?}"
+                "watch: the events up to revision {revision} give {key} = {from_events:?} but the members hold {held:?}"
             ));
         }
     }
