@@ -25,15 +25,20 @@ pub enum Sabotage {
     CorruptionAsTornTail = 4,
     /// Watchers skip events at revisions that are multiples of 16.
     WatchGap = 5,
+    /// A follower acknowledges appends before its own fsync: a write can be
+    /// committed on bytes that only sit in page caches, and lost when the
+    /// power fails on a majority at once.
+    FollowerAckBeforeFsync = 6,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 5] = [
+    pub const ALL: [Sabotage; 6] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
         Sabotage::CorruptionAsTornTail,
         Sabotage::WatchGap,
+        Sabotage::FollowerAckBeforeFsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +49,7 @@ impl Sabotage {
             Sabotage::DoubleApply => "double-apply",
             Sabotage::CorruptionAsTornTail => "corruption-as-torn-tail",
             Sabotage::WatchGap => "watch-gap",
+            Sabotage::FollowerAckBeforeFsync => "follower-ack-before-fsync",
         }
     }
 
@@ -52,11 +58,14 @@ impl Sabotage {
             Sabotage::None => "no sabotage",
             Sabotage::StaleRead => "serve linearizable reads locally without ReadIndex",
             Sabotage::AckBeforeFsync => "acknowledge writes before the WAL is fsynced",
-            Sabotage::DoubleApply => "re-apply the last entry after a restart",
+            Sabotage::DoubleApply => "apply the first key-value write after a restart twice",
             Sabotage::CorruptionAsTornTail => {
                 "drop a WAL record that fails its checksum as if torn"
             }
             Sabotage::WatchGap => "watchers skip events at every 16th revision",
+            Sabotage::FollowerAckBeforeFsync => {
+                "followers acknowledge appends before their fsync (power loss catches it)"
+            }
         }
     }
 

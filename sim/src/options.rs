@@ -16,7 +16,7 @@ pub enum Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 5] = [
+pub const SABOTAGES: [(&str, &str); 6] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -25,10 +25,17 @@ pub const SABOTAGES: [(&str, &str); 5] = [
         "ack-before-fsync",
         "acknowledge writes before the WAL is fsynced",
     ),
-    ("double-apply", "re-apply the last entry after a restart"),
+    (
+        "double-apply",
+        "apply the first key-value write after a restart twice",
+    ),
     (
         "corruption-as-torn-tail",
         "drop a WAL record that fails its checksum as if torn",
     ),
     ("watch-gap", "watchers skip events at every 16th revision"),
+    (
+        "follower-ack-before-fsync",
+        "followers acknowledge appends before their fsync (power loss catches it)",
+    ),
 ];

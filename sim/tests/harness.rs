@@ -60,6 +60,43 @@ fn five_members_pass_under_the_append_workload() {
     assert!(output.status.success(), "{}", text(&output));
 }
 
+/// The trace hash each seed's line of `detcd-sim run` reports.
+fn trace_hashes(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let seed = line.split("] seed ").nth(1)?.split(':').next()?;
+            let hash = line.split("trace ").nth(1)?.split(',').next()?;
+            Some((seed.to_string(), hash.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_seed_is_the_same_run_alone_and_in_a_batch() {
+    // Earlier seeds in the same process must not change a later one: what
+    // a batch finds, `replay` must reproduce.
+    let batch = detcd_sim(&[
+        "run",
+        "--seeds",
+        "4",
+        "--start-seed",
+        "50050",
+        "--duration",
+        "5",
+    ]);
+    let batch_hashes = trace_hashes(&text(&batch));
+    assert_eq!(batch_hashes.len(), 4, "{}", text(&batch));
+    let (seed, hash) = &batch_hashes[3];
+    let alone = detcd_sim(&["run", "--seed", seed, "--duration", "5"]);
+    let alone_hashes = trace_hashes(&text(&alone));
+    assert_eq!(
+        alone_hashes,
+        vec![(seed.clone(), hash.clone())],
+        "seed {seed} alone ran another run than in the batch"
+    );
+}
+
 #[test]
 fn replay_prints_the_same_trace_hash_every_time() {
     let hash = |output: &Output| {
@@ -115,6 +152,11 @@ fn caught(sabotage: &str) {
         "a failing run ends with its replay command:\n{}",
         text(&output)
     );
+}
+
+#[test]
+fn follower_ack_before_fsync_is_caught() {
+    caught("follower-ack-before-fsync");
 }
 
 #[test]

@@ -430,6 +430,10 @@ impl RaftNode {
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::FollowerAckBeforeFsync) {
+            self.send(ready.take_persisted_messages(), &mut snapshots_sent);
+        }
         // 1. Persist, one fsync for everything in this Ready.
         self.persist(
             ready.entries().clone(),
@@ -522,6 +526,14 @@ impl RaftNode {
         let (wal, result) = match written {
             Ok(()) => {
                 crate::storage::blocking::fsync_latency().await;
+                // The sabotage's follower acknowledged already; a slow disk
+                // keeps its bytes in the page cache for a while.
+                #[cfg(madsim)]
+                if crate::sabotage::active(crate::sabotage::Sabotage::FollowerAckBeforeFsync)
+                    && self.raw.raft.state != StateRole::Leader
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
                 crate::storage::blocking::run(move || {
                     let result = wal.sync();
                     (wal, result)

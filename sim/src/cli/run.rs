@@ -162,7 +162,30 @@ mod simulated {
         }
     }
 
+    /// Stack of a seed's thread: madsim runs every simulated node on it.
+    const SEED_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+    /// Runs one seed on a thread of its own. std's HashMap keys are per
+    /// thread and advance with every map made (raft-rs keeps its progress
+    /// in HashMaps), so a seed run after others on the same thread
+    /// iterated them in another order: another run than the same seed run
+    /// alone, and a batch failure `replay` could not reproduce. A fresh
+    /// thread starts from the seed alone.
     fn run_seed(seed: u64, options: &RunOptions, echo: bool) -> SeedResult {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name(format!("seed-{seed}"))
+                .stack_size(SEED_STACK_BYTES)
+                .spawn_scoped(scope, || run_seed_on_this_thread(seed, options, echo))
+                .expect("a thread for the seed")
+                .join()
+                .unwrap_or_else(|_| {
+                    SeedResult::Crashed("the seed's thread panicked outside the run".into(), None)
+                })
+        })
+    }
+
+    fn run_seed_on_this_thread(seed: u64, options: &RunOptions, echo: bool) -> SeedResult {
         detcd::sabotage::set(options.sabotage);
         let mut runtime =
             madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -312,9 +335,10 @@ mod simulated {
             }
         }
         let summary = format!(
-            "{} ops, {:.1} s simulated, {}",
+            "{} ops, {:.1} s simulated, trace {:016x}, {}",
             report.history.len(),
             report.simulated.as_secs_f64(),
+            report.trace_hash,
             report.swarm
         );
         match &report.outcome {

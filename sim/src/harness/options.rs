@@ -36,6 +36,8 @@ pub struct SwarmOptions {
     pub compaction: bool,
     /// A client sends hostile requests (`hostile.rs`) during the safety phase.
     pub hostile: bool,
+    /// The power fails on every member, or a majority, at once.
+    pub power_loss: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -65,6 +67,7 @@ impl SwarmOptions {
             delay_ppm: rng.gen_range(0..200_000),
             // Drawn last, so the draws before it keep their values.
             hostile: rng.gen_bool(0.5),
+            power_loss: rng.gen_bool(0.5),
         }
     }
 }
@@ -73,7 +76,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -88,6 +91,7 @@ impl fmt::Display for SwarmOptions {
             self.clock_skew,
             self.compaction,
             self.hostile,
+            self.power_loss,
             self.nemesis_interval
         )
     }
