@@ -230,21 +230,7 @@ mod tests {
     }
 
     fn chain(depth: usize) -> TxnRequest {
-        let mut txn = TxnRequest {
-            compare: vec![],
-            success: vec![put("k")],
-            failure: vec![],
-        };
-        for _ in 1..depth {
-            txn = TxnRequest {
-                compare: vec![],
-                success: vec![RequestOp {
-                    request: Some(request_op::Request::RequestTxn(txn)),
-                }],
-                failure: vec![],
-            };
-        }
-        txn
+        crate::proto::nested_txn(depth, put("k"))
     }
 
     #[test]

@@ -142,21 +142,10 @@ fn txn() -> impl Strategy<Value = TxnRequest> {
 /// A chain of single-op transactions around etcd's depth limit.
 fn deep_txn() -> impl Strategy<Value = TxnRequest> {
     (100usize..=crate::proto::TXN_DEPTH_MAX + 2, put()).prop_map(|(depth, put)| {
-        let mut txn = TxnRequest {
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(put)),
-            }],
-            ..Default::default()
+        let put = RequestOp {
+            request: Some(request_op::Request::RequestPut(put)),
         };
-        for _ in 1..depth {
-            txn = TxnRequest {
-                success: vec![RequestOp {
-                    request: Some(request_op::Request::RequestTxn(txn)),
-                }],
-                ..Default::default()
-            };
-        }
-        txn
+        crate::proto::nested_txn(depth, put)
     })
 }
 

@@ -6,7 +6,7 @@
 
 mod txn_op;
 
-pub use txn_op::{TXN_DECODE_DEPTH_MAX, TXN_DEPTH_MAX};
+pub use txn_op::{nested_txn, TXN_DECODE_DEPTH_MAX, TXN_DEPTH_MAX};
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

@@ -95,6 +95,74 @@ fn merge_nested<M: prost::Message + Default>(
 /// The field number of the nested transaction in both oneofs.
 const TXN_TAG: u32 = 4;
 
+/// `prost::Message` for an op whose oneof `$field` nests a transaction in
+/// its `$Txn` variant (field 4): that one field is decoded by
+/// `merge_nested`, the others as derived. One macro, so the request and
+/// the response side cannot drift apart.
+macro_rules! op_message {
+    ($Op:ident, $field:ident, $Oneof:path, $Txn:ident) => {
+        impl prost::Message for $Op {
+            fn encode_raw(&self, buf: &mut impl BufMut) {
+                if let Some(oneof) = &self.$field {
+                    oneof.encode(buf);
+                }
+            }
+
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: WireType,
+                buf: &mut impl Buf,
+                ctx: DecodeContext,
+            ) -> Result<(), DecodeError> {
+                use $Oneof as Oneof;
+                match tag {
+                    TXN_TAG => {
+                        let existing = match &mut self.$field {
+                            Some(Oneof::$Txn(txn)) => Some(txn),
+                            _ => None,
+                        };
+                        if let Some(fresh) = merge_nested(existing, wire_type, buf)? {
+                            self.$field = Some(Oneof::$Txn(fresh));
+                        }
+                        Ok(())
+                    }
+                    1..=3 => Oneof::merge(&mut self.$field, tag, wire_type, buf, ctx),
+                    _ => skip_field(wire_type, tag, buf, ctx),
+                }
+            }
+
+            fn encoded_len(&self) -> usize {
+                self.$field.as_ref().map_or(0, |oneof| oneof.encoded_len())
+            }
+
+            fn clear(&mut self) {
+                self.$field = None;
+            }
+        }
+    };
+}
+
+/// `op` at the bottom of `depth` transactions, each the only success op of
+/// its parent (the outermost counts): how tests and the simulator's
+/// hostile client build deep nesting.
+pub fn nested_txn(depth: usize, op: RequestOp) -> crate::proto::etcdserverpb::TxnRequest {
+    use crate::proto::etcdserverpb::TxnRequest;
+    let mut txn = TxnRequest {
+        success: vec![op],
+        ..Default::default()
+    };
+    for _ in 1..depth {
+        txn = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestTxn(txn)),
+            }],
+            ..Default::default()
+        };
+    }
+    txn
+}
+
 /// One operation inside a transaction branch.
 #[derive(Clone, PartialEq, Default, Debug)]
 pub struct RequestOp {
@@ -117,47 +185,7 @@ pub mod request_op {
     }
 }
 
-impl prost::Message for RequestOp {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if let Some(request) = &self.request {
-            request.encode(buf);
-        }
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        use request_op::Request;
-        match tag {
-            TXN_TAG => {
-                let existing = match &mut self.request {
-                    Some(Request::RequestTxn(txn)) => Some(txn),
-                    _ => None,
-                };
-                if let Some(fresh) = merge_nested(existing, wire_type, buf)? {
-                    self.request = Some(Request::RequestTxn(fresh));
-                }
-                Ok(())
-            }
-            1..=3 => Request::merge(&mut self.request, tag, wire_type, buf, ctx),
-            _ => skip_field(wire_type, tag, buf, ctx),
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.request
-            .as_ref()
-            .map_or(0, request_op::Request::encoded_len)
-    }
-
-    fn clear(&mut self) {
-        self.request = None;
-    }
-}
+op_message!(RequestOp, request, request_op::Request, RequestTxn);
 
 /// The result of one `RequestOp`, in the same position.
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -183,47 +211,7 @@ pub mod response_op {
     }
 }
 
-impl prost::Message for ResponseOp {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if let Some(response) = &self.response {
-            response.encode(buf);
-        }
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
-        use response_op::Response;
-        match tag {
-            TXN_TAG => {
-                let existing = match &mut self.response {
-                    Some(Response::ResponseTxn(txn)) => Some(txn),
-                    _ => None,
-                };
-                if let Some(fresh) = merge_nested(existing, wire_type, buf)? {
-                    self.response = Some(Response::ResponseTxn(fresh));
-                }
-                Ok(())
-            }
-            1..=3 => Response::merge(&mut self.response, tag, wire_type, buf, ctx),
-            _ => skip_field(wire_type, tag, buf, ctx),
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.response
-            .as_ref()
-            .map_or(0, response_op::Response::encoded_len)
-    }
-
-    fn clear(&mut self) {
-        self.response = None;
-    }
-}
+op_message!(ResponseOp, response, response_op::Response, ResponseTxn);
 
 #[cfg(test)]
 mod tests {
@@ -232,8 +220,7 @@ mod tests {
     use crate::proto::etcdserverpb::{PutRequest, TxnRequest};
     use prost::Message as _;
 
-    /// A transaction nested `depth` levels deep (the outermost counts),
-    /// with a put at the bottom.
+    /// A transaction nested `depth` levels deep, a put at the bottom.
     fn nested(depth: usize) -> TxnRequest {
         let put = RequestOp {
             request: Some(request_op::Request::RequestPut(PutRequest {
@@ -242,19 +229,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let mut txn = TxnRequest {
-            success: vec![put],
-            ..Default::default()
-        };
-        for _ in 1..depth {
-            txn = TxnRequest {
-                success: vec![RequestOp {
-                    request: Some(request_op::Request::RequestTxn(txn)),
-                }],
-                ..Default::default()
-            };
-        }
-        txn
+        nested_txn(depth, put)
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! `Command`s on a bounded channel.
 //!
 //! Ordering of one Ready, and why (raft-rs `Ready` docs; Raft thesis §3.8):
+//! 0. send the leader's messages (appends, heartbeats) at once: a leader
+//!    may send before its own fsync (thesis §10.2.1), since it counts
+//!    itself only once persisted;
 //! 1. persist new entries and hard state with one fsync for the whole batch
-//!    (group commit) — a vote or an entry counts only once it is durable;
-//! 2. send messages — after persisting, so no peer hears of state we could
-//!    lose in a crash;
+//!    (group commit), when raft's `must_sync()` asks for one — a vote or an
+//!    entry counts only once it is durable;
+//! 2. send the persisted messages (votes, a follower's acknowledgements) —
+//!    after persisting, so no peer hears of state we could lose in a crash;
 //! 3. apply committed entries and answer their proposers — after commit,
 //!    which raft reports only once a quorum persisted them;
 //! 4. advance, then do the same for the light ready.
@@ -622,22 +626,10 @@ impl RaftNode {
         let request = match InternalRequest::decode(&entry.data[..]) {
             Ok(request) => request,
             Err(error) => {
-                // Never stop on what an entry holds: a committed entry is
-                // the same bytes on every member, so every member skips it
-                // alike and the state machines stay equal. What we propose
-                // always decodes (`api::validate` uses the decoder's
-                // limits), so this is a foreign or forged entry; its
-                // proposer, if any, times out.
-                tracing::error!(
-                    index = entry.index,
-                    %error,
-                    "skipping a committed entry that cannot be decoded"
-                );
-                self.shared
-                    .state
-                    .write()
-                    .expect("state lock")
-                    .apply(entry.index, None);
+                // What we propose always decodes (`api::validate` uses the
+                // decoder's limits), so this is a foreign or forged entry;
+                // its proposer, if any, times out.
+                self.skip_entry(entry, "a committed entry", &error.to_string());
                 return Ok(());
             }
         };
@@ -679,6 +671,23 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Never stop on what an entry holds: a committed entry is the same
+    /// bytes on every member, so every member skips an undecodable one
+    /// alike (it takes its index, nothing else) and the state machines stay
+    /// equal.
+    fn skip_entry(&mut self, entry: &Entry, what: &str, reason: &str) {
+        tracing::error!(
+            index = entry.index,
+            %reason,
+            "skipping {what} that cannot be decoded"
+        );
+        self.shared
+            .state
+            .write()
+            .expect("state lock")
+            .apply(entry.index, None);
+    }
+
     /// A raft configuration change: one member added, promoted or removed
     /// per `ConfChangeV2` (a simple change, no joint consensus; v1 entries,
     /// as etcd 3.4 writes them, are read too). The registry checks it
@@ -688,18 +697,8 @@ impl RaftNode {
         let (change, info) = match decode_conf_change(entry) {
             Ok(decoded) => decoded,
             Err(reason) => {
-                // As for a request entry: every member skips the same bytes
-                // alike, and raft, never told, keeps its configuration.
-                tracing::error!(
-                    index = entry.index,
-                    %reason,
-                    "skipping a configuration change that cannot be decoded"
-                );
-                self.shared
-                    .state
-                    .write()
-                    .expect("state lock")
-                    .apply(entry.index, None);
+                // raft, never told, keeps its configuration.
+                self.skip_entry(entry, "a configuration change", &reason);
                 return Ok(());
             }
         };

@@ -340,28 +340,27 @@ fn segments_rolled_over_replay_whole() {
     assert_eq!(replay.hard_state.commit, 12);
 }
 
-#[test]
-fn a_lost_newest_segment_is_refused_not_read_as_a_shorter_log() {
+/// Removing the segment at `which` (of the rolled-over log) must make
+/// the open refuse, naming a missing segment.
+fn assert_refused_without_segment(which: impl Fn(&[PathBuf]) -> PathBuf) {
     let (disk, paths) = write_segments(12);
-    disk.remove(paths.last().unwrap()).unwrap();
-    match Wal::open(disk, &wal_dir()) {
-        Err(WalError::Corrupt { reason, .. }) => {
-            assert!(reason.contains("missing"), "{reason}")
-        }
-        other => panic!("a lost newest segment must be refused: {other:?}"),
-    }
-}
-
-#[test]
-fn a_lost_middle_segment_is_refused() {
-    let (disk, paths) = write_segments(12);
-    disk.remove(&paths[1]).unwrap();
+    disk.remove(&which(&paths)).unwrap();
     match Wal::open(disk, &wal_dir()) {
         Err(WalError::Corrupt { reason, .. }) => {
             assert!(reason.contains("missing"), "{reason}")
         }
         other => panic!("a lost segment must be refused: {other:?}"),
     }
+}
+
+#[test]
+fn a_lost_newest_segment_is_refused_not_read_as_a_shorter_log() {
+    assert_refused_without_segment(|paths| paths.last().unwrap().clone());
+}
+
+#[test]
+fn a_lost_middle_segment_is_refused() {
+    assert_refused_without_segment(|paths| paths[1].clone());
 }
 
 #[test]

@@ -19,28 +19,16 @@ use raft::eraftpb::MessageType;
 /// etcd's answer to a transaction over its op budget (`ErrGRPCTooManyOps`).
 const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
 
-/// `depth` transactions, each the only success op of its parent (the
-/// outermost counts), with a put of `key` at the bottom.
+/// A `depth`-deep transaction (etcd's budget allows 128) putting `key`.
 fn nested_txn(depth: usize, key: &str) -> TxnRequest {
-    let mut txn = TxnRequest {
-        success: vec![RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest {
-                key: key.as_bytes().to_vec(),
-                value: format!("depth-{depth}").into_bytes(),
-                ..Default::default()
-            })),
-        }],
-        ..Default::default()
-    };
-    for _ in 1..depth {
-        txn = TxnRequest {
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestTxn(txn)),
-            }],
+    let put = RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: format!("depth-{depth}").into_bytes(),
             ..Default::default()
-        };
-    }
-    txn
+        })),
+    };
+    detcd::proto::nested_txn(depth, put)
 }
 
 fn send_txn(endpoint: &str, txn: TxnRequest) -> Result<(), ClientError> {
