@@ -14,7 +14,41 @@ use std::rc::Rc;
 /// simulation's run time. Every member samples the same indices.
 pub const STATE_HASH_EVERY: u64 = 8;
 
+/// Named moments at which the nemesis may crash a member, like etcd's
+/// robustness failpoints (raftBeforeSave, raftAfterSave, beforeApplySnap,
+/// ...): the raft loop stops right there, and the harness then crashes
+/// the member (its unsynced bytes are lost) and restarts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CrashPoint {
+    /// A batch is written to the WAL, not yet fsynced.
+    WalWrittenNotSynced,
+    /// A batch is durable; the messages that announce it (votes, a
+    /// follower's acknowledgements) have not left.
+    PersistedNotAnnounced,
+    /// A snapshot file is durable; the WAL does not mark it yet.
+    SnapshotSavedNotMarked,
+    /// Between saving a leader's snapshot file and the WAL record saying it
+    /// replaced the log.
+    SnapshotInstallHalfway,
+    /// Some entries of a committed batch are applied, the rest not.
+    MidApply,
+}
+
+impl CrashPoint {
+    pub const ALL: [CrashPoint; 5] = [
+        CrashPoint::WalWrittenNotSynced,
+        CrashPoint::PersistedNotAnnounced,
+        CrashPoint::SnapshotSavedNotMarked,
+        CrashPoint::SnapshotInstallHalfway,
+        CrashPoint::MidApply,
+    ];
+}
+
 pub trait Observer {
+    /// Whether `member` crashes at `point` now (the nemesis armed it).
+    fn crash_here(&self, _member: u64, _point: CrashPoint) -> bool {
+        false
+    }
     /// `member` starts with a log (or snapshot) that ends at `durable_index`.
     fn recovered(&self, member: u64, durable_index: u64);
     /// `member` applied the entry at `index`; `state_hash` is the state
@@ -54,4 +88,11 @@ pub(crate) fn applied(
     state_hash: Option<u64>,
 ) {
     with(|observer| observer.applied(member, index, term, entry_hash, state_hash));
+}
+
+/// Whether `member` must crash at `point` now.
+pub(crate) fn crash_here(member: u64, point: CrashPoint) -> bool {
+    let mut crash = false;
+    with(|observer| crash = observer.crash_here(member, point));
+    crash
 }

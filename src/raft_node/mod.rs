@@ -187,6 +187,10 @@ pub enum FatalError {
     Raft(#[from] raft::Error),
     #[error("snapshot received from the leader is unusable: {0}")]
     BadSnapshot(String),
+    /// The simulator's nemesis crashes the member at this point.
+    #[cfg(madsim)]
+    #[error("crash point {0:?}")]
+    CrashPoint(crate::probe::CrashPoint),
     /// Not a storage failure: this member was removed and must stop.
     #[error("the member has been permanently removed from the cluster")]
     Removed,
@@ -369,6 +373,15 @@ impl RaftNode {
         self.election.fix(&mut self.raw);
     }
 
+    /// Stops the loop here if the simulator's nemesis armed `point`.
+    #[cfg(madsim)]
+    fn crash_point(&self, point: crate::probe::CrashPoint) -> Result<(), FatalError> {
+        if crate::probe::crash_here(self.shared.member_id, point) {
+            return Err(FatalError::CrashPoint(point));
+        }
+        Ok(())
+    }
+
     /// A stopping leader hands leadership to the voter that holds the most
     /// of its log (etcd's `TransferLeadership` on stop), so the cluster
     /// does not wait out an election timeout. The transferee, if any.
@@ -450,6 +463,8 @@ impl RaftNode {
         if let Some(hard_state) = ready.hs() {
             store.set_hard_state(hard_state.clone());
         }
+        #[cfg(madsim)]
+        self.crash_point(crate::probe::CrashPoint::PersistedNotAnnounced)?;
         // 2. Send what may only leave after the persist: votes and
         // follower acknowledgements.
         self.send(ready.take_persisted_messages(), &mut snapshots_sent);
@@ -527,6 +542,13 @@ impl RaftNode {
             (wal, result)
         })
         .await;
+        #[cfg(madsim)]
+        if written.is_ok() {
+            if let Err(crash) = self.crash_point(crate::probe::CrashPoint::WalWrittenNotSynced) {
+                self.wal = Some(wal);
+                return Err(crash);
+            }
+        }
         let (wal, result) = match written {
             Ok(()) => {
                 crate::storage::blocking::fsync_latency().await;
@@ -579,7 +601,13 @@ impl RaftNode {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), FatalError> {
-        for entry in entries {
+        for (position, entry) in entries.into_iter().enumerate() {
+            #[cfg(madsim)]
+            if position > 0 {
+                self.crash_point(crate::probe::CrashPoint::MidApply)?;
+            }
+            #[cfg(not(madsim))]
+            let _ = position;
             self.applied_term = entry.term;
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
@@ -862,9 +890,14 @@ impl RaftNode {
         let mut wal = self.wal.take().expect("wal present");
         let hard_state = self.raw.store().hard_state().clone();
         let previous = self.snapshot_policy.release_to();
+        #[cfg(madsim)]
+        let crash = self.crash_point(crate::probe::CrashPoint::SnapshotSavedNotMarked);
+        #[cfg(not(madsim))]
+        let crash: Result<(), FatalError> = Ok(());
         let (wal, result, snapshot) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
                 snapshots.save(&snapshot)?;
+                crash?;
                 // The hard state goes first so its commit covers the mark:
                 // recovery must never see a snapshot beyond the commit index.
                 wal.append(&[], Some(&hard_state));
@@ -919,9 +952,14 @@ impl RaftNode {
             index: snapshot.index,
             term: snapshot.term,
         };
+        #[cfg(madsim)]
+        let crash = self.crash_point(crate::probe::CrashPoint::SnapshotInstallHalfway);
+        #[cfg(not(madsim))]
+        let crash: Result<(), FatalError> = Ok(());
         let (wal, result) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
                 snapshots.save(&snapshot)?;
+                crash?;
                 wal.mark_installed(mark);
                 wal.sync()?;
                 wal.release_to(mark.index)?;

@@ -374,6 +374,10 @@ impl Member {
                 Ok(Err(fatal @ FatalError::Wal(_))) | Ok(Err(fatal @ FatalError::Snapshot(_))) => {
                     tracing::warn!("m{index} stopped: {fatal}");
                 }
+                // The nemesis crashes and restarts it (`nemesis::crash_points`).
+                Ok(Err(FatalError::CrashPoint(point))) => {
+                    tracing::info!("m{index} stopped at crash point {point:?}");
+                }
                 other => panic!("m{index}: raft loop stopped: {other:?}"),
             },
             result = detcd::api::serve(server, client_address, std::future::pending()) => panic!("m{index}: client service stopped: {result:?}"),

@@ -14,11 +14,20 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use detcd::probe::Observer;
+use detcd::probe::{CrashPoint, Observer};
 
 #[derive(Default)]
 pub struct Invariants {
     state: RefCell<InvariantState>,
+    crash_points: RefCell<CrashPoints>,
+}
+
+/// The crash points the nemesis armed, and the members that hit one.
+#[derive(Default)]
+struct CrashPoints {
+    /// Each fires once, on the first member that reaches it.
+    armed: std::collections::BTreeSet<CrashPoint>,
+    hit: Vec<(u64, CrashPoint)>,
 }
 
 #[derive(Default)]
@@ -60,6 +69,26 @@ impl Invariants {
         CURRENT.with(|current| current.borrow_mut().take());
     }
 
+    /// Arms `point`: the next member to reach it stops there.
+    pub fn arm(&self, point: CrashPoint) {
+        self.crash_points.borrow_mut().armed.insert(point);
+    }
+
+    /// Whether any crash point is armed.
+    pub fn armed(&self) -> bool {
+        !self.crash_points.borrow().armed.is_empty()
+    }
+
+    /// Disarms every point (the nemesis's phase is over).
+    pub fn disarm_all(&self) {
+        self.crash_points.borrow_mut().armed.clear();
+    }
+
+    /// The members that stopped at a crash point since the last call.
+    pub fn take_crashed(&self) -> Vec<(u64, CrashPoint)> {
+        std::mem::take(&mut self.crash_points.borrow_mut().hit)
+    }
+
     /// The first violation seen, if any.
     pub fn violation(&self) -> Option<String> {
         self.state.borrow().violation.clone()
@@ -83,6 +112,15 @@ impl InvariantState {
 }
 
 impl Observer for Invariants {
+    fn crash_here(&self, member: u64, point: CrashPoint) -> bool {
+        let mut crash_points = self.crash_points.borrow_mut();
+        if !crash_points.armed.remove(&point) {
+            return false;
+        }
+        crash_points.hit.push((member, point));
+        true
+    }
+
     fn recovered(&self, member: u64, durable_index: u64) {
         let mut state = self.state.borrow_mut();
         let applied = state.applied.get(&member).copied().unwrap_or(0);

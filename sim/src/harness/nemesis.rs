@@ -7,7 +7,10 @@ use std::time::Duration;
 use detcd::clock::Skew;
 use madsim::rand::Rng;
 
+use detcd::probe::CrashPoint;
+
 use super::cluster::SimCluster;
+use super::invariants::Invariants;
 use super::monitor::Monitor;
 use super::options::SwarmOptions;
 use super::trace::Trace;
@@ -33,6 +36,7 @@ enum Action {
     MessageFaults,
     ClockSkew,
     PowerLoss,
+    ArmCrashPoint,
 }
 
 /// How long the power stays off in a power loss, at most.
@@ -69,6 +73,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     if options.power_loss {
         actions.push(Action::PowerLoss);
     }
+    if options.crash_points {
+        actions.push(Action::ArmCrashPoint);
+    }
     actions
 }
 
@@ -79,15 +86,7 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
 async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
-    // A paused member whose peers restart meanwhile never gets a stream
-    // through to them again after it resumes, in madsim (a new connection
-    // from it is never accepted; real TCP resets and reconnects). Pauses
-    // end first, so the power loss tests durability, not that artifact.
-    let paused: Vec<usize> = cluster.paused.iter().copied().collect();
-    for member in paused {
-        cluster.resume(member);
-        trace.record(format!("nemesis: resume m{member} (before a power loss)"));
-    }
+    resume_paused(cluster, trace, "a power loss");
     let mut running: Vec<usize> = (0..size)
         .filter(|i| {
             !cluster.down.contains(i)
@@ -119,6 +118,9 @@ async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
     trace.record(format!("nemesis: power back on {running:?}"));
 }
 
+/// How often the nemesis looks for members stopped at a crash point.
+const CRASH_POINT_POLL: Duration = Duration::from_millis(20);
+
 /// Runs faults until `safety_phase` has passed since the call.
 pub async fn run(
     cluster: &mut SimCluster,
@@ -126,6 +128,7 @@ pub async fn run(
     safety_phase: Duration,
     trace: &Trace,
     monitor: &Monitor,
+    invariants: &Invariants,
 ) {
     let end = tokio::time::Instant::now() + safety_phase;
     let actions = enabled_actions(options);
@@ -138,19 +141,69 @@ pub async fn run(
         let pause = Duration::from_millis(
             madsim::rand::thread_rng().gen_range(interval_ms / 2..=interval_ms * 3 / 2),
         );
-        if tokio::time::Instant::now() + pause >= end {
-            tokio::time::sleep_until(end).await;
+        let until = tokio::time::Instant::now() + pause;
+        // Wait, crashing any member that stopped at a crash point meanwhile.
+        while tokio::time::Instant::now() < until.min(end) {
+            tokio::time::sleep(CRASH_POINT_POLL).await;
+            crash_at_points(cluster, invariants, trace);
+        }
+        if until >= end {
+            invariants.disarm_all();
+            crash_at_points(cluster, invariants, trace);
             return;
         }
-        tokio::time::sleep(pause).await;
         let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
         if let Action::PowerLoss = action {
             power_loss(cluster, trace).await;
             continue;
         }
+        // Pauses and crash points never overlap (see `resume_paused`).
+        if let Action::ArmCrashPoint = action {
+            if !cluster.paused.is_empty() {
+                continue;
+            }
+            let points = CrashPoint::ALL;
+            let point = points[madsim::rand::thread_rng().gen_range(0..points.len())];
+            invariants.arm(point);
+            trace.record(format!("nemesis: arm crash point {point:?}"));
+            continue;
+        }
+        if matches!(action, Action::Pause) && invariants.armed() {
+            continue;
+        }
         if let Some(event) = act(cluster, options, action, monitor.current_leader()) {
             trace.record(format!("nemesis: {event}"));
         }
+    }
+}
+
+/// Ends every pause before members restart: in madsim a paused member
+/// whose peers restart meanwhile never gets a stream through to them again
+/// after it resumes (a new connection from it is never accepted; real TCP
+/// resets and reconnects). That artifact is not what these faults test.
+fn resume_paused(cluster: &mut SimCluster, trace: &Trace, before: &str) {
+    let paused: Vec<usize> = cluster.paused.iter().copied().collect();
+    for member in paused {
+        cluster.resume(member);
+        trace.record(format!("nemesis: resume m{member} (before {before})"));
+    }
+}
+
+/// A member that stopped at a crash point crashes there: its unsynced
+/// bytes are lost, as at a power failure at that instant. It restarts at
+/// once, so the next thing it does is recover from exactly that state.
+fn crash_at_points(cluster: &mut SimCluster, invariants: &Invariants, trace: &Trace) {
+    for (member_id, point) in invariants.take_crashed() {
+        let Some(index) = cluster.member_ids.iter().position(|id| *id == member_id) else {
+            continue;
+        };
+        if cluster.down.contains(&index) {
+            continue;
+        }
+        resume_paused(cluster, trace, "a crash point");
+        cluster.crash(index);
+        cluster.restart(index);
+        trace.record(format!("nemesis: m{index} crashed at {point:?}, restarted"));
     }
 }
 
@@ -317,7 +370,7 @@ fn act(
             }
         }
         // Handled by `run`: it waits for the power to come back.
-        Action::PowerLoss => None,
+        Action::PowerLoss | Action::ArmCrashPoint => None,
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);
             let offset = rng

@@ -38,6 +38,8 @@ pub struct SwarmOptions {
     pub hostile: bool,
     /// The power fails on every member, or a majority, at once.
     pub power_loss: bool,
+    /// The nemesis crashes members at named points in the code.
+    pub crash_points: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -68,6 +70,7 @@ impl SwarmOptions {
             // Drawn last, so the draws before it keep their values.
             hostile: rng.gen_bool(0.5),
             power_loss: rng.gen_bool(0.5),
+            crash_points: rng.gen_bool(0.5),
         }
     }
 }
@@ -76,7 +79,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -92,6 +95,7 @@ impl fmt::Display for SwarmOptions {
             self.compaction,
             self.hostile,
             self.power_loss,
+            self.crash_points,
             self.nemesis_interval
         )
     }

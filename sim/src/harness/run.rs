@@ -103,7 +103,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let (node, endpoints) = cluster.add_client(swarm.clients + 1);
         node.spawn(hostile::run(endpoints, deadline, trace.clone()))
     });
-    nemesis::run(&mut cluster, &swarm, options.duration, &trace, &monitor).await;
+    nemesis::run(
+        &mut cluster,
+        &swarm,
+        options.duration,
+        &trace,
+        &monitor,
+        &invariants,
+    )
+    .await;
     if let Some(hostile) = hostile {
         let sent = hostile.await.expect("hostile client task");
         trace.record(format!("hostile: {sent} requests"));
