@@ -46,10 +46,9 @@ fn voters() -> ConfState {
     }
 }
 
-/// Writes `batches` (each synced once) and returns the disk.
-fn write_log(batches: &[Vec<Entry>]) -> Arc<SimDisk> {
-    let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(
+/// A new, empty log on `disk`, one voter, as bootstrap makes it.
+fn new_wal(disk: &Arc<SimDisk>) -> Wal {
+    Wal::create(
         disk.clone(),
         &wal_dir(),
         METADATA,
@@ -57,7 +56,13 @@ fn write_log(batches: &[Vec<Entry>]) -> Arc<SimDisk> {
         &[],
         &HardState::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Writes `batches` (each synced once) and returns the disk.
+fn write_log(batches: &[Vec<Entry>]) -> Arc<SimDisk> {
+    let disk = Arc::new(SimDisk::new());
+    let mut wal = new_wal(&disk);
     for batch in batches {
         let commit = batch.last().map(|e| e.index).unwrap_or(0);
         wal.append(batch, Some(&hard_state(1, commit)));
@@ -216,15 +221,7 @@ fn a_crash_between_write_and_fsync_leaves_a_prefix() {
 #[test]
 fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(
-        disk.clone(),
-        &wal_dir(),
-        METADATA,
-        voters(),
-        &[],
-        &HardState::default(),
-    )
-    .unwrap();
+    let mut wal = new_wal(&disk);
     wal.append(&[entry(1, 1, b"kept")], Some(&hard_state(1, 1)));
     wal.sync().unwrap();
     wal.append(&[entry(2, 1, b"maybe")], None);
@@ -237,15 +234,7 @@ fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
 #[test]
 fn released_segments_leave_a_self_contained_log() {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(
-        disk.clone(),
-        &wal_dir(),
-        METADATA,
-        voters(),
-        &[],
-        &HardState::default(),
-    )
-    .unwrap();
+    let mut wal = new_wal(&disk);
     let big = vec![7u8; (super::wal::SEGMENT_BYTES_MAX / 4) as usize];
     for index in 1..=6 {
         wal.append(&[entry(index, 1, &big)], Some(&hard_state(1, index)));
@@ -307,15 +296,7 @@ fn snapshot_round_trips_and_detects_corruption() {
 /// synced; returns the disk and the segment paths in order.
 fn write_segments(entries: u64) -> (Arc<SimDisk>, Vec<PathBuf>) {
     let disk = Arc::new(SimDisk::new());
-    let mut wal = Wal::create(
-        disk.clone(),
-        &wal_dir(),
-        METADATA,
-        voters(),
-        &[],
-        &HardState::default(),
-    )
-    .unwrap();
+    let mut wal = new_wal(&disk);
     wal.set_segment_bytes_max(200);
     for index in 1..=entries {
         wal.append(&[entry(index, 1, &[9; 64])], Some(&hard_state(1, index)));

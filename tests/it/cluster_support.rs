@@ -150,6 +150,7 @@ impl Cluster {
     /// waits until each serves a linearizable read. `name` makes the
     /// `--initial-cluster-token` unique to the test.
     pub fn start(name: &str, size: usize, extra_args: &[&str]) -> Cluster {
+        crate::support::init_tracing();
         let flavor = flavor_from_env();
         let temp = tempfile::tempdir().unwrap();
         let ports = distinct_free_ports(2 * size);

@@ -16,6 +16,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// and detcd within about one; a member that ignores SIGTERM never does.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Lets the tests' phase logs (`tracing::info!`) show: nextest prints a
+/// failing test's output, so a failure says which phase it was in.
+pub fn init_tracing() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_ansi(false)
+            .with_env_filter("info")
+            .try_init();
+    });
+}
+
 /// Polls `condition` until it holds or `timeout` passes; whether it held.
 /// For waiting on a server, never for timing one.
 pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -106,6 +119,7 @@ impl ServerProcess {
     /// Starts a single-member server with a fresh data dir and waits until
     /// it answers a linearizable read.
     pub fn start(flavor: Flavor, extra_args: &[&str]) -> ServerProcess {
+        init_tracing();
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("member.etcd");
         let client_url = format!("http://127.0.0.1:{}", free_port());
