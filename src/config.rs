@@ -4,8 +4,8 @@
 //!
 //! A setting etcd has and detcd does not implement is refused at start,
 //! whether it comes as a flag, a variable or a config-file key, unless it
-//! asks for what detcd does anyway (`NOT_IMPLEMENTED`): a member must not
-//! serve plaintext while its operator believes TLS is on.
+//! asks for what detcd does anyway or is etcd's default (`NOT_IMPLEMENTED`):
+//! a member must not serve plaintext while its operator believes TLS is on.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -192,21 +192,22 @@ pub fn parse_listen_url(url: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 /// etcd 3.4 settings (flag names) that detcd does not implement, each with
-/// the values that ask for what detcd does anyway. A setting with any
-/// other value is refused; one with no accepted value always is.
+/// the values accepted anyway: what detcd does, and etcd's own default
+/// (so etcd's sample config file loads; retention counts and gRPC
+/// keepalive details are detcd's own). Any other value is refused.
 const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("wal-dir", &[""]),
-    ("max-snapshots", &[]),
-    ("max-wals", &[]),
-    ("backend-batch-interval", &[]),
-    ("backend-batch-limit", &[]),
-    ("max-concurrent-streams", &[]),
-    ("grpc-keepalive-min-time", &[]),
-    ("grpc-keepalive-interval", &[]),
-    ("grpc-keepalive-timeout", &[]),
-    ("initial-election-tick-advance", &[]),
+    ("max-snapshots", &["5"]),
+    ("max-wals", &["5"]),
+    ("backend-batch-interval", &["", "0"]),
+    ("backend-batch-limit", &["0"]),
+    ("max-concurrent-streams", &["4294967295"]),
+    ("grpc-keepalive-min-time", &["5s"]),
+    ("grpc-keepalive-interval", &["2h", "2h0m0s"]),
+    ("grpc-keepalive-timeout", &["20s"]),
+    ("initial-election-tick-advance", &["true"]),
     ("discovery", &[""]),
-    ("discovery-fallback", &[]),
+    ("discovery-fallback", &["proxy"]),
     ("discovery-proxy", &[""]),
     ("discovery-srv", &[""]),
     ("discovery-srv-name", &[""]),
@@ -214,7 +215,7 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
     ("pre-vote", &["true"]),
     ("auto-compaction-retention", &["0"]),
-    ("auto-compaction-mode", &[]),
+    ("auto-compaction-mode", &["periodic"]),
     ("enable-v2", &["false"]),
     ("cert-file", &[""]),
     ("key-file", &[""]),
@@ -240,6 +241,8 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("bcrypt-cost", &["10"]),
     ("auth-token-ttl", &["300"]),
     ("enable-pprof", &["false"]),
+    // The JSON gateway (on by default in etcd 3.4): detcd has none.
+    ("enable-grpc-gateway", &["true", "false"]),
     ("metrics", &["basic"]),
     ("listen-metrics-urls", &[""]),
     // detcd logs through tracing in one format whichever logger is named.
@@ -248,21 +251,21 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("log-package-levels", &[""]),
     ("debug", &["false"]),
     ("proxy", &["off"]),
-    ("proxy-failure-wait", &[]),
-    ("proxy-refresh-interval", &[]),
-    ("proxy-dial-timeout", &[]),
-    ("proxy-write-timeout", &[]),
-    ("proxy-read-timeout", &[]),
+    ("proxy-failure-wait", &["5000"]),
+    ("proxy-refresh-interval", &["30000"]),
+    ("proxy-dial-timeout", &["1000"]),
+    ("proxy-write-timeout", &["5000"]),
+    ("proxy-read-timeout", &["0"]),
     ("force-new-cluster", &["false"]),
     ("experimental-initial-corrupt-check", &["false"]),
     ("experimental-corrupt-check-time", &["0s", "0"]),
     ("experimental-enable-v2v3", &[""]),
-    ("experimental-backend-bbolt-freelist-type", &[]),
+    ("experimental-backend-bbolt-freelist-type", &["array"]),
     ("experimental-enable-lease-checkpoint", &["false"]),
-    ("experimental-compaction-batch-limit", &[]),
+    ("experimental-compaction-batch-limit", &["1000"]),
     ("experimental-peer-skip-client-san-verification", &["false"]),
     ("experimental-watch-progress-notify-interval", &["10m"]),
-    ("experimental-warning-apply-duration", &[]),
+    ("experimental-warning-apply-duration", &["100ms"]),
 ];
 
 /// `ETCD_*` variables etcd reads that are not flags.
@@ -351,6 +354,7 @@ pub fn load(
     variables: &BTreeMap<String, String>,
     read: impl FnOnce(&Path) -> Result<String, String>,
 ) -> Result<(Config, Vec<String>), LoadError> {
+    let args = accept_unimplemented_flags(args)?;
     let matches = Config::command()
         .try_get_matches_from(&args)
         .map_err(LoadError::Flags)?;
@@ -391,6 +395,43 @@ pub fn load(
     Ok((config, warnings))
 }
 
+/// Takes the flags for settings detcd does not implement out of `args`:
+/// accepted when their value asks for what detcd does (or is etcd's
+/// default), refused otherwise, as their `ETCD_*` variables are. The rest
+/// is clap's to parse.
+fn accept_unimplemented_flags(args: Vec<OsString>) -> Result<Vec<OsString>, LoadError> {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str().and_then(|text| text.strip_prefix("--")) else {
+            kept.push(arg);
+            continue;
+        };
+        let (flag, inline) = match text.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (text.to_string(), None),
+        };
+        if !NOT_IMPLEMENTED.iter().any(|(name, _)| *name == flag) {
+            kept.push(arg);
+            continue;
+        }
+        // `--flag value`, or a bare boolean `--flag` (etcd: true).
+        let value = match inline {
+            Some(value) => value,
+            None => match args.peek().and_then(|next| next.to_str()) {
+                Some(next) if !next.starts_with("--") => {
+                    let value = next.to_string();
+                    args.next();
+                    value
+                }
+                _ => "true".to_string(),
+            },
+        };
+        check_not_implemented(&flag, &value, &format!("--{flag}"))?;
+    }
+    Ok(kept)
+}
+
 /// The flags a YAML config file with etcd's keys stands for.
 fn config_file_args(text: &str) -> Result<Vec<String>, String> {
     use yaml_rust2::{Yaml, YamlLoader};
@@ -427,13 +468,17 @@ fn config_file_args(text: &str) -> Result<Vec<String>, String> {
             }
             continue;
         }
+        if key == "config-file" {
+            return Err("a config file cannot name another config file".into());
+        }
+        let known = implemented(key) || NOT_IMPLEMENTED.iter().any(|(name, _)| name == key);
+        if !known {
+            return Err(format!("unknown key {key:?}: etcd 3.4 has no such setting"));
+        }
         if matches!(value, Yaml::Null) {
             continue; // etcd: the default
         }
         let value = scalar(value).ok_or_else(|| format!("{origin}: not a value"))?;
-        if key == "config-file" {
-            return Err("a config file cannot name another config file".into());
-        }
         if implemented(key) {
             args.push(format!("--{key}={value}"));
         } else if !check_not_implemented(key, &value, &origin)? {
@@ -479,7 +524,7 @@ mod tests {
             ("ETCD_PEER_KEY_FILE", "/k"),
             ("ETCD_AUTO_TLS", "true"),
             ("ETCD_AUTO_COMPACTION_RETENTION", "1h"),
-            ("ETCD_MAX_WALS", "5"),
+            ("ETCD_MAX_WALS", "10"),
         ] {
             let error = check_environment(&variables(&[(variable, value)])).unwrap_err();
             assert!(error.contains(variable), "{error}");
@@ -537,6 +582,34 @@ mod tests {
         assert!(refused.unwrap_err().contains("cert-file"));
         let unknown = config_file_args("nmae: typo\n");
         assert!(unknown.unwrap_err().contains("nmae"));
+    }
+
+    #[test]
+    fn flags_for_settings_detcd_lacks_follow_the_same_rule() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let accepted = accept_unimplemented_flags(args(&[
+            "detcd",
+            "--logger=zap",
+            "--enable-v2",
+            "false",
+            "--name",
+            "m1",
+            "--max-wals=5",
+        ]))
+        .unwrap();
+        assert_eq!(accepted, args(&["detcd", "--name", "m1"]));
+        let refused = accept_unimplemented_flags(args(&["detcd", "--cert-file", "/a.crt"]));
+        assert!(refused.unwrap_err().to_string().contains("--cert-file"));
+        let bare = accept_unimplemented_flags(args(&["detcd", "--client-cert-auth"]));
+        assert!(bare.is_err(), "a bare boolean flag means true");
+    }
+
+    #[test]
+    fn etcds_sample_config_defaults_load_and_typos_do_not() {
+        let yaml = "max-snapshots: 5\nmax-wals: 5\ndiscovery-fallback: 'proxy'\n\
+                    proxy-failure-wait: 5000\nenable-grpc-gateway: true\nwal-dir:\n";
+        assert_eq!(config_file_args(yaml), Ok(vec![]));
+        assert!(config_file_args("nmae:\n").unwrap_err().contains("nmae"));
     }
 
     #[test]

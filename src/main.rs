@@ -24,7 +24,15 @@ use detcd::{
 
 #[cfg(not(madsim))]
 fn main() -> ExitCode {
-    let variables = std::env::vars().collect();
+    // Only etcd's variables, and lossily: a variable that is not Unicode
+    // must not stop the server (std::env::vars would panic on it).
+    let variables = std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.to_string_lossy().into_owned();
+            name.starts_with("ETCD_")
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        })
+        .collect();
     let read_file = |path: &std::path::Path| {
         use detcd::storage::Disk as _;
         let bytes = RealDisk::new().read(path).map_err(|e| e.to_string())?;

@@ -53,6 +53,17 @@ where
     }
 }
 
+/// The same rewrite for a status a streaming RPC meets while reading its
+/// requests (it leaves in trailers, which the wrapper does not see).
+pub fn etcd_decode_status(status: tonic::Status) -> tonic::Status {
+    match (status.code(), grpc_go_sizes(status.message())) {
+        (tonic::Code::OutOfRange, Some((found, limit))) => tonic::Status::resource_exhausted(
+            format!("grpc: received message larger than max ({found} vs. {limit})"),
+        ),
+        _ => status,
+    }
+}
+
 /// A trailers-only response that says OUT_OF_RANGE for a too-large
 /// message becomes grpc-go's RESOURCE_EXHAUSTED with grpc-go's words.
 fn rewrite_too_large(headers: &mut http::HeaderMap) {

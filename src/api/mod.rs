@@ -44,6 +44,18 @@ fn etcd_limits<S>(service: S) -> S {
     service
 }
 
+/// A streaming request's decode error as etcd reports it (see
+/// `grpc_limits`).
+#[cfg(not(madsim))]
+fn etcd_decode_status(status: tonic::Status) -> tonic::Status {
+    grpc_limits::etcd_decode_status(status)
+}
+
+#[cfg(madsim)]
+fn etcd_decode_status(status: tonic::Status) -> tonic::Status {
+    status
+}
+
 fn router(server: Server) -> tonic::transport::server::Router {
     // etcd limits every client service's messages alike (MaxRecvMsgSize).
     let max = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;

@@ -16,7 +16,7 @@ pub fn code(error: &Error) -> Code {
         | Error::RequestTooLarge
         | Error::MemberBadUrls => Code::InvalidArgument,
         Error::Compacted | Error::FutureRevision => Code::OutOfRange,
-        Error::NoSpace | Error::TooManyRequests => Code::ResourceExhausted,
+        Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
         Error::NoLeader
         | Error::LeaderChanged
@@ -35,7 +35,8 @@ pub fn code(error: &Error) -> Code {
         Error::MemberNotFound => Code::NotFound,
         // etcd 3.4 maps this one to its client-side error value instead of
         // a gRPC status, so grpc-go sends it as Unknown; clients see that.
-        Error::MemberNotEnoughStarted => Code::Unknown,
+        // So does this one (`ErrTooManyRequests`).
+        Error::MemberNotEnoughStarted | Error::TooManyRequests => Code::Unknown,
         Error::Corrupt => Code::DataLoss,
     }
 }
@@ -102,6 +103,11 @@ mod tests {
             Error::MemberNotEnoughStarted,
             Code::Unknown,
             "etcdserver: re-configuration failed due to not enough started members",
+        );
+        check(
+            Error::TooManyRequests,
+            Code::Unknown,
+            "etcdserver: too many requests",
         );
         check(
             Error::Timeout,

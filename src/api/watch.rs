@@ -97,8 +97,10 @@ impl Session {
                     Ok(Some(request)) => self.handle(request).await,
                     Ok(None) => Err(Gone),
                     // A message that does not decode ends the stream with
-                    // that error (INTERNAL), as etcd's recvLoop returns it.
+                    // that error, as etcd's recvLoop returns it: INTERNAL,
+                    // or RESOURCE_EXHAUSTED for one over the size limit.
                     Err(status) => {
+                        let status = super::etcd_decode_status(status);
                         let _ = self.sender.send(Err(status)).await;
                         Err(Gone)
                     }

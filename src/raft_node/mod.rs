@@ -257,11 +257,20 @@ impl RaftNode {
         loop {
             tokio::select! {
                 biased;
-                // Every turn's writes were synced before this check, so a
-                // stop loses nothing; from here on the member neither
-                // votes nor acknowledges, and waiting callers learn that
-                // the server stopped when their replies are dropped.
+                // Entries and votes were synced in their own turn; what may
+                // still be buffered (a commit-only hard state) is synced
+                // now. From here on the member neither votes nor
+                // acknowledges, and waiting callers learn that the server
+                // stopped when their replies are dropped.
                 () = &mut stopped => {
+                    let mut wal = self.wal.take().expect("wal present");
+                    let (wal, synced) = crate::storage::blocking::run(move || {
+                        let synced = wal.sync();
+                        (wal, synced)
+                    })
+                    .await;
+                    self.wal = Some(wal);
+                    synced?;
                     tracing::info!("raft loop stopped");
                     return Ok(());
                 }
@@ -396,7 +405,12 @@ impl RaftNode {
             voters
                 .iter()
                 .filter(|&id| id != me)
-                .filter_map(|id| prs.get(id).map(|progress| (id, progress.matched))),
+                .filter_map(|id| prs.get(id).map(|progress| (id, progress)))
+                // Only a voter that answered lately (check_quorum keeps
+                // this current): a crashed one would waste the whole stop
+                // timeout, as etcd's longestConnected avoids too.
+                .filter(|(_, progress)| progress.recent_active)
+                .map(|(id, progress)| (id, progress.matched)),
         )?;
         self.raw.transfer_leader(transferee);
         Some(transferee)

@@ -579,8 +579,9 @@ impl Server {
         )
     }
 
-    /// etcd `isConnectedFullySince`: strict reconfiguration adds or
-    /// promotes only while every voter has been reachable for a while.
+    /// etcd `isConnectedFullySince`: strict reconfiguration adds a member
+    /// only while every voter has been reachable for a while (etcd 3.4
+    /// does not ask this of a promotion).
     fn check_connected_fully(&self, members: &crate::membership::Members) -> Result<(), Error> {
         let (connected, voters) = self.connected_voters(members);
         if connected < voters {
@@ -629,8 +630,6 @@ impl Server {
         }
     }
 
-    /// Hands leadership to `transferee` and waits until it has it (etcd
-    /// `MoveLeader`: only the leader may be asked).
     /// Stops the member as etcd does on SIGTERM: a leader first hands
     /// leadership to its most caught-up voter, waiting at most
     /// `STOP_LEADER_TRANSFER_TIMEOUT` for it to lead; then the raft loop
@@ -663,6 +662,8 @@ impl Server {
         self.shared.stopped()
     }
 
+    /// Hands leadership to `transferee` and waits until it has it (etcd
+    /// `MoveLeader`: only the leader may be asked).
     pub async fn move_leader(&self, transferee: u64) -> Result<(), Error> {
         self.call(|reply| Command::TransferLeader { transferee, reply })
             .await?;

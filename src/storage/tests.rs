@@ -356,6 +356,22 @@ fn a_crash_while_sealing_loses_nothing() {
         let (_, replay) = Wal::open(disk.clone(), &wal_dir()).unwrap();
         assert_eq!(replay.entries.last().unwrap().index, 12, "cut {cut}");
     }
+    tracing::info!("the repaired seal holds after the log rolls over again");
+    disk.truncate(before_last, length - 5).unwrap();
+    let (mut wal, _) = Wal::open(disk.clone(), &wal_dir()).unwrap();
+    wal.set_segment_bytes_max(200);
+    for index in 13..=16 {
+        wal.append(&[entry(index, 1, &[9; 64])], Some(&hard_state(1, index)));
+        wal.sync().unwrap();
+    }
+    drop(wal);
+    let (_, replay) = Wal::open(disk.clone(), &wal_dir()).unwrap();
+    assert_eq!(replay.entries.last().unwrap().index, 16);
+    assert_eq!(
+        disk.read(before_last).unwrap().len() as u64,
+        length,
+        "the seal was completed in place"
+    );
     tracing::info!("cut into the record before the seal, it is corruption, not a torn seal");
     disk.truncate(before_last, length - 30).unwrap();
     assert!(Wal::open(disk, &wal_dir()).is_err());

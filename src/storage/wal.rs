@@ -232,10 +232,20 @@ impl Wal {
             let valid = replay_segment(&bytes, &path, tail, &mut replay)?;
             if valid < bytes.len() && !is_last {
                 // A crash while sealing: the next segment was already
-                // durable, so nothing is lost (see `sync`).
+                // durable, so nothing is lost (see `sync`). Finish the seal
+                // now, so the segment reads whole once it is no longer the
+                // one before the newest.
+                let next = segments[position + 1].seq;
+                let mut seal = Vec::new();
+                record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
+                disk.truncate(&path, valid as u64)
+                    .map_err(io_error(&path))?;
+                disk.append(&path, &seal).map_err(io_error(&path))?;
+                disk.sync(&path).map_err(io_error(&path))?;
+                replay.sealed_next = Some(next);
                 tracing::warn!(
                     path = %path.display(),
-                    "a seal record was cut short by a crash; the next segment is complete"
+                    "a seal record was cut short by a crash; completed it (the next segment is whole)"
                 );
             } else if valid < bytes.len() {
                 // Only the last segment can get here (replay_segment fails otherwise).
@@ -484,9 +494,12 @@ fn replay_segment(
                 let torn = match tail {
                     Tail::Last => is_torn_tail(rest, &error),
                     Tail::SealedTo(next) => {
+                        // A prefix of the seal, or zeros where the file grew
+                        // but its data never landed.
                         let mut seal = Vec::new();
                         record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
-                        rest.len() < seal.len() && seal.starts_with(rest)
+                        rest.len() < seal.len()
+                            && (seal.starts_with(rest) || rest.iter().all(|&byte| byte == 0))
                     }
                     Tail::Middle => false,
                 };

@@ -79,6 +79,37 @@ fn an_oversized_message_is_resource_exhausted_as_in_grpc_go() {
     });
 }
 
+#[test]
+fn an_oversized_watch_request_is_resource_exhausted_too() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        use tokio_stream::StreamExt as _;
+        let mut watch = detcd::proto::etcdserverpb::watch_client::WatchClient::connect(url)
+            .await
+            .unwrap();
+        let create = detcd::proto::etcdserverpb::WatchRequest {
+            request_union: Some(
+                detcd::proto::etcdserverpb::watch_request::RequestUnion::CreateRequest(
+                    detcd::proto::etcdserverpb::WatchCreateRequest {
+                        key: vec![b'k'; 10 * 1024 * 1024],
+                        ..Default::default()
+                    },
+                ),
+            ),
+        };
+        let requests = tokio_stream::iter([create]).chain(tokio_stream::pending());
+        let outcome = async { watch.watch(requests).await?.into_inner().message().await };
+        let outcome = tokio::time::timeout(crate::support::STOP_TIMEOUT, outcome).await;
+        match outcome {
+            Ok(Err(status)) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            }
+            other => panic!("the stream must end with RESOURCE_EXHAUSTED: {other:?}"),
+        }
+    });
+}
+
 /// Field 1 of WatchRequest is a message (create_request); a varint there
 /// does not decode.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -450,7 +450,6 @@ fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> 
         })
 }
 
-/// Key → (value, mod revision) as one member holds them, and its HashKV.
 /// The watched range on one member, read at once (one serializable
 /// range), with the revision the read saw.
 async fn watched_view(member: usize) -> Option<(BTreeMap<String, (String, i64)>, i64)> {
@@ -480,6 +479,7 @@ async fn watched_view(member: usize) -> Option<(BTreeMap<String, (String, i64)>,
         .flatten()
 }
 
+/// Key → (value, mod revision) as one member holds them, and its HashKV.
 async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (String, i64)>> {
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;
