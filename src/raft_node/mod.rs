@@ -299,15 +299,16 @@ impl RaftNode {
         }
     }
 
-    /// Hands messages to the transport, noting where snapshots went.
-    fn send(&mut self, messages: Vec<Message>, snapshots_sent: &mut Vec<u64>) {
-        snapshots_sent.extend(
-            messages
-                .iter()
-                .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
-                .map(|m| m.to),
-        );
-        self.transport.send(messages);
+    /// Hands messages to the transport, noting which snapshots left and
+    /// which it had to drop (reported to raft after the advance).
+    fn send(&mut self, messages: Vec<Message>, snapshots_sent: &mut Vec<(u64, bool)>) {
+        let snapshots: Vec<u64> = messages
+            .iter()
+            .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
+            .map(|m| m.to)
+            .collect();
+        let dropped = self.transport.send(messages);
+        snapshots_sent.extend(snapshots.into_iter().map(|to| (to, !dropped.contains(&to))));
     }
 
     fn step(&mut self, messages: Vec<Message>) {
@@ -514,8 +515,15 @@ impl RaftNode {
         // our transport sends and forgets, and a lost answer would pause it
         // for good (found by the simulator: a restarted member stayed
         // behind forever). Reporting it finished makes the leader probe.
-        for to in snapshots_sent {
-            self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+        // A snapshot the transport dropped itself is reported failed, so
+        // the leader retries at once.
+        for (to, left) in snapshots_sent {
+            let status = if left {
+                raft::SnapshotStatus::Finish
+            } else {
+                raft::SnapshotStatus::Failure
+            };
+            self.raw.report_snapshot(to, status);
         }
         if let Some((leader_id, role)) = soft_state {
             self.on_leader_change(leader_id, role);

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 
 use crate::clock::Clock;
@@ -125,8 +125,13 @@ impl Transport {
         self.activity.lock().expect("activity lock").remove(&id);
     }
 
-    /// Queues messages for their peers; never waits.
-    pub fn send(&mut self, messages: Vec<Message>) {
+    /// Queues messages for their peers; never waits. Returns the peers
+    /// whose snapshot message it had to drop here (their queue was full or
+    /// they are unknown), so raft hears the snapshot failed instead of
+    /// waiting for it; a snapshot that left is as good as sent, since the
+    /// network's losses are not ours to see.
+    pub fn send(&mut self, messages: Vec<Message>) -> Vec<u64> {
+        let mut snapshots_dropped = Vec::new();
         let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
         for message in messages {
             match self.filter.verdict(self.member_id, message.to, &message) {
@@ -140,15 +145,24 @@ impl Transport {
             }
         }
         for (to, batch) in by_peer {
-            if let Some(queue) = self.queue(to) {
-                if queue.try_send(batch).is_err() {
-                    tracing::debug!(
-                        to = format_args!("{to:x}"),
-                        "peer queue full or closed; dropped raft messages"
-                    );
+            let has_snapshot = batch
+                .iter()
+                .any(|message| message.get_msg_type() == MessageType::MsgSnapshot);
+            let queued = match self.queue(to) {
+                Some(queue) => queue.try_send(batch).is_ok(),
+                None => false,
+            };
+            if !queued {
+                tracing::debug!(
+                    to = format_args!("{to:x}"),
+                    "peer queue full, closed or unknown; dropped raft messages"
+                );
+                if has_snapshot {
+                    snapshots_dropped.push(to);
                 }
             }
         }
+        snapshots_dropped
     }
 
     fn send_later(&mut self, message: Message, delay: Duration) {
