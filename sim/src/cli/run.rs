@@ -165,12 +165,12 @@ mod simulated {
     /// Stack of a seed's thread: madsim runs every simulated node on it.
     const SEED_STACK_BYTES: usize = 64 * 1024 * 1024;
 
-    /// Runs one seed on a thread of its own. std's HashMap keys are per
-    /// thread and advance with every map made (raft-rs keeps its progress
-    /// in HashMaps), so a seed run after others on the same thread
-    /// iterated them in another order: another run than the same seed run
-    /// alone, and a batch failure `replay` could not reproduce. A fresh
-    /// thread starts from the seed alone.
+    /// Runs one seed on a thread of its own. Thread-local state outlives a
+    /// madsim runtime: std's per-thread HashMap keys (madsim seeds them
+    /// only on a thread that made no map yet), tokio's select counter,
+    /// rand's thread rng. Left over from earlier seeds, any of it can make
+    /// a seed in a batch another run than the same seed alone, a failure
+    /// `replay` could not reproduce. A fresh thread starts from the seed.
     fn run_seed(seed: u64, options: &RunOptions, echo: bool) -> SeedResult {
         std::thread::scope(|scope| {
             std::thread::Builder::new()
