@@ -135,6 +135,13 @@ impl Config {
         (self.election_timeout / self.heartbeat_interval).max(1) as usize
     }
 
+    /// The shortest lease TTL in seconds (etcd: 1.5 election timeouts,
+    /// counted in whole ticks, rounded up to a second).
+    pub fn min_lease_ttl(&self) -> i64 {
+        let ticks = (3 * self.election_ticks() / 2) as u64;
+        (ticks * self.heartbeat_interval).div_ceil(1000) as i64
+    }
+
     /// How long a request waits for raft before "request timed out"
     /// (etcd `ReqTimeout`: 5 s plus two election timeouts).
     pub fn request_timeout(&self) -> Duration {

@@ -28,6 +28,10 @@ pub enum Error {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// The raft loop has too many callers waiting already.
     #[error("etcdserver: too many requests")]
     TooManyRequests,

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod membership;
 pub mod mvcc;
 #[cfg(madsim)]

@@ -12,6 +12,7 @@ mod cluster;
 #[cfg(not(madsim))]
 mod grpc_limits;
 mod kv;
+mod lease;
 mod maintenance;
 pub mod status;
 mod unimplemented;
@@ -71,6 +72,9 @@ fn router(server: Server) -> tonic::transport::server::Router {
     let maintenance = maintenance::MaintenanceService {
         server: server.clone(),
     };
+    let lease = lease::LeaseService {
+        server: server.clone(),
+    };
     tonic::transport::Server::builder()
         .add_service(etcd_limits(
             KvServer::new(kv).max_decoding_message_size(max),
@@ -79,7 +83,7 @@ fn router(server: Server) -> tonic::transport::server::Router {
             WatchServer::new(watch).max_decoding_message_size(max),
         ))
         .add_service(etcd_limits(
-            LeaseServer::new(NotYetImplemented).max_decoding_message_size(max),
+            LeaseServer::new(lease).max_decoding_message_size(max),
         ))
         .add_service(etcd_limits(
             ClusterServer::new(cluster).max_decoding_message_size(max),

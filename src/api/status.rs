@@ -15,7 +15,7 @@ pub fn code(error: &Error) -> Code {
         | Error::DuplicateKey
         | Error::RequestTooLarge
         | Error::MemberBadUrls => Code::InvalidArgument,
-        Error::Compacted | Error::FutureRevision => Code::OutOfRange,
+        Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
         Error::NoLeader
@@ -31,7 +31,8 @@ pub fn code(error: &Error) -> Code {
         | Error::PeerUrlExist
         | Error::MemberNotLearner
         | Error::LearnerNotReady
-        | Error::TooManyLearners => Code::FailedPrecondition,
+        | Error::TooManyLearners
+        | Error::LeaseExists => Code::FailedPrecondition,
         Error::MemberNotFound => Code::NotFound,
         // etcd 3.4 maps this one to its client-side error value instead of
         // a gRPC status, so grpc-go sends it as Unknown; clients see that.
@@ -78,6 +79,16 @@ mod tests {
             Error::LeaseNotFound,
             Code::NotFound,
             "etcdserver: requested lease not found",
+        );
+        check(
+            Error::LeaseExists,
+            Code::FailedPrecondition,
+            "etcdserver: lease already exists",
+        );
+        check(
+            Error::LeaseTtlTooLarge,
+            Code::OutOfRange,
+            "etcdserver: too large lease TTL",
         );
         check(
             Error::TooManyOps,

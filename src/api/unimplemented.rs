@@ -3,64 +3,25 @@
 //! issues list them). Generated from proto/etcdserverpb/rpc.proto; keep in
 //! step with it until each service gets its own module.
 
-use futures::stream::Empty;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use crate::proto::etcdserverpb::{
-    auth_server::Auth, lease_server::Lease, AuthDisableRequest, AuthDisableResponse,
-    AuthEnableRequest, AuthEnableResponse, AuthRoleAddRequest, AuthRoleAddResponse,
-    AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest, AuthRoleGetResponse,
+    auth_server::Auth, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest,
+    AuthEnableResponse, AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest,
+    AuthRoleDeleteResponse, AuthRoleGetRequest, AuthRoleGetResponse,
     AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse, AuthRoleListRequest,
     AuthRoleListResponse, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse,
     AuthUserAddRequest, AuthUserAddResponse, AuthUserChangePasswordRequest,
     AuthUserChangePasswordResponse, AuthUserDeleteRequest, AuthUserDeleteResponse,
     AuthUserGetRequest, AuthUserGetResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse,
     AuthUserListRequest, AuthUserListResponse, AuthUserRevokeRoleRequest,
-    AuthUserRevokeRoleResponse, AuthenticateRequest, AuthenticateResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    AuthUserRevokeRoleResponse, AuthenticateRequest, AuthenticateResponse,
 };
 
 pub struct NotYetImplemented;
 
 pub(super) fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("detcd: etcdserverpb.{rpc} is not implemented yet"))
-}
-
-#[tonic::async_trait]
-impl Lease for NotYetImplemented {
-    async fn lease_grant(
-        &self,
-        _: Request<LeaseGrantRequest>,
-    ) -> Result<Response<LeaseGrantResponse>, Status> {
-        Err(not_yet("Lease/LeaseGrant"))
-    }
-    async fn lease_revoke(
-        &self,
-        _: Request<LeaseRevokeRequest>,
-    ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Err(not_yet("Lease/LeaseRevoke"))
-    }
-    type LeaseKeepAliveStream = Empty<Result<LeaseKeepAliveResponse, Status>>;
-    async fn lease_keep_alive(
-        &self,
-        _: Request<Streaming<LeaseKeepAliveRequest>>,
-    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        Err(not_yet("Lease/LeaseKeepAlive"))
-    }
-    async fn lease_time_to_live(
-        &self,
-        _: Request<LeaseTimeToLiveRequest>,
-    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Err(not_yet("Lease/LeaseTimeToLive"))
-    }
-    async fn lease_leases(
-        &self,
-        _: Request<LeaseLeasesRequest>,
-    ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        Err(not_yet("Lease/LeaseLeases"))
-    }
 }
 
 #[tonic::async_trait]

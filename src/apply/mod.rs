@@ -14,15 +14,17 @@ mod txn;
 
 use crate::codec::{Reader, Writer};
 use crate::error::Error;
+use crate::lease::Leases;
 use crate::membership::{Member, Members, MembershipChange};
 use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::proto::detcdpb::internal_request::Request;
+use crate::proto::detcdpb::{LeaseCheckpoints, LeaseExpiries};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction,
     range_request::{SortOrder, SortTarget},
     AlarmMember, AlarmRequest, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse,
+    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb;
 
@@ -44,6 +46,17 @@ pub enum Response {
     Members(Vec<Member>),
     /// An alarm request was applied; the alarms it changed.
     Alarms(Vec<AlarmMember>),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    /// A keepalive was applied: the lease runs its full TTL (seconds) again.
+    LeaseRenewed {
+        id: i64,
+        ttl: i64,
+    },
+    /// The checkpoints that took effect: lease id, remaining milliseconds.
+    LeaseCheckpointed(Vec<(i64, i64)>),
+    /// The expiries that took effect: the leases revoked.
+    LeasesExpired(Vec<i64>),
 }
 
 /// The replicated state: the MVCC store and the raft index it reflects.
@@ -55,11 +68,14 @@ pub struct StateMachine {
     quota: quota::Quota,
     members: Members,
     alarms: Alarms,
+    leases: Leases,
 }
 
-/// Image layout version 3: applied index, members, alarms, then the MVCC
-/// image. Version 2 (no alarms) is still read.
-const IMAGE_VERSION: u8 = 3;
+/// Image layout version 4: applied index, members, alarms, leases, then
+/// the MVCC image. Versions 3 (no leases) and 2 (no alarms either) are
+/// still read.
+const IMAGE_VERSION: u8 = 4;
+const IMAGE_VERSION_WITHOUT_LEASES: u8 = 3;
 const IMAGE_VERSION_WITHOUT_ALARMS: u8 = 2;
 
 impl StateMachine {
@@ -72,7 +88,12 @@ impl StateMachine {
             quota: quota::Quota::new(quota_bytes),
             members,
             alarms: Alarms::default(),
+            leases: Leases::default(),
         }
+    }
+
+    pub fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     pub fn members(&self) -> &Members {
@@ -115,6 +136,22 @@ impl StateMachine {
                 &MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone()),
             ),
             Request::Alarm(alarm) => Ok(Response::Alarms(self.alarm(alarm))),
+            Request::LeaseGrant(grant) => self.lease_grant(index, grant).map(Response::LeaseGrant),
+            Request::LeaseRevoke(revoke) => self.lease_revoke(revoke.id).map(|revision| {
+                Response::LeaseRevoke(LeaseRevokeResponse {
+                    header: Some(header(revision)),
+                })
+            }),
+            Request::LeaseRenew(renew) => self
+                .leases
+                .renew(renew.id, index)
+                .map(|ttl| Response::LeaseRenewed { id: renew.id, ttl }),
+            Request::LeaseCheckpoint(checkpoints) => Ok(Response::LeaseCheckpointed(
+                self.lease_checkpoint(checkpoints),
+            )),
+            Request::LeaseExpire(expiries) => {
+                Ok(Response::LeasesExpired(self.lease_expire(expiries)))
+            }
         })
     }
 
@@ -188,8 +225,75 @@ impl StateMachine {
         }
     }
 
+    /// etcd `lessor.Grant`. The proposer raised the TTL to the minimum
+    /// already; an ID of 0 gets one picked here, the same on every member.
+    fn lease_grant(
+        &mut self,
+        index: u64,
+        request: &LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, Error> {
+        // etcd's applierV3Capped refuses grants under a NOSPACE alarm.
+        if self.alarms.no_space() {
+            return Err(Error::NoSpace);
+        }
+        let id = if request.id == 0 {
+            self.leases.pick_id(index)
+        } else {
+            request.id
+        };
+        let lease = self.leases.grant(id, request.ttl, index)?;
+        Ok(LeaseGrantResponse {
+            header: Some(header(self.store.current_revision())),
+            id: lease.id,
+            ttl: lease.ttl,
+            error: String::new(),
+        })
+    }
+
+    /// etcd `lessor.Revoke`: every attached key is deleted in one revision
+    /// (none if there are no keys), then the lease goes. The revision of
+    /// the store afterwards.
+    fn lease_revoke(&mut self, id: i64) -> Result<i64, Error> {
+        let lease = self.leases.remove(id).ok_or(Error::LeaseNotFound)?;
+        let mut write = self.store.write();
+        for key in &lease.keys {
+            let _ = write.delete_range(key, None);
+        }
+        let changes = write.end();
+        self.leases.record_changes(&changes);
+        Ok(self.store.current_revision())
+    }
+
+    fn lease_checkpoint(&mut self, request: &LeaseCheckpoints) -> Vec<(i64, i64)> {
+        request
+            .checkpoints
+            .iter()
+            .filter(|cp| {
+                self.leases
+                    .checkpoint(cp.id, cp.remaining_millis, cp.renewed_at)
+            })
+            .map(|cp| (cp.id, cp.remaining_millis.max(1)))
+            .collect()
+    }
+
+    /// Each expiry the leader saw is a revoke of its own, unless the lease
+    /// was renewed since (or is gone).
+    fn lease_expire(&mut self, request: &LeaseExpiries) -> Vec<i64> {
+        let mut revoked = Vec::new();
+        for expiry in &request.expiries {
+            let current = self
+                .leases
+                .get(expiry.id)
+                .is_some_and(|lease| lease.renewed_at == expiry.renewed_at);
+            if current && self.lease_revoke(expiry.id).is_ok() {
+                revoked.push(expiry.id);
+            }
+        }
+        revoked
+    }
+
     fn put(&mut self, request: &PutRequest) -> Result<PutResponse, Error> {
-        if request.lease != 0 {
+        if request.lease != 0 && !self.leases.contains(request.lease) {
             return Err(Error::LeaseNotFound);
         }
         // A NOSPACE alarm caps the store (etcd's applierV3Capped).
@@ -199,14 +303,16 @@ impl StateMachine {
         self.quota.check(&self.store, quota::put_cost(request))?;
         let mut write = self.store.write();
         let response = put(&mut write, request);
-        write.end();
+        let changes = write.end();
+        self.leases.record_changes(&changes);
         response
     }
 
     fn delete_range(&mut self, request: &DeleteRangeRequest) -> DeleteRangeResponse {
         let mut write = self.store.write();
         let response = delete_range(&mut write, request);
-        write.end();
+        let changes = write.end();
+        self.leases.record_changes(&changes);
         response
     }
 
@@ -217,7 +323,7 @@ impl StateMachine {
             }
             self.quota.check(&self.store, quota::txn_cost(request))?;
         }
-        txn::apply(&mut self.store, request)
+        txn::apply(&mut self.store, &mut self.leases, request)
     }
 
     fn compact(&mut self, request: &CompactionRequest) -> Result<CompactionResponse, Error> {
@@ -239,7 +345,8 @@ impl StateMachine {
                 .map(u64::from)
                 .collect::<Vec<_>>(),
         );
-        crate::rng::stable_hash(&[self.applied_index, self.store.state_hash(), members])
+        let leases = crate::rng::stable_hash(&self.leases.hash_words());
+        crate::rng::stable_hash(&[self.applied_index, self.store.state_hash(), members, leases])
     }
 
     /// The snapshot image: format version, applied index, members, MVCC image.
@@ -248,6 +355,7 @@ impl StateMachine {
         writer.u8(IMAGE_VERSION).u64(self.applied_index);
         self.members.encode(&mut writer);
         self.alarms.encode(&mut writer);
+        self.leases.encode(&mut writer);
         let mut image = writer.finish();
         image.extend_from_slice(&self.store.encode_image());
         image
@@ -256,23 +364,44 @@ impl StateMachine {
     pub fn decode(image: &[u8], quota_bytes: i64) -> Result<StateMachine, String> {
         let mut reader = Reader::new(image);
         let version = reader.u8()?;
-        if version != IMAGE_VERSION && version != IMAGE_VERSION_WITHOUT_ALARMS {
+        if ![
+            IMAGE_VERSION,
+            IMAGE_VERSION_WITHOUT_LEASES,
+            IMAGE_VERSION_WITHOUT_ALARMS,
+        ]
+        .contains(&version)
+        {
             return Err(format!("unknown state image version {version}"));
         }
         let applied_index = reader.u64()?;
         let members = Members::decode(&mut reader)?;
-        let alarms = if version == IMAGE_VERSION {
+        let alarms = if version >= IMAGE_VERSION_WITHOUT_LEASES {
             Alarms::decode(&mut reader)?
         } else {
             Alarms::default()
         };
+        let mut leases = if version >= IMAGE_VERSION {
+            Leases::decode(&mut reader)?
+        } else {
+            Leases::default()
+        };
         let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
+        let live = store
+            .range(b"\0", Some(&[]), &RangeOptions::default())
+            .map_err(|e| e.to_string())?;
+        leases.attach_live(
+            live.kvs
+                .iter()
+                .filter(|kv| kv.lease != 0)
+                .map(|kv| (kv.key.as_slice(), kv.lease)),
+        );
         Ok(StateMachine {
             store,
             applied_index,
             quota: quota::Quota::new(quota_bytes),
             members,
             alarms,
+            leases,
         })
     }
 }

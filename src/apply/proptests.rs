@@ -202,3 +202,78 @@ proptest! {
         prop_assert_eq!(from_entries.state_hash(), direct.state_hash());
     }
 }
+
+/// Lease operations over a few ids, mixed with key writes.
+fn lease_request() -> impl Strategy<Value = Request> {
+    let id = 1i64..4;
+    prop_oneof![
+        2 => (id.clone(), 1i64..100).prop_map(|(id, ttl)| Request::LeaseGrant(
+            crate::proto::etcdserverpb::LeaseGrantRequest { id, ttl, ..Default::default() }
+        )),
+        1 => id.clone().prop_map(|id| Request::LeaseRevoke(
+            crate::proto::etcdserverpb::LeaseRevokeRequest { id }
+        )),
+        1 => (id.clone(), 0u64..20).prop_map(|(id, renewed_at)| Request::LeaseExpire(
+            crate::proto::detcdpb::LeaseExpiries {
+                expiries: vec![crate::proto::detcdpb::LeaseExpiry { id, renewed_at }],
+            }
+        )),
+        4 => (prop::sample::select(vec!["a", "b", "c", "d"]), 0i64..4).prop_map(|(key, lease)| {
+            Request::Put(PutRequest { key: key.into(), lease, ..Default::default() })
+        }),
+        1 => prop::sample::select(vec!["a", "b", "c", "d"]).prop_map(|key| {
+            Request::DeleteRange(DeleteRangeRequest { key: key.into(), ..Default::default() })
+        }),
+        2 => txn().prop_map(Request::Txn),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Each lease's keys are exactly the live keys that name it, after
+    /// every step and after a trip through the state image; a failed
+    /// request changes nothing.
+    #[test]
+    fn lease_keys_match_the_live_keys_that_name_them(
+        requests in prop::collection::vec(lease_request(), 1..30)
+    ) {
+        let mut machine = StateMachine::new(0, Members::default());
+        for (index, request) in requests.iter().enumerate() {
+            if validate(request).is_err() {
+                continue;
+            }
+            let before = StateMachine::decode(&machine.encode(), 0).unwrap();
+            let result = machine.apply(index as u64 + 1, Some(request)).unwrap();
+            if result.is_err() {
+                // Only the applied index moved.
+                prop_assert_eq!(machine.store().state_hash(), before.store().state_hash());
+                prop_assert_eq!(machine.leases(), before.leases());
+            }
+            let live = machine
+                .range(&RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() })
+                .unwrap();
+            for lease in machine.leases().iter() {
+                let expected: Vec<Vec<u8>> = live
+                    .kvs
+                    .iter()
+                    .filter(|kv| kv.lease == lease.id)
+                    .map(|kv| kv.key.clone())
+                    .collect();
+                let attached: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
+                prop_assert_eq!(attached, expected, "lease {} after {:?}", lease.id, request);
+            }
+            for kv in &live.kvs {
+                if kv.lease != 0 {
+                    prop_assert!(
+                        machine.leases().contains(kv.lease),
+                        "key {:?} names lease {} that is gone", kv.key, kv.lease
+                    );
+                }
+            }
+        }
+        let decoded = StateMachine::decode(&machine.encode(), 0).unwrap();
+        prop_assert_eq!(decoded.leases(), machine.leases());
+        prop_assert_eq!(decoded.state_hash(), machine.state_hash());
+    }
+}

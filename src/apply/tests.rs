@@ -284,3 +284,168 @@ fn a_nospace_alarm_caps_writes_until_it_is_disarmed() {
         "memberID:7 alarm:NOSPACE "
     );
 }
+
+fn grant(id: i64, ttl: i64) -> Request {
+    Request::LeaseGrant(LeaseGrantRequest {
+        id,
+        ttl,
+        ..Default::default()
+    })
+}
+
+fn put_with_lease(key: &str, lease: i64) -> Request {
+    Request::Put(PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: b"v".to_vec(),
+        lease,
+        ..Default::default()
+    })
+}
+
+fn lease_keys(machine: &StateMachine, id: i64) -> Vec<String> {
+    machine
+        .leases()
+        .get(id)
+        .unwrap()
+        .keys
+        .iter()
+        .map(|k| String::from_utf8(k.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_revoke_deletes_every_attached_key_in_one_revision() {
+    let (mut machine, mut index) = machine_with(&[("other", "x")]);
+    let mut apply = |machine: &mut StateMachine, request: Request| {
+        index += 1;
+        machine.apply(index, Some(&request)).unwrap()
+    };
+    assert_eq!(
+        apply(&mut machine, put_with_lease("a", 7)),
+        Err(Error::LeaseNotFound),
+        "a put naming an unknown lease fails and writes nothing"
+    );
+    let Ok(Response::LeaseGrant(granted)) = apply(&mut machine, grant(7, 60)) else {
+        panic!("grant failed")
+    };
+    assert_eq!((granted.id, granted.ttl), (7, 60));
+    assert_eq!(apply(&mut machine, grant(7, 60)), Err(Error::LeaseExists));
+    for key in ["a", "b", "c"] {
+        apply(&mut machine, put_with_lease(key, 7)).unwrap();
+    }
+    // Overwritten without the lease: c leaves it.
+    apply(&mut machine, put_with_lease("c", 0)).unwrap();
+    assert_eq!(lease_keys(&machine, 7), ["a", "b"]);
+    let before = machine.store().current_revision();
+    let revoked = apply(
+        &mut machine,
+        Request::LeaseRevoke(crate::proto::etcdserverpb::LeaseRevokeRequest { id: 7 }),
+    );
+    assert!(matches!(revoked, Ok(Response::LeaseRevoke(_))));
+    assert_eq!(machine.store().current_revision(), before + 1);
+    let all = machine
+        .range(&RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(keys(&all), ["c", "other"]);
+    assert!(machine.leases().get(7).is_none());
+    assert_eq!(
+        apply(
+            &mut machine,
+            Request::LeaseRevoke(crate::proto::etcdserverpb::LeaseRevokeRequest { id: 7 })
+        ),
+        Err(Error::LeaseNotFound)
+    );
+}
+
+#[test]
+fn a_txn_put_needs_its_lease_and_an_expiry_loses_to_a_renewal() {
+    let (mut machine, _) = machine_with(&[]);
+    machine.apply(1, Some(&grant(0, 30))).unwrap().unwrap();
+    let id = machine.leases().iter().next().unwrap().id;
+    assert!(id > 0, "an id is picked when none is asked for");
+    let txn = |lease: i64| {
+        Request::Txn(TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: b"k".to_vec(),
+                    lease,
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        machine.apply(2, Some(&txn(id + 1))).unwrap(),
+        Err(Error::LeaseNotFound)
+    );
+    machine.apply(3, Some(&txn(id))).unwrap().unwrap();
+    assert_eq!(lease_keys(&machine, id), ["k"]);
+    // The leader saw the lease expire as granted at 1, but a keepalive
+    // committed first: the expiry is void.
+    let renew = Request::LeaseRenew(crate::proto::detcdpb::LeaseRenew { id });
+    assert_eq!(
+        machine.apply(4, Some(&renew)).unwrap(),
+        Ok(Response::LeaseRenewed { id, ttl: 30 })
+    );
+    let expire = |renewed_at| {
+        Request::LeaseExpire(LeaseExpiries {
+            expiries: vec![crate::proto::detcdpb::LeaseExpiry { id, renewed_at }],
+        })
+    };
+    assert_eq!(
+        machine.apply(5, Some(&expire(1))).unwrap(),
+        Ok(Response::LeasesExpired(vec![]))
+    );
+    assert_eq!(lease_keys(&machine, id), ["k"]);
+    assert_eq!(
+        machine.apply(6, Some(&expire(4))).unwrap(),
+        Ok(Response::LeasesExpired(vec![id]))
+    );
+    assert!(machine.leases().is_empty());
+    assert!(machine
+        .range(&RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs
+        .is_empty());
+}
+
+#[test]
+fn leases_survive_the_state_image_with_their_keys() {
+    let (mut machine, _) = machine_with(&[]);
+    machine.apply(1, Some(&grant(5, 30))).unwrap().unwrap();
+    machine.apply(2, Some(&grant(6, 40))).unwrap().unwrap();
+    machine
+        .apply(3, Some(&put_with_lease("a", 5)))
+        .unwrap()
+        .unwrap();
+    machine
+        .apply(4, Some(&put_with_lease("b", 6)))
+        .unwrap()
+        .unwrap();
+    let checkpoint = Request::LeaseCheckpoint(LeaseCheckpoints {
+        checkpoints: vec![crate::proto::detcdpb::LeaseCheckpoint {
+            id: 6,
+            remaining_millis: 12_000,
+            renewed_at: 2,
+        }],
+    });
+    assert_eq!(
+        machine.apply(5, Some(&checkpoint)).unwrap(),
+        Ok(Response::LeaseCheckpointed(vec![(6, 12_000)]))
+    );
+    let decoded = StateMachine::decode(&machine.encode(), 0).unwrap();
+    assert_eq!(decoded.leases(), machine.leases());
+    assert_eq!(decoded.state_hash(), machine.state_hash());
+    assert_eq!(
+        decoded.leases().get(6).unwrap().resume_from(),
+        std::time::Duration::from_secs(12)
+    );
+}

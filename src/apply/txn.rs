@@ -5,6 +5,7 @@
 
 use super::{delete_range, header, key_range_end, put, range, View};
 use crate::error::Error;
+use crate::lease::Leases;
 use crate::mvcc::{KeyValue, RangeOptions, Store};
 use crate::proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
@@ -39,16 +40,22 @@ pub fn read_only(store: &Store, request: &TxnRequest) -> Result<TxnResponse, Err
 }
 
 /// Applies a transaction that may write.
-pub fn apply(store: &mut Store, request: &TxnRequest) -> Result<TxnResponse, Error> {
+/// Attached keys follow its puts and deletes.
+pub fn apply(
+    store: &mut Store,
+    leases: &mut Leases,
+    request: &TxnRequest,
+) -> Result<TxnResponse, Error> {
     let path = compare_path(store, request);
     if !is_read_only(request) {
-        check_puts(store, request, &path, &mut 0)?;
+        check_puts(store, leases, request, &path, &mut 0)?;
     }
     check_ranges(store, request, &path, &mut 0)?;
     let mut write = store.write();
     let mut response = execute(&mut Writing(&mut write), request, &path, &mut 0)?;
     response.header = Some(header(write.rev()));
-    write.end();
+    let changes = write.end();
+    leases.record_changes(&changes);
     Ok(response)
 }
 
@@ -168,6 +175,7 @@ fn for_each_taken(
 /// before the transaction, and a lease must exist.
 fn check_puts(
     store: &Store,
+    leases: &Leases,
     request: &TxnRequest,
     path: &[bool],
     cursor: &mut usize,
@@ -182,7 +190,7 @@ fn check_puts(
                 return Err(Error::KeyNotFound);
             }
         }
-        if put.lease != 0 {
+        if put.lease != 0 && !leases.contains(put.lease) {
             return Err(Error::LeaseNotFound);
         }
         Ok(())

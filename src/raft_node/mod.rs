@@ -44,7 +44,8 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::membership::{Member, MembershipChange};
 use crate::proto::detcdpb::{
-    internal_request::Request, InternalRequest, MemberAttributes, MemberInfo,
+    internal_request::Request, InternalRequest, LeaseCheckpoint, LeaseCheckpoints, LeaseExpiries,
+    LeaseExpiry, MemberAttributes, MemberInfo,
 };
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::{SnapshotMark, Wal};
@@ -124,6 +125,9 @@ pub struct Shared {
     /// Set once the member is stopping: the raft loop returns (the member
     /// no longer votes) and client streams end with "server stopped".
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// This member's lease deadlines (`crate::lease`); the loop alone
+    /// changes them, request handlers read them for TimeToLive.
+    pub lease_timers: std::sync::Mutex<crate::lease::Timers>,
 }
 
 impl Shared {
@@ -219,6 +223,14 @@ pub struct RaftNode {
     reads: waiters::ReadIndexQueue,
     /// Peer messages refused by `admission` since the start.
     dropped_messages: u64,
+    /// The member's clock: lease deadlines and the instants entries were
+    /// persisted.
+    clock: Clock,
+    entry_starts: waiters::EntryStarts,
+    /// When the leader next looks for expired leases, and next
+    /// checkpoints remaining TTLs.
+    next_lease_check: Duration,
+    next_lease_checkpoint: Duration,
     /// The double-apply sabotage strikes once per start, at the first
     /// key-value write (re-applying a publish would change nothing).
     #[cfg(madsim)]
@@ -276,6 +288,7 @@ impl RaftNode {
                 }
                 _ = ticker.tick() => {
                     self.raw.tick();
+                    self.tick_leases();
                 }
                 Some(messages) = steps.recv() => {
                     self.step(messages);
@@ -448,6 +461,7 @@ impl RaftNode {
             }
             return Ok(());
         }
+        let ready_at = self.clock.elapsed();
         let mut ready = self.raw.ready();
         // Nothing may call into the RawNode between ready() and advance():
         // a proposal now would land in the batch being persisted. Leader
@@ -467,6 +481,10 @@ impl RaftNode {
             self.send(ready.take_persisted_messages(), &mut snapshots_sent);
         }
         // 1. Persist, one fsync for everything in this Ready.
+        if let (Some(first), Some(last)) = (ready.entries().first(), ready.entries().last()) {
+            self.entry_starts
+                .persisted(first.index, last.index, ready_at);
+        }
         self.persist(
             ready.entries().clone(),
             ready.hs().cloned(),
@@ -647,9 +665,116 @@ impl RaftNode {
             }
             #[cfg(madsim)]
             self.report_applied(&entry);
+            self.entry_starts.applied(entry.index);
         }
         self.shared.publish_revision();
         Ok(())
+    }
+
+    /// The leader's lease duties, on its ticks: propose expiries for
+    /// leases past their deadline, and checkpoint remaining TTLs. Only a
+    /// leader that has applied its own term's first entry acts: before
+    /// that it may not have applied renewals its predecessor committed.
+    fn tick_leases(&mut self) {
+        let now = self.clock.elapsed();
+        if self.raw.raft.state != StateRole::Leader || self.applied_term != self.raw.raft.term {
+            self.next_lease_check = now;
+            self.next_lease_checkpoint = now + crate::lease::CHECKPOINT_INTERVAL;
+            return;
+        }
+        let mut proposals = Vec::new();
+        if now >= self.next_lease_check {
+            self.next_lease_check = now + crate::lease::EXPIRY_CHECK_INTERVAL;
+            let max = crate::lease::EXPIRIES_PER_SECOND
+                * crate::lease::EXPIRY_CHECK_INTERVAL.as_millis() as usize
+                / 1000;
+            let expired = self
+                .shared
+                .lease_timers
+                .lock()
+                .expect("lease timers lock")
+                .take_expired(now, max);
+            if !expired.is_empty() {
+                let state = self.shared.state.read().expect("state lock");
+                let expiries = expired
+                    .into_iter()
+                    .filter_map(|id| state.leases().get(id))
+                    .map(|lease| LeaseExpiry {
+                        id: lease.id,
+                        renewed_at: lease.renewed_at,
+                    })
+                    .collect();
+                proposals.push(Request::LeaseExpire(LeaseExpiries { expiries }));
+            }
+        }
+        if now >= self.next_lease_checkpoint {
+            self.next_lease_checkpoint = now + crate::lease::CHECKPOINT_INTERVAL;
+            let batch = self
+                .shared
+                .lease_timers
+                .lock()
+                .expect("lease timers lock")
+                .checkpoint_batch(now, crate::lease::CHECKPOINT_BATCH_MAX);
+            if !batch.is_empty() {
+                let state = self.shared.state.read().expect("state lock");
+                let checkpoints = batch
+                    .into_iter()
+                    .filter_map(|(id, remaining)| {
+                        state.leases().get(id).map(|lease| LeaseCheckpoint {
+                            id,
+                            remaining_millis: remaining.as_millis() as i64,
+                            renewed_at: lease.renewed_at,
+                        })
+                    })
+                    .collect();
+                proposals.push(Request::LeaseCheckpoint(LeaseCheckpoints { checkpoints }));
+            }
+        }
+        for request in proposals {
+            // Nobody waits for these: an expiry or checkpoint that is lost
+            // is made again (`EXPIRY_RETRY`, the next interval).
+            let (reply, _) = oneshot::channel();
+            self.propose(request, reply);
+        }
+    }
+
+    /// Keeps this member's lease deadlines in step with what applying
+    /// `request` did. A (re)started lease runs from the instant this member
+    /// persisted the entry.
+    fn on_lease_applied(
+        &self,
+        index: u64,
+        request: Option<&Request>,
+        result: Option<&Result<Response, Error>>,
+    ) {
+        let Some(Ok(response)) = result else { return };
+        let started_at = self
+            .entry_starts
+            .started_at(index)
+            .unwrap_or_else(|| self.clock.elapsed());
+        let mut timers = self.shared.lease_timers.lock().expect("lease timers lock");
+        match (request, response) {
+            (_, Response::LeaseGrant(grant)) => {
+                timers.start(grant.id, started_at, crate::lease::ttl_duration(grant.ttl))
+            }
+            (_, Response::LeaseRenewed { id, ttl }) => {
+                timers.start(*id, started_at, crate::lease::ttl_duration(*ttl))
+            }
+            (_, Response::LeaseCheckpointed(checkpoints)) => {
+                for (id, remaining_millis) in checkpoints {
+                    timers.start(
+                        *id,
+                        started_at,
+                        Duration::from_millis(*remaining_millis as u64),
+                    );
+                }
+            }
+            (Some(Request::LeaseRevoke(revoke)), Response::LeaseRevoke(_)) => {
+                timers.remove(revoke.id)
+            }
+            (_, Response::LeasesExpired(ids)) => ids.iter().for_each(|id| timers.remove(*id)),
+            _ => {}
+        }
     }
 
     #[cfg(madsim)]
@@ -695,6 +820,7 @@ impl RaftNode {
             .write()
             .expect("state lock")
             .apply(entry.index, request.request.as_ref());
+        self.on_lease_applied(entry.index, request.request.as_ref(), result.as_ref());
         #[cfg(madsim)]
         if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply)
             && matches!(
@@ -998,6 +1124,11 @@ impl RaftNode {
             "installed a snapshot from the leader"
         );
         self.raw.mut_store().install_snapshot(raft_snapshot);
+        self.shared
+            .lease_timers
+            .lock()
+            .expect("lease timers lock")
+            .reset(self.clock.elapsed(), state.leases());
         *self.shared.state.write().expect("state lock") = state;
         self.shared.publish_revision();
         self.applied_term = mark.term;

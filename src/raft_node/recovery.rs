@@ -167,7 +167,13 @@ impl RaftNode {
         election.fix(&mut raw);
         let mut peer_urls = config.bootstrap.peers();
         peer_urls.remove(&member_id);
-        let transport = Transport::new(member_id, cluster_id, BTreeMap::new(), filter, clock);
+        let transport = Transport::new(
+            member_id,
+            cluster_id,
+            BTreeMap::new(),
+            filter,
+            clock.clone(),
+        );
         let (revision, _) = tokio::sync::watch::channel(state.store().current_revision());
         let (stopping, _) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
@@ -180,7 +186,18 @@ impl RaftNode {
             position: std::sync::Mutex::new((raw.raft.term, raft::INVALID_ID)),
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
             last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
+            lease_timers: std::sync::Mutex::new(crate::lease::Timers::default()),
         });
+        // Every lease resumes from its checkpoint, else its full TTL: the
+        // instants before the restart are gone with the process.
+        {
+            let state = shared.state.read().expect("state lock");
+            shared
+                .lease_timers
+                .lock()
+                .expect("lease timers lock")
+                .reset(clock.elapsed(), state.leases());
+        }
         peer_urls.extend(recovered_peers(&shared, member_id));
         let mut transport = transport;
         for (id, url) in peer_urls {
@@ -198,6 +215,10 @@ impl RaftNode {
             attributes,
             published: false,
             dropped_messages: 0,
+            clock,
+            entry_starts: super::waiters::EntryStarts::default(),
+            next_lease_check: std::time::Duration::ZERO,
+            next_lease_checkpoint: std::time::Duration::ZERO,
             wal: Some(wal),
             snapshots: Arc::new(snapshots),
             shared,

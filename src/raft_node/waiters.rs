@@ -8,7 +8,8 @@
 //! so its receiver is gone) is forgotten at the next prune, so an entry
 //! that never commits cannot pin memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -259,6 +260,54 @@ pub fn pick_transferee(voters: impl IntoIterator<Item = (u64, u64)>) -> Option<u
         .map(|(id, _)| id)
 }
 
+/// Persisted batches remembered at most; older entries start at apply.
+pub const ENTRY_STARTS_MAX: usize = 4096;
+
+/// When this member first persisted each recent log entry: the instant
+/// the Ready that held it was taken. A lease deadline starts there (see
+/// `crate::lease`), not at apply, which can come an election later.
+/// Entries with no record (replayed after a restart) start at apply.
+#[derive(Debug, Default)]
+pub struct EntryStarts {
+    /// (first index, last index, instant), ascending.
+    batches: VecDeque<(u64, u64, Duration)>,
+}
+
+impl EntryStarts {
+    /// Entries `first..=last` were persisted by a Ready taken `at`; any
+    /// remembered entry from `first` on was overwritten.
+    pub fn persisted(&mut self, first: u64, last: u64, at: Duration) {
+        while let Some(back) = self.batches.back_mut() {
+            if back.1 < first {
+                break;
+            }
+            if back.0 >= first {
+                self.batches.pop_back();
+            } else {
+                back.1 = first - 1;
+            }
+        }
+        self.batches.push_back((first, last, at));
+        if self.batches.len() > ENTRY_STARTS_MAX {
+            self.batches.pop_front();
+        }
+    }
+
+    pub fn started_at(&self, index: u64) -> Option<Duration> {
+        self.batches
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&index))
+            .map(|(_, _, at)| *at)
+    }
+
+    /// Forgets batches applied in full.
+    pub fn applied(&mut self, index: u64) {
+        while self.batches.front().is_some_and(|batch| batch.1 <= index) {
+            self.batches.pop_front();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +448,28 @@ mod tests {
         assert!(learner_ready(0, 0, 0.9));
         assert_eq!(pick_transferee([(3, 10), (2, 12), (4, 12)]), Some(2));
         assert_eq!(pick_transferee(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn entry_starts_follow_overwrites_and_applies() {
+        let at = Duration::from_millis;
+        let mut starts = EntryStarts::default();
+        starts.persisted(1, 3, at(10));
+        starts.persisted(4, 6, at(20));
+        assert_eq!(starts.started_at(2), Some(at(10)));
+        assert_eq!(starts.started_at(6), Some(at(20)));
+        assert_eq!(starts.started_at(7), None);
+        // A new leader overwrote 5 onwards.
+        starts.persisted(5, 5, at(30));
+        assert_eq!(starts.started_at(4), Some(at(20)));
+        assert_eq!(starts.started_at(5), Some(at(30)));
+        assert_eq!(starts.started_at(6), None);
+        starts.applied(4);
+        assert_eq!(starts.started_at(2), None);
+        assert_eq!(starts.started_at(5), Some(at(30)));
+        for index in 10..10 + ENTRY_STARTS_MAX as u64 + 5 {
+            starts.persisted(index, index, at(index));
+        }
+        assert_eq!(starts.batches.len(), ENTRY_STARTS_MAX);
     }
 }

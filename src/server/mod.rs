@@ -20,9 +20,10 @@ use crate::proto::detcdpb::internal_request::Request;
 use crate::proto::detcdpb::{MemberInfo, MemberUpdate};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
-    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnRequest,
-    TxnResponse,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::raft_node::{
     Bootstrap, Command, FatalError, NodeConfig, RaftNode, RecoveryError, Shared, STEP_QUEUE_LEN,
@@ -57,6 +58,8 @@ pub struct Limits {
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
     pub request_timeout: Duration,
+    /// Shorter lease TTLs are raised to this, in seconds.
+    pub min_lease_ttl: i64,
 }
 
 #[derive(Clone)]
@@ -147,6 +150,7 @@ impl Server {
             max_txn_ops: config.max_txn_ops as usize,
             max_request_bytes: config.max_request_bytes as usize,
             request_timeout: config.request_timeout(),
+            min_lease_ttl: config.min_lease_ttl(),
         };
         let server = Server {
             shared,
@@ -300,6 +304,103 @@ impl Server {
             Response::Txn(response) => Ok(response),
             other => unreachable!("txn answered with {other:?}"),
         }
+    }
+
+    /// etcd `LeaseGrant`: a TTL over the maximum is refused before it
+    /// reaches raft; one under the minimum is raised to it here, where the
+    /// election timeout is known (apply must not depend on flags).
+    pub async fn lease_grant(
+        &self,
+        mut request: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, Error> {
+        if request.ttl > crate::lease::MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        request.ttl = request.ttl.max(self.limits.min_lease_ttl);
+        match self.propose(Request::LeaseGrant(request)).await? {
+            Response::LeaseGrant(response) => Ok(response),
+            other => unreachable!("lease grant answered with {other:?}"),
+        }
+    }
+
+    /// etcd `LeaseRevoke`: the lease's keys go in one revision.
+    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, Error> {
+        let request = crate::proto::etcdserverpb::LeaseRevokeRequest { id };
+        match self.propose(Request::LeaseRevoke(request)).await? {
+            Response::LeaseRevoke(response) => Ok(response),
+            other => unreachable!("lease revoke answered with {other:?}"),
+        }
+    }
+
+    /// A keepalive. It commits through raft before it is answered, so a
+    /// new leader always knows of it (`crate::lease`). The lease's TTL.
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, Error> {
+        let request = crate::proto::detcdpb::LeaseRenew { id };
+        match self.propose(Request::LeaseRenew(request)).await? {
+            Response::LeaseRenewed { ttl, .. } => Ok(ttl),
+            other => unreachable!("lease renew answered with {other:?}"),
+        }
+    }
+
+    /// etcd `LeaseTimeToLive`, answered after a read index from this
+    /// member's own deadline. An unknown lease has TTL -1, as in etcd.
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<LeaseTimeToLiveResponse, Error> {
+        self.read_index().await?;
+        let state = self.shared.state.read().expect("state lock");
+        let Some(lease) = state.leases().get(id) else {
+            return Ok(LeaseTimeToLiveResponse {
+                header: None,
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            });
+        };
+        let remaining = self
+            .shared
+            .lease_timers
+            .lock()
+            .expect("lease timers lock")
+            .remaining(id, self.clock.elapsed())
+            .unwrap_or_else(|| lease.resume_from());
+        Ok(LeaseTimeToLiveResponse {
+            header: Some(ResponseHeader {
+                revision: state.store().current_revision(),
+                ..ResponseHeader::default()
+            }),
+            id,
+            // Whole seconds, cut as etcd's int64(Remaining().Seconds()).
+            ttl: remaining.as_secs() as i64,
+            granted_ttl: lease.ttl,
+            keys: if keys {
+                lease.keys.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// etcd `LeaseLeases`: every lease, soonest deadline first.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse, Error> {
+        self.read_index().await?;
+        let state = self.shared.state.read().expect("state lock");
+        let ids = self
+            .shared
+            .lease_timers
+            .lock()
+            .expect("lease timers lock")
+            .by_deadline(state.leases());
+        Ok(LeaseLeasesResponse {
+            header: Some(ResponseHeader {
+                revision: state.store().current_revision(),
+                ..ResponseHeader::default()
+            }),
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        })
     }
 
     pub async fn compact(&self, request: CompactionRequest) -> Result<CompactionResponse, Error> {
