@@ -103,14 +103,25 @@ fn differences_with(flags: &[&str], steps: &[Step]) -> Vec<String> {
     let detcd = ServerProcess::start(Flavor::Detcd, flags);
     let etcd = ServerProcess::start(Flavor::Etcd, flags);
     let mut differences = Vec::new();
+    // The lease ids each server granted so far, in order: a step names
+    // the n-th as `{leaseN}`, and outputs show it as `LEASEN`.
+    let mut leases: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
     for (number, step) in steps.iter().enumerate() {
-        let [ours, theirs] = [&detcd, &etcd].map(|server| {
+        let [ours, theirs] = [(&detcd, 0), (&etcd, 1)].map(|(server, which)| {
+            let granted = &mut leases[which];
+            let args: Vec<String> = step
+                .args
+                .iter()
+                .map(|arg| with_lease_ids(arg, granted))
+                .collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let output = match (step.stdin, step.seconds) {
-                (Some(input), _) => server.ctl_stdin(step.args, input),
-                (None, Some(seconds)) => server.ctl_for(seconds, step.args),
-                (None, None) => server.ctl(step.args),
+                (Some(input), _) => server.ctl_stdin(&args, input),
+                (None, Some(seconds)) => server.ctl_for(seconds, &args),
+                (None, None) => server.ctl(&args),
             };
-            normalize(&output, &server.client_url)
+            granted.extend(granted_lease(&output));
+            mask_leases(&normalize(&output, &server.client_url), granted)
         });
         if ours != theirs {
             differences.push(format!(
@@ -120,6 +131,75 @@ fn differences_with(flags: &[&str], steps: &[Step]) -> Vec<String> {
         }
     }
     differences
+}
+
+/// `{leaseN}` in an argument becomes the n-th granted lease id, in hex.
+fn with_lease_ids(arg: &str, granted: &[i64]) -> String {
+    let mut arg = arg.to_string();
+    for (n, id) in granted.iter().enumerate() {
+        arg = arg.replace(&format!("{{lease{n}}}"), &format!("{id:x}"));
+    }
+    arg
+}
+
+/// The id `lease grant` printed, if it granted one.
+fn granted_lease(output: &Output) -> Option<i64> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if stdout.contains("\"Error\":") {
+        // `-w json`: the grant response's "ID" field, in decimal.
+        let digits = stdout.split("\"ID\":").nth(1)?.split(',').next()?;
+        return digits.parse().ok();
+    }
+    let hex = stdout.strip_prefix("lease ")?.split(' ').next()?;
+    stdout
+        .contains(" granted with TTL(")
+        .then(|| i64::from_str_radix(hex, 16).ok())?
+}
+
+/// Lease ids differ by design: each granted id, in hex (padded as etcdctl
+/// prints it) or decimal, becomes `LEASEN`. A remaining TTL depends on
+/// when the step ran, so its number is masked too (the lease tests check
+/// its range on detcd).
+fn mask_leases(text: &str, granted: &[i64]) -> String {
+    let mut text = text.to_string();
+    for (n, id) in granted.iter().enumerate() {
+        text = text
+            .replace(&format!("{id:016x}"), &format!("LEASE{n}"))
+            .replace(&id.to_string(), &format!("LEASE{n}"));
+    }
+    let mut masked = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("remaining(") {
+        let start = at + "remaining(".len();
+        masked.push_str(&rest[..start]);
+        rest = rest[start..].trim_start_matches(|c: char| c.is_ascii_digit());
+        masked.push('R');
+    }
+    masked.push_str(rest);
+    mask_json_number(&masked, "\"ttl\":", ",\"granted-ttl\"")
+}
+
+/// Masks the number between `before` and `after` (a json field whose
+/// value depends on time).
+fn mask_json_number(text: &str, before: &str, after: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(before) {
+        let start = at + before.len();
+        out.push_str(&rest[..start]);
+        let digits = rest[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '-')
+            .count();
+        if rest[start + digits..].starts_with(after) {
+            out.push('R');
+        } else {
+            out.push_str(&rest[start..start + digits]);
+        }
+        rest = &rest[start + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn check(steps: &[Step]) {
@@ -392,4 +472,77 @@ fn live_watch_matches_etcd() {
     assert_eq!(ours, theirs, "=== detcd\n{ours}=== etcd 3.4.23\n{theirs}");
     assert_eq!(ours.matches("PUT\n").count(), 10, "{ours}");
     assert_eq!(ours.matches("DELETE\n").count(), 1, "{ours}");
+}
+
+/// The lease commands etcdctl has, on one long lease: grant, attach keys
+/// (and detach them by overwriting), keep alive, ask the TTL with and
+/// without keys, list, revoke (every key in one revision, as the watch
+/// shows), and every refusal on the way.
+#[test]
+fn lease_sessions_match_etcd() {
+    check(&[
+        run(&["lease", "grant", "600"]),
+        run(&["lease", "grant", "900", "-w", "json"]),
+        run(&["lease", "grant", "9000000001"]),
+        run(&["put", "a", "1", "--lease={lease0}"]),
+        run(&["put", "b", "2", "--lease={lease0}", "-w", "json"]),
+        run(&["put", "c", "3", "--lease={lease0}"]),
+        run(&["put", "d", "4", "--lease={lease1}"]),
+        run(&["put", "a", "5", "--ignore-lease"]),
+        run(&["put", "c", "6"]),
+        run(&["get", "", "--from-key", "-w", "json"]),
+        run(&["lease", "timetolive", "{lease0}"]),
+        run(&["lease", "timetolive", "{lease0}", "--keys"]),
+        run(&["lease", "timetolive", "{lease0}", "-w", "json"]),
+        run(&["lease", "timetolive", "{lease0}", "--keys", "-w", "json"]),
+        run(&["lease", "keep-alive", "--once", "{lease0}"]),
+        run(&["lease", "keep-alive", "--once", "{lease1}", "-w", "json"]),
+        run(&["lease", "list"]),
+        run(&["lease", "list", "-w", "json"]),
+        run_with_input(&["txn"], "\nput e 7 --lease={lease1}\n\n"),
+        run(&["lease", "revoke", "{lease0}"]),
+        run(&["lease", "revoke", "{lease0}"]),
+        run(&["lease", "timetolive", "{lease0}"]),
+        run(&["lease", "timetolive", "{lease0}", "-w", "json"]),
+        run(&["lease", "keep-alive", "--once", "{lease0}"]),
+        run(&["put", "z", "1", "--lease={lease0}"]),
+        run(&["lease", "revoke", "{lease1}", "-w", "json"]),
+        watch(&["watch", "--rev=1", "--prefix", ""]),
+        run(&["get", "", "--from-key", "-w", "json"]),
+        run(&["lease", "list"]),
+        run(&["lease", "revoke", "abc"]),
+        run(&["lease", "timetolive", "abc"]),
+        run(&["lease", "keep-alive", "--once", "1"]),
+    ]);
+}
+
+/// A TTL under the minimum is raised to it (two seconds with etcd's
+/// default election timeout), and such a lease then expires by itself:
+/// its keys go, its TTL reads -1.
+#[test]
+fn a_short_lease_is_raised_to_the_minimum_and_expires() {
+    let steps = [
+        run(&["lease", "grant", "1"]),
+        run(&["put", "gone", "soon", "--lease={lease0}"]),
+        run(&["lease", "grant", "0", "-w", "json"]),
+    ];
+    check(&steps);
+    let detcd = ServerProcess::start(Flavor::Detcd, &[]);
+    let granted = detcd.ctl_ok(&["lease", "grant", "1"]);
+    assert!(granted.ends_with("granted with TTL(2s)\n"), "{granted}");
+    let id = granted.split(' ').nth(1).unwrap().to_string();
+    detcd.ctl_ok(&["put", "gone", "soon", &format!("--lease={id}")]);
+    let remaining = detcd.ctl_ok(&["lease", "timetolive", &id]);
+    assert!(
+        remaining.contains("remaining(1s)") || remaining.contains("remaining(0s)"),
+        "{remaining}"
+    );
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(20), || {
+            detcd.ctl_ok(&["get", "gone"]).is_empty()
+        }),
+        "the key outlived its lease"
+    );
+    let expired = detcd.ctl_ok(&["lease", "timetolive", &id]);
+    assert_eq!(expired, format!("lease {id} already expired\n"));
 }
