@@ -12,6 +12,7 @@ mod durability;
 mod etcdctl_diff;
 mod flags;
 mod hardening;
+mod leases;
 mod maintenance;
 mod support;
 mod tidy;
