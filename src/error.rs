@@ -73,6 +73,15 @@ pub enum Error {
     Timeout,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    /// etcd `concurrency.ErrElectionNotLeader` (v3election).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// etcd `concurrency.ErrElectionNoLeader` (v3election).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// etcd v3election's `ErrMissingLeaderKey`.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
 }
 
 impl Error {

@@ -9,10 +9,12 @@
 #[cfg(not(madsim))]
 mod authority_shim;
 mod cluster;
+mod election;
 #[cfg(not(madsim))]
 mod grpc_limits;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 pub mod status;
 mod unimplemented;
@@ -29,6 +31,8 @@ use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
 use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
 use unimplemented::NotYetImplemented;
@@ -75,6 +79,12 @@ fn router(server: Server) -> tonic::transport::server::Router {
     let lease = lease::LeaseService {
         server: server.clone(),
     };
+    let lock = lock::LockService {
+        server: server.clone(),
+    };
+    let election = election::ElectionService {
+        server: server.clone(),
+    };
     tonic::transport::Server::builder()
         .add_service(etcd_limits(
             KvServer::new(kv).max_decoding_message_size(max),
@@ -93,6 +103,12 @@ fn router(server: Server) -> tonic::transport::server::Router {
         ))
         .add_service(etcd_limits(
             AuthServer::new(NotYetImplemented).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            LockServer::new(lock).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            ElectionServer::new(election).max_decoding_message_size(max),
         ))
 }
 

@@ -38,8 +38,19 @@ pub fn code(error: &Error) -> Code {
         // a gRPC status, so grpc-go sends it as Unknown; clients see that.
         // So does this one (`ErrTooManyRequests`).
         Error::MemberNotEnoughStarted | Error::TooManyRequests => Code::Unknown,
+        // etcd's v3election returns these as plain Go errors: Unknown.
+        Error::ElectionNotLeader | Error::ElectionNoLeader | Error::MissingLeaderKey => {
+            Code::Unknown
+        }
         Error::Corrupt => Code::DataLoss,
     }
+}
+
+/// An error of the v3lock and v3election services. etcd runs them through
+/// an in-process client, whose errors are plain Go errors by the time the
+/// service returns them, so gRPC sends every one as Unknown with etcd's text.
+pub fn recipe_error(error: Error) -> Status {
+    Status::new(Code::Unknown, error.to_string())
 }
 
 impl From<Error> for Status {

@@ -14,9 +14,19 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::proto::etcdserverpb::{
-    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op, CompactionRequest,
-    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse,
+    TxnRequest, TxnResponse,
+};
+use crate::proto::v3electionpb::{
+    election_client::ElectionClient, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest,
+    LeaderResponse, ProclaimRequest, ProclaimResponse, ResignRequest, ResignResponse,
+};
+use crate::proto::v3lockpb::{
+    lock_client::LockClient, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
 };
 
 /// How long one attempt at one endpoint may take, connection included.
@@ -175,6 +185,146 @@ impl Client {
             MaintenanceClient::new(channel)
                 .status(StatusRequest {})
                 .await
+        })
+        .await
+    }
+
+    /// Grants a lease (`id` 0: the server picks one). Not repeated once
+    /// sent: a second grant would be a second lease.
+    pub async fn lease_grant(
+        &mut self,
+        ttl: i64,
+        id: i64,
+    ) -> Result<LeaseGrantResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            LeaseClient::new(channel)
+                .lease_grant(LeaseGrantRequest { ttl, id })
+                .await
+        })
+        .await
+    }
+
+    pub async fn lease_revoke(&mut self, id: i64) -> Result<LeaseRevokeResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            LeaseClient::new(channel)
+                .lease_revoke(LeaseRevokeRequest { id })
+                .await
+        })
+        .await
+    }
+
+    /// One keepalive on a stream of its own (etcd's `KeepAliveOnce`): TTL
+    /// 0 in the answer means the lease is gone. Renewing twice does no
+    /// harm, so it is retried like a read.
+    pub async fn lease_keep_alive_once(
+        &mut self,
+        id: i64,
+    ) -> Result<LeaseKeepAliveResponse, ClientError> {
+        self.call(Retry::Idempotent, move |channel| async move {
+            let requests = tokio_stream::once(LeaseKeepAliveRequest { id });
+            let mut answers = LeaseClient::new(channel)
+                .lease_keep_alive(requests)
+                .await?
+                .into_inner();
+            match answers.message().await? {
+                Some(answer) => Ok(tonic::Response::new(answer)),
+                None => Err(Status::unavailable(
+                    "keepalive stream ended without an answer",
+                )),
+            }
+        })
+        .await
+    }
+
+    pub async fn lease_time_to_live(
+        &mut self,
+        id: i64,
+        keys: bool,
+    ) -> Result<LeaseTimeToLiveResponse, ClientError> {
+        self.call(Retry::Idempotent, move |channel| async move {
+            LeaseClient::new(channel)
+                .lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
+                .await
+        })
+        .await
+    }
+
+    /// v3lock's Lock: waits until `name` is held for `lease`; the key
+    /// that holds it. Set a request timeout that covers the wait.
+    pub async fn lock(&mut self, name: &[u8], lease: i64) -> Result<LockResponse, ClientError> {
+        let request = LockRequest {
+            name: name.to_vec(),
+            lease,
+        };
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move { LockClient::new(channel).lock(request).await }
+        })
+        .await
+    }
+
+    pub async fn unlock(&mut self, key: &[u8]) -> Result<UnlockResponse, ClientError> {
+        let request = UnlockRequest { key: key.to_vec() };
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move { LockClient::new(channel).unlock(request).await }
+        })
+        .await
+    }
+
+    /// v3election's Campaign: waits until `lease` leads `name`.
+    pub async fn campaign(
+        &mut self,
+        name: &[u8],
+        lease: i64,
+        value: &[u8],
+    ) -> Result<CampaignResponse, ClientError> {
+        let request = CampaignRequest {
+            name: name.to_vec(),
+            lease,
+            value: value.to_vec(),
+        };
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move { ElectionClient::new(channel).campaign(request).await }
+        })
+        .await
+    }
+
+    pub async fn proclaim(
+        &mut self,
+        leader: LeaderKey,
+        value: &[u8],
+    ) -> Result<ProclaimResponse, ClientError> {
+        let request = ProclaimRequest {
+            leader: Some(leader),
+            value: value.to_vec(),
+        };
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move { ElectionClient::new(channel).proclaim(request).await }
+        })
+        .await
+    }
+
+    pub async fn election_leader(&mut self, name: &[u8]) -> Result<LeaderResponse, ClientError> {
+        let request = LeaderRequest {
+            name: name.to_vec(),
+        };
+        self.call(Retry::Idempotent, move |channel| {
+            let request = request.clone();
+            async move { ElectionClient::new(channel).leader(request).await }
+        })
+        .await
+    }
+
+    pub async fn resign(&mut self, leader: LeaderKey) -> Result<ResignResponse, ClientError> {
+        let request = ResignRequest {
+            leader: Some(leader),
+        };
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move { ElectionClient::new(channel).resign(request).await }
         })
         .await
     }

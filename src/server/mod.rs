@@ -3,6 +3,8 @@
 //! for writes, read-index waits for linearizable reads, local reads for
 //! serializable ones.
 
+pub mod concurrency;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -124,3 +124,205 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
         format!("lease {kept} already expired\n")
     );
 }
+
+/// What one step of a lock or election session answered, lease ids in
+/// keys written as `A` and `B` (they differ between servers).
+fn outcome<T>(
+    leases: &[(i64, &str)],
+    result: Result<T, detcd::client::ClientError>,
+    show: impl FnOnce(T) -> String,
+) -> String {
+    let text = match result {
+        Ok(answer) => show(answer),
+        Err(detcd::client::ClientError::Server(status)) => {
+            format!("error {:?}: {}", status.code(), status.message())
+        }
+        Err(error) => format!("failed: {error}"),
+    };
+    leases.iter().fold(text, |text, (id, name)| {
+        text.replace(&format!("{id:x}"), name)
+            .replace(&id.to_string(), name)
+    })
+}
+
+/// The v3lock and v3election services, over gRPC with detcd's client: a
+/// second locker waits until the first unlocks, a second candidate until
+/// the leader resigns; proclaims, leader reads, observe, the errors for a
+/// stale leader key, no leader and a missing leader field, and a revoked
+/// lease that ends a leadership. The transcript, revisions included, must
+/// be etcd's.
+#[test]
+fn lock_and_election_services_match_etcd() {
+    let transcripts = [Flavor::Detcd, Flavor::Etcd].map(|flavor| {
+        let server = crate::support::ServerProcess::start(flavor, &[]);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(lock_and_election_session(server.client_url.clone()))
+    });
+    let [ours, theirs] = &transcripts;
+    for (step, (ours, theirs)) in ours.iter().zip(theirs).enumerate() {
+        assert_eq!(ours, theirs, "step {step} differs from etcd 3.4.23");
+    }
+    assert_eq!(ours.len(), theirs.len());
+}
+
+fn show_leader(leader: Option<detcd::proto::v3electionpb::LeaderKey>) -> String {
+    let leader = leader.expect("a campaign answers its leader key");
+    format!(
+        "{} {} rev {} lease {}",
+        String::from_utf8_lossy(&leader.name),
+        String::from_utf8_lossy(&leader.key),
+        leader.rev,
+        leader.lease
+    )
+}
+
+async fn lock_and_election_session(url: String) -> Vec<String> {
+    use detcd::client::Client;
+    let client = Client::new(vec![url]).with_request_timeout(Duration::from_secs(20));
+    let mut c = client.clone();
+    let a = c.lease_grant(60, 0).await.unwrap().id;
+    let b = c.lease_grant(60, 0).await.unwrap().id;
+    let names = [(a, "A"), (b, "B")];
+    let mut transcript = Vec::new();
+    let mut note = |line: String| {
+        tracing::info!("{line}");
+        transcript.push(line);
+    };
+
+    let locked = c.lock(b"jobs", a).await;
+    let key_a = locked.as_ref().map(|r| r.key.clone()).unwrap_or_default();
+    note(outcome(&names, locked, |r| {
+        format!(
+            "lock A: {} at {}",
+            String::from_utf8_lossy(&r.key),
+            r.header.unwrap().revision
+        )
+    }));
+    let mut waiter = client.clone();
+    let second = tokio::spawn(async move { waiter.lock(b"jobs", b).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    note(format!(
+        "lock B waits while A holds it: {}",
+        !second.is_finished()
+    ));
+    note(outcome(&names, c.unlock(&key_a).await, |r| {
+        format!("unlock A at {}", r.header.unwrap().revision)
+    }));
+    note(outcome(&names, second.await.unwrap(), |r| {
+        format!(
+            "lock B: {} at {}",
+            String::from_utf8_lossy(&r.key),
+            r.header.unwrap().revision
+        )
+    }));
+    note(outcome(&names, c.lock(b"jobs", 0x7777).await, |r| {
+        format!("lock with an unknown lease: {r:?}")
+    }));
+
+    let campaign = c.campaign(b"boss", a, b"a1").await;
+    let leader_a = campaign.as_ref().ok().and_then(|r| r.leader.clone());
+    note(outcome(&names, campaign, |r| {
+        format!("campaign A: {}", show_leader(r.leader))
+    }));
+    let mut rival = client.clone();
+    let second = tokio::spawn(async move { rival.campaign(b"boss", b, b"b1").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    note(format!(
+        "campaign B waits while A leads: {}",
+        !second.is_finished()
+    ));
+    let leader_a = leader_a.expect("A leads");
+    note(outcome(
+        &names,
+        c.proclaim(leader_a.clone(), b"a2").await,
+        |r| format!("proclaim a2 at {}", r.header.unwrap().revision),
+    ));
+    note(outcome(&names, c.election_leader(b"boss").await, |r| {
+        let kv = r.kv.unwrap();
+        format!(
+            "leader {} = {}",
+            String::from_utf8_lossy(&kv.key),
+            String::from_utf8_lossy(&kv.value)
+        )
+    }));
+    let mut stale = leader_a.clone();
+    stale.rev += 1000;
+    note(outcome(&names, c.proclaim(stale, b"x").await, |r| {
+        format!("stale proclaim: {r:?}")
+    }));
+    note(outcome(&names, c.resign(leader_a).await, |r| {
+        format!("resign A at {}", r.header.unwrap().revision)
+    }));
+    let leader_b = second.await.unwrap();
+    let leader_b_key = leader_b.as_ref().ok().and_then(|r| r.leader.clone());
+    note(outcome(&names, leader_b, |r| {
+        format!("campaign B: {}", show_leader(r.leader))
+    }));
+    note(outcome(&names, c.election_leader(b"boss").await, |r| {
+        let kv = r.kv.unwrap();
+        format!(
+            "leader {} = {}",
+            String::from_utf8_lossy(&kv.key),
+            String::from_utf8_lossy(&kv.value)
+        )
+    }));
+    let leader_b = leader_b_key.expect("B leads");
+    let channel = tonic::transport::Endpoint::from_shared(client.endpoint().to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut elections = detcd::proto::v3electionpb::election_client::ElectionClient::new(channel);
+    let mut observed = elections
+        .observe(detcd::proto::v3electionpb::LeaderRequest {
+            name: b"boss".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for proclaimed in [None, Some(b"b2")] {
+        if let Some(value) = proclaimed {
+            note(outcome(
+                &names,
+                c.proclaim(leader_b.clone(), value).await,
+                |r| format!("proclaim b2 at {}", r.header.unwrap().revision),
+            ));
+        }
+        let response = observed.message().await.unwrap().unwrap();
+        let kv = response.kv.unwrap();
+        let line = format!(
+            "observed {} = {} at {}",
+            String::from_utf8_lossy(&kv.key),
+            String::from_utf8_lossy(&kv.value),
+            response.header.unwrap().revision
+        );
+        note(outcome(
+            &names,
+            Ok::<_, detcd::client::ClientError>(line),
+            |line| line,
+        ));
+    }
+    note(outcome(&names, c.election_leader(b"nobody").await, |r| {
+        format!("{r:?}")
+    }));
+    let missing = async {
+        let channel = tonic::transport::Endpoint::from_shared(client.endpoint().to_string())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        detcd::proto::v3electionpb::election_client::ElectionClient::new(channel)
+            .resign(detcd::proto::v3electionpb::ResignRequest { leader: None })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(detcd::client::ClientError::Server)
+    };
+    note(outcome(&names, missing.await, |r| format!("{r:?}")));
+    note(outcome(&names, c.lease_revoke(b).await, |r| {
+        format!("revoke B at {}", r.header.unwrap().revision)
+    }));
+    note(outcome(&names, c.election_leader(b"boss").await, |r| {
+        format!("{r:?}")
+    }));
+    transcript
+}
