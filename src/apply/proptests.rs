@@ -208,7 +208,7 @@ fn lease_request() -> impl Strategy<Value = Request> {
     let id = 1i64..4;
     prop_oneof![
         2 => (id.clone(), 1i64..100).prop_map(|(id, ttl)| Request::LeaseGrant(
-            crate::proto::etcdserverpb::LeaseGrantRequest { id, ttl, ..Default::default() }
+            crate::proto::etcdserverpb::LeaseGrantRequest { id, ttl }
         )),
         1 => id.clone().prop_map(|id| Request::LeaseRevoke(
             crate::proto::etcdserverpb::LeaseRevokeRequest { id }

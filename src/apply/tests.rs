@@ -286,11 +286,7 @@ fn a_nospace_alarm_caps_writes_until_it_is_disarmed() {
 }
 
 fn grant(id: i64, ttl: i64) -> Request {
-    Request::LeaseGrant(LeaseGrantRequest {
-        id,
-        ttl,
-        ..Default::default()
-    })
+    Request::LeaseGrant(LeaseGrantRequest { id, ttl })
 }
 
 fn put_with_lease(key: &str, lease: i64) -> Request {

@@ -132,7 +132,7 @@ impl Server {
                 ],
             })
             .await?;
-        let header = response.header.clone().unwrap_or_default();
+        let header = response.header.unwrap_or_default();
         let my_revision = if response.succeeded {
             header.revision
         } else {
@@ -185,7 +185,7 @@ impl Server {
                 failure: vec![get(&key)],
             })
             .await?;
-        let header = response.header.clone().unwrap_or_default();
+        let header = response.header.unwrap_or_default();
         let mut leader = LeaderKey {
             name: name.to_vec(),
             key: key.clone(),
