@@ -49,3 +49,7 @@ target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS:-300}" --start-seed 1 -
     --failures-dir target/sim-failures
 target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_5:-100}" --start-seed 100001 --duration 10 --nodes 5 \
     --workload append --failures-dir target/sim-failures
+target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_LEASE:-60}" --start-seed 200001 --duration 10 \
+    --workload lease --failures-dir target/sim-failures
+target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_LOCK:-40}" --start-seed 300001 --duration 10 \
+    --workload lock --failures-dir target/sim-failures

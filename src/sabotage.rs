@@ -29,16 +29,26 @@ pub enum Sabotage {
     /// committed on bytes that only sit in page caches, and lost when the
     /// power fails on a majority at once.
     FollowerAckBeforeFsync = 6,
+    /// Leases run out at half their TTL.
+    LeaseEarlyExpiry = 7,
+    /// A new leader restarts every lease at its full TTL, ignoring the
+    /// deadlines it kept and the checkpoints (etcd #9395).
+    LeaseResetOnLeaderChange = 8,
+    /// A revoke (or expiry) leaves one attached key behind.
+    RevokeLeavesAKey = 9,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 6] = [
+    pub const ALL: [Sabotage; 9] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
         Sabotage::CorruptionAsTornTail,
         Sabotage::WatchGap,
         Sabotage::FollowerAckBeforeFsync,
+        Sabotage::LeaseEarlyExpiry,
+        Sabotage::LeaseResetOnLeaderChange,
+        Sabotage::RevokeLeavesAKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +60,9 @@ impl Sabotage {
             Sabotage::CorruptionAsTornTail => "corruption-as-torn-tail",
             Sabotage::WatchGap => "watch-gap",
             Sabotage::FollowerAckBeforeFsync => "follower-ack-before-fsync",
+            Sabotage::LeaseEarlyExpiry => "lease-early-expiry",
+            Sabotage::LeaseResetOnLeaderChange => "lease-reset-on-leader-change",
+            Sabotage::RevokeLeavesAKey => "revoke-leaves-a-key",
         }
     }
 
@@ -66,6 +79,11 @@ impl Sabotage {
             Sabotage::FollowerAckBeforeFsync => {
                 "followers acknowledge appends before their fsync (power loss catches it)"
             }
+            Sabotage::LeaseEarlyExpiry => "leases run out at half their TTL",
+            Sabotage::LeaseResetOnLeaderChange => {
+                "a new leader restarts every lease at its full TTL"
+            }
+            Sabotage::RevokeLeavesAKey => "a lease's revoke or expiry leaves one key behind",
         }
     }
 

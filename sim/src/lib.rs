@@ -11,6 +11,8 @@
 //!   memoization, partitioned by key, bounded by a step budget).
 //! - [`format`]: readers for Jepsen's etcd logs, porcupine's kv logs and our
 //!   own JSON Lines history format (which the simulator writes).
+//! - [`properties`]: the lease and lock guarantees, checked over what
+//!   their workloads recorded.
 //! - [`report`]: the text explanation and the HTML timeline of a verdict.
 //!
 //! Architecture invariants: these modules are plain Rust, with no async
@@ -27,4 +29,5 @@ pub mod harness;
 pub mod history;
 pub mod model;
 pub mod options;
+pub mod properties;
 pub mod report;

@@ -9,14 +9,49 @@ pub enum Workload {
     /// single- and multi-key appends (a read, then a txn comparing mod
     /// revisions) and multi-key reads on a few keys.
     Append,
-    /// register and append operations mixed.
+    /// register and append operations mixed, with one lease client and
+    /// two lock clients alongside.
     Mixed,
+    /// leases only: grant, attach keys, keep alive, lapse, revoke, ask the
+    /// TTL (checked by `properties::leases`).
+    Lease,
+    /// locks only: v3lock's Lock, then writes fenced on the lock key's
+    /// revision (checked by `properties::locks`).
+    Lock,
+}
+
+impl Workload {
+    /// Key-value clients do register and append operations.
+    pub fn key_value(self) -> bool {
+        matches!(
+            self,
+            Workload::Register | Workload::Append | Workload::Mixed
+        )
+    }
+
+    /// Lease clients alongside, given the run's client count.
+    pub fn lease_clients(self, clients: usize) -> usize {
+        match self {
+            Workload::Lease => clients,
+            Workload::Mixed => 1,
+            _ => 0,
+        }
+    }
+
+    /// Lock clients alongside, given the run's client count.
+    pub fn lock_clients(self, clients: usize) -> usize {
+        match self {
+            Workload::Lock => clients,
+            Workload::Mixed => 2,
+            _ => 0,
+        }
+    }
 }
 
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 6] = [
+pub const SABOTAGES: [(&str, &str); 9] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -37,5 +72,14 @@ pub const SABOTAGES: [(&str, &str); 6] = [
     (
         "follower-ack-before-fsync",
         "followers acknowledge appends before their fsync (power loss catches it)",
+    ),
+    ("lease-early-expiry", "leases run out at half their TTL"),
+    (
+        "lease-reset-on-leader-change",
+        "a new leader restarts every lease at its full TTL",
+    ),
+    (
+        "revoke-leaves-a-key",
+        "a lease's revoke or expiry leaves one key behind",
     ),
 ];

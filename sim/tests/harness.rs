@@ -118,6 +118,11 @@ fn replay_prints_the_same_trace_hash_every_time() {
 }
 
 fn caught(sabotage: &str) {
+    caught_in(sabotage, "mixed");
+}
+
+/// Caught within `SABOTAGE_SEEDS` seeds of `workload`.
+fn caught_in(sabotage: &str, workload: &str) {
     let dir = format!("{}/sabotage-{sabotage}", env!("CARGO_TARGET_TMPDIR"));
     let output = detcd_sim(&[
         "run",
@@ -125,6 +130,8 @@ fn caught(sabotage: &str) {
         SABOTAGE_SEEDS,
         "--duration",
         "10",
+        "--workload",
+        workload,
         "--sabotage",
         sabotage,
         "--stop-on-failure",
@@ -182,6 +189,21 @@ fn corruption_as_torn_tail_is_caught() {
 #[test]
 fn watch_gap_is_caught() {
     caught("watch-gap");
+}
+
+#[test]
+fn lease_early_expiry_is_caught() {
+    caught_in("lease-early-expiry", "lease");
+}
+
+#[test]
+fn lease_reset_on_leader_change_is_caught() {
+    caught_in("lease-reset-on-leader-change", "lease");
+}
+
+#[test]
+fn revoke_leaves_a_key_is_caught() {
+    caught_in("revoke-leaves-a-key", "lease");
 }
 
 #[test]

@@ -256,7 +256,13 @@ impl StateMachine {
     fn lease_revoke(&mut self, id: i64) -> Result<i64, Error> {
         let lease = self.leases.remove(id).ok_or(Error::LeaseNotFound)?;
         let mut write = self.store.write();
-        for key in &lease.keys {
+        #[allow(unused_mut)]
+        let mut keys: Vec<&Vec<u8>> = lease.keys.iter().collect();
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::RevokeLeavesAKey) {
+            keys.pop();
+        }
+        for key in keys {
             let _ = write.delete_range(key, None);
         }
         let changes = write.end();

@@ -38,8 +38,10 @@ pub const EXPIRIES_PER_SECOND: usize = 1000;
 pub const EXPIRY_RETRY: Duration = Duration::from_secs(3);
 /// How often the leader checkpoints remaining TTLs. etcd's default is five
 /// minutes and off; ours is on, and short, because a checkpoint is what a
-/// restarted member resumes from.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+/// restarted or lagging member resumes from: a member that received a
+/// lease's entries late (it was cut off, then caught up) runs that lease
+/// long by its lag only until the next checkpoint reaches it.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// Leases per checkpoint entry (etcd `maxLeaseCheckpointBatchSize`).
 pub const CHECKPOINT_BATCH_MAX: usize = 1000;
 /// Leases held at most; a grant past it is refused as "too many requests"

@@ -627,6 +627,18 @@ impl RaftNode {
                 self.reads.leader_changed();
             }
         }
+        #[cfg(madsim)]
+        if previous != leader_id
+            && leader_id == self.shared.member_id
+            && crate::sabotage::active(crate::sabotage::Sabotage::LeaseResetOnLeaderChange)
+        {
+            let now = self.clock.elapsed();
+            let state = self.shared.state.read().expect("state lock");
+            let mut timers = self.shared.lease_timers.lock().expect("lease timers lock");
+            for lease in state.leases().iter() {
+                timers.start(lease.id, now, crate::lease::ttl_duration(lease.ttl));
+            }
+        }
         if leader_id != raft::INVALID_ID {
             for (request, reply) in self.proposals.take_queued() {
                 self.propose(request, reply);
@@ -678,8 +690,10 @@ impl RaftNode {
     fn tick_leases(&mut self) {
         let now = self.clock.elapsed();
         if self.raw.raft.state != StateRole::Leader || self.applied_term != self.raw.raft.term {
+            // A new leader checkpoints at once: what it holds is the
+            // freshest view any member has.
             self.next_lease_check = now;
-            self.next_lease_checkpoint = now + crate::lease::CHECKPOINT_INTERVAL;
+            self.next_lease_checkpoint = now;
             return;
         }
         let mut proposals = Vec::new();
@@ -753,13 +767,16 @@ impl RaftNode {
             .started_at(index)
             .unwrap_or_else(|| self.clock.elapsed());
         let mut timers = self.shared.lease_timers.lock().expect("lease timers lock");
+        #[cfg(madsim)]
+        let shorten = crate::sabotage::active(crate::sabotage::Sabotage::LeaseEarlyExpiry);
+        #[cfg(not(madsim))]
+        let shorten = false;
+        let ttl_of = |ttl: i64| crate::lease::ttl_duration(ttl) / if shorten { 2 } else { 1 };
         match (request, response) {
             (_, Response::LeaseGrant(grant)) => {
-                timers.start(grant.id, started_at, crate::lease::ttl_duration(grant.ttl))
+                timers.start(grant.id, started_at, ttl_of(grant.ttl))
             }
-            (_, Response::LeaseRenewed { id, ttl }) => {
-                timers.start(*id, started_at, crate::lease::ttl_duration(*ttl))
-            }
+            (_, Response::LeaseRenewed { id, ttl }) => timers.start(*id, started_at, ttl_of(*ttl)),
             (_, Response::LeaseCheckpointed(checkpoints)) => {
                 for (id, remaining_millis) in checkpoints {
                     timers.start(

@@ -208,6 +208,17 @@ impl RaftNode {
             name: config.name.clone(),
             client_urls: config.client_urls.clone(),
         };
+        // Every entry in the log was persisted before this start, so a lease
+        // it (re)started runs from now at the latest, not from whenever the
+        // entry is applied (after an election, if a majority restarted).
+        let mut entry_starts = super::waiters::EntryStarts::default();
+        let (first, last) = (
+            raw.raft.raft_log.first_index(),
+            raw.raft.raft_log.last_index(),
+        );
+        if first <= last {
+            entry_starts.persisted(first, last, clock.elapsed());
+        }
         Ok(RaftNode {
             raw,
             transport,
@@ -216,7 +227,7 @@ impl RaftNode {
             published: false,
             dropped_messages: 0,
             clock,
-            entry_starts: super::waiters::EntryStarts::default(),
+            entry_starts,
             next_lease_check: std::time::Duration::ZERO,
             next_lease_checkpoint: std::time::Duration::ZERO,
             wal: Some(wal),

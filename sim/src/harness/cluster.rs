@@ -59,6 +59,8 @@ pub struct SimCluster {
     /// Members that refused to start, and why (their storage failed its
     /// checks); they stay down for the rest of the run.
     pub refused: Arc<Mutex<BTreeMap<usize, String>>>,
+    /// When members were out and clocks skewed, for the lease checks.
+    pub faults: super::faults::FaultLog,
 }
 
 /// Where client `index` lives: next to one member, on its side of any cut.
@@ -110,6 +112,7 @@ impl SimCluster {
             disk_full: BTreeSet::new(),
             clients: Vec::new(),
             corrupted: BTreeSet::new(),
+            faults: super::faults::FaultLog::default(),
             refused,
         }
     }
@@ -207,6 +210,14 @@ impl SimCluster {
         self.handle.kill(self.nodes[index].id());
         self.disks[index].crash(madsim::rand::thread_rng().gen());
         self.down.insert(index);
+        self.note_out();
+    }
+
+    /// Members whose lease timers stopped: crashed, or stopped by a full
+    /// disk (a paused member's clock and timers run on).
+    fn note_out(&self) {
+        let out: BTreeSet<&usize> = self.down.iter().chain(&self.disk_full).collect();
+        self.faults.out_changed(out.len());
     }
 
     /// Bit rot on a crashed member's disk. It must notice at restart and
@@ -244,6 +255,7 @@ impl SimCluster {
     pub fn restart(&mut self, index: usize) {
         self.handle.restart(self.nodes[index].id());
         self.down.remove(&index);
+        self.note_out();
     }
 
     pub fn pause(&mut self, index: usize) {
@@ -261,6 +273,7 @@ impl SimCluster {
     pub fn fill_disk(&mut self, index: usize) {
         self.disks[index].set_faults(DiskFaults { full: true });
         self.disk_full.insert(index);
+        self.note_out();
     }
 
     /// Frees the disk and restarts the member (an operator's fix).
@@ -269,9 +282,11 @@ impl SimCluster {
         self.disk_full.remove(&index);
         self.handle.kill(self.nodes[index].id());
         self.handle.restart(self.nodes[index].id());
+        self.note_out();
     }
 
     pub fn set_skew(&self, index: usize, skew: Skew) {
+        self.faults.skewed();
         self.clocks[index].set_skew(skew);
     }
 

@@ -7,8 +7,11 @@
 //! whole run; `replay` repeats it bit for bit.
 
 pub mod cluster;
+pub mod faults;
 pub mod hostile;
 pub mod invariants;
+pub mod leases;
+pub mod locks;
 pub mod monitor;
 pub mod nemesis;
 pub mod network;

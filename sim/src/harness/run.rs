@@ -20,6 +20,8 @@ use crate::model::kv::{Kv, KvInput, KvOutput};
 use super::cluster::{client_url, SimCluster};
 use super::hostile;
 use super::invariants::Invariants;
+use super::leases::{self, LeaseLog};
+use super::locks::{self, LockLog};
 use super::monitor::Monitor;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
@@ -82,10 +84,39 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     IN_PROGRESS.with(|slot| *slot.borrow_mut() = Some((swarm.clone(), recorder.clone())));
     let deadline = tokio::time::Instant::now() + options.duration;
     let mut clients = Vec::new();
-    for client in 0..swarm.clients {
-        let (node, endpoints) = cluster.add_client(client);
-        let worker = Worker::new(client as u64, endpoints, recorder.clone(), trace.clone());
-        clients.push(node.spawn(worker.run(options.workload, swarm.keys, deadline)));
+    if options.workload.key_value() {
+        for client in 0..swarm.clients {
+            let (node, endpoints) = cluster.add_client(client);
+            let worker = Worker::new(client as u64, endpoints, recorder.clone(), trace.clone());
+            clients.push(node.spawn(worker.run(options.workload, swarm.keys, deadline)));
+        }
+    }
+    // Lease and lock clients live on client nodes after the watcher's and
+    // the hostile client's.
+    let lease_log = LeaseLog::new(started);
+    let lock_log = LockLog::default();
+    let mut next_node = swarm.clients + 2;
+    for client in 0..options.workload.lease_clients(swarm.clients) {
+        let (node, endpoints) = cluster.add_client(next_node);
+        next_node += 1;
+        clients.push(node.spawn(leases::client(
+            client as u64,
+            endpoints,
+            lease_log.clone(),
+            trace.clone(),
+            deadline,
+        )));
+    }
+    for client in 0..options.workload.lock_clients(swarm.clients) {
+        let (node, endpoints) = cluster.add_client(next_node);
+        next_node += 1;
+        clients.push(node.spawn(locks::client(
+            client as u64,
+            endpoints,
+            lock_log.clone(),
+            trace.clone(),
+            deadline,
+        )));
     }
     // The watch consumer lives next to a member too.
     let watch_log = watcher::SharedLog::default();
@@ -204,6 +235,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
         (outcome, _) => outcome,
     };
+    let outcome = match (
+        outcome,
+        check_properties(&cluster, &lease_log, &lock_log, started, &trace),
+    ) {
+        (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(violation)) => {
+            Outcome::Violation(violation)
+        }
+        (outcome, _) => outcome,
+    };
     trace.record(format!("history: {} operations", history.len()));
     IN_PROGRESS.with(|slot| slot.borrow_mut().take());
     // madsim draws from its one seeded generator for every scheduling
@@ -220,6 +260,45 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         check: Some(report),
         simulated: started.elapsed(),
     }
+}
+
+/// The lease and lock guarantees over what their clients recorded; the
+/// first violation, with how many there were. Lease anomalies a skewed
+/// clock explains go to the trace only.
+fn check_properties(
+    cluster: &SimCluster,
+    lease_log: &LeaseLog,
+    lock_log: &LockLog,
+    started: tokio::time::Instant,
+    trace: &Trace,
+) -> Option<String> {
+    let leases = lease_log.take();
+    let writes = lock_log.take();
+    let faults = cluster.faults.summary(started);
+    let lease_verdict = crate::properties::leases::check(&leases, &faults, cluster.size());
+    let lock_violations = crate::properties::locks::check(&writes);
+    if !leases.is_empty() || !writes.is_empty() {
+        trace.record(format!(
+            "properties: {} leases, {} fenced lock writes checked",
+            leases.len(),
+            writes.len()
+        ));
+    }
+    for explained in &lease_verdict.clock_explained {
+        trace.record(format!(
+            "lease anomaly explained by clock skew past the bound: {explained}"
+        ));
+    }
+    let violations: Vec<String> = lease_verdict
+        .violations
+        .into_iter()
+        .chain(lock_violations)
+        .collect();
+    let first = violations.first()?;
+    Some(format!(
+        "{first} ({} property violations in all)",
+        violations.len()
+    ))
 }
 
 thread_local! {

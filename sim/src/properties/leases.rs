@@ -1,0 +1,205 @@
+//! The lease properties, checked over what the lease workload
+//! (`harness::leases`) recorded. Each lease client grants short
+//! leases one after another, attaches two or three keys of its own to
+//! each, and then keeps the lease alive for a while, lets it lapse, or
+//! revokes it, reading its keys and asking its TTL all along. Everything
+//! it sees is recorded with virtual time; `check` then holds the record
+//! to what detcd promises (ARCHITECTURE.md, "Leases"):
+//!
+//! - a lease never ends before its TTL has run from the sending of its
+//!   grant or of a keepalive that was answered, unless revoked;
+//! - its keys go all at once: no read sees some of them without the
+//!   others, and none is seen again once the lease is gone;
+//! - a TTL never grows without a keepalive: the remaining TTL a member
+//!   reports never reaches past the latest keepalive that could have
+//!   taken effect, plus the TTL, plus `EXTENSION_ALLOWED` (and any time a
+//!   majority was down, which restarts timers from their checkpoints).
+//!
+//! A violation that a skewed clock could explain (the nemesis's skews
+//! step clocks by seconds and drift them by up to 10%, past the bound the
+//! guarantee assumes) is reported apart, as "explained by clock skew",
+//! and does not fail the run.
+
+use std::time::Duration;
+
+use super::Faults;
+
+/// What a member's reported TTL may exceed the truth by: a checkpoint
+/// interval (a lagging member resumes from the latest checkpoint) and a
+/// second for the rounding and the round trips.
+pub const EXTENSION_ALLOWED: Duration = Duration::from_secs(2);
+
+/// A call's invocation and completion, as time since the run started.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub invoked: Duration,
+    pub completed: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeepAlive {
+    /// Answered with this TTL; 0 means the lease was gone.
+    Answered(i64),
+    /// No answer: it may have taken effect, at any time until the lease's
+    /// next observation.
+    Unknown,
+}
+
+/// One look at a lease.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Look {
+    /// Which of the lease's keys (those attached when the read started)
+    /// one linearizable read found.
+    Keys(Vec<bool>),
+    /// The TTL a member reported; -1: the lease is gone.
+    Ttl(i64),
+}
+
+/// Everything one client did with one lease.
+#[derive(Clone, Debug)]
+pub struct LeaseRecord {
+    pub client: u64,
+    pub id: i64,
+    pub ttl: Duration,
+    pub grant: Span,
+    /// Keys whose put with the lease succeeded, and when.
+    pub keys: Vec<(String, Duration)>,
+    pub keep_alives: Vec<(Span, KeepAlive)>,
+    /// When the client first asked to revoke it (any outcome).
+    pub revoked: Option<Duration>,
+    pub looks: Vec<(Span, Look)>,
+}
+
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct LeaseVerdict {
+    pub violations: Vec<String>,
+    /// Violations a skewed clock could explain.
+    pub clock_explained: Vec<String>,
+}
+
+/// Holds the records to the lease guarantees (see the module docs).
+/// `members` is the cluster size.
+pub fn check(records: &[LeaseRecord], faults: &Faults, members: usize) -> LeaseVerdict {
+    let mut verdict = LeaseVerdict::default();
+    let at = |time: Duration| format!("{:.3}s", time.as_secs_f64());
+    for record in records {
+        let name = format!("lease {:x} of client {}", record.id, record.client);
+        let mut report = |when: Duration, what: String| {
+            if faults.skewed_before(when) {
+                verdict.clock_explained.push(format!("{name}: {what}"));
+            } else {
+                verdict.violations.push(format!("{name}: {what}"));
+            }
+        };
+        // The first sign the lease is gone, and when it completed.
+        let gone_looks = record.looks.iter().filter_map(|(span, look)| match look {
+            Look::Ttl(ttl) if *ttl < 0 => Some(span.completed),
+            Look::Keys(present) if present.iter().any(|p| !p) => Some(span.completed),
+            _ => None,
+        });
+        let gone_keep_alives = record
+            .keep_alives
+            .iter()
+            .filter(|(_, answer)| *answer == KeepAlive::Answered(0))
+            .map(|(span, _)| span.completed);
+        let gone = gone_looks.chain(gone_keep_alives).min();
+        if let Some(gone) = gone {
+            let revoked_before = record.revoked.is_some_and(|revoked| revoked < gone);
+            // Promised: the TTL from the sending of the grant or of any
+            // keepalive answered before the lease was seen gone.
+            let promised = record
+                .keep_alives
+                .iter()
+                .filter(|(span, answer)| {
+                    span.completed <= gone && matches!(answer, KeepAlive::Answered(ttl) if *ttl > 0)
+                })
+                .map(|(span, _)| span.invoked + record.ttl)
+                .chain([record.grant.invoked + record.ttl])
+                .max()
+                .expect("the grant");
+            if !revoked_before && gone < promised {
+                report(
+                    gone,
+                    format!(
+                        "seen gone at {} but promised until {}: it expired early",
+                        at(gone),
+                        at(promised)
+                    ),
+                );
+            }
+        }
+        // Keys go together, and never come back.
+        let mut seen_gone: Option<Duration> = None;
+        for (span, look) in &record.looks {
+            if let (Some(since), Look::Keys(present)) = (seen_gone, look) {
+                if span.invoked > since && present.iter().any(|p| *p) {
+                    report(
+                        span.invoked,
+                        format!(
+                            "a key was still there at {} though the lease was gone at {}",
+                            at(span.invoked),
+                            at(since)
+                        ),
+                    );
+                }
+            }
+            match look {
+                Look::Keys(present) if present.iter().any(|p| *p) && present.iter().any(|p| !p) => {
+                    report(
+                        span.completed,
+                        format!(
+                            "one read at {} found some of its keys but not all ({present:?}): they did not go in one revision",
+                            at(span.completed)
+                        ),
+                    );
+                }
+                Look::Keys(present) if !present.is_empty() && present.iter().all(|p| !p) => {
+                    seen_gone.get_or_insert(span.completed);
+                }
+                Look::Ttl(ttl) if *ttl < 0 => {
+                    seen_gone.get_or_insert(span.completed);
+                }
+                _ => {}
+            }
+        }
+        // A reported TTL never reaches past the latest keepalive that could
+        // have taken effect by then.
+        for (span, look) in &record.looks {
+            let Look::Ttl(ttl) = look else { continue };
+            if *ttl < 0 {
+                continue;
+            }
+            let latest_effect = record
+                .keep_alives
+                .iter()
+                .filter(|(keep_alive, _)| keep_alive.invoked < span.completed)
+                .map(|(keep_alive, answer)| match answer {
+                    KeepAlive::Answered(_) => keep_alive.completed.min(span.completed),
+                    KeepAlive::Unknown => span.completed,
+                })
+                .chain([record.grant.completed])
+                .max()
+                .expect("the grant");
+            let allowed = EXTENSION_ALLOWED
+                + faults.majority_out_within(record.grant.invoked, span.completed, members / 2 + 1);
+            let reaches = span.invoked + Duration::from_secs(*ttl as u64);
+            let limit = latest_effect + record.ttl + allowed;
+            if reaches > limit {
+                report(
+                    span.completed,
+                    format!(
+                        "at {} a member reported {ttl}s left, reaching {}, past the latest keepalive's effect ({}) plus the TTL and {allowed:?}: the TTL grew without a keepalive",
+                        at(span.invoked),
+                        at(reaches),
+                        at(latest_effect)
+                    ),
+                );
+            }
+        }
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests;

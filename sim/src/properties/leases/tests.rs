@@ -1,0 +1,100 @@
+use super::*;
+
+fn s(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds)
+}
+
+fn span(invoked: f64, completed: f64) -> Span {
+    Span {
+        invoked: s(invoked),
+        completed: s(completed),
+    }
+}
+
+/// A 6 s lease granted at 1 s with keys a and b.
+fn lease() -> LeaseRecord {
+    LeaseRecord {
+        client: 0,
+        id: 7,
+        ttl: s(6.0),
+        grant: span(1.0, 1.1),
+        keys: vec![("a".into(), s(1.2)), ("b".into(), s(1.3))],
+        keep_alives: Vec::new(),
+        revoked: None,
+        looks: Vec::new(),
+    }
+}
+
+fn verdict(record: LeaseRecord, faults: &Faults) -> LeaseVerdict {
+    check(&[record], faults, 3)
+}
+
+#[test]
+fn a_lease_that_lapses_on_time_passes() {
+    let mut record = lease();
+    record.looks = vec![
+        (span(2.0, 2.1), Look::Keys(vec![true, true])),
+        (span(3.0, 3.1), Look::Ttl(4)),
+        (span(7.5, 7.6), Look::Keys(vec![false, false])),
+        (span(7.7, 7.8), Look::Ttl(-1)),
+    ];
+    let found = verdict(record, &Faults::default());
+    assert!(found.violations.is_empty(), "{found:?}");
+}
+
+#[test]
+fn an_early_end_is_caught_unless_a_clock_was_skewed() {
+    let mut record = lease();
+    record.keep_alives = vec![(span(3.0, 3.1), KeepAlive::Answered(6))];
+    // Promised until 3.0 + 6: gone at 6.1 is early.
+    record.looks = vec![(span(6.0, 6.1), Look::Keys(vec![false, false]))];
+    let found = verdict(record.clone(), &Faults::default());
+    assert_eq!(found.violations.len(), 1, "{found:?}");
+    assert!(found.violations[0].contains("expired early"), "{found:?}");
+    let skewed = Faults {
+        skewed_at: Some(s(2.0)),
+        ..Faults::default()
+    };
+    let found = verdict(record.clone(), &skewed);
+    assert!(found.violations.is_empty() && found.clock_explained.len() == 1);
+    // A revoke before it explains it too.
+    record.revoked = Some(s(5.0));
+    assert!(verdict(record, &Faults::default()).violations.is_empty());
+}
+
+#[test]
+fn keys_that_go_apart_or_come_back_are_caught() {
+    let mut record = lease();
+    record.revoked = Some(s(2.0));
+    record.looks = vec![(span(2.5, 2.6), Look::Keys(vec![true, false]))];
+    let found = verdict(record.clone(), &Faults::default());
+    assert!(found.violations[0].contains("not all"), "{found:?}");
+    record.looks = vec![
+        (span(2.5, 2.6), Look::Ttl(-1)),
+        (span(2.7, 2.8), Look::Keys(vec![true, true])),
+    ];
+    let found = verdict(record, &Faults::default());
+    assert!(found.violations[0].contains("still there"), "{found:?}");
+}
+
+#[test]
+fn a_ttl_that_grows_without_a_keepalive_is_caught() {
+    let mut record = lease();
+    // A new leader restarted the lease at 5 s: 5 s left at 6 s reaches 11 s,
+    // past 1.1 + 6 + 2.
+    record.looks = vec![(span(6.0, 6.1), Look::Ttl(5))];
+    let found = verdict(record.clone(), &Faults::default());
+    assert!(found.violations[0].contains("grew"), "{found:?}");
+    // A keepalive that may have taken effect at 5 s explains it.
+    record.keep_alives = vec![(span(4.9, 5.0), KeepAlive::Unknown)];
+    assert!(verdict(record.clone(), &Faults::default())
+        .violations
+        .is_empty());
+    // So does a majority down for two seconds (timers restart from checkpoints).
+    record.keep_alives.clear();
+    let down = Faults {
+        skewed_at: None,
+        out: vec![(s(2.0), 2), (s(4.5), 0)],
+    };
+    assert!(verdict(record, &down).violations.is_empty());
+}
