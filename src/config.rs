@@ -106,6 +106,17 @@ pub struct Config {
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info", value_parser = ["debug", "info", "warn", "error", "panic", "fatal"])]
     pub log_level: String,
+    /// Extra URLs to serve /metrics and /health on (plain HTTP, no gRPC).
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+    /// `zap` writes JSON lines, as etcd's zap logger does; `capnslog`
+    /// (etcd 3.4's default) writes text.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "capnslog", value_parser = ["zap", "capnslog"])]
+    pub logger: String,
+    /// Where logs go, comma-separated: `default` or `stderr`, `stdout`,
+    /// or file paths (appended to).
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
 }
 
 impl Config {
@@ -251,10 +262,7 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // The JSON gateway (on by default in etcd 3.4): detcd has none.
     ("enable-grpc-gateway", &["true", "false"]),
     ("metrics", &["basic"]),
-    ("listen-metrics-urls", &[""]),
     // detcd logs through tracing in one format whichever logger is named.
-    ("logger", &["capnslog", "zap"]),
-    ("log-outputs", &["default", "stderr"]),
     ("log-package-levels", &[""]),
     ("debug", &["false"]),
     ("proxy", &["off"]),

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod lease;
 pub mod membership;
+pub mod metrics;
 pub mod mvcc;
 #[cfg(madsim)]
 pub mod probe;
@@ -23,3 +24,10 @@ pub mod server;
 pub mod storage;
 pub mod transport;
 pub mod watch;
+
+/// The etcd version whose API detcd serves, reported by Status, /version
+/// and the metrics, so client libraries that gate features on the server
+/// version treat us as it.
+pub const ETCD_API_VERSION: &str = "3.4.23";
+/// The cluster version etcd 3.4.23 reports (/version's `etcdcluster`).
+pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";

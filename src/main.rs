@@ -48,7 +48,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    init_logging(&config.log_level);
+    if let Err(message) = init_logging(&config) {
+        eprintln!("detcd: {message}");
+        return ExitCode::from(2);
+    }
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -70,20 +73,59 @@ fn main() -> ExitCode {
     }
 }
 
+/// etcd's logging flags: `--log-level`, `--logger` (zap: JSON lines) and
+/// `--log-outputs`. Colour codes only on a terminal.
 #[cfg(not(madsim))]
-fn init_logging(level: &str) {
+#[allow(clippy::disallowed_methods)] // Opening log files: the binary, not the core.
+fn init_logging(config: &Config) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
     // etcd's levels; panic and fatal log only errors here.
-    let filter = match level {
+    let filter = match config.log_level.as_str() {
         "debug" => "debug",
         "info" => "info",
         "warn" => "warn",
         _ => "error",
     };
-    tracing_subscriber::fmt()
+    let mut writer: Option<BoxMakeWriter> = None;
+    let mut terminal = true;
+    for output in config.log_outputs.split(',').map(str::trim) {
+        let next = match output {
+            "default" | "stderr" => {
+                terminal &= std::io::stderr().is_terminal();
+                BoxMakeWriter::new(std::io::stderr)
+            }
+            "stdout" => {
+                terminal &= std::io::stdout().is_terminal();
+                BoxMakeWriter::new(std::io::stdout)
+            }
+            path => {
+                terminal = false;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|error| format!("--log-outputs {path}: {error}"))?;
+                BoxMakeWriter::new(std::sync::Mutex::new(file))
+            }
+        };
+        writer = Some(match writer {
+            None => next,
+            Some(before) => BoxMakeWriter::new(before.and(next)),
+        });
+    }
+    let writer = writer.ok_or("--log-outputs is empty")?;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(format!("detcd={filter},warn"))
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(terminal)
+        .with_writer(writer);
+    if config.logger == "zap" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    Ok(())
 }
 
 #[cfg(not(madsim))]
@@ -91,6 +133,11 @@ async fn run(config: Config) -> Result<(), String> {
     config.validate()?;
     let client_listeners = bind_all(&config.listen_client_urls).await?;
     let peer_listeners = bind_all(&config.listen_peer_urls).await?;
+    let metrics_listeners = if config.listen_metrics_urls.is_empty() {
+        Vec::new()
+    } else {
+        bind_all(&config.listen_metrics_urls).await?
+    };
     let data_dir = config.data_dir();
     let Started {
         server,
@@ -130,6 +177,13 @@ async fn run(config: Config) -> Result<(), String> {
     let mut serving = Vec::new();
     for listener in client_listeners {
         serving.push(tokio::spawn(detcd::api::serve(
+            server.clone(),
+            listener,
+            shutdown(),
+        )));
+    }
+    for listener in metrics_listeners {
+        serving.push(tokio::spawn(detcd::api::serve_metrics(
             server.clone(),
             listener,
             shutdown(),

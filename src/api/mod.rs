@@ -12,6 +12,8 @@ mod cluster;
 mod election;
 #[cfg(not(madsim))]
 mod grpc_limits;
+#[cfg(not(madsim))]
+mod http;
 mod kv;
 mod lease;
 mod lock;
@@ -61,7 +63,10 @@ fn etcd_decode_status(status: tonic::Status) -> tonic::Status {
     status
 }
 
-fn router(server: Server) -> tonic::transport::server::Router {
+fn router<L: Clone>(
+    builder: tonic::transport::Server<L>,
+    server: Server,
+) -> tonic::transport::server::Router<L> {
     // etcd limits every client service's messages alike (MaxRecvMsgSize).
     let max = server.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = kv::KvService {
@@ -85,7 +90,8 @@ fn router(server: Server) -> tonic::transport::server::Router {
     let election = election::ElectionService {
         server: server.clone(),
     };
-    tonic::transport::Server::builder()
+    let mut builder = builder;
+    builder
         .add_service(etcd_limits(
             KvServer::new(kv).max_decoding_message_size(max),
         ))
@@ -120,9 +126,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     // etcdctl sends some RPCs with a URL as `:authority`, which h2 refuses:
-    // the shim rewrites it (see authority_shim.rs).
-    router(server)
+    // the shim rewrites it (see authority_shim.rs). Plain HTTP (/health,
+    // /metrics, ...) is answered by the layer in front (see http.rs).
+    let builder = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(http::HttpLayer {
+            server: server.clone(),
+        });
+    router(builder, server)
         .serve_with_incoming_shutdown(authority_shim::incoming(listener), shutdown)
+        .await
+}
+
+/// Serves /metrics, /health and the other plain HTTP endpoints, and no
+/// gRPC, on a `--listen-metrics-urls` listener.
+#[cfg(not(madsim))]
+pub async fn serve_metrics(
+    server: Server,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(http::HttpLayer { server })
+        .add_routes(tonic::service::Routes::default())
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 
@@ -133,7 +162,9 @@ pub async fn serve(
     address: SocketAddr,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    router(server).serve_with_shutdown(address, shutdown).await
+    router(tonic::transport::Server::builder(), server)
+        .serve_with_shutdown(address, shutdown)
+        .await
 }
 
 fn peer_router(service: RaftService) -> tonic::transport::server::Router {

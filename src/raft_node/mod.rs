@@ -96,6 +96,12 @@ pub enum Command {
     StepDown { reply: Reply<Option<u64>> },
 }
 
+/// An apply slower than this is counted and logged (etcd's
+/// `warnApplyDuration`).
+pub const SLOW_APPLY: Duration = Duration::from_millis(100);
+/// A WAL fsync slower than this is logged (etcd's `warnSyncDuration`).
+pub const SLOW_FSYNC: Duration = Duration::from_secs(1);
+
 /// A learner may be promoted once it has this share of the leader's log
 /// (etcd `readyPercent`).
 pub const LEARNER_READY_PERCENT: f64 = 0.9;
@@ -128,6 +134,8 @@ pub struct Shared {
     /// This member's lease deadlines (`crate::lease`); the loop alone
     /// changes them, request handlers read them for TimeToLive.
     pub lease_timers: std::sync::Mutex<crate::lease::Timers>,
+    /// The member's Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -223,6 +231,10 @@ pub struct RaftNode {
     reads: waiters::ReadIndexQueue,
     /// Peer messages refused by `admission` since the start.
     dropped_messages: u64,
+    /// When the oldest unanswered heartbeat went to each peer, and each
+    /// peer's round-trip histogram (etcd's prober measures the same).
+    heartbeats_sent: std::collections::BTreeMap<u64, Duration>,
+    round_trips: std::collections::BTreeMap<u64, prometheus::Histogram>,
     /// The member's clock: lease deadlines and the instants entries were
     /// persisted.
     clock: Clock,
@@ -315,6 +327,21 @@ impl RaftNode {
     /// Hands messages to the transport, noting which snapshots left and
     /// which it had to drop (reported to raft after the advance).
     fn send(&mut self, messages: Vec<Message>, snapshots_sent: &mut Vec<(u64, bool)>) {
+        let now = self.clock.elapsed();
+        for message in &messages {
+            match message.get_msg_type() {
+                raft::eraftpb::MessageType::MsgHeartbeat => {
+                    self.heartbeats_sent.entry(message.to).or_insert(now);
+                }
+                raft::eraftpb::MessageType::MsgSnapshot => tracing::info!(
+                    to = format_args!("{:x}", message.to),
+                    index = message.get_snapshot().get_metadata().index,
+                    bytes = message.get_snapshot().data.len(),
+                    "sending a snapshot"
+                ),
+                _ => {}
+            }
+        }
         let snapshots: Vec<u64> = messages
             .iter()
             .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
@@ -348,6 +375,15 @@ impl RaftNode {
                     );
                 }
                 continue;
+            }
+            if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeatResponse {
+                if let Some(sent) = self.heartbeats_sent.remove(&message.from) {
+                    let round_trip = self.clock.elapsed().saturating_sub(sent);
+                    self.round_trips
+                        .entry(message.from)
+                        .or_insert_with(|| self.shared.metrics.peer_round_trip(message.from))
+                        .observe(round_trip.as_secs_f64());
+                }
             }
             if let Err(error) = self.raw.step(message) {
                 // Messages from removed members or stale terms: raft says no.
@@ -600,11 +636,18 @@ impl RaftNode {
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                crate::storage::blocking::run(move || {
+                let started = self.clock.elapsed();
+                let synced = crate::storage::blocking::run(move || {
                     let result = wal.sync();
                     (wal, result)
                 })
-                .await
+                .await;
+                let took = self.clock.elapsed().saturating_sub(started);
+                self.shared.metrics.wal_fsync.observe(took.as_secs_f64());
+                if took > SLOW_FSYNC {
+                    tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
+                }
+                synced
             }
             Err(error) => (wal, Err(error)),
         };
@@ -614,6 +657,14 @@ impl RaftNode {
 
     fn on_leader_change(&mut self, leader_id: u64, role: StateRole) {
         let previous = std::mem::replace(&mut self.known_leader, leader_id);
+        let metrics = &self.shared.metrics;
+        metrics
+            .has_leader
+            .set(i64::from(leader_id != raft::INVALID_ID));
+        metrics.is_leader.set(i64::from(role == StateRole::Leader));
+        if previous != leader_id && leader_id != raft::INVALID_ID {
+            metrics.leader_changes.inc();
+        }
         if previous != leader_id {
             tracing::info!(
                 member = format_args!("{:x}", self.shared.member_id),
@@ -772,11 +823,18 @@ impl RaftNode {
         #[cfg(not(madsim))]
         let shorten = false;
         let ttl_of = |ttl: i64| crate::lease::ttl_duration(ttl) / if shorten { 2 } else { 1 };
+        let metrics = &self.shared.metrics;
         match (request, response) {
             (_, Response::LeaseGrant(grant)) => {
+                metrics.lease_granted.inc();
                 timers.start(grant.id, started_at, ttl_of(grant.ttl))
             }
-            (_, Response::LeaseRenewed { id, ttl }) => timers.start(*id, started_at, ttl_of(*ttl)),
+            (_, Response::LeaseRenewed { id, ttl }) => {
+                if self.raw.raft.state == StateRole::Leader {
+                    metrics.lease_renewed.inc();
+                }
+                timers.start(*id, started_at, ttl_of(*ttl))
+            }
             (_, Response::LeaseCheckpointed(checkpoints)) => {
                 for (id, remaining_millis) in checkpoints {
                     timers.start(
@@ -787,9 +845,21 @@ impl RaftNode {
                 }
             }
             (Some(Request::LeaseRevoke(revoke)), Response::LeaseRevoke(_)) => {
+                metrics.lease_revoked.inc();
                 timers.remove(revoke.id)
             }
-            (_, Response::LeasesExpired(ids)) => ids.iter().for_each(|id| timers.remove(*id)),
+            (_, Response::LeasesExpired(ids)) => {
+                metrics.lease_revoked.inc_by(ids.len() as u64);
+                ids.iter().for_each(|id| timers.remove(*id))
+            }
+            (Some(Request::Alarm(alarm)), Response::Alarms(changed))
+                if alarm.action()
+                    == crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate =>
+            {
+                for raised in changed {
+                    tracing::warn!(alarm = %crate::apply::describe_alarm(raised), "alarm raised");
+                }
+            }
             _ => {}
         }
     }
@@ -814,7 +884,25 @@ impl RaftNode {
         );
     }
 
+    /// Applies one entry's request; an apply slower than
+    /// `SLOW_APPLY` is counted and logged, as etcd does.
     fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
+        let started = self.clock.elapsed();
+        let applied = self.apply_request_timed(entry);
+        let took = self.clock.elapsed().saturating_sub(started);
+        if took > SLOW_APPLY {
+            self.shared.metrics.slow_apply.inc();
+            tracing::warn!(
+                index = entry.index,
+                took = ?took,
+                expected = ?SLOW_APPLY,
+                "apply request took too long"
+            );
+        }
+        applied
+    }
+
+    fn apply_request_timed(&mut self, entry: &Entry) -> Result<(), FatalError> {
         let request = match InternalRequest::decode(&entry.data[..]) {
             Ok(request) => request,
             Err(error) => {
@@ -1014,6 +1102,21 @@ impl RaftNode {
     fn publish_status(&self) {
         *self.shared.position.lock().expect("position lock") =
             (self.raw.raft.term, self.raw.raft.leader_id);
+        let metrics = &self.shared.metrics;
+        metrics
+            .proposals_committed
+            .set(self.raw.raft.raft_log.committed as i64);
+        metrics
+            .proposals_pending
+            .set(self.proposals.waiting() as i64);
+        {
+            let state = self.shared.state.read().expect("state lock");
+            metrics.proposals_applied.set(state.applied_index() as i64);
+            let size = state.store().size_bytes() as i64;
+            metrics.db_total_size.set(size);
+            metrics.db_in_use_size.set(size);
+            metrics.keys_total.set(state.store().key_count() as i64);
+        }
         self.shared
             .commit_index
             .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
@@ -1055,6 +1158,7 @@ impl RaftNode {
         let mut wal = self.wal.take().expect("wal present");
         let hard_state = self.raw.store().hard_state().clone();
         let previous = self.snapshot_policy.release_to();
+        let save_started = self.clock.elapsed();
         #[cfg(madsim)]
         let crash = self.crash_point(crate::probe::CrashPoint::SnapshotSavedNotMarked);
         #[cfg(not(madsim))]
@@ -1079,9 +1183,15 @@ impl RaftNode {
         .await;
         self.wal = Some(wal);
         result?;
+        let took = self.clock.elapsed().saturating_sub(save_started);
+        self.shared
+            .metrics
+            .backend_commit
+            .observe(took.as_secs_f64());
         tracing::info!(
             index = snapshot.index,
             term = snapshot.term,
+            took = ?took,
             "saved snapshot"
         );
         // Keep some entries for slow followers, but never more than a

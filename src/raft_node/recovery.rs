@@ -167,12 +167,14 @@ impl RaftNode {
         election.fix(&mut raw);
         let mut peer_urls = config.bootstrap.peers();
         peer_urls.remove(&member_id);
+        let metrics = Arc::new(crate::metrics::Metrics::new(crate::ETCD_API_VERSION));
         let transport = Transport::new(
             member_id,
             cluster_id,
             BTreeMap::new(),
             filter,
             clock.clone(),
+            metrics.clone(),
         );
         let (revision, _) = tokio::sync::watch::channel(state.store().current_revision());
         let (stopping, _) = tokio::sync::watch::channel(false);
@@ -187,6 +189,7 @@ impl RaftNode {
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
             last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
             lease_timers: std::sync::Mutex::new(crate::lease::Timers::default()),
+            metrics,
         });
         // Every lease resumes from its checkpoint, else its full TTL: the
         // instants before the restart are gone with the process.
@@ -226,6 +229,8 @@ impl RaftNode {
             attributes,
             published: false,
             dropped_messages: 0,
+            heartbeats_sent: BTreeMap::new(),
+            round_trips: BTreeMap::new(),
             clock,
             entry_starts,
             next_lease_check: std::time::Duration::ZERO,

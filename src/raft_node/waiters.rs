@@ -97,7 +97,7 @@ impl<T, R> Proposals<T, R> {
         before - self.waiting.len() - self.queued.len()
     }
 
-    #[cfg(test)]
+    /// Proposals waiting for their apply (etcd_server_proposals_pending).
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }

@@ -39,9 +39,7 @@ use raft::eraftpb::ConfChangeType;
 /// A healthy transfer takes a round trip or two; the bound keeps SIGTERM
 /// prompt when the voters are gone.
 pub const STOP_LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(1);
-/// The etcd version whose API detcd serves, reported by Status so client
-/// libraries that gate features on the server version treat us as it.
-pub const ETCD_API_VERSION: &str = "3.4.23";
+pub use crate::ETCD_API_VERSION;
 /// How long every voter must have been reachable before strict
 /// reconfiguration allows a change (etcd `HealthInterval`).
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -165,12 +163,23 @@ impl Server {
             cluster_id: server.shared.cluster_id,
             steps,
             requests: Arc::new(server.clone()),
+            metrics: server.shared.metrics.clone(),
         };
         Ok(Started {
             server,
             raft_loop,
             peer_service,
         })
+    }
+
+    /// The member's Prometheus metrics.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Whether this member knows a leader now.
+    pub fn has_leader(&self) -> bool {
+        self.shared.leader_id() != raft::INVALID_ID
     }
 
     pub fn member_id(&self) -> u64 {
@@ -238,6 +247,7 @@ impl Server {
     }
 
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
+        self.shared.metrics.range_total.inc();
         if !request.serializable && !sabotaged_stale_read() {
             self.read_index().await?;
         }
@@ -270,6 +280,7 @@ impl Server {
     }
 
     pub async fn put(&self, request: PutRequest) -> Result<PutResponse, Error> {
+        self.shared.metrics.put_total.inc();
         self.check_quota(crate::apply::put_cost(&request)).await?;
         match self.propose(Request::Put(request)).await? {
             Response::Put(response) => Ok(response),
@@ -783,7 +794,11 @@ impl Server {
     }
 
     async fn propose(&self, request: Request) -> Result<Response, Error> {
-        self.call(|reply| Command::Propose { request, reply }).await
+        let result = self.call(|reply| Command::Propose { request, reply }).await;
+        if result.is_err() {
+            self.shared.metrics.proposals_failed.inc();
+        }
+        result
     }
 
     async fn read_index(&self) -> Result<(), Error> {

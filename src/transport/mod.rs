@@ -71,6 +71,7 @@ pub struct Transport {
     queues: BTreeMap<u64, mpsc::Sender<Vec<Message>>>,
     filter: Arc<dyn MessageFilter>,
     clock: Clock,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Transport {
@@ -82,6 +83,7 @@ impl Transport {
         peer_urls: BTreeMap<u64, String>,
         filter: Arc<dyn MessageFilter>,
         clock: Clock,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Transport {
         let ids: Vec<u64> = peer_urls.keys().copied().collect();
         let mut transport = Transport {
@@ -92,6 +94,7 @@ impl Transport {
             queues: BTreeMap::new(),
             filter,
             clock,
+            metrics,
         };
         for id in ids {
             transport.queue(id);
@@ -148,11 +151,17 @@ impl Transport {
             let has_snapshot = batch
                 .iter()
                 .any(|message| message.get_msg_type() == MessageType::MsgSnapshot);
+            let has_heartbeat = batch
+                .iter()
+                .any(|message| message.get_msg_type() == MessageType::MsgHeartbeat);
             let queued = match self.queue(to) {
                 Some(queue) => queue.try_send(batch).is_ok(),
                 None => false,
             };
             if !queued {
+                if has_heartbeat {
+                    self.metrics.heartbeat_send_failures.inc();
+                }
                 tracing::debug!(
                     to = format_args!("{to:x}"),
                     "peer queue full, closed or unknown; dropped raft messages"
@@ -191,6 +200,7 @@ impl Transport {
             url,
             clock: self.clock.clone(),
             activity: self.activity.clone(),
+            sent_bytes: self.metrics.peer_sent_bytes(to),
         };
         tokio::spawn(link.run(receiver));
         self.queues.insert(to, queue.clone());
@@ -206,6 +216,8 @@ struct Link {
     url: String,
     clock: Clock,
     activity: PeerActivity,
+    /// etcd_network_peer_sent_bytes_total for this peer.
+    sent_bytes: prometheus::IntCounter,
 }
 
 impl Link {
@@ -271,6 +283,7 @@ impl Link {
                         to: self.to,
                         messages: messages.iter().map(|message| message.write_to_bytes().expect("raft message encodes")).collect(),
                     };
+                    self.sent_bytes.inc_by(batch.messages.iter().map(|bytes| bytes.len() as u64).sum());
                     if sender.send(batch).await.is_err() {
                         return Some(());
                     }

@@ -35,6 +35,7 @@ pub struct RaftService {
     pub cluster_id: u64,
     pub steps: StepSender,
     pub requests: Arc<dyn PeerRequests>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RaftService {
@@ -72,8 +73,17 @@ impl Raft for RaftService {
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<RaftAck>, Status> {
         let mut batches = request.into_inner();
+        let mut received: Option<(u64, prometheus::IntCounter)> = None;
         while let Some(batch) = batches.message().await? {
             self.check(&batch)?;
+            let counter = match &received {
+                Some((from, counter)) if *from == batch.from => counter,
+                _ => {
+                    let counter = self.metrics.peer_received_bytes(batch.from);
+                    &received.insert((batch.from, counter)).1
+                }
+            };
+            counter.inc_by(batch.messages.iter().map(|bytes| bytes.len() as u64).sum());
             let mut messages = Vec::with_capacity(batch.messages.len());
             for bytes in &batch.messages {
                 let mut message = Message::default();

@@ -105,7 +105,7 @@ fn environment_variables_configure_like_flags() {
 #[test]
 fn unimplemented_services_answer_unimplemented() {
     let server = ServerProcess::start(Flavor::Detcd, &[]);
-    let output = server.ctl(&["lease", "grant", "10"]);
+    let output = server.ctl(&["user", "list"]);
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("Unimplemented"),

@@ -14,5 +14,6 @@ mod flags;
 mod hardening;
 mod leases;
 mod maintenance;
+mod operations;
 mod support;
 mod tidy;

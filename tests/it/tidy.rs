@@ -20,6 +20,10 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
     ),
     ("build.rs", "a build script writing into OUT_DIR"),
     (
+        "src/main.rs",
+        "the binary: the log files --log-outputs names",
+    ),
+    (
         "sim/src/cli/mod.rs",
         "the simulator's command line: failure files and wall time for people",
     ),
