@@ -591,6 +591,7 @@ mod tests {
                 "--data-dir=/var/lib/m1",
                 "--snapshot-count=5000",
                 "--initial-cluster=m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380",
+                "--log-outputs=stderr",
             ]
         );
         let refused = config_file_args("client-transport-security:\n  cert-file: /a.crt\n");
@@ -612,7 +613,7 @@ mod tests {
             "--max-wals=5",
         ]))
         .unwrap();
-        assert_eq!(accepted, args(&["detcd", "--name", "m1"]));
+        assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
         let refused = accept_unimplemented_flags(args(&["detcd", "--cert-file", "/a.crt"]));
         assert!(refused.unwrap_err().to_string().contains("--cert-file"));
         let bare = accept_unimplemented_flags(args(&["detcd", "--client-cert-auth"]));

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod backup;
 pub mod client;
 pub mod clock;
 pub mod codec;

@@ -1,10 +1,12 @@
-//! The Maintenance service: Status, MoveLeader, HashKV, Alarm and
-//! Defragment; still to come: the bbolt-level Hash and snapshot download.
+//! The Maintenance service: Status, MoveLeader, Hash, HashKV, Alarm,
+//! Defragment, and Snapshot, which streams a backup (`crate::backup`) as
+//! etcd does: the image in `SNAPSHOT_CHUNK_BYTES` pieces, counting down
+//! `remaining_bytes`, then its SHA-256 in a last message of its own.
 
-use futures::stream::Empty;
+use std::pin::Pin;
+
 use tonic::{Request, Response, Status};
 
-use super::unimplemented::not_yet;
 use crate::proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
     DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
@@ -13,13 +15,19 @@ use crate::proto::etcdserverpb::{
 };
 use crate::server::Server;
 
+/// Bytes per Snapshot message (etcd's `snapshotSendBufferSize`).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+
 pub struct MaintenanceService {
     pub server: Server,
 }
 
+type SnapshotStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    type SnapshotStream = Empty<Result<SnapshotResponse, Status>>;
+    type SnapshotStream = SnapshotStream;
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let mut response = self.server.status();
@@ -58,8 +66,20 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse::default()))
     }
 
+    /// etcd hashes its whole bbolt file; detcd hashes its whole state
+    /// image, equal on every member at the same applied index.
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Maintenance/Hash"))
+        self.server.refuse_if_learner()?;
+        let (image, revision) = self.server.state_image();
+        let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
+            revision,
+            ..Default::default()
+        });
+        self.server.fill_header(&mut header);
+        Ok(Response::new(HashResponse {
+            header,
+            hash: crc32c::crc32c(&image),
+        }))
     }
 
     async fn hash_kv(
@@ -76,6 +96,32 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Maintenance/Snapshot"))
+        self.server.refuse_if_learner()?;
+        let (image, revision) = self.server.state_image();
+        let file = crate::backup::frame(&image);
+        let (body, checksum) = file.split_at(file.len() - crate::backup::CHECKSUM_BYTES);
+        let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
+            revision,
+            ..Default::default()
+        });
+        self.server.fill_header(&mut header);
+        let total = body.len();
+        let mut messages: Vec<Result<SnapshotResponse, Status>> = body
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .scan(0usize, |sent, chunk| {
+                *sent += chunk.len();
+                Some(Ok(SnapshotResponse {
+                    header,
+                    remaining_bytes: (total - *sent) as u64,
+                    blob: chunk.to_vec(),
+                }))
+            })
+            .collect();
+        messages.push(Ok(SnapshotResponse {
+            header,
+            remaining_bytes: 0,
+            blob: checksum.to_vec(),
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 }

@@ -92,6 +92,14 @@ impl StateMachine {
         }
     }
 
+    /// A restored backup's state joins a new cluster (`crate::backup`):
+    /// the members the flags name, applied to `index`. Everything else —
+    /// keys, revisions, leases, alarms — is kept.
+    pub fn restore_membership(&mut self, members: Members, index: u64) {
+        self.members = members;
+        self.applied_index = index;
+    }
+
     pub fn leases(&self) -> &Leases {
         &self.leases
     }

@@ -483,6 +483,13 @@ impl Server {
         self.call(|reply| Command::Snapshot { reply }).await
     }
 
+    /// The applied state's image (a backup without its checksum) and the
+    /// revision it holds.
+    pub fn state_image(&self) -> (Vec<u8>, i64) {
+        let state = self.shared.state.read().expect("state lock");
+        (state.encode(), state.store().current_revision())
+    }
+
     /// What etcd's Maintenance.Status reports.
     pub fn status(&self) -> StatusResponse {
         let (revision, db_size, applied, is_learner, alarms) = {

@@ -187,6 +187,11 @@ impl Cluster {
         cluster
     }
 
+    /// `--initial-cluster` as the members were started with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
     /// Adds a member the way an operator does: `etcdctl member add` through
     /// member `via`, then starts it with the `ETCD_INITIAL_CLUSTER` etcdctl
     /// printed and `--initial-cluster-state existing`. Waits until it serves

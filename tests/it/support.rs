@@ -67,12 +67,28 @@ pub fn terminate_within(
     }
 }
 
+/// A port no one is listening on, for a server to bind next.
+///
+/// Not port 0's pick: that comes from the ephemeral range, where another
+/// test's bind(0) or any outgoing connection may take it between our
+/// check and the server's bind (CI saw etcd fail with "address already in
+/// use" that way). Ports come from below the ephemeral range instead, in
+/// a block of `PORT_BLOCK` per test process (nextest runs each test in a
+/// process of its own), moving to the next block when one is used up.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST_PORT: u32 = 10_000;
+    const PORT_BLOCK: u32 = 16;
+    const BLOCKS: u32 = 1_400; // up to port 32_400, below Linux's 32_768
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let block = (std::process::id() + n / PORT_BLOCK) % BLOCKS;
+        let port = FIRST_PORT + block * PORT_BLOCK + n % PORT_BLOCK;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 /// Which server binary to run.
@@ -321,4 +337,13 @@ pub fn detcd_once(args: &[&str], cwd: &Path) -> Output {
         ));
     }
     command.args(args).current_dir(cwd).output().unwrap()
+}
+
+/// Runs the detcd binary as a tool (`detcd snapshot ...`), nothing added.
+pub fn detcd_tool(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_detcd"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
