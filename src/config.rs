@@ -106,6 +106,14 @@ pub struct Config {
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info", value_parser = ["debug", "info", "warn", "error", "panic", "fatal"])]
     pub log_level: String,
+    /// `periodic` (keep a duration of history) or `revision` (keep a
+    /// number of revisions).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// For periodic: a duration (5m, 1h) or a number of hours; for
+    /// revision: a number of revisions. 0 turns auto-compaction off.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
     /// Extra URLs to serve /metrics and /health on (plain HTTP, no gRPC).
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
@@ -161,6 +169,10 @@ impl Config {
 
     /// Checks cross-flag rules etcd checks at start.
     pub fn validate(&self) -> Result<(), String> {
+        crate::server::compactor::parse(
+            &self.auto_compaction_mode,
+            &self.auto_compaction_retention,
+        )?;
         if self.heartbeat_interval * 5 > self.election_timeout {
             return Err(format!(
                 "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
@@ -232,8 +244,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("strict-reconfig-check", &["true"]),
     // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
     ("pre-vote", &["true"]),
-    ("auto-compaction-retention", &["0"]),
-    ("auto-compaction-mode", &["periodic"]),
     ("enable-v2", &["false"]),
     ("cert-file", &[""]),
     ("key-file", &[""]),
@@ -538,7 +548,7 @@ mod tests {
             ("ETCD_CLIENT_CERT_AUTH", "true"),
             ("ETCD_PEER_KEY_FILE", "/k"),
             ("ETCD_AUTO_TLS", "true"),
-            ("ETCD_AUTO_COMPACTION_RETENTION", "1h"),
+            ("ETCD_CLIENT_CRL_FILE", "/crl"),
             ("ETCD_MAX_WALS", "10"),
         ] {
             let error = check_environment(&variables(&[(variable, value)])).unwrap_err();

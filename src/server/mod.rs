@@ -3,6 +3,7 @@
 //! for writes, read-index waits for linearizable reads, local reads for
 //! serializable ones.
 
+pub mod compactor;
 pub mod concurrency;
 
 use std::future::Future;
@@ -158,6 +159,12 @@ impl Server {
             clock,
             limits,
         };
+        let auto_compaction = compactor::parse(
+            &config.auto_compaction_mode,
+            &config.auto_compaction_retention,
+        )
+        .map_err(StartError::Config)?;
+        tokio::spawn(compactor::run(server.clone(), auto_compaction));
         let peer_service = RaftService {
             member_id: server.shared.member_id,
             cluster_id: server.shared.cluster_id,

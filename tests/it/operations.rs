@@ -309,3 +309,38 @@ fn a_backup_restores_into_a_new_cluster_with_the_same_keys_and_revisions() {
         hashes()
     );
 }
+
+/// `--auto-compaction-mode periodic` keeps about one retention of history:
+/// under steady writes, the start of history is compacted away on its own.
+/// A retention that does not parse is refused at start.
+#[test]
+fn periodic_auto_compaction_compacts_on_its_own() {
+    let server = ServerProcess::start(
+        Flavor::Detcd,
+        &[
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=2s",
+        ],
+    );
+    let mut written = 0;
+    let compacted = crate::support::eventually(Duration::from_secs(40), || {
+        written += 1;
+        server.ctl_ok(&["put", "k", &written.to_string()]);
+        let old = server.ctl(&["get", "k", "--rev=2"]);
+        String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted")
+    });
+    assert!(
+        compacted,
+        "no compaction after {written} writes:\n{}",
+        server.log()
+    );
+    assert!(server.log().contains("auto-compacted"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let refused = crate::support::detcd_once(
+        &["--auto-compaction-retention=soon", "--data-dir", "x"],
+        dir.path(),
+    );
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("auto-compaction-retention"));
+}
