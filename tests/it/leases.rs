@@ -80,6 +80,16 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
     std::thread::sleep(Duration::from_secs(LAPSING_TTL / 3));
     cluster.kill(leader);
     let new_leader = cluster.wait_for_leader(&followers);
+    tracing::info!("the survivors' metrics count the leader change");
+    for &member in &followers {
+        let metrics = crate::operations::metrics(&cluster.members[member].client_url);
+        let changes = crate::operations::sample(&metrics, "etcd_server_leader_changes_seen_total");
+        assert!(changes >= 2.0, "{changes} leader changes seen");
+        assert_eq!(
+            crate::operations::sample(&metrics, "etcd_server_has_leader"),
+            1.0
+        );
+    }
 
     tracing::info!("the new leader resumes the long lease where it stood, not at its full TTL");
     let asked_at = Instant::now();

@@ -80,7 +80,7 @@ fn an_alarm_makes_health_false_as_in_etcd() {
     }
 }
 
-fn sample(metrics: &str, name: &str) -> f64 {
+pub fn sample(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
@@ -88,6 +88,13 @@ fn sample(metrics: &str, name: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// A member's /metrics text.
+pub fn metrics(client_url: &str) -> String {
+    let (status, text) = get(client_url, "/metrics");
+    assert_eq!(status, 200);
+    text
 }
 
 #[test]
