@@ -17,6 +17,7 @@ pub mod mvcc;
 #[cfg(madsim)]
 pub mod probe;
 pub mod proto;
+pub mod published;
 pub mod raft_node;
 pub mod rng;
 #[cfg(madsim)]

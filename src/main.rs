@@ -173,11 +173,14 @@ async fn run(config: Config) -> Result<(), String> {
         peer_urls = %config.listen_peer_urls,
         "serving client and peer requests"
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
+    let stop = detcd::published::Published::new(false);
+    let shutdown = {
+        let stop = stop.clone();
+        move || {
+            let mut stopped = stop.subscribe();
+            async move {
+                stopped.wait_for(|stop| *stop).await;
+            }
         }
     };
     let mut serving = Vec::new();
@@ -232,7 +235,7 @@ async fn run(config: Config) -> Result<(), String> {
     // answered with "server stopped". Connections get STOP_DRAIN_TIMEOUT
     // to finish, then they are closed.
     server.stop().await;
-    let _ = stop.send(true);
+    stop.set(true);
     let drained = async {
         if outcome.is_none() {
             let _ = (&mut raft_loop).await;

@@ -36,10 +36,13 @@ pub enum Sabotage {
     LeaseResetOnLeaderChange = 8,
     /// A revoke (or expiry) leaves one attached key behind.
     RevokeLeavesAKey = 9,
+    /// Reads report a key's version one short once it passes 3 (an MVCC
+    /// bug only revision-aware checks see: values stay right).
+    VersionOffByOne = 10,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 9] = [
+    pub const ALL: [Sabotage; 10] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -49,6 +52,7 @@ impl Sabotage {
         Sabotage::LeaseEarlyExpiry,
         Sabotage::LeaseResetOnLeaderChange,
         Sabotage::RevokeLeavesAKey,
+        Sabotage::VersionOffByOne,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Sabotage {
             Sabotage::LeaseEarlyExpiry => "lease-early-expiry",
             Sabotage::LeaseResetOnLeaderChange => "lease-reset-on-leader-change",
             Sabotage::RevokeLeavesAKey => "revoke-leaves-a-key",
+            Sabotage::VersionOffByOne => "version-off-by-one",
         }
     }
 
@@ -84,6 +89,7 @@ impl Sabotage {
                 "a new leader restarts every lease at its full TTL"
             }
             Sabotage::RevokeLeavesAKey => "a lease's revoke or expiry leaves one key behind",
+            Sabotage::VersionOffByOne => "reads report a key's version one short past 3",
         }
     }
 

@@ -51,7 +51,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 9] = [
+pub const SABOTAGES: [(&str, &str); 10] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -81,5 +81,9 @@ pub const SABOTAGES: [(&str, &str); 9] = [
     (
         "revoke-leaves-a-key",
         "a lease's revoke or expiry leaves one key behind",
+    ),
+    (
+        "version-off-by-one",
+        "reads report a key's version one short past 3",
     ),
 ];

@@ -207,6 +207,11 @@ fn revoke_leaves_a_key_is_caught() {
 }
 
 #[test]
+fn version_off_by_one_is_caught() {
+    caught("version-off-by-one");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -105,10 +105,7 @@ impl Session {
                         Err(Gone)
                     }
                 },
-                changed = revisions.changed() => match changed {
-                    Ok(()) => self.deliver().await.map(|_| ()),
-                    Err(_) => Err(Gone),
-                },
+                _ = revisions.changed() => self.deliver().await.map(|_| ()),
                 _ = progress.tick() => self.notify_progress().await,
             };
             if step.is_err() {

@@ -470,6 +470,16 @@ pub(crate) fn header(revision: i64) -> ResponseHeader {
 }
 
 pub(crate) fn to_proto(kv: KeyValue) -> mvccpb::KeyValue {
+    #[cfg(madsim)]
+    let kv =
+        if crate::sabotage::active(crate::sabotage::Sabotage::VersionOffByOne) && kv.version > 3 {
+            KeyValue {
+                version: kv.version - 1,
+                ..kv
+            }
+        } else {
+            kv
+        };
     mvccpb::KeyValue {
         key: kv.key,
         create_revision: kv.create_revision,

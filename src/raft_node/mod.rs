@@ -127,10 +127,10 @@ pub struct Shared {
     /// Which peers' streams are up, and since when (etcd's health checks).
     pub peer_activity: crate::transport::PeerActivity,
     /// The store's revision after the latest apply, for watchers.
-    pub(crate) revision: tokio::sync::watch::Sender<i64>,
+    pub(crate) revision: Arc<crate::published::Published<i64>>,
     /// Set once the member is stopping: the raft loop returns (the member
     /// no longer votes) and client streams end with "server stopped".
-    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    pub(crate) stopping: Arc<crate::published::Published<bool>>,
     /// This member's lease deadlines (`crate::lease`); the loop alone
     /// changes them, request handlers read them for TimeToLive.
     pub lease_timers: std::sync::Mutex<crate::lease::Timers>,
@@ -159,19 +159,19 @@ impl Shared {
     /// Stops the member: the raft loop returns after its current turn,
     /// whose writes are synced, and client streams end.
     pub fn stop(&self) {
-        self.stopping.send_replace(true);
+        self.stopping.set(true);
     }
 
     /// Resolves once `stop` was called (at once if it already was).
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut stopping = self.stopping.subscribe();
         async move {
-            let _ = stopping.wait_for(|stopping| *stopping).await;
+            stopping.wait_for(|stopping| *stopping).await;
         }
     }
 
     /// Wakes whenever applying changed the store's revision.
-    pub fn subscribe_revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+    pub fn subscribe_revisions(&self) -> crate::published::Subscriber<i64> {
         self.revision.subscribe()
     }
 
@@ -182,8 +182,7 @@ impl Shared {
             .expect("state lock")
             .store()
             .current_revision();
-        self.revision
-            .send_if_modified(|published| std::mem::replace(published, revision) != revision);
+        self.revision.set(revision);
     }
 }
 

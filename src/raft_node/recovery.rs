@@ -176,8 +176,8 @@ impl RaftNode {
             clock.clone(),
             metrics.clone(),
         );
-        let (revision, _) = tokio::sync::watch::channel(state.store().current_revision());
-        let (stopping, _) = tokio::sync::watch::channel(false);
+        let revision = crate::published::Published::new(state.store().current_revision());
+        let stopping = crate::published::Published::new(false);
         let shared = Arc::new(Shared {
             revision,
             stopping,

@@ -145,15 +145,10 @@ impl Server {
         if owner.is_empty() || owner[0].create_revision == my_revision {
             return Ok((header, key));
         }
-        let mut cleanup = DeleteOnDrop {
-            server: self.clone(),
-            key: Some(key.clone()),
-        };
-        let waited = self.wait_deletes(&prefix, my_revision - 1).await;
-        if waited.is_ok() {
-            cleanup.key = None;
-        }
-        Ok((waited?, key))
+        let header = self
+            .wait_or_clean_up(prefix, my_revision - 1, CleanUp::Unlock(key.clone()))
+            .await?;
+        Ok((header, key))
     }
 
     /// etcd v3lock `Unlock`: deletes the key.
@@ -203,15 +198,8 @@ impl Server {
                 }
             }
         }
-        let mut cleanup = ResignOnDrop {
-            server: self.clone(),
-            leader: Some(leader.clone()),
-        };
-        let waited = self.wait_deletes(&prefix, leader.rev - 1).await;
-        if waited.is_ok() {
-            cleanup.leader = None;
-        }
-        waited?;
+        self.wait_or_clean_up(prefix, leader.rev - 1, CleanUp::Resign(leader.clone()))
+            .await?;
         Ok((header, leader))
     }
 
@@ -269,14 +257,49 @@ impl Server {
     /// on it between looks at the leader).
     pub async fn next_revision(
         &self,
-        revisions: &mut tokio::sync::watch::Receiver<i64>,
+        revisions: &mut crate::published::Subscriber<i64>,
     ) -> Result<(), Error> {
         let stopped = self.stopped();
         tokio::select! {
             biased;
             () = stopped => Err(Error::Stopped),
-            changed = revisions.changed() => changed.map_err(|_| Error::Stopped),
+            _ = revisions.changed() => Ok(()),
         }
+    }
+
+    /// `wait_deletes` in a task of its own, so that if the caller goes away
+    /// first (its client cancelled) the task still cleans up: it deletes the
+    /// queued lock key or resigns, as etcd does after a failed wait. The
+    /// task learns the caller left when the caller's end of a channel is
+    /// dropped, so nothing is spawned from a destructor (which, while a
+    /// runtime shuts down, would leak work into whatever runs next).
+    async fn wait_or_clean_up(
+        &self,
+        prefix: Vec<u8>,
+        max_create_revision: i64,
+        clean_up: CleanUp,
+    ) -> Result<ResponseHeader, Error> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (_caller_here, caller_gone) = tokio::sync::oneshot::channel::<()>();
+        let server = self.clone();
+        tokio::spawn(async move {
+            let waited = tokio::select! {
+                biased;
+                _ = caller_gone => None,
+                waited = server.wait_deletes(&prefix, max_create_revision) => Some(waited),
+            };
+            match waited {
+                Some(Ok(header)) => {
+                    let _ = answer.send(Ok(header));
+                }
+                Some(Err(error)) => {
+                    clean_up.run(&server).await;
+                    let _ = answer.send(Err(error));
+                }
+                None => clean_up.run(&server).await,
+            }
+        });
+        answered.await.map_err(|_| Error::Stopped)?
     }
 
     /// etcd `waitDeletes`: waits until no key under `prefix` has a create
@@ -307,39 +330,18 @@ impl Server {
     }
 }
 
-/// Deletes a queued lock key if its Lock call ends before it holds the
-/// lock (etcd unlocks after a failed wait).
-struct DeleteOnDrop {
-    server: Server,
-    key: Option<Vec<u8>>,
+/// What a Lock or Campaign undoes when its wait ends without success.
+enum CleanUp {
+    Unlock(Vec<u8>),
+    Resign(LeaderKey),
 }
 
-impl Drop for DeleteOnDrop {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            let server = self.server.clone();
-            tokio::spawn(async move {
-                let _ = server.unlock(&key).await;
-            });
-        }
-    }
-}
-
-/// Resigns a campaign that ends before it leads (etcd resigns when the
-/// campaign's context is cancelled).
-struct ResignOnDrop {
-    server: Server,
-    leader: Option<LeaderKey>,
-}
-
-impl Drop for ResignOnDrop {
-    fn drop(&mut self) {
-        if let Some(leader) = self.leader.take() {
-            let server = self.server.clone();
-            tokio::spawn(async move {
-                let _ = server.resign(&leader).await;
-            });
-        }
+impl CleanUp {
+    async fn run(self, server: &Server) {
+        let _ = match self {
+            CleanUp::Unlock(key) => server.unlock(&key).await,
+            CleanUp::Resign(leader) => server.resign(&leader).await,
+        };
     }
 }
 

@@ -213,7 +213,7 @@ impl Server {
 
     /// Completes a response header as etcd's `header.fill` does.
     /// Wakes whenever applying changed the store's revision (watchers).
-    pub fn subscribe_revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+    pub fn subscribe_revisions(&self) -> crate::published::Subscriber<i64> {
         self.shared.subscribe_revisions()
     }
 

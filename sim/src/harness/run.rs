@@ -235,6 +235,16 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
         (outcome, _) => outcome,
     };
+    let revision_violations = crate::properties::revisions::check(&recorder.take_revisions());
+    let outcome = match (outcome, revision_violations.first()) {
+        (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(first)) => {
+            Outcome::Violation(format!(
+                "{first} ({} revision violations in all)",
+                revision_violations.len()
+            ))
+        }
+        (outcome, _) => outcome,
+    };
     let outcome = match (
         outcome,
         check_properties(&cluster, &lease_log, &lock_log, started, &trace),

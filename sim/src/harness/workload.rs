@@ -18,6 +18,7 @@ use madsim::rand::Rng;
 
 use crate::history::{ClientId, Operation, Outcome};
 use crate::model::kv::{KvInput, KvOutput};
+use crate::properties::revisions::{self, Record, Seen};
 
 use super::options::Workload;
 use super::trace::Trace;
@@ -36,6 +37,9 @@ pub type KvOperation = Operation<KvInput, KvOutput>;
 #[derive(Clone)]
 pub struct Recorder {
     operations: Arc<Mutex<Vec<KvOperation>>>,
+    /// The same operations as far as revisions go, for
+    /// `properties::revisions`.
+    revisions: Arc<Mutex<Vec<Record>>>,
     started: tokio::time::Instant,
 }
 
@@ -43,6 +47,7 @@ impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
             operations: Arc::default(),
+            revisions: Arc::default(),
             started: tokio::time::Instant::now(),
         }
     }
@@ -63,6 +68,14 @@ impl Recorder {
 
     pub fn take(&self) -> Vec<KvOperation> {
         std::mem::take(&mut self.operations.lock().unwrap())
+    }
+
+    pub fn push_revisions(&self, record: Record) {
+        self.revisions.lock().unwrap().push(record);
+    }
+
+    pub fn take_revisions(&self) -> Vec<Record> {
+        std::mem::take(&mut self.revisions.lock().unwrap())
     }
 }
 
@@ -208,7 +221,21 @@ impl Worker {
                     value: value.clone().into_bytes(),
                     ..Default::default()
                 };
-                written(self.client.put(request).await.map(|_| KvOutput::Put))
+                let invoked = self.recorder.now_ns();
+                let answer = self.client.put(request).await;
+                let header = answer
+                    .as_ref()
+                    .ok()
+                    .and_then(|put| put.header)
+                    .map(|h| h.revision);
+                self.record_write(
+                    invoked,
+                    &answer,
+                    header,
+                    vec![(key.clone(), Some(value.clone()))],
+                    true,
+                );
+                written(answer.map(|_| KvOutput::Put))
             }
             KvInput::Cas { key, from, to } => {
                 let expected = if from.is_empty() {
@@ -216,11 +243,29 @@ impl Worker {
                 } else {
                     value_equals(key, from)
                 };
-                match self
+                let invoked = self.recorder.now_ns();
+                let answer = self
                     .client
                     .txn(txn(vec![expected], &[(key, to)], vec![range_op(key)]))
-                    .await
-                {
+                    .await;
+                let swapped = answer.as_ref().is_ok_and(|response| response.succeeded);
+                if swapped || answer.is_err() {
+                    let header = answer
+                        .as_ref()
+                        .ok()
+                        .and_then(|r| r.header)
+                        .map(|h| h.revision);
+                    self.record_write(
+                        invoked,
+                        &answer,
+                        header,
+                        vec![(key.clone(), Some(to.clone()))],
+                        true,
+                    );
+                } else if let Ok(response) = &answer {
+                    self.record_read(invoked, std::slice::from_ref(key), response);
+                }
+                match answer {
                     Ok(response) if response.succeeded => {
                         Outcome::Ok(KvOutput::Cas { swapped: true })
                     }
@@ -249,12 +294,16 @@ impl Worker {
                     key: key.clone().into_bytes(),
                     ..Default::default()
                 };
-                written(
-                    self.client
-                        .delete_range(request)
-                        .await
-                        .map(|_| KvOutput::Delete),
-                )
+                let invoked = self.recorder.now_ns();
+                let answer = self.client.delete_range(request).await;
+                let header = answer
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.header)
+                    .map(|h| h.revision);
+                let changed = answer.as_ref().map_or(true, |r| r.deleted > 0);
+                self.record_write(invoked, &answer, header, vec![(key.clone(), None)], changed);
+                written(answer.map(|_| KvOutput::Delete))
             }
             KvInput::AppendAll { keys, value } => {
                 self.append(keys, value, KvOutput::AppendAll).await
@@ -266,6 +315,7 @@ impl Worker {
     /// Linearizable read of several keys at one revision: (value, mod
     /// revision) per key, `("", 0)` when missing.
     async fn read(&mut self, keys: &[String]) -> Option<Vec<(String, i64)>> {
+        let invoked = self.recorder.now_ns();
         let response = self
             .client
             .txn(txn(
@@ -275,7 +325,51 @@ impl Worker {
             ))
             .await
             .ok()?;
+        self.record_read(invoked, keys, &response);
         Some(ranges(&response))
+    }
+
+    /// A read for the revision checks: what each key held at the
+    /// response's revision.
+    fn record_read(&self, invoked: u64, keys: &[String], response: &TxnResponse) {
+        let reads = keys.iter().cloned().zip(seen_ranges(response)).collect();
+        self.recorder.push_revisions(Record {
+            client: self.id,
+            invoked_ns: invoked,
+            completed_ns: self.recorder.now_ns(),
+            outcome: revisions::Outcome::Ok,
+            header_revision: response.header.map_or(0, |header| header.revision),
+            reads,
+            writes: Vec::new(),
+            changed: false,
+        });
+    }
+
+    /// A write for the revision checks: answered (with its revision), or
+    /// unknown if it may have applied; a definite failure is left out.
+    fn record_write<T>(
+        &self,
+        invoked: u64,
+        answer: &Result<T, ClientError>,
+        header_revision: Option<i64>,
+        writes: Vec<(String, Option<String>)>,
+        changed: bool,
+    ) {
+        let outcome = match answer {
+            Ok(_) => revisions::Outcome::Ok,
+            Err(error) if error.may_have_applied() => revisions::Outcome::Unknown,
+            Err(_) => return,
+        };
+        self.recorder.push_revisions(Record {
+            client: self.id,
+            invoked_ns: invoked,
+            completed_ns: self.recorder.now_ns(),
+            outcome,
+            header_revision: header_revision.unwrap_or(0),
+            reads: Vec::new(),
+            writes,
+            changed,
+        });
     }
 
     /// Append as a read, then a txn that writes the longer values only if
@@ -300,7 +394,22 @@ impl Worker {
             .map(|(value, _)| format!("{value}{suffix}"))
             .collect();
         let puts: Vec<(&String, &String)> = keys.iter().zip(&values).collect();
-        match self.client.txn(txn(unchanged, &puts, vec![])).await {
+        let invoked = self.recorder.now_ns();
+        let answer = self.client.txn(txn(unchanged, &puts, vec![])).await;
+        if answer.as_ref().map_or(true, |response| response.succeeded) {
+            let header = answer
+                .as_ref()
+                .ok()
+                .and_then(|r| r.header)
+                .map(|h| h.revision);
+            let writes = keys
+                .iter()
+                .cloned()
+                .zip(values.iter().cloned().map(Some))
+                .collect();
+            self.record_write(invoked, &answer, header, writes, true);
+        }
+        match answer {
             Ok(response) if response.succeeded => Outcome::Ok(output),
             Ok(_) => Outcome::Fail,
             Err(error) => failed_write(&error),
@@ -427,6 +536,23 @@ fn ranges(response: &TxnResponse) -> Vec<(String, i64)> {
                 })
                 .unwrap_or_default(),
             _ => Default::default(),
+        })
+        .collect()
+}
+
+/// Every range response of a txn, as the revision checks see a key.
+fn seen_ranges(response: &TxnResponse) -> Vec<Option<Seen>> {
+    response
+        .responses
+        .iter()
+        .map(|op| match &op.response {
+            Some(response_op::Response::ResponseRange(range)) => range.kvs.first().map(|kv| Seen {
+                value: String::from_utf8_lossy(&kv.value).into_owned(),
+                create_revision: kv.create_revision,
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+            }),
+            _ => None,
         })
         .collect()
 }

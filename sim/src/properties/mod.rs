@@ -5,6 +5,7 @@
 
 pub mod leases;
 pub mod locks;
+pub mod revisions;
 
 use std::time::Duration;
 
