@@ -169,10 +169,7 @@ impl Config {
 
     /// Checks cross-flag rules etcd checks at start.
     pub fn validate(&self) -> Result<(), String> {
-        crate::server::compactor::parse(
-            &self.auto_compaction_mode,
-            &self.auto_compaction_retention,
-        )?;
+        parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         if self.heartbeat_interval * 5 > self.election_timeout {
             return Err(format!(
                 "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
@@ -219,6 +216,52 @@ pub fn parse_listen_url(url: &str) -> Result<std::net::SocketAddr, String> {
             .map_err(|_| format!("{url}: host must be an IP address or localhost"))?,
     };
     Ok(std::net::SocketAddr::new(ip, port))
+}
+
+/// What `--auto-compaction-mode` and `--auto-compaction-retention` ask
+/// for (`server::compactor` does it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    Off,
+    /// Keep this much history.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+/// Parses etcd's flags: for `periodic`, a duration (`5m`, `1h30m`) or a
+/// bare number of hours; for `revision`, a number. A retention of 0 turns
+/// auto-compaction off.
+pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
+    let retention = retention.trim();
+    match mode {
+        "periodic" => {
+            let period = match retention.parse::<u64>() {
+                Ok(hours) => Duration::from_secs(hours * 3600),
+                Err(_) => humantime::parse_duration(retention).map_err(|error| {
+                    format!("--auto-compaction-retention {retention:?}: {error}")
+                })?,
+            };
+            Ok(if period.is_zero() {
+                AutoCompaction::Off
+            } else {
+                AutoCompaction::Periodic(period)
+            })
+        }
+        "revision" => {
+            let revisions: i64 = retention.parse().map_err(|_| {
+                format!("--auto-compaction-retention {retention:?}: not a number of revisions")
+            })?;
+            Ok(if revisions <= 0 {
+                AutoCompaction::Off
+            } else {
+                AutoCompaction::Revision(revisions)
+            })
+        }
+        other => Err(format!(
+            "--auto-compaction-mode {other:?}: must be periodic or revision"
+        )),
+    }
 }
 
 /// etcd 3.4 settings (flag names) that detcd does not implement, each with
@@ -575,6 +618,37 @@ mod tests {
                 "unrecognized environment variable ETCD_NO_SUCH_THING=1".into()
             ])
         );
+    }
+
+    #[test]
+    fn flags_parse_as_etcds() {
+        assert_eq!(
+            parse_auto_compaction("periodic", "0"),
+            Ok(AutoCompaction::Off)
+        );
+        assert_eq!(
+            parse_auto_compaction("periodic", "1"),
+            Ok(AutoCompaction::Periodic(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            parse_auto_compaction("periodic", "5m"),
+            Ok(AutoCompaction::Periodic(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            parse_auto_compaction("periodic", "1h30m"),
+            Ok(AutoCompaction::Periodic(Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            parse_auto_compaction("revision", "1000"),
+            Ok(AutoCompaction::Revision(1000))
+        );
+        assert_eq!(
+            parse_auto_compaction("revision", "0"),
+            Ok(AutoCompaction::Off)
+        );
+        assert!(parse_auto_compaction("revision", "5m").is_err());
+        assert!(parse_auto_compaction("periodic", "soon").is_err());
+        assert!(parse_auto_compaction("daily", "1").is_err());
     }
 
     #[test]

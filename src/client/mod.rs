@@ -8,6 +8,8 @@
 //! error is the caller's to interpret ([`ClientError::may_have_applied`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -86,6 +88,26 @@ pub struct Client {
     /// A channel to `preferred`, once connected.
     channel: Option<Channel>,
     request_timeout: Duration,
+}
+
+/// A lease kept alive in the background (`Client::keep_alive`); dropping
+/// it stops the keepalives, and the lease then runs out.
+pub struct KeepAlive {
+    task: tokio::task::JoinHandle<()>,
+    alive: Arc<AtomicBool>,
+}
+
+impl KeepAlive {
+    /// False once a keepalive found the lease gone (expired or revoked).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Whether a request may be repeated on another endpoint after it was sent.
@@ -234,6 +256,29 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Keeps lease `id` (granted with `ttl`) alive in the background, a
+    /// keepalive every third of the TTL as etcd's clientv3 does, until the
+    /// returned handle is dropped or the lease is gone. A failed keepalive
+    /// is retried at the next beat, on whichever endpoint answers.
+    pub fn keep_alive(&self, id: i64, ttl: Duration) -> KeepAlive {
+        let alive = Arc::new(AtomicBool::new(true));
+        let mut client = self.clone();
+        let beat = (ttl / 3).max(Duration::from_millis(100));
+        let flag = alive.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(beat).await;
+                if let Ok(answer) = client.lease_keep_alive_once(id).await {
+                    if answer.ttl <= 0 {
+                        flag.store(false, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        });
+        KeepAlive { task, alive }
     }
 
     pub async fn lease_time_to_live(

@@ -26,49 +26,7 @@ pub const PERIODIC_INTERVAL_MAX: Duration = Duration::from_secs(3600);
 /// Revisions noted per compaction interval (etcd's `retryDivisor`).
 pub const PERIODIC_DIVISOR: u32 = 10;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Off,
-    /// Keep this much history.
-    Periodic(Duration),
-    /// Keep this many revisions.
-    Revision(i64),
-}
-
-/// Parses etcd's flags: for `periodic`, a duration (`5m`, `1h30m`) or a
-/// bare number of hours; for `revision`, a number. A retention of 0 turns
-/// auto-compaction off.
-pub fn parse(mode: &str, retention: &str) -> Result<Mode, String> {
-    let retention = retention.trim();
-    match mode {
-        "periodic" => {
-            let period = match retention.parse::<u64>() {
-                Ok(hours) => Duration::from_secs(hours * 3600),
-                Err(_) => humantime::parse_duration(retention).map_err(|error| {
-                    format!("--auto-compaction-retention {retention:?}: {error}")
-                })?,
-            };
-            Ok(if period.is_zero() {
-                Mode::Off
-            } else {
-                Mode::Periodic(period)
-            })
-        }
-        "revision" => {
-            let revisions: i64 = retention.parse().map_err(|_| {
-                format!("--auto-compaction-retention {retention:?}: not a number of revisions")
-            })?;
-            Ok(if revisions <= 0 {
-                Mode::Off
-            } else {
-                Mode::Revision(revisions)
-            })
-        }
-        other => Err(format!(
-            "--auto-compaction-mode {other:?}: must be periodic or revision"
-        )),
-    }
-}
+pub use crate::config::AutoCompaction as Mode;
 
 /// When to look next, and what to compact when.
 #[derive(Debug)]
@@ -186,19 +144,6 @@ mod tests {
 
     fn s(seconds: u64) -> Duration {
         Duration::from_secs(seconds)
-    }
-
-    #[test]
-    fn flags_parse_as_etcds() {
-        assert_eq!(parse("periodic", "0"), Ok(Mode::Off));
-        assert_eq!(parse("periodic", "1"), Ok(Mode::Periodic(s(3600))));
-        assert_eq!(parse("periodic", "5m"), Ok(Mode::Periodic(s(300))));
-        assert_eq!(parse("periodic", "1h30m"), Ok(Mode::Periodic(s(5400))));
-        assert_eq!(parse("revision", "1000"), Ok(Mode::Revision(1000)));
-        assert_eq!(parse("revision", "0"), Ok(Mode::Off));
-        assert!(parse("revision", "5m").is_err());
-        assert!(parse("periodic", "soon").is_err());
-        assert!(parse("daily", "1").is_err());
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Server {
             clock,
             limits,
         };
-        let auto_compaction = compactor::parse(
+        let auto_compaction = crate::config::parse_auto_compaction(
             &config.auto_compaction_mode,
             &config.auto_compaction_retention,
         )

@@ -336,3 +336,50 @@ async fn lock_and_election_session(url: String) -> Vec<String> {
     }));
     transcript
 }
+
+/// detcd's Rust client keeps a lease alive in the background until the
+/// handle is dropped; then the lease runs out and takes its key along.
+#[test]
+fn the_rust_clients_keepalive_holds_a_lease_until_dropped() {
+    use detcd::client::Client;
+    use detcd::proto::etcdserverpb::{PutRequest, RangeRequest};
+    let server = crate::support::ServerProcess::start(flavor_from_env(), &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = Client::new(vec![server.client_url.clone()]);
+        let lease = client.lease_grant(2, 0).await.unwrap();
+        client
+            .put(PutRequest {
+                key: b"held".to_vec(),
+                value: b"1".to_vec(),
+                lease: lease.id,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let keeper = client.keep_alive(lease.id, Duration::from_secs(lease.ttl as u64));
+        tokio::time::sleep(Duration::from_secs(3 * lease.ttl as u64)).await;
+        assert!(keeper.is_alive());
+        let ttl = client.lease_time_to_live(lease.id, false).await.unwrap();
+        assert!(ttl.ttl > 0, "kept alive past three TTLs: {ttl:?}");
+        drop(keeper);
+        let gone = async {
+            loop {
+                let read = client
+                    .range(RangeRequest {
+                        key: b"held".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                if read.kvs.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), gone)
+            .await
+            .expect("the key goes once nobody keeps its lease alive");
+    });
+}

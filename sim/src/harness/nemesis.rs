@@ -37,6 +37,7 @@ enum Action {
     ClockSkew,
     PowerLoss,
     ArmCrashPoint,
+    MoveLeader,
 }
 
 /// How long the power stays off in a power loss, at most.
@@ -75,6 +76,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     }
     if options.crash_points {
         actions.push(Action::ArmCrashPoint);
+    }
+    if options.leader_moves {
+        actions.push(Action::MoveLeader);
     }
     actions
 }
@@ -129,6 +133,7 @@ pub async fn run(
     trace: &Trace,
     monitor: &Monitor,
     invariants: &Invariants,
+    operator: &madsim::runtime::NodeHandle,
 ) {
     let end = tokio::time::Instant::now() + safety_phase;
     let actions = enabled_actions(options);
@@ -157,6 +162,10 @@ pub async fn run(
             power_loss(cluster, trace).await;
             continue;
         }
+        if let Action::MoveLeader = action {
+            move_leader(cluster, monitor.current_leader(), operator, trace).await;
+            continue;
+        }
         // Pauses and crash points never overlap (see `resume_paused`).
         if let Action::ArmCrashPoint = action {
             if !cluster.paused.is_empty() {
@@ -175,6 +184,57 @@ pub async fn run(
             trace.record(format!("nemesis: {event}"));
         }
     }
+}
+
+/// How long the operator's MoveLeader may take before it gives up.
+const MOVE_LEADER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An operator hands leadership from the leader to a running voter
+/// (etcdctl move-leader), during whatever faults are on: a transfer under
+/// partitions, message loss or a crash must leave raft safe.
+async fn move_leader(
+    cluster: &SimCluster,
+    leader: Option<usize>,
+    operator: &madsim::runtime::NodeHandle,
+    trace: &Trace,
+) {
+    let Some(leader) = leader else { return };
+    let size = cluster.size();
+    let target = {
+        let mut rng = madsim::rand::thread_rng();
+        pick(
+            &mut rng,
+            (0..size).filter(|i| {
+                *i != leader && !cluster.down.contains(i) && !cluster.paused.contains(i)
+            }),
+        )
+    };
+    let Some(target) = target else { return };
+    let target_id = cluster.member_ids[target];
+    let url = super::cluster::client_url(leader);
+    let call = operator.spawn(async move {
+        let call = async {
+            let mut client =
+                detcd::proto::etcdserverpb::maintenance_client::MaintenanceClient::connect(url)
+                    .await
+                    .map_err(|error| error.to_string())?;
+            client
+                .move_leader(detcd::proto::etcdserverpb::MoveLeaderRequest { target_id })
+                .await
+                .map(|_| ())
+                .map_err(|status| status.message().to_string())
+        };
+        tokio::time::timeout(MOVE_LEADER_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+    });
+    let outcome = call
+        .await
+        .unwrap_or_else(|_| Err("operator task failed".into()));
+    trace.record(format!(
+        "nemesis: move leader m{leader} -> m{target}: {}",
+        outcome.err().unwrap_or_else(|| "ok".into())
+    ));
 }
 
 /// Ends every pause before members restart: in madsim a paused member
@@ -369,8 +429,8 @@ fn act(
                 Some("message faults off".into())
             }
         }
-        // Handled by `run`: it waits for the power to come back.
-        Action::PowerLoss | Action::ArmCrashPoint => None,
+        // Handled by `run`: they wait for what they started.
+        Action::PowerLoss | Action::ArmCrashPoint | Action::MoveLeader => None,
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);
             let offset = rng

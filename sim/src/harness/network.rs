@@ -12,7 +12,7 @@ use std::time::Duration;
 use detcd::rng::stable_hash;
 use detcd::transport::{MessageFilter, Verdict};
 use madsim::rand::Rng;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 
 /// Link cuts and message faults, consulted for every raft message sent.
 #[derive(Debug, Default)]
@@ -69,7 +69,17 @@ impl NetFilter {
 impl MessageFilter for NetFilter {
     fn verdict(&self, from: u64, to: u64, message: &Message) -> Verdict {
         let mut state = self.state.lock().unwrap();
-        let verdict = state.decide(from, to);
+        let verdict = match state.decide(from, to) {
+            // A forwarded proposal is a client's request: raft does not
+            // deduplicate proposals (neither does etcd), and no TCP stream
+            // delivers a message twice, so a copy would be a second request
+            // no real network makes. The revision checks caught one applied
+            // twice. Every other message raft itself may repeat.
+            Verdict::Duplicate if message.get_msg_type() == MessageType::MsgPropose => {
+                Verdict::Deliver
+            }
+            verdict => verdict,
+        };
         let fate = match verdict {
             Verdict::Deliver => 0,
             Verdict::Drop => 1,

@@ -40,6 +40,8 @@ pub struct SwarmOptions {
     pub power_loss: bool,
     /// The nemesis crashes members at named points in the code.
     pub crash_points: bool,
+    /// An operator moves leadership (Maintenance.MoveLeader) during faults.
+    pub leader_moves: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -71,6 +73,7 @@ impl SwarmOptions {
             hostile: rng.gen_bool(0.5),
             power_loss: rng.gen_bool(0.5),
             crash_points: rng.gen_bool(0.5),
+            leader_moves: rng.gen_bool(0.5),
         }
     }
 }
@@ -79,7 +82,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -96,6 +99,7 @@ impl fmt::Display for SwarmOptions {
             self.hostile,
             self.power_loss,
             self.crash_points,
+            self.leader_moves,
             self.nemesis_interval
         )
     }

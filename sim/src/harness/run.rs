@@ -141,6 +141,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         &trace,
         &monitor,
         &invariants,
+        &observer,
     )
     .await;
     if let Some(hostile) = hostile {
