@@ -167,7 +167,10 @@ pub fn check(records: &[LeaseRecord], faults: &Faults, members: usize) -> LeaseV
         // have taken effect by then.
         for (span, look) in &record.looks {
             let Look::Ttl(ttl) = look else { continue };
-            if *ttl < 0 {
+            // 0 left says only that the lease was not revoked yet: a
+            // member reports a passed deadline as 0 (expiry may wait for a
+            // leader). From 1 s on, the deadline is at least that far out.
+            if *ttl <= 0 {
                 continue;
             }
             let latest_effect = record

@@ -35,8 +35,10 @@ fn a_lease_that_lapses_on_time_passes() {
     record.looks = vec![
         (span(2.0, 2.1), Look::Keys(vec![true, true])),
         (span(3.0, 3.1), Look::Ttl(4)),
-        (span(7.5, 7.6), Look::Keys(vec![false, false])),
-        (span(7.7, 7.8), Look::Ttl(-1)),
+        // Past its deadline, not revoked yet (no leader, say): 0 left.
+        (span(9.5, 9.6), Look::Ttl(0)),
+        (span(10.5, 10.6), Look::Keys(vec![false, false])),
+        (span(10.7, 10.8), Look::Ttl(-1)),
     ];
     let found = verdict(record, &Faults::default());
     assert!(found.violations.is_empty(), "{found:?}");
