@@ -322,14 +322,19 @@ impl Timers {
     /// The next checkpoint batch: up to `max` leases from the cursor on
     /// (wrapping), with their remaining time at `now`.
     pub fn checkpoint_batch(&mut self, now: Duration, max: usize) -> Vec<(i64, Duration)> {
-        let mut batch: Vec<(i64, Duration)> = self
+        let batch: Vec<(i64, Duration)> = self
             .deadlines
             .range(self.checkpoint_cursor..)
             .chain(self.deadlines.range(..self.checkpoint_cursor))
             .take(max)
-            .map(|(id, deadline)| (*id, deadline.saturating_sub(now)))
+            // A lease past its deadline (its expiry not yet committed) is
+            // checkpointed too, as all but over, so a member that comes
+            // back does not hold it for a whole TTL more.
+            .map(|(id, deadline)| {
+                let remaining = deadline.saturating_sub(now);
+                (*id, remaining.max(Duration::from_millis(1)))
+            })
             .collect();
-        batch.retain(|(_, remaining)| !remaining.is_zero());
         if let Some((last, _)) = self
             .deadlines
             .range(self.checkpoint_cursor..)

@@ -139,9 +139,13 @@ fn checkpoints_go_round_the_leases_in_batches() {
     assert_eq!(ids(timers.checkpoint_batch(secs(1), 2)), [1, 2]);
     assert_eq!(ids(timers.checkpoint_batch(secs(1), 2)), [3, 4]);
     assert_eq!(ids(timers.checkpoint_batch(secs(1), 2)), [5, 1]);
-    // A lease past its deadline is left to expiry.
-    assert_eq!(ids(timers.checkpoint_batch(secs(15), 5)), [2, 3, 4, 5]);
+    // A lease past its deadline is checkpointed as all but over.
+    assert_eq!(ids(timers.checkpoint_batch(secs(15), 5)), [2, 3, 4, 5, 1]);
     assert_eq!(timers.checkpoint_batch(secs(15), 1), [(2, secs(5))]);
+    assert_eq!(
+        timers.checkpoint_batch(secs(15), 4)[3],
+        (1, Duration::from_millis(1))
+    );
 }
 
 #[test]

@@ -286,7 +286,7 @@ fn check_properties(
     let leases = lease_log.take();
     let writes = lock_log.take();
     let faults = cluster.faults.summary(started);
-    let lease_verdict = crate::properties::leases::check(&leases, &faults, cluster.size());
+    let lease_verdict = crate::properties::leases::check(&leases, &faults);
     let lock_violations = crate::properties::locks::check(&writes);
     if !leases.is_empty() || !writes.is_empty() {
         trace.record(format!(

@@ -12,8 +12,9 @@
 //!   others, and none is seen again once the lease is gone;
 //! - a TTL never grows without a keepalive: the remaining TTL a member
 //!   reports never reaches past the latest keepalive that could have
-//!   taken effect, plus the TTL, plus `EXTENSION_ALLOWED` (and any time a
-//!   majority was down, which restarts timers from their checkpoints).
+//!   taken effect (or the latest return of a crashed member, which
+//!   resumes leases from checkpoints), plus the TTL, plus
+//!   `EXTENSION_ALLOWED`.
 //!
 //! A violation that a skewed clock could explain (the nemesis's skews
 //! step clocks by seconds and drift them by up to 10%, past the bound the
@@ -79,8 +80,7 @@ pub struct LeaseVerdict {
 }
 
 /// Holds the records to the lease guarantees (see the module docs).
-/// `members` is the cluster size.
-pub fn check(records: &[LeaseRecord], faults: &Faults, members: usize) -> LeaseVerdict {
+pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
     let mut verdict = LeaseVerdict::default();
     let at = |time: Duration| format!("{:.3}s", time.as_secs_f64());
     for record in records {
@@ -184,18 +184,20 @@ pub fn check(records: &[LeaseRecord], faults: &Faults, members: usize) -> LeaseV
                 .chain([record.grant.completed])
                 .max()
                 .expect("the grant");
-            let allowed = EXTENSION_ALLOWED
-                + faults.majority_out_within(record.grant.invoked, span.completed, members / 2 + 1);
+            // A member that came back since resumed from a checkpoint, so
+            // it may count the TTL from its return.
+            let restarted = faults.last_restart_within(record.grant.invoked, span.completed);
+            let base = latest_effect.max(restarted.unwrap_or_default());
             let reaches = span.invoked + Duration::from_secs(*ttl as u64);
-            let limit = latest_effect + record.ttl + allowed;
+            let limit = base + record.ttl + EXTENSION_ALLOWED;
             if reaches > limit {
                 report(
                     span.completed,
                     format!(
-                        "at {} a member reported {ttl}s left, reaching {}, past the latest keepalive's effect ({}) plus the TTL and {allowed:?}: the TTL grew without a keepalive",
+                        "at {} a member reported {ttl}s left, reaching {}, past the latest keepalive's effect or member restart ({}) plus the TTL and {EXTENSION_ALLOWED:?}: the TTL grew without a keepalive",
                         at(span.invoked),
                         at(reaches),
-                        at(latest_effect)
+                        at(base)
                     ),
                 );
             }

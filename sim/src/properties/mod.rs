@@ -17,8 +17,8 @@ pub struct Faults {
     /// lease guarantee assumes.
     pub skewed_at: Option<Duration>,
     /// (from when, how many members were out from then on), in time order.
-    /// Out: crashed, powered off, or stopped by a full disk, all of which
-    /// restart a member's lease timers from their checkpoints.
+    /// Out: crashed, powered off, or stopped by a full disk; coming back
+    /// restarts a member's lease timers from their checkpoints.
     pub out: Vec<(Duration, usize)>,
 }
 
@@ -27,21 +27,18 @@ impl Faults {
         self.skewed_at.is_some_and(|skewed| skewed <= at)
     }
 
-    /// How long, between `from` and `to`, at least `majority` members were
-    /// out at once.
-    pub fn majority_out_within(&self, from: Duration, to: Duration, majority: usize) -> Duration {
-        let mut total = Duration::ZERO;
-        for (position, &(start, out)) in self.out.iter().enumerate() {
-            if out < majority {
-                continue;
-            }
-            let end = self.out.get(position + 1).map_or(to, |&(next, _)| next);
-            let (start, end) = (start.max(from), end.min(to));
-            if end > start {
-                total += end - start;
-            }
-        }
-        total
+    /// The last instant in (`from`, `to`) at which a member came back
+    /// (after a crash, a power loss or a full disk): one fewer member out.
+    /// A member that comes back resumes its leases from their checkpoints,
+    /// so until the leader's next checkpoint reaches it, it may hold a
+    /// lease up to a full TTL from that instant.
+    pub fn last_restart_within(&self, from: Duration, to: Duration) -> Option<Duration> {
+        self.out
+            .windows(2)
+            .filter(|pair| pair[1].1 < pair[0].1)
+            .map(|pair| pair[1].0)
+            .filter(|at| *at > from && *at < to)
+            .last()
     }
 }
 
@@ -50,18 +47,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn majority_out_time_is_clipped_to_the_window() {
+    fn restarts_are_where_fewer_members_are_out() {
         let s = Duration::from_secs;
         let faults = Faults {
             skewed_at: Some(s(5)),
-            out: vec![(s(1), 1), (s(2), 2), (s(4), 1), (s(6), 3), (s(7), 0)],
+            out: vec![
+                (s(1), 1),
+                (s(2), 2),
+                (s(4), 1),
+                (s(6), 2),
+                (s(6), 1),
+                (s(7), 0),
+            ],
         };
-        assert_eq!(faults.majority_out_within(s(0), s(10), 2), s(3));
+        assert_eq!(faults.last_restart_within(s(0), s(10)), Some(s(7)));
         assert_eq!(
-            faults.majority_out_within(s(3), s(6) + s(1) / 2, 2),
-            s(1) + s(1) / 2
+            faults.last_restart_within(s(0), s(6) + s(1) / 2),
+            Some(s(6))
         );
-        assert_eq!(faults.majority_out_within(s(0), s(10), 3), s(1));
+        assert_eq!(faults.last_restart_within(s(0), s(3)), None);
         assert!(!faults.skewed_before(s(4)));
         assert!(faults.skewed_before(s(5)));
     }
