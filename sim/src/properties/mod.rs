@@ -37,8 +37,7 @@ impl Faults {
             .windows(2)
             .filter(|pair| pair[1].1 < pair[0].1)
             .map(|pair| pair[1].0)
-            .filter(|at| *at > from && *at < to)
-            .last()
+            .rfind(|at| *at > from && *at < to)
     }
 }
 
