@@ -347,7 +347,8 @@ fn the_rust_clients_keepalive_holds_a_lease_until_dropped() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = Client::new(vec![server.client_url.clone()]);
-        let lease = client.lease_grant(2, 0).await.unwrap();
+        // Long enough that a beat delayed on a loaded machine still lands in time.
+        let lease = client.lease_grant(4, 0).await.unwrap();
         client
             .put(PutRequest {
                 key: b"held".to_vec(),
@@ -358,10 +359,10 @@ fn the_rust_clients_keepalive_holds_a_lease_until_dropped() {
             .await
             .unwrap();
         let keeper = client.keep_alive(lease.id, Duration::from_secs(lease.ttl as u64));
-        tokio::time::sleep(Duration::from_secs(3 * lease.ttl as u64)).await;
+        tokio::time::sleep(Duration::from_secs(2 * lease.ttl as u64)).await;
         assert!(keeper.is_alive());
         let ttl = client.lease_time_to_live(lease.id, false).await.unwrap();
-        assert!(ttl.ttl > 0, "kept alive past three TTLs: {ttl:?}");
+        assert!(ttl.ttl > 0, "kept alive past two TTLs: {ttl:?}");
         drop(keeper);
         let gone = async {
             loop {
