@@ -299,6 +299,9 @@ impl RaftNode {
                 }
                 _ = ticker.tick() => {
                     self.raw.tick();
+                    for peer in self.transport.take_unreachable() {
+                        self.raw.report_unreachable(peer);
+                    }
                     self.tick_leases();
                 }
                 Some(messages) = steps.recv() => {

@@ -14,7 +14,7 @@
 pub mod peer_call;
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +65,10 @@ pub type PeerActivity = Arc<Mutex<BTreeMap<u64, Duration>>>;
 
 pub struct Transport {
     activity: PeerActivity,
+    /// Peers whose stream failed or could not connect since the raft loop
+    /// last asked (`take_unreachable`): raft then probes them instead of
+    /// streaming appends into the void (etcd's `ReportUnreachable`).
+    unreachable: Arc<Mutex<BTreeSet<u64>>>,
     member_id: u64,
     cluster_id: u64,
     peer_urls: BTreeMap<u64, String>,
@@ -88,6 +92,7 @@ impl Transport {
         let ids: Vec<u64> = peer_urls.keys().copied().collect();
         let mut transport = Transport {
             activity: PeerActivity::default(),
+            unreachable: Arc::default(),
             member_id,
             cluster_id,
             peer_urls,
@@ -104,6 +109,11 @@ impl Transport {
 
     pub fn activity(&self) -> PeerActivity {
         self.activity.clone()
+    }
+
+    /// Peers found unreachable since the last call.
+    pub fn take_unreachable(&self) -> BTreeSet<u64> {
+        std::mem::take(&mut *self.unreachable.lock().expect("unreachable lock"))
     }
 
     /// Adds or replaces a peer's URL (membership changes).
@@ -200,6 +210,7 @@ impl Transport {
             url,
             clock: self.clock.clone(),
             activity: self.activity.clone(),
+            unreachable: self.unreachable.clone(),
             sent_bytes: self.metrics.peer_sent_bytes(to),
         };
         tokio::spawn(link.run(receiver));
@@ -216,6 +227,7 @@ struct Link {
     url: String,
     clock: Clock,
     activity: PeerActivity,
+    unreachable: Arc<Mutex<BTreeSet<u64>>>,
     /// etcd_network_peer_sent_bytes_total for this peer.
     sent_bytes: prometheus::IntCounter,
 }
@@ -247,6 +259,10 @@ impl Link {
                     tracing::debug!(to = format_args!("{:x}", self.to), %error, "cannot reach peer")
                 }
             }
+            self.unreachable
+                .lock()
+                .expect("unreachable lock")
+                .insert(self.to);
             // Messages queued while the peer was away are stale; raft resends.
             while queue.try_recv().is_ok() {}
             self.clock.sleep(RECONNECT_BACKOFF).await;
