@@ -322,29 +322,26 @@ impl Timers {
     /// The next checkpoint batch: up to `max` leases from the cursor on
     /// (wrapping), with their remaining time at `now`.
     pub fn checkpoint_batch(&mut self, now: Duration, max: usize) -> Vec<(i64, Duration)> {
-        let batch: Vec<(i64, Duration)> = self
+        let window: Vec<(i64, Duration)> = self
             .deadlines
             .range(self.checkpoint_cursor..)
             .chain(self.deadlines.range(..self.checkpoint_cursor))
             .take(max)
-            // A lease past its deadline (its expiry not yet committed) is
-            // checkpointed too, as all but over, so a member that comes
-            // back does not hold it for a whole TTL more.
-            .map(|(id, deadline)| {
-                let remaining = deadline.saturating_sub(now);
-                (*id, remaining.max(Duration::from_millis(1)))
-            })
+            .map(|(id, deadline)| (*id, *deadline))
             .collect();
-        if let Some((last, _)) = self
-            .deadlines
-            .range(self.checkpoint_cursor..)
-            .chain(self.deadlines.range(..self.checkpoint_cursor))
-            .take(max)
-            .last()
-        {
+        if let Some((last, _)) = window.last() {
             self.checkpoint_cursor = last.saturating_add(1);
         }
-        batch
+        // A lease past its deadline (its expiry not yet committed) is
+        // checkpointed too, as all but over, so a member that comes back
+        // does not hold it for a whole TTL more.
+        window
+            .into_iter()
+            .map(|(id, deadline)| {
+                let remaining = deadline.saturating_sub(now);
+                (id, remaining.max(Duration::from_millis(1)))
+            })
+            .collect()
     }
 
     /// Lease ids, soonest deadline first (etcd lists leases by expiry).

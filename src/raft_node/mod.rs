@@ -175,13 +175,22 @@ impl Shared {
         self.revision.subscribe()
     }
 
+    /// After applying: the revision for watchers, and the metrics that
+    /// follow the state, read under the one lock taken anyway.
     fn publish_revision(&self) {
-        let revision = self
-            .state
-            .read()
-            .expect("state lock")
-            .store()
-            .current_revision();
+        let revision = {
+            let state = self.state.read().expect("state lock");
+            self.metrics
+                .proposals_applied
+                .set(state.applied_index() as i64);
+            let size = state.store().size_bytes() as i64;
+            self.metrics.db_total_size.set(size);
+            self.metrics.db_in_use_size.set(size);
+            self.metrics
+                .keys_total
+                .set(state.store().key_count() as i64);
+            state.store().current_revision()
+        };
         self.revision.set(revision);
     }
 }
@@ -1111,14 +1120,6 @@ impl RaftNode {
         metrics
             .proposals_pending
             .set(self.proposals.waiting() as i64);
-        {
-            let state = self.shared.state.read().expect("state lock");
-            metrics.proposals_applied.set(state.applied_index() as i64);
-            let size = state.store().size_bytes() as i64;
-            metrics.db_total_size.set(size);
-            metrics.db_in_use_size.set(size);
-            metrics.keys_total.set(state.store().key_count() as i64);
-        }
         self.shared
             .commit_index
             .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);

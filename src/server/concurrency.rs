@@ -271,8 +271,7 @@ impl Server {
     /// first (its client cancelled) the task still cleans up: it deletes the
     /// queued lock key or resigns, as etcd does after a failed wait. The
     /// task learns the caller left when the caller's end of a channel is
-    /// dropped, so nothing is spawned from a destructor (which, while a
-    /// runtime shuts down, would leak work into whatever runs next).
+    /// dropped; the clean-up runs in that task, not in a destructor.
     async fn wait_or_clean_up(
         &self,
         prefix: Vec<u8>,
