@@ -125,6 +125,17 @@ pub struct Config {
     /// or file paths (appended to).
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
+    /// Login tokens: `simple` (etcd's default).
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// bcrypt cost of password hashes (etcd's default; 4 to 31).
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = crate::auth::password::BCRYPT_COST_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(crate::auth::password::BCRYPT_COST_MIN as i64..=crate::auth::password::BCRYPT_COST_MAX as i64))]
+    pub bcrypt_cost: u32,
+    /// How long a simple token lives unused, in seconds.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = crate::auth::tokens::SIMPLE_TOKEN_TTL_DEFAULT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub auth_token_ttl: u64,
 }
 
 impl Config {
@@ -170,6 +181,13 @@ impl Config {
     /// Checks cross-flag rules etcd checks at start.
     pub fn validate(&self) -> Result<(), String> {
         parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
+        if self.auth_token.trim() != "simple" {
+            return Err(format!(
+                "--auth-token {:?}: detcd implements only simple tokens so far; \
+                 refusing to start rather than ignore it",
+                self.auth_token
+            ));
+        }
         if self.heartbeat_interval * 5 > self.election_timeout {
             return Err(format!(
                 "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
@@ -307,10 +325,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // Only etcd's v2 HTTP API and gateway use these.
     ("cors", &["*", ""]),
     ("host-whitelist", &["*", ""]),
-    // Auth is not implemented, so no token is ever issued.
-    ("auth-token", &["simple"]),
-    ("bcrypt-cost", &["10"]),
-    ("auth-token-ttl", &["300"]),
     ("enable-pprof", &["false"]),
     // The JSON gateway (on by default in etcd 3.4): detcd has none.
     ("enable-grpc-gateway", &["true", "false"]),

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod backup;
 pub mod client;
 pub mod clock;

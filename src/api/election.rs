@@ -52,9 +52,9 @@ impl Election for ElectionService {
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         self.server.refuse_if_learner()?;
+        let server = super::caller(&self.server, &request).await?;
         let request = request.into_inner();
-        let (header, leader) = self
-            .server
+        let (header, leader) = server
             .campaign(&request.name, request.lease, &request.value)
             .await
             .map_err(recipe_error)?;
@@ -74,10 +74,10 @@ impl Election for ElectionService {
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
         self.server.refuse_if_learner()?;
+        let server = super::caller(&self.server, &request).await?;
         let request = request.into_inner();
         let leader = leader_key(request.leader)?;
-        let header = self
-            .server
+        let header = server
             .proclaim(&leader, &request.value)
             .await
             .map_err(recipe_error)?;
@@ -91,8 +91,8 @@ impl Election for ElectionService {
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
         self.server.refuse_if_learner()?;
-        let (header, kv) = self
-            .server
+        let server = super::caller(&self.server, &request).await?;
+        let (header, kv) = server
             .election_leader(&request.into_inner().name)
             .await
             .map_err(recipe_error)?;
@@ -109,12 +109,9 @@ impl Election for ElectionService {
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
         self.server.refuse_if_learner()?;
+        let server = super::caller(&self.server, &request).await?;
         let (sender, receiver) = mpsc::channel(OBSERVE_RESPONSES_BUFFERED);
-        tokio::spawn(observe(
-            self.server.clone(),
-            request.into_inner().name,
-            sender,
-        ));
+        tokio::spawn(observe(server, request.into_inner().name, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -123,8 +120,9 @@ impl Election for ElectionService {
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         self.server.refuse_if_learner()?;
+        let server = super::caller(&self.server, &request).await?;
         let leader = leader_key(request.into_inner().leader)?;
-        let header = self.server.resign(&leader).await.map_err(recipe_error)?;
+        let header = server.resign(&leader).await.map_err(recipe_error)?;
         Ok(Response::new(ResignResponse {
             header: self.header(header),
         }))

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::validate;
+use super::{caller, validate};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -20,21 +20,23 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let request = request.into_inner();
-        if !request.serializable {
+        if !request.get_ref().serializable {
             self.server.refuse_if_learner()?;
         }
-        validate::range(&request)?;
-        let mut response = self.server.range(request).await?;
+        validate::range(request.get_ref())?;
+        let server = caller(&self.server, &request).await?;
+        let request = request.into_inner();
+        let mut response = server.range(request).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         self.server.refuse_if_learner()?;
+        validate::put(request.get_ref())?;
+        let server = caller(&self.server, &request).await?;
         let request = request.into_inner();
-        validate::put(&request)?;
-        let mut response = self.server.put(request).await?;
+        let mut response = server.put(request).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
@@ -44,18 +46,20 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         self.server.refuse_if_learner()?;
+        validate::delete_range(request.get_ref())?;
+        let server = caller(&self.server, &request).await?;
         let request = request.into_inner();
-        validate::delete_range(&request)?;
-        let mut response = self.server.delete_range(request).await?;
+        let mut response = server.delete_range(request).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         self.server.refuse_if_learner()?;
+        validate::txn(request.get_ref(), self.server.limits.max_txn_ops)?;
+        let server = caller(&self.server, &request).await?;
         let request = request.into_inner();
-        validate::txn(&request, self.server.limits.max_txn_ops)?;
-        let mut response = self.server.txn(request).await?;
+        let mut response = server.txn(request).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
@@ -65,7 +69,8 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         self.server.refuse_if_learner()?;
-        let mut response = self.server.compact(request.into_inner()).await?;
+        let server = caller(&self.server, &request).await?;
+        let mut response = server.compact(request.into_inner()).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }

@@ -34,7 +34,8 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         self.server.refuse_if_learner()?;
-        let mut response = self.server.lease_grant(request.into_inner()).await?;
+        let server = super::caller(&self.server, &request).await?;
+        let mut response = server.lease_grant(request.into_inner()).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
@@ -44,7 +45,8 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         self.server.refuse_if_learner()?;
-        let mut response = self.server.lease_revoke(request.into_inner().id).await?;
+        let server = super::caller(&self.server, &request).await?;
+        let mut response = server.lease_revoke(request.into_inner().id).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }

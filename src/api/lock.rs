@@ -17,9 +17,9 @@ pub struct LockService {
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         self.server.refuse_if_learner()?;
+        let server = super::caller(&self.server, &request).await?;
         let request = request.into_inner();
-        let (header, key) = self
-            .server
+        let (header, key) = server
             .lock(&request.name, request.lease)
             .await
             .map_err(recipe_error)?;
@@ -33,8 +33,8 @@ impl Lock for LockService {
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         self.server.refuse_if_learner()?;
-        let header: ResponseHeader = self
-            .server
+        let server = super::caller(&self.server, &request).await?;
+        let header: ResponseHeader = server
             .unlock(&request.into_inner().key)
             .await
             .map_err(recipe_error)?;

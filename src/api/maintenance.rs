@@ -25,6 +25,17 @@ pub struct MaintenanceService {
 type SnapshotStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
+impl MaintenanceService {
+    /// etcd's `authMaintenanceServer`: the calls that read or rewrite the
+    /// whole store need the root role once auth is on.
+    async fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        super::caller(&self.server, request)
+            .await?
+            .check_maintenance_admin()?;
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
@@ -59,17 +70,19 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         self.server.defragment().await?;
         Ok(Response::new(DefragmentResponse::default()))
     }
 
     /// etcd hashes its whole bbolt file; detcd hashes its whole state
     /// image, equal on every member at the same applied index.
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let (image, revision) = self.server.state_image();
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
             revision,
@@ -87,6 +100,7 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let mut response = self.server.hash_kv(request.into_inner().revision)?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
@@ -94,9 +108,10 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let (image, revision) = self.server.state_image();
         let file = crate::backup::frame(&image);
         let (body, checksum) = file.split_at(file.len() - crate::backup::CHECKSUM_BYTES);

@@ -3,9 +3,10 @@
 //! that knows gRPC; it validates requests, calls `server`, and maps errors to
 //! etcd's statuses in `status`.
 //!
-//! Services not built yet are registered with stubs (`unimplemented.rs`), so
-//! every etcd RPC answers — those with gRPC `Unimplemented` naming the RPC.
+//! Every request runs as the user its token names (`caller`), as etcd's
+//! `AuthInfoFromCtx` does.
 
+mod auth;
 #[cfg(not(madsim))]
 mod authority_shim;
 mod cluster;
@@ -19,7 +20,6 @@ mod lease;
 mod lock;
 mod maintenance;
 pub mod status;
-mod unimplemented;
 pub mod validate;
 mod watch;
 
@@ -37,7 +37,27 @@ use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
 use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
-use unimplemented::NotYetImplemented;
+
+/// The gRPC metadata key of a login token (etcd `TokenFieldNameGRPC`).
+pub const TOKEN_METADATA_KEY: &str = "token";
+
+/// The server acting for the user a request's token names (etcd
+/// `AuthInfoFromCtx`): an invalid token is refused here; no token is no
+/// user, which auth, once enabled, refuses wherever it checks.
+pub(crate) async fn caller<T>(
+    server: &Server,
+    request: &tonic::Request<T>,
+) -> Result<Server, tonic::Status> {
+    let token = match request.metadata().get(TOKEN_METADATA_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| crate::error::Error::InvalidAuthToken)?,
+        ),
+    };
+    Ok(server.acting_for(server.auth_info(token).await?))
+}
 
 /// etcd's answer to an oversized message (see `grpc_limits`); the
 /// simulator's gRPC has no message limits.
@@ -90,6 +110,9 @@ fn router<L: Clone>(
     let election = election::ElectionService {
         server: server.clone(),
     };
+    let auth = auth::AuthService {
+        server: server.clone(),
+    };
     let mut builder = builder;
     builder
         .add_service(etcd_limits(
@@ -108,7 +131,7 @@ fn router<L: Clone>(
             MaintenanceServer::new(maintenance).max_decoding_message_size(max),
         ))
         .add_service(etcd_limits(
-            AuthServer::new(NotYetImplemented).max_decoding_message_size(max),
+            AuthServer::new(auth).max_decoding_message_size(max),
         ))
         .add_service(etcd_limits(
             LockServer::new(lock).max_decoding_message_size(max),

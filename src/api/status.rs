@@ -14,7 +14,25 @@ pub fn code(error: &Error) -> Code {
         | Error::TooManyOps
         | Error::DuplicateKey
         | Error::RequestTooLarge
-        | Error::MemberBadUrls => Code::InvalidArgument,
+        | Error::MemberBadUrls
+        | Error::UserEmpty
+        | Error::RoleEmpty
+        | Error::AuthFailed
+        | Error::PermissionNotGiven
+        | Error::InvalidAuthMgmt
+        | Error::AuthOldRevision => Code::InvalidArgument,
+        Error::PermissionDenied => Code::PermissionDenied,
+        Error::InvalidAuthToken => Code::Unauthenticated,
+        Error::RootUserNotExist
+        | Error::RootRoleNotExist
+        | Error::UserAlreadyExist
+        | Error::UserNotFound
+        | Error::RoleAlreadyExist
+        | Error::RoleNotFound
+        | Error::RoleNotGranted
+        | Error::PermissionNotGranted
+        | Error::AuthNotEnabled => Code::FailedPrecondition,
+        Error::MaintenancePermissionDenied => Code::Unknown,
         Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,

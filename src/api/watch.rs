@@ -28,6 +28,10 @@ pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 const AUTO_WATCH_ID: i64 = 0;
 /// The watch id of a progress response that answers the whole stream.
 const STREAM_WIDE_WATCH_ID: i64 = -1;
+/// etcd's cancel reason for a watch its user may not read: the text of
+/// `rpctypes.ErrGRPCPermissionDenied` as a Go error.
+const WATCH_PERMISSION_DENIED: &str =
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
 /// etcd's `mvcc.ErrWatcherDuplicateID` text.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
@@ -47,9 +51,14 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.server.refuse_if_learner()?;
+        let token = request
+            .metadata()
+            .get(super::TOKEN_METADATA_KEY)
+            .map(|value| value.to_str().unwrap_or("\u{0}").to_string());
         let (sender, receiver) = mpsc::channel(WATCH_RESPONSES_BUFFERED);
         let session = Session {
             server: self.server.clone(),
+            token,
             sender,
             watchers: BTreeMap::new(),
             fragmenting: BTreeSet::new(),
@@ -63,6 +72,9 @@ impl Watch for WatchService {
 /// One watch stream: its watchers by id.
 struct Session {
     server: Server,
+    /// The stream's login token: each watch it creates is checked against
+    /// the permissions in force then (etcd `isWatchPermitted`).
+    token: Option<String>,
     sender: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     /// Watchers that asked for large responses in fragments.
@@ -161,8 +173,34 @@ impl Session {
         }
     }
 
+    /// etcd `isWatchPermitted`: the stream's user may read the range now.
+    async fn permitted(&self, create: &WatchCreateRequest) -> bool {
+        let Ok(info) = self.server.auth_info(self.token.as_deref()).await else {
+            return false;
+        };
+        self.server
+            .acting_for(info)
+            .check_read(&create.key, &create.range_end)
+            .is_ok()
+    }
+
     async fn create(&mut self, create: WatchCreateRequest) -> Result<(), Gone> {
         let current = self.current_revision();
+        if !self.permitted(&create).await {
+            let refused = WatchResponse {
+                header: Some(ResponseHeader {
+                    revision: current,
+                    ..ResponseHeader::default()
+                }),
+                watch_id: create.watch_id,
+                created: true,
+                canceled: true,
+                // etcd sends the Go error text of its gRPC status.
+                cancel_reason: WATCH_PERMISSION_DENIED.to_string(),
+                ..WatchResponse::default()
+            };
+            return self.send(refused).await;
+        }
         let id = if create.watch_id == AUTO_WATCH_ID {
             while self.watchers.contains_key(&self.next_id) {
                 self.next_id += 1;

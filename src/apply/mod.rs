@@ -12,13 +12,15 @@ mod alarms;
 mod quota;
 mod txn;
 
+use crate::auth::{Access, AuthInfo, AuthStore, TokenEffect};
 use crate::codec::{Reader, Writer};
 use crate::error::Error;
 use crate::lease::Leases;
 use crate::membership::{Member, Members, MembershipChange};
 use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
+use crate::proto::authpb;
 use crate::proto::detcdpb::internal_request::Request;
-use crate::proto::detcdpb::{LeaseCheckpoints, LeaseExpiries};
+use crate::proto::detcdpb::{LeaseCheckpoints, LeaseExpiries, RequestAuth};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction,
     range_request::{SortOrder, SortTarget},
@@ -57,6 +59,17 @@ pub enum Response {
     LeaseCheckpointed(Vec<(i64, i64)>),
     /// The expiries that took effect: the leases revoked.
     LeasesExpired(Vec<i64>),
+    /// An auth change took effect: what it means for login tokens.
+    AuthChanged(TokenEffect),
+    /// A login: the token assigned on every member.
+    Authenticated {
+        user: String,
+        token: String,
+    },
+    /// User or role names (UserGet's roles, UserList, RoleList), sorted.
+    Names(Vec<String>),
+    /// RoleGet: the role's permissions, sorted by key.
+    Permissions(Vec<authpb::Permission>),
 }
 
 /// The replicated state: the MVCC store and the raft index it reflects.
@@ -69,12 +82,14 @@ pub struct StateMachine {
     members: Members,
     alarms: Alarms,
     leases: Leases,
+    auth: AuthStore,
 }
 
-/// Image layout version 4: applied index, members, alarms, leases, then
-/// the MVCC image. Versions 3 (no leases) and 2 (no alarms either) are
-/// still read.
-const IMAGE_VERSION: u8 = 4;
+/// Image layout version 5: applied index, members, alarms, leases, auth
+/// (a protobuf `AuthState`), then the MVCC image. Versions 4 (no auth),
+/// 3 (no leases) and 2 (no alarms either) are still read.
+const IMAGE_VERSION: u8 = 5;
+const IMAGE_VERSION_WITHOUT_AUTH: u8 = 4;
 const IMAGE_VERSION_WITHOUT_LEASES: u8 = 3;
 const IMAGE_VERSION_WITHOUT_ALARMS: u8 = 2;
 
@@ -89,6 +104,7 @@ impl StateMachine {
             members,
             alarms: Alarms::default(),
             leases: Leases::default(),
+            auth: AuthStore::default(),
         }
     }
 
@@ -102,6 +118,10 @@ impl StateMachine {
 
     pub fn leases(&self) -> &Leases {
         &self.leases
+    }
+
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
     }
 
     pub fn members(&self) -> &Members {
@@ -124,11 +144,35 @@ impl StateMachine {
         index: u64,
         request: Option<&Request>,
     ) -> Option<Result<Response, Error>> {
+        self.apply_as(index, request, None)
+    }
+
+    /// `apply` for a client's request, which runs as the user its proposer
+    /// authenticated (`auth`): when auth is on, it is refused unless that
+    /// user may do it now (etcd's `authApplierV3`). A request the members
+    /// make themselves (expiries, checkpoints, alarms) has no `auth`.
+    pub fn apply_as(
+        &mut self,
+        index: u64,
+        request: Option<&Request>,
+        auth: Option<&RequestAuth>,
+    ) -> Option<Result<Response, Error>> {
         if index <= self.applied_index {
             return None;
         }
         self.applied_index = index;
         let request = request?;
+        if let Some(auth) = auth {
+            let caller = AuthInfo::from_proto(auth);
+            if let Err(error) = self.check_permission(&caller, request) {
+                return Some(Err(error));
+            }
+            if let Some(answer) = self.apply_auth(index, request) {
+                return Some(answer);
+            }
+        } else if let Some(answer) = self.apply_auth(index, request) {
+            return Some(answer);
+        }
         Some(match request {
             Request::Range(range) => self.range(range).map(Response::Range),
             Request::Put(put) => self.put(put).map(Response::Put),
@@ -160,6 +204,112 @@ impl StateMachine {
             Request::LeaseExpire(expiries) => {
                 Ok(Response::LeasesExpired(self.lease_expire(expiries)))
             }
+            _ => unreachable!("auth requests are applied by apply_auth"),
+        })
+    }
+
+    /// etcd `authApplierV3`'s checks, before the request runs.
+    fn check_permission(&self, caller: &AuthInfo, request: &Request) -> Result<(), Error> {
+        let auth = &self.auth;
+        match request {
+            Request::Put(put) => {
+                auth.check(caller, &put.key, &[], Access::Write)?;
+                if put.lease != 0 {
+                    self.check_lease_keys(caller, put.lease)?;
+                }
+                if put.prev_kv {
+                    auth.check(caller, &put.key, &[], Access::Read)?;
+                }
+                Ok(())
+            }
+            Request::DeleteRange(delete) => {
+                auth.check(caller, &delete.key, &delete.range_end, Access::Write)?;
+                if delete.prev_kv {
+                    auth.check(caller, &delete.key, &delete.range_end, Access::Read)?;
+                }
+                Ok(())
+            }
+            Request::Range(range) => auth.check(caller, &range.key, &range.range_end, Access::Read),
+            Request::Txn(txn) => auth.check_txn(caller, txn),
+            Request::LeaseRevoke(revoke) => self.check_lease_keys(caller, revoke.id),
+            // A user may read itself, and the roles it holds.
+            Request::UserGet(get) if get.name == caller.username => Ok(()),
+            Request::RoleGet(get) if auth.has_role(&caller.username, &get.role) => Ok(()),
+            Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::UserAdd(_)
+            | Request::UserDelete(_)
+            | Request::UserChangePassword(_)
+            | Request::UserGrantRole(_)
+            | Request::UserRevokeRole(_)
+            | Request::UserGet(_)
+            | Request::UserList(_)
+            | Request::RoleAdd(_)
+            | Request::RoleGet(_)
+            | Request::RoleList(_)
+            | Request::RoleDelete(_)
+            | Request::RoleGrantPermission(_)
+            | Request::RoleRevokePermission(_) => auth.check_admin(caller),
+            _ => Ok(()),
+        }
+    }
+
+    /// etcd `checkLeasePuts`: a lease whose keys the user may not all
+    /// write can be neither revoked nor given more keys by that user.
+    fn check_lease_keys(&self, caller: &AuthInfo, lease: i64) -> Result<(), Error> {
+        if !self.auth.is_enabled() {
+            return Ok(());
+        }
+        if let Some(lease) = self.leases.get(lease) {
+            for key in &lease.keys {
+                self.auth.check(caller, key, &[], Access::Write)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The auth requests (`None` for any other request).
+    fn apply_auth(&mut self, index: u64, request: &Request) -> Option<Result<Response, Error>> {
+        let auth = &mut self.auth;
+        let changed =
+            |result: Result<(), Error>| result.map(|()| Response::AuthChanged(TokenEffect::None));
+        Some(match request {
+            Request::AuthEnable(_) => changed(auth.enable()),
+            Request::AuthDisable(_) => Ok(Response::AuthChanged(auth.disable())),
+            Request::Authenticate(login) => auth
+                .authenticate(&login.name, &login.password_hash)
+                .map(|()| Response::Authenticated {
+                    user: login.name.clone(),
+                    token: format!("{}.{index}", login.token_prefix),
+                }),
+            Request::UserAdd(add) => {
+                changed(auth.user_add(&add.name, &add.password_hash, add.no_password))
+            }
+            Request::UserDelete(delete) => {
+                auth.user_delete(&delete.name).map(Response::AuthChanged)
+            }
+            Request::UserChangePassword(change) => auth
+                .user_change_password(&change.name, &change.password_hash)
+                .map(Response::AuthChanged),
+            Request::UserGrantRole(grant) => {
+                changed(auth.user_grant_role(&grant.user, &grant.role))
+            }
+            Request::UserRevokeRole(revoke) => {
+                changed(auth.user_revoke_role(&revoke.name, &revoke.role))
+            }
+            Request::UserGet(get) => auth.user_get(&get.name).map(Response::Names),
+            Request::UserList(_) => Ok(Response::Names(auth.user_list())),
+            Request::RoleAdd(add) => changed(auth.role_add(&add.name)),
+            Request::RoleGet(get) => auth.role_get(&get.role).map(Response::Permissions),
+            Request::RoleList(_) => Ok(Response::Names(auth.role_list())),
+            Request::RoleDelete(delete) => changed(auth.role_delete(&delete.role)),
+            Request::RoleGrantPermission(grant) => {
+                changed(auth.role_grant_permission(&grant.name, grant.perm.as_ref()))
+            }
+            Request::RoleRevokePermission(revoke) => {
+                changed(auth.role_revoke_permission(&revoke.role, &revoke.key, &revoke.range_end))
+            }
+            _ => return None,
         })
     }
 
@@ -360,7 +510,14 @@ impl StateMachine {
                 .collect::<Vec<_>>(),
         );
         let leases = crate::rng::stable_hash(&self.leases.hash_words());
-        crate::rng::stable_hash(&[self.applied_index, self.store.state_hash(), members, leases])
+        let auth = crate::rng::stable_hash(&self.auth.hash_words());
+        crate::rng::stable_hash(&[
+            self.applied_index,
+            self.store.state_hash(),
+            members,
+            leases,
+            auth,
+        ])
     }
 
     /// The snapshot image: format version, applied index, members, MVCC image.
@@ -370,6 +527,7 @@ impl StateMachine {
         self.members.encode(&mut writer);
         self.alarms.encode(&mut writer);
         self.leases.encode(&mut writer);
+        writer.bytes(&self.auth.encode());
         let mut image = writer.finish();
         image.extend_from_slice(&self.store.encode_image());
         image
@@ -380,6 +538,7 @@ impl StateMachine {
         let version = reader.u8()?;
         if ![
             IMAGE_VERSION,
+            IMAGE_VERSION_WITHOUT_AUTH,
             IMAGE_VERSION_WITHOUT_LEASES,
             IMAGE_VERSION_WITHOUT_ALARMS,
         ]
@@ -394,10 +553,15 @@ impl StateMachine {
         } else {
             Alarms::default()
         };
-        let mut leases = if version >= IMAGE_VERSION {
+        let mut leases = if version >= IMAGE_VERSION_WITHOUT_AUTH {
             Leases::decode(&mut reader)?
         } else {
             Leases::default()
+        };
+        let auth = if version >= IMAGE_VERSION {
+            AuthStore::decode(reader.bytes()?)?
+        } else {
+            AuthStore::default()
         };
         let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
         let live = store
@@ -416,6 +580,7 @@ impl StateMachine {
             members,
             alarms,
             leases,
+            auth,
         })
     }
 }

@@ -189,7 +189,7 @@ proptest! {
                 continue; // refused before raft: never committed
             }
             index += 1;
-            let entry = InternalRequest { id: id as u64, request: Some(request) };
+            let entry = InternalRequest { id: id as u64, request: Some(request), auth: None };
             let bytes = entry.encode_to_vec();
             let decoded = InternalRequest::decode(&bytes[..]);
             prop_assert!(decoded.is_ok(), "a validated request must decode: {decoded:?}");

@@ -238,6 +238,7 @@ mod tests {
             let request = InternalRequest {
                 id: 7,
                 request: Some(internal_request::Request::Txn(nested(depth))),
+                auth: None,
             };
             let bytes = request.encode_to_vec();
             let decoded = InternalRequest::decode(&bytes[..]).unwrap_or_else(|e| {

@@ -45,7 +45,7 @@ use crate::error::Error;
 use crate::membership::{Member, MembershipChange};
 use crate::proto::detcdpb::{
     internal_request::Request, InternalRequest, LeaseCheckpoint, LeaseCheckpoints, LeaseExpiries,
-    LeaseExpiry, MemberAttributes, MemberInfo,
+    LeaseExpiry, MemberAttributes, MemberInfo, RequestAuth,
 };
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::{SnapshotMark, Wal};
@@ -73,6 +73,8 @@ pub enum Command {
     /// Replicate and apply a request; answer with its result.
     Propose {
         request: Request,
+        /// Who asked, for a client's request (see `StateMachine::apply_as`).
+        auth: Option<RequestAuth>,
         reply: Reply<Response>,
     },
     /// Answer once the state machine has applied everything committed
@@ -134,6 +136,9 @@ pub struct Shared {
     /// This member's lease deadlines (`crate::lease`); the loop alone
     /// changes them, request handlers read them for TimeToLive.
     pub lease_timers: std::sync::Mutex<crate::lease::Timers>,
+    /// This member's login tokens (`crate::auth::tokens`); the loop
+    /// assigns and voids them as logins and auth changes apply.
+    pub tokens: std::sync::Mutex<crate::auth::tokens::SimpleTokens>,
     /// The member's Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -235,7 +240,7 @@ pub struct RaftNode {
     applied_term: u64,
     /// Callers waiting for their proposals (and proposals made while there
     /// was no leader, sent once one appears).
-    proposals: waiters::Proposals<Request, Response>,
+    proposals: waiters::Proposals<(Request, Option<RequestAuth>), Response>,
     reads: waiters::ReadIndexQueue,
     /// Peer messages refused by `admission` since the start.
     dropped_messages: u64,
@@ -406,11 +411,15 @@ impl RaftNode {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Propose { request, reply } => {
+            Command::Propose {
+                request,
+                auth,
+                reply,
+            } => {
                 if self.raw.raft.leader_id == raft::INVALID_ID {
-                    self.proposals.queue(request, reply);
+                    self.proposals.queue((request, auth), reply);
                 } else {
-                    self.propose(request, reply);
+                    self.propose_as(request, auth, reply);
                 }
             }
             Command::Snapshot { reply } => self.snapshot_policy.request(reply),
@@ -477,7 +486,12 @@ impl RaftNode {
         Some(transferee)
     }
 
+    /// Proposes a request the member makes itself.
     fn propose(&mut self, request: Request, reply: Reply<Response>) {
+        self.propose_as(request, None, reply);
+    }
+
+    fn propose_as(&mut self, request: Request, auth: Option<RequestAuth>, reply: Reply<Response>) {
         if !self.proposals.has_room() {
             let _ = reply.send(Err(Error::TooManyRequests));
             return;
@@ -486,6 +500,7 @@ impl RaftNode {
         let data = InternalRequest {
             id,
             request: Some(request),
+            auth,
         }
         .encode_to_vec();
         if data.len() > self.max_request_bytes {
@@ -702,8 +717,8 @@ impl RaftNode {
             }
         }
         if leader_id != raft::INVALID_ID {
-            for (request, reply) in self.proposals.take_queued() {
-                self.propose(request, reply);
+            for ((request, auth), reply) in self.proposals.take_queued() {
+                self.propose_as(request, auth, reply);
             }
             if !self.published {
                 // Tell the cluster our client URLs (etcd's publish); retried
@@ -817,6 +832,24 @@ impl RaftNode {
     /// Keeps this member's lease deadlines in step with what applying
     /// `request` did. A (re)started lease runs from the instant this member
     /// persisted the entry.
+    /// A login assigns its token on every member; deleting a user or
+    /// changing its password voids its tokens, disabling auth voids all.
+    fn on_auth_applied(&self, result: Option<&Result<Response, Error>>) {
+        use crate::auth::TokenEffect;
+        let Some(Ok(response)) = result else { return };
+        let mut tokens = self.shared.tokens.lock().expect("tokens lock");
+        match response {
+            Response::Authenticated { user, token } => {
+                tokens.assign(token.clone(), user.clone(), self.clock.elapsed())
+            }
+            Response::AuthChanged(TokenEffect::InvalidateUser(user)) => {
+                tokens.invalidate_user(user)
+            }
+            Response::AuthChanged(TokenEffect::InvalidateAll) => tokens.clear(),
+            _ => {}
+        }
+    }
+
     fn on_lease_applied(
         &self,
         index: u64,
@@ -930,13 +963,13 @@ impl RaftNode {
             // must not stop us from publishing what the flags say now.
             self.published |= *attributes == self.attributes;
         }
-        let result = self
-            .shared
-            .state
-            .write()
-            .expect("state lock")
-            .apply(entry.index, request.request.as_ref());
+        let result = self.shared.state.write().expect("state lock").apply_as(
+            entry.index,
+            request.request.as_ref(),
+            request.auth.as_ref(),
+        );
         self.on_lease_applied(entry.index, request.request.as_ref(), result.as_ref());
+        self.on_auth_applied(result.as_ref());
         #[cfg(madsim)]
         if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply)
             && matches!(

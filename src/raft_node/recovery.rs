@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub start_unix_millis: i64,
     pub name: String,
     pub client_urls: Vec<String>,
+    /// `--auth-token-ttl`: how long a login token lives unused.
+    pub auth_token_ttl: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -189,6 +191,9 @@ impl RaftNode {
             commit_index: AtomicU64::new(raw.raft.raft_log.committed),
             last_index: AtomicU64::new(raw.raft.raft_log.last_index()),
             lease_timers: std::sync::Mutex::new(crate::lease::Timers::default()),
+            tokens: std::sync::Mutex::new(crate::auth::tokens::SimpleTokens::new(
+                config.auth_token_ttl,
+            )),
             metrics,
         });
         // Every lease resumes from its checkpoint, else its full TTL: the

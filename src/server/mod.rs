@@ -3,6 +3,8 @@
 //! for writes, read-index waits for linearizable reads, local reads for
 //! serializable ones.
 
+mod auth;
+pub use auth::AuthAnswer;
 pub mod compactor;
 pub mod concurrency;
 
@@ -69,6 +71,14 @@ pub struct Server {
     commands: mpsc::Sender<Command>,
     clock: Clock,
     pub limits: Limits,
+    /// bcrypt off the raft loop, bounded (`crate::auth::password`).
+    hasher: crate::auth::password::Hasher,
+    /// Salts and token prefixes (seam 3: seeded in the simulator).
+    rng: Arc<std::sync::Mutex<NodeRng>>,
+    /// Whom requests run as: a client's user (`acting_for`), or `None` for
+    /// the member's own requests (auto-compaction, health probes), which
+    /// no permission limits.
+    caller: Option<Arc<crate::auth::AuthInfo>>,
 }
 
 /// A started member: the request path, its raft loop, its peer service.
@@ -135,6 +145,7 @@ impl Server {
             start_unix_millis: clock.wall_unix_millis(),
             name: config.name.clone(),
             client_urls: split_urls(&config.advertise_client_urls),
+            auth_token_ttl: Duration::from_secs(config.auth_token_ttl),
         };
         let node = RaftNode::open(&node_config, disk, clock.clone(), filter)?;
         let shared = node.shared();
@@ -158,6 +169,9 @@ impl Server {
             commands,
             clock,
             limits,
+            hasher: crate::auth::password::Hasher::new(config.bcrypt_cost),
+            rng: Arc::new(std::sync::Mutex::new(NodeRng::from_seed(rng.next_u64()))),
+            caller: None,
         };
         let auto_compaction = crate::config::parse_auto_compaction(
             &config.auto_compaction_mode,
@@ -258,11 +272,16 @@ impl Server {
         if !request.serializable && !sabotaged_stale_read() {
             self.read_index().await?;
         }
-        self.shared
-            .state
-            .read()
-            .expect("state lock")
-            .range(&request)
+        let state = self.shared.state.read().expect("state lock");
+        if let Some(caller) = &self.caller {
+            state.auth().check(
+                caller,
+                &request.key,
+                &request.range_end,
+                crate::auth::Access::Read,
+            )?;
+        }
+        state.range(&request)
     }
 
     /// etcd's HashKV: the hash of this member's key-value history up to
@@ -312,12 +331,11 @@ impl Server {
             if !crate::apply::is_serializable_txn(&request) && !sabotaged_stale_read() {
                 self.read_index().await?;
             }
-            return self
-                .shared
-                .state
-                .read()
-                .expect("state lock")
-                .txn_read_only(&request);
+            let state = self.shared.state.read().expect("state lock");
+            if let Some(caller) = &self.caller {
+                state.auth().check_txn(caller, &request)?;
+            }
+            return state.txn_read_only(&request);
         }
         self.check_quota(crate::apply::txn_cost(&request)).await?;
         match self.propose(Request::Txn(request)).await? {
@@ -807,8 +825,16 @@ impl Server {
         }
     }
 
+    /// Proposes `request` as the caller (see `StateMachine::apply_as`).
     async fn propose(&self, request: Request) -> Result<Response, Error> {
-        let result = self.call(|reply| Command::Propose { request, reply }).await;
+        let auth = self.caller.as_ref().map(|caller| caller.to_proto());
+        let result = self
+            .call(|reply| Command::Propose {
+                request,
+                auth,
+                reply,
+            })
+            .await;
         if result.is_err() {
             self.shared.metrics.proposals_failed.inc();
         }

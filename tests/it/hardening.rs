@@ -197,6 +197,7 @@ fn forged(kind: MessageType, from: u64, to: u64, term: u64, commit: u64) -> Vec<
                 value: b"by a stranger".to_vec(),
                 ..Default::default()
             })),
+            auth: None,
         };
         let entry = raft::eraftpb::Entry {
             index: 1_000,
