@@ -107,10 +107,10 @@ pub enum Error {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
-    /// etcd's maintenance services check admin rights with the auth
-    /// package's own error, which reaches clients unmapped (Unknown).
-    #[error("auth: permission denied")]
-    MaintenancePermissionDenied,
+    /// etcd's `ErrNoPasswordUser`, which etcd does not map to a gRPC
+    /// status: clients see Unknown with the auth package's text.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// etcd `concurrency.ErrElectionNotLeader` (v3election).
     #[error("election: not leader")]
     ElectionNotLeader,

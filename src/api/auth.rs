@@ -88,9 +88,9 @@ impl Auth for AuthService {
 
     async fn auth_status(
         &self,
-        _: Request<AuthStatusRequest>,
+        request: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
-        let (enabled, auth_revision) = self.server.auth_status();
+        let (enabled, auth_revision) = caller(&self.server, &request).await?.auth_status()?;
         Ok(Response::new(AuthStatusResponse {
             header: self.header(),
             enabled,

@@ -38,8 +38,25 @@ use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
 use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
 
-/// The gRPC metadata key of a login token (etcd `TokenFieldNameGRPC`).
-pub const TOKEN_METADATA_KEY: &str = "token";
+/// The gRPC metadata keys of a login token: etcd's `TokenFieldNameGRPC`,
+/// and `TokenFieldNameSwagger` (what its gateway sends).
+pub const TOKEN_METADATA_KEYS: [&str; 2] = ["token", "authorization"];
+
+/// The login token a request carries, if any.
+pub(crate) fn token_of<T>(
+    request: &tonic::Request<T>,
+) -> Result<Option<&str>, crate::error::Error> {
+    let Some(value) = TOKEN_METADATA_KEYS
+        .iter()
+        .find_map(|key| request.metadata().get(*key))
+    else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| crate::error::Error::InvalidAuthToken)
+}
 
 /// The server acting for the user a request's token names (etcd
 /// `AuthInfoFromCtx`): an invalid token is refused here; no token is no
@@ -48,14 +65,7 @@ pub(crate) async fn caller<T>(
     server: &Server,
     request: &tonic::Request<T>,
 ) -> Result<Server, tonic::Status> {
-    let token = match request.metadata().get(TOKEN_METADATA_KEY) {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| crate::error::Error::InvalidAuthToken)?,
-        ),
-    };
+    let token = token_of(request)?;
     Ok(server.acting_for(server.auth_info(token).await?))
 }
 

@@ -32,7 +32,7 @@ pub fn code(error: &Error) -> Code {
         | Error::RoleNotGranted
         | Error::PermissionNotGranted
         | Error::AuthNotEnabled => Code::FailedPrecondition,
-        Error::MaintenancePermissionDenied => Code::Unknown,
+        Error::NoPasswordUser => Code::Unknown,
         Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,
@@ -69,6 +69,38 @@ pub fn code(error: &Error) -> Code {
 /// service returns them, so gRPC sends every one as Unknown with etcd's text.
 pub fn recipe_error(error: Error) -> Status {
     Status::new(Code::Unknown, error.to_string())
+}
+
+/// An auth error as etcd's maintenance services return it: the auth
+/// package's own error, which reaches clients unmapped, as Unknown with
+/// the auth package's text (`authMaintenanceServer.isAuthenticated`).
+pub fn maintenance_auth_error(error: Error) -> Status {
+    let text = match error {
+        Error::UserEmpty => "auth: user name is empty".to_string(),
+        Error::UserNotFound => "auth: user not found".to_string(),
+        Error::PermissionDenied => "auth: permission denied".to_string(),
+        Error::InvalidAuthToken => "auth: invalid auth token".to_string(),
+        other => return Status::from(other),
+    };
+    Status::new(Code::Unknown, text)
+}
+
+/// A status as Go prints it (`status.Error(...).Error()`): etcd 3.4.23
+/// puts this text in a refused watch's cancel reason.
+pub fn go_status_text(error: &Error) -> String {
+    let code = match code(error) {
+        Code::InvalidArgument => "InvalidArgument",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::Unauthenticated => "Unauthenticated",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Unavailable => "Unavailable",
+        Code::OutOfRange => "OutOfRange",
+        Code::NotFound => "NotFound",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::DataLoss => "DataLoss",
+        _ => "Unknown",
+    };
+    format!("rpc error: code = {code} desc = {error}")
 }
 
 impl From<Error> for Status {

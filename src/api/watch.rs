@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::Error;
 use crate::proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse,
@@ -28,10 +29,6 @@ pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 const AUTO_WATCH_ID: i64 = 0;
 /// The watch id of a progress response that answers the whole stream.
 const STREAM_WIDE_WATCH_ID: i64 = -1;
-/// etcd's cancel reason for a watch its user may not read: the text of
-/// `rpctypes.ErrGRPCPermissionDenied` as a Go error.
-const WATCH_PERMISSION_DENIED: &str =
-    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
 /// etcd's `mvcc.ErrWatcherDuplicateID` text.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
@@ -51,10 +48,10 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.server.refuse_if_learner()?;
-        let token = request
-            .metadata()
-            .get(super::TOKEN_METADATA_KEY)
-            .map(|value| value.to_str().unwrap_or("\u{0}").to_string());
+        // A token that is not text names nobody: it is refused at create.
+        let token = super::token_of(&request)
+            .map(|token| token.map(str::to_string))
+            .unwrap_or_else(|_| Some(String::new()));
         let (sender, receiver) = mpsc::channel(WATCH_RESPONSES_BUFFERED);
         let session = Session {
             server: self.server.clone(),
@@ -174,29 +171,31 @@ impl Session {
     }
 
     /// etcd `isWatchPermitted`: the stream's user may read the range now.
-    async fn permitted(&self, create: &WatchCreateRequest) -> bool {
-        let Ok(info) = self.server.auth_info(self.token.as_deref()).await else {
-            return false;
-        };
+    async fn permitted(&self, create: &WatchCreateRequest) -> Result<(), crate::error::Error> {
+        let info = self.server.auth_info(self.token.as_deref()).await?;
         self.server
             .acting_for(info)
             .check_read(&create.key, &create.range_end)
-            .is_ok()
     }
 
     async fn create(&mut self, create: WatchCreateRequest) -> Result<(), Gone> {
         let current = self.current_revision();
-        if !self.permitted(&create).await {
+        if let Err(error) = self.permitted(&create).await {
+            // etcd 3.4.23: watch id -1, and the Go text of the status as
+            // the reason (any refusal but these is "permission denied").
+            let reason = match error {
+                Error::InvalidAuthToken | Error::AuthOldRevision | Error::UserEmpty => error,
+                _ => Error::PermissionDenied,
+            };
             let refused = WatchResponse {
                 header: Some(ResponseHeader {
                     revision: current,
                     ..ResponseHeader::default()
                 }),
-                watch_id: create.watch_id,
+                watch_id: STREAM_WIDE_WATCH_ID,
                 created: true,
                 canceled: true,
-                // etcd sends the Go error text of its gRPC status.
-                cancel_reason: WATCH_PERMISSION_DENIED.to_string(),
+                cancel_reason: super::status::go_status_text(&reason),
                 ..WatchResponse::default()
             };
             return self.send(refused).await;

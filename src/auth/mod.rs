@@ -85,7 +85,7 @@ struct Role {
 }
 
 /// The replicated auth state (see the module doc).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthStore {
     enabled: bool,
     /// Moves on every change that can change an answer: users, roles,
@@ -93,6 +93,18 @@ pub struct AuthStore {
     revision: u64,
     users: BTreeMap<String, User>,
     roles: BTreeMap<String, Role>,
+}
+
+impl Default for AuthStore {
+    /// Auth off, no users or roles, revision 1 (etcd's `NewAuthStore`).
+    fn default() -> AuthStore {
+        AuthStore {
+            enabled: false,
+            revision: 1,
+            users: BTreeMap::new(),
+            roles: BTreeMap::new(),
+        }
+    }
 }
 
 /// What an applied auth change means for the members' login tokens.
@@ -127,8 +139,22 @@ impl AuthStore {
             .map(|user| user.password_hash.as_slice())
     }
 
+    /// etcd `CheckPassword`'s refusals before the bcrypt comparison; the
+    /// hash to compare with.
+    pub fn login_hash(&self, name: &str) -> Result<Vec<u8>, Error> {
+        if !self.enabled {
+            return Err(Error::AuthNotEnabled);
+        }
+        let user = self.users.get(name).ok_or(Error::AuthFailed)?;
+        if user.no_password {
+            return Err(Error::NoPasswordUser);
+        }
+        Ok(user.password_hash.clone())
+    }
+
     /// etcd `AuthEnable`: the root user must exist and hold the root role.
-    /// Enabling twice changes nothing.
+    /// Enabling twice changes nothing; enabling does not move the
+    /// revision (etcd reloads it), disabling does.
     pub fn enable(&mut self) -> Result<(), Error> {
         if self.enabled {
             return Ok(());
@@ -138,7 +164,6 @@ impl AuthStore {
             return Err(Error::RootRoleNotExist);
         }
         self.enabled = true;
-        self.bump();
         Ok(())
     }
 
@@ -200,9 +225,9 @@ impl AuthStore {
         name: &str,
         password_hash: &[u8],
     ) -> Result<TokenEffect, Error> {
+        // The options stay: a --no-password user still cannot log in.
         let user = self.users.get_mut(name).ok_or(Error::UserNotFound)?;
         user.password_hash = password_hash.to_vec();
-        user.no_password = false;
         self.bump();
         Ok(TokenEffect::InvalidateUser(name.to_string()))
     }
@@ -413,7 +438,13 @@ impl AuthStore {
         for compare in &txn.compare {
             self.check(info, &compare.key, &compare.range_end, Access::Read)?;
         }
-        for op in txn.success.iter().chain(&txn.failure) {
+        #[allow(unused_mut)]
+        let mut failure = txn.failure.as_slice();
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::AuthTxnElseUnchecked) {
+            failure = &[];
+        }
+        for op in txn.success.iter().chain(failure) {
             self.check_op(info, op)?;
         }
         Ok(())

@@ -34,17 +34,14 @@ impl Server {
     }
 
     /// etcd `AuthInfoFromCtx`: who a request's token names. No token is
-    /// no user; so is any token while auth is off (etcd ignores it). A
-    /// token assigned at an entry this member has not applied yet (the
-    /// client logged in through another member) is looked up again after
-    /// a read index.
+    /// no user. A token nobody holds is invalid, auth on or off (disabling
+    /// auth voids every token, as in etcd). A token assigned at an entry
+    /// this member has not applied yet (the client logged in through
+    /// another member) is looked up again after a read index.
     pub async fn auth_info(&self, token: Option<&str>) -> Result<AuthInfo, Error> {
         let Some(token) = token else {
             return Ok(AuthInfo::default());
         };
-        if !self.auth_enabled() {
-            return Ok(AuthInfo::default());
-        }
         if let Some(info) = self.token_info(token) {
             return Ok(info);
         }
@@ -107,30 +104,19 @@ impl Server {
             .is_enabled()
     }
 
-    /// AuthStatus (etcd 3.5): whether auth is on, and its revision.
-    pub fn auth_status(&self) -> (bool, u64) {
+    /// AuthStatus (etcd 3.5, for the root role): whether auth is on, and
+    /// its revision.
+    pub fn auth_status(&self) -> Result<(bool, u64), Error> {
+        self.check_admin_now()?;
         let state = self.shared.state.read().expect("state lock");
-        (state.auth().is_enabled(), state.auth().revision())
+        Ok((state.auth().is_enabled(), state.auth().revision()))
     }
 
-    /// etcd `checkAdmin` for the maintenance calls that read the whole
-    /// store (its error reaches clients as "auth: permission denied").
-    pub fn check_maintenance_admin(&self) -> Result<(), Error> {
-        let Some(caller) = &self.caller else {
-            return Ok(());
-        };
-        self.shared
-            .state
-            .read()
-            .expect("state lock")
-            .auth()
-            .check_admin(caller)
-            .map_err(|_| Error::MaintenancePermissionDenied)
-    }
-
-    /// Refuses early, before any bcrypt work, a user change the caller
-    /// could not make anyway (apply checks again: this is only thrift).
-    fn check_admin_now(&self) -> Result<(), Error> {
+    /// etcd `IsAdminPermitted` as it is now: what user and role changes
+    /// and the maintenance calls that read the whole store need. Apply
+    /// checks the changes again, so for them this only spares bcrypt work
+    /// on a caller who could not make them anyway.
+    pub fn check_admin_now(&self) -> Result<(), Error> {
         let Some(caller) = &self.caller else {
             return Ok(());
         };
@@ -147,16 +133,13 @@ impl Server {
     /// knows the token. Returns the token.
     pub async fn authenticate(&self, name: String, password: String) -> Result<String, Error> {
         self.read_index().await?;
-        let hash = {
-            let state = self.shared.state.read().expect("state lock");
-            if !state.auth().is_enabled() {
-                return Err(Error::AuthNotEnabled);
-            }
-            state.auth().password_hash(&name).map(<[u8]>::to_vec)
-        };
-        let Some(hash) = hash else {
-            return Err(Error::AuthFailed);
-        };
+        let hash = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .auth()
+            .login_hash(&name)?;
         if !self.hasher.verify(password, hash.clone()).await? {
             return Err(Error::AuthFailed);
         }

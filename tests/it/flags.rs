@@ -103,18 +103,6 @@ fn environment_variables_configure_like_flags() {
 }
 
 #[test]
-fn unimplemented_services_answer_unimplemented() {
-    let server = ServerProcess::start(Flavor::Detcd, &[]);
-    let output = server.ctl(&["user", "list"]);
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("Unimplemented"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-#[test]
 fn sigterm_shuts_down_cleanly_and_keeps_the_data() {
     tracing::info!("SIGTERM: exit 0, and the data is there after a restart");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
