@@ -53,3 +53,5 @@ target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_LEASE:-60}" --start-see
     --workload lease --failures-dir target/sim-failures
 target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_LOCK:-40}" --start-seed 300001 --duration 10 \
     --workload lock --failures-dir target/sim-failures
+target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_AUTH:-40}" --start-seed 400001 --duration 10 \
+    --workload auth --failures-dir target/sim-failures

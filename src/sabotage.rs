@@ -39,10 +39,12 @@ pub enum Sabotage {
     /// Reads report a key's version one short once it passes 3 (an MVCC
     /// bug only revision-aware checks see: values stay right).
     VersionOffByOne = 10,
+    /// A txn's else branch is not checked against the user's permissions.
+    AuthTxnElseUnchecked = 11,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 10] = [
+    pub const ALL: [Sabotage; 11] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -53,6 +55,7 @@ impl Sabotage {
         Sabotage::LeaseResetOnLeaderChange,
         Sabotage::RevokeLeavesAKey,
         Sabotage::VersionOffByOne,
+        Sabotage::AuthTxnElseUnchecked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Sabotage {
             Sabotage::LeaseResetOnLeaderChange => "lease-reset-on-leader-change",
             Sabotage::RevokeLeavesAKey => "revoke-leaves-a-key",
             Sabotage::VersionOffByOne => "version-off-by-one",
+            Sabotage::AuthTxnElseUnchecked => "auth-txn-else-unchecked",
         }
     }
 
@@ -90,6 +94,7 @@ impl Sabotage {
             }
             Sabotage::RevokeLeavesAKey => "a lease's revoke or expiry leaves one key behind",
             Sabotage::VersionOffByOne => "reads report a key's version one short past 3",
+            Sabotage::AuthTxnElseUnchecked => "a txn's else branch skips the permission check",
         }
     }
 

@@ -18,6 +18,9 @@ pub enum Workload {
     /// locks only: v3lock's Lock, then writes fenced on the lock key's
     /// revision (checked by `properties::locks`).
     Lock,
+    /// auth only: permissions granted and revoked while users read and
+    /// write (checked by `properties::auth`).
+    Auth,
 }
 
 impl Workload {
@@ -38,6 +41,14 @@ impl Workload {
         }
     }
 
+    /// Users of the auth workload (plus its administrator).
+    pub fn auth_users(self, clients: usize) -> usize {
+        match self {
+            Workload::Auth => clients,
+            _ => 0,
+        }
+    }
+
     /// Lock clients alongside, given the run's client count.
     pub fn lock_clients(self, clients: usize) -> usize {
         match self {
@@ -51,7 +62,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 10] = [
+pub const SABOTAGES: [(&str, &str); 11] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -85,5 +96,9 @@ pub const SABOTAGES: [(&str, &str); 10] = [
     (
         "version-off-by-one",
         "reads report a key's version one short past 3",
+    ),
+    (
+        "auth-txn-else-unchecked",
+        "a txn's else branch skips the permission check",
     ),
 ];

@@ -212,6 +212,11 @@ fn version_off_by_one_is_caught() {
 }
 
 #[test]
+fn auth_txn_else_unchecked_is_caught() {
+    caught_in("auth-txn-else-unchecked", "auth");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -12,12 +12,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::proto::etcdserverpb::{
-    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    auth_client::AuthClient, kv_client::KvClient, lease_client::LeaseClient,
+    maintenance_client::MaintenanceClient, request_op, AuthDisableRequest, AuthDisableResponse,
+    AuthEnableRequest, AuthEnableResponse, AuthRoleAddRequest, AuthRoleAddResponse,
+    AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
+    AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
+    AuthUserAddResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthenticateRequest,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse,
@@ -88,6 +94,43 @@ pub struct Client {
     /// A channel to `preferred`, once connected.
     channel: Option<Channel>,
     request_timeout: Duration,
+    /// User and password to log in with (`with_credentials`).
+    credentials: Option<(String, String)>,
+    /// The token of the latest login, sent with every request.
+    token: Token,
+    /// The servers said auth is off: requests go without a token until
+    /// one is refused for having no user.
+    auth_off: bool,
+}
+
+/// The login token a request carries in its `token` metadata, as etcd's
+/// clients send it.
+#[derive(Clone, Default)]
+struct Token(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("token", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection and the token its requests carry.
+struct Link {
+    channel: Channel,
+    token: Token,
+}
+
+/// The errors after which etcd's clients log in again and retry once: the
+/// token expired or was voided, or auth changed since it was checked.
+/// Neither was applied.
+fn needs_new_token(status: &Status) -> bool {
+    matches!(
+        status.message(),
+        "etcdserver: invalid auth token" | "etcdserver: revision of auth store is old"
+    )
 }
 
 /// A lease kept alive in the background (`Client::keep_alive`); dropping
@@ -130,7 +173,42 @@ impl Client {
             preferred: 0,
             channel: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            credentials: None,
+            token: Token::default(),
+            auth_off: false,
         }
+    }
+
+    /// Logs in as `user` before its first request, and again whenever the
+    /// server says the token is no longer good.
+    pub fn with_credentials(mut self, user: &str, password: &str) -> Client {
+        self.credentials = Some((user.to_string(), password.to_string()));
+        self
+    }
+
+    /// Logs in on `channel` with the client's credentials.
+    async fn log_in(&mut self, channel: Channel) -> Result<(), ClientError> {
+        let Some((name, password)) = self.credentials.clone() else {
+            return Ok(());
+        };
+        let mut auth = AuthClient::new(channel);
+        let login = auth.authenticate(AuthenticateRequest { name, password });
+        let answer = match tokio::time::timeout(self.request_timeout, login).await {
+            Ok(Ok(answer)) => answer.into_inner(),
+            Ok(Err(status)) if is_transport_failure(&status) => return Err(ClientError::Lost),
+            // As etcd's clientv3: with auth off, go on without a token.
+            Ok(Err(status)) if status.message() == "etcdserver: authentication is not enabled" => {
+                self.auth_off = true;
+                return Ok(());
+            }
+            Ok(Err(status)) => return Err(ClientError::Server(status)),
+            Err(_) => return Err(ClientError::Lost),
+        };
+        let token = answer.token.parse().map_err(|_| {
+            ClientError::Server(Status::unauthenticated("etcdserver: invalid auth token"))
+        })?;
+        self.token = Token(Some(token));
+        Ok(())
     }
 
     pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
@@ -146,7 +224,11 @@ impl Client {
     pub async fn range(&mut self, request: RangeRequest) -> Result<RangeResponse, ClientError> {
         self.call(Retry::Idempotent, move |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).range(request).await }
+            async move {
+                KvClient::with_interceptor(channel.channel, channel.token)
+                    .range(request)
+                    .await
+            }
         })
         .await
     }
@@ -154,7 +236,11 @@ impl Client {
     pub async fn put(&mut self, request: PutRequest) -> Result<PutResponse, ClientError> {
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).put(request).await }
+            async move {
+                KvClient::with_interceptor(channel.channel, channel.token)
+                    .put(request)
+                    .await
+            }
         })
         .await
     }
@@ -165,7 +251,11 @@ impl Client {
     ) -> Result<DeleteRangeResponse, ClientError> {
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).delete_range(request).await }
+            async move {
+                KvClient::with_interceptor(channel.channel, channel.token)
+                    .delete_range(request)
+                    .await
+            }
         })
         .await
     }
@@ -177,7 +267,9 @@ impl Client {
         request: CompactionRequest,
     ) -> Result<CompactionResponse, ClientError> {
         self.call(Retry::OnlyIfUnsent, move |channel| async move {
-            KvClient::new(channel).compact(request).await
+            KvClient::with_interceptor(channel.channel, channel.token)
+                .compact(request)
+                .await
         })
         .await
     }
@@ -196,7 +288,11 @@ impl Client {
         };
         self.call(retry, move |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).txn(request).await }
+            async move {
+                KvClient::with_interceptor(channel.channel, channel.token)
+                    .txn(request)
+                    .await
+            }
         })
         .await
     }
@@ -204,7 +300,7 @@ impl Client {
     /// The status of whichever endpoint answers first.
     pub async fn status(&mut self) -> Result<StatusResponse, ClientError> {
         self.call(Retry::Idempotent, |channel| async move {
-            MaintenanceClient::new(channel)
+            MaintenanceClient::with_interceptor(channel.channel, channel.token)
                 .status(StatusRequest {})
                 .await
         })
@@ -219,7 +315,7 @@ impl Client {
         id: i64,
     ) -> Result<LeaseGrantResponse, ClientError> {
         self.call(Retry::OnlyIfUnsent, move |channel| async move {
-            LeaseClient::new(channel)
+            LeaseClient::with_interceptor(channel.channel, channel.token)
                 .lease_grant(LeaseGrantRequest { ttl, id })
                 .await
         })
@@ -228,7 +324,7 @@ impl Client {
 
     pub async fn lease_revoke(&mut self, id: i64) -> Result<LeaseRevokeResponse, ClientError> {
         self.call(Retry::OnlyIfUnsent, move |channel| async move {
-            LeaseClient::new(channel)
+            LeaseClient::with_interceptor(channel.channel, channel.token)
                 .lease_revoke(LeaseRevokeRequest { id })
                 .await
         })
@@ -244,7 +340,7 @@ impl Client {
     ) -> Result<LeaseKeepAliveResponse, ClientError> {
         self.call(Retry::Idempotent, move |channel| async move {
             let requests = tokio_stream::once(LeaseKeepAliveRequest { id });
-            let mut answers = LeaseClient::new(channel)
+            let mut answers = LeaseClient::with_interceptor(channel.channel, channel.token)
                 .lease_keep_alive(requests)
                 .await?
                 .into_inner();
@@ -287,7 +383,7 @@ impl Client {
         keys: bool,
     ) -> Result<LeaseTimeToLiveResponse, ClientError> {
         self.call(Retry::Idempotent, move |channel| async move {
-            LeaseClient::new(channel)
+            LeaseClient::with_interceptor(channel.channel, channel.token)
                 .lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
                 .await
         })
@@ -303,7 +399,11 @@ impl Client {
         };
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { LockClient::new(channel).lock(request).await }
+            async move {
+                LockClient::with_interceptor(channel.channel, channel.token)
+                    .lock(request)
+                    .await
+            }
         })
         .await
     }
@@ -312,7 +412,11 @@ impl Client {
         let request = UnlockRequest { key: key.to_vec() };
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { LockClient::new(channel).unlock(request).await }
+            async move {
+                LockClient::with_interceptor(channel.channel, channel.token)
+                    .unlock(request)
+                    .await
+            }
         })
         .await
     }
@@ -331,7 +435,11 @@ impl Client {
         };
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { ElectionClient::new(channel).campaign(request).await }
+            async move {
+                ElectionClient::with_interceptor(channel.channel, channel.token)
+                    .campaign(request)
+                    .await
+            }
         })
         .await
     }
@@ -347,7 +455,11 @@ impl Client {
         };
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { ElectionClient::new(channel).proclaim(request).await }
+            async move {
+                ElectionClient::with_interceptor(channel.channel, channel.token)
+                    .proclaim(request)
+                    .await
+            }
         })
         .await
     }
@@ -358,7 +470,11 @@ impl Client {
         };
         self.call(Retry::Idempotent, move |channel| {
             let request = request.clone();
-            async move { ElectionClient::new(channel).leader(request).await }
+            async move {
+                ElectionClient::with_interceptor(channel.channel, channel.token)
+                    .leader(request)
+                    .await
+            }
         })
         .await
     }
@@ -369,7 +485,104 @@ impl Client {
         };
         self.call(Retry::OnlyIfUnsent, move |channel| {
             let request = request.clone();
-            async move { ElectionClient::new(channel).resign(request).await }
+            async move {
+                ElectionClient::with_interceptor(channel.channel, channel.token)
+                    .resign(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn auth_enable(&mut self) -> Result<AuthEnableResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            AuthClient::with_interceptor(channel.channel, channel.token)
+                .auth_enable(AuthEnableRequest {})
+                .await
+        })
+        .await
+    }
+
+    pub async fn auth_disable(&mut self) -> Result<AuthDisableResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            AuthClient::with_interceptor(channel.channel, channel.token)
+                .auth_disable(AuthDisableRequest {})
+                .await
+        })
+        .await
+    }
+
+    pub async fn user_add(
+        &mut self,
+        request: AuthUserAddRequest,
+    ) -> Result<AuthUserAddResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move {
+                AuthClient::with_interceptor(channel.channel, channel.token)
+                    .user_add(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn user_grant_role(
+        &mut self,
+        request: AuthUserGrantRoleRequest,
+    ) -> Result<AuthUserGrantRoleResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move {
+                AuthClient::with_interceptor(channel.channel, channel.token)
+                    .user_grant_role(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn role_add(
+        &mut self,
+        request: AuthRoleAddRequest,
+    ) -> Result<AuthRoleAddResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move {
+                AuthClient::with_interceptor(channel.channel, channel.token)
+                    .role_add(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn role_grant_permission(
+        &mut self,
+        request: AuthRoleGrantPermissionRequest,
+    ) -> Result<AuthRoleGrantPermissionResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move {
+                AuthClient::with_interceptor(channel.channel, channel.token)
+                    .role_grant_permission(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn role_revoke_permission(
+        &mut self,
+        request: AuthRoleRevokePermissionRequest,
+    ) -> Result<AuthRoleRevokePermissionResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = request.clone();
+            async move {
+                AuthClient::with_interceptor(channel.channel, channel.token)
+                    .role_revoke_permission(request)
+                    .await
+            }
         })
         .await
     }
@@ -377,21 +590,53 @@ impl Client {
     /// Tries the preferred endpoint, then each other one, as `retry` allows.
     async fn call<T, F, Fut>(&mut self, retry: Retry, mut attempt: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Link) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut last_error = ClientError::Unreachable;
-        for _ in 0..self.endpoints.len() {
+        let mut logged_in_again = false;
+        let mut tries = 0;
+        while tries < self.endpoints.len() {
+            tries += 1;
             let Some(channel) = self.connected().await else {
                 self.fail_over();
                 continue;
             };
-            let error = match tokio::time::timeout(self.request_timeout, attempt(channel)).await {
+            if self.credentials.is_some() && self.token.0.is_none() && !self.auth_off {
+                if let Err(error) = self.log_in(channel.clone()).await {
+                    let retryable = is_member_trouble(&error);
+                    last_error = error;
+                    if !retryable {
+                        return Err(last_error);
+                    }
+                    self.fail_over();
+                    continue;
+                }
+            }
+            let link = Link {
+                channel,
+                token: self.token.clone(),
+            };
+            let error = match tokio::time::timeout(self.request_timeout, attempt(link)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) if is_transport_failure(&status) => ClientError::Lost,
                 Ok(Err(status)) => ClientError::Server(status),
                 Err(_) => ClientError::Lost,
             };
+            if let ClientError::Server(status) = &error {
+                let no_user = status.message() == "etcdserver: user name is empty";
+                if self.credentials.is_some()
+                    && (needs_new_token(status) || no_user)
+                    && !logged_in_again
+                {
+                    // Refused before it could apply: log in again, retry here.
+                    logged_in_again = true;
+                    self.token = Token::default();
+                    self.auth_off = false;
+                    tries -= 1;
+                    continue;
+                }
+            }
             let retryable = retry == Retry::Idempotent && is_member_trouble(&error);
             last_error = error;
             if !retryable {

@@ -6,6 +6,7 @@
 //! (drawn per run and printed), every delay, crash and partition, and so the
 //! whole run; `replay` repeats it bit for bit.
 
+pub mod auth;
 pub mod cluster;
 pub mod faults;
 pub mod hostile;

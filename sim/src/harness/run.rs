@@ -17,6 +17,7 @@ use crate::check::{check, Budget, CheckReport, Verdict};
 use crate::history::History;
 use crate::model::kv::{Kv, KvInput, KvOutput};
 
+use super::auth::{self, AuthLog};
 use super::cluster::{client_url, SimCluster};
 use super::hostile;
 use super::invariants::Invariants;
@@ -118,6 +119,30 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             deadline,
         )));
     }
+    let auth_log = AuthLog::new(started);
+    let auth_users = options.workload.auth_users(swarm.clients);
+    if auth_users > 0 {
+        let (node, endpoints) = cluster.add_client(next_node);
+        next_node += 1;
+        clients.push(node.spawn(auth::admin(
+            endpoints,
+            auth_users as u64,
+            auth_log.clone(),
+            trace.clone(),
+            deadline,
+        )));
+    }
+    for client in 0..auth_users {
+        let (node, endpoints) = cluster.add_client(next_node);
+        next_node += 1;
+        clients.push(node.spawn(auth::user(
+            client as u64,
+            endpoints,
+            auth_log.clone(),
+            trace.clone(),
+            deadline,
+        )));
+    }
     // The watch consumer lives next to a member too.
     let watch_log = watcher::SharedLog::default();
     let (watch_node, watch_endpoints) = cluster.add_client(swarm.clients);
@@ -159,6 +184,13 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Liveness phase: every fault healed.
     cluster.heal_all();
     trace.record("nemesis: healed everything".into());
+    if auth_users > 0 {
+        let endpoints = (0..options.nodes).map(client_url).collect();
+        observer
+            .spawn(auth::disable(endpoints, trace.clone()))
+            .await
+            .expect("auth disable task");
+    }
     let worker = Worker::new(
         swarm.clients as u64,
         (0..options.nodes).map(client_url).collect(),
@@ -248,7 +280,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     };
     let outcome = match (
         outcome,
-        check_properties(&cluster, &lease_log, &lock_log, started, &trace),
+        check_properties(&cluster, &lease_log, &lock_log, &auth_log, started, &trace),
     ) {
         (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(violation)) => {
             Outcome::Violation(violation)
@@ -280,11 +312,21 @@ fn check_properties(
     cluster: &SimCluster,
     lease_log: &LeaseLog,
     lock_log: &LockLog,
+    auth_log: &AuthLog,
     started: tokio::time::Instant,
     trace: &Trace,
 ) -> Option<String> {
     let leases = lease_log.take();
     let writes = lock_log.take();
+    let (changes, accesses) = auth_log.take();
+    let auth_violations = crate::properties::auth::check(&changes, &accesses);
+    if !changes.is_empty() {
+        trace.record(format!(
+            "properties: {} permission changes, {} secret-key requests checked",
+            changes.len(),
+            accesses.len()
+        ));
+    }
     let faults = cluster.faults.summary(started);
     let lease_verdict = crate::properties::leases::check(&leases, &faults);
     let lock_violations = crate::properties::locks::check(&writes);
@@ -304,6 +346,7 @@ fn check_properties(
         .violations
         .into_iter()
         .chain(lock_violations)
+        .chain(auth_violations)
         .collect();
     let first = violations.first()?;
     Some(format!(

@@ -1,8 +1,9 @@
 //! Checks of the properties other than linearizability, over records the
-//! workloads keep: leases (`leases`) and locks (`locks`). Plain Rust, like
+//! workloads keep: leases (`leases`), locks (`locks`) and auth (`auth`). Plain Rust, like
 //! the checker: times are virtual time since the run started, and nothing
 //! here reads a clock, so every verdict is reproducible from the record.
 
+pub mod auth;
 pub mod leases;
 pub mod locks;
 pub mod revisions;
