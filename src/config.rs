@@ -132,6 +132,40 @@ pub struct Config {
     #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = crate::auth::password::BCRYPT_COST_DEFAULT,
           value_parser = clap::value_parser!(u32).range(crate::auth::password::BCRYPT_COST_MIN as i64..=crate::auth::password::BCRYPT_COST_MAX as i64))]
     pub bcrypt_cost: u32,
+    /// Client TLS: the server certificate (PEM).
+    #[arg(long, env = "ETCD_CERT_FILE", default_value = "")]
+    pub cert_file: String,
+    /// Client TLS: the server certificate's key (PEM).
+    #[arg(long, env = "ETCD_KEY_FILE", default_value = "")]
+    pub key_file: String,
+    /// Client TLS: require client certificates the trusted CA signed.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+    /// Client TLS: the CA that signs client certificates (PEM).
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", default_value = "")]
+    pub trusted_ca_file: String,
+    /// Client TLS with a generated self-signed certificate.
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub auto_tls: bool,
+    /// Peer TLS: this member's certificate, as server and as client (PEM).
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", default_value = "")]
+    pub peer_cert_file: String,
+    /// Peer TLS: the key of --peer-cert-file (PEM).
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", default_value = "")]
+    pub peer_key_file: String,
+    /// Peer TLS: require peers to present certificates the peer CA signed.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+    /// Peer TLS: the CA that signs the members' certificates (PEM).
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", default_value = "")]
+    pub peer_trusted_ca_file: String,
+    /// Peer TLS with a generated self-signed certificate.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_auto_tls: bool,
     /// How long a simple token lives unused, in seconds.
     #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = crate::auth::tokens::SIMPLE_TOKEN_TTL_DEFAULT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -188,6 +222,7 @@ impl Config {
                 self.auth_token
             ));
         }
+        self.check_tls_urls()?;
         if self.heartbeat_interval * 5 > self.election_timeout {
             return Err(format!(
                 "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
@@ -199,6 +234,83 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// The client side's TLS flags.
+    pub fn client_tls(&self) -> crate::tls::TlsFlags {
+        crate::tls::TlsFlags {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+        }
+    }
+
+    /// The peer side's TLS flags.
+    pub fn peer_tls(&self) -> crate::tls::TlsFlags {
+        crate::tls::TlsFlags {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+        }
+    }
+
+    /// etcd's rules for https URLs: one needs a certificate (a file pair,
+    /// or auto TLS); certificates without any https URL are an error here
+    /// (etcd ignores them with a warning; detcd never serves plaintext
+    /// while TLS flags are set).
+    fn check_tls_urls(&self) -> Result<(), String> {
+        let sides = [
+            ("client", self.client_tls(), vec![&self.listen_client_urls]),
+            ("peer", self.peer_tls(), vec![&self.listen_peer_urls]),
+        ];
+        for (side, flags, urls) in sides {
+            let https: Vec<&str> = urls
+                .iter()
+                .flat_map(|list| list.split(','))
+                .map(str::trim)
+                .filter(|url| url.starts_with("https://"))
+                .collect();
+            let plain: Vec<&str> = urls
+                .iter()
+                .flat_map(|list| list.split(','))
+                .map(str::trim)
+                .filter(|url| url.starts_with("http://"))
+                .collect();
+            if let Some(url) = https.first() {
+                if !flags.has_certificate() {
+                    return Err(format!(
+                        "TLS key/cert (--{p}cert-file, --{p}key-file) must be provided for {side} url {url} with HTTPS scheme",
+                        p = if side == "peer" { "peer-" } else { "" }
+                    ));
+                }
+            }
+            if flags.has_certificate() {
+                if let Some(url) = plain.first() {
+                    return Err(format!(
+                        "{side} TLS is configured but {side} url {url} is plain http: \
+                         use https, or drop the TLS flags (detcd does not serve plaintext beside them)"
+                    ));
+                }
+            }
+            if flags.client_cert_auth && flags.trusted_ca_file.is_empty() {
+                return Err(format!(
+                    "{side} certificate authentication needs --{}trusted-ca-file",
+                    if side == "peer" { "peer-" } else { "" }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URL is https.
+pub fn is_https(url: &str) -> bool {
+    url.trim().starts_with("https://")
 }
 
 /// Splits a comma-separated URL flag.
@@ -214,9 +326,12 @@ pub fn split_urls(flag: &str) -> Vec<String> {
 pub fn parse_listen_url(url: &str) -> Result<std::net::SocketAddr, String> {
     let url = url.trim();
     let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(format!("{url}: TLS is not supported yet (use http://)")),
-        Some((scheme, _)) => return Err(format!("{url}: URL scheme must be http, not {scheme:?}")),
+        Some(("http" | "https", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{url}: URL scheme must be http or https, not {scheme:?}"
+            ))
+        }
         None => return Err(format!("{url}: URL must be of the form http://host:port")),
     };
     let host_port = rest.trim_end_matches('/');
@@ -306,20 +421,10 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
     ("pre-vote", &["true"]),
     ("enable-v2", &["false"]),
-    ("cert-file", &[""]),
-    ("key-file", &[""]),
-    ("client-cert-auth", &["false"]),
     ("client-crl-file", &[""]),
     ("client-cert-allowed-hostname", &[""]),
-    ("trusted-ca-file", &[""]),
-    ("auto-tls", &["false"]),
-    ("peer-cert-file", &[""]),
-    ("peer-key-file", &[""]),
-    ("peer-client-cert-auth", &["false"]),
-    ("peer-trusted-ca-file", &[""]),
     ("peer-cert-allowed-cn", &[""]),
     ("peer-cert-allowed-hostname", &[""]),
-    ("peer-auto-tls", &["false"]),
     ("peer-crl-file", &[""]),
     ("cipher-suites", &[""]),
     // Only etcd's v2 HTTP API and gateway use these.
@@ -692,8 +797,8 @@ mod tests {
                 "--log-outputs=stderr",
             ]
         );
-        let refused = config_file_args("client-transport-security:\n  cert-file: /a.crt\n");
-        assert!(refused.unwrap_err().contains("cert-file"));
+        let refused = config_file_args("client-transport-security:\n  client-crl-file: /a.crl\n");
+        assert!(refused.unwrap_err().contains("client-crl-file"));
         let unknown = config_file_args("nmae: typo\n");
         assert!(unknown.unwrap_err().contains("nmae"));
     }
@@ -712,9 +817,12 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
-        let refused = accept_unimplemented_flags(args(&["detcd", "--cert-file", "/a.crt"]));
-        assert!(refused.unwrap_err().to_string().contains("--cert-file"));
-        let bare = accept_unimplemented_flags(args(&["detcd", "--client-cert-auth"]));
+        let refused = accept_unimplemented_flags(args(&["detcd", "--client-crl-file", "/a.crl"]));
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("--client-crl-file"));
+        let bare = accept_unimplemented_flags(args(&["detcd", "--force-new-cluster"]));
         assert!(bare.is_err(), "a bare boolean flag means true");
     }
 

@@ -25,6 +25,7 @@ pub mod rng;
 pub mod sabotage;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 pub mod watch;
 

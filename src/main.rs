@@ -145,13 +145,47 @@ async fn run(config: Config) -> Result<(), String> {
         bind_all(&config.listen_metrics_urls).await?
     };
     let data_dir = config.data_dir();
+    let disk = RealDisk::new();
+    let hosts = |urls: &str| -> Vec<String> {
+        detcd::config::split_urls(urls)
+            .iter()
+            .filter_map(|url| url.parse::<http::Uri>().ok())
+            .filter_map(|uri| {
+                uri.host()
+                    .map(|host| host.trim_matches(['[', ']']).to_string())
+            })
+            .collect()
+    };
+    let client_tls = detcd::tls::load(
+        &config.client_tls(),
+        &disk,
+        &hosts(&format!(
+            "{},{}",
+            config.listen_client_urls, config.advertise_client_urls
+        )),
+        &data_dir.join("fixtures").join("client"),
+    )
+    .map_err(|error| format!("client TLS: {error}"))?;
+    let peer_tls = detcd::tls::load(
+        &config.peer_tls(),
+        &disk,
+        &hosts(&format!(
+            "{},{}",
+            config.listen_peer_urls, config.initial_advertise_peer_urls
+        )),
+        &data_dir.join("fixtures").join("peer"),
+    )
+    .map_err(|error| format!("peer TLS: {error}"))?;
+    if let Some(tls) = &peer_tls {
+        detcd::transport::set_peer_tls(tls.clone());
+    }
     let Started {
         server,
         raft_loop,
         peer_service,
     } = Server::start(
         &config,
-        Arc::new(RealDisk::new()),
+        Arc::new(disk),
         Clock::new(),
         NodeRng::from_os(),
         Arc::new(DeliverAll),
@@ -184,29 +218,38 @@ async fn run(config: Config) -> Result<(), String> {
         }
     };
     let mut serving = Vec::new();
-    for listener in client_listeners {
+    for (url, listener) in client_listeners {
+        let tls = client_tls.clone().filter(|_| detcd::config::is_https(&url));
         serving.push(tokio::spawn(detcd::api::serve(
             server.clone(),
             listener,
+            tls,
             shutdown(),
         )));
     }
-    for listener in metrics_listeners {
+    for (url, listener) in metrics_listeners {
+        if detcd::config::is_https(&url) && client_tls.is_none() {
+            return Err(format!("{url} is https, but there are no client TLS flags"));
+        }
+        let tls = client_tls.clone().filter(|_| detcd::config::is_https(&url));
         serving.push(tokio::spawn(detcd::api::serve_metrics(
             server.clone(),
             listener,
+            tls,
             shutdown(),
         )));
     }
     let mut peer_service = Some(peer_service);
-    for listener in peer_listeners {
+    for (url, listener) in peer_listeners {
         // One raft service: it owns the sender into the raft loop.
         let Some(service) = peer_service.take() else {
             return Err("only one --listen-peer-urls address is supported yet".into());
         };
+        let tls = peer_tls.clone().filter(|_| detcd::config::is_https(&url));
         serving.push(tokio::spawn(detcd::api::serve_peers(
             service,
             listener,
+            tls,
             shutdown(),
         )));
     }
@@ -261,14 +304,14 @@ async fn run(config: Config) -> Result<(), String> {
 const STOP_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(not(madsim))]
-async fn bind_all(urls: &str) -> Result<Vec<tokio::net::TcpListener>, String> {
+async fn bind_all(urls: &str) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
     let mut listeners = Vec::new();
     for url in urls.split(',') {
         let address = parse_listen_url(url)?;
         let listener = detcd::api::bind(address)
             .await
             .map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
-        listeners.push(listener);
+        listeners.push((url.trim().to_string(), listener));
     }
     Ok(listeners)
 }

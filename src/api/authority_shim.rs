@@ -36,10 +36,8 @@ use std::task::{ready, Context, Poll};
 mod hpack;
 mod huffman;
 
-use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::{Connected, TcpIncoming};
+use tonic::transport::server::Connected;
 
 /// The client connection preface (RFC 9113 §3.4).
 const CONNECTION_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -117,15 +115,6 @@ pub enum ShimError {
     Hpack(#[from] hpack::HpackError),
     #[error("an earlier error closed this connection")]
     Closed,
-}
-
-/// The listener's accepted sockets, each wrapped in the shim. TCP_NODELAY
-/// is set on the real socket, as without the shim: gRPC answers are small
-/// and must not wait for Nagle.
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = io::Result<AuthorityShim<TcpStream>>> {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(|accepted| accepted.map(AuthorityShim::new))
 }
 
 /// One client connection: reads go through `RequestRewriter`, writes go

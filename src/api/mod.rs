@@ -66,6 +66,18 @@ pub(crate) async fn caller<T>(
     request: &tonic::Request<T>,
 ) -> Result<Server, tonic::Status> {
     let token = token_of(request)?;
+    // etcd: with no token, a client certificate's common name is the user
+    // (only clients of --client-cert-auth listeners present one).
+    #[cfg(not(madsim))]
+    if token.is_none() {
+        let common_name = request
+            .extensions()
+            .get::<crate::tls::PeerInfo>()
+            .and_then(|info| info.common_name.clone());
+        if let Some(name) = common_name {
+            return Ok(server.acting_for(server.auth_info_of_user(name)));
+        }
+    }
     Ok(server.acting_for(server.auth_info(token).await?))
 }
 
@@ -151,13 +163,16 @@ fn router<L: Clone>(
         ))
 }
 
-/// Serves client gRPC on an already bound listener until `shutdown` fires.
+/// Serves client gRPC on an already bound listener until `shutdown` fires;
+/// over TLS when `tls` is given (an https client URL).
 #[cfg(not(madsim))]
 pub async fn serve(
     server: Server,
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    use futures::StreamExt;
     // etcdctl sends some RPCs with a URL as `:authority`, which h2 refuses:
     // the shim rewrites it (see authority_shim.rs). Plain HTTP (/health,
     // /metrics, ...) is answered by the layer in front (see http.rs).
@@ -166,25 +181,28 @@ pub async fn serve(
         .layer(http::HttpLayer {
             server: server.clone(),
         });
+    let incoming = crate::tls::accept(listener, tls)
+        .map(|accepted| accepted.map(authority_shim::AuthorityShim::new));
     router(builder, server)
-        .serve_with_incoming_shutdown(authority_shim::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 
 /// Serves /metrics, /health and the other plain HTTP endpoints, and no
-/// gRPC, on a `--listen-metrics-urls` listener.
+/// gRPC, on a `--listen-metrics-urls` listener (https with the client
+/// side's TLS).
 #[cfg(not(madsim))]
 pub async fn serve_metrics(
     server: Server,
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(http::HttpLayer { server })
         .add_routes(tonic::service::Routes::default())
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(crate::tls::accept(listener, tls), shutdown)
         .await
 }
 
@@ -205,16 +223,17 @@ fn peer_router(service: RaftService) -> tonic::transport::server::Router {
     tonic::transport::Server::builder().add_service(raft)
 }
 
-/// Serves the peer (raft) service on an already bound listener.
+/// Serves the peer (raft) service on an already bound listener; over TLS
+/// when `tls` is given (an https peer URL).
 #[cfg(not(madsim))]
 pub async fn serve_peers(
     service: RaftService,
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     peer_router(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(crate::tls::accept(listener, tls), shutdown)
         .await
 }
 

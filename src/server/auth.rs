@@ -60,6 +60,19 @@ impl Server {
         Err(Error::InvalidAuthToken)
     }
 
+    /// The caller a verified client certificate names (its common name),
+    /// checked at the current auth revision, as etcd does.
+    pub fn auth_info_of_user(&self, username: String) -> AuthInfo {
+        let revision = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .auth()
+            .revision();
+        AuthInfo { username, revision }
+    }
+
     fn token_info(&self, token: &str) -> Option<AuthInfo> {
         let user = self
             .shared

@@ -219,6 +219,44 @@ impl Transport {
     }
 }
 
+/// How long dialing a peer may take, TLS handshake included.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The peer side's TLS (`--peer-cert-file`...), set once at start by the
+/// binary: one process is one member in the real build (the simulator has
+/// no TLS and never sets it).
+#[cfg(not(madsim))]
+static PEER_TLS: std::sync::OnceLock<crate::tls::Tls> = std::sync::OnceLock::new();
+
+/// Makes https peer URLs dial with `tls`.
+#[cfg(not(madsim))]
+pub fn set_peer_tls(tls: crate::tls::Tls) {
+    let _ = PEER_TLS.set(tls);
+}
+
+/// A raft client to the peer at `url`: over TLS for an https URL.
+#[cfg(not(madsim))]
+pub(crate) async fn dial(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+    if crate::config::is_https(url) {
+        let tls = PEER_TLS
+            .get()
+            .ok_or_else(|| format!("{url} is https, but this member has no peer TLS flags"))?;
+        return Ok(RaftClient::new(
+            crate::tls::connect(url, tls, DIAL_TIMEOUT).await?,
+        ));
+    }
+    RaftClient::connect(url.to_string())
+        .await
+        .map_err(|error| error.to_string())
+}
+
+#[cfg(madsim)]
+pub(crate) async fn dial(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+    RaftClient::connect(url.to_string())
+        .await
+        .map_err(|error| error.to_string())
+}
+
 /// One member's connection to one peer.
 struct Link {
     from: u64,
@@ -235,7 +273,7 @@ struct Link {
 impl Link {
     async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {
         loop {
-            match RaftClient::connect(self.url.clone()).await {
+            match dial(&self.url).await {
                 Ok(client) => {
                     self.activity
                         .lock()

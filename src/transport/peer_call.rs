@@ -2,9 +2,7 @@
 //! streams: a joining member asks for the cluster, and a follower forwards
 //! a promotion to the leader. Here so that only `transport` dials peers.
 
-use crate::proto::detcdpb::{
-    raft_client::RaftClient, MembersRequest, MembersResponse, PromoteRequest,
-};
+use crate::proto::detcdpb::{MembersRequest, MembersResponse, PromoteRequest};
 
 /// Why a call to a peer did not get an answer.
 #[derive(Debug)]
@@ -26,9 +24,7 @@ impl std::fmt::Display for PeerCallError {
 
 /// Asks the member at `url` for the cluster's members and id.
 pub async fn fetch_members(url: &str) -> Result<MembersResponse, PeerCallError> {
-    let mut client = RaftClient::connect(url.to_string())
-        .await
-        .map_err(|e| PeerCallError::Unreachable(e.to_string()))?;
+    let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
     let response = client
         .members(MembersRequest {})
         .await
@@ -39,9 +35,7 @@ pub async fn fetch_members(url: &str) -> Result<MembersResponse, PeerCallError> 
 /// Asks the leader at `url` to promote learner `id`. The answer is etcd's
 /// error string, empty once the promotion has applied on the leader.
 pub async fn forward_promote(url: &str, id: u64) -> Result<String, PeerCallError> {
-    let mut client = RaftClient::connect(url.to_string())
-        .await
-        .map_err(|e| PeerCallError::Unreachable(e.to_string()))?;
+    let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
     let response = client
         .promote(PromoteRequest { id })
         .await

@@ -150,6 +150,17 @@ impl Cluster {
     /// waits until each serves a linearizable read. `name` makes the
     /// `--initial-cluster-token` unique to the test.
     pub fn start(name: &str, size: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with_scheme(name, size, extra_args, "http")
+    }
+
+    /// `start`, with client and peer URLs of `scheme` (https: the TLS
+    /// flags are in `extra_args`, etcdctl's in its ETCDCTL_* variables).
+    pub fn start_with_scheme(
+        name: &str,
+        size: usize,
+        extra_args: &[&str],
+        scheme: &str,
+    ) -> Cluster {
         crate::support::init_tracing();
         let flavor = flavor_from_env();
         let temp = tempfile::tempdir().unwrap();
@@ -158,8 +169,8 @@ impl Cluster {
             .map(|index| {
                 let name = format!("m{}", index + 1);
                 Member {
-                    client_url: format!("http://127.0.0.1:{}", ports[2 * index]),
-                    peer_url: format!("http://127.0.0.1:{}", ports[2 * index + 1]),
+                    client_url: format!("{scheme}://127.0.0.1:{}", ports[2 * index]),
+                    peer_url: format!("{scheme}://127.0.0.1:{}", ports[2 * index + 1]),
                     data_dir: temp.path().join(format!("{name}.etcd")),
                     log_path: temp.path().join(format!("{name}.log")),
                     child: None,

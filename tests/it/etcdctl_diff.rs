@@ -180,7 +180,30 @@ fn mask_leases(text: &str, granted: &[i64]) -> String {
     }
     masked.push_str(rest);
     let masked = mask_json_number(&masked, "\"ttl\":", ",\"granted-ttl\"");
+    let masked = sort_list(&masked, "\"keys\":[", ']', ',');
+    let masked = sort_list(&masked, "attached keys([", ']', ' ');
     mask_session_keys(&masked)
+}
+
+/// etcd lists a lease's keys in Go map order, which changes run to run:
+/// the list after each `opening` is sorted, on both sides alike.
+fn sort_list(text: &str, opening: &str, closing: char, separator: char) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(opening) {
+        let start = at + opening.len();
+        out.push_str(&rest[..start]);
+        let Some(length) = rest[start..].find(closing) else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let mut items: Vec<&str> = rest[start..start + length].split(separator).collect();
+        items.sort_unstable();
+        out.push_str(&items.join(&separator.to_string()));
+        rest = &rest[start + length..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The names the lock and election sessions use: their keys end in the

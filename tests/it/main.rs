@@ -17,3 +17,4 @@ mod maintenance;
 mod operations;
 mod support;
 mod tidy;
+mod tls;

@@ -9,10 +9,22 @@ use loona_hpack::Decoder;
 use proptest::collection;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::server::TcpIncoming;
 
 use super::*;
 use crate::proto::etcdserverpb::auth_client::AuthClient;
 use crate::proto::etcdserverpb::AuthEnableRequest;
+
+/// The listener's accepted sockets, each wrapped in the shim.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<AuthorityShim<tokio::net::TcpStream>>> {
+    use futures::StreamExt;
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|accepted| accepted.map(AuthorityShim::new))
+}
 
 const FRAME_DATA: u8 = 0x0;
 const FRAME_RST_STREAM: u8 = 0x3;

@@ -1,0 +1,440 @@
+//! The rustls half of `crate::tls` (real build only).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::TlsFlags;
+use crate::storage::Disk;
+
+/// A TLS handshake that takes longer is dropped, so a client that connects
+/// and sends nothing cannot hold a handshake slot.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One side's loaded TLS: what its listeners accept with, and what its
+/// peers dial with.
+#[derive(Clone)]
+pub struct Tls {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+    pub client_cert_auth: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("client_cert_auth", &self.client_cert_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(disk: &dyn Disk, path: &str, what: &str) -> Result<Vec<u8>, String> {
+    disk.read(Path::new(path))
+        .map_err(|error| format!("cannot read {what} {path}: {error}"))
+}
+
+fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|error| format!("{what}: {error}"))?;
+    if certs.is_empty() {
+        return Err(format!("{what}: no certificate in it"));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|error| format!("{what}: {error}"))
+}
+
+/// Loads one side's TLS from its flags. `None` when the flags name no
+/// certificate. `hosts` are the names a `--auto-tls` certificate covers;
+/// `fixtures` is where it is kept.
+pub fn load(
+    flags: &TlsFlags,
+    disk: &dyn Disk,
+    hosts: &[String],
+    fixtures: &Path,
+) -> Result<Option<Tls>, String> {
+    if !flags.has_certificate() {
+        return Ok(None);
+    }
+    let (cert_pem, key_pem, verify_peers) =
+        if !flags.cert_file.is_empty() || !flags.key_file.is_empty() {
+            if flags.cert_file.is_empty() || flags.key_file.is_empty() {
+                return Err("a certificate needs both its cert file and its key file".into());
+            }
+            (
+                read(disk, &flags.cert_file, "the certificate")?,
+                read(disk, &flags.key_file, "the key")?,
+                true,
+            )
+        } else {
+            let (cert, key) = auto_tls(disk, hosts, fixtures)?;
+            (cert, key, false)
+        };
+    let chain = certificates(&cert_pem, &flags.cert_file)?;
+    let key = private_key(&key_pem, &flags.key_file)?;
+    let roots = if flags.trusted_ca_file.is_empty() {
+        None
+    } else {
+        let pem = read(disk, &flags.trusted_ca_file, "the trusted CA file")?;
+        let mut roots = RootCertStore::empty();
+        for cert in certificates(&pem, &flags.trusted_ca_file)? {
+            roots
+                .add(cert)
+                .map_err(|error| format!("{}: {error}", flags.trusted_ca_file))?;
+        }
+        Some(Arc::new(roots))
+    };
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?;
+    let server = if flags.client_cert_auth {
+        let roots = roots.clone().ok_or(
+            "client certificate authentication needs a trusted CA file to check certificates against",
+        )?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|error| error.to_string())?;
+        server.with_client_cert_verifier(verifier)
+    } else {
+        server.with_no_client_auth()
+    };
+    let mut server = server
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|error| format!("{}: {error}", flags.cert_file))?;
+    // gRPC is HTTP/2; /health and /metrics may come over HTTP/1.1.
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?;
+    let client = match (&roots, verify_peers) {
+        (Some(roots), true) => client.with_root_certificates(roots.clone()),
+        // etcd dials peers of --auto-tls, or without a CA, without
+        // verifying them (InsecureSkipVerify): encrypted, not authenticated.
+        _ => client
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider()))),
+    };
+    let mut client = client
+        .with_client_auth_cert(chain, key)
+        .map_err(|error| format!("{}: {error}", flags.cert_file))?;
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(Tls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+        client_cert_auth: flags.client_cert_auth,
+    }))
+}
+
+/// `--auto-tls`: the certificate kept in `fixtures` if there is one, else a
+/// new self-signed one for `hosts`, kept there for the next start.
+fn auto_tls(
+    disk: &dyn Disk,
+    hosts: &[String],
+    fixtures: &Path,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let cert_path = fixtures.join("cert.pem");
+    let key_path = fixtures.join("key.pem");
+    if let (Ok(cert), Ok(key)) = (disk.read(&cert_path), disk.read(&key_path)) {
+        return Ok((cert, key));
+    }
+    let (cert, key) = self_signed(hosts)?;
+    disk.create_dir_all(fixtures)
+        .map_err(|error| format!("cannot create {}: {error}", fixtures.display()))?;
+    for (path, bytes) in [(&key_path, &key), (&cert_path, &cert)] {
+        crate::storage::disk::write_atomically(disk, path, bytes)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    }
+    Ok((cert, key))
+}
+
+/// A self-signed certificate (PEM) and its key for `hosts`. It keeps
+/// rcgen's validity (no expiry to speak of) rather than etcd's one year:
+/// nobody verifies it, and making it reads no clock.
+pub fn self_signed(hosts: &[String]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let mut names: Vec<String> = hosts.to_vec();
+    if names.is_empty() {
+        names.push("localhost".into());
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(|error| error.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "detcd");
+    let key = rcgen::KeyPair::generate().map_err(|error| error.to_string())?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|error| error.to_string())?;
+    Ok((cert.pem().into_bytes(), key.serialize_pem().into_bytes()))
+}
+
+/// The common name of a certificate's subject, if it has one.
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_string)
+}
+
+/// Accepts any server certificate (etcd's InsecureSkipVerify for peers
+/// of `--auto-tls`): the handshake signatures are still checked.
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What tonic learns about an accepted connection: its address, and the
+/// common name of the client's certificate (TLS with client-cert auth).
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub remote: Option<SocketAddr>,
+    pub common_name: Option<String>,
+}
+
+/// An accepted connection, plain or TLS.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn info(&self) -> PeerInfo {
+        match self {
+            Conn::Plain(stream) => PeerInfo {
+                remote: stream.peer_addr().ok(),
+                common_name: None,
+            },
+            Conn::Tls(stream) => {
+                let (tcp, session) = stream.get_ref();
+                PeerInfo {
+                    remote: tcp.peer_addr().ok(),
+                    common_name: session
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(common_name),
+                }
+            }
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Conn::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(stream) => Pin::new(stream).poll_write(cx, data),
+            Conn::Tls(stream) => Pin::new(stream).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Conn::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Conn::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Accepts connections from `listener`: with `tls`, each handshake runs in
+/// a task of its own (bounded by `HANDSHAKE_TIMEOUT`), and one that fails
+/// (plaintext sent to a TLS port, an untrusted client certificate) is
+/// logged and dropped, never ending the listener.
+pub fn accept(
+    listener: tokio::net::TcpListener,
+    tls: Option<Tls>,
+) -> impl futures::Stream<Item = io::Result<Conn>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = tokio::select! {
+                biased;
+                () = sender.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a connection failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let Some(tls) = &tls else {
+                if sender.send(Ok(Conn::Plain(stream))).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = sender.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%remote, %error, "rejected a connection: TLS handshake failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%remote, "rejected a connection: TLS handshake timed out")
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+/// A tonic channel to `url` (https) over TLS with `tls`'s client side.
+/// tonic is handed the plain-HTTP form of the URL: the TLS is ours.
+pub async fn connect(
+    url: &str,
+    tls: &Tls,
+    timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let parsed: http::Uri = url.parse().map_err(|error| format!("{url}: {error}"))?;
+    let host = parsed.host().ok_or(format!("{url}: no host"))?.to_string();
+    let port = parsed.port_u16().unwrap_or(443);
+    let plain = format!("http://{host}:{port}");
+    let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+        .map_err(|error| format!("{url}: {error}"))?;
+    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+    let dial = tower_service_fn(move |_: http::Uri| {
+        let connector = connector.clone();
+        let name = name.clone();
+        let address = format!("{host}:{port}");
+        async move {
+            let tcp = TcpStream::connect(address).await?;
+            let _ = tcp.set_nodelay(true);
+            let stream = connector.connect(name, tcp).await?;
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    tonic::transport::Endpoint::from_shared(plain)
+        .map_err(|error| error.to_string())?
+        .connect_timeout(timeout)
+        .connect_with_connector(dial)
+        .await
+        .map_err(|error| format!("{url}: {error}"))
+}
+
+/// A `tower::Service<Uri>` from a closure (tower's `service_fn`, without
+/// the dependency).
+fn tower_service_fn<F, Fut, T>(dial: F) -> ServiceFn<F>
+where
+    F: FnMut(http::Uri) -> Fut,
+    Fut: std::future::Future<Output = Result<T, io::Error>>,
+{
+    ServiceFn(dial)
+}
+
+#[derive(Clone)]
+struct ServiceFn<F>(F);
+
+impl<F, Fut, T> tower_service::Service<http::Uri> for ServiceFn<F>
+where
+    F: FnMut(http::Uri) -> Fut,
+    Fut: std::future::Future<Output = Result<T, io::Error>>,
+{
+    type Response = T;
+    type Error = io::Error;
+    type Future = Fut;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Fut {
+        (self.0)(uri)
+    }
+}
