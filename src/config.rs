@@ -125,7 +125,8 @@ pub struct Config {
     /// or file paths (appended to).
     #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
     pub log_outputs: String,
-    /// Login tokens: `simple` (etcd's default).
+    /// Login tokens: `simple` (etcd's default), or
+    /// `jwt,pub-key=…,priv-key=…,sign-method=RS256|ES256|HS256|…,ttl=5m`.
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// bcrypt cost of password hashes (etcd's default; 4 to 31).
@@ -215,13 +216,7 @@ impl Config {
     /// Checks cross-flag rules etcd checks at start.
     pub fn validate(&self) -> Result<(), String> {
         parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
-        if self.auth_token.trim() != "simple" {
-            return Err(format!(
-                "--auth-token {:?}: detcd implements only simple tokens so far; \
-                 refusing to start rather than ignore it",
-                self.auth_token
-            ));
-        }
+        crate::auth::tokens::parse_auth_token(&self.auth_token)?;
         self.check_tls_urls()?;
         if self.heartbeat_interval * 5 > self.election_timeout {
             return Err(format!(

@@ -111,6 +111,10 @@ pub enum Error {
     /// status: clients see Unknown with the auth package's text.
     #[error("auth: authentication failed, password was given for no password user")]
     NoPasswordUser,
+    /// etcd's `ErrVerifyOnly`: a JWT setup without a private key cannot
+    /// log anyone in (unmapped in etcd too: Unknown).
+    #[error("auth: token signing attempted with verify-only key")]
+    JwtVerifyOnly,
     /// etcd `concurrency.ErrElectionNotLeader` (v3election).
     #[error("election: not leader")]
     ElectionNotLeader,

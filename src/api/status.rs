@@ -32,7 +32,7 @@ pub fn code(error: &Error) -> Code {
         | Error::RoleNotGranted
         | Error::PermissionNotGranted
         | Error::AuthNotEnabled => Code::FailedPrecondition,
-        Error::NoPasswordUser => Code::Unknown,
+        Error::NoPasswordUser | Error::JwtVerifyOnly => Code::Unknown,
         Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
         Error::NoSpace => Code::ResourceExhausted,
         Error::LeaseNotFound => Code::NotFound,

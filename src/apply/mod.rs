@@ -65,6 +65,8 @@ pub enum Response {
     Authenticated {
         user: String,
         token: String,
+        /// The auth revision the login applied at (a JWT carries it).
+        revision: u64,
     },
     /// User or role names (UserGet's roles, UserList, RoleList), sorted.
     Names(Vec<String>),
@@ -280,7 +282,12 @@ impl StateMachine {
                 .authenticate(&login.name, &login.password_hash)
                 .map(|()| Response::Authenticated {
                     user: login.name.clone(),
-                    token: format!("{}.{index}", login.token_prefix),
+                    token: if login.token_prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}.{index}", login.token_prefix)
+                    },
+                    revision: auth.revision(),
                 }),
             Request::UserAdd(add) => {
                 changed(auth.user_add(&add.name, &add.password_hash, add.no_password))

@@ -94,9 +94,99 @@ pub fn token_index(token: &str) -> Option<u64> {
     token.rsplit_once('.')?.1.parse().ok()
 }
 
+/// etcd's `--auth-token jwt` default TTL.
+pub const JWT_TTL_DEFAULT: Duration = Duration::from_secs(300);
+
+/// What `--auth-token` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenOption {
+    Simple,
+    Jwt(JwtOptions),
+}
+
+/// `--auth-token jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwtOptions {
+    pub pub_key: String,
+    pub priv_key: String,
+    pub sign_method: String,
+    pub ttl: Duration,
+}
+
+/// The signing methods etcd 3.4 accepts (jwt-go's, less `none`).
+pub const JWT_SIGN_METHODS: [&str; 11] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "HS256", "HS384",
+    "HS512",
+];
+
+/// Parses `--auth-token` as etcd does: the type, then `name=value` pairs
+/// separated by commas; a pair without exactly one `=` or a name given
+/// twice is refused ("auth: invalid auth options"), and so is a JWT
+/// without a known `sign-method`.
+pub fn parse_auth_token(flag: &str) -> Result<TokenOption, String> {
+    let mut parts = flag.split(',');
+    let kind = parts.next().unwrap_or_default().trim();
+    let mut pairs = BTreeMap::new();
+    for part in parts {
+        let fields: Vec<&str> = part.split('=').collect();
+        let [name, value] = fields[..] else {
+            return Err(format!("--auth-token {flag:?}: auth: invalid auth options"));
+        };
+        if pairs
+            .insert(name.trim().to_string(), value.trim().to_string())
+            .is_some()
+        {
+            return Err(format!("--auth-token {flag:?}: auth: invalid auth options"));
+        }
+    }
+    match kind {
+        "simple" => Ok(TokenOption::Simple),
+        "jwt" => {
+            let sign_method = pairs.get("sign-method").cloned().unwrap_or_default();
+            if !JWT_SIGN_METHODS.contains(&sign_method.as_str()) {
+                return Err(format!(
+                    "--auth-token {flag:?}: auth: invalid auth signature method {sign_method:?}"
+                ));
+            }
+            let ttl = match pairs.get("ttl") {
+                None => JWT_TTL_DEFAULT,
+                Some(ttl) => humantime::parse_duration(ttl)
+                    .map_err(|error| format!("--auth-token {flag:?}: ttl {ttl:?}: {error}"))?,
+            };
+            Ok(TokenOption::Jwt(JwtOptions {
+                pub_key: pairs.get("pub-key").cloned().unwrap_or_default(),
+                priv_key: pairs.get("priv-key").cloned().unwrap_or_default(),
+                sign_method,
+                ttl,
+            }))
+        }
+        other => Err(format!("--auth-token {other:?}: must be simple or jwt")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_token_options_parse_as_etcd_reads_them() {
+        assert_eq!(parse_auth_token("simple"), Ok(TokenOption::Simple));
+        let jwt = parse_auth_token("jwt,pub-key=/a.pub,priv-key=/a.key,sign-method=ES256,ttl=10m")
+            .unwrap();
+        assert_eq!(
+            jwt,
+            TokenOption::Jwt(JwtOptions {
+                pub_key: "/a.pub".into(),
+                priv_key: "/a.key".into(),
+                sign_method: "ES256".into(),
+                ttl: Duration::from_secs(600),
+            })
+        );
+        assert!(parse_auth_token("jwt,sign-method=none").is_err());
+        assert!(parse_auth_token("jwt,sign-method=RS256,sign-method=RS256").is_err());
+        assert!(parse_auth_token("jwt,sign-method").is_err());
+        assert!(parse_auth_token("oauth").is_err());
+    }
 
     #[test]
     fn a_token_lives_its_ttl_from_its_latest_use() {

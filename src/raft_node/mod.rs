@@ -839,7 +839,7 @@ impl RaftNode {
         let Some(Ok(response)) = result else { return };
         let mut tokens = self.shared.tokens.lock().expect("tokens lock");
         match response {
-            Response::Authenticated { user, token } => {
+            Response::Authenticated { user, token, .. } if !token.is_empty() => {
                 tokens.assign(token.clone(), user.clone(), self.clock.elapsed())
             }
             Response::AuthChanged(TokenEffect::InvalidateUser(user)) => {

@@ -42,6 +42,11 @@ impl Server {
         let Some(token) = token else {
             return Ok(AuthInfo::default());
         };
+        if let Some(jwt) = &self.jwt {
+            return jwt
+                .verify(token, self.clock.wall_unix_millis() / 1000)
+                .ok_or(Error::InvalidAuthToken);
+        }
         if let Some(info) = self.token_info(token) {
             return Ok(info);
         }
@@ -156,7 +161,9 @@ impl Server {
         if !self.hasher.verify(password, hash.clone()).await? {
             return Err(Error::AuthFailed);
         }
-        let prefix = {
+        let prefix = if self.jwt.is_some() {
+            String::new()
+        } else {
             let mut rng = self.rng.lock().expect("rng lock");
             token_prefix(|| rng.next_u64())
         };
@@ -166,7 +173,14 @@ impl Server {
             token_prefix: prefix,
         };
         match self.propose(Request::Authenticate(login)).await? {
-            Response::Authenticated { token, .. } => Ok(token),
+            Response::Authenticated {
+                user,
+                token,
+                revision,
+            } => match &self.jwt {
+                Some(jwt) => jwt.sign(&user, revision, self.clock.wall_unix_millis() / 1000),
+                None => Ok(token),
+            },
             other => unreachable!("authenticate answered with {other:?}"),
         }
     }

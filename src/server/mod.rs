@@ -75,6 +75,8 @@ pub struct Server {
     hasher: crate::auth::password::Hasher,
     /// Salts and token prefixes (seam 3: seeded in the simulator).
     rng: Arc<std::sync::Mutex<NodeRng>>,
+    /// `--auth-token jwt`: tokens are signed and checked with these keys.
+    jwt: Option<Arc<crate::auth::JwtProvider>>,
     /// Whom requests run as: a client's user (`acting_for`), or `None` for
     /// the member's own requests (auto-compaction, health probes), which
     /// no permission limits.
@@ -147,6 +149,22 @@ impl Server {
             client_urls: split_urls(&config.advertise_client_urls),
             auth_token_ttl: Duration::from_secs(config.auth_token_ttl),
         };
+        let jwt = match crate::auth::tokens::parse_auth_token(&config.auth_token)
+            .map_err(StartError::Config)?
+        {
+            crate::auth::tokens::TokenOption::Simple => None,
+            #[cfg(not(madsim))]
+            crate::auth::tokens::TokenOption::Jwt(options) => Some(Arc::new(
+                crate::auth::JwtProvider::load(&options, &*disk)
+                    .map_err(|error| StartError::Config(format!("--auth-token: {error}")))?,
+            )),
+            #[cfg(madsim)]
+            crate::auth::tokens::TokenOption::Jwt(_) => {
+                return Err(StartError::Config(
+                    "--auth-token jwt is not available in the simulator".into(),
+                ))
+            }
+        };
         let node = RaftNode::open(&node_config, disk, clock.clone(), filter)?;
         let shared = node.shared();
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN);
@@ -171,6 +189,7 @@ impl Server {
             limits,
             hasher: crate::auth::password::Hasher::new(config.bcrypt_cost),
             rng: Arc::new(std::sync::Mutex::new(NodeRng::from_seed(rng.next_u64()))),
+            jwt,
             caller: None,
         };
         let auto_compaction = crate::config::parse_auto_compaction(

@@ -5,6 +5,7 @@
 // Integration tests drive real processes, files and sockets: outside the core.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod auth;
 mod cluster;
 mod cluster_support;
 mod conformance;
