@@ -642,6 +642,14 @@ fn config_file_args(text: &str) -> Result<Vec<String>, String> {
                     "peer-transport-security" => format!("peer-{inner_key}"),
                     _ => inner_key.clone(),
                 };
+                if implemented(&flag) {
+                    if !matches!(inner_value, Yaml::Null) {
+                        let value = scalar(inner_value)
+                            .ok_or_else(|| format!("{origin}: {inner_key} is not a value"))?;
+                        args.push(format!("--{flag}={value}"));
+                    }
+                    continue;
+                }
                 let value = scalar(inner_value)
                     .ok_or_else(|| format!("{origin}: {inner_key} is not a value"))?;
                 if !check_not_implemented(&flag, &value, &format!("{origin}.{inner_key}"))? {
@@ -701,11 +709,9 @@ mod tests {
     #[test]
     fn variables_for_settings_detcd_lacks_are_refused() {
         for (variable, value) in [
-            ("ETCD_CERT_FILE", "/etc/etcd/server.crt"),
-            ("ETCD_CLIENT_CERT_AUTH", "true"),
-            ("ETCD_PEER_KEY_FILE", "/k"),
-            ("ETCD_AUTO_TLS", "true"),
             ("ETCD_CLIENT_CRL_FILE", "/crl"),
+            ("ETCD_PEER_CERT_ALLOWED_CN", "m1"),
+            ("ETCD_CIPHER_SUITES", "TLS_AES_128_GCM_SHA256"),
             ("ETCD_MAX_WALS", "10"),
         ] {
             let error = check_environment(&variables(&[(variable, value)])).unwrap_err();
@@ -790,6 +796,7 @@ mod tests {
                 "--snapshot-count=5000",
                 "--initial-cluster=m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380",
                 "--log-outputs=stderr",
+                "--auto-tls=false",
             ]
         );
         let refused = config_file_args("client-transport-security:\n  client-crl-file: /a.crl\n");

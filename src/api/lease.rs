@@ -72,11 +72,9 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         self.server.refuse_if_learner()?;
+        let server = super::caller(&self.server, &request).await?;
         let request = request.into_inner();
-        let mut response = self
-            .server
-            .lease_time_to_live(request.id, request.keys)
-            .await?;
+        let mut response = server.lease_time_to_live(request.id, request.keys).await?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }

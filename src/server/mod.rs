@@ -417,6 +417,15 @@ impl Server {
                 keys: Vec::new(),
             });
         };
+        // etcd 3.4.26 (CVE-2023-32082): the keys are shown only to a user
+        // who may read every one of them.
+        if let (true, Some(caller)) = (keys, &self.caller) {
+            for key in &lease.keys {
+                state
+                    .auth()
+                    .check(caller, key, &[], crate::auth::Access::Read)?;
+            }
+        }
         let remaining = self
             .shared
             .lease_timers

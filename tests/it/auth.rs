@@ -160,3 +160,82 @@ fn jwt_tokens_go_stale_after_an_auth_change_as_in_etcd() {
     );
     check(&[&flag]);
 }
+
+/// A simple token unused for `--auth-token-ttl` seconds is gone: the
+/// next request with it is refused as an invalid token, on both servers.
+#[test]
+fn an_unused_simple_token_expires_after_its_ttl() {
+    for flavor in [Flavor::Detcd, Flavor::Etcd] {
+        let server = ServerProcess::start(flavor, &["--auth-token-ttl=2"]);
+        for step in [
+            &["user", "add", "root", "--new-user-password=rootpw"][..],
+            &["user", "grant-role", "root", "root"],
+            &["auth", "enable"],
+        ] {
+            server.ctl_ok(step);
+        }
+        let url = server.client_url.clone();
+        runtime().block_on(async move {
+            let mut auth = AuthClient::connect(url.clone()).await.unwrap();
+            let mut kv = KvClient::connect(url).await.unwrap();
+            let token = auth
+                .authenticate(AuthenticateRequest {
+                    name: "root".into(),
+                    password: "rootpw".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .token;
+            let read = || {
+                with_token(
+                    RangeRequest {
+                        key: b"a".to_vec(),
+                        ..RangeRequest::default()
+                    },
+                    &token,
+                )
+            };
+            assert_eq!(outcome(kv.range(read()).await), "ok", "{flavor:?}");
+            // Unused for well over its TTL (etcd sweeps once a second).
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            assert_eq!(
+                outcome(kv.range(read()).await),
+                "Unauthenticated: etcdserver: invalid auth token",
+                "{flavor:?}"
+            );
+        });
+    }
+}
+
+/// Stricter than etcd 3.4.23, as etcd 3.4.26 is (CVE-2023-32082): a
+/// lease's keys are listed only to a user who may read all of them.
+#[test]
+fn a_leases_keys_are_shown_only_to_who_may_read_them() {
+    let server = ServerProcess::start(Flavor::Detcd, &[]);
+    for step in [
+        &["user", "add", "root", "--new-user-password=rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "alice", "--new-user-password=apw"],
+        &["role", "add", "r"],
+        &["role", "grant-permission", "r", "readwrite", "a"],
+        &["user", "grant-role", "alice", "r"],
+        &["auth", "enable"],
+    ] {
+        server.ctl_ok(step);
+    }
+    let granted = server.ctl_ok(&["lease", "grant", "600", "--user=root:rootpw"]);
+    let id = granted.split(' ').nth(1).unwrap().to_string();
+    let lease = format!("--lease={id}");
+    server.ctl_ok(&["put", "a", "1", &lease, "--user=root:rootpw"]);
+    server.ctl_ok(&["put", "secret", "2", &lease, "--user=root:rootpw"]);
+    let without_keys = server.ctl(&["lease", "timetolive", &id, "--user=alice:apw"]);
+    assert!(without_keys.status.success(), "{without_keys:?}");
+    let with_keys = server.ctl(&["lease", "timetolive", &id, "--keys", "--user=alice:apw"]);
+    assert!(
+        String::from_utf8_lossy(&with_keys.stderr).contains("etcdserver: permission denied"),
+        "{with_keys:?}"
+    );
+    let as_root = server.ctl_ok(&["lease", "timetolive", &id, "--keys", "--user=root:rootpw"]);
+    assert!(as_root.contains("secret"), "{as_root}");
+}

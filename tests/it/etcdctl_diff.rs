@@ -708,6 +708,7 @@ fn auth_sessions_match_etcd() {
         run(&["lease", "revoke", "{lease0}", ALICE]),
         run(&["lock", "mylock", ALICE, "--", "echo", "held"]),
         run(&["lock", "otherlock", ALICE, "--", "echo", "held"]),
+        watch(&["elect", "myelection", "alice", ALICE]),
         run(&["compaction", "1", ALICE]),
         run(&["endpoint", "hashkv", ALICE]),
         run(&["alarm", "list", ALICE]),

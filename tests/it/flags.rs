@@ -222,13 +222,23 @@ fn assert_refused(args: &[&str], variables: &[(&str, &str)], expected: &str) {
 #[test]
 fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
     tracing::info!("TLS asked for through the environment must not be served as plaintext");
-    for (variable, value) in [
-        ("ETCD_CERT_FILE", "/etc/etcd/server.crt"),
-        ("ETCD_CLIENT_CERT_AUTH", "true"),
-        ("ETCD_PEER_CERT_FILE", "/etc/etcd/peer.crt"),
-        ("ETCD_AUTO_TLS", "true"),
+    for (variable, value, expected) in [
+        ("ETCD_CERT_FILE", "/etc/etcd/server.crt", "is plain http"),
+        ("ETCD_CLIENT_CERT_AUTH", "true", "--trusted-ca-file"),
+        ("ETCD_PEER_CERT_FILE", "/etc/etcd/peer.crt", "is plain http"),
+        ("ETCD_AUTO_TLS", "true", "is plain http"),
+        (
+            "ETCD_CLIENT_CRL_FILE",
+            "/etc/etcd/crl.pem",
+            "ETCD_CLIENT_CRL_FILE",
+        ),
+        (
+            "ETCD_PEER_CERT_ALLOWED_CN",
+            "m1",
+            "ETCD_PEER_CERT_ALLOWED_CN",
+        ),
     ] {
-        assert_refused(&[], &[(variable, value)], variable);
+        assert_refused(&[], &[(variable, value)], expected);
     }
     tracing::info!("a config file that does not exist is a clear error");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))

@@ -47,11 +47,13 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
 const HASH_COLLECTIONS_ALLOWED: &[&str] = &["sim/src/check/search.rs"];
 
 /// The parts of `src/` that may know gRPC: the services, the peer
-/// transport, the client, and the generated code's module.
+/// transport, the client, TLS (the connections under both), and the
+/// generated code's module.
 const GRPC_MODULES: &[&str] = &[
     "src/api/",
     "src/transport/",
     "src/client/",
+    "src/tls/",
     "src/proto/",
     "src/bin/",
 ];
