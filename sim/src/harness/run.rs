@@ -329,6 +329,45 @@ fn check_properties(
     }
     let faults = cluster.faults.summary(started);
     let lease_verdict = crate::properties::leases::check(&leases, &faults);
+    // Keys and leases together, an expiry being a server-made revoke.
+    let lease_history = crate::properties::leases::history(&leases, &faults);
+    let lease_report = check(
+        &crate::model::lease::LeaseKv,
+        &lease_history,
+        Budget::default(),
+    );
+    let lease_linearizability = match lease_report.verdict {
+        Verdict::NotLinearizable => {
+            let explained = lease_report
+                .partitions
+                .iter()
+                .find_map(|partition| partition.explanation.as_ref())
+                .map(|explanation| {
+                    let stuck = &lease_history.operations[explanation.first_completion];
+                    format!(
+                        ": after {} operations the state is {}, and {} answered {} by client {} \
+                         between {:.3}s and {:.3}s cannot take effect",
+                        explanation.prefix.len(),
+                        explanation.state_after_prefix,
+                        stuck.input,
+                        stuck
+                            .outcome
+                            .output()
+                            .map_or("nothing".to_string(), ToString::to_string),
+                        stuck.client,
+                        stuck.invoke_ns as f64 / 1e9,
+                        stuck.complete_ns.unwrap_or(stuck.invoke_ns) as f64 / 1e9,
+                    )
+                })
+                .unwrap_or_default();
+            vec![format!("keys and leases are not linearizable{explained}")]
+        }
+        Verdict::Unknown => {
+            trace.record("keys and leases: the checker's budget ran out".into());
+            Vec::new()
+        }
+        Verdict::Linearizable => Vec::new(),
+    };
     let lock_violations = crate::properties::locks::check(&writes);
     if !leases.is_empty() || !writes.is_empty() {
         trace.record(format!(
@@ -345,6 +384,7 @@ fn check_properties(
     let violations: Vec<String> = lease_verdict
         .violations
         .into_iter()
+        .chain(lease_linearizability)
         .chain(lock_violations)
         .chain(auth_violations)
         .collect();

@@ -9,6 +9,7 @@
 
 pub mod etcd;
 pub mod kv;
+pub mod lease;
 pub mod register;
 
 use std::fmt;

@@ -206,5 +206,126 @@ pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
     verdict
 }
 
+/// The records as one history for the keys-and-leases model
+/// (`model::lease`), to be checked for linearizability: grants, puts,
+/// keepalives and TTL questions (does the lease exist?), key reads, client
+/// revokes (fate unknown: the workload does not wait on them), and one
+/// expiry per lease, made by no client, that may take effect only once
+/// the TTL has run from the sending of the grant or of the latest
+/// keepalive answered while the lease lived — or never. Where a clock was
+/// skewed by then, the expiry may come any time after the grant: the time
+/// bound is then the property check's, reported apart.
+pub fn history(
+    records: &[LeaseRecord],
+    faults: &Faults,
+) -> crate::history::History<crate::model::lease::LeaseInput, crate::model::lease::LeaseOutput> {
+    use crate::history::{Operation, Outcome};
+    use crate::model::lease::{LeaseInput, LeaseOutput};
+    let ns = |time: Duration| time.as_nanos() as u64;
+    let mut operations = Vec::new();
+    let mut op = |client: u64, span: Span, input: LeaseInput, outcome: Outcome<LeaseOutput>| {
+        operations.push(Operation {
+            client,
+            invoke_ns: ns(span.invoked),
+            complete_ns: Some(ns(span.completed)),
+            input,
+            outcome,
+            source_line: None,
+        })
+    };
+    for (number, record) in records.iter().enumerate() {
+        let id = record.id;
+        op(
+            record.client,
+            record.grant,
+            LeaseInput::Grant { id },
+            Outcome::Ok(LeaseOutput::Ok),
+        );
+        // A put's send is only known to follow the previous success.
+        let mut previous = record.grant.completed;
+        for (key, completed) in &record.keys {
+            let span = Span {
+                invoked: previous,
+                completed: *completed,
+            };
+            op(
+                record.client,
+                span,
+                LeaseInput::Put {
+                    key: key.clone(),
+                    id,
+                },
+                Outcome::Ok(LeaseOutput::Ok),
+            );
+            previous = *completed;
+        }
+        let mut latest_start = record.grant.invoked;
+        for (span, answer) in &record.keep_alives {
+            if let KeepAlive::Answered(ttl) = answer {
+                op(
+                    record.client,
+                    *span,
+                    LeaseInput::Exists { id },
+                    Outcome::Ok(LeaseOutput::Exists(*ttl > 0)),
+                );
+                if *ttl > 0 {
+                    latest_start = latest_start.max(span.invoked);
+                }
+            }
+        }
+        for (span, look) in &record.looks {
+            let (input, output) = match look {
+                Look::Ttl(ttl) => (LeaseInput::Exists { id }, LeaseOutput::Exists(*ttl >= 0)),
+                Look::Keys(present) => {
+                    let keys = record
+                        .keys
+                        .iter()
+                        .filter(|(_, attached)| *attached <= span.invoked)
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    (
+                        LeaseInput::Read { keys },
+                        LeaseOutput::Present(present.clone()),
+                    )
+                }
+            };
+            op(record.client, *span, input, Outcome::Ok(output));
+        }
+        if let Some(revoked) = record.revoked {
+            let span = Span {
+                invoked: revoked,
+                completed: revoked,
+            };
+            op(
+                record.client,
+                span,
+                LeaseInput::Revoke { id },
+                Outcome::Indeterminate,
+            );
+        }
+        let earliest = latest_start + record.ttl;
+        let earliest = if faults.skewed_before(earliest) {
+            record.grant.invoked
+        } else {
+            earliest
+        };
+        let span = Span {
+            invoked: earliest,
+            completed: earliest,
+        };
+        // The server is a client of its own, one per lease.
+        op(
+            EXPIRY_CLIENT_BASE + number as u64,
+            span,
+            LeaseInput::Expire { id },
+            Outcome::Indeterminate,
+        );
+    }
+    crate::history::History::new(operations)
+}
+
+/// Client ids of the server's expiries in `history`: far from the workload's.
+const EXPIRY_CLIENT_BASE: u64 = 1 << 40;
+
 #[cfg(test)]
 mod tests;

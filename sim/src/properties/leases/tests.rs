@@ -100,3 +100,43 @@ fn a_ttl_that_grows_without_a_keepalive_is_caught() {
     };
     assert!(verdict(record, &down).violations.is_empty());
 }
+
+fn linearizable(records: &[LeaseRecord], faults: &Faults) -> bool {
+    let history = history(records, faults);
+    let report = crate::check::check(
+        &crate::model::lease::LeaseKv,
+        &history,
+        crate::check::Budget::default(),
+    );
+    report.verdict == crate::check::Verdict::Linearizable
+}
+
+#[test]
+fn keys_and_leases_are_checked_together_with_expiry_as_a_server_revoke() {
+    let mut on_time = lease();
+    on_time.looks = vec![
+        (span(2.0, 2.1), Look::Keys(vec![true, true])),
+        (span(10.5, 10.6), Look::Keys(vec![false, false])),
+        (span(10.7, 10.8), Look::Ttl(-1)),
+    ];
+    assert!(linearizable(&[on_time.clone()], &Faults::default()));
+
+    // Gone at 6.1, though promised until 7.0 (granted at 1.0, 6 s).
+    let mut early = lease();
+    early.looks = vec![(span(6.0, 6.1), Look::Ttl(-1))];
+    assert!(!linearizable(&[early.clone()], &Faults::default()));
+    // A skewed clock lifts the time bound (the property check reports it).
+    let skewed = Faults {
+        skewed_at: Some(s(2.0)),
+        ..Faults::default()
+    };
+    assert!(linearizable(&[early], &skewed));
+
+    // The lease is gone but one of its keys is not: never atomic.
+    let mut torn = on_time;
+    torn.looks = vec![
+        (span(10.5, 10.6), Look::Ttl(-1)),
+        (span(10.7, 10.8), Look::Keys(vec![false, true])),
+    ];
+    assert!(!linearizable(&[torn], &Faults::default()));
+}
