@@ -38,6 +38,7 @@ enum Action {
     PowerLoss,
     ArmCrashPoint,
     MoveLeader,
+    Maintenance,
 }
 
 /// How long the power stays off in a power loss, at most.
@@ -79,6 +80,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     }
     if options.leader_moves {
         actions.push(Action::MoveLeader);
+    }
+    if options.maintenance {
+        actions.push(Action::Maintenance);
     }
     actions
 }
@@ -166,6 +170,10 @@ pub async fn run(
             move_leader(cluster, monitor.current_leader(), operator, trace).await;
             continue;
         }
+        if let Action::Maintenance = action {
+            maintenance(cluster, operator, trace).await;
+            continue;
+        }
         // Pauses and crash points never overlap (see `resume_paused`).
         if let Action::ArmCrashPoint = action {
             if !cluster.paused.is_empty() {
@@ -184,6 +192,68 @@ pub async fn run(
             trace.record(format!("nemesis: {event}"));
         }
     }
+}
+
+/// How long the operator's Defragment or Snapshot may take.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An operator's Defragment (detcd: a snapshot saved now, old WAL
+/// segments released) or Snapshot (a backup streamed out) on a running
+/// member, at a time the seed picks: both run beside the faults and the
+/// load, as operators run them.
+async fn maintenance(cluster: &SimCluster, operator: &madsim::runtime::NodeHandle, trace: &Trace) {
+    let (member, defragment) = {
+        let mut rng = madsim::rand::thread_rng();
+        let size = cluster.size();
+        let member = pick(
+            &mut rng,
+            (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)),
+        );
+        (member, rng.gen_bool(0.5))
+    };
+    let Some(member) = member else { return };
+    let url = super::cluster::client_url(member);
+    let call = operator.spawn(async move {
+        use detcd::proto::etcdserverpb::{
+            maintenance_client::MaintenanceClient, DefragmentRequest, SnapshotRequest,
+        };
+        let call = async {
+            let mut client: MaintenanceClient<_> = MaintenanceClient::connect(url)
+                .await
+                .map_err(|error| error.to_string())?;
+            if defragment {
+                client
+                    .defragment(DefragmentRequest {})
+                    .await
+                    .map_err(|status| status.message().to_string())?;
+                return Ok("defragmented".to_string());
+            }
+            let mut stream = client
+                .snapshot(SnapshotRequest {})
+                .await
+                .map_err(|status| status.message().to_string())?
+                .into_inner();
+            let mut bytes = 0;
+            while let Some(part) = stream
+                .message()
+                .await
+                .map_err(|status| status.message().to_string())?
+            {
+                bytes += part.blob.len();
+            }
+            Ok::<String, String>(format!("snapshot of {bytes} bytes"))
+        };
+        tokio::time::timeout(MAINTENANCE_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+    });
+    let outcome = call
+        .await
+        .unwrap_or_else(|_| Err("operator task failed".into()));
+    trace.record(format!(
+        "nemesis: maintenance on m{member}: {}",
+        outcome.unwrap_or_else(|error| format!("failed: {error}"))
+    ));
 }
 
 /// How long the operator's MoveLeader may take before it gives up.
@@ -430,7 +500,9 @@ fn act(
             }
         }
         // Handled by `run`: they wait for what they started.
-        Action::PowerLoss | Action::ArmCrashPoint | Action::MoveLeader => None,
+        Action::PowerLoss | Action::ArmCrashPoint | Action::MoveLeader | Action::Maintenance => {
+            None
+        }
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);
             let offset = rng

@@ -42,6 +42,9 @@ pub struct SwarmOptions {
     pub crash_points: bool,
     /// An operator moves leadership (Maintenance.MoveLeader) during faults.
     pub leader_moves: bool,
+    /// An operator defragments or takes a backup (Maintenance.Defragment,
+    /// Maintenance.Snapshot) during faults.
+    pub maintenance: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -74,6 +77,7 @@ impl SwarmOptions {
             power_loss: rng.gen_bool(0.5),
             crash_points: rng.gen_bool(0.5),
             leader_moves: rng.gen_bool(0.5),
+            maintenance: rng.gen_bool(0.5),
         }
     }
 }
@@ -82,7 +86,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} maintenance={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -100,6 +104,7 @@ impl fmt::Display for SwarmOptions {
             self.power_loss,
             self.crash_points,
             self.leader_moves,
+            self.maintenance,
             self.nemesis_interval
         )
     }
