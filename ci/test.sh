@@ -45,7 +45,7 @@ RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim \
     cargo nextest run -p detcd-sim --test harness $jobs --no-fail-fast
 
 step "simulation seeds (per commit; ci/nightly.sh runs many more)"
-target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS:-250}" --start-seed 1 --duration 10 \
+target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS:-250}" --start-seed 1 --duration 10 --nodes 3 --workload mixed \
     --failures-dir target/sim-failures
 target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_5:-100}" --start-seed 100001 --duration 10 --nodes 5 \
     --workload append --failures-dir target/sim-failures

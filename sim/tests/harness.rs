@@ -130,6 +130,8 @@ fn caught_in(sabotage: &str, workload: &str) {
         SABOTAGE_SEEDS,
         "--duration",
         "10",
+        "--nodes",
+        "3",
         "--workload",
         workload,
         "--sabotage",

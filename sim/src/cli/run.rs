@@ -13,18 +13,61 @@ use detcd_sim::options::Workload;
 
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
-    /// Members in the simulated cluster.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
-    pub nodes: u64,
+    /// Members in the simulated cluster [default: drawn from the seed, 3 or 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=7))]
+    pub nodes: Option<u64>,
     /// Simulated seconds of the safety phase (faults on).
     #[arg(long, default_value_t = 20)]
     pub duration: u64,
-    #[arg(long, value_enum, default_value_t = Workload::Mixed)]
-    pub workload: Workload,
+    /// [default: drawn from the seed, mixed most often]
+    #[arg(long, value_enum)]
+    pub workload: Option<Workload>,
     /// Switch on a deliberate bug (see `detcd-sim sabotage --list`); the
     /// run must then fail.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(detcd_sim::options::SABOTAGES.map(|(name, _)| name)))]
     pub sabotage: Option<String>,
+}
+
+/// The member counts a seed draws from when `--nodes` is not given.
+/// (The normal build only re-runs the madsim build, which draws.)
+#[cfg_attr(not(madsim), allow(dead_code))]
+const DRAWN_NODES: [u64; 3] = [3, 3, 5];
+/// The workloads a seed draws from when `--workload` is not given: mixed
+/// (leases and locks alongside) half the time.
+#[cfg_attr(not(madsim), allow(dead_code))]
+const DRAWN_WORKLOADS: [Workload; 10] = [
+    Workload::Mixed,
+    Workload::Mixed,
+    Workload::Mixed,
+    Workload::Mixed,
+    Workload::Mixed,
+    Workload::Register,
+    Workload::Append,
+    Workload::Lease,
+    Workload::Lock,
+    Workload::Auth,
+];
+
+#[cfg_attr(not(madsim), allow(dead_code))]
+impl SimArgs {
+    /// The member count and workload of `seed`'s run: as given, or drawn
+    /// from the seed alone (not from the run's own randomness, which they
+    /// would shift), so `replay --seed N` alone is the whole run.
+    pub fn resolve(&self, seed: u64) -> (u64, Workload) {
+        let draw = |salt: u64, len: usize| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = rustc_hash::FxHasher::default();
+            (seed, salt).hash(&mut hasher);
+            (hasher.finish() % len as u64) as usize
+        };
+        let nodes = self
+            .nodes
+            .unwrap_or_else(|| DRAWN_NODES[draw(0x6e6f646573, DRAWN_NODES.len())]);
+        let workload = self
+            .workload
+            .unwrap_or_else(|| DRAWN_WORKLOADS[draw(0x776f726b, DRAWN_WORKLOADS.len())]);
+        (nodes, workload)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -148,16 +191,17 @@ mod simulated {
         detcd_sim::history::History<KvInput, KvOutput>,
     );
 
-    fn options(sim: &SimArgs) -> RunOptions {
+    fn options(sim: &SimArgs, seed: u64) -> RunOptions {
         let sabotage = sim
             .sabotage
             .as_deref()
             .map(|name| Sabotage::parse(name).expect("clap checked the name"))
             .unwrap_or(Sabotage::None);
+        let (nodes, workload) = sim.resolve(seed);
         RunOptions {
-            nodes: sim.nodes as usize,
+            nodes: nodes as usize,
             duration: Duration::from_secs(sim.duration),
-            workload: sim.workload,
+            workload,
             sabotage,
         }
     }
@@ -218,18 +262,17 @@ mod simulated {
             .as_ref()
             .map(|name| format!(" --sabotage {name}"))
             .unwrap_or_default();
+        let (nodes, workload) = sim.resolve(seed);
         format!(
-            "cargo sim replay --seed {seed} --nodes {} --duration {} --workload {}{sabotage}",
-            sim.nodes,
+            "cargo sim replay --seed {seed} --nodes {nodes} --duration {} --workload {}{sabotage}",
             sim.duration,
-            clap::ValueEnum::to_possible_value(&sim.workload)
+            clap::ValueEnum::to_possible_value(&workload)
                 .map(|v| v.get_name().to_string())
                 .unwrap_or_default()
         )
     }
 
     pub fn run(arguments: &RunArgs) -> ExitCode {
-        let options = options(&arguments.sim);
         let seeds: Vec<u64> = match arguments.seed {
             Some(seed) => vec![seed],
             None => (arguments.start_seed..arguments.start_seed + arguments.seeds).collect(),
@@ -240,6 +283,7 @@ mod simulated {
         let mut exit = EXIT_PASS;
         let mut first_failure = None;
         for (done, &seed) in seeds.iter().enumerate() {
+            let options = options(&arguments.sim, seed);
             let (code, line) = judge_seed(seed, arguments, &options, &mut simulated);
             if code == EXIT_PASS && line.starts_with("UNKNOWN") {
                 unknown += 1;
@@ -335,7 +379,9 @@ mod simulated {
             }
         }
         let summary = format!(
-            "{} ops, {:.1} s simulated, trace {:016x}, {}",
+            "{} members, {:?} workload, {} ops, {:.1} s simulated, trace {:016x}, {}",
+            options.nodes,
+            options.workload,
             report.history.len(),
             report.simulated.as_secs_f64(),
             report.trace_hash,
@@ -413,7 +459,7 @@ mod simulated {
             .with_env_filter(filter)
             .with_target(false)
             .try_init();
-        let options = options(&arguments.sim);
+        let options = options(&arguments.sim, arguments.seed);
         match run_seed(arguments.seed, &options, true) {
             SeedResult::Crashed(message, _) => {
                 println!("CRASH: {message}");
@@ -478,5 +524,41 @@ fn save_failure(
     match write() {
         Ok(()) => target.display().to_string(),
         Err(error) => format!("(not saved: {error})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unset() -> SimArgs {
+        SimArgs {
+            nodes: None,
+            duration: 10,
+            workload: None,
+            sabotage: None,
+        }
+    }
+
+    #[test]
+    fn a_seed_alone_decides_what_was_not_given() {
+        let args = unset();
+        assert_eq!(args.resolve(17), args.resolve(17));
+        let drawn: std::collections::BTreeSet<(u64, String)> = (0..200)
+            .map(|seed| {
+                let (nodes, workload) = args.resolve(seed);
+                (nodes, format!("{workload:?}"))
+            })
+            .collect();
+        let nodes: std::collections::BTreeSet<u64> = drawn.iter().map(|(n, _)| *n).collect();
+        assert_eq!(nodes, [3, 5].into());
+        let workloads: std::collections::BTreeSet<&String> = drawn.iter().map(|(_, w)| w).collect();
+        assert_eq!(workloads.len(), 6, "{workloads:?}");
+        let given = SimArgs {
+            nodes: Some(1),
+            workload: Some(Workload::Lock),
+            ..unset()
+        };
+        assert_eq!(given.resolve(17), (1, Workload::Lock));
     }
 }
