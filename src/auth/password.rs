@@ -75,3 +75,28 @@ impl Hasher {
         crate::storage::blocking::run(work).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_of_logins_is_refused_past_the_waiting_bound() {
+        let hasher = Hasher::new(BCRYPT_COST_MIN);
+        let hash = hasher.hash("secret".into(), [7; 16]).await.unwrap();
+        assert!(hasher.verify("secret".into(), hash.clone()).await.unwrap());
+        assert!(!hasher.verify("wrong".into(), hash.clone()).await.unwrap());
+        let flood =
+            (0..BCRYPT_WAITING_MAX * 2).map(|_| hasher.verify("wrong".into(), hash.clone()));
+        let answers = futures::future::join_all(flood).await;
+        let refused = answers
+            .iter()
+            .filter(|answer| matches!(answer, Err(Error::TooManyRequests)))
+            .count();
+        assert!(refused > 0, "no login was turned away");
+        assert!(
+            answers.iter().any(|answer| matches!(answer, Ok(false))),
+            "the bound let none through"
+        );
+    }
+}
