@@ -70,7 +70,8 @@ pub struct Server {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     clock: Clock,
-    pub limits: Limits,
+    /// Shared: a `Server` is cloned for every request (`acting_for`).
+    pub limits: Arc<Limits>,
     /// bcrypt off the raft loop, bounded (`crate::auth::password`).
     hasher: crate::auth::password::Hasher,
     /// Salts and token prefixes (seam 3: seeded in the simulator).
@@ -186,7 +187,7 @@ impl Server {
             shared,
             commands,
             clock,
-            limits,
+            limits: Arc::new(limits),
             hasher: crate::auth::password::Hasher::new(config.bcrypt_cost),
             rng: Arc::new(std::sync::Mutex::new(NodeRng::from_seed(rng.next_u64()))),
             jwt,
