@@ -22,7 +22,7 @@ seed=$(( $(date +%s) / 86400 * 100000 ))
 status=0
 round=0
 while [ "$(date +%s)" -lt "$deadline" ]; do
-    for config in "--nodes 3 --workload mixed" "--nodes 5 --workload append" "--nodes 3 --workload register" "--nodes 3 --workload lease" "--nodes 5 --workload lock" "--nodes 3 --workload auth"; do
+    for config in "--nodes 3 --workload mixed" "--nodes 5 --workload append" "--nodes 3 --workload register" "--nodes 3 --workload lease" "--nodes 5 --workload lock" "--nodes 3 --workload auth" "--nodes 3 --workload etcd"; do
         [ "$(date +%s)" -lt "$deadline" ] || break
         round=$((round + 1))
         echo "== round $round: seeds $seed.. $config" | tee -a "$summary"

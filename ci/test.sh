@@ -55,3 +55,5 @@ target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_LOCK:-40}" --start-seed
     --workload lock --failures-dir target/sim-failures
 target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_AUTH:-40}" --start-seed 400001 --duration 10 \
     --workload auth --failures-dir target/sim-failures
+target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_ETCD:-30}" --start-seed 700001 --duration 10 \
+    --workload etcd --failures-dir target/sim-failures

@@ -41,10 +41,13 @@ pub enum Sabotage {
     VersionOffByOne = 10,
     /// A txn's else branch is not checked against the user's permissions.
     AuthTxnElseUnchecked = 11,
+    /// A range over several keys leaves out its last key (an MVCC bug only
+    /// a workload reading ranges sees).
+    RangeDropsLastKey = 12,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 11] = [
+    pub const ALL: [Sabotage; 12] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -56,6 +59,7 @@ impl Sabotage {
         Sabotage::RevokeLeavesAKey,
         Sabotage::VersionOffByOne,
         Sabotage::AuthTxnElseUnchecked,
+        Sabotage::RangeDropsLastKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +76,7 @@ impl Sabotage {
             Sabotage::RevokeLeavesAKey => "revoke-leaves-a-key",
             Sabotage::VersionOffByOne => "version-off-by-one",
             Sabotage::AuthTxnElseUnchecked => "auth-txn-else-unchecked",
+            Sabotage::RangeDropsLastKey => "range-drops-last-key",
         }
     }
 
@@ -95,6 +100,7 @@ impl Sabotage {
             Sabotage::RevokeLeavesAKey => "a lease's revoke or expiry leaves one key behind",
             Sabotage::VersionOffByOne => "reads report a key's version one short past 3",
             Sabotage::AuthTxnElseUnchecked => "a txn's else branch skips the permission check",
+            Sabotage::RangeDropsLastKey => "a range over several keys leaves out its last key",
         }
     }
 

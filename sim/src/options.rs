@@ -21,6 +21,9 @@ pub enum Workload {
     /// auth only: permissions granted and revoked while users read and
     /// write (checked by `properties::auth`).
     Auth,
+    /// more of the KV API (prefix and from-key ranges and deletes, txns
+    /// comparing every target), checked with the revision-aware etcd model.
+    Etcd,
 }
 
 impl Workload {
@@ -37,6 +40,14 @@ impl Workload {
         match self {
             Workload::Lease => clients,
             Workload::Mixed => 1,
+            _ => 0,
+        }
+    }
+
+    /// Clients of the etcd workload, given the run's client count.
+    pub fn etcd_clients(self, clients: usize) -> usize {
+        match self {
+            Workload::Etcd => clients,
             _ => 0,
         }
     }
@@ -62,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 11] = [
+pub const SABOTAGES: [(&str, &str); 12] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -100,5 +111,9 @@ pub const SABOTAGES: [(&str, &str); 11] = [
     (
         "auth-txn-else-unchecked",
         "a txn's else branch skips the permission check",
+    ),
+    (
+        "range-drops-last-key",
+        "a range over several keys leaves out its last key",
     ),
 ];

@@ -219,6 +219,16 @@ fn auth_txn_else_unchecked_is_caught() {
 }
 
 #[test]
+fn version_off_by_one_is_caught_by_the_etcd_model() {
+    caught_in("version-off-by-one", "etcd");
+}
+
+#[test]
+fn range_drops_last_key_is_caught_by_the_etcd_model() {
+    caught_in("range-drops-last-key", "etcd");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -719,6 +719,13 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
             }
         });
     }
+    #[cfg(madsim)]
+    if crate::sabotage::active(crate::sabotage::Sabotage::RangeDropsLastKey)
+        && !request.range_end.is_empty()
+        && kvs.len() > 1
+    {
+        kvs.pop();
+    }
     let mut more = false;
     if request.limit > 0 && kvs.len() > request.limit as usize {
         kvs.truncate(request.limit as usize);

@@ -35,7 +35,7 @@ const DRAWN_NODES: [u64; 3] = [3, 3, 5];
 /// The workloads a seed draws from when `--workload` is not given: mixed
 /// (leases and locks alongside) half the time.
 #[cfg_attr(not(madsim), allow(dead_code))]
-const DRAWN_WORKLOADS: [Workload; 10] = [
+const DRAWN_WORKLOADS: [Workload; 11] = [
     Workload::Mixed,
     Workload::Mixed,
     Workload::Mixed,
@@ -46,6 +46,7 @@ const DRAWN_WORKLOADS: [Workload; 10] = [
     Workload::Lease,
     Workload::Lock,
     Workload::Auth,
+    Workload::Etcd,
 ];
 
 #[cfg_attr(not(madsim), allow(dead_code))]
@@ -553,7 +554,7 @@ mod tests {
         let nodes: std::collections::BTreeSet<u64> = drawn.iter().map(|(n, _)| *n).collect();
         assert_eq!(nodes, [3, 5].into());
         let workloads: std::collections::BTreeSet<&String> = drawn.iter().map(|(_, w)| w).collect();
-        assert_eq!(workloads.len(), 6, "{workloads:?}");
+        assert_eq!(workloads.len(), 7, "{workloads:?}");
         let given = SimArgs {
             nodes: Some(1),
             workload: Some(Workload::Lock),

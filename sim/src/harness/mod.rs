@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod etcd_workload;
 pub mod faults;
 pub mod hostile;
 pub mod invariants;

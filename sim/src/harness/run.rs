@@ -119,6 +119,20 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             deadline,
         )));
     }
+    let etcd_log = super::etcd_workload::EtcdLog::default();
+    for client in 0..options.workload.etcd_clients(swarm.clients) {
+        let (node, endpoints) = cluster.add_client(next_node);
+        next_node += 1;
+        clients.push(node.spawn(super::etcd_workload::client(
+            client as u64,
+            endpoints,
+            swarm.keys,
+            etcd_log.clone(),
+            trace.clone(),
+            started,
+            deadline,
+        )));
+    }
     let auth_log = AuthLog::new(started);
     let auth_users = options.workload.auth_users(swarm.clients);
     if auth_users > 0 {
@@ -155,10 +169,12 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let endpoints = (0..options.nodes).map(client_url).collect();
         observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
     });
-    let hostile = swarm.hostile.then(|| {
-        let (node, endpoints) = cluster.add_client(swarm.clients + 1);
-        node.spawn(hostile::run(endpoints, deadline, trace.clone()))
-    });
+    // The etcd model holds the whole store: its clients are the only writers.
+    let hostile =
+        (swarm.hostile && options.workload != crate::options::Workload::Etcd).then(|| {
+            let (node, endpoints) = cluster.add_client(swarm.clients + 1);
+            node.spawn(hostile::run(endpoints, deadline, trace.clone()))
+        });
     nemesis::run(
         &mut cluster,
         &swarm,
@@ -267,6 +283,31 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         }
         (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
         (outcome, _) => outcome,
+    };
+    let etcd_history = History::new(etcd_log.take());
+    let outcome = if etcd_history.is_empty() {
+        outcome
+    } else {
+        let etcd_report = check(
+            &crate::model::etcd::Etcd::default(),
+            &etcd_history,
+            Budget::default(),
+        );
+        trace.record(format!(
+            "etcd model: {} operations, {}",
+            etcd_history.len(),
+            etcd_report.verdict
+        ));
+        match (outcome, etcd_report.verdict) {
+            (Outcome::Pass | Outcome::Liveness(_) | Outcome::Unknown, Verdict::NotLinearizable) => {
+                Outcome::Violation(
+                    "the etcd workload's history is not linearizable under the etcd model (revisions included)"
+                        .into(),
+                )
+            }
+            (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
+            (outcome, _) => outcome,
+        }
     };
     let revision_violations = crate::properties::revisions::check(&recorder.take_revisions());
     let outcome = match (outcome, revision_violations.first()) {

@@ -133,9 +133,11 @@ impl Worker {
             // each one left open widens the checker's search.
             Workload::Register => [38, 0, 26, 26, 0, 0, 10],
             Workload::Append => [30, 10, 0, 0, 30, 30, 0],
-            Workload::Mixed | Workload::Lease | Workload::Lock | Workload::Auth => {
-                [30, 5, 17, 13, 15, 15, 5]
-            }
+            Workload::Mixed
+            | Workload::Lease
+            | Workload::Lock
+            | Workload::Auth
+            | Workload::Etcd => [30, 5, 17, 13, 15, 15, 5],
         };
         let mut roll = rng.gen_range(0..100u32);
         let mut choice = 0;

@@ -1,0 +1,327 @@
+//! The etcd workload (`--workload etcd`): clients use more of the KV API
+//! than the register and append workloads — ranges over a prefix and from
+//! a key, deletes of ranges, txns comparing value, version, create and mod
+//! revision with every result, reads inside txns — and the history is
+//! checked with the revision-aware etcd model (`model::etcd`): header,
+//! create and mod revisions and versions included, not just values.
+//!
+//! The model holds the whole store (revisions are global), so in this
+//! workload these clients are the only writers: the hostile client is off.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use detcd::client::{Client, ClientError};
+use detcd::proto::etcdserverpb::{
+    compare, request_op, response_op, Compare as ProtoCompare, DeleteRangeRequest, PutRequest,
+    RangeRequest, RangeResponse, RequestOp, TxnRequest,
+};
+use madsim::rand::Rng;
+
+use crate::history::{Operation, Outcome};
+use crate::model::etcd::{
+    Compare, CompareResult, CompareTarget, EtcdInput, EtcdOutput, KeyValue, TxnOp, TxnOpResponse,
+};
+
+use super::trace::Trace;
+use super::workload::REQUEST_TIMEOUT;
+
+/// Every key of the workload is under this prefix.
+pub const PREFIX: &str = "etcd/";
+/// Pause between two requests of a client, at most.
+const THINK_TIME_MAX: Duration = Duration::from_millis(40);
+
+pub type EtcdOperation = Operation<EtcdInput, EtcdOutput>;
+
+#[derive(Clone, Default)]
+pub struct EtcdLog {
+    operations: Arc<Mutex<Vec<EtcdOperation>>>,
+}
+
+impl EtcdLog {
+    pub fn take(&self) -> Vec<EtcdOperation> {
+        std::mem::take(&mut self.operations.lock().unwrap())
+    }
+}
+
+/// etcd's prefix end: the prefix with its last byte raised.
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().expect("a non-empty prefix") += 1;
+    String::from_utf8(end).expect("ASCII")
+}
+
+fn kvs(response: &RangeResponse) -> Vec<KeyValue> {
+    response
+        .kvs
+        .iter()
+        .map(|kv| KeyValue {
+            key: String::from_utf8_lossy(&kv.key).into_owned(),
+            value: String::from_utf8_lossy(&kv.value).into_owned(),
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+        })
+        .collect()
+}
+
+fn range_end_bytes(range_end: &Option<String>) -> Vec<u8> {
+    range_end
+        .as_deref()
+        .map(|end| end.as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+fn proto_compare(compare: &Compare) -> ProtoCompare {
+    use compare::{CompareResult as R, CompareTarget as T, TargetUnion as U};
+    let (target, union) = match &compare.target {
+        CompareTarget::Value(value) => (T::Value, U::Value(value.as_bytes().to_vec())),
+        CompareTarget::Version(version) => (T::Version, U::Version(*version)),
+        CompareTarget::CreateRevision(revision) => (T::Create, U::CreateRevision(*revision)),
+        CompareTarget::ModRevision(revision) => (T::Mod, U::ModRevision(*revision)),
+    };
+    let result = match compare.result {
+        CompareResult::Equal => R::Equal,
+        CompareResult::NotEqual => R::NotEqual,
+        CompareResult::Greater => R::Greater,
+        CompareResult::Less => R::Less,
+    };
+    ProtoCompare {
+        key: compare.key.as_bytes().to_vec(),
+        result: result as i32,
+        target: target as i32,
+        target_union: Some(union),
+        ..Default::default()
+    }
+}
+
+fn proto_op(op: &TxnOp) -> RequestOp {
+    let request = match op {
+        TxnOp::Range { key, range_end } => request_op::Request::RequestRange(RangeRequest {
+            key: key.as_bytes().to_vec(),
+            range_end: range_end_bytes(range_end),
+            ..Default::default()
+        }),
+        TxnOp::Put { key, value } => request_op::Request::RequestPut(PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            ..Default::default()
+        }),
+        TxnOp::Delete { key, range_end } => {
+            request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                range_end: range_end_bytes(range_end),
+                ..Default::default()
+            })
+        }
+    };
+    RequestOp {
+        request: Some(request),
+    }
+}
+
+/// One client, until `deadline`.
+pub async fn client(
+    id: u64,
+    endpoints: Vec<String>,
+    keys: usize,
+    log: EtcdLog,
+    trace: Trace,
+    started: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+) {
+    let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
+    let now = || started.elapsed().as_nanos() as u64;
+    let mut sequence = 0u64;
+    // What this client last saw of revisions: operands its compares use,
+    // so some of them hold.
+    let mut seen_revision = 1i64;
+    while tokio::time::Instant::now() < deadline {
+        sequence += 1;
+        let input = {
+            let mut rng = madsim::rand::thread_rng();
+            let key =
+                |rng: &mut dyn madsim::rand::RngCore| format!("{PREFIX}{}", rng.gen_range(0..keys));
+            let value = format!("{id}.{sequence}");
+            let from_key = |rng: &mut dyn madsim::rand::RngCore| {
+                let start = key(rng);
+                (start, Some("\0".to_string()))
+            };
+            match rng.gen_range(0..100) {
+                0..=19 => EtcdInput::Range {
+                    key: key(&mut rng),
+                    range_end: None,
+                },
+                20..=29 => EtcdInput::Range {
+                    key: PREFIX.to_string(),
+                    range_end: Some(prefix_end(PREFIX)),
+                },
+                30..=34 => {
+                    let (key, range_end) = from_key(&mut rng);
+                    EtcdInput::Range { key, range_end }
+                }
+                35..=59 => EtcdInput::Put {
+                    key: key(&mut rng),
+                    value,
+                },
+                60..=66 => EtcdInput::Delete {
+                    key: key(&mut rng),
+                    range_end: None,
+                },
+                67..=69 => {
+                    let (key, range_end) = from_key(&mut rng);
+                    EtcdInput::Delete { key, range_end }
+                }
+                _ => {
+                    let target = match rng.gen_range(0..4) {
+                        0 => CompareTarget::Value(format!(
+                            "{}.{}",
+                            rng.gen_range(0..5),
+                            rng.gen_range(0..sequence.max(1))
+                        )),
+                        1 => CompareTarget::Version(rng.gen_range(0..4)),
+                        2 => CompareTarget::CreateRevision(rng.gen_range(0..=seen_revision)),
+                        _ => CompareTarget::ModRevision(rng.gen_range(0..=seen_revision)),
+                    };
+                    let result = [
+                        CompareResult::Equal,
+                        CompareResult::NotEqual,
+                        CompareResult::Greater,
+                        CompareResult::Less,
+                    ][rng.gen_range(0..4)];
+                    let compared = key(&mut rng);
+                    let written = key(&mut rng);
+                    EtcdInput::Txn {
+                        compare: vec![Compare {
+                            key: compared.clone(),
+                            result,
+                            target,
+                        }],
+                        success: vec![
+                            TxnOp::Put {
+                                key: written,
+                                value,
+                            },
+                            TxnOp::Range {
+                                key: PREFIX.to_string(),
+                                range_end: Some(prefix_end(PREFIX)),
+                            },
+                        ],
+                        failure: vec![TxnOp::Range {
+                            key: compared,
+                            range_end: None,
+                        }],
+                    }
+                }
+            }
+        };
+        let invoked = now();
+        let outcome = perform(&mut client, &input).await;
+        if let Outcome::Ok(output) = &outcome {
+            seen_revision = seen_revision.max(output.header_revision());
+        }
+        if let Outcome::Indeterminate = outcome {
+            trace.record(format!("etcd client {id}: {input:?} may have applied"));
+        }
+        log.operations.lock().unwrap().push(Operation {
+            client: id,
+            invoke_ns: invoked,
+            complete_ns: Some(now()),
+            input,
+            outcome,
+            source_line: None,
+        });
+        let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+fn failed(error: &ClientError, read_only: bool) -> Outcome<EtcdOutput> {
+    if read_only || !error.may_have_applied() {
+        Outcome::Fail
+    } else {
+        Outcome::Indeterminate
+    }
+}
+
+async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> {
+    let header = |header: &Option<detcd::proto::etcdserverpb::ResponseHeader>| {
+        header.as_ref().map_or(0, |header| header.revision)
+    };
+    match input {
+        EtcdInput::Range { key, range_end } => {
+            let request = RangeRequest {
+                key: key.as_bytes().to_vec(),
+                range_end: range_end_bytes(range_end),
+                ..Default::default()
+            };
+            match client.range(request).await {
+                Ok(response) => Outcome::Ok(EtcdOutput::Range {
+                    header_revision: header(&response.header),
+                    kvs: kvs(&response),
+                }),
+                Err(error) => failed(&error, true),
+            }
+        }
+        EtcdInput::Put { key, value } => {
+            let request = PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+                ..Default::default()
+            };
+            match client.put(request).await {
+                Ok(response) => Outcome::Ok(EtcdOutput::Put {
+                    header_revision: header(&response.header),
+                }),
+                Err(error) => failed(&error, false),
+            }
+        }
+        EtcdInput::Delete { key, range_end } => {
+            let request = DeleteRangeRequest {
+                key: key.as_bytes().to_vec(),
+                range_end: range_end_bytes(range_end),
+                ..Default::default()
+            };
+            match client.delete_range(request).await {
+                Ok(response) => Outcome::Ok(EtcdOutput::Delete {
+                    header_revision: header(&response.header),
+                    deleted: response.deleted,
+                }),
+                Err(error) => failed(&error, false),
+            }
+        }
+        EtcdInput::Txn {
+            compare,
+            success,
+            failure,
+        } => {
+            let request = TxnRequest {
+                compare: compare.iter().map(proto_compare).collect(),
+                success: success.iter().map(proto_op).collect(),
+                failure: failure.iter().map(proto_op).collect(),
+            };
+            match client.txn(request).await {
+                Ok(response) => Outcome::Ok(EtcdOutput::Txn {
+                    header_revision: header(&response.header),
+                    succeeded: response.succeeded,
+                    responses: response
+                        .responses
+                        .iter()
+                        .map(|op| match &op.response {
+                            Some(response_op::Response::ResponseRange(range)) => {
+                                TxnOpResponse::Range { kvs: kvs(range) }
+                            }
+                            Some(response_op::Response::ResponseDeleteRange(delete)) => {
+                                TxnOpResponse::Delete {
+                                    deleted: delete.deleted,
+                                }
+                            }
+                            _ => TxnOpResponse::Put,
+                        })
+                        .collect(),
+                }),
+                Err(error) => failed(&error, false),
+            }
+        }
+    }
+}
