@@ -136,7 +136,7 @@ fn caught_in(sabotage: &str, workload: &str) {
         workload,
         "--sabotage",
         sabotage,
-        "--stop-on-failure",
+        "--stop-on-violation",
         "--failures-dir",
         &dir,
     ]);

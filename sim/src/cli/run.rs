@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// Stop at the first failing seed.
     #[arg(long)]
     pub stop_on_failure: bool,
+    /// Stop at the first correctness violation; crashes and liveness
+    /// failures are reported and the run goes on.
+    #[arg(long, conflicts_with = "stop_on_failure")]
+    pub stop_on_violation: bool,
     /// Run every seed twice and fail on any trace-hash difference.
     #[arg(long)]
     pub check_determinism: bool,
@@ -301,8 +305,12 @@ mod simulated {
             );
             if code != EXIT_PASS {
                 println!("  replay: {}", replay_command(seed, &arguments.sim));
-                first_failure.get_or_insert(seed);
-                if arguments.stop_on_failure {
+                // The reproduce line names the first of the most serious.
+                if first_failure.is_none_or(|(worst, _)| worse(worst, code) != worst) {
+                    first_failure = Some((code, seed));
+                }
+                let violation = code == EXIT_CORRECTNESS;
+                if arguments.stop_on_failure || (arguments.stop_on_violation && violation) {
                     break;
                 }
             }
@@ -320,7 +328,7 @@ mod simulated {
             simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
         );
         // A failing run ends with the command that reproduces it.
-        if let Some(seed) = first_failure {
+        if let Some((_, seed)) = first_failure {
             println!(
                 "reproduce the first failure: {}",
                 replay_command(seed, &arguments.sim)
