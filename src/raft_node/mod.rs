@@ -1368,7 +1368,7 @@ fn membership_change(
     }
 }
 
-fn to_raft_snapshot(snapshot: &Snapshot) -> RaftSnapshot {
+pub(super) fn to_raft_snapshot(snapshot: &Snapshot) -> RaftSnapshot {
     let mut raft_snapshot = RaftSnapshot {
         data: snapshot.encode().into(),
         ..RaftSnapshot::default()

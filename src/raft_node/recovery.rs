@@ -423,7 +423,12 @@ fn recover(
                     state.applied_index()
                 )));
             }
-            let log = LogStore::new(snapshot.conf_state.clone(), snapshot.index, snapshot.term);
+            let mut log = LogStore::new(snapshot.conf_state.clone(), snapshot.index, snapshot.term);
+            // The snapshot followers get: without it a member that restarts
+            // from a snapshot and leads could not catch up a follower
+            // behind it until it applied something new, which may need that
+            // very follower (the simulator found this, seed 244).
+            log.set_snapshot(super::to_raft_snapshot(&snapshot));
             (state, log, snapshot.index, snapshot.term)
         }
         None if covered(0) => {
