@@ -431,7 +431,7 @@ impl AuthStore {
             .filter_map(|name| self.roles.get(name))
             .flat_map(|role| role.perms.iter())
             .filter(|perm| allows(perm.perm_type(), access))
-            .map(|perm| KeyRange::from_permission(&perm.key, &perm.range_end))
+            .map(|perm| KeyRange::from_request(&perm.key, &perm.range_end))
             .collect();
         ranges.sort_by(|a, b| a.start.cmp(&b.start));
         let mut merged: Vec<KeyRange> = Vec::with_capacity(ranges.len());
@@ -596,8 +596,8 @@ impl KeyRange {
         }
     }
 
-    /// A request's range: an empty end is the one key, "\0" every key from
-    /// `key` on.
+    /// A request's (or a permission's) range: an empty end is the one key,
+    /// "\0" every key from `key` on.
     fn from_request(key: &[u8], range_end: &[u8]) -> KeyRange {
         match range_end {
             [] => KeyRange::one_key(key),
@@ -610,11 +610,6 @@ impl KeyRange {
                 end: Some(end.to_vec()),
             },
         }
-    }
-
-    /// A permission's range reads the same way as a request's.
-    fn from_permission(key: &[u8], range_end: &[u8]) -> KeyRange {
-        KeyRange::from_request(key, range_end)
     }
 
     /// Does this range reach `key` (contain it, or end right at it)?

@@ -65,10 +65,6 @@ impl SimpleTokens {
         self.tokens.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.tokens.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }

@@ -68,14 +68,19 @@ impl Server {
     /// The caller a verified client certificate names (its common name),
     /// checked at the current auth revision, as etcd does.
     pub fn auth_info_of_user(&self, username: String) -> AuthInfo {
-        let revision = self
-            .shared
+        AuthInfo {
+            username,
+            revision: self.auth_revision(),
+        }
+    }
+
+    fn auth_revision(&self) -> u64 {
+        self.shared
             .state
             .read()
             .expect("state lock")
             .auth()
-            .revision();
-        AuthInfo { username, revision }
+            .revision()
     }
 
     fn token_info(&self, token: &str) -> Option<AuthInfo> {
@@ -87,17 +92,7 @@ impl Server {
             .user(token, self.clock.elapsed())?;
         // A simple token carries no revision: it is checked at the current
         // one (etcd's tokenSimple.info).
-        let revision = self
-            .shared
-            .state
-            .read()
-            .expect("state lock")
-            .auth()
-            .revision();
-        Some(AuthInfo {
-            username: user,
-            revision,
-        })
+        Some(self.auth_info_of_user(user))
     }
 
     /// May the caller read the keys from `key` to `range_end` now?
@@ -111,15 +106,6 @@ impl Server {
             range_end,
             crate::auth::Access::Read,
         )
-    }
-
-    pub fn auth_enabled(&self) -> bool {
-        self.shared
-            .state
-            .read()
-            .expect("state lock")
-            .auth()
-            .is_enabled()
     }
 
     /// AuthStatus (etcd 3.5, for the root role): whether auth is on, and

@@ -389,7 +389,7 @@ pub async fn connect(
     let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
         .map_err(|error| format!("{url}: {error}"))?;
     let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
-    let dial = tower_service_fn(move |_: http::Uri| {
+    let dial = tower::service_fn(move |_: http::Uri| {
         let connector = connector.clone();
         let name = name.clone();
         let address = format!("{host}:{port}");
@@ -406,35 +406,4 @@ pub async fn connect(
         .connect_with_connector(dial)
         .await
         .map_err(|error| format!("{url}: {error}"))
-}
-
-/// A `tower::Service<Uri>` from a closure (tower's `service_fn`, without
-/// the dependency).
-fn tower_service_fn<F, Fut, T>(dial: F) -> ServiceFn<F>
-where
-    F: FnMut(http::Uri) -> Fut,
-    Fut: std::future::Future<Output = Result<T, io::Error>>,
-{
-    ServiceFn(dial)
-}
-
-#[derive(Clone)]
-struct ServiceFn<F>(F);
-
-impl<F, Fut, T> tower_service::Service<http::Uri> for ServiceFn<F>
-where
-    F: FnMut(http::Uri) -> Fut,
-    Fut: std::future::Future<Output = Result<T, io::Error>>,
-{
-    type Response = T;
-    type Error = io::Error;
-    type Future = Fut;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Fut {
-        (self.0)(uri)
-    }
 }

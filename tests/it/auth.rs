@@ -143,16 +143,7 @@ fn simple_tokens_after_an_auth_change_match_etcd() {
 #[test]
 fn jwt_tokens_go_stale_after_an_auth_change_as_in_etcd() {
     let keys = tempfile::tempdir().unwrap();
-    let pair = rcgen::KeyPair::generate().unwrap();
-    let private = keys.path().join("jwt.key");
-    let public = keys.path().join("jwt.pub");
-    std::fs::write(&private, pair.serialize_pem()).unwrap();
-    std::fs::write(&public, pair.public_key_pem()).unwrap();
-    let flag = format!(
-        "--auth-token=jwt,pub-key={},priv-key={},sign-method=ES256",
-        public.display(),
-        private.display()
-    );
+    let flag = crate::support::jwt_auth_token_flag(keys.path(), "");
     let ours = transcript(&ServerProcess::start(Flavor::Detcd, &[&flag]));
     assert!(
         ours[2].ends_with("InvalidArgument: etcdserver: revision of auth store is old"),

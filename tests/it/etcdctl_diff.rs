@@ -753,16 +753,7 @@ fn auth_sessions_match_etcd() {
 #[test]
 fn jwt_auth_sessions_match_etcd() {
     let keys = tempfile::tempdir().unwrap();
-    let pair = rcgen::KeyPair::generate().unwrap();
-    let private = keys.path().join("jwt.key");
-    let public = keys.path().join("jwt.pub");
-    std::fs::write(&private, pair.serialize_pem()).unwrap();
-    std::fs::write(&public, pair.public_key_pem()).unwrap();
-    let flag = format!(
-        "--auth-token=jwt,pub-key={},priv-key={},sign-method=ES256,ttl=10m",
-        public.display(),
-        private.display()
-    );
+    let flag = crate::support::jwt_auth_token_flag(keys.path(), ",ttl=10m");
     const ROOT: &str = "--user=root:rootpw";
     const ALICE: &str = "--user=alice:apw";
     let differences = differences_with(

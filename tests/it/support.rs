@@ -347,3 +347,18 @@ pub fn detcd_tool(args: &[&str], cwd: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+/// `--auth-token jwt` with a fresh ES256 key pair written into `dir`, and
+/// `extra` options (",ttl=10m") appended.
+pub fn jwt_auth_token_flag(dir: &std::path::Path, extra: &str) -> String {
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let private = dir.join("jwt.key");
+    let public = dir.join("jwt.pub");
+    std::fs::write(&private, pair.serialize_pem()).unwrap();
+    std::fs::write(&public, pair.public_key_pem()).unwrap();
+    format!(
+        "--auth-token=jwt,pub-key={},priv-key={},sign-method=ES256{extra}",
+        public.display(),
+        private.display()
+    )
+}

@@ -213,47 +213,57 @@ async fn maintenance(cluster: &SimCluster, operator: &madsim::runtime::NodeHandl
     };
     let Some(member) = member else { return };
     let url = super::cluster::client_url(member);
-    let call = operator.spawn(async move {
+    let call = async move {
         use detcd::proto::etcdserverpb::{
             maintenance_client::MaintenanceClient, DefragmentRequest, SnapshotRequest,
         };
-        let call = async {
-            let mut client: MaintenanceClient<_> = MaintenanceClient::connect(url)
-                .await
-                .map_err(|error| error.to_string())?;
-            if defragment {
-                client
-                    .defragment(DefragmentRequest {})
-                    .await
-                    .map_err(|status| status.message().to_string())?;
-                return Ok("defragmented".to_string());
-            }
-            let mut stream = client
-                .snapshot(SnapshotRequest {})
-                .await
-                .map_err(|status| status.message().to_string())?
-                .into_inner();
-            let mut bytes = 0;
-            while let Some(part) = stream
-                .message()
-                .await
-                .map_err(|status| status.message().to_string())?
-            {
-                bytes += part.blob.len();
-            }
-            Ok::<String, String>(format!("snapshot of {bytes} bytes"))
-        };
-        tokio::time::timeout(MAINTENANCE_TIMEOUT, call)
+        let mut client: MaintenanceClient<_> = MaintenanceClient::connect(url)
             .await
-            .unwrap_or_else(|_| Err("timed out".into()))
-    });
-    let outcome = call
-        .await
-        .unwrap_or_else(|_| Err("operator task failed".into()));
+            .map_err(|error| error.to_string())?;
+        if defragment {
+            client
+                .defragment(DefragmentRequest {})
+                .await
+                .map_err(|status| status.message().to_string())?;
+            return Ok("defragmented".to_string());
+        }
+        let mut stream = client
+            .snapshot(SnapshotRequest {})
+            .await
+            .map_err(|status| status.message().to_string())?
+            .into_inner();
+        let mut bytes = 0;
+        while let Some(part) = stream
+            .message()
+            .await
+            .map_err(|status| status.message().to_string())?
+        {
+            bytes += part.blob.len();
+        }
+        Ok(format!("snapshot of {bytes} bytes"))
+    };
+    let outcome = on_operator(operator, MAINTENANCE_TIMEOUT, call).await;
     trace.record(format!(
         "nemesis: maintenance on m{member}: {}",
         outcome.unwrap_or_else(|error| format!("failed: {error}"))
     ));
+}
+
+/// Runs an operator's call on the operator's node, for at most `timeout`:
+/// what it reports, or why it failed.
+async fn on_operator(
+    operator: &madsim::runtime::NodeHandle,
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<String, String>> + Send + 'static,
+) -> Result<String, String> {
+    operator
+        .spawn(async move {
+            tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()))
+        })
+        .await
+        .unwrap_or_else(|_| Err("operator task failed".into()))
 }
 
 /// How long the operator's MoveLeader may take before it gives up.
@@ -282,28 +292,21 @@ async fn move_leader(
     let Some(target) = target else { return };
     let target_id = cluster.member_ids[target];
     let url = super::cluster::client_url(leader);
-    let call = operator.spawn(async move {
-        let call = async {
-            let mut client =
-                detcd::proto::etcdserverpb::maintenance_client::MaintenanceClient::connect(url)
-                    .await
-                    .map_err(|error| error.to_string())?;
-            client
-                .move_leader(detcd::proto::etcdserverpb::MoveLeaderRequest { target_id })
+    let call = async move {
+        let mut client =
+            detcd::proto::etcdserverpb::maintenance_client::MaintenanceClient::connect(url)
                 .await
-                .map(|_| ())
-                .map_err(|status| status.message().to_string())
-        };
-        tokio::time::timeout(MOVE_LEADER_TIMEOUT, call)
+                .map_err(|error| error.to_string())?;
+        client
+            .move_leader(detcd::proto::etcdserverpb::MoveLeaderRequest { target_id })
             .await
-            .unwrap_or_else(|_| Err("timed out".into()))
-    });
-    let outcome = call
-        .await
-        .unwrap_or_else(|_| Err("operator task failed".into()));
+            .map(|_| "ok".to_string())
+            .map_err(|status| status.message().to_string())
+    };
+    let outcome = on_operator(operator, MOVE_LEADER_TIMEOUT, call).await;
     trace.record(format!(
         "nemesis: move leader m{leader} -> m{target}: {}",
-        outcome.err().unwrap_or_else(|| "ok".into())
+        outcome.unwrap_or_else(|error| error)
     ));
 }
 
