@@ -9,6 +9,7 @@
 //!   etcd's KV API with revisions.
 //! - [`check`]: the linearizability checker (Wing & Gong search with Lowe's
 //!   memoization, partitioned by key, bounded by a step budget).
+//! - [`generate`]: seeded synthetic kv histories for the checker benchmark.
 //! - [`format`]: readers for Jepsen's etcd logs, porcupine's kv logs and our
 //!   own JSON Lines history format (which the simulator writes).
 //! - [`properties`]: the lease and lock guarantees, checked over what
@@ -24,6 +25,7 @@
 
 pub mod check;
 pub mod format;
+pub mod generate;
 #[cfg(madsim)]
 pub mod harness;
 pub mod history;

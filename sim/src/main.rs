@@ -33,6 +33,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Re-run one seed with every event printed; ends with its trace hash.
     Replay(cli::run::ReplayArgs),
+    /// Write a synthetic kv history (porcupine's format) to stdout, as the
+    /// checker benchmark in sim/checker-bench/ is made.
+    Generate(cli::generate::GenerateArgs),
     /// The deliberate bugs `run --sabotage` can switch on.
     Sabotage(cli::run::SabotageArgs),
 }
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Check(arguments) => cli::check::run(&arguments),
         Command::Run(arguments) => cli::run::run(&arguments),
         Command::Replay(arguments) => cli::run::replay(&arguments),
+        Command::Generate(arguments) => cli::generate::run(&arguments),
         Command::Sabotage(arguments) => cli::run::sabotage(&arguments),
     }
 }

@@ -27,10 +27,6 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
         "sim/src/cli/mod.rs",
         "the simulator's command line: failure files and wall time for people",
     ),
-    (
-        "sim/src/check/search.rs",
-        "the checker's interning table, never iterated",
-    ),
     ("src/api/authority_shim/tests.rs", "a measurement in a test"),
     ("tests/it/main.rs", "integration tests drive real processes"),
     (
@@ -44,7 +40,9 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
 ];
 
 /// Where `HashMap`/`HashSet` may appear: only where nothing iterates them.
-const HASH_COLLECTIONS_ALLOWED: &[&str] = &["sim/src/check/search.rs"];
+/// None today: the checker's cache is a hashbrown `HashTable` hashed with
+/// its own fixed functions, so its order is the same in every process.
+const HASH_COLLECTIONS_ALLOWED: &[&str] = &[];
 
 /// The parts of `src/` that may know gRPC: the services, the peer
 /// transport, the client, TLS (the connections under both), and the
@@ -525,7 +523,10 @@ fn the_rules_catch_violations() {
         check_no_hash_collections("sim/src/harness/run.rs", map).len(),
         1
     );
-    assert!(check_no_hash_collections("sim/src/check/search.rs", map).is_empty());
+    assert_eq!(
+        check_no_hash_collections("sim/src/check/search.rs", map).len(),
+        1
+    );
     assert!(check_no_hash_collections("tests/it/main.rs", map).is_empty());
 
     let allow = "#![allow(clippy::disallowed_methods)]";

@@ -22,6 +22,10 @@ impl Bitset {
         self.words[index / WORD_BITS] &= !(1 << (index % WORD_BITS));
     }
 
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words
+    }
+
     #[cfg(test)]
     pub(crate) fn contains(&self, index: usize) -> bool {
         self.words[index / WORD_BITS] & (1 << (index % WORD_BITS)) != 0

@@ -31,19 +31,13 @@
 //! The search is bounded by a step budget instead of wall time so that its
 //! verdict is reproducible; running out gives `BudgetExhausted`, never a pass.
 
-// The hash tables here are membership tests, never iterated, and use fixed
-// hash functions, so nothing about them can reach a verdict or an output
-// (clippy.toml bans them elsewhere for iteration order). A BTreeMap would
-// cost a log factor on the checker's hottest path.
-#![allow(clippy::disallowed_types)]
-
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::bitset::Bitset;
 use crate::history::Operation;
 use crate::model::{Model, Transition};
-use rustc_hash::FxBuildHasher;
+use hashbrown::HashTable;
 
 /// How the search over one partition ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,78 +157,101 @@ impl EntryList {
     }
 }
 
-/// Interns model states so that the cache and the backtracking stack hold a
-/// small id instead of a copy of the state.
-struct StateTable<S> {
-    states: Vec<S>,
-    ids: HashMap<S, u32, FxBuildHasher>,
+/// A model state's identity: a 128-bit fingerprint of its `Hash`.
+///
+/// The cache and the backtracking stack hold fingerprints, not states: only
+/// the states along the current path exist in memory (one per stack frame
+/// that changed the state), so memory grows with the configurations visited
+/// and not with the size of the states (a kv history's appended values grow
+/// to kilobytes, and a hard partition visits hundreds of thousands of
+/// distinct ones). Two different states sharing a fingerprint would let the
+/// cache prune a configuration it has not seen; with 128 bits and at most
+/// `DEFAULT_STEPS_PER_PARTITION` states the chance is below 2^-80, far below
+/// any hardware fault (TLC's model checker makes the same trade with 64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint(u64, u64);
+
+impl Fingerprint {
+    /// Never the fingerprint of a state: no state was refused yet.
+    const NONE: Fingerprint = Fingerprint(0, 0);
+
+    fn of<S: Hash>(state: &S) -> Fingerprint {
+        /// Feeds one `Hash` walk to two SipHash-1-3 streams (std's fixed-key
+        /// `DefaultHasher`, so runs are identical), the second salted.
+        struct Pair(DefaultHasher, DefaultHasher);
+        impl Hasher for Pair {
+            fn finish(&self) -> u64 {
+                self.0.finish()
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.write(bytes);
+                self.1.write(bytes);
+            }
+        }
+        let mut salted = DefaultHasher::new();
+        salted.write_u64(0x5A17_ED5E_C0DD_4A5F);
+        let mut pair = Pair(DefaultHasher::new(), salted);
+        state.hash(&mut pair);
+        match Fingerprint(pair.0.finish(), pair.1.finish()) {
+            Fingerprint::NONE => Fingerprint(0, 1),
+            fingerprint => fingerprint,
+        }
+    }
+
+    fn mix(self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ self.1
+    }
 }
 
-impl<S: Clone + Eq + Hash> StateTable<S> {
-    fn new(initial: S) -> Self {
-        let mut table = StateTable {
-            states: Vec::new(),
-            ids: HashMap::default(),
+/// The visited configurations (set of linearized operations, state),
+/// packed in one arena: per entry its hash, its state's fingerprint and its
+/// bitset's words. A boxed bitset per entry would double the memory of the
+/// largest searches and allocate on every step. The hash is computed
+/// incrementally (Zobrist hashing of the linearized set, mixed with the
+/// fingerprint) so a lookup does not rehash the whole bitset.
+struct ConfigurationCache {
+    stride: usize,
+    arena: Vec<u64>,
+    table: HashTable<u32>,
+}
+
+impl ConfigurationCache {
+    const HEADER: usize = 3;
+
+    fn new(operations: usize) -> Self {
+        ConfigurationCache {
+            stride: Self::HEADER + Bitset::new(operations).words().len(),
+            arena: Vec::new(),
+            table: HashTable::new(),
+        }
+    }
+
+    /// Adds the configuration; false if it was there already.
+    fn insert(&mut self, hash: u64, state: Fingerprint, linearized: &Bitset) -> bool {
+        let (stride, arena) = (self.stride, &self.arena);
+        let entry_of = |index: &u32| {
+            let start = *index as usize * stride;
+            &arena[start..start + stride]
         };
-        table.intern(initial);
-        table
-    }
-
-    fn intern(&mut self, state: S) -> u32 {
-        if let Some(&id) = self.ids.get(&state) {
-            return id;
+        let found = self.table.find(hash, |index| {
+            let entry = entry_of(index);
+            entry[1] == state.0
+                && entry[2] == state.1
+                && entry[Self::HEADER..] == *linearized.words()
+        });
+        if found.is_some() {
+            return false;
         }
-        let id = u32::try_from(self.states.len())
-            .ok()
-            .filter(|&id| id != NO_STATE)
-            .expect("the step budget keeps states below 2^32 - 1");
-        self.states.push(state.clone());
-        self.ids.insert(state, id);
-        id
-    }
-
-    fn get(&self, id: u32) -> &S {
-        &self.states[id as usize]
+        let index = u32::try_from(self.arena.len() / stride)
+            .expect("the step budget keeps configurations below 2^32");
+        self.arena.extend_from_slice(&[hash, state.0, state.1]);
+        self.arena.extend_from_slice(linearized.words());
+        let arena = &self.arena;
+        self.table
+            .insert_unique(hash, index, |index| arena[*index as usize * stride]);
+        true
     }
 }
-
-/// A visited configuration. Its hash is computed incrementally (Zobrist
-/// hashing of the linearized set, mixed with the state id) so that looking
-/// it up does not rehash the whole bitset.
-#[derive(PartialEq, Eq)]
-struct Configuration {
-    hash: u64,
-    state: u32,
-    linearized: Bitset,
-}
-
-impl Hash for Configuration {
-    fn hash<H: Hasher>(&self, hasher: &mut H) {
-        hasher.write_u64(self.hash);
-    }
-}
-
-/// Passes the precomputed, already uniformly distributed hash through.
-#[derive(Default)]
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
-
-type ConfigurationCache = HashSet<Configuration, BuildHasherDefault<PrehashedHasher>>;
 
 /// splitmix64: a fixed, seeded source of Zobrist keys, so runs are identical.
 fn zobrist_keys(count: usize) -> Vec<u64> {
@@ -249,12 +266,6 @@ fn zobrist_keys(count: usize) -> Vec<u64> {
             mixed ^ (mixed >> 31)
         })
         .collect()
-}
-
-fn state_mix(state: u32) -> u64 {
-    u64::from(state)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(29)
 }
 
 /// Which candidates a walk over the entry list considers. At every place
@@ -281,8 +292,33 @@ fn remove_one(multiset: &mut BTreeMap<i64, usize>, value: i64) {
     }
 }
 
-/// No state has this id: the table holds fewer (see `StateTable::intern`).
-const NO_STATE: u32 = u32::MAX;
+/// What undoing a lift restores.
+struct Frame<S> {
+    call: usize,
+    fingerprint: Fingerprint,
+    horizon_ns: u64,
+    /// The state before the lift, if the lift changed it.
+    state: Option<S>,
+    /// The operation is a read (it never changes any state) that the model
+    /// accepted here. Then it needs no alternatives: if any order continues
+    /// this configuration, one continues it with the read placed now, since
+    /// the read is a candidate (everything that completed before it began is
+    /// placed), moving it earlier breaks no real-time order, and the states
+    /// after it stay the same. So when the search backtracks over a forced
+    /// read it backtracks over the choice before it too, and a forced read
+    /// whose configuration was already explored ends this one. This removes
+    /// the 2^k configurations of k concurrent reads, each placed or not.
+    forced: bool,
+}
+
+/// What trying to place an operation next came to.
+enum Attempt {
+    Lifted,
+    /// Not here; try the next candidate.
+    Refused,
+    /// This configuration cannot be continued: backtrack.
+    DeadEnd,
+}
 
 /// The search over one partition: the entry list and everything it has
 /// linearized so far.
@@ -291,14 +327,13 @@ struct Search<'a, M: Model> {
     operations: &'a [&'a Operation<M::Input, M::Output>],
     entries: EntryList,
     zobrist: Vec<u64>,
-    states: StateTable<M::State>,
     cache: ConfigurationCache,
     linearized: Bitset,
     linearized_hash: u64,
-    /// (call node, state before it, horizon before it) for every lifted
-    /// operation, in order.
-    stack: Vec<(usize, u32, u64)>,
-    state: u32,
+    /// One frame per lifted operation, in order.
+    stack: Vec<Frame<M::State>>,
+    state: M::State,
+    fingerprint: Fingerprint,
     /// The latest invocation among linearized operations.
     horizon_ns: u64,
     /// Per operation: when its client gave up, if it is indeterminate.
@@ -307,7 +342,7 @@ struct Search<'a, M: Model> {
     /// would have changed nothing while indeterminate). The model is a pure
     /// function of (state, operation), so retrying it there is wasted work,
     /// and after every lift the walk retries all earlier candidates.
-    refused_in_state: Vec<u32>,
+    refused_in_state: Vec<Fingerprint>,
     /// The counter bounds (see `Model::counter_bound`) of the `Ok`
     /// operations not yet linearized, as a multiset.
     pending_bounds: BTreeMap<i64, usize>,
@@ -316,6 +351,8 @@ struct Search<'a, M: Model> {
     /// over never took effect.
     determinate_left: usize,
     longest: Vec<usize>,
+    /// Per operation: `Model::is_read_only`.
+    read_only: Vec<bool>,
 }
 
 /// Searches for a linearization of `operations`, taking at most `steps_max`
@@ -334,12 +371,12 @@ pub(crate) fn search<M: Model>(
         operations,
         entries: EntryList::new(&deadlines),
         zobrist: zobrist_keys(operations.len()),
-        states: StateTable::new(model.initial_state()),
-        cache: ConfigurationCache::default(),
+        cache: ConfigurationCache::new(operations.len()),
         linearized: Bitset::new(operations.len()),
         linearized_hash: 0,
         stack: Vec::new(),
-        state: 0,
+        fingerprint: Fingerprint::of(&model.initial_state()),
+        state: model.initial_state(),
         horizon_ns: 0,
         give_up_ns: operations
             .iter()
@@ -351,13 +388,17 @@ pub(crate) fn search<M: Model>(
                 }
             })
             .collect(),
-        refused_in_state: vec![NO_STATE; operations.len()],
+        refused_in_state: vec![Fingerprint::NONE; operations.len()],
         pending_bounds: BTreeMap::new(),
         determinate_left: operations
             .iter()
             .filter(|operation| operation.outcome.output().is_some())
             .count(),
         longest: Vec::new(),
+        read_only: operations
+            .iter()
+            .map(|operation| model.is_read_only(&operation.input))
+            .collect(),
     };
     for operation in operations {
         if let Some(bound) = search.counter_bound(operation) {
@@ -387,11 +428,20 @@ impl<M: Model> Search<'_, M> {
                 "an unlinearized ok operation's completion stops the walk before the end"
             );
             if self.entries.is_call(node) {
-                let eligible = pass == self.pass_of(node);
-                if eligible && self.try_linearize(node) {
-                    (node, pass) = (self.entries.first(), Pass::Natural);
+                let attempt = if pass == self.pass_of(node) {
+                    self.try_linearize(node)
                 } else {
-                    node = self.entries.next(node);
+                    Attempt::Refused
+                };
+                match attempt {
+                    Attempt::Lifted => (node, pass) = (self.entries.first(), Pass::Natural),
+                    Attempt::Refused => node = self.entries.next(node),
+                    Attempt::DeadEnd => {
+                        let Some(call) = self.backtrack() else {
+                            return self.violation(steps);
+                        };
+                        (node, pass) = (self.entries.next(call), self.pass_of(call));
+                    }
                 }
                 continue;
             }
@@ -407,17 +457,21 @@ impl<M: Model> Search<'_, M> {
             // None of them worked: undo the most recent choice and try the
             // candidates after it.
             let Some(call) = self.backtrack() else {
-                return SearchReport {
-                    outcome: SearchOutcome::Violation {
-                        longest: self.longest.clone(),
-                    },
-                    steps,
-                };
+                return self.violation(steps);
             };
             (node, pass) = (self.entries.next(call), self.pass_of(call));
         }
         SearchReport {
             outcome: SearchOutcome::Linearizable,
+            steps,
+        }
+    }
+
+    fn violation(&self, steps: u64) -> SearchReport {
+        SearchReport {
+            outcome: SearchOutcome::Violation {
+                longest: self.longest.clone(),
+            },
             steps,
         }
     }
@@ -430,51 +484,60 @@ impl<M: Model> Search<'_, M> {
     }
 
     /// Linearizes the operation of `call` next, if the model allows it and
-    /// the resulting configuration is new. Returns whether it did.
-    fn try_linearize(&mut self, call: usize) -> bool {
+    /// the resulting configuration is new.
+    fn try_linearize(&mut self, call: usize) -> Attempt {
         let operation = self.entries.operation(call);
-        if self.refused_in_state[operation] == self.state {
-            return false;
+        if self.refused_in_state[operation] == self.fingerprint {
+            return Attempt::Refused;
         }
         let candidate = self.operations[operation];
         let output = candidate.outcome.output();
-        let Some(transition) =
-            self.model
-                .step(self.states.get(self.state), &candidate.input, output)
-        else {
-            self.refused_in_state[operation] = self.state;
-            return false;
+        let Some(transition) = self.model.step(&self.state, &candidate.input, output) else {
+            self.refused_in_state[operation] = self.fingerprint;
+            return Attempt::Refused;
         };
-        let next_state = match transition {
-            Transition::Unchanged => self.state,
-            Transition::Changed(state) => self.states.intern(state),
+        // A read that fits here is placed here for good: see `Frame::forced`.
+        let forced = self.read_only[operation];
+        let (next_fingerprint, next_state) = match transition {
+            Transition::Unchanged => (self.fingerprint, None),
+            Transition::Changed(state) => (Fingerprint::of(&state), Some(state)),
         };
         // An indeterminate operation that changes nothing here is the same as
         // one that never took effect, which the search already covers by
         // leaving it out. Trying it would double the configurations for
         // every such operation in flight: exponential in long histories.
-        if output.is_none() && next_state == self.state {
-            self.refused_in_state[operation] = self.state;
-            return false;
+        if output.is_none() && next_fingerprint == self.fingerprint {
+            self.refused_in_state[operation] = self.fingerprint;
+            return Attempt::Refused;
         }
-        if self.passes_a_pending_bound(candidate, next_state) {
-            return false;
+        if self.passes_a_pending_bound(candidate, next_state.as_ref().unwrap_or(&self.state)) {
+            return Attempt::Refused;
         }
-        let mut linearized = self.linearized.clone();
-        linearized.insert(operation);
         let linearized_hash = self.linearized_hash ^ self.zobrist[operation];
-        let configuration = Configuration {
-            hash: linearized_hash ^ state_mix(next_state),
-            state: next_state,
-            linearized,
-        };
-        if !self.cache.insert(configuration) {
-            return false;
-        }
         self.linearized.insert(operation);
+        if !self.cache.insert(
+            linearized_hash ^ next_fingerprint.mix(),
+            next_fingerprint,
+            &self.linearized,
+        ) {
+            self.linearized.remove(operation);
+            // Placing the read here was explored and failed, so every
+            // continuation of this configuration fails (see `Frame::forced`).
+            return if forced {
+                Attempt::DeadEnd
+            } else {
+                Attempt::Refused
+            };
+        }
         self.linearized_hash = linearized_hash;
-        self.stack.push((call, self.state, self.horizon_ns));
-        self.state = next_state;
+        self.stack.push(Frame {
+            call,
+            fingerprint: self.fingerprint,
+            horizon_ns: self.horizon_ns,
+            state: next_state.map(|state| std::mem::replace(&mut self.state, state)),
+            forced,
+        });
+        self.fingerprint = next_fingerprint;
         self.horizon_ns = self.horizon_ns.max(candidate.invoke_ns);
         self.determinate_left -= usize::from(output.is_some());
         if let Some(bound) = self.counter_bound(candidate) {
@@ -486,10 +549,10 @@ impl<M: Model> Search<'_, M> {
             self.longest = self
                 .stack
                 .iter()
-                .map(|&(call, _, _)| self.entries.operation(call))
+                .map(|frame| self.entries.operation(frame.call))
                 .collect();
         }
-        true
+        Attempt::Lifted
     }
 
     fn counter_bound(&self, operation: &Operation<M::Input, M::Output>) -> Option<i64> {
@@ -504,9 +567,9 @@ impl<M: Model> Search<'_, M> {
     fn passes_a_pending_bound(
         &self,
         candidate: &Operation<M::Input, M::Output>,
-        next_state: u32,
+        next_state: &M::State,
     ) -> bool {
-        let Some(counter) = self.model.counter(self.states.get(next_state)) else {
+        let Some(counter) = self.model.counter(next_state) else {
             return false;
         };
         let own_bound = self.counter_bound(candidate);
@@ -521,20 +584,36 @@ impl<M: Model> Search<'_, M> {
         lowest_other.is_some_and(|bound| counter > bound)
     }
 
-    /// Undoes the most recent linearization; returns its call node, or
-    /// `None` if nothing is left to undo (no linearization exists).
+    /// Undoes the most recent choice: the most recent linearization, and the
+    /// forced reads above it. Returns its call node, or `None` if nothing is
+    /// left to undo (no linearization exists).
     fn backtrack(&mut self) -> Option<usize> {
-        let (call, state, horizon_ns) = self.stack.pop()?;
-        self.horizon_ns = horizon_ns;
+        loop {
+            let (call, forced) = self.undo_last()?;
+            if !forced {
+                return Some(call);
+            }
+        }
+    }
+
+    /// Undoes the most recent linearization; returns its call node and
+    /// whether it was forced.
+    fn undo_last(&mut self) -> Option<(usize, bool)> {
+        let frame = self.stack.pop()?;
+        let call = frame.call;
+        self.horizon_ns = frame.horizon_ns;
         let operation = self.entries.operation(call);
         self.linearized.remove(operation);
         self.linearized_hash ^= self.zobrist[operation];
-        self.state = state;
+        self.fingerprint = frame.fingerprint;
+        if let Some(state) = frame.state {
+            self.state = state;
+        }
         self.determinate_left += usize::from(self.operations[operation].outcome.output().is_some());
         if let Some(bound) = self.counter_bound(self.operations[operation]) {
             *self.pending_bounds.entry(bound).or_default() += 1;
         }
         self.entries.unlift(call);
-        Some(call)
+        Some((call, frame.forced))
     }
 }

@@ -111,7 +111,11 @@ fn check_file(arguments: &CheckArgs, budget: Budget, path: &Path) -> FileStatus 
     let views = parsed.operation_views();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let text = report::text::render(&report, &views, parsed.model_name());
-    say(&format!("{} ({elapsed_ms:.1} ms): {text}", path.display()));
+    let peak = peak_memory_mib().map_or(String::new(), |mib| format!(", peak memory {mib} MiB"));
+    say(&format!(
+        "{} ({elapsed_ms:.1} ms{peak}): {text}",
+        path.display()
+    ));
     match report.verdict {
         Verdict::Linearizable => FileStatus::Linearizable,
         Verdict::Unknown => FileStatus::Unknown,
@@ -120,6 +124,15 @@ fn check_file(arguments: &CheckArgs, budget: Budget, path: &Path) -> FileStatus 
             FileStatus::NotLinearizable
         }
     }
+}
+
+/// The process's peak resident memory so far (Linux's VmHWM), for the
+/// person reading: with one file per run it is what checking it took.
+fn peak_memory_mib() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.div_ceil(1024))
 }
 
 /// Prints to stdout. A closed pipe (`| head`) is not worth a panic: the

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod check;
+pub mod generate;
 pub mod run;
 
 /// Exit codes of `detcd-sim check`, part of its contract with scripts and CI.

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod cli;
+mod oracle;
 mod schedules;
 mod support;
 mod vectors;

@@ -1,4 +1,4 @@
-//! Every external vector in shared/checker-vectors gets the verdict its verdicts.tsv records.
+//! Every external vector in shared/checker-vectors, and every checker-benchmark history, gets the verdict its verdicts.tsv records.
 //!
 //! Data-driven over the directory, not hand-copied: a new vector dropped in
 //! is checked without touching this file, and a vector missing from its
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use detcd_sim::check::{Budget, Verdict};
 use detcd_sim::format::{self, Format};
+use detcd_sim::generate::{kv_history, Anomaly, KvSpec};
 
 use crate::support::vectors_dir;
 
@@ -136,4 +137,48 @@ fn every_external_vector_gets_its_recorded_verdict() {
         failures.join("\n")
     );
     assert!(checked > 0, "verdicts.tsv files list no vectors");
+}
+
+/// The checker benchmark's histories (sim/checker-bench): 50 clients on 10
+/// keys, the shape of porcupine's hardest kv data. Each gets its recorded
+/// verdict (never "unknown": the default budget must decide them), and each
+/// is exactly what `detcd-sim generate` makes from the spec in its name, so
+/// the benchmark can be regenerated and a change to the generator is seen.
+#[test]
+fn checker_benchmark_histories_get_their_verdicts_and_regenerate() {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("checker-bench");
+    let specs = [
+        ("kv-c50-s4-ok.txt", 4, 0, None),
+        ("kv-c50-s4-phantom.txt", 4, 0, Some(Anomaly::PhantomValue)),
+        ("kv-c50-s12-stale.txt", 12, 0, Some(Anomaly::StaleRead)),
+        ("kv-c50-s7-stalls-stale.txt", 7, 5, Some(Anomaly::StaleRead)),
+    ];
+    let listed: Vec<String> = read_verdicts(&directory)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let named: Vec<&str> = specs.iter().map(|(name, ..)| *name).collect();
+    assert_eq!(
+        listed, named,
+        "verdicts.tsv and this test list different histories"
+    );
+    for (name, seed, stalls_per_mille, anomaly) in specs {
+        let spec = KvSpec {
+            seed,
+            clients: 50,
+            keys: 10,
+            operations: 3000,
+            stalls_per_mille,
+            anomaly,
+        };
+        let shipped = fs::read_to_string(directory.join(name)).expect("reading a shipped history");
+        let generated = kv_history(&spec).expect("room for the anomaly");
+        assert!(
+            generated == shipped,
+            "{name} is not what {spec:?} generates"
+        );
+    }
+    let mut failures = Vec::new();
+    check_directory(&directory, &mut failures);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
