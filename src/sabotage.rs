@@ -44,10 +44,15 @@ pub enum Sabotage {
     /// A range over several keys leaves out its last key (an MVCC bug only
     /// a workload reading ranges sees).
     RangeDropsLastKey = 12,
+    /// MemberAdd derives the new member's id from its peer URLs alone, not
+    /// the time too: a wiped member re-added under its old URLs gets the id
+    /// it had, and an empty log under an id that voted and acknowledged
+    /// entries (only membership churn re-adds members).
+    MemberIdReused = 13,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 12] = [
+    pub const ALL: [Sabotage; 13] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -60,6 +65,7 @@ impl Sabotage {
         Sabotage::VersionOffByOne,
         Sabotage::AuthTxnElseUnchecked,
         Sabotage::RangeDropsLastKey,
+        Sabotage::MemberIdReused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +83,7 @@ impl Sabotage {
             Sabotage::VersionOffByOne => "version-off-by-one",
             Sabotage::AuthTxnElseUnchecked => "auth-txn-else-unchecked",
             Sabotage::RangeDropsLastKey => "range-drops-last-key",
+            Sabotage::MemberIdReused => "member-id-reused",
         }
     }
 
@@ -101,6 +108,7 @@ impl Sabotage {
             Sabotage::VersionOffByOne => "reads report a key's version one short past 3",
             Sabotage::AuthTxnElseUnchecked => "a txn's else branch skips the permission check",
             Sabotage::RangeDropsLastKey => "a range over several keys leaves out its last key",
+            Sabotage::MemberIdReused => "a re-added member gets the id it had before its removal",
         }
     }
 

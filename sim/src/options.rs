@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 12] = [
+pub const SABOTAGES: [(&str, &str); 13] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -115,5 +115,9 @@ pub const SABOTAGES: [(&str, &str); 12] = [
     (
         "range-drops-last-key",
         "a range over several keys leaves out its last key",
+    ),
+    (
+        "member-id-reused",
+        "a re-added member gets the id it had before its removal",
     ),
 ];

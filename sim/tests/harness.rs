@@ -240,3 +240,8 @@ fn the_command_line_lists_every_sabotage_the_build_has() {
         .collect();
     assert_eq!(listed, built);
 }
+
+#[test]
+fn member_id_reused_is_caught_with_churn() {
+    caught("member-id-reused");
+}

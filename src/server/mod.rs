@@ -606,11 +606,13 @@ impl Server {
             return Err(Error::MemberBadUrls);
         }
         let token = self.limits.cluster_token.clone();
-        let id = crate::membership::added_member_id(
-            &peer_urls,
-            &token,
-            Some(self.clock.wall_unix_millis() / 1000),
-        );
+        // etcd hashes in the time, so re-adding the same peer URLs after a
+        // removal (a wiped member coming back) gives a new id.
+        let seconds = Some(self.clock.wall_unix_millis() / 1000);
+        #[cfg(madsim)]
+        let seconds =
+            seconds.filter(|_| !crate::sabotage::active(crate::sabotage::Sabotage::MemberIdReused));
+        let id = crate::membership::added_member_id(&peer_urls, &token, seconds);
         let member = Member {
             id,
             name: String::new(),
@@ -924,33 +926,61 @@ async fn join_bootstrap(
             "--initial-cluster-state existing needs the other members in --initial-cluster".into(),
         ));
     }
+    let lists_me = |response: &crate::proto::detcdpb::MembersResponse| {
+        response
+            .members
+            .iter()
+            .find(|member| {
+                let mut urls = member.peer_urls.clone();
+                urls.sort();
+                urls == my_urls
+            })
+            .cloned()
+    };
+    // Ask every peer each round and trust the freshest answer: one that
+    // has not applied the latest MemberAdd does not list us yet, or lists
+    // the removed member we replace under our URLs. Until the freshest
+    // answer lists us, ask again: the add may still be applying.
+    let answered = std::sync::atomic::AtomicBool::new(false);
     let ask = async {
         loop {
+            let mut freshest: Option<crate::proto::detcdpb::MembersResponse> = None;
             for url in &others {
                 match crate::transport::peer_call::fetch_members(url).await {
-                    Ok(response) => return Ok(response),
+                    Ok(response) => {
+                        if freshest
+                            .as_ref()
+                            .is_none_or(|best| response.applied_index > best.applied_index)
+                        {
+                            freshest = Some(response);
+                        }
+                    }
                     Err(error) => {
                         tracing::info!(peer = %url, %error, "asking a peer for the cluster")
                     }
                 }
             }
+            if let Some(response) = freshest {
+                if let Some(me) = lists_me(&response) {
+                    return (response, me);
+                }
+                answered.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             clock.sleep(crate::transport::RECONNECT_BACKOFF).await;
         }
     };
-    let response: crate::proto::detcdpb::MembersResponse = tokio::select! {
+    let (response, found) = tokio::select! {
         biased;
-        response = ask => response.map_err(StartError::Config)?,
-        _ = clock.sleep(JOIN_TIMEOUT) => return Err(StartError::Config(format!("no member of the cluster answered at {others:?}"))),
-    };
-    let found = response.members.iter().find(|member| {
-        let mut urls = member.peer_urls.clone();
-        urls.sort();
-        urls == my_urls
-    });
-    let Some(found) = found else {
-        return Err(StartError::Config(format!(
-            "the cluster has no member with peer URLs {my_urls:?}: add it first with `etcdctl member add`"
-        )));
+        answer = ask => answer,
+        _ = clock.sleep(JOIN_TIMEOUT) => {
+            return Err(StartError::Config(if answered.load(std::sync::atomic::Ordering::Relaxed) {
+                format!(
+                    "the cluster has no member with peer URLs {my_urls:?}: add it first with `etcdctl member add`"
+                )
+            } else {
+                format!("no member of the cluster answered at {others:?}")
+            }));
+        }
     };
     tracing::info!(
         member = format_args!("{:x}", found.id),
@@ -985,6 +1015,7 @@ impl crate::transport::PeerRequests for Server {
         crate::proto::detcdpb::MembersResponse {
             cluster_id: self.shared.cluster_id,
             members,
+            applied_index: state.applied_index(),
         }
     }
 

@@ -35,7 +35,7 @@ pub fn client_url(index: usize) -> String {
     format!("http://{}:{CLIENT_PORT}", member_ip(index))
 }
 
-fn peer_url(index: usize) -> String {
+pub fn peer_url(index: usize) -> String {
     format!("http://{}:{PEER_PORT}", member_ip(index))
 }
 
@@ -61,6 +61,18 @@ pub struct SimCluster {
     pub refused: Arc<Mutex<BTreeMap<usize, String>>>,
     /// When members were out and clocks skewed, for the lease checks.
     pub faults: super::faults::FaultLog,
+    /// Members removed from the cluster and not yet back (membership
+    /// churn): their node is stopped and their disk gone.
+    pub retired: BTreeSet<usize>,
+    /// What each member's node starts with: a rejoin changes it.
+    specs: Vec<Arc<Mutex<Spec>>>,
+}
+
+/// How a member's node starts, read at each (re)start.
+struct Spec {
+    initial_cluster: String,
+    initial_cluster_state: &'static str,
+    disk: Arc<SimDisk>,
 }
 
 /// Where client `index` lives: next to one member, on its side of any cut.
@@ -85,14 +97,21 @@ impl SimCluster {
             .map(|i| member_id(&[peer_url(i)], TOKEN))
             .collect();
         let refused: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
+        let specs: Vec<Arc<Mutex<Spec>>> = (0..size)
+            .map(|index| {
+                Arc::new(Mutex::new(Spec {
+                    initial_cluster: initial_cluster.clone(),
+                    initial_cluster_state: "new",
+                    disk: disks[index].clone(),
+                }))
+            })
+            .collect();
         let nodes = (0..size)
             .map(|index| {
                 let member = Member {
                     index,
-                    initial_cluster: initial_cluster.clone(),
-                    initial_cluster_state: "new",
+                    spec: specs[index].clone(),
                     snapshot_count,
-                    disk: disks[index].clone(),
                     clock: clocks[index].clone(),
                     filter: filter.clone(),
                     refused: refused.clone(),
@@ -114,6 +133,8 @@ impl SimCluster {
             corrupted: BTreeSet::new(),
             faults: super::faults::FaultLog::default(),
             refused,
+            retired: BTreeSet::new(),
+            specs,
         }
     }
 
@@ -142,21 +163,69 @@ impl SimCluster {
         let initial_cluster: Vec<String> = (0..=index)
             .map(|i| format!("m{i}={}", peer_url(i)))
             .collect();
-        let member = Member {
-            index,
+        let disk = Arc::new(SimDisk::new());
+        let spec = Arc::new(Mutex::new(Spec {
             initial_cluster: initial_cluster.join(","),
             initial_cluster_state: "existing",
+            disk: disk.clone(),
+        }));
+        let member = Member {
+            index,
+            spec: spec.clone(),
             snapshot_count,
-            disk: Arc::new(SimDisk::new()),
             clock: Clock::new(),
             filter: self.filter.clone(),
             refused: self.refused.clone(),
         };
-        self.disks.push(member.disk.clone());
+        self.disks.push(disk);
+        self.specs.push(spec);
         self.clocks.push(member.clock.clone());
         self.member_ids.push(id);
         self.nodes.push(member.start_node(&self.handle));
         index
+    }
+
+    /// Takes out a member the cluster removed (MemberRemove): its node
+    /// stops, whatever fault it was in, and its disk is wiped.
+    pub fn retire(&mut self, index: usize) {
+        self.handle.kill(self.nodes[index].id());
+        self.down.remove(&index);
+        self.paused.remove(&index);
+        self.disk_full.remove(&index);
+        self.corrupted.remove(&index);
+        self.retired.insert(index);
+        self.note_out();
+    }
+
+    /// Brings a retired member's node back as the new member `id` that
+    /// MemberAdd created for its peer URL: an empty disk, and
+    /// `--initial-cluster-state existing` with the members the cluster has.
+    pub fn rejoin(&mut self, index: usize, id: u64) {
+        let initial_cluster: Vec<String> = (0..self.size())
+            .filter(|i| *i == index || !self.retired.contains(i))
+            .map(|i| format!("m{i}={}", peer_url(i)))
+            .collect();
+        let disk = Arc::new(SimDisk::new());
+        *self.specs[index].lock().unwrap() = Spec {
+            initial_cluster: initial_cluster.join(","),
+            initial_cluster_state: "existing",
+            disk: disk.clone(),
+        };
+        self.disks[index] = disk;
+        self.member_ids[index] = id;
+        self.retired.remove(&index);
+        self.handle.restart(self.nodes[index].id());
+        self.note_out();
+    }
+
+    /// Members that are up and not paused: the ones a fault or an operator
+    /// can act on.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.size())
+            .filter(|i| {
+                !self.down.contains(i) && !self.paused.contains(i) && !self.retired.contains(i)
+            })
+            .collect()
     }
 
     /// Cuts member `index` off from every other member, both ways.
@@ -216,7 +285,12 @@ impl SimCluster {
     /// Members whose lease timers stopped: crashed, or stopped by a full
     /// disk (a paused member's clock and timers run on).
     fn note_out(&self) {
-        let out: BTreeSet<&usize> = self.down.iter().chain(&self.disk_full).collect();
+        let out: BTreeSet<&usize> = self
+            .down
+            .iter()
+            .chain(&self.disk_full)
+            .chain(&self.retired)
+            .collect();
         self.faults.out_changed(out.len());
     }
 
@@ -240,7 +314,13 @@ impl SimCluster {
     /// How many members are out of the quorum right now, for whatever reason.
     pub fn unavailable(&self) -> usize {
         let mut out: BTreeSet<usize> = self.lost();
-        out.extend(self.down.iter().chain(&self.paused).chain(&self.disk_full));
+        out.extend(
+            self.down
+                .iter()
+                .chain(&self.paused)
+                .chain(&self.disk_full)
+                .chain(&self.retired),
+        );
         out.len()
     }
 
@@ -318,10 +398,8 @@ impl SimCluster {
 #[derive(Clone)]
 struct Member {
     index: usize,
-    initial_cluster: String,
-    initial_cluster_state: &'static str,
+    spec: Arc<Mutex<Spec>>,
     snapshot_count: u64,
-    disk: Arc<SimDisk>,
     clock: Clock,
     filter: Arc<NetFilter>,
     refused: Arc<Mutex<BTreeMap<usize, String>>>,
@@ -339,6 +417,14 @@ impl Member {
 
     async fn run(self) {
         let index = self.index;
+        let (initial_cluster, initial_cluster_state, disk) = {
+            let spec = self.spec.lock().unwrap();
+            (
+                spec.initial_cluster.clone(),
+                spec.initial_cluster_state,
+                spec.disk.clone(),
+            )
+        };
         let config = Config::parse_from([
             "detcd".to_string(),
             format!("--name=m{index}"),
@@ -347,8 +433,8 @@ impl Member {
             format!("--advertise-client-urls={}", client_url(index)),
             format!("--listen-peer-urls={}", peer_url(index)),
             format!("--initial-advertise-peer-urls={}", peer_url(index)),
-            format!("--initial-cluster={}", self.initial_cluster),
-            format!("--initial-cluster-state={}", self.initial_cluster_state),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-state={initial_cluster_state}"),
             format!("--initial-cluster-token={TOKEN}"),
             format!("--snapshot-count={}", self.snapshot_count),
             // The cheapest bcrypt: hashing takes real time the virtual
@@ -357,7 +443,7 @@ impl Member {
         ]);
         let started = Server::start(
             &config,
-            self.disk.clone(),
+            disk,
             self.clock.clone(),
             NodeRng::from_os(),
             self.filter.clone(),

@@ -7,6 +7,7 @@
 //! whole run; `replay` repeats it bit for bit.
 
 pub mod auth;
+pub mod churn;
 pub mod cluster;
 pub mod etcd_workload;
 pub mod faults;

@@ -9,6 +9,7 @@ use madsim::rand::Rng;
 
 use detcd::probe::CrashPoint;
 
+use super::churn::{self, Churn};
 use super::cluster::SimCluster;
 use super::invariants::Invariants;
 use super::monitor::Monitor;
@@ -39,6 +40,7 @@ enum Action {
     ArmCrashPoint,
     MoveLeader,
     Maintenance,
+    Churn,
 }
 
 /// How long the power stays off in a power loss, at most.
@@ -84,6 +86,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     if options.maintenance {
         actions.push(Action::Maintenance);
     }
+    if options.churn {
+        actions.push(Action::Churn);
+    }
     actions
 }
 
@@ -92,16 +97,18 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
 /// come back together. The one fault that can lose a write whose bytes sat
 /// only in page caches on a quorum.
 async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
+    if resume_paused(cluster, trace, "a power loss") {
+        // Resumed at the very instant its peers lose power, a member can
+        // still meet the artifact above: give its streams a moment.
+        tokio::time::sleep(RESUME_SETTLE).await;
+    }
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
-    resume_paused(cluster, trace, "a power loss");
-    let mut running: Vec<usize> = (0..size)
-        .filter(|i| {
-            !cluster.down.contains(i)
-                && !cluster.paused.contains(i)
-                && !cluster.disk_full.contains(i)
-                && !cluster.lost().contains(i)
-        })
+    let lost = cluster.lost();
+    let mut running: Vec<usize> = cluster
+        .running()
+        .into_iter()
+        .filter(|i| !cluster.disk_full.contains(i) && !lost.contains(i))
         .collect();
     if rng.gen_bool(0.3) {
         // A majority of the members, not all.
@@ -129,7 +136,8 @@ async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
 /// How often the nemesis looks for members stopped at a crash point.
 const CRASH_POINT_POLL: Duration = Duration::from_millis(20);
 
-/// Runs faults until `safety_phase` has passed since the call.
+/// Runs faults until `safety_phase` has passed since the call. Returns a
+/// member replacement still under way, for `churn::finish` once healed.
 pub async fn run(
     cluster: &mut SimCluster,
     options: &SwarmOptions,
@@ -138,13 +146,14 @@ pub async fn run(
     monitor: &Monitor,
     invariants: &Invariants,
     operator: &madsim::runtime::NodeHandle,
-) {
+) -> Option<Churn> {
     let end = tokio::time::Instant::now() + safety_phase;
     let actions = enabled_actions(options);
     if actions.is_empty() {
         tokio::time::sleep(safety_phase).await;
-        return;
+        return None;
     }
+    let mut churn: Option<Churn> = None;
     let interval_ms = options.nemesis_interval.as_millis() as u64;
     loop {
         let pause = Duration::from_millis(
@@ -159,9 +168,37 @@ pub async fn run(
         if until >= end {
             invariants.disarm_all();
             crash_at_points(cluster, invariants, trace);
-            return;
+            return churn;
+        }
+        // A replacement under way takes its next step on every tick.
+        if let Some(step) = churn {
+            churn = churn::advance(step, cluster, monitor.current_leader(), operator, trace).await;
         }
         let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
+        if let Action::Churn = action {
+            if churn.is_none() && cluster.size() >= 3 {
+                // A member whose disk rotted (or failed its checks) is the
+                // one to replace: while it is out the cluster refuses other
+                // changes as unhealthy. Otherwise any running one, if the quorum holds
+                // without it (the cluster refuses a removal that breaks it).
+                let mut broken = cluster.lost();
+                broken.extend(cluster.corrupted.iter().copied());
+                let victim = match broken.first() {
+                    Some(&broken) => Some(broken),
+                    None if can_take_one_out(cluster) => {
+                        pick(&mut madsim::rand::thread_rng(), cluster.running())
+                    }
+                    None => None,
+                };
+                churn = victim.map(|victim| churn::start(cluster, victim, trace));
+            }
+            continue;
+        }
+        // Bit rot elsewhere while a member is being replaced could leave
+        // too few started members for the cluster to take the change.
+        if matches!(action, Action::CorruptDisk) && churn.is_some() {
+            continue;
+        }
         if let Action::PowerLoss = action {
             power_loss(cluster, trace).await;
             continue;
@@ -204,11 +241,7 @@ const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(3);
 async fn maintenance(cluster: &SimCluster, operator: &madsim::runtime::NodeHandle, trace: &Trace) {
     let (member, defragment) = {
         let mut rng = madsim::rand::thread_rng();
-        let size = cluster.size();
-        let member = pick(
-            &mut rng,
-            (0..size).filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i)),
-        );
+        let member = pick(&mut rng, cluster.running());
         (member, rng.gen_bool(0.5))
     };
     let Some(member) = member else { return };
@@ -251,11 +284,11 @@ async fn maintenance(cluster: &SimCluster, operator: &madsim::runtime::NodeHandl
 
 /// Runs an operator's call on the operator's node, for at most `timeout`:
 /// what it reports, or why it failed.
-async fn on_operator(
+pub(super) async fn on_operator<T: Send + 'static>(
     operator: &madsim::runtime::NodeHandle,
     timeout: Duration,
-    call: impl std::future::Future<Output = Result<String, String>> + Send + 'static,
-) -> Result<String, String> {
+    call: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
     operator
         .spawn(async move {
             tokio::time::timeout(timeout, call)
@@ -279,14 +312,11 @@ async fn move_leader(
     trace: &Trace,
 ) {
     let Some(leader) = leader else { return };
-    let size = cluster.size();
     let target = {
         let mut rng = madsim::rand::thread_rng();
         pick(
             &mut rng,
-            (0..size).filter(|i| {
-                *i != leader && !cluster.down.contains(i) && !cluster.paused.contains(i)
-            }),
+            cluster.running().into_iter().filter(|i| *i != leader),
         )
     };
     let Some(target) = target else { return };
@@ -314,13 +344,18 @@ async fn move_leader(
 /// whose peers restart meanwhile never gets a stream through to them again
 /// after it resumes (a new connection from it is never accepted; real TCP
 /// resets and reconnects). That artifact is not what these faults test.
-fn resume_paused(cluster: &mut SimCluster, trace: &Trace, before: &str) {
+/// Returns whether any member was paused.
+fn resume_paused(cluster: &mut SimCluster, trace: &Trace, before: &str) -> bool {
     let paused: Vec<usize> = cluster.paused.iter().copied().collect();
-    for member in paused {
+    for &member in &paused {
         cluster.resume(member);
         trace.record(format!("nemesis: resume m{member} (before {before})"));
     }
+    !paused.is_empty()
 }
+
+/// How long resumed members run before a power loss strikes their peers.
+const RESUME_SETTLE: Duration = Duration::from_millis(300);
 
 /// A member that stopped at a crash point crashes there: its unsynced
 /// bytes are lost, as at a power failure at that instant. It restarts at
@@ -330,7 +365,7 @@ fn crash_at_points(cluster: &mut SimCluster, invariants: &Invariants, trace: &Tr
         let Some(index) = cluster.member_ids.iter().position(|id| *id == member_id) else {
             continue;
         };
-        if cluster.down.contains(&index) {
+        if cluster.down.contains(&index) || cluster.retired.contains(&index) {
             continue;
         }
         resume_paused(cluster, trace, "a crash point");
@@ -362,11 +397,7 @@ fn act(
 ) -> Option<String> {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
-    let running = |cluster: &SimCluster| -> Vec<usize> {
-        (0..size)
-            .filter(|i| !cluster.down.contains(i) && !cluster.paused.contains(i))
-            .collect()
-    };
+    let running = |cluster: &SimCluster| cluster.running();
     match action {
         Action::Crash => {
             if !can_take_one_out(cluster) {
@@ -415,7 +446,11 @@ fn act(
                     let lost = cluster.lost();
                     let victim = pick(
                         &mut rng,
-                        (0..size).filter(|i| !cluster.paused.contains(i) && !lost.contains(i)),
+                        (0..size).filter(|i| {
+                            !cluster.paused.contains(i)
+                                && !lost.contains(i)
+                                && !cluster.retired.contains(i)
+                        }),
                     )?;
                     cluster.crash(victim);
                     (victim, "crash, then ")
@@ -503,9 +538,11 @@ fn act(
             }
         }
         // Handled by `run`: they wait for what they started.
-        Action::PowerLoss | Action::ArmCrashPoint | Action::MoveLeader | Action::Maintenance => {
-            None
-        }
+        Action::PowerLoss
+        | Action::ArmCrashPoint
+        | Action::MoveLeader
+        | Action::Maintenance
+        | Action::Churn => None,
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);
             let offset = rng

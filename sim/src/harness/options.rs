@@ -45,6 +45,9 @@ pub struct SwarmOptions {
     /// An operator defragments or takes a backup (Maintenance.Defragment,
     /// Maintenance.Snapshot) during faults.
     pub maintenance: bool,
+    /// An operator replaces a member (remove, wipe, re-add as a learner,
+    /// promote) during faults (`churn.rs`).
+    pub churn: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -78,6 +81,7 @@ impl SwarmOptions {
             crash_points: rng.gen_bool(0.5),
             leader_moves: rng.gen_bool(0.5),
             maintenance: rng.gen_bool(0.5),
+            churn: rng.gen_bool(0.4),
         }
     }
 }
@@ -86,7 +90,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} maintenance={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} maintenance={} churn={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -105,6 +109,7 @@ impl fmt::Display for SwarmOptions {
             self.crash_points,
             self.leader_moves,
             self.maintenance,
+            self.churn,
             self.nemesis_interval
         )
     }

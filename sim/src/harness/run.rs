@@ -175,7 +175,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             let (node, endpoints) = cluster.add_client(swarm.clients + 1);
             node.spawn(hostile::run(endpoints, deadline, trace.clone()))
         });
-    nemesis::run(
+    let churn = nemesis::run(
         &mut cluster,
         &swarm,
         options.duration,
@@ -200,6 +200,18 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Liveness phase: every fault healed.
     cluster.heal_all();
     trace.record("nemesis: healed everything".into());
+    let churn_failure = match churn {
+        Some(churn) => crate::harness::churn::finish(
+            churn,
+            &mut cluster,
+            || monitor.current_leader(),
+            &observer,
+            &trace,
+        )
+        .await
+        .err(),
+        None => None,
+    };
     if auth_users > 0 {
         let endpoints = (0..options.nodes).map(client_url).collect();
         observer
@@ -213,10 +225,13 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         recorder.clone(),
         trace.clone(),
     );
-    let liveness = observer
-        .spawn(liveness(worker, swarm.keys))
-        .await
-        .expect("liveness task");
+    let liveness = match churn_failure {
+        Some(failure) => Err(failure),
+        None => observer
+            .spawn(liveness(worker, swarm.keys))
+            .await
+            .expect("liveness task"),
+    };
     let outcome = match liveness {
         Err(message) => Outcome::Liveness(message),
         Ok(()) => observer

@@ -88,10 +88,25 @@ pub struct Worker {
     trace: Trace,
     last_seen: BTreeMap<String, String>,
     sequence: u64,
+    /// One client per member, for the reads pinned to a member: the
+    /// failover client stays on whichever member answered last, so without
+    /// these a member that lags (a learner catching up, a slow follower)
+    /// would rarely be read from.
+    pinned: Vec<Client>,
 }
+
+/// One read in this many goes to a member drawn at random, whatever state
+/// it is in, as etcd's round-robin client balancer sends them.
+const PINNED_READ_ONE_IN: u32 = 3;
 
 impl Worker {
     pub fn new(id: ClientId, endpoints: Vec<String>, recorder: Recorder, trace: Trace) -> Worker {
+        let pinned = endpoints
+            .iter()
+            .map(|endpoint| {
+                Client::new(vec![endpoint.clone()]).with_request_timeout(REQUEST_TIMEOUT)
+            })
+            .collect();
         let client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
         Worker {
             id,
@@ -100,6 +115,7 @@ impl Worker {
             trace,
             last_seen: BTreeMap::new(),
             sequence: 0,
+            pinned,
         }
     }
 
@@ -319,9 +335,17 @@ impl Worker {
     /// Linearizable read of several keys at one revision: (value, mod
     /// revision) per key, `("", 0)` when missing.
     async fn read(&mut self, keys: &[String]) -> Option<Vec<(String, i64)>> {
+        let pinned = {
+            let mut rng = madsim::rand::thread_rng();
+            rng.gen_ratio(1, PINNED_READ_ONE_IN)
+                .then(|| rng.gen_range(0..self.pinned.len()))
+        };
+        let client = match pinned {
+            Some(member) => &mut self.pinned[member],
+            None => &mut self.client,
+        };
         let invoked = self.recorder.now_ns();
-        let response = self
-            .client
+        let response = client
             .txn(txn(
                 vec![],
                 &[],
