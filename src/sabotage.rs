@@ -49,10 +49,15 @@ pub enum Sabotage {
     /// it had, and an empty log under an id that voted and acknowledged
     /// entries (only membership churn re-adds members).
     MemberIdReused = 13,
+    /// A watch event's previous key-value is the key as of the event, not
+    /// just before it.
+    WatchPrevKvIsCurrent = 14,
+    /// A watch that filters puts drops deletes, and the other way round.
+    WatchFiltersSwapped = 15,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 13] = [
+    pub const ALL: [Sabotage; 15] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -66,6 +71,8 @@ impl Sabotage {
         Sabotage::AuthTxnElseUnchecked,
         Sabotage::RangeDropsLastKey,
         Sabotage::MemberIdReused,
+        Sabotage::WatchPrevKvIsCurrent,
+        Sabotage::WatchFiltersSwapped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +91,8 @@ impl Sabotage {
             Sabotage::AuthTxnElseUnchecked => "auth-txn-else-unchecked",
             Sabotage::RangeDropsLastKey => "range-drops-last-key",
             Sabotage::MemberIdReused => "member-id-reused",
+            Sabotage::WatchPrevKvIsCurrent => "watch-prev-kv-is-current",
+            Sabotage::WatchFiltersSwapped => "watch-filters-swapped",
         }
     }
 
@@ -109,6 +118,10 @@ impl Sabotage {
             Sabotage::AuthTxnElseUnchecked => "a txn's else branch skips the permission check",
             Sabotage::RangeDropsLastKey => "a range over several keys leaves out its last key",
             Sabotage::MemberIdReused => "a re-added member gets the id it had before its removal",
+            Sabotage::WatchPrevKvIsCurrent => {
+                "a watch event's previous key-value is the key as of the event"
+            }
+            Sabotage::WatchFiltersSwapped => "a watch's put and delete filters are swapped",
         }
     }
 

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 13] = [
+pub const SABOTAGES: [(&str, &str); 15] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -119,5 +119,13 @@ pub const SABOTAGES: [(&str, &str); 13] = [
     (
         "member-id-reused",
         "a re-added member gets the id it had before its removal",
+    ),
+    (
+        "watch-prev-kv-is-current",
+        "a watch event's previous key-value is the key as of the event",
+    ),
+    (
+        "watch-filters-swapped",
+        "a watch's put and delete filters are swapped",
     ),
 ];

@@ -242,6 +242,16 @@ fn the_command_line_lists_every_sabotage_the_build_has() {
 }
 
 #[test]
+fn watch_prev_kv_is_current_is_caught() {
+    caught("watch-prev-kv-is-current");
+}
+
+#[test]
+fn watch_filters_swapped_is_caught() {
+    caught("watch-filters-swapped");
+}
+
+#[test]
 fn member_id_reused_is_caught_with_churn() {
     caught("member-id-reused");
 }

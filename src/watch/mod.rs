@@ -126,9 +126,18 @@ impl Watcher {
             {
                 continue;
             }
+            #[cfg(madsim)]
+            let (no_put, no_delete) =
+                if crate::sabotage::active(crate::sabotage::Sabotage::WatchFiltersSwapped) {
+                    (self.no_delete, self.no_put)
+                } else {
+                    (self.no_put, self.no_delete)
+                };
+            #[cfg(not(madsim))]
+            let (no_put, no_delete) = (self.no_put, self.no_delete);
             let event = match record {
-                Record::Put(_) if self.no_put => continue,
-                Record::Tombstone { .. } if self.no_delete => continue,
+                Record::Put(_) if no_put => continue,
+                Record::Tombstone { .. } if no_delete => continue,
                 Record::Put(key_value) => {
                     let mut kv = to_proto(key_value.clone());
                     kv.mod_revision = revision.main;
@@ -152,6 +161,14 @@ impl Watcher {
                 }
             };
             let prev_kv = if self.prev_kv {
+                #[cfg(madsim)]
+                if crate::sabotage::active(crate::sabotage::Sabotage::WatchPrevKvIsCurrent) {
+                    // Off by one: the key as of the event, not before it.
+                    previous(store, record.key(), revision.main + 1)
+                } else {
+                    previous(store, record.key(), revision.main)
+                }
+                #[cfg(not(madsim))]
                 previous(store, record.key(), revision.main)
             } else {
                 None

@@ -20,7 +20,7 @@ use detcd::proto::etcdserverpb::{
 };
 
 use super::cluster::{client_url, peer_url, SimCluster};
-use super::nemesis::on_operator;
+use super::operator::on_operator;
 use super::trace::Trace;
 
 /// How long one membership call may take.

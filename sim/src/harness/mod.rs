@@ -18,6 +18,7 @@ pub mod locks;
 pub mod monitor;
 pub mod nemesis;
 pub mod network;
+pub mod operator;
 pub mod options;
 pub mod run;
 pub mod trace;

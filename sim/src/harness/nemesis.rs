@@ -13,6 +13,7 @@ use super::churn::{self, Churn};
 use super::cluster::SimCluster;
 use super::invariants::Invariants;
 use super::monitor::Monitor;
+use super::operator::on_operator;
 use super::options::SwarmOptions;
 use super::trace::Trace;
 
@@ -280,23 +281,6 @@ async fn maintenance(cluster: &SimCluster, operator: &madsim::runtime::NodeHandl
         "nemesis: maintenance on m{member}: {}",
         outcome.unwrap_or_else(|error| format!("failed: {error}"))
     ));
-}
-
-/// Runs an operator's call on the operator's node, for at most `timeout`:
-/// what it reports, or why it failed.
-pub(super) async fn on_operator<T: Send + 'static>(
-    operator: &madsim::runtime::NodeHandle,
-    timeout: Duration,
-    call: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
-) -> Result<T, String> {
-    operator
-        .spawn(async move {
-            tokio::time::timeout(timeout, call)
-                .await
-                .unwrap_or_else(|_| Err("timed out".into()))
-        })
-        .await
-        .unwrap_or_else(|_| Err("operator task failed".into()))
 }
 
 /// How long the operator's MoveLeader may take before it gives up.

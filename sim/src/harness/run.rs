@@ -16,6 +16,7 @@ use madsim::runtime::Handle;
 use crate::check::{check, Budget, CheckReport, Verdict};
 use crate::history::History;
 use crate::model::kv::{Kv, KvInput, KvOutput};
+use crate::properties::watch::{self, Filter};
 
 use super::auth::{self, AuthLog};
 use super::cluster::{client_url, SimCluster};
@@ -157,12 +158,35 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             deadline,
         )));
     }
-    // The watch consumer lives next to a member too.
+    // The watch consumers live next to a member too: one asks for previous
+    // key-values, one filters puts or deletes.
     let watch_log = watcher::SharedLog::default();
     let (watch_node, watch_endpoints) = cluster.add_client(swarm.clients);
+    let main_watch = watcher::Spec {
+        prev_kv: true,
+        filter: None,
+    };
     watch_node.spawn(watcher::consume(
         watch_endpoints,
+        main_watch,
         watch_log.clone(),
+        trace.clone(),
+    ));
+    let filtered_log = watcher::SharedLog::default();
+    let filter = if madsim::rand::Rng::gen_bool(&mut madsim::rand::thread_rng(), 0.5) {
+        Filter::NoPut
+    } else {
+        Filter::NoDelete
+    };
+    // The last client node: the ones before it are numbered up to here.
+    let (filtered_node, filtered_endpoints) = cluster.add_client(next_node);
+    filtered_node.spawn(watcher::consume(
+        filtered_endpoints,
+        watcher::Spec {
+            prev_kv: false,
+            filter: Some(filter),
+        },
+        filtered_log.clone(),
         trace.clone(),
     ));
     let compactor = swarm.compaction.then(|| {
@@ -250,7 +274,8 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             observer
                 .spawn(check_watch(
                     serving[0],
-                    watch_log.clone(),
+                    (watch_log.clone(), filtered_log.clone(), filter),
+                    swarm.compaction,
                     operations,
                     trace.clone(),
                 ))
@@ -260,6 +285,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         other => other,
     };
     watch_log.lock().unwrap().stop = true;
+    filtered_log.lock().unwrap().stop = true;
     let outcome = match (outcome, refused_without_cause(&cluster, &trace)) {
         (Outcome::Pass | Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
         (outcome, _) => outcome,
@@ -612,7 +638,8 @@ async fn convergence(
 /// cut it off) its events must replay to what they hold.
 async fn check_watch(
     member: usize,
-    log: watcher::SharedLog,
+    (log, filtered_log, filter): (watcher::SharedLog, watcher::SharedLog, Filter),
+    compaction: bool,
     operations: Vec<workload::KvOperation>,
     trace: Trace,
 ) -> Outcome {
@@ -620,25 +647,32 @@ async fn check_watch(
         return Outcome::Liveness(format!("m{member} stopped answering after convergence"));
     };
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
-    while log.lock().unwrap().caught_up_to < revision {
-        if tokio::time::Instant::now() >= deadline {
-            let reached = log.lock().unwrap().caught_up_to;
-            return Outcome::Liveness(format!("the watch reached revision {reached}, not {revision}, within {CONVERGENCE_BOUND:?}"));
+    for (name, log) in [("the watch", &log), ("the filtered watch", &filtered_log)] {
+        while log.lock().unwrap().caught_up_to < revision {
+            if tokio::time::Instant::now() >= deadline {
+                let reached = log.lock().unwrap().caught_up_to;
+                return Outcome::Liveness(format!(
+                    "{name} reached revision {reached}, not {revision}, within {CONVERGENCE_BOUND:?}"
+                ));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
     let log = log.lock().unwrap();
-    trace.record(format!(
-        "watcher: {} events over {} streams, caught up to {}{}",
-        log.events.len(),
-        log.streams,
-        log.caught_up_to,
-        if log.compacted {
-            ", cut off by compaction once"
-        } else {
-            ""
-        }
-    ));
+    let filtered = filtered_log.lock().unwrap();
+    for (name, log) in [("watcher", &*log), ("filtered watcher", &*filtered)] {
+        trace.record(format!(
+            "{name}: {} events over {} streams, caught up to {}{}",
+            watch::events(&log.responses).count(),
+            log.streams,
+            log.caught_up_to,
+            if log.compacted {
+                ", cut off by compaction once"
+            } else {
+                ""
+            }
+        ));
+    }
     let acknowledged = operations.iter().filter(|operation| {
         matches!(&operation.outcome, crate::history::Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
     });
@@ -650,13 +684,29 @@ async fn check_watch(
             .into_iter()
             .filter_map(move |key| written.map(|value| (key, value)))
     });
-    let checked = watcher::check_order(&log.events).and_then(|()| {
-        if log.compacted {
-            return Ok(());
-        }
-        watcher::check_replay(&log.events, &view, revision)
-            .and_then(|()| watcher::check_acknowledged(&log.events, writes))
-    });
+    let each = |responses: &[watch::Response]| {
+        watch::check_created(responses)
+            .and_then(|()| watch::check_order(responses))
+            .and_then(|()| watch::check_atomic(responses))
+            .and_then(|()| watch::check_bookmarks(responses))
+    };
+    let checked = each(&log.responses)
+        .and_then(|()| each(&filtered.responses))
+        .and_then(|()| {
+            if log.compacted {
+                return Ok(());
+            }
+            watch::check_replay(&log.responses, &view, revision, watcher::watched)
+                .and_then(|()| watch::check_acknowledged(&log.responses, writes, watcher::watched))
+                .and_then(|()| watch::check_prev_kv(&log.responses, compaction))
+                .and_then(|()| {
+                    if filtered.compacted {
+                        return Ok(());
+                    }
+                    let up_to = log.caught_up_to.min(filtered.caught_up_to);
+                    watch::check_filtered(&filtered.responses, filter, &log.responses, up_to)
+                })
+        });
     match checked {
         Ok(()) => Outcome::Pass,
         Err(violation) => Outcome::Violation(violation),

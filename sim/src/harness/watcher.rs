@@ -1,29 +1,25 @@
-//! A watch consumer and etcd's watch guarantees (DESIGN "check/ ... watch
-//! guarantees"). One client watches every workload key from revision 1
-//! through all the faults, resuming after the last event it got on
-//! another member whenever its stream breaks, as etcd clients do, and
-//! asks for progress now and then. At the end:
-//! - ordered: event revisions never go back, and no (key, revision)
-//!   comes twice — across resumptions too;
-//! - complete and valid: replaying the events gives exactly what every
-//!   member holds (value and mod revision of each key), and every
-//!   acknowledged write shows up in an event of its key, unless
-//!   compaction cut the watch off (then only the first holds);
-//! - live: the watch reaches the final revision within the bound.
+//! Watch consumers for etcd's watch guarantees (`properties::watch`).
+//! Each watches every workload key from revision 1 through all the
+//! faults, resuming after the last revision it got on another member
+//! whenever its stream breaks, as etcd clients do, and asks for progress
+//! now and then. The main consumer asks for previous key-values; a second
+//! one filters puts or deletes (drawn per run). Each records every
+//! response as it came; the checks run at the end, and the watch must
+//! also reach the final revision within the bound.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use detcd::proto::etcdserverpb::{
-    watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest,
-    WatchProgressRequest, WatchRequest,
+    watch_client::WatchClient, watch_create_request::FilterType, watch_request::RequestUnion,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest,
 };
 use detcd::proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::trace::Trace;
+use crate::properties::watch::{Event, Filter, Previous, Response};
 
 /// The key range watched: every workload key ("k0", "k1", ...).
 pub const WATCHED_FROM: &[u8] = b"k";
@@ -36,13 +32,18 @@ const RESUME_PAUSE: Duration = Duration::from_millis(200);
 /// A stream silent this long (no events, no progress) counts as broken.
 const STREAM_SILENCE_MAX: Duration = Duration::from_secs(5);
 
-/// (revision, key, value; None for a delete)
-pub type WatchEvent = (i64, String, Option<String>);
+/// What a consumer asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spec {
+    pub prev_kv: bool,
+    pub filter: Option<Filter>,
+}
 
 /// What the consumer saw.
 #[derive(Debug, Default)]
 pub struct WatchLog {
-    pub events: Vec<WatchEvent>,
+    /// Every response, in arrival order, numbered by stream.
+    pub responses: Vec<Response>,
     /// Every event up to this revision has been received.
     pub caught_up_to: i64,
     /// Streams started (1 + resumptions).
@@ -57,15 +58,23 @@ pub struct WatchLog {
 pub type SharedLog = Arc<Mutex<WatchLog>>;
 
 /// Watches until told to stop, resuming across failures.
-pub async fn consume(endpoints: Vec<String>, log: SharedLog, trace: Trace) {
+pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, trace: Trace) {
     let mut member = 0;
+    let name = match spec.filter {
+        None => "watcher".to_string(),
+        Some(filter) => format!("watcher ({filter:?})"),
+    };
     while !log.lock().unwrap().stop {
         let from = log.lock().unwrap().caught_up_to + 1;
-        log.lock().unwrap().streams += 1;
-        let ended = stream(&endpoints[member % endpoints.len()], from, &log).await;
+        let number = {
+            let mut log = log.lock().unwrap();
+            log.streams += 1;
+            log.streams
+        };
+        let endpoint = &endpoints[member % endpoints.len()];
+        let ended = stream(endpoint, from, spec, number, &log).await;
         trace.record(format!(
-            "watcher: stream via {} from revision {from} ended: {ended}",
-            endpoints[member % endpoints.len()]
+            "{name}: stream via {endpoint} from revision {from} ended: {ended}"
         ));
         member += 1;
         tokio::time::sleep(RESUME_PAUSE).await;
@@ -73,7 +82,7 @@ pub async fn consume(endpoints: Vec<String>, log: SharedLog, trace: Trace) {
 }
 
 /// One watch stream from revision `from`; returns why it ended.
-async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
+async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &SharedLog) -> String {
     let Ok(mut client) = WatchClient::connect(endpoint.to_string()).await else {
         return "no connection".into();
     };
@@ -82,6 +91,12 @@ async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
         key: WATCHED_FROM.to_vec(),
         range_end: WATCHED_TO.to_vec(),
         start_revision: from,
+        prev_kv: spec.prev_kv,
+        filters: match spec.filter {
+            None => vec![],
+            Some(Filter::NoPut) => vec![FilterType::Noput as i32],
+            Some(Filter::NoDelete) => vec![FilterType::Nodelete as i32],
+        },
         ..WatchCreateRequest::default()
     };
     let _ = requests
@@ -128,100 +143,42 @@ async fn stream(endpoint: &str, from: i64, log: &SharedLog) -> String {
         if response.canceled {
             return format!("canceled: {}", response.cancel_reason);
         }
-        for event in &response.events {
-            let Some(kv) = &event.kv else { continue };
-            let key = String::from_utf8_lossy(&kv.key).into_owned();
-            let value = (event.r#type == EventType::Put as i32)
-                .then(|| String::from_utf8_lossy(&kv.value).into_owned());
-            log.events.push((kv.mod_revision, key, value));
-        }
+        let revision = response.header.map_or(0, |header| header.revision);
+        let events = response
+            .events
+            .iter()
+            .filter_map(|event| {
+                let kv = event.kv.as_ref()?;
+                Some(Event {
+                    revision: kv.mod_revision,
+                    key: String::from_utf8_lossy(&kv.key).into_owned(),
+                    value: (event.r#type == EventType::Put as i32)
+                        .then(|| String::from_utf8_lossy(&kv.value).into_owned()),
+                    create_revision: kv.create_revision,
+                    version: kv.version,
+                    prev: event.prev_kv.as_ref().map(|prev| Previous {
+                        value: String::from_utf8_lossy(&prev.value).into_owned(),
+                        mod_revision: prev.mod_revision,
+                        create_revision: prev.create_revision,
+                        version: prev.version,
+                    }),
+                })
+            })
+            .collect();
+        log.responses.push(Response {
+            stream: number,
+            header_revision: revision,
+            created: response.created,
+            events,
+        });
         // A response covers every event up to its header revision (the
         // created answer only says where the store was).
         if !response.created {
-            let revision = response.header.map_or(0, |header| header.revision);
             log.caught_up_to = log.caught_up_to.max(revision);
         }
     }
 }
-
-/// Ordering: revisions never go back, no (key, revision) twice.
-pub fn check_order(events: &[WatchEvent]) -> Result<(), String> {
-    let mut seen = std::collections::BTreeSet::new();
-    for pair in events.windows(2) {
-        if pair[1].0 < pair[0].0 {
-            return Err(format!(
-                "watch: an event at revision {} came after one at {}",
-                pair[1].0, pair[0].0
-            ));
-        }
-    }
-    for (revision, key, _) in events {
-        if !seen.insert((key, revision)) {
-            return Err(format!(
-                "watch: {key} at revision {revision} was delivered twice"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Completeness: replaying the events gives each key's value and mod
-/// revision as the members hold them (`view`, "" and 0 for absent keys).
-///
-/// `view` is one member's watched range as one read saw it at `revision`;
-/// only events up to that revision count, since a write that was left
-/// indeterminate during the faults may still apply after the read.
-pub fn check_replay(
-    events: &[WatchEvent],
-    view: &BTreeMap<String, (String, i64)>,
-    revision: i64,
-) -> Result<(), String> {
-    let mut replayed: BTreeMap<String, (String, i64)> = BTreeMap::new();
-    for (at, key, value) in events.iter().filter(|(at, ..)| *at <= revision) {
-        match value {
-            Some(value) => replayed.insert(key.clone(), (value.clone(), *at)),
-            None => replayed.remove(key),
-        };
-    }
-    // Every key either side knows: one the members lack must be absent
-    // from the events too.
-    let keys: std::collections::BTreeSet<&String> = view.keys().chain(replayed.keys()).collect();
-    let watched = keys
-        .into_iter()
-        .filter(|key| key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO);
-    for key in watched {
-        let from_events = replayed.get(key).cloned().unwrap_or_default();
-        let held = view.get(key).cloned().unwrap_or_default();
-        if from_events != held {
-            return Err(format!(
-                "watch: the events up to revision {revision} give {key} = {from_events:?} but the members hold {held:?}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Completeness against the clients: the unique value every acknowledged
-/// write wrote shows up in some event of each key it wrote.
-pub fn check_acknowledged<'a>(
-    events: &[WatchEvent],
-    acknowledged: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<(), String> {
-    let mut seen: std::collections::BTreeSet<(&str, &str)> = std::collections::BTreeSet::new();
-    for (_, key, value) in events {
-        for token in value.iter().flat_map(|value| value.split_inclusive(';')) {
-            seen.insert((key, token));
-        }
-    }
-    for (key, written) in acknowledged {
-        if key.as_bytes() >= WATCHED_FROM
-            && key.as_bytes() < WATCHED_TO
-            && !seen.contains(&(key, written))
-        {
-            return Err(format!(
-                "watch: the acknowledged write of {written:?} to {key} never showed up in an event"
-            ));
-        }
-    }
-    Ok(())
+/// Whether `key` is in the watched range.
+pub fn watched(key: &str) -> bool {
+    key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO
 }

@@ -1,5 +1,6 @@
 //! Checks of the properties other than linearizability, over records the
-//! workloads keep: leases (`leases`), locks (`locks`) and auth (`auth`). Plain Rust, like
+//! workloads keep: leases (`leases`), locks (`locks`), auth (`auth`), revisions
+//! (`revisions`) and etcd's watch guarantees (`watch`). Plain Rust, like
 //! the checker: times are virtual time since the run started, and nothing
 //! here reads a clock, so every verdict is reproducible from the record.
 
@@ -7,6 +8,7 @@ pub mod auth;
 pub mod leases;
 pub mod locks;
 pub mod revisions;
+pub mod watch;
 
 use std::time::Duration;
 
