@@ -32,15 +32,23 @@ pub enum CrashPoint {
     SnapshotInstallHalfway,
     /// Some entries of a committed batch are applied, the rest not.
     MidApply,
+    /// A leader's snapshot was just installed: the member next recovers
+    /// from what the install left (faults that follow the state).
+    SnapshotInstalled,
+    /// A follower just replaced conflicting entries at the tail of its
+    /// log with the leader's: it next recovers from the overwritten log.
+    LogOverwritten,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 5] = [
+    pub const ALL: [CrashPoint; 7] = [
         CrashPoint::WalWrittenNotSynced,
         CrashPoint::PersistedNotAnnounced,
         CrashPoint::SnapshotSavedNotMarked,
         CrashPoint::SnapshotInstallHalfway,
         CrashPoint::MidApply,
+        CrashPoint::SnapshotInstalled,
+        CrashPoint::LogOverwritten,
     ];
 }
 

@@ -547,6 +547,11 @@ impl RaftNode {
             self.entry_starts
                 .persisted(first.index, last.index, ready_at);
         }
+        #[cfg(madsim)]
+        let overwrites = ready
+            .entries()
+            .first()
+            .is_some_and(|first| first.index <= self.raw.store().last());
         self.persist(
             ready.entries().clone(),
             ready.hs().cloned(),
@@ -557,6 +562,10 @@ impl RaftNode {
         store.append(ready.entries());
         if let Some(hard_state) = ready.hs() {
             store.set_hard_state(hard_state.clone());
+        }
+        #[cfg(madsim)]
+        if overwrites {
+            self.crash_point(crate::probe::CrashPoint::LogOverwritten)?;
         }
         #[cfg(madsim)]
         self.crash_point(crate::probe::CrashPoint::PersistedNotAnnounced)?;
@@ -1296,6 +1305,8 @@ impl RaftNode {
         self.shared.publish_revision();
         self.applied_term = mark.term;
         self.snapshot_policy.installed(mark.index);
+        #[cfg(madsim)]
+        self.crash_point(crate::probe::CrashPoint::SnapshotInstalled)?;
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ use detcd::proto::etcdserverpb::{
 };
 
 use super::cluster::{client_url, peer_url, SimCluster};
+use super::monitor::Monitor;
 use super::operator::on_operator;
 use super::trace::Trace;
 
@@ -190,13 +191,14 @@ pub async fn advance(
 pub async fn finish(
     mut churn: Churn,
     cluster: &mut SimCluster,
-    leader: impl Fn() -> Option<usize>,
+    monitor: &Monitor,
     operator: &madsim::runtime::NodeHandle,
     trace: &Trace,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + FINISH_BOUND;
     loop {
-        match advance(churn, cluster, leader(), operator, trace).await {
+        let leader = monitor.current_leader(&cluster.member_ids);
+        match advance(churn, cluster, leader, operator, trace).await {
             None => return Ok(()),
             Some(next) => churn = next,
         }

@@ -1,24 +1,19 @@
-//! Raft invariants checked online, while the run goes on, from what every
-//! member's raft loop reports through `detcd::probe`:
-//! - log matching: every member that applies index i applies the same
-//!   entry (term and contents) there — committed entries never change;
-//! - state machine safety: members that applied the same index hold the
-//!   same state (hash sampled every `STATE_HASH_EVERY` indices);
-//! - durability: a member never restarts with less on disk than it had
-//!   applied — what it applied it had persisted, and disks keep what was
-//!   synced.
-//!
-//! Election safety (one leader per term) is checked by `Monitor`.
+//! Receives what every member's raft loop reports through `detcd::probe`
+//! while the run goes on, and forwards it to the raft properties
+//! (`properties::raft`: log matching, state machine safety, durability;
+//! election safety comes from the monitor). Also where the nemesis arms
+//! crash points and learns which member stopped at one.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use detcd::probe::{CrashPoint, Observer};
 
+use crate::properties::raft::RaftInvariants;
+
 #[derive(Default)]
 pub struct Invariants {
-    state: RefCell<InvariantState>,
+    state: RefCell<RaftInvariants>,
     crash_points: RefCell<CrashPoints>,
 }
 
@@ -28,17 +23,6 @@ struct CrashPoints {
     /// Each fires once, on the first member that reaches it.
     armed: std::collections::BTreeSet<CrashPoint>,
     hit: Vec<(u64, CrashPoint)>,
-}
-
-#[derive(Default)]
-struct InvariantState {
-    /// index -> (term, entry hash, member that first applied it)
-    entries: BTreeMap<u64, (u64, u64, u64)>,
-    /// index -> (state hash, member that first reported it)
-    states: BTreeMap<u64, (u64, u64)>,
-    /// member -> highest index it ever applied
-    applied: BTreeMap<u64, u64>,
-    violation: Option<String>,
 }
 
 thread_local! {
@@ -91,23 +75,12 @@ impl Invariants {
 
     /// The first violation seen, if any.
     pub fn violation(&self) -> Option<String> {
-        self.state.borrow().violation.clone()
+        self.state.borrow().violation().map(str::to_string)
     }
 
-    /// How many entries and state hashes were compared.
+    /// How much was compared.
     pub fn summary(&self) -> String {
-        let state = self.state.borrow();
-        format!(
-            "{} applied indices matched across members, {} sampled state hashes",
-            state.entries.len(),
-            state.states.len()
-        )
-    }
-}
-
-impl InvariantState {
-    fn violate(&mut self, message: String) {
-        self.violation.get_or_insert(message);
+        self.state.borrow().summary()
     }
 }
 
@@ -122,13 +95,7 @@ impl Observer for Invariants {
     }
 
     fn recovered(&self, member: u64, durable_index: u64) {
-        let mut state = self.state.borrow_mut();
-        let applied = state.applied.get(&member).copied().unwrap_or(0);
-        if durable_index < applied {
-            state.violate(format!(
-                "durability: member {member:x} had applied index {applied} but restarted with a log ending at {durable_index}"
-            ));
-        }
+        self.state.borrow_mut().recovered(member, durable_index);
     }
 
     fn applied(
@@ -139,29 +106,8 @@ impl Observer for Invariants {
         entry_hash: u64,
         state_hash: Option<u64>,
     ) {
-        let mut state = self.state.borrow_mut();
-        let highest = state.applied.entry(member).or_default();
-        *highest = (*highest).max(index);
-        match state.entries.get(&index).copied() {
-            None => {
-                state.entries.insert(index, (term, entry_hash, member));
-            }
-            Some((known_term, known_hash, first)) if (known_term, known_hash) != (term, entry_hash) => state.violate(format!(
-                "log matching: member {first:x} applied term {known_term} entry {known_hash:016x} at index {index}, \
-                 member {member:x} applied term {term} entry {entry_hash:016x}"
-            )),
-            Some(_) => {}
-        }
-        if let Some(hash) = state_hash {
-            match state.states.get(&index).copied() {
-                None => {
-                    state.states.insert(index, (hash, member));
-                }
-                Some((known, first)) if known != hash => state.violate(format!(
-                    "state machine safety: after index {index} member {first:x} has state {known:016x}, member {member:x} has {hash:016x}"
-                )),
-                Some(_) => {}
-            }
-        }
+        self.state
+            .borrow_mut()
+            .applied(member, index, term, entry_hash, state_hash);
     }
 }

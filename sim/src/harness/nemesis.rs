@@ -173,7 +173,14 @@ pub async fn run(
         }
         // A replacement under way takes its next step on every tick.
         if let Some(step) = churn {
-            churn = churn::advance(step, cluster, monitor.current_leader(), operator, trace).await;
+            churn = churn::advance(
+                step,
+                cluster,
+                monitor.current_leader(&cluster.member_ids),
+                operator,
+                trace,
+            )
+            .await;
         }
         let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
         if let Action::Churn = action {
@@ -205,7 +212,13 @@ pub async fn run(
             continue;
         }
         if let Action::MoveLeader = action {
-            move_leader(cluster, monitor.current_leader(), operator, trace).await;
+            move_leader(
+                cluster,
+                monitor.current_leader(&cluster.member_ids),
+                operator,
+                trace,
+            )
+            .await;
             continue;
         }
         if let Action::Maintenance = action {
@@ -226,7 +239,12 @@ pub async fn run(
         if matches!(action, Action::Pause) && invariants.armed() {
             continue;
         }
-        if let Some(event) = act(cluster, options, action, monitor.current_leader()) {
+        if let Some(event) = act(
+            cluster,
+            options,
+            action,
+            monitor.current_leader(&cluster.member_ids),
+        ) {
             trace.record(format!("nemesis: {event}"));
         }
     }

@@ -77,11 +77,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
 
     // Safety phase: clients and faults together, watched by the monitor.
     let monitor = Monitor::default();
-    let monitor_task = observer.spawn(
-        monitor
-            .clone()
-            .watch(options.nodes, cluster.member_ids.clone()),
-    );
+    let monitor_task = observer.spawn(monitor.clone().watch(options.nodes));
     let recorder = Recorder::new();
     IN_PROGRESS.with(|slot| *slot.borrow_mut() = Some((swarm.clone(), recorder.clone())));
     let deadline = tokio::time::Instant::now() + options.duration;
@@ -225,15 +221,11 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     cluster.heal_all();
     trace.record("nemesis: healed everything".into());
     let churn_failure = match churn {
-        Some(churn) => crate::harness::churn::finish(
-            churn,
-            &mut cluster,
-            || monitor.current_leader(),
-            &observer,
-            &trace,
-        )
-        .await
-        .err(),
+        Some(churn) => {
+            crate::harness::churn::finish(churn, &mut cluster, &monitor, &observer, &trace)
+                .await
+                .err()
+        }
         None => None,
     };
     if auth_users > 0 {
@@ -293,10 +285,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     monitor.stop();
     monitor_task.await.expect("monitor task");
     invariants.uninstall();
-    trace.record(format!(
-        "monitor: leaders of {} terms agreed on by every member that named one",
-        monitor.terms_seen()
-    ));
+    trace.record(format!("monitor: {}", monitor.summary()));
     trace.record(format!("invariants: {}", invariants.summary()));
     // An invariant broken online is the root cause: it comes first.
     let outcome = match (

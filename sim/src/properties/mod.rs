@@ -1,12 +1,14 @@
 //! Checks of the properties other than linearizability, over records the
-//! workloads keep: leases (`leases`), locks (`locks`), auth (`auth`), revisions
-//! (`revisions`) and etcd's watch guarantees (`watch`). Plain Rust, like
+//! harness keeps: raft's safety properties (`raft`), leases (`leases`), locks
+//! (`locks`), auth (`auth`), revisions (`revisions`) and etcd's watch
+//! guarantees (`watch`). Plain Rust, like
 //! the checker: times are virtual time since the run started, and nothing
 //! here reads a clock, so every verdict is reproducible from the record.
 
 pub mod auth;
 pub mod leases;
 pub mod locks;
+pub mod raft;
 pub mod revisions;
 pub mod watch;
 
