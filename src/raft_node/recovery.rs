@@ -399,13 +399,23 @@ fn recover(
         );
     }
     let first_entry = replay.entries.first().map(|entry| entry.index);
+    let last_entry = replay.entries.last().map(|entry| entry.index);
     let (valid, bad) = snapshots.load_newest_first()?;
     for error in &bad {
         tracing::error!(%error, "skipping a snapshot that fails its checks");
     }
     // The newest snapshot the WAL continues from: the WAL must hold every
-    // entry after it (or none at all, if nothing was written since).
-    let covered = |index: u64| first_entry.is_none_or(|first| first <= index + 1);
+    // entry after it (or none at all, if nothing was written since), and
+    // must either mark it or reach it. A leader's snapshot saved by an
+    // install that crashed before its WAL mark is not the member's state:
+    // the WAL still ends below it, and taking it would append the
+    // leader's next entries after that lower end, a gap the next recovery
+    // refuses (the simulator found this, seed 209).
+    let marked = |index: u64| replay.snapshot_marks.iter().any(|mark| mark.index == index);
+    let covered = |index: u64| {
+        first_entry.is_none_or(|first| first <= index + 1)
+            && (marked(index) || last_entry.is_none_or(|last| last >= index))
+    };
     let snapshot = valid.into_iter().find(|snapshot| covered(snapshot.index));
     let (state, mut log, snapshot_index, snapshot_term) = match snapshot {
         Some(snapshot) => {

@@ -375,6 +375,7 @@ impl SimCluster {
     pub fn heal_all(&mut self) {
         self.heal_links();
         self.filter.set_message_faults(0, 0, 0);
+        self.filter.set_lagging(None);
         for clock in &self.clocks {
             clock.set_skew(Skew::default());
         }

@@ -42,7 +42,12 @@ enum Action {
     MoveLeader,
     Maintenance,
     Churn,
+    Lag,
 }
+
+/// The extra latency of a lagging member's replication traffic: below the
+/// election timeout, so it lags without losing its leader.
+const LAG: std::ops::Range<u64> = 50..400;
 
 /// How long the power stays off in a power loss, at most.
 const POWER_OFF_MAX: Duration = Duration::from_millis(800);
@@ -89,6 +94,9 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
     }
     if options.churn {
         actions.push(Action::Churn);
+    }
+    if options.lagging {
+        actions.push(Action::Lag);
     }
     actions
 }
@@ -545,6 +553,18 @@ fn act(
         | Action::MoveLeader
         | Action::Maintenance
         | Action::Churn => None,
+        Action::Lag => {
+            if rng.gen_bool(0.5) {
+                cluster.filter.set_lagging(None);
+                return Some("no member lags".into());
+            }
+            let member = pick(&mut rng, running(cluster))?;
+            let delay = Duration::from_millis(rng.gen_range(LAG));
+            cluster
+                .filter
+                .set_lagging(Some((cluster.member_ids[member], delay)));
+            Some(format!("m{member} lags: its appends arrive {delay:?} late"))
+        }
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);
             let offset = rng

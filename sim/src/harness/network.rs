@@ -27,6 +27,10 @@ struct FilterState {
     drop_ppm: u32,
     duplicate_ppm: u32,
     delay_ppm: u32,
+    /// A member whose incoming replication traffic (appends, snapshots,
+    /// heartbeats) arrives this much late: it lags while clients keep
+    /// reading from it.
+    lagging: Option<(u64, Duration)>,
     /// A running hash of every raft message sent and its fate.
     digest: u64,
     /// When the first message went out; message times count from here.
@@ -59,6 +63,11 @@ impl NetFilter {
         state.delay_ppm = delay_ppm;
     }
 
+    /// Delays the replication traffic to `member` by `delay`, or ends that.
+    pub fn set_lagging(&self, lagging: Option<(u64, Duration)>) {
+        self.state.lock().unwrap().lagging = lagging;
+    }
+
     /// The hash of every raft message sent so far, with its fate and the
     /// virtual time: part of the run's trace hash.
     pub fn digest(&self) -> u64 {
@@ -69,7 +78,19 @@ impl NetFilter {
 impl MessageFilter for NetFilter {
     fn verdict(&self, from: u64, to: u64, message: &Message) -> Verdict {
         let mut state = self.state.lock().unwrap();
-        let verdict = match state.decide(from, to) {
+        let replication = matches!(
+            message.get_msg_type(),
+            MessageType::MsgAppend | MessageType::MsgSnapshot | MessageType::MsgHeartbeat
+        );
+        let lag = state
+            .lagging
+            .filter(|(member, _)| *member == to && replication)
+            .map(|(_, delay)| delay);
+        let verdict = match (state.decide(from, to), lag) {
+            (Verdict::Deliver, Some(delay)) => Verdict::Delay(delay),
+            (verdict, _) => verdict,
+        };
+        let verdict = match verdict {
             // A forwarded proposal is a client's request: raft does not
             // deduplicate proposals (neither does etcd), and no TCP stream
             // delivers a message twice, so a copy would be a second request

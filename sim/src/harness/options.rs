@@ -48,6 +48,9 @@ pub struct SwarmOptions {
     /// An operator replaces a member (remove, wipe, re-add as a learner,
     /// promote) during faults (`churn.rs`).
     pub churn: bool,
+    /// One member's incoming replication is delayed, so it lags while
+    /// clients keep reading from it.
+    pub lagging: bool,
     /// Mean pause between two nemesis actions.
     pub nemesis_interval: Duration,
     /// Per-message probabilities (parts per million) while message faults are on.
@@ -82,6 +85,7 @@ impl SwarmOptions {
             leader_moves: rng.gen_bool(0.5),
             maintenance: rng.gen_bool(0.5),
             churn: rng.gen_bool(0.4),
+            lagging: rng.gen_bool(0.4),
         }
     }
 }
@@ -90,7 +94,7 @@ impl fmt::Display for SwarmOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} maintenance={} churn={} nemesis-every~{:?}",
+            "clients={} keys={} crash={} pause={} disk-full={} disk-corruption={} partition={} message-faults={} (drop {}‰ dup {}‰ delay {}‰) clock-skew={} compaction={} hostile={} power-loss={} crash-points={} leader-moves={} maintenance={} churn={} lagging={} nemesis-every~{:?}",
             self.clients,
             self.keys,
             self.crash,
@@ -110,6 +114,7 @@ impl fmt::Display for SwarmOptions {
             self.leader_moves,
             self.maintenance,
             self.churn,
+            self.lagging,
             self.nemesis_interval
         )
     }
