@@ -496,3 +496,102 @@ fn recover(
         snapshot_term,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::snapshot::Snapshot;
+    use crate::storage::wal::SnapshotMark;
+    use crate::storage::SimDisk;
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            data_dir: PathBuf::from("/m"),
+            bootstrap: Bootstrap::Join {
+                member_id: 1,
+                cluster_id: 1,
+                peers: BTreeMap::new(),
+            },
+            election_ticks: 10,
+            snapshot_count: 100,
+            quota_bytes: 0,
+            max_request_bytes: 1 << 20,
+            seed: 1,
+            start_unix_millis: 0,
+            name: "m".into(),
+            client_urls: Vec::new(),
+            auth_token_ttl: std::time::Duration::from_secs(300),
+        }
+    }
+
+    /// Seed 209's case: the log reaches entry 3, and a leader's snapshot at
+    /// 200 was saved by an install that crashed before its WAL mark. Taking
+    /// it would put the leader's entry 201 right after entry 3 in the WAL.
+    #[test]
+    fn a_leaders_snapshot_is_the_state_only_once_the_wal_marks_it() {
+        let disk = Arc::new(SimDisk::new());
+        let wal_dir = PathBuf::from("/m/member/wal");
+        let voters = ConfState {
+            voters: vec![1],
+            ..ConfState::default()
+        };
+        let metadata = Metadata {
+            member_id: 1,
+            cluster_id: 1,
+        };
+        let mut wal = Wal::create(
+            disk.clone(),
+            &wal_dir,
+            metadata,
+            voters.clone(),
+            &[],
+            &HardState::default(),
+        )
+        .unwrap();
+        let entries: Vec<Entry> = (1..=3)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                ..Entry::default()
+            })
+            .collect();
+        let hard_state = HardState {
+            term: 1,
+            commit: 3,
+            ..HardState::default()
+        };
+        wal.append(&entries, Some(&hard_state));
+        wal.sync().unwrap();
+        drop(wal);
+        let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
+        let mut state = StateMachine::new(0, Members::default());
+        state.restore_membership(Members::default(), 200);
+        snapshots
+            .save(&Snapshot {
+                index: 200,
+                term: 2,
+                conf_state: voters,
+                state: state.encode(),
+            })
+            .unwrap();
+
+        let recovered = recover(&config(), disk.clone(), &wal_dir, &snapshots).unwrap();
+        assert_eq!(
+            recovered.snapshot_index, 0,
+            "the unmarked snapshot is not used"
+        );
+        assert_eq!(recovered.log.last(), 3);
+        drop(recovered);
+
+        let (mut wal, _) = Wal::open(disk.clone(), &wal_dir).unwrap();
+        wal.mark_installed(SnapshotMark {
+            index: 200,
+            term: 2,
+        });
+        wal.sync().unwrap();
+        drop(wal);
+        let recovered = recover(&config(), disk, &wal_dir, &snapshots).unwrap();
+        assert_eq!(recovered.snapshot_index, 200, "once marked it is the state");
+        assert_eq!(recovered.log.last(), 200);
+    }
+}
