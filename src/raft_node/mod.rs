@@ -24,6 +24,7 @@ mod admission;
 mod election;
 mod log_store;
 mod recovery;
+mod strangers;
 mod waiters;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -244,6 +245,11 @@ pub struct RaftNode {
     reads: waiters::ReadIndexQueue,
     /// Peer messages refused by `admission` since the start.
     dropped_messages: u64,
+    /// Refused senders the peers were asked about, and where the answers
+    /// (a vouched stranger's id and peer URL) arrive.
+    strangers: strangers::Strangers,
+    vouched: mpsc::Sender<(u64, String)>,
+    vouched_answers: Option<mpsc::Receiver<(u64, String)>>,
     /// When the oldest unanswered heartbeat went to each peer, and each
     /// peer's round-trip histogram (etcd's prober measures the same).
     heartbeats_sent: std::collections::BTreeMap<u64, Duration>,
@@ -277,6 +283,7 @@ impl RaftNode {
         mut steps: mpsc::Receiver<Vec<Message>>,
     ) -> Result<(), FatalError> {
         let mut ticker = clock.interval(tick_interval);
+        let mut vouched = self.vouched_answers.take().expect("run once");
         let stopped = self.shared.stopped();
         tokio::pin!(stopped);
         // Apply what the log already holds (a new cluster's configuration
@@ -325,6 +332,17 @@ impl RaftNode {
                         self.step(messages);
                     }
                 }
+                Some((id, url)) = vouched.recv() => {
+                    self.strangers.forget(id);
+                    if !self.transport.knows(id) {
+                        tracing::info!(
+                            member = format_args!("{id:x}"),
+                            %url,
+                            "a peer ahead of this member vouched for a sender it did not know"
+                        );
+                        self.transport.set_peer(id, url);
+                    }
+                }
                 command = commands.recv() => {
                     let Some(command) = command else { return Ok(()) };
                     self.handle(command);
@@ -367,6 +385,28 @@ impl RaftNode {
         snapshots_sent.extend(snapshots.into_iter().map(|to| (to, !dropped.contains(&to))));
     }
 
+    /// Asks the known peers about a sender this member does not know (see
+    /// `strangers`), in a task of its own: the loop never waits on a peer.
+    fn ask_about_stranger(&mut self, id: u64) {
+        if !self.strangers.should_ask(id, self.clock.elapsed()) {
+            return;
+        }
+        let applied = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .applied_index();
+        let peers = self.transport.peer_urls();
+        let clock = self.clock.clone();
+        let vouched = self.vouched.clone();
+        tokio::spawn(async move {
+            if let Some(url) = strangers::vouch(id, peers, applied, clock).await {
+                let _ = vouched.send((id, url)).await;
+            }
+        });
+    }
+
     fn step(&mut self, messages: Vec<Message>) {
         for message in messages {
             let prs = self.raw.raft.prs();
@@ -378,6 +418,9 @@ impl RaftNode {
                 last_index: self.raw.raft.raft_log.last_index(),
             };
             if let Err(refusal) = admission::admit(&message, &view) {
+                if refusal == admission::Refusal::FromStranger {
+                    self.ask_about_stranger(message.from);
+                }
                 self.dropped_messages += 1;
                 // The first, then every thousandth: a flood of forged
                 // messages must not flood the log too.

@@ -10,7 +10,9 @@ use raft::eraftpb::{ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::RawNode;
 use thiserror::Error;
 
-use super::{ElectionTimeouts, LogStore, RaftNode, Shared, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG};
+use super::{
+    strangers, ElectionTimeouts, LogStore, RaftNode, Shared, MAX_INFLIGHT_MSGS, MAX_SIZE_PER_MSG,
+};
 use crate::apply::StateMachine;
 use crate::clock::Clock;
 use crate::membership::{Member, Members};
@@ -19,6 +21,7 @@ use crate::storage::snapshot::{SnapshotDir, SnapshotError};
 use crate::storage::wal::{Metadata, Wal, WalError};
 use crate::storage::Disk;
 use crate::transport::{MessageFilter, Transport};
+use tokio::sync::mpsc;
 
 /// What the driver needs to know about its member.
 #[derive(Clone, Debug)]
@@ -227,6 +230,7 @@ impl RaftNode {
         if first <= last {
             entry_starts.persisted(first, last, clock.elapsed());
         }
+        let (vouched, vouched_answers) = mpsc::channel(strangers::STRANGERS_MAX);
         Ok(RaftNode {
             raw,
             transport,
@@ -234,6 +238,9 @@ impl RaftNode {
             attributes,
             published: false,
             dropped_messages: 0,
+            strangers: strangers::Strangers::default(),
+            vouched,
+            vouched_answers: Some(vouched_answers),
             heartbeats_sent: BTreeMap::new(),
             round_trips: BTreeMap::new(),
             clock,

@@ -132,6 +132,12 @@ impl Transport {
         self.peer_urls.contains_key(&id)
     }
 
+    /// Every peer's URL, each once.
+    pub fn peer_urls(&self) -> Vec<String> {
+        let urls: std::collections::BTreeSet<&String> = self.peer_urls.values().collect();
+        urls.into_iter().cloned().collect()
+    }
+
     pub fn remove_peer(&mut self, id: u64) {
         self.peer_urls.remove(&id);
         self.queues.remove(&id);

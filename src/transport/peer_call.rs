@@ -2,6 +2,9 @@
 //! streams: a joining member asks for the cluster, and a follower forwards
 //! a promotion to the leader. Here so that only `transport` dials peers.
 
+use std::time::Duration;
+
+use crate::clock::Clock;
 use crate::proto::detcdpb::{MembersRequest, MembersResponse, PromoteRequest};
 
 /// Why a call to a peer did not get an answer.
@@ -22,14 +25,29 @@ impl std::fmt::Display for PeerCallError {
     }
 }
 
-/// Asks the member at `url` for the cluster's members and id.
-pub async fn fetch_members(url: &str) -> Result<MembersResponse, PeerCallError> {
-    let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
-    let response = client
-        .members(MembersRequest {})
-        .await
-        .map_err(|e| PeerCallError::Failed(e.to_string()))?;
-    Ok(response.into_inner())
+/// How long one ask for the members waits for its answer. Callers ask
+/// several peers in turn, so one that hangs (paused, cut off) must not
+/// stall the answers of the others.
+pub const MEMBERS_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the member at `url` for the cluster's members and id, waiting at
+/// most `MEMBERS_ASK_TIMEOUT`.
+pub async fn fetch_members(url: &str, clock: &Clock) -> Result<MembersResponse, PeerCallError> {
+    let ask = async {
+        let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
+        let response = client
+            .members(MembersRequest {})
+            .await
+            .map_err(|e| PeerCallError::Failed(e.to_string()))?;
+        Ok(response.into_inner())
+    };
+    tokio::select! {
+        biased;
+        answer = ask => answer,
+        () = clock.sleep(MEMBERS_ASK_TIMEOUT) => {
+            Err(PeerCallError::Unreachable("no answer in time".to_string()))
+        }
+    }
 }
 
 /// Asks the leader at `url` to promote learner `id`. The answer is etcd's

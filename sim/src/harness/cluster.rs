@@ -186,7 +186,8 @@ impl SimCluster {
     }
 
     /// Takes out a member the cluster removed (MemberRemove): its node
-    /// stops, whatever fault it was in, and its disk is wiped.
+    /// stops, whatever fault it was in, and its disk is never used again
+    /// (`rejoin` starts it on an empty one).
     pub fn retire(&mut self, index: usize) {
         self.handle.kill(self.nodes[index].id());
         self.down.remove(&index);

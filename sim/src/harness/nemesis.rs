@@ -195,8 +195,9 @@ pub async fn run(
             if churn.is_none() && cluster.size() >= 3 {
                 // A member whose disk rotted (or failed its checks) is the
                 // one to replace: while it is out the cluster refuses other
-                // changes as unhealthy. Otherwise any running one, if the quorum holds
-                // without it (the cluster refuses a removal that breaks it).
+                // changes as unhealthy. Otherwise any running one, if the
+                // quorum holds without it (the cluster refuses a removal
+                // that breaks it).
                 let mut broken = cluster.lost();
                 broken.extend(cluster.corrupted.iter().copied());
                 let victim = match broken.first() {
@@ -407,13 +408,12 @@ fn act(
 ) -> Option<String> {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
-    let running = |cluster: &SimCluster| cluster.running();
     match action {
         Action::Crash => {
             if !can_take_one_out(cluster) {
                 return None;
             }
-            let victim = pick(&mut rng, running(cluster))?;
+            let victim = pick(&mut rng, cluster.running())?;
             cluster.crash(victim);
             Some(format!("crash m{victim}"))
         }
@@ -428,7 +428,8 @@ fn act(
             }
             let victim = pick(
                 &mut rng,
-                running(cluster)
+                cluster
+                    .running()
                     .into_iter()
                     .filter(|i| !cluster.disk_full.contains(i)),
             )?;
@@ -474,7 +475,7 @@ fn act(
             if !can_take_one_out(cluster) {
                 return None;
             }
-            let victim = pick(&mut rng, running(cluster))?;
+            let victim = pick(&mut rng, cluster.running())?;
             cluster.pause(victim);
             Some(format!("pause m{victim}"))
         }
@@ -558,7 +559,7 @@ fn act(
                 cluster.filter.set_lagging(None);
                 return Some("no member lags".into());
             }
-            let member = pick(&mut rng, running(cluster))?;
+            let member = pick(&mut rng, cluster.running())?;
             let delay = Duration::from_millis(rng.gen_range(LAG));
             cluster
                 .filter
