@@ -9,6 +9,12 @@
 use std::io;
 use std::path::Path;
 
+/// Writes reach the platter in whole sectors: after a crash, an unsynced
+/// write may have landed in part, a run of whole sectors (file-aligned)
+/// from its start. The simulated disk tears writes this way, and the WAL
+/// tells a torn write from damage by it.
+pub const SECTOR_BYTES: usize = 512;
+
 pub trait Disk: Send + Sync + 'static {
     /// Creates the directory and its parents (no-op if it exists).
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
@@ -20,7 +26,10 @@ pub trait Disk: Send + Sync + 'static {
     fn create(&self, path: &Path) -> io::Result<()>;
     /// Appends to an existing file.
     fn append(&self, path: &Path, data: &[u8]) -> io::Result<()>;
-    /// Cuts a file down to `len` bytes.
+    /// Writes `data` at `offset` of an existing file (pwrite), growing it
+    /// if the write ends past its end.
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Sets a file's length: cuts it down, or grows it with zeros.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes the file's data durable (fdatasync).
     fn sync(&self, path: &Path) -> io::Result<()>;
@@ -35,6 +44,14 @@ pub trait Disk: Send + Sync + 'static {
 /// Writes a whole file crash-safely: temp file, fsync, rename, fsync dir.
 /// After a crash either the old content or the new one is there, never a mix.
 pub fn write_atomically(disk: &dyn Disk, path: &Path, data: &[u8]) -> io::Result<()> {
+    write_preallocated(disk, path, data, data.len() as u64)
+}
+
+/// As `write_atomically`, with the file grown to `len` bytes (zeros after
+/// `data`) before it is synced: the file appears whole at its final size,
+/// so a later write inside it changes no length, and a file found shorter
+/// was cut (the WAL's preallocated segments, as etcd's).
+pub fn write_preallocated(disk: &dyn Disk, path: &Path, data: &[u8], len: u64) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
@@ -46,6 +63,9 @@ pub fn write_atomically(disk: &dyn Disk, path: &Path, data: &[u8]) -> io::Result
     let temp = dir.join(temp_name);
     disk.create(&temp)?;
     disk.append(&temp, data)?;
+    if len > data.len() as u64 {
+        disk.truncate(&temp, len)?;
+    }
     disk.sync(&temp)?;
     disk.rename(&temp, path)?;
     disk.sync_dir(dir)

@@ -3,14 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::disk::Disk;
 
-/// Files appended to are kept open so a WAL append is one write(2), not an
-/// open/write/close triple.
+/// Files written to are kept open so a WAL write is one pwrite(2), not an
+/// open/write/close triple. They are not opened O_APPEND: on Linux that
+/// would send every pwrite to the end of the file.
 #[derive(Debug, Default)]
 pub struct RealDisk {
     open_files: Mutex<BTreeMap<PathBuf, File>>,
@@ -28,7 +30,7 @@ impl RealDisk {
     ) -> io::Result<T> {
         let mut files = self.open_files.lock().expect("disk lock poisoned");
         if !files.contains_key(path) {
-            let file = OpenOptions::new().append(true).open(path)?;
+            let file = OpenOptions::new().write(true).open(path)?;
             files.insert(path.to_path_buf(), file);
         }
         f(files.get_mut(path).expect("just inserted"))
@@ -69,7 +71,14 @@ impl Disk for RealDisk {
     }
 
     fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.with_file(path, |file| file.write_all(data))
+        self.with_file(path, |file| {
+            file.seek(io::SeekFrom::End(0))?;
+            file.write_all(data)
+        })
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.with_file(path, |file| file.write_all_at(data, offset))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

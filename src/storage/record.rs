@@ -39,6 +39,9 @@ pub enum RecordType {
     /// the sequence number in the payload: the newest segment, if it
     /// vanishes, is then missed instead of silently not read.
     Sealed = 7,
+    /// The size the segment file was preallocated to (u64 LE), in its
+    /// header: a file found shorter was cut after it was written.
+    Preallocated = 8,
 }
 
 impl RecordType {
@@ -51,6 +54,7 @@ impl RecordType {
             5 => RecordType::ConfState,
             6 => RecordType::SnapshotInstalled,
             7 => RecordType::Sealed,
+            8 => RecordType::Preallocated,
             _ => return None,
         })
     }
@@ -80,13 +84,26 @@ pub fn encode(record_type: RecordType, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// How many bytes the record at the start of `bytes` declares it takes,
+/// if its header is all there and checks out.
+pub fn declared_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < HEADER_BYTES || crc32c::crc32c(&bytes[0..5]) != header_word(bytes, 5) {
+        return None;
+    }
+    Some(HEADER_BYTES + header_word(bytes, 0) as usize)
+}
+
+fn header_word(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
 /// Decodes the record at the start of `bytes`: its type, payload and the
 /// total number of bytes it occupies.
 pub fn decode(bytes: &[u8]) -> Result<(RecordType, &[u8], usize), DecodeError> {
     if bytes.len() < HEADER_BYTES {
         return Err(DecodeError::Truncated);
     }
-    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let word = |at: usize| header_word(bytes, at);
     if crc32c::crc32c(&bytes[0..5]) != word(5) {
         return Err(DecodeError::Bad("header checksum mismatch"));
     }

@@ -2,7 +2,8 @@
 //!
 //! It outlives node restarts (the simulator keeps one per node). Bytes
 //! written but not synced are lost when the node crashes, except for a
-//! possibly torn prefix of the unsynced tail; names created, renamed or
+//! possibly torn prefix (whole file-aligned sectors) of what was written
+//! since the last sync; names created, renamed or
 //! removed are undone by a crash unless their directory was synced. The
 //! nemesis can also make the disk full. madsim's own fs models none of
 //! this, which is why this file exists.
@@ -12,10 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::disk::Disk;
-
-/// Torn writes happen at sector granularity.
-pub const SECTOR_BYTES: usize = 512;
+use super::disk::{Disk, SECTOR_BYTES};
 
 #[derive(Debug, Default)]
 pub struct SimDisk {
@@ -43,9 +41,32 @@ struct State {
 struct Inode {
     data: Vec<u8>,
     durable: Vec<u8>,
-    /// True while every change since the last sync was an append, so a
-    /// crash may leave a torn prefix of the appended bytes.
-    appended_only: bool,
+    /// The span written since the last sync (start of the first write to
+    /// end of the furthest), while every change since then was a write at
+    /// or past the durable end or inside it: a crash may leave a torn
+    /// prefix of it.
+    written: Option<std::ops::Range<usize>>,
+    /// The file was emptied or cut below its durable length since the last
+    /// sync: a crash leaves only the durable content.
+    rewritten: bool,
+}
+
+impl Inode {
+    fn write_at(&mut self, offset: usize, bytes: &[u8]) {
+        let end = offset + bytes.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[offset..end].copy_from_slice(bytes);
+        self.note_written(offset..end);
+    }
+
+    fn note_written(&mut self, span: std::ops::Range<usize>) {
+        self.written = Some(match self.written.take() {
+            Some(old) => old.start.min(span.start)..old.end.max(span.end),
+            None => span,
+        });
+    }
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -74,18 +95,26 @@ impl SimDisk {
         let mut draw = torn_seed;
         for inode in state.inodes.values_mut() {
             let mut survived = inode.durable.clone();
-            if inode.appended_only && inode.data.len() > inode.durable.len() {
-                draw = crate::rng::stable_hash(&[draw, inode.data.len() as u64]);
-                let unsynced = inode.data.len() - inode.durable.len();
-                let sectors = unsynced.div_ceil(SECTOR_BYTES);
-                let kept = ((draw % (sectors as u64 + 1)) as usize * SECTOR_BYTES).min(unsynced);
-                survived.extend_from_slice(
-                    &inode.data[inode.durable.len()..inode.durable.len() + kept],
-                );
+            if let Some(span) = inode.written.clone().filter(|_| !inode.rewritten) {
+                // Whole sectors from the start of what was written land;
+                // the first sector boundary after the start ends the first.
+                draw = crate::rng::stable_hash(&[draw, span.end as u64]);
+                let first_end = (span.start / SECTOR_BYTES + 1) * SECTOR_BYTES;
+                let sectors = span.end.saturating_sub(first_end).div_ceil(SECTOR_BYTES) + 1;
+                let landed = (draw % (sectors as u64 + 1)) as usize;
+                let end = match landed {
+                    0 => span.start,
+                    n => (first_end + (n - 1) * SECTOR_BYTES).min(span.end),
+                };
+                if survived.len() < end {
+                    survived.resize(end, 0);
+                }
+                survived[span.start..end].copy_from_slice(&inode.data[span.start..end]);
             }
             inode.data = survived.clone();
             inode.durable = survived;
-            inode.appended_only = true;
+            inode.written = None;
+            inode.rewritten = false;
         }
     }
 
@@ -109,7 +138,14 @@ impl SimDisk {
         let draw = crate::rng::stable_hash(&[seed]);
         let (path, id) = &files[(draw % files.len() as u64) as usize];
         let inode = state.inodes.get_mut(id).expect("named inode exists");
-        let at = (crate::rng::stable_hash(&[draw]) % inode.durable.len() as u64) as usize;
+        // Rot where the file holds data: a preallocated file's zeros past
+        // its data are no one's data (and would make most flips harmless).
+        let holding = inode
+            .durable
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(inode.durable.len(), |last| last + 1);
+        let at = (crate::rng::stable_hash(&[draw]) % holding as u64) as usize;
         let bit = (draw >> 61) as u8;
         inode.durable[at] ^= 1 << bit;
         if let Some(byte) = inode.data.get_mut(at) {
@@ -194,18 +230,13 @@ impl Disk for SimDisk {
         state.check_dir(path)?;
         if let Ok(inode) = state.inode_mut(path) {
             inode.data.clear();
-            inode.appended_only = false;
+            inode.written = None;
+            inode.rewritten = true;
             return Ok(());
         }
         state.next_inode += 1;
         let id = state.next_inode;
-        state.inodes.insert(
-            id,
-            Inode {
-                appended_only: true,
-                ..Inode::default()
-            },
-        );
+        state.inodes.insert(id, Inode::default());
         state.names.insert(path.to_path_buf(), id);
         Ok(())
     }
@@ -213,7 +244,17 @@ impl Disk for SimDisk {
     fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut state = self.lock();
         state.check_space()?;
-        state.inode_mut(path)?.data.extend_from_slice(data);
+        let inode = state.inode_mut(path)?;
+        let end = inode.data.len();
+        inode.write_at(end, data);
+        Ok(())
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        state.check_space()?;
+        let offset = usize::try_from(offset).map_err(io::Error::other)?;
+        state.inode_mut(path)?.write_at(offset, data);
         Ok(())
     }
 
@@ -224,10 +265,15 @@ impl Disk for SimDisk {
         if len < inode.data.len() {
             inode.data.truncate(len);
             if len < inode.durable.len() {
-                inode.appended_only = false;
+                inode.rewritten = true;
             }
-        } else {
+            if let Some(span) = inode.written.take() {
+                inode.written = Some(span.start.min(len)..span.end.min(len));
+            }
+        } else if len > inode.data.len() {
+            let from = inode.data.len();
             inode.data.resize(len, 0);
+            inode.note_written(from..len);
         }
         Ok(())
     }
@@ -235,14 +281,15 @@ impl Disk for SimDisk {
     fn sync(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let inode = state.inode_mut(path)?;
-        if inode.appended_only {
-            let start = inode.durable.len();
-            let appended = inode.data[start..].to_vec();
-            inode.durable.extend_from_slice(&appended);
-        } else {
-            inode.durable = inode.data.clone();
+        match inode.written.take() {
+            Some(span) if !inode.rewritten && inode.durable.len() <= inode.data.len() => {
+                inode.durable.resize(inode.data.len(), 0);
+                inode.durable[span.clone()].copy_from_slice(&inode.data[span]);
+            }
+            None if !inode.rewritten && inode.durable.len() == inode.data.len() => {}
+            _ => inode.durable = inode.data.clone(),
         }
-        inode.appended_only = true;
+        inode.rewritten = false;
         Ok(())
     }
 

@@ -1,12 +1,21 @@
 //! The write-ahead log: raft entries and hard state in CRC-framed records,
 //! spread over numbered segment files, one fsync per batch (group commit).
 //!
-//! Recovery rules (DESIGN.md "Storage model"): a record that fails its
-//! checksum or is cut short at the very end of the last segment is a torn
-//! write from a crash and is truncated away; a bad record anywhere else is
-//! corruption and opening fails — the node never serves from a log it
-//! cannot trust.
-
+//! Segments are preallocated, as etcd's are: a segment appears whole at
+//! its final size (zeros past its data, the size named in its header), and
+//! batches are written in place. So a segment found shorter than its
+//! header says was cut after it was written, and opening fails: bytes that
+//! were fsynced never vanish silently.
+//!
+//! Recovery rules (DESIGN.md "Storage model"): past the last valid record
+//! of the last segment, zeros are the clean end. A record that fails there
+//! is a torn write from a crash only if part of it never landed (a whole
+//! file-aligned sector of it is zeros) and nothing follows it; it is then
+//! zeroed away and logged. A bad record anywhere else is corruption and
+//! opening fails — the node never serves from a log it cannot trust.
+//! Segments written before preallocation (no size in their header) are
+//! read by the older rule: a record cut short at the very end of the last
+//! segment is a torn write.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,14 +23,23 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 use thiserror::Error;
 
-use super::disk::Disk;
+use super::disk::{Disk, SECTOR_BYTES};
 use super::record::{self, DecodeError, RecordType};
 
-/// A segment is closed and a new one started past this size, so released
-/// segments free space in reasonable steps (etcd uses 64 MB too).
-pub const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Each segment file is preallocated to this size (etcd's 64 MB), or to
+/// what its first batch needs if that is more; a batch that does not fit
+/// in the tail starts the next segment. The simulator's disk (and the unit
+/// tests') lives in memory, so there segments are 16 KiB, which also
+/// makes them roll over (and be sealed and released) within a run.
+#[cfg(not(any(madsim, test)))]
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+#[cfg(any(madsim, test))]
+pub const SEGMENT_BYTES: u64 = 16 * 1024;
 
 const SEGMENT_SUFFIX: &str = ".wal";
+
+/// A seal record's size: every segment keeps room for one.
+const SEAL_BYTES: usize = record::HEADER_BYTES + 8;
 
 #[derive(Debug, Error)]
 pub enum WalError {
@@ -108,15 +126,26 @@ pub struct Wal {
     dir: PathBuf,
     metadata: Metadata,
     conf_state: Option<ConfState>,
+    /// The hard state and snapshot mark written to the log (not those
+    /// still pending): a new segment's header repeats them, and must never
+    /// claim what a crash could still take back.
     hard_state: HardState,
     last_mark: SnapshotMark,
+    pending_hard_state: Option<HardState>,
+    pending_mark: Option<SnapshotMark>,
     segments: Vec<Segment>,
+    /// Where the tail segment's data ends: the next batch goes here.
     tail_bytes: u64,
+    /// The tail segment's preallocated size; `None` for a segment written
+    /// before preallocation, which the next batch leaves for a new one.
+    tail_len: Option<u64>,
     last_index: u64,
     pending: Vec<u8>,
+    /// The index of the first entry in `pending`, if it holds one.
+    pending_first_index: Option<u64>,
     /// Bytes were written to the tail since its last fsync.
     unsynced: bool,
-    segment_bytes_max: u64,
+    segment_bytes: u64,
 }
 
 impl std::fmt::Debug for Wal {
@@ -163,16 +192,21 @@ impl Wal {
             conf_state: Some(conf_state),
             hard_state: HardState::default(),
             last_mark: SnapshotMark::default(),
+            pending_hard_state: None,
+            pending_mark: None,
             segments: Vec::new(),
             tail_bytes: 0,
+            tail_len: None,
             unsynced: false,
             last_index: 0,
             pending: Vec::new(),
-            segment_bytes_max: SEGMENT_BYTES_MAX,
+            pending_first_index: None,
+            segment_bytes: SEGMENT_BYTES,
         };
         wal.append(entries, None);
         wal.hard_state = hard_state.clone();
         let bootstrap = std::mem::take(&mut wal.pending);
+        wal.pending_first_index = None;
         wal.start_segment(0, 1, &bootstrap)?;
         if let Some(parent) = dir.parent() {
             wal.disk.sync_dir(parent).map_err(io_error(parent))?;
@@ -207,6 +241,7 @@ impl Wal {
         }
         let mut replay = Replay::default();
         let mut tail_bytes = 0;
+        let mut tail_len = None;
         for (position, segment) in segments.iter().enumerate() {
             let path = dir.join(segment.name());
             let is_last = position + 1 == segments.len();
@@ -229,12 +264,33 @@ impl Wal {
             } else {
                 Tail::Middle
             };
-            let valid = replay_segment(&bytes, &path, tail, &mut replay)?;
-            if valid < bytes.len() && !is_last {
+            let end = replay_segment(&bytes, &path, tail, &mut replay)?;
+            let valid = end.valid;
+            // Nonzero bytes past the valid records: a torn write (checked
+            // by replay_segment) to drop.
+            let dropped = bytes[valid..]
+                .iter()
+                .rposition(|&byte| byte != 0)
+                .map_or(0, |last| last + 1);
+            if !is_last && end.preallocated.is_some() && !end.sealed {
                 // A crash while sealing: the next segment was already
-                // durable, so nothing is lost (see `sync`). Finish the seal
+                // durable, so nothing is lost (see `roll`). Finish the seal
                 // now, so the segment reads whole once it is no longer the
                 // one before the newest.
+                let next = segments[position + 1].seq;
+                let mut seal = Vec::new();
+                record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
+                seal.resize(seal.len().max(dropped), 0);
+                disk.write_at(&path, valid as u64, &seal)
+                    .map_err(io_error(&path))?;
+                disk.sync(&path).map_err(io_error(&path))?;
+                replay.sealed_next = Some(next);
+                tracing::warn!(
+                    path = %path.display(),
+                    "a segment's seal was cut short by a crash; completed it (the next segment is whole)"
+                );
+            } else if !is_last && end.preallocated.is_none() && valid < bytes.len() {
+                // The same for a segment written before preallocation.
                 let next = segments[position + 1].seq;
                 let mut seal = Vec::new();
                 record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
@@ -247,8 +303,17 @@ impl Wal {
                     path = %path.display(),
                     "a seal record was cut short by a crash; completed it (the next segment is whole)"
                 );
-            } else if valid < bytes.len() {
-                // Only the last segment can get here (replay_segment fails otherwise).
+            } else if is_last && end.preallocated.is_some() && dropped > 0 {
+                disk.write_at(&path, valid as u64, &vec![0; dropped])
+                    .map_err(io_error(&path))?;
+                disk.sync(&path).map_err(io_error(&path))?;
+                replay.torn_tail = Some(TornTail {
+                    path: path.clone(),
+                    offset: valid as u64,
+                    bytes: dropped as u64,
+                    what: "a record cut short (part of it never landed); zeroed",
+                });
+            } else if is_last && end.preallocated.is_none() && valid < bytes.len() {
                 disk.truncate(&path, valid as u64)
                     .map_err(io_error(&path))?;
                 disk.sync(&path).map_err(io_error(&path))?;
@@ -265,6 +330,7 @@ impl Wal {
                 });
             }
             tail_bytes = valid as u64;
+            tail_len = end.preallocated;
         }
         if let Some(next) = replay.sealed_next {
             // The last segment says the log went on: the newest segment is
@@ -285,12 +351,16 @@ impl Wal {
             conf_state: replay.conf_state.clone(),
             hard_state: replay.hard_state.clone(),
             last_mark: replay.snapshot_marks.last().copied().unwrap_or_default(),
+            pending_hard_state: None,
+            pending_mark: None,
             segments,
             tail_bytes,
+            tail_len,
             unsynced: false,
             last_index: replay.entries.last().map(|entry| entry.index).unwrap_or(0),
             pending: Vec::new(),
-            segment_bytes_max: SEGMENT_BYTES_MAX,
+            pending_first_index: None,
+            segment_bytes: SEGMENT_BYTES,
         };
         Ok((wal, replay))
     }
@@ -299,6 +369,7 @@ impl Wal {
     /// replay) and, if given, a new hard state. Nothing is durable before `sync`.
     pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) {
         for entry in entries {
+            self.pending_first_index.get_or_insert(entry.index);
             let bytes = entry.write_to_bytes().expect("raft entry encodes");
             record::encode(RecordType::Entry, &bytes, &mut self.pending);
             self.last_index = entry.index;
@@ -306,7 +377,7 @@ impl Wal {
         if let Some(hard_state) = hard_state {
             let bytes = hard_state.write_to_bytes().expect("hard state encodes");
             record::encode(RecordType::HardState, &bytes, &mut self.pending);
-            self.hard_state = hard_state.clone();
+            self.pending_hard_state = Some(hard_state.clone());
         }
     }
 
@@ -314,7 +385,7 @@ impl Wal {
     /// later be released.
     pub fn mark_snapshot(&mut self, mark: SnapshotMark) {
         record::encode(RecordType::Snapshot, &encode_mark(mark), &mut self.pending);
-        self.last_mark = mark;
+        self.pending_mark = Some(mark);
     }
 
     /// Records that a snapshot from the leader replaced the log: on replay
@@ -325,22 +396,37 @@ impl Wal {
             &encode_mark(mark),
             &mut self.pending,
         );
-        self.last_mark = mark;
+        self.pending_mark = Some(mark);
         self.last_index = mark.index;
+        self.pending_first_index.get_or_insert(mark.index + 1);
     }
 
-    /// Writes everything buffered to the tail segment. Not durable yet: a
+    /// Writes everything buffered to the tail segment, in place, first
+    /// moving on to a new segment if it does not fit. Not durable yet: a
     /// crash before `sync` may lose it or leave a torn part of it.
     pub fn write(&mut self) -> Result<(), WalError> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let fits = self
+            .tail_len
+            .is_some_and(|len| self.tail_bytes + (self.pending.len() + SEAL_BYTES) as u64 <= len);
+        if !fits {
+            self.roll()?;
+        }
         let path = self.tail_path();
         self.disk
-            .append(&path, &self.pending)
+            .write_at(&path, self.tail_bytes, &self.pending)
             .map_err(io_error(&path))?;
         self.tail_bytes += self.pending.len() as u64;
         self.pending.clear();
+        self.pending_first_index = None;
+        if let Some(hard_state) = self.pending_hard_state.take() {
+            self.hard_state = hard_state;
+        }
+        if let Some(mark) = self.pending_mark.take() {
+            self.last_mark = mark;
+        }
         self.unsynced = true;
         Ok(())
     }
@@ -349,6 +435,10 @@ impl Wal {
     /// group-commit point.
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.write()?;
+        self.sync_tail()
+    }
+
+    fn sync_tail(&mut self) -> Result<(), WalError> {
         if !self.unsynced {
             return Ok(());
         }
@@ -361,32 +451,41 @@ impl Wal {
             self.disk.sync(&path).map_err(io_error(&path))?;
         }
         self.unsynced = false;
-        if self.tail_bytes >= self.segment_bytes_max {
-            let old_tail = self.tail_path();
-            let seq = self
-                .segments
-                .last()
-                .map(|segment| segment.seq + 1)
-                .unwrap_or(0);
-            // The new segment first, durably; only then seal the old one.
-            // A crash between the two leaves an unsealed segment with a
-            // successor, which is fine; a sealed one without its successor
-            // means the newest segment was lost.
-            self.start_segment(seq, self.last_index + 1, &[])?;
-            let mut seal = Vec::new();
-            record::encode(RecordType::Sealed, &seq.to_le_bytes(), &mut seal);
-            self.disk
-                .append(&old_tail, &seal)
-                .map_err(io_error(&old_tail))?;
-            self.disk.sync(&old_tail).map_err(io_error(&old_tail))?;
-        }
         Ok(())
     }
 
-    /// Rolls segments over past `bytes` instead of `SEGMENT_BYTES_MAX`
+    /// Moves the log on to a new segment sized for what is pending. The
+    /// old tail is synced and the new segment made durable first; only
+    /// then is the old one sealed. A crash between the two leaves an
+    /// unsealed segment with a successor, which is fine; a sealed one
+    /// without its successor means the newest segment was lost.
+    fn roll(&mut self) -> Result<(), WalError> {
+        self.sync_tail()?;
+        let old_tail = self.tail_path();
+        let (old_bytes, old_len) = (self.tail_bytes, self.tail_len);
+        let seq = self.segments.last().map_or(0, |segment| segment.seq + 1);
+        let first_index = self.pending_first_index.unwrap_or(self.last_index + 1);
+        self.start_segment(seq, first_index, &[])?;
+        let mut seal = Vec::new();
+        record::encode(RecordType::Sealed, &seq.to_le_bytes(), &mut seal);
+        let sealing = match old_len {
+            Some(_) => self.disk.write_at(&old_tail, old_bytes, &seal),
+            None => self.disk.append(&old_tail, &seal),
+        };
+        sealing.map_err(io_error(&old_tail))?;
+        self.disk.sync(&old_tail).map_err(io_error(&old_tail))?;
+        tracing::info!(
+            segment = %self.tail_path().display(),
+            bytes = self.tail_len.unwrap_or_default(),
+            "started a new preallocated WAL segment"
+        );
+        Ok(())
+    }
+
+    /// Preallocates new segments to `bytes` instead of `SEGMENT_BYTES`
     /// (tests, which need several segments without writing 64 MiB).
-    pub fn set_segment_bytes_max(&mut self, bytes: u64) {
-        self.segment_bytes_max = bytes;
+    pub fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segment_bytes = bytes;
     }
 
     /// Removes whole segments holding only entries at or below `index`
@@ -413,9 +512,9 @@ impl Wal {
             .join(self.segments.last().expect("a wal has a segment").name())
     }
 
-    /// Starts a segment that stands alone: it repeats the metadata, the
-    /// bootstrap conf state, the hard state and the last snapshot mark, so
-    /// older segments can be released.
+    /// Starts a segment that stands alone: it names its preallocated size
+    /// and repeats the metadata, the bootstrap conf state, the hard state
+    /// and the last snapshot mark, so older segments can be released.
     fn start_segment(
         &mut self,
         seq: u64,
@@ -449,10 +548,20 @@ impl Wal {
                 &mut header,
             );
         }
+        // The header's own size record, then room for what is pending and
+        // the seal that will close the segment.
+        let size_record = record::HEADER_BYTES + 8;
+        let needed = (header.len() + size_record + self.pending.len() + SEAL_BYTES) as u64;
+        let len = self.segment_bytes.max(needed);
+        let mut sized = Vec::with_capacity(header.len() + size_record);
+        record::encode(RecordType::Preallocated, &len.to_le_bytes(), &mut sized);
+        sized.extend_from_slice(&header);
         let path = self.dir.join(segment.name());
-        super::disk::write_atomically(&*self.disk, &path, &header).map_err(io_error(&path))?;
+        super::disk::write_preallocated(&*self.disk, &path, &sized, len)
+            .map_err(io_error(&path))?;
         self.segments.push(segment);
-        self.tail_bytes = header.len() as u64;
+        self.tail_bytes = sized.len() as u64;
+        self.tail_len = Some(len);
         Ok(())
     }
 }
@@ -469,62 +578,146 @@ enum Tail {
     Middle,
 }
 
-/// Replays one segment into `replay`, returning how many leading bytes are
-/// valid. A bad record is tolerated only as the torn tail of the last
-/// segment, or as a seal cut short in the one before it.
+/// How a segment's replay ended.
+struct SegmentEnd {
+    /// How many leading bytes hold valid records.
+    valid: usize,
+    /// The size the segment says it was preallocated to; `None` for a
+    /// segment written before preallocation.
+    preallocated: Option<u64>,
+    /// Its last record is a seal.
+    sealed: bool,
+}
+
+/// Replays one segment into `replay`. A bad record is tolerated only as
+/// the torn tail of the last segment, or as a seal cut short in the one
+/// before it; a preallocated segment of another size than its header says
+/// was cut or grown after it was written.
 fn replay_segment(
     bytes: &[u8],
     path: &Path,
     tail: Tail,
     replay: &mut Replay,
-) -> Result<usize, WalError> {
-    let mut offset = 0;
-    while offset < bytes.len() {
-        match record::decode(&bytes[offset..]) {
-            Ok((record_type, payload, used)) => {
-                apply_record(record_type, payload, replay).map_err(|reason| WalError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: offset as u64,
-                    reason,
-                })?;
-                offset += used;
-            }
-            Err(error) => {
-                let rest = &bytes[offset..];
-                let torn = match tail {
-                    Tail::Last => is_torn_tail(rest, &error),
-                    Tail::SealedTo(next) => {
-                        // A prefix of the seal, or zeros where the file grew
-                        // but its data never landed.
-                        let mut seal = Vec::new();
-                        record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
-                        rest.len() < seal.len()
-                            && (seal.starts_with(rest) || rest.iter().all(|&byte| byte == 0))
-                    }
-                    Tail::Middle => false,
-                };
-                if torn {
-                    return Ok(offset);
-                }
-                let reason = error.to_string();
-                return Err(WalError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: offset as u64,
-                    reason,
-                });
-            }
+) -> Result<SegmentEnd, WalError> {
+    let corrupt = |offset: usize, reason: String| WalError::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    let mut end = SegmentEnd {
+        valid: 0,
+        preallocated: None,
+        sealed: false,
+    };
+    let failure = loop {
+        if end.valid == bytes.len() {
+            break None;
         }
+        match record::decode(&bytes[end.valid..]) {
+            Ok((RecordType::Preallocated, payload, used)) => {
+                let len = decode_words::<1>(payload)
+                    .ok_or_else(|| corrupt(end.valid, "bad preallocated size".into()))?[0];
+                if len != bytes.len() as u64 {
+                    return Err(corrupt(
+                        bytes.len().min(len as usize),
+                        format!(
+                            "the segment is {} bytes but was preallocated to {len}: it was {} \
+                             after it was written, and fsynced records may be gone",
+                            bytes.len(),
+                            if (bytes.len() as u64) < len {
+                                "cut"
+                            } else {
+                                "grown"
+                            }
+                        ),
+                    ));
+                }
+                end.preallocated = Some(len);
+                end.valid += used;
+            }
+            Ok((record_type, payload, used)) => {
+                apply_record(record_type, payload, replay)
+                    .map_err(|reason| corrupt(end.valid, reason))?;
+                end.valid += used;
+                if record_type == RecordType::Sealed && end.preallocated.is_some() {
+                    end.sealed = true;
+                    break None;
+                }
+            }
+            Err(error) => break Some(error),
+        }
+    };
+    let rest = &bytes[end.valid..];
+    let clean = rest.iter().all(|&byte| byte == 0);
+    let torn_here = matches!(tail, Tail::Last | Tail::SealedTo(_));
+    match (failure, end.preallocated) {
+        (None, _) if end.sealed && !clean => {
+            Err(corrupt(end.valid, "data after the segment's seal".into()))
+        }
+        (None, _) => Ok(end),
+        (Some(_), Some(_)) if clean => Ok(end),
+        (Some(_), Some(_)) if torn_here && torn_in_place(bytes, end.valid) => Ok(end),
+        (Some(error), None) if appended_tail_is_torn(rest, &error, tail) => Ok(end),
+        (Some(error), _) => Err(corrupt(end.valid, error.to_string())),
     }
-    Ok(offset)
 }
 
-/// Is the record that failed to decode at the start of `rest` a torn tail?
-/// A crash leaves a prefix of the unsynced bytes, so a torn record is cut
-/// short (`Truncated`) and nothing valid follows it. A file system may
-/// also extend a file without its data landing (etcd's `isTornEntry` looks
-/// for the same thing), so an all-zero tail is torn too. Anything else —
-/// a checksum that fails on bytes that are all there — is bit rot, and
-/// must stop the member rather than quietly drop an acknowledged entry.
+/// Whether the record that failed at the start of `rest`, in a segment
+/// written before preallocation, is what a crash leaves where `tail` is.
+fn appended_tail_is_torn(rest: &[u8], error: &DecodeError, tail: Tail) -> bool {
+    match tail {
+        Tail::Last => is_torn_tail(rest, error),
+        Tail::SealedTo(next) => {
+            // A prefix of the seal, or zeros where the file grew but its
+            // data never landed.
+            let mut seal = Vec::new();
+            record::encode(RecordType::Sealed, &next.to_le_bytes(), &mut seal);
+            rest.len() < seal.len()
+                && (seal.starts_with(rest) || rest.iter().all(|&byte| byte == 0))
+        }
+        Tail::Middle => false,
+    }
+}
+
+/// Is the record that failed to decode at `offset` of a preallocated
+/// segment a torn write? A crash leaves whole sectors from the start of
+/// the unsynced write, and zeros where the rest would have landed. So a
+/// torn record has a whole (file-aligned) piece that is zeros, and only
+/// zeros follow it. Bit rot leaves the record's bytes all there. (A record
+/// whose own data holds a zero sector, damaged as the last one, would be
+/// taken for torn: etcd's `isTornEntry` has the same limit.)
+fn torn_in_place(bytes: &[u8], offset: usize) -> bool {
+    #[cfg(madsim)]
+    if crate::sabotage::active(crate::sabotage::Sabotage::CorruptionAsTornTail) {
+        return true;
+    }
+    let rest = &bytes[offset..];
+    let extent = record::declared_len(rest)
+        .unwrap_or(record::HEADER_BYTES)
+        .min(rest.len());
+    let end = offset + extent;
+    if bytes[end..].iter().any(|&byte| byte != 0) {
+        return false;
+    }
+    let mut start = offset;
+    while start < end {
+        let piece_end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(end);
+        if bytes[start..piece_end].iter().all(|&byte| byte == 0) {
+            return true;
+        }
+        start = piece_end;
+    }
+    false
+}
+
+/// Is the record that failed to decode at the start of `rest` a torn tail
+/// of a segment written before preallocation? A crash leaves a prefix of
+/// the unsynced bytes, so a torn record is cut short (`Truncated`) and
+/// nothing valid follows it. A file system may also extend a file without
+/// its data landing (etcd's `isTornEntry` looks for the same thing), so an
+/// all-zero tail is torn too. Anything else — a checksum that fails on
+/// bytes that are all there — is bit rot, and must stop the member rather
+/// than quietly drop an acknowledged entry.
 fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
     #[cfg(madsim)]
     if crate::sabotage::active(crate::sabotage::Sabotage::CorruptionAsTornTail) {
@@ -569,6 +762,7 @@ fn apply_record(
             replay.entries.clear();
             replay.snapshot_marks.push(decode_mark(payload)?);
         }
+        RecordType::Preallocated => {}
         RecordType::Sealed => {
             let words = decode_words::<1>(payload).ok_or("bad seal length")?;
             replay.sealed_next = Some(words[0]);

@@ -160,3 +160,32 @@ fn a_lost_wal_is_refused_never_bootstrapped_over() {
         "no new member was bootstrapped"
     );
 }
+
+#[test]
+fn bytes_cut_from_the_wal_tail_are_refused_not_served_as_a_shorter_log() {
+    tracing::info!("acknowledged writes, then 100 bytes cut off the newest WAL segment");
+    let mut server = ServerProcess::start(Flavor::Detcd, &[]);
+    for n in 0..10 {
+        server.ctl_ok(&["put", &format!("k{n}"), "acknowledged"]);
+    }
+    server.terminate();
+    let wal_dir = server.data_dir.join("member/wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    segments.sort();
+    let newest = segments.last().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len - 100).unwrap();
+    drop(file);
+
+    tracing::info!("the member refuses, naming the cut segment");
+    let stderr = refused_start(&server);
+    assert!(stderr.contains("wal corrupt"), "{stderr}");
+    assert!(stderr.contains("cut after it was written"), "{stderr}");
+}
