@@ -38,10 +38,15 @@ pub enum CrashPoint {
     /// A follower just replaced conflicting entries at the tail of its
     /// log with the leader's: it next recovers from the overwritten log.
     LogOverwritten,
+    /// A new WAL segment is durable; the old one is not sealed yet.
+    WalRolledNotSealed,
+    /// Old WAL segments were just released (removed, durably): the member
+    /// next recovers from the snapshot and what is left.
+    WalReleased,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 7] = [
+    pub const ALL: [CrashPoint; 9] = [
         CrashPoint::WalWrittenNotSynced,
         CrashPoint::PersistedNotAnnounced,
         CrashPoint::SnapshotSavedNotMarked,
@@ -49,6 +54,8 @@ impl CrashPoint {
         CrashPoint::MidApply,
         CrashPoint::SnapshotInstalled,
         CrashPoint::LogOverwritten,
+        CrashPoint::WalRolledNotSealed,
+        CrashPoint::WalReleased,
     ];
 }
 

@@ -201,12 +201,22 @@ impl Shared {
     }
 }
 
+impl From<crate::storage::wal::WalError> for FatalError {
+    fn from(error: crate::storage::wal::WalError) -> FatalError {
+        match error {
+            #[cfg(madsim)]
+            crate::storage::wal::WalError::CrashPoint(point) => FatalError::CrashPoint(point),
+            error => FatalError::Wal(error),
+        }
+    }
+}
+
 /// A storage failure: the node must stop rather than serve data it cannot
 /// trust (STYLE.md, fatal errors).
 #[derive(Debug, thiserror::Error)]
 pub enum FatalError {
     #[error(transparent)]
-    Wal(#[from] crate::storage::wal::WalError),
+    Wal(crate::storage::wal::WalError),
     #[error(transparent)]
     Snapshot(#[from] crate::storage::snapshot::SnapshotError),
     #[error("raft: {0}")]

@@ -54,6 +54,10 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    /// The simulator's nemesis crashes the member at this point.
+    #[cfg(madsim)]
+    #[error("crash point {0:?}")]
+    CrashPoint(crate::probe::CrashPoint),
 }
 
 /// Who owns this log; written at the start of every segment.
@@ -466,6 +470,8 @@ impl Wal {
         let seq = self.segments.last().map_or(0, |segment| segment.seq + 1);
         let first_index = self.pending_first_index.unwrap_or(self.last_index + 1);
         self.start_segment(seq, first_index, &[])?;
+        #[cfg(madsim)]
+        self.crash_point(crate::probe::CrashPoint::WalRolledNotSealed)?;
         let mut seal = Vec::new();
         record::encode(RecordType::Sealed, &seq.to_le_bytes(), &mut seal);
         let sealing = match old_len {
@@ -491,12 +497,28 @@ impl Wal {
     /// Removes whole segments holding only entries at or below `index`
     /// (covered by a durable snapshot). The tail segment always stays.
     pub fn release_to(&mut self, index: u64) -> Result<(), WalError> {
+        let mut released = false;
         while self.segments.len() > 1 && self.segments[1].first_index <= index + 1 {
             let path = self.dir.join(self.segments[0].name());
             self.disk.remove(&path).map_err(io_error(&path))?;
             self.segments.remove(0);
+            released = true;
         }
-        self.disk.sync_dir(&self.dir).map_err(io_error(&self.dir))
+        self.disk.sync_dir(&self.dir).map_err(io_error(&self.dir))?;
+        if released {
+            #[cfg(madsim)]
+            self.crash_point(crate::probe::CrashPoint::WalReleased)?;
+        }
+        Ok(())
+    }
+
+    /// Stops here if the simulator's nemesis armed `point` for this member.
+    #[cfg(madsim)]
+    fn crash_point(&self, point: crate::probe::CrashPoint) -> Result<(), WalError> {
+        if crate::probe::crash_here(self.metadata.member_id, point) {
+            return Err(WalError::CrashPoint(point));
+        }
+        Ok(())
     }
 
     pub fn metadata(&self) -> Metadata {
