@@ -54,10 +54,13 @@ pub enum Sabotage {
     WatchPrevKvIsCurrent = 14,
     /// A watch that filters puts drops deletes, and the other way round.
     WatchFiltersSwapped = 15,
+    /// A range cut short by its limit counts only the keys it returns, not
+    /// every key in the range (only a workload using range options sees).
+    RangeCountAfterLimit = 16,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 15] = [
+    pub const ALL: [Sabotage; 16] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -73,6 +76,7 @@ impl Sabotage {
         Sabotage::MemberIdReused,
         Sabotage::WatchPrevKvIsCurrent,
         Sabotage::WatchFiltersSwapped,
+        Sabotage::RangeCountAfterLimit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +97,7 @@ impl Sabotage {
             Sabotage::MemberIdReused => "member-id-reused",
             Sabotage::WatchPrevKvIsCurrent => "watch-prev-kv-is-current",
             Sabotage::WatchFiltersSwapped => "watch-filters-swapped",
+            Sabotage::RangeCountAfterLimit => "range-count-after-limit",
         }
     }
 
@@ -122,6 +127,9 @@ impl Sabotage {
                 "a watch event's previous key-value is the key as of the event"
             }
             Sabotage::WatchFiltersSwapped => "a watch's put and delete filters are swapped",
+            Sabotage::RangeCountAfterLimit => {
+                "a range cut short by its limit counts only the keys it returns"
+            }
         }
     }
 

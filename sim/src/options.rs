@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 15] = [
+pub const SABOTAGES: [(&str, &str); 16] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -127,5 +127,9 @@ pub const SABOTAGES: [(&str, &str); 15] = [
     (
         "watch-filters-swapped",
         "a watch's put and delete filters are swapped",
+    ),
+    (
+        "range-count-after-limit",
+        "a range cut short by its limit counts only the keys it returns",
     ),
 ];

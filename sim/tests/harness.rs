@@ -229,6 +229,11 @@ fn range_drops_last_key_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn range_count_after_limit_is_caught_by_the_etcd_model() {
+    caught_in("range-count-after-limit", "etcd");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -734,11 +734,19 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
     if request.keys_only {
         kvs.iter_mut().for_each(|kv| kv.value.clear());
     }
+    let count = result.count as i64;
+    #[cfg(madsim)]
+    let count = if crate::sabotage::active(crate::sabotage::Sabotage::RangeCountAfterLimit) && more
+    {
+        kvs.len() as i64
+    } else {
+        count
+    };
     Ok(RangeResponse {
         header: Some(header(result.rev)),
         kvs: kvs.into_iter().map(to_proto).collect(),
         more,
-        count: result.count as i64,
+        count,
     })
 }
 

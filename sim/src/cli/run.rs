@@ -405,6 +405,7 @@ mod simulated {
                     &report.swarm,
                     &report.history,
                     report.check.as_ref(),
+                    report.etcd.as_ref(),
                 );
                 (
                     EXIT_PASS,
@@ -420,6 +421,7 @@ mod simulated {
                     &report.swarm,
                     &report.history,
                     report.check.as_ref(),
+                    report.etcd.as_ref(),
                 );
                 (
                     EXIT_CORRECTNESS,
@@ -433,6 +435,7 @@ mod simulated {
                     &report.swarm,
                     &report.history,
                     report.check.as_ref(),
+                    report.etcd.as_ref(),
                 );
                 (
                     EXIT_LIVENESS,
@@ -453,7 +456,7 @@ mod simulated {
             return "nothing recorded".into();
         };
         let report = check(&Kv, &history, Budget::default());
-        let saved = super::save_failure(dir, seed, &swarm, &history, Some(&report));
+        let saved = super::save_failure(dir, seed, &swarm, &history, Some(&report), None);
         format!(
             "{} ops recorded before the panic, saved in {saved}",
             history.len()
@@ -510,6 +513,7 @@ fn save_failure(
         detcd_sim::model::kv::KvOutput,
     >,
     check: Option<&detcd_sim::check::CheckReport>,
+    etcd: Option<&detcd_sim::harness::run::EtcdCheck>,
 ) -> String {
     use detcd_sim::model::kv::Kv;
     let target = dir.join(format!("seed-{seed}"));
@@ -526,6 +530,23 @@ fn save_failure(
             std::fs::write(
                 target.join("history.html"),
                 detcd_sim::report::html::render("history.json", check, &views, &text),
+            )?;
+        }
+        // The etcd workload's own history, checked with the etcd model.
+        if let Some((history, check)) = etcd {
+            let mut json = Vec::new();
+            detcd_sim::format::json::write(
+                &detcd_sim::model::etcd::Etcd::default(),
+                history,
+                &mut json,
+            )?;
+            std::fs::write(target.join("etcd-history.json"), json)?;
+            let views = detcd_sim::report::operation_views(history);
+            let text = detcd_sim::report::text::render(check, &views, "etcd");
+            std::fs::write(target.join("etcd-explanation.txt"), &text)?;
+            std::fs::write(
+                target.join("etcd-history.html"),
+                detcd_sim::report::html::render("etcd-history.json", check, &views, &text),
             )?;
         }
         Ok(())

@@ -272,6 +272,7 @@ mod tests {
         let put = EtcdInput::Put {
             key: "a".into(),
             value: "1".into(),
+            prev_kv: false,
         };
         let operation = |client, outcome| Operation {
             client,
@@ -282,7 +283,13 @@ mod tests {
             source_line: None,
         };
         History::new(vec![
-            operation(0, Outcome::Ok(EtcdOutput::Put { header_revision: 2 })),
+            operation(
+                0,
+                Outcome::Ok(EtcdOutput::Put {
+                    header_revision: 2,
+                    prev_kv: None,
+                }),
+            ),
             operation(1, Outcome::Indeterminate),
             operation(2, Outcome::Fail),
         ])

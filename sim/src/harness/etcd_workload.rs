@@ -1,7 +1,9 @@
 //! The etcd workload (`--workload etcd`): clients use more of the KV API
 //! than the register and append workloads — ranges over a prefix and from
-//! a key, deletes of ranges, txns comparing value, version, create and mod
-//! revision with every result, reads inside txns — and the history is
+//! a key with limits, every sort order and target, count-only and
+//! keys-only; puts and deletes of ranges with prev_kv; txns comparing
+//! value, version, create and mod revision with every result, reads
+//! inside txns — and the history is
 //! checked with the revision-aware etcd model (`model::etcd`): header,
 //! create and mod revisions and versions included, not just values.
 //!
@@ -20,7 +22,8 @@ use madsim::rand::Rng;
 
 use crate::history::{Operation, Outcome};
 use crate::model::etcd::{
-    Compare, CompareResult, CompareTarget, EtcdInput, EtcdOutput, KeyValue, TxnOp, TxnOpResponse,
+    Compare, CompareResult, CompareTarget, EtcdInput, EtcdOutput, KeyValue, RangeOptions,
+    SortOrder, SortTarget, TxnOp, TxnOpResponse,
 };
 
 use super::trace::Trace;
@@ -51,18 +54,63 @@ fn prefix_end(prefix: &str) -> String {
     String::from_utf8(end).expect("ASCII")
 }
 
+fn key_value(kv: &detcd::proto::mvccpb::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(&kv.key).into_owned(),
+        value: String::from_utf8_lossy(&kv.value).into_owned(),
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+    }
+}
+
 fn kvs(response: &RangeResponse) -> Vec<KeyValue> {
-    response
-        .kvs
-        .iter()
-        .map(|kv| KeyValue {
-            key: String::from_utf8_lossy(&kv.key).into_owned(),
-            value: String::from_utf8_lossy(&kv.value).into_owned(),
-            create_revision: kv.create_revision,
-            mod_revision: kv.mod_revision,
-            version: kv.version,
-        })
-        .collect()
+    response.kvs.iter().map(key_value).collect()
+}
+
+/// Options for half of the ranges: limits, every sort order and target,
+/// count-only and keys-only.
+fn range_options(rng: &mut dyn madsim::rand::RngCore) -> RangeOptions {
+    if rng.gen_bool(0.5) {
+        return RangeOptions::default();
+    }
+    RangeOptions {
+        limit: rng.gen_range(0..4),
+        sort_order: [SortOrder::None, SortOrder::Ascend, SortOrder::Descend][rng.gen_range(0..3)],
+        sort_target: [
+            SortTarget::Key,
+            SortTarget::Version,
+            SortTarget::Create,
+            SortTarget::Mod,
+            SortTarget::Value,
+        ][rng.gen_range(0..5)],
+        count_only: rng.gen_ratio(1, 10),
+        keys_only: rng.gen_ratio(1, 6),
+    }
+}
+
+fn range_request(key: &str, range_end: &Option<String>, options: &RangeOptions) -> RangeRequest {
+    use detcd::proto::etcdserverpb::range_request::{SortOrder as Order, SortTarget as Target};
+    RangeRequest {
+        key: key.as_bytes().to_vec(),
+        range_end: range_end_bytes(range_end),
+        limit: options.limit,
+        sort_order: match options.sort_order {
+            SortOrder::None => Order::None,
+            SortOrder::Ascend => Order::Ascend,
+            SortOrder::Descend => Order::Descend,
+        } as i32,
+        sort_target: match options.sort_target {
+            SortTarget::Key => Target::Key,
+            SortTarget::Version => Target::Version,
+            SortTarget::Create => Target::Create,
+            SortTarget::Mod => Target::Mod,
+            SortTarget::Value => Target::Value,
+        } as i32,
+        count_only: options.count_only,
+        keys_only: options.keys_only,
+        ..Default::default()
+    }
 }
 
 fn range_end_bytes(range_end: &Option<String>) -> Vec<u8> {
@@ -151,26 +199,40 @@ pub async fn client(
                 0..=19 => EtcdInput::Range {
                     key: key(&mut rng),
                     range_end: None,
+                    options: RangeOptions::default(),
                 },
                 20..=29 => EtcdInput::Range {
                     key: PREFIX.to_string(),
                     range_end: Some(prefix_end(PREFIX)),
+                    options: range_options(&mut rng),
                 },
                 30..=34 => {
                     let (key, range_end) = from_key(&mut rng);
-                    EtcdInput::Range { key, range_end }
+                    let options = range_options(&mut rng);
+                    EtcdInput::Range {
+                        key,
+                        range_end,
+                        options,
+                    }
                 }
                 35..=59 => EtcdInput::Put {
                     key: key(&mut rng),
                     value,
+                    prev_kv: rng.gen_ratio(1, 3),
                 },
                 60..=66 => EtcdInput::Delete {
                     key: key(&mut rng),
                     range_end: None,
+                    prev_kv: rng.gen_ratio(1, 3),
                 },
                 67..=69 => {
                     let (key, range_end) = from_key(&mut rng);
-                    EtcdInput::Delete { key, range_end }
+                    let prev_kv = rng.gen_ratio(1, 3);
+                    EtcdInput::Delete {
+                        key,
+                        range_end,
+                        prev_kv,
+                    }
                 }
                 _ => {
                     let target = match rng.gen_range(0..4) {
@@ -249,43 +311,53 @@ async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> 
         header.as_ref().map_or(0, |header| header.revision)
     };
     match input {
-        EtcdInput::Range { key, range_end } => {
-            let request = RangeRequest {
-                key: key.as_bytes().to_vec(),
-                range_end: range_end_bytes(range_end),
-                ..Default::default()
-            };
-            match client.range(request).await {
-                Ok(response) => Outcome::Ok(EtcdOutput::Range {
-                    header_revision: header(&response.header),
-                    kvs: kvs(&response),
-                }),
-                Err(error) => failed(&error, true),
-            }
-        }
-        EtcdInput::Put { key, value } => {
+        EtcdInput::Range {
+            key,
+            range_end,
+            options,
+        } => match client.range(range_request(key, range_end, options)).await {
+            Ok(response) => Outcome::Ok(EtcdOutput::Range {
+                header_revision: header(&response.header),
+                kvs: kvs(&response),
+                count: Some(response.count),
+                more: Some(response.more),
+            }),
+            Err(error) => failed(&error, true),
+        },
+        EtcdInput::Put {
+            key,
+            value,
+            prev_kv,
+        } => {
             let request = PutRequest {
                 key: key.as_bytes().to_vec(),
                 value: value.as_bytes().to_vec(),
+                prev_kv: *prev_kv,
                 ..Default::default()
             };
             match client.put(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Put {
                     header_revision: header(&response.header),
+                    prev_kv: response.prev_kv.as_ref().map(key_value),
                 }),
                 Err(error) => failed(&error, false),
             }
         }
-        EtcdInput::Delete { key, range_end } => {
+        EtcdInput::Delete {
+            key,
+            range_end,
+            prev_kv,
+        } => {
             let request = DeleteRangeRequest {
                 key: key.as_bytes().to_vec(),
                 range_end: range_end_bytes(range_end),
-                ..Default::default()
+                prev_kv: *prev_kv,
             };
             match client.delete_range(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Delete {
                     header_revision: header(&response.header),
                     deleted: response.deleted,
+                    prev_kvs: response.prev_kvs.iter().map(key_value).collect(),
                 }),
                 Err(error) => failed(&error, false),
             }

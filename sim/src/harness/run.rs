@@ -57,8 +57,15 @@ pub struct RunReport {
     pub trace_hash: u64,
     pub history: History<KvInput, KvOutput>,
     pub check: Option<CheckReport>,
+    /// The etcd workload's history and its check under the etcd model.
+    pub etcd: Option<EtcdCheck>,
     pub simulated: Duration,
 }
+
+pub type EtcdCheck = (
+    History<crate::model::etcd::EtcdInput, crate::model::etcd::EtcdOutput>,
+    CheckReport,
+);
 
 /// The whole run, inside a madsim runtime already seeded by the caller.
 pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
@@ -315,6 +322,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         (outcome, _) => outcome,
     };
     let etcd_history = History::new(etcd_log.take());
+    let mut etcd = None;
     let outcome = if etcd_history.is_empty() {
         outcome
     } else {
@@ -328,7 +336,9 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             etcd_history.len(),
             etcd_report.verdict
         ));
-        match (outcome, etcd_report.verdict) {
+        let verdict = etcd_report.verdict;
+        etcd = Some((etcd_history, etcd_report));
+        match (outcome, verdict) {
             (Outcome::Pass | Outcome::Liveness(_) | Outcome::Unknown, Verdict::NotLinearizable) => {
                 Outcome::Violation(
                     "the etcd workload's history is not linearizable under the etcd model (revisions included)"
@@ -372,6 +382,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         trace_hash,
         history,
         check: Some(report),
+        etcd,
         simulated: started.elapsed(),
     }
 }

@@ -15,9 +15,21 @@
 //!   and compares against zero for the revision and version targets
 //!   (etcd `applyCompare`). Reads inside a txn see the txn's earlier writes.
 //!
-//! Not modelled: leases, compaction, watches, `limit`, `prev_kv`, and range
-//! compares. Requests etcd rejects (duplicate keys in a txn, too many ops)
-//! are definite failures and never reach the model.
+//! - A range's options shape the answer as etcd's `applierV3.Range` does:
+//!   `count` is every key in the range, `limit` keeps the first ones and
+//!   sets `more`, a sort target other than the key sorts ascending unless
+//!   told otherwise (but then, with no order given, only the first
+//!   `limit + 1` keys are sorted: etcd decides to fetch everything on the
+//!   order asked for), `keys_only` empties values and `count_only` lists
+//!   nothing. etcd sorts with Go's unstable `sort.Sort`, so keys that tie
+//!   on the sort target may come in any order (and a limit may cut
+//!   between them): the check accepts any such answer.
+//! - `prev_kv` on a put or delete returns what the request replaced.
+//!
+//! Not modelled: leases, compaction, watches, reads at a past revision,
+//! serializable reads, options of ranges inside txns, and range compares.
+//! Requests etcd rejects (duplicate keys in a txn, too many ops) are
+//! definite failures and never reach the model.
 //!
 //! Revisions are global, so an etcd history cannot be split by key: the
 //! model keeps everything in one partition. The observed revisions pin most
@@ -43,6 +55,76 @@ pub struct KeyValue {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
+}
+
+/// etcd's `RangeRequest` options the model follows. The default is a plain
+/// range: every key, in key order, with values.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RangeOptions {
+    /// At most this many keys; 0 is no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub limit: i64,
+    #[serde(skip_serializing_if = "SortOrder::is_none")]
+    pub sort_order: SortOrder,
+    #[serde(skip_serializing_if = "SortTarget::is_key")]
+    pub sort_target: SortTarget,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub count_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keys_only: bool,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+impl RangeOptions {
+    pub fn is_plain(&self) -> bool {
+        *self == RangeOptions::default()
+    }
+
+    /// The order etcd returns: a target other than the key sorts
+    /// ascending when no order is given (etcd `applierV3.Range`).
+    fn order(&self) -> SortOrder {
+        match (self.sort_order, self.sort_target) {
+            (SortOrder::None, SortTarget::Key) => SortOrder::None,
+            (SortOrder::None, _) => SortOrder::Ascend,
+            (order, _) => order,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    #[default]
+    None,
+    Ascend,
+    Descend,
+}
+
+impl SortOrder {
+    fn is_none(&self) -> bool {
+        *self == SortOrder::None
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortTarget {
+    #[default]
+    Key,
+    Version,
+    Create,
+    Mod,
+    Value,
+}
+
+impl SortTarget {
+    fn is_key(&self) -> bool {
+        *self == SortTarget::Key
+    }
 }
 
 /// A single-key condition of a txn.
@@ -110,15 +192,21 @@ pub enum EtcdInput {
         key: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         range_end: Option<String>,
+        #[serde(default, skip_serializing_if = "RangeOptions::is_plain")]
+        options: RangeOptions,
     },
     Put {
         key: String,
         value: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prev_kv: bool,
     },
     Delete {
         key: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         range_end: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prev_kv: bool,
     },
     Txn {
         #[serde(default)]
@@ -136,13 +224,26 @@ pub enum EtcdOutput {
     Range {
         header_revision: i64,
         kvs: Vec<KeyValue>,
+        /// `count` and `more` as answered; absent in histories that did
+        /// not record them, and then not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        more: Option<bool>,
     },
     Put {
         header_revision: i64,
+        /// The key as the put found it, when the put asked for `prev_kv`
+        /// and the key existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_kv: Option<KeyValue>,
     },
     Delete {
         header_revision: i64,
         deleted: i64,
+        /// The deleted keys, when the delete asked for `prev_kv`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        prev_kvs: Vec<KeyValue>,
     },
     Txn {
         header_revision: i64,
@@ -168,7 +269,9 @@ impl EtcdOutput {
             EtcdOutput::Range {
                 header_revision, ..
             }
-            | EtcdOutput::Put { header_revision }
+            | EtcdOutput::Put {
+                header_revision, ..
+            }
             | EtcdOutput::Delete {
                 header_revision, ..
             }
@@ -234,30 +337,54 @@ impl Model for Etcd {
 
     fn apply(&self, state: &EtcdState, input: &EtcdInput) -> (Transition<EtcdState>, EtcdOutput) {
         // Reads are most operations: answer them without copying the store.
-        if let EtcdInput::Range { key, range_end } = input {
-            let kvs = range(state, key, range_end.as_deref());
+        if let EtcdInput::Range {
+            key,
+            range_end,
+            options,
+        } = input
+        {
+            let all = range(state, key, range_end.as_deref());
+            let (kvs, count, more) = shape(all, options);
             return (
                 Transition::Unchanged,
                 EtcdOutput::Range {
                     header_revision: state.revision,
                     kvs,
+                    count: Some(count),
+                    more: Some(more),
                 },
             );
         }
         let mut write = WriteTxn::begin(state);
         let output = match input {
             EtcdInput::Range { .. } => unreachable!("ranges are answered above"),
-            EtcdInput::Put { key, value } => {
+            EtcdInput::Put {
+                key,
+                value,
+                prev_kv,
+            } => {
+                let previous = range(&write.state, key, None).pop();
                 write.put(key, value);
                 EtcdOutput::Put {
                     header_revision: write.end_revision(),
+                    prev_kv: previous.filter(|_| *prev_kv),
                 }
             }
-            EtcdInput::Delete { key, range_end } => {
+            EtcdInput::Delete {
+                key,
+                range_end,
+                prev_kv,
+            } => {
+                let previous = if *prev_kv {
+                    range(&write.state, key, range_end.as_deref())
+                } else {
+                    Vec::new()
+                };
                 let deleted = write.delete(key, range_end.as_deref());
                 EtcdOutput::Delete {
                     header_revision: write.end_revision(),
                     deleted,
+                    prev_kvs: previous,
                 }
             }
             EtcdInput::Txn {
@@ -295,14 +422,30 @@ impl Model for Etcd {
         match (input, output) {
             (EtcdInput::Range { .. }, None) => Some(Transition::Unchanged),
             (
-                EtcdInput::Range { key, range_end },
+                EtcdInput::Range {
+                    key,
+                    range_end,
+                    options,
+                },
                 Some(EtcdOutput::Range {
                     header_revision,
                     kvs,
+                    count,
+                    more,
                 }),
             ) => {
                 let matches = *header_revision == state.revision
-                    && range_matches(state, key, range_end.as_deref(), kvs);
+                    && if options.is_plain() && count.is_none() && more.is_none() {
+                        range_matches(state, key, range_end.as_deref(), kvs)
+                    } else {
+                        shaped_range_matches(
+                            range(state, key, range_end.as_deref()),
+                            options,
+                            kvs,
+                            *count,
+                            *more,
+                        )
+                    };
                 matches.then_some(Transition::Unchanged)
             }
             (_, Some(observed)) if observed.function() != input.function() => None,
@@ -516,6 +659,112 @@ fn range_matches(state: &EtcdState, key: &str, range_end: Option<&str>, kvs: &[K
     expected.next().is_none()
 }
 
+/// The value a sort target orders keys by.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortKey<'a> {
+    Number(i64),
+    Text(&'a str),
+}
+
+fn sort_key(kv: &KeyValue, target: SortTarget) -> SortKey<'_> {
+    match target {
+        SortTarget::Key => SortKey::Text(&kv.key),
+        SortTarget::Value => SortKey::Text(&kv.value),
+        SortTarget::Version => SortKey::Number(kv.version),
+        SortTarget::Create => SortKey::Number(kv.create_revision),
+        SortTarget::Mod => SortKey::Number(kv.mod_revision),
+    }
+}
+
+/// etcd's answer to a range with `options`, from every key in the range
+/// (in key order): the listed keys, `count` and `more`. Ties on the sort
+/// target keep key order here; `shaped_range_matches` accepts any order.
+fn shape(mut all: Vec<KeyValue>, options: &RangeOptions) -> (Vec<KeyValue>, i64, bool) {
+    let count = i64::try_from(all.len()).expect("a store never holds 2^63 keys");
+    if options.count_only {
+        return (Vec::new(), count, false);
+    }
+    // etcd fetches everything to sort only when a sort order is given:
+    // with none (even for a target other than the key, which still sorts
+    // ascending) it fetches the first `limit + 1` keys in key order, and
+    // sorts those.
+    if options.sort_order == SortOrder::None && options.limit > 0 {
+        all.truncate(options.limit as usize + 1);
+    }
+    match options.order() {
+        SortOrder::None => {}
+        SortOrder::Ascend => all.sort_by(|a, b| {
+            sort_key(a, options.sort_target).cmp(&sort_key(b, options.sort_target))
+        }),
+        SortOrder::Descend => all.sort_by(|a, b| {
+            sort_key(b, options.sort_target).cmp(&sort_key(a, options.sort_target))
+        }),
+    }
+    let more = options.limit > 0 && all.len() as i64 > options.limit;
+    if more {
+        all.truncate(options.limit as usize);
+    }
+    if options.keys_only {
+        for kv in &mut all {
+            kv.value.clear();
+        }
+    }
+    (all, count, more)
+}
+
+/// Is `kvs` (with `count` and `more`, where recorded) an answer etcd may
+/// give to a range with `options` over `all` (every key in the range, in
+/// key order)? Keys that tie on the sort target may come in any order,
+/// and a limit may cut anywhere among them.
+fn shaped_range_matches(
+    all: Vec<KeyValue>,
+    options: &RangeOptions,
+    kvs: &[KeyValue],
+    count: Option<i64>,
+    more: Option<bool>,
+) -> bool {
+    let (expected, expected_count, expected_more) = shape(all.clone(), options);
+    if count.is_some_and(|count| count != expected_count)
+        || more.is_some_and(|more| more != expected_more)
+        || kvs.len() != expected.len()
+    {
+        return false;
+    }
+    if options.order() == SortOrder::None || options.sort_target == SortTarget::Key {
+        // Keys are unique: there is one answer.
+        return kvs == expected;
+    }
+    // Each listed key is in the range, as stored (its value emptied for
+    // keys_only), and listed once ...
+    let stored = |key: &str| all.iter().find(|stored| stored.key == key);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut listed = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let Some(full) = stored(&kv.key) else {
+            return false;
+        };
+        let mut shown = full.clone();
+        if options.keys_only {
+            shown.value.clear();
+        }
+        if *kv != shown || !seen.insert(kv.key.as_str()) {
+            return false;
+        }
+        listed.push(full);
+    }
+    // ... and their sort values, in order, are the expected answer's: so
+    // they are sorted, and the limit cut at the same sort value. Values
+    // count as stored (etcd sorts before keys_only empties them).
+    let target = options.sort_target;
+    let expected_full = expected
+        .iter()
+        .map(|kv| stored(&kv.key).expect("the expected answer comes from the range"));
+    listed
+        .iter()
+        .map(|kv| sort_key(kv, target))
+        .eq(expected_full.map(|kv| sort_key(kv, target)))
+}
+
 fn compare_holds(state: &EtcdState, condition: &Compare) -> bool {
     let stored = state.keys.get(&condition.key);
     let ordering = match (&condition.target, stored) {
@@ -621,21 +870,51 @@ fn join<T: fmt::Display>(items: &[T], separator: &str) -> String {
 impl fmt::Display for EtcdInput {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EtcdInput::Range { key, range_end } => TxnOp::Range {
-                key: key.clone(),
-                range_end: range_end.clone(),
+            EtcdInput::Range {
+                key,
+                range_end,
+                options,
+            } => {
+                TxnOp::Range {
+                    key: key.clone(),
+                    range_end: range_end.clone(),
+                }
+                .fmt(formatter)?;
+                if !options.is_plain() {
+                    write!(formatter, " {options}")?;
+                }
+                Ok(())
             }
-            .fmt(formatter),
-            EtcdInput::Put { key, value } => TxnOp::Put {
-                key: key.clone(),
-                value: value.clone(),
+            EtcdInput::Put {
+                key,
+                value,
+                prev_kv,
+            } => {
+                TxnOp::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                }
+                .fmt(formatter)?;
+                if *prev_kv {
+                    write!(formatter, " prev_kv")?;
+                }
+                Ok(())
             }
-            .fmt(formatter),
-            EtcdInput::Delete { key, range_end } => TxnOp::Delete {
-                key: key.clone(),
-                range_end: range_end.clone(),
+            EtcdInput::Delete {
+                key,
+                range_end,
+                prev_kv,
+            } => {
+                TxnOp::Delete {
+                    key: key.clone(),
+                    range_end: range_end.clone(),
+                }
+                .fmt(formatter)?;
+                if *prev_kv {
+                    write!(formatter, " prev_kv")?;
+                }
+                Ok(())
             }
-            .fmt(formatter),
             EtcdInput::Txn {
                 compare,
                 success,
@@ -648,6 +927,27 @@ impl fmt::Display for EtcdInput {
                 join(failure, "; ")
             ),
         }
+    }
+}
+
+impl fmt::Display for RangeOptions {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.limit != 0 {
+            parts.push(format!("limit {}", self.limit));
+        }
+        if self.sort_order != SortOrder::None || self.sort_target != SortTarget::Key {
+            parts.push(
+                format!("sort {:?} by {:?}", self.sort_order, self.sort_target).to_lowercase(),
+            );
+        }
+        if self.count_only {
+            parts.push("count_only".into());
+        }
+        if self.keys_only {
+            parts.push("keys_only".into());
+        }
+        write!(formatter, "({})", parts.join(", "))
     }
 }
 
@@ -667,16 +967,43 @@ impl fmt::Display for EtcdOutput {
             EtcdOutput::Range {
                 header_revision,
                 kvs,
-            } => write!(
-                formatter,
-                "revision {header_revision} [{}]",
-                join(kvs, ", ")
-            ),
-            EtcdOutput::Put { header_revision } => write!(formatter, "revision {header_revision}"),
+                count,
+                more,
+            } => {
+                write!(
+                    formatter,
+                    "revision {header_revision} [{}]",
+                    join(kvs, ", ")
+                )?;
+                if let Some(count) = count {
+                    write!(formatter, " count {count}")?;
+                }
+                if *more == Some(true) {
+                    write!(formatter, " more")?;
+                }
+                Ok(())
+            }
+            EtcdOutput::Put {
+                header_revision,
+                prev_kv,
+            } => {
+                write!(formatter, "revision {header_revision}")?;
+                if let Some(prev_kv) = prev_kv {
+                    write!(formatter, " prev {prev_kv}")?;
+                }
+                Ok(())
+            }
             EtcdOutput::Delete {
                 header_revision,
                 deleted,
-            } => write!(formatter, "revision {header_revision} deleted {deleted}"),
+                prev_kvs,
+            } => {
+                write!(formatter, "revision {header_revision} deleted {deleted}")?;
+                if !prev_kvs.is_empty() {
+                    write!(formatter, " prev [{}]", join(prev_kvs, ", "))?;
+                }
+                Ok(())
+            }
             EtcdOutput::Txn {
                 header_revision,
                 succeeded,
@@ -707,6 +1034,7 @@ mod tests {
         EtcdInput::Put {
             key: key.into(),
             value: value.into(),
+            prev_kv: false,
         }
     }
 
@@ -716,11 +1044,17 @@ mod tests {
         let mut state = model.initial_state();
         assert_eq!(
             run(&model, &mut state, put("a", "1")),
-            EtcdOutput::Put { header_revision: 2 }
+            EtcdOutput::Put {
+                header_revision: 2,
+                prev_kv: None
+            }
         );
         assert_eq!(
             run(&model, &mut state, put("a", "2")),
-            EtcdOutput::Put { header_revision: 3 }
+            EtcdOutput::Put {
+                header_revision: 3,
+                prev_kv: None
+            }
         );
         let read = run(
             &model,
@@ -728,6 +1062,7 @@ mod tests {
             EtcdInput::Range {
                 key: "a".into(),
                 range_end: None,
+                options: RangeOptions::default(),
             },
         );
         let expected = KeyValue {
@@ -741,7 +1076,9 @@ mod tests {
             read,
             EtcdOutput::Range {
                 header_revision: 3,
-                kvs: vec![expected]
+                kvs: vec![expected],
+                count: Some(1),
+                more: Some(false),
             }
         );
     }
@@ -753,12 +1090,14 @@ mod tests {
         let delete = EtcdInput::Delete {
             key: "missing".into(),
             range_end: None,
+            prev_kv: false,
         };
         assert_eq!(
             run(&model, &mut state, delete),
             EtcdOutput::Delete {
                 header_revision: 1,
-                deleted: 0
+                deleted: 0,
+                prev_kvs: vec![],
             }
         );
         run(&model, &mut state, put("a", "1"));
@@ -766,12 +1105,14 @@ mod tests {
         let delete_all = EtcdInput::Delete {
             key: "a".into(),
             range_end: Some(RANGE_END_ALL.into()),
+            prev_kv: false,
         };
         assert_eq!(
             run(&model, &mut state, delete_all),
             EtcdOutput::Delete {
                 header_revision: 4,
-                deleted: 2
+                deleted: 2,
+                prev_kvs: vec![],
             }
         );
         run(&model, &mut state, put("a", "again"));
@@ -850,5 +1191,252 @@ mod tests {
         assert_eq!(keys(Some("c")), ["b"]);
         assert_eq!(keys(Some(RANGE_END_ALL)), ["b", "c"]);
         assert!(keys(Some("a")).is_empty());
+    }
+
+    fn kv(key: &str, value: &str, create: i64, modified: i64, version: i64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.into(),
+            create_revision: create,
+            mod_revision: modified,
+            version,
+        }
+    }
+
+    /// a=x (rev 2), b=y (rev 3, then 4: version 2), c=x (rev 5).
+    fn three_keys() -> (Etcd, EtcdState) {
+        let model = Etcd::default();
+        let mut state = model.initial_state();
+        for (key, value) in [("a", "x"), ("b", "y"), ("b", "y"), ("c", "x")] {
+            run(&model, &mut state, put(key, value));
+        }
+        (model, state)
+    }
+
+    fn ranged(options: RangeOptions) -> EtcdInput {
+        EtcdInput::Range {
+            key: "a".into(),
+            range_end: Some(RANGE_END_ALL.into()),
+            options,
+        }
+    }
+
+    fn answer(kvs: Vec<KeyValue>, count: i64, more: bool) -> EtcdOutput {
+        EtcdOutput::Range {
+            header_revision: 5,
+            kvs,
+            count: Some(count),
+            more: Some(more),
+        }
+    }
+
+    fn accepts(model: &Etcd, state: &EtcdState, input: &EtcdInput, output: EtcdOutput) -> bool {
+        model.step(state, input, Some(&output)).is_some()
+    }
+
+    #[test]
+    fn range_options_shape_the_answer_as_etcd_does() {
+        let (model, state) = three_keys();
+        let (a, b, c) = (
+            kv("a", "x", 2, 2, 1),
+            kv("b", "y", 3, 4, 2),
+            kv("c", "x", 5, 5, 1),
+        );
+        let limited = ranged(RangeOptions {
+            limit: 2,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &limited,
+            answer(vec![a.clone(), b.clone()], 3, true)
+        ));
+        assert!(
+            !accepts(
+                &model,
+                &state,
+                &limited,
+                answer(vec![a.clone(), b.clone()], 2, true)
+            ),
+            "count ignores the limit"
+        );
+        assert!(
+            !accepts(
+                &model,
+                &state,
+                &limited,
+                answer(vec![a.clone(), b.clone()], 3, false)
+            ),
+            "more is set"
+        );
+        assert!(!accepts(
+            &model,
+            &state,
+            &limited,
+            answer(vec![a.clone()], 3, true)
+        ));
+        let descending = ranged(RangeOptions {
+            sort_order: SortOrder::Descend,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &descending,
+            answer(vec![c.clone(), b.clone(), a.clone()], 3, false)
+        ));
+        assert!(!accepts(
+            &model,
+            &state,
+            &descending,
+            answer(vec![a.clone(), b.clone(), c.clone()], 3, false)
+        ));
+        let counted = ranged(RangeOptions {
+            count_only: true,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(&model, &state, &counted, answer(vec![], 3, false)));
+        assert!(!accepts(
+            &model,
+            &state,
+            &counted,
+            answer(vec![a.clone()], 3, false)
+        ));
+        let keys_only = ranged(RangeOptions {
+            keys_only: true,
+            limit: 1,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &keys_only,
+            answer(vec![kv("a", "", 2, 2, 1)], 3, true)
+        ));
+        assert!(
+            !accepts(&model, &state, &keys_only, answer(vec![a.clone()], 3, true)),
+            "keys_only hides values"
+        );
+    }
+
+    #[test]
+    fn keys_that_tie_on_the_sort_target_may_come_in_any_order() {
+        let (model, state) = three_keys();
+        let (a, b, c) = (
+            kv("a", "x", 2, 2, 1),
+            kv("b", "y", 3, 4, 2),
+            kv("c", "x", 5, 5, 1),
+        );
+        // By value, ascending by default: a and c tie on "x".
+        let by_value = ranged(RangeOptions {
+            sort_target: SortTarget::Value,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![a.clone(), c.clone(), b.clone()], 3, false)
+        ));
+        assert!(accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![c.clone(), a.clone(), b.clone()], 3, false)
+        ));
+        assert!(!accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![a.clone(), b.clone(), c.clone()], 3, false)
+        ));
+        // A limit may cut between the tied keys.
+        let first_by_version = ranged(RangeOptions {
+            sort_target: SortTarget::Version,
+            limit: 1,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &first_by_version,
+            answer(vec![a.clone()], 3, true)
+        ));
+        assert!(accepts(
+            &model,
+            &state,
+            &first_by_version,
+            answer(vec![c.clone()], 3, true)
+        ));
+        assert!(!accepts(
+            &model,
+            &state,
+            &first_by_version,
+            answer(vec![b.clone()], 3, true)
+        ));
+        let newest_first = ranged(RangeOptions {
+            sort_order: SortOrder::Descend,
+            sort_target: SortTarget::Mod,
+            limit: 2,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &newest_first,
+            answer(vec![c, b], 3, true)
+        ));
+    }
+
+    #[test]
+    fn with_no_order_a_limit_sorts_only_the_first_keys() {
+        // etcd 3.4 `applierV3.Range`: no sort order, a value target and a
+        // limit of 1 fetch "a" and "b" (limit + 1, in key order) and sort
+        // those: "c", which would sort first, is never looked at.
+        let (model, mut state) = three_keys();
+        run(&model, &mut state, put("c", "a"));
+        let first_by_value = ranged(RangeOptions {
+            sort_target: SortTarget::Value,
+            limit: 1,
+            ..RangeOptions::default()
+        });
+        let answer = EtcdOutput::Range {
+            header_revision: 6,
+            kvs: vec![kv("a", "x", 2, 2, 1)],
+            count: Some(3),
+            more: Some(true),
+        };
+        assert!(accepts(&model, &state, &first_by_value, answer));
+    }
+
+    #[test]
+    fn prev_kv_returns_what_the_write_replaced() {
+        let (model, mut state) = three_keys();
+        let replace = EtcdInput::Put {
+            key: "b".into(),
+            value: "z".into(),
+            prev_kv: true,
+        };
+        assert_eq!(
+            run(&model, &mut state, replace),
+            EtcdOutput::Put {
+                header_revision: 6,
+                prev_kv: Some(kv("b", "y", 3, 4, 2)),
+            }
+        );
+        let delete = EtcdInput::Delete {
+            key: "a".into(),
+            range_end: Some("c".into()),
+            prev_kv: true,
+        };
+        assert_eq!(
+            run(&model, &mut state, delete),
+            EtcdOutput::Delete {
+                header_revision: 7,
+                deleted: 2,
+                prev_kvs: vec![kv("a", "x", 2, 2, 1), kv("b", "z", 3, 6, 3)],
+            }
+        );
     }
 }

@@ -21,8 +21,8 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use detcd_sim::check::{check, Budget, Verdict};
 use detcd_sim::history::{History, Operation, Outcome};
 use detcd_sim::model::etcd::{
-    Compare, CompareResult, CompareTarget, Etcd, EtcdInput, EtcdOutput, TxnOp,
-    FRESH_CLUSTER_REVISION,
+    Compare, CompareResult, CompareTarget, Etcd, EtcdInput, EtcdOutput, RangeOptions, SortOrder,
+    SortTarget, TxnOp, FRESH_CLUSTER_REVISION,
 };
 use detcd_sim::model::kv::{Kv, KvInput, KvOutput};
 use detcd_sim::model::register::{Register, RegisterInput, RegisterOutput};
@@ -258,19 +258,48 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
                 }],
             }
         });
+    let options = (
+        0i64..4,
+        prop::sample::select(vec![SortOrder::None, SortOrder::Ascend, SortOrder::Descend]),
+        prop::sample::select(vec![
+            SortTarget::Key,
+            SortTarget::Version,
+            SortTarget::Create,
+            SortTarget::Mod,
+            SortTarget::Value,
+        ]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(limit, sort_order, sort_target, count_only, keys_only)| RangeOptions {
+                limit,
+                sort_order,
+                sort_target,
+                count_only,
+                keys_only,
+            },
+        );
     prop_oneof![
         key().prop_map(|key| EtcdInput::Range {
             key,
-            range_end: None
+            range_end: None,
+            options: RangeOptions::default(),
         }),
-        Just(EtcdInput::Range {
+        options.prop_map(|options| EtcdInput::Range {
             key: "a".into(),
-            range_end: Some("\0".into())
+            range_end: Some("\0".into()),
+            options,
         }),
-        (key(), value).prop_map(|(key, value)| EtcdInput::Put { key, value }),
-        key().prop_map(|key| EtcdInput::Delete {
+        (key(), value, any::<bool>()).prop_map(|(key, value, prev_kv)| EtcdInput::Put {
             key,
-            range_end: None
+            value,
+            prev_kv
+        }),
+        (key(), any::<bool>()).prop_map(|(key, prev_kv)| EtcdInput::Delete {
+            key,
+            range_end: None,
+            prev_kv
         }),
         txn,
     ]
