@@ -1,7 +1,8 @@
 //! Plain HTTP next to gRPC on the client listener, as etcd serves it (HTTP/1.1
 //! and h2c alike): `/health` and `/version` as etcd 3.4.23 answers them,
-//! `/livez` and `/readyz` with etcd 3.6's checks, and `/metrics` in
-//! Prometheus's text format. Anything else that is not gRPC is a 404.
+//! `/livez` and `/readyz` with etcd 3.6's checks, `/metrics` in
+//! Prometheus's text format, and etcd's JSON gateway (`/v3/...`, see
+//! gateway.rs). Anything else that is not gRPC is a 404.
 //!
 //! It is a tower layer in front of tonic's routes: a gRPC call passes
 //! through, counted in `grpc_server_started_total` and, once its status is
@@ -85,6 +86,13 @@ where
                 let response = inner.call(request).await?;
                 Ok(count_handled(response, labels, metrics))
             });
+        }
+        if let Some(grpc_method) = super::gateway::route(request.uri().path()) {
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(
+                async move { Ok(super::gateway::call(inner, grpc_method, request).await) },
+            );
         }
         let server = self.server.clone();
         let path = request.uri().path().to_string();

@@ -12,6 +12,8 @@ mod authority_shim;
 mod cluster;
 mod election;
 #[cfg(not(madsim))]
+mod gateway;
+#[cfg(not(madsim))]
 mod grpc_limits;
 #[cfg(not(madsim))]
 mod http;

@@ -12,6 +12,7 @@ mod conformance;
 mod durability;
 mod etcdctl_diff;
 mod flags;
+mod gateway;
 mod hardening;
 mod leases;
 mod maintenance;

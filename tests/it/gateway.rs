@@ -1,0 +1,209 @@
+//! etcd's JSON gateway (`POST /v3/...`), diffed with etcd 3.4.23: the same
+//! calls on both servers, with ids, terms and sizes masked, must give the
+//! same HTTP status and the same JSON.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Flavor, ServerProcess};
+
+/// How long a test waits for a gateway answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fields that differ between two servers for reasons that are not the
+/// gateway's: ids, terms, indexes, sizes, versions.
+const MASKED: &[&str] = &[
+    "cluster_id",
+    "member_id",
+    "raft_term",
+    "ID",
+    "leader",
+    "raftIndex",
+    "raftTerm",
+    "raftAppliedIndex",
+    "dbSize",
+    "dbSizeInUse",
+    "version",
+    "hash",
+    "compact_revision",
+];
+
+fn mask(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if MASKED.contains(&key.as_str()) && !field.is_object() {
+                    *field = Value::String("*".into());
+                } else {
+                    mask(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the body (chunked
+/// transfer decoded).
+fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let address = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a full HTTP answer");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            unchunk(rest)
+        } else {
+            rest.to_string()
+        },
+    )
+}
+
+fn unchunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
+}
+
+fn json(body: &str) -> Value {
+    let mut value: Value = serde_json::from_str(body.trim())
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {body}"));
+    mask(&mut value);
+    value
+}
+
+/// The calls, in order; each answer is compared whole, after masking.
+const SCRIPT: &[(&str, &str)] = &[
+    ("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#),
+    (
+        "/v3/kv/put",
+        r#"{"key":"Zm9v","value":"YmF6","prev_kv":true}"#,
+    ),
+    ("/v3/kv/put", r#"{"key":"Zm9vMg==","value":"eA=="}"#),
+    ("/v3/kv/range", r#"{"key":"Zm9v"}"#),
+    (
+        "/v3/kv/range",
+        r#"{"key":"Zm9v","range_end":"Zm9w","sort_order":"DESCEND","limit":"1"}"#,
+    ),
+    (
+        "/v3/kv/range",
+        r#"{"key":"Zm9v","range_end":"Zm9w","count_only":true}"#,
+    ),
+    ("/v3/kv/range", r#"{"key":"bWlzc2luZw=="}"#),
+    (
+        "/v3/kv/txn",
+        r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmF6"}],"success":[{"request_range":{"key":"Zm9v"}},{"request_put":{"key":"dA==","value":"MQ=="}}],"failure":[{"request_delete_range":{"key":"Zm9v"}}]}"#,
+    ),
+    (
+        "/v3/kv/txn",
+        r#"{"compare":[{"key":"Zm9v","result":"GREATER","target":"MOD","mod_revision":"100"}],"failure":[{"request_delete_range":{"key":"dA==","prev_kv":true}}]}"#,
+    ),
+    ("/v3/kv/deleterange", r#"{"key":"Zm9vMg==","prev_kv":true}"#),
+    ("/v3beta/kv/range", r#"{"key":"Zm9v"}"#),
+    ("/v3/lease/grant", r#"{"TTL":"30"}"#),
+    ("/v3/lease/revoke", r#"{"ID":"1"}"#),
+    // A stream: one renewal (of no lease), and the answer ends.
+    ("/v3/lease/keepalive", r#"{"ID":"1"}"#),
+    ("/v3/kv/lease/timetolive", r#"{"ID":"1"}"#),
+    ("/v3/kv/compaction", r#"{"revision":"2"}"#),
+    ("/v3/kv/range", r#"{"key":"Zm9v","revision":"1"}"#),
+    ("/v3/maintenance/status", "{}"),
+    ("/v3/maintenance/alarm", r#"{"action":"GET"}"#),
+    ("/v3/auth/user/list", "{}"),
+];
+
+fn run_script(server: &ServerProcess) -> Vec<(u16, Value)> {
+    SCRIPT
+        .iter()
+        .map(|(path, body)| {
+            let (status, answer) = http(&server.client_url, "POST", path, body);
+            (status, json(&answer))
+        })
+        .collect()
+}
+
+#[test]
+fn gateway_answers_as_etcd_does() {
+    let etcd = ServerProcess::start(Flavor::Etcd, &[]);
+    let detcd = ServerProcess::start(Flavor::Detcd, &[]);
+    let expected = run_script(&etcd);
+    let got = run_script(&detcd);
+    for (((path, body), want), have) in SCRIPT.iter().zip(&expected).zip(&got) {
+        assert_eq!(
+            have, want,
+            "POST {path} {body}: detcd differs from etcd 3.4.23"
+        );
+    }
+
+    tracing::info!("bad JSON and the wrong method, as etcd answers them");
+    for server in [&etcd, &detcd] {
+        let (status, answer) = http(&server.client_url, "POST", "/v3/kv/put", "not json");
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(json(&answer)["code"], 3, "{answer}");
+        let (status, _) = http(&server.client_url, "GET", "/v3/kv/range", "");
+        assert_eq!(status, 405, "{:?}", server.flavor);
+    }
+}
+
+#[test]
+fn gateway_watch_streams_results() {
+    let server = ServerProcess::start(Flavor::Detcd, &[]);
+    let address = server.client_url.trim_start_matches("http://").to_string();
+    let mut watch = TcpStream::connect(&address).unwrap();
+    watch.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    let body = r#"{"create_request":{"key":"Zm9v"}}"#;
+    write!(
+        watch,
+        "POST /v3/watch HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.contains(r#""created":true"#) {
+        let read = watch.read(&mut buffer).expect("the watch is created");
+        assert!(read > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    let (status, _) = http(
+        &server.client_url,
+        "POST",
+        "/v3/kv/put",
+        r#"{"key":"Zm9v","value":"YmFy"}"#,
+    );
+    assert_eq!(status, 200);
+    while !seen.contains(r#""value":"YmFy""#) {
+        let read = watch
+            .read(&mut buffer)
+            .expect("the put arrives as an event");
+        assert!(read > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    assert!(seen.contains(r#"{"result":{"#), "{seen}");
+}
