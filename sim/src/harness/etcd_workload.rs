@@ -3,7 +3,7 @@
 //! a key with limits, every sort order and target, count-only and
 //! keys-only; puts and deletes of ranges with prev_kv; txns comparing
 //! value, version, create and mod revision with every result, reads
-//! inside txns — and the history is
+//! inside txns, nested txns — and the history is
 //! checked with the revision-aware etcd model (`model::etcd`): header,
 //! create and mod revisions and versions included, not just values.
 //!
@@ -143,8 +143,40 @@ fn proto_compare(compare: &Compare) -> ProtoCompare {
     }
 }
 
+fn op_responses(responses: &[detcd::proto::etcdserverpb::ResponseOp]) -> Vec<TxnOpResponse> {
+    responses
+        .iter()
+        .map(|op| match &op.response {
+            Some(response_op::Response::ResponseRange(range)) => {
+                TxnOpResponse::Range { kvs: kvs(range) }
+            }
+            Some(response_op::Response::ResponseDeleteRange(delete)) => TxnOpResponse::Delete {
+                deleted: delete.deleted,
+            },
+            Some(response_op::Response::ResponseTxn(txn)) => TxnOpResponse::Txn {
+                succeeded: txn.succeeded,
+                responses: op_responses(&txn.responses),
+            },
+            _ => TxnOpResponse::Put,
+        })
+        .collect()
+}
+
+fn proto_txn(compare: &[Compare], success: &[TxnOp], failure: &[TxnOp]) -> TxnRequest {
+    TxnRequest {
+        compare: compare.iter().map(proto_compare).collect(),
+        success: success.iter().map(proto_op).collect(),
+        failure: failure.iter().map(proto_op).collect(),
+    }
+}
+
 fn proto_op(op: &TxnOp) -> RequestOp {
     let request = match op {
+        TxnOp::Txn {
+            compare,
+            success,
+            failure,
+        } => request_op::Request::RequestTxn(proto_txn(compare, success, failure)),
         TxnOp::Range { key, range_end } => request_op::Request::RequestRange(RangeRequest {
             key: key.as_bytes().to_vec(),
             range_end: range_end_bytes(range_end),
@@ -235,44 +267,81 @@ pub async fn client(
                     }
                 }
                 _ => {
-                    let target = match rng.gen_range(0..4) {
-                        0 => CompareTarget::Value(format!(
-                            "{}.{}",
-                            rng.gen_range(0..5),
-                            rng.gen_range(0..sequence.max(1))
-                        )),
-                        1 => CompareTarget::Version(rng.gen_range(0..4)),
-                        2 => CompareTarget::CreateRevision(rng.gen_range(0..=seen_revision)),
-                        _ => CompareTarget::ModRevision(rng.gen_range(0..=seen_revision)),
-                    };
-                    let result = [
-                        CompareResult::Equal,
-                        CompareResult::NotEqual,
-                        CompareResult::Greater,
-                        CompareResult::Less,
-                    ][rng.gen_range(0..4)];
-                    let compared = key(&mut rng);
-                    let written = key(&mut rng);
-                    EtcdInput::Txn {
-                        compare: vec![Compare {
-                            key: compared.clone(),
+                    let compare_on = |rng: &mut dyn madsim::rand::RngCore, key: String| {
+                        let target = match rng.gen_range(0..4) {
+                            0 => CompareTarget::Value(format!(
+                                "{}.{}",
+                                rng.gen_range(0..5),
+                                rng.gen_range(0..sequence.max(1))
+                            )),
+                            1 => CompareTarget::Version(rng.gen_range(0..4)),
+                            2 => CompareTarget::CreateRevision(rng.gen_range(0..=seen_revision)),
+                            _ => CompareTarget::ModRevision(rng.gen_range(0..=seen_revision)),
+                        };
+                        let result = [
+                            CompareResult::Equal,
+                            CompareResult::NotEqual,
+                            CompareResult::Greater,
+                            CompareResult::Less,
+                        ][rng.gen_range(0..4)];
+                        Compare {
+                            key,
                             result,
                             target,
-                        }],
-                        success: vec![
-                            TxnOp::Put {
-                                key: written,
-                                value,
-                            },
-                            TxnOp::Range {
+                        }
+                    };
+                    let compared = key(&mut rng);
+                    let written = key(&mut rng);
+                    let outer = compare_on(&mut rng, compared.clone());
+                    let mut success = vec![
+                        TxnOp::Put {
+                            key: written,
+                            value: value.clone(),
+                        },
+                        TxnOp::Range {
+                            key: PREFIX.to_string(),
+                            range_end: Some(prefix_end(PREFIX)),
+                        },
+                    ];
+                    let mut failure = vec![TxnOp::Range {
+                        key: compared,
+                        range_end: None,
+                    }];
+                    // Half the txns nest one: read-only where the outer
+                    // branch puts, writing where it only reads. Its compare
+                    // sees the store as before the request, not the outer
+                    // put.
+                    if rng.gen_bool(0.5) {
+                        let inner_key = key(&mut rng);
+                        let inner = compare_on(&mut rng, inner_key.clone());
+                        success.push(TxnOp::Txn {
+                            compare: vec![inner],
+                            success: vec![TxnOp::Range {
+                                key: inner_key.clone(),
+                                range_end: None,
+                            }],
+                            failure: vec![TxnOp::Range {
                                 key: PREFIX.to_string(),
                                 range_end: Some(prefix_end(PREFIX)),
-                            },
-                        ],
-                        failure: vec![TxnOp::Range {
-                            key: compared,
-                            range_end: None,
-                        }],
+                            }],
+                        });
+                        let other = compare_on(&mut rng, inner_key.clone());
+                        failure.push(TxnOp::Txn {
+                            compare: vec![other],
+                            success: vec![TxnOp::Put {
+                                key: inner_key.clone(),
+                                value: format!("{value}n"),
+                            }],
+                            failure: vec![TxnOp::Delete {
+                                key: inner_key,
+                                range_end: None,
+                            }],
+                        });
+                    }
+                    EtcdInput::Txn {
+                        compare: vec![outer],
+                        success,
+                        failure,
                     }
                 }
             }
@@ -367,30 +436,12 @@ async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> 
             success,
             failure,
         } => {
-            let request = TxnRequest {
-                compare: compare.iter().map(proto_compare).collect(),
-                success: success.iter().map(proto_op).collect(),
-                failure: failure.iter().map(proto_op).collect(),
-            };
+            let request = proto_txn(compare, success, failure);
             match client.txn(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Txn {
                     header_revision: header(&response.header),
                     succeeded: response.succeeded,
-                    responses: response
-                        .responses
-                        .iter()
-                        .map(|op| match &op.response {
-                            Some(response_op::Response::ResponseRange(range)) => {
-                                TxnOpResponse::Range { kvs: kvs(range) }
-                            }
-                            Some(response_op::Response::ResponseDeleteRange(delete)) => {
-                                TxnOpResponse::Delete {
-                                    deleted: delete.deleted,
-                                }
-                            }
-                            _ => TxnOpResponse::Put,
-                        })
-                        .collect(),
+                    responses: op_responses(&response.responses),
                 }),
                 Err(error) => failed(&error, false),
             }

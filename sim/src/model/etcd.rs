@@ -26,6 +26,9 @@
 //!   between them): the check accepts any such answer.
 //! - `prev_kv` on a put or delete returns what the request replaced.
 //!
+//! - Nested txns: every compare of a request, nested ones included, sees
+//!   the store as it was before the request (etcd's `compareToPath`).
+//!
 //! Not modelled: leases, compaction, watches, reads at a past revision,
 //! serializable reads, options of ranges inside txns, and range compares.
 //! Requests etcd rejects (duplicate keys in a txn, too many ops) are
@@ -175,14 +178,33 @@ pub enum TxnOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         range_end: Option<String>,
     },
+    /// A nested txn. Its compares, like every compare of the request,
+    /// see the store as it was before the request (etcd `compareToPath`
+    /// decides the whole path first).
+    Txn {
+        #[serde(default)]
+        compare: Vec<Compare>,
+        #[serde(default)]
+        success: Vec<TxnOp>,
+        #[serde(default)]
+        failure: Vec<TxnOp>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TxnOpResponse {
-    Range { kvs: Vec<KeyValue> },
+    Range {
+        kvs: Vec<KeyValue>,
+    },
     Put,
-    Delete { deleted: i64 },
+    Delete {
+        deleted: i64,
+    },
+    Txn {
+        succeeded: bool,
+        responses: Vec<TxnOpResponse>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,7 +420,7 @@ impl Model for Etcd {
                 let branch = if succeeded { success } else { failure };
                 let responses = branch
                     .iter()
-                    .map(|operation| write.execute(operation))
+                    .map(|operation| write.execute(state, operation))
                     .collect();
                 EtcdOutput::Txn {
                     header_revision: write.end_revision(),
@@ -470,10 +492,7 @@ impl Model for Etcd {
             EtcdInput::Put { .. } | EtcdInput::Delete { .. } => false,
             EtcdInput::Txn {
                 success, failure, ..
-            } => success
-                .iter()
-                .chain(failure)
-                .all(|operation| matches!(operation, TxnOp::Range { .. })),
+            } => success.iter().chain(failure).all(TxnOp::is_read_only),
         }
     }
 
@@ -581,8 +600,28 @@ impl<'a> WriteTxn<'a> {
         i64::try_from(doomed.len()).expect("a store never holds 2^63 keys")
     }
 
-    fn execute(&mut self, operation: &TxnOp) -> TxnOpResponse {
+    /// Runs one operation of a txn branch; `before` is the store before
+    /// the request, which nested compares see.
+    fn execute(&mut self, before: &EtcdState, operation: &TxnOp) -> TxnOpResponse {
         match operation {
+            TxnOp::Txn {
+                compare,
+                success,
+                failure,
+            } => {
+                let succeeded = compare
+                    .iter()
+                    .all(|condition| compare_holds(before, condition));
+                let branch = if succeeded { success } else { failure };
+                let responses = branch
+                    .iter()
+                    .map(|operation| self.execute(before, operation))
+                    .collect();
+                TxnOpResponse::Txn {
+                    succeeded,
+                    responses,
+                }
+            }
             TxnOp::Range { key, range_end } => TxnOpResponse::Range {
                 kvs: range(&self.state, key, range_end.as_deref()),
             },
@@ -593,6 +632,18 @@ impl<'a> WriteTxn<'a> {
             TxnOp::Delete { key, range_end } => TxnOpResponse::Delete {
                 deleted: self.delete(key, range_end.as_deref()),
             },
+        }
+    }
+}
+
+impl TxnOp {
+    fn is_read_only(&self) -> bool {
+        match self {
+            TxnOp::Range { .. } => true,
+            TxnOp::Put { .. } | TxnOp::Delete { .. } => false,
+            TxnOp::Txn {
+                success, failure, ..
+            } => success.iter().chain(failure).all(TxnOp::is_read_only),
         }
     }
 }
@@ -825,6 +876,17 @@ impl fmt::Display for TxnOp {
                 describe_range(formatter, key, range_end.as_deref())
             }
             TxnOp::Put { key, value } => write!(formatter, "put {} {}", quoted(key), quoted(value)),
+            TxnOp::Txn {
+                compare,
+                success,
+                failure,
+            } => write!(
+                formatter,
+                "txn if [{}] then [{}] else [{}]",
+                join(compare, " && "),
+                join(success, "; "),
+                join(failure, "; ")
+            ),
             TxnOp::Delete { key, range_end } => {
                 write!(formatter, "delete ")?;
                 describe_range(formatter, key, range_end.as_deref())
@@ -957,6 +1019,15 @@ impl fmt::Display for TxnOpResponse {
             TxnOpResponse::Range { kvs } => write!(formatter, "[{}]", join(kvs, ", ")),
             TxnOpResponse::Put => write!(formatter, "ok"),
             TxnOpResponse::Delete { deleted } => write!(formatter, "deleted {deleted}"),
+            TxnOpResponse::Txn {
+                succeeded,
+                responses,
+            } => write!(
+                formatter,
+                "{} [{}]",
+                if *succeeded { "succeeded" } else { "failed" },
+                join(responses, "; ")
+            ),
         }
     }
 }
@@ -1436,6 +1507,51 @@ mod tests {
                 header_revision: 7,
                 deleted: 2,
                 prev_kvs: vec![kv("a", "x", 2, 2, 1), kv("b", "z", 3, 6, 3)],
+            }
+        );
+    }
+
+    #[test]
+    fn nested_compares_see_the_store_before_the_request() {
+        let model = Etcd::default();
+        let mut state = model.initial_state();
+        let absent = |key: &str| Compare {
+            key: key.into(),
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(0),
+        };
+        // The outer put creates "a"; the nested compare still sees it absent.
+        let txn = EtcdInput::Txn {
+            compare: vec![],
+            success: vec![
+                TxnOp::Put {
+                    key: "a".into(),
+                    value: "1".into(),
+                },
+                TxnOp::Txn {
+                    compare: vec![absent("a")],
+                    success: vec![TxnOp::Range {
+                        key: "a".into(),
+                        range_end: None,
+                    }],
+                    failure: vec![],
+                },
+            ],
+            failure: vec![],
+        };
+        let output = run(&model, &mut state, txn);
+        let nested = TxnOpResponse::Txn {
+            succeeded: true,
+            responses: vec![TxnOpResponse::Range {
+                kvs: vec![kv("a", "1", 2, 2, 1)],
+            }],
+        };
+        assert_eq!(
+            output,
+            EtcdOutput::Txn {
+                header_revision: 2,
+                succeeded: true,
+                responses: vec![TxnOpResponse::Put, nested],
             }
         );
     }
