@@ -57,10 +57,13 @@ pub enum Sabotage {
     /// A range cut short by its limit counts only the keys it returns, not
     /// every key in the range (only a workload using range options sees).
     RangeCountAfterLimit = 16,
+    /// A nested txn takes its success branch whatever its compares say
+    /// (only a workload nesting txns sees).
+    NestedComparesIgnored = 17,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 16] = [
+    pub const ALL: [Sabotage; 17] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -77,6 +80,7 @@ impl Sabotage {
         Sabotage::WatchPrevKvIsCurrent,
         Sabotage::WatchFiltersSwapped,
         Sabotage::RangeCountAfterLimit,
+        Sabotage::NestedComparesIgnored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -98,6 +102,7 @@ impl Sabotage {
             Sabotage::WatchPrevKvIsCurrent => "watch-prev-kv-is-current",
             Sabotage::WatchFiltersSwapped => "watch-filters-swapped",
             Sabotage::RangeCountAfterLimit => "range-count-after-limit",
+            Sabotage::NestedComparesIgnored => "nested-compares-ignored",
         }
     }
 
@@ -129,6 +134,9 @@ impl Sabotage {
             Sabotage::WatchFiltersSwapped => "a watch's put and delete filters are swapped",
             Sabotage::RangeCountAfterLimit => {
                 "a range cut short by its limit counts only the keys it returns"
+            }
+            Sabotage::NestedComparesIgnored => {
+                "a nested txn takes its success branch whatever its compares say"
             }
         }
     }

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 16] = [
+pub const SABOTAGES: [(&str, &str); 17] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -131,5 +131,9 @@ pub const SABOTAGES: [(&str, &str); 16] = [
     (
         "range-count-after-limit",
         "a range cut short by its limit counts only the keys it returns",
+    ),
+    (
+        "nested-compares-ignored",
+        "a nested txn takes its success branch whatever its compares say",
     ),
 ];

@@ -234,6 +234,11 @@ fn range_count_after_limit_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn nested_compares_ignored_is_caught_by_the_etcd_model() {
+    caught_in("nested-compares-ignored", "etcd");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

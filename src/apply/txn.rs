@@ -63,19 +63,24 @@ pub fn apply(
 /// each transaction on the taken path takes (etcd `compareToPath`).
 fn compare_path(store: &Store, request: &TxnRequest) -> Vec<bool> {
     let mut path = Vec::new();
-    push_path(store, request, &mut path);
+    push_path(store, request, &mut path, false);
     path
 }
 
-fn push_path(store: &Store, request: &TxnRequest, path: &mut Vec<bool>) {
+fn push_path(store: &Store, request: &TxnRequest, path: &mut Vec<bool>, nested: bool) {
     let succeeded = request
         .compare
         .iter()
         .all(|compare| compare_holds(store, compare));
+    #[cfg(madsim)]
+    let succeeded = succeeded
+        || nested && crate::sabotage::active(crate::sabotage::Sabotage::NestedComparesIgnored);
+    #[cfg(not(madsim))]
+    let _ = nested;
     path.push(succeeded);
     for op in branch(request, succeeded) {
-        if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
-            push_path(store, nested, path);
+        if let Some(request_op::Request::RequestTxn(inner)) = &op.request {
+            push_path(store, inner, path, true);
         }
     }
 }

@@ -127,6 +127,7 @@ fn proto_compare(compare: &Compare) -> ProtoCompare {
         CompareTarget::Version(version) => (T::Version, U::Version(*version)),
         CompareTarget::CreateRevision(revision) => (T::Create, U::CreateRevision(*revision)),
         CompareTarget::ModRevision(revision) => (T::Mod, U::ModRevision(*revision)),
+        CompareTarget::Lease(lease) => (T::Lease, U::Lease(*lease)),
     };
     let result = match compare.result {
         CompareResult::Equal => R::Equal,
@@ -268,7 +269,8 @@ pub async fn client(
                 }
                 _ => {
                     let compare_on = |rng: &mut dyn madsim::rand::RngCore, key: String| {
-                        let target = match rng.gen_range(0..4) {
+                        let target = match rng.gen_range(0..5) {
+                            4 => CompareTarget::Lease(rng.gen_range(-1..=1)),
                             0 => CompareTarget::Value(format!(
                                 "{}.{}",
                                 rng.gen_range(0..5),

@@ -156,6 +156,9 @@ pub enum CompareTarget {
     Version(i64),
     CreateRevision(i64),
     ModRevision(i64),
+    /// The key's lease. Keys carry no lease in the histories this model
+    /// checks (leases are not modelled), so it compares against 0.
+    Lease(i64),
 }
 
 /// One operation inside a txn branch. `range_end` follows etcd: absent (or
@@ -833,6 +836,7 @@ fn compare_holds(state: &EtcdState, condition: &Compare) -> bool {
         (CompareTarget::ModRevision(expected), _) => {
             stored.map_or(0, |stored| stored.mod_revision).cmp(expected)
         }
+        (CompareTarget::Lease(expected), _) => 0.cmp(expected),
     };
     match condition.result {
         CompareResult::Equal => ordering.is_eq(),
@@ -917,6 +921,7 @@ impl fmt::Display for Compare {
             CompareTarget::ModRevision(revision) => {
                 write!(formatter, "mod_revision({key}) {relation} {revision}")
             }
+            CompareTarget::Lease(lease) => write!(formatter, "lease({key}) {relation} {lease}"),
         }
     }
 }
