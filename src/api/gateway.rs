@@ -417,22 +417,19 @@ fn stream_error(code: tonic::Code, message: &str) -> String {
 }
 
 fn json_response(status: StatusCode, json: String) -> Response<Body> {
-    let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(json))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    respond(status, "application/json", Bytes::from(json))
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(text))));
+    respond(status, "text/plain; charset=utf-8", Bytes::from(text))
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(http_body_util::Full::new(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

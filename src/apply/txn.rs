@@ -63,24 +63,26 @@ pub fn apply(
 /// each transaction on the taken path takes (etcd `compareToPath`).
 fn compare_path(store: &Store, request: &TxnRequest) -> Vec<bool> {
     let mut path = Vec::new();
-    push_path(store, request, &mut path, false);
+    push_path(store, request, compares_hold(store, request), &mut path);
     path
 }
 
-fn push_path(store: &Store, request: &TxnRequest, path: &mut Vec<bool>, nested: bool) {
-    let succeeded = request
+fn compares_hold(store: &Store, request: &TxnRequest) -> bool {
+    request
         .compare
         .iter()
-        .all(|compare| compare_holds(store, compare));
-    #[cfg(madsim)]
-    let succeeded = succeeded
-        || nested && crate::sabotage::active(crate::sabotage::Sabotage::NestedComparesIgnored);
-    #[cfg(not(madsim))]
-    let _ = nested;
+        .all(|compare| compare_holds(store, compare))
+}
+
+fn push_path(store: &Store, request: &TxnRequest, succeeded: bool, path: &mut Vec<bool>) {
     path.push(succeeded);
     for op in branch(request, succeeded) {
         if let Some(request_op::Request::RequestTxn(inner)) = &op.request {
-            push_path(store, inner, path, true);
+            let succeeded = compares_hold(store, inner);
+            #[cfg(madsim)]
+            let succeeded = succeeded
+                || crate::sabotage::active(crate::sabotage::Sabotage::NestedComparesIgnored);
+            push_path(store, inner, succeeded, path);
         }
     }
 }

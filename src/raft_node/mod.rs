@@ -161,6 +161,10 @@ impl Shared {
     pub fn last_index(&self) -> u64 {
         self.last_index.load(Ordering::Relaxed)
     }
+    /// The index of the last entry the state machine applied.
+    pub fn applied_index(&self) -> u64 {
+        self.state.read().expect("state lock").applied_index()
+    }
 
     /// Stops the member: the raft loop returns after its current turn,
     /// whose writes are synced, and client streams end.
@@ -401,12 +405,7 @@ impl RaftNode {
         if !self.strangers.should_ask(id, self.clock.elapsed()) {
             return;
         }
-        let applied = self
-            .shared
-            .state
-            .read()
-            .expect("state lock")
-            .applied_index();
+        let applied = self.shared.applied_index();
         let peers = self.transport.peer_urls();
         let clock = self.clock.clone();
         let vouched = self.vouched.clone();
@@ -1224,12 +1223,7 @@ impl RaftNode {
     }
 
     fn answer_reads(&mut self) {
-        let applied = self
-            .shared
-            .state
-            .read()
-            .expect("state lock")
-            .applied_index();
+        let applied = self.shared.applied_index();
         self.reads.applied(applied);
     }
 

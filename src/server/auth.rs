@@ -50,12 +50,7 @@ impl Server {
         if let Some(info) = self.token_info(token) {
             return Ok(info);
         }
-        let applied = self
-            .shared
-            .state
-            .read()
-            .expect("state lock")
-            .applied_index();
+        let applied = self.shared.applied_index();
         if token_index(token).is_some_and(|index| index > applied) {
             self.read_index().await?;
             if let Some(info) = self.token_info(token) {

@@ -417,14 +417,7 @@ impl Model for Etcd {
                 success,
                 failure,
             } => {
-                let succeeded = compare
-                    .iter()
-                    .all(|condition| compare_holds(state, condition));
-                let branch = if succeeded { success } else { failure };
-                let responses = branch
-                    .iter()
-                    .map(|operation| write.execute(state, operation))
-                    .collect();
+                let (succeeded, responses) = write.execute_txn(state, compare, success, failure);
                 EtcdOutput::Txn {
                     header_revision: write.end_revision(),
                     succeeded,
@@ -603,6 +596,26 @@ impl<'a> WriteTxn<'a> {
         i64::try_from(doomed.len()).expect("a store never holds 2^63 keys")
     }
 
+    /// Runs a txn's compares against `before`, then the branch they pick:
+    /// whether it succeeded and the branch's responses.
+    fn execute_txn(
+        &mut self,
+        before: &EtcdState,
+        compare: &[Compare],
+        success: &[TxnOp],
+        failure: &[TxnOp],
+    ) -> (bool, Vec<TxnOpResponse>) {
+        let succeeded = compare
+            .iter()
+            .all(|condition| compare_holds(before, condition));
+        let branch = if succeeded { success } else { failure };
+        let responses = branch
+            .iter()
+            .map(|operation| self.execute(before, operation))
+            .collect();
+        (succeeded, responses)
+    }
+
     /// Runs one operation of a txn branch; `before` is the store before
     /// the request, which nested compares see.
     fn execute(&mut self, before: &EtcdState, operation: &TxnOp) -> TxnOpResponse {
@@ -612,14 +625,7 @@ impl<'a> WriteTxn<'a> {
                 success,
                 failure,
             } => {
-                let succeeded = compare
-                    .iter()
-                    .all(|condition| compare_holds(before, condition));
-                let branch = if succeeded { success } else { failure };
-                let responses = branch
-                    .iter()
-                    .map(|operation| self.execute(before, operation))
-                    .collect();
+                let (succeeded, responses) = self.execute_txn(before, compare, success, failure);
                 TxnOpResponse::Txn {
                     succeeded,
                     responses,
