@@ -373,7 +373,7 @@ fn snapshot_command() -> ExitCode {
     let outcome = match command {
         SnapshotCommand::Status { file, write_out } => read(&file).and_then(|bytes| {
             let status = detcd::backup::status(&bytes).map_err(|error| error.to_string())?;
-            let size = human_bytes(status.total_size as u64);
+            let size = human_bytes(status.total_size);
             match write_out.as_str() {
                 "simple" => println!(
                     "{:x}, {}, {}, {size}",
@@ -399,18 +399,26 @@ fn snapshot_command() -> ExitCode {
                         .map(|width| "-".repeat(*width))
                         .collect::<Vec<_>>()
                         .join("+");
-                    let line = |cells: &[String]| {
+                    // etcdctl's tablewriter: headings centred, cells right-aligned.
+                    let line = |cells: &[String], centred: bool| {
                         cells
                             .iter()
                             .zip(&widths)
-                            .map(|(cell, width)| format!("{cell:^width$}"))
+                            .map(|(cell, width)| {
+                                let inner = width - 2;
+                                if centred {
+                                    format!("{cell:^width$}")
+                                } else {
+                                    format!(" {cell:>inner$} ")
+                                }
+                            })
                             .collect::<Vec<_>>()
                             .join("|")
                     };
                     println!("+{rule}+");
-                    println!("|{}|", line(&heads.map(String::from)));
+                    println!("|{}|", line(&heads.map(String::from), true));
                     println!("+{rule}+");
-                    println!("|{}|", line(&row));
+                    println!("|{}|", line(&row, false));
                     println!("+{rule}+");
                 }
                 other => {

@@ -120,8 +120,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.server.refuse_if_learner()?;
         self.check_admin(&request).await?;
-        let (image, revision) = self.server.state_image();
-        let file = crate::backup::frame(&image);
+        let (file, revision) = self.server.backup_file();
         let (body, checksum) = file.split_at(file.len() - crate::backup::CHECKSUM_BYTES);
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
             revision,

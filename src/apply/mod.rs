@@ -560,7 +560,7 @@ impl StateMachine {
         } else {
             Alarms::default()
         };
-        let mut leases = if version >= IMAGE_VERSION_WITHOUT_AUTH {
+        let leases = if version >= IMAGE_VERSION_WITHOUT_AUTH {
             Leases::decode(&mut reader)?
         } else {
             Leases::default()
@@ -571,6 +571,21 @@ impl StateMachine {
             AuthStore::default()
         };
         let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
+        let mut state = StateMachine::from_parts(store, leases, auth, quota_bytes)?;
+        state.applied_index = applied_index;
+        state.members = members;
+        state.alarms = alarms;
+        Ok(state)
+    }
+
+    /// A state of these parts, with no members, no alarms and nothing
+    /// applied; each lease learns its live keys from the store.
+    pub fn from_parts(
+        store: Store,
+        mut leases: Leases,
+        auth: AuthStore,
+        quota_bytes: i64,
+    ) -> Result<StateMachine, String> {
         let live = store
             .range(b"\0", Some(&[]), &RangeOptions::default())
             .map_err(|e| e.to_string())?;
@@ -582,10 +597,10 @@ impl StateMachine {
         );
         Ok(StateMachine {
             store,
-            applied_index,
+            applied_index: 0,
             quota: quota::Quota::new(quota_bytes),
-            members,
-            alarms,
+            members: Members::default(),
+            alarms: Alarms::default(),
             leases,
             auth,
         })

@@ -503,7 +503,9 @@ impl AuthStore {
             .collect()
     }
 
-    fn to_proto(&self) -> AuthState {
+    /// The whole auth state as one message (users with their password
+    /// hashes, roles with their permissions).
+    pub fn to_proto(&self) -> AuthState {
         AuthState {
             enabled: self.enabled,
             revision: self.revision,

@@ -270,7 +270,7 @@ impl Store {
     /// replays every record into a fresh key index, then checks that the
     /// log is exactly what compaction at `compact_revision` leaves behind.
     /// Anything inconsistent is `Corrupt`; nothing here may panic on input.
-    pub(super) fn from_revision_log(
+    pub fn from_revision_log(
         current_revision: i64,
         compact_revision: i64,
         revision_log: BTreeMap<Revision, Record>,

@@ -544,6 +544,16 @@ impl Server {
         (state.encode(), state.store().current_revision())
     }
 
+    /// The backup file of the applied state (`crate::backup`) and its
+    /// revision: what Maintenance.Snapshot streams.
+    pub fn backup_file(&self) -> (Vec<u8>, i64) {
+        let state = self.shared.state.read().expect("state lock");
+        (
+            crate::backup::frame(&state),
+            state.store().current_revision(),
+        )
+    }
+
     /// What etcd's Maintenance.Status reports.
     pub fn status(&self) -> StatusResponse {
         let (revision, db_size, applied, is_learner, alarms) = {

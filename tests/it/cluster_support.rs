@@ -695,7 +695,7 @@ fn distinct_free_ports(count: usize) -> Vec<u16> {
     ports
 }
 
-fn parse_keyspace(json: &str) -> Keyspace {
+pub fn parse_keyspace(json: &str) -> Keyspace {
     let json: Value = serde_json::from_str(json).expect("get -w json prints JSON");
     Keyspace {
         revision: json["header"]["revision"]

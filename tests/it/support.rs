@@ -124,7 +124,7 @@ pub struct ServerProcess {
     /// `--advertise-client-urls`, the client URL by default.
     pub advertised_client_url: String,
     pub data_dir: PathBuf,
-    peer_url: String,
+    pub peer_url: String,
     extra_args: Vec<String>,
     child: Option<Child>,
     log_path: PathBuf,
@@ -135,6 +135,16 @@ impl ServerProcess {
     /// Starts a single-member server with a fresh data dir and waits until
     /// it answers a linearizable read.
     pub fn start(flavor: Flavor, extra_args: &[&str]) -> ServerProcess {
+        Self::start_prepared(flavor, extra_args, |_| {})
+    }
+
+    /// `start`, after `prepare` has filled the (still absent) data dir,
+    /// for example with a restored backup.
+    pub fn start_prepared(
+        flavor: Flavor,
+        extra_args: &[&str],
+        prepare: impl FnOnce(&ServerProcess),
+    ) -> ServerProcess {
         init_tracing();
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("member.etcd");
@@ -151,6 +161,7 @@ impl ServerProcess {
             log_path: temp.path().join("server.log"),
             _temp: Some(temp),
         };
+        prepare(&server);
         server.restart();
         server
     }

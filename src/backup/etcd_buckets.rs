@@ -1,0 +1,306 @@
+//! A state as etcd 3.4's backend holds it: the buckets of a bbolt file
+//! that etcd (and `etcdctl snapshot restore`) reads, plus the `detcd`
+//! bucket with detcd's own state image.
+//!
+//! What goes where, as etcd writes it:
+//! - `key`: revision (main and sub, 8 bytes each, big endian, joined by
+//!   `_`; a tombstone's ends in `t`) → `mvccpb.KeyValue` (a tombstone's
+//!   holds only the key);
+//! - `meta`: `consistent_index` (the applied index, 8 bytes big endian),
+//!   and after a compaction `finishedCompactRev` and `scheduledCompactRev`
+//!   (revision bytes);
+//! - `lease`: id (8 bytes big endian) → `leasepb.Lease`;
+//! - `auth`: `enabled` (1 or 0) and `authRevision`; `authUsers` and
+//!   `authRoles`: name → `authpb.User` / `authpb.Role`;
+//! - `members`: id in hex → the member as JSON; `cluster`:
+//!   `clusterVersion`;
+//! - `alarm`: an `AlarmMember` message → nothing.
+//!
+//! `to_state` reads the same buckets back, which is how detcd restores a
+//! snapshot etcd saved.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+
+use super::bolt::{Bucket, Entries};
+use super::{DETCD_BUCKET, IMAGE_KEY, KEY_BUCKET, TOMBSTONE_MARK};
+use crate::apply::StateMachine;
+use crate::auth::AuthStore;
+use crate::lease::Leases;
+use crate::mvcc::{KeyValue, Record, Revision, Store, INITIAL_REVISION, NEVER_COMPACTED};
+use crate::proto::detcdpb::AuthState;
+use crate::proto::etcdserverpb::AlarmType;
+use crate::proto::{authpb, mvccpb};
+
+/// etcd's `leasepb.Lease`, the value of the `lease` bucket (detcd's API
+/// protos do not include etcd's lease storage message).
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseRecord {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(int64, tag = "2")]
+    ttl: i64,
+    /// The remaining TTL of the latest checkpoint, in seconds; 0: none.
+    #[prost(int64, tag = "3")]
+    remaining_ttl: i64,
+}
+
+/// etcd's revision key: main, `_`, sub.
+pub fn revision_key(revision: Revision) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18);
+    key.extend_from_slice(&revision.main.to_be_bytes());
+    key.push(b'_');
+    key.extend_from_slice(&revision.sub.to_be_bytes());
+    key
+}
+
+/// The buckets, sorted by name, each sorted by key.
+pub fn of(state: &StateMachine) -> Vec<Bucket> {
+    let store = state.store();
+    let mut buckets = vec![
+        bucket(KEY_BUCKET, key_entries(state)),
+        bucket(b"meta", {
+            let mut meta = vec![(
+                b"consistent_index".to_vec(),
+                state.applied_index().to_be_bytes().to_vec(),
+            )];
+            if store.compact_revision() != NEVER_COMPACTED {
+                let compacted = revision_key(Revision::new(store.compact_revision(), 0));
+                meta.push((b"finishedCompactRev".to_vec(), compacted.clone()));
+                meta.push((b"scheduledCompactRev".to_vec(), compacted));
+            }
+            meta
+        }),
+        bucket(
+            b"lease",
+            state
+                .leases()
+                .iter()
+                .map(|lease| {
+                    let record = LeaseRecord {
+                        id: lease.id,
+                        ttl: lease.ttl,
+                        remaining_ttl: (lease.remaining_millis + 999) / 1000,
+                    };
+                    (lease.id.to_be_bytes().to_vec(), record.encode_to_vec())
+                })
+                .collect(),
+        ),
+        bucket(
+            b"alarm",
+            state
+                .alarms(AlarmType::None as i32)
+                .iter()
+                .map(|alarm| (alarm.encode_to_vec(), Vec::new()))
+                .collect(),
+        ),
+        bucket(
+            b"cluster",
+            vec![(
+                b"clusterVersion".to_vec(),
+                crate::ETCD_CLUSTER_VERSION.as_bytes().to_vec(),
+            )],
+        ),
+        bucket(
+            b"members",
+            state
+                .members()
+                .list()
+                .map(|member| {
+                    let mut json = serde_json::json!({
+                        "id": member.id,
+                        "peerURLs": member.peer_urls,
+                    });
+                    if member.is_learner {
+                        json["isLearner"] = true.into();
+                    }
+                    if !member.name.is_empty() {
+                        json["name"] = member.name.clone().into();
+                    }
+                    if !member.client_urls.is_empty() {
+                        json["clientURLs"] = member.client_urls.clone().into();
+                    }
+                    (
+                        format!("{:x}", member.id).into_bytes(),
+                        json.to_string().into_bytes(),
+                    )
+                })
+                .collect(),
+        ),
+        bucket(b"members_removed", Vec::new()),
+        bucket(DETCD_BUCKET, vec![(IMAGE_KEY.to_vec(), state.encode())]),
+    ];
+    let auth = state.auth().to_proto();
+    buckets.push(bucket(
+        b"auth",
+        vec![
+            (
+                b"authRevision".to_vec(),
+                auth.revision.to_be_bytes().to_vec(),
+            ),
+            (b"enabled".to_vec(), vec![u8::from(auth.enabled)]),
+        ],
+    ));
+    buckets.push(bucket(
+        b"authUsers",
+        auth.users
+            .iter()
+            .map(|user| (user.name.clone(), user.encode_to_vec()))
+            .collect(),
+    ));
+    buckets.push(bucket(
+        b"authRoles",
+        auth.roles
+            .iter()
+            .map(|role| (role.name.clone(), role.encode_to_vec()))
+            .collect(),
+    ));
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    buckets
+}
+
+fn bucket(name: &[u8], mut entries: Entries) -> Bucket {
+    entries.sort();
+    Bucket {
+        name: name.to_vec(),
+        entries,
+    }
+}
+
+/// Every revision the store holds, as etcd's `key` bucket holds it.
+pub(super) fn key_entries(state: &StateMachine) -> Entries {
+    let store = state.store();
+    let mut entries = Vec::with_capacity(store.record_count());
+    for (revision, record) in store.records_since(i64::MIN) {
+        let mut key = revision_key(*revision);
+        let value = match record {
+            Record::Put(kv) => mvccpb::KeyValue {
+                key: kv.key.clone(),
+                create_revision: kv.create_revision,
+                mod_revision: revision.main,
+                version: kv.version,
+                value: kv.value.clone(),
+                lease: kv.lease,
+            },
+            Record::Tombstone { key: deleted } => {
+                key.push(TOMBSTONE_MARK);
+                mvccpb::KeyValue {
+                    key: deleted.clone(),
+                    ..Default::default()
+                }
+            }
+        };
+        entries.push((key, value.encode_to_vec()));
+    }
+    entries
+}
+
+/// The state an etcd 3.4 backend holds (an etcd snapshot): keys with
+/// every revision it kept, the compaction, leases and auth. Members and
+/// alarms are left out: a restore names the new cluster's members, and
+/// etcd's restore drops alarms too. Refuses what etcd could not have
+/// written.
+pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMachine, String> {
+    let empty = Entries::new();
+    let get = |name: &[u8]| buckets.get(name).unwrap_or(&empty);
+    let value_of = |name: &[u8], key: &[u8]| {
+        get(name)
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value.as_slice())
+    };
+
+    let mut log = BTreeMap::new();
+    for (key, value) in get(KEY_BUCKET) {
+        let (revision, tombstone) = parse_revision_key(key)?;
+        let kv = mvccpb::KeyValue::decode(value.as_slice())
+            .map_err(|error| format!("the value at revision {revision}: {error}"))?;
+        let record = if tombstone {
+            Record::Tombstone { key: kv.key }
+        } else {
+            Record::Put(KeyValue {
+                key: kv.key,
+                create_revision: kv.create_revision,
+                mod_revision: revision.main,
+                version: kv.version,
+                value: kv.value,
+                lease: kv.lease,
+            })
+        };
+        log.insert(revision, record);
+    }
+    let compact_revision = match value_of(b"meta", b"finishedCompactRev") {
+        Some(bytes) => parse_revision_key(bytes)?.0.main,
+        None => NEVER_COMPACTED,
+    };
+    // etcd's restore: the newest revision in the log, or the compaction
+    // if that is newer (its tombstones are gone).
+    let current_revision = log
+        .keys()
+        .next_back()
+        .map_or(INITIAL_REVISION, |revision: &Revision| revision.main)
+        .max(compact_revision)
+        .max(INITIAL_REVISION);
+    let store = Store::from_revision_log(current_revision, compact_revision, log)
+        .map_err(|error| error.to_string())?;
+
+    let mut leases = Leases::default();
+    for (key, value) in get(b"lease") {
+        let record = LeaseRecord::decode(value.as_slice())
+            .map_err(|error| format!("lease {key:?}: {error}"))?;
+        leases
+            .grant(record.id, record.ttl, 0)
+            .map_err(|error| format!("lease {:x}: {error}", record.id))?;
+        if record.remaining_ttl > 0 {
+            leases.checkpoint(record.id, record.remaining_ttl.saturating_mul(1000), 0);
+        }
+    }
+
+    let revision = match value_of(b"auth", b"authRevision") {
+        Some(bytes) => u64::from_be_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| format!("authRevision holds {} bytes, not 8", bytes.len()))?,
+        ),
+        None => 0,
+    };
+    let decode_all = |name: &[u8]| -> Result<Vec<&[u8]>, String> {
+        Ok(get(name)
+            .iter()
+            .map(|(_, value)| value.as_slice())
+            .collect())
+    };
+    let auth = AuthState {
+        enabled: value_of(b"auth", b"enabled") == Some(&[1]),
+        revision,
+        users: decode_all(b"authUsers")?
+            .into_iter()
+            .map(authpb::User::decode)
+            .collect::<Result<_, _>>()
+            .map_err(|error| format!("a user: {error}"))?,
+        roles: decode_all(b"authRoles")?
+            .into_iter()
+            .map(authpb::Role::decode)
+            .collect::<Result<_, _>>()
+            .map_err(|error| format!("a role: {error}"))?,
+    };
+    let auth = AuthStore::decode(&auth.encode_to_vec())?;
+    StateMachine::from_parts(store, leases, auth, 0)
+}
+
+/// A `key` bucket key: the revision, and whether it marks a tombstone.
+fn parse_revision_key(key: &[u8]) -> Result<(Revision, bool), String> {
+    let bad = || format!("{key:?} is not an etcd revision");
+    let tombstone = match key.len() {
+        17 => false,
+        18 if key[17] == TOMBSTONE_MARK => true,
+        _ => return Err(bad()),
+    };
+    if key[8] != b'_' {
+        return Err(bad());
+    }
+    let main = i64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+    let sub = i64::from_be_bytes(key[9..17].try_into().expect("8 bytes"));
+    Ok((Revision::new(main, sub), tombstone))
+}

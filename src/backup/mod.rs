@@ -1,0 +1,473 @@
+//! Backups, as etcd's snapshot file and `etcdctl snapshot restore` work.
+//!
+//! A backup is a bbolt file (`bolt`) laid out as etcd 3.4's backend: the
+//! `key` bucket maps each revision (8 bytes main, `_`, 8 bytes sub, big
+//! endian; a trailing `t` for a tombstone) to an `mvccpb.KeyValue`, and
+//! `meta`, `lease`, `auth`, `authUsers`, `authRoles`, `members`,
+//! `cluster` and `alarm` hold what etcd keeps there. After the bbolt
+//! pages comes the SHA-256 of all of them, as etcd appends one; etcdctl
+//! 3.4 checks that what precedes it is whole 512-byte pages (a bbolt file
+//! always is). So `etcdctl snapshot save` writes a file that `etcdctl
+//! snapshot status` reads and `etcdctl snapshot restore` turns into a data
+//! dir etcd 3.4 starts from, with the same keys and revisions.
+//!
+//! detcd's own restore reads its applied state image (`StateMachine::
+//! encode`: keys with every revision since the last compaction, leases
+//! with their checkpoints, alarms, auth, members) from one more bucket,
+//! `detcd`, which etcd ignores: the image holds state etcd's buckets do
+//! not (lease checkpoints, the applied index of each piece). Backups that
+//! older detcd versions wrote (`LEGACY_MAGIC`, length, image, padding,
+//! SHA-256) still restore. `restore` turns a backup into a new member's
+//! data dir for a new cluster, with the membership the flags name: the
+//! same keys, revisions and leases, a new cluster id.
+//!
+//! The restored data dir is what a member would hold right after saving a
+//! snapshot: the snapshot file at index N (one entry per member, as a new
+//! cluster's log starts), and a WAL that begins at it. Every member of the
+//! new cluster restores from the same file, so they start identical.
+
+pub mod bolt;
+mod etcd_buckets;
+
+pub use etcd_buckets::revision_key;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use raft::eraftpb::{ConfState, HardState};
+use sha2::{Digest, Sha256};
+
+use crate::apply::StateMachine;
+use crate::membership::{InitialCluster, Members, MembershipChange};
+use crate::storage::snapshot::{Snapshot, SnapshotDir};
+use crate::storage::wal::{Metadata, SnapshotMark, Wal};
+use crate::storage::Disk;
+
+/// The SHA-256 at the end of a backup.
+pub const CHECKSUM_BYTES: usize = 32;
+/// What precedes the checksum is a whole number of these (etcdctl checks).
+pub const PAGE_BYTES: usize = 512;
+/// The first bytes of a backup older detcd versions wrote.
+pub const LEGACY_MAGIC: &[u8; 8] = b"DETCDBAK";
+/// The bucket holding detcd's state image, and its one key.
+const DETCD_BUCKET: &[u8] = b"detcd";
+const IMAGE_KEY: &[u8] = b"image";
+/// etcd's bucket of revisions, and the byte marking a tombstone's key.
+const KEY_BUCKET: &[u8] = b"key";
+const TOMBSTONE_MARK: u8 = b't';
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("snapshot file is too short to hold a checksum ({0} bytes)")]
+    TooShort(usize),
+    #[error("snapshot file fails its SHA-256 checksum: truncated or altered")]
+    Checksum,
+    #[error("snapshot file holds no state detcd can read: {0}")]
+    Image(String),
+    #[error("{0}")]
+    Target(String),
+    #[error(transparent)]
+    Wal(#[from] crate::storage::wal::WalError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::storage::snapshot::SnapshotError),
+}
+
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    Sha256::digest(body).into()
+}
+
+/// The whole backup file for a state: what Maintenance.Snapshot streams
+/// and `etcdctl snapshot save` writes.
+pub fn frame(state: &StateMachine) -> Vec<u8> {
+    let mut file = bolt::write(&etcd_buckets::of(state));
+    let sum = checksum(&file);
+    file.extend_from_slice(&sum);
+    file
+}
+
+/// Checks a backup's checksum; the bytes it covers.
+fn checked(file: &[u8]) -> Result<&[u8], BackupError> {
+    if file.len() < CHECKSUM_BYTES + LEGACY_MAGIC.len() + 8 {
+        return Err(BackupError::TooShort(file.len()));
+    }
+    let (body, sum) = file.split_at(file.len() - CHECKSUM_BYTES);
+    if body.len() % PAGE_BYTES != 0 || checksum(body)[..] != *sum {
+        return Err(BackupError::Checksum);
+    }
+    Ok(body)
+}
+
+/// Checks a backup's checksum and reads its state: from the `detcd`
+/// bucket's image, or from etcd's buckets when the file holds no image
+/// (etcd saved it) or one its `key` bucket no longer matches (etcd wrote
+/// to it after restoring a detcd backup, so its buckets say what is true).
+/// Backups older detcd versions wrote still open.
+pub fn open(file: &[u8]) -> Result<StateMachine, BackupError> {
+    let body = checked(file)?;
+    if let Some(rest) = body.strip_prefix(LEGACY_MAGIC) {
+        let (length, rest) = rest.split_at(8);
+        let length = u64::from_le_bytes(length.try_into().expect("8 bytes")) as usize;
+        let image = rest
+            .get(..length)
+            .ok_or_else(|| BackupError::Image(format!("the image claims {length} bytes")))?;
+        return StateMachine::decode(image, 0).map_err(BackupError::Image);
+    }
+    let buckets =
+        bolt::by_name(bolt::read(body).map_err(|error| BackupError::Image(error.to_string()))?);
+    let image = buckets
+        .get(DETCD_BUCKET)
+        .and_then(|detcd| detcd.iter().find(|(key, _)| key == IMAGE_KEY))
+        .map(|(_, image)| image);
+    if let Some(image) = image {
+        let state = StateMachine::decode(image, 0).map_err(BackupError::Image)?;
+        let keys = buckets.get(KEY_BUCKET).cloned().unwrap_or_default();
+        if keys == etcd_buckets::key_entries(&state) {
+            return Ok(state);
+        }
+        tracing::info!("the detcd image no longer matches the key bucket: reading etcd's buckets");
+    }
+    etcd_buckets::to_state(&buckets).map_err(BackupError::Image)
+}
+
+/// What `detcd snapshot status` prints: etcdctl's columns, computed as
+/// etcdctl computes them, so both print the same for one file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Status {
+    /// CRC-32C over every bucket's name, then its keys and values.
+    pub hash: u32,
+    /// The main revision of the `key` bucket's last key.
+    pub revision: i64,
+    /// Entries in all buckets.
+    pub total_keys: usize,
+    /// The bbolt data size (pages in use times the page size).
+    pub total_size: u64,
+}
+
+pub fn status(file: &[u8]) -> Result<Status, BackupError> {
+    let body = checked(file)?;
+    if body.starts_with(LEGACY_MAGIC) {
+        let state = open(file)?;
+        return Ok(Status {
+            hash: crc32c::crc32c(&state.encode()),
+            revision: state.store().current_revision(),
+            total_keys: state.store().key_count(),
+            total_size: file.len() as u64,
+        });
+    }
+    let bad = |error: bolt::BoltError| BackupError::Image(error.to_string());
+    let mut status = Status {
+        hash: 0,
+        revision: 0,
+        total_keys: 0,
+        total_size: bolt::data_bytes(body).map_err(bad)?,
+    };
+    for bucket in bolt::read(body).map_err(bad)? {
+        status.hash = crc32c::crc32c_append(status.hash, &bucket.name);
+        for (key, value) in &bucket.entries {
+            status.hash = crc32c::crc32c_append(status.hash, key);
+            status.hash = crc32c::crc32c_append(status.hash, value);
+            if bucket.name == KEY_BUCKET {
+                if let Some(main) = key.get(..8) {
+                    status.revision = i64::from_be_bytes(main.try_into().expect("8 bytes"));
+                }
+            }
+            status.total_keys += 1;
+        }
+    }
+    Ok(status)
+}
+
+/// Who the restored member is, with etcdctl's flag names.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub data_dir: PathBuf,
+    pub name: String,
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    pub initial_advertise_peer_urls: String,
+}
+
+/// What `restore` made.
+#[derive(Debug)]
+pub struct Restored {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub revision: i64,
+}
+
+/// Builds a new member's data dir from a backup. Refuses, writing
+/// nothing, when the file fails its checks, the data dir holds anything,
+/// or the flags do not name this member consistently.
+pub fn restore(disk: Arc<dyn Disk>, file: &[u8], target: &Target) -> Result<Restored, BackupError> {
+    let mut state = open(file)?;
+    let holds_member =
+        crate::raft_node::RaftNode::has_data(&*disk, &target.data_dir).unwrap_or(true);
+    if holds_member || !disk.list(&target.data_dir).unwrap_or_default().is_empty() {
+        return Err(BackupError::Target(format!(
+            "data-dir {:?} exists and is not empty: restore into a new directory",
+            target.data_dir.display().to_string()
+        )));
+    }
+    let cluster = InitialCluster::parse(&target.initial_cluster, &target.initial_cluster_token)
+        .map_err(|error| BackupError::Target(error.to_string()))?;
+    let member = cluster
+        .member(&target.name)
+        .map_err(|error| BackupError::Target(error.to_string()))?;
+    let mut advertised: Vec<String> = target
+        .initial_advertise_peer_urls
+        .split(',')
+        .map(|url| url.trim().to_string())
+        .collect();
+    advertised.sort();
+    let mut listed = member.peer_urls.clone();
+    listed.sort();
+    if advertised != listed {
+        return Err(BackupError::Target(format!(
+            "--initial-advertise-peer-urls {advertised:?} do not match {}'s URLs in --initial-cluster {listed:?}",
+            target.name
+        )));
+    }
+    let mut members = Members::default();
+    for member in &cluster.members {
+        members.apply(&MembershipChange::Add(member.clone()));
+    }
+    let index = cluster.members.len() as u64;
+    state.restore_membership(members, index);
+    let conf_state = ConfState {
+        voters: cluster.members.iter().map(|member| member.id).collect(),
+        ..ConfState::default()
+    };
+    let member_dir = target.data_dir.join("member");
+    let snapshots = SnapshotDir::open(disk.clone(), &member_dir.join("snap"))?;
+    snapshots.save(&Snapshot {
+        index,
+        term: 1,
+        conf_state: conf_state.clone(),
+        state: state.encode(),
+    })?;
+    let hard_state = HardState {
+        term: 1,
+        commit: index,
+        ..HardState::default()
+    };
+    let mut wal = Wal::create(
+        disk,
+        &wal_dir(&target.data_dir),
+        Metadata {
+            member_id: member.id,
+            cluster_id: cluster.cluster_id,
+        },
+        conf_state,
+        &[],
+        &hard_state,
+    )?;
+    wal.mark_snapshot(SnapshotMark { index, term: 1 });
+    wal.sync()?;
+    Ok(Restored {
+        member_id: member.id,
+        cluster_id: cluster.cluster_id,
+        revision: state.store().current_revision(),
+    })
+}
+
+fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("wal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    use crate::mvcc::Revision;
+    use crate::proto::detcdpb::internal_request::Request;
+    use crate::proto::etcdserverpb::PutRequest;
+    use crate::proto::mvccpb;
+    use crate::storage::SimDisk;
+
+    fn backup() -> Vec<u8> {
+        frame(&state())
+    }
+
+    fn state() -> StateMachine {
+        let mut state = StateMachine::new(0, Members::default());
+        for (index, key) in ["a", "b", "a"].iter().enumerate() {
+            let put = PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            };
+            state
+                .apply(index as u64 + 1, Some(&Request::Put(put)))
+                .unwrap()
+                .unwrap();
+        }
+        state
+    }
+
+    fn target(dir: &str) -> Target {
+        Target {
+            data_dir: PathBuf::from(dir),
+            name: "m1".into(),
+            initial_cluster: "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380".into(),
+            initial_cluster_token: "restored".into(),
+            initial_advertise_peer_urls: "http://10.0.0.1:2380".into(),
+        }
+    }
+
+    #[test]
+    fn a_backup_restores_into_a_data_dir_a_member_recovers_from() {
+        let file = backup();
+        let status = status(&file).unwrap();
+        assert_eq!(status.revision, 4);
+        assert_eq!(status.total_size, (file.len() - CHECKSUM_BYTES) as u64);
+        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+        let restored = restore(disk.clone(), &file, &target("/restored")).unwrap();
+        assert_eq!(restored.revision, 4);
+        assert!(crate::raft_node::RaftNode::has_data(&*disk, Path::new("/restored")).unwrap());
+        let (_, replay) = Wal::open(disk.clone(), &wal_dir(Path::new("/restored"))).unwrap();
+        assert_eq!(replay.hard_state.commit, 2);
+        let snapshots =
+            SnapshotDir::open(disk.clone(), Path::new("/restored/member/snap")).unwrap();
+        let (valid, _) = snapshots.load_newest_first().unwrap();
+        let state = StateMachine::decode(&valid[0].state, 0).unwrap();
+        assert_eq!(state.applied_index(), 2);
+        assert_eq!(state.members().list().count(), 2);
+        assert_eq!(state.store().current_revision(), 4);
+
+        tracing::info!("a second restore into the same data dir is refused");
+        assert!(matches!(
+            restore(disk, &file, &target("/restored")),
+            Err(BackupError::Target(_))
+        ));
+    }
+
+    #[test]
+    fn the_frame_is_whole_pages_then_the_checksum() {
+        let file = backup();
+        assert_eq!((file.len() - CHECKSUM_BYTES) % PAGE_BYTES, 0);
+        assert_eq!(
+            checked(&file).unwrap(),
+            &file[..file.len() - CHECKSUM_BYTES]
+        );
+    }
+
+    #[test]
+    fn the_key_bucket_holds_every_revision_as_etcd_does() {
+        let file = backup();
+        let buckets = bolt::by_name(bolt::read(checked(&file).unwrap()).unwrap());
+        let keys = &buckets[KEY_BUCKET];
+        let revisions: Vec<Vec<u8>> = keys.iter().map(|(key, _)| key.clone()).collect();
+        let expected: Vec<Vec<u8>> = (2..=4)
+            .map(|main| revision_key(Revision::new(main, 0)))
+            .collect();
+        assert_eq!(revisions, expected);
+        let last = mvccpb::KeyValue::decode(&keys[2].1[..]).unwrap();
+        assert_eq!(
+            (
+                last.key.as_slice(),
+                last.create_revision,
+                last.mod_revision,
+                last.version
+            ),
+            (&b"a"[..], 2, 4, 2)
+        );
+        assert_eq!(
+            buckets[&b"meta"[..]],
+            vec![(b"consistent_index".to_vec(), 3u64.to_be_bytes().to_vec())]
+        );
+        for name in [
+            "alarm",
+            "auth",
+            "authRoles",
+            "authUsers",
+            "cluster",
+            "lease",
+            "members",
+        ] {
+            assert!(buckets.contains_key(name.as_bytes()), "{name}");
+        }
+    }
+
+    fn file_of(buckets: &[bolt::Bucket]) -> Vec<u8> {
+        let mut file = bolt::write(buckets);
+        let sum = checksum(&file);
+        file.extend_from_slice(&sum);
+        file
+    }
+
+    #[test]
+    fn etcd_buckets_alone_give_the_same_store() {
+        // What etcd's own snapshot holds: its buckets, no detcd image.
+        let mut buckets = etcd_buckets::of(&state());
+        buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
+        let opened = open(&file_of(&buckets)).unwrap();
+        assert_eq!(
+            opened.store().encode_image(),
+            state().store().encode_image()
+        );
+    }
+
+    #[test]
+    fn a_key_bucket_that_disagrees_with_the_detcd_image_wins() {
+        // What etcd leaves after restoring a detcd backup and taking a
+        // write: the key bucket holds one more revision than the image.
+        let mut later = state();
+        let put = PutRequest {
+            key: b"c".to_vec(),
+            value: b"etcd".to_vec(),
+            ..Default::default()
+        };
+        later.apply(4, Some(&Request::Put(put))).unwrap().unwrap();
+        let mut buckets = etcd_buckets::of(&state());
+        let keys = buckets.iter_mut().find(|b| b.name == KEY_BUCKET).unwrap();
+        keys.entries = etcd_buckets::key_entries(&later);
+        let opened = open(&file_of(&buckets)).unwrap();
+        assert_eq!(opened.store().current_revision(), 5);
+        assert_eq!(opened.store().encode_image(), later.store().encode_image());
+    }
+
+    #[test]
+    fn etcd_buckets_that_no_etcd_writes_are_refused() {
+        let mut buckets = etcd_buckets::of(&state());
+        buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
+        let at = buckets.iter().position(|b| b.name == KEY_BUCKET).unwrap();
+        buckets[at].entries.remove(0); // revision 2 missing: a hole in history
+        assert!(open(&file_of(&buckets)).is_err());
+        buckets[at].entries[0].0.truncate(5);
+        assert!(open(&file_of(&buckets)).is_err());
+    }
+
+    #[test]
+    fn a_backup_older_detcd_versions_wrote_still_restores() {
+        let image = state().encode();
+        let mut legacy = LEGACY_MAGIC.to_vec();
+        legacy.extend_from_slice(&(image.len() as u64).to_le_bytes());
+        legacy.extend_from_slice(&image);
+        legacy.resize(legacy.len().div_ceil(PAGE_BYTES) * PAGE_BYTES, 0);
+        let sum = checksum(&legacy);
+        legacy.extend_from_slice(&sum);
+        assert_eq!(status(&legacy).unwrap().revision, 4);
+        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+        assert_eq!(
+            restore(disk, &legacy, &target("/legacy")).unwrap().revision,
+            4
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_altered_backup_is_refused_and_writes_nothing() {
+        let file = backup();
+        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+        let mut altered = file.clone();
+        altered[10] ^= 1;
+        for bad in [&file[..file.len() - 1], &altered[..], &file[..5]] {
+            assert!(restore(disk.clone(), bad, &target("/r")).is_err());
+        }
+        assert!(disk.list(Path::new("/r")).unwrap_or_default().is_empty());
+        let mut wrong_urls = target("/r");
+        wrong_urls.initial_advertise_peer_urls = "http://10.0.0.9:2380".into();
+        assert!(restore(disk.clone(), &file, &wrong_urls).is_err());
+        assert!(disk.list(Path::new("/r")).unwrap_or_default().is_empty());
+    }
+}
