@@ -60,10 +60,13 @@ pub enum Sabotage {
     /// A nested txn takes its success branch whatever its compares say
     /// (only a workload nesting txns sees).
     NestedComparesIgnored = 17,
+    /// A range at a past revision reads one revision later (only reads at
+    /// a revision see).
+    PastReadOffByOne = 18,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 17] = [
+    pub const ALL: [Sabotage; 18] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -81,6 +84,7 @@ impl Sabotage {
         Sabotage::WatchFiltersSwapped,
         Sabotage::RangeCountAfterLimit,
         Sabotage::NestedComparesIgnored,
+        Sabotage::PastReadOffByOne,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +107,7 @@ impl Sabotage {
             Sabotage::WatchFiltersSwapped => "watch-filters-swapped",
             Sabotage::RangeCountAfterLimit => "range-count-after-limit",
             Sabotage::NestedComparesIgnored => "nested-compares-ignored",
+            Sabotage::PastReadOffByOne => "past-read-off-by-one",
         }
     }
 
@@ -138,6 +143,7 @@ impl Sabotage {
             Sabotage::NestedComparesIgnored => {
                 "a nested txn takes its success branch whatever its compares say"
             }
+            Sabotage::PastReadOffByOne => "a range at a past revision reads one revision later",
         }
     }
 

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 17] = [
+pub const SABOTAGES: [(&str, &str); 18] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -135,5 +135,9 @@ pub const SABOTAGES: [(&str, &str); 17] = [
     (
         "nested-compares-ignored",
         "a nested txn takes its success branch whatever its compares say",
+    ),
+    (
+        "past-read-off-by-one",
+        "a range at a past revision reads one revision later",
     ),
 ];

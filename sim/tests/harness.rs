@@ -239,6 +239,11 @@ fn nested_compares_ignored_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn past_read_off_by_one_is_caught_by_the_past_read_check() {
+    caught_in("past-read-off-by-one", "etcd");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

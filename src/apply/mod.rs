@@ -700,6 +700,17 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
         rev: request.revision,
         count_only: request.count_only,
     };
+    #[cfg(madsim)]
+    let options = RangeOptions {
+        rev: if request.revision > 0
+            && crate::sabotage::active(crate::sabotage::Sabotage::PastReadOffByOne)
+        {
+            request.revision + 1
+        } else {
+            request.revision
+        },
+        ..options
+    };
     let result = view.range_kvs(&request.key, key_range_end(&request.range_end), &options)?;
     let mut kvs = result.kvs;
     kvs.retain(|kv| {

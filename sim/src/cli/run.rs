@@ -391,7 +391,7 @@ mod simulated {
             "{} members, {:?} workload, {} ops, {:.1} s simulated, trace {:016x}, {}",
             options.nodes,
             options.workload,
-            report.history.len(),
+            report.history.len() + report.etcd.as_ref().map_or(0, |(etcd, _)| etcd.len()),
             report.simulated.as_secs_f64(),
             report.trace_hash,
             report.swarm

@@ -7,16 +7,24 @@
 //! checked with the revision-aware etcd model (`model::etcd`): header,
 //! create and mod revisions and versions included, not just values.
 //!
+//! Clients also read at past revisions (just behind the head and far
+//! behind it), read serializably from whichever member they reach, and
+//! compact, just behind the head and far behind it; some puts go to cold
+//! keys, written once and never again. Those reads answer from the store
+//! as it was, which `properties::past_reads` checks against the store the
+//! acknowledged writes rebuild at each revision.
+//!
 //! The model holds the whole store (revisions are global), so in this
-//! workload these clients are the only writers: the hostile client is off.
+//! workload these clients are the only writers and compactors: the
+//! hostile client and the general compactor are off.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use detcd::client::{Client, ClientError};
 use detcd::proto::etcdserverpb::{
-    compare, request_op, response_op, Compare as ProtoCompare, DeleteRangeRequest, PutRequest,
-    RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    compare, request_op, response_op, CompactionRequest, Compare as ProtoCompare,
+    DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
 };
 use madsim::rand::Rng;
 
@@ -25,6 +33,7 @@ use crate::model::etcd::{
     Compare, CompareResult, CompareTarget, EtcdInput, EtcdOutput, KeyValue, RangeOptions,
     SortOrder, SortTarget, TxnOp, TxnOpResponse,
 };
+use crate::properties::past_reads::{Compaction, CompactionOutcome, ReadOutcome, RevisionRead};
 
 use super::trace::Trace;
 use super::workload::REQUEST_TIMEOUT;
@@ -39,12 +48,44 @@ pub type EtcdOperation = Operation<EtcdInput, EtcdOutput>;
 #[derive(Clone, Default)]
 pub struct EtcdLog {
     operations: Arc<Mutex<Vec<EtcdOperation>>>,
+    reads: Arc<Mutex<Vec<RevisionRead>>>,
+    compactions: Arc<Mutex<Vec<Compaction>>>,
+}
+
+/// What the etcd workload's clients recorded.
+pub struct EtcdRecord {
+    /// Checked with the etcd model.
+    pub operations: Vec<EtcdOperation>,
+    /// Reads at a revision and serializable reads (`properties::past_reads`).
+    pub reads: Vec<RevisionRead>,
+    pub compactions: Vec<Compaction>,
 }
 
 impl EtcdLog {
-    pub fn take(&self) -> Vec<EtcdOperation> {
-        std::mem::take(&mut self.operations.lock().unwrap())
+    pub fn take(&self) -> EtcdRecord {
+        EtcdRecord {
+            operations: std::mem::take(&mut self.operations.lock().unwrap()),
+            reads: std::mem::take(&mut self.reads.lock().unwrap()),
+            compactions: std::mem::take(&mut self.compactions.lock().unwrap()),
+        }
     }
+}
+
+/// Revisions behind the newest one seen that a "just behind" past read or
+/// compaction picks from; far-behind ones pick from the whole history.
+const JUST_BEHIND: i64 = 3;
+
+/// What a client does besides the requests the etcd model checks.
+enum Side {
+    /// A range at `revision` (0: the member's current one).
+    Read {
+        key: String,
+        range_end: Option<String>,
+        options: RangeOptions,
+        revision: i64,
+        serializable: bool,
+    },
+    Compact(i64),
 }
 
 /// etcd's prefix end: the prefix with its last byte raised.
@@ -219,6 +260,43 @@ pub async fn client(
     let mut seen_revision = 1i64;
     while tokio::time::Instant::now() < deadline {
         sequence += 1;
+        let side = {
+            let mut rng = madsim::rand::thread_rng();
+            let behind = |rng: &mut dyn madsim::rand::RngCore| {
+                if rng.gen_bool(0.5) {
+                    rng.gen_range((seen_revision - JUST_BEHIND).max(1)..=seen_revision)
+                } else {
+                    rng.gen_range(1..=seen_revision)
+                }
+            };
+            let (key, range_end) = if rng.gen_bool(0.5) {
+                (PREFIX.to_string(), Some(prefix_end(PREFIX)))
+            } else {
+                (format!("{PREFIX}{}", rng.gen_range(0..keys)), None)
+            };
+            match rng.gen_range(0..100) {
+                0..=7 => Some(Side::Read {
+                    key,
+                    range_end,
+                    options: range_options(&mut rng),
+                    revision: behind(&mut rng),
+                    serializable: rng.gen_bool(0.3),
+                }),
+                8..=13 => Some(Side::Read {
+                    key,
+                    range_end,
+                    options: range_options(&mut rng),
+                    revision: 0,
+                    serializable: true,
+                }),
+                14..=15 => Some(Side::Compact(behind(&mut rng))),
+                _ => None,
+            }
+        };
+        if let Some(side) = side {
+            perform_side(&mut client, id, side, &log, started).await;
+            continue;
+        }
         let input = {
             let mut rng = madsim::rand::thread_rng();
             let key =
@@ -248,7 +326,13 @@ pub async fn client(
                         options,
                     }
                 }
-                35..=59 => EtcdInput::Put {
+                // A cold key: written once, never again.
+                35..=37 => EtcdInput::Put {
+                    key: format!("{PREFIX}cold/{id}.{sequence}"),
+                    value,
+                    prev_kv: false,
+                },
+                38..=59 => EtcdInput::Put {
                     key: key(&mut rng),
                     value,
                     prev_kv: rng.gen_ratio(1, 3),
@@ -367,6 +451,87 @@ pub async fn client(
         let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(think)).await;
     }
+}
+
+/// Runs and records a read at a revision, a serializable read or a
+/// compaction; pauses like any request.
+async fn perform_side(
+    client: &mut Client,
+    id: u64,
+    side: Side,
+    log: &EtcdLog,
+    started: tokio::time::Instant,
+) {
+    let now = || started.elapsed().as_nanos() as u64;
+    let invoke_ns = now();
+    match side {
+        Side::Read {
+            key,
+            range_end,
+            options,
+            revision,
+            serializable,
+        } => {
+            let request = RangeRequest {
+                revision,
+                serializable,
+                ..range_request(&key, &range_end, &options)
+            };
+            let outcome = match client.range(request).await {
+                Ok(response) => ReadOutcome::Ok {
+                    header_revision: response.header.as_ref().map_or(0, |h| h.revision),
+                    kvs: kvs(&response),
+                    count: response.count,
+                    more: response.more,
+                },
+                Err(ClientError::Server(status))
+                    if status
+                        .message()
+                        .contains("required revision has been compacted") =>
+                {
+                    ReadOutcome::Compacted
+                }
+                Err(ClientError::Server(status))
+                    if status
+                        .message()
+                        .contains("required revision is a future revision") =>
+                {
+                    ReadOutcome::FutureRevision
+                }
+                Err(_) => ReadOutcome::Failed,
+            };
+            log.reads.lock().unwrap().push(RevisionRead {
+                client: id,
+                invoke_ns,
+                complete_ns: now(),
+                key,
+                range_end,
+                options,
+                revision,
+                serializable,
+                outcome,
+            });
+        }
+        Side::Compact(revision) => {
+            let request = CompactionRequest {
+                revision,
+                physical: false,
+            };
+            let outcome = match client.compact(request).await {
+                Ok(_) => CompactionOutcome::Acknowledged,
+                Err(error) if !error.may_have_applied() => CompactionOutcome::Refused,
+                Err(_) => CompactionOutcome::Unknown,
+            };
+            log.compactions.lock().unwrap().push(Compaction {
+                invoke_ns,
+                complete_ns: now(),
+                revision,
+                outcome,
+            });
+        }
+    }
+    let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
+    tokio::time::sleep(Duration::from_millis(think)).await;
 }
 
 fn failed(error: &ClientError, read_only: bool) -> Outcome<EtcdOutput> {

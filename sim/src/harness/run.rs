@@ -192,10 +192,12 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         filtered_log.clone(),
         trace.clone(),
     ));
-    let compactor = swarm.compaction.then(|| {
-        let endpoints = (0..options.nodes).map(client_url).collect();
-        observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
-    });
+    // The etcd workload's clients compact themselves, and record it.
+    let compactor =
+        (swarm.compaction && options.workload != crate::options::Workload::Etcd).then(|| {
+            let endpoints = (0..options.nodes).map(client_url).collect();
+            observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
+        });
     // The etcd model holds the whole store: its clients are the only writers.
     let hostile =
         (swarm.hostile && options.workload != crate::options::Workload::Etcd).then(|| {
@@ -321,8 +323,31 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         (Outcome::Pass, Verdict::Unknown) => Outcome::Unknown,
         (outcome, _) => outcome,
     };
-    let etcd_history = History::new(etcd_log.take());
+    let etcd_record = etcd_log.take();
+    let past_read_violations = crate::properties::past_reads::check(
+        &crate::model::etcd::Etcd::default(),
+        &etcd_record.operations,
+        &etcd_record.reads,
+        &etcd_record.compactions,
+    );
+    if !etcd_record.reads.is_empty() {
+        trace.record(format!(
+            "past reads: {} reads at a revision or serializable, {} compactions checked",
+            etcd_record.reads.len(),
+            etcd_record.compactions.len()
+        ));
+    }
+    let etcd_history = History::new(etcd_record.operations);
     let mut etcd = None;
+    let outcome = match (outcome, past_read_violations.first()) {
+        (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(first)) => {
+            Outcome::Violation(format!(
+                "{first} ({} past-read violations in all)",
+                past_read_violations.len()
+            ))
+        }
+        (outcome, _) => outcome,
+    };
     let outcome = if etcd_history.is_empty() {
         outcome
     } else {

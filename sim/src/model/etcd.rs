@@ -331,6 +331,28 @@ pub struct EtcdState {
     pub keys: BTreeMap<String, StoredValue>,
 }
 
+impl EtcdState {
+    /// Is (`kvs`, `count`, `more`) an answer etcd may give to a range with
+    /// `options` over this store? (`count` and `more` are checked where
+    /// given; keys that tie on the sort target may come in any order.)
+    pub fn answers_range(
+        &self,
+        key: &str,
+        range_end: Option<&str>,
+        options: &RangeOptions,
+        kvs: &[KeyValue],
+        count: Option<i64>,
+        more: Option<bool>,
+    ) -> bool {
+        shaped_range_matches(range(self, key, range_end), options, kvs, count, more)
+    }
+
+    /// Every key in the range as stored, in key order.
+    pub fn range_of(&self, key: &str, range_end: Option<&str>) -> Vec<KeyValue> {
+        range(self, key, range_end)
+    }
+}
+
 /// The etcd KV model. `initial_revision` is the store's revision when the
 /// history starts (1 on a fresh cluster); the store starts empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,13 +478,7 @@ impl Model for Etcd {
                     && if options.is_plain() && count.is_none() && more.is_none() {
                         range_matches(state, key, range_end.as_deref(), kvs)
                     } else {
-                        shaped_range_matches(
-                            range(state, key, range_end.as_deref()),
-                            options,
-                            kvs,
-                            *count,
-                            *more,
-                        )
+                        state.answers_range(key, range_end.as_deref(), options, kvs, *count, *more)
                     };
                 matches.then_some(Transition::Unchanged)
             }

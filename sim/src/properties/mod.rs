@@ -1,6 +1,7 @@
 //! Checks of the properties other than linearizability, over records the
 //! harness keeps: raft's safety properties (`raft`), leases (`leases`), locks
-//! (`locks`), auth (`auth`), revisions (`revisions`) and etcd's watch
+//! (`locks`), auth (`auth`), revisions (`revisions`), reads at past
+//! revisions and serializable reads (`past_reads`) and etcd's watch
 //! guarantees (`watch`). Plain Rust, like
 //! the checker: times are virtual time since the run started, and nothing
 //! here reads a clock, so every verdict is reproducible from the record.
@@ -8,6 +9,7 @@
 pub mod auth;
 pub mod leases;
 pub mod locks;
+pub mod past_reads;
 pub mod raft;
 pub mod revisions;
 pub mod watch;

@@ -1,0 +1,298 @@
+//! Reads at a past revision and serializable reads, over what the etcd
+//! workload (`harness::etcd_workload`) recorded. The linearizability check
+//! cannot judge them: they answer from the store as it was at a revision,
+//! not as it is. But revisions name states: every acknowledged write
+//! reports the revision it made, so replaying the writes in revision
+//! order rebuilds the store at every revision up to the first one no
+//! acknowledged write accounts for (an unanswered write's, say). Then:
+//!
+//! - a read at revision R that succeeded lists what the store held at R
+//!   (with its limit, sort, count-only and keys-only), and its header
+//!   revision is at least R;
+//! - a serializable read (no revision asked) lists what the store held at
+//!   the header revision it reports: a member may lag, never lie;
+//! - a linearizable read reports at least every revision acknowledged
+//!   before it began, and at a past revision it fails with "required
+//!   revision has been compacted" once a compaction past R was
+//!   acknowledged before it began;
+//! - a read refused as compacted had a compaction past R sent before it
+//!   ended, and a linearizable read is never refused as a future revision
+//!   for a revision acknowledged before it began.
+//!
+//! Plain Rust and no search: the replay is linear in the history.
+
+use std::collections::BTreeMap;
+
+use crate::history::{Operation, Outcome};
+use crate::model::etcd::{Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions};
+use crate::model::{Model, Transition};
+
+/// One read with a revision or a serializable one, as recorded.
+#[derive(Clone, Debug)]
+pub struct RevisionRead {
+    pub client: u64,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    pub key: String,
+    pub range_end: Option<String>,
+    pub options: RangeOptions,
+    /// The revision asked for; 0: the member's current one.
+    pub revision: i64,
+    pub serializable: bool,
+    pub outcome: ReadOutcome,
+}
+
+#[derive(Clone, Debug)]
+pub enum ReadOutcome {
+    Ok {
+        header_revision: i64,
+        kvs: Vec<KeyValue>,
+        count: i64,
+        more: bool,
+    },
+    /// "mvcc: required revision has been compacted".
+    Compacted,
+    /// "mvcc: required revision is a future revision".
+    FutureRevision,
+    /// Any other error: no answer to judge.
+    Failed,
+}
+
+/// One compaction the workload asked for.
+#[derive(Clone, Debug)]
+pub struct Compaction {
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    pub revision: i64,
+    pub outcome: CompactionOutcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactionOutcome {
+    Acknowledged,
+    /// Refused (already compacted there, or a future revision): not applied.
+    Refused,
+    /// No answer: it may have applied.
+    Unknown,
+}
+
+/// The store at each revision, as the acknowledged writes rebuild it.
+pub struct Replay {
+    first: i64,
+    states: Vec<EtcdState>,
+}
+
+impl Replay {
+    /// Replays `writes` (the etcd workload's history) from the model's
+    /// initial state until a revision no acknowledged write accounts for,
+    /// or two of them would make it differently.
+    pub fn of(model: &Etcd, history: &[Operation<EtcdInput, EtcdOutput>]) -> Replay {
+        let mut by_revision: BTreeMap<i64, Vec<(&EtcdInput, &EtcdOutput)>> = BTreeMap::new();
+        for operation in history {
+            if let Outcome::Ok(output) = &operation.outcome {
+                if !model.is_read_only(&operation.input) {
+                    by_revision
+                        .entry(output.header_revision())
+                        .or_default()
+                        .push((&operation.input, output));
+                }
+            }
+        }
+        let initial = model.initial_state();
+        let mut replay = Replay {
+            first: initial.revision,
+            states: vec![initial],
+        };
+        loop {
+            let state = replay.states.last().expect("the initial state");
+            let next_revision = state.revision + 1;
+            let mut made = None;
+            for (input, output) in by_revision.get(&next_revision).into_iter().flatten() {
+                if let Some(Transition::Changed(next)) = model.step(state, input, Some(output)) {
+                    match &made {
+                        None => made = Some(next),
+                        Some(other) if *other == next => {}
+                        // Two writes could each have made it: unknown.
+                        Some(_) => return replay,
+                    }
+                }
+            }
+            match made {
+                Some(next) => replay.states.push(next),
+                None => return replay,
+            }
+        }
+    }
+
+    /// The store at `revision`, if the replay reached it.
+    pub fn at(&self, revision: i64) -> Option<&EtcdState> {
+        let offset = usize::try_from(revision.checked_sub(self.first)?).ok()?;
+        self.states.get(offset)
+    }
+
+    /// The newest revision the replay rebuilt.
+    pub fn last(&self) -> i64 {
+        self.first + self.states.len() as i64 - 1
+    }
+}
+
+/// Every violation found; empty when the reads fit.
+pub fn check(
+    model: &Etcd,
+    history: &[Operation<EtcdInput, EtcdOutput>],
+    reads: &[RevisionRead],
+    compactions: &[Compaction],
+) -> Vec<String> {
+    let replay = Replay::of(model, history);
+    // The highest revision acknowledged by each instant: linearizable
+    // operations that completed, as (completion, revision), prefix maxima.
+    let mut acknowledged: Vec<(u64, i64)> = history
+        .iter()
+        .filter_map(
+            |operation| match (&operation.outcome, operation.complete_ns) {
+                (Outcome::Ok(output), Some(complete)) => Some((complete, output.header_revision())),
+                _ => None,
+            },
+        )
+        .chain(reads.iter().filter_map(|read| match &read.outcome {
+            ReadOutcome::Ok {
+                header_revision, ..
+            } if !read.serializable => Some((read.complete_ns, *header_revision)),
+            _ => None,
+        }))
+        .collect();
+    acknowledged.sort_unstable();
+    let mut highest = i64::MIN;
+    for entry in &mut acknowledged {
+        highest = highest.max(entry.1);
+        entry.1 = highest;
+    }
+    let acknowledged_before = |instant: u64| {
+        let at = acknowledged.partition_point(|(complete, _)| *complete < instant);
+        at.checked_sub(1).map_or(0, |at| acknowledged[at].1)
+    };
+
+    let mut violations = Vec::new();
+    for read in reads {
+        let what = || describe(read);
+        match &read.outcome {
+            ReadOutcome::Ok {
+                header_revision,
+                kvs,
+                count,
+                more,
+            } => {
+                let at = if read.revision > 0 {
+                    read.revision
+                } else {
+                    *header_revision
+                };
+                if *header_revision < at {
+                    violations.push(format!(
+                        "{}: answered with header revision {header_revision}, below the revision it read",
+                        what()
+                    ));
+                }
+                if !read.serializable {
+                    let floor = acknowledged_before(read.invoke_ns);
+                    if *header_revision < floor {
+                        violations.push(format!(
+                            "{}: a linearizable read answered at revision {header_revision}, \
+                             after revision {floor} was acknowledged",
+                            what()
+                        ));
+                    }
+                    if read.revision > 0 {
+                        if let Some(compaction) = compactions.iter().find(|compaction| {
+                            compaction.outcome == CompactionOutcome::Acknowledged
+                                && compaction.revision > read.revision
+                                && compaction.complete_ns < read.invoke_ns
+                        }) {
+                            violations.push(format!(
+                                "{}: answered though a compaction at {} was acknowledged before it began",
+                                what(),
+                                compaction.revision
+                            ));
+                        }
+                    }
+                }
+                if let Some(state) = replay.at(at) {
+                    let answers = state.answers_range(
+                        &read.key,
+                        read.range_end.as_deref(),
+                        &read.options,
+                        kvs,
+                        Some(*count),
+                        Some(*more),
+                    );
+                    if !answers {
+                        violations.push(format!(
+                            "{}: answered {} (count {count}, more {more}), \
+                             but at revision {at} the store held {}",
+                            what(),
+                            list(kvs),
+                            list(&state.range_of(&read.key, read.range_end.as_deref()))
+                        ));
+                    }
+                }
+            }
+            ReadOutcome::Compacted => {
+                let explained = compactions.iter().any(|compaction| {
+                    compaction.outcome != CompactionOutcome::Refused
+                        && compaction.revision > read.revision
+                        && compaction.invoke_ns < read.complete_ns
+                });
+                if read.revision == 0 || !explained {
+                    violations.push(format!(
+                        "{}: refused as compacted, but no compaction past it had been sent",
+                        what()
+                    ));
+                }
+            }
+            ReadOutcome::FutureRevision => {
+                let floor = acknowledged_before(read.invoke_ns);
+                if !read.serializable && read.revision <= floor {
+                    violations.push(format!(
+                        "{}: refused as a future revision after revision {floor} was acknowledged",
+                        what()
+                    ));
+                }
+            }
+            ReadOutcome::Failed => {}
+        }
+    }
+    violations
+}
+
+fn describe(read: &RevisionRead) -> String {
+    let end = read
+        .range_end
+        .as_deref()
+        .map_or(String::new(), |end| format!("..{end:?}"));
+    format!(
+        "client {}'s {} range {:?}{end}{} at revision {} ({} ns..{} ns)",
+        read.client,
+        if read.serializable {
+            "serializable"
+        } else {
+            "linearizable"
+        },
+        read.key,
+        if read.options.is_plain() {
+            String::new()
+        } else {
+            format!(" {}", read.options)
+        },
+        read.revision,
+        read.invoke_ns,
+        read.complete_ns
+    )
+}
+
+fn list(kvs: &[KeyValue]) -> String {
+    let shown: Vec<String> = kvs.iter().map(ToString::to_string).collect();
+    format!("[{}]", shown.join(", "))
+}
+
+#[cfg(test)]
+mod tests;

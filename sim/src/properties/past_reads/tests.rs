@@ -1,0 +1,185 @@
+use super::*;
+
+fn put(
+    client: u64,
+    at: u64,
+    key: &str,
+    value: &str,
+    revision: i64,
+) -> Operation<EtcdInput, EtcdOutput> {
+    Operation {
+        client,
+        invoke_ns: at,
+        complete_ns: Some(at + 1),
+        input: EtcdInput::Put {
+            key: key.into(),
+            value: value.into(),
+            prev_kv: false,
+        },
+        outcome: Outcome::Ok(EtcdOutput::Put {
+            header_revision: revision,
+            prev_kv: None,
+        }),
+        source_line: None,
+    }
+}
+
+fn kv(key: &str, value: &str, create: i64, modified: i64, version: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: value.into(),
+        create_revision: create,
+        mod_revision: modified,
+        version,
+    }
+}
+
+/// a=1 at 2, b=2 at 3, a=3 at 4.
+fn history() -> Vec<Operation<EtcdInput, EtcdOutput>> {
+    vec![
+        put(0, 10, "a", "1", 2),
+        put(1, 20, "b", "2", 3),
+        put(0, 30, "a", "3", 4),
+    ]
+}
+
+fn read(revision: i64, serializable: bool, outcome: ReadOutcome) -> RevisionRead {
+    RevisionRead {
+        client: 7,
+        invoke_ns: 100,
+        complete_ns: 110,
+        key: "a".into(),
+        range_end: Some("c".into()),
+        options: RangeOptions::default(),
+        revision,
+        serializable,
+        outcome,
+    }
+}
+
+fn ok(header_revision: i64, kvs: Vec<KeyValue>) -> ReadOutcome {
+    ReadOutcome::Ok {
+        header_revision,
+        count: kvs.len() as i64,
+        kvs,
+        more: false,
+    }
+}
+
+fn compaction(revision: i64, invoke_ns: u64, outcome: CompactionOutcome) -> Compaction {
+    Compaction {
+        invoke_ns,
+        complete_ns: invoke_ns + 5,
+        revision,
+        outcome,
+    }
+}
+
+#[test]
+fn the_replay_rebuilds_every_revision_the_writes_account_for() {
+    let replay = Replay::of(&Etcd::default(), &history());
+    assert_eq!(replay.last(), 4);
+    assert_eq!(
+        replay.at(3).unwrap().range_of("a", Some("c")),
+        vec![kv("a", "1", 2, 2, 1), kv("b", "2", 3, 3, 1)]
+    );
+    assert!(replay.at(5).is_none() && replay.at(0).is_none());
+}
+
+#[test]
+fn a_past_read_must_list_the_store_as_it_was() {
+    let model = Etcd::default();
+    let right = read(
+        3,
+        false,
+        ok(4, vec![kv("a", "1", 2, 2, 1), kv("b", "2", 3, 3, 1)]),
+    );
+    assert!(check(&model, &history(), &[right], &[]).is_empty());
+    // The current store instead of revision 3's.
+    let current = read(
+        3,
+        false,
+        ok(4, vec![kv("a", "3", 2, 4, 2), kv("b", "2", 3, 3, 1)]),
+    );
+    let found = check(&model, &history(), &[current], &[]);
+    assert!(
+        found[0].contains("at revision 3 the store held"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_serializable_read_must_list_the_store_at_its_header_revision() {
+    let model = Etcd::default();
+    let lagging = read(0, true, ok(2, vec![kv("a", "1", 2, 2, 1)]));
+    assert!(check(&model, &history(), &[lagging], &[]).is_empty());
+    let mixed = read(
+        0,
+        true,
+        ok(2, vec![kv("a", "1", 2, 2, 1), kv("b", "2", 3, 3, 1)]),
+    );
+    assert_eq!(check(&model, &history(), &[mixed], &[]).len(), 1);
+    // Linearizable, the same answer is stale: revision 4 was acknowledged.
+    let stale = read(0, false, ok(2, vec![kv("a", "1", 2, 2, 1)]));
+    let found = check(&model, &history(), &[stale], &[]);
+    assert!(
+        found[0].contains("after revision 4 was acknowledged"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn compaction_refusals_must_be_explained_and_acknowledged_ones_obeyed() {
+    let model = Etcd::default();
+    let refused = read(2, false, ReadOutcome::Compacted);
+    assert_eq!(
+        check(&model, &history(), std::slice::from_ref(&refused), &[]).len(),
+        1
+    );
+    let sent = compaction(3, 50, CompactionOutcome::Unknown);
+    assert!(check(&model, &history(), std::slice::from_ref(&refused), &[sent]).is_empty());
+    let not_past_it = compaction(2, 50, CompactionOutcome::Acknowledged);
+    assert_eq!(
+        check(&model, &history(), &[refused], &[not_past_it]).len(),
+        1
+    );
+
+    let answered = read(2, false, ok(4, vec![kv("a", "1", 2, 2, 1)]));
+    let done = compaction(3, 50, CompactionOutcome::Acknowledged);
+    let found = check(
+        &model,
+        &history(),
+        std::slice::from_ref(&answered),
+        std::slice::from_ref(&done),
+    );
+    assert!(found[0].contains("compaction at 3"), "{found:?}");
+    // A serializable read may come from a member yet to apply it.
+    let mut serializable = answered;
+    serializable.serializable = true;
+    assert!(check(&model, &history(), &[serializable], &[done]).is_empty());
+}
+
+#[test]
+fn revisions_past_an_unanswered_write_are_not_judged() {
+    let model = Etcd::default();
+    let mut writes = history();
+    writes[1].outcome = Outcome::Indeterminate;
+    assert_eq!(Replay::of(&model, &writes).last(), 2);
+    let unknowable = read(3, false, ok(4, vec![kv("a", "1", 2, 2, 1)]));
+    assert!(check(&model, &writes, &[unknowable], &[]).is_empty());
+    let knowable = read(2, false, ok(4, Vec::new()));
+    assert_eq!(check(&model, &writes, &[knowable], &[]).len(), 1);
+}
+
+#[test]
+fn a_future_revision_refusal_is_a_violation_only_when_linearizable_and_acknowledged() {
+    let model = Etcd::default();
+    let refused = read(4, false, ReadOutcome::FutureRevision);
+    assert_eq!(
+        check(&model, &history(), std::slice::from_ref(&refused), &[]).len(),
+        1
+    );
+    let mut serializable = refused;
+    serializable.serializable = true;
+    assert!(check(&model, &history(), &[serializable], &[]).is_empty());
+}
