@@ -63,10 +63,16 @@ pub enum Sabotage {
     /// A range at a past revision reads one revision later (only reads at
     /// a revision see).
     PastReadOffByOne = 18,
+    /// A compare over a range of keys looks at its first key only (only
+    /// range compares see).
+    RangeCompareFirstKeyOnly = 19,
+    /// A range also lists the key equal to its range end (only ranges
+    /// ending at an existing key see).
+    RangeEndInclusive = 20,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 18] = [
+    pub const ALL: [Sabotage; 20] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -85,6 +91,8 @@ impl Sabotage {
         Sabotage::RangeCountAfterLimit,
         Sabotage::NestedComparesIgnored,
         Sabotage::PastReadOffByOne,
+        Sabotage::RangeCompareFirstKeyOnly,
+        Sabotage::RangeEndInclusive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +116,8 @@ impl Sabotage {
             Sabotage::RangeCountAfterLimit => "range-count-after-limit",
             Sabotage::NestedComparesIgnored => "nested-compares-ignored",
             Sabotage::PastReadOffByOne => "past-read-off-by-one",
+            Sabotage::RangeCompareFirstKeyOnly => "range-compare-first-key-only",
+            Sabotage::RangeEndInclusive => "range-end-inclusive",
         }
     }
 
@@ -144,6 +154,10 @@ impl Sabotage {
                 "a nested txn takes its success branch whatever its compares say"
             }
             Sabotage::PastReadOffByOne => "a range at a past revision reads one revision later",
+            Sabotage::RangeCompareFirstKeyOnly => {
+                "a txn compare over a range of keys looks at its first key only"
+            }
+            Sabotage::RangeEndInclusive => "a range also lists the key equal to its range end",
         }
     }
 

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 18] = [
+pub const SABOTAGES: [(&str, &str); 20] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -139,5 +139,13 @@ pub const SABOTAGES: [(&str, &str); 18] = [
     (
         "past-read-off-by-one",
         "a range at a past revision reads one revision later",
+    ),
+    (
+        "range-compare-first-key-only",
+        "a txn compare over a range of keys looks at its first key only",
+    ),
+    (
+        "range-end-inclusive",
+        "a range also lists the key equal to its range end",
     ),
 ];

@@ -244,6 +244,16 @@ fn past_read_off_by_one_is_caught_by_the_past_read_check() {
 }
 
 #[test]
+fn range_compare_first_key_only_is_caught_by_the_etcd_model() {
+    caught_in("range-compare-first-key-only", "etcd");
+}
+
+#[test]
+fn range_end_inclusive_is_caught_by_the_etcd_model() {
+    caught_in("range-end-inclusive", "etcd");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -713,6 +713,14 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
     };
     let result = view.range_kvs(&request.key, key_range_end(&request.range_end), &options)?;
     let mut kvs = result.kvs;
+    #[cfg(madsim)]
+    if crate::sabotage::active(crate::sabotage::Sabotage::RangeEndInclusive)
+        && !request.range_end.is_empty()
+        && request.range_end != [0]
+        && request.key < request.range_end
+    {
+        kvs.extend(view.range_kvs(&request.range_end, None, &options)?.kvs);
+    }
     kvs.retain(|kv| {
         (request.max_mod_revision == 0 || kv.mod_revision <= request.max_mod_revision)
             && (request.min_mod_revision == 0 || kv.mod_revision >= request.min_mod_revision)

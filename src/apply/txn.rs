@@ -111,6 +111,10 @@ fn compare_holds(store: &Store, compare: &Compare) -> bool {
         return target != CompareTarget::Value
             && compare_key_value(compare, target, &KeyValue::default());
     }
+    #[cfg(madsim)]
+    if crate::sabotage::active(crate::sabotage::Sabotage::RangeCompareFirstKeyOnly) {
+        return compare_key_value(compare, target, &result.kvs[0]);
+    }
     result
         .kvs
         .iter()

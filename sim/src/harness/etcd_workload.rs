@@ -178,6 +178,7 @@ fn proto_compare(compare: &Compare) -> ProtoCompare {
     };
     ProtoCompare {
         key: compare.key.as_bytes().to_vec(),
+        range_end: range_end_bytes(&compare.range_end),
         result: result as i32,
         target: target as i32,
         target_union: Some(union),
@@ -302,9 +303,15 @@ pub async fn client(
             let key =
                 |rng: &mut dyn madsim::rand::RngCore| format!("{PREFIX}{}", rng.gen_range(0..keys));
             let value = format!("{id}.{sequence}");
+            // From a key on, or up to another key (excluded; perhaps
+            // before the first, which selects nothing).
             let from_key = |rng: &mut dyn madsim::rand::RngCore| {
                 let start = key(rng);
-                (start, Some("\0".to_string()))
+                if rng.gen_bool(0.5) {
+                    (start, Some("\0".to_string()))
+                } else {
+                    (start, Some(key(rng)))
+                }
             };
             match rng.gen_range(0..100) {
                 0..=19 => EtcdInput::Range {
@@ -370,8 +377,16 @@ pub async fn client(
                             CompareResult::Greater,
                             CompareResult::Less,
                         ][rng.gen_range(0..4)];
+                        // A quarter compare every key under the prefix, or
+                        // from the key on.
+                        let (key, range_end) = match rng.gen_range(0..8) {
+                            0 => (PREFIX.to_string(), Some(prefix_end(PREFIX))),
+                            1 => (key, Some("\0".to_string())),
+                            _ => (key, None),
+                        };
                         Compare {
                             key,
+                            range_end,
                             result,
                             target,
                         }

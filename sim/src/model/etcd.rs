@@ -130,11 +130,15 @@ impl SortTarget {
     }
 }
 
-/// A single-key condition of a txn.
+/// A condition of a txn on a key or, with `range_end` (as a range's), on
+/// every key in a range: it holds when every key there satisfies it, and
+/// over no key as over one absent key (etcd 3.4's `applyCompare`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compare {
     pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_end: Option<String>,
     pub result: CompareResult,
     pub target: CompareTarget,
 }
@@ -842,7 +846,15 @@ fn shaped_range_matches(
 }
 
 fn compare_holds(state: &EtcdState, condition: &Compare) -> bool {
-    let stored = state.keys.get(&condition.key);
+    let mut keys = range_keys(state, &condition.key, condition.range_end.as_deref()).peekable();
+    if keys.peek().is_none() {
+        return stored_holds(None, condition);
+    }
+    keys.all(|key| stored_holds(state.keys.get(key), condition))
+}
+
+/// The compare on one key as stored (None: absent).
+fn stored_holds(stored: Option<&StoredValue>, condition: &Compare) -> bool {
     let ordering = match (&condition.target, stored) {
         // etcd: "nil == empty string in grpc; no way to represent missing value".
         (CompareTarget::Value(_), None) => return false,
@@ -929,7 +941,11 @@ impl fmt::Display for Compare {
             CompareResult::Greater => ">",
             CompareResult::Less => "<",
         };
-        let key = quoted(&self.key);
+        let key = match self.range_end.as_deref() {
+            None | Some("") => quoted(&self.key),
+            Some(RANGE_END_ALL) => format!("[{}..)", quoted(&self.key)),
+            Some(end) => format!("[{}..{})", quoted(&self.key), quoted(end)),
+        };
         match &self.target {
             CompareTarget::Value(value) => {
                 write!(formatter, "value({key}) {relation} {}", quoted(value))
@@ -1224,11 +1240,13 @@ mod tests {
         let mut state = model.initial_state();
         let missing_value = Compare {
             key: "a".into(),
+            range_end: None,
             result: CompareResult::NotEqual,
             target: CompareTarget::Value("x".into()),
         };
         let absent = Compare {
             key: "a".into(),
+            range_end: None,
             result: CompareResult::Equal,
             target: CompareTarget::ModRevision(0),
         };
@@ -1539,11 +1557,69 @@ mod tests {
     }
 
     #[test]
+    fn a_range_compare_holds_when_every_key_in_it_does() {
+        let model = Etcd::default();
+        let mut state = model.initial_state();
+        run(&model, &mut state, put("a/1", "x"));
+        run(&model, &mut state, put("a/2", "y"));
+        let over = |range_end: &str, result, target| Compare {
+            key: "a/".into(),
+            range_end: Some(range_end.into()),
+            result,
+            target,
+        };
+        let holds = |compare: &Compare| compare_holds(&state, compare);
+        assert!(holds(&over(
+            "a0",
+            CompareResult::Greater,
+            CompareTarget::Version(0)
+        )));
+        assert!(!holds(&over(
+            "a0",
+            CompareResult::Equal,
+            CompareTarget::Value("x".into())
+        )));
+        assert!(holds(&over(
+            "a0",
+            CompareResult::Less,
+            CompareTarget::ModRevision(4)
+        )));
+        assert!(!holds(&over(
+            "a0",
+            CompareResult::Less,
+            CompareTarget::ModRevision(3)
+        )));
+        // Over no key: as over one absent key (a value never matches).
+        assert!(holds(&over(
+            "a/",
+            CompareResult::Equal,
+            CompareTarget::Version(0)
+        )));
+        assert!(!holds(&over(
+            "a/",
+            CompareResult::NotEqual,
+            CompareTarget::Value("z".into())
+        )));
+        // From a key on.
+        assert!(!holds(&over(
+            RANGE_END_ALL,
+            CompareResult::Equal,
+            CompareTarget::CreateRevision(2)
+        )));
+        assert!(holds(&over(
+            RANGE_END_ALL,
+            CompareResult::Greater,
+            CompareTarget::CreateRevision(1)
+        )));
+    }
+
+    #[test]
     fn nested_compares_see_the_store_before_the_request() {
         let model = Etcd::default();
         let mut state = model.initial_state();
         let absent = |key: &str| Compare {
             key: key.into(),
+            range_end: None,
             result: CompareResult::Equal,
             target: CompareTarget::Version(0),
         };

@@ -245,6 +245,7 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
             EtcdInput::Txn {
                 compare: vec![Compare {
                     key: compared,
+                    range_end: None,
                     result: CompareResult::Equal,
                     target: CompareTarget::ModRevision(revision),
                 }],
