@@ -69,10 +69,12 @@ pub enum Sabotage {
     /// A range also lists the key equal to its range end (only ranges
     /// ending at an existing key see).
     RangeEndInclusive = 20,
+    /// A put with ignore_value writes the request's (empty) value.
+    IgnoreValueIgnored = 21,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 20] = [
+    pub const ALL: [Sabotage; 21] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -93,6 +95,7 @@ impl Sabotage {
         Sabotage::PastReadOffByOne,
         Sabotage::RangeCompareFirstKeyOnly,
         Sabotage::RangeEndInclusive,
+        Sabotage::IgnoreValueIgnored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +121,7 @@ impl Sabotage {
             Sabotage::PastReadOffByOne => "past-read-off-by-one",
             Sabotage::RangeCompareFirstKeyOnly => "range-compare-first-key-only",
             Sabotage::RangeEndInclusive => "range-end-inclusive",
+            Sabotage::IgnoreValueIgnored => "ignore-value-ignored",
         }
     }
 
@@ -158,6 +162,9 @@ impl Sabotage {
                 "a txn compare over a range of keys looks at its first key only"
             }
             Sabotage::RangeEndInclusive => "a range also lists the key equal to its range end",
+            Sabotage::IgnoreValueIgnored => {
+                "a put with ignore_value writes the request's empty value"
+            }
         }
     }
 

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 20] = [
+pub const SABOTAGES: [(&str, &str); 21] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -147,5 +147,9 @@ pub const SABOTAGES: [(&str, &str); 20] = [
     (
         "range-end-inclusive",
         "a range also lists the key equal to its range end",
+    ),
+    (
+        "ignore-value-ignored",
+        "a put with ignore_value writes the request's empty value",
     ),
 ];

@@ -254,6 +254,11 @@ fn range_end_inclusive_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn ignore_value_ignored_is_caught_by_the_etcd_model() {
+    caught_in("ignore-value-ignored", "etcd");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -805,6 +805,12 @@ pub(crate) fn put(write: &mut WriteTxn<'_>, request: &PutRequest) -> Result<PutR
         (Some(previous), true) => previous.value.clone(),
         _ => request.value.clone(),
     };
+    #[cfg(madsim)]
+    let value = if crate::sabotage::active(crate::sabotage::Sabotage::IgnoreValueIgnored) {
+        request.value.clone()
+    } else {
+        value
+    };
     let lease = match (&previous, request.ignore_lease) {
         (Some(previous), true) => previous.lease,
         _ => request.lease,

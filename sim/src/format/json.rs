@@ -273,6 +273,7 @@ mod tests {
             key: "a".into(),
             value: "1".into(),
             prev_kv: false,
+            ignore_value: false,
         };
         let operation = |client, outcome| Operation {
             client,

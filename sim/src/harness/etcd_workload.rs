@@ -10,7 +10,8 @@
 //! Clients also read at past revisions (just behind the head and far
 //! behind it), read serializably from whichever member they reach, and
 //! compact, just behind the head and far behind it; some puts go to cold
-//! keys, written once and never again. Those reads answer from the store
+//! keys, written once and never again, and some keep the value
+//! (`ignore_value`). Those reads answer from the store
 //! as it was, which `properties::past_reads` checks against the store the
 //! acknowledged writes rebuild at each revision.
 //!
@@ -338,11 +339,20 @@ pub async fn client(
                     key: format!("{PREFIX}cold/{id}.{sequence}"),
                     value,
                     prev_kv: false,
+                    ignore_value: false,
                 },
-                38..=59 => EtcdInput::Put {
+                // Keep the value: a new version of what is there.
+                38..=40 => EtcdInput::Put {
+                    key: key(&mut rng),
+                    value: String::new(),
+                    prev_kv: rng.gen_ratio(1, 3),
+                    ignore_value: true,
+                },
+                41..=59 => EtcdInput::Put {
                     key: key(&mut rng),
                     value,
                     prev_kv: rng.gen_ratio(1, 3),
+                    ignore_value: false,
                 },
                 60..=66 => EtcdInput::Delete {
                     key: key(&mut rng),
@@ -579,11 +589,13 @@ async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> 
             key,
             value,
             prev_kv,
+            ignore_value,
         } => {
             let request = PutRequest {
                 key: key.as_bytes().to_vec(),
                 value: value.as_bytes().to_vec(),
                 prev_kv: *prev_kv,
+                ignore_value: *ignore_value,
                 ..Default::default()
             };
             match client.put(request).await {

@@ -229,6 +229,10 @@ pub enum EtcdInput {
         value: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         prev_kv: bool,
+        /// Keep the key's value (`value` is then empty); etcd refuses it,
+        /// changing nothing, when the key does not exist.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ignore_value: bool,
     },
     Delete {
         key: String,
@@ -413,8 +417,23 @@ impl Model for Etcd {
                 key,
                 value,
                 prev_kv,
+                ignore_value,
             } => {
                 let previous = range(&write.state, key, None).pop();
+                let value = match (&previous, ignore_value) {
+                    (Some(previous), true) => previous.value.as_str(),
+                    // "etcdserver: key not found": nothing happens.
+                    (None, true) => {
+                        return (
+                            Transition::Unchanged,
+                            EtcdOutput::Put {
+                                header_revision: state.revision,
+                                prev_kv: None,
+                            },
+                        )
+                    }
+                    (_, false) => value.as_str(),
+                };
                 write.put(key, value);
                 EtcdOutput::Put {
                     header_revision: write.end_revision(),
@@ -994,6 +1013,7 @@ impl fmt::Display for EtcdInput {
                 key,
                 value,
                 prev_kv,
+                ignore_value,
             } => {
                 TxnOp::Put {
                     key: key.clone(),
@@ -1002,6 +1022,9 @@ impl fmt::Display for EtcdInput {
                 .fmt(formatter)?;
                 if *prev_kv {
                     write!(formatter, " prev_kv")?;
+                }
+                if *ignore_value {
+                    write!(formatter, " ignore_value")?;
                 }
                 Ok(())
             }
@@ -1149,6 +1172,7 @@ mod tests {
             key: key.into(),
             value: value.into(),
             prev_kv: false,
+            ignore_value: false,
         }
     }
 
@@ -1527,12 +1551,34 @@ mod tests {
     }
 
     #[test]
+    fn ignore_value_keeps_the_value_and_needs_the_key() {
+        let (model, mut state) = three_keys();
+        let keep = |key: &str| EtcdInput::Put {
+            key: key.into(),
+            value: String::new(),
+            prev_kv: false,
+            ignore_value: true,
+        };
+        let before = state.keys["b"].clone();
+        run(&model, &mut state, keep("b"));
+        let after = &state.keys["b"];
+        assert_eq!(after.value, before.value);
+        assert_eq!(after.version, before.version + 1);
+        assert_eq!(after.mod_revision, state.revision);
+        let revision = state.revision;
+        let (transition, output) = model.apply(&state, &keep("absent"));
+        assert_eq!(transition, Transition::Unchanged);
+        assert_eq!(output.header_revision(), revision);
+    }
+
+    #[test]
     fn prev_kv_returns_what_the_write_replaced() {
         let (model, mut state) = three_keys();
         let replace = EtcdInput::Put {
             key: "b".into(),
             value: "z".into(),
             prev_kv: true,
+            ignore_value: false,
         };
         assert_eq!(
             run(&model, &mut state, replace),

@@ -292,11 +292,14 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
             range_end: Some("\0".into()),
             options,
         }),
-        (key(), value, any::<bool>()).prop_map(|(key, value, prev_kv)| EtcdInput::Put {
-            key,
-            value,
-            prev_kv
-        }),
+        (key(), value, any::<bool>(), any::<bool>()).prop_map(
+            |(key, value, prev_kv, ignore_value)| EtcdInput::Put {
+                key,
+                value,
+                prev_kv,
+                ignore_value,
+            }
+        ),
         (key(), any::<bool>()).prop_map(|(key, prev_kv)| EtcdInput::Delete {
             key,
             range_end: None,

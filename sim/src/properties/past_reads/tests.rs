@@ -15,6 +15,7 @@ fn put(
             key: key.into(),
             value: value.into(),
             prev_kv: false,
+            ignore_value: false,
         },
         outcome: Outcome::Ok(EtcdOutput::Put {
             header_revision: revision,
