@@ -1,5 +1,6 @@
 //! The Cluster service: member list and membership changes, with etcd's
-//! rules and errors (checks in `membership`, changes through raft).
+//! rules and errors (checks in `membership`, changes through raft); with
+//! auth enabled only root changes the membership.
 
 use tonic::{Request, Response, Status};
 
@@ -25,6 +26,16 @@ fn to_proto(member: Member) -> pb::Member {
     }
 }
 
+impl ClusterService {
+    /// etcd `checkMembershipOperationPermission`: with auth enabled, only
+    /// root may change the membership (listing it is open to all).
+    async fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        Ok(super::caller(&self.server, request)
+            .await?
+            .check_admin_now()?)
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_list(
@@ -46,6 +57,7 @@ impl Cluster for ClusterService {
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let request = request.into_inner();
         let (member, members) = self
             .server
@@ -66,6 +78,7 @@ impl Cluster for ClusterService {
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let members = self.server.member_remove(request.into_inner().id).await?;
         let mut response = MemberRemoveResponse {
             header: None,
@@ -80,6 +93,7 @@ impl Cluster for ClusterService {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let request = request.into_inner();
         let members = self
             .server
@@ -98,6 +112,7 @@ impl Cluster for ClusterService {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.server.refuse_if_learner()?;
+        self.check_admin(&request).await?;
         let members = self.server.member_promote(request.into_inner().id).await?;
         let mut response = MemberPromoteResponse {
             header: None,

@@ -108,39 +108,48 @@ pub fn of(state: &StateMachine) -> Vec<Bucket> {
                 .members()
                 .list()
                 .map(|member| {
-                    let mut json = serde_json::json!({
-                        "id": member.id,
-                        "peerURLs": member.peer_urls,
-                    });
+                    // Go's field order: id, peerURLs, isLearner, name,
+                    // clientURLs, the last three omitted when empty.
+                    let text = |value: serde_json::Value| value.to_string();
+                    let mut json = format!(
+                        "{{\"id\":{},\"peerURLs\":{}",
+                        member.id,
+                        text(member.peer_urls.clone().into())
+                    );
                     if member.is_learner {
-                        json["isLearner"] = true.into();
+                        json.push_str(",\"isLearner\":true");
                     }
                     if !member.name.is_empty() {
-                        json["name"] = member.name.clone().into();
+                        let name = text(member.name.clone().into());
+                        json.push_str(&format!(",\"name\":{name}"));
                     }
                     if !member.client_urls.is_empty() {
-                        json["clientURLs"] = member.client_urls.clone().into();
+                        let urls = text(member.client_urls.clone().into());
+                        json.push_str(&format!(",\"clientURLs\":{urls}"));
                     }
-                    (
-                        format!("{:x}", member.id).into_bytes(),
-                        json.to_string().into_bytes(),
-                    )
+                    json.push('}');
+                    (format!("{:x}", member.id).into_bytes(), json.into_bytes())
                 })
                 .collect(),
         ),
         bucket(b"members_removed", Vec::new()),
         bucket(DETCD_BUCKET, vec![(IMAGE_KEY.to_vec(), state.encode())]),
     ];
+    // etcd writes these keys at the first auth change, none before.
     let auth = state.auth().to_proto();
+    let touched = auth.enabled || auth.revision > 0;
     buckets.push(bucket(
         b"auth",
-        vec![
+        [
             (
                 b"authRevision".to_vec(),
                 auth.revision.to_be_bytes().to_vec(),
             ),
             (b"enabled".to_vec(), vec![u8::from(auth.enabled)]),
-        ],
+        ]
+        .into_iter()
+        .filter(|_| touched)
+        .collect(),
     ));
     buckets.push(bucket(
         b"authUsers",

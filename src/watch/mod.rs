@@ -46,7 +46,8 @@ pub enum Poll {
 }
 
 impl Watcher {
-    /// A watcher from `start_revision` on (0: changes after `current_revision`).
+    /// A watcher from `start_revision` on (0: changes after `current_revision`;
+    /// negative: see `poll`).
     pub fn new(
         id: i64,
         key: Vec<u8>,
@@ -54,7 +55,7 @@ impl Watcher {
         start_revision: i64,
         current_revision: i64,
     ) -> Watcher {
-        let next_revision = if start_revision > 0 {
+        let next_revision = if start_revision != 0 {
             start_revision
         } else {
             current_revision + 1
@@ -103,6 +104,18 @@ impl Watcher {
     /// Reads what changed in `store` since the last poll.
     pub fn poll(&mut self, store: &Store) -> Poll {
         let current = store.current_revision();
+        if self.next_revision < 0 {
+            // etcd 3.4: a negative start below the compact revision (-1
+            // before any compaction) is compacted; any other reads no
+            // history (as bytes it sorts past every revision), so the
+            // watcher starts from now.
+            if self.next_revision < store.compact_revision() {
+                return Poll::Compacted {
+                    compact_revision: store.compact_revision(),
+                };
+            }
+            self.next_revision = current + 1;
+        }
         if self.next_revision > current {
             return Poll::Idle;
         }

@@ -144,3 +144,31 @@ fn a_watcher_far_behind_catches_up_in_batches() {
     assert_eq!((events.len(), revision), (11, store.current_revision()));
     assert_eq!(watcher.poll(&store), Poll::Idle);
 }
+
+#[test]
+fn a_negative_start_is_compacted_below_the_compact_revision_and_else_from_now() {
+    let mut store = Store::new();
+    for value in ["1", "2", "3"] {
+        put(&mut store, "k", value);
+    }
+    let current = store.current_revision();
+    // Never compacted: the compact revision is -1.
+    let mut below = Watcher::new(0, b"k".to_vec(), Vec::new(), -5, current);
+    assert!(matches!(
+        below.poll(&store),
+        Poll::Compacted {
+            compact_revision: -1
+        }
+    ));
+    let mut minus_one = Watcher::new(1, b"k".to_vec(), Vec::new(), -1, current);
+    assert!(matches!(minus_one.poll(&store), Poll::Idle));
+    assert!(minus_one.caught_up(current));
+    store.compact(2).unwrap();
+    let mut after = Watcher::new(2, b"k".to_vec(), Vec::new(), -1, current);
+    assert!(matches!(
+        after.poll(&store),
+        Poll::Compacted {
+            compact_revision: 2
+        }
+    ));
+}

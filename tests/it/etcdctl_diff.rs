@@ -454,7 +454,7 @@ fn nospace_alarm_matches_etcd() {
 
 /// Watches from the past replay history exactly as etcd does: events,
 /// previous values, filters, ranges, json framing, and the end of a watch
-/// whose start revision was compacted.
+/// whose start revision was compacted or negative.
 #[test]
 fn historical_watches_match_etcd() {
     check(&[
@@ -469,10 +469,15 @@ fn historical_watches_match_etcd() {
         watch(&["watch", "--rev=1", "a", "c"]),
         watch(&["watch", "--rev=4", "b", "--prefix", "-w", "json"]),
         watch(&["watch", "--rev=100", "a"]),
+        // Negative starts: below the compact revision (-1 before any
+        // compaction) the watch is compacted; -1 owes no history.
+        watch(&["watch", "--rev=-5", "a"]),
+        watch(&["watch", "--rev=-1", "--prefix", ""]),
         run(&["compaction", "4"]),
         watch(&["watch", "--rev=4", "--prefix", ""]),
         watch(&["watch", "--rev=2", "a"]),
         watch(&["watch", "--rev=3", "a", "-w", "json"]),
+        watch(&["watch", "--rev=-1", "a"]),
     ]);
 }
 
