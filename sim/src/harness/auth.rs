@@ -28,7 +28,8 @@ use super::workload::REQUEST_TIMEOUT;
 pub const SECRET_KEY: &[u8] = b"auth/secret";
 /// Readable and writable by the users all along: their txns compare it.
 const PUBLIC_KEY: &[u8] = b"auth/public";
-const ROOT_PASSWORD: &str = "rootpw";
+/// Root's password, which the churn operator logs in with too.
+pub const ROOT_PASSWORD: &str = "rootpw";
 /// The role whose permission on the secret key comes and goes.
 const TOGGLED_ROLE: &str = "secret-rw";
 const PUBLIC_ROLE: &str = "public-rw";

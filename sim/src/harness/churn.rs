@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use detcd::proto::etcdserverpb::{
-    cluster_client::ClusterClient, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
-    MemberRemoveRequest,
+    auth_client::AuthClient, cluster_client::ClusterClient, AuthenticateRequest, MemberAddRequest,
+    MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
 };
 
 use super::cluster::{client_url, peer_url, SimCluster};
@@ -87,9 +87,9 @@ pub async fn advance(
     let url = client_url(via);
     match churn {
         Churn::Remove { index, id } => {
-            let outcome = call(operator, url, move |mut client| async move {
+            let outcome = call(operator, url, move |mut client, admin| async move {
                 client
-                    .member_remove(MemberRemoveRequest { id })
+                    .member_remove(admin.request(MemberRemoveRequest { id }))
                     .await
                     .map(|_| ())
             })
@@ -111,12 +111,12 @@ pub async fn advance(
             let peer = peer_url(index);
             let added = call(operator, url, {
                 let peer = peer.clone();
-                move |mut client| async move {
+                move |mut client, admin| async move {
                     let request = MemberAddRequest {
                         peer_ur_ls: vec![peer.clone()],
                         is_learner: true,
                     };
-                    match client.member_add(request).await {
+                    match client.member_add(admin.request(request)).await {
                         Ok(response) => Ok(response.into_inner().member.map_or(0, |m| m.id)),
                         // An earlier attempt that timed out was applied: the
                         // member listed under the URL, unless that is still
@@ -124,7 +124,7 @@ pub async fn advance(
                         // applied the removal yet).
                         Err(status) if status.message() == PEER_URL_EXISTS => {
                             let members = client
-                                .member_list(MemberListRequest::default())
+                                .member_list(admin.request(MemberListRequest::default()))
                                 .await?
                                 .into_inner()
                                 .members;
@@ -166,9 +166,9 @@ pub async fn advance(
                 cluster.restart(index);
                 return Some(churn);
             }
-            let outcome = call(operator, url, move |mut client| async move {
+            let outcome = call(operator, url, move |mut client, admin| async move {
                 client
-                    .member_promote(MemberPromoteRequest { id })
+                    .member_promote(admin.request(MemberPromoteRequest { id }))
                     .await
                     .map(|_| ())
             })
@@ -218,7 +218,40 @@ fn describe(outcome: &Result<(), String>) -> String {
     }
 }
 
-/// One Cluster call from the operator's node, bounded by `CALL_TIMEOUT`.
+/// The operator's credentials: with auth enabled (the auth workload) only
+/// root may change the membership, as in etcd.
+struct Admin {
+    token: Option<String>,
+}
+
+impl Admin {
+    /// Logs in as root; no token when auth is off (or root is unknown).
+    async fn login(url: &str) -> Admin {
+        let token = match AuthClient::connect(url.to_string()).await {
+            Ok(mut auth) => auth
+                .authenticate(AuthenticateRequest {
+                    name: "root".into(),
+                    password: super::auth::ROOT_PASSWORD.into(),
+                })
+                .await
+                .ok()
+                .map(|response| response.into_inner().token),
+            Err(_) => None,
+        };
+        Admin { token }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = self.token.as_deref().and_then(|token| token.parse().ok()) {
+            request.metadata_mut().insert("token", value);
+        }
+        request
+    }
+}
+
+/// One Cluster call from the operator's node, as root where auth is on,
+/// bounded by `CALL_TIMEOUT`.
 async fn call<T, F, Fut>(
     operator: &madsim::runtime::NodeHandle,
     url: String,
@@ -226,14 +259,15 @@ async fn call<T, F, Fut>(
 ) -> Result<T, String>
 where
     T: Send + 'static,
-    F: FnOnce(ClusterClient<tonic::transport::Channel>) -> Fut + Send + 'static,
+    F: FnOnce(ClusterClient<tonic::transport::Channel>, Admin) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T, tonic::Status>> + Send,
 {
     on_operator(operator, CALL_TIMEOUT, async move {
+        let admin = Admin::login(&url).await;
         let client = ClusterClient::connect(url)
             .await
             .map_err(|error| error.to_string())?;
-        request(client)
+        request(client, admin)
             .await
             .map_err(|status| status.message().to_string())
     })

@@ -268,6 +268,36 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             .await
             .expect("convergence task"),
     };
+    // Faults that follow the state: a member that has just caught up is
+    // crashed once more (losing what it had not synced) and must come
+    // back to what the others hold.
+    let outcome = match outcome {
+        Outcome::Pass if swarm.crash && !cluster.running().is_empty() => {
+            let running = cluster.running();
+            let (member, down_for) = {
+                let mut rng = madsim::rand::thread_rng();
+                (
+                    running[madsim::rand::Rng::gen_range(&mut rng, 0..running.len())],
+                    Duration::from_millis(madsim::rand::Rng::gen_range(&mut rng, 10..500)),
+                )
+            };
+            trace.record(format!(
+                "nemesis: crash member {member} once it caught up, for {down_for:?}"
+            ));
+            cluster.crash(member);
+            tokio::time::sleep(down_for).await;
+            cluster.restart(member);
+            observer
+                .spawn(convergence(
+                    options.nodes,
+                    cluster.refused.clone(),
+                    swarm.keys,
+                ))
+                .await
+                .expect("convergence task")
+        }
+        other => other,
+    };
     let outcome = match outcome {
         Outcome::Pass => {
             let serving = cluster.serving();
