@@ -239,10 +239,29 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
         };
         log.insert(revision, record);
     }
-    let compact_revision = match value_of(b"meta", b"finishedCompactRev") {
-        Some(bytes) => parse_revision_key(bytes)?.0.main,
-        None => NEVER_COMPACTED,
+    // etcd compacts in batches and marks the compaction finished at the
+    // end; a snapshot taken in between holds the scheduled revision and a
+    // log compacted only partly. etcd's restore finishes the compaction:
+    // so does this, keeping at or below it only each key's newest record,
+    // and only if that is a put.
+    let compacted = |name: &[u8]| -> Result<i64, String> {
+        match value_of(b"meta", name) {
+            Some(bytes) => Ok(parse_revision_key(bytes)?.0.main),
+            None => Ok(NEVER_COMPACTED),
+        }
     };
+    let compact_revision =
+        compacted(b"finishedCompactRev")?.max(compacted(b"scheduledCompactRev")?);
+    if compact_revision != NEVER_COMPACTED {
+        let mut newest: BTreeMap<Vec<u8>, Revision> = BTreeMap::new();
+        for (revision, record) in log.range(..=Revision::new(compact_revision, i64::MAX)) {
+            newest.insert(record.key().to_vec(), *revision);
+        }
+        log.retain(|revision, record| {
+            revision.main > compact_revision
+                || (newest.get(record.key()) == Some(revision) && matches!(record, Record::Put(_)))
+        });
+    }
     // etcd's restore: the newest revision in the log, or the compaction
     // if that is newer (its tombstones are gone).
     let current_revision = log

@@ -428,6 +428,34 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_etcd_had_only_scheduled_is_finished_on_restore() {
+        // a=1 at 2, b=v at 3, a=v at 4; compaction at 3 scheduled, the
+        // snapshot taken before any of it ran: the log is whole.
+        let mut compacted = state();
+        let mut buckets = etcd_buckets::of(&compacted);
+        buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
+        let meta = buckets.iter_mut().find(|b| b.name == b"meta").unwrap();
+        meta.entries.push((
+            b"scheduledCompactRev".to_vec(),
+            revision_key(Revision::new(3, 0)),
+        ));
+        meta.entries.sort();
+        let opened = open(&file_of(&buckets)).unwrap();
+        let compact = crate::proto::etcdserverpb::CompactionRequest {
+            revision: 3,
+            physical: false,
+        };
+        compacted
+            .apply(4, Some(&Request::Compaction(compact)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            opened.store().encode_image(),
+            compacted.store().encode_image()
+        );
+    }
+
+    #[test]
     fn etcd_buckets_that_no_etcd_writes_are_refused() {
         let mut buckets = etcd_buckets::of(&state());
         buckets.retain(|bucket| bucket.name != DETCD_BUCKET);

@@ -36,6 +36,35 @@ fn buckets_of_every_shape_read_back_as_written() {
 }
 
 #[test]
+fn a_big_bucket_gets_two_branch_levels_and_reads_back() {
+    let entries: Entries = (0..40_000u32)
+        .map(|i| {
+            (
+                format!("{i:040}").into_bytes(),
+                vec![b'x'; (i % 9) as usize],
+            )
+        })
+        .collect();
+    let buckets = vec![bucket("key", entries)];
+    let file = write(&buckets);
+    assert_eq!(read(&file).unwrap(), buckets);
+    // The bucket's root is a branch whose children are branches.
+    let meta = newest_meta(&file).unwrap();
+    let reader = Reader {
+        file: &file,
+        page_bytes: PAGE_BYTES,
+        high_water: meta.high_water,
+        visited: Default::default(),
+    };
+    let root_leaf = leaf_elements(reader.page(meta.root).unwrap()).unwrap();
+    let bucket_root = u64::from_le_bytes(root_leaf[0].value[..8].try_into().unwrap());
+    let flags = |id: u64| u16::from_le_bytes(reader.page(id).unwrap()[8..10].try_into().unwrap());
+    assert_eq!(flags(bucket_root), BRANCH_PAGE);
+    let children = branch_children(reader.page(bucket_root).unwrap()).unwrap();
+    assert!(children.len() > 1 && flags(children[0]) == BRANCH_PAGE);
+}
+
+#[test]
 fn every_page_after_the_freelist_is_reachable_once() {
     // bbolt's consistency check (etcdctl snapshot status runs it) refuses
     // a page that is neither reachable nor free, or reachable twice.
