@@ -190,9 +190,10 @@ fn page_header(id: u64, flags: u16, count: u16, overflow: u32) -> [u8; PAGE_HEAD
     header
 }
 
-/// A leaf page (or an inline bucket's page) of `elements`, with id 0 and
+/// A leaf, branch or inline bucket page of `elements`, with id 0 and
 /// no overflow: the page header, the element headers, then each key
-/// followed by its value. An element's `pos` counts from its own header.
+/// (a leaf's followed by its value; a branch's child id sits in its
+/// header). An element's `pos` counts from its own header.
 fn page_bytes(flags: u16, elements: &[Element<'_>]) -> Vec<u8> {
     let count = u16::try_from(elements.len()).expect("a page holds under 2^16 elements");
     let mut page = page_header(0, flags, count, 0).to_vec();
@@ -201,12 +202,21 @@ fn page_bytes(flags: u16, elements: &[Element<'_>]) -> Vec<u8> {
     for (index, element) in elements.iter().enumerate() {
         let at = PAGE_HEADER_BYTES + index * ELEMENT_BYTES;
         let pos = u32::try_from(headers_end + data.len() - at).expect("a page under 4 GiB");
-        page.extend_from_slice(&element.flags.to_le_bytes());
-        page.extend_from_slice(&pos.to_le_bytes());
-        page.extend_from_slice(&(element.key.len() as u32).to_le_bytes());
-        page.extend_from_slice(&(element.value.len() as u32).to_le_bytes());
+        let key_len = (element.key.len() as u32).to_le_bytes();
         data.extend_from_slice(element.key);
-        data.extend_from_slice(&element.value);
+        if flags == BRANCH_PAGE {
+            // pos, ksize, then the child page id (the element's value).
+            page.extend_from_slice(&pos.to_le_bytes());
+            page.extend_from_slice(&key_len);
+            page.extend_from_slice(&element.value);
+        } else {
+            // flags, pos, ksize, vsize; the value follows its key.
+            page.extend_from_slice(&element.flags.to_le_bytes());
+            page.extend_from_slice(&pos.to_le_bytes());
+            page.extend_from_slice(&key_len);
+            page.extend_from_slice(&(element.value.len() as u32).to_le_bytes());
+            data.extend_from_slice(&element.value);
+        }
     }
     page.extend_from_slice(&data);
     page
@@ -280,7 +290,7 @@ impl Pages {
                 .collect();
             let mut next_level = Vec::new();
             for run in packed(&children, |element| ELEMENT_BYTES + element.key.len()) {
-                let id = self.put(branch_bytes(run));
+                let id = self.put(page_bytes(BRANCH_PAGE, run));
                 next_level.push((run[0].key.to_vec(), id));
             }
             level = next_level;
@@ -309,25 +319,6 @@ fn packed<'e, 'a>(
     }
     runs.push(&elements[start..]);
     runs
-}
-
-/// A branch page with id 0 and no overflow: element headers (pos, ksize,
-/// child page id), then keys. `elements` carry the child id as their value.
-fn branch_bytes(elements: &[Element<'_>]) -> Vec<u8> {
-    let count = u16::try_from(elements.len()).expect("a page holds under 2^16 elements");
-    let mut page = page_header(0, BRANCH_PAGE, count, 0).to_vec();
-    let mut keys = Vec::new();
-    let headers_end = PAGE_HEADER_BYTES + elements.len() * ELEMENT_BYTES;
-    for (index, element) in elements.iter().enumerate() {
-        let at = PAGE_HEADER_BYTES + index * ELEMENT_BYTES;
-        let pos = u32::try_from(headers_end + keys.len() - at).expect("a page under 4 GiB");
-        page.extend_from_slice(&pos.to_le_bytes());
-        page.extend_from_slice(&(element.key.len() as u32).to_le_bytes());
-        page.extend_from_slice(&element.value);
-        keys.extend_from_slice(element.key);
-    }
-    page.extend_from_slice(&keys);
-    page
 }
 
 struct Meta {

@@ -473,8 +473,7 @@ pub async fn client(
             outcome,
             source_line: None,
         });
-        let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
-        tokio::time::sleep(Duration::from_millis(think)).await;
+        think().await;
     }
 }
 
@@ -555,6 +554,12 @@ async fn perform_side(
             });
         }
     }
+    think().await;
+}
+
+/// A client's pause between operations: a seeded draw below
+/// `THINK_TIME_MAX`.
+async fn think() {
     let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
     tokio::time::sleep(Duration::from_millis(think)).await;
 }

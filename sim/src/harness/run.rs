@@ -369,15 +369,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     }
     let etcd_history = History::new(etcd_record.operations);
     let mut etcd = None;
-    let outcome = match (outcome, past_read_violations.first()) {
-        (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(first)) => {
-            Outcome::Violation(format!(
-                "{first} ({} past-read violations in all)",
-                past_read_violations.len()
-            ))
-        }
-        (outcome, _) => outcome,
-    };
+    let outcome = with_violations(outcome, &past_read_violations, "past-read");
     let outcome = if etcd_history.is_empty() {
         outcome
     } else {
@@ -405,15 +397,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         }
     };
     let revision_violations = crate::properties::revisions::check(&recorder.take_revisions());
-    let outcome = match (outcome, revision_violations.first()) {
-        (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(first)) => {
-            Outcome::Violation(format!(
-                "{first} ({} revision violations in all)",
-                revision_violations.len()
-            ))
-        }
-        (outcome, _) => outcome,
-    };
+    let outcome = with_violations(outcome, &revision_violations, "revision");
     let outcome = match (
         outcome,
         check_properties(&cluster, &lease_log, &lock_log, &auth_log, started, &trace),
@@ -439,6 +423,20 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         check: Some(report),
         etcd,
         simulated: started.elapsed(),
+    }
+}
+
+/// `outcome`, or a violation naming the first of `violations` (of the
+/// kind `what`) when the run had not already failed harder.
+fn with_violations(outcome: Outcome, violations: &[String], what: &str) -> Outcome {
+    match (outcome, violations.first()) {
+        (Outcome::Pass | Outcome::Unknown | Outcome::Liveness(_), Some(first)) => {
+            Outcome::Violation(format!(
+                "{first} ({} {what} violations in all)",
+                violations.len()
+            ))
+        }
+        (outcome, _) => outcome,
     }
 }
 

@@ -1155,6 +1155,18 @@ impl fmt::Display for EtcdOutput {
     }
 }
 
+/// A key-value with the given revisions, for tests.
+#[cfg(test)]
+pub(crate) fn kv(key: &str, value: &str, create: i64, modified: i64, version: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: value.into(),
+        create_revision: create,
+        mod_revision: modified,
+        version,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1331,16 +1343,6 @@ mod tests {
         assert_eq!(keys(Some("c")), ["b"]);
         assert_eq!(keys(Some(RANGE_END_ALL)), ["b", "c"]);
         assert!(keys(Some("a")).is_empty());
-    }
-
-    fn kv(key: &str, value: &str, create: i64, modified: i64, version: i64) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: value.into(),
-            create_revision: create,
-            mod_revision: modified,
-            version,
-        }
     }
 
     /// a=x (rev 2), b=y (rev 3, then 4: version 2), c=x (rev 5).

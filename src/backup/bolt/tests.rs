@@ -49,13 +49,7 @@ fn a_big_bucket_gets_two_branch_levels_and_reads_back() {
     let file = write(&buckets);
     assert_eq!(read(&file).unwrap(), buckets);
     // The bucket's root is a branch whose children are branches.
-    let meta = newest_meta(&file).unwrap();
-    let reader = Reader {
-        file: &file,
-        page_bytes: PAGE_BYTES,
-        high_water: meta.high_water,
-        visited: Default::default(),
-    };
+    let (meta, reader) = reader_of(&file);
     let root_leaf = leaf_elements(reader.page(meta.root).unwrap()).unwrap();
     let bucket_root = u64::from_le_bytes(root_leaf[0].value[..8].try_into().unwrap());
     let flags = |id: u64| u16::from_le_bytes(reader.page(id).unwrap()[8..10].try_into().unwrap());
@@ -69,13 +63,7 @@ fn every_page_after_the_freelist_is_reachable_once() {
     // bbolt's consistency check (etcdctl snapshot status runs it) refuses
     // a page that is neither reachable nor free, or reachable twice.
     let file = write(&assorted());
-    let meta = newest_meta(&file).unwrap();
-    let reader = Reader {
-        file: &file,
-        page_bytes: PAGE_BYTES,
-        high_water: meta.high_water,
-        visited: Default::default(),
-    };
+    let (meta, reader) = reader_of(&file);
     let mut seen = vec![0u32; meta.high_water as usize];
     fn visit(reader: &Reader<'_>, id: u64, seen: &mut [u32]) {
         let page = reader.page(id).unwrap();
@@ -158,4 +146,16 @@ proptest! {
         }
         let _ = read(&file);
     }
+}
+
+/// The newest meta of `file` and a reader over its pages.
+fn reader_of(file: &[u8]) -> (Meta, Reader<'_>) {
+    let meta = newest_meta(file).unwrap();
+    let reader = Reader {
+        file,
+        page_bytes: PAGE_BYTES,
+        high_water: meta.high_water,
+        visited: Default::default(),
+    };
+    (meta, reader)
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::etcd::kv;
 
 fn put(
     client: u64,
@@ -22,16 +23,6 @@ fn put(
             prev_kv: None,
         }),
         source_line: None,
-    }
-}
-
-fn kv(key: &str, value: &str, create: i64, modified: i64, version: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: value.into(),
-        create_revision: create,
-        mod_revision: modified,
-        version,
     }
 }
 
