@@ -10,6 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 need_packages=()
 command -v etcdctl >/dev/null || need_packages+=(etcd-client)
 command -v etcd >/dev/null || need_packages+=(etcd-server)
+# jepsen-style: namespaces, veth and netem; a font for its plots' labels.
+command -v tc >/dev/null || need_packages+=(iproute2)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_packages+=(fonts-dejavu-core)
 if [ ${#need_packages[@]} -gt 0 ]; then
     step "installing ${need_packages[*]} (etcdctl 3.4 and the reference etcd 3.4.23)"
     export DEBIAN_FRONTEND=noninteractive
@@ -32,9 +35,17 @@ step "normal build: unit, property and integration tests"
 cargo build --workspace --all-targets $jobs
 cargo nextest run --workspace $jobs --no-fail-fast
 
+step "jepsen-style: real processes, each in its own network namespace, under kills, pauses, partitions and leader moves"
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+"$target_dir/debug/detcd-jepsen" --target detcd --nodes 3 --time "${DETCD_CI_JEPSEN_SECS:-60}" \
+    --nemesis kill,pause,partition,leader --seed "${DETCD_CI_JEPSEN_SEED:-1}" --out target/jepsen-runs
+
 step "simulation build (--cfg madsim, target/sim): everything compiles warning-free"
 export SIM_RUSTFLAGS="--cfg madsim -D warnings"
-RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim cargo build --workspace --all-targets $jobs
+# Without the jepsen-style tool: it runs real processes (its madsim build is
+# a stub), and its `client` feature of detcd-sim would make the -p detcd-sim
+# runs below build detcd-sim a second time.
+RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim cargo build --workspace --exclude detcd-jepsen --all-targets $jobs
 
 step "simulation scenarios, with madsim's determinism check on"
 RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim MADSIM_TEST_CHECK_DETERMINISM=1 \

@@ -3,6 +3,9 @@
 //! Module map (see DESIGN.md "Simulation harness"):
 //! - [`harness`] (madsim build only): the simulated cluster, nemesis,
 //!   workloads and the run that checks them.
+//! - [`etcd_workload`] (madsim build, or the `client` feature): the etcd
+//!   workload's clients, over detcd's client, on either runtime: the
+//!   simulator and the jepsen-style tool run the same workload.
 //! - [`history`]: operations with invocation and completion times and an
 //!   outcome (ok, definite failure, indeterminate).
 //! - [`model`]: sequential specifications: a register, a many-key kv map and
@@ -24,6 +27,8 @@
 //! touches files or measures wall time.
 
 pub mod check;
+#[cfg(any(madsim, feature = "client"))]
+pub mod etcd_workload;
 pub mod format;
 pub mod generate;
 #[cfg(madsim)]

@@ -23,11 +23,11 @@ use crate::proto::etcdserverpb::{
     AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
     AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
     AuthUserAddResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthenticateRequest,
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse,
-    TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvRequest,
+    HashKvResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::proto::v3electionpb::{
     election_client::ElectionClient, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest,
@@ -302,6 +302,29 @@ impl Client {
         self.call(Retry::Idempotent, |channel| async move {
             MaintenanceClient::with_interceptor(channel.channel, channel.token)
                 .status(StatusRequest {})
+                .await
+        })
+        .await
+    }
+
+    /// The hash of the key-value store up to `revision` (0: all of it) on
+    /// whichever endpoint answers first: give the client one endpoint to
+    /// ask one member.
+    pub async fn hash_kv(&mut self, revision: i64) -> Result<HashKvResponse, ClientError> {
+        self.call(Retry::Idempotent, move |channel| async move {
+            MaintenanceClient::with_interceptor(channel.channel, channel.token)
+                .hash_kv(HashKvRequest { revision })
+                .await
+        })
+        .await
+    }
+
+    /// Asks the leader to hand leadership to member `target`. Only the
+    /// leader accepts it; not repeated once sent.
+    pub async fn move_leader(&mut self, target: u64) -> Result<MoveLeaderResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            MaintenanceClient::with_interceptor(channel.channel, channel.token)
+                .move_leader(MoveLeaderRequest { target_id: target })
                 .await
         })
         .await

@@ -9,7 +9,6 @@
 pub mod auth;
 pub mod churn;
 pub mod cluster;
-pub mod etcd_workload;
 pub mod faults;
 pub mod hostile;
 pub mod invariants;

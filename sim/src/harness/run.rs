@@ -123,18 +123,23 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             deadline,
         )));
     }
-    let etcd_log = super::etcd_workload::EtcdLog::default();
+    let etcd_log = crate::etcd_workload::EtcdLog::default();
     for client in 0..options.workload.etcd_clients(swarm.clients) {
         let (node, endpoints) = cluster.add_client(next_node);
         next_node += 1;
-        clients.push(node.spawn(super::etcd_workload::client(
-            client as u64,
-            endpoints,
-            swarm.keys,
-            etcd_log.clone(),
-            trace.clone(),
-            started,
-            deadline,
+        let trace = trace.clone();
+        clients.push(node.spawn(crate::etcd_workload::client(
+            crate::etcd_workload::EtcdClient {
+                id: client as u64,
+                endpoints,
+                keys: swarm.keys,
+                log: etcd_log.clone(),
+                rng: Box::new(madsim::rand::thread_rng()),
+                request_timeout: super::workload::REQUEST_TIMEOUT,
+                started,
+                run_for: deadline - started,
+                note: Box::new(move |line| trace.record(line)),
+            },
         )));
     }
     let auth_log = AuthLog::new(started);

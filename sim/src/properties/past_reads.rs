@@ -1,5 +1,5 @@
 //! Reads at a past revision and serializable reads, over what the etcd
-//! workload (`harness::etcd_workload`) recorded. The linearizability check
+//! workload (`etcd_workload`) recorded. The linearizability check
 //! cannot judge them: they answer from the store as it was at a revision,
 //! not as it is. But revisions name states: every acknowledged write
 //! reports the revision it made, so replaying the writes in revision

@@ -27,7 +27,7 @@ use detcd::proto::etcdserverpb::{
     compare, request_op, response_op, CompactionRequest, Compare as ProtoCompare,
     DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
 };
-use madsim::rand::Rng;
+use rand::{Rng, RngCore};
 
 use crate::history::{Operation, Outcome};
 use crate::model::etcd::{
@@ -35,9 +35,6 @@ use crate::model::etcd::{
     SortOrder, SortTarget, TxnOp, TxnOpResponse,
 };
 use crate::properties::past_reads::{Compaction, CompactionOutcome, ReadOutcome, RevisionRead};
-
-use super::trace::Trace;
-use super::workload::REQUEST_TIMEOUT;
 
 /// Every key of the workload is under this prefix.
 pub const PREFIX: &str = "etcd/";
@@ -63,6 +60,11 @@ pub struct EtcdRecord {
 }
 
 impl EtcdLog {
+    /// How many operations the model checks have been recorded so far.
+    pub fn operation_count(&self) -> usize {
+        self.operations.lock().unwrap().len()
+    }
+
     pub fn take(&self) -> EtcdRecord {
         EtcdRecord {
             operations: std::mem::take(&mut self.operations.lock().unwrap()),
@@ -112,7 +114,7 @@ fn kvs(response: &RangeResponse) -> Vec<KeyValue> {
 
 /// Options for half of the ranges: limits, every sort order and target,
 /// count-only and keys-only.
-fn range_options(rng: &mut dyn madsim::rand::RngCore) -> RangeOptions {
+fn range_options(rng: &mut dyn RngCore) -> RangeOptions {
     if rng.gen_bool(0.5) {
         return RangeOptions::default();
     }
@@ -183,7 +185,6 @@ fn proto_compare(compare: &Compare) -> ProtoCompare {
         result: result as i32,
         target: target as i32,
         target_union: Some(union),
-        ..Default::default()
     }
 }
 
@@ -244,27 +245,49 @@ fn proto_op(op: &TxnOp) -> RequestOp {
     }
 }
 
-/// One client, until `deadline`.
-pub async fn client(
-    id: u64,
-    endpoints: Vec<String>,
-    keys: usize,
-    log: EtcdLog,
-    trace: Trace,
-    started: tokio::time::Instant,
-    deadline: tokio::time::Instant,
-) {
-    let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
+/// One client of the workload: who it is, where it goes, what it draws
+/// from and for how long.
+pub struct EtcdClient {
+    pub id: u64,
+    pub endpoints: Vec<String>,
+    /// How many hot keys it picks from.
+    pub keys: usize,
+    pub log: EtcdLog,
+    /// Its draws: the simulation's seeded generator, or the jepsen-style
+    /// tool's per-client one.
+    pub rng: Box<dyn RngCore + Send>,
+    pub request_timeout: Duration,
+    /// Times in the history count from here.
+    pub started: tokio::time::Instant,
+    pub run_for: Duration,
+    /// Told of each write that may have applied.
+    pub note: Box<dyn Fn(String) + Send + Sync>,
+}
+
+/// Runs one client until `run_for` after `started`, recording into its log.
+pub async fn client(setup: EtcdClient) {
+    let EtcdClient {
+        id,
+        endpoints,
+        keys,
+        log,
+        rng: mut rng_box,
+        request_timeout,
+        started,
+        run_for,
+        note,
+    } = setup;
+    let mut client = Client::new(endpoints).with_request_timeout(request_timeout);
     let now = || started.elapsed().as_nanos() as u64;
     let mut sequence = 0u64;
     // What this client last saw of revisions: operands its compares use,
     // so some of them hold.
     let mut seen_revision = 1i64;
-    while tokio::time::Instant::now() < deadline {
+    while started.elapsed() < run_for {
         sequence += 1;
         let side = {
-            let mut rng = madsim::rand::thread_rng();
-            let behind = |rng: &mut dyn madsim::rand::RngCore| {
+            let mut rng = &mut *rng_box;
+            let behind = |rng: &mut dyn RngCore| {
                 if rng.gen_bool(0.5) {
                     rng.gen_range((seen_revision - JUST_BEHIND).max(1)..=seen_revision)
                 } else {
@@ -297,16 +320,16 @@ pub async fn client(
         };
         if let Some(side) = side {
             perform_side(&mut client, id, side, &log, started).await;
+            tokio::time::sleep(think(&mut *rng_box)).await;
             continue;
         }
         let input = {
-            let mut rng = madsim::rand::thread_rng();
-            let key =
-                |rng: &mut dyn madsim::rand::RngCore| format!("{PREFIX}{}", rng.gen_range(0..keys));
+            let mut rng = &mut *rng_box;
+            let key = |rng: &mut dyn RngCore| format!("{PREFIX}{}", rng.gen_range(0..keys));
             let value = format!("{id}.{sequence}");
             // From a key on, or up to another key (excluded; perhaps
             // before the first, which selects nothing).
-            let from_key = |rng: &mut dyn madsim::rand::RngCore| {
+            let from_key = |rng: &mut dyn RngCore| {
                 let start = key(rng);
                 if rng.gen_bool(0.5) {
                     (start, Some("\0".to_string()))
@@ -369,7 +392,7 @@ pub async fn client(
                     }
                 }
                 _ => {
-                    let compare_on = |rng: &mut dyn madsim::rand::RngCore, key: String| {
+                    let compare_on = |rng: &mut dyn RngCore, key: String| {
                         let target = match rng.gen_range(0..5) {
                             4 => CompareTarget::Lease(rng.gen_range(-1..=1)),
                             0 => CompareTarget::Value(format!(
@@ -463,7 +486,7 @@ pub async fn client(
             seen_revision = seen_revision.max(output.header_revision());
         }
         if let Outcome::Indeterminate = outcome {
-            trace.record(format!("etcd client {id}: {input:?} may have applied"));
+            note(format!("etcd client {id}: {input:?} may have applied"));
         }
         log.operations.lock().unwrap().push(Operation {
             client: id,
@@ -473,12 +496,12 @@ pub async fn client(
             outcome,
             source_line: None,
         });
-        think().await;
+        tokio::time::sleep(think(&mut *rng_box)).await;
     }
 }
 
 /// Runs and records a read at a revision, a serializable read or a
-/// compaction; pauses like any request.
+/// compaction.
 async fn perform_side(
     client: &mut Client,
     id: u64,
@@ -554,14 +577,12 @@ async fn perform_side(
             });
         }
     }
-    think().await;
 }
 
 /// A client's pause between operations: a seeded draw below
 /// `THINK_TIME_MAX`.
-async fn think() {
-    let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
-    tokio::time::sleep(Duration::from_millis(think)).await;
+fn think(rng: &mut dyn RngCore) -> Duration {
+    Duration::from_millis(rng.gen_range(0..THINK_TIME_MAX.as_millis() as u64))
 }
 
 fn failed(error: &ClientError, read_only: bool) -> Outcome<EtcdOutput> {

@@ -1,0 +1,253 @@
+//! A cluster of real server processes: detcd or etcd 3.4.23, started with
+//! etcd's clustering flags (detcd takes the same ones), each member on its
+//! own address inside its own network namespace, or on loopback ports.
+//!
+//! Members are killed with SIGKILL and restarted on the same data
+//! directory, or paused with SIGSTOP and resumed with SIGCONT, exactly as
+//! an operator's machine would see it.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::net::Net;
+
+/// etcd's defaults are 100 ms and 1000 ms; halved, an election after a
+/// kill takes well under a second on both servers.
+const TIMING_ARGS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
+/// The ports every member uses inside its own namespace.
+const CLIENT_PORT: u16 = 2379;
+const PEER_PORT: u16 = 2380;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Detcd,
+    Etcd,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Detcd => "detcd",
+            Target::Etcd => "etcd",
+        }
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    /// The client URL, reachable from the tool's own namespace.
+    pub client_url: String,
+    peer_url: String,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    /// The namespace it runs in, when the run uses them.
+    namespace: Option<String>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    binary: PathBuf,
+    initial_cluster: String,
+    token: String,
+}
+
+/// A free loopback port: bound, read back and released. Another process
+/// may take it before the member binds it (rare; the run then fails to
+/// start and says so).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// Lays out `nodes` members under `dir` (data and logs), on the
+    /// namespaces of `net` when given. Nothing runs until [`Cluster::start_all`].
+    pub fn new(
+        binary: PathBuf,
+        nodes: usize,
+        dir: &Path,
+        net: Option<&Net>,
+        token: &str,
+    ) -> std::io::Result<Cluster> {
+        let mut members = Vec::new();
+        for index in 0..nodes {
+            let name = format!("m{}", index + 1);
+            let (host, client_port, peer_port, namespace) = match net {
+                Some(net) => (
+                    net.member_address(index).to_string(),
+                    CLIENT_PORT,
+                    PEER_PORT,
+                    Some(net.namespace(index)),
+                ),
+                None => (
+                    Ipv4Addr::LOCALHOST.to_string(),
+                    free_port()?,
+                    free_port()?,
+                    None,
+                ),
+            };
+            members.push(Member {
+                client_url: format!("http://{host}:{client_port}"),
+                peer_url: format!("http://{host}:{peer_port}"),
+                data_dir: dir.join(format!("{name}.data")),
+                log_path: dir.join(format!("{name}.log")),
+                name,
+                namespace,
+                child: None,
+                paused: false,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|member| format!("{}={}", member.name, member.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Cluster {
+            members,
+            binary,
+            initial_cluster,
+            token: token.to_string(),
+        })
+    }
+
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|member| member.client_url.clone())
+            .collect()
+    }
+
+    pub fn start_all(&mut self) -> std::io::Result<()> {
+        for index in 0..self.members.len() {
+            self.start(index)?;
+        }
+        Ok(())
+    }
+
+    /// Starts member `index` on its data directory (new or left by a
+    /// kill), appending to its log.
+    pub fn start(&mut self, index: usize) -> std::io::Result<()> {
+        let member = &self.members[index];
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&member.log_path)?;
+        let mut command = match &member.namespace {
+            // `ip netns exec` enters the namespace and execs the server,
+            // so the child's pid is the server's own.
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        command
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--listen-client-urls", &member.client_url])
+            .args(["--advertise-client-urls", &member.client_url])
+            .args(["--listen-peer-urls", &member.peer_url])
+            .args(["--initial-advertise-peer-urls", &member.peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &self.token])
+            .args(TIMING_ARGS)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = command.spawn()?;
+        let member = &mut self.members[index];
+        member.child = Some(child);
+        member.paused = false;
+        Ok(())
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        if let Some(mut child) = member.child.take() {
+            if member.paused {
+                signal(&child, libc::SIGCONT);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        member.paused = false;
+    }
+
+    pub fn pause(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        if let Some(child) = &member.child {
+            signal(child, libc::SIGSTOP);
+            member.paused = true;
+        }
+    }
+
+    pub fn resume(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        if let Some(child) = &member.child {
+            signal(child, libc::SIGCONT);
+            member.paused = false;
+        }
+    }
+
+    /// Members whose process exited on its own (not killed by the
+    /// nemesis), with the status: a crash.
+    pub fn exited(&mut self) -> Vec<(String, String)> {
+        let mut exited = Vec::new();
+        for member in &mut self.members {
+            if let Some(child) = &mut member.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited.push((member.name.clone(), status.to_string()));
+                    member.child = None;
+                }
+            }
+        }
+        exited
+    }
+
+    /// Resumes every paused member and starts every stopped one.
+    pub fn heal(&mut self) -> std::io::Result<()> {
+        for index in 0..self.members.len() {
+            if self.members[index].paused {
+                self.resume(index);
+            }
+            if self.members[index].child.is_none() {
+                self.start(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of member `index`'s log.
+    pub fn log_tail(&self, index: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.members[index].log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            self.kill(index);
+        }
+    }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) on a pid this process spawned and has not reaped.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
