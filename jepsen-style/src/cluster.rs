@@ -16,6 +16,11 @@ use crate::net::Net;
 /// etcd's defaults are 100 ms and 1000 ms; halved, an election after a
 /// kill takes well under a second on both servers.
 const TIMING_ARGS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
+/// Each member's data directory is a tmpfs of this size when the run can
+/// fill disks: small, so filling it is quick.
+pub const DISK_BYTES: u64 = 256 << 20;
+/// The file that fills a member's disk.
+const FILLER: &str = "jepsen-filler";
 /// The ports every member uses inside its own namespace.
 const CLIENT_PORT: u16 = 2379;
 const PEER_PORT: u16 = 2380;
@@ -39,13 +44,16 @@ pub struct Member {
     pub name: String,
     /// The client URL, reachable from the tool's own namespace.
     pub client_url: String,
-    peer_url: String,
+    pub peer_url: String,
     data_dir: PathBuf,
     log_path: PathBuf,
     /// The namespace it runs in, when the run uses them.
     namespace: Option<String>,
     child: Option<Child>,
     paused: bool,
+    /// Rejoined the cluster after being removed: starts as an existing
+    /// cluster's new member.
+    rejoined: bool,
 }
 
 pub struct Cluster {
@@ -53,6 +61,8 @@ pub struct Cluster {
     binary: PathBuf,
     initial_cluster: String,
     token: String,
+    /// The data directories are tmpfs mounts (unmounted on drop).
+    mounted: bool,
 }
 
 /// A free loopback port: bound, read back and released. Another process
@@ -66,14 +76,17 @@ fn free_port() -> std::io::Result<u16> {
 
 impl Cluster {
     /// Lays out `nodes` members under `dir` (data and logs), on the
-    /// namespaces of `net` when given. Nothing runs until [`Cluster::start_all`].
+    /// namespaces of `net` when given, with a small tmpfs for each
+    /// member's data when `small_disks` (root). Nothing runs until
+    /// [`Cluster::start_all`].
     pub fn new(
         binary: PathBuf,
         nodes: usize,
         dir: &Path,
         net: Option<&Net>,
         token: &str,
-    ) -> std::io::Result<Cluster> {
+        small_disks: bool,
+    ) -> Result<Cluster, String> {
         let mut members = Vec::new();
         for index in 0..nodes {
             let name = format!("m{}", index + 1);
@@ -86,8 +99,8 @@ impl Cluster {
                 ),
                 None => (
                     Ipv4Addr::LOCALHOST.to_string(),
-                    free_port()?,
-                    free_port()?,
+                    free_port().map_err(|error| format!("a free port: {error}"))?,
+                    free_port().map_err(|error| format!("a free port: {error}"))?,
                     None,
                 ),
             };
@@ -100,6 +113,7 @@ impl Cluster {
                 namespace,
                 child: None,
                 paused: false,
+                rejoined: false,
             });
         }
         let initial_cluster = members
@@ -107,12 +121,24 @@ impl Cluster {
             .map(|member| format!("{}={}", member.name, member.peer_url))
             .collect::<Vec<_>>()
             .join(",");
-        Ok(Cluster {
+        let mut cluster = Cluster {
             members,
             binary,
             initial_cluster,
             token: token.to_string(),
-        })
+            mounted: false,
+        };
+        if small_disks {
+            cluster.mounted = true;
+            for member in &cluster.members {
+                std::fs::create_dir_all(&member.data_dir)
+                    .map_err(|error| format!("{}: {error}", member.data_dir.display()))?;
+                let size = format!("size={DISK_BYTES}");
+                let dir = member.data_dir.to_string_lossy().into_owned();
+                crate::net::run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &dir])?;
+            }
+        }
+        Ok(cluster)
     }
 
     pub fn client_urls(&self) -> Vec<String> {
@@ -120,6 +146,13 @@ impl Cluster {
             .iter()
             .map(|member| member.client_url.clone())
             .collect()
+    }
+
+    /// Every member's client URL but member `index`'s.
+    pub fn client_urls_except(&self, index: usize) -> Vec<String> {
+        let mut urls = self.client_urls();
+        urls.remove(index);
+        urls
     }
 
     pub fn start_all(&mut self) -> std::io::Result<()> {
@@ -156,7 +189,10 @@ impl Cluster {
             .args(["--listen-peer-urls", &member.peer_url])
             .args(["--initial-advertise-peer-urls", &member.peer_url])
             .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", "new"])
+            .args([
+                "--initial-cluster-state",
+                if member.rejoined { "existing" } else { "new" },
+            ])
             .args(["--initial-cluster-token", &self.token])
             .args(TIMING_ARGS)
             .stdin(Stdio::null())
@@ -213,6 +249,63 @@ impl Cluster {
         exited
     }
 
+    /// Empties member `index`'s data directory (stopped first), and marks
+    /// it to start as a new member of the existing cluster.
+    pub fn wipe(&mut self, index: usize) -> std::io::Result<()> {
+        self.kill(index);
+        let member = &mut self.members[index];
+        for entry in std::fs::read_dir(&member.data_dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        member.rejoined = true;
+        Ok(())
+    }
+
+    /// Fills member `index`'s tmpfs until no space is left.
+    pub fn fill_disk(&self, index: usize) -> Result<(), String> {
+        use std::io::Write;
+        if !self.mounted {
+            return Err("the data directories are not small disks".into());
+        }
+        let path = self.members[index].data_dir.join(FILLER);
+        let mut file = File::create(&path).map_err(|error| format!("{error}"))?;
+        let chunk = vec![0u8; 1 << 20];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => return Ok(()),
+                Err(error) => return Err(format!("filling {}: {error}", path.display())),
+            }
+        }
+    }
+
+    /// Frees member `index`'s disk; if the member exited while it was full
+    /// (etcd does: it cannot write its WAL), restarts it and says how it
+    /// had ended.
+    pub fn free_disk(&mut self, index: usize) -> Result<Option<String>, String> {
+        let path = self.members[index].data_dir.join(FILLER);
+        std::fs::remove_file(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let exited = match &mut self.members[index].child {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                _ => None,
+            },
+            None => None,
+        };
+        if exited.is_some() {
+            self.members[index].child = None;
+            self.start(index)
+                .map_err(|error| format!("restarting: {error}"))?;
+        }
+        Ok(exited)
+    }
+
     /// Resumes every paused member and starts every stopped one.
     pub fn heal(&mut self) -> std::io::Result<()> {
         for index in 0..self.members.len() {
@@ -238,6 +331,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for index in 0..self.members.len() {
             self.kill(index);
+            if self.mounted {
+                let dir = self.members[index].data_dir.to_string_lossy().into_owned();
+                let _ = crate::net::run("umount", &[&dir]);
+            }
         }
     }
 }

@@ -34,20 +34,29 @@ pub enum FaultKind {
     Netem,
     /// MoveLeader to a random other member.
     Leader,
+    /// Remove a member, wipe it, re-add it as a learner, promote it.
+    Churn,
+    /// Fill a member's disk (a small tmpfs) (root).
+    Disk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Netem,
         FaultKind::Leader,
+        FaultKind::Churn,
+        FaultKind::Disk,
     ];
 
-    /// Needs the members in namespaces of their own.
-    pub fn needs_netns(self) -> bool {
-        matches!(self, FaultKind::Partition | FaultKind::Netem)
+    /// Needs root: namespaces, netem, tmpfs mounts (not with --no-netns).
+    pub fn needs_root(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::Netem | FaultKind::Disk
+        )
     }
 }
 
@@ -77,6 +86,9 @@ pub enum Fault {
         loss_percent: u32,
     },
     MoveLeader(usize),
+    /// Removed, wiped, re-added as a learner (while held), promoted (heal).
+    Churn(usize),
+    DiskFull(usize),
 }
 
 fn names(members: &[usize]) -> String {
@@ -114,6 +126,12 @@ impl fmt::Display for Fault {
                 member + 1
             ),
             Fault::MoveLeader(m) => write!(f, "move the leader to m{}", m + 1),
+            Fault::Churn(m) => write!(
+                f,
+                "remove m{0}, wipe it, re-add it as a learner; promote at heal",
+                m + 1
+            ),
+            Fault::DiskFull(m) => write!(f, "fill m{}'s disk", m + 1),
         }
     }
 }
@@ -224,6 +242,8 @@ fn draw(rng: &mut ChaCha8Rng, kind: FaultKind, nodes: usize) -> Fault {
             loss_percent: rng.gen_range(0..30),
         },
         FaultKind::Leader => Fault::MoveLeader(members[0]),
+        FaultKind::Churn => Fault::Churn(members[0]),
+        FaultKind::Disk => Fault::DiskFull(members[0]),
     }
 }
 

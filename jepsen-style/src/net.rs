@@ -5,7 +5,8 @@
 //! Partitions are blackhole routes inside a member's namespace (it can no
 //! longer send to the members named, and TCP across that link stops both
 //! ways); slow or lossy links are `tc netem` on the member's end of its
-//! veth. Everything is made with `ip` and `tc` (iproute2) and removed when
+//! veth (on kernels without netem: a tbf slow link and an nftables rule
+//! dropping a share of packets). Everything is made with `ip` and `tc` (iproute2) and removed when
 //! the [`Net`] drops: on success, on error, on panic and on Ctrl-C (the
 //! signal handler drops it). Namespaces left by a run that was killed
 //! outright are removed by the next run (their owner's pid is gone).
@@ -24,12 +25,22 @@ pub struct Net {
     nodes: usize,
     /// Blackhole routes in place, as (member, unreachable member).
     blackholes: Vec<(usize, usize)>,
-    /// Members whose link has a netem qdisc.
+    /// Members whose link has a netem (or tbf) qdisc.
     shaped: Vec<usize>,
+    /// Members with an nftables loss rule (kernels without netem).
+    lossy: Vec<usize>,
 }
 
-/// Runs `ip`/`tc` arguments, failing with what the command printed.
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
+/// Where the kernel has no netem (CONFIG_NET_SCH_NETEM, as in some VMs),
+/// a slow link stands in for delay: tbf at this rate queues a busy link's
+/// packets up to the fault's delay; nftables drops the fault's share.
+const SLOW_LINK_RATE: &str = "1mbit";
+const SLOW_LINK_BURST: &str = "32kbit";
+/// The nftables table the loss rule lives in, in the member's namespace.
+const NFT_TABLE: &str = "jepsen";
+
+/// Runs a command (`ip`, `tc`, `mount`), failing with what it printed.
+pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
     let output = Command::new(program)
         .args(args)
         .output()
@@ -54,6 +65,7 @@ impl Net {
             nodes,
             blackholes: Vec::new(),
             shaped: Vec::new(),
+            lossy: Vec::new(),
         };
         // Built step by step; a failure part way drops `net`, which
         // removes what exists.
@@ -122,30 +134,78 @@ impl Net {
         Ok(())
     }
 
-    /// Delay (with jitter) and loss on everything member `index` sends.
+    /// Delay (with jitter) and loss on everything member `index` sends,
+    /// with netem; on a kernel without it, a slow link and random loss.
+    /// Returns what stood in for netem, if anything did.
     pub fn shape(
         &mut self,
         index: usize,
         delay_ms: u32,
         jitter_ms: u32,
         loss_percent: u32,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let (_, inner) = self.veth(index);
         let (delay, jitter, loss) = (
             format!("{delay_ms}ms"),
             format!("{jitter_ms}ms"),
             format!("{loss_percent}%"),
         );
-        self.inside(
+        let netem = self.inside(
             index,
             "tc",
             &[
                 "qdisc", "replace", "dev", &inner, "root", "netem", "delay", &delay, &jitter,
                 "loss", &loss,
             ],
-        )?;
-        self.shaped.push(index);
-        Ok(())
+        );
+        match netem {
+            Ok(()) => {
+                self.shaped.push(index);
+                Ok(None)
+            }
+            Err(error) if error.contains("qdisc kind is unknown") => {
+                self.inside(
+                    index,
+                    "tc",
+                    &[
+                        "qdisc",
+                        "replace",
+                        "dev",
+                        &inner,
+                        "root",
+                        "tbf",
+                        "rate",
+                        SLOW_LINK_RATE,
+                        "burst",
+                        SLOW_LINK_BURST,
+                        "latency",
+                        &delay,
+                    ],
+                )?;
+                self.shaped.push(index);
+                let chain = "{ type filter hook output priority 0; }";
+                let below = loss_percent.to_string();
+                self.inside(index, "nft", &["add", "table", "inet", NFT_TABLE])?;
+                self.lossy.push(index);
+                self.inside(
+                    index,
+                    "nft",
+                    &["add", "chain", "inet", NFT_TABLE, "out", chain],
+                )?;
+                self.inside(
+                    index,
+                    "nft",
+                    &[
+                        "add", "rule", "inet", NFT_TABLE, "out", "numgen", "random", "mod", "100",
+                        "<", &below, "drop",
+                    ],
+                )?;
+                Ok(Some(format!(
+                    "no netem in this kernel: tbf {SLOW_LINK_RATE} queueing up to {delay}, nftables dropping {loss}"
+                )))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Removes every cut and every netem qdisc.
@@ -157,6 +217,9 @@ impl Net {
         for index in std::mem::take(&mut self.shaped) {
             let (_, inner) = self.veth(index);
             self.inside(index, "tc", &["qdisc", "del", "dev", &inner, "root"])?;
+        }
+        for index in std::mem::take(&mut self.lossy) {
+            self.inside(index, "nft", &["delete", "table", "inet", NFT_TABLE])?;
         }
         Ok(())
     }

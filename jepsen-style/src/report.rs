@@ -31,6 +31,8 @@ pub struct Stats {
     pub outside_faults: Option<(Duration, Duration)>,
     /// Per fault: from its heal to the first successful completion after.
     pub recoveries: Vec<Option<Duration>>,
+    /// Members that exited while their disk was full (and were restarted).
+    pub exits_on_full_disk: usize,
 }
 
 impl Stats {

@@ -13,7 +13,9 @@ use detcd::proto::etcdserverpb::{PutRequest, RangeRequest};
 use detcd_sim::check::{check, Budget, Verdict};
 use detcd_sim::etcd_workload::{EtcdClient, EtcdLog};
 use detcd_sim::history::History;
-use detcd_sim::model::etcd::Etcd;
+use detcd_sim::model::etcd::{Etcd, EtcdInput};
+use detcd_sim::properties::watch::{self, Filter};
+use detcd_sim::watcher::{self, SharedLog};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -40,6 +42,11 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How long the watchers may take to reach the converged revision.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(30);
+/// The watchers watch every key of the etcd workload.
+const WATCHED_KEY: &[u8] = b"etcd/";
+const WATCHED_END: &[u8] = b"etcd0";
 /// Lines of each member's log printed when a run crashes.
 const LOG_TAIL_LINES: usize = 15;
 /// A seed's clients draw from `seed * CLIENT_SEED_STRIDE + client`.
@@ -68,13 +75,13 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     time: u64,
     /// `all`, `none`, or a comma-separated list of: kill, pause,
-    /// partition, netem, leader.
+    /// partition, netem, leader, churn, disk.
     #[arg(long, default_value = "all")]
     nemesis: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Members on loopback ports, without namespaces: no partitions and no
-    /// netem, but no root needed.
+    /// Members on loopback ports, without namespaces: no partitions, no
+    /// netem and no full disks, but no root needed.
     #[arg(long)]
     no_netns: bool,
     /// Concurrent workload clients.
@@ -124,7 +131,7 @@ impl Args {
         if self.no_netns {
             let dropped: Vec<String> = kinds
                 .iter()
-                .filter(|kind| kind.needs_netns())
+                .filter(|kind| kind.needs_root())
                 .map(|kind| format!("{kind:?}").to_lowercase())
                 .collect();
             if !dropped.is_empty() {
@@ -133,7 +140,7 @@ impl Args {
                     dropped.join(", ")
                 );
             }
-            kinds.retain(|kind| !kind.needs_netns());
+            kinds.retain(|kind| !kind.needs_root());
         }
         Ok(kinds)
     }
@@ -275,6 +282,9 @@ fn print_comparison(results: &[(Target, RunResult)]) {
             .worst_recovery()
             .map_or("-".to_string(), |d| format!("{:.0}", d.as_secs_f64() * 1e3))
     });
+    row("members exited, disk full", &|r| {
+        r.stats.exits_on_full_disk.to_string()
+    });
     row("verdict", &|r| match &r.verdict {
         RunVerdict::Pass => "pass".to_string(),
         RunVerdict::Violation(_) => "VIOLATION".to_string(),
@@ -381,8 +391,16 @@ async fn run_in(
         })?)
     };
     let token = format!("jepsen-{}", args.seed);
-    let mut cluster = Cluster::new(binary.clone(), nodes, dir, net.as_ref(), &token)
-        .map_err(|error| format!("laying out the members: {error}"))?;
+    let small_disks = kinds.contains(&FaultKind::Disk);
+    let mut cluster = Cluster::new(
+        binary.clone(),
+        nodes,
+        dir,
+        net.as_ref(),
+        &token,
+        small_disks,
+    )
+    .map_err(|error| format!("laying out the members: {error}"))?;
     cluster
         .start_all()
         .map_err(|error| format!("starting {}: {error}", binary.display()))?;
@@ -399,6 +417,9 @@ async fn run_in(
     let _ = std::fs::write(dir.join("schedule.txt"), schedule.join("\n") + "\n");
 
     let log = EtcdLog::default();
+    // Odd seeds compact (past reads meet compacted revisions); even seeds
+    // do not, so the watches stay whole and their replay is checked.
+    let compacts = args.seed % 2 == 1;
     let started = tokio::time::Instant::now();
     let urls = cluster.client_urls();
     let mut clients = Vec::new();
@@ -417,27 +438,72 @@ async fn run_in(
             request_timeout: REQUEST_TIMEOUT,
             started,
             run_for: time,
+            compacts,
             note: Box::new(|_| {}),
         })));
     }
 
+    // Two watchers through all the faults: one with previous key-values,
+    // one filtering puts or deletes (by the seed's parity).
+    let watch_log = SharedLog::default();
+    let filtered_log = SharedLog::default();
+    let filter = if args.seed % 2 == 0 {
+        Filter::NoPut
+    } else {
+        Filter::NoDelete
+    };
+    for (log, prev_kv, filter, skip) in [
+        (&watch_log, true, None, 0),
+        (&filtered_log, false, Some(filter), 1),
+    ] {
+        let mut endpoints = urls.clone();
+        endpoints.rotate_left(skip % urls.len());
+        let spec = watcher::Spec {
+            key: WATCHED_KEY,
+            range_end: WATCHED_END,
+            prev_kv,
+            filter,
+        };
+        tokio::spawn(watcher::consume(endpoints, spec, log.clone(), |_| {}));
+    }
+    let stop_watchers = || {
+        watch_log.lock().unwrap().stop = true;
+        filtered_log.lock().unwrap().stop = true;
+    };
+
     let mut progress = Progress::new(time, started);
     let mut windows = Vec::new();
     let mut crashed = None;
+    // A fault the cluster could not recover from (churn that never
+    // completes): a liveness failure.
+    let mut broken: Option<String> = None;
+    let mut exits_on_full_disk = 0;
     for step in &steps {
         if !progress.wait_until(started + step.at, &log, stop, "").await {
             break;
         }
         let start = started.elapsed();
-        let what = apply(&mut cluster, net.as_mut(), &step.fault).await;
+        let applied = apply(&mut cluster, net.as_mut(), &step.fault).await;
+        let what = applied.what;
         println!("[{:>6.1}s] {what}", start.as_secs_f64());
         let held = progress
             .wait_until(started + step.at + step.hold, &log, stop, &what)
             .await;
-        heal(&mut cluster, net.as_mut(), &step.fault)?;
+        let healed = heal(&mut cluster, net.as_mut(), &step.fault, applied.learner).await;
         let end = started.elapsed();
-        println!("[{:>6.1}s] healed: {what}", end.as_secs_f64());
+        if matches!(step.fault, Fault::DiskFull(_)) && matches!(healed, Ok(Some(_))) {
+            exits_on_full_disk += 1;
+        }
+        match &healed {
+            Ok(Some(note)) => println!("[{:>6.1}s] healed: {what} ({note})", end.as_secs_f64()),
+            Ok(None) => println!("[{:>6.1}s] healed: {what}", end.as_secs_f64()),
+            Err(why) => println!("[{:>6.1}s] not healed: {what}: {why}", end.as_secs_f64()),
+        }
         windows.push(Window { start, end, what });
+        if let Some(why) = applied.broken.or(healed.err()) {
+            broken = Some(why);
+            break;
+        }
         let exited = cluster.exited();
         if !exited.is_empty() {
             crashed = Some(exited);
@@ -447,7 +513,7 @@ async fn run_in(
             break;
         }
     }
-    if crashed.is_none() {
+    if crashed.is_none() && broken.is_none() {
         progress.wait_until(started + time, &log, stop, "").await;
     }
     for client in clients {
@@ -460,11 +526,15 @@ async fn run_in(
         net.heal()?;
     }
     if stop.load(Ordering::SeqCst) {
+        stop_watchers();
         return Ok(RunVerdict::Interrupted);
     }
     let record = log.take();
     let end = started.elapsed();
-    *stats_out = Stats::of(&record.operations, &windows);
+    *stats_out = Stats {
+        exits_on_full_disk,
+        ..Stats::of(&record.operations, &windows)
+    };
     println!(
         "workload done: {} operations ({} ok, {} failed, {} unknown), {} reads at a revision, {} compactions",
         stats_out.operations,
@@ -478,9 +548,14 @@ async fn run_in(
     let mut verdict = RunVerdict::Pass;
     let mut details = vec![
         format!(
-            "target {}, {nodes} members, seed {}",
+            "target {}, {nodes} members, seed {} ({})",
             target.name(),
-            args.seed
+            args.seed,
+            if compacts {
+                "clients compact"
+            } else {
+                "no compaction: watches checked whole"
+            }
         ),
         format!("reproduce: {}", args.reproduce(target.name())),
     ];
@@ -494,17 +569,28 @@ async fn run_in(
             names.join(", "),
             tails(&cluster)
         ));
+    } else if let Some(why) = broken {
+        verdict = RunVerdict::Liveness(why);
     } else {
         cluster
             .heal()
             .map_err(|error| format!("restarting members: {error}"))?;
         match converge(&cluster).await {
-            Ok(line) => details.push(line),
+            Ok((line, revision)) => {
+                details.push(line);
+                let watched = (&watch_log, &filtered_log, filter);
+                match check_watches(&cluster, watched, revision, &record.operations).await {
+                    Ok(line) => details.push(line),
+                    Err(Disagreement::Violation(why)) => verdict = RunVerdict::Violation(why),
+                    Err(Disagreement::Liveness(why)) => verdict = RunVerdict::Liveness(why),
+                }
+            }
             Err(Disagreement::Violation(why)) => verdict = RunVerdict::Violation(why),
             Err(Disagreement::Liveness(why)) => verdict = RunVerdict::Liveness(why),
         }
     }
 
+    stop_watchers();
     let model = Etcd::default();
     let history = History::new(record.operations.clone());
     let report = check(&model, &history, Budget::default());
@@ -673,9 +759,25 @@ async fn leader(cluster: &Cluster) -> Option<(usize, Vec<u64>)> {
     Some((index, ids))
 }
 
-/// Applies `fault`; returns what was done, in words.
-async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> String {
+/// What applying a fault did.
+struct Applied {
+    /// In words, with the member the fault found (the leader) or why it
+    /// could not be applied.
+    what: String,
+    /// The learner churn added, to promote at heal.
+    learner: Option<u64>,
+    /// Churn left the cluster without the member: a liveness failure.
+    broken: Option<String>,
+}
+
+/// How long a churned member may take to be added back, and a learner to
+/// catch up and be promoted.
+const CHURN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Applies `fault`.
+async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> Applied {
     let described = fault.to_string();
+    let mut learner = None;
     let outcome: Result<String, String> = async {
         match fault {
             Fault::Kill(m) => {
@@ -702,8 +804,10 @@ async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> S
                 loss_percent,
             } => {
                 let net = net.ok_or("no namespaces")?;
-                net.shape(*member, *delay_ms, *jitter_ms, *loss_percent)?;
-                Ok(described.clone())
+                match net.shape(*member, *delay_ms, *jitter_ms, *loss_percent)? {
+                    Some(stand_in) => Ok(format!("{described} ({stand_in})")),
+                    None => Ok(described.clone()),
+                }
             }
             Fault::MoveLeader(to) => {
                 let (leader, ids) = leader(cluster).await.ok_or("no leader known")?;
@@ -717,6 +821,14 @@ async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> S
                     .map_err(|error| error.to_string())?;
                 Ok(described.clone())
             }
+            Fault::Churn(m) => {
+                learner = Some(churn(cluster, *m).await?);
+                Ok(described.clone())
+            }
+            Fault::DiskFull(m) => {
+                cluster.fill_disk(*m)?;
+                Ok(described.clone())
+            }
             partition => {
                 let net = net.ok_or("no namespaces")?;
                 for (from, to) in partition.cuts() {
@@ -727,22 +839,130 @@ async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> S
         }
     }
     .await;
-    outcome.unwrap_or_else(|why| format!("{described} (not applied: {why})"))
+    match outcome {
+        Ok(what) => Applied {
+            what,
+            learner,
+            broken: None,
+        },
+        Err(why) => Applied {
+            what: format!("{described} (not applied: {why})"),
+            learner: None,
+            broken: matches!(fault, Fault::Churn(_))
+                .then(|| format!("churn of {described} failed: {why}")),
+        },
+    }
+}
+
+/// Removes member `m` through the others, wipes it, adds it back as a
+/// learner and starts it; returns the learner's id.
+async fn churn(cluster: &mut Cluster, m: usize) -> Result<u64, String> {
+    let mut client = Client::new(cluster.client_urls_except(m)).with_request_timeout(PROBE_TIMEOUT);
+    let name = cluster.members[m].name.clone();
+    let peer_url = cluster.members[m].peer_url.clone();
+    let list = client
+        .member_list()
+        .await
+        .map_err(|error| format!("member list: {error}"))?;
+    let id = list
+        .members
+        .iter()
+        .find(|member| member.name == name || member.peer_ur_ls.contains(&peer_url))
+        .map(|member| member.id)
+        .ok_or_else(|| format!("{name} is not in the member list"))?;
+    // Strict reconfiguration refuses while the rest has not been
+    // connected for a while (etcd's "unhealthy cluster", as after a
+    // restart): ask again until it is.
+    let started = tokio::time::Instant::now();
+    let mut sent = false;
+    loop {
+        match client.member_remove(id).await {
+            Ok(_) => break,
+            // An earlier attempt that timed out went through.
+            Err(error) if sent && error.to_string().contains("member not found") => break,
+            Err(error) if started.elapsed() >= CHURN_TIMEOUT => {
+                return Err(format!("member remove: {error}"))
+            }
+            Err(error) => {
+                sent |= error.may_have_applied();
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+    }
+    cluster
+        .wipe(m)
+        .map_err(|error| format!("wiping {name}: {error}"))?;
+    let started = tokio::time::Instant::now();
+    let added = loop {
+        match client.member_add(vec![peer_url.clone()], true).await {
+            Ok(added) => break added,
+            Err(error) if started.elapsed() >= CHURN_TIMEOUT => {
+                return Err(format!("member add: {error}"))
+            }
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    };
+    let learner = added
+        .member
+        .map(|member| member.id)
+        .ok_or("member add answered no member")?;
+    cluster
+        .start(m)
+        .map_err(|error| format!("starting {name}: {error}"))?;
+    Ok(learner)
 }
 
 /// Undoes `fault`: restarts a killed member, resumes a paused one, removes
-/// cuts and netem.
-fn heal(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> Result<(), String> {
+/// cuts and netem, frees a disk, promotes a churned learner. Returns a note
+/// on anything worth saying; an error when the cluster could not be
+/// brought back (a liveness failure).
+async fn heal(
+    cluster: &mut Cluster,
+    net: Option<&mut Net>,
+    fault: &Fault,
+    learner: Option<u64>,
+) -> Result<Option<String>, String> {
     match fault {
         Fault::Kill(m) => cluster
             .start(*m)
+            .map(|()| None)
             .map_err(|error| format!("restarting m{}: {error}", m + 1)),
         Fault::Pause(m) => {
             cluster.resume(*m);
-            Ok(())
+            Ok(None)
         }
-        Fault::MoveLeader(_) => Ok(()),
-        _ => net.map_or(Ok(()), Net::heal),
+        Fault::MoveLeader(_) => Ok(None),
+        Fault::DiskFull(m) => Ok(cluster
+            .free_disk(*m)?
+            .map(|status| format!("m{} had exited ({status}); restarted", m + 1))),
+        Fault::Churn(m) => {
+            let Some(learner) = learner else {
+                return Ok(None);
+            };
+            // Through the others: a learner refuses the request itself.
+            let mut client =
+                Client::new(cluster.client_urls_except(*m)).with_request_timeout(PROBE_TIMEOUT);
+            let started = tokio::time::Instant::now();
+            loop {
+                match client.member_promote(learner).await {
+                    Ok(_) => {
+                        return Ok(Some(format!(
+                            "m{} promoted after {:.1} s",
+                            m + 1,
+                            started.elapsed().as_secs_f64()
+                        )))
+                    }
+                    Err(error) if started.elapsed() >= CHURN_TIMEOUT => {
+                        return Err(format!(
+                            "learner m{} not promoted within {CHURN_TIMEOUT:?}: {error}",
+                            m + 1
+                        ))
+                    }
+                    Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+                }
+            }
+        }
+        _ => net.map_or(Ok(None), |net| net.heal().map(|()| None)),
     }
 }
 
@@ -754,7 +974,7 @@ enum Disagreement {
 /// Waits for every member to give the same HashKV at the same revision.
 /// Members at one revision with different hashes disagree on the data: a
 /// violation. Members that never catch up: a liveness failure.
-async fn converge(cluster: &Cluster) -> Result<String, Disagreement> {
+async fn converge(cluster: &Cluster) -> Result<(String, i64), Disagreement> {
     let started = tokio::time::Instant::now();
     let mut last = String::new();
     // A write after the faults: the healed cluster must accept one.
@@ -791,10 +1011,11 @@ async fn converge(cluster: &Cluster) -> Result<String, Disagreement> {
                 .iter()
                 .all(|&answer| answer == (revision, compacted, hash))
             {
-                return Ok(format!(
+                let line = format!(
                     "converged after {:.1} s: HashKV {hash:#010x} at revision {revision} on every member",
                     started.elapsed().as_secs_f64()
-                ));
+                );
+                return Ok((line, revision));
             }
             // One revision and one compaction, yet other data.
             if answers
@@ -814,4 +1035,117 @@ async fn converge(cluster: &Cluster) -> Result<String, Disagreement> {
         "the healed members did not converge within {CONVERGE_TIMEOUT:?} (write after heal: {}; last: {last})",
         if wrote { "ok" } else { "failed" }
     )))
+}
+
+/// etcd's watch guarantees over what the two watchers received: each must
+/// reach the converged `revision`; every stream created, ordered, atomic
+/// and bookmarkable; and unless compaction cut a watch off, its events
+/// replay to what the members hold, carry every acknowledged put and the
+/// right previous key-values, and the filtered watch saw exactly the
+/// unfiltered events.
+async fn check_watches(
+    cluster: &Cluster,
+    (log, filtered_log, filter): (&SharedLog, &SharedLog, Filter),
+    revision: i64,
+    operations: &[detcd_sim::etcd_workload::EtcdOperation],
+) -> Result<String, Disagreement> {
+    let started = tokio::time::Instant::now();
+    for (name, log) in [("the watch", log), ("the filtered watch", filtered_log)] {
+        while log.lock().unwrap().caught_up_to < revision {
+            if started.elapsed() >= WATCH_CATCH_UP {
+                let reached = log.lock().unwrap().caught_up_to;
+                return Err(Disagreement::Liveness(format!(
+                    "{name} reached revision {reached}, not {revision}, within {WATCH_CATCH_UP:?}"
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+    // What the members hold, read once from one of them (they agree).
+    let view_read = probe(&cluster.members[0].client_url)
+        .range(RangeRequest {
+            key: WATCHED_KEY.to_vec(),
+            range_end: WATCHED_END.to_vec(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| {
+            Disagreement::Liveness(format!("reading m1 after convergence: {error}"))
+        })?;
+    let view_revision = view_read.header.as_ref().map_or(0, |h| h.revision);
+    let view: std::collections::BTreeMap<String, (String, i64)> = view_read
+        .kvs
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                (
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                    kv.mod_revision,
+                ),
+            )
+        })
+        .collect();
+    let watched = |key: &str| key.as_bytes() >= WATCHED_KEY && key.as_bytes() < WATCHED_END;
+    // Plain acknowledged puts: each value is unique to its client and
+    // sequence number.
+    let writes =
+        operations
+            .iter()
+            .filter_map(|operation| match (&operation.input, &operation.outcome) {
+                (
+                    EtcdInput::Put {
+                        key,
+                        value,
+                        ignore_value: false,
+                        ..
+                    },
+                    detcd_sim::history::Outcome::Ok(_),
+                ) => Some((key.as_str(), value.as_str())),
+                _ => None,
+            });
+    let log = log.lock().unwrap();
+    let filtered = filtered_log.lock().unwrap();
+    let each = |responses: &[watch::Response]| {
+        watch::check_created(responses)
+            .and_then(|()| watch::check_order(responses))
+            .and_then(|()| watch::check_atomic(responses))
+            .and_then(|()| watch::check_bookmarks(responses))
+    };
+    let checked = each(&log.responses)
+        .and_then(|()| each(&filtered.responses))
+        .and_then(|()| {
+            if log.compacted {
+                return Ok(());
+            }
+            watch::check_replay(&log.responses, &view, view_revision, watched)
+                .and_then(|()| watch::check_acknowledged(&log.responses, writes, watched))
+                .and_then(|()| watch::check_prev_kv(&log.responses, true))
+                .and_then(|()| {
+                    if filtered.compacted {
+                        return Ok(());
+                    }
+                    let up_to = log.caught_up_to.min(filtered.caught_up_to);
+                    watch::check_filtered(&filtered.responses, filter, &log.responses, up_to)
+                })
+        });
+    checked.map_err(Disagreement::Violation)?;
+    let summary = |log: &watcher::WatchLog| {
+        format!(
+            "{} events over {} streams{}",
+            watch::events(&log.responses).count(),
+            log.streams,
+            if log.compacted {
+                " (cut off by compaction: replay checks skipped)"
+            } else {
+                ""
+            }
+        )
+    };
+    Ok(format!(
+        "watches: {}; filtered ({filter:?}): {}",
+        summary(&log),
+        summary(&filtered)
+    ))
 }

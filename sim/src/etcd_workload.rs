@@ -260,6 +260,9 @@ pub struct EtcdClient {
     /// Times in the history count from here.
     pub started: tokio::time::Instant,
     pub run_for: Duration,
+    /// Whether it compacts (a watch that falls behind a compaction can no
+    /// longer be checked whole).
+    pub compacts: bool,
     /// Told of each write that may have applied.
     pub note: Box<dyn Fn(String) + Send + Sync>,
 }
@@ -275,6 +278,7 @@ pub async fn client(setup: EtcdClient) {
         request_timeout,
         started,
         run_for,
+        compacts,
         note,
     } = setup;
     let mut client = Client::new(endpoints).with_request_timeout(request_timeout);
@@ -314,7 +318,7 @@ pub async fn client(setup: EtcdClient) {
                     revision: 0,
                     serializable: true,
                 }),
-                14..=15 => Some(Side::Compact(behind(&mut rng))),
+                14..=15 if compacts => Some(Side::Compact(behind(&mut rng))),
                 _ => None,
             }
         };

@@ -6,6 +6,8 @@
 //! - [`etcd_workload`] (madsim build, or the `client` feature): the etcd
 //!   workload's clients, over detcd's client, on either runtime: the
 //!   simulator and the jepsen-style tool run the same workload.
+//! - [`watcher`] (madsim build, or the `client` feature): watch consumers
+//!   that record what `properties::watch` checks, on either runtime.
 //! - [`history`]: operations with invocation and completion times and an
 //!   outcome (ok, definite failure, indeterminate).
 //! - [`model`]: sequential specifications: a register, a many-key kv map and
@@ -38,3 +40,5 @@ pub mod model;
 pub mod options;
 pub mod properties;
 pub mod report;
+#[cfg(any(madsim, feature = "client"))]
+pub mod watcher;

@@ -17,17 +17,20 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::proto::etcdserverpb::{
-    auth_client::AuthClient, kv_client::KvClient, lease_client::LeaseClient,
-    maintenance_client::MaintenanceClient, request_op, AuthDisableRequest, AuthDisableResponse,
-    AuthEnableRequest, AuthEnableResponse, AuthRoleAddRequest, AuthRoleAddResponse,
-    AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
-    AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
-    AuthUserAddResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthenticateRequest,
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvRequest,
-    HashKvResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, request_op,
+    AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleGrantPermissionRequest,
+    AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionRequest,
+    AuthRoleRevokePermissionResponse, AuthUserAddRequest, AuthUserAddResponse,
+    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthenticateRequest, CompactionRequest,
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvRequest, HashKvResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    StatusRequest, StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::proto::v3electionpb::{
     election_client::ElectionClient, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest,
@@ -325,6 +328,55 @@ impl Client {
         self.call(Retry::OnlyIfUnsent, move |channel| async move {
             MaintenanceClient::with_interceptor(channel.channel, channel.token)
                 .move_leader(MoveLeaderRequest { target_id: target })
+                .await
+        })
+        .await
+    }
+
+    pub async fn member_list(&mut self) -> Result<MemberListResponse, ClientError> {
+        self.call(Retry::Idempotent, |channel| async move {
+            ClusterClient::with_interceptor(channel.channel, channel.token)
+                .member_list(MemberListRequest {})
+                .await
+        })
+        .await
+    }
+
+    /// Adds a member (a learner when `learner`) at `peer_urls`. Not
+    /// repeated once sent: a second add would be a second member.
+    pub async fn member_add(
+        &mut self,
+        peer_urls: Vec<String>,
+        learner: bool,
+    ) -> Result<MemberAddResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| {
+            let request = MemberAddRequest {
+                peer_ur_ls: peer_urls.clone(),
+                is_learner: learner,
+            };
+            async move {
+                ClusterClient::with_interceptor(channel.channel, channel.token)
+                    .member_add(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn member_remove(&mut self, id: u64) -> Result<MemberRemoveResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            ClusterClient::with_interceptor(channel.channel, channel.token)
+                .member_remove(MemberRemoveRequest { id })
+                .await
+        })
+        .await
+    }
+
+    /// Promotes learner `id`; the leader refuses while it lags.
+    pub async fn member_promote(&mut self, id: u64) -> Result<MemberPromoteResponse, ClientError> {
+        self.call(Retry::OnlyIfUnsent, move |channel| async move {
+            ClusterClient::with_interceptor(channel.channel, channel.token)
+                .member_promote(MemberPromoteRequest { id })
                 .await
         })
         .await

@@ -31,6 +31,14 @@ pub trait Disk: Send + Sync + 'static {
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Sets a file's length: cuts it down, or grows it with zeros.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Grows a file to `len` bytes of zeros with its blocks reserved on
+    /// the device, as etcd preallocates WAL segments: writes inside it then
+    /// never fail for want of space, so a member rides out a full disk
+    /// until it needs a new segment. A disk that cannot reserve grows the
+    /// file sparse, as `truncate`.
+    fn allocate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.truncate(path, len)
+    }
     /// Makes the file's data durable (fdatasync).
     fn sync(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames a file (durable after `sync_dir`).
@@ -64,7 +72,7 @@ pub fn write_preallocated(disk: &dyn Disk, path: &Path, data: &[u8], len: u64) -
     disk.create(&temp)?;
     disk.append(&temp, data)?;
     if len > data.len() as u64 {
-        disk.truncate(&temp, len)?;
+        disk.allocate(&temp, len)?;
     }
     disk.sync(&temp)?;
     disk.rename(&temp, path)?;

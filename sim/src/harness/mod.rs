@@ -21,5 +21,4 @@ pub mod operator;
 pub mod options;
 pub mod run;
 pub mod trace;
-pub mod watcher;
 pub mod workload;

@@ -28,8 +28,8 @@ use super::monitor::Monitor;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
 use super::trace::Trace;
-use super::watcher;
 use super::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
+use crate::watcher;
 
 /// After healing, the cluster must serve a write and a linearizable read
 /// within this much simulated time, or the run is a liveness failure.
@@ -138,6 +138,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
                 request_timeout: super::workload::REQUEST_TIMEOUT,
                 started,
                 run_for: deadline - started,
+                compacts: true,
                 note: Box::new(move |line| trace.record(line)),
             },
         )));
@@ -171,14 +172,17 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let watch_log = watcher::SharedLog::default();
     let (watch_node, watch_endpoints) = cluster.add_client(swarm.clients);
     let main_watch = watcher::Spec {
+        key: watcher::WATCHED_FROM,
+        range_end: watcher::WATCHED_TO,
         prev_kv: true,
         filter: None,
     };
+    let note = trace.clone();
     watch_node.spawn(watcher::consume(
         watch_endpoints,
         main_watch,
         watch_log.clone(),
-        trace.clone(),
+        move |line| note.record(line),
     ));
     let filtered_log = watcher::SharedLog::default();
     let filter = if madsim::rand::Rng::gen_bool(&mut madsim::rand::thread_rng(), 0.5) {
@@ -188,14 +192,17 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     };
     // The last client node: the ones before it are numbered up to here.
     let (filtered_node, filtered_endpoints) = cluster.add_client(next_node);
+    let note = trace.clone();
     filtered_node.spawn(watcher::consume(
         filtered_endpoints,
         watcher::Spec {
+            key: watcher::WATCHED_FROM,
+            range_end: watcher::WATCHED_TO,
             prev_kv: false,
             filter: Some(filter),
         },
         filtered_log.clone(),
-        trace.clone(),
+        move |line| note.record(line),
     ));
     // The etcd workload's clients compact themselves, and record it.
     let compactor =

@@ -1,5 +1,5 @@
 //! etcd's watch guarantees, checked over what the simulator's watch
-//! consumers (`harness::watcher`) received. Each check is one guarantee
+//! consumers (`watcher`) received. Each check is one guarantee
 //! and names it in its violation:
 //! - created: every stream opens with a created notification, which
 //!   carries no events;

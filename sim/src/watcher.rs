@@ -1,6 +1,7 @@
-//! Watch consumers for etcd's watch guarantees (`properties::watch`).
-//! Each watches every workload key from revision 1 through all the
-//! faults, resuming after the last revision it got on another member
+//! Watch consumers for etcd's watch guarantees (`properties::watch`), on
+//! either runtime: the simulator's and the jepsen-style tool's.
+//! Each watches a key range (in the simulator every workload key) from
+//! revision 1 through all the faults, resuming after the last revision it got on another member
 //! whenever its stream breaks, as etcd clients do, and asks for progress
 //! now and then. The main consumer asks for previous key-values; a second
 //! one filters puts or deletes (drawn per run). Each records every
@@ -18,10 +19,9 @@ use detcd::proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::trace::Trace;
 use crate::properties::watch::{Event, Filter, Previous, Response};
 
-/// The key range watched: every workload key ("k0", "k1", ...).
+/// The simulator's watched range: every workload key ("k0", "k1", ...).
 pub const WATCHED_FROM: &[u8] = b"k";
 pub const WATCHED_TO: &[u8] = b"l";
 /// How often the consumer asks for progress (so it learns the revision
@@ -32,9 +32,12 @@ const RESUME_PAUSE: Duration = Duration::from_millis(200);
 /// A stream silent this long (no events, no progress) counts as broken.
 const STREAM_SILENCE_MAX: Duration = Duration::from_secs(5);
 
-/// What a consumer asks for.
-#[derive(Clone, Copy, Debug, Default)]
+/// What a consumer asks for: the range `[key, range_end)`, previous
+/// key-values, a filter.
+#[derive(Clone, Copy, Debug)]
 pub struct Spec {
+    pub key: &'static [u8],
+    pub range_end: &'static [u8],
     pub prev_kv: bool,
     pub filter: Option<Filter>,
 }
@@ -57,8 +60,9 @@ pub struct WatchLog {
 
 pub type SharedLog = Arc<Mutex<WatchLog>>;
 
-/// Watches until told to stop, resuming across failures.
-pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, trace: Trace) {
+/// Watches until told to stop, resuming across failures; tells `note`
+/// why each stream ended.
+pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, note: impl Fn(String)) {
     let mut member = 0;
     let name = match spec.filter {
         None => "watcher".to_string(),
@@ -73,7 +77,7 @@ pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, trace: 
         };
         let endpoint = &endpoints[member % endpoints.len()];
         let ended = stream(endpoint, from, spec, number, &log).await;
-        trace.record(format!(
+        note(format!(
             "{name}: stream via {endpoint} from revision {from} ended: {ended}"
         ));
         member += 1;
@@ -88,8 +92,8 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
     };
     let (requests, outbound) = mpsc::channel(4);
     let create = WatchCreateRequest {
-        key: WATCHED_FROM.to_vec(),
-        range_end: WATCHED_TO.to_vec(),
+        key: spec.key.to_vec(),
+        range_end: spec.range_end.to_vec(),
         start_revision: from,
         prev_kv: spec.prev_kv,
         filters: match spec.filter {
@@ -178,7 +182,7 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
         }
     }
 }
-/// Whether `key` is in the watched range.
+/// Whether `key` is in the simulator's watched range.
 pub fn watched(key: &str) -> bool {
     key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO
 }
