@@ -13,6 +13,7 @@ command -v etcd >/dev/null || need_packages+=(etcd-server)
 # jepsen-style: namespaces, veth and netem; a font for its plots' labels.
 command -v tc >/dev/null || need_packages+=(iproute2)
 command -v nft >/dev/null || need_packages+=(nftables)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need_packages+=(faketime)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_packages+=(fonts-dejavu-core)
 if [ ${#need_packages[@]} -gt 0 ]; then
     step "installing ${need_packages[*]} (etcdctl 3.4 and the reference etcd 3.4.23)"
@@ -36,10 +37,12 @@ step "normal build: unit, property and integration tests"
 cargo build --workspace --all-targets $jobs
 cargo nextest run --workspace $jobs --no-fail-fast
 
-step "jepsen-style: real processes, each in its own network namespace, under kills, pauses, partitions, leader moves, churn and full disks"
+step "jepsen-style: real processes, each in its own network namespace, under kills, pauses, partitions, leader moves, churn, full disks and clock steps"
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 "$target_dir/debug/detcd-jepsen" --target detcd --nodes 3 --time "${DETCD_CI_JEPSEN_SECS:-60}" \
-    --nemesis kill,pause,partition,leader,churn,disk --seed "${DETCD_CI_JEPSEN_SEED:-1}" --out target/jepsen-runs
+    --nemesis kill,pause,partition,leader,churn,disk,clock --seed "${DETCD_CI_JEPSEN_SEED:-1}" --out target/jepsen-runs
+"$target_dir/debug/detcd-jepsen" --target detcd --nodes 3 --time 30 --workload append \
+    --nemesis kill,pause,partition --seed 2 --out target/jepsen-runs
 
 step "simulation build (--cfg madsim, target/sim): everything compiles warning-free"
 export SIM_RUSTFLAGS="--cfg madsim -D warnings"

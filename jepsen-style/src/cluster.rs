@@ -21,6 +21,15 @@ const TIMING_ARGS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeou
 pub const DISK_BYTES: u64 = 256 << 20;
 /// The file that fills a member's disk.
 const FILLER: &str = "jepsen-filler";
+/// libfaketime for clock faults (Debian's faketime package), the
+/// multi-threaded build, by architecture.
+const FAKETIME_LIBRARIES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+];
+/// How often libfaketime rereads a member's clock file, in seconds.
+const FAKETIME_REREAD_SECS: &str = "1";
 /// The ports every member uses inside its own namespace.
 const CLIENT_PORT: u16 = 2379;
 const PEER_PORT: u16 = 2380;
@@ -54,6 +63,8 @@ pub struct Member {
     /// Rejoined the cluster after being removed: starts as an existing
     /// cluster's new member.
     rejoined: bool,
+    /// The clock offset libfaketime applies to it ("+5", "-3", "+0").
+    clock_file: PathBuf,
 }
 
 pub struct Cluster {
@@ -63,6 +74,34 @@ pub struct Cluster {
     token: String,
     /// The data directories are tmpfs mounts (unmounted on drop).
     mounted: bool,
+    /// libfaketime, preloaded into every member for clock faults.
+    faketime: Option<PathBuf>,
+}
+
+/// libfaketime if it is installed; installed with apt when it is not and
+/// this process may (root).
+pub fn faketime_library() -> Option<PathBuf> {
+    let found = || {
+        FAKETIME_LIBRARIES
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+    };
+    if let Some(path) = found() {
+        return Some(path);
+    }
+    println!("clock faults need libfaketime: apt-get install faketime");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "faketime"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed {
+        found()
+    } else {
+        None
+    }
 }
 
 /// A free loopback port: bound, read back and released. Another process
@@ -77,8 +116,8 @@ fn free_port() -> std::io::Result<u16> {
 impl Cluster {
     /// Lays out `nodes` members under `dir` (data and logs), on the
     /// namespaces of `net` when given, with a small tmpfs for each
-    /// member's data when `small_disks` (root). Nothing runs until
-    /// [`Cluster::start_all`].
+    /// member's data when `small_disks` (root), and `faketime` preloaded
+    /// when given. Nothing runs until [`Cluster::start_all`].
     pub fn new(
         binary: PathBuf,
         nodes: usize,
@@ -86,6 +125,7 @@ impl Cluster {
         net: Option<&Net>,
         token: &str,
         small_disks: bool,
+        faketime: Option<PathBuf>,
     ) -> Result<Cluster, String> {
         let mut members = Vec::new();
         for index in 0..nodes {
@@ -109,6 +149,7 @@ impl Cluster {
                 peer_url: format!("http://{host}:{peer_port}"),
                 data_dir: dir.join(format!("{name}.data")),
                 log_path: dir.join(format!("{name}.log")),
+                clock_file: dir.join(format!("{name}.clock")),
                 name,
                 namespace,
                 child: None,
@@ -127,7 +168,11 @@ impl Cluster {
             initial_cluster,
             token: token.to_string(),
             mounted: false,
+            faketime,
         };
+        for index in 0..cluster.members.len() {
+            cluster.set_clock(index, 0)?;
+        }
         if small_disks {
             cluster.mounted = true;
             for member in &cluster.members {
@@ -198,6 +243,18 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(library) = &self.faketime {
+            command
+                .env("LD_PRELOAD", library)
+                .env("FAKETIME_TIMESTAMP_FILE", &member.clock_file)
+                .env("FAKETIME_CACHE_DURATION", FAKETIME_REREAD_SECS)
+                // A clock step moves the wall clock (as NTP does), never the
+                // monotonic one timers run on (libfaketime would make
+                // CLOCK_MONOTONIC the shifted wall clock). Both spellings:
+                // libfaketime renamed it.
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("DONT_FAKE_MONOTONIC", "1");
+        }
         let child = command.spawn()?;
         let member = &mut self.members[index];
         member.child = Some(child);
@@ -247,6 +304,15 @@ impl Cluster {
             }
         }
         exited
+    }
+
+    /// Sets member `index`'s clock `offset_secs` from the real one (it
+    /// takes effect within `FAKETIME_REREAD_SECS`; only where libfaketime
+    /// is preloaded and the server reads time through libc).
+    pub fn set_clock(&self, index: usize, offset_secs: i32) -> Result<(), String> {
+        let path = &self.members[index].clock_file;
+        std::fs::write(path, format!("{offset_secs:+}\n"))
+            .map_err(|error| format!("{}: {error}", path.display()))
     }
 
     /// Empties member `index`'s data directory (stopped first), and marks

@@ -21,6 +21,9 @@ const GAP_MS: std::ops::Range<u64> = 500..2500;
 /// failover to happen inside it.
 const HOLD_MS: std::ops::Range<u64> = 1000..4000;
 
+/// How far a clock fault steps a member's clock, either way, in seconds.
+const CLOCK_STEP_SECS: std::ops::RangeInclusive<i32> = 1..=30;
+
 /// The kinds `--nemesis` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum FaultKind {
@@ -38,10 +41,13 @@ pub enum FaultKind {
     Churn,
     /// Fill a member's disk (a small tmpfs) (root).
     Disk,
+    /// Step a member's clock (libfaketime; Go's etcd reads the clock
+    /// without libc, so it is untouched).
+    Clock,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -49,6 +55,7 @@ impl FaultKind {
         FaultKind::Leader,
         FaultKind::Churn,
         FaultKind::Disk,
+        FaultKind::Clock,
     ];
 
     /// Needs root: namespaces, netem, tmpfs mounts (not with --no-netns).
@@ -89,6 +96,11 @@ pub enum Fault {
     /// Removed, wiped, re-added as a learner (while held), promoted (heal).
     Churn(usize),
     DiskFull(usize),
+    /// The member's clock jumps by `offset_secs`, and back at heal.
+    Clock {
+        member: usize,
+        offset_secs: i32,
+    },
 }
 
 fn names(members: &[usize]) -> String {
@@ -132,6 +144,10 @@ impl fmt::Display for Fault {
                 m + 1
             ),
             Fault::DiskFull(m) => write!(f, "fill m{}'s disk", m + 1),
+            Fault::Clock {
+                member,
+                offset_secs,
+            } => write!(f, "step m{}'s clock {offset_secs:+} s", member + 1),
         }
     }
 }
@@ -244,6 +260,17 @@ fn draw(rng: &mut ChaCha8Rng, kind: FaultKind, nodes: usize) -> Fault {
         FaultKind::Leader => Fault::MoveLeader(members[0]),
         FaultKind::Churn => Fault::Churn(members[0]),
         FaultKind::Disk => Fault::DiskFull(members[0]),
+        FaultKind::Clock => {
+            let magnitude = rng.gen_range(CLOCK_STEP_SECS);
+            Fault::Clock {
+                member: members[0],
+                offset_secs: if rng.gen_bool(0.5) {
+                    magnitude
+                } else {
+                    -magnitude
+                },
+            }
+        }
     }
 }
 

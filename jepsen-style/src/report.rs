@@ -6,9 +6,39 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use detcd_sim::etcd_workload::EtcdOperation;
-use detcd_sim::history::Outcome;
+use detcd_sim::history::{Operation, Outcome};
 use plotters::prelude::*;
+
+/// How an operation ended, as the report counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Ok,
+    Failed,
+    /// Timed out or lost: it may or may not have taken effect.
+    Unknown,
+}
+
+/// One operation as the report sees it, whatever the workload.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub invoke_ns: u64,
+    pub complete_ns: Option<u64>,
+    pub ended: Ended,
+}
+
+impl Sample {
+    pub fn of<I, O>(operation: &Operation<I, O>) -> Sample {
+        Sample {
+            invoke_ns: operation.invoke_ns,
+            complete_ns: operation.complete_ns,
+            ended: match operation.outcome {
+                Outcome::Ok(_) => Ended::Ok,
+                Outcome::Fail => Ended::Failed,
+                Outcome::Indeterminate => Ended::Unknown,
+            },
+        }
+    }
+}
 
 /// A fault as it happened: when it started and healed, from the run's start.
 #[derive(Clone, Debug)]
@@ -36,7 +66,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn of(operations: &[EtcdOperation], windows: &[Window]) -> Stats {
+    pub fn of(operations: &[Sample], windows: &[Window]) -> Stats {
         let mut stats = Stats {
             operations: operations.len(),
             ..Stats::default()
@@ -44,13 +74,12 @@ impl Stats {
         let mut inside = Vec::new();
         let mut outside = Vec::new();
         for operation in operations {
-            match &operation.outcome {
-                Outcome::Ok(_) => stats.ok += 1,
-                Outcome::Fail => stats.failed += 1,
-                Outcome::Indeterminate => stats.indeterminate += 1,
+            match operation.ended {
+                Ended::Ok => stats.ok += 1,
+                Ended::Failed => stats.failed += 1,
+                Ended::Unknown => stats.indeterminate += 1,
             }
-            let (Outcome::Ok(_), Some(complete)) = (&operation.outcome, operation.complete_ns)
-            else {
+            let (Ended::Ok, Some(complete)) = (operation.ended, operation.complete_ns) else {
                 continue;
             };
             let latency = Duration::from_nanos(complete - operation.invoke_ns);
@@ -71,7 +100,7 @@ impl Stats {
             .map(|window| {
                 operations
                     .iter()
-                    .filter(|op| matches!(op.outcome, Outcome::Ok(_)))
+                    .filter(|op| op.ended == Ended::Ok)
                     .filter_map(|op| op.complete_ns.map(Duration::from_nanos))
                     .filter(|&complete| complete >= window.end)
                     .min()
@@ -150,19 +179,19 @@ const PLOT_HEIGHT: u32 = 360;
 
 /// The latency scatter: one point per operation at its invocation, by
 /// outcome (timeouts show as the request timeout).
-fn latency_svg(operations: &[EtcdOperation], windows: &[Window], end: Duration) -> String {
+fn latency_svg(operations: &[Sample], windows: &[Window], end: Duration) -> String {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (PLOT_WIDTH, PLOT_HEIGHT)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let points: Vec<(f64, f64, &Outcome<_>)> = operations
+        let points: Vec<(f64, f64, Ended)> = operations
             .iter()
             .filter_map(|op| {
                 let complete = op.complete_ns?;
                 Some((
                     op.invoke_ns as f64 / 1e9,
                     ((complete - op.invoke_ns) as f64 / 1e6).max(0.01),
-                    &op.outcome,
+                    op.ended,
                 ))
             })
             .collect();
@@ -186,11 +215,15 @@ fn latency_svg(operations: &[EtcdOperation], windows: &[Window], end: Duration) 
                 FAULT_SHADE.mix(0.35).filled(),
             )
         }));
-        for (color, want) in [(GREEN, 0u8), (RED, 1), (BLUE, 2)] {
+        for (color, want) in [
+            (GREEN, Ended::Ok),
+            (RED, Ended::Failed),
+            (BLUE, Ended::Unknown),
+        ] {
             let _ = chart.draw_series(
                 points
                     .iter()
-                    .filter(|p| outcome_code(p.2) == want)
+                    .filter(|p| p.2 == want)
                     .map(|p| Circle::new((p.0, p.1), 2, color.filled())),
             );
         }
@@ -200,7 +233,7 @@ fn latency_svg(operations: &[EtcdOperation], windows: &[Window], end: Duration) 
 }
 
 /// Completions per second, successful and not.
-fn throughput_svg(operations: &[EtcdOperation], windows: &[Window], end: Duration) -> String {
+fn throughput_svg(operations: &[Sample], windows: &[Window], end: Duration) -> String {
     let seconds = end.as_secs() as usize + 1;
     let mut ok = vec![0u32; seconds];
     let mut bad = vec![0u32; seconds];
@@ -209,9 +242,9 @@ fn throughput_svg(operations: &[EtcdOperation], windows: &[Window], end: Duratio
             continue;
         };
         let second = ((complete / 1_000_000_000) as usize).min(seconds - 1);
-        match op.outcome {
-            Outcome::Ok(_) => ok[second] += 1,
-            _ => bad[second] += 1,
+        match op.ended {
+            Ended::Ok => ok[second] += 1,
+            Ended::Failed | Ended::Unknown => bad[second] += 1,
         }
     }
     let top = f64::from(ok.iter().chain(&bad).copied().max().unwrap_or(1).max(1)) * 1.2;
@@ -256,14 +289,6 @@ fn svg_error() -> String {
     "<p>(the plot could not be drawn)</p>".to_string()
 }
 
-fn outcome_code<O>(outcome: &Outcome<O>) -> u8 {
-    match outcome {
-        Outcome::Ok(_) => 0,
-        Outcome::Fail => 1,
-        Outcome::Indeterminate => 2,
-    }
-}
-
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -277,7 +302,7 @@ pub struct Page<'a> {
     pub verdict: &'a str,
     pub details: &'a [String],
     pub stats: &'a Stats,
-    pub operations: &'a [EtcdOperation],
+    pub operations: &'a [Sample],
     pub windows: &'a [Window],
     pub end: Duration,
     /// A link to the checker's timeline of the violation, if there is one.
@@ -348,30 +373,12 @@ impl Page<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use detcd_sim::history::Operation;
-    use detcd_sim::model::etcd::{EtcdInput, EtcdOutput, RangeOptions};
 
-    fn op(invoke_ms: u64, latency_ms: u64, ok: bool) -> EtcdOperation {
-        Operation {
-            client: 0,
+    fn op(invoke_ms: u64, latency_ms: u64, ok: bool) -> Sample {
+        Sample {
             invoke_ns: invoke_ms * 1_000_000,
             complete_ns: Some((invoke_ms + latency_ms) * 1_000_000),
-            input: EtcdInput::Range {
-                key: "k".into(),
-                range_end: None,
-                options: RangeOptions::default(),
-            },
-            outcome: if ok {
-                Outcome::Ok(EtcdOutput::Range {
-                    header_revision: 1,
-                    kvs: Vec::new(),
-                    count: Some(0),
-                    more: Some(false),
-                })
-            } else {
-                Outcome::Fail
-            },
-            source_line: None,
+            ended: if ok { Ended::Ok } else { Ended::Failed },
         }
     }
 

@@ -4,25 +4,29 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use detcd::client::Client;
 use detcd::proto::etcdserverpb::{PutRequest, RangeRequest};
 use detcd_sim::check::{check, Budget, Verdict};
-use detcd_sim::etcd_workload::{EtcdClient, EtcdLog};
-use detcd_sim::history::History;
+use detcd_sim::etcd_workload::{EtcdClient, EtcdLog, EtcdRecord};
+use detcd_sim::format::json::JsonModel;
+use detcd_sim::history::{History, Operation, Outcome};
 use detcd_sim::model::etcd::{Etcd, EtcdInput};
+use detcd_sim::model::kv::{Kv, KvOutput};
+use detcd_sim::options::Workload;
 use detcd_sim::properties::watch::{self, Filter};
 use detcd_sim::watcher::{self, SharedLog};
+use detcd_sim::workload::{self, KvOperation, Recorder, Worker};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cluster::{Cluster, Target};
+use crate::cluster::{self, Cluster, Target};
 use crate::nemesis::{self, Fault, FaultKind, Step};
 use crate::net::Net;
-use crate::report::{self, Page, Stats, Window};
+use crate::report::{self, Page, Sample, Stats, Window};
 
 /// The simulator's exit codes.
 const EXIT_PASS: u8 = 0;
@@ -75,7 +79,7 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     time: u64,
     /// `all`, `none`, or a comma-separated list of: kill, pause,
-    /// partition, netem, leader, churn, disk.
+    /// partition, netem, leader, churn, disk, clock.
     #[arg(long, default_value = "all")]
     nemesis: String,
     #[arg(long, default_value_t = 1)]
@@ -84,6 +88,10 @@ struct Args {
     /// netem and no full disks, but no root needed.
     #[arg(long)]
     no_netns: bool,
+    /// What the clients do: etcd (ranges, txns, past reads; the etcd
+    /// model), register or append (the kv model), mixed (both of those).
+    #[arg(long, value_enum, default_value = "etcd")]
+    workload: Workload,
     /// Concurrent workload clients.
     #[arg(long, default_value_t = 4)]
     clients: u64,
@@ -105,8 +113,14 @@ impl Args {
     /// The command that reproduces this run's schedule against `target`.
     fn reproduce(&self, target: &str) -> String {
         let mut command = format!(
-            "cargo run -p detcd-jepsen --release -- --target {target} --nodes {} --time {} --nemesis {} --seed {} --clients {} --keys {}",
-            self.nodes, self.time, self.nemesis, self.seed, self.clients, self.keys
+            "cargo run -p detcd-jepsen --release -- --target {target} --nodes {} --time {} --nemesis {} --seed {} --workload {} --clients {} --keys {}",
+            self.nodes,
+            self.time,
+            self.nemesis,
+            self.seed,
+            format!("{:?}", self.workload).to_lowercase(),
+            self.clients,
+            self.keys
         );
         if self.no_netns {
             command.push_str(" --no-netns");
@@ -184,6 +198,10 @@ struct RunResult {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if !matches!(args.workload, Workload::Etcd) && !args.workload.key_value() {
+        eprintln!("--workload: etcd, register, append or mixed (leases, locks and auth are the simulator's)");
+        return ExitCode::from(64);
+    }
     let kinds = match args.kinds() {
         Ok(kinds) => kinds,
         Err(error) => {
@@ -392,6 +410,13 @@ async fn run_in(
     };
     let token = format!("jepsen-{}", args.seed);
     let small_disks = kinds.contains(&FaultKind::Disk);
+    let faketime = if kinds.contains(&FaultKind::Clock) {
+        Some(cluster::faketime_library().ok_or(
+            "clock faults need libfaketime (Debian's faketime), which could not be installed",
+        )?)
+    } else {
+        None
+    };
     let mut cluster = Cluster::new(
         binary.clone(),
         nodes,
@@ -399,6 +424,7 @@ async fn run_in(
         net.as_ref(),
         &token,
         small_disks,
+        faketime,
     )
     .map_err(|error| format!("laying out the members: {error}"))?;
     cluster
@@ -416,32 +442,73 @@ async fn run_in(
     }
     let _ = std::fs::write(dir.join("schedule.txt"), schedule.join("\n") + "\n");
 
-    let log = EtcdLog::default();
+    let etcd_log = EtcdLog::default();
     // Odd seeds compact (past reads meet compacted revisions); even seeds
     // do not, so the watches stay whole and their replay is checked.
     let compacts = args.seed % 2 == 1;
     let started = tokio::time::Instant::now();
     let urls = cluster.client_urls();
+    let urls_for_compactor = urls.clone();
+    let recorder = Recorder::new(started);
+    let etcd = args.workload == Workload::Etcd;
     let mut clients = Vec::new();
     for id in 0..args.clients {
         // Each client starts at a different member, then fails over.
         let mut endpoints = urls.clone();
         endpoints.rotate_left(id as usize % urls.len());
-        clients.push(tokio::spawn(detcd_sim::etcd_workload::client(EtcdClient {
-            id,
-            endpoints,
-            keys: args.keys,
-            log: log.clone(),
-            rng: Box::new(ChaCha8Rng::seed_from_u64(
-                args.seed.wrapping_mul(CLIENT_SEED_STRIDE).wrapping_add(id),
-            )),
-            request_timeout: REQUEST_TIMEOUT,
-            started,
-            run_for: time,
-            compacts,
-            note: Box::new(|_| {}),
-        })));
+        let rng =
+            ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(CLIENT_SEED_STRIDE).wrapping_add(id));
+        if etcd {
+            clients.push(tokio::spawn(detcd_sim::etcd_workload::client(EtcdClient {
+                id,
+                endpoints,
+                keys: args.keys,
+                log: etcd_log.clone(),
+                rng: Box::new(rng),
+                request_timeout: REQUEST_TIMEOUT,
+                started,
+                run_for: time,
+                compacts,
+                note: Box::new(|_| {}),
+            })));
+        } else {
+            let worker = Worker::new(
+                id,
+                endpoints,
+                recorder.clone(),
+                Arc::new(|_| {}),
+                Arc::new(Mutex::new(Box::new(rng))),
+            );
+            clients.push(tokio::spawn(worker.run(
+                args.workload,
+                args.keys,
+                started + time,
+            )));
+        }
     }
+    if !etcd && compacts {
+        clients.push(tokio::spawn(async move {
+            let _ = workload::compactor(
+                urls_for_compactor,
+                started,
+                started + time,
+                Arc::new(|_| {}),
+            )
+            .await;
+        }));
+    }
+    let count = || {
+        if etcd {
+            etcd_log.operation_count()
+        } else {
+            recorder.snapshot().len()
+        }
+    };
+    let (watched_key, watched_end) = if etcd {
+        (WATCHED_KEY, WATCHED_END)
+    } else {
+        (watcher::WATCHED_FROM, watcher::WATCHED_TO)
+    };
 
     // Two watchers through all the faults: one with previous key-values,
     // one filtering puts or deletes (by the seed's parity).
@@ -459,8 +526,8 @@ async fn run_in(
         let mut endpoints = urls.clone();
         endpoints.rotate_left(skip % urls.len());
         let spec = watcher::Spec {
-            key: WATCHED_KEY,
-            range_end: WATCHED_END,
+            key: watched_key,
+            range_end: watched_end,
             prev_kv,
             filter,
         };
@@ -479,15 +546,18 @@ async fn run_in(
     let mut broken: Option<String> = None;
     let mut exits_on_full_disk = 0;
     for step in &steps {
-        if !progress.wait_until(started + step.at, &log, stop, "").await {
+        if !progress
+            .wait_until(started + step.at, &count, stop, "")
+            .await
+        {
             break;
         }
         let start = started.elapsed();
-        let applied = apply(&mut cluster, net.as_mut(), &step.fault).await;
+        let applied = apply(&mut cluster, net.as_mut(), &step.fault, target).await;
         let what = applied.what;
         println!("[{:>6.1}s] {what}", start.as_secs_f64());
         let held = progress
-            .wait_until(started + step.at + step.hold, &log, stop, &what)
+            .wait_until(started + step.at + step.hold, &count, stop, &what)
             .await;
         let healed = heal(&mut cluster, net.as_mut(), &step.fault, applied.learner).await;
         let end = started.elapsed();
@@ -514,7 +584,7 @@ async fn run_in(
         }
     }
     if crashed.is_none() && broken.is_none() {
-        progress.wait_until(started + time, &log, stop, "").await;
+        progress.wait_until(started + time, &count, stop, "").await;
     }
     for client in clients {
         if stop.load(Ordering::SeqCst) {
@@ -529,20 +599,34 @@ async fn run_in(
         stop_watchers();
         return Ok(RunVerdict::Interrupted);
     }
-    let record = log.take();
+    let recorded = if etcd {
+        Recorded::Etcd(etcd_log.take())
+    } else {
+        Recorded::Kv {
+            operations: recorder.take(),
+            revisions: recorder.take_revisions(),
+        }
+    };
     let end = started.elapsed();
+    let samples = recorded.samples();
     *stats_out = Stats {
         exits_on_full_disk,
-        ..Stats::of(&record.operations, &windows)
+        ..Stats::of(&samples, &windows)
     };
     println!(
-        "workload done: {} operations ({} ok, {} failed, {} unknown), {} reads at a revision, {} compactions",
+        "workload done: {} operations ({} ok, {} failed, {} unknown){}",
         stats_out.operations,
         stats_out.ok,
         stats_out.failed,
         stats_out.indeterminate,
-        record.reads.len(),
-        record.compactions.len()
+        match &recorded {
+            Recorded::Etcd(record) => format!(
+                ", {} reads at a revision, {} compactions",
+                record.reads.len(),
+                record.compactions.len()
+            ),
+            Recorded::Kv { .. } => String::new(),
+        }
     );
 
     let mut verdict = RunVerdict::Pass;
@@ -579,7 +663,9 @@ async fn run_in(
             Ok((line, revision)) => {
                 details.push(line);
                 let watched = (&watch_log, &filtered_log, filter);
-                match check_watches(&cluster, watched, revision, &record.operations).await {
+                let range = (watched_key, watched_end);
+                let writes = recorded.acknowledged_writes();
+                match check_watches(&cluster, watched, range, revision, &writes).await {
                     Ok(line) => details.push(line),
                     Err(Disagreement::Violation(why)) => verdict = RunVerdict::Violation(why),
                     Err(Disagreement::Liveness(why)) => verdict = RunVerdict::Liveness(why),
@@ -591,58 +677,62 @@ async fn run_in(
     }
 
     stop_watchers();
-    let model = Etcd::default();
-    let history = History::new(record.operations.clone());
-    let report = check(&model, &history, Budget::default());
-    details.push(format!(
-        "etcd model: {} operations, {}",
-        history.len(),
-        report.verdict
-    ));
-    let past = detcd_sim::properties::past_reads::check(
-        &model,
-        &record.operations,
-        &record.reads,
-        &record.compactions,
-    );
-    details.push(format!(
-        "past reads: {} checked, {} violations",
-        record.reads.len(),
-        past.len()
-    ));
-    let mut timeline = None;
-    match report.verdict {
-        Verdict::NotLinearizable => {
-            verdict = RunVerdict::Violation(
-                "the history is not linearizable under the etcd model (revisions included)".into(),
+    let (judged, violations) = match recorded {
+        Recorded::Etcd(record) => {
+            let model = Etcd::default();
+            let past = detcd_sim::properties::past_reads::check(
+                &model,
+                &record.operations,
+                &record.reads,
+                &record.compactions,
             );
-            let views = detcd_sim::report::operation_views(&history);
-            let text = detcd_sim::report::text::render(&report, &views, "etcd");
-            let page = detcd_sim::report::html::render("history.jsonl", &report, &views, &text);
-            let _ = std::fs::write(dir.join("timeline.html"), page);
-            let _ = std::fs::write(dir.join("explanation.txt"), text);
-            timeline = Some("timeline.html");
+            let judged = judge(&model, record.operations, dir)?;
+            details.push(format!(
+                "past reads: {} checked, {} violations",
+                record.reads.len(),
+                past.len()
+            ));
+            (judged, past)
+        }
+        Recorded::Kv {
+            operations,
+            revisions,
+        } => {
+            let found = detcd_sim::properties::revisions::check(&revisions);
+            details.push(format!(
+                "revisions: {} records checked, {} violations",
+                revisions.len(),
+                found.len()
+            ));
+            (judge(&Kv, operations, dir)?, found)
+        }
+    };
+    details.push(judged.line);
+    let timeline = match judged.verdict {
+        Verdict::NotLinearizable => {
+            verdict = RunVerdict::Violation(judged.violation);
+            Some("timeline.html")
         }
         Verdict::Unknown if matches!(verdict, RunVerdict::Pass) => {
             verdict = RunVerdict::Liveness("the checker gave up (step budget spent)".into());
+            None
         }
-        _ => {}
-    }
-    if let (Some(first), RunVerdict::Pass | RunVerdict::Liveness(_)) = (past.first(), &verdict) {
-        verdict = RunVerdict::Violation(format!("{first} ({} past-read violations)", past.len()));
+        _ => None,
+    };
+    if let (Some(first), RunVerdict::Pass | RunVerdict::Liveness(_)) =
+        (violations.first(), &verdict)
+    {
+        verdict =
+            RunVerdict::Violation(format!("{first} ({} violations in all)", violations.len()));
     }
 
-    let file = std::fs::File::create(dir.join("history.jsonl"))
-        .map_err(|error| format!("history.jsonl: {error}"))?;
-    detcd_sim::format::json::write(&model, &history, std::io::BufWriter::new(file))
-        .map_err(|error| format!("history.jsonl: {error}"))?;
     let verdict_line = verdict.line();
     let page = Page {
         title: &format!("detcd-jepsen: {} seed {}", target.name(), args.seed),
         verdict: verdict_line.lines().next().unwrap_or_default(),
         details: &details,
         stats: stats_out,
-        operations: &record.operations,
+        operations: &samples,
         windows: &windows,
         end,
         timeline,
@@ -674,7 +764,7 @@ impl Progress {
     async fn wait_until(
         &mut self,
         deadline: tokio::time::Instant,
-        log: &EtcdLog,
+        count: &dyn Fn() -> usize,
         stop: &AtomicBool,
         fault: &str,
     ) -> bool {
@@ -692,7 +782,7 @@ impl Progress {
                     "[{:>6.1}s of {}s] {} operations{}",
                     now.duration_since(self.started).as_secs_f64(),
                     self.time.as_secs(),
-                    log.operation_count(),
+                    count(),
                     if fault.is_empty() {
                         String::new()
                     } else {
@@ -775,7 +865,12 @@ struct Applied {
 const CHURN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Applies `fault`.
-async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> Applied {
+async fn apply(
+    cluster: &mut Cluster,
+    net: Option<&mut Net>,
+    fault: &Fault,
+    target: Target,
+) -> Applied {
     let described = fault.to_string();
     let mut learner = None;
     let outcome: Result<String, String> = async {
@@ -828,6 +923,18 @@ async fn apply(cluster: &mut Cluster, net: Option<&mut Net>, fault: &Fault) -> A
             Fault::DiskFull(m) => {
                 cluster.fill_disk(*m)?;
                 Ok(described.clone())
+            }
+            Fault::Clock {
+                member,
+                offset_secs,
+            } => {
+                cluster.set_clock(*member, *offset_secs)?;
+                Ok(match target {
+                    Target::Etcd => format!(
+                        "{described} (etcd is Go: it reads the clock through the vDSO, not libc, so libfaketime leaves it alone)"
+                    ),
+                    Target::Detcd => described.clone(),
+                })
             }
             partition => {
                 let net = net.ok_or("no namespaces")?;
@@ -932,6 +1039,7 @@ async fn heal(
             Ok(None)
         }
         Fault::MoveLeader(_) => Ok(None),
+        Fault::Clock { member, .. } => cluster.set_clock(*member, 0).map(|()| None),
         Fault::DiskFull(m) => Ok(cluster
             .free_disk(*m)?
             .map(|status| format!("m{} had exited ({status}); restarted", m + 1))),
@@ -1046,8 +1154,9 @@ async fn converge(cluster: &Cluster) -> Result<(String, i64), Disagreement> {
 async fn check_watches(
     cluster: &Cluster,
     (log, filtered_log, filter): (&SharedLog, &SharedLog, Filter),
+    (watched_key, watched_end): (&'static [u8], &'static [u8]),
     revision: i64,
-    operations: &[detcd_sim::etcd_workload::EtcdOperation],
+    writes: &[(String, String)],
 ) -> Result<String, Disagreement> {
     let started = tokio::time::Instant::now();
     for (name, log) in [("the watch", log), ("the filtered watch", filtered_log)] {
@@ -1064,8 +1173,8 @@ async fn check_watches(
     // What the members hold, read once from one of them (they agree).
     let view_read = probe(&cluster.members[0].client_url)
         .range(RangeRequest {
-            key: WATCHED_KEY.to_vec(),
-            range_end: WATCHED_END.to_vec(),
+            key: watched_key.to_vec(),
+            range_end: watched_end.to_vec(),
             serializable: true,
             ..Default::default()
         })
@@ -1087,24 +1196,10 @@ async fn check_watches(
             )
         })
         .collect();
-    let watched = |key: &str| key.as_bytes() >= WATCHED_KEY && key.as_bytes() < WATCHED_END;
-    // Plain acknowledged puts: each value is unique to its client and
-    // sequence number.
-    let writes =
-        operations
-            .iter()
-            .filter_map(|operation| match (&operation.input, &operation.outcome) {
-                (
-                    EtcdInput::Put {
-                        key,
-                        value,
-                        ignore_value: false,
-                        ..
-                    },
-                    detcd_sim::history::Outcome::Ok(_),
-                ) => Some((key.as_str(), value.as_str())),
-                _ => None,
-            });
+    let watched = |key: &str| key.as_bytes() >= watched_key && key.as_bytes() < watched_end;
+    let writes = writes
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()));
     let log = log.lock().unwrap();
     let filtered = filtered_log.lock().unwrap();
     let each = |responses: &[watch::Response]| {
@@ -1148,4 +1243,107 @@ async fn check_watches(
         summary(&log),
         summary(&filtered)
     ))
+}
+
+/// What the clients recorded, by workload.
+enum Recorded {
+    Etcd(EtcdRecord),
+    Kv {
+        operations: Vec<KvOperation>,
+        revisions: Vec<detcd_sim::properties::revisions::Record>,
+    },
+}
+
+impl Recorded {
+    fn samples(&self) -> Vec<Sample> {
+        match self {
+            Recorded::Etcd(record) => record.operations.iter().map(Sample::of).collect(),
+            Recorded::Kv { operations, .. } => operations.iter().map(Sample::of).collect(),
+        }
+    }
+
+    /// (key, value) of every acknowledged write whose value is its own
+    /// (plain puts in the etcd workload; puts, appends and successful cas
+    /// in the kv workloads): each must show up in a watch event.
+    fn acknowledged_writes(&self) -> Vec<(String, String)> {
+        match self {
+            Recorded::Etcd(record) => record
+                .operations
+                .iter()
+                .filter_map(|operation| match (&operation.input, &operation.outcome) {
+                    (
+                        EtcdInput::Put {
+                            key,
+                            value,
+                            ignore_value: false,
+                            ..
+                        },
+                        Outcome::Ok(_),
+                    ) => Some((key.clone(), value.clone())),
+                    _ => None,
+                })
+                .collect(),
+            Recorded::Kv { operations, .. } => operations
+                .iter()
+                .filter(|operation| {
+                    matches!(&operation.outcome, Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
+                })
+                .flat_map(|operation| {
+                    let written = operation.input.written();
+                    operation
+                        .input
+                        .keys()
+                        .into_iter()
+                        .filter_map(move |key| written.map(|value| (key.to_string(), value.to_string())))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The checker's verdict on a history, in words.
+struct Judged {
+    verdict: Verdict,
+    line: String,
+    violation: String,
+}
+
+/// Checks `operations` with `model`, writes them as history.jsonl, and
+/// the checker's timeline and explanation when they are not linearizable.
+fn judge<M: JsonModel>(
+    model: &M,
+    operations: Vec<Operation<M::Input, M::Output>>,
+    dir: &Path,
+) -> Result<Judged, String> {
+    let history = History::new(operations);
+    let report = check(model, &history, Budget::default());
+    let file = std::fs::File::create(dir.join("history.jsonl"))
+        .map_err(|error| format!("history.jsonl: {error}"))?;
+    detcd_sim::format::json::write(model, &history, std::io::BufWriter::new(file))
+        .map_err(|error| format!("history.jsonl: {error}"))?;
+    if report.verdict == Verdict::NotLinearizable {
+        let views = detcd_sim::report::operation_views(&history);
+        let text = detcd_sim::report::text::render(&report, &views, M::NAME);
+        let page = detcd_sim::report::html::render("history.jsonl", &report, &views, &text);
+        let _ = std::fs::write(dir.join("timeline.html"), page);
+        let _ = std::fs::write(dir.join("explanation.txt"), text);
+    }
+    Ok(Judged {
+        verdict: report.verdict,
+        line: format!(
+            "{} model: {} operations, {}",
+            M::NAME,
+            history.len(),
+            report.verdict
+        ),
+        violation: format!(
+            "the history is not linearizable under the {} model{}",
+            M::NAME,
+            if M::NAME == "etcd" {
+                " (revisions included)"
+            } else {
+                ""
+            }
+        ),
+    })
 }

@@ -6,6 +6,8 @@
 //! - [`etcd_workload`] (madsim build, or the `client` feature): the etcd
 //!   workload's clients, over detcd's client, on either runtime: the
 //!   simulator and the jepsen-style tool run the same workload.
+//! - [`workload`] (madsim build, or the `client` feature): the register
+//!   and append workloads' clients and the compactor, on either runtime.
 //! - [`watcher`] (madsim build, or the `client` feature): watch consumers
 //!   that record what `properties::watch` checks, on either runtime.
 //! - [`history`]: operations with invocation and completion times and an
@@ -42,3 +44,5 @@ pub mod properties;
 pub mod report;
 #[cfg(any(madsim, feature = "client"))]
 pub mod watcher;
+#[cfg(any(madsim, feature = "client"))]
+pub mod workload;

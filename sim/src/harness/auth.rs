@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::properties::auth::{Outcome, PermissionChange, SecretAccess};
 
 use super::trace::Trace;
-use super::workload::REQUEST_TIMEOUT;
+use crate::workload::REQUEST_TIMEOUT;
 
 pub const SECRET_KEY: &[u8] = b"auth/secret";
 /// Readable and writable by the users all along: their txns compare it.

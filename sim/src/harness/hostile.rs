@@ -18,7 +18,7 @@ use detcd::proto::etcdserverpb::{
 use madsim::rand::Rng;
 
 use super::trace::Trace;
-use super::workload::REQUEST_TIMEOUT;
+use crate::workload::REQUEST_TIMEOUT;
 
 /// Pause between two hostile requests, at most.
 const INTERVAL_MAX: Duration = Duration::from_millis(400);

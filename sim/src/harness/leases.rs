@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::properties::leases::{KeepAlive, LeaseRecord, Look, Span};
 
 use super::trace::Trace;
-use super::workload::REQUEST_TIMEOUT;
+use crate::workload::REQUEST_TIMEOUT;
 
 /// TTLs the workload grants, in seconds: over the minimum (2 s with the
 /// default election timeout) and long against a leader change, so a TTL

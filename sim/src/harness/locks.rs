@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::properties::locks::FencedWrite;
 
 use super::trace::Trace;
-use super::workload::REQUEST_TIMEOUT;
+use crate::workload::REQUEST_TIMEOUT;
 
 pub const LOCK_NAME: &[u8] = b"sim-lock";
 /// The register the holders write.

@@ -21,4 +21,3 @@ pub mod operator;
 pub mod options;
 pub mod run;
 pub mod trace;
-pub mod workload;

@@ -28,8 +28,8 @@ use super::monitor::Monitor;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
 use super::trace::Trace;
-use super::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
 use crate::watcher;
+use crate::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
 
 /// After healing, the cluster must serve a write and a linearizable read
 /// within this much simulated time, or the run is a liveness failure.
@@ -85,14 +85,20 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Safety phase: clients and faults together, watched by the monitor.
     let monitor = Monitor::default();
     let monitor_task = observer.spawn(monitor.clone().watch(options.nodes));
-    let recorder = Recorder::new();
+    let recorder = Recorder::new(tokio::time::Instant::now());
     IN_PROGRESS.with(|slot| *slot.borrow_mut() = Some((swarm.clone(), recorder.clone())));
     let deadline = tokio::time::Instant::now() + options.duration;
     let mut clients = Vec::new();
     if options.workload.key_value() {
         for client in 0..swarm.clients {
             let (node, endpoints) = cluster.add_client(client);
-            let worker = Worker::new(client as u64, endpoints, recorder.clone(), trace.clone());
+            let worker = Worker::new(
+                client as u64,
+                endpoints,
+                recorder.clone(),
+                trace_note(&trace),
+                sim_rng(),
+            );
             clients.push(node.spawn(worker.run(options.workload, swarm.keys, deadline)));
         }
     }
@@ -135,7 +141,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
                 keys: swarm.keys,
                 log: etcd_log.clone(),
                 rng: Box::new(madsim::rand::thread_rng()),
-                request_timeout: super::workload::REQUEST_TIMEOUT,
+                request_timeout: workload::REQUEST_TIMEOUT,
                 started,
                 run_for: deadline - started,
                 compacts: true,
@@ -208,7 +214,12 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let compactor =
         (swarm.compaction && options.workload != crate::options::Workload::Etcd).then(|| {
             let endpoints = (0..options.nodes).map(client_url).collect();
-            observer.spawn(workload::compactor(endpoints, deadline, trace.clone()))
+            observer.spawn(workload::compactor(
+                endpoints,
+                started,
+                deadline,
+                trace_note(&trace),
+            ))
         });
     // The etcd model holds the whole store: its clients are the only writers.
     let hostile =
@@ -260,7 +271,8 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         swarm.clients as u64,
         (0..options.nodes).map(client_url).collect(),
         recorder.clone(),
-        trace.clone(),
+        trace_note(&trace),
+        sim_rng(),
     );
     let liveness = match churn_failure {
         Some(failure) => Err(failure),
@@ -436,6 +448,17 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         etcd,
         simulated: started.elapsed(),
     }
+}
+
+/// A workload's note taker: the run's trace.
+fn trace_note(trace: &Trace) -> workload::Note {
+    let trace = trace.clone();
+    Arc::new(move |line| trace.record(line))
+}
+
+/// The simulation's seeded generator, as a workload client draws from it.
+fn sim_rng() -> workload::SharedRng {
+    Arc::new(Mutex::new(Box::new(madsim::rand::thread_rng())))
 }
 
 /// `outcome`, or a violation naming the first of `violations` (of the

@@ -1,4 +1,5 @@
-//! Workloads: clients on their own simulated nodes issue register
+//! Workloads: clients (on their own simulated nodes, or the jepsen-style
+//! tool's tasks) issue register
 //! (get / put / cas) and append (single- and multi-key, by txn) operations
 //! through detcd's Rust client, and record every invocation and completion
 //! in the checker's history format. Values are unique per operation, so a
@@ -13,15 +14,14 @@ use detcd::proto::etcdserverpb::{
     compare, request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest,
     RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
-use madsim::rand::seq::SliceRandom;
-use madsim::rand::Rng;
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
 
 use crate::history::{ClientId, Operation, Outcome};
 use crate::model::kv::{KvInput, KvOutput};
 use crate::properties::revisions::{self, Record, Seen};
 
-use super::options::Workload;
-use super::trace::Trace;
+use crate::options::Workload;
 
 /// A client's deadline for one attempt at one member (virtual time).
 /// Longer than an election, so a healthy cluster answers within it.
@@ -32,6 +32,12 @@ const THINK_TIME_MAX: Duration = Duration::from_millis(50);
 const MULTI_KEY_MAX: usize = 3;
 
 pub type KvOperation = Operation<KvInput, KvOutput>;
+
+/// Where a client's draws come from: the simulation's seeded generator,
+/// or the jepsen-style tool's per-client one.
+pub type SharedRng = Arc<Mutex<Box<dyn RngCore + Send>>>;
+/// Told what each operation did (the simulator's trace).
+pub type Note = Arc<dyn Fn(String) + Send + Sync>;
 
 /// The shared record of a run; clients append as operations complete.
 #[derive(Clone)]
@@ -44,11 +50,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new() -> Recorder {
+    /// Times in the history count from `started`.
+    pub fn new(started: tokio::time::Instant) -> Recorder {
         Recorder {
             operations: Arc::default(),
             revisions: Arc::default(),
-            started: tokio::time::Instant::now(),
+            started,
         }
     }
 
@@ -85,7 +92,8 @@ pub struct Worker {
     pub id: ClientId,
     client: Client,
     recorder: Recorder,
-    trace: Trace,
+    note: Note,
+    rng: SharedRng,
     last_seen: BTreeMap<String, String>,
     sequence: u64,
     /// One client per member, for the reads pinned to a member: the
@@ -100,7 +108,13 @@ pub struct Worker {
 const PINNED_READ_ONE_IN: u32 = 3;
 
 impl Worker {
-    pub fn new(id: ClientId, endpoints: Vec<String>, recorder: Recorder, trace: Trace) -> Worker {
+    pub fn new(
+        id: ClientId,
+        endpoints: Vec<String>,
+        recorder: Recorder,
+        note: Note,
+        rng: SharedRng,
+    ) -> Worker {
         let pinned = endpoints
             .iter()
             .map(|endpoint| {
@@ -112,7 +126,8 @@ impl Worker {
             id,
             client,
             recorder,
-            trace,
+            note,
+            rng,
             last_seen: BTreeMap::new(),
             sequence: 0,
             pinned,
@@ -127,16 +142,23 @@ impl Worker {
 
     /// Until `deadline`: pick an operation, run it, record it, think.
     pub async fn run(mut self, workload: Workload, keys: usize, deadline: tokio::time::Instant) {
-        while tokio::time::Instant::now() < deadline {
+        let started = self.recorder.started;
+        while started.elapsed() < deadline.duration_since(started) {
             let input = self.pick(workload, keys);
             self.perform(input).await;
-            let think = madsim::rand::thread_rng().gen_range(0..THINK_TIME_MAX.as_millis() as u64);
+            let think = self
+                .rng
+                .lock()
+                .unwrap()
+                .gen_range(0..THINK_TIME_MAX.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(think)).await;
         }
     }
 
     fn pick(&mut self, workload: Workload, keys: usize) -> KvInput {
-        let mut rng = madsim::rand::thread_rng();
+        let shared = self.rng.clone();
+        let mut guard = shared.lock().unwrap();
+        let mut rng = &mut **guard;
         let names: Vec<String> = (0..keys).map(|k| format!("k{k}")).collect();
         let key = names[rng.gen_range(0..keys)].clone();
         let count = rng.gen_range(2..=MULTI_KEY_MAX.min(keys));
@@ -201,7 +223,7 @@ impl Worker {
                 self.last_seen.insert(key.to_string(), value.clone());
             }
         }
-        self.trace.record(format!(
+        (self.note)(format!(
             "client {} via {} {input} -> {}",
             self.id,
             self.client.endpoint(),
@@ -336,7 +358,7 @@ impl Worker {
     /// revision) per key, `("", 0)` when missing.
     async fn read(&mut self, keys: &[String]) -> Option<Vec<(String, i64)>> {
         let pinned = {
-            let mut rng = madsim::rand::thread_rng();
+            let mut rng = self.rng.lock().unwrap();
             rng.gen_ratio(1, PINNED_READ_ONE_IN)
                 .then(|| rng.gen_range(0..self.pinned.len()))
         };
@@ -456,12 +478,13 @@ const COMPACTION_INTERVAL: Duration = Duration::from_secs(2);
 /// HashKV every member must agree on. Returns how many succeeded.
 pub async fn compactor(
     endpoints: Vec<String>,
+    started: tokio::time::Instant,
     deadline: tokio::time::Instant,
-    trace: Trace,
+    note: Note,
 ) -> usize {
     let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
     let mut done = 0;
-    while tokio::time::Instant::now() + COMPACTION_INTERVAL < deadline {
+    while started.elapsed() + COMPACTION_INTERVAL < deadline.duration_since(started) {
         tokio::time::sleep(COMPACTION_INTERVAL).await;
         let probe = RangeRequest {
             key: b"k0".to_vec(),
@@ -481,7 +504,7 @@ pub async fn compactor(
                 physical: false,
             })
             .await;
-        trace.record(format!(
+        note(format!(
             "compactor: compact at {revision}: {}",
             outcome
                 .as_ref()
