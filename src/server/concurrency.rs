@@ -9,12 +9,16 @@ use crate::error::Error;
 use crate::proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
-    request_op, response_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    ResponseHeader, TxnRequest, TxnResponse,
+    request_op, response_op, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest,
+    RangeRequest, RequestOp, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::KeyValue;
 
 use super::Server;
+
+/// The TTL of the lease a Lock or Campaign without one is given (etcd
+/// `concurrency`'s default session TTL, in seconds).
+pub const SESSION_TTL_SECS: i64 = 60;
 
 /// An election's leader, as Campaign answers it (etcd `LeaderKey`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +121,7 @@ impl Server {
     /// the wait ends early (the client went away), the key is deleted, as
     /// etcd unlocks on a failed wait.
     pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(ResponseHeader, Vec<u8>), Error> {
+        let lease = self.session_lease(lease).await?;
         let prefix = with_slash(name);
         let key = session_key(&prefix, lease);
         let response = self
@@ -151,6 +156,23 @@ impl Server {
         Ok((header, key))
     }
 
+    /// The session's lease: `lease`, or without one (0) a new lease of
+    /// `SESSION_TTL_SECS` that nothing keeps alive, as etcd's services
+    /// orphan the session `concurrency.NewSession` grants. Sharing lease 0
+    /// would give every such caller the same key, and so the lock at once.
+    async fn session_lease(&self, lease: i64) -> Result<i64, Error> {
+        if lease != 0 {
+            return Ok(lease);
+        }
+        let granted = self
+            .lease_grant(LeaseGrantRequest {
+                ttl: SESSION_TTL_SECS,
+                id: 0,
+            })
+            .await?;
+        Ok(granted.id)
+    }
+
     /// etcd v3lock `Unlock`: deletes the key.
     pub async fn unlock(&self, key: &[u8]) -> Result<ResponseHeader, Error> {
         let response = self
@@ -171,6 +193,7 @@ impl Server {
         lease: i64,
         value: &[u8],
     ) -> Result<(ResponseHeader, LeaderKey), Error> {
+        let lease = self.session_lease(lease).await?;
         let prefix = with_slash(name);
         let key = session_key(&prefix, lease);
         let response = self

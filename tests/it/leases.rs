@@ -228,6 +228,53 @@ async fn lock_and_election_session(url: String) -> Vec<String> {
     note(outcome(&names, c.lock(b"jobs", 0x7777).await, |r| {
         format!("lock with an unknown lease: {r:?}")
     }));
+    // Without a lease the service grants one per call (etcd's session
+    // TTL), so a second locker waits like any other.
+    let first = c.lock(b"free", 0).await.unwrap();
+    let held = c
+        .range(detcd::proto::etcdserverpb::RangeRequest {
+            key: first.key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let lease = held.kvs[0].lease;
+    let ttl = c.lease_time_to_live(lease, false).await.unwrap();
+    note(format!(
+        "lock without a lease: key {}, on a lease of {} s",
+        if first.key == b"free/0" {
+            "free/0"
+        } else {
+            "free/<its lease>"
+        },
+        ttl.granted_ttl
+    ));
+    let mut waiter = client.clone();
+    let second = tokio::spawn(async move { waiter.lock(b"free", 0).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    note(format!(
+        "a second lock without a lease waits: {}",
+        !second.is_finished()
+    ));
+    let unlocked = c.unlock(&first.key).await.unwrap();
+    let second = second.await.unwrap().unwrap();
+    note(format!(
+        "then takes it, with another key, once the first unlocks: {}",
+        second.key != first.key
+            && second.header.unwrap().revision >= unlocked.header.unwrap().revision
+    ));
+    c.unlock(&second.key).await.unwrap();
+    let free_leader = c
+        .campaign(b"free-boss", 0, b"x")
+        .await
+        .unwrap()
+        .leader
+        .unwrap();
+    note(format!(
+        "campaign without a lease leads on a lease of its own: {}",
+        free_leader.lease != 0 && free_leader.key != b"free-boss/0"
+    ));
+    c.resign(free_leader).await.unwrap();
 
     let campaign = c.campaign(b"boss", a, b"a1").await;
     let leader_a = campaign.as_ref().ok().and_then(|r| r.leader.clone());
