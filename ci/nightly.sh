@@ -37,10 +37,22 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
 done
 # jepsen-style: real processes under every fault, detcd and etcd 3.4.23 on
 # the same seed, 3 and 5 members (outside the budget: about 25 minutes).
+# Namespaces, mounts and apt need root: sudo where the runner is not.
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root=sudo
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v nft >/dev/null || need+=(nftables)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || need+=(faketime)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+if [ ${#need[@]} -gt 0 ]; then
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 cargo build --quiet --release -p detcd -p detcd-jepsen
 for nodes in 3 5; do
     echo "== jepsen-style: both targets, $nodes members, seed $seed" | tee -a "$summary"
-    if ! target/release/detcd-jepsen --target both --nodes "$nodes" --time "${DETCD_NIGHTLY_JEPSEN_SECS:-300}" \
+    if ! $as_root target/release/detcd-jepsen --target both --nodes "$nodes" --time "${DETCD_NIGHTLY_JEPSEN_SECS:-300}" \
             --nemesis all --seed "$seed" --out target/jepsen-runs | tee -a "$summary.log" \
             | grep -E "^(detcd|etcd):|^reproduce:|^ +[a-z/0-9 ,]+ {3,}" | tee -a "$summary"; then
         :
