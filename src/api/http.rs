@@ -83,7 +83,8 @@ where
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return Box::pin(async move {
-                let response = inner.call(request).await?;
+                let mut response = inner.call(request).await?;
+                explain_unimplemented(&mut response, &labels.service, &labels.method);
                 Ok(count_handled(response, labels, metrics))
             });
         }
@@ -127,6 +128,41 @@ impl GrpcLabels {
             service,
             method,
         }
+    }
+}
+
+/// The services the client port serves, by their gRPC names.
+const CLIENT_SERVICES: [&str; 8] = [
+    crate::proto::etcdserverpb::kv_server::SERVICE_NAME,
+    crate::proto::etcdserverpb::watch_server::SERVICE_NAME,
+    crate::proto::etcdserverpb::lease_server::SERVICE_NAME,
+    crate::proto::etcdserverpb::cluster_server::SERVICE_NAME,
+    crate::proto::etcdserverpb::maintenance_server::SERVICE_NAME,
+    crate::proto::etcdserverpb::auth_server::SERVICE_NAME,
+    crate::proto::v3lockpb::lock_server::SERVICE_NAME,
+    crate::proto::v3electionpb::election_server::SERVICE_NAME,
+];
+
+/// tonic answers a method or service that does not exist with a bare
+/// UNIMPLEMENTED; grpc-go, and so etcd, says which ("unknown method
+/// RangeStream for service etcdserverpb.KV", "unknown service x.Y"), and
+/// clients show it (a newer client calling a method 3.4 lacks).
+fn explain_unimplemented(response: &mut Response<Body>, service: &str, method: &str) {
+    let headers = response.headers_mut();
+    let unexplained = headers
+        .get("grpc-message")
+        .is_none_or(|message| message.is_empty());
+    if grpc_status(headers) != Some(tonic::Code::Unimplemented as i32) || !unexplained {
+        return;
+    }
+    let text = if CLIENT_SERVICES.contains(&service) {
+        format!("unknown method {method} for service {service}")
+    } else {
+        format!("unknown service {service}")
+    };
+    // A name that is not a visible ASCII header value keeps the bare code.
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        headers.insert("grpc-message", value);
     }
 }
 

@@ -171,3 +171,43 @@ fn promoting_a_lagging_voter_checks_readiness_first_as_etcd_does() {
         "readiness is checked before the member kind: {stderr}"
     );
 }
+
+/// A method or service the server does not have is UNIMPLEMENTED with
+/// grpc-go's words, which clients show (a newer client calling a method
+/// etcd 3.4 lacks, such as 3.7's RangeStream).
+#[test]
+fn unknown_methods_and_services_are_named_as_grpc_go_names_them() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        for (path, message) in [
+            (
+                "/etcdserverpb.KV/RangeStream",
+                "unknown method RangeStream for service etcdserverpb.KV",
+            ),
+            ("/nosuch.Service/Get", "unknown service nosuch.Service"),
+        ] {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.unwrap();
+            let codec = tonic_prost::ProstCodec::<
+                detcd::proto::etcdserverpb::RangeRequest,
+                detcd::proto::etcdserverpb::RangeResponse,
+            >::default();
+            let status = grpc
+                .unary(
+                    tonic::Request::new(Default::default()),
+                    tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                    codec,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unimplemented, "{path}");
+            assert_eq!(status.message(), message, "{path}");
+        }
+    });
+}
