@@ -5,7 +5,6 @@
 use std::pin::Pin;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -64,7 +63,7 @@ impl Lease for LeaseService {
             request.into_inner(),
             sender,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(super::answer_with_first(receiver).await))
     }
 
     async fn lease_time_to_live(

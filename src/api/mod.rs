@@ -95,6 +95,29 @@ fn etcd_limits<S>(service: S) -> S {
     service
 }
 
+/// A streaming call's responses, answered once the first is ready.
+/// grpc-go, and so etcd, sends a stream's response headers with its first
+/// message, not when the call opens; a client, or the proxy in a client's
+/// tests, that is handed headers for a stream before any message can lose
+/// them and then refuse the message (the Node etcd3 client's keepalive
+/// test does). The simulator's gRPC has no headers to time.
+#[cfg(not(madsim))]
+async fn answer_with_first<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> std::pin::Pin<Box<dyn tokio_stream::Stream<Item = T> + Send>> {
+    use tokio_stream::StreamExt;
+    let mut rest = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let first = rest.next().await;
+    Box::pin(tokio_stream::iter(first).chain(rest))
+}
+
+#[cfg(madsim)]
+async fn answer_with_first<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> std::pin::Pin<Box<dyn tokio_stream::Stream<Item = T> + Send>> {
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
 /// A streaming request's decode error as etcd reports it (see
 /// `grpc_limits`).
 #[cfg(not(madsim))]

@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -62,7 +61,7 @@ impl Watch for WatchService {
             next_id: 0,
         };
         tokio::spawn(session.run(request.into_inner()));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(super::answer_with_first(receiver).await))
     }
 }
 

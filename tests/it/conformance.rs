@@ -211,3 +211,55 @@ fn unknown_methods_and_services_are_named_as_grpc_go_names_them() {
         }
     });
 }
+
+/// grpc-go, and so etcd, sends a stream's response headers with its first
+/// message: a keepalive or watch stream the client has not written to yet
+/// has not answered at all (a client's proxy that drops headers sent
+/// early breaks the stream, as the Node etcd3 client's tests show).
+#[test]
+fn a_streams_headers_come_with_its_first_answer_as_in_grpc_go() {
+    use detcd::proto::etcdserverpb::{
+        lease_client::LeaseClient, watch_client::WatchClient, watch_request::RequestUnion,
+        LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest,
+    };
+    use tokio_stream::wrappers::ReceiverStream;
+    // Long enough for headers sent at once to arrive; a slow machine can
+    // only make this pass wrongly, never fail wrongly.
+    const EARLY: std::time::Duration = std::time::Duration::from_millis(500);
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let mut leases = LeaseClient::connect(url.clone()).await.unwrap();
+        let (requests, receiver) = tokio::sync::mpsc::channel(1);
+        let call = leases.lease_keep_alive(ReceiverStream::new(receiver));
+        tokio::pin!(call);
+        let early = tokio::time::timeout(EARLY, &mut call).await;
+        assert!(early.is_err(), "keepalive headers before any message");
+        // An unknown lease: answered with TTL 0.
+        requests
+            .send(LeaseKeepAliveRequest { id: 0x1234 })
+            .await
+            .unwrap();
+        let mut answers = call.await.unwrap().into_inner();
+        assert_eq!(answers.message().await.unwrap().unwrap().ttl, 0);
+
+        let mut watches = WatchClient::connect(url).await.unwrap();
+        let (requests, receiver) = tokio::sync::mpsc::channel(1);
+        let call = watches.watch(ReceiverStream::new(receiver));
+        tokio::pin!(call);
+        let early = tokio::time::timeout(EARLY, &mut call).await;
+        assert!(early.is_err(), "watch headers before any message");
+        let create = WatchCreateRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        };
+        requests
+            .send(WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(create)),
+            })
+            .await
+            .unwrap();
+        let mut answers = call.await.unwrap().into_inner();
+        assert!(answers.message().await.unwrap().unwrap().created);
+    });
+}
