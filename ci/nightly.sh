@@ -52,12 +52,12 @@ fi
 cargo build --quiet --release -p detcd -p detcd-jepsen
 for nodes in 3 5; do
     echo "== jepsen-style: both targets, $nodes members, seed $seed" | tee -a "$summary"
-    if ! $as_root target/release/detcd-jepsen --target both --nodes "$nodes" --time "${DETCD_NIGHTLY_JEPSEN_SECS:-300}" \
-            --nemesis all --seed "$seed" --out target/jepsen-runs | tee -a "$summary.log" \
-            | grep -E "^(detcd|etcd):|^reproduce:|^ +[a-z/0-9 ,]+ {3,}" | tee -a "$summary"; then
-        :
-    fi
-    if grep -qE "^(detcd|etcd): (VIOLATION|LIVENESS|CRASH)" "$summary"; then status=1; fi
+    # pipefail: the tool's own status counts too (a panic prints no verdict).
+    jepsen_status=0
+    $as_root target/release/detcd-jepsen --target both --nodes "$nodes" --time "${DETCD_NIGHTLY_JEPSEN_SECS:-300}" \
+        --nemesis all --seed "$seed" --out target/jepsen-runs | tee -a "$summary.log" \
+        | grep -E "^(detcd|etcd):|^reproduce:|^ +[a-z/0-9 ,]+ {3,}" | tee -a "$summary" || jepsen_status=$?
+    if [ "$jepsen_status" -ne 0 ] || grep -qE "^(detcd|etcd): (VIOLATION|LIVENESS|CRASH)" "$summary"; then status=1; fi
 done
 
 echo "nightly: $(grep -c '^seeds:' "$summary") rounds; summary in $summary" | tee -a "$summary"

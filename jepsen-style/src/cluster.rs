@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -76,6 +77,9 @@ pub struct Cluster {
     mounted: bool,
     /// libfaketime, preloaded into every member for clock faults.
     faketime: Option<PathBuf>,
+    /// Members found exited on their own when the nemesis came to kill
+    /// them (name, status): crashes, reported by `exited`.
+    found_exited: Vec<(String, String)>,
 }
 
 /// libfaketime if it is installed; installed with apt when it is not and
@@ -169,6 +173,7 @@ impl Cluster {
             token: token.to_string(),
             mounted: false,
             faketime,
+            found_exited: Vec::new(),
         };
         for index in 0..cluster.members.len() {
             cluster.set_clock(index, 0)?;
@@ -255,6 +260,14 @@ impl Cluster {
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
                 .env("DONT_FAKE_MONOTONIC", "1");
         }
+        // If this tool dies outright, its members die with it.
+        // SAFETY: prctl in the child between fork and exec, async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = command.spawn()?;
         let member = &mut self.members[index];
         member.child = Some(child);
@@ -262,15 +275,21 @@ impl Cluster {
         Ok(())
     }
 
-    /// SIGKILL, and reaps the process.
+    /// SIGKILL, and reaps the process. A member that had already exited
+    /// on its own is remembered as a crash (see `exited`).
     pub fn kill(&mut self, index: usize) {
         let member = &mut self.members[index];
         if let Some(mut child) = member.child.take() {
-            if member.paused {
-                signal(&child, libc::SIGCONT);
+            if let Ok(Some(status)) = child.try_wait() {
+                self.found_exited
+                    .push((member.name.clone(), status.to_string()));
+            } else {
+                if member.paused {
+                    signal(&child, libc::SIGCONT);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         member.paused = false;
     }
@@ -294,7 +313,7 @@ impl Cluster {
     /// Members whose process exited on its own (not killed by the
     /// nemesis), with the status: a crash.
     pub fn exited(&mut self) -> Vec<(String, String)> {
-        let mut exited = Vec::new();
+        let mut exited = std::mem::take(&mut self.found_exited);
         for member in &mut self.members {
             if let Some(child) = &mut member.child {
                 if let Ok(Some(status)) = child.try_wait() {

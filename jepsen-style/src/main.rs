@@ -3,11 +3,13 @@
 //! history is judged by the simulator's own checker and properties.
 //!
 //! One run: start the members (each in a network namespace of its own, or
-//! on loopback with `--no-netns`), run the etcd workload's clients over
-//! gRPC for `--time` seconds while the nemesis applies its schedule, heal
-//! everything, require the members to converge (equal HashKV at one
-//! revision), then check the history with the etcd model (revisions
-//! included) and the past-read property. The run's directory holds the
+//! on loopback with `--no-netns`), run the simulator's workload clients
+//! (etcd, register, append) and two watchers over gRPC for `--time`
+//! seconds while the nemesis applies its schedule, heal everything,
+//! require the members to converge (equal HashKV at one revision), then
+//! check the history with the etcd model (revisions included) and the
+//! past-read property, or the kv model and the revision property, and
+//! the watches with etcd's watch guarantees. The run's directory holds the
 //! history, the schedule, each member's log and an HTML report.
 //!
 //! Module map: `tool` is the run itself (arguments, the nemesis loop,

@@ -6,8 +6,8 @@
 //! longer send to the members named, and TCP across that link stops both
 //! ways); slow or lossy links are `tc netem` on the member's end of its
 //! veth (on kernels without netem: a tbf slow link and an nftables rule
-//! dropping a share of packets). Everything is made with `ip` and `tc` (iproute2) and removed when
-//! the [`Net`] drops: on success, on error, on panic and on Ctrl-C (the
+//! dropping a share of packets). Everything is made with `ip`, `tc` and
+//! `nft`, and removed when the [`Net`] drops: on success, on error, on panic and on Ctrl-C (the
 //! signal handler drops it). Namespaces left by a run that was killed
 //! outright are removed by the next run (their owner's pid is gone).
 
@@ -208,20 +208,22 @@ impl Net {
         }
     }
 
-    /// Removes every cut and every netem qdisc.
+    /// Removes every cut, qdisc and loss rule; tries them all, and fails
+    /// with the first error.
     pub fn heal(&mut self) -> Result<(), String> {
+        let mut results = Vec::new();
         for (from, to) in std::mem::take(&mut self.blackholes) {
             let route = format!("{}/32", self.member_address(to));
-            self.inside(from, "ip", &["route", "del", "blackhole", &route])?;
+            results.push(self.inside(from, "ip", &["route", "del", "blackhole", &route]));
         }
         for index in std::mem::take(&mut self.shaped) {
             let (_, inner) = self.veth(index);
-            self.inside(index, "tc", &["qdisc", "del", "dev", &inner, "root"])?;
+            results.push(self.inside(index, "tc", &["qdisc", "del", "dev", &inner, "root"]));
         }
         for index in std::mem::take(&mut self.lossy) {
-            self.inside(index, "nft", &["delete", "table", "inet", NFT_TABLE])?;
+            results.push(self.inside(index, "nft", &["delete", "table", "inet", NFT_TABLE]));
         }
-        Ok(())
+        results.into_iter().collect()
     }
 }
 

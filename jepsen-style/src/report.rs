@@ -59,7 +59,8 @@ pub struct Stats {
     /// inside a fault window, and outside one.
     pub during_faults: Option<(Duration, Duration)>,
     pub outside_faults: Option<(Duration, Duration)>,
-    /// Per fault: from its heal to the first successful completion after.
+    /// Per fault: from its heal to the first success of an operation
+    /// invoked after the heal.
     pub recoveries: Vec<Option<Duration>>,
     /// Members that exited while their disk was full (and were restarted).
     pub exits_on_full_disk: usize,
@@ -101,8 +102,8 @@ impl Stats {
                 operations
                     .iter()
                     .filter(|op| op.ended == Ended::Ok)
+                    .filter(|op| Duration::from_nanos(op.invoke_ns) >= window.end)
                     .filter_map(|op| op.complete_ns.map(Duration::from_nanos))
-                    .filter(|&complete| complete >= window.end)
                     .min()
                     .map(|complete| complete - window.end)
             })
@@ -402,6 +403,8 @@ mod tests {
             Some((Duration::from_millis(400), Duration::from_millis(400)))
         );
         assert_eq!(stats.outside_faults.unwrap().1, Duration::from_millis(50));
+        // The first operation invoked after the heal (at 2 s) took 50 ms,
+        // and was invoked 100 ms after it.
         assert_eq!(stats.recoveries, vec![Some(Duration::from_millis(150))]);
         let page = Page {
             title: "t",

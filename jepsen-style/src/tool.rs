@@ -73,7 +73,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "detcd")]
     target: Targets,
     /// Members in the cluster.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=9))]
     nodes: u16,
     /// Seconds of workload and faults.
     #[arg(long, default_value_t = 60)]
@@ -198,6 +198,15 @@ struct RunResult {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    let keys_needed = if args.workload == Workload::Etcd {
+        1
+    } else {
+        2
+    };
+    if args.keys < keys_needed {
+        eprintln!("--keys: at least {keys_needed} for this workload");
+        return ExitCode::from(64);
+    }
     if !matches!(args.workload, Workload::Etcd) && !args.workload.key_value() {
         eprintln!("--workload: etcd, register, append or mixed (leases, locks and auth are the simulator's)");
         return ExitCode::from(64);
@@ -321,7 +330,9 @@ fn detcd_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|error| format!("this tool's path: {error}"))?;
     let dir = exe.parent().ok_or("this tool has no directory")?;
     let candidate = dir.join("detcd");
-    if candidate.exists() {
+    // Run through cargo (`cargo run -p detcd-jepsen`): build the server
+    // too, so a change to it is never tested stale (a no-op when fresh).
+    if candidate.exists() && std::env::var_os("CARGO").is_none() {
         return Ok(candidate);
     }
     let target_dir = dir
@@ -411,12 +422,20 @@ async fn run_in(
     let token = format!("jepsen-{}", args.seed);
     let small_disks = kinds.contains(&FaultKind::Disk);
     let faketime = if kinds.contains(&FaultKind::Clock) {
-        Some(cluster::faketime_library().ok_or(
-            "clock faults need libfaketime (Debian's faketime), which could not be installed",
-        )?)
+        let library = cluster::faketime_library();
+        if library.is_none() {
+            println!("no libfaketime (Debian's faketime) and it could not be installed: skipping clock faults");
+        }
+        library
     } else {
         None
     };
+    let kinds: Vec<FaultKind> = kinds
+        .iter()
+        .copied()
+        .filter(|kind| *kind != FaultKind::Clock || faketime.is_some())
+        .collect();
+    let kinds = kinds.as_slice();
     let mut cluster = Cluster::new(
         binary.clone(),
         nodes,
@@ -514,7 +533,9 @@ async fn run_in(
     // one filtering puts or deletes (by the seed's parity).
     let watch_log = SharedLog::default();
     let filtered_log = SharedLog::default();
-    let filter = if args.seed % 2 == 0 {
+    // Another bit of the seed than the one that decides compaction, so
+    // each filter also runs on seeds whose watches are checked whole.
+    let filter = if (args.seed / 2) % 2 == 0 {
         Filter::NoPut
     } else {
         Filter::NoDelete
@@ -545,9 +566,17 @@ async fn run_in(
     // completes): a liveness failure.
     let mut broken: Option<String> = None;
     let mut exits_on_full_disk = 0;
+    let mut not_applied = 0;
+    // How far a slow fault (churn waits for the cluster) pushed the
+    // schedule back: later faults keep their quiet gap.
+    let mut slip = Duration::ZERO;
     for step in &steps {
+        if step.at + slip + step.hold > time {
+            println!("the schedule slipped by {slip:?}: no time left for the remaining faults");
+            break;
+        }
         if !progress
-            .wait_until(started + step.at, &count, stop, "")
+            .wait_until(started + step.at + slip, &count, stop, "")
             .await
         {
             break;
@@ -555,9 +584,10 @@ async fn run_in(
         let start = started.elapsed();
         let applied = apply(&mut cluster, net.as_mut(), &step.fault, target).await;
         let what = applied.what;
+        not_applied += usize::from(applied.failed);
         println!("[{:>6.1}s] {what}", start.as_secs_f64());
         let held = progress
-            .wait_until(started + step.at + step.hold, &count, stop, &what)
+            .wait_until(started + step.at + slip + step.hold, &count, stop, &what)
             .await;
         let healed = heal(&mut cluster, net.as_mut(), &step.fault, applied.learner).await;
         let end = started.elapsed();
@@ -569,6 +599,7 @@ async fn run_in(
             Ok(None) => println!("[{:>6.1}s] healed: {what}", end.as_secs_f64()),
             Err(why) => println!("[{:>6.1}s] not healed: {what}: {why}", end.as_secs_f64()),
         }
+        slip = slip.max(end.saturating_sub(step.at + step.hold));
         windows.push(Window { start, end, what });
         if let Some(why) = applied.broken.or(healed.err()) {
             broken = Some(why);
@@ -585,12 +616,25 @@ async fn run_in(
     }
     if crashed.is_none() && broken.is_none() {
         progress.wait_until(started + time, &count, stop, "").await;
+        let exited = cluster.exited();
+        if !exited.is_empty() {
+            crashed = Some(exited);
+        }
     }
+    let mut panicked = None;
     for client in clients {
         if stop.load(Ordering::SeqCst) {
             client.abort();
         }
-        let _ = client.await;
+        if let Err(error) = client.await {
+            if error.is_panic() {
+                panicked = Some(format!("a workload client panicked: {error}"));
+            }
+        }
+    }
+    if let Some(why) = panicked {
+        stop_watchers();
+        return Ok(RunVerdict::Crash(why));
     }
     if let Some(net) = net.as_mut() {
         net.heal()?;
@@ -642,6 +686,10 @@ async fn run_in(
             }
         ),
         format!("reproduce: {}", args.reproduce(target.name())),
+        format!(
+            "{} faults applied, {not_applied} could not be (see the fault table)",
+            windows.len() - not_applied
+        ),
     ];
     if let Some(exited) = crashed {
         let names: Vec<String> = exited
@@ -665,7 +713,7 @@ async fn run_in(
                 let watched = (&watch_log, &filtered_log, filter);
                 let range = (watched_key, watched_end);
                 let writes = recorded.acknowledged_writes();
-                match check_watches(&cluster, watched, range, revision, &writes).await {
+                match check_watches(&cluster, watched, range, revision, &writes, compacts).await {
                     Ok(line) => details.push(line),
                     Err(Disagreement::Violation(why)) => verdict = RunVerdict::Violation(why),
                     Err(Disagreement::Liveness(why)) => verdict = RunVerdict::Liveness(why),
@@ -858,6 +906,8 @@ struct Applied {
     learner: Option<u64>,
     /// Churn left the cluster without the member: a liveness failure.
     broken: Option<String>,
+    /// The fault could not be applied (no leader known, a command failed).
+    failed: bool,
 }
 
 /// How long a churned member may take to be added back, and a learner to
@@ -951,12 +1001,14 @@ async fn apply(
             what,
             learner,
             broken: None,
+            failed: false,
         },
         Err(why) => Applied {
             what: format!("{described} (not applied: {why})"),
             learner: None,
             broken: matches!(fault, Fault::Churn(_))
                 .then(|| format!("churn of {described} failed: {why}")),
+            failed: true,
         },
     }
 }
@@ -1000,23 +1052,42 @@ async fn churn(cluster: &mut Cluster, m: usize) -> Result<u64, String> {
         .wipe(m)
         .map_err(|error| format!("wiping {name}: {error}"))?;
     let started = tokio::time::Instant::now();
-    let added = loop {
+    let learner = loop {
         match client.member_add(vec![peer_url.clone()], true).await {
-            Ok(added) => break added,
+            Ok(added) => {
+                break added
+                    .member
+                    .map(|member| member.id)
+                    .ok_or("member add answered no member")?
+            }
+            // An earlier attempt that timed out went through.
+            Err(_) if member_with(&mut client, &peer_url).await.is_some() => {
+                break member_with(&mut client, &peer_url)
+                    .await
+                    .map(|member| member.id)
+                    .ok_or("the added member vanished")?
+            }
             Err(error) if started.elapsed() >= CHURN_TIMEOUT => {
                 return Err(format!("member add: {error}"))
             }
             Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
         }
     };
-    let learner = added
-        .member
-        .map(|member| member.id)
-        .ok_or("member add answered no member")?;
     cluster
         .start(m)
         .map_err(|error| format!("starting {name}: {error}"))?;
     Ok(learner)
+}
+
+/// The member at `peer_url`, as the cluster lists it now.
+async fn member_with(
+    client: &mut Client,
+    peer_url: &str,
+) -> Option<detcd::proto::etcdserverpb::Member> {
+    let list = client.member_list().await.ok()?;
+    list.members
+        .into_iter()
+        .find(|member| member.peer_ur_ls.iter().any(|url| url == peer_url))
 }
 
 /// Undoes `fault`: restarts a killed member, resumes a paused one, removes
@@ -1051,23 +1122,32 @@ async fn heal(
             let mut client =
                 Client::new(cluster.client_urls_except(*m)).with_request_timeout(PROBE_TIMEOUT);
             let started = tokio::time::Instant::now();
+            let peer_url = cluster.members[*m].peer_url.clone();
             loop {
-                match client.member_promote(learner).await {
-                    Ok(_) => {
-                        return Ok(Some(format!(
-                            "m{} promoted after {:.1} s",
-                            m + 1,
-                            started.elapsed().as_secs_f64()
-                        )))
-                    }
-                    Err(error) if started.elapsed() >= CHURN_TIMEOUT => {
-                        return Err(format!(
-                            "learner m{} not promoted within {CHURN_TIMEOUT:?}: {error}",
-                            m + 1
-                        ))
-                    }
-                    Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+                let attempt = client.member_promote(learner).await;
+                // An error may follow an earlier attempt that went through.
+                let promoted = attempt.is_ok()
+                    || member_with(&mut client, &peer_url)
+                        .await
+                        .is_some_and(|member| !member.is_learner);
+                if promoted {
+                    return Ok(Some(format!(
+                        "m{} promoted after {:.1} s",
+                        m + 1,
+                        started.elapsed().as_secs_f64()
+                    )));
                 }
+                if started.elapsed() >= CHURN_TIMEOUT {
+                    let error = attempt
+                        .err()
+                        .map(|error| error.to_string())
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "learner m{} not promoted within {CHURN_TIMEOUT:?}: {error}",
+                        m + 1
+                    ));
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
             }
         }
         _ => net.map_or(Ok(None), |net| net.heal().map(|()| None)),
@@ -1157,6 +1237,7 @@ async fn check_watches(
     (watched_key, watched_end): (&'static [u8], &'static [u8]),
     revision: i64,
     writes: &[(String, String)],
+    compacts: bool,
 ) -> Result<String, Disagreement> {
     let started = tokio::time::Instant::now();
     for (name, log) in [("the watch", log), ("the filtered watch", filtered_log)] {
@@ -1216,7 +1297,7 @@ async fn check_watches(
             }
             watch::check_replay(&log.responses, &view, view_revision, watched)
                 .and_then(|()| watch::check_acknowledged(&log.responses, writes, watched))
-                .and_then(|()| watch::check_prev_kv(&log.responses, true))
+                .and_then(|()| watch::check_prev_kv(&log.responses, compacts))
                 .and_then(|()| {
                     if filtered.compacted {
                         return Ok(());

@@ -148,7 +148,7 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
             return format!("canceled: {}", response.cancel_reason);
         }
         let revision = response.header.map_or(0, |header| header.revision);
-        let events = response
+        let events: Vec<Event> = response
             .events
             .iter()
             .filter_map(|event| {
@@ -169,17 +169,25 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
                 })
             })
             .collect();
+        // Events cover up to the last one's revision: etcd sends a
+        // catch-up in batches of revisions, each with the current header
+        // revision, so a break mid-catch-up must resume after the last
+        // event received, not after the header. A response without events
+        // (a progress notification, sent only to a caught-up watcher)
+        // covers up to its header revision; the created answer only says
+        // where the store was.
+        let covered = match events.iter().map(|event| event.revision).max() {
+            Some(last) => last,
+            None if !response.created => revision,
+            None => 0,
+        };
         log.responses.push(Response {
             stream: number,
             header_revision: revision,
             created: response.created,
             events,
         });
-        // A response covers every event up to its header revision (the
-        // created answer only says where the store was).
-        if !response.created {
-            log.caught_up_to = log.caught_up_to.max(revision);
-        }
+        log.caught_up_to = log.caught_up_to.max(covered);
     }
 }
 /// Whether `key` is in the simulator's watched range.
