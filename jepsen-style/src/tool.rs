@@ -1226,11 +1226,8 @@ async fn converge(cluster: &Cluster) -> Result<(String, i64), Disagreement> {
 }
 
 /// etcd's watch guarantees over what the two watchers received: each must
-/// reach the converged `revision`; every stream created, ordered, atomic
-/// and bookmarkable; and unless compaction cut a watch off, its events
-/// replay to what the members hold, carry every acknowledged put and the
-/// right previous key-values, and the filtered watch saw exactly the
-/// unfiltered events.
+/// reach the converged `revision`, then `watcher::check` judges them
+/// against what the members hold and the acknowledged writes.
 async fn check_watches(
     cluster: &Cluster,
     (log, filtered_log, filter): (&SharedLog, &SharedLog, Filter),
@@ -1283,30 +1280,15 @@ async fn check_watches(
         .map(|(key, value)| (key.as_str(), value.as_str()));
     let log = log.lock().unwrap();
     let filtered = filtered_log.lock().unwrap();
-    let each = |responses: &[watch::Response]| {
-        watch::check_created(responses)
-            .and_then(|()| watch::check_order(responses))
-            .and_then(|()| watch::check_atomic(responses))
-            .and_then(|()| watch::check_bookmarks(responses))
-    };
-    let checked = each(&log.responses)
-        .and_then(|()| each(&filtered.responses))
-        .and_then(|()| {
-            if log.compacted {
-                return Ok(());
-            }
-            watch::check_replay(&log.responses, &view, view_revision, watched)
-                .and_then(|()| watch::check_acknowledged(&log.responses, writes, watched))
-                .and_then(|()| watch::check_prev_kv(&log.responses, compacts))
-                .and_then(|()| {
-                    if filtered.compacted {
-                        return Ok(());
-                    }
-                    let up_to = log.caught_up_to.min(filtered.caught_up_to);
-                    watch::check_filtered(&filtered.responses, filter, &log.responses, up_to)
-                })
-        });
-    checked.map_err(Disagreement::Violation)?;
+    watcher::check(
+        (&log, &filtered, filter),
+        &view,
+        view_revision,
+        writes,
+        watched,
+        compacts,
+    )
+    .map_err(Disagreement::Violation)?;
     let summary = |log: &watcher::WatchLog| {
         format!(
             "{} events over {} streams{}",

@@ -19,7 +19,9 @@ use detcd::proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::properties::watch::{Event, Filter, Previous, Response};
+use std::collections::BTreeMap;
+
+use crate::properties::watch::{self, Event, Filter, Previous, Response};
 
 /// The simulator's watched range: every workload key ("k0", "k1", ...).
 pub const WATCHED_FROM: &[u8] = b"k";
@@ -190,6 +192,41 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
         log.caught_up_to = log.caught_up_to.max(covered);
     }
 }
+/// etcd's watch guarantees over what a consumer and a filtered consumer
+/// received: each stream created, ordered, atomic and bookmarkable; and
+/// unless compaction cut the watch off, its events replay to `view` (what
+/// the members hold at `revision`), carry every `acknowledged` write and
+/// the right previous key-values, and the filtered watch saw exactly the
+/// unfiltered events it should.
+pub fn check<'a>(
+    (log, filtered, filter): (&WatchLog, &WatchLog, Filter),
+    view: &BTreeMap<String, (String, i64)>,
+    revision: i64,
+    acknowledged: impl Iterator<Item = (&'a str, &'a str)>,
+    watched: impl Fn(&str) -> bool + Copy,
+    compaction_possible: bool,
+) -> Result<(), String> {
+    let each = |responses: &[Response]| {
+        watch::check_created(responses)
+            .and_then(|()| watch::check_order(responses))
+            .and_then(|()| watch::check_atomic(responses))
+            .and_then(|()| watch::check_bookmarks(responses))
+    };
+    each(&log.responses)?;
+    each(&filtered.responses)?;
+    if log.compacted {
+        return Ok(());
+    }
+    watch::check_replay(&log.responses, view, revision, watched)?;
+    watch::check_acknowledged(&log.responses, acknowledged, watched)?;
+    watch::check_prev_kv(&log.responses, compaction_possible)?;
+    if filtered.compacted {
+        return Ok(());
+    }
+    let up_to = log.caught_up_to.min(filtered.caught_up_to);
+    watch::check_filtered(&filtered.responses, filter, &log.responses, up_to)
+}
+
 /// Whether `key` is in the simulator's watched range.
 pub fn watched(key: &str) -> bool {
     key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO

@@ -772,29 +772,14 @@ async fn check_watch(
             .into_iter()
             .filter_map(move |key| written.map(|value| (key, value)))
     });
-    let each = |responses: &[watch::Response]| {
-        watch::check_created(responses)
-            .and_then(|()| watch::check_order(responses))
-            .and_then(|()| watch::check_atomic(responses))
-            .and_then(|()| watch::check_bookmarks(responses))
-    };
-    let checked = each(&log.responses)
-        .and_then(|()| each(&filtered.responses))
-        .and_then(|()| {
-            if log.compacted {
-                return Ok(());
-            }
-            watch::check_replay(&log.responses, &view, revision, watcher::watched)
-                .and_then(|()| watch::check_acknowledged(&log.responses, writes, watcher::watched))
-                .and_then(|()| watch::check_prev_kv(&log.responses, compaction))
-                .and_then(|()| {
-                    if filtered.compacted {
-                        return Ok(());
-                    }
-                    let up_to = log.caught_up_to.min(filtered.caught_up_to);
-                    watch::check_filtered(&filtered.responses, filter, &log.responses, up_to)
-                })
-        });
+    let checked = watcher::check(
+        (&log, &filtered, filter),
+        &view,
+        revision,
+        writes,
+        watcher::watched,
+        compaction,
+    );
     match checked {
         Ok(()) => Outcome::Pass,
         Err(violation) => Outcome::Violation(violation),
