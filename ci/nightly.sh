@@ -59,6 +59,15 @@ for nodes in 3 5; do
         | grep -E "^(detcd|etcd):|^reproduce:|^ +[a-z/0-9 ,]+ {3,}" | tee -a "$summary" || jepsen_status=$?
     if [ "$jepsen_status" -ne 0 ] || grep -qE "^(detcd|etcd): (VIOLATION|LIVENESS|CRASH)" "$summary"; then status=1; fi
 done
+# Leases and locks next to the kv workloads, detcd only: etcd 3.4.23 fails
+# the lease check by design (a leader change restarts every lease at its
+# full TTL unless its experimental lease checkpointing is on).
+echo "== jepsen-style: mixed workload (kv, leases, locks), detcd, seed $seed" | tee -a "$summary"
+jepsen_status=0
+$as_root target/release/detcd-jepsen --target detcd --nodes 3 --time "${DETCD_NIGHTLY_JEPSEN_SECS:-300}" \
+    --workload mixed --nemesis all --seed "$seed" --out target/jepsen-runs | tee -a "$summary.log" \
+    | grep -E "^detcd:|^reproduce:" | tee -a "$summary" || jepsen_status=$?
+if [ "$jepsen_status" -ne 0 ] || grep -qE "^detcd: (VIOLATION|LIVENESS|CRASH)" "$summary"; then status=1; fi
 
 echo "nightly: $(grep -c '^seeds:' "$summary") rounds; summary in $summary" | tee -a "$summary"
 # A failing run ends with the commands that reproduce it.

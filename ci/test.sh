@@ -41,8 +41,9 @@ step "jepsen-style: real processes, each in its own network namespace, under kil
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 "$target_dir/debug/detcd-jepsen" --target detcd --nodes 3 --time "${DETCD_CI_JEPSEN_SECS:-60}" \
     --nemesis kill,pause,partition,leader,churn,disk,clock --seed "${DETCD_CI_JEPSEN_SEED:-1}" --out target/jepsen-runs
-"$target_dir/debug/detcd-jepsen" --target detcd --nodes 3 --time 30 --workload append \
-    --nemesis kill,pause,partition --seed 2 --out target/jepsen-runs
+# Register and append clients with a lease client and two lock clients.
+"$target_dir/debug/detcd-jepsen" --target detcd --nodes 3 --time 30 --workload mixed \
+    --nemesis kill,pause,partition,leader --seed 2 --out target/jepsen-runs
 
 step "simulation build (--cfg madsim, target/sim): everything compiles warning-free"
 export SIM_RUSTFLAGS="--cfg madsim -D warnings"

@@ -14,6 +14,8 @@ use detcd_sim::check::{check, Budget, Verdict};
 use detcd_sim::etcd_workload::{EtcdClient, EtcdLog, EtcdRecord};
 use detcd_sim::format::json::JsonModel;
 use detcd_sim::history::{History, Operation, Outcome};
+use detcd_sim::lease_workload::{self, LeaseLog};
+use detcd_sim::lock_workload::{self, LockLog};
 use detcd_sim::model::etcd::{Etcd, EtcdInput};
 use detcd_sim::model::kv::{Kv, KvOutput};
 use detcd_sim::options::Workload;
@@ -55,6 +57,10 @@ const WATCHED_END: &[u8] = b"etcd0";
 const LOG_TAIL_LINES: usize = 15;
 /// A seed's clients draw from `seed * CLIENT_SEED_STRIDE + client`.
 const CLIENT_SEED_STRIDE: u64 = 1_000;
+/// Lease and lock clients draw as clients numbered from here and
+/// `LOCK_CLIENT_SEEDS` (the kv and etcd clients number from 0).
+const LEASE_CLIENT_SEEDS: u64 = 300;
+const LOCK_CLIENT_SEEDS: u64 = 600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Targets {
@@ -89,7 +95,10 @@ struct Args {
     #[arg(long)]
     no_netns: bool,
     /// What the clients do: etcd (ranges, txns, past reads; the etcd
-    /// model), register or append (the kv model), mixed (both of those).
+    /// model), register or append (the kv model), mixed (both of those,
+    /// with a lease client and two lock clients alongside), lease (leases
+    /// granted, kept alive, lapsed, revoked) or lock (v3lock and fenced
+    /// writes).
     #[arg(long, value_enum, default_value = "etcd")]
     workload: Workload,
     /// Concurrent workload clients.
@@ -207,8 +216,10 @@ pub fn main() -> ExitCode {
         eprintln!("--keys: at least {keys_needed} for this workload");
         return ExitCode::from(64);
     }
-    if !matches!(args.workload, Workload::Etcd) && !args.workload.key_value() {
-        eprintln!("--workload: etcd, register, append or mixed (leases, locks and auth are the simulator's)");
+    if args.workload == Workload::Auth {
+        eprintln!(
+            "--workload: etcd, register, append, mixed, lease or lock (auth is the simulator's)"
+        );
         return ExitCode::from(64);
     }
     let kinds = match args.kinds() {
@@ -293,7 +304,11 @@ fn print_comparison(results: &[(Target, RunResult)]) {
     }
     println!("\n{header}");
     row("availability", &|r| {
-        format!("{:.1}%", r.stats.availability() * 100.0)
+        if r.stats.operations == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", r.stats.availability() * 100.0)
+        }
     });
     row("operations ok / all", &|r| {
         format!("{} / {}", r.stats.ok, r.stats.operations)
@@ -471,19 +486,31 @@ async fn run_in(
     let recorder = Recorder::new(started);
     let etcd = args.workload == Workload::Etcd;
     let mut clients = Vec::new();
-    for id in 0..args.clients {
-        // Each client starts at a different member, then fails over.
+    // Each client starts at a different member, then fails over.
+    let endpoints_from = |n: u64| {
         let mut endpoints = urls.clone();
-        endpoints.rotate_left(id as usize % urls.len());
-        let rng =
-            ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(CLIENT_SEED_STRIDE).wrapping_add(id));
+        endpoints.rotate_left(n as usize % urls.len());
+        endpoints
+    };
+    let client_rng = |n: u64| {
+        ChaCha8Rng::seed_from_u64(args.seed.wrapping_mul(CLIENT_SEED_STRIDE).wrapping_add(n))
+    };
+    let shared_rng =
+        |n: u64| -> workload::SharedRng { Arc::new(Mutex::new(Box::new(client_rng(n)))) };
+    let kv_clients = if etcd || args.workload.key_value() {
+        args.clients
+    } else {
+        0
+    };
+    for id in 0..kv_clients {
+        let endpoints = endpoints_from(id);
         if etcd {
             clients.push(tokio::spawn(detcd_sim::etcd_workload::client(EtcdClient {
                 id,
                 endpoints,
                 keys: args.keys,
                 log: etcd_log.clone(),
-                rng: Box::new(rng),
+                rng: Box::new(client_rng(id)),
                 request_timeout: REQUEST_TIMEOUT,
                 started,
                 run_for: time,
@@ -496,7 +523,7 @@ async fn run_in(
                 endpoints,
                 recorder.clone(),
                 Arc::new(|_| {}),
-                Arc::new(Mutex::new(Box::new(rng))),
+                shared_rng(id),
             );
             clients.push(tokio::spawn(worker.run(
                 args.workload,
@@ -504,6 +531,28 @@ async fn run_in(
                 started + time,
             )));
         }
+    }
+    let lease_log = LeaseLog::new(started);
+    let lock_log = LockLog::new(started);
+    for n in 0..args.workload.lease_clients(args.clients as usize) as u64 {
+        clients.push(tokio::spawn(lease_workload::client(
+            n,
+            endpoints_from(n),
+            lease_log.clone(),
+            shared_rng(LEASE_CLIENT_SEEDS + n),
+            Arc::new(|_| {}),
+            started + time,
+        )));
+    }
+    for n in 0..args.workload.lock_clients(args.clients as usize) as u64 {
+        clients.push(tokio::spawn(lock_workload::client(
+            n,
+            endpoints_from(n + 1),
+            lock_log.clone(),
+            shared_rng(LOCK_CLIENT_SEEDS + n),
+            Arc::new(|_| {}),
+            started + time,
+        )));
     }
     if !etcd && compacts {
         clients.push(tokio::spawn(async move {
@@ -561,6 +610,9 @@ async fn run_in(
 
     let mut progress = Progress::new(time, started);
     let mut windows = Vec::new();
+    // When a member was down (killed, churned, or on a full disk), for
+    // the lease checks' allowance for restarts.
+    let mut outages = Vec::new();
     let mut crashed = None;
     // A fault the cluster could not recover from (churn that never
     // completes): a liveness failure.
@@ -600,6 +652,12 @@ async fn run_in(
             Err(why) => println!("[{:>6.1}s] not healed: {what}: {why}", end.as_secs_f64()),
         }
         slip = slip.max(end.saturating_sub(step.at + step.hold));
+        if matches!(
+            step.fault,
+            Fault::Kill(_) | Fault::Churn(_) | Fault::DiskFull(_)
+        ) {
+            outages.push((start, end));
+        }
         windows.push(Window { start, end, what });
         if let Some(why) = applied.broken.or(healed.err()) {
             broken = Some(why);
@@ -767,6 +825,32 @@ async fn run_in(
         }
         _ => None,
     };
+    let leases = lease_log.take();
+    let fenced = lock_log.take();
+    let mut violations = violations;
+    if !leases.is_empty() {
+        let judged = detcd_sim::properties::leases::judge(&leases, &faults_of(&outages));
+        details.push(format!(
+            "leases: {} checked, {} violations{}",
+            leases.len(),
+            judged.violations.len(),
+            if judged.budget_ran_out {
+                " (the checker's budget ran out on keys and leases together)"
+            } else {
+                ""
+            }
+        ));
+        violations.extend(judged.violations);
+    }
+    if !fenced.is_empty() {
+        let found = detcd_sim::properties::locks::check(&fenced);
+        details.push(format!(
+            "locks: {} fenced writes checked, {} violations",
+            fenced.len(),
+            found.len()
+        ));
+        violations.extend(found);
+    }
     if let (Some(first), RunVerdict::Pass | RunVerdict::Liveness(_)) =
         (violations.first(), &verdict)
     {
@@ -790,6 +874,30 @@ async fn run_in(
         println!("  {line}");
     }
     Ok(verdict)
+}
+
+/// The faults the lease checks allow for: members down over `outages`
+/// (start, end). Clock faults are left out: libfaketime here moves only
+/// the wall clock (monotonic time, which lease timers use, is not faked),
+/// so a lease anomaly under a clock step is a real one.
+fn faults_of(outages: &[(Duration, Duration)]) -> detcd_sim::properties::Faults {
+    let mut changes: Vec<(Duration, i64)> = outages
+        .iter()
+        .flat_map(|(start, end)| [(*start, 1), (*end, -1)])
+        .collect();
+    changes.sort();
+    let mut out = 0i64;
+    let out = changes
+        .into_iter()
+        .map(|(at, change)| {
+            out += change;
+            (at, out.max(0) as usize)
+        })
+        .collect();
+    detcd_sim::properties::Faults {
+        skewed_at: None,
+        out,
+    }
 }
 
 /// Prints progress every few seconds while waiting.

@@ -8,6 +8,9 @@
 //!   simulator and the jepsen-style tool run the same workload.
 //! - [`workload`] (madsim build, or the `client` feature): the register
 //!   and append workloads' clients and the compactor, on either runtime.
+//! - [`lease_workload`], [`lock_workload`] (madsim build, or the `client`
+//!   feature): the lease and lock clients whose records
+//!   `properties::leases` and `properties::locks` check, on either runtime.
 //! - [`watcher`] (madsim build, or the `client` feature): watch consumers
 //!   that record what `properties::watch` checks, on either runtime.
 //! - [`history`]: operations with invocation and completion times and an
@@ -38,6 +41,10 @@ pub mod generate;
 #[cfg(madsim)]
 pub mod harness;
 pub mod history;
+#[cfg(any(madsim, feature = "client"))]
+pub mod lease_workload;
+#[cfg(any(madsim, feature = "client"))]
+pub mod lock_workload;
 pub mod model;
 pub mod options;
 pub mod properties;

@@ -12,8 +12,6 @@ pub mod cluster;
 pub mod faults;
 pub mod hostile;
 pub mod invariants;
-pub mod leases;
-pub mod locks;
 pub mod monitor;
 pub mod nemesis;
 pub mod network;

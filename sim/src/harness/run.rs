@@ -22,12 +22,12 @@ use super::auth::{self, AuthLog};
 use super::cluster::{client_url, SimCluster};
 use super::hostile;
 use super::invariants::Invariants;
-use super::leases::{self, LeaseLog};
-use super::locks::{self, LockLog};
 use super::monitor::Monitor;
 use super::nemesis;
 use super::options::{RunOptions, SwarmOptions};
 use super::trace::Trace;
+use crate::lease_workload::{self as leases, LeaseLog};
+use crate::lock_workload::{self as locks, LockLog};
 use crate::watcher;
 use crate::workload::{self, Recorder, Worker, REQUEST_TIMEOUT};
 
@@ -105,7 +105,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Lease and lock clients live on client nodes after the watcher's and
     // the hostile client's.
     let lease_log = LeaseLog::new(started);
-    let lock_log = LockLog::default();
+    let lock_log = LockLog::new(started);
     let mut next_node = swarm.clients + 2;
     for client in 0..options.workload.lease_clients(swarm.clients) {
         let (node, endpoints) = cluster.add_client(next_node);
@@ -114,7 +114,8 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             client as u64,
             endpoints,
             lease_log.clone(),
-            trace.clone(),
+            sim_rng(),
+            trace_note(&trace),
             deadline,
         )));
     }
@@ -125,7 +126,8 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             client as u64,
             endpoints,
             lock_log.clone(),
-            trace.clone(),
+            sim_rng(),
+            trace_note(&trace),
             deadline,
         )));
     }
@@ -498,46 +500,10 @@ fn check_properties(
         ));
     }
     let faults = cluster.faults.summary(started);
-    let lease_verdict = crate::properties::leases::check(&leases, &faults);
-    // Keys and leases together, an expiry being a server-made revoke.
-    let lease_history = crate::properties::leases::history(&leases, &faults);
-    let lease_report = check(
-        &crate::model::lease::LeaseKv,
-        &lease_history,
-        Budget::default(),
-    );
-    let lease_linearizability = match lease_report.verdict {
-        Verdict::NotLinearizable => {
-            let explained = lease_report
-                .partitions
-                .iter()
-                .find_map(|partition| partition.explanation.as_ref())
-                .map(|explanation| {
-                    let stuck = &lease_history.operations[explanation.first_completion];
-                    format!(
-                        ": after {} operations the state is {}, and {} answered {} by client {} \
-                         between {:.3}s and {:.3}s cannot take effect",
-                        explanation.prefix.len(),
-                        explanation.state_after_prefix,
-                        stuck.input,
-                        stuck
-                            .outcome
-                            .output()
-                            .map_or("nothing".to_string(), ToString::to_string),
-                        stuck.client,
-                        stuck.invoke_ns as f64 / 1e9,
-                        stuck.complete_ns.unwrap_or(stuck.invoke_ns) as f64 / 1e9,
-                    )
-                })
-                .unwrap_or_default();
-            vec![format!("keys and leases are not linearizable{explained}")]
-        }
-        Verdict::Unknown => {
-            trace.record("keys and leases: the checker's budget ran out".into());
-            Vec::new()
-        }
-        Verdict::Linearizable => Vec::new(),
-    };
+    let lease_verdict = crate::properties::leases::judge(&leases, &faults);
+    if lease_verdict.budget_ran_out {
+        trace.record("keys and leases: the checker's budget ran out".into());
+    }
     let lock_violations = crate::properties::locks::check(&writes);
     if !leases.is_empty() || !writes.is_empty() {
         trace.record(format!(
@@ -554,7 +520,6 @@ fn check_properties(
     let violations: Vec<String> = lease_verdict
         .violations
         .into_iter()
-        .chain(lease_linearizability)
         .chain(lock_violations)
         .chain(auth_violations)
         .collect();

@@ -1,5 +1,5 @@
 //! The lease properties, checked over what the lease workload
-//! (`harness::leases`) recorded. Each lease client grants short
+//! (`lease_workload`) recorded. Each lease client grants short
 //! leases one after another, attaches two or three keys of its own to
 //! each, and then keeps the lease alive for a while, lets it lapse, or
 //! revokes it, reading its keys and asking its TTL all along. Everything
@@ -77,6 +77,9 @@ pub struct LeaseVerdict {
     pub violations: Vec<String>,
     /// Violations a skewed clock could explain.
     pub clock_explained: Vec<String>,
+    /// `judge` only: the checker's budget ran out on the keys-and-leases
+    /// history (no verdict on linearizability).
+    pub budget_ran_out: bool,
 }
 
 /// Holds the records to the lease guarantees (see the module docs).
@@ -202,6 +205,49 @@ pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
                 );
             }
         }
+    }
+    verdict
+}
+
+/// Everything a run's lease records are held to: the time-based
+/// guarantees (`check`) and, with an expiry as a server-made revoke,
+/// keys and leases linearizable together (`history` under
+/// `model::lease`). Shared by the simulator and the jepsen-style tool.
+pub fn judge(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
+    use crate::check::{check as linearizable, Budget, Verdict};
+    let mut verdict = check(records, faults);
+    let history = history(records, faults);
+    let report = linearizable(&crate::model::lease::LeaseKv, &history, Budget::default());
+    match report.verdict {
+        Verdict::NotLinearizable => {
+            let explained = report
+                .partitions
+                .iter()
+                .find_map(|partition| partition.explanation.as_ref())
+                .map(|explanation| {
+                    let stuck = &history.operations[explanation.first_completion];
+                    format!(
+                        ": after {} operations the state is {}, and {} answered {} by client {} \
+                         between {:.3}s and {:.3}s cannot take effect",
+                        explanation.prefix.len(),
+                        explanation.state_after_prefix,
+                        stuck.input,
+                        stuck
+                            .outcome
+                            .output()
+                            .map_or("nothing".to_string(), ToString::to_string),
+                        stuck.client,
+                        stuck.invoke_ns as f64 / 1e9,
+                        stuck.complete_ns.unwrap_or(stuck.invoke_ns) as f64 / 1e9,
+                    )
+                })
+                .unwrap_or_default();
+            verdict
+                .violations
+                .push(format!("keys and leases are not linearizable{explained}"));
+        }
+        Verdict::Unknown => verdict.budget_ran_out = true,
+        Verdict::Linearizable => {}
     }
     verdict
 }

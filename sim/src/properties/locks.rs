@@ -1,5 +1,5 @@
 //! The lock property, checked over what the lock workload
-//! (`harness::locks`) recorded. Each client takes the lock through
+//! (`lock_workload`) recorded. Each client takes the lock through
 //! v3lock's Lock, then writes a shared register in a txn fenced on its
 //! lock key: the write happens only while the key still has the create
 //! revision the client got, which is the holder's fencing token. The

@@ -2,7 +2,8 @@
 //! another, attaches two or three keys of its own to each, and then keeps
 //! the lease alive for a while, lets it lapse, or revokes it, reading its
 //! keys and asking its TTL all along. Everything it sees is recorded with
-//! virtual time for `properties::leases::check`.
+//! time since the run started for `properties::leases::check`. It runs on
+//! either runtime: the simulator's nodes or the jepsen-style tool's tasks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,13 +12,11 @@ use detcd::client::Client;
 use detcd::proto::etcdserverpb::{
     request_op, response_op, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
-use madsim::rand::Rng;
+use rand::Rng;
 use tokio::time::Instant;
 
 use crate::properties::leases::{KeepAlive, LeaseRecord, Look, Span};
-
-use super::trace::Trace;
-use crate::workload::REQUEST_TIMEOUT;
+use crate::workload::{Note, SharedRng, REQUEST_TIMEOUT};
 
 /// TTLs the workload grants, in seconds: over the minimum (2 s with the
 /// default election timeout) and long against a leader change, so a TTL
@@ -45,7 +44,7 @@ impl LeaseLog {
         }
     }
 
-    /// Virtual time since the run started.
+    /// Time since the run started.
     pub fn now(&self) -> Duration {
         self.started.elapsed()
     }
@@ -72,15 +71,17 @@ pub async fn client(
     id: u64,
     endpoints: Vec<String>,
     log: LeaseLog,
-    trace: Trace,
+    rng: SharedRng,
+    note: Note,
     deadline: Instant,
 ) {
     let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
     let mut sequence = 0;
-    while Instant::now() < deadline {
+    let until = deadline.duration_since(log.started);
+    while log.now() < until {
         sequence += 1;
         let (ttl, plan, keys) = {
-            let mut rng = madsim::rand::thread_rng();
+            let mut rng = rng.lock().unwrap();
             let ttl = rng.gen_range(TTL_SECONDS);
             let plan = match rng.gen_range(0..3) {
                 0 => Plan::KeepFor(Duration::from_millis(
@@ -100,12 +101,12 @@ pub async fn client(
         let granted = match granted {
             Ok(granted) => granted,
             Err(error) => {
-                trace.record(format!("lease client {id}: grant failed: {error}"));
+                note(format!("lease client {id}: grant failed: {error}"));
                 tokio::time::sleep(OBSERVE_EVERY_MAX).await;
                 continue;
             }
         };
-        trace.record(format!(
+        note(format!(
             "lease client {id}: lease {:x} granted, ttl {}s, {plan:?}",
             granted.id, granted.ttl
         ));
@@ -131,8 +132,8 @@ pub async fn client(
                 record.keys.push((key, log.now()));
             }
         }
-        follow(&mut client, &log, &mut record, plan, deadline).await;
-        trace.record(format!(
+        follow(&mut client, &log, &rng, &mut record, plan, deadline).await;
+        note(format!(
             "lease client {id}: lease {:x} done: {} keepalives, {} looks",
             record.id,
             record.keep_alives.len(),
@@ -148,15 +149,17 @@ pub async fn client(
 async fn follow(
     client: &mut Client,
     log: &LeaseLog,
+    rng: &SharedRng,
     record: &mut LeaseRecord,
     plan: Plan,
     deadline: Instant,
 ) {
+    let until = deadline.duration_since(log.started);
     let start = log.now();
     let mut next_keep_alive = start + record.ttl / 3;
     let mut last_effect = record.grant.invoked;
     let mut gone_looks = 0;
-    while Instant::now() < deadline && gone_looks < 2 {
+    while log.now() < until && gone_looks < 2 {
         let now = log.now();
         match plan {
             Plan::KeepFor(period) if now < start + period && now >= next_keep_alive => {
@@ -185,7 +188,7 @@ async fn follow(
         if log.now() > last_effect + record.ttl + LAPSE_WATCH {
             break;
         }
-        let look_ttl = madsim::rand::thread_rng().gen_bool(0.3);
+        let look_ttl = rng.lock().unwrap().gen_bool(0.3);
         let invoked = log.now();
         let look = if look_ttl {
             client
@@ -208,7 +211,10 @@ async fn follow(
             };
             record.looks.push((span, look));
         }
-        let pause = madsim::rand::thread_rng().gen_range(1..OBSERVE_EVERY_MAX.as_millis() as u64);
+        let pause = rng
+            .lock()
+            .unwrap()
+            .gen_range(1..OBSERVE_EVERY_MAX.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }

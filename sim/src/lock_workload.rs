@@ -3,7 +3,8 @@
 //! revision (its fencing token), writes the shared register once or twice
 //! in txns fenced on that revision, then unlocks, revokes the lease, or
 //! walks away and lets the lease lapse. Committed fenced writes are
-//! recorded for `properties::locks::check`.
+//! recorded for `properties::locks::check`. It runs on either runtime: the
+//! simulator's nodes or the jepsen-style tool's tasks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,13 +13,11 @@ use detcd::client::Client;
 use detcd::proto::etcdserverpb::{
     compare, request_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
-use madsim::rand::Rng;
+use rand::Rng;
 use tokio::time::Instant;
 
 use crate::properties::locks::FencedWrite;
-
-use super::trace::Trace;
-use crate::workload::REQUEST_TIMEOUT;
+use crate::workload::{Note, SharedRng, REQUEST_TIMEOUT};
 
 pub const LOCK_NAME: &[u8] = b"sim-lock";
 /// The register the holders write.
@@ -30,12 +29,21 @@ const LOCK_WAIT: Duration = Duration::from_secs(8);
 /// How long a holder keeps the lock between its writes, at most.
 const HOLD_MAX: Duration = Duration::from_millis(300);
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LockLog {
     writes: Arc<Mutex<Vec<FencedWrite>>>,
+    started: Instant,
 }
 
 impl LockLog {
+    /// A run's log; its clients run until a deadline counted from `started`.
+    pub fn new(started: Instant) -> LockLog {
+        LockLog {
+            writes: Arc::default(),
+            started,
+        }
+    }
+
     pub fn take(&self) -> Vec<FencedWrite> {
         std::mem::take(&mut self.writes.lock().unwrap())
     }
@@ -46,15 +54,17 @@ pub async fn client(
     id: u64,
     endpoints: Vec<String>,
     log: LockLog,
-    trace: Trace,
+    rng: SharedRng,
+    note: Note,
     deadline: Instant,
 ) {
     let mut client = Client::new(endpoints.clone()).with_request_timeout(REQUEST_TIMEOUT);
     let mut waiter = Client::new(endpoints).with_request_timeout(LOCK_WAIT);
     let mut sequence = 0;
-    while Instant::now() < deadline {
+    let until = deadline.duration_since(log.started);
+    while log.started.elapsed() < until {
         sequence += 1;
-        let ttl = madsim::rand::thread_rng().gen_range(TTL_SECONDS);
+        let ttl = rng.lock().unwrap().gen_range(TTL_SECONDS);
         let Ok(lease) = client.lease_grant(ttl, 0).await else {
             tokio::time::sleep(HOLD_MAX).await;
             continue;
@@ -62,7 +72,7 @@ pub async fn client(
         let key = match waiter.lock(LOCK_NAME, lease.id).await {
             Ok(locked) => locked.key,
             Err(error) => {
-                trace.record(format!("lock client {id}: lock failed: {error}"));
+                note(format!("lock client {id}: lock failed: {error}"));
                 let _ = client.lease_revoke(lease.id).await;
                 continue;
             }
@@ -79,11 +89,11 @@ pub async fn client(
             Ok(read) => read.kvs.first().map_or(0, |kv| kv.create_revision),
             Err(_) => 0,
         };
-        trace.record(format!(
+        note(format!(
             "lock client {id}: holds {} with token {token}",
             String::from_utf8_lossy(&key)
         ));
-        let writes = madsim::rand::thread_rng().gen_range(1..=2);
+        let writes = rng.lock().unwrap().gen_range(1..=2);
         for n in 0..writes {
             if token == 0 {
                 break;
@@ -115,15 +125,19 @@ pub async fn client(
                     });
                 }
                 Ok(_) => {
-                    trace.record(format!("lock client {id}: fenced write refused: lock lost"));
+                    note(format!("lock client {id}: fenced write refused: lock lost"));
                     break;
                 }
                 Err(_) => {}
             }
-            let hold = madsim::rand::thread_rng().gen_range(0..HOLD_MAX.as_millis() as u64);
+            let hold = rng
+                .lock()
+                .unwrap()
+                .gen_range(0..HOLD_MAX.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(hold)).await;
         }
-        match madsim::rand::thread_rng().gen_range(0..10) {
+        let ending = rng.lock().unwrap().gen_range(0..10);
+        match ending {
             0 => {
                 let _ = client.lease_revoke(lease.id).await;
             }
