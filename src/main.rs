@@ -137,12 +137,13 @@ fn init_logging(config: &Config) -> Result<(), String> {
 #[cfg(not(madsim))]
 async fn run(config: Config) -> Result<(), String> {
     config.validate()?;
-    let client_listeners = bind_all(&config.listen_client_urls).await?;
-    let peer_listeners = bind_all(&config.listen_peer_urls).await?;
+    let client_listeners =
+        bind_all(&config.listen_client_urls, "serving client requests on").await?;
+    let peer_listeners = bind_all(&config.listen_peer_urls, "listening for peers on").await?;
     let metrics_listeners = if config.listen_metrics_urls.is_empty() {
         Vec::new()
     } else {
-        bind_all(&config.listen_metrics_urls).await?
+        bind_all(&config.listen_metrics_urls, "serving metrics on").await?
     };
     let data_dir = config.data_dir();
     let disk = RealDisk::new();
@@ -303,14 +304,23 @@ async fn run(config: Config) -> Result<(), String> {
 #[cfg(not(madsim))]
 const STOP_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Binds every URL of a `--listen-*-urls` flag and logs the address each
+/// listener got, as etcd does ("listening for peers on 127.0.0.1:2380"):
+/// with port 0, the log is where the port shows.
 #[cfg(not(madsim))]
-async fn bind_all(urls: &str) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
+async fn bind_all(
+    urls: &str,
+    what: &'static str,
+) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
     let mut listeners = Vec::new();
     for url in urls.split(',') {
         let address = parse_listen_url(url)?;
         let listener = detcd::api::bind(address)
             .await
             .map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!("{what} {bound}");
+        }
         listeners.push((url.trim().to_string(), listener));
     }
     Ok(listeners)

@@ -4,13 +4,17 @@
 //!
 //! Members are killed with SIGKILL and restarted on the same data
 //! directory, or paused with SIGSTOP and resumed with SIGCONT, exactly as
-//! an operator's machine would see it.
+//! an operator's machine would see it. Processes start, stop and take
+//! signals through the project's launcher (`detcd_launch`), as the tests'
+//! and the benchmark's do.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::process::CommandExt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::process::Stdio;
+
+use detcd_launch::{ClusterState, Launch, Server};
 
 use crate::net::Net;
 
@@ -51,16 +55,12 @@ impl Target {
 }
 
 pub struct Member {
-    pub name: String,
-    /// The client URL, reachable from the tool's own namespace.
-    pub client_url: String,
-    pub peer_url: String,
-    data_dir: PathBuf,
-    log_path: PathBuf,
+    /// Name, URLs (the client URL is reachable from the tool's own
+    /// namespace), data directory and log.
+    pub spec: detcd_launch::Member,
     /// The namespace it runs in, when the run uses them.
     namespace: Option<String>,
-    child: Option<Child>,
-    paused: bool,
+    server: Option<Server>,
     /// Rejoined the cluster after being removed: starts as an existing
     /// cluster's new member.
     rejoined: bool,
@@ -108,15 +108,6 @@ pub fn faketime_library() -> Option<PathBuf> {
     }
 }
 
-/// A free loopback port: bound, read back and released. Another process
-/// may take it before the member binds it (rare; the run then fails to
-/// start and says so).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
 impl Cluster {
     /// Lays out `nodes` members under `dir` (data and logs), on the
     /// namespaces of `net` when given, with a small tmpfs for each
@@ -134,38 +125,31 @@ impl Cluster {
         let mut members = Vec::new();
         for index in 0..nodes {
             let name = format!("m{}", index + 1);
-            let (host, client_port, peer_port, namespace) = match net {
+            let (host, ports, namespace) = match net {
                 Some(net) => (
                     net.member_address(index).to_string(),
-                    CLIENT_PORT,
-                    PEER_PORT,
+                    (CLIENT_PORT, PEER_PORT),
                     Some(net.namespace(index)),
                 ),
                 None => (
                     Ipv4Addr::LOCALHOST.to_string(),
-                    free_port().map_err(|error| format!("a free port: {error}"))?,
-                    free_port().map_err(|error| format!("a free port: {error}"))?,
+                    (detcd_launch::free_port(), detcd_launch::free_port()),
                     None,
                 ),
             };
+            let mut spec = detcd_launch::Member::at(&name, "http", &host, ports, dir);
+            spec.data_dir = dir.join(format!("{name}.data"));
             members.push(Member {
-                client_url: format!("http://{host}:{client_port}"),
-                peer_url: format!("http://{host}:{peer_port}"),
-                data_dir: dir.join(format!("{name}.data")),
-                log_path: dir.join(format!("{name}.log")),
+                spec,
                 clock_file: dir.join(format!("{name}.clock")),
-                name,
                 namespace,
-                child: None,
-                paused: false,
+                server: None,
                 rejoined: false,
             });
         }
-        let initial_cluster = members
-            .iter()
-            .map(|member| format!("{}={}", member.name, member.peer_url))
-            .collect::<Vec<_>>()
-            .join(",");
+        let specs: Vec<detcd_launch::Member> =
+            members.iter().map(|member| member.spec.clone()).collect();
+        let initial_cluster = detcd_launch::initial_cluster(&specs);
         let mut cluster = Cluster {
             members,
             binary,
@@ -181,10 +165,10 @@ impl Cluster {
         if small_disks {
             cluster.mounted = true;
             for member in &cluster.members {
-                std::fs::create_dir_all(&member.data_dir)
-                    .map_err(|error| format!("{}: {error}", member.data_dir.display()))?;
+                std::fs::create_dir_all(&member.spec.data_dir)
+                    .map_err(|error| format!("{}: {error}", member.spec.data_dir.display()))?;
                 let size = format!("size={DISK_BYTES}");
-                let dir = member.data_dir.to_string_lossy().into_owned();
+                let dir = member.spec.data_dir.to_string_lossy().into_owned();
                 crate::net::run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", &dir])?;
             }
         }
@@ -194,7 +178,7 @@ impl Cluster {
     pub fn client_urls(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|member| member.client_url.clone())
+            .map(|member| member.spec.client_url.clone())
             .collect()
     }
 
@@ -216,62 +200,43 @@ impl Cluster {
     /// kill), appending to its log.
     pub fn start(&mut self, index: usize) -> std::io::Result<()> {
         let member = &self.members[index];
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&member.log_path)?;
-        let mut command = match &member.namespace {
-            // `ip netns exec` enters the namespace and execs the server,
-            // so the child's pid is the server's own.
-            Some(namespace) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", namespace]).arg(&self.binary);
-                command
-            }
-            None => Command::new(&self.binary),
-        };
-        command
-            .args(["--name", &member.name])
-            .arg("--data-dir")
-            .arg(&member.data_dir)
-            .args(["--listen-client-urls", &member.client_url])
-            .args(["--advertise-client-urls", &member.client_url])
-            .args(["--listen-peer-urls", &member.peer_url])
-            .args(["--initial-advertise-peer-urls", &member.peer_url])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args([
-                "--initial-cluster-state",
-                if member.rejoined { "existing" } else { "new" },
-            ])
-            .args(["--initial-cluster-token", &self.token])
-            .args(TIMING_ARGS)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let mut env = Vec::new();
         if let Some(library) = &self.faketime {
-            command
-                .env("LD_PRELOAD", library)
-                .env("FAKETIME_TIMESTAMP_FILE", &member.clock_file)
-                .env("FAKETIME_CACHE_DURATION", FAKETIME_REREAD_SECS)
+            env.extend([
+                ("LD_PRELOAD".into(), library.into()),
+                (
+                    "FAKETIME_TIMESTAMP_FILE".into(),
+                    member.clock_file.clone().into(),
+                ),
+                (
+                    "FAKETIME_CACHE_DURATION".into(),
+                    FAKETIME_REREAD_SECS.into(),
+                ),
                 // A clock step moves the wall clock (as NTP does), never the
                 // monotonic one timers run on (libfaketime would make
                 // CLOCK_MONOTONIC the shifted wall clock). Both spellings:
                 // libfaketime renamed it.
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-                .env("DONT_FAKE_MONOTONIC", "1");
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+                ("DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ]);
         }
-        // If this tool dies outright, its members die with it.
-        // SAFETY: prctl in the child between fork and exec, async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn()?;
-        let member = &mut self.members[index];
-        member.child = Some(child);
-        member.paused = false;
+        let launch = Launch {
+            initial_cluster: self.initial_cluster.clone(),
+            state: if member.rejoined {
+                ClusterState::Existing
+            } else {
+                ClusterState::New
+            },
+            token: Some(self.token.clone()),
+            args: TIMING_ARGS.iter().map(Into::into).collect(),
+            env,
+            namespace: member.namespace.clone(),
+            // If this tool dies outright, its members die with it.
+            die_with_parent: true,
+            ..Launch::new(&self.binary)
+        };
+        let server = launch.spawn(&member.spec)?;
+        self.members[index].server = Some(server);
         Ok(())
     }
 
@@ -279,34 +244,23 @@ impl Cluster {
     /// on its own is remembered as a crash (see `exited`).
     pub fn kill(&mut self, index: usize) {
         let member = &mut self.members[index];
-        if let Some(mut child) = member.child.take() {
-            if let Ok(Some(status)) = child.try_wait() {
+        if let Some(server) = member.server.take() {
+            if let Some(status) = server.kill() {
                 self.found_exited
-                    .push((member.name.clone(), status.to_string()));
-            } else {
-                if member.paused {
-                    signal(&child, libc::SIGCONT);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+                    .push((member.spec.name.clone(), status.to_string()));
             }
         }
-        member.paused = false;
     }
 
     pub fn pause(&mut self, index: usize) {
-        let member = &mut self.members[index];
-        if let Some(child) = &member.child {
-            signal(child, libc::SIGSTOP);
-            member.paused = true;
+        if let Some(server) = &mut self.members[index].server {
+            server.pause();
         }
     }
 
     pub fn resume(&mut self, index: usize) {
-        let member = &mut self.members[index];
-        if let Some(child) = &member.child {
-            signal(child, libc::SIGCONT);
-            member.paused = false;
+        if let Some(server) = &mut self.members[index].server {
+            server.resume();
         }
     }
 
@@ -315,11 +269,9 @@ impl Cluster {
     pub fn exited(&mut self) -> Vec<(String, String)> {
         let mut exited = std::mem::take(&mut self.found_exited);
         for member in &mut self.members {
-            if let Some(child) = &mut member.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    exited.push((member.name.clone(), status.to_string()));
-                    member.child = None;
-                }
+            if let Some(status) = member.server.as_mut().and_then(Server::exited) {
+                exited.push((member.spec.name.clone(), status.to_string()));
+                member.server = None;
             }
         }
         exited
@@ -339,7 +291,7 @@ impl Cluster {
     pub fn wipe(&mut self, index: usize) -> std::io::Result<()> {
         self.kill(index);
         let member = &mut self.members[index];
-        for entry in std::fs::read_dir(&member.data_dir)? {
+        for entry in std::fs::read_dir(&member.spec.data_dir)? {
             let path = entry?.path();
             if path.is_dir() {
                 std::fs::remove_dir_all(&path)?;
@@ -357,7 +309,7 @@ impl Cluster {
         if !self.mounted {
             return Err("the data directories are not small disks".into());
         }
-        let path = self.members[index].data_dir.join(FILLER);
+        let path = self.members[index].spec.data_dir.join(FILLER);
         let mut file = File::create(&path).map_err(|error| format!("{error}"))?;
         let chunk = vec![0u8; 1 << 20];
         loop {
@@ -374,17 +326,15 @@ impl Cluster {
     /// (etcd does: it cannot write its WAL), restarts it and says how it
     /// had ended.
     pub fn free_disk(&mut self, index: usize) -> Result<Option<String>, String> {
-        let path = self.members[index].data_dir.join(FILLER);
+        let path = self.members[index].spec.data_dir.join(FILLER);
         std::fs::remove_file(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-        let exited = match &mut self.members[index].child {
-            Some(child) => match child.try_wait() {
-                Ok(Some(status)) => Some(status.to_string()),
-                _ => None,
-            },
-            None => None,
-        };
+        let exited = self.members[index]
+            .server
+            .as_mut()
+            .and_then(Server::exited)
+            .map(|status| status.to_string());
         if exited.is_some() {
-            self.members[index].child = None;
+            self.members[index].server = None;
             self.start(index)
                 .map_err(|error| format!("restarting: {error}"))?;
         }
@@ -394,11 +344,9 @@ impl Cluster {
     /// Resumes every paused member and starts every stopped one.
     pub fn heal(&mut self) -> std::io::Result<()> {
         for index in 0..self.members.len() {
-            if self.members[index].paused {
-                self.resume(index);
-            }
-            if self.members[index].child.is_none() {
-                self.start(index)?;
+            match &mut self.members[index].server {
+                Some(server) => server.resume(),
+                None => self.start(index)?,
             }
         }
         Ok(())
@@ -406,9 +354,7 @@ impl Cluster {
 
     /// The last `lines` lines of member `index`'s log.
     pub fn log_tail(&self, index: usize, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.members[index].log_path).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.members[index].spec.log_tail(lines)
     }
 }
 
@@ -417,19 +363,13 @@ impl Drop for Cluster {
         for index in 0..self.members.len() {
             self.kill(index);
             if self.mounted {
-                let dir = self.members[index].data_dir.to_string_lossy().into_owned();
+                let dir = self.members[index]
+                    .spec
+                    .data_dir
+                    .to_string_lossy()
+                    .into_owned();
                 let _ = crate::net::run("umount", &[&dir]);
             }
         }
-    }
-}
-
-fn signal(child: &Child, signal: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        return;
-    };
-    // SAFETY: kill(2) on a pid this process spawned and has not reaped.
-    unsafe {
-        libc::kill(pid, signal);
     }
 }

@@ -956,7 +956,7 @@ fn tails(cluster: &Cluster) -> String {
     for (index, member) in cluster.members.iter().enumerate() {
         text.push_str(&format!(
             "--- {} log (last lines) ---\n{}\n",
-            member.name,
+            member.spec.name,
             cluster.log_tail(index, LOG_TAIL_LINES)
         ));
     }
@@ -1067,7 +1067,7 @@ async fn apply(
                 if leader == *to {
                     return Ok(format!("{described} (already leads)"));
                 }
-                let url = cluster.members[leader].client_url.clone();
+                let url = cluster.members[leader].spec.client_url.clone();
                 probe(&url)
                     .move_leader(ids[*to])
                     .await
@@ -1125,8 +1125,8 @@ async fn apply(
 /// learner and starts it; returns the learner's id.
 async fn churn(cluster: &mut Cluster, m: usize) -> Result<u64, String> {
     let mut client = Client::new(cluster.client_urls_except(m)).with_request_timeout(PROBE_TIMEOUT);
-    let name = cluster.members[m].name.clone();
-    let peer_url = cluster.members[m].peer_url.clone();
+    let name = cluster.members[m].spec.name.clone();
+    let peer_url = cluster.members[m].spec.peer_url.clone();
     let list = client
         .member_list()
         .await
@@ -1230,7 +1230,7 @@ async fn heal(
             let mut client =
                 Client::new(cluster.client_urls_except(*m)).with_request_timeout(PROBE_TIMEOUT);
             let started = tokio::time::Instant::now();
-            let peer_url = cluster.members[*m].peer_url.clone();
+            let peer_url = cluster.members[*m].spec.peer_url.clone();
             loop {
                 let attempt = client.member_promote(learner).await;
                 // An error may follow an earlier attempt that went through.
@@ -1357,7 +1357,7 @@ async fn check_watches(
         }
     }
     // What the members hold, read once from one of them (they agree).
-    let view_read = probe(&cluster.members[0].client_url)
+    let view_read = probe(&cluster.members[0].spec.client_url)
         .range(RangeRequest {
             key: watched_key.to_vec(),
             range_end: watched_end.to_vec(),

@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
 #[cfg(not(madsim))]
 mod real {
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, ExitCode, Stdio};
+    use std::process::ExitCode;
     use std::time::{Duration, Instant};
 
     use clap::Parser;
@@ -293,9 +293,10 @@ mod real {
     }
 
     /// A cluster of real server processes on loopback ports and a fresh
-    /// temporary data dir; stopped and removed on drop.
+    /// temporary data dir, started through the project's launcher; stopped
+    /// and removed on drop.
     struct Cluster {
-        children: Vec<Child>,
+        servers: Vec<detcd_launch::Server>,
         dir: PathBuf,
         endpoints: Vec<String>,
     }
@@ -306,41 +307,26 @@ mod real {
                 std::env::temp_dir().join(format!("detcd-bench-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
-            let ports: Vec<(u16, u16)> = (0..members)
-                .map(|_| Ok((free_port()?, free_port()?)))
-                .collect::<std::io::Result<_>>()?;
-            let initial_cluster: Vec<String> = ports
-                .iter()
-                .enumerate()
-                .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            let laid_out: Vec<detcd_launch::Member> = (0..members)
+                .map(|index| detcd_launch::Member::on_loopback(&format!("m{index}"), "http", &dir))
                 .collect();
-            let mut cluster = Cluster {
-                children: Vec::new(),
-                dir: dir.clone(),
-                endpoints: Vec::new(),
+            let launch = detcd_launch::Launch {
+                initial_cluster: detcd_launch::initial_cluster(&laid_out),
+                token: Some("detcd-bench".into()),
+                args: vec!["--log-level=warn".into()],
+                die_with_parent: true,
+                ..detcd_launch::Launch::new(binary)
             };
-            for (index, (client, peer)) in ports.iter().enumerate() {
-                let log = std::fs::File::create(dir.join(format!("m{index}.log")))?;
-                let child = Command::new(binary)
-                    .arg(format!("--name=m{index}"))
-                    .arg(format!(
-                        "--data-dir={}",
-                        dir.join(format!("m{index}.etcd")).display()
-                    ))
-                    .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-                    .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-                    .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!(
-                        "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-                    ))
-                    .arg(format!("--initial-cluster={}", initial_cluster.join(",")))
-                    .arg("--initial-cluster-token=detcd-bench")
-                    .arg("--log-level=warn")
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()?;
-                cluster.children.push(child);
-                cluster.endpoints.push(format!("http://127.0.0.1:{client}"));
+            let mut cluster = Cluster {
+                servers: Vec::new(),
+                dir: dir.clone(),
+                endpoints: laid_out
+                    .iter()
+                    .map(|member| member.client_url.clone())
+                    .collect(),
+            };
+            for member in &laid_out {
+                cluster.servers.push(launch.spawn(member)?);
             }
             cluster.wait_ready()?;
             Ok(cluster)
@@ -351,35 +337,32 @@ mod real {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let deadline = Instant::now() + READY_TIMEOUT;
             for endpoint in self.endpoints.clone() {
-                loop {
+                let mut exited = None;
+                let ready = detcd_launch::eventually(READY_TIMEOUT, || {
                     let status = runtime.block_on(async {
                         Client::new(vec![endpoint.clone()])
                             .with_request_timeout(POLL_INTERVAL * 10)
                             .status()
                             .await
                     });
-                    if status.is_ok_and(|status| status.leader != 0) {
-                        break;
-                    }
-                    if let Some(exited) = self
-                        .children
+                    exited = self
+                        .servers
                         .iter_mut()
-                        .find_map(|child| child.try_wait().ok().flatten())
-                    {
-                        return Err(std::io::Error::other(format!(
-                            "a member exited ({exited}); logs in {}",
-                            self.dir.display()
-                        )));
-                    }
-                    if Instant::now() > deadline {
-                        return Err(std::io::Error::other(format!(
-                            "{endpoint} not ready in {READY_TIMEOUT:?}; logs in {}",
-                            self.dir.display()
-                        )));
-                    }
-                    std::thread::sleep(POLL_INTERVAL);
+                        .find_map(detcd_launch::Server::exited);
+                    exited.is_some() || status.is_ok_and(|status| status.leader != 0)
+                });
+                if let Some(exited) = exited {
+                    return Err(std::io::Error::other(format!(
+                        "a member exited ({exited}); logs in {}",
+                        self.dir.display()
+                    )));
+                }
+                if !ready {
+                    return Err(std::io::Error::other(format!(
+                        "{endpoint} not ready in {READY_TIMEOUT:?}; logs in {}",
+                        self.dir.display()
+                    )));
                 }
             }
             Ok(())
@@ -388,17 +371,8 @@ mod real {
 
     impl Drop for Cluster {
         fn drop(&mut self) {
-            for child in &mut self.children {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            self.servers.clear();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-
-    fn free_port() -> std::io::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
     }
 }

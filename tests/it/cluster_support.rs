@@ -9,13 +9,13 @@
 //! `member list -w json` for membership, `get -w json` for the keyspace.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::Output;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{etcdctl, free_port, Flavor};
+use crate::support::{etcdctl, Flavor};
 
 /// How long members may take to start serving, elect a leader or converge.
 /// Generous: the machine is shared and slow; this bounds a hang, it
@@ -35,6 +35,10 @@ const PROBE_TIMEOUT_ARG: &str = "--command-timeout=2s";
 
 /// Lines of each member's log shown when a test fails.
 const LOG_TAIL_LINES: usize = 40;
+
+/// Starts of a new cluster, counting those where a member lost a port to
+/// another process before it bound it (laid out again on fresh ports).
+const START_ATTEMPTS: usize = 3;
 
 /// `DETCD_IT_FLAVOR=etcd` runs the cluster tests against the reference etcd;
 /// unset (or `detcd`) runs them against this build.
@@ -77,10 +81,25 @@ pub struct Member {
     pub peer_url: String,
     pub data_dir: PathBuf,
     log_path: PathBuf,
-    child: Option<Child>,
+    child: Option<detcd_launch::Server>,
     /// For a member added at runtime: the `--initial-cluster` that
     /// `etcdctl member add` printed, used with `--initial-cluster-state existing`.
     joined_with: Option<String>,
+}
+
+impl From<detcd_launch::Member> for Member {
+    /// A member laid out by the launcher, not started yet.
+    fn from(laid_out: detcd_launch::Member) -> Member {
+        Member {
+            name: laid_out.name,
+            client_url: laid_out.client_url,
+            peer_url: laid_out.peer_url,
+            data_dir: laid_out.data_dir,
+            log_path: laid_out.log_path,
+            child: None,
+            joined_with: None,
+        }
+    }
 }
 
 /// One member's answer to `etcdctl endpoint status -w json`. etcdctl
@@ -163,39 +182,49 @@ impl Cluster {
     ) -> Cluster {
         crate::support::init_tracing();
         let flavor = flavor_from_env();
-        let temp = tempfile::tempdir().unwrap();
-        let ports = distinct_free_ports(2 * size);
-        let members: Vec<Member> = (0..size)
-            .map(|index| {
-                let name = format!("m{}", index + 1);
-                Member {
-                    client_url: format!("{scheme}://127.0.0.1:{}", ports[2 * index]),
-                    peer_url: format!("{scheme}://127.0.0.1:{}", ports[2 * index + 1]),
-                    data_dir: temp.path().join(format!("{name}.etcd")),
-                    log_path: temp.path().join(format!("{name}.log")),
-                    child: None,
-                    joined_with: None,
-                    name,
+        let mut attempt = 1;
+        loop {
+            let temp = tempfile::tempdir().unwrap();
+            let members: Vec<Member> = (0..size)
+                .map(|index| {
+                    Member::from(detcd_launch::Member::on_loopback(
+                        &format!("m{}", index + 1),
+                        scheme,
+                        temp.path(),
+                    ))
+                })
+                .collect();
+            let initial_cluster = members
+                .iter()
+                .map(|member| format!("{}={}", member.name, member.peer_url))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut cluster = Cluster {
+                flavor,
+                token: format!("{name}-{}", std::process::id()),
+                members,
+                initial_cluster,
+                extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+                _temp: temp,
+            };
+            tracing::info!(?flavor, size, "starting cluster {}", cluster.token);
+            let all = cluster.all();
+            match cluster.try_restart(&all) {
+                Ok(()) => return cluster,
+                Err(why)
+                    if attempt < START_ATTEMPTS
+                        && cluster
+                            .members
+                            .iter()
+                            .any(|member| detcd_launch::bind_conflict(&member.log_path)) =>
+                {
+                    tracing::info!("a port was taken before a member bound it ({why}); new ports");
+                    drop(cluster);
+                    attempt += 1;
                 }
-            })
-            .collect();
-        let initial_cluster = members
-            .iter()
-            .map(|member| format!("{}={}", member.name, member.peer_url))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut cluster = Cluster {
-            flavor,
-            token: format!("{name}-{}", std::process::id()),
-            members,
-            initial_cluster,
-            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
-            _temp: temp,
-        };
-        tracing::info!(?flavor, size, "starting cluster {}", cluster.token);
-        let all = cluster.all();
-        cluster.restart(&all);
-        cluster
+                Err(why) => panic!("{why}"),
+            }
+        }
     }
 
     /// `--initial-cluster` as the members were started with.
@@ -210,9 +239,8 @@ impl Cluster {
     pub fn add_member(&mut self, via: usize, learner: bool) -> usize {
         let index = self.members.len();
         let name = format!("m{}", index + 1);
-        let ports = distinct_free_ports(2);
-        let temp = self._temp.path().to_path_buf();
-        let peer_url = format!("http://127.0.0.1:{}", ports[1]);
+        let laid_out = detcd_launch::Member::on_loopback(&name, "http", self._temp.path());
+        let peer_url = laid_out.peer_url.clone();
         let mut args = vec![
             "member".to_string(),
             "add".into(),
@@ -230,13 +258,8 @@ impl Cluster {
             .map(|rest| rest.trim_end_matches('"').to_string())
             .unwrap_or_else(|| panic!("member add printed no ETCD_INITIAL_CLUSTER:\n{printed}"));
         self.members.push(Member {
-            client_url: format!("http://127.0.0.1:{}", ports[0]),
-            peer_url,
-            data_dir: temp.join(format!("{name}.etcd")),
-            log_path: temp.join(format!("{name}.log")),
-            child: None,
             joined_with: Some(initial_cluster),
-            name,
+            ..Member::from(laid_out)
         });
         self.spawn(index);
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
@@ -301,58 +324,54 @@ impl Cluster {
     /// linearizable read. `--initial-cluster-state new` stays on the
     /// command line: with existing data it is ignored, as in etcd.
     pub fn restart(&mut self, indexes: &[usize]) {
+        if let Err(why) = self.try_restart(indexes) {
+            panic!("{why}");
+        }
+    }
+
+    fn try_restart(&mut self, indexes: &[usize]) -> Result<(), String> {
         for &index in indexes {
             self.spawn(index);
         }
         for &index in indexes {
-            self.wait_serving(index);
+            self.wait_serving(index)?;
         }
+        Ok(())
     }
 
     fn spawn(&mut self, index: usize) {
         let member = &self.members[index];
         assert!(member.child.is_none(), "{} is already running", member.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&member.log_path)
-            .unwrap();
-        let mut command = Command::new(server_binary(self.flavor));
-        command
-            .args(["--name", &member.name, "--data-dir"])
-            .arg(&member.data_dir)
-            .args([
-                "--listen-client-urls",
-                &member.client_url,
-                "--advertise-client-urls",
-                &member.client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &member.peer_url,
-                "--initial-advertise-peer-urls",
-                &member.peer_url,
-            ])
-            .args(match &member.joined_with {
-                Some(initial_cluster) => [
-                    "--initial-cluster",
-                    initial_cluster,
-                    "--initial-cluster-state",
-                    "existing",
-                ],
-                None => [
-                    "--initial-cluster",
-                    &self.initial_cluster,
-                    "--initial-cluster-state",
-                    "new",
-                ],
-            })
-            .args(["--initial-cluster-token", &self.token])
-            .args(TIMING_ARGS)
-            .args(&self.extra_args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let child = command.spawn().unwrap_or_else(|error| {
+        let (initial_cluster, state) = match &member.joined_with {
+            Some(initial_cluster) => (
+                initial_cluster.clone(),
+                detcd_launch::ClusterState::Existing,
+            ),
+            None => (
+                self.initial_cluster.clone(),
+                detcd_launch::ClusterState::New,
+            ),
+        };
+        let launch = detcd_launch::Launch {
+            initial_cluster,
+            state,
+            token: Some(self.token.clone()),
+            args: TIMING_ARGS
+                .iter()
+                .map(Into::into)
+                .chain(self.extra_args.iter().map(Into::into))
+                .collect(),
+            ..detcd_launch::Launch::new(server_binary(self.flavor))
+        };
+        let launched = detcd_launch::Member {
+            name: member.name.clone(),
+            client_url: member.client_url.clone(),
+            advertise_client_url: member.client_url.clone(),
+            peer_url: member.peer_url.clone(),
+            data_dir: member.data_dir.clone(),
+            log_path: member.log_path.clone(),
+        };
+        let child = launch.spawn(&launched).unwrap_or_else(|error| {
             panic!(
                 "cannot start {:?} for {}: {error}",
                 self.flavor, member.name
@@ -361,23 +380,27 @@ impl Cluster {
         self.members[index].child = Some(child);
     }
 
-    fn wait_serving(&mut self, index: usize) {
+    fn wait_serving(&mut self, index: usize) -> Result<(), String> {
         let deadline = Instant::now() + CONVERGE_TIMEOUT;
         loop {
             let probe = self.ctl(index, &["get", "readiness-probe", PROBE_TIMEOUT_ARG]);
             if probe.status.success() {
-                return;
+                return Ok(());
             }
             let member = &mut self.members[index];
-            if let Some(status) = member.child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(status) = member.child.as_mut().unwrap().exited() {
                 member.child = None;
-                panic!("{} exited with {status} before serving", member.name);
+                return Err(format!(
+                    "{} exited with {status} before serving",
+                    member.name
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}",
-                member.name
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}",
+                    member.name
+                ));
+            }
             sleep(POLL_INTERVAL);
         }
     }
@@ -385,12 +408,13 @@ impl Cluster {
     /// SIGTERM, as an operator stops a member; panics if it is still
     /// running after `STOP_TIMEOUT`. Returns the exit code.
     pub fn terminate(&mut self, index: usize) -> Option<i32> {
-        let mut child = self.members[index]
+        let child = self.members[index]
             .child
             .take()
             .unwrap_or_else(|| panic!("{} is not running", self.members[index].name));
         tracing::info!("SIGTERM {}", self.members[index].name);
-        crate::support::terminate_within(&mut child, crate::support::STOP_TIMEOUT)
+        child
+            .terminate(crate::support::STOP_TIMEOUT)
             .unwrap_or_else(|error| {
                 panic!("{}: {error}\n{}", self.members[index].name, self.log(index))
             })
@@ -400,13 +424,12 @@ impl Cluster {
     /// kill -9: no shutdown path runs.
     pub fn kill(&mut self, index: usize) {
         let member = &mut self.members[index];
-        let mut child = member
+        let child = member
             .child
             .take()
             .unwrap_or_else(|| panic!("{} is not running", member.name));
         tracing::info!("kill -9 {}", member.name);
-        let _ = child.kill();
-        let _ = child.wait();
+        child.kill();
     }
 
     pub fn endpoints(&self, indexes: &[usize]) -> String {
@@ -652,16 +675,12 @@ impl Cluster {
 
     fn log_tails(&self) -> String {
         let mut tails = String::new();
-        for (index, member) in self.members.iter().enumerate() {
-            let log = self.log(index);
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        for member in &self.members {
             tails.push_str(&format!(
-                "----- {} ({:?}) last {} log lines -----\n{}\n",
+                "----- {} ({:?}) last {LOG_TAIL_LINES} log lines -----\n{}\n",
                 member.name,
                 self.flavor,
-                tail.len(),
-                tail.join("\n")
+                detcd_launch::log_tail(&member.log_path, LOG_TAIL_LINES)
             ));
         }
         tails
@@ -671,28 +690,14 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for member in &mut self.members {
-            if let Some(mut child) = member.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+            if let Some(child) = member.child.take() {
+                child.kill();
             }
         }
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails());
         }
     }
-}
-
-/// `free_port` can hand the same port out twice, since each listener is
-/// closed before the next is bound: insist on distinct ones.
-fn distinct_free_ports(count: usize) -> Vec<u16> {
-    let mut ports = Vec::with_capacity(count);
-    while ports.len() < count {
-        let port = free_port();
-        if !ports.contains(&port) {
-            ports.push(port);
-        }
-    }
-    ports
 }
 
 pub fn parse_keyspace(json: &str) -> Keyspace {

@@ -40,6 +40,55 @@ fn port_in_use_is_a_clear_error() {
         stderr.contains("address already in use") || stderr.contains("Address already in use"),
         "{stderr}"
     );
+    // The launcher tells such a start from others by this wording, and
+    // lays the member out again on fresh ports.
+    let log = dir.path().join("stderr.log");
+    std::fs::write(&log, &output.stderr).unwrap();
+    assert!(detcd_launch::bind_conflict(&log));
+}
+
+/// With port 0, each listener's port is the kernel's pick, and the log says
+/// which, in etcd's words: "serving client requests on 127.0.0.1:N"
+/// (etcd: "serving insecure client requests on …") and "listening for
+/// peers on 127.0.0.1:N". The port read back serves.
+#[test]
+fn port_zero_listeners_log_the_port_they_got() {
+    crate::support::init_tracing();
+    for flavor in [Flavor::Detcd, Flavor::Etcd] {
+        tracing::info!(?flavor, "a member on port 0 for clients and peers");
+        let dir = tempfile::tempdir().unwrap();
+        let mut member = detcd_launch::Member::at("zero", "http", "127.0.0.1", (0, 0), dir.path());
+        member.advertise_client_url = "http://127.0.0.1:2379".into();
+        let server = detcd_launch::Launch::new(flavor.binary())
+            .spawn(&member)
+            .unwrap();
+        let port_after = |needle: &str| {
+            let log = member.log();
+            let rest = &log[log.find(needle)? + needle.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u16>().ok()
+        };
+        let mut client_port = None;
+        assert!(
+            crate::support::eventually(std::time::Duration::from_secs(30), || {
+                client_port = port_after("client requests on 127.0.0.1:");
+                client_port.is_some() && port_after("listening for peers on 127.0.0.1:").is_some()
+            }),
+            "{flavor:?} logs the ports it got:\n{}",
+            member.log()
+        );
+        let client_port = client_port.unwrap();
+        assert_ne!(client_port, 0);
+        let url = format!("http://127.0.0.1:{client_port}");
+        assert!(
+            crate::support::eventually(std::time::Duration::from_secs(30), || {
+                etcdctl(&url, &["put", "k", "v"], None).status.success()
+            }),
+            "{flavor:?} serves on the port it logged:\n{}",
+            member.log()
+        );
+        drop(server);
+    }
 }
 
 #[test]

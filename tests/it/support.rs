@@ -3,9 +3,8 @@
 //! `etcd-client`), each on its own loopback ports and temp data dir.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// A hang detector, not a speed check: etcd stops in well under a second
 /// and detcd within about one; a member that ignores SIGTERM never does.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Starts of a single server, counting those that lost a port to another
+/// process before the server bound it.
+const START_ATTEMPTS: usize = 3;
 
 /// Lets the tests' phase logs (`tracing::info!`) show: nextest prints a
 /// failing test's output, so a failure says which phase it was in.
@@ -29,67 +31,7 @@ pub fn init_tracing() {
     });
 }
 
-/// Polls `condition` until it holds or `timeout` passes; whether it held.
-/// For waiting on a server, never for timing one.
-pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sends SIGTERM and waits for the exit, at most `bound`; a process still
-/// running then is killed and reported.
-pub fn terminate_within(
-    child: &mut std::process::Child,
-    bound: Duration,
-) -> Result<std::process::ExitStatus, String> {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("still running {bound:?} after SIGTERM"));
-        }
-        sleep(Duration::from_millis(20));
-    }
-}
-
-/// A port no one is listening on, for a server to bind next.
-///
-/// Not port 0's pick: that comes from the ephemeral range, where another
-/// test's bind(0) or any outgoing connection may take it between our
-/// check and the server's bind (CI saw etcd fail with "address already in
-/// use" that way). Ports come from below the ephemeral range instead, in
-/// a block of `PORT_BLOCK` per test process (nextest runs each test in a
-/// process of its own), moving to the next block when one is used up.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST_PORT: u32 = 10_000;
-    const PORT_BLOCK: u32 = 16;
-    const BLOCKS: u32 = 1_400; // up to port 32_400, below Linux's 32_768
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let block = (std::process::id() + n / PORT_BLOCK) % BLOCKS;
-        let port = FIRST_PORT + block * PORT_BLOCK + n % PORT_BLOCK;
-        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
-            return port as u16;
-        }
-    }
-}
+pub use detcd_launch::{eventually, free_port, terminate_within};
 
 /// Which server binary to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,21 +41,13 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    fn binary(self) -> PathBuf {
+    pub fn binary(self) -> PathBuf {
         match self {
             Flavor::Detcd => PathBuf::from(env!("CARGO_BIN_EXE_detcd")),
-            Flavor::Etcd => which("etcd")
+            Flavor::Etcd => detcd_launch::which("etcd")
                 .expect("the reference etcd 3.4.23 is missing: apt-get install etcd-server"),
         }
     }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    })
 }
 
 pub struct ServerProcess {
@@ -126,7 +60,7 @@ pub struct ServerProcess {
     pub data_dir: PathBuf,
     pub peer_url: String,
     extra_args: Vec<String>,
-    child: Option<Child>,
+    child: Option<detcd_launch::Server>,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -139,7 +73,8 @@ impl ServerProcess {
     }
 
     /// `start`, after `prepare` has filled the (still absent) data dir,
-    /// for example with a restored backup.
+    /// for example with a restored backup. A start that lost a port to
+    /// another process is tried again on fresh ports.
     pub fn start_prepared(
         flavor: Flavor,
         extra_args: &[&str],
@@ -147,58 +82,72 @@ impl ServerProcess {
     ) -> ServerProcess {
         init_tracing();
         let temp = tempfile::tempdir().unwrap();
-        let data_dir = temp.path().join("member.etcd");
-        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let member = detcd_launch::Member::on_loopback("it", "http", temp.path());
         let mut server = ServerProcess {
             flavor,
-            name: "it".into(),
-            advertised_client_url: client_url.clone(),
-            client_url,
-            peer_url: format!("http://127.0.0.1:{}", free_port()),
-            data_dir,
+            name: member.name,
+            advertised_client_url: member.client_url.clone(),
+            client_url: member.client_url,
+            peer_url: member.peer_url,
+            data_dir: temp.path().join("member.etcd"),
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             child: None,
-            log_path: temp.path().join("server.log"),
+            log_path: member.log_path,
             _temp: Some(temp),
         };
         prepare(&server);
+        for _ in 1..START_ATTEMPTS {
+            match server.try_restart() {
+                Ok(()) => return server,
+                Err(_) if detcd_launch::bind_conflict(&server.log_path) => {
+                    tracing::info!("a port was taken before the server bound it; new ports");
+                    let _ = std::fs::remove_file(&server.log_path);
+                    let fresh = server.member().with_fresh_ports("http");
+                    server.advertised_client_url = fresh.client_url.clone();
+                    server.client_url = fresh.client_url;
+                    server.peer_url = fresh.peer_url;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
         server.restart();
         server
     }
 
-    /// Starts (again) on the same data dir and ports.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .unwrap();
-        let mut command = Command::new(self.flavor.binary());
-        command
-            .args(["--name", &self.name, "--data-dir"])
-            .arg(&self.data_dir)
-            .args([
-                "--listen-client-urls",
-                &self.client_url,
-                "--advertise-client-urls",
-                &self.advertised_client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &self.peer_url,
-                "--initial-advertise-peer-urls",
-                &self.peer_url,
-            ])
-            .args(["--initial-cluster", &format!("it={}", self.peer_url)])
-            .args(&self.extra_args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        self.child = Some(command.spawn().expect("server starts"));
-        self.wait_ready();
+    /// The launcher's view of this server.
+    fn member(&self) -> detcd_launch::Member {
+        detcd_launch::Member {
+            name: self.name.clone(),
+            client_url: self.client_url.clone(),
+            advertise_client_url: self.advertised_client_url.clone(),
+            peer_url: self.peer_url.clone(),
+            data_dir: self.data_dir.clone(),
+            log_path: self.log_path.clone(),
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Starts (again) on the same data dir and ports.
+    pub fn restart(&mut self) {
+        if let Err(why) = self.try_restart() {
+            panic!("{why}");
+        }
+    }
+
+    fn try_restart(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "already running");
+        let launch = detcd_launch::Launch {
+            args: self.extra_args.iter().map(Into::into).collect(),
+            ..detcd_launch::Launch::new(self.flavor.binary())
+        };
+        self.child = Some(
+            launch
+                .spawn(&self.member())
+                .map_err(|error| format!("{:?} does not start: {error}", self.flavor))?,
+        );
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let probe = etcdctl(
@@ -207,38 +156,40 @@ impl ServerProcess {
                 None,
             );
             if probe.status.success() {
-                return;
+                return Ok(());
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+            if let Some(status) = self.child.as_mut().unwrap().exited() {
+                self.child = None;
+                return Err(format!(
                     "{:?} exited with {status} before serving:\n{}",
                     self.flavor,
                     self.log()
-                );
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "{:?} did not answer within {START_TIMEOUT:?}:\n{}",
-                self.flavor,
-                self.log()
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{:?} did not answer within {START_TIMEOUT:?}:\n{}",
+                    self.flavor,
+                    self.log()
+                ));
+            }
             sleep(Duration::from_millis(50));
         }
     }
 
     /// kill -9: no shutdown path runs.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.kill();
         }
     }
 
     /// SIGTERM, then waits for the exit; returns the exit code. Panics if
     /// the server is still running after `STOP_TIMEOUT`.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        terminate_within(&mut child, STOP_TIMEOUT)
+        let child = self.child.take()?;
+        child
+            .terminate(STOP_TIMEOUT)
             .unwrap_or_else(|error| panic!("{error}\n{}", self.log()))
             .code()
     }

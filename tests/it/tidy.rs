@@ -20,6 +20,10 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
     ),
     ("build.rs", "a build script writing into OUT_DIR"),
     (
+        "launch/src/lib.rs",
+        "the launcher: processes, signals, files and wall time",
+    ),
+    (
         "jepsen-style/src/main.rs",
         "a tool: real processes, namespaces, files and wall time",
     ),
@@ -174,6 +178,29 @@ fn check_harness_imports(path: &str, text: &str) -> Vec<Violation> {
                 &code,
                 offset,
                 "import of the simulator harness",
+            ));
+        }
+    }
+    found
+}
+
+/// Servers are started in one place, the launcher (`detcd_launch`), which
+/// the benchmark, the integration tests and jepsen-style use and the
+/// server's core never does.
+fn check_launcher_confined(path: &str, text: &str) -> Vec<Violation> {
+    let code = strip_comments(text);
+    let mut found = Vec::new();
+    let user = path == "src/bin/detcd-bench.rs"
+        || path.starts_with("tests/")
+        || path.starts_with("jepsen-style/")
+        || path.starts_with("launch/");
+    for (offset, word) in words(&code) {
+        if word == "detcd_launch" && !user {
+            found.push(violation(
+                path,
+                &code,
+                offset,
+                "the launcher outside its users",
             ));
         }
     }
@@ -438,6 +465,11 @@ fn nothing_imports_the_simulator_harness() {
 }
 
 #[test]
+fn servers_start_through_the_launcher() {
+    check_tree(check_launcher_confined);
+}
+
+#[test]
 fn the_modules_of_src_form_layers_without_cycles() {
     let sources = workspace_sources();
     let graph = layer_graph(&sources, "src/", "crate::");
@@ -551,6 +583,18 @@ fn the_rules_catch_violations() {
     let jepsen = "jepsen-style/src/tool.rs";
     assert_eq!(check_harness_imports(jepsen, import).len(), 1);
     assert!(check_harness_imports(jepsen, "use detcd_sim::check::check;").is_empty());
+
+    let launcher = "use detcd_launch::Launch;";
+    assert_eq!(
+        check_launcher_confined("src/server/mod.rs", launcher).len(),
+        1
+    );
+    assert!(check_launcher_confined("src/bin/detcd-bench.rs", launcher).is_empty());
+    assert!(check_launcher_confined("tests/it/support.rs", launcher).is_empty());
+    assert_eq!(
+        check_launcher_confined("sim/src/harness/run.rs", launcher).len(),
+        1
+    );
 
     let line = check_select_biased("src/a.rs", "\n\nselect! { x }");
     assert_eq!(line[0].line, 3, "violations name their line");
