@@ -7,8 +7,6 @@
 //! `AuthInfoFromCtx` does.
 
 mod auth;
-#[cfg(not(madsim))]
-mod authority_shim;
 mod cluster;
 mod election;
 #[cfg(not(madsim))]
@@ -199,7 +197,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     use futures::StreamExt;
     // etcdctl sends some RPCs with a URL as `:authority`, which h2 refuses:
-    // the shim rewrites it (see authority_shim.rs). Plain HTTP (/health,
+    // the shim rewrites it (crate detcd-authority-shim). Plain HTTP (/health,
     // /metrics, ...) is answered by the layer in front (see http.rs).
     let builder = tonic::transport::Server::builder()
         .accept_http1(true)
@@ -207,7 +205,7 @@ pub async fn serve(
             server: server.clone(),
         });
     let incoming = crate::tls::accept(listener, tls)
-        .map(|accepted| accepted.map(authority_shim::AuthorityShim::new));
+        .map(|accepted| accepted.map(detcd_authority_shim::AuthorityShim::new));
     router(builder, server)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

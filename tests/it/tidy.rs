@@ -35,7 +35,7 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
         "sim/src/cli/mod.rs",
         "the simulator's command line: failure files and wall time for people",
     ),
-    ("src/api/authority_shim/tests.rs", "a measurement in a test"),
+    ("authority-shim/src/tests.rs", "a measurement in a test"),
     ("tests/it/main.rs", "integration tests drive real processes"),
     (
         "sim/tests/it/main.rs",
