@@ -64,6 +64,13 @@ pub trait Observer {
     fn crash_here(&self, _member: u64, _point: CrashPoint) -> bool {
         false
     }
+    /// How much longer than usual each of `member`'s fsyncs takes now: the
+    /// nemesis slowed its disk. Its raft loop waits that long per batch,
+    /// so it persists, acknowledges and applies late while it keeps
+    /// serving clients.
+    fn extra_sync_latency(&self, _member: u64) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// `member` starts with a log (or snapshot) that ends at `durable_index`.
     fn recovered(&self, member: u64, durable_index: u64);
     /// `member` applied the entry at `index`; `state_hash` is the state
@@ -103,6 +110,13 @@ pub(crate) fn applied(
     state_hash: Option<u64>,
 ) {
     with(|observer| observer.applied(member, index, term, entry_hash, state_hash));
+}
+
+/// How much longer than usual `member`'s fsyncs take now.
+pub(crate) fn extra_sync_latency(member: u64) -> std::time::Duration {
+    let mut extra = std::time::Duration::ZERO;
+    with(|observer| extra = observer.extra_sync_latency(member));
+    extra
 }
 
 /// Whether `member` must crash at `point` now.

@@ -71,10 +71,15 @@ pub enum Sabotage {
     RangeEndInclusive = 20,
     /// A put with ignore_value writes the request's (empty) value.
     IgnoreValueIgnored = 21,
+    /// A linearizable read is answered as soon as raft confirms its read
+    /// index, without waiting for the state machine to apply up to it: a
+    /// member that applies late (a slow disk, late appends) serves stale
+    /// data.
+    ReadIndexSkipsApply = 22,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 21] = [
+    pub const ALL: [Sabotage; 22] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -96,6 +101,7 @@ impl Sabotage {
         Sabotage::RangeCompareFirstKeyOnly,
         Sabotage::RangeEndInclusive,
         Sabotage::IgnoreValueIgnored,
+        Sabotage::ReadIndexSkipsApply,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +128,7 @@ impl Sabotage {
             Sabotage::RangeCompareFirstKeyOnly => "range-compare-first-key-only",
             Sabotage::RangeEndInclusive => "range-end-inclusive",
             Sabotage::IgnoreValueIgnored => "ignore-value-ignored",
+            Sabotage::ReadIndexSkipsApply => "read-index-skips-apply",
         }
     }
 
@@ -164,6 +171,9 @@ impl Sabotage {
             Sabotage::RangeEndInclusive => "a range also lists the key equal to its range end",
             Sabotage::IgnoreValueIgnored => {
                 "a put with ignore_value writes the request's empty value"
+            }
+            Sabotage::ReadIndexSkipsApply => {
+                "a linearizable read is answered before its read index is applied"
             }
         }
     }

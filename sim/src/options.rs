@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 21] = [
+pub const SABOTAGES: [(&str, &str); 22] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -151,5 +151,9 @@ pub const SABOTAGES: [(&str, &str); 21] = [
     (
         "ignore-value-ignored",
         "a put with ignore_value writes the request's empty value",
+    ),
+    (
+        "read-index-skips-apply",
+        "a linearizable read is answered before its read index is applied",
     ),
 ];

@@ -259,6 +259,11 @@ fn ignore_value_ignored_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn read_index_skips_apply_is_caught() {
+    caught("read-index-skips-apply");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

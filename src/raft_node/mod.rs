@@ -634,6 +634,10 @@ impl RaftNode {
             );
             self.reads.confirmed(id, read_state.index);
         }
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::ReadIndexSkipsApply) {
+            self.reads.applied(u64::MAX);
+        }
         // 3. Apply.
         self.apply(ready.take_committed_entries())?;
         // 4. Advance, and handle what the light ready adds.
@@ -715,6 +719,14 @@ impl RaftNode {
         let (wal, result) = match written {
             Ok(()) => {
                 crate::storage::blocking::fsync_latency().await;
+                // A disk the nemesis slowed.
+                #[cfg(madsim)]
+                {
+                    let extra = crate::probe::extra_sync_latency(self.shared.member_id);
+                    if !extra.is_zero() {
+                        tokio::time::sleep(extra).await;
+                    }
+                }
                 // The sabotage's follower acknowledged already; a slow disk
                 // keeps its bytes in the page cache for a while.
                 #[cfg(madsim)]

@@ -15,6 +15,8 @@ use crate::properties::raft::RaftInvariants;
 pub struct Invariants {
     state: RefCell<RaftInvariants>,
     crash_points: RefCell<CrashPoints>,
+    /// The member whose disk the nemesis slowed, and by how much per fsync.
+    slow_disk: std::cell::Cell<Option<(u64, std::time::Duration)>>,
 }
 
 /// The crash points the nemesis armed, and the members that hit one.
@@ -58,6 +60,12 @@ impl Invariants {
         self.crash_points.borrow_mut().armed.insert(point);
     }
 
+    /// Slows `member`'s fsyncs by the given latency each; `None`: every
+    /// disk at its normal speed.
+    pub fn set_slow_disk(&self, slow: Option<(u64, std::time::Duration)>) {
+        self.slow_disk.set(slow);
+    }
+
     /// Whether any crash point is armed.
     pub fn armed(&self) -> bool {
         !self.crash_points.borrow().armed.is_empty()
@@ -85,6 +93,13 @@ impl Invariants {
 }
 
 impl Observer for Invariants {
+    fn extra_sync_latency(&self, member: u64) -> std::time::Duration {
+        match self.slow_disk.get() {
+            Some((slow, extra)) if slow == member => extra,
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
     fn crash_here(&self, member: u64, point: CrashPoint) -> bool {
         let mut crash_points = self.crash_points.borrow_mut();
         if !crash_points.armed.remove(&point) {

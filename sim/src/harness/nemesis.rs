@@ -48,6 +48,11 @@ enum Action {
 /// The extra latency of a lagging member's replication traffic: below the
 /// election timeout, so it lags without losing its leader.
 const LAG: std::ops::Range<u64> = 50..400;
+/// The extra time each fsync takes on a member whose disk is slow, in ms:
+/// it persists, acknowledges and applies late, while clients keep reading
+/// from it. Up to about the election timeout: a slow leader's followers
+/// may then elect another.
+const SLOW_SYNC_MS: std::ops::Range<u64> = 20..600;
 
 /// How long the power stays off in a power loss, at most.
 const POWER_OFF_MAX: Duration = Duration::from_millis(800);
@@ -253,6 +258,7 @@ pub async fn run(
             options,
             action,
             monitor.current_leader(&cluster.member_ids),
+            invariants,
         ) {
             trace.record(format!("nemesis: {event}"));
         }
@@ -405,6 +411,7 @@ fn act(
     options: &SwarmOptions,
     action: Action,
     leader: Option<usize>,
+    invariants: &Invariants,
 ) -> Option<String> {
     let mut rng = madsim::rand::thread_rng();
     let size = cluster.size();
@@ -554,17 +561,28 @@ fn act(
         | Action::MoveLeader
         | Action::Maintenance
         | Action::Churn => None,
+        // One member falls behind while clients keep reading from it:
+        // the appends sent to it arrive late, or its disk is slow.
         Action::Lag => {
             if rng.gen_bool(0.5) {
                 cluster.filter.set_lagging(None);
+                invariants.set_slow_disk(None);
                 return Some("no member lags".into());
             }
             let member = pick(&mut rng, cluster.running())?;
-            let delay = Duration::from_millis(rng.gen_range(LAG));
-            cluster
-                .filter
-                .set_lagging(Some((cluster.member_ids[member], delay)));
-            Some(format!("m{member} lags: its appends arrive {delay:?} late"))
+            if rng.gen_bool(0.5) {
+                let delay = Duration::from_millis(rng.gen_range(LAG));
+                cluster
+                    .filter
+                    .set_lagging(Some((cluster.member_ids[member], delay)));
+                Some(format!("m{member} lags: its appends arrive {delay:?} late"))
+            } else {
+                let extra = Duration::from_millis(rng.gen_range(SLOW_SYNC_MS));
+                invariants.set_slow_disk(Some((cluster.member_ids[member], extra)));
+                Some(format!(
+                    "m{member} lags: its disk is slow, each fsync {extra:?} longer"
+                ))
+            }
         }
         Action::ClockSkew => {
             let index = rng.gen_range(0..size);

@@ -253,6 +253,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
 
     // Liveness phase: every fault healed.
     cluster.heal_all();
+    invariants.set_slow_disk(None);
     trace.record("nemesis: healed everything".into());
     let churn_failure = match churn {
         Some(churn) => {
