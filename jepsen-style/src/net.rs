@@ -19,9 +19,12 @@ use std::process::Command;
 const PREFIX: &str = "dj";
 
 pub struct Net {
-    /// The owner's pid: names and the subnet derive from it, so runs on
-    /// one machine do not collide.
+    /// The owner's pid: names derive from it, so runs on one machine do
+    /// not collide.
     tag: u32,
+    /// The third octet of the members' 10.213.x.0/24: one no interface on
+    /// this machine had when the run began.
+    subnet: u8,
     nodes: usize,
     /// Blackhole routes in place, as (member, unreachable member).
     blackholes: Vec<(usize, usize)>,
@@ -60,8 +63,10 @@ impl Net {
     /// Creates the bridge and one namespace per member. Needs root.
     pub fn create(nodes: usize) -> Result<Net, String> {
         remove_orphans();
+        let tag = std::process::id();
         let net = Net {
-            tag: std::process::id(),
+            tag,
+            subnet: free_subnet(tag),
             nodes,
             blackholes: Vec::new(),
             shaped: Vec::new(),
@@ -111,7 +116,7 @@ impl Net {
     }
 
     fn address(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 213, (self.tag % 250) as u8, host)
+        Ipv4Addr::new(10, 213, self.subnet, host)
     }
 
     pub fn member_address(&self, index: usize) -> Ipv4Addr {
@@ -240,6 +245,24 @@ impl Drop for Net {
 }
 
 /// Removes namespaces and bridges of runs whose process is gone.
+/// The third octet of a 10.213.x.0/24 that no interface here uses, trying
+/// from `tag % 250` on (so concurrent runs start apart).
+fn free_subnet(tag: u32) -> u8 {
+    let used = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    let start = tag % SUBNETS;
+    (0..SUBNETS)
+        .map(|n| ((start + n) % SUBNETS) as u8)
+        .find(|octet| !used.contains(&format!(" 10.213.{octet}.")))
+        .unwrap_or(start as u8)
+}
+
+/// How many 10.213.x.0/24 subnets runs choose from.
+const SUBNETS: u32 = 250;
+
 fn remove_orphans() {
     let Ok(output) = Command::new("ip").args(["-o", "link", "show"]).output() else {
         return;

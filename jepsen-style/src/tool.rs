@@ -765,20 +765,24 @@ async fn run_in(
         cluster
             .heal()
             .map_err(|error| format!("restarting members: {error}"))?;
-        match converge(&cluster).await {
+        let checked = match converge(&cluster, stop).await {
             Ok((line, revision)) => {
                 details.push(line);
                 let watched = (&watch_log, &filtered_log, filter);
                 let range = (watched_key, watched_end);
                 let writes = recorded.acknowledged_writes();
-                match check_watches(&cluster, watched, range, revision, &writes, compacts).await {
-                    Ok(line) => details.push(line),
-                    Err(Disagreement::Violation(why)) => verdict = RunVerdict::Violation(why),
-                    Err(Disagreement::Liveness(why)) => verdict = RunVerdict::Liveness(why),
-                }
+                check_watches(&cluster, watched, range, revision, &writes, compacts, stop).await
             }
+            Err(disagreement) => Err(disagreement),
+        };
+        match checked {
+            Ok(line) => details.push(line),
             Err(Disagreement::Violation(why)) => verdict = RunVerdict::Violation(why),
             Err(Disagreement::Liveness(why)) => verdict = RunVerdict::Liveness(why),
+            Err(Disagreement::Interrupted) => {
+                stop_watchers();
+                return Ok(RunVerdict::Interrupted);
+            }
         }
     }
 
@@ -1265,18 +1269,23 @@ async fn heal(
 enum Disagreement {
     Violation(String),
     Liveness(String),
+    /// Ctrl-C while waiting.
+    Interrupted,
 }
 
 /// Waits for every member to give the same HashKV at the same revision.
 /// Members at one revision with different hashes disagree on the data: a
 /// violation. Members that never catch up: a liveness failure.
-async fn converge(cluster: &Cluster) -> Result<(String, i64), Disagreement> {
+async fn converge(cluster: &Cluster, stop: &AtomicBool) -> Result<(String, i64), Disagreement> {
     let started = tokio::time::Instant::now();
     let mut last = String::new();
     // A write after the faults: the healed cluster must accept one.
     let mut writer = Client::new(cluster.client_urls()).with_request_timeout(PROBE_TIMEOUT);
     let mut wrote = false;
     while started.elapsed() < CONVERGE_TIMEOUT {
+        if stop.load(Ordering::SeqCst) {
+            return Err(Disagreement::Interrupted);
+        }
         if !wrote {
             wrote = writer
                 .put(PutRequest {
@@ -1343,10 +1352,14 @@ async fn check_watches(
     revision: i64,
     writes: &[(String, String)],
     compacts: bool,
+    stop: &AtomicBool,
 ) -> Result<String, Disagreement> {
     let started = tokio::time::Instant::now();
     for (name, log) in [("the watch", log), ("the filtered watch", filtered_log)] {
         while log.lock().unwrap().caught_up_to < revision {
+            if stop.load(Ordering::SeqCst) {
+                return Err(Disagreement::Interrupted);
+            }
             if started.elapsed() >= WATCH_CATCH_UP {
                 let reached = log.lock().unwrap().caught_up_to;
                 return Err(Disagreement::Liveness(format!(
