@@ -69,6 +69,20 @@ $as_root target/release/detcd-jepsen --target detcd --nodes 3 --time "${DETCD_NI
     | grep -E "^detcd:|^reproduce:" | tee -a "$summary" || jepsen_status=$?
 if [ "$jepsen_status" -ne 0 ] || grep -qE "^detcd: (VIOLATION|LIVENESS|CRASH)" "$summary"; then status=1; fi
 
+# Supply chain: licenses, duplicate versions, sources and advisories
+# (deny.toml says why each ignored advisory does not apply). Installing
+# cargo-deny takes minutes, so it runs here rather than per commit; the
+# advisory database comes from GitHub.
+echo "== cargo deny check" | tee -a "$summary"
+command -v cargo-deny >/dev/null || cargo install --quiet --locked cargo-deny
+deny_status=0
+cargo deny check > "$summary.deny" 2>&1 || deny_status=$?
+grep -E "^error" "$summary.deny" | tee -a "$summary" || true
+if [ "$deny_status" -ne 0 ]; then
+    echo "cargo deny check: FAILED (reproduce: cargo deny check)" | tee -a "$summary"
+    status=1
+fi
+
 echo "nightly: $(grep -c '^seeds:' "$summary") rounds; summary in $summary" | tee -a "$summary"
 # A failing run ends with the commands that reproduce it.
 if [ "$status" -ne 0 ]; then

@@ -86,11 +86,7 @@ impl Raft for RaftService {
             counter.inc_by(batch.messages.iter().map(|bytes| bytes.len() as u64).sum());
             let mut messages = Vec::with_capacity(batch.messages.len());
             for bytes in &batch.messages {
-                let mut message = Message::default();
-                message.merge_from_bytes(bytes).map_err(|error| {
-                    Status::invalid_argument(format!("bad raft message: {error}"))
-                })?;
-                messages.push(message);
+                messages.push(decode_peer_message(bytes).map_err(Status::invalid_argument)?);
             }
             self.steps
                 .send(messages)
@@ -114,5 +110,116 @@ impl Raft for RaftService {
     ) -> Result<Response<PromoteResponse>, Status> {
         let error = self.requests.promote(request.into_inner().id).await;
         Ok(Response::new(PromoteResponse { error }))
+    }
+}
+
+/// Decodes one raft message from a peer. raft 0.7's types are protobuf 2,
+/// whose skipping of unknown fields recurses without a bound into nested
+/// groups (RUSTSEC-2024-0437): a crafted message would overflow the stack.
+/// So the bytes are first decoded with prost into the message's nesting
+/// shape (`shape`): prost skips unknown fields, groups included, with its
+/// recursion limit, and a message it refuses never reaches protobuf.
+pub fn decode_peer_message(bytes: &[u8]) -> Result<Message, String> {
+    <shape::Message as prost::Message>::decode(bytes)
+        .map_err(|error| format!("bad raft message: {error}"))?;
+    let mut message = Message::default();
+    message
+        .merge_from_bytes(bytes)
+        .map_err(|error| format!("bad raft message: {error}"))?;
+    Ok(message)
+}
+
+/// eraftpb's messages (raft-proto 0.7's eraftpb.proto) as far as nesting
+/// goes: every field holding a message, by its tag; all other fields are
+/// skipped by prost, with its limits.
+mod shape {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Message {
+        #[prost(message, repeated, tag = "7")]
+        pub entries: Vec<Leaf>,
+        #[prost(message, optional, tag = "9")]
+        pub snapshot: Option<Snapshot>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Snapshot {
+        #[prost(message, optional, tag = "2")]
+        pub metadata: Option<SnapshotMetadata>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SnapshotMetadata {
+        #[prost(message, optional, tag = "1")]
+        pub conf_state: Option<Leaf>,
+    }
+
+    /// Entry and ConfState: no message fields.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Leaf {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real message with entries and a snapshot decodes as before.
+    #[test]
+    fn peer_messages_decode() {
+        let mut message = Message::default();
+        message.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+        message.to = 2;
+        message.from = 1;
+        message.term = 7;
+        message.entries.push(raft::eraftpb::Entry {
+            index: 5,
+            data: b"put k v".to_vec().into(),
+            ..Default::default()
+        });
+        message
+            .mut_snapshot()
+            .mut_metadata()
+            .mut_conf_state()
+            .voters = vec![1, 2, 3];
+        message.mut_snapshot().mut_metadata().index = 4;
+        let bytes = message.write_to_bytes().unwrap();
+        assert_eq!(decode_peer_message(&bytes).unwrap(), message);
+        assert!(decode_peer_message(b"\xff\xff").is_err());
+    }
+
+    /// Unknown fields nested as groups deeper than prost's limit, at the
+    /// top, inside an entry and inside the snapshot's conf state, are
+    /// refused before protobuf 2 sees them (it would overflow the stack).
+    #[test]
+    fn deeply_nested_unknown_groups_are_refused() {
+        const DEPTH: usize = 100_000;
+        // Field 100: start group (wire type 3) ... end group (4).
+        let (start, end) = ([0xa3, 0x06], [0xa4, 0x06]);
+        let mut groups = Vec::with_capacity(DEPTH * 4);
+        for _ in 0..DEPTH {
+            groups.extend_from_slice(&start);
+        }
+        for _ in 0..DEPTH {
+            groups.extend_from_slice(&end);
+        }
+        let length_delimited = |tag: u8, body: &[u8]| {
+            let mut out = vec![tag];
+            let mut len = body.len();
+            while len >= 0x80 {
+                out.push((len as u8) | 0x80);
+                len >>= 7;
+            }
+            out.push(len as u8);
+            out.extend_from_slice(body);
+            out
+        };
+        let in_entry = length_delimited(7 << 3 | 2, &groups);
+        let in_conf_state = length_delimited(
+            9 << 3 | 2,
+            &length_delimited(2 << 3 | 2, &length_delimited(1 << 3 | 2, &groups)),
+        );
+        for crafted in [groups.clone(), in_entry, in_conf_state] {
+            let refused = decode_peer_message(&crafted).unwrap_err();
+            assert!(refused.contains("recursion limit"), "{refused}");
+        }
     }
 }
