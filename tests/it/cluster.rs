@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use crate::cluster_support::{Cluster, Consistency, EndpointStatus, MemberInfo, CONVERGE_TIMEOUT};
-use crate::support::Flavor;
+use crate::support::{eventually, Flavor};
 
 /// etcd's own error string for a member that knows no leader
 /// (`rpctypes.ErrNoLeader`), which `endpoint status` lists under `errors`.
@@ -575,26 +575,24 @@ fn etcdctl_all(cluster: &Cluster, args: &[&str]) -> std::process::Output {
 /// Polls until every member has applied everything committed and all
 /// report the same index: an idle cluster.
 fn wait_for_idle_statuses(cluster: &Cluster, indexes: &[usize]) -> Vec<EndpointStatus> {
-    let deadline = Instant::now() + CONVERGE_TIMEOUT;
-    loop {
-        if let Ok(statuses) = cluster.try_statuses(indexes) {
+    let mut idle = None;
+    let settled = eventually(CONVERGE_TIMEOUT, || {
+        idle = cluster.try_statuses(indexes).ok().filter(|statuses| {
             let first = &statuses[0];
-            let idle = statuses.iter().all(|status| {
+            statuses.iter().all(|status| {
                 status.raft_applied_index == status.raft_index
                     && status.raft_index == first.raft_index
                     && status.revision == first.revision
                     && status.leader == first.leader
-            });
-            if idle {
-                return statuses;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members did not settle on one raft index within {CONVERGE_TIMEOUT:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+            })
+        });
+        idle.is_some()
+    });
+    assert!(
+        settled,
+        "members did not settle on one raft index within {CONVERGE_TIMEOUT:?}"
+    );
+    idle.unwrap()
 }
 
 fn check_consistent_statuses(statuses: &[EndpointStatus]) {
@@ -776,8 +774,7 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
 /// Polls serializable reads on one member until it holds every
 /// acknowledged key (a new or restarted member catches up in the background).
 fn check_eventually_has_all(cluster: &Cluster, index: usize, acknowledged: &[(String, String)]) {
-    let deadline = Instant::now() + CONVERGE_TIMEOUT;
-    loop {
+    let caught_up = eventually(CONVERGE_TIMEOUT, || {
         let listing = cluster.ctl(index, &["get", "", "--from-key", "--consistency=s"]);
         let text = String::from_utf8_lossy(&listing.stdout).into_owned();
         let lines: Vec<&str> = text.lines().collect();
@@ -786,17 +783,13 @@ fn check_eventually_has_all(cluster: &Cluster, index: usize, acknowledged: &[(St
             .filter(|pair| pair.len() == 2)
             .map(|pair| (pair[0], pair[1]))
             .collect();
-        if acknowledged
+        acknowledged
             .iter()
             .all(|(key, value)| served.contains(&(key.as_str(), value.as_str())))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not catch up within {CONVERGE_TIMEOUT:?}",
-            cluster.members[index].name
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    });
+    assert!(
+        caught_up,
+        "{} did not catch up within {CONVERGE_TIMEOUT:?}",
+        cluster.members[index].name
+    );
 }

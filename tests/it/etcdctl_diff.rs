@@ -497,19 +497,24 @@ fn bad_puts_are_refused_like_etcd() {
 /// A live watch: etcdctl watches while another etcdctl writes, on both
 /// servers; the watch must print the same events. It starts from the
 /// next revision, so a watch that connects late still owes every event
-/// (then from history), and the output cannot depend on timing.
+/// (then from history), and the output cannot depend on timing. The
+/// watch is stopped once it printed the eleven events (or after
+/// `WATCH_TIMEOUT`, which bounds a hang), not after a fixed window.
 #[test]
 fn live_watch_matches_etcd() {
+    const WATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
     let watch_while_writing = |server: &ServerProcess| {
         let from = format!("--rev={}", server.revision() + 1);
         let endpoint = server.client_url.clone();
-        // Stopped after 8 s: the writes below take well under that even on a loaded machine.
         let watcher = std::thread::spawn(move || {
-            crate::support::etcdctl_for(
-                Some("8"),
+            crate::support::etcdctl_until(
                 &endpoint,
                 &["watch", "--prefix", "k", &from, "--prev-kv"],
-                None,
+                WATCH_TIMEOUT,
+                |printed| {
+                    printed.matches("PUT\n").count() >= 10
+                        && printed.matches("DELETE\n").count() >= 1
+                },
             )
         });
         // Give the watch a moment to connect, so the live path is the usual one.

@@ -287,6 +287,60 @@ pub fn etcdctl_for(
     child.wait_with_output().unwrap()
 }
 
+/// etcdctl running a command that never ends by itself (watch), stopped
+/// once what it printed satisfies `done` (or after `timeout`, which bounds
+/// a hang), plus `GRACE` for anything it should not have printed. Waits
+/// for the events rather than for a fixed window.
+pub fn etcdctl_until(
+    endpoint: &str,
+    args: &[&str],
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Output {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    /// How long etcdctl keeps running after `done`: extra output shows.
+    const GRACE: Duration = Duration::from_millis(300);
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl is missing: apt-get install etcd-client");
+    let printed = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let printed = printed.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(read) = stdout.read(&mut chunk) {
+                if read == 0 {
+                    break;
+                }
+                printed.lock().unwrap().extend_from_slice(&chunk[..read]);
+            }
+        })
+    };
+    eventually(timeout, || {
+        done(&String::from_utf8_lossy(&printed.lock().unwrap()))
+    });
+    sleep(GRACE);
+    let _ = child.kill();
+    let mut stderr = Vec::new();
+    let _ = child.stderr.take().unwrap().read_to_end(&mut stderr);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let stdout = std::mem::take(&mut *printed.lock().unwrap());
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
 /// Runs the detcd binary with `args` and no server expected to stay up.
 /// Peers listen on a free port unless `args` say otherwise, so parallel
 /// tests never fight over etcd's default 2380.
