@@ -74,9 +74,9 @@ if [ "$jepsen_status" -ne 0 ] || grep -qE "^detcd: (VIOLATION|LIVENESS|CRASH)" "
 # cargo-deny takes minutes, so it runs here rather than per commit; the
 # advisory database comes from GitHub.
 echo "== cargo deny check" | tee -a "$summary"
-command -v cargo-deny >/dev/null || cargo install --quiet --locked cargo-deny
 deny_status=0
-cargo deny check > "$summary.deny" 2>&1 || deny_status=$?
+command -v cargo-deny >/dev/null || cargo install --quiet --locked cargo-deny > "$summary.deny" 2>&1 || deny_status=$?
+[ "$deny_status" -ne 0 ] || cargo deny check > "$summary.deny" 2>&1 || deny_status=$?
 grep -E "^error" "$summary.deny" | tee -a "$summary" || true
 if [ "$deny_status" -ne 0 ]; then
     echo "cargo deny check: FAILED (reproduce: cargo deny check)" | tee -a "$summary"

@@ -244,9 +244,9 @@ impl Drop for Net {
     }
 }
 
-/// Removes namespaces and bridges of runs whose process is gone.
 /// The third octet of a 10.213.x.0/24 that no interface here uses, trying
-/// from `tag % 250` on (so concurrent runs start apart).
+/// from `tag % 250` on (so concurrent runs start apart; two runs starting
+/// at the same instant could still pick one subnet).
 fn free_subnet(tag: u32) -> u8 {
     let used = Command::new("ip")
         .args(["-o", "-4", "addr", "show"])
@@ -263,6 +263,7 @@ fn free_subnet(tag: u32) -> u8 {
 /// How many 10.213.x.0/24 subnets runs choose from.
 const SUBNETS: u32 = 250;
 
+/// Removes namespaces and bridges of runs whose process is gone.
 fn remove_orphans() {
     let Ok(output) = Command::new("ip").args(["-o", "link", "show"]).output() else {
         return;

@@ -57,6 +57,10 @@ const WATCHED_END: &[u8] = b"etcd0";
 const LOG_TAIL_LINES: usize = 15;
 /// A seed's clients draw from `seed * CLIENT_SEED_STRIDE + client`.
 const CLIENT_SEED_STRIDE: u64 = 1_000;
+/// How long after being started a member may take to recover and resume
+/// its leases, for the lease check's allowance for restarts: generous,
+/// for a debug build on a loaded machine.
+const RECOVERY_ALLOWANCE: Duration = Duration::from_secs(5);
 /// Lease and lock clients draw as clients numbered from here and
 /// `LOCK_CLIENT_SEEDS` (the kv and etcd clients number from 0).
 const LEASE_CLIENT_SEEDS: u64 = 300;
@@ -656,7 +660,9 @@ async fn run_in(
             step.fault,
             Fault::Kill(_) | Fault::Churn(_) | Fault::DiskFull(_)
         ) {
-            outages.push((start, end));
+            // The member resumes its leases once it has recovered, some
+            // time after the heal started it.
+            outages.push((start, end + RECOVERY_ALLOWANCE));
         }
         windows.push(Window { start, end, what });
         if let Some(why) = applied.broken.or(healed.err()) {

@@ -80,13 +80,18 @@ impl Member {
         Member::at(name, scheme, "127.0.0.1", (free_port(), free_port()), dir)
     }
 
-    /// The same member on two fresh loopback ports: after a
-    /// [`bind_conflict`].
-    pub fn with_fresh_ports(&self, scheme: &str) -> Member {
+    /// The same member, scheme and host on two fresh loopback ports
+    /// (advertising the new client URL): after a [`bind_conflict`].
+    pub fn with_fresh_ports(&self) -> Member {
+        let (scheme, rest) = self
+            .client_url
+            .split_once("://")
+            .unwrap_or(("http", &self.client_url));
+        let host = rest.rsplit_once(':').map_or(rest, |(host, _)| host);
         let fresh = Member::at(
             &self.name,
             scheme,
-            "127.0.0.1",
+            host,
             (free_port(), free_port()),
             Path::new(""),
         );
@@ -145,7 +150,9 @@ pub struct Launch {
     /// Run inside this network namespace (`ip netns exec`, root), which
     /// execs the server, so the child's pid is the server's own.
     pub namespace: Option<String>,
-    /// SIGKILL the server if the launching process dies, however it dies.
+    /// SIGKILL the server if the launching thread dies (Linux's parent
+    /// death signal follows the thread that spawned the child), however it
+    /// dies: spawn from a thread that lives as long as the server should.
     pub die_with_parent: bool,
 }
 
@@ -231,6 +238,7 @@ impl Launch {
         Ok(Server {
             child,
             paused: false,
+            exited: None,
         })
     }
 }
@@ -240,6 +248,9 @@ impl Launch {
 pub struct Server {
     child: Child,
     paused: bool,
+    /// How it ended, once seen: the child is reaped then, so its pid may
+    /// belong to another process and is never signalled again.
+    exited: Option<ExitStatus>,
 }
 
 impl Server {
@@ -249,7 +260,10 @@ impl Server {
 
     /// How it ended, if it has.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
     }
 
     /// kill -9, no shutdown path runs; reaps it. `Some` if it had already
@@ -285,15 +299,25 @@ impl Server {
     /// SIGTERM, as an operator stops a server, then waits at most `bound`
     /// for the exit. Still running then: killed, and an error.
     pub fn terminate(mut self, bound: Duration) -> Result<ExitStatus, String> {
+        if let Some(status) = self.exited() {
+            return Ok(status);
+        }
         if self.paused {
             self.resume();
         }
-        terminate_within(&mut self.child, bound)
+        let status = terminate_within(&mut self.child, bound);
+        if let Ok(status) = status {
+            self.exited = Some(status);
+        }
+        status
     }
 
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid; the child is not reaped
-        // until `wait`, so the pid cannot have been reused.
+    fn signal(&mut self, signal: libc::c_int) {
+        if self.exited().is_some() {
+            return;
+        }
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet
+        // (`exited` just found it running), so it cannot have been reused.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, signal);
         }
@@ -347,20 +371,28 @@ pub fn bind_conflict(path: &Path) -> bool {
 /// use" that way). Ports come from below the ephemeral range instead, in a
 /// block of `PORT_BLOCK` per process (nextest runs each test in a process
 /// of its own), moving to the next block when one is used up.
+///
+/// A process's blocks are spread by a multiplier, so consecutive pids
+/// (nextest's) do not take each other's next block. Panics when no port
+/// in the whole range can be bound (loopback down?).
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST_PORT: u32 = 10_000;
     const PORT_BLOCK: u32 = 16;
     const BLOCKS: u32 = 1_400; // up to port 32_400, below Linux's 32_768
+    /// Coprime with `BLOCKS`: pid p's blocks start at p * SPREAD.
+    const SPREAD: u32 = 331;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
+    let start = (std::process::id() % BLOCKS) * SPREAD;
+    for _ in 0..BLOCKS * PORT_BLOCK {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let block = (std::process::id() + n / PORT_BLOCK) % BLOCKS;
+        let block = (start + n / PORT_BLOCK) % BLOCKS;
         let port = FIRST_PORT + block * PORT_BLOCK + n % PORT_BLOCK;
         if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
             return port as u16;
         }
     }
+    panic!("no free port on 127.0.0.1 between {FIRST_PORT} and 32400: is loopback up?");
 }
 
 /// Polls `condition` until it holds or `timeout` passes; whether it held.

@@ -4,6 +4,7 @@
 //! nested transactions go deeper than prost's fixed recursion limit.
 #![allow(clippy::all, missing_docs)]
 
+pub mod raft_shape;
 mod txn_op;
 
 pub use txn_op::{nested_txn, TXN_DECODE_DEPTH_MAX, TXN_DEPTH_MAX};

@@ -82,6 +82,9 @@ impl Snapshot {
             .checked_add(conf_len)
             .filter(|end| *end <= body.len())
             .ok_or("bad conf state length")?;
+        // A snapshot also arrives from the leader (MsgSnapshot's data):
+        // guard protobuf 2 as for peer messages.
+        crate::proto::raft_shape::check_conf_state(&body[20..conf_end])?;
         let mut conf_state = ConfState::default();
         conf_state
             .merge_from_bytes(&body[20..conf_end])

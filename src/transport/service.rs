@@ -113,49 +113,16 @@ impl Raft for RaftService {
     }
 }
 
-/// Decodes one raft message from a peer. raft 0.7's types are protobuf 2,
-/// whose skipping of unknown fields recurses without a bound into nested
-/// groups (RUSTSEC-2024-0437): a crafted message would overflow the stack.
-/// So the bytes are first decoded with prost into the message's nesting
-/// shape (`shape`): prost skips unknown fields, groups included, with its
-/// recursion limit, and a message it refuses never reaches protobuf.
+/// Decodes one raft message from a peer, refusing bytes that protobuf 2
+/// cannot parse safely (see `proto::raft_shape`).
 pub fn decode_peer_message(bytes: &[u8]) -> Result<Message, String> {
-    <shape::Message as prost::Message>::decode(bytes)
+    crate::proto::raft_shape::check_message(bytes)
         .map_err(|error| format!("bad raft message: {error}"))?;
     let mut message = Message::default();
     message
         .merge_from_bytes(bytes)
         .map_err(|error| format!("bad raft message: {error}"))?;
     Ok(message)
-}
-
-/// eraftpb's messages (raft-proto 0.7's eraftpb.proto) as far as nesting
-/// goes: every field holding a message, by its tag; all other fields are
-/// skipped by prost, with its limits.
-mod shape {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Message {
-        #[prost(message, repeated, tag = "7")]
-        pub entries: Vec<Leaf>,
-        #[prost(message, optional, tag = "9")]
-        pub snapshot: Option<Snapshot>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Snapshot {
-        #[prost(message, optional, tag = "2")]
-        pub metadata: Option<SnapshotMetadata>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct SnapshotMetadata {
-        #[prost(message, optional, tag = "1")]
-        pub conf_state: Option<Leaf>,
-    }
-
-    /// Entry and ConfState: no message fields.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Leaf {}
 }
 
 #[cfg(test)]
@@ -213,11 +180,16 @@ mod tests {
             out
         };
         let in_entry = length_delimited(7 << 3 | 2, &groups);
+        // A conf change entry (type 1 at tag 1) whose data (tag 4) holds
+        // them: raft parses that data itself, with protobuf 2.
+        let mut conf_change_entry = vec![1 << 3, 1];
+        conf_change_entry.extend(length_delimited(4 << 3 | 2, &groups));
+        let in_conf_change = length_delimited(7 << 3 | 2, &conf_change_entry);
         let in_conf_state = length_delimited(
             9 << 3 | 2,
             &length_delimited(2 << 3 | 2, &length_delimited(1 << 3 | 2, &groups)),
         );
-        for crafted in [groups.clone(), in_entry, in_conf_state] {
+        for crafted in [groups.clone(), in_entry, in_conf_change, in_conf_state] {
             let refused = decode_peer_message(&crafted).unwrap_err();
             assert!(refused.contains("recursion limit"), "{refused}");
         }

@@ -50,14 +50,6 @@ pub fn flavor_from_env() -> Flavor {
     }
 }
 
-fn server_binary(flavor: Flavor) -> PathBuf {
-    match flavor {
-        Flavor::Detcd => PathBuf::from(env!("CARGO_BIN_EXE_detcd")),
-        // Found on PATH, like etcdctl: Debian's etcd-server package.
-        Flavor::Etcd => PathBuf::from("etcd"),
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
     /// Through ReadIndex: the member confirms with a quorum first.
@@ -361,7 +353,7 @@ impl Cluster {
                 .map(Into::into)
                 .chain(self.extra_args.iter().map(Into::into))
                 .collect(),
-            ..detcd_launch::Launch::new(server_binary(self.flavor))
+            ..detcd_launch::Launch::new(self.flavor.binary())
         };
         let launched = detcd_launch::Member {
             name: member.name.clone(),

@@ -74,11 +74,12 @@ impl ServerProcess {
 
     /// `start`, after `prepare` has filled the (still absent) data dir,
     /// for example with a restored backup. A start that lost a port to
-    /// another process is tried again on fresh ports.
+    /// another process is tried again on fresh ports, on a data dir
+    /// emptied and prepared again (it may name the ports).
     pub fn start_prepared(
         flavor: Flavor,
         extra_args: &[&str],
-        prepare: impl FnOnce(&ServerProcess),
+        prepare: impl Fn(&ServerProcess),
     ) -> ServerProcess {
         init_tracing();
         let temp = tempfile::tempdir().unwrap();
@@ -101,11 +102,14 @@ impl ServerProcess {
                 Ok(()) => return server,
                 Err(_) if detcd_launch::bind_conflict(&server.log_path) => {
                     tracing::info!("a port was taken before the server bound it; new ports");
+                    server.kill();
                     let _ = std::fs::remove_file(&server.log_path);
-                    let fresh = server.member().with_fresh_ports("http");
+                    let _ = std::fs::remove_dir_all(&server.data_dir);
+                    let fresh = server.member().with_fresh_ports();
                     server.advertised_client_url = fresh.client_url.clone();
                     server.client_url = fresh.client_url;
                     server.peer_url = fresh.peer_url;
+                    prepare(&server);
                 }
                 Err(why) => panic!("{why}"),
             }
@@ -310,6 +314,15 @@ pub fn etcdctl_until(
         .stderr(Stdio::piped())
         .spawn()
         .expect("etcdctl is missing: apt-get install etcd-client");
+    // stderr drains in its own thread, so a chatty etcdctl never blocks.
+    let errors = {
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes);
+            bytes
+        })
+    };
     let printed = Arc::new(Mutex::new(Vec::new()));
     let reader = {
         let printed = printed.clone();
@@ -329,9 +342,8 @@ pub fn etcdctl_until(
     });
     sleep(GRACE);
     let _ = child.kill();
-    let mut stderr = Vec::new();
-    let _ = child.stderr.take().unwrap().read_to_end(&mut stderr);
     let status = child.wait().unwrap();
+    let stderr = errors.join().unwrap();
     reader.join().unwrap();
     let stdout = std::mem::take(&mut *printed.lock().unwrap());
     Output {

@@ -570,14 +570,17 @@ fn act(
                 return Some("no member lags".into());
             }
             let member = pick(&mut rng, cluster.running())?;
+            // One lagging member at a time: the new lag replaces the old.
             if rng.gen_bool(0.5) {
                 let delay = Duration::from_millis(rng.gen_range(LAG));
+                invariants.set_slow_disk(None);
                 cluster
                     .filter
                     .set_lagging(Some((cluster.member_ids[member], delay)));
                 Some(format!("m{member} lags: its appends arrive {delay:?} late"))
             } else {
                 let extra = Duration::from_millis(rng.gen_range(SLOW_SYNC_MS));
+                cluster.filter.set_lagging(None);
                 invariants.set_slow_disk(Some((cluster.member_ids[member], extra)));
                 Some(format!(
                     "m{member} lags: its disk is slow, each fsync {extra:?} longer"
