@@ -254,9 +254,8 @@ impl Cluster {
             ..Member::from(laid_out)
         });
         self.spawn(index);
-        let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        while !self
-            .ctl(
+        let serving = crate::support::eventually(CONVERGE_TIMEOUT, || {
+            self.ctl(
                 index,
                 &[
                     "get",
@@ -267,13 +266,11 @@ impl Cluster {
             )
             .status
             .success()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the added member did not serve within {CONVERGE_TIMEOUT:?}"
-            );
-            sleep(POLL_INTERVAL);
-        }
+        });
+        assert!(
+            serving,
+            "the added member did not serve within {CONVERGE_TIMEOUT:?}"
+        );
         index
     }
 
