@@ -287,10 +287,15 @@ impl Cluster {
     }
 
     /// Empties member `index`'s data directory (stopped first), and marks
-    /// it to start as a new member of the existing cluster.
+    /// it to start as a new member of the existing cluster. Called once the
+    /// member is removed: a removed member stops by itself (etcd and detcd
+    /// both exit with "the member has been permanently removed from the
+    /// cluster"), so an exit before the kill is no crash.
     pub fn wipe(&mut self, index: usize) -> std::io::Result<()> {
-        self.kill(index);
         let member = &mut self.members[index];
+        if let Some(server) = member.server.take() {
+            let _removed_and_stopped = server.kill();
+        }
         for entry in std::fs::read_dir(&member.spec.data_dir)? {
             let path = entry?.path();
             if path.is_dir() {
