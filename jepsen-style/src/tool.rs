@@ -19,6 +19,7 @@ use detcd_sim::lock_workload::{self, LockLog};
 use detcd_sim::model::etcd::{Etcd, EtcdInput};
 use detcd_sim::model::kv::{Kv, KvOutput};
 use detcd_sim::options::Workload;
+use detcd_sim::properties::convergence::{self, MemberView};
 use detcd_sim::properties::watch::{self, Filter};
 use detcd_sim::watcher::{self, SharedLog};
 use detcd_sim::workload::{self, KvOperation, Recorder, Worker};
@@ -904,9 +905,12 @@ fn faults_of(outages: &[(Duration, Duration)]) -> detcd_sim::properties::Faults 
             (at, out.max(0) as usize)
         })
         .collect();
+    // No availability stretches: jepsen-style reports availability (its
+    // comparison table) rather than judging it on a shared, noisy machine.
     detcd_sim::properties::Faults {
         skewed_at: None,
         out,
+        stretches: Vec::new(),
     }
 }
 
@@ -1279,15 +1283,18 @@ enum Disagreement {
     Interrupted,
 }
 
-/// Waits for every member to give the same HashKV at the same revision.
-/// Members at one revision with different hashes disagree on the data: a
-/// violation. Members that never catch up: a liveness failure.
+/// Waits for every member to give the same HashKV at the same revision,
+/// after one write the healed cluster must accept;
+/// `properties::convergence` judges each poll and the last one.
 async fn converge(cluster: &Cluster, stop: &AtomicBool) -> Result<(String, i64), Disagreement> {
     let started = tokio::time::Instant::now();
-    let mut last = String::new();
     // A write after the faults: the healed cluster must accept one.
     let mut writer = Client::new(cluster.client_urls()).with_request_timeout(PROBE_TIMEOUT);
     let mut wrote = false;
+    let mut judgement = convergence::Judgement::Pending {
+        all_answered: false,
+        why: "not polled yet".into(),
+    };
     while started.elapsed() < CONVERGE_TIMEOUT {
         if stop.load(Ordering::SeqCst) {
             return Err(Disagreement::Interrupted);
@@ -1302,50 +1309,42 @@ async fn converge(cluster: &Cluster, stop: &AtomicBool) -> Result<(String, i64),
                 .await
                 .is_ok();
         }
-        let mut answers = Vec::new();
-        for url in cluster.client_urls() {
-            match probe(&url).hash_kv(0).await {
-                Ok(answer) => answers.push((
-                    answer.header.as_ref().map_or(0, |h| h.revision),
-                    answer.compact_revision,
-                    answer.hash,
-                )),
-                Err(error) => {
-                    last = format!("{url}: {error}");
-                    break;
-                }
-            }
+        let mut views = Vec::new();
+        for (member, url) in cluster.members.iter().zip(cluster.client_urls()) {
+            let view = probe(&url).hash_kv(0).await.ok().map(|answer| MemberView {
+                revision: answer.header.as_ref().map_or(0, |h| h.revision),
+                compact_revision: answer.compact_revision,
+                hash: answer.hash,
+                keys: Default::default(),
+            });
+            views.push((member.spec.name.clone(), view));
         }
-        if wrote && answers.len() == cluster.members.len() {
-            let (revision, compacted, hash) = answers[0];
-            if answers
-                .iter()
-                .all(|&answer| answer == (revision, compacted, hash))
-            {
+        judgement = convergence::judge(&views);
+        match &judgement {
+            convergence::Judgement::Converged { revision, hash } if wrote => {
                 let line = format!(
                     "converged after {:.1} s: HashKV {hash:#010x} at revision {revision} on every member",
                     started.elapsed().as_secs_f64()
                 );
-                return Ok((line, revision));
+                return Ok((line, *revision));
             }
-            // One revision and one compaction, yet other data.
-            if answers
-                .iter()
-                .all(|&(r, c, _)| (r, c) == (revision, compacted))
-            {
-                return Err(Disagreement::Violation(format!(
-                    "members disagree at revision {revision}: hashes {:?}",
-                    answers.iter().map(|a| a.2).collect::<Vec<_>>()
-                )));
+            convergence::Judgement::Diverged(why) => {
+                return Err(Disagreement::Violation(why.clone()))
             }
-            last = format!("not caught up yet (revision, compacted, hash): {answers:?}");
+            _ => {}
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-    Err(Disagreement::Liveness(format!(
-        "the healed members did not converge within {CONVERGE_TIMEOUT:?} (write after heal: {}; last: {last})",
-        if wrote { "ok" } else { "failed" }
-    )))
+    if !wrote {
+        return Err(Disagreement::Liveness(format!(
+            "no write succeeded within {CONVERGE_TIMEOUT:?} after the heal"
+        )));
+    }
+    match convergence::give_up(&judgement, CONVERGE_TIMEOUT) {
+        Ok(()) => unreachable!("converged members return at once"),
+        Err(convergence::Failure::Violation(why)) => Err(Disagreement::Violation(why)),
+        Err(convergence::Failure::Liveness(why)) => Err(Disagreement::Liveness(why)),
+    }
 }
 
 /// etcd's watch guarantees over what the two watchers received: each must

@@ -325,6 +325,35 @@ impl SimCluster {
         out.len()
     }
 
+    /// Starts a new stretch of the availability record: whether a quorum
+    /// is healthy now (`properties::availability` says what that takes).
+    /// A member whose disk is slow (`slow_disk`) is not well; nor is any
+    /// while the membership is `changing`.
+    pub fn note_stretch(&self, slow_disk: Option<u64>, changing: bool) {
+        let lost = self.lost();
+        let lagging = self.filter.lagging();
+        let good = |m: usize| {
+            let id = Some(self.member_ids[m]);
+            !(self.down.contains(&m)
+                || self.paused.contains(&m)
+                || self.disk_full.contains(&m)
+                || self.corrupted.contains(&m)
+                || self.retired.contains(&m)
+                || lost.contains(&m)
+                || lagging == id
+                || slow_disk == id)
+        };
+        let connected = |a: usize, b: usize| {
+            !self
+                .filter
+                .separated(self.member_ids[a], self.member_ids[b])
+        };
+        let healthy = !changing
+            && !self.filter.message_faults_on()
+            && crate::properties::availability::quorum_healthy(self.size(), good, connected);
+        self.faults.stretch(healthy);
+    }
+
     /// Members that hold (or may hold) data: the ones to check at the end.
     pub fn serving(&self) -> Vec<usize> {
         let lost = self.lost();

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
+use crate::properties::availability::Stretch;
 use crate::properties::Faults;
 
 #[derive(Clone, Default)]
@@ -17,6 +18,9 @@ pub struct FaultLog {
 struct Inner {
     out: Vec<(Instant, usize)>,
     skewed_at: Option<Instant>,
+    /// When the nemesis changed something, and whether a quorum was
+    /// healthy from then on.
+    stretches: Vec<(Instant, bool)>,
 }
 
 impl FaultLog {
@@ -31,6 +35,16 @@ impl FaultLog {
         inner.skewed_at.get_or_insert_with(Instant::now);
     }
 
+    /// The nemesis changed something just now; a quorum is `healthy` from
+    /// now on (see `properties::availability`).
+    pub fn stretch(&self, healthy: bool) {
+        self.inner
+            .lock()
+            .unwrap()
+            .stretches
+            .push((Instant::now(), healthy));
+    }
+
     /// The record, as times since `started`.
     pub fn summary(&self, started: Instant) -> Faults {
         let inner = self.inner.lock().unwrap();
@@ -41,6 +55,14 @@ impl FaultLog {
                 .out
                 .iter()
                 .map(|&(at, out)| (since(at), out))
+                .collect(),
+            stretches: inner
+                .stretches
+                .iter()
+                .map(|&(at, healthy)| Stretch {
+                    from: since(at),
+                    healthy,
+                })
                 .collect(),
         }
     }

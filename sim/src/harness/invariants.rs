@@ -66,6 +66,11 @@ impl Invariants {
         self.slow_disk.set(slow);
     }
 
+    /// The member whose fsyncs are slowed, if any.
+    pub fn slow_disk(&self) -> Option<u64> {
+        self.slow_disk.get().map(|(member, _)| member)
+    }
+
     /// Whether any crash point is armed.
     pub fn armed(&self) -> bool {
         !self.crash_points.borrow().armed.is_empty()

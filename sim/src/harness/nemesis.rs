@@ -110,7 +110,7 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
 /// instant: each loses what it had not synced, with torn tails, and all
 /// come back together. The one fault that can lose a write whose bytes sat
 /// only in page caches on a quorum.
-async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
+async fn power_loss(cluster: &mut SimCluster, invariants: &Invariants, trace: &Trace) {
     if resume_paused(cluster, trace, "a power loss") {
         // Resumed at the very instant its peers lose power, a member can
         // still meet the artifact above: give its streams a moment.
@@ -137,6 +137,7 @@ async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
     for &member in &running {
         cluster.crash(member);
     }
+    cluster.note_stretch(invariants.slow_disk(), false);
     trace.record(format!("nemesis: power loss on {running:?}"));
     let off = rng.gen_range(1..=POWER_OFF_MAX.as_millis() as u64);
     drop(rng);
@@ -144,6 +145,7 @@ async fn power_loss(cluster: &mut SimCluster, trace: &Trace) {
     for &member in &running {
         cluster.restart(member);
     }
+    cluster.note_stretch(invariants.slow_disk(), false);
     trace.record(format!("nemesis: power back on {running:?}"));
 }
 
@@ -168,6 +170,7 @@ pub async fn run(
         return None;
     }
     let mut churn: Option<Churn> = None;
+    cluster.note_stretch(invariants.slow_disk(), false);
     let interval_ms = options.nemesis_interval.as_millis() as u64;
     loop {
         let pause = Duration::from_millis(
@@ -177,11 +180,11 @@ pub async fn run(
         // Wait, crashing any member that stopped at a crash point meanwhile.
         while tokio::time::Instant::now() < until.min(end) {
             tokio::time::sleep(CRASH_POINT_POLL).await;
-            crash_at_points(cluster, invariants, trace);
+            crash_at_points(cluster, invariants, churn.is_some(), trace);
         }
         if until >= end {
             invariants.disarm_all();
-            crash_at_points(cluster, invariants, trace);
+            crash_at_points(cluster, invariants, churn.is_some(), trace);
             return churn;
         }
         // A replacement under way takes its next step on every tick.
@@ -194,6 +197,7 @@ pub async fn run(
                 trace,
             )
             .await;
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
         }
         let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
         if let Action::Churn = action {
@@ -213,6 +217,7 @@ pub async fn run(
                     None => None,
                 };
                 churn = victim.map(|victim| churn::start(cluster, victim, trace));
+                cluster.note_stretch(invariants.slow_disk(), churn.is_some());
             }
             continue;
         }
@@ -222,7 +227,8 @@ pub async fn run(
             continue;
         }
         if let Action::PowerLoss = action {
-            power_loss(cluster, trace).await;
+            power_loss(cluster, invariants, trace).await;
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
             continue;
         }
         if let Action::MoveLeader = action {
@@ -233,10 +239,12 @@ pub async fn run(
                 trace,
             )
             .await;
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
             continue;
         }
         if let Action::Maintenance = action {
             maintenance(cluster, operator, trace).await;
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
             continue;
         }
         // Pauses and crash points never overlap (see `resume_paused`).
@@ -260,6 +268,7 @@ pub async fn run(
             monitor.current_leader(&cluster.member_ids),
             invariants,
         ) {
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
             trace.record(format!("nemesis: {event}"));
         }
     }
@@ -377,7 +386,12 @@ const RESUME_SETTLE: Duration = Duration::from_millis(300);
 /// A member that stopped at a crash point crashes there: its unsynced
 /// bytes are lost, as at a power failure at that instant. It restarts at
 /// once, so the next thing it does is recover from exactly that state.
-fn crash_at_points(cluster: &mut SimCluster, invariants: &Invariants, trace: &Trace) {
+fn crash_at_points(
+    cluster: &mut SimCluster,
+    invariants: &Invariants,
+    changing_membership: bool,
+    trace: &Trace,
+) {
     for (member_id, point) in invariants.take_crashed() {
         let Some(index) = cluster.member_ids.iter().position(|id| *id == member_id) else {
             continue;
@@ -388,6 +402,7 @@ fn crash_at_points(cluster: &mut SimCluster, invariants: &Invariants, trace: &Tr
         resume_paused(cluster, trace, "a crash point");
         cluster.crash(index);
         cluster.restart(index);
+        cluster.note_stretch(invariants.slow_disk(), changing_membership);
         trace.record(format!("nemesis: m{index} crashed at {point:?}, restarted"));
     }
 }

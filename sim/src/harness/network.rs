@@ -68,6 +68,17 @@ impl NetFilter {
         self.state.lock().unwrap().lagging = lagging;
     }
 
+    /// Whether raft messages are being dropped, duplicated or delayed.
+    pub fn message_faults_on(&self) -> bool {
+        let state = self.state.lock().unwrap();
+        state.drop_ppm + state.duplicate_ppm + state.delay_ppm > 0
+    }
+
+    /// The member whose replication traffic arrives late, if any.
+    pub fn lagging(&self) -> Option<u64> {
+        self.state.lock().unwrap().lagging.map(|(member, _)| member)
+    }
+
     /// The hash of every raft message sent so far, with its fate and the
     /// virtual time: part of the run's trace hash.
     pub fn digest(&self) -> u64 {

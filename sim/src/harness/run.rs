@@ -16,6 +16,7 @@ use madsim::runtime::Handle;
 use crate::check::{check, Budget, CheckReport, Verdict};
 use crate::history::History;
 use crate::model::kv::{Kv, KvInput, KvOutput};
+use crate::properties::convergence::{self, Judgement, MemberView};
 use crate::properties::watch::{self, Filter};
 
 use super::auth::{self, AuthLog};
@@ -251,7 +252,9 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         trace.record(format!("compactor: {compactions} compactions"));
     }
 
-    // Liveness phase: every fault healed.
+    // Liveness phase: every fault healed. The heal restarts members: the
+    // availability record ends here.
+    cluster.faults.stretch(false);
     cluster.heal_all();
     invariants.set_slow_disk(None);
     trace.record("nemesis: healed everything".into());
@@ -395,6 +398,16 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         ));
     }
     let etcd_history = History::new(etcd_record.operations);
+    let clients_ran = !history.is_empty() || !etcd_history.is_empty();
+    let served_at = clients_ran.then(|| {
+        served(&history, KvInput::function)
+            .chain(served(
+                &etcd_history,
+                crate::model::etcd::EtcdInput::function,
+            ))
+            .collect()
+    });
+    let outcome = with_availability(outcome, &cluster, started, deadline, served_at);
     let mut etcd = None;
     let outcome = with_violations(outcome, &past_read_violations, "past-read");
     let outcome = if etcd_history.is_empty() {
@@ -474,6 +487,67 @@ fn with_violations(outcome: Outcome, violations: &[String], what: &str) -> Outco
                 violations.len()
             ))
         }
+        (outcome, _) => outcome,
+    }
+}
+
+/// When each operation of `history` that succeeded completed, and what
+/// it was (`function`).
+fn served<'h, I, O>(
+    history: &'h History<I, O>,
+    function: impl Fn(&I) -> &'static str + 'h,
+) -> impl Iterator<Item = (Duration, &'static str)> + 'h {
+    history
+        .operations
+        .iter()
+        .filter(|operation| matches!(operation.outcome, crate::history::Outcome::Ok(_)))
+        .filter_map(move |operation| {
+            let at = Duration::from_nanos(operation.complete_ns?);
+            Some((at, function(&operation.input)))
+        })
+}
+
+/// `outcome`, or a liveness failure if the key-value clients (if any ran)
+/// went without a read or without a write served while a quorum was
+/// healthy (`properties::availability`).
+fn with_availability(
+    outcome: Outcome,
+    cluster: &SimCluster,
+    started: tokio::time::Instant,
+    clients_stopped: tokio::time::Instant,
+    served: Option<Vec<(Duration, &'static str)>>,
+) -> Outcome {
+    use crate::properties::availability;
+    let Some(served) = served else {
+        return outcome;
+    };
+    let stretches = cluster.faults.summary(started).stretches;
+    let (reads, writes): (Vec<_>, Vec<_>) = served
+        .into_iter()
+        .partition(|(_, function)| matches!(*function, "get" | "get_all" | "range"));
+    let mut violations = Vec::new();
+    // A kind no client ever got served (a workload without reads) owes
+    // nothing: the liveness phase's own reads and writes are in the
+    // history, so a cluster that serves neither fails there.
+    for (what, served) in [("read", reads), ("write", writes)] {
+        if served.is_empty() {
+            continue;
+        }
+        let served: Vec<Duration> = served.into_iter().map(|(at, _)| at).collect();
+        violations.extend(availability::check(
+            what,
+            &stretches,
+            clients_stopped - started,
+            &served,
+            availability::RECOVERY,
+            availability::GAP,
+        ));
+    }
+    match (outcome, violations.first()) {
+        (Outcome::Pass | Outcome::Unknown, Some(first)) => Outcome::Liveness(format!(
+            "{first} ({} availability failures in all)",
+            violations.len()
+        )),
         (outcome, _) => outcome,
     }
 }
@@ -582,8 +656,6 @@ fn drop_unobserved_writes(history: &mut History<KvInput, KvOutput>) -> usize {
 
 /// The key the liveness phase writes, which convergence compares too.
 const LIVENESS_KEY: &str = "liveness";
-/// Where a member's view holds its HashKV (hash, revision).
-const HASH_KV_ENTRY: &str = "#hashkv";
 
 /// A write and a linearizable read of it must succeed within the bound,
 /// then a read of each workload key. They join the history (as one more
@@ -654,10 +726,10 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
     }
 }
 
-/// Every serving member's local (serializable) view of the workload keys
-/// — values and mod revisions — must become identical. Members that all
-/// answer but keep different views have diverged: a correctness failure,
-/// not liveness. Members that refused to start (corrupt storage) are out.
+/// Every serving member's local (serializable) view — its HashKV and the
+/// workload keys' values and mod revisions — must become identical
+/// (`properties::convergence` judges). Members that refused to start
+/// (corrupt storage) are out.
 async fn convergence(
     members: usize,
     refused: Arc<Mutex<BTreeMap<usize, String>>>,
@@ -670,17 +742,17 @@ async fn convergence(
             .collect();
         let mut views = Vec::new();
         for &member in &serving {
-            views.push(local_view(member, keys).await);
+            views.push((format!("m{member}"), local_view(member, keys).await));
         }
-        let answered = views.iter().all(Option::is_some);
-        if answered && views.windows(2).all(|pair| pair[0] == pair[1]) {
+        let judgement = convergence::judge(&views);
+        if matches!(judgement, Judgement::Converged { .. }) {
             return Outcome::Pass;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return if answered {
-                Outcome::Violation(format!("members {serving:?} diverged: {views:?}"))
-            } else {
-                Outcome::Liveness(format!("members {serving:?} did not all answer within {CONVERGENCE_BOUND:?}: {views:?}"))
+        if matches!(judgement, Judgement::Diverged(_)) || tokio::time::Instant::now() >= deadline {
+            return match convergence::give_up(&judgement, CONVERGENCE_BOUND) {
+                Ok(()) => Outcome::Pass,
+                Err(convergence::Failure::Violation(why)) => Outcome::Violation(why),
+                Err(convergence::Failure::Liveness(why)) => Outcome::Liveness(why),
             };
         }
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -797,8 +869,8 @@ async fn watched_view(member: usize) -> Option<(BTreeMap<String, (String, i64)>,
         .flatten()
 }
 
-/// Key → (value, mod revision) as one member holds them, and its HashKV.
-async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (String, i64)>> {
+/// One member's HashKV, and key → (value, mod revision) as it holds them.
+async fn local_view(member: usize, keys: usize) -> Option<MemberView> {
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;
         let mut view = BTreeMap::new();
@@ -828,12 +900,12 @@ async fn local_view(member: usize, keys: usize) -> Option<BTreeMap<String, (Stri
             .await
             .ok()?
             .into_inner();
-        let revision = hash.header.map_or(0, |header| header.revision);
-        view.insert(
-            HASH_KV_ENTRY.to_string(),
-            (format!("{:08x}", hash.hash), revision),
-        );
-        Some(view)
+        Some(MemberView {
+            revision: hash.header.map_or(0, |header| header.revision),
+            compact_revision: hash.compact_revision,
+            hash: hash.hash,
+            keys: view,
+        })
     };
     tokio::time::timeout(REQUEST_TIMEOUT, call)
         .await

@@ -1,12 +1,15 @@
 //! Checks of the properties other than linearizability, over records the
-//! harness keeps: raft's safety properties (`raft`), leases (`leases`), locks
-//! (`locks`), auth (`auth`), revisions (`revisions`), reads at past
-//! revisions and serializable reads (`past_reads`) and etcd's watch
-//! guarantees (`watch`). Plain Rust, like
-//! the checker: times are virtual time since the run started, and nothing
-//! here reads a clock, so every verdict is reproducible from the record.
+//! harness keeps: raft's safety properties (`raft`), leases (`leases`),
+//! locks (`locks`), auth (`auth`), revisions (`revisions`), reads at past
+//! revisions and serializable reads (`past_reads`), etcd's watch guarantees
+//! (`watch`), convergence after the heal (`convergence`) and availability
+//! while a quorum is healthy (`availability`). Plain Rust, like the
+//! checker: times are virtual time since the run started, and nothing here
+//! reads a clock, so every verdict is reproducible from the record.
 
 pub mod auth;
+pub mod availability;
+pub mod convergence;
 pub mod leases;
 pub mod locks;
 pub mod past_reads;
@@ -27,6 +30,9 @@ pub struct Faults {
     /// Out: crashed, powered off, or stopped by a full disk; coming back
     /// restarts a member's lease timers from their checkpoints.
     pub out: Vec<(Duration, usize)>,
+    /// The nemesis's changes, in time order, each with whether a quorum
+    /// was healthy from then on (`availability`).
+    pub stretches: Vec<availability::Stretch>,
 }
 
 impl Faults {
@@ -65,6 +71,7 @@ mod tests {
                 (s(6), 1),
                 (s(7), 0),
             ],
+            ..Faults::default()
         };
         assert_eq!(faults.last_restart_within(s(0), s(10)), Some(s(7)));
         assert_eq!(

@@ -97,6 +97,7 @@ fn a_ttl_that_grows_without_a_keepalive_is_caught() {
     let down = Faults {
         skewed_at: None,
         out: vec![(s(2.0), 1), (s(5.0), 0)],
+        ..Faults::default()
     };
     assert!(verdict(record, &down).violations.is_empty());
 }
