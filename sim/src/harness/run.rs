@@ -398,7 +398,10 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         ));
     }
     let etcd_history = History::new(etcd_record.operations);
-    let clients_ran = !history.is_empty() || !etcd_history.is_empty();
+    // Only workloads with key-value clients in the safety phase: the
+    // others' histories hold only the liveness phase's operations.
+    let clients_ran =
+        options.workload.key_value() || options.workload.etcd_clients(swarm.clients) > 0;
     let served_at = clients_ran.then(|| {
         served(&history, KvInput::function)
             .chain(served(
