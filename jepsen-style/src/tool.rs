@@ -589,7 +589,7 @@ async fn run_in(
     let filtered_log = SharedLog::default();
     // Another bit of the seed than the one that decides compaction, so
     // each filter also runs on seeds whose watches are checked whole.
-    let filter = if (args.seed / 2) % 2 == 0 {
+    let filter = if (args.seed / 2).is_multiple_of(2) {
         Filter::NoPut
     } else {
         Filter::NoDelete

@@ -22,6 +22,11 @@ pub trait Disk: Send + Sync + 'static {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of a file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Fills `out` from `offset` of a file (pread); `UnexpectedEof` if the
+    /// file ends first. What was written, synced or not (the page cache).
+    fn read_at(&self, path: &Path, offset: u64, out: &mut [u8]) -> io::Result<()>;
+    /// A file's length in bytes.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
     /// Creates an empty file, replacing any file of that name.
     fn create(&self, path: &Path) -> io::Result<()>;
     /// Appends to an existing file.

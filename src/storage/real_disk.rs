@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use super::disk::Disk;
 
-/// Files written to are kept open so a WAL write is one pwrite(2), not an
-/// open/write/close triple. They are not opened O_APPEND: on Linux that
+/// Files written to (or read piecewise) are kept open so a WAL write is
+/// one pwrite(2), not an open/write/close triple. They are not opened O_APPEND: on Linux that
 /// would send every pwrite to the end of the file.
 #[derive(Debug, Default)]
 pub struct RealDisk {
@@ -30,7 +30,7 @@ impl RealDisk {
     ) -> io::Result<T> {
         let mut files = self.open_files.lock().expect("disk lock poisoned");
         if !files.contains_key(path) {
-            let file = OpenOptions::new().write(true).open(path)?;
+            let file = OpenOptions::new().read(true).write(true).open(path)?;
             files.insert(path.to_path_buf(), file);
         }
         f(files.get_mut(path).expect("just inserted"))
@@ -63,6 +63,14 @@ impl Disk for RealDisk {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.with_file(path, |file| file.read_exact_at(out, offset))
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.with_file(path, |file| Ok(file.metadata()?.len()))
     }
 
     fn create(&self, path: &Path) -> io::Result<()> {

@@ -224,6 +224,28 @@ impl Disk for SimDisk {
         Ok(state.inode_mut(path)?.data.clone())
     }
 
+    fn read_at(&self, path: &Path, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        let data = &state.inode_mut(path)?.data;
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        let bytes = start
+            .checked_add(out.len())
+            .and_then(|end| data.get(start..end))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: read past the end", path.display()),
+                )
+            })?;
+        out.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        let mut state = self.lock();
+        Ok(state.inode_mut(path)?.data.len() as u64)
+    }
+
     fn create(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         state.check_space()?;
