@@ -62,6 +62,11 @@ RUSTFLAGS="$SIM_RUSTFLAGS" CARGO_TARGET_DIR=target/sim \
     cargo nextest run -p detcd-sim --test harness $jobs --no-fail-fast
 
 step "simulation seeds (per commit; ci/nightly.sh runs many more)"
+# The debug build above runs them: about 9 minutes of seeds here at 12-25x,
+# against about 1 minute in a release build (155-380x), which would first
+# cost a release build of the whole simulation tree (about 9 minutes on this
+# 2-core machine, measured 2026-12-03) on top of the debug one the warning
+# check needs. It does not pay off per commit; the nightly uses release.
 target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS:-250}" --start-seed 1 --duration 10 --nodes 3 --workload mixed \
     --failures-dir target/sim-failures
 target/sim/debug/detcd-sim run --seeds "${DETCD_CI_SEEDS_5:-100}" --start-seed 100001 --duration 10 --nodes 5 \

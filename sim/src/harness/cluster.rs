@@ -54,6 +54,9 @@ pub struct SimCluster {
     pub disk_full: BTreeSet<usize>,
     /// Client nodes and the member each lives next to.
     clients: Vec<(NodeHandle, usize)>,
+    /// The clients (by index) whose service `properties::availability`
+    /// judges: the key-value and etcd workloads'.
+    pub served_clients: Vec<usize>,
     /// Members whose disk the nemesis corrupted while they were down.
     pub corrupted: BTreeSet<usize>,
     /// Members that refused to start, and why (their storage failed its
@@ -130,6 +133,7 @@ impl SimCluster {
             paused: BTreeSet::new(),
             disk_full: BTreeSet::new(),
             clients: Vec::new(),
+            served_clients: Vec::new(),
             corrupted: BTreeSet::new(),
             faults: super::faults::FaultLog::default(),
             refused,
@@ -141,7 +145,7 @@ impl SimCluster {
     /// A node for client `index`, next to member `index % size`. Returns
     /// the node and the client URLs ordered from its own member on.
     pub fn add_client(&mut self, index: usize) -> (NodeHandle, Vec<String>) {
-        let home = index % self.size();
+        let home = self.home_of(index);
         let node = self
             .handle
             .create_node()
@@ -325,11 +329,19 @@ impl SimCluster {
         out.len()
     }
 
-    /// Starts a new stretch of the availability record: whether a quorum
-    /// is healthy now (`properties::availability` says what that takes).
-    /// A member whose disk is slow (`slow_disk`) is not well; nor is any
-    /// while the membership is `changing`.
-    pub fn note_stretch(&self, slow_disk: Option<u64>, changing: bool) {
+    /// The member client `index` lives next to.
+    pub fn home_of(&self, index: usize) -> usize {
+        index % self.size()
+    }
+
+    /// Notes for the availability record whether a quorum is healthy now
+    /// (`properties::availability` says what that takes), starting a new
+    /// stretch if anything it depends on changed or the cluster was
+    /// `disturbed`. A member whose disk is slow (`slow_disk`) is not well;
+    /// nor is any while the membership is `changing`. The quorum must hold
+    /// the home of a client whose service is judged: clients reach only
+    /// the members their own can talk to.
+    pub fn note_stretch(&self, slow_disk: Option<u64>, changing: bool, disturbed: bool) {
         let lost = self.lost();
         let lagging = self.filter.lagging();
         let good = |m: usize| {
@@ -348,10 +360,35 @@ impl SimCluster {
                 .filter
                 .separated(self.member_ids[a], self.member_ids[b])
         };
+        let homes: Vec<usize> = self
+            .served_clients
+            .iter()
+            .map(|&client| self.home_of(client))
+            .collect();
+        let message_faults = self.filter.message_faults_on();
         let healthy = !changing
-            && !self.filter.message_faults_on()
-            && crate::properties::availability::quorum_healthy(self.size(), good, connected);
-        self.faults.stretch(healthy);
+            && !message_faults
+            && crate::properties::availability::quorum_healthy(
+                self.size(),
+                &homes,
+                good,
+                connected,
+            );
+        let members = 0..self.size();
+        let mut state = vec![
+            u64::from(healthy),
+            u64::from(changing),
+            u64::from(message_faults),
+        ];
+        state.extend(members.clone().map(|m| u64::from(good(m))));
+        state.extend(
+            members
+                .clone()
+                .flat_map(|a| members.clone().map(move |b| (a, b)))
+                .map(|(a, b)| u64::from(connected(a, b))),
+        );
+        self.faults
+            .stretch(healthy, detcd::rng::stable_hash(&state), disturbed);
     }
 
     /// Members that hold (or may hold) data: the ones to check at the end.

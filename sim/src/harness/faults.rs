@@ -21,6 +21,8 @@ struct Inner {
     /// When the nemesis changed something, and whether a quorum was
     /// healthy from then on.
     stretches: Vec<(Instant, bool)>,
+    /// What the last stretch started from (see `stretch`).
+    last_state: Option<u64>,
 }
 
 impl FaultLog {
@@ -35,14 +37,26 @@ impl FaultLog {
         inner.skewed_at.get_or_insert_with(Instant::now);
     }
 
-    /// The nemesis changed something just now; a quorum is `healthy` from
-    /// now on (see `properties::availability`).
-    pub fn stretch(&self, healthy: bool) {
-        self.inner
-            .lock()
-            .unwrap()
-            .stretches
-            .push((Instant::now(), healthy));
+    /// The nemesis may have changed something just now; a quorum is
+    /// `healthy` from now on (see `properties::availability`). A new
+    /// stretch starts if `state` (a digest of what health depends on)
+    /// changed, or if the change disturbs the cluster without changing it
+    /// (`disturbed`: a member crashed and restarted at once, a leader
+    /// move, maintenance).
+    pub fn stretch(&self, healthy: bool, state: u64, disturbed: bool) {
+        let mut inner = self.inner.lock().unwrap();
+        if !disturbed && inner.last_state == Some(state) {
+            return;
+        }
+        inner.last_state = Some(state);
+        inner.stretches.push((Instant::now(), healthy));
+    }
+
+    /// The nemesis is done: the heal that follows restarts members.
+    pub fn end_stretches(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.last_state = None;
+        inner.stretches.push((Instant::now(), false));
     }
 
     /// The record, as times since `started`.

@@ -110,7 +110,12 @@ fn enabled_actions(options: &SwarmOptions) -> Vec<Action> {
 /// instant: each loses what it had not synced, with torn tails, and all
 /// come back together. The one fault that can lose a write whose bytes sat
 /// only in page caches on a quorum.
-async fn power_loss(cluster: &mut SimCluster, invariants: &Invariants, trace: &Trace) {
+async fn power_loss(
+    cluster: &mut SimCluster,
+    invariants: &Invariants,
+    changing: bool,
+    trace: &Trace,
+) {
     if resume_paused(cluster, trace, "a power loss") {
         // Resumed at the very instant its peers lose power, a member can
         // still meet the artifact above: give its streams a moment.
@@ -137,7 +142,7 @@ async fn power_loss(cluster: &mut SimCluster, invariants: &Invariants, trace: &T
     for &member in &running {
         cluster.crash(member);
     }
-    cluster.note_stretch(invariants.slow_disk(), false);
+    cluster.note_stretch(invariants.slow_disk(), changing, true);
     trace.record(format!("nemesis: power loss on {running:?}"));
     let off = rng.gen_range(1..=POWER_OFF_MAX.as_millis() as u64);
     drop(rng);
@@ -145,7 +150,7 @@ async fn power_loss(cluster: &mut SimCluster, invariants: &Invariants, trace: &T
     for &member in &running {
         cluster.restart(member);
     }
-    cluster.note_stretch(invariants.slow_disk(), false);
+    cluster.note_stretch(invariants.slow_disk(), changing, true);
     trace.record(format!("nemesis: power back on {running:?}"));
 }
 
@@ -165,12 +170,12 @@ pub async fn run(
 ) -> Option<Churn> {
     let end = tokio::time::Instant::now() + safety_phase;
     let actions = enabled_actions(options);
+    cluster.note_stretch(invariants.slow_disk(), false, true);
     if actions.is_empty() {
         tokio::time::sleep(safety_phase).await;
         return None;
     }
     let mut churn: Option<Churn> = None;
-    cluster.note_stretch(invariants.slow_disk(), false);
     let interval_ms = options.nemesis_interval.as_millis() as u64;
     loop {
         let pause = Duration::from_millis(
@@ -197,7 +202,7 @@ pub async fn run(
                 trace,
             )
             .await;
-            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some(), false);
         }
         let action = actions[madsim::rand::thread_rng().gen_range(0..actions.len())];
         if let Action::Churn = action {
@@ -217,7 +222,7 @@ pub async fn run(
                     None => None,
                 };
                 churn = victim.map(|victim| churn::start(cluster, victim, trace));
-                cluster.note_stretch(invariants.slow_disk(), churn.is_some());
+                cluster.note_stretch(invariants.slow_disk(), churn.is_some(), false);
             }
             continue;
         }
@@ -227,11 +232,11 @@ pub async fn run(
             continue;
         }
         if let Action::PowerLoss = action {
-            power_loss(cluster, invariants, trace).await;
-            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
+            power_loss(cluster, invariants, churn.is_some(), trace).await;
             continue;
         }
         if let Action::MoveLeader = action {
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some(), true);
             move_leader(
                 cluster,
                 monitor.current_leader(&cluster.member_ids),
@@ -239,12 +244,13 @@ pub async fn run(
                 trace,
             )
             .await;
-            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some(), true);
             continue;
         }
         if let Action::Maintenance = action {
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some(), true);
             maintenance(cluster, operator, trace).await;
-            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
+            cluster.note_stretch(invariants.slow_disk(), churn.is_some(), true);
             continue;
         }
         // Pauses and crash points never overlap (see `resume_paused`).
@@ -261,14 +267,17 @@ pub async fn run(
         if matches!(action, Action::Pause) && invariants.armed() {
             continue;
         }
-        if let Some(event) = act(
+        let event = act(
             cluster,
             options,
             action,
             monitor.current_leader(&cluster.member_ids),
             invariants,
-        ) {
-            cluster.note_stretch(invariants.slow_disk(), churn.is_some());
+        );
+        // Even with no event: a crash for bit rot that found nothing to rot
+        // still crashed a member.
+        cluster.note_stretch(invariants.slow_disk(), churn.is_some(), false);
+        if let Some(event) = event {
             trace.record(format!("nemesis: {event}"));
         }
     }
@@ -402,7 +411,7 @@ fn crash_at_points(
         resume_paused(cluster, trace, "a crash point");
         cluster.crash(index);
         cluster.restart(index);
-        cluster.note_stretch(invariants.slow_disk(), changing_membership);
+        cluster.note_stretch(invariants.slow_disk(), changing_membership, true);
         trace.record(format!("nemesis: m{index} crashed at {point:?}, restarted"));
     }
 }

@@ -93,6 +93,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     if options.workload.key_value() {
         for client in 0..swarm.clients {
             let (node, endpoints) = cluster.add_client(client);
+            cluster.served_clients.push(client);
             let worker = Worker::new(
                 client as u64,
                 endpoints,
@@ -135,6 +136,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let etcd_log = crate::etcd_workload::EtcdLog::default();
     for client in 0..options.workload.etcd_clients(swarm.clients) {
         let (node, endpoints) = cluster.add_client(next_node);
+        cluster.served_clients.push(next_node);
         next_node += 1;
         let trace = trace.clone();
         clients.push(node.spawn(crate::etcd_workload::client(
@@ -254,7 +256,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
 
     // Liveness phase: every fault healed. The heal restarts members: the
     // availability record ends here.
-    cluster.faults.stretch(false);
+    cluster.faults.end_stretches();
     cluster.heal_all();
     invariants.set_slow_disk(None);
     trace.record("nemesis: healed everything".into());
