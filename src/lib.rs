@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apply;
 pub mod auth;
+pub mod backend;
 pub mod backup;
 pub mod client;
 pub mod clock;

@@ -24,14 +24,15 @@ use std::collections::BTreeMap;
 use prost::Message as _;
 
 use super::bolt::{Bucket, Entries};
-use super::{DETCD_BUCKET, IMAGE_KEY, KEY_BUCKET, TOMBSTONE_MARK};
+use super::{DETCD_BUCKET, IMAGE_KEY, KEY_BUCKET};
 use crate::apply::StateMachine;
 use crate::auth::AuthStore;
 use crate::lease::Leases;
-use crate::mvcc::{KeyValue, Record, Revision, Store, INITIAL_REVISION, NEVER_COMPACTED};
+use crate::mvcc::layout::{key_entry, parse_key_entry, parse_revision_key, revision_key};
+use crate::mvcc::{Record, Revision, Store, INITIAL_REVISION, NEVER_COMPACTED};
+use crate::proto::authpb;
 use crate::proto::detcdpb::AuthState;
 use crate::proto::etcdserverpb::AlarmType;
-use crate::proto::{authpb, mvccpb};
 
 /// etcd's `leasepb.Lease`, the value of the `lease` bucket (detcd's API
 /// protos do not include etcd's lease storage message).
@@ -44,15 +45,6 @@ struct LeaseRecord {
     /// The remaining TTL of the latest checkpoint, in seconds; 0: none.
     #[prost(int64, tag = "3")]
     remaining_ttl: i64,
-}
-
-/// etcd's revision key: main, `_`, sub.
-pub fn revision_key(revision: Revision) -> Vec<u8> {
-    let mut key = Vec::with_capacity(18);
-    key.extend_from_slice(&revision.main.to_be_bytes());
-    key.push(b'_');
-    key.extend_from_slice(&revision.sub.to_be_bytes());
-    key
 }
 
 /// The buckets, sorted by name, each sorted by key.
@@ -182,25 +174,7 @@ pub(super) fn key_entries(state: &StateMachine) -> Entries {
     let store = state.store();
     let mut entries = Vec::with_capacity(store.record_count());
     for (revision, record) in store.records_since(i64::MIN) {
-        let mut key = revision_key(*revision);
-        let value = match record {
-            Record::Put(kv) => mvccpb::KeyValue {
-                key: kv.key.clone(),
-                create_revision: kv.create_revision,
-                mod_revision: revision.main,
-                version: kv.version,
-                value: kv.value.clone(),
-                lease: kv.lease,
-            },
-            Record::Tombstone { key: deleted } => {
-                key.push(TOMBSTONE_MARK);
-                mvccpb::KeyValue {
-                    key: deleted.clone(),
-                    ..Default::default()
-                }
-            }
-        };
-        entries.push((key, value.encode_to_vec()));
+        entries.push(key_entry(*revision, record));
     }
     entries
 }
@@ -222,21 +196,7 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
 
     let mut log = BTreeMap::new();
     for (key, value) in get(KEY_BUCKET) {
-        let (revision, tombstone) = parse_revision_key(key)?;
-        let kv = mvccpb::KeyValue::decode(value.as_slice())
-            .map_err(|error| format!("the value at revision {revision}: {error}"))?;
-        let record = if tombstone {
-            Record::Tombstone { key: kv.key }
-        } else {
-            Record::Put(KeyValue {
-                key: kv.key,
-                create_revision: kv.create_revision,
-                mod_revision: revision.main,
-                version: kv.version,
-                value: kv.value,
-                lease: kv.lease,
-            })
-        };
+        let (revision, record) = parse_key_entry(key, value)?;
         log.insert(revision, record);
     }
     // etcd compacts in batches and marks the compaction finished at the
@@ -315,20 +275,4 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
     };
     let auth = AuthStore::decode(&auth.encode_to_vec())?;
     StateMachine::from_parts(store, leases, auth, 0)
-}
-
-/// A `key` bucket key: the revision, and whether it marks a tombstone.
-fn parse_revision_key(key: &[u8]) -> Result<(Revision, bool), String> {
-    let bad = || format!("{key:?} is not an etcd revision");
-    let tombstone = match key.len() {
-        17 => false,
-        18 if key[17] == TOMBSTONE_MARK => true,
-        _ => return Err(bad()),
-    };
-    if key[8] != b'_' {
-        return Err(bad());
-    }
-    let main = i64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
-    let sub = i64::from_be_bytes(key[9..17].try_into().expect("8 bytes"));
-    Ok((Revision::new(main, sub), tombstone))
 }

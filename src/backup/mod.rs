@@ -29,7 +29,7 @@
 pub mod bolt;
 mod etcd_buckets;
 
-pub use etcd_buckets::revision_key;
+pub use crate::mvcc::layout::revision_key;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,8 +53,7 @@ pub const LEGACY_MAGIC: &[u8; 8] = b"DETCDBAK";
 const DETCD_BUCKET: &[u8] = b"detcd";
 const IMAGE_KEY: &[u8] = b"image";
 /// etcd's bucket of revisions, and the byte marking a tombstone's key.
-const KEY_BUCKET: &[u8] = b"key";
-const TOMBSTONE_MARK: u8 = b't';
+use crate::mvcc::layout::KEY_BUCKET;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {

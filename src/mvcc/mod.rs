@@ -9,9 +9,11 @@
 //! `WriteTxn` is the only way to change them.
 //!
 //! Architecture invariants:
-//! - mvcc knows nothing about raft, gRPC or protobuf: its inputs are keys,
-//!   values and revisions, its outputs plain structs and `Error`s. The
-//!   apply layer maps requests onto it; the api layer maps `Error` to gRPC.
+//! - mvcc knows nothing about raft or gRPC: its inputs are keys, values and
+//!   revisions, its outputs plain structs and `Error`s. The apply layer
+//!   maps requests onto it; the api layer maps `Error` to gRPC. The one
+//!   protobuf message it speaks is etcd's stored `mvccpb.KeyValue`
+//!   (`layout`): etcd's storage format, which HashKV hashes.
 //! - No I/O, no clock, no randomness, no async: everything is a pure
 //!   function of the sequence of calls, so replicas that apply the same
 //!   entries end with the same `state_hash`. Maps are `BTreeMap`s: no
@@ -35,6 +37,7 @@ mod hash_kv;
 mod image;
 mod key_index;
 mod key_value;
+pub mod layout;
 mod range;
 mod record;
 mod revision;

@@ -78,14 +78,19 @@ impl StorageBackend for DiskBackend {
     /// fallocate atomically (after a crash the file has the old length or
     /// the new one), while the disk seam's contract only promises what was
     /// synced, and redb refuses a file whose length fits no layout it
-    /// could have made (the crash proptest in backend_tests found this).
+    /// could have made (the crash proptests in backend_tests and
+    /// backend/tests found this). A growth whose sync fails is undone.
     fn set_len(&self, len: u64) -> Result<(), BackendError> {
-        if len > self.disk.file_len(&self.path)? {
-            self.disk.allocate(&self.path, len)?;
-            Ok(self.disk.sync(&self.path)?)
-        } else {
-            Ok(self.disk.truncate(&self.path, len)?)
+        let current = self.disk.file_len(&self.path)?;
+        if len <= current {
+            return Ok(self.disk.truncate(&self.path, len)?);
         }
+        self.disk.allocate(&self.path, len)?;
+        if let Err(error) = self.disk.sync(&self.path) {
+            let _undone = self.disk.truncate(&self.path, current);
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     fn sync_data(&self) -> Result<(), BackendError> {

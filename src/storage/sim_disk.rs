@@ -300,6 +300,12 @@ impl Disk for SimDisk {
         Ok(())
     }
 
+    /// Growth, refused on a full disk (the blocks are reserved).
+    fn allocate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.lock().check_space()?;
+        self.truncate(path, len)
+    }
+
     fn sync(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let inode = state.inode_mut(path)?;
