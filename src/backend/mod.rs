@@ -94,7 +94,7 @@ impl Backend {
         let backend = match DiskBackend::open(disk.clone(), path) {
             Ok(backend) => backend,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                create(disk.as_ref(), disk.clone(), path)?;
+                create(&disk, path)?;
                 DiskBackend::open(disk, path).map_err(engine)?
             }
             Err(error) => return Err(engine(error)),
@@ -206,14 +206,14 @@ impl Backend {
 
 /// Makes an empty database at `path`: written under a temporary name,
 /// closed cleanly (synced), renamed, and the rename made durable.
-fn create(disk: &dyn Disk, shared: Arc<dyn Disk>, path: &Path) -> Result<(), Error> {
+fn create(disk: &Arc<dyn Disk>, path: &Path) -> Result<(), Error> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Engine(format!("{} has no parent", path.display())))?;
     let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
     temp_name.push(".tmp");
     let temp = dir.join(temp_name);
-    let backend = DiskBackend::create(shared, &temp).map_err(engine)?;
+    let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
     let db = redb::Builder::new()
         .create_with_backend(backend)
         .map_err(engine)?;

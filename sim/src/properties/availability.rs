@@ -176,7 +176,7 @@ mod tests {
         ];
         assert!(check("op", &stretches, s(30.0), &[], R, G).is_empty());
         // Service that resumes just within the gap after the recovery.
-        let served = [s(16.0 + 4.0 + 2.9), s(25.0)];
+        let served = [s(16.0 + 4.0 + 4.9), s(25.0)];
         assert!(check("op", &[stretch(16.0, true)], s(27.0), &served, R, G).is_empty());
         // A healthy stretch long enough owes service.
         let violations = check(
