@@ -25,8 +25,8 @@ pub enum CrashPoint {
     /// A batch is durable; the messages that announce it (votes, a
     /// follower's acknowledgements) have not left.
     PersistedNotAnnounced,
-    /// A snapshot file is durable; the WAL does not mark it yet.
-    SnapshotSavedNotMarked,
+    /// The backend holds a durable point the WAL does not mark yet.
+    BackendDurableNotMarked,
     /// Between saving a leader's snapshot file and the WAL record saying it
     /// replaced the log.
     SnapshotInstallHalfway,
@@ -43,19 +43,24 @@ pub enum CrashPoint {
     /// Old WAL segments were just released (removed, durably): the member
     /// next recovers from the snapshot and what is left.
     WalReleased,
+    /// A backend commit is written, not yet fsynced: the member next
+    /// recovers from what of it the crash left (redb's commit slots) and
+    /// replays the WAL from the backend's consistent index.
+    BackendWrittenNotSynced,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 9] = [
+    pub const ALL: [CrashPoint; 10] = [
         CrashPoint::WalWrittenNotSynced,
         CrashPoint::PersistedNotAnnounced,
-        CrashPoint::SnapshotSavedNotMarked,
+        CrashPoint::BackendDurableNotMarked,
         CrashPoint::SnapshotInstallHalfway,
         CrashPoint::MidApply,
         CrashPoint::SnapshotInstalled,
         CrashPoint::LogOverwritten,
         CrashPoint::WalRolledNotSealed,
         CrashPoint::WalReleased,
+        CrashPoint::BackendWrittenNotSynced,
     ];
 }
 

@@ -529,18 +529,51 @@ impl StateMachine {
 
     /// The snapshot image: format version, applied index, members, MVCC image.
     pub fn encode(&self) -> Vec<u8> {
+        let mut image = self.encode_parts();
+        image.extend_from_slice(&self.store.encode_image());
+        image
+    }
+
+    /// Everything but the MVCC store: format version, applied index,
+    /// members, alarms, leases, auth. The on-disk backend keeps this beside
+    /// its revision log.
+    pub fn encode_parts(&self) -> Vec<u8> {
         let mut writer = Writer::new();
         writer.u8(IMAGE_VERSION).u64(self.applied_index);
         self.members.encode(&mut writer);
         self.alarms.encode(&mut writer);
         self.leases.encode(&mut writer);
         writer.bytes(&self.auth.encode());
-        let mut image = writer.finish();
-        image.extend_from_slice(&self.store.encode_image());
-        image
+        writer.finish()
     }
 
     pub fn decode(image: &[u8], quota_bytes: i64) -> Result<StateMachine, String> {
+        Self::decode_with(image, quota_bytes, |rest| {
+            Store::decode_image(rest).map_err(|e| e.to_string())
+        })
+    }
+
+    /// The state the on-disk backend holds: `encode_parts` output and the
+    /// store rebuilt from the revision log.
+    pub fn from_stored(
+        parts: &[u8],
+        store: Store,
+        quota_bytes: i64,
+    ) -> Result<StateMachine, String> {
+        let mut store = Some(store);
+        Self::decode_with(parts, quota_bytes, |rest| {
+            if !rest.is_empty() {
+                return Err(format!("{} bytes after the state", rest.len()));
+            }
+            Ok(store.take().expect("decode_with reads the store once"))
+        })
+    }
+
+    fn decode_with(
+        image: &[u8],
+        quota_bytes: i64,
+        store: impl FnOnce(&[u8]) -> Result<Store, String>,
+    ) -> Result<StateMachine, String> {
         let mut reader = Reader::new(image);
         let version = reader.u8()?;
         if ![
@@ -570,12 +603,23 @@ impl StateMachine {
         } else {
             AuthStore::default()
         };
-        let store = Store::decode_image(reader.rest()).map_err(|e| e.to_string())?;
+        let store = store(reader.rest())?;
         let mut state = StateMachine::from_parts(store, leases, auth, quota_bytes)?;
         state.applied_index = applied_index;
         state.members = members;
         state.alarms = alarms;
         Ok(state)
+    }
+
+    /// Keeps the store's changes from now on, for `take_changes`.
+    pub fn track_changes(&mut self) {
+        self.store.track_changes();
+    }
+
+    /// The store's changes since the last call: what the on-disk backend
+    /// has yet to write.
+    pub fn take_changes(&mut self) -> mvcc::Changes {
+        self.store.take_changes()
     }
 
     /// A state of these parts, with no members, no alarms and nothing

@@ -13,9 +13,12 @@
 //! error; every call into it here is contained (`contained`), so such
 //! damage is reported as corruption too.
 //! - `meta`: `consistent_index` (the last raft index whose changes the
-//!   database holds, 8 bytes big endian) and `finishedCompactRev` (revision
-//!   key bytes), written in the same transaction as the changes they
-//!   describe.
+//!   database holds, 8 bytes big endian), `finishedCompactRev` (revision
+//!   key bytes), and the rest of the state at the consistent index
+//!   (`StateMeta`: its raft term and configuration, the MVCC current
+//!   revision, members, alarms, leases and auth), written in the same
+//!   transaction as the changes they describe, each behind a checksum
+//!   too.
 //!
 //! A `Batch` is one redb write transaction, durable when `commit` returns.
 //! Commits must come from one task at a time: redb's `begin_write` waits
@@ -26,6 +29,8 @@
 //! snapshots and recovery do not use it yet; the key index stays in
 //! memory (`mvcc::KeyIndex`), rebuilt from `records` on start.
 
+pub mod writer;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,14 +38,20 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::mvcc::layout::{key_entry, parse_key_entry, revision_key};
-use crate::mvcc::{Record, Revision, NEVER_COMPACTED};
+use crate::mvcc::{Changes, Record, Revision, NEVER_COMPACTED};
 use crate::storage::backend::DiskBackend;
 use crate::storage::Disk;
+
+pub use writer::{Durable, Stopped, Writer};
 
 const KEY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONSISTENT_INDEX: &str = "consistent_index";
 const FINISHED_COMPACT_REV: &str = "finishedCompactRev";
+const TERM: &str = "term";
+const CONF_STATE: &str = "confState";
+const CURRENT_REVISION: &str = "detcdCurrentRevision";
+const STATE: &str = "detcdState";
 /// A stored value's CRC32C (big endian), before the value.
 pub const CHECKSUM_BYTES: usize = 4;
 
@@ -78,11 +89,72 @@ pub struct Batch {
     pub records: Vec<(Revision, Record)>,
     /// A compaction: its revision, and the revisions it removes.
     pub compaction: Option<(i64, Vec<Revision>)>,
+    /// The rest of the state as of `consistent_index`; `None` leaves the
+    /// stored one.
+    pub meta: Option<StateMeta>,
+}
+
+impl Batch {
+    /// Adds the later `next` to this batch: one commit writes both.
+    pub fn extend(&mut self, next: Batch) {
+        let mut changes = Changes {
+            records: std::mem::take(&mut self.records),
+            compaction: self.compaction.take(),
+        };
+        changes.extend(Changes {
+            records: next.records,
+            compaction: next.compaction,
+        });
+        self.records = changes.records;
+        self.compaction = changes.compaction;
+        self.consistent_index = self.consistent_index.max(next.consistent_index);
+        if next.meta.is_some() {
+            self.meta = next.meta;
+        }
+    }
+}
+
+/// What the revision log alone does not say about the state at the
+/// consistent index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateMeta {
+    /// The raft term of the entry at the consistent index.
+    pub term: u64,
+    /// raft's configuration there (`eraftpb.ConfState`).
+    pub conf_state: Vec<u8>,
+    /// The MVCC current revision (the newest record may be compacted away).
+    pub current_revision: i64,
+    /// Members, alarms, leases and auth (`StateMachine::encode_parts`).
+    pub state: Vec<u8>,
+}
+
+/// Everything a backend holds, read and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub consistent_index: u64,
+    pub compact_revision: i64,
+    pub meta: Option<StateMeta>,
+    pub records: Vec<(Revision, Record)>,
 }
 
 /// The revision log on disk.
 pub struct Backend {
-    db: Database,
+    /// `None` only while dropping.
+    db: Option<Database>,
+}
+
+impl Drop for Backend {
+    /// redb closes the database as it drops (a last commit that records
+    /// its allocator state), and may panic there on damaged pages too.
+    fn drop(&mut self) {
+        let db = self.db.take();
+        if let Err(error) = contained("closing the database", || {
+            drop(db);
+            Ok(())
+        }) {
+            tracing::error!(%error, "the backend did not close cleanly");
+        }
+    }
 }
 
 impl Backend {
@@ -104,16 +176,34 @@ impl Backend {
                 .create_with_backend(backend)
                 .map_err(engine)
         })?;
-        Ok(Backend { db })
+        Ok(Backend { db: Some(db) })
+    }
+
+    fn db(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is open until dropped")
     }
 
     /// Writes `batch` in one transaction, durable on return.
     pub fn commit(&self, batch: &Batch) -> Result<(), Error> {
-        contained("a commit", || self.commit_batch(batch))
+        contained("a commit", || self.commit_batch(batch, true))
     }
 
-    fn commit_batch(&self, batch: &Batch) -> Result<(), Error> {
-        let write = self.db.begin_write().map_err(engine)?;
+    /// Writes `batch` without the fsync that would make it durable: the
+    /// simulator's crash point inside a commit.
+    #[cfg(any(madsim, test))]
+    pub fn commit_unsynced(&self, batch: &Batch) -> Result<(), Error> {
+        contained("a commit", || self.commit_batch(batch, false))
+    }
+
+    fn commit_batch(&self, batch: &Batch, synced: bool) -> Result<(), Error> {
+        let mut write = self.db().begin_write().map_err(engine)?;
+        if !synced {
+            write
+                .set_durability(redb::Durability::None)
+                .map_err(engine)?;
+        }
         {
             let mut keys = write.open_table(KEY).map_err(engine)?;
             for (revision, record) in &batch.records {
@@ -133,28 +223,87 @@ impl Backend {
                     }
                 }
                 let finished = revision_key(Revision::new(*compacted, 0));
-                meta.insert(FINISHED_COMPACT_REV, finished.as_slice())
-                    .map_err(engine)?;
+                put_meta(&mut meta, FINISHED_COMPACT_REV, &finished)?;
             }
-            meta.insert(
+            put_meta(
+                &mut meta,
                 CONSISTENT_INDEX,
-                batch.consistent_index.to_be_bytes().as_slice(),
-            )
-            .map_err(engine)?;
+                &batch.consistent_index.to_be_bytes(),
+            )?;
+            if let Some(state) = &batch.meta {
+                put_meta(&mut meta, TERM, &state.term.to_be_bytes())?;
+                put_meta(&mut meta, CONF_STATE, &state.conf_state)?;
+                put_meta(
+                    &mut meta,
+                    CURRENT_REVISION,
+                    &state.current_revision.to_be_bytes(),
+                )?;
+                put_meta(&mut meta, STATE, &state.state)?;
+            }
         }
         write.commit().map_err(engine)
+    }
+
+    /// Everything stored, each revision checked: the state to start from.
+    pub fn load(&self) -> Result<Loaded, Error> {
+        let consistent_index = self.consistent_index()?;
+        let compact_revision = self.compact_revision()?;
+        let meta = match self.meta(STATE)? {
+            None => None,
+            Some(state) => {
+                let missing =
+                    |name: &str| Error::Corrupt(format!("meta has {STATE} but no {name}"));
+                let term = self.meta(TERM)?.ok_or_else(|| missing(TERM))?;
+                let current_revision = self
+                    .meta(CURRENT_REVISION)?
+                    .ok_or_else(|| missing(CURRENT_REVISION))?;
+                Some(StateMeta {
+                    term: u64::from_be_bytes(eight_bytes(TERM, &term)?),
+                    conf_state: self.meta(CONF_STATE)?.ok_or_else(|| missing(CONF_STATE))?,
+                    current_revision: i64::from_be_bytes(eight_bytes(
+                        CURRENT_REVISION,
+                        &current_revision,
+                    )?),
+                    state,
+                })
+            }
+        };
+        Ok(Loaded {
+            consistent_index,
+            compact_revision,
+            meta,
+            records: self.records()?,
+        })
+    }
+
+    /// Replaces the database at `path` by one holding exactly `batch`
+    /// (a snapshot from the leader, or a state recovered without a
+    /// backend). The new file is made whole and durable under a temporary
+    /// name, then renamed over the old one: a crash leaves one or the
+    /// other. No `Backend` may be open on `path`.
+    pub fn replace(disk: Arc<dyn Disk>, path: &Path, batch: &Batch) -> Result<(), Error> {
+        let temp = temp_path(path)?;
+        let _ = disk.remove(&temp);
+        let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
+        let db = contained("making a database", || {
+            redb::Builder::new()
+                .create_with_backend(backend)
+                .map_err(engine)
+        })?;
+        let made = Backend { db: Some(db) };
+        made.commit(batch)?;
+        drop(made);
+        disk.sync(&temp).map_err(engine)?;
+        disk.rename(&temp, path).map_err(engine)?;
+        disk.sync_dir(path.parent().expect("temp_path checked the parent"))
+            .map_err(engine)
     }
 
     /// The last raft index whose changes are stored (0: none).
     pub fn consistent_index(&self) -> Result<u64, Error> {
         match self.meta(CONSISTENT_INDEX)? {
             None => Ok(0),
-            Some(bytes) => {
-                let bytes: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                    Error::Corrupt(format!("consistent_index is {} bytes", bytes.len()))
-                })?;
-                Ok(u64::from_be_bytes(bytes))
-            }
+            Some(bytes) => Ok(u64::from_be_bytes(eight_bytes(CONSISTENT_INDEX, &bytes)?)),
         }
     }
 
@@ -174,7 +323,7 @@ impl Backend {
     }
 
     fn read_records(&self) -> Result<Vec<(Revision, Record)>, Error> {
-        let read = self.db.begin_read().map_err(engine)?;
+        let read = self.db().begin_read().map_err(engine)?;
         let keys = match read.open_table(KEY) {
             Ok(keys) => keys,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -193,26 +342,26 @@ impl Backend {
     }
 
     fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let read = self.db.begin_read().map_err(engine)?;
+        let read = self.db().begin_read().map_err(engine)?;
         let meta = match read.open_table(META) {
             Ok(meta) => meta,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(error) => return Err(engine(error)),
         };
-        let value = meta.get(name).map_err(engine)?;
-        Ok(value.map(|value| value.value().to_vec()))
+        let Some(stored) = meta.get(name).map_err(engine)? else {
+            return Ok(None);
+        };
+        checked(name.as_bytes(), stored.value())
+            .map(|value| Some(value.to_vec()))
+            .ok_or_else(|| Error::Corrupt(format!("meta {name} fails its checksum")))
     }
 }
 
 /// Makes an empty database at `path`: written under a temporary name,
 /// closed cleanly (synced), renamed, and the rename made durable.
 fn create(disk: &Arc<dyn Disk>, path: &Path) -> Result<(), Error> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::Engine(format!("{} has no parent", path.display())))?;
-    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
-    temp_name.push(".tmp");
-    let temp = dir.join(temp_name);
+    let temp = temp_path(path)?;
+    let dir = path.parent().expect("temp_path checked the parent");
     let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
     let db = redb::Builder::new()
         .create_with_backend(backend)
@@ -224,6 +373,22 @@ fn create(disk: &Arc<dyn Disk>, path: &Path) -> Result<(), Error> {
     disk.sync(&temp).map_err(engine)?;
     disk.rename(&temp, path).map_err(engine)?;
     disk.sync_dir(dir).map_err(engine)
+}
+
+/// Where a new database for `path` is made before it is renamed there.
+fn temp_path(path: &Path) -> Result<std::path::PathBuf, Error> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Engine(format!("{} has no parent", path.display())))?;
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(".tmp");
+    Ok(dir.join(temp_name))
+}
+
+fn eight_bytes(name: &str, bytes: &[u8]) -> Result<[u8; 8], Error> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::Corrupt(format!("{name} is {} bytes", bytes.len())))
 }
 
 /// Runs `call` into redb, a panic in it reported as corruption (`what`
@@ -254,6 +419,23 @@ fn checksummed(key: &[u8], value: &[u8]) -> Vec<u8> {
     stored
 }
 
+/// Writes a `meta` value behind its checksum, as `key` values are.
+fn put_meta(meta: &mut redb::Table<&str, &[u8]>, name: &str, value: &[u8]) -> Result<(), Error> {
+    meta.insert(name, checksummed(name.as_bytes(), value).as_slice())
+        .map(|_| ())
+        .map_err(engine)
+}
+
+/// The value in `stored` if its checksum (of `key` and the value) holds.
+fn checked<'a>(key: &[u8], stored: &'a [u8]) -> Option<&'a [u8]> {
+    if stored.len() < CHECKSUM_BYTES {
+        return None;
+    }
+    let (sum, value) = stored.split_at(CHECKSUM_BYTES);
+    let sum = u32::from_be_bytes(sum.try_into().expect("checksum bytes"));
+    (checksum(key, value) == sum).then_some(value)
+}
+
 /// A stored `key` entry, its checksum verified.
 fn checked_entry(key: &[u8], stored: &[u8]) -> Result<(Revision, Record), Error> {
     let describe = || {
@@ -261,14 +443,8 @@ fn checked_entry(key: &[u8], stored: &[u8]) -> Result<(Revision, Record), Error>
             .map(|(revision, _)| format!("the value at revision {revision}"))
             .unwrap_or_else(|_| format!("the entry under key {key:?}"))
     };
-    if stored.len() < CHECKSUM_BYTES {
-        return Err(Error::Corrupt(format!("{} is cut short", describe())));
-    }
-    let (sum, value) = stored.split_at(CHECKSUM_BYTES);
-    let sum = u32::from_be_bytes(sum.try_into().expect("checksum bytes"));
-    if checksum(key, value) != sum {
-        return Err(Error::Corrupt(format!("{} fails its checksum", describe())));
-    }
+    let value = checked(key, stored)
+        .ok_or_else(|| Error::Corrupt(format!("{} fails its checksum", describe())))?;
     parse_key_entry(key, value).map_err(Error::Corrupt)
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{Backend, Batch, Error};
+use super::{Backend, Batch, Error, StateMeta};
 use crate::mvcc::{KeyValue, Record, Revision, NEVER_COMPACTED};
 use crate::storage::{Disk, SimDisk};
 
@@ -24,6 +24,7 @@ struct Model {
     records: BTreeMap<Revision, Record>,
     consistent_index: u64,
     compacted: Option<i64>,
+    meta: Option<StateMeta>,
 }
 
 impl Model {
@@ -37,15 +38,20 @@ impl Model {
             next.compacted = Some(*compacted);
         }
         next.consistent_index = batch.consistent_index;
+        if batch.meta.is_some() {
+            next.meta = batch.meta.clone();
+        }
         next
     }
 
     fn read(backend: &Backend) -> Result<Model, Error> {
-        let compacted = backend.compact_revision()?;
+        let loaded = backend.load()?;
         Ok(Model {
-            records: backend.records()?.into_iter().collect(),
-            consistent_index: backend.consistent_index()?,
-            compacted: (compacted != NEVER_COMPACTED).then_some(compacted),
+            records: loaded.records.into_iter().collect(),
+            consistent_index: loaded.consistent_index,
+            compacted: (loaded.compact_revision != NEVER_COMPACTED)
+                .then_some(loaded.compact_revision),
+            meta: loaded.meta,
         })
     }
 }
@@ -121,13 +127,14 @@ fn batches() -> impl Strategy<Value = Vec<Batch>> {
     let batch = (
         prop::collection::vec(prop::collection::vec(change, 1..4), 0..4),
         prop::option::weighted(0.2, any::<prop::sample::Index>()),
+        any::<bool>(),
     );
     prop::collection::vec(batch, 1..10).prop_map(|drafts| {
         let mut main = 1i64;
         let mut index = 10u64;
         let mut stored: Vec<Revision> = Vec::new();
         let mut batches = Vec::new();
-        for (txns, compact) in drafts {
+        for (txns, compact, with_meta) in drafts {
             let mut records = Vec::new();
             for txn in txns {
                 main += 1;
@@ -155,10 +162,17 @@ fn batches() -> impl Strategy<Value = Vec<Batch>> {
                 (stored.first().map_or(main, |first| first.main - 1), removed)
             });
             index += 1 + records.len() as u64;
+            let meta = with_meta.then(|| StateMeta {
+                term: index / 7,
+                conf_state: vec![1, index as u8],
+                current_revision: main,
+                state: vec![index as u8; (index % 300) as usize],
+            });
             batches.push(Batch {
                 consistent_index: index,
                 records,
                 compaction,
+                meta,
             });
         }
         batches
@@ -235,5 +249,130 @@ proptest! {
         if let Ok(found) = read {
             prop_assert_eq!(found, model, "rot served: {:?}", flipped);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A replacement (a snapshot installed, a migration) leaves the old
+    /// database or exactly the new one, whatever fsync a crash comes
+    /// before.
+    #[test]
+    fn a_replacement_is_all_or_nothing(
+        before in batches(),
+        after in batches(),
+        fail_at in 0usize..12,
+        torn_seed in any::<u64>(),
+    ) {
+        let sim = Arc::new(SimDisk::new());
+        sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+        let mut old = Model::default();
+        {
+            let backend = Backend::open(sim.clone(), &db_path()).unwrap();
+            for batch in &before {
+                backend.commit(batch).unwrap();
+                old = old.apply(batch);
+            }
+        }
+        let mut whole = after[0].clone();
+        for batch in &after[1..] {
+            whole.extend(batch.clone());
+        }
+        let new = Model::default().apply(&whole);
+        let disk = Arc::new(CrashAtSync {
+            disk: sim.clone(),
+            syncs_left: AtomicUsize::new(fail_at),
+        });
+        let replaced = Backend::replace(disk, &db_path(), &whole).is_ok();
+        sim.crash(torn_seed);
+        let found = Model::read(&Backend::open(sim.clone(), &db_path()).unwrap()).unwrap();
+        if replaced {
+            prop_assert_eq!(found, new);
+        } else {
+            prop_assert!(found == old || found == new);
+        }
+    }
+}
+
+/// A change to the store, as the apply path makes them.
+#[derive(Clone, Debug)]
+enum StoreOp {
+    Put(u8, u8),
+    Delete(u8),
+    /// Compacts at this share (in 256ths) of the way to the current revision.
+    Compact(u8),
+    /// The batch so far goes to the backend.
+    Commit,
+}
+
+fn store_ops() -> impl Strategy<Value = Vec<StoreOp>> {
+    let op = prop_oneof![
+        6 => (0u8..6, any::<u8>()).prop_map(|(key, value)| StoreOp::Put(key, value)),
+        2 => (0u8..6).prop_map(StoreOp::Delete),
+        1 => any::<u8>().prop_map(StoreOp::Compact),
+        2 => Just(StoreOp::Commit),
+    ];
+    prop::collection::vec(op, 1..60)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The store's change journal, committed in batches, leaves the backend
+    /// holding exactly the store: the store rebuilt from it has the same
+    /// image.
+    #[test]
+    fn committed_changes_rebuild_the_store(ops in store_ops()) {
+        use crate::mvcc::Store;
+        let sim = Arc::new(SimDisk::new());
+        sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+        let backend = Backend::open(sim.clone(), &db_path()).unwrap();
+        let mut store = Store::new();
+        store.track_changes();
+        let mut index = 0;
+        let commit = |store: &mut Store, index: u64| {
+            let changes = store.take_changes();
+            let batch = Batch {
+                consistent_index: index,
+                records: changes.records,
+                compaction: changes.compaction,
+                meta: Some(StateMeta {
+                    current_revision: store.current_revision(),
+                    ..StateMeta::default()
+                }),
+            };
+            backend.commit(&batch).unwrap();
+        };
+        for op in &ops {
+            index += 1;
+            match op {
+                StoreOp::Put(key, value) => {
+                    let mut write = store.write();
+                    write.put(&[b'k', *key], &[*value], 0);
+                    write.end();
+                }
+                StoreOp::Delete(key) => {
+                    let mut write = store.write();
+                    write.delete_range(&[b'k', *key], None);
+                    write.end();
+                }
+                StoreOp::Compact(share) => {
+                    let current = store.current_revision();
+                    let at = current * i64::from(*share) / 255;
+                    let _ = store.compact(at);
+                }
+                StoreOp::Commit => commit(&mut store, index),
+            }
+        }
+        commit(&mut store, index);
+        let loaded = backend.load().unwrap();
+        let rebuilt = Store::from_revision_log(
+            loaded.meta.unwrap().current_revision,
+            loaded.compact_revision,
+            loaded.records.into_iter().collect(),
+        )
+        .unwrap();
+        prop_assert_eq!(rebuilt.encode_image(), store.encode_image());
     }
 }

@@ -52,7 +52,7 @@ pub use key_value::KeyValue;
 pub use range::{RangeOptions, RangeResult};
 pub use record::Record;
 pub use revision::Revision;
-pub use store::{Store, INITIAL_REVISION, NEVER_COMPACTED};
+pub use store::{Changes, Store, INITIAL_REVISION, NEVER_COMPACTED};
 pub use write_txn::WriteTxn;
 
 #[cfg(test)]

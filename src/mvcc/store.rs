@@ -33,6 +33,36 @@ pub struct Store {
     size_bytes: u64,
     /// Number of keys live at the current revision.
     live_key_count: usize,
+    /// The changes not yet handed to the on-disk backend, when something
+    /// keeps one (`track_changes`); `None` otherwise.
+    journal: Option<Changes>,
+}
+
+/// What a run of write transactions and compactions changed in the
+/// revision log: what the on-disk backend must write to match it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New revisions, in order.
+    pub records: Vec<(Revision, Record)>,
+    /// The newest compaction, and every revision the compactions removed
+    /// (some may be in `records`: written, then compacted away).
+    pub compaction: Option<(i64, Vec<Revision>)>,
+}
+
+impl Changes {
+    /// Adds the later `next` to these changes.
+    pub fn extend(&mut self, next: Changes) {
+        self.records.extend(next.records);
+        if let Some((revision, removed)) = next.compaction {
+            let all = self.compaction.get_or_insert((revision, Vec::new()));
+            all.0 = revision;
+            all.1.extend(removed);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.compaction.is_none()
+    }
 }
 
 impl Default for Store {
@@ -50,7 +80,21 @@ impl Store {
             compact_revision: NEVER_COMPACTED,
             size_bytes: 0,
             live_key_count: 0,
+            journal: None,
         }
+    }
+
+    /// Keeps the changes from now on, for `take_changes`.
+    pub fn track_changes(&mut self) {
+        self.journal.get_or_insert_with(Changes::default);
+    }
+
+    /// The changes since the last call (or `track_changes`).
+    pub fn take_changes(&mut self) -> Changes {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -138,6 +182,12 @@ impl Store {
             .map(|(&record_revision, _)| record_revision)
             .filter(|record_revision| !available.contains(record_revision))
             .collect();
+        if let Some(journal) = &mut self.journal {
+            journal.extend(Changes {
+                records: Vec::new(),
+                compaction: Some((revision, compacted.clone())),
+            });
+        }
         for record_revision in compacted {
             let record = self
                 .revision_log
@@ -254,6 +304,9 @@ impl Store {
             }
         }
         self.size_bytes += record.size_bytes();
+        if let Some(journal) = &mut self.journal {
+            journal.records.push((revision, record.clone()));
+        }
         let previous = self.revision_log.insert(revision, record);
         assert!(
             previous.is_none(),

@@ -177,7 +177,10 @@ impl raft::Storage for LogStore {
         let metadata = self.snapshot.get_metadata();
         let conf = metadata.get_conf_state();
         let names_receiver = conf.voters.contains(&to) || conf.learners.contains(&to);
-        if metadata.index < request_index || metadata.index == 0 || !names_receiver {
+        // A snapshot older than the log's start cannot catch anyone up:
+        // the entries after it are gone.
+        let stale = metadata.index < self.compacted_index;
+        if metadata.index < request_index || metadata.index == 0 || stale || !names_receiver {
             self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,

@@ -21,6 +21,7 @@
 //! `election`).
 
 mod admission;
+mod durable;
 mod election;
 mod log_store;
 mod recovery;
@@ -142,6 +143,8 @@ pub struct Shared {
     pub tokens: std::sync::Mutex<crate::auth::tokens::SimpleTokens>,
     /// The member's Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The backend, for its file's size.
+    pub(crate) backend: crate::backend::Writer,
 }
 
 impl Shared {
@@ -227,6 +230,8 @@ pub enum FatalError {
     Raft(#[from] raft::Error),
     #[error("snapshot received from the leader is unusable: {0}")]
     BadSnapshot(String),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::Error),
     /// The simulator's nemesis crashes the member at this point.
     #[cfg(madsim)]
     #[error("crash point {0:?}")]
@@ -245,6 +250,8 @@ pub struct RaftNode {
     attributes: MemberAttributes,
     published: bool,
     wal: Option<Wal>,
+    /// The on-disk backend: the applied state, committed in batches.
+    backend: crate::backend::Writer,
     snapshots: Arc<SnapshotDir>,
     shared: Arc<Shared>,
     election: ElectionTimeouts,
@@ -298,6 +305,25 @@ impl RaftNode {
     ) -> Result<(), FatalError> {
         let mut ticker = clock.interval(tick_interval);
         let mut vouched = self.vouched_answers.take().expect("run once");
+        let writer = tokio::spawn(
+            self.backend
+                .clone()
+                .run(clock.clone(), self.shared.metrics.clone()),
+        );
+        let result = self
+            .run_loop(&mut ticker, &mut vouched, &mut commands, &mut steps)
+            .await;
+        writer.abort();
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
+        ticker: &mut tokio::time::Interval,
+        vouched: &mut mpsc::Receiver<(u64, String)>,
+        commands: &mut mpsc::Receiver<Command>,
+        steps: &mut mpsc::Receiver<Vec<Message>>,
+    ) -> Result<(), FatalError> {
         let stopped = self.shared.stopped();
         tokio::pin!(stopped);
         // Apply what the log already holds (a new cluster's configuration
@@ -329,6 +355,9 @@ impl RaftNode {
                     .await;
                     self.wal = Some(wal);
                     synced?;
+                    // Not needed for durability (the WAL has it all), but
+                    // the next start replays less.
+                    self.backend.flush().await?;
                     tracing::info!("raft loop stopped");
                     return Ok(());
                 }
@@ -569,11 +598,9 @@ impl RaftNode {
 
     async fn on_ready(&mut self) -> Result<(), FatalError> {
         if !self.raw.has_ready() {
-            // A requested snapshot need not wait for raft to have news.
-            if self.snapshot_policy.requested() {
-                self.maybe_snapshot().await?;
-            }
-            return Ok(());
+            // Snapshots need not wait for raft to have news: the backend's
+            // commits move on their own.
+            return self.maybe_snapshot().await;
         }
         let ready_at = self.clock.elapsed();
         let mut ready = self.raw.ready();
@@ -803,6 +830,7 @@ impl RaftNode {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), FatalError> {
+        let mut applied_any = false;
         for (position, entry) in entries.into_iter().enumerate() {
             #[cfg(madsim)]
             if position > 0 {
@@ -828,6 +856,14 @@ impl RaftNode {
             #[cfg(madsim)]
             self.report_applied(&entry);
             self.entry_starts.applied(entry.index);
+            applied_any = true;
+        }
+        if applied_any {
+            let batch = {
+                let mut state = self.shared.state.write().expect("state lock");
+                durable::changes(&mut state, self.applied_term, self.raw.store().conf_state())
+            };
+            self.backend.submit(batch);
         }
         self.shared.publish_revision();
         Ok(())
@@ -1239,73 +1275,100 @@ impl RaftNode {
         self.reads.applied(applied);
     }
 
-    /// Every `--snapshot-count` applied entries: save a snapshot, mark it in
-    /// the WAL, release WAL segments and log entries it makes unnecessary.
+    /// Snapshots, which cost little now that the backend holds the state:
+    /// - every `--snapshot-count` applied entries (or when an operator
+    ///   asks), the backend's durable point is marked in the WAL, and WAL
+    ///   segments and log entries before the previous mark are released;
+    /// - when raft needs a snapshot for a follower the log no longer
+    ///   serves, the state image is made for it now.
     async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
-        let (image, applied) = {
-            let state = self.shared.state.read().expect("state lock");
-            let raft_wants = self.raw.store().take_snapshot_wanted();
-            if !self.snapshot_policy.due(state.applied_index(), raft_wants) {
-                // A requested snapshot of what the newest one holds already: done.
-                self.snapshot_policy.answer_requests();
-                return Ok(());
+        match self.backend.failure() {
+            None => {}
+            Some(crate::backend::Stopped::Failed(failure)) => {
+                return Err(crate::backend::Error::Engine(failure).into())
             }
-            (state.encode(), state.applied_index())
-        };
-        let snapshot = Snapshot {
-            index: applied,
-            term: self.applied_term,
-            conf_state: self.raw.store().conf_state().clone(),
-            state: image,
-        };
-        let snapshots = self.snapshots.clone();
+            #[cfg(madsim)]
+            Some(crate::backend::Stopped::CrashPoint) => {
+                return Err(FatalError::CrashPoint(
+                    crate::probe::CrashPoint::BackendWrittenNotSynced,
+                ))
+            }
+        }
+        if self.raw.store().take_snapshot_wanted() {
+            self.snapshot_for_followers();
+        }
+        if self.snapshot_policy.requested() {
+            // What an operator asked for covers everything applied.
+            self.backend.flush().await?;
+        }
+        let durable = self.backend.durable();
+        if !self.snapshot_policy.due(durable.index, false) {
+            if self.snapshot_policy.requested() {
+                // The newest mark holds everything applied already.
+                self.snapshot_policy.answer_requests();
+            }
+            return Ok(());
+        }
         let mut wal = self.wal.take().expect("wal present");
         let hard_state = self.raw.store().hard_state().clone();
         let previous = self.snapshot_policy.release_to();
         let save_started = self.clock.elapsed();
+        let mark = SnapshotMark {
+            index: durable.index,
+            term: durable.term,
+        };
         #[cfg(madsim)]
-        let crash = self.crash_point(crate::probe::CrashPoint::SnapshotSavedNotMarked);
+        let crash = self.crash_point(crate::probe::CrashPoint::BackendDurableNotMarked);
         #[cfg(not(madsim))]
         let crash: Result<(), FatalError> = Ok(());
-        let (wal, result, snapshot) = crate::storage::blocking::run(move || {
+        let (wal, result) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
-                snapshots.save(&snapshot)?;
                 crash?;
                 // The hard state goes first so its commit covers the mark:
                 // recovery must never see a snapshot beyond the commit index.
                 wal.append(&[], Some(&hard_state));
-                wal.mark_snapshot(SnapshotMark {
-                    index: snapshot.index,
-                    term: snapshot.term,
-                });
+                wal.mark_snapshot(mark);
                 wal.sync()?;
                 wal.release_to(previous)?;
                 Ok(())
             })();
-            (wal, result, snapshot)
+            (wal, result)
         })
         .await;
         self.wal = Some(wal);
         result?;
         let took = self.clock.elapsed().saturating_sub(save_started);
-        self.shared
-            .metrics
-            .backend_commit
-            .observe(took.as_secs_f64());
         tracing::info!(
-            index = snapshot.index,
-            term = snapshot.term,
+            index = mark.index,
+            term = mark.term,
             took = ?took,
-            "saved snapshot"
+            "marked the backend's durable state in the WAL"
         );
         // Keep some entries for slow followers, but never more than a
         // snapshot's worth: a small --snapshot-count asks for a small log.
         let catch_up_entries = SNAPSHOT_CATCH_UP_ENTRIES.min(self.snapshot_policy.snapshot_count());
-        let store = self.raw.mut_store();
-        store.compact(snapshot.index.saturating_sub(catch_up_entries));
-        store.set_snapshot(to_raft_snapshot(&snapshot));
-        self.snapshot_policy.saved(snapshot.index);
+        self.raw
+            .mut_store()
+            .compact(mark.index.saturating_sub(catch_up_entries));
+        self.snapshot_policy.saved(mark.index);
         Ok(())
+    }
+
+    /// The state image at the applied index, for followers that the log
+    /// cannot catch up; kept until the log needs a newer one.
+    fn snapshot_for_followers(&mut self) {
+        let state = self.shared.state.read().expect("state lock");
+        let snapshot = Snapshot {
+            index: state.applied_index(),
+            term: self.applied_term,
+            conf_state: self.raw.store().conf_state().clone(),
+            state: state.encode(),
+        };
+        drop(state);
+        tracing::info!(index = snapshot.index, "made a snapshot for a follower");
+        self.raw
+            .mut_store()
+            .set_snapshot(to_raft_snapshot(&snapshot));
     }
 
     /// Replaces the whole state by a snapshot the leader sent, crash-safe
@@ -1327,6 +1390,7 @@ impl RaftNode {
         }
         let snapshots = self.snapshots.clone();
         let mut wal = self.wal.take().expect("wal present");
+        let snapshot_conf_state = snapshot.conf_state.clone();
         let mark = SnapshotMark {
             index: snapshot.index,
             term: snapshot.term,
@@ -1349,6 +1413,12 @@ impl RaftNode {
         .await;
         self.wal = Some(wal);
         result?;
+        // Only now the backend: should this crash, recovery finds the
+        // snapshot file newer than the backend and rebuilds it from there.
+        let (batch, durable) = durable::whole(&state, mark.term, &snapshot_conf_state);
+        self.backend.replace(batch, durable).await?;
+        let mut state = state;
+        state.track_changes();
         tracing::info!(
             index = mark.index,
             term = mark.term,

@@ -88,12 +88,19 @@ pub enum RecoveryError {
     Snapshot(#[from] SnapshotError),
     #[error("cannot recover: {0}")]
     Inconsistent(String),
+    #[error("the backend {path} cannot be trusted: {reason}")]
+    Backend { path: PathBuf, reason: String },
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
 }
 
 fn wal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("wal")
+}
+
+/// The on-disk backend's database file.
+pub(super) fn backend_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("backend").join("db.redb")
 }
 
 impl RaftNode {
@@ -108,8 +115,9 @@ impl RaftNode {
             return Ok(true);
         }
         let snap_dir = data_dir.join("member").join("snap");
+        let backend_dir = data_dir.join("member").join("backend");
         let mut leftovers = Vec::new();
-        for dir in [&wal_dir, &snap_dir] {
+        for dir in [&wal_dir, &snap_dir, &backend_dir] {
             for name in disk.list(dir).unwrap_or_default() {
                 if !name.ends_with(".tmp") {
                     leftovers.push(dir.join(name).display().to_string());
@@ -145,11 +153,13 @@ impl RaftNode {
         };
         let Recovered {
             wal,
-            state,
+            mut state,
             log,
             snapshot_index,
             snapshot_term,
+            backend,
         } = recovered;
+        state.track_changes();
         let Metadata {
             member_id,
             cluster_id,
@@ -198,6 +208,7 @@ impl RaftNode {
                 config.auth_token_ttl,
             )),
             metrics,
+            backend: backend.clone(),
         });
         // Every lease resumes from its checkpoint, else its full TTL: the
         // instants before the restart are gone with the process.
@@ -248,6 +259,7 @@ impl RaftNode {
             next_lease_check: std::time::Duration::ZERO,
             next_lease_checkpoint: std::time::Duration::ZERO,
             wal: Some(wal),
+            backend,
             snapshots: Arc::new(snapshots),
             shared,
             election,
@@ -313,6 +325,21 @@ struct Recovered {
     log: LogStore,
     snapshot_index: u64,
     snapshot_term: u64,
+    backend: crate::backend::Writer,
+}
+
+/// Opens (or makes, if there is none) the backend at `path`.
+fn open_backend(
+    disk: &Arc<dyn Disk>,
+    path: &Path,
+) -> Result<crate::backend::Backend, RecoveryError> {
+    let untrusted = |error: crate::backend::Error| RecoveryError::Backend {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    };
+    disk.create_dir_all(path.parent().expect("the backend path has a parent"))
+        .map_err(|error| untrusted(crate::backend::Error::Engine(error.to_string())))?;
+    crate::backend::Backend::open(disk.clone(), path).map_err(untrusted)
 }
 
 /// The peers' URLs as the replicated member registry knows them.
@@ -366,13 +393,22 @@ fn bootstrap(
         }
     };
     let wal = Wal::create(
-        disk,
+        disk.clone(),
         wal_dir,
         metadata,
         ConfState::default(),
         &entries,
         &hard_state,
     )?;
+    // After the WAL: a backend without a WAL would be refused as a lost log.
+    let path = backend_path(&config.data_dir);
+    let backend = crate::backend::Writer::new(
+        disk.clone(),
+        &path,
+        open_backend(&disk, &path)?,
+        crate::backend::Durable::default(),
+        metadata.member_id,
+    );
     let mut log = LogStore::new(ConfState::default(), 0, 0);
     log.append(&entries);
     log.set_hard_state(hard_state);
@@ -383,6 +419,7 @@ fn bootstrap(
         log,
         snapshot_index: 0,
         snapshot_term: 0,
+        backend,
     })
 }
 
@@ -392,7 +429,8 @@ fn recover(
     wal_dir: &Path,
     snapshots: &SnapshotDir,
 ) -> Result<Recovered, RecoveryError> {
-    let (wal, replay) = Wal::open(disk, wal_dir)?;
+    let (wal, replay) = Wal::open(disk.clone(), wal_dir)?;
+    let member_id = wal.metadata().member_id;
     if let Some(torn) = &replay.torn_tail {
         // A torn write from a crash: only bytes never fsynced, so nothing
         // acknowledged (ARCHITECTURE.md, "what the WAL can detect").
@@ -423,9 +461,26 @@ fn recover(
         first_entry.is_none_or(|first| first <= index + 1)
             && (marked(index) || last_entry.is_none_or(|last| last >= index))
     };
-    let snapshot = valid.into_iter().find(|snapshot| covered(snapshot.index));
-    let (state, mut log, snapshot_index, snapshot_term) = match snapshot {
-        Some(snapshot) => {
+    let path = backend_path(&config.data_dir);
+    let backend = open_backend(&disk, &path)?;
+    let stored = backend
+        .load()
+        .map_err(|error| error.to_string())
+        .and_then(|loaded| super::durable::restore(loaded, config.quota_bytes))
+        .map_err(|reason| RecoveryError::Backend {
+            path: path.clone(),
+            reason,
+        })?;
+    let backend_index = stored.as_ref().map_or(0, |(_, _, durable)| durable.index);
+    // A snapshot file newer than the backend: one from the leader whose
+    // install crashed before the backend took it, or a data dir from
+    // before the backend (or restored from a backup). The backend is
+    // rebuilt from it.
+    let snapshot = valid
+        .into_iter()
+        .find(|snapshot| snapshot.index > backend_index && covered(snapshot.index));
+    let (state, mut log, snapshot_index, snapshot_term, durable) = match (snapshot, stored) {
+        (Some(snapshot), _) => {
             let state =
                 StateMachine::decode(&snapshot.state, config.quota_bytes).map_err(|reason| {
                     RecoveryError::Inconsistent(format!(
@@ -446,9 +501,27 @@ fn recover(
             // behind it until it applied something new, which may need that
             // very follower (the simulator found this, seed 244).
             log.set_snapshot(super::to_raft_snapshot(&snapshot));
-            (state, log, snapshot.index, snapshot.term)
+            (state, log, snapshot.index, snapshot.term, None)
         }
-        None if covered(0) => {
+        (None, Some((state, conf_state, durable))) => {
+            // The backend holds every entry it was committed with, and the
+            // WAL every entry applied: a WAL that does not continue from
+            // the backend lost entries (or the backend is not this
+            // member's).
+            if !covered(durable.index) {
+                return Err(RecoveryError::Inconsistent(format!(
+                    "the backend holds the state at index {} but the WAL ({}) does not continue from there",
+                    durable.index,
+                    match (first_entry, last_entry) {
+                        (Some(first), Some(last)) => format!("entries {first} to {last}"),
+                        _ => "no entries".to_string(),
+                    }
+                )));
+            }
+            let log = LogStore::new(conf_state, durable.index, durable.term);
+            (state, log, durable.index, durable.term, Some(durable))
+        }
+        (None, None) if covered(0) => {
             let conf_state = replay.conf_state.clone().ok_or_else(|| {
                 RecoveryError::Inconsistent("the WAL has no configuration".into())
             })?;
@@ -457,9 +530,10 @@ fn recover(
                 LogStore::new(conf_state, 0, 0),
                 0,
                 0,
+                Some(crate::backend::Durable::default()),
             )
         }
-        None => {
+        (None, None) => {
             return Err(RecoveryError::Inconsistent(format!(
                 "the WAL starts at entry {} but no valid snapshot covers the entries before it{}",
                 first_entry.unwrap_or(0),
@@ -469,6 +543,33 @@ fn recover(
                     format!(" ({} snapshot(s) failed their checks)", bad.len())
                 }
             )));
+        }
+    };
+    let backend = match durable {
+        Some(durable) => {
+            crate::backend::Writer::new(disk.clone(), &path, backend, durable, member_id)
+        }
+        None => {
+            drop(backend);
+            let (batch, durable) =
+                super::durable::whole(&state, snapshot_term, &log.conf_state().clone());
+            crate::backend::Backend::replace(disk.clone(), &path, &batch).map_err(|error| {
+                RecoveryError::Backend {
+                    path: path.clone(),
+                    reason: format!("rebuilding it from the snapshot at {snapshot_index}: {error}"),
+                }
+            })?;
+            tracing::info!(
+                index = snapshot_index,
+                "rebuilt the backend from a snapshot file"
+            );
+            crate::backend::Writer::new(
+                disk.clone(),
+                &path,
+                open_backend(&disk, &path)?,
+                durable,
+                member_id,
+            )
         }
     };
     let entries: Vec<_> = replay
@@ -501,6 +602,7 @@ fn recover(
         log,
         snapshot_index,
         snapshot_term,
+        backend,
     })
 }
 
@@ -600,5 +702,119 @@ mod tests {
         let recovered = recover(&config(), disk, &wal_dir, &snapshots).unwrap();
         assert_eq!(recovered.snapshot_index, 200, "once marked it is the state");
         assert_eq!(recovered.log.last(), 200);
+    }
+
+    /// A WAL of entries 1 to `last` at term 1, all committed.
+    fn wal_with_entries(disk: &Arc<SimDisk>, last: u64) -> PathBuf {
+        let wal_dir = PathBuf::from("/m/member/wal");
+        let voters = ConfState {
+            voters: vec![1],
+            ..ConfState::default()
+        };
+        let metadata = Metadata {
+            member_id: 1,
+            cluster_id: 1,
+        };
+        let mut wal = Wal::create(
+            disk.clone(),
+            &wal_dir,
+            metadata,
+            voters,
+            &[],
+            &HardState::default(),
+        )
+        .unwrap();
+        let entries: Vec<Entry> = (1..=last)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                ..Entry::default()
+            })
+            .collect();
+        let hard_state = HardState {
+            term: 1,
+            commit: last,
+            ..HardState::default()
+        };
+        wal.append(&entries, Some(&hard_state));
+        wal.sync().unwrap();
+        wal_dir
+    }
+
+    /// Stores a state applied to `index` as the member's backend.
+    fn backend_at(disk: &Arc<SimDisk>, index: u64) {
+        let mut state = StateMachine::new(0, Members::default());
+        state.restore_membership(Members::default(), index);
+        let voters = ConfState {
+            voters: vec![1],
+            ..ConfState::default()
+        };
+        let (batch, _) = super::super::durable::whole(&state, 1, &voters);
+        let path = backend_path(Path::new("/m"));
+        disk.create_dir_all(path.parent().unwrap()).unwrap();
+        crate::backend::Backend::replace(disk.clone(), &path, &batch).unwrap();
+    }
+
+    #[test]
+    fn the_backend_is_the_state_and_the_wal_replays_after_it() {
+        let disk = Arc::new(SimDisk::new());
+        let wal_dir = wal_with_entries(&disk, 5);
+        backend_at(&disk, 3);
+        let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
+        let recovered = recover(&config(), disk, &wal_dir, &snapshots).unwrap();
+        assert_eq!(
+            recovered.snapshot_index, 3,
+            "the backend's consistent index"
+        );
+        assert_eq!(recovered.state.applied_index(), 3);
+        assert_eq!(recovered.log.last(), 5, "entries 4 and 5 are replayed");
+        assert_eq!(recovered.backend.durable().index, 3);
+    }
+
+    #[test]
+    fn a_backend_the_wal_does_not_continue_from_is_refused() {
+        let disk = Arc::new(SimDisk::new());
+        let wal_dir = wal_with_entries(&disk, 2);
+        backend_at(&disk, 7);
+        let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
+        let refused = recover(&config(), disk, &wal_dir, &snapshots)
+            .err()
+            .expect("entries 3 to 7 are lost");
+        assert!(
+            refused
+                .to_string()
+                .contains("the backend holds the state at index 7"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_newer_snapshot_file_rebuilds_the_backend() {
+        let disk = Arc::new(SimDisk::new());
+        let wal_dir = wal_with_entries(&disk, 4);
+        backend_at(&disk, 2);
+        let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
+        let mut state = StateMachine::new(0, Members::default());
+        state.restore_membership(Members::default(), 4);
+        snapshots
+            .save(&Snapshot {
+                index: 4,
+                term: 1,
+                conf_state: ConfState {
+                    voters: vec![1],
+                    ..ConfState::default()
+                },
+                state: state.encode(),
+            })
+            .unwrap();
+        let recovered = recover(&config(), disk.clone(), &wal_dir, &snapshots).unwrap();
+        assert_eq!(recovered.snapshot_index, 4);
+        drop(recovered);
+        let backend = crate::backend::Backend::open(disk, &backend_path(Path::new("/m"))).unwrap();
+        assert_eq!(
+            backend.consistent_index().unwrap(),
+            4,
+            "rebuilt from the file"
+        );
     }
 }

@@ -35,6 +35,10 @@ struct State {
     durable_names: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     faults: DiskFaults,
+    /// The process using the disk is gone (`fence`): nothing it still runs
+    /// (destructors, as madsim drops a killed node's tasks) may change
+    /// the disk until the crash.
+    fenced: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -85,10 +89,19 @@ impl SimDisk {
         self.lock().faults = faults;
     }
 
+    /// Refuses every change from now until `crash`: called before the
+    /// node is killed, so what its killed tasks still run as they are
+    /// dropped (redb closes its database cleanly in `Drop`) cannot write
+    /// what a real crash would never have written.
+    pub fn fence(&self) {
+        self.lock().fenced = true;
+    }
+
     /// Simulates power loss: everything not durable is dropped. `torn_seed`
     /// decides how much of each file's unsynced appended tail survives.
     pub fn crash(&self, torn_seed: u64) {
         let mut state = self.lock();
+        state.fenced = false;
         state.names = state.durable_names.clone();
         let live: BTreeSet<u64> = state.names.values().copied().collect();
         state.inodes.retain(|id, _| live.contains(id));
@@ -178,7 +191,15 @@ impl State {
         Ok(self.inodes.get_mut(&id).expect("named inode exists"))
     }
 
+    fn check_fence(&self) -> io::Result<()> {
+        if self.fenced {
+            return Err(io::Error::other("the disk's process has crashed"));
+        }
+        Ok(())
+    }
+
     fn check_space(&self) -> io::Result<()> {
+        self.check_fence()?;
         if self.faults.full {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
@@ -201,6 +222,7 @@ impl Disk for SimDisk {
     /// at bootstrap, before anything is acknowledged.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        state.check_fence()?;
         for ancestor in dir.ancestors() {
             state.dirs.insert(ancestor.to_path_buf());
         }
@@ -282,6 +304,7 @@ impl Disk for SimDisk {
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let mut state = self.lock();
+        state.check_fence()?;
         let inode = state.inode_mut(path)?;
         let len = usize::try_from(len).map_err(io::Error::other)?;
         if len < inode.data.len() {
@@ -308,6 +331,7 @@ impl Disk for SimDisk {
 
     fn sync(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        state.check_fence()?;
         let inode = state.inode_mut(path)?;
         match inode.written.take() {
             Some(span) if !inode.rewritten && inode.durable.len() <= inode.data.len() => {
@@ -323,6 +347,7 @@ impl Disk for SimDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        state.check_fence()?;
         state.check_dir(to)?;
         let id = state.names.remove(from).ok_or_else(|| not_found(from))?;
         state.names.insert(to.to_path_buf(), id);
@@ -331,12 +356,14 @@ impl Disk for SimDisk {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        state.check_fence()?;
         state.names.remove(path).ok_or_else(|| not_found(path))?;
         Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.lock();
+        state.check_fence()?;
         let in_dir = |path: &PathBuf| path.parent() == Some(dir);
         let current: Vec<(PathBuf, u64)> = state
             .names

@@ -52,13 +52,19 @@ fn state_survives_restarts_across_snapshots_and_wal_release() {
         }
     }
     let before = server.ctl_ok(&["get", "", "--from-key", "-w", "json"]);
-    let snapshots = std::fs::read_dir(server.data_dir.join("member/snap"))
-        .unwrap()
-        .count();
-    assert!(snapshots >= 1, "snapshots were written");
+    assert!(
+        server.data_dir.join("member/backend/db.redb").exists(),
+        "the backend holds the state"
+    );
+    assert!(
+        server
+            .log()
+            .contains("marked the backend's durable state in the WAL"),
+        "the backend's durable point was marked, releasing the log before it"
+    );
     server.kill();
 
-    tracing::info!("recovery from the newest snapshot plus the WAL gives the same state");
+    tracing::info!("recovery from the backend plus the WAL after it gives the same state");
     server.restart();
     let after = server.ctl_ok(&["get", "", "--from-key", "-w", "json"]);
     assert_eq!(strip_term(&after), strip_term(&before));
@@ -135,17 +141,16 @@ fn refused_start(server: &ServerProcess) -> String {
 
 #[test]
 fn a_lost_wal_is_refused_never_bootstrapped_over() {
-    tracing::info!("snapshots on disk, then every WAL segment deleted");
+    tracing::info!("the backend on disk, then every WAL segment deleted");
     let mut server = ServerProcess::start(Flavor::Detcd, &["--snapshot-count", "10"]);
     for n in 0..30 {
         server.ctl_ok(&["put", &format!("k{n}"), "acknowledged"]);
     }
     server.terminate();
     let wal_dir = server.data_dir.join("member/wal");
-    let snap_dir = server.data_dir.join("member/snap");
     assert!(
-        std::fs::read_dir(&snap_dir).unwrap().count() > 0,
-        "the test needs snapshot files"
+        server.data_dir.join("member/backend/db.redb").exists(),
+        "the test needs the backend's file"
     );
     for segment in std::fs::read_dir(&wal_dir).unwrap() {
         std::fs::remove_file(segment.unwrap().path()).unwrap();
@@ -188,4 +193,27 @@ fn bytes_cut_from_the_wal_tail_are_refused_not_served_as_a_shorter_log() {
     let stderr = refused_start(&server);
     assert!(stderr.contains("wal corrupt"), "{stderr}");
     assert!(stderr.contains("cut after it was written"), "{stderr}");
+}
+
+#[test]
+fn a_rotten_value_in_the_backend_is_refused_not_served() {
+    tracing::info!("a distinctive value committed to the backend, then one of its bits flipped");
+    let mut server = ServerProcess::start(Flavor::Detcd, &[]);
+    let value = "a value to find on disk 7f3a9c";
+    server.ctl_ok(&["put", "rotten", value]);
+    // Stopping commits the backend, so the value is in its file.
+    server.terminate();
+    let path = server.data_dir.join("member/backend/db.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(value.len())
+        .position(|window| window == value.as_bytes())
+        .expect("the value is in the backend's file");
+    bytes[at + 3] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    tracing::info!("the member refuses, naming the backend and the checksum");
+    let stderr = refused_start(&server);
+    assert!(stderr.contains("cannot be trusted"), "{stderr}");
+    assert!(stderr.contains("fails its checksum"), "{stderr}");
 }

@@ -281,6 +281,7 @@ impl SimCluster {
 
     /// kill -9 and power loss: unsynced disk writes are lost, the last may tear.
     pub fn crash(&mut self, index: usize) {
+        self.disks[index].fence();
         self.handle.kill(self.nodes[index].id());
         self.disks[index].crash(madsim::rand::thread_rng().gen());
         self.down.insert(index);
@@ -543,7 +544,9 @@ impl Member {
             result = raft_loop => match result {
                 Ok(Err(FatalError::Removed)) => {}
                 // A storage failure stops the member, never a wrong answer.
-                Ok(Err(fatal @ FatalError::Wal(_))) | Ok(Err(fatal @ FatalError::Snapshot(_))) => {
+                Ok(Err(fatal @ FatalError::Wal(_)))
+                | Ok(Err(fatal @ FatalError::Snapshot(_)))
+                | Ok(Err(fatal @ FatalError::Backend(_))) => {
                     tracing::warn!("m{index} stopped: {fatal}");
                 }
                 // The nemesis crashes and restarts it (`nemesis::crash_points`).
