@@ -6,6 +6,13 @@
 //!
 //!     cargo run --release --bin detcd-bench -- --members 3 --ops 20000
 //!
+//! `--scale-keys N` runs the storage-at-scale measurements instead (issue
+//! 11): load N keys, memory and data dir after it, a full read, steady
+//! writes at `--scale-rate` (latency distribution, the slowest, leader
+//! changes, peak memory), and the time a restart takes to serve again:
+//!
+//!     cargo run --release --bin detcd-bench -- --scale-keys 1000000
+//!
 //! A tool, not the core: it starts processes, makes directories and reads
 //! the wall clock, which the determinism seams forbid the server.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -63,6 +70,19 @@ mod real {
         /// The detcd binary (default: the one next to this program).
         #[arg(long)]
         detcd: Option<PathBuf>,
+        /// Run the scale measurements with this many keys instead of the
+        /// workloads (0: off).
+        #[arg(long, default_value_t = 0)]
+        scale_keys: usize,
+        /// Writes per second in the scale run's steady phase.
+        #[arg(long, default_value_t = 500)]
+        scale_rate: u64,
+        /// Seconds of the scale run's steady phase.
+        #[arg(long, default_value_t = 60)]
+        scale_seconds: u64,
+        /// Flags passed to both servers (e.g. `--snapshot-count=20000`).
+        #[arg(long = "server-flag", allow_hyphen_values = true)]
+        server_flags: Vec<String>,
     }
 
     /// One workload's numbers against one server.
@@ -111,13 +131,16 @@ mod real {
             .enable_all()
             .build()
             .expect("tokio runtime");
+        if args.scale_keys > 0 {
+            return scale::main(&args, &detcd, &runtime);
+        }
         println!(
             "detcd-bench: {} member(s), {} clients, {} ops per workload, {}-byte values",
             args.members, args.clients, args.ops, args.value_bytes
         );
         let mut results = Vec::new();
         for (name, binary) in [("detcd", detcd), ("etcd", args.etcd.clone())] {
-            let cluster = match Cluster::start(name, &binary, args.members) {
+            let cluster = match Cluster::start(name, &binary, args.members, &args.server_flags) {
                 Ok(cluster) => cluster,
                 Err(error) => {
                     eprintln!(
@@ -299,10 +322,17 @@ mod real {
         servers: Vec<detcd_launch::Server>,
         dir: PathBuf,
         endpoints: Vec<String>,
+        launch: detcd_launch::Launch,
+        members: Vec<detcd_launch::Member>,
     }
 
     impl Cluster {
-        fn start(name: &str, binary: &Path, members: u64) -> std::io::Result<Cluster> {
+        fn start(
+            name: &str,
+            binary: &Path,
+            members: u64,
+            flags: &[String],
+        ) -> std::io::Result<Cluster> {
             let dir =
                 std::env::temp_dir().join(format!("detcd-bench-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -313,7 +343,9 @@ mod real {
             let launch = detcd_launch::Launch {
                 initial_cluster: detcd_launch::initial_cluster(&laid_out),
                 token: Some("detcd-bench".into()),
-                args: vec!["--log-level=warn".into()],
+                args: std::iter::once("--log-level=warn".into())
+                    .chain(flags.iter().map(Into::into))
+                    .collect(),
                 die_with_parent: true,
                 ..detcd_launch::Launch::new(binary)
             };
@@ -324,12 +356,53 @@ mod real {
                     .iter()
                     .map(|member| member.client_url.clone())
                     .collect(),
+                launch: launch.clone(),
+                members: laid_out.clone(),
             };
             for member in &laid_out {
                 cluster.servers.push(launch.spawn(member)?);
             }
             cluster.wait_ready()?;
             Ok(cluster)
+        }
+
+        /// Stops every member (SIGTERM), starts them again on their data,
+        /// and returns how long they took to serve.
+        fn restart(&mut self) -> std::io::Result<Duration> {
+            for server in self.servers.drain(..) {
+                server
+                    .terminate(Duration::from_secs(60))
+                    .map_err(std::io::Error::other)?;
+            }
+            let started = Instant::now();
+            for member in &self.members {
+                self.servers.push(self.launch.spawn(member)?);
+            }
+            self.wait_ready()?;
+            Ok(started.elapsed())
+        }
+
+        /// Resident memory of every member, summed (bytes).
+        fn rss_bytes(&self) -> u64 {
+            let pids: Vec<u32> = self.servers.iter().map(detcd_launch::Server::pid).collect();
+            scale::rss_of(&pids)
+        }
+
+        /// Bytes the data dirs take on disk (allocated blocks).
+        fn disk_bytes(&self) -> u64 {
+            fn walk(path: &Path) -> u64 {
+                use std::os::unix::fs::MetadataExt;
+                match std::fs::symlink_metadata(path) {
+                    Ok(meta) if meta.is_dir() => std::fs::read_dir(path)
+                        .map(|entries| entries.flatten().map(|entry| walk(&entry.path())).sum())
+                        .unwrap_or(0),
+                    Ok(meta) if path.extension().is_none_or(|ext| ext != "log") => {
+                        meta.blocks() * 512
+                    }
+                    _ => 0,
+                }
+            }
+            walk(&self.dir)
         }
 
         /// Every member answers Status and names a leader.
@@ -373,6 +446,366 @@ mod real {
         fn drop(&mut self) {
             self.servers.clear();
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// The storage-at-scale measurements (`--scale-keys`), detcd then etcd.
+    mod scale {
+        use std::sync::{Arc, Mutex};
+
+        use super::*;
+
+        /// Puts per load transaction.
+        const LOAD_TXN_PUTS: usize = 128;
+        /// Keys per page of the full read.
+        const READ_PAGE_KEYS: i64 = 10_000;
+        /// How often memory is sampled during the steady phase.
+        const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+        /// A request slower than this is a stall.
+        const SLOW: Duration = Duration::from_secs(1);
+
+        #[derive(Clone, Debug, Default)]
+        struct Scaled {
+            load: Duration,
+            load_failed: usize,
+            rss_after_load: u64,
+            disk_after_load: u64,
+            full_read: Duration,
+            read_keys: usize,
+            steady_p50: Duration,
+            steady_p99: Duration,
+            steady_max: Duration,
+            steady_slow: usize,
+            steady_failed: usize,
+            leader_changes: u64,
+            peak_rss: u64,
+            restart: Duration,
+        }
+
+        pub fn main(args: &Args, detcd: &Path, runtime: &tokio::runtime::Runtime) -> ExitCode {
+            println!(
+                "detcd-bench scale: {} member(s), {} keys of {} bytes, then {} writes/s for {} s",
+                args.members,
+                args.scale_keys,
+                args.value_bytes,
+                args.scale_rate,
+                args.scale_seconds
+            );
+            let mut results = Vec::new();
+            for (name, binary) in [("detcd", detcd.to_path_buf()), ("etcd", args.etcd.clone())] {
+                let mut cluster =
+                    match Cluster::start(name, &binary, args.members, &args.server_flags) {
+                        Ok(cluster) => cluster,
+                        Err(error) => {
+                            eprintln!("detcd-bench: cannot start {name}: {error}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                match measure(args, &mut cluster, runtime, name) {
+                    Ok(scaled) => results.push(scaled),
+                    Err(error) => {
+                        eprintln!("detcd-bench: {name}: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            report(&results[0], &results[1]);
+            ExitCode::SUCCESS
+        }
+
+        fn measure(
+            args: &Args,
+            cluster: &mut Cluster,
+            runtime: &tokio::runtime::Runtime,
+            name: &str,
+        ) -> std::io::Result<Scaled> {
+            let mut scaled = Scaled::default();
+            let endpoints = cluster.endpoints.clone();
+            println!("{name}: loading {} keys", args.scale_keys);
+            let started = Instant::now();
+            scaled.load_failed = runtime.block_on(load(args, &endpoints));
+            scaled.load = started.elapsed();
+            scaled.rss_after_load = cluster.rss_bytes();
+            scaled.disk_after_load = cluster.disk_bytes();
+            println!("{name}: reading every key");
+            let started = Instant::now();
+            scaled.read_keys = runtime.block_on(read_all(&endpoints));
+            scaled.full_read = started.elapsed();
+            println!("{name}: steady writes");
+            let term_before = runtime.block_on(term(&endpoints));
+            let peak = Arc::new(Mutex::new(0u64));
+            let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let sampler = {
+                let (peak, sampling) = (peak.clone(), sampling.clone());
+                let pids: Vec<u32> = cluster
+                    .servers
+                    .iter()
+                    .map(detcd_launch::Server::pid)
+                    .collect();
+                std::thread::spawn(move || {
+                    while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                        let rss = rss_of(&pids);
+                        let mut peak = peak.lock().expect("peak lock");
+                        *peak = (*peak).max(rss);
+                        drop(peak);
+                        std::thread::sleep(RSS_SAMPLE_INTERVAL);
+                    }
+                })
+            };
+            let (mut latencies, failed) = runtime.block_on(steady(args, &endpoints));
+            sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+            let _ = sampler.join();
+            scaled.peak_rss = *peak.lock().expect("peak lock");
+            latencies.sort_unstable();
+            let percentile = |p: f64| {
+                latencies
+                    .get(
+                        ((latencies.len() as f64 * p) as usize)
+                            .min(latencies.len().saturating_sub(1)),
+                    )
+                    .copied()
+                    .unwrap_or_default()
+            };
+            scaled.steady_p50 = percentile(0.50);
+            scaled.steady_p99 = percentile(0.99);
+            scaled.steady_max = latencies.last().copied().unwrap_or_default();
+            scaled.steady_slow = latencies.iter().filter(|latency| **latency > SLOW).count();
+            scaled.steady_failed = failed;
+            scaled.leader_changes = runtime
+                .block_on(term(&endpoints))
+                .saturating_sub(term_before);
+            println!("{name}: restarting");
+            scaled.restart = cluster.restart()?;
+            println!("{name}: {scaled:?}");
+            Ok(scaled)
+        }
+
+        /// Resident memory of these processes, summed (bytes).
+        pub(super) fn rss_of(pids: &[u32]) -> u64 {
+            pids.iter()
+                .map(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .ok()
+                        .and_then(|status| {
+                            status
+                                .lines()
+                                .find(|line| line.starts_with("VmRSS:"))
+                                .and_then(|line| line.split_whitespace().nth(1))
+                                .and_then(|kb| kb.parse::<u64>().ok())
+                        })
+                        .unwrap_or(0)
+                        * 1024
+                })
+                .sum()
+        }
+
+        /// The raft term the first member reports.
+        async fn term(endpoints: &[String]) -> u64 {
+            let mut client = Client::new(endpoints.to_vec()).with_request_timeout(REQUEST_TIMEOUT);
+            client
+                .status()
+                .await
+                .map(|status| status.raft_term)
+                .unwrap_or(0)
+        }
+
+        /// Writes every key once, in transactions of `LOAD_TXN_PUTS` puts,
+        /// from the clients at once. Returns the transactions that failed.
+        async fn load(args: &Args, endpoints: &[String]) -> usize {
+            let txns = args.scale_keys.div_ceil(LOAD_TXN_PUTS);
+            let mut tasks = Vec::new();
+            for client_index in 0..args.clients {
+                let mut own = endpoints.to_vec();
+                own.rotate_left(client_index % endpoints.len());
+                let (keys, clients) = (args.scale_keys, args.clients);
+                let value = vec![b'v'; args.value_bytes];
+                tasks.push(tokio::spawn(async move {
+                    let mut client = Client::new(own).with_request_timeout(REQUEST_TIMEOUT);
+                    let mut failed = 0;
+                    for txn in (client_index..txns).step_by(clients) {
+                        let first = txn * LOAD_TXN_PUTS;
+                        let puts = (first..(first + LOAD_TXN_PUTS).min(keys))
+                            .map(|index| RequestOp {
+                                request: Some(request_op::Request::RequestPut(PutRequest {
+                                    key: key(index),
+                                    value: value.clone(),
+                                    ..Default::default()
+                                })),
+                            })
+                            .collect();
+                        let request = TxnRequest {
+                            success: puts,
+                            ..Default::default()
+                        };
+                        failed += usize::from(client.txn(request).await.is_err());
+                    }
+                    failed
+                }));
+            }
+            let mut failed = 0;
+            for task in tasks {
+                failed += task.await.expect("load task");
+            }
+            failed
+        }
+
+        /// Reads every key, a page at a time; returns how many came back.
+        async fn read_all(endpoints: &[String]) -> usize {
+            let mut client = Client::new(endpoints.to_vec()).with_request_timeout(REQUEST_TIMEOUT);
+            let mut from = b"bench/".to_vec();
+            let mut read = 0;
+            loop {
+                let request = RangeRequest {
+                    key: from.clone(),
+                    range_end: b"bench0".to_vec(),
+                    limit: READ_PAGE_KEYS,
+                    ..Default::default()
+                };
+                let Ok(response) = client.range(request).await else {
+                    return read;
+                };
+                read += response.kvs.len();
+                match response.kvs.last() {
+                    Some(last) if response.more => {
+                        from = last.key.clone();
+                        from.push(0);
+                    }
+                    _ => return read,
+                }
+            }
+        }
+
+        /// Overwrites keys at `scale_rate` per second for `scale_seconds`,
+        /// open loop: each write's latency counts from when it was due,
+        /// so a stall counts for every write it held up.
+        async fn steady(args: &Args, endpoints: &[String]) -> (Vec<Duration>, usize) {
+            let (pool, taken) = tokio::sync::mpsc::channel(args.clients);
+            for client_index in 0..args.clients {
+                let mut own = endpoints.to_vec();
+                own.rotate_left(client_index % endpoints.len());
+                let client = Client::new(own).with_request_timeout(REQUEST_TIMEOUT);
+                pool.send(client).await.expect("the pool has room");
+            }
+            let taken = Arc::new(tokio::sync::Mutex::new(taken));
+            let total = (args.scale_rate * args.scale_seconds) as usize;
+            let period = Duration::from_secs(1) / args.scale_rate.max(1) as u32;
+            let start = tokio::time::Instant::now();
+            let value = vec![b's'; args.value_bytes];
+            let mut tasks = Vec::with_capacity(total);
+            for n in 0..total {
+                let due = start + period * n as u32;
+                tokio::time::sleep_until(due).await;
+                let (pool, taken, value) = (pool.clone(), taken.clone(), value.clone());
+                let index = (n * 7919) % args.scale_keys;
+                tasks.push(tokio::spawn(async move {
+                    let mut client = taken.lock().await.recv().await.expect("a client");
+                    let ok = client
+                        .put(PutRequest {
+                            key: key(index),
+                            value,
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok();
+                    let latency = due.elapsed();
+                    let _ = pool.send(client).await;
+                    (latency, ok)
+                }));
+            }
+            let mut latencies = Vec::with_capacity(total);
+            let mut failed = 0;
+            for task in tasks {
+                let (latency, ok) = task.await.expect("steady task");
+                latencies.push(latency);
+                failed += usize::from(!ok);
+            }
+            (latencies, failed)
+        }
+
+        fn report(ours: &Scaled, theirs: &Scaled) {
+            let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+            let secs = |duration: Duration| duration.as_secs_f64();
+            let rows: Vec<(&str, f64, f64)> = vec![
+                ("load (s)", secs(ours.load), secs(theirs.load)),
+                (
+                    "load txns failed",
+                    ours.load_failed as f64,
+                    theirs.load_failed as f64,
+                ),
+                (
+                    "RSS after load (MiB)",
+                    mb(ours.rss_after_load),
+                    mb(theirs.rss_after_load),
+                ),
+                (
+                    "data dir after load (MiB)",
+                    mb(ours.disk_after_load),
+                    mb(theirs.disk_after_load),
+                ),
+                (
+                    "full read (s)",
+                    secs(ours.full_read),
+                    secs(theirs.full_read),
+                ),
+                (
+                    "full read keys",
+                    ours.read_keys as f64,
+                    theirs.read_keys as f64,
+                ),
+                (
+                    "steady p50 (ms)",
+                    ms(ours.steady_p50),
+                    ms(theirs.steady_p50),
+                ),
+                (
+                    "steady p99 (ms)",
+                    ms(ours.steady_p99),
+                    ms(theirs.steady_p99),
+                ),
+                (
+                    "steady slowest (ms)",
+                    ms(ours.steady_max),
+                    ms(theirs.steady_max),
+                ),
+                (
+                    "steady writes > 1 s",
+                    ours.steady_slow as f64,
+                    theirs.steady_slow as f64,
+                ),
+                (
+                    "steady writes failed",
+                    ours.steady_failed as f64,
+                    theirs.steady_failed as f64,
+                ),
+                (
+                    "leader changes",
+                    ours.leader_changes as f64,
+                    theirs.leader_changes as f64,
+                ),
+                (
+                    "peak RSS steady (MiB)",
+                    mb(ours.peak_rss),
+                    mb(theirs.peak_rss),
+                ),
+                (
+                    "restart to serving (s)",
+                    secs(ours.restart),
+                    secs(theirs.restart),
+                ),
+            ];
+            println!();
+            println!(
+                "{:<28} {:>12} {:>12} {:>14}",
+                "measurement", "detcd", "etcd", "detcd / etcd"
+            );
+            for (name, ours, theirs) in rows {
+                let ratio = if theirs > 0.0 {
+                    format!("{:.2}x", ours / theirs)
+                } else {
+                    "-".to_string()
+                };
+                println!("{name:<28} {ours:>12.2} {theirs:>12.2} {ratio:>14}");
+            }
         }
     }
 }
