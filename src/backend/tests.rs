@@ -117,6 +117,18 @@ impl Disk for CrashAtSync {
     }
 }
 
+/// Commits `batches` to a new backend on `sim`, closed cleanly; what it
+/// must hold.
+fn committed(sim: &Arc<SimDisk>, batches: &[Batch]) -> Model {
+    let backend = Backend::open(sim.clone(), &db_path()).unwrap();
+    let mut model = Model::default();
+    for batch in batches {
+        backend.commit(batch).unwrap();
+        model = model.apply(batch);
+    }
+    model
+}
+
 /// Batches as the apply path makes them: revisions going up, puts and
 /// deletes of a few keys, now and then a compaction of some old ones.
 fn batches() -> impl Strategy<Value = Vec<Batch>> {
@@ -234,14 +246,7 @@ proptest! {
     ) {
         let sim = Arc::new(SimDisk::new());
         sim.create_dir_all(db_path().parent().unwrap()).unwrap();
-        let mut model = Model::default();
-        {
-            let backend = Backend::open(sim.clone(), &db_path()).unwrap();
-            for batch in &batches {
-                backend.commit(batch).unwrap();
-                model = model.apply(batch);
-            }
-        }
+        let model = committed(&sim, &batches);
         sim.crash(0);
         let flipped = sim.corrupt(rot_seed);
         prop_assume!(flipped.is_some());
@@ -267,14 +272,7 @@ proptest! {
     ) {
         let sim = Arc::new(SimDisk::new());
         sim.create_dir_all(db_path().parent().unwrap()).unwrap();
-        let mut old = Model::default();
-        {
-            let backend = Backend::open(sim.clone(), &db_path()).unwrap();
-            for batch in &before {
-                backend.commit(batch).unwrap();
-                old = old.apply(batch);
-            }
-        }
+        let old = committed(&sim, &before);
         let mut whole = after[0].clone();
         for batch in &after[1..] {
             whole.extend(batch.clone());

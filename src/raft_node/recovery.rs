@@ -639,39 +639,11 @@ mod tests {
     #[test]
     fn a_leaders_snapshot_is_the_state_only_once_the_wal_marks_it() {
         let disk = Arc::new(SimDisk::new());
-        let wal_dir = PathBuf::from("/m/member/wal");
+        let wal_dir = wal_with_entries(&disk, 3);
         let voters = ConfState {
             voters: vec![1],
             ..ConfState::default()
         };
-        let metadata = Metadata {
-            member_id: 1,
-            cluster_id: 1,
-        };
-        let mut wal = Wal::create(
-            disk.clone(),
-            &wal_dir,
-            metadata,
-            voters.clone(),
-            &[],
-            &HardState::default(),
-        )
-        .unwrap();
-        let entries: Vec<Entry> = (1..=3)
-            .map(|index| Entry {
-                index,
-                term: 1,
-                ..Entry::default()
-            })
-            .collect();
-        let hard_state = HardState {
-            term: 1,
-            commit: 3,
-            ..HardState::default()
-        };
-        wal.append(&entries, Some(&hard_state));
-        wal.sync().unwrap();
-        drop(wal);
         let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
         let mut state = StateMachine::new(0, Members::default());
         state.restore_membership(Members::default(), 200);
