@@ -30,6 +30,9 @@ jobs=-j2
 step "format: one style for the whole tree (rustfmt.toml)"
 cargo fmt --all --check
 
+step "supply chain: cargo deny (deny.toml)"
+ci/deny.sh
+
 step "lint: clippy (normal build) enforces the determinism seams in clippy.toml"
 cargo clippy --workspace --all-targets $jobs -- -D warnings
 
