@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/etcdserverpb/rpc.proto",
     "proto/detcd/internal.proto",
     "proto/detcd/raft.proto",
+    "proto/detcd/state.proto",
     "proto/v3lockpb/v3lock.proto",
     "proto/v3electionpb/v3election.proto",
 ];

@@ -9,7 +9,6 @@ pub mod backend;
 pub mod backup;
 pub mod client;
 pub mod clock;
-pub mod codec;
 pub mod config;
 pub mod error;
 pub mod lease;

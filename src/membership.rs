@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Error;
+use crate::proto::detcdpb::StoredMember;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
@@ -180,36 +181,26 @@ impl Members {
         }
     }
 
-    pub fn encode(&self, writer: &mut crate::codec::Writer) {
-        writer.u64(self.by_id.len() as u64);
-        for member in self.by_id.values() {
-            writer
-                .u64(member.id)
-                .bytes(member.name.as_bytes())
-                .strings(&member.peer_urls)
-                .strings(&member.client_urls);
-            writer.u8(member.is_learner as u8);
-        }
+    pub fn to_stored(&self) -> Vec<StoredMember> {
+        (self.by_id.values())
+            .map(|member| StoredMember {
+                id: member.id,
+                name: member.name.clone(),
+                peer_urls: member.peer_urls.clone(),
+                client_urls: member.client_urls.clone(),
+                is_learner: member.is_learner,
+            })
+            .collect()
     }
 
-    pub fn decode(reader: &mut crate::codec::Reader<'_>) -> Result<Members, String> {
-        let count = reader.u64()?;
-        let mut members = Vec::new();
-        for _ in 0..count {
-            let id = reader.u64()?;
-            let name = reader.string()?;
-            let peer_urls = reader.strings()?;
-            let client_urls = reader.strings()?;
-            let is_learner = reader.u8()? != 0;
-            members.push(Member {
-                id,
-                name,
-                peer_urls,
-                client_urls,
-                is_learner,
-            });
-        }
-        Ok(Members::new(members))
+    pub fn from_stored(stored: Vec<StoredMember>) -> Members {
+        Members::new(stored.into_iter().map(|member| Member {
+            id: member.id,
+            name: member.name,
+            peer_urls: member.peer_urls,
+            client_urls: member.client_urls,
+            is_learner: member.is_learner,
+        }))
     }
 }
 

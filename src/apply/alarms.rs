@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 
-use crate::codec::{Reader, Writer};
 use crate::proto::etcdserverpb::{AlarmMember, AlarmType};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,23 +49,16 @@ impl Alarms {
             .any(|(_, alarm)| *alarm == AlarmType::Nospace as i32)
     }
 
-    pub fn encode(&self, writer: &mut Writer) {
-        writer.u64(self.active.len() as u64);
-        for &(member, alarm) in &self.active {
-            writer.u64(member).u64(alarm as u64);
-        }
+    pub fn to_stored(&self) -> Vec<AlarmMember> {
+        self.list(AlarmType::None as i32)
     }
 
-    pub fn decode(reader: &mut Reader<'_>) -> Result<Alarms, String> {
-        let count = reader.u64()?;
-        let mut active = BTreeSet::new();
-        for _ in 0..count {
-            let member = reader.u64()?;
-            let alarm =
-                i32::try_from(reader.u64()?).map_err(|_| "alarm type out of range".to_string())?;
-            active.insert((member, alarm));
+    pub fn from_stored(stored: Vec<AlarmMember>) -> Alarms {
+        Alarms {
+            active: (stored.into_iter())
+                .map(|alarm| (alarm.member_id, alarm.alarm))
+                .collect(),
         }
-        Ok(Alarms { active })
     }
 }
 

@@ -12,15 +12,16 @@ mod alarms;
 mod quota;
 mod txn;
 
+use prost::Message as _;
+
 use crate::auth::{Access, AuthInfo, AuthStore, TokenEffect};
-use crate::codec::{Reader, Writer};
 use crate::error::Error;
 use crate::lease::Leases;
 use crate::membership::{Member, Members, MembershipChange};
 use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::proto::authpb;
 use crate::proto::detcdpb::internal_request::Request;
-use crate::proto::detcdpb::{LeaseCheckpoints, LeaseExpiries, RequestAuth};
+use crate::proto::detcdpb::{LeaseCheckpoints, LeaseExpiries, RequestAuth, StateImage, StateParts};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction,
     range_request::{SortOrder, SortTarget},
@@ -85,15 +86,23 @@ pub struct StateMachine {
     alarms: Alarms,
     leases: Leases,
     auth: AuthStore,
+    /// Whether members, alarms, leases or auth may have changed since
+    /// `take_parts_if_changed` last handed them out: set by every request
+    /// that is not a key-value one (those change only the store; a lease's
+    /// attached keys are not part of what is stored) and by membership
+    /// changes.
+    parts_changed: bool,
 }
 
-/// Image layout version 5: applied index, members, alarms, leases, auth
-/// (a protobuf `AuthState`), then the MVCC image. Versions 4 (no auth),
-/// 3 (no leases) and 2 (no alarms either) are still read.
-const IMAGE_VERSION: u8 = 5;
-const IMAGE_VERSION_WITHOUT_AUTH: u8 = 4;
-const IMAGE_VERSION_WITHOUT_LEASES: u8 = 3;
-const IMAGE_VERSION_WITHOUT_ALARMS: u8 = 2;
+/// The `StateImage` and `StateParts` format this build writes and reads
+/// (proto/detcd/state.proto). Images of the hand-made format before it
+/// are refused: they do not decode as these messages.
+const IMAGE_FORMAT: u32 = 1;
+/// `StateImage`'s fields (`encode` writes them itself, to stream the
+/// MVCC image in).
+const IMAGE_FORMAT_FIELD: u32 = 1;
+const IMAGE_PARTS_FIELD: u32 = 2;
+const IMAGE_MVCC_FIELD: u32 = 3;
 
 impl StateMachine {
     /// `quota_bytes` follows `--quota-backend-bytes`: 0 means the default,
@@ -107,6 +116,7 @@ impl StateMachine {
             alarms: Alarms::default(),
             leases: Leases::default(),
             auth: AuthStore::default(),
+            parts_changed: true,
         }
     }
 
@@ -116,6 +126,7 @@ impl StateMachine {
     pub fn restore_membership(&mut self, members: Members, index: u64) {
         self.members = members;
         self.applied_index = index;
+        self.parts_changed = true;
     }
 
     pub fn leases(&self) -> &Leases {
@@ -164,6 +175,19 @@ impl StateMachine {
         }
         self.applied_index = index;
         let request = request?;
+        let key_value = matches!(
+            request,
+            Request::Range(_)
+                | Request::Put(_)
+                | Request::DeleteRange(_)
+                | Request::Txn(_)
+                | Request::Compaction(_)
+        );
+        #[cfg(madsim)]
+        let key_value = key_value
+            || (crate::sabotage::active(crate::sabotage::Sabotage::StatePartsNotRewritten)
+                && matches!(request, Request::LeaseRenew(_)));
+        self.parts_changed |= !key_value;
         if let Some(auth) = auth {
             let caller = AuthInfo::from_proto(auth);
             if let Err(error) = self.check_permission(&caller, request) {
@@ -332,6 +356,7 @@ impl StateMachine {
             return None;
         }
         self.applied_index = index;
+        self.parts_changed = true;
         Some(self.change_members(change))
     }
 
@@ -506,16 +531,14 @@ impl StateMachine {
 
     /// A deterministic hash of the whole state, compared across members.
     pub fn state_hash(&self) -> u64 {
-        let mut writer = Writer::new();
-        self.members.encode(&mut writer);
-        self.alarms.encode(&mut writer);
-        let members = crate::rng::stable_hash(
-            &writer
-                .finish()
-                .into_iter()
-                .map(u64::from)
-                .collect::<Vec<_>>(),
-        );
+        let members = StateParts {
+            members: self.members.to_stored(),
+            alarms: self.alarms.to_stored(),
+            ..StateParts::default()
+        }
+        .encode_to_vec();
+        let members =
+            crate::rng::stable_hash(&members.into_iter().map(u64::from).collect::<Vec<_>>());
         let leases = crate::rng::stable_hash(&self.leases.hash_words());
         let auth = crate::rng::stable_hash(&self.auth.hash_words());
         crate::rng::stable_hash(&[
@@ -527,30 +550,49 @@ impl StateMachine {
         ])
     }
 
-    /// The snapshot image: format version, applied index, members, MVCC image.
+    /// The snapshot image: a `StateImage` message, the parts then the
+    /// MVCC image (`Store::encode_image`, written record by record).
     pub fn encode(&self) -> Vec<u8> {
-        let mut image = self.encode_parts();
-        image.extend_from_slice(&self.store.encode_image());
+        let mut image = Vec::new();
+        prost::encoding::uint32::encode(IMAGE_FORMAT_FIELD, &IMAGE_FORMAT, &mut image);
+        prost::encoding::message::encode(IMAGE_PARTS_FIELD, &self.parts(), &mut image);
+        // A message field's encoding is its bytes' encoding as a bytes field.
+        prost::encoding::bytes::encode(IMAGE_MVCC_FIELD, &self.store.encode_image(), &mut image);
         image
     }
 
-    /// Everything but the MVCC store: format version, applied index,
-    /// members, alarms, leases, auth. The on-disk backend keeps this beside
-    /// its revision log.
+    fn parts(&self) -> StateParts {
+        StateParts {
+            format: IMAGE_FORMAT,
+            applied_index: self.applied_index,
+            members: self.members.to_stored(),
+            alarms: self.alarms.to_stored(),
+            leases: self.leases.to_stored(),
+            auth: Some(self.auth.to_proto()),
+        }
+    }
+
+    /// Everything but the MVCC store (a `StateParts` message): applied
+    /// index, members, alarms, leases, auth. The on-disk backend keeps
+    /// this beside its revision log.
     pub fn encode_parts(&self) -> Vec<u8> {
-        let mut writer = Writer::new();
-        writer.u8(IMAGE_VERSION).u64(self.applied_index);
-        self.members.encode(&mut writer);
-        self.alarms.encode(&mut writer);
-        self.leases.encode(&mut writer);
-        writer.bytes(&self.auth.encode());
-        writer.finish()
+        self.parts().encode_to_vec()
+    }
+
+    /// `encode_parts`, if they may have changed since the last call: what
+    /// the backend has yet to write of them.
+    pub fn take_parts_if_changed(&mut self) -> Option<Vec<u8>> {
+        std::mem::take(&mut self.parts_changed).then(|| self.encode_parts())
     }
 
     pub fn decode(image: &[u8], quota_bytes: i64) -> Result<StateMachine, String> {
-        Self::decode_with(image, quota_bytes, |rest| {
-            Store::decode_image(rest).map_err(|e| e.to_string())
-        })
+        let image =
+            StateImage::decode(image).map_err(|error| format!("not a state image: {error}"))?;
+        check_format("state image", image.format)?;
+        let parts = image.parts.ok_or("the state image has no parts")?;
+        let mvcc = image.mvcc.ok_or("the state image has no MVCC image")?;
+        let store = Store::from_image(mvcc).map_err(|e| e.to_string())?;
+        Self::from_parts_message(parts, store, quota_bytes)
     }
 
     /// The state the on-disk backend holds: `encode_parts` output and the
@@ -560,54 +602,23 @@ impl StateMachine {
         store: Store,
         quota_bytes: i64,
     ) -> Result<StateMachine, String> {
-        let mut store = Some(store);
-        Self::decode_with(parts, quota_bytes, |rest| {
-            if !rest.is_empty() {
-                return Err(format!("{} bytes after the state", rest.len()));
-            }
-            Ok(store.take().expect("decode_with reads the store once"))
-        })
+        let parts =
+            StateParts::decode(parts).map_err(|error| format!("not a state's parts: {error}"))?;
+        Self::from_parts_message(parts, store, quota_bytes)
     }
 
-    fn decode_with(
-        image: &[u8],
+    fn from_parts_message(
+        parts: StateParts,
+        store: Store,
         quota_bytes: i64,
-        store: impl FnOnce(&[u8]) -> Result<Store, String>,
     ) -> Result<StateMachine, String> {
-        let mut reader = Reader::new(image);
-        let version = reader.u8()?;
-        if ![
-            IMAGE_VERSION,
-            IMAGE_VERSION_WITHOUT_AUTH,
-            IMAGE_VERSION_WITHOUT_LEASES,
-            IMAGE_VERSION_WITHOUT_ALARMS,
-        ]
-        .contains(&version)
-        {
-            return Err(format!("unknown state image version {version}"));
-        }
-        let applied_index = reader.u64()?;
-        let members = Members::decode(&mut reader)?;
-        let alarms = if version >= IMAGE_VERSION_WITHOUT_LEASES {
-            Alarms::decode(&mut reader)?
-        } else {
-            Alarms::default()
-        };
-        let leases = if version >= IMAGE_VERSION_WITHOUT_AUTH {
-            Leases::decode(&mut reader)?
-        } else {
-            Leases::default()
-        };
-        let auth = if version >= IMAGE_VERSION {
-            AuthStore::decode(reader.bytes()?)?
-        } else {
-            AuthStore::default()
-        };
-        let store = store(reader.rest())?;
+        check_format("state parts", parts.format)?;
+        let leases = Leases::from_stored(parts.leases)?;
+        let auth = AuthStore::from_proto(parts.auth.ok_or("the state has no auth part")?)?;
         let mut state = StateMachine::from_parts(store, leases, auth, quota_bytes)?;
-        state.applied_index = applied_index;
-        state.members = members;
-        state.alarms = alarms;
+        state.applied_index = parts.applied_index;
+        state.members = Members::from_stored(parts.members);
+        state.alarms = Alarms::from_stored(parts.alarms);
         Ok(state)
     }
 
@@ -647,6 +658,7 @@ impl StateMachine {
             alarms: Alarms::default(),
             leases,
             auth,
+            parts_changed: true,
         })
     }
 }
@@ -700,6 +712,18 @@ pub(crate) fn header(revision: i64) -> ResponseHeader {
     }
 }
 
+/// Refuses a `StateImage` or `StateParts` of a format this build does
+/// not know.
+fn check_format(what: &str, format: u32) -> Result<(), String> {
+    if format == IMAGE_FORMAT {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown {what} format {format} (this detcd reads {IMAGE_FORMAT})"
+        ))
+    }
+}
+
 pub(crate) fn to_proto(kv: KeyValue) -> mvccpb::KeyValue {
     #[cfg(madsim)]
     let kv =
@@ -711,14 +735,7 @@ pub(crate) fn to_proto(kv: KeyValue) -> mvccpb::KeyValue {
         } else {
             kv
         };
-    mvccpb::KeyValue {
-        key: kv.key,
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        value: kv.value,
-        lease: kv.lease,
-    }
+    kv.into()
 }
 
 /// etcd's `applierV3backend.Range`: filters and sorting force a full read,

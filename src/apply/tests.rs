@@ -189,6 +189,21 @@ fn state_image_round_trips() {
     assert_eq!(decoded.applied_index(), 2);
 }
 
+#[test]
+fn images_of_other_formats_are_refused() {
+    // The hand-made layout before the protobuf one began with version 5.
+    let error = StateMachine::decode(&[5, 2, 0, 0, 0, 0, 0, 0, 0], 0).unwrap_err();
+    assert!(error.contains("not a state image"), "{error}");
+    let (machine, _) = machine_with(&[("a", "1")]);
+    let mut image = machine.encode();
+    assert_eq!(image[..2], [8, 1], "the format field leads");
+    image[1] = 9;
+    let error = StateMachine::decode(&image, 0).unwrap_err();
+    assert!(error.contains("unknown state image format 9"), "{error}");
+    let error = StateMachine::from_stored(&[5, 2, 0], crate::mvcc::Store::new(), 0).unwrap_err();
+    assert!(error.contains("not a state's parts"), "{error}");
+}
+
 fn alarm(action: AlarmAction, member_id: u64) -> Request {
     Request::Alarm(AlarmRequest {
         action: action as i32,
@@ -444,4 +459,41 @@ fn leases_survive_the_state_image_with_their_keys() {
         decoded.leases().get(6).unwrap().resume_from(),
         std::time::Duration::from_secs(12)
     );
+}
+
+/// The backend rewrites members, alarms, leases and auth only when they
+/// may have changed: key-value requests never change them (a lease's keys
+/// are not stored), everything else may.
+#[test]
+fn the_parts_are_handed_out_again_only_after_a_change() {
+    let (mut machine, mut index) = machine_with(&[("a", "1")]);
+    let mut apply = |machine: &mut StateMachine, request: Request| {
+        index += 1;
+        machine.apply(index, Some(&request)).unwrap().unwrap();
+    };
+    assert!(machine.take_parts_if_changed().is_some(), "a new state");
+    assert_eq!(machine.take_parts_if_changed(), None, "nothing since");
+    apply(&mut machine, grant(7, 60));
+    let parts = machine.take_parts_if_changed().expect("a grant");
+    apply(&mut machine, put_with_lease("k", 7));
+    apply(
+        &mut machine,
+        Request::DeleteRange(DeleteRangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(machine.take_parts_if_changed(), None, "only keys changed");
+    assert_eq!(
+        machine.encode_parts().len(),
+        parts.len(),
+        "and the parts are what they were"
+    );
+    apply(
+        &mut machine,
+        Request::LeaseRenew(crate::proto::detcdpb::LeaseRenew { id: 7 }),
+    );
+    assert!(machine.take_parts_if_changed().is_some(), "a renewal");
+    apply(&mut machine, alarm(AlarmAction::Activate, 1));
+    assert!(machine.take_parts_if_changed().is_some(), "an alarm");
 }

@@ -532,14 +532,9 @@ impl AuthStore {
         }
     }
 
-    /// The auth state inside a state image (a protobuf message).
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_proto().encode_to_vec()
-    }
-
-    /// Reads what `encode` wrote; refuses what no store could hold.
-    pub fn decode(bytes: &[u8]) -> Result<AuthStore, String> {
-        let state = AuthState::decode(bytes).map_err(|error| format!("auth state: {error}"))?;
+    /// Reads what `to_proto` made (inside a state image); refuses what
+    /// no store could hold.
+    pub fn from_proto(state: AuthState) -> Result<AuthStore, String> {
         let name = |bytes: Vec<u8>| {
             String::from_utf8(bytes).map_err(|_| "auth state: a name is not UTF-8".to_string())
         };

@@ -255,10 +255,12 @@ fn the_image_round_trips() {
         perm(PermType::Write, "c", ""),
     ]);
     store.user_add("bob", b"", true).unwrap();
-    let decoded = AuthStore::decode(&store.encode()).unwrap();
+    let decoded = AuthStore::from_proto(store.to_proto()).unwrap();
     assert_eq!(decoded, store);
     assert_eq!(decoded.password_hash("bob"), None);
-    assert!(AuthStore::decode(&[0xff, 0xff]).is_err());
+    let mut not_utf8 = store.to_proto();
+    not_utf8.users[0].name = vec![0xff, 0xff];
+    assert!(AuthStore::from_proto(not_utf8).is_err());
 }
 
 /// Every key of length ≤ 4 over {\0, a, b, c}: every range boundary the

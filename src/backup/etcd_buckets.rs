@@ -273,6 +273,6 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
             .collect::<Result<_, _>>()
             .map_err(|error| format!("a role: {error}"))?,
     };
-    let auth = AuthStore::decode(&auth.encode_to_vec())?;
+    let auth = AuthStore::from_proto(auth)?;
     StateMachine::from_parts(store, leases, auth, 0)
 }

@@ -23,9 +23,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::codec::{Reader, Writer};
 use crate::error::Error;
 use crate::mvcc::KeyValue;
+use crate::proto::detcdpb::StoredLease;
 
 /// Largest TTL a lease may have, in seconds (etcd `MaxLeaseTTL`).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -213,27 +213,26 @@ impl Leases {
     /// The image holds the leases without their keys: the store's live
     /// key-values name their lease, and `attach_live` rebuilds the sets
     /// from them, as etcd's `restoreLeases` does.
-    pub fn encode(&self, writer: &mut Writer) {
-        writer.u64(self.by_id.len() as u64);
-        for lease in self.by_id.values() {
-            writer
-                .u64(lease.id as u64)
-                .u64(lease.ttl as u64)
-                .u64(lease.remaining_millis as u64)
-                .u64(lease.renewed_at);
-        }
+    pub fn to_stored(&self) -> Vec<StoredLease> {
+        (self.by_id.values())
+            .map(|lease| StoredLease {
+                id: lease.id,
+                ttl: lease.ttl,
+                remaining_millis: lease.remaining_millis,
+                renewed_at: lease.renewed_at,
+            })
+            .collect()
     }
 
-    pub fn decode(reader: &mut Reader<'_>) -> Result<Leases, String> {
-        let count = reader.u64()?;
+    pub fn from_stored(stored: Vec<StoredLease>) -> Result<Leases, String> {
         let mut leases = Leases::default();
-        for _ in 0..count {
-            let id = reader.u64()? as i64;
+        for lease in stored {
+            let id = lease.id;
             let lease = Lease {
                 id,
-                ttl: reader.u64()? as i64,
-                remaining_millis: reader.u64()? as i64,
-                renewed_at: reader.u64()?,
+                ttl: lease.ttl,
+                remaining_millis: lease.remaining_millis,
+                renewed_at: lease.renewed_at,
                 keys: BTreeSet::new(),
             };
             if leases.by_id.insert(id, lease).is_some() {

@@ -97,14 +97,13 @@ fn the_image_round_trips_and_keys_come_back_from_the_store() {
     leases.grant(2, 20, 2).unwrap();
     leases.checkpoint(2, 1500, 2);
     leases.record_changes(&[put("a", 1), put("b", 2)]);
-    let mut writer = Writer::new();
-    leases.encode(&mut writer);
-    let bytes = writer.finish();
-    let mut decoded = Leases::decode(&mut Reader::new(&bytes)).unwrap();
+    let stored = leases.to_stored();
+    let mut decoded = Leases::from_stored(stored.clone()).unwrap();
     decoded.attach_live([(&b"a"[..], 1), (&b"b"[..], 2), (&b"c"[..], 3)].into_iter());
     assert_eq!(decoded, leases);
     assert_eq!(decoded.hash_words(), leases.hash_words());
-    assert!(Leases::decode(&mut Reader::new(&bytes[..bytes.len() - 1])).is_err());
+    let twice = [stored.clone(), stored].concat();
+    assert!(Leases::from_stored(twice).is_err(), "a lease stored twice");
 }
 
 #[test]

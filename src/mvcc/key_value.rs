@@ -34,3 +34,30 @@ impl KeyValue {
         self.create_revision == 0
     }
 }
+
+/// The wire and storage form: the same fields as etcd's message.
+impl From<KeyValue> for crate::proto::mvccpb::KeyValue {
+    fn from(kv: KeyValue) -> Self {
+        crate::proto::mvccpb::KeyValue {
+            key: kv.key,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            value: kv.value,
+            lease: kv.lease,
+        }
+    }
+}
+
+impl From<crate::proto::mvccpb::KeyValue> for KeyValue {
+    fn from(kv: crate::proto::mvccpb::KeyValue) -> Self {
+        KeyValue {
+            key: kv.key,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            value: kv.value,
+            lease: kv.lease,
+        }
+    }
+}

@@ -48,12 +48,8 @@ pub fn key_entry(revision: Revision, record: &Record) -> (Vec<u8>, Vec<u8>) {
     let mut key = revision_key(revision);
     let value = match record {
         Record::Put(kv) => mvccpb::KeyValue {
-            key: kv.key.clone(),
-            create_revision: kv.create_revision,
             mod_revision: revision.main,
-            version: kv.version,
-            value: kv.value.clone(),
-            lease: kv.lease,
+            ..kv.clone().into()
         },
         Record::Tombstone { key: deleted } => {
             key.push(TOMBSTONE_MARK);
@@ -75,12 +71,8 @@ pub fn parse_key_entry(key: &[u8], value: &[u8]) -> Result<(Revision, Record), S
         Record::Tombstone { key: kv.key }
     } else {
         Record::Put(KeyValue {
-            key: kv.key,
-            create_revision: kv.create_revision,
             mod_revision: revision.main,
-            version: kv.version,
-            value: kv.value,
-            lease: kv.lease,
+            ..kv.into()
         })
     };
     Ok((revision, record))

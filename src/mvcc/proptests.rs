@@ -531,16 +531,21 @@ proptest! {
         if truncated {
             image.truncate(truncate.index(image.len()));
         }
-        // The format is canonical: whatever decodes re-encodes to itself.
+        // Whatever decodes is a store some history produced: its own image
+        // round-trips. (Damage that still decodes, such as a field number
+        // bit flipped into an unknown field, is the checksums' to catch:
+        // every container of an image has one, see
+        // storage::tests::a_snapshot_file_damaged_anywhere_is_refused.)
         if let Ok(store) = Store::decode_image(&image) {
-            prop_assert_eq!(store.encode_image(), image);
+            let again = Store::decode_image(&store.encode_image()).unwrap();
+            prop_assert_eq!(again.state_hash(), store.state_hash());
         }
     }
 
     #[test]
     fn decode_of_random_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = Store::decode_image(&bytes);
-        let mut image = b"DETCDMVC\x01\0\0\0".to_vec();
+        let mut image = vec![8, 1]; // format 1
         image.extend_from_slice(&bytes);
         let _ = Store::decode_image(&image);
     }

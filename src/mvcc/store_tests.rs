@@ -604,12 +604,14 @@ fn decode_rejects_damaged_images() {
     let mut trailing = image.clone();
     trailing.push(0);
     assert!(corrupt(&trailing), "trailing byte");
-    let mut wrong_magic = image.clone();
-    wrong_magic[0] ^= 1;
-    assert!(corrupt(&wrong_magic), "wrong magic");
-    let mut wrong_version = image.clone();
-    wrong_version[8] = 2;
-    assert!(corrupt(&wrong_version), "wrong format version");
+    assert!(
+        corrupt(b"DETCDMVC\x01\0\0\0"),
+        "the hand-made format before"
+    );
+    let mut wrong_format = image.clone();
+    assert_eq!(wrong_format[..2], [8, 1], "the format field leads");
+    wrong_format[1] = 2;
+    assert!(corrupt(&wrong_format), "an unknown format");
 }
 
 #[test]

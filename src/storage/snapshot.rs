@@ -2,20 +2,28 @@
 //! and written atomically (temp file, fsync, rename, fsync dir).
 //!
 //! File layout: magic | format version (u32 LE) | CRC32C of the rest (u32 LE)
-//! | index (u64 LE) | term (u64 LE) | conf state length (u32 LE) | conf state
-//! (raft protobuf) | application state (the rest; opaque to this module).
+//! | body: a `detcdpb.SnapshotFile` message (proto/detcd/state.proto) with
+//! the index, term, conf state (raft's protobuf) and the application's
+//! state (opaque to this module). The framing in front is the file's
+//! alone, as the WAL's record framing is: the checksum covers the body,
+//! so a torn or rotten file is refused before prost reads it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 use thiserror::Error;
 
 use super::disk::{self, Disk};
+use crate::proto::detcdpb::SnapshotFile;
 
 const MAGIC: &[u8; 4] = b"DSNP";
-const FORMAT_VERSION: u32 = 1;
+/// 2: the body is a prost message (1 was a hand-made layout, refused).
+const FORMAT_VERSION: u32 = 2;
+/// magic, format version, checksum.
+const HEADER_BYTES: usize = 12;
 const SUFFIX: &str = ".snap";
 /// Older snapshots kept besides the newest, as a fallback if the newest is
 /// found corrupt while the WAL still covers the gap.
@@ -44,17 +52,17 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
-        let conf = self
-            .conf_state
-            .write_to_bytes()
-            .expect("conf state encodes");
-        let mut body = Vec::with_capacity(20 + conf.len() + self.state.len());
-        body.extend_from_slice(&self.index.to_le_bytes());
-        body.extend_from_slice(&self.term.to_le_bytes());
-        body.extend_from_slice(&(conf.len() as u32).to_le_bytes());
-        body.extend_from_slice(&conf);
-        body.extend_from_slice(&self.state);
-        let mut out = Vec::with_capacity(12 + body.len());
+        let body = SnapshotFile {
+            index: self.index,
+            term: self.term,
+            conf_state: self
+                .conf_state
+                .write_to_bytes()
+                .expect("conf state encodes"),
+            state: self.state.clone(),
+        }
+        .encode_to_vec();
+        let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
@@ -63,37 +71,33 @@ impl Snapshot {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
-        if bytes.len() < 12 + 20 || &bytes[0..4] != MAGIC {
+        if bytes.len() < HEADER_BYTES || &bytes[0..4] != MAGIC {
             return Err("not a detcd snapshot".into());
         }
         let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
         if version != FORMAT_VERSION {
-            return Err(format!("unsupported snapshot format version {version}"));
+            return Err(format!(
+                "unsupported snapshot format version {version} (this detcd reads {FORMAT_VERSION})"
+            ));
         }
         let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        let body = &bytes[12..];
+        let body = &bytes[HEADER_BYTES..];
         if crc32c::crc32c(body) != crc {
             return Err("checksum mismatch".into());
         }
-        let index = u64::from_le_bytes(body[0..8].try_into().expect("8 bytes"));
-        let term = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
-        let conf_len = u32::from_le_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
-        let conf_end = 20usize
-            .checked_add(conf_len)
-            .filter(|end| *end <= body.len())
-            .ok_or("bad conf state length")?;
+        let file = SnapshotFile::decode(body).map_err(|e| format!("bad snapshot body: {e}"))?;
         // A snapshot also arrives from the leader (MsgSnapshot's data):
         // guard protobuf 2 as for peer messages.
-        crate::proto::raft_shape::check_conf_state(&body[20..conf_end])?;
+        crate::proto::raft_shape::check_conf_state(&file.conf_state)?;
         let mut conf_state = ConfState::default();
         conf_state
-            .merge_from_bytes(&body[20..conf_end])
+            .merge_from_bytes(&file.conf_state)
             .map_err(|e| format!("bad conf state: {e}"))?;
         Ok(Snapshot {
-            index,
-            term,
+            index: file.index,
+            term: file.term,
             conf_state,
-            state: body[conf_end..].to_vec(),
+            state: file.state,
         })
     }
 }
@@ -142,6 +146,31 @@ impl SnapshotDir {
             self.disk
                 .remove(&old)
                 .map_err(|source| SnapshotError::Io { path: old, source })?;
+        }
+        self.disk
+            .sync_dir(&self.dir)
+            .map_err(|source| SnapshotError::Io {
+                path: self.dir.clone(),
+                source,
+            })
+    }
+
+    /// Removes every snapshot at or below `index`: once the backend holds
+    /// a state that new, they are never read again.
+    pub fn prune_through(&self, index: u64) -> Result<(), SnapshotError> {
+        let names = self.names()?;
+        let old: Vec<&String> = (names.iter())
+            .filter(|(at, _)| *at <= index)
+            .map(|(_, name)| name)
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        for name in old {
+            let path = self.dir.join(name);
+            self.disk
+                .remove(&path)
+                .map_err(|source| SnapshotError::Io { path, source })?;
         }
         self.disk
             .sync_dir(&self.dir)
