@@ -12,25 +12,33 @@ use crate::apply::StateMachine;
 use crate::backend::{Batch, Durable, Loaded, StateMeta};
 use crate::mvcc::{Store, NEVER_COMPACTED};
 
-/// What the backend stores as the state at `state.applied_index()`.
-fn meta(state: &StateMachine, term: u64, conf_state: &ConfState) -> StateMeta {
+/// What the backend stores as the state at `state.applied_index()`,
+/// with `parts` (`StateMachine::encode_parts`, or `None`: unchanged).
+fn meta(
+    state: &StateMachine,
+    term: u64,
+    conf_state: &ConfState,
+    parts: Option<Vec<u8>>,
+) -> StateMeta {
     StateMeta {
         term,
         conf_state: conf_state.write_to_bytes().expect("a conf state encodes"),
         current_revision: state.store().current_revision(),
-        state: state.encode_parts(),
+        state: parts,
     }
 }
 
 /// What the backend must write to follow `state` since the last call:
-/// the store's changes, and the rest of the state as it is now.
+/// the store's changes, and the rest of the state if it changed (with
+/// many leases it is large, and most rounds change only keys).
 pub(super) fn changes(state: &mut StateMachine, term: u64, conf_state: &ConfState) -> Batch {
     let changes = state.take_changes();
+    let parts = state.take_parts_if_changed();
     Batch {
         consistent_index: state.applied_index(),
         records: changes.records,
         compaction: changes.compaction,
-        meta: Some(meta(state, term, conf_state)),
+        meta: Some(meta(state, term, conf_state, parts)),
     }
 }
 
@@ -38,7 +46,7 @@ pub(super) fn changes(state: &mut StateMachine, term: u64, conf_state: &ConfStat
 pub(super) fn whole(state: &StateMachine, term: u64, conf_state: &ConfState) -> (Batch, Durable) {
     let store = state.store();
     let compact_revision = store.compact_revision();
-    let meta = meta(state, term, conf_state);
+    let meta = meta(state, term, conf_state, Some(state.encode_parts()));
     let durable = Durable {
         index: state.applied_index(),
         term,
@@ -74,14 +82,18 @@ pub(super) fn restore(
     let records: BTreeMap<_, _> = loaded.records.into_iter().collect();
     let store = Store::from_revision_log(meta.current_revision, loaded.compact_revision, records)
         .map_err(|error| error.to_string())?;
-    let state = StateMachine::from_stored(&meta.state, store, quota_bytes)?;
-    if state.applied_index() != loaded.consistent_index {
+    let parts = meta.state.as_deref().ok_or("it holds no state parts")?;
+    let mut state = StateMachine::from_stored(parts, store, quota_bytes)?;
+    // The parts are written when they change: as of their own applied
+    // index, unchanged by the key-value entries applied after it.
+    if state.applied_index() > loaded.consistent_index {
         return Err(format!(
             "its consistent index is {} but its state is applied to {}",
             loaded.consistent_index,
             state.applied_index()
         ));
     }
+    state.skip(loaded.consistent_index);
     crate::proto::raft_shape::check_conf_state(&meta.conf_state)?;
     let mut conf_state = ConfState::default();
     conf_state

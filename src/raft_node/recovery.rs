@@ -500,7 +500,7 @@ fn recover(
             // from a snapshot and leads could not catch up a follower
             // behind it until it applied something new, which may need that
             // very follower (the simulator found this, seed 244).
-            log.set_snapshot(super::to_raft_snapshot(&snapshot));
+            log.set_snapshot(super::snapshots::to_raft_snapshot(&snapshot));
             (state, log, snapshot.index, snapshot.term, None)
         }
         (None, Some((state, conf_state, durable))) => {

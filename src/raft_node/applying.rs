@@ -1,0 +1,139 @@
+//! Applying one committed entry's request, and what follows from it
+//! (tokens, probes for the simulator, slow-apply warnings).
+
+use prost::Message as _;
+use raft::eraftpb::Entry;
+
+use crate::apply::Response;
+use crate::error::Error;
+use crate::membership::MembershipChange;
+use crate::proto::detcdpb::{internal_request::Request, InternalRequest};
+
+use super::{FatalError, RaftNode, SLOW_APPLY};
+
+impl RaftNode {
+    /// A login assigns its token on every member; deleting a user or
+    /// changing its password voids its tokens, disabling auth voids all.
+    pub(super) fn on_auth_applied(&self, result: Option<&Result<Response, Error>>) {
+        use crate::auth::TokenEffect;
+        let Some(Ok(response)) = result else { return };
+        let mut tokens = self.shared.tokens.lock().expect("tokens lock");
+        match response {
+            Response::Authenticated { user, token, .. } if !token.is_empty() => {
+                tokens.assign(token.clone(), user.clone(), self.clock.elapsed())
+            }
+            Response::AuthChanged(TokenEffect::InvalidateUser(user)) => {
+                tokens.invalidate_user(user)
+            }
+            Response::AuthChanged(TokenEffect::InvalidateAll) => tokens.clear(),
+            _ => {}
+        }
+    }
+
+    #[cfg(madsim)]
+    pub(super) fn report_applied(&self, entry: &Entry) {
+        if !crate::probe::observing() {
+            return;
+        }
+        let state_hash = entry
+            .index
+            .is_multiple_of(crate::probe::STATE_HASH_EVERY)
+            .then(|| self.shared.state.read().expect("state lock").state_hash());
+        let words: Vec<u64> = [entry.get_entry_type() as u64]
+            .into_iter()
+            .chain(entry.data.iter().map(|&byte| u64::from(byte)))
+            .collect();
+        crate::probe::applied(
+            self.shared.member_id,
+            entry.index,
+            entry.term,
+            crate::rng::stable_hash(&words),
+            state_hash,
+        );
+    }
+
+    /// Applies one entry's request; an apply slower than
+    /// `SLOW_APPLY` is counted and logged, as etcd does.
+    pub(super) fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
+        let started = self.clock.elapsed();
+        let applied = self.apply_request_timed(entry);
+        let took = self.clock.elapsed().saturating_sub(started);
+        if took > SLOW_APPLY {
+            self.shared.metrics.slow_apply.inc();
+            tracing::warn!(
+                index = entry.index,
+                took = ?took,
+                expected = ?SLOW_APPLY,
+                "apply request took too long"
+            );
+        }
+        applied
+    }
+
+    pub(super) fn apply_request_timed(&mut self, entry: &Entry) -> Result<(), FatalError> {
+        let request = match InternalRequest::decode(&entry.data[..]) {
+            Ok(request) => request,
+            Err(error) => {
+                // What we propose always decodes (`api::validate` uses the
+                // decoder's limits), so this is a foreign or forged entry;
+                // its proposer, if any, times out.
+                self.skip_entry(entry, "a committed entry", &error.to_string());
+                return Ok(());
+            }
+        };
+        if let Some(Request::Publish(attributes)) = &request.request {
+            // Only our current attributes count: an older publish replayed
+            // from the log (another name or client URLs before a restart)
+            // must not stop us from publishing what the flags say now.
+            self.published |= *attributes == self.attributes;
+        }
+        let result = self.shared.state.write().expect("state lock").apply_as(
+            entry.index,
+            request.request.as_ref(),
+            request.auth.as_ref(),
+        );
+        self.on_lease_applied(entry.index, request.request.as_ref(), result.as_ref());
+        self.on_auth_applied(result.as_ref());
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply)
+            && matches!(
+                request.request,
+                Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_))
+            )
+            && !std::mem::replace(&mut self.sabotage_applied_twice, true)
+        {
+            self.shared
+                .state
+                .write()
+                .expect("state lock")
+                .apply_again_for_sabotage(request.request.as_ref());
+        }
+        if let (Some(Ok(_)), Some(Request::MemberUpdate(update))) = (&result, &request.request) {
+            self.update_transport(&MembershipChange::UpdatePeerUrls(
+                update.id,
+                update.peer_urls.clone(),
+            ));
+        }
+        if let Some(result) = result {
+            self.proposals.answer(request.id, result);
+        }
+        Ok(())
+    }
+
+    /// Never stop on what an entry holds: a committed entry is the same
+    /// bytes on every member, so every member skips an undecodable one
+    /// alike (it takes its index, nothing else) and the state machines stay
+    /// equal.
+    pub(super) fn skip_entry(&mut self, entry: &Entry, what: &str, reason: &str) {
+        tracing::error!(
+            index = entry.index,
+            %reason,
+            "skipping {what} that cannot be decoded"
+        );
+        self.shared
+            .state
+            .write()
+            .expect("state lock")
+            .apply(entry.index, None);
+    }
+}
