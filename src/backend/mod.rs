@@ -18,16 +18,17 @@
 //!   (`StateMeta`: its raft term and configuration, the MVCC current
 //!   revision, members, alarms, leases and auth), written in the same
 //!   transaction as the changes they describe, each behind a checksum
-//!   too.
+//!   too. Members, alarms, leases and auth are written only when they
+//!   changed (`StateMeta::state` is `None` otherwise).
 //!
 //! A `Batch` is one redb write transaction, durable when `commit` returns.
 //! Commits must come from one task at a time: redb's `begin_write` waits
 //! on a std condition variable while another write transaction is live,
 //! which under madsim's single thread would hang the simulation.
 //!
-//! Status: the store and its crash and corruption tests. The apply path,
-//! snapshots and recovery do not use it yet; the key index stays in
-//! memory (`mvcc::KeyIndex`), rebuilt from `records` on start.
+//! The raft loop's apply rounds reach it through `Writer`; recovery
+//! starts from it. The key index and the values are still also in memory
+//! (`mvcc::Store`), rebuilt from `records` on start.
 
 pub mod writer;
 
@@ -52,6 +53,19 @@ const TERM: &str = "term";
 const CONF_STATE: &str = "confState";
 const CURRENT_REVISION: &str = "detcdCurrentRevision";
 const STATE: &str = "detcdState";
+/// Every key of the meta table.
+const META_KEYS: [&str; 6] = [
+    CONSISTENT_INDEX,
+    FINISHED_COMPACT_REV,
+    TERM,
+    CONF_STATE,
+    CURRENT_REVISION,
+    STATE,
+];
+/// Rounds of redb's compaction one `compact` runs at most; each moves
+/// pages towards the start of the file and commits. It stops earlier once
+/// nothing moves.
+const COMPACTION_ROUNDS_MAX: usize = 64;
 /// A stored value's CRC32C (big endian), before the value.
 pub const CHECKSUM_BYTES: usize = 4;
 
@@ -108,8 +122,12 @@ impl Batch {
         self.records = changes.records;
         self.compaction = changes.compaction;
         self.consistent_index = self.consistent_index.max(next.consistent_index);
-        if next.meta.is_some() {
-            self.meta = next.meta;
+        if let Some(next) = next.meta {
+            // Parts left out of the later batch are the earlier one's.
+            let state = next
+                .state
+                .or_else(|| self.meta.take().and_then(|earlier| earlier.state));
+            self.meta = Some(StateMeta { state, ..next });
         }
     }
 }
@@ -124,8 +142,10 @@ pub struct StateMeta {
     pub conf_state: Vec<u8>,
     /// The MVCC current revision (the newest record may be compacted away).
     pub current_revision: i64,
-    /// Members, alarms, leases and auth (`StateMachine::encode_parts`).
-    pub state: Vec<u8>,
+    /// Members, alarms, leases and auth (`StateMachine::encode_parts`), as
+    /// of the last change to them; `None` in a batch: unchanged, the
+    /// stored ones stand. Always `Some` when loaded.
+    pub state: Option<Vec<u8>>,
 }
 
 /// Everything a backend holds, read and checked.
@@ -177,6 +197,25 @@ impl Backend {
                 .map_err(engine)
         })?;
         Ok(Backend { db: Some(db) })
+    }
+
+    /// Rewrites the file smaller (etcd's defragmentation): pages move
+    /// towards its start and the free space left at its end is cut off.
+    /// What the database holds does not change, and each round commits as
+    /// a transaction, so a crash during it leaves the data as it was.
+    pub fn compact(&mut self) -> Result<(), Error> {
+        let db = self
+            .db
+            .as_mut()
+            .expect("the database is open until dropped");
+        contained("compacting the database", || {
+            for _ in 0..COMPACTION_ROUNDS_MAX {
+                if !db.compact(redb::CompactionMode::Balanced).map_err(engine)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn db(&self) -> &Database {
@@ -238,7 +277,9 @@ impl Backend {
                     CURRENT_REVISION,
                     &state.current_revision.to_be_bytes(),
                 )?;
-                put_meta(&mut meta, STATE, &state.state)?;
+                if let Some(parts) = &state.state {
+                    put_meta(&mut meta, STATE, parts)?;
+                }
             }
         }
         write.commit().map_err(engine)
@@ -246,7 +287,23 @@ impl Backend {
 
     /// Everything stored, each revision checked: the state to start from.
     pub fn load(&self) -> Result<Loaded, Error> {
+        // A flipped bit in a meta key would hide its value (read as never
+        // written): every key must be one this build writes.
+        let names = contained("the meta keys", || self.read_meta_names())?;
+        if let Some(unknown) = names
+            .iter()
+            .find(|name| !META_KEYS.contains(&name.as_str()))
+        {
+            return Err(Error::Corrupt(format!(
+                "meta has an unknown key {unknown:?}"
+            )));
+        }
         let consistent_index = self.consistent_index()?;
+        if !names.is_empty() && !names.iter().any(|name| name == CONSISTENT_INDEX) {
+            return Err(Error::Corrupt(format!(
+                "meta has {names:?} but no {CONSISTENT_INDEX}"
+            )));
+        }
         let compact_revision = self.compact_revision()?;
         let meta = match self.meta(STATE)? {
             None => None,
@@ -264,7 +321,7 @@ impl Backend {
                         CURRENT_REVISION,
                         &current_revision,
                     )?),
-                    state,
+                    state: Some(state),
                 })
             }
         };
@@ -339,6 +396,21 @@ impl Backend {
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         contained(name, || self.read_meta(name))
+    }
+
+    fn read_meta_names(&self) -> Result<Vec<String>, Error> {
+        let read = self.db().begin_read().map_err(engine)?;
+        let meta = match read.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(engine(error)),
+        };
+        let mut names = Vec::new();
+        for entry in meta.iter().map_err(engine)? {
+            let (name, _) = entry.map_err(engine)?;
+            names.push(name.value().to_string());
+        }
+        Ok(names)
     }
 
     fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {

@@ -173,6 +173,22 @@ impl Writer {
         crate::storage::blocking::run(move || inner.commit_pending()).await
     }
 
+    /// Commits what is pending, then compacts the file
+    /// (Maintenance.Defragment). Commits wait for it; the raft loop does
+    /// not (it only submits), and reads never touch the backend. A failed
+    /// compaction stops the writer, as a failed commit does: the member
+    /// no longer trusts the file.
+    pub async fn compact(&self) -> Result<(), Error> {
+        let inner = self.inner.clone();
+        let compacted = crate::storage::blocking::run(move || inner.compact()).await;
+        if let Err(error) = &compacted {
+            tracing::error!(%error, "backend compaction failed");
+            *self.inner.failure.lock().expect("failure lock") =
+                Some(Stopped::Failed(error.to_string()));
+        }
+        compacted
+    }
+
     /// Replaces everything the backend holds by `batch` (a snapshot from
     /// the leader, or a state recovered from a snapshot file), durable on
     /// return. What was pending is dropped: `batch` supersedes it.
@@ -199,6 +215,15 @@ impl Inner {
             durable.conf_state = meta.conf_state;
         }
         Ok(())
+    }
+
+    fn compact(&self) -> Result<(), Error> {
+        self.commit_pending()?;
+        let mut backend = self.backend.lock().expect("backend lock");
+        backend
+            .as_mut()
+            .ok_or_else(|| Error::Engine("the backend was closed by a failed replace".into()))?
+            .compact()
     }
 
     /// The crash point: the pending batch written, never synced, and the

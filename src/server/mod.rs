@@ -529,12 +529,20 @@ impl Server {
         }
     }
 
-    /// etcd's Maintenance.Defragment. detcd's store has no file to
-    /// defragment; what the operator wants from it — disk space back after
-    /// a compaction — comes from saving a snapshot now, which drops the
-    /// compacted history from disk and releases old WAL segments.
+    /// etcd's Maintenance.Defragment: disk space back after a
+    /// compaction. The backend's durable point is marked in the WAL now
+    /// (older segments are released), then the backend file is compacted
+    /// in place by its writer. Requests go on meanwhile: the raft loop
+    /// only hands the writer its changes, which wait for the next commit.
     pub async fn defragment(&self) -> Result<(), Error> {
-        self.call(|reply| Command::Snapshot { reply }).await
+        self.call(|reply| Command::Snapshot { reply }).await?;
+        // A failed compaction stops the writer (it logs why), and with it
+        // the member.
+        self.shared
+            .backend
+            .compact()
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// The applied state's image (a backup without its checksum) and the

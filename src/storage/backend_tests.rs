@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use redb::{BackendError, Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::backend::DiskBackend;
+use super::crash_at_sync::CrashAtSync;
 use super::disk::Disk;
 use super::real_disk::RealDisk;
 use super::sim_disk::SimDisk;
@@ -27,37 +27,6 @@ fn db_path() -> PathBuf {
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 /// One transaction: puts (`Some`) and deletes (`None`).
 type Txn = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-/// Fails every `sync_data` from the `fail_at`-th on (counted from when it
-/// is armed), without syncing: the crash comes before the fsync returns.
-#[derive(Debug)]
-struct CrashAtSync {
-    inner: DiskBackend,
-    syncs_left: Arc<AtomicUsize>,
-}
-
-impl redb::StorageBackend for CrashAtSync {
-    fn len(&self) -> Result<u64, BackendError> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), BackendError> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), BackendError> {
-        let left = self.syncs_left.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(std::io::Error::other("crash before this fsync").into());
-        }
-        self.syncs_left.store(left - 1, Ordering::SeqCst);
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
-        self.inner.write(offset, data)
-    }
-}
 
 fn commit(db: &Database, txn: &Txn) -> Result<(), redb::Error> {
     let write = db.begin_write()?;
@@ -136,16 +105,12 @@ proptest! {
     ) {
         let disk = Arc::new(SimDisk::new());
         disk.create_dir_all(db_path().parent().unwrap()).unwrap();
-        let syncs_left = Arc::new(AtomicUsize::new(usize::MAX));
-        let backend = CrashAtSync {
-            inner: DiskBackend::create(disk.clone(), &db_path()).unwrap(),
-            syncs_left: syncs_left.clone(),
-        };
+        let crashing = CrashAtSync::unarmed(disk.clone());
         let db = Builder::new()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(backend)
+            .create_with_backend(DiskBackend::create(crashing.clone(), &db_path()).unwrap())
             .unwrap();
-        syncs_left.store(fail_at, Ordering::SeqCst);
+        crashing.arm(fail_at);
         let mut committed = Model::new();
         let mut in_flight = None;
         for txn in &txns {

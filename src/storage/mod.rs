@@ -17,6 +17,8 @@ pub mod wal;
 #[cfg(test)]
 mod backend_tests;
 #[cfg(test)]
+pub mod crash_at_sync;
+#[cfg(test)]
 mod tests;
 
 pub use disk::Disk;

@@ -332,6 +332,71 @@ fn snapshot_round_trips_and_detects_corruption() {
     assert_eq!(bad.len(), 1, "the corrupt snapshot is reported, not used");
 }
 
+#[test]
+fn snapshots_the_backend_passed_are_pruned() {
+    let disk: Arc<SimDisk> = Arc::new(SimDisk::new());
+    let dir = SnapshotDir::open(disk.clone(), Path::new("/node/member/snap")).unwrap();
+    for index in [10, 20] {
+        dir.save(&Snapshot {
+            index,
+            term: 2,
+            conf_state: voters(),
+            state: vec![1; 10],
+        })
+        .unwrap();
+    }
+    dir.prune_through(15).unwrap();
+    let indexes = |dir: &SnapshotDir| -> Vec<u64> {
+        let (valid, bad) = dir.load_newest_first().unwrap();
+        assert!(bad.is_empty());
+        valid.iter().map(|snapshot| snapshot.index).collect()
+    };
+    assert_eq!(indexes(&dir), vec![20]);
+    dir.prune_through(20).unwrap();
+    assert_eq!(indexes(&dir), Vec::<u64>::new());
+    assert!(disk
+        .list(Path::new("/node/member/snap"))
+        .unwrap()
+        .is_empty());
+}
+
+/// The checksum guards the image inside: prost would read some damaged
+/// images as other valid ones (an unknown field is skipped), so every
+/// truncation and every flipped bit of the file must be refused first.
+#[test]
+fn a_snapshot_file_damaged_anywhere_is_refused() {
+    let mut store = crate::mvcc::Store::new();
+    for value in ["v1", "v2", "v3"] {
+        let mut txn = store.write();
+        txn.put(b"key", value.as_bytes(), 0);
+        txn.end();
+    }
+    let file = Snapshot {
+        index: 7,
+        term: 2,
+        conf_state: voters(),
+        state: store.encode_image(),
+    }
+    .encode();
+    assert!(Snapshot::decode(&file).is_ok());
+    for length in 0..file.len() {
+        assert!(
+            Snapshot::decode(&file[..length]).is_err(),
+            "cut to {length}"
+        );
+    }
+    for position in 0..file.len() {
+        for bit in 0..8 {
+            let mut damaged = file.clone();
+            damaged[position] ^= 1 << bit;
+            assert!(
+                Snapshot::decode(&damaged).is_err(),
+                "bit {bit} of byte {position} flipped"
+            );
+        }
+    }
+}
+
 /// A log over `segments` or more segments of about 200 bytes, each entry
 /// synced; returns the disk and the segment paths in order.
 fn write_segments(entries: u64) -> (Arc<SimDisk>, Vec<PathBuf>) {
