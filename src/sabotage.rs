@@ -76,10 +76,14 @@ pub enum Sabotage {
     /// member that applies late (a slow disk, late appends) serves stale
     /// data.
     ReadIndexSkipsApply = 22,
+    /// A lease renewal does not mark members, alarms, leases and auth for
+    /// the backend: the stored parts miss it, and a restarted member
+    /// comes back with the lease as it was before (only restarts see).
+    StatePartsNotRewritten = 23,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 22] = [
+    pub const ALL: [Sabotage; 23] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -102,6 +106,7 @@ impl Sabotage {
         Sabotage::RangeEndInclusive,
         Sabotage::IgnoreValueIgnored,
         Sabotage::ReadIndexSkipsApply,
+        Sabotage::StatePartsNotRewritten,
     ];
 
     pub fn name(self) -> &'static str {
@@ -129,6 +134,7 @@ impl Sabotage {
             Sabotage::RangeEndInclusive => "range-end-inclusive",
             Sabotage::IgnoreValueIgnored => "ignore-value-ignored",
             Sabotage::ReadIndexSkipsApply => "read-index-skips-apply",
+            Sabotage::StatePartsNotRewritten => "state-parts-not-rewritten",
         }
     }
 
@@ -174,6 +180,9 @@ impl Sabotage {
             }
             Sabotage::ReadIndexSkipsApply => {
                 "a linearizable read is answered before its read index is applied"
+            }
+            Sabotage::StatePartsNotRewritten => {
+                "a lease renewal is left out of the state the backend stores"
             }
         }
     }

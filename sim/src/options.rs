@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 22] = [
+pub const SABOTAGES: [(&str, &str); 23] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -155,5 +155,9 @@ pub const SABOTAGES: [(&str, &str); 22] = [
     (
         "read-index-skips-apply",
         "a linearizable read is answered before its read index is applied",
+    ),
+    (
+        "state-parts-not-rewritten",
+        "a lease renewal is left out of the state the backend stores",
     ),
 ];

@@ -264,6 +264,11 @@ fn read_index_skips_apply_is_caught() {
 }
 
 #[test]
+fn state_parts_not_rewritten_is_caught() {
+    caught("state-parts-not-rewritten");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

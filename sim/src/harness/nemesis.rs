@@ -286,8 +286,8 @@ pub async fn run(
 /// How long the operator's Defragment or Snapshot may take.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// An operator's Defragment (detcd: a snapshot saved now, old WAL
-/// segments released) or Snapshot (a backup streamed out) on a running
+/// An operator's Defragment (detcd: the backend's durable point marked in
+/// the WAL, old segments released, the backend file compacted) or Snapshot (a backup streamed out) on a running
 /// member, at a time the seed picks: both run beside the faults and the
 /// load, as operators run them.
 async fn maintenance(cluster: &SimCluster, operator: &madsim::runtime::NodeHandle, trace: &Trace) {
