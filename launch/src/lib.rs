@@ -150,6 +150,13 @@ pub struct Launch {
     /// Run inside this network namespace (`ip netns exec`, root), which
     /// execs the server, so the child's pid is the server's own.
     pub namespace: Option<String>,
+    /// The server takes its settings from `env` or a `--config-file` in
+    /// `args` alone: no clustering flags from the member (whose log is
+    /// still where the output goes).
+    pub configured_elsewhere: bool,
+    /// The server's working directory (where etcd's default data dir,
+    /// `${name}.etcd`, lands); the launcher's own when unset.
+    pub current_dir: Option<PathBuf>,
     /// SIGKILL the server if the launching thread dies (Linux's parent
     /// death signal follows the thread that spawned the child), however it
     /// dies: spawn from a thread that lives as long as the server should.
@@ -168,6 +175,9 @@ impl Launch {
     /// The command line for `member`: etcd's clustering flags, then
     /// `args`.
     pub fn command_line(&self, member: &Member) -> Vec<OsString> {
+        if self.configured_elsewhere {
+            return self.args.clone();
+        }
         let initial_cluster = if self.initial_cluster.is_empty() {
             initial_cluster(std::slice::from_ref(member))
         } else {
@@ -219,6 +229,9 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
         if self.die_with_parent {
             // SAFETY: prctl in the child between fork and exec is
             // async-signal-safe.

@@ -21,6 +21,34 @@ use detcd_sim::harness::trace::Trace;
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 
+/// Lets the phase logs show in a failing scenario's output: this file's
+/// events only (the servers' own would drown them), without timestamps.
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_ansi(false)
+        .without_time()
+        .with_env_filter("scenarios=info")
+        .try_init();
+}
+
+/// The one way these scenarios wait: `attempt` again every
+/// `POLL_INTERVAL` until it succeeds, failing with `what` and the latest
+/// reason once `CONVERGE_TIMEOUT` (virtual time) has passed.
+async fn eventually<T>(what: &str, mut attempt: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(why) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} within {CONVERGE_TIMEOUT:?}: {why}"
+            ),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 /// A client call's deadline (virtual time): longer than an election.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the cluster may take to agree on a leader or converge.
@@ -112,31 +140,30 @@ impl Scenario {
     /// Waits until every member in `among` names the same leader, one of
     /// them; returns its index.
     async fn wait_for_leader(&self, among: &[usize]) -> usize {
-        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
-        loop {
-            let mut statuses = Vec::new();
-            for &index in among {
-                statuses.push(self.status(index).await);
-            }
-            if let Some(Some((_, leader))) = statuses.first() {
-                let agreed = *leader != 0
-                    && statuses
-                        .iter()
-                        .all(|status| status.is_some_and(|(_, l)| l == *leader));
-                let leader_index = among
-                    .iter()
-                    .zip(&statuses)
-                    .find(|(_, status)| status.is_some_and(|(id, _)| id == *leader));
-                if let (true, Some((&index, _))) = (agreed, leader_index) {
-                    return index;
+        eventually(
+            &format!("members {among:?} agree on a leader"),
+            async || {
+                let mut statuses = Vec::new();
+                for &index in among {
+                    statuses.push(self.status(index).await);
                 }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "members {among:?} agreed on no leader in {CONVERGE_TIMEOUT:?}"
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+                if let Some(Some((_, leader))) = statuses.first() {
+                    let agreed = *leader != 0
+                        && statuses
+                            .iter()
+                            .all(|status| status.is_some_and(|(_, l)| l == *leader));
+                    let leader_index = among
+                        .iter()
+                        .zip(&statuses)
+                        .find(|(_, status)| status.is_some_and(|(id, _)| id == *leader));
+                    if let (true, Some((&index, _))) = (agreed, leader_index) {
+                        return Ok(index);
+                    }
+                }
+                Err(format!("(member id, leader) seen: {statuses:?}"))
+            },
+        )
+        .await
     }
 
     /// Writes `count` keys from `first` on through the members in `via`
@@ -204,8 +231,7 @@ impl Scenario {
     /// Waits until every member in `among` holds every acknowledged write,
     /// and all hold the same keys.
     async fn wait_converged(&self, among: &[usize], acknowledged: &BTreeMap<String, String>) {
-        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
-        loop {
+        eventually(&format!("members {among:?} converge"), async || {
             let mut views = Vec::new();
             for &index in among {
                 views.push(self.local_keys(index).await);
@@ -215,14 +241,19 @@ impl Scenario {
                     .is_some_and(|keys| acknowledged.iter().all(|(k, v)| keys.get(k) == Some(v)))
             });
             if complete && views.windows(2).all(|pair| pair[0] == pair[1]) {
-                return;
+                Ok(())
+            } else {
+                let sizes: Vec<_> = views
+                    .iter()
+                    .map(|view| view.as_ref().map(BTreeMap::len))
+                    .collect();
+                Err(format!(
+                    "keys held: {sizes:?} of {} acknowledged",
+                    acknowledged.len()
+                ))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "members {among:?} did not converge in {CONVERGE_TIMEOUT:?}"
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        })
+        .await
     }
 }
 
@@ -276,27 +307,30 @@ async fn crash_during_writes() -> Trace {
     // Every acknowledged write is there; an unacknowledged one whole or not at all.
     let (revision, stored) = scenario
         .on_tester(async {
-            let mut client = Client::new(vec![client_url(0)]).with_request_timeout(CALL_TIMEOUT);
-            loop {
+            eventually("member 0 answers a range after its restart", async || {
+                let mut client =
+                    Client::new(vec![client_url(0)]).with_request_timeout(CALL_TIMEOUT);
                 let request = RangeRequest {
                     key: b"key".to_vec(),
                     range_end: b"kez".to_vec(),
                     ..Default::default()
                 };
-                if let Ok(response) = client.range(request).await {
-                    let kvs = response.kvs.into_iter().map(|kv| {
-                        (
-                            String::from_utf8(kv.key).unwrap(),
-                            String::from_utf8(kv.value).unwrap(),
-                        )
-                    });
-                    break (
-                        response.header.unwrap().revision,
-                        kvs.collect::<BTreeMap<_, _>>(),
-                    );
-                }
-                tokio::time::sleep(POLL_INTERVAL).await;
-            }
+                let response = client
+                    .range(request)
+                    .await
+                    .map_err(|status| status.to_string())?;
+                let kvs = response.kvs.into_iter().map(|kv| {
+                    (
+                        String::from_utf8(kv.key).unwrap(),
+                        String::from_utf8(kv.value).unwrap(),
+                    )
+                });
+                Ok((
+                    response.header.unwrap().revision,
+                    kvs.collect::<BTreeMap<_, _>>(),
+                ))
+            })
+            .await
         })
         .await;
     for (key, value) in &acknowledged {
@@ -332,6 +366,7 @@ async fn crash_during_writes() -> Trace {
 
 #[madsim::test]
 async fn acknowledged_writes_survive_crash_and_restart() {
+    init_tracing();
     let trace = crash_during_writes().await;
     eprintln!("trace-hash: {:016x}", trace.hash(0));
 }
@@ -354,6 +389,7 @@ fn same_seed_gives_the_same_trace_hash() {
 
 #[madsim::test]
 async fn three_members_survive_leader_crash_and_partition() {
+    init_tracing();
     let mut scenario = Scenario::start(3, 20);
     let mut acknowledged = BTreeMap::new();
     let all = scenario.all();
@@ -407,6 +443,7 @@ async fn three_members_survive_leader_crash_and_partition() {
 
 #[madsim::test]
 async fn five_members_survive_two_crashes() {
+    init_tracing();
     let mut scenario = Scenario::start(5, 50);
     let mut acknowledged = BTreeMap::new();
     let all = scenario.all();
@@ -454,24 +491,19 @@ async fn until_accepted<T>(
     retry_any: bool,
     mut call: impl AsyncFnMut() -> Result<T, tonic::Status>,
 ) -> T {
-    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
-    loop {
-        match call().await {
-            Ok(answer) => return answer,
-            Err(status) if retry_any || status.message() == "etcdserver: unhealthy cluster" => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{what} never succeeded: {status}"
-                );
-            }
-            Err(status) => panic!("{what}: {status}"),
+    eventually(&format!("{what} succeeds"), async || match call().await {
+        Ok(answer) => Ok(answer),
+        Err(status) if retry_any || status.message() == "etcdserver: unhealthy cluster" => {
+            Err(status.to_string())
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+        Err(status) => panic!("{what}: {status}"),
+    })
+    .await
 }
 
 #[madsim::test]
 async fn learner_joins_catches_up_is_promoted_and_a_member_is_removed() {
+    init_tracing();
     let mut scenario = Scenario::start(3, 20);
     let mut acknowledged = BTreeMap::new();
     let all = scenario.all();

@@ -10,28 +10,20 @@
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{etcdctl, Flavor};
+use crate::support::{etcdctl, eventually, wait_serving, Flavor, NotServing, PROBE_TIMEOUT_ARG};
 
 /// How long members may take to start serving, elect a leader or converge.
 /// Generous: the machine is shared and slow; this bounds a hang, it
 /// measures nothing.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Pause between two polls of a condition that is not true yet.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
 /// etcd's defaults are 100 ms and 1000 ms. Halving them makes the election
 /// after a kill -9 take well under a second, and both servers accept them.
 const TIMING_ARGS: [&str; 4] = ["--heartbeat-interval", "50", "--election-timeout", "500"];
-
-/// etcdctl's deadline inside a poll: short, so a member that cannot answer
-/// yet gives up quickly and the poll tries again.
-const PROBE_TIMEOUT_ARG: &str = "--command-timeout=2s";
 
 /// Lines of each member's log shown when a test fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -199,7 +191,7 @@ impl Cluster {
                 extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
                 _temp: temp,
             };
-            tracing::info!(?flavor, size, "starting cluster {}", cluster.token);
+            phase!(?flavor, size, "starting cluster {}", cluster.token);
             let all = cluster.all();
             match cluster.try_restart(&all) {
                 Ok(()) => return cluster,
@@ -210,7 +202,7 @@ impl Cluster {
                             .iter()
                             .any(|member| detcd_launch::bind_conflict(&member.log_path)) =>
                 {
-                    tracing::info!("a port was taken before a member bound it ({why}); new ports");
+                    phase!("a port was taken before a member bound it ({why}); new ports");
                     drop(cluster);
                     attempt += 1;
                 }
@@ -254,7 +246,7 @@ impl Cluster {
             ..Member::from(laid_out)
         });
         self.spawn(index);
-        let serving = crate::support::eventually(CONVERGE_TIMEOUT, || {
+        let serving = eventually(CONVERGE_TIMEOUT, || {
             self.ctl(
                 index,
                 &[
@@ -278,23 +270,25 @@ impl Cluster {
     /// reconfiguration check says "unhealthy cluster" (every voter must
     /// have been connected for 5 s first).
     pub fn ctl_retrying_unhealthy(&self, via: usize, args: &[&str]) -> String {
-        let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        loop {
+        let mut printed = None;
+        let succeeded = eventually(CONVERGE_TIMEOUT, || {
             let output = self.ctl(via, args);
             if output.status.success() {
-                return String::from_utf8_lossy(&output.stdout).into_owned();
+                printed = Some(String::from_utf8_lossy(&output.stdout).into_owned());
+                return true;
             }
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(
                 stderr.contains("etcdserver: unhealthy cluster"),
                 "etcdctl {args:?} failed: {stderr}"
             );
-            assert!(
-                Instant::now() < deadline,
-                "the cluster stayed unhealthy for {CONVERGE_TIMEOUT:?}"
-            );
-            sleep(POLL_INTERVAL);
-        }
+            false
+        });
+        assert!(
+            succeeded,
+            "the cluster stayed unhealthy for {CONVERGE_TIMEOUT:?}"
+        );
+        printed.expect("set when etcdctl succeeded")
     }
 
     pub fn all(&self) -> Vec<usize> {
@@ -370,27 +364,21 @@ impl Cluster {
     }
 
     fn wait_serving(&mut self, index: usize) -> Result<(), String> {
-        let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        loop {
-            let probe = self.ctl(index, &["get", "readiness-probe", PROBE_TIMEOUT_ARG]);
-            if probe.status.success() {
-                return Ok(());
-            }
-            let member = &mut self.members[index];
-            if let Some(status) = member.child.as_mut().unwrap().exited() {
+        let member = &mut self.members[index];
+        let server = member.child.as_mut().unwrap();
+        match wait_serving(&member.client_url, server, CONVERGE_TIMEOUT) {
+            Ok(()) => Ok(()),
+            Err(NotServing::Exited(status)) => {
                 member.child = None;
-                return Err(format!(
+                Err(format!(
                     "{} exited with {status} before serving",
                     member.name
-                ));
+                ))
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}",
-                    member.name
-                ));
-            }
-            sleep(POLL_INTERVAL);
+            Err(NotServing::TimedOut) => Err(format!(
+                "{} did not serve a linearizable read within {CONVERGE_TIMEOUT:?}",
+                member.name
+            )),
         }
     }
 
@@ -401,7 +389,7 @@ impl Cluster {
             .child
             .take()
             .unwrap_or_else(|| panic!("{} is not running", self.members[index].name));
-        tracing::info!("SIGTERM {}", self.members[index].name);
+        phase!("SIGTERM {}", self.members[index].name);
         child
             .terminate(crate::support::STOP_TIMEOUT)
             .unwrap_or_else(|error| {
@@ -417,7 +405,7 @@ impl Cluster {
             .child
             .take()
             .unwrap_or_else(|| panic!("{} is not running", member.name));
-        tracing::info!("kill -9 {}", member.name);
+        phase!("kill -9 {}", member.name);
         child.kill();
     }
 
@@ -493,28 +481,31 @@ impl Cluster {
         indexes: &[usize],
         accept: impl Fn(&Keyspace) -> bool,
     ) -> Keyspace {
-        let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        loop {
-            let views: Vec<Option<Keyspace>> = indexes
+        let mut views: Vec<Option<Keyspace>> = Vec::new();
+        let converged = eventually(CONVERGE_TIMEOUT, || {
+            views = indexes
                 .iter()
                 .map(|&index| self.try_keyspace(index))
                 .collect();
-            if let Some(Some(first)) = views.first() {
-                if accept(first) && views.iter().all(|view| view.as_ref() == Some(first)) {
-                    return first.clone();
+            match views.first() {
+                Some(Some(first)) => {
+                    accept(first) && views.iter().all(|view| view.as_ref() == Some(first))
                 }
+                _ => false,
             }
-            assert!(
-                Instant::now() < deadline,
-                "members {:?} did not converge within {CONVERGE_TIMEOUT:?}; revisions: {:?}",
-                self.names(indexes),
-                views
-                    .iter()
-                    .map(|view| view.as_ref().map(|view| view.revision))
-                    .collect::<Vec<_>>()
-            );
-            sleep(POLL_INTERVAL);
-        }
+        });
+        assert!(
+            converged,
+            "members {:?} did not converge within {CONVERGE_TIMEOUT:?}; revisions: {:?}",
+            self.names(indexes),
+            views
+                .iter()
+                .map(|view| view.as_ref().map(|view| view.revision))
+                .collect::<Vec<_>>()
+        );
+        views
+            .swap_remove(0)
+            .expect("the first member served the keyspace")
     }
 
     fn try_keyspace(&self, index: usize) -> Option<Keyspace> {
@@ -578,28 +569,28 @@ impl Cluster {
     /// Polls `endpoint status` until every member in `among` answers and
     /// names the same leader, which is one of `among`; returns its index.
     pub fn wait_for_leader(&self, among: &[usize]) -> usize {
-        let deadline = Instant::now() + CONVERGE_TIMEOUT;
-        loop {
-            let statuses = self.try_statuses(among);
-            if let Some(leader) = statuses
+        let mut statuses: Result<Vec<EndpointStatus>, String> = Err(String::new());
+        let mut leader = None;
+        let agreed = eventually(CONVERGE_TIMEOUT, || {
+            statuses = self.try_statuses(among);
+            leader = statuses
                 .as_ref()
                 .ok()
-                .and_then(|statuses| self.agreed_leader(statuses))
-            {
-                tracing::info!(
-                    "{} leads {:?}",
-                    self.members[leader].name,
-                    self.names(among)
-                );
-                return leader;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "members {:?} agreed on no leader within {CONVERGE_TIMEOUT:?}; last endpoint status: {statuses:?}",
-                self.names(among)
-            );
-            sleep(POLL_INTERVAL);
-        }
+                .and_then(|statuses| self.agreed_leader(statuses));
+            leader.is_some()
+        });
+        assert!(
+            agreed,
+            "members {:?} agreed on no leader within {CONVERGE_TIMEOUT:?}; last endpoint status: {statuses:?}",
+            self.names(among)
+        );
+        let leader = leader.expect("set when the members agreed");
+        phase!(
+            "{} leads {:?}",
+            self.members[leader].name,
+            self.names(among)
+        );
+        leader
     }
 
     fn agreed_leader(&self, statuses: &[EndpointStatus]) -> Option<usize> {

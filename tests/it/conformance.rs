@@ -30,7 +30,7 @@ fn headers_are_where_etcd_sends_them() {
         let header = status.header.expect("Status has a header");
         assert!(header.revision > 0, "Status's header has the revision");
 
-        tracing::info!("Defragment and MoveLeader answer without a header");
+        phase!("Defragment and MoveLeader answer without a header");
         let defragment = maintenance.defragment(DefragmentRequest {}).await.unwrap();
         assert_eq!(defragment.into_inner().header, None);
         let move_leader = maintenance
@@ -41,7 +41,7 @@ fn headers_are_where_etcd_sends_them() {
             .unwrap();
         assert_eq!(move_leader.into_inner().header, None);
 
-        tracing::info!("MemberList's header has ids and term, and no revision");
+        phase!("MemberList's header has ids and term, and no revision");
         let mut cluster = ClusterClient::connect(url).await.unwrap();
         let list = cluster
             .member_list(MemberListRequest::default())
@@ -158,7 +158,7 @@ fn promoting_a_lagging_voter_checks_readiness_first_as_etcd_does() {
     let lagging = all.iter().copied().find(|&m| m != leader).unwrap();
     let lagging_id = cluster.member_id(lagging);
     cluster.kill(lagging);
-    tracing::info!("the stopped voter falls well behind the leader's log");
+    phase!("the stopped voter falls well behind the leader's log");
     for n in 0..30 {
         cluster.put(leader, &format!("k{n}"), "v");
     }

@@ -15,7 +15,7 @@ fn revision_of(json: &str) -> i64 {
 
 #[test]
 fn acknowledged_writes_survive_kill_9_and_revision_continues() {
-    tracing::info!("write keys, each acknowledged by etcdctl, then kill -9 the server");
+    phase!("write keys, each acknowledged by etcdctl, then kill -9 the server");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
     for n in 0..20 {
         server.ctl_ok(&["put", &format!("key{n:02}"), &format!("value{n}")]);
@@ -24,7 +24,7 @@ fn acknowledged_writes_survive_kill_9_and_revision_continues() {
     let before = server.ctl_ok(&["get", "key", "--prefix", "-w", "json"]);
     server.kill();
 
-    tracing::info!("restart on the same data dir: every acknowledged write is there");
+    phase!("restart on the same data dir: every acknowledged write is there");
     server.restart();
     let after = server.ctl_ok(&["get", "key", "--prefix", "-w", "json"]);
     assert_eq!(
@@ -36,14 +36,14 @@ fn acknowledged_writes_survive_kill_9_and_revision_continues() {
     let expected: Vec<String> = (1..20).map(|n| format!("value{n}")).collect();
     assert_eq!(values.lines().collect::<Vec<_>>(), expected);
 
-    tracing::info!("a new write gets the next revision");
+    phase!("a new write gets the next revision");
     let put = server.ctl_ok(&["put", "key20", "x", "-w", "json"]);
     assert_eq!(revision_of(&put), revision_of(&before) + 1);
 }
 
 #[test]
 fn state_survives_restarts_across_snapshots_and_wal_release() {
-    tracing::info!("a small --snapshot-count makes every few writes a snapshot, releasing WAL");
+    phase!("a small --snapshot-count makes every few writes a snapshot, releasing WAL");
     let mut server = ServerProcess::start(Flavor::Detcd, &["--snapshot-count", "5"]);
     for n in 0..40 {
         server.ctl_ok(&["put", &format!("k{}", n % 7), &format!("v{n}")]);
@@ -64,7 +64,7 @@ fn state_survives_restarts_across_snapshots_and_wal_release() {
     );
     server.kill();
 
-    tracing::info!("recovery from the backend plus the WAL after it gives the same state");
+    phase!("recovery from the backend plus the WAL after it gives the same state");
     server.restart();
     let after = server.ctl_ok(&["get", "", "--from-key", "-w", "json"]);
     assert_eq!(strip_term(&after), strip_term(&before));
@@ -82,7 +82,7 @@ fn strip_term(json: &str) -> String {
 
 #[test]
 fn corrupt_wal_stops_the_server_with_a_clear_error() {
-    tracing::info!("flip a byte in the middle of the WAL: the node must refuse to start");
+    phase!("flip a byte in the middle of the WAL: the node must refuse to start");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
     for n in 0..10 {
         server.ctl_ok(&["put", &format!("k{n}"), "some value to make records"]);
@@ -141,7 +141,7 @@ fn refused_start(server: &ServerProcess) -> String {
 
 #[test]
 fn a_lost_wal_is_refused_never_bootstrapped_over() {
-    tracing::info!("the backend on disk, then every WAL segment deleted");
+    phase!("the backend on disk, then every WAL segment deleted");
     let mut server = ServerProcess::start(Flavor::Detcd, &["--snapshot-count", "10"]);
     for n in 0..30 {
         server.ctl_ok(&["put", &format!("k{n}"), "acknowledged"]);
@@ -156,7 +156,7 @@ fn a_lost_wal_is_refused_never_bootstrapped_over() {
         std::fs::remove_file(segment.unwrap().path()).unwrap();
     }
 
-    tracing::info!("the member refuses, naming what is missing, and writes nothing");
+    phase!("the member refuses, naming what is missing, and writes nothing");
     let stderr = refused_start(&server);
     assert!(stderr.contains("no WAL segment"), "{stderr}");
     assert_eq!(
@@ -168,7 +168,7 @@ fn a_lost_wal_is_refused_never_bootstrapped_over() {
 
 #[test]
 fn bytes_cut_from_the_wal_tail_are_refused_not_served_as_a_shorter_log() {
-    tracing::info!("acknowledged writes, then 100 bytes cut off the newest WAL segment");
+    phase!("acknowledged writes, then 100 bytes cut off the newest WAL segment");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
     for n in 0..10 {
         server.ctl_ok(&["put", &format!("k{n}"), "acknowledged"]);
@@ -189,7 +189,7 @@ fn bytes_cut_from_the_wal_tail_are_refused_not_served_as_a_shorter_log() {
     file.set_len(len - 100).unwrap();
     drop(file);
 
-    tracing::info!("the member refuses, naming the cut segment");
+    phase!("the member refuses, naming the cut segment");
     let stderr = refused_start(&server);
     assert!(stderr.contains("wal corrupt"), "{stderr}");
     assert!(stderr.contains("cut after it was written"), "{stderr}");
@@ -197,7 +197,7 @@ fn bytes_cut_from_the_wal_tail_are_refused_not_served_as_a_shorter_log() {
 
 #[test]
 fn a_rotten_value_in_the_backend_is_refused_not_served() {
-    tracing::info!("a distinctive value committed to the backend, then one of its bits flipped");
+    phase!("a distinctive value committed to the backend, then one of its bits flipped");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
     let value = "a value to find on disk 7f3a9c";
     server.ctl_ok(&["put", "rotten", value]);
@@ -212,7 +212,7 @@ fn a_rotten_value_in_the_backend_is_refused_not_served() {
     bytes[at + 3] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
-    tracing::info!("the member refuses, naming the backend and the checksum");
+    phase!("the member refuses, naming the backend and the checksum");
     let stderr = refused_start(&server);
     assert!(stderr.contains("cannot be trusted"), "{stderr}");
     assert!(stderr.contains("fails its checksum"), "{stderr}");

@@ -1,6 +1,8 @@
 //! Operator experience of the binary: etcd's flags and environment
 //! variables, and a clear error (not a hang or a panic) for bad input.
 
+use std::time::Duration;
+
 use crate::cluster_support::flavor_from_env;
 use crate::support::{detcd_once, etcdctl, free_port, Flavor, ServerProcess};
 
@@ -55,7 +57,7 @@ fn port_in_use_is_a_clear_error() {
 fn port_zero_listeners_log_the_port_they_got() {
     crate::support::init_tracing();
     for flavor in [Flavor::Detcd, Flavor::Etcd] {
-        tracing::info!(?flavor, "a member on port 0 for clients and peers");
+        phase!(?flavor, "a member on port 0 for clients and peers");
         let dir = tempfile::tempdir().unwrap();
         let mut member = detcd_launch::Member::at("zero", "http", "127.0.0.1", (0, 0), dir.path());
         member.advertise_client_url = "http://127.0.0.1:2379".into();
@@ -114,33 +116,36 @@ fn unreadable_data_dir_is_a_clear_error() {
     );
 }
 
+/// A member for a launch `configured_elsewhere`: only its log (in `dir`)
+/// is used.
+fn log_only(dir: &std::path::Path) -> detcd_launch::Member {
+    detcd_launch::Member {
+        log_path: dir.join("detcd.log"),
+        ..detcd_launch::Member::at("unused", "http", "127.0.0.1", (0, 0), dir)
+    }
+}
+
 #[test]
 fn environment_variables_configure_like_flags() {
-    tracing::info!("ETCD_NAME and ETCD_DATA_DIR set what --name and --data-dir would");
+    phase!("ETCD_NAME and ETCD_DATA_DIR set what --name and --data-dir would");
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
-        .current_dir(dir.path())
-        .env("ETCD_NAME", "envnode")
-        .env("ETCD_LISTEN_CLIENT_URLS", &url)
-        .env(
-            "ETCD_LISTEN_PEER_URLS",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut answered = false;
-    for _ in 0..200 {
-        if etcdctl(&url, &["put", "k", "v"], None).status.success() {
-            answered = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let launch = detcd_launch::Launch {
+        env: vec![
+            ("ETCD_NAME".into(), "envnode".into()),
+            ("ETCD_LISTEN_CLIENT_URLS".into(), url.clone().into()),
+            ("ETCD_LISTEN_PEER_URLS".into(), peer.into()),
+        ],
+        configured_elsewhere: true,
+        current_dir: Some(dir.path().to_path_buf()),
+        ..detcd_launch::Launch::new(env!("CARGO_BIN_EXE_detcd"))
+    };
+    let server = launch.spawn(&log_only(dir.path())).unwrap();
+    let answered = crate::support::eventually(Duration::from_secs(10), || {
+        etcdctl(&url, &["put", "k", "v"], None).status.success()
+    });
+    server.kill();
     assert!(
         answered,
         "the server configured from the environment serves"
@@ -153,7 +158,7 @@ fn environment_variables_configure_like_flags() {
 
 #[test]
 fn sigterm_shuts_down_cleanly_and_keeps_the_data() {
-    tracing::info!("SIGTERM: exit 0, and the data is there after a restart");
+    phase!("SIGTERM: exit 0, and the data is there after a restart");
     let mut server = ServerProcess::start(Flavor::Detcd, &[]);
     server.ctl_ok(&["put", "before-shutdown", "kept"]);
     assert_eq!(
@@ -171,9 +176,7 @@ fn sigterm_shuts_down_cleanly_and_keeps_the_data() {
 
 #[test]
 fn oversized_request_is_refused_like_etcd() {
-    tracing::info!(
-        "with --max-request-bytes 1000, a 2000-byte value is refused and changes nothing"
-    );
+    phase!("with --max-request-bytes 1000, a 2000-byte value is refused and changes nothing");
     let server = ServerProcess::start(Flavor::Detcd, &["--max-request-bytes", "1000"]);
     let output = server.ctl_stdin(&["put", "big"], &"x".repeat(2000));
     assert!(!output.status.success());
@@ -188,7 +191,7 @@ fn endpoint_urls_with_scheme_work_like_etcd() {
     // passthrough:///http://…, so grpc-go sends the whole URL as
     // :authority. etcd takes it; h2 alone would reset the stream.
     for flavor in [Flavor::Etcd, Flavor::Detcd] {
-        tracing::info!("{flavor:?}: endpoint commands against an endpoint URL with its scheme");
+        phase!("{flavor:?}: endpoint commands against an endpoint URL with its scheme");
         let server = ServerProcess::start(flavor, &[]);
         let url = server.client_url.as_str();
         assert!(
@@ -223,7 +226,7 @@ fn endpoint_urls_with_scheme_work_like_etcd() {
         assert_eq!(health[0]["endpoint"], url, "{flavor:?}: {health}");
         assert_eq!(health[0]["health"], true, "{flavor:?}: {health}");
 
-        tracing::info!("{flavor:?}: the other commands keep working through the same URL");
+        phase!("{flavor:?}: the other commands keep working through the same URL");
         let members: serde_json::Value =
             serde_json::from_str(&server.ctl_ok(&["member", "list", "-w", "json"])).unwrap();
         assert_eq!(
@@ -270,7 +273,7 @@ fn assert_refused(args: &[&str], variables: &[(&str, &str)], expected: &str) {
 
 #[test]
 fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
-    tracing::info!("TLS asked for through the environment must not be served as plaintext");
+    phase!("TLS asked for through the environment must not be served as plaintext");
     for (variable, value, expected) in [
         ("ETCD_CERT_FILE", "/etc/etcd/server.crt", "is plain http"),
         ("ETCD_CLIENT_CERT_AUTH", "true", "--trusted-ca-file"),
@@ -289,7 +292,7 @@ fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
     ] {
         assert_refused(&[], &[(variable, value)], expected);
     }
-    tracing::info!("a config file that does not exist is a clear error");
+    phase!("a config file that does not exist is a clear error");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
         .env("ETCD_CONFIG_FILE", "/no/such/file.yaml")
         .output()
@@ -301,7 +304,7 @@ fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
 
 #[test]
 fn initial_cluster_must_agree_with_the_advertised_peer_urls() {
-    tracing::info!("etcd's advertiseMatchesCluster, with etcd's words");
+    phase!("etcd's advertiseMatchesCluster, with etcd's words");
     let peer = format!("http://127.0.0.1:{}", free_port());
     let other = format!("http://127.0.0.1:{}", free_port());
     assert_refused(
@@ -347,17 +350,18 @@ fn a_config_file_with_etcds_keys_configures_the_member() {
     );
     let path = dir.path().join("etcd.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
-        .arg(format!("--config-file={}", path.display()))
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let serving = crate::support::eventually(std::time::Duration::from_secs(30), || {
+    let launch = detcd_launch::Launch {
+        args: vec![format!("--config-file={}", path.display()).into()],
+        configured_elsewhere: true,
+        current_dir: Some(dir.path().to_path_buf()),
+        ..detcd_launch::Launch::new(env!("CARGO_BIN_EXE_detcd"))
+    };
+    let server = launch.spawn(&log_only(dir.path())).unwrap();
+    let serving = crate::support::eventually(Duration::from_secs(30), || {
         etcdctl(&client, &["put", "k", "v"], None).status.success()
     });
     let members = etcdctl(&client, &["member", "list"], None);
-    let _ = crate::support::terminate_within(&mut child, crate::support::STOP_TIMEOUT);
+    let _ = server.terminate(crate::support::STOP_TIMEOUT);
     assert!(serving, "detcd serves with its settings from --config-file");
     let members = String::from_utf8_lossy(&members.stdout);
     assert!(
@@ -369,7 +373,7 @@ fn a_config_file_with_etcds_keys_configures_the_member() {
         "the data dir came from the file"
     );
 
-    tracing::info!("a config file is not mixed with flags: etcd would ignore the flags");
+    phase!("a config file is not mixed with flags: etcd would ignore the flags");
     assert_refused(
         &[&format!("--config-file={}", path.display()), "--name=other"],
         &[],
@@ -381,7 +385,7 @@ fn a_config_file_with_etcds_keys_configures_the_member() {
 fn a_restarted_member_publishes_its_new_name_and_client_urls() {
     let mut server = ServerProcess::start(flavor_from_env(), &[]);
     server.terminate();
-    tracing::info!("restart under another name and advertised client URL, as etcd allows");
+    phase!("restart under another name and advertised client URL, as etcd allows");
     server.name = "renamed".into();
     server.advertised_client_url = server.client_url.replace("127.0.0.1", "localhost");
     server.restart();

@@ -161,7 +161,7 @@ fn gateway_answers_as_etcd_does() {
         );
     }
 
-    tracing::info!("bad JSON and the wrong method, as etcd answers them");
+    phase!("bad JSON and the wrong method, as etcd answers them");
     for server in [&etcd, &detcd] {
         let (status, answer) = http(&server.client_url, "POST", "/v3/kv/put", "not json");
         assert_eq!(status, 400, "{answer}");

@@ -56,9 +56,7 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
     let leader = cluster.wait_for_leader(&all);
     let followers: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
 
-    tracing::info!(
-        "grant a short lease kept alive through the followers, and a long one left alone"
-    );
+    phase!("grant a short lease kept alive through the followers, and a long one left alone");
     let kept = grant(&cluster, followers[0], KEPT_TTL);
     cluster.ctl_ok(
         followers[0],
@@ -76,11 +74,11 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
         &["put", "lapsing", "x", &format!("--lease={lapsing}")],
     );
 
-    tracing::info!("let a third of the long lease run out, then kill -9 the leader");
+    phase!("let a third of the long lease run out, then kill -9 the leader");
     std::thread::sleep(Duration::from_secs(LAPSING_TTL / 3));
     cluster.kill(leader);
     let new_leader = cluster.wait_for_leader(&followers);
-    tracing::info!("the survivors' metrics count the leader change");
+    phase!("the survivors' metrics count the leader change");
     for &member in &followers {
         let metrics = crate::operations::metrics(&cluster.members[member].client_url);
         let changes = crate::operations::sample(&metrics, "etcd_server_leader_changes_seen_total");
@@ -91,7 +89,7 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
         );
     }
 
-    tracing::info!("the new leader resumes the long lease where it stood, not at its full TTL");
+    phase!("the new leader resumes the long lease where it stood, not at its full TTL");
     let asked_at = Instant::now();
     let left = remaining(&cluster, new_leader, &lapsing).expect("the lease outlives the kill");
     let elapsed = asked_at.duration_since(granted_at).as_secs();
@@ -105,7 +103,7 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
         );
     }
 
-    tracing::info!("the kept lease outlives two of its TTLs after the kill, with its keys");
+    phase!("the kept lease outlives two of its TTLs after the kill, with its keys");
     std::thread::sleep(Duration::from_secs(2 * KEPT_TTL.parse::<u64>().unwrap()));
     for &member in &followers {
         let keys = cluster.ctl_ok(member, &["lease", "timetolive", &kept, "--keys"]);
@@ -118,7 +116,7 @@ fn leases_survive_a_leader_kill_and_resume_where_they_stood() {
             .is_some());
     }
 
-    tracing::info!("once nobody keeps it alive, the lease expires and takes its keys along");
+    phase!("once nobody keeps it alive, the lease expires and takes its keys along");
     let _ = keeper.kill();
     let _ = keeper.wait();
     assert!(
@@ -195,7 +193,7 @@ async fn lock_and_election_session(url: String) -> Vec<String> {
     let names = [(a, "A"), (b, "B")];
     let mut transcript = Vec::new();
     let mut note = |line: String| {
-        tracing::info!("{line}");
+        phase!("{line}");
         transcript.push(line);
     };
 

@@ -5,6 +5,16 @@
 // Integration tests drive real processes, files and sockets: outside the core.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+/// A test's phase log: the subscriber is installed first, so it shows in a
+/// failing test's output whatever ran before (tidy:
+/// `phase_logs_go_through_phase`).
+macro_rules! phase {
+    ($($arg:tt)*) => {{
+        crate::support::init_tracing();
+        tracing::info!($($arg)*);
+    }};
+}
+
 mod auth;
 mod cluster;
 mod cluster_support;

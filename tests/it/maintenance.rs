@@ -71,11 +71,17 @@ fn space_quota_workflow(flavor: Flavor) {
         "{flavor:?}: {deleted} keys deleted after {tripped} acknowledged puts"
     );
     server.ctl_ok(&["compaction", &server.revision().to_string()]);
+    let before = db_size(&server);
     assert!(
         server
             .ctl_ok(&["defrag"])
             .starts_with("Finished defragmenting etcd member["),
         "{flavor:?}"
+    );
+    let after = db_size(&server);
+    assert!(
+        after < before,
+        "{flavor:?}: defrag gave no space back: dbSize {before} then {after}"
     );
     assert_eq!(
         server.ctl_ok(&["alarm", "disarm"]),
@@ -84,6 +90,17 @@ fn space_quota_workflow(flavor: Flavor) {
     );
     assert_eq!(server.ctl_ok(&["alarm", "list"]), "", "{flavor:?}");
     server.ctl_ok(&["put", "small", "1"]);
+}
+
+/// The member's DB size as `endpoint status` reports it.
+fn db_size(server: &ServerProcess) -> u64 {
+    let status = server.ctl_ok(&["endpoint", "status", "-w", "json"]);
+    status
+        .split("\"dbSize\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no dbSize in {status}"))
 }
 
 #[test]

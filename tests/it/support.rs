@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a freshly started server may take to answer. Generous: the CI
 /// machine is shared and slow; this bounds a hang, it measures nothing.
@@ -18,7 +18,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// process before the server bound it.
 const START_ATTEMPTS: usize = 3;
 
-/// Lets the tests' phase logs (`tracing::info!`) show: nextest prints a
+/// Lets the tests' phase logs (`phase!`) show: nextest prints a
 /// failing test's output, so a failure says which phase it was in.
 pub fn init_tracing() {
     static INIT: std::sync::Once = std::sync::Once::new();
@@ -31,7 +31,44 @@ pub fn init_tracing() {
     });
 }
 
-pub use detcd_launch::{eventually, free_port, terminate_within};
+pub use detcd_launch::{eventually, free_port};
+
+/// etcdctl's deadline inside a poll: short, so a member that cannot answer
+/// yet gives up quickly and the poll tries again.
+pub const PROBE_TIMEOUT_ARG: &str = "--command-timeout=2s";
+
+/// Why a started server did not come to serve.
+pub enum NotServing {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Waits until the server at `client_url` answers a linearizable read, or
+/// its process exits, or `timeout` passes.
+pub fn wait_serving(
+    client_url: &str,
+    server: &mut detcd_launch::Server,
+    timeout: Duration,
+) -> Result<(), NotServing> {
+    let mut exited = None;
+    let serving = eventually(timeout, || {
+        let probe = etcdctl(
+            client_url,
+            &["get", "readiness-probe", PROBE_TIMEOUT_ARG],
+            None,
+        );
+        if probe.status.success() {
+            return true;
+        }
+        exited = server.exited();
+        exited.is_some()
+    });
+    match exited {
+        Some(status) => Err(NotServing::Exited(status)),
+        None if serving => Ok(()),
+        None => Err(NotServing::TimedOut),
+    }
+}
 
 /// Which server binary to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +138,7 @@ impl ServerProcess {
             match server.try_restart() {
                 Ok(()) => return server,
                 Err(_) if detcd_launch::bind_conflict(&server.log_path) => {
-                    tracing::info!("a port was taken before the server bound it; new ports");
+                    phase!("a port was taken before the server bound it; new ports");
                     server.kill();
                     let _ = std::fs::remove_file(&server.log_path);
                     let _ = std::fs::remove_dir_all(&server.data_dir);
@@ -152,32 +189,22 @@ impl ServerProcess {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let probe = etcdctl(
-                &self.client_url,
-                &["get", "readiness-probe", "--command-timeout=2s"],
-                None,
-            );
-            if probe.status.success() {
-                return Ok(());
-            }
-            if let Some(status) = self.child.as_mut().unwrap().exited() {
+        let server = self.child.as_mut().unwrap();
+        match wait_serving(&self.client_url, server, START_TIMEOUT) {
+            Ok(()) => Ok(()),
+            Err(NotServing::Exited(status)) => {
                 self.child = None;
-                return Err(format!(
+                Err(format!(
                     "{:?} exited with {status} before serving:\n{}",
                     self.flavor,
                     self.log()
-                ));
+                ))
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{:?} did not answer within {START_TIMEOUT:?}:\n{}",
-                    self.flavor,
-                    self.log()
-                ));
-            }
-            sleep(Duration::from_millis(50));
+            Err(NotServing::TimedOut) => Err(format!(
+                "{:?} did not answer within {START_TIMEOUT:?}:\n{}",
+                self.flavor,
+                self.log()
+            )),
         }
     }
 
@@ -218,11 +245,6 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("no revision in {status}"))
     }
 
-    /// etcdctl, stopped after `seconds` (watch never ends by itself).
-    pub fn ctl_for(&self, seconds: &str, args: &[&str]) -> Output {
-        etcdctl_for(Some(seconds), &self.client_url, args, None)
-    }
-
     pub fn ctl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         etcdctl(&self.client_url, args, Some(stdin))
     }
@@ -245,26 +267,10 @@ impl Drop for ServerProcess {
     }
 }
 
+/// etcdctl for a command that ends by itself (`etcdctl_until` for one
+/// that does not).
 pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    etcdctl_for(None, endpoint, args, stdin)
-}
-
-/// etcdctl under `timeout SECONDS` when given: for commands that never
-/// end by themselves (watch).
-pub fn etcdctl_for(
-    seconds: Option<&str>,
-    endpoint: &str,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> Output {
-    let mut command = match seconds {
-        Some(seconds) => {
-            let mut command = Command::new("timeout");
-            command.arg(seconds).arg("etcdctl");
-            command
-        }
-        None => Command::new("etcdctl"),
-    };
+    let mut command = Command::new("etcdctl");
     command
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
@@ -292,14 +298,14 @@ pub fn etcdctl_for(
 }
 
 /// etcdctl running a command that never ends by itself (watch), stopped
-/// once what it printed satisfies `done` (or after `timeout`, which bounds
-/// a hang), plus `GRACE` for anything it should not have printed. Waits
-/// for the events rather than for a fixed window.
+/// once what it printed satisfies `done` (or it exited, or after
+/// `timeout`, which bounds a hang), plus `GRACE` for anything it should
+/// not have printed. Waits for the events rather than for a fixed window.
 pub fn etcdctl_until(
     endpoint: &str,
     args: &[&str],
     timeout: Duration,
-    done: impl Fn(&str) -> bool,
+    mut done: impl FnMut(&str) -> bool,
 ) -> Output {
     use std::io::Read;
     use std::sync::{Arc, Mutex};
@@ -338,7 +344,8 @@ pub fn etcdctl_until(
         })
     };
     eventually(timeout, || {
-        done(&String::from_utf8_lossy(&printed.lock().unwrap()))
+        matches!(child.try_wait(), Ok(Some(_)))
+            || done(&String::from_utf8_lossy(&printed.lock().unwrap()))
     });
     sleep(GRACE);
     let _ = child.kill();

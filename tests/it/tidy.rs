@@ -207,6 +207,19 @@ fn check_launcher_confined(path: &str, text: &str) -> Vec<Violation> {
     found
 }
 
+/// The integration tests log their phases through `phase!`, which
+/// installs the subscriber first: a bare `tracing::info!` before any
+/// server started would be lost.
+fn check_phase_logs(path: &str, text: &str) -> Vec<Violation> {
+    if !path.starts_with("tests/it/") || ["tests/it/main.rs", "tests/it/tidy.rs"].contains(&path) {
+        return Vec::new();
+    }
+    let code = strip_comments(text);
+    code.match_indices("tracing::info!")
+        .map(|(offset, _)| violation(path, &code, offset, "a phase log outside phase!"))
+        .collect()
+}
+
 /// The module of a file under `root` (`src/`, `sim/src/harness/`) that the
 /// layering rule covers: its first path segment. Tests, entry points and
 /// the crate root are not layers.
@@ -470,6 +483,11 @@ fn servers_start_through_the_launcher() {
 }
 
 #[test]
+fn phase_logs_go_through_phase() {
+    check_tree(check_phase_logs);
+}
+
+#[test]
 fn the_modules_of_src_form_layers_without_cycles() {
     let sources = workspace_sources();
     let graph = layer_graph(&sources, "src/", "crate::");
@@ -556,6 +574,11 @@ fn the_rules_catch_violations() {
     );
     assert!(check_grpc_confined("src/transport/mod.rs", grpc).is_empty());
     assert!(check_grpc_confined("src/clock.rs", "/// monotonic time").is_empty());
+
+    let early = "fn t() { tracing::info!(\"phase\"); }";
+    assert_eq!(check_phase_logs("tests/it/flags.rs", early).len(), 1);
+    assert!(check_phase_logs("tests/it/flags.rs", "phase!(\"x\");").is_empty());
+    assert!(check_phase_logs("src/main.rs", early).is_empty());
 
     let map = "use std::collections::HashMap;";
     assert_eq!(check_no_hash_collections("src/mvcc/store.rs", map).len(), 1);
