@@ -156,9 +156,13 @@ impl From<crate::mvcc::Error> for Error {
         match error {
             crate::mvcc::Error::Compacted => Error::Compacted,
             crate::mvcc::Error::FutureRevision => Error::FutureRevision,
-            // Neither can reach a client: the apply layer never tombstones a
-            // dead key, and a corrupt image stops the node at start.
-            crate::mvcc::Error::RevisionNotFound | crate::mvcc::Error::Corrupt(_) => Error::Corrupt,
+            // The first two cannot reach a client: the apply layer never
+            // tombstones a dead key, and a corrupt image stops the node at
+            // start. An unreadable backend stops the member too, and the
+            // read that found it fails rather than answer.
+            crate::mvcc::Error::RevisionNotFound
+            | crate::mvcc::Error::Corrupt(_)
+            | crate::mvcc::Error::Unreadable(_) => Error::Corrupt,
         }
     }
 }

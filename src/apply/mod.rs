@@ -529,8 +529,9 @@ impl StateMachine {
         })
     }
 
-    /// A deterministic hash of the whole state, compared across members.
-    pub fn state_hash(&self) -> u64 {
+    /// A deterministic hash of the whole state, compared across members;
+    /// an error if the on-disk revisions cannot be read.
+    pub fn state_hash(&self) -> Result<u64, mvcc::Error> {
         let members = StateParts {
             members: self.members.to_stored(),
             alarms: self.alarms.to_stored(),
@@ -541,24 +542,25 @@ impl StateMachine {
             crate::rng::stable_hash(&members.into_iter().map(u64::from).collect::<Vec<_>>());
         let leases = crate::rng::stable_hash(&self.leases.hash_words());
         let auth = crate::rng::stable_hash(&self.auth.hash_words());
-        crate::rng::stable_hash(&[
+        Ok(crate::rng::stable_hash(&[
             self.applied_index,
-            self.store.state_hash(),
+            self.store.state_hash()?,
             members,
             leases,
             auth,
-        ])
+        ]))
     }
 
     /// The snapshot image: a `StateImage` message, the parts then the
-    /// MVCC image (`Store::encode_image`, written record by record).
-    pub fn encode(&self) -> Vec<u8> {
+    /// MVCC image (`Store::encode_image`, written record by record); an
+    /// error if the on-disk revisions cannot be read.
+    pub fn encode(&self) -> Result<Vec<u8>, mvcc::Error> {
         let mut image = Vec::new();
         prost::encoding::uint32::encode(IMAGE_FORMAT_FIELD, &IMAGE_FORMAT, &mut image);
         prost::encoding::message::encode(IMAGE_PARTS_FIELD, &self.parts(), &mut image);
         // A message field's encoding is its bytes' encoding as a bytes field.
-        prost::encoding::bytes::encode(IMAGE_MVCC_FIELD, &self.store.encode_image(), &mut image);
-        image
+        prost::encoding::bytes::encode(IMAGE_MVCC_FIELD, &self.store.encode_image()?, &mut image);
+        Ok(image)
     }
 
     fn parts(&self) -> StateParts {
@@ -633,23 +635,30 @@ impl StateMachine {
         self.store.take_changes()
     }
 
+    /// Reads the values the backend holds from `log` (unless the store
+    /// already does); see `Store::attach_cold`.
+    pub fn attach_cold(&mut self, log: std::sync::Arc<dyn mvcc::ColdLog>, through: i64) {
+        if !self.store.has_cold() {
+            self.store.attach_cold(log, through);
+        }
+    }
+
+    /// The backend holds every revision up to `revision` durably; see
+    /// `Store::evict_through`.
+    pub fn evict_through(&mut self, revision: i64) {
+        self.store.evict_through(revision);
+    }
+
     /// A state of these parts, with no members, no alarms and nothing
     /// applied; each lease learns its live keys from the store.
     pub fn from_parts(
-        store: Store,
+        mut store: Store,
         mut leases: Leases,
         auth: AuthStore,
         quota_bytes: i64,
     ) -> Result<StateMachine, String> {
-        let live = store
-            .range(b"\0", Some(&[]), &RangeOptions::default())
-            .map_err(|e| e.to_string())?;
-        leases.attach_live(
-            live.kvs
-                .iter()
-                .filter(|kv| kv.lease != 0)
-                .map(|kv| (kv.key.as_slice(), kv.lease)),
-        );
+        let live = store.live_leases().map_err(|e| e.to_string())?;
+        leases.attach_live(live.iter().map(|(key, lease)| (key.as_slice(), *lease)));
         Ok(StateMachine {
             store,
             applied_index: 0,

@@ -27,8 +27,11 @@
 //! which under madsim's single thread would hang the simulation.
 //!
 //! The raft loop's apply rounds reach it through `Writer`; recovery
-//! starts from it. The key index and the values are still also in memory
-//! (`mvcc::Store`), rebuilt from `records` on start.
+//! starts from it, rebuilding the key index by a `scan` of every
+//! revision (each checked), without keeping the values. Reads of values
+//! the store no longer holds in memory come here (`get`, `scan`, through
+//! `Writer::cold_log`), in read transactions that never wait for a
+//! commit.
 
 pub mod writer;
 
@@ -68,6 +71,10 @@ const META_KEYS: [&str; 6] = [
 const COMPACTION_ROUNDS_MAX: usize = 64;
 /// A stored value's CRC32C (big endian), before the value.
 pub const CHECKSUM_BYTES: usize = 4;
+/// The memory redb may use to cache pages (its default is 1 GiB). The
+/// values of a large store live on disk, not in memory: reads of them
+/// beyond this go through the OS's page cache, as etcd's mmap does.
+pub const CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Why the backend failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -148,13 +155,13 @@ pub struct StateMeta {
     pub state: Option<Vec<u8>>,
 }
 
-/// Everything a backend holds, read and checked.
+/// What a backend holds besides its revisions (`scan` reads those),
+/// read and checked.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Loaded {
     pub consistent_index: u64,
     pub compact_revision: i64,
     pub meta: Option<StateMeta>,
-    pub records: Vec<(Revision, Record)>,
 }
 
 /// The revision log on disk.
@@ -193,6 +200,7 @@ impl Backend {
         };
         let db = contained("opening the database", || {
             redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
                 .create_with_backend(backend)
                 .map_err(engine)
         })?;
@@ -204,17 +212,24 @@ impl Backend {
     /// What the database holds does not change, and each round commits as
     /// a transaction, so a crash during it leaves the data as it was.
     pub fn compact(&mut self) -> Result<(), Error> {
+        for _ in 0..COMPACTION_ROUNDS_MAX {
+            if !self.compact_round()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of `compact`; false once nothing moves. Reads wait for
+    /// a round (redb compacts with no read transaction open), not for the
+    /// whole compaction.
+    pub fn compact_round(&mut self) -> Result<bool, Error> {
         let db = self
             .db
             .as_mut()
             .expect("the database is open until dropped");
         contained("compacting the database", || {
-            for _ in 0..COMPACTION_ROUNDS_MAX {
-                if !db.compact(redb::CompactionMode::Balanced).map_err(engine)? {
-                    break;
-                }
-            }
-            Ok(())
+            db.compact(redb::CompactionMode::Balanced).map_err(engine)
         })
     }
 
@@ -329,7 +344,6 @@ impl Backend {
             consistent_index,
             compact_revision,
             meta,
-            records: self.records()?,
         })
     }
 
@@ -344,6 +358,7 @@ impl Backend {
         let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
         let db = contained("making a database", || {
             redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
                 .create_with_backend(backend)
                 .map_err(engine)
         })?;
@@ -376,22 +391,82 @@ impl Backend {
 
     /// Every stored revision, in order, each checked.
     pub fn records(&self) -> Result<Vec<(Revision, Record)>, Error> {
-        contained("reading the revisions", || self.read_records())
+        let mut records = Vec::new();
+        self.scan(
+            Revision::new(i64::MIN, 0),
+            i64::MAX,
+            &mut |revision, record| records.push((revision, record)),
+        )?;
+        Ok(records)
     }
 
-    fn read_records(&self) -> Result<Vec<(Revision, Record)>, Error> {
-        let read = self.db().begin_read().map_err(engine)?;
-        let keys = match read.open_table(KEY) {
-            Ok(keys) => keys,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(engine(error)),
-        };
-        let mut records = Vec::new();
-        for entry in keys.range(..).map_err(engine)? {
-            let (key, value) = entry.map_err(engine)?;
-            records.push(checked_entry(key.value(), value.value())?);
-        }
-        Ok(records)
+    /// Visits the stored revisions from `from` through main revision
+    /// `through_main`, in order, each checked, in one read transaction.
+    pub fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), Error> {
+        contained("reading the revisions", || {
+            let read = self.db().begin_read().map_err(engine)?;
+            let keys = match read.open_table(KEY) {
+                Ok(keys) => keys,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(error) => return Err(engine(error)),
+            };
+            // Revision keys are big-endian bytes: negative revisions
+            // (never stored) would sort after every stored one.
+            if through_main < 0 {
+                return Ok(());
+            }
+            let start = revision_key(from.max(Revision::new(0, 0)));
+            let range = match through_main.checked_add(1) {
+                Some(end) => {
+                    let end = revision_key(Revision::new(end, 0));
+                    keys.range(start.as_slice()..end.as_slice())
+                }
+                None => keys.range(start.as_slice()..),
+            };
+            for entry in range.map_err(engine)? {
+                let (key, value) = entry.map_err(engine)?;
+                let (revision, record) = checked_entry(key.value(), value.value())?;
+                visit(revision, record);
+            }
+            Ok(())
+        })
+    }
+
+    /// The records at `revisions`, in the same order, each checked, in one
+    /// read transaction; a revision not stored is corruption (the caller
+    /// knows it was written).
+    pub fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, Error> {
+        contained("reading revisions", || {
+            let read = self.db().begin_read().map_err(engine)?;
+            let keys = read.open_table(KEY).map_err(engine)?;
+            let mut records = Vec::with_capacity(revisions.len());
+            for &revision in revisions {
+                // A put's key is the revision; a tombstone's adds a mark.
+                let key = revision_key(revision);
+                let found = keys
+                    .range(key.as_slice()..)
+                    .map_err(engine)?
+                    .next()
+                    .transpose()
+                    .map_err(engine)?;
+                let record = match found {
+                    Some((stored_key, value)) => {
+                        let (stored, record) = checked_entry(stored_key.value(), value.value())?;
+                        (stored == revision).then_some(record)
+                    }
+                    None => None,
+                };
+                records.push(record.ok_or_else(|| {
+                    Error::Corrupt(format!("the value at revision {revision} is missing"))
+                })?);
+            }
+            Ok(records)
+        })
     }
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {

@@ -9,16 +9,20 @@
 //! it: an entry is durable once in the WAL, and recovery replays the WAL
 //! from the backend's consistent index (`durable`).
 //!
-//! The backend sits behind a mutex that a commit holds for its duration;
-//! `flush` and `replace` take it too, so commits stay one at a time (redb
-//! allows one writer) and in order.
+//! Commits take the `commits` mutex for their duration, and so do
+//! `flush`, `compact` and `replace`: commits stay one at a time (redb
+//! allows one writer) and in order. The backend itself sits behind a
+//! read-write lock: commits and reads of values the store no longer holds
+//! in memory (`cold_log`) share it, since a redb read transaction never
+//! waits for a write one; a compaction round and `replace` hold it alone.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::{Backend, Batch, Error};
 use crate::clock::Clock;
+use crate::mvcc::{ColdLog, Record, Revision};
 use crate::published::Published;
 use crate::storage::Disk;
 
@@ -35,6 +39,9 @@ pub struct Durable {
     pub term: u64,
     /// raft's configuration at `index` (`eraftpb.ConfState`).
     pub conf_state: Vec<u8>,
+    /// The MVCC current revision at `index`: every revision up to it is
+    /// in the backend, so the store may let go of its values.
+    pub revision: i64,
 }
 
 /// The loop's handle on the backend and its writer task.
@@ -55,8 +62,10 @@ impl std::fmt::Debug for Writer {
 struct Inner {
     disk: Arc<dyn Disk>,
     path: PathBuf,
+    /// Held by each commit, compaction and replace: one at a time.
+    commits: Mutex<()>,
     /// `None` only while `replace` swaps the file.
-    backend: Mutex<Option<Backend>>,
+    backend: RwLock<Option<Backend>>,
     pending: Mutex<Option<Batch>>,
     /// Counts submissions, to wake the writer task.
     submitted: Arc<Published<u64>>,
@@ -91,7 +100,8 @@ impl Writer {
             inner: Arc::new(Inner {
                 disk,
                 path: path.to_path_buf(),
-                backend: Mutex::new(Some(backend)),
+                commits: Mutex::new(()),
+                backend: RwLock::new(Some(backend)),
                 pending: Mutex::new(None),
                 submitted: Published::new(0),
                 durable: Mutex::new(durable),
@@ -117,6 +127,44 @@ impl Writer {
     /// What the backend holds durably now.
     pub fn durable(&self) -> Durable {
         self.inner.durable.lock().expect("durable lock").clone()
+    }
+
+    /// Sets what the backend holds durably, as recovery found it.
+    pub fn set_durable(&self, durable: Durable) {
+        *self.inner.durable.lock().expect("durable lock") = durable;
+    }
+
+    /// Reads of the stored revisions, for the store's values that are no
+    /// longer in memory (`mvcc::Store::attach_cold`).
+    pub fn cold_log(&self) -> Arc<dyn ColdLog> {
+        Arc::new(ColdReader(self.inner.clone()))
+    }
+
+    /// What the backend holds besides its revisions.
+    pub fn load(&self) -> Result<super::Loaded, Error> {
+        self.inner.with_backend(|backend| backend.load())
+    }
+
+    /// Visits the stored revisions; see `Backend::scan`.
+    pub fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), Error> {
+        self.inner
+            .with_backend(|backend| backend.scan(from, through_main, visit))
+    }
+
+    /// Commits what is pending, here and now (tests, which run no task).
+    #[cfg(test)]
+    pub fn flush_now(&self) -> Result<(), Error> {
+        self.inner.commit_pending()
+    }
+
+    /// `replace`, here and now: for recovery, before any task runs.
+    pub fn replace_now(&self, batch: &Batch, durable: Durable) -> Result<(), Error> {
+        self.inner.replace(batch, durable)
     }
 
     /// The size of the backend's file (0 if it cannot be read), as etcd's
@@ -175,7 +223,8 @@ impl Writer {
 
     /// Commits what is pending, then compacts the file
     /// (Maintenance.Defragment). Commits wait for it; the raft loop does
-    /// not (it only submits), and reads never touch the backend. A failed
+    /// not (it only submits), and reads of values on disk wait for one
+    /// round at a time, not for the whole compaction. A failed
     /// compaction stops the writer, as a failed commit does: the member
     /// no longer trusts the file.
     pub async fn compact(&self) -> Result<(), Error> {
@@ -198,39 +247,73 @@ impl Writer {
     }
 }
 
+/// The store's reads of values on disk.
+struct ColdReader(Arc<Inner>);
+
+impl ColdLog for ColdReader {
+    fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, String> {
+        self.0
+            .with_backend(|backend| backend.get(revisions))
+            .map_err(|error| error.to_string())
+    }
+
+    fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), String> {
+        self.0
+            .with_backend(|backend| backend.scan(from, through_main, visit))
+            .map_err(|error| error.to_string())
+    }
+}
+
+fn closed() -> Error {
+    Error::Engine("the backend was closed by a failed replace or a crash".into())
+}
+
 impl Inner {
+    /// Runs `call` on the open backend, shared with commits and reads.
+    fn with_backend<T>(&self, call: impl FnOnce(&Backend) -> Result<T, Error>) -> Result<T, Error> {
+        let backend = self.backend.read().expect("backend lock");
+        call(backend.as_ref().ok_or_else(closed)?)
+    }
+
     fn commit_pending(&self) -> Result<(), Error> {
-        let backend = self.backend.lock().expect("backend lock");
+        let _commits = self.commits.lock().expect("commits lock");
         let Some(batch) = self.pending.lock().expect("pending lock").take() else {
             return Ok(());
         };
-        let backend = backend
-            .as_ref()
-            .ok_or_else(|| Error::Engine("the backend was closed by a failed replace".into()))?;
-        backend.commit(&batch)?;
+        self.with_backend(|backend| backend.commit(&batch))?;
         let mut durable = self.durable.lock().expect("durable lock");
         durable.index = batch.consistent_index;
         if let Some(meta) = batch.meta {
             durable.term = meta.term;
             durable.conf_state = meta.conf_state;
+            durable.revision = meta.current_revision;
         }
         Ok(())
     }
 
     fn compact(&self) -> Result<(), Error> {
         self.commit_pending()?;
-        let mut backend = self.backend.lock().expect("backend lock");
-        backend
-            .as_mut()
-            .ok_or_else(|| Error::Engine("the backend was closed by a failed replace".into()))?
-            .compact()
+        let _commits = self.commits.lock().expect("commits lock");
+        for _ in 0..super::COMPACTION_ROUNDS_MAX {
+            let mut backend = self.backend.write().expect("backend lock");
+            if !backend.as_mut().ok_or_else(closed)?.compact_round()? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The crash point: the pending batch written, never synced, and the
     /// durable point left where it was.
     #[cfg(madsim)]
     fn commit_pending_unsynced(&self) -> Result<(), Error> {
-        let mut backend = self.backend.lock().expect("backend lock");
+        let _commits = self.commits.lock().expect("commits lock");
+        let mut backend = self.backend.write().expect("backend lock");
         let batch = self.pending.lock().expect("pending lock").take();
         let result = match (backend.as_ref(), batch) {
             (Some(backend), Some(batch)) => backend.commit_unsynced(&batch),
@@ -243,7 +326,8 @@ impl Inner {
     }
 
     fn replace(&self, batch: &Batch, durable: Durable) -> Result<(), Error> {
-        let mut backend = self.backend.lock().expect("backend lock");
+        let _commits = self.commits.lock().expect("commits lock");
+        let mut backend = self.backend.write().expect("backend lock");
         self.pending.lock().expect("pending lock").take();
         // The old database closes before its file is replaced.
         drop(backend.take());

@@ -48,10 +48,10 @@ struct LeaseRecord {
 }
 
 /// The buckets, sorted by name, each sorted by key.
-pub fn of(state: &StateMachine) -> Vec<Bucket> {
+pub fn of(state: &StateMachine) -> Result<Vec<Bucket>, crate::mvcc::Error> {
     let store = state.store();
     let mut buckets = vec![
-        bucket(KEY_BUCKET, key_entries(state)),
+        bucket(KEY_BUCKET, key_entries(state)?),
         bucket(b"meta", {
             let mut meta = vec![(
                 b"consistent_index".to_vec(),
@@ -125,7 +125,7 @@ pub fn of(state: &StateMachine) -> Vec<Bucket> {
                 .collect(),
         ),
         bucket(b"members_removed", Vec::new()),
-        bucket(DETCD_BUCKET, vec![(IMAGE_KEY.to_vec(), state.encode())]),
+        bucket(DETCD_BUCKET, vec![(IMAGE_KEY.to_vec(), state.encode()?)]),
     ];
     // etcd writes these keys at the first auth change, none before.
     let auth = state.auth().to_proto();
@@ -158,7 +158,7 @@ pub fn of(state: &StateMachine) -> Vec<Bucket> {
             .collect(),
     ));
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
-    buckets
+    Ok(buckets)
 }
 
 fn bucket(name: &[u8], mut entries: Entries) -> Bucket {
@@ -170,13 +170,13 @@ fn bucket(name: &[u8], mut entries: Entries) -> Bucket {
 }
 
 /// Every revision the store holds, as etcd's `key` bucket holds it.
-pub(super) fn key_entries(state: &StateMachine) -> Entries {
+pub(super) fn key_entries(state: &StateMachine) -> Result<Entries, crate::mvcc::Error> {
     let store = state.store();
     let mut entries = Vec::with_capacity(store.record_count());
-    for (revision, record) in store.records_since(i64::MIN) {
-        entries.push(key_entry(*revision, record));
-    }
-    entries
+    store.visit_records(i64::MIN, store.current_revision(), |revision, record| {
+        entries.push(key_entry(revision, record))
+    })?;
+    Ok(entries)
 }
 
 /// The state an etcd 3.4 backend holds (an etcd snapshot): keys with

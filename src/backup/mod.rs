@@ -77,11 +77,11 @@ fn checksum(body: &[u8]) -> [u8; CHECKSUM_BYTES] {
 
 /// The whole backup file for a state: what Maintenance.Snapshot streams
 /// and `etcdctl snapshot save` writes.
-pub fn frame(state: &StateMachine) -> Vec<u8> {
-    let mut file = bolt::write(&etcd_buckets::of(state));
+pub fn frame(state: &StateMachine) -> Result<Vec<u8>, crate::mvcc::Error> {
+    let mut file = bolt::write(&etcd_buckets::of(state)?);
     let sum = checksum(&file);
     file.extend_from_slice(&sum);
-    file
+    Ok(file)
 }
 
 /// Checks a backup's checksum; the bytes it covers.
@@ -120,7 +120,7 @@ pub fn open(file: &[u8]) -> Result<StateMachine, BackupError> {
     if let Some(image) = image {
         let state = StateMachine::decode(image, 0).map_err(BackupError::Image)?;
         let keys = buckets.get(KEY_BUCKET).cloned().unwrap_or_default();
-        if keys == etcd_buckets::key_entries(&state) {
+        if etcd_buckets::key_entries(&state).is_ok_and(|entries| entries == keys) {
             return Ok(state);
         }
         tracing::info!("the detcd image no longer matches the key bucket: reading etcd's buckets");
@@ -147,7 +147,11 @@ pub fn status(file: &[u8]) -> Result<Status, BackupError> {
     if body.starts_with(LEGACY_MAGIC) {
         let state = open(file)?;
         return Ok(Status {
-            hash: crc32c::crc32c(&state.encode()),
+            hash: crc32c::crc32c(
+                &state
+                    .encode()
+                    .map_err(|error| BackupError::Image(error.to_string()))?,
+            ),
             revision: state.store().current_revision(),
             total_keys: state.store().key_count(),
             total_size: file.len() as u64,
@@ -242,7 +246,9 @@ pub fn restore(disk: Arc<dyn Disk>, file: &[u8], target: &Target) -> Result<Rest
         index,
         term: 1,
         conf_state: conf_state.clone(),
-        state: state.encode(),
+        state: state
+            .encode()
+            .map_err(|error| BackupError::Image(error.to_string()))?,
     })?;
     let hard_state = HardState {
         term: 1,
@@ -285,7 +291,7 @@ mod tests {
     use crate::storage::SimDisk;
 
     fn backup() -> Vec<u8> {
-        frame(&state())
+        frame(&state()).unwrap()
     }
 
     fn state() -> StateMachine {
@@ -398,7 +404,7 @@ mod tests {
     #[test]
     fn etcd_buckets_alone_give_the_same_store() {
         // What etcd's own snapshot holds: its buckets, no detcd image.
-        let mut buckets = etcd_buckets::of(&state());
+        let mut buckets = etcd_buckets::of(&state()).unwrap();
         buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
         let opened = open(&file_of(&buckets)).unwrap();
         assert_eq!(
@@ -418,9 +424,9 @@ mod tests {
             ..Default::default()
         };
         later.apply(4, Some(&Request::Put(put))).unwrap().unwrap();
-        let mut buckets = etcd_buckets::of(&state());
+        let mut buckets = etcd_buckets::of(&state()).unwrap();
         let keys = buckets.iter_mut().find(|b| b.name == KEY_BUCKET).unwrap();
-        keys.entries = etcd_buckets::key_entries(&later);
+        keys.entries = etcd_buckets::key_entries(&later).unwrap();
         let opened = open(&file_of(&buckets)).unwrap();
         assert_eq!(opened.store().current_revision(), 5);
         assert_eq!(opened.store().encode_image(), later.store().encode_image());
@@ -431,7 +437,7 @@ mod tests {
         // a=1 at 2, b=v at 3, a=v at 4; compaction at 3 scheduled, the
         // snapshot taken before any of it ran: the log is whole.
         let mut compacted = state();
-        let mut buckets = etcd_buckets::of(&compacted);
+        let mut buckets = etcd_buckets::of(&compacted).unwrap();
         buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
         let meta = buckets.iter_mut().find(|b| b.name == b"meta").unwrap();
         meta.entries.push((
@@ -456,7 +462,7 @@ mod tests {
 
     #[test]
     fn etcd_buckets_that_no_etcd_writes_are_refused() {
-        let mut buckets = etcd_buckets::of(&state());
+        let mut buckets = etcd_buckets::of(&state()).unwrap();
         buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
         let at = buckets.iter().position(|b| b.name == KEY_BUCKET).unwrap();
         buckets[at].entries.remove(0); // revision 2 missing: a hole in history
@@ -467,7 +473,7 @@ mod tests {
 
     #[test]
     fn a_backup_older_detcd_versions_wrote_still_restores() {
-        let image = state().encode();
+        let image = state().encode().unwrap();
         let mut legacy = LEGACY_MAGIC.to_vec();
         legacy.extend_from_slice(&(image.len() as u64).to_le_bytes());
         legacy.extend_from_slice(&image);

@@ -22,4 +22,8 @@ pub enum Error {
     /// A snapshot image could not be decoded or is internally inconsistent.
     #[error("mvcc: corrupt snapshot image: {0}")]
     Corrupt(String),
+    /// A revision the on-disk backend holds could not be read back
+    /// (`ColdLog`): the member must stop rather than answer.
+    #[error("mvcc: the backend cannot be read: {0}")]
+    Unreadable(String),
 }

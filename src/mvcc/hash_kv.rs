@@ -51,16 +51,16 @@ impl Store {
         }
         let lower = Revision::new(compact_revision + 1, 0);
         let mut hash = crc32c::crc32c(KEY_BUCKET);
-        for (record_revision, record) in self.records_through(revision) {
+        self.visit_records(i64::MIN, revision, |record_revision, record| {
             // Below the compaction point only what a compaction at
             // `revision` keeps counts; with nothing to keep, everything.
-            if *record_revision < lower && !keep.is_empty() && !keep.contains(record_revision) {
-                continue;
+            if record_revision < lower && !keep.is_empty() && !keep.contains(&record_revision) {
+                return;
             }
-            let (key, value) = key_entry(*record_revision, record);
+            let (key, value) = key_entry(record_revision, record);
             hash = crc32c::crc32c_append(hash, &key);
             hash = crc32c::crc32c_append(hash, &value);
-        }
+        })?;
         Ok(KvHash {
             hash,
             current_revision,

@@ -8,11 +8,9 @@
 //! records and rejects records that no store could have produced. The
 //! caller adds the checksum and the file framing.
 
-use std::collections::BTreeMap;
-
 use prost::Message as _;
 
-use super::{Error, Record, Revision, Store};
+use super::{Error, Rebuild, Record, Revision, Store};
 use crate::proto::detcdpb::{mvcc_record, MvccImage, MvccRecord};
 
 /// The image format this build writes and reads.
@@ -34,15 +32,15 @@ impl ImageSink for Vec<u8> {
 
 impl Store {
     /// The image of the whole logical state; `decode_image` inverts it.
-    pub fn encode_image(&self) -> Vec<u8> {
+    pub fn encode_image(&self) -> Result<Vec<u8>, Error> {
         let mut image = Vec::new();
-        self.write_image(&mut image);
-        image
+        self.write_image(&mut image)?;
+        Ok(image)
     }
 
     /// Writes exactly what prost encodes for the whole `MvccImage`: its
     /// scalar fields, then each record as its repeated field.
-    pub(super) fn write_image(&self, sink: &mut impl ImageSink) {
+    pub(super) fn write_image(&self, sink: &mut impl ImageSink) -> Result<(), Error> {
         let header = MvccImage {
             format: FORMAT,
             current_revision: self.current_revision(),
@@ -52,15 +50,15 @@ impl Store {
         };
         sink.write_bytes(&header.encode_to_vec());
         let mut buffer = Vec::new();
-        for (revision, record) in self.records_since(i64::MIN) {
+        self.visit_records(i64::MIN, self.current_revision(), |revision, record| {
             buffer.clear();
             prost::encoding::message::encode(
                 RECORDS_FIELD,
-                &to_message(*revision, record),
+                &to_message(revision, record),
                 &mut buffer,
             );
             sink.write_bytes(&buffer);
-        }
+        })
     }
 
     /// Rebuilds a store from `encode_image` output. Bad bytes give
@@ -86,19 +84,12 @@ impl Store {
                 image.records.len()
             )));
         }
-        let mut revision_log = BTreeMap::new();
-        let mut previous: Option<Revision> = None;
+        let mut rebuild = Rebuild::new(image.current_revision, image.compact_revision, true)?;
         for message in image.records {
             let (revision, record) = from_message(message)?;
-            if previous.is_some_and(|previous| revision <= previous) {
-                return Err(Error::Corrupt(format!(
-                    "record at {revision} is out of order"
-                )));
-            }
-            previous = Some(revision);
-            revision_log.insert(revision, record);
+            rebuild.push(revision, record)?;
         }
-        Store::from_revision_log(image.current_revision, image.compact_revision, revision_log)
+        rebuild.finish()
     }
 }
 

@@ -14,9 +14,12 @@
 //!   maps requests onto it; the api layer maps `Error` to gRPC. The one
 //!   protobuf message it speaks is etcd's stored `mvccpb.KeyValue`
 //!   (`layout`): etcd's storage format, which HashKV hashes.
-//! - No I/O, no clock, no randomness, no async: everything is a pure
-//!   function of the sequence of calls, so replicas that apply the same
-//!   entries end with the same `state_hash`. Maps are `BTreeMap`s: no
+//! - No I/O of its own, no clock, no randomness, no async: everything is
+//!   a pure function of the sequence of calls, so replicas that apply the
+//!   same entries end with the same `state_hash`. Values the on-disk
+//!   backend holds durably leave memory and are read back through
+//!   `ColdLog` (`cold.rs`), which the backend implements on the disk
+//!   seam; a failed read is an error, never a different answer. Maps are `BTreeMap`s: no
 //!   behaviour depends on hash iteration order.
 //! - Revisions never go backwards: the current revision moves by exactly one
 //!   per write transaction with changes, and a change is only ever appended
@@ -32,6 +35,7 @@
 //! in the background, and leases are not attached here (the lease module
 //! owns the key → lease map; `KeyValue::lease` only records the id).
 
+mod cold;
 mod errors;
 mod hash_kv;
 mod image;
@@ -45,6 +49,7 @@ mod state_hash;
 mod store;
 mod write_txn;
 
+pub use cold::ColdLog;
 pub use errors::Error;
 pub use hash_kv::KvHash;
 pub use key_index::{Generation, KeyAt, KeyIndex};
@@ -52,7 +57,7 @@ pub use key_value::KeyValue;
 pub use range::{RangeOptions, RangeResult};
 pub use record::Record;
 pub use revision::Revision;
-pub use store::{Changes, Store, INITIAL_REVISION, NEVER_COMPACTED};
+pub use store::{Changes, Rebuild, Store, INITIAL_REVISION, NEVER_COMPACTED};
 pub use write_txn::WriteTxn;
 
 #[cfg(test)]

@@ -29,9 +29,9 @@ impl ImageSink for StateHasher {
 impl Store {
     /// Hash of revisions, compact revision and every record: equal for
     /// stores that behave the same, including a store and its decoded image.
-    pub fn state_hash(&self) -> u64 {
+    pub fn state_hash(&self) -> Result<u64, super::Error> {
         let mut hasher = StateHasher::new();
-        self.write_image(&mut hasher);
-        hasher.finish()
+        self.write_image(&mut hasher)?;
+        Ok(hasher.finish())
     }
 }

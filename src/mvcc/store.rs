@@ -1,14 +1,22 @@
-//! `Store`: the revisioned key-value state of one member, in memory.
+//! `Store`: the revisioned key-value state of one member.
 //!
 //! The state has two parts, as in etcd: the revision log (etcd's `key`
 //! bucket), which maps every revision to the change made there, and the key
 //! index (etcd's `treeIndex`), which maps every key to its revisions. Reads
 //! find revisions in the key index and values in the revision log.
+//!
+//! The key index and every revision's size stay in memory. With a cold
+//! log attached (`attach_cold`: the on-disk backend), the revision log's
+//! records stay in memory only until the backend holds them durably
+//! (`evict_through`); older ones are read back from it. Without one (unit
+//! tests, a store decoded from an image before it is attached), the whole
+//! log is in memory.
 
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use super::range::key_bounds;
-use super::{Error, KeyIndex, RangeOptions, RangeResult, Record, Revision, WriteTxn};
+use super::{ColdLog, Error, KeyIndex, RangeOptions, RangeResult, Record, Revision, WriteTxn};
 
 /// The current revision of an empty store: the first write gets revision 2,
 /// as in etcd.
@@ -18,12 +26,16 @@ pub const INITIAL_REVISION: i64 = 1;
 /// `compactMainRev` starts at -1, so compacting at 0 is allowed once).
 pub const NEVER_COMPACTED: i64 = -1;
 
-/// The in-memory MVCC state.
+/// The MVCC state.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// Every key with a revision in the revision log, in key order.
     key_index: BTreeMap<Vec<u8>, KeyIndex>,
-    /// Every change not yet removed by compaction, in revision order.
+    /// Every revision not yet removed by compaction, with its record's
+    /// `Record::size_bytes`: the revision log without its values.
+    revisions: BTreeMap<Revision, u32>,
+    /// The records held in memory, in revision order: every one in
+    /// `revisions` without a cold log, else those above `Cold::through`.
     revision_log: BTreeMap<Revision, Record>,
     /// The revision of the last write transaction that changed something.
     current_revision: i64,
@@ -36,6 +48,31 @@ pub struct Store {
     /// The changes not yet handed to the on-disk backend, when something
     /// keeps one (`track_changes`); `None` otherwise.
     journal: Option<Changes>,
+    /// Where records no longer in memory are read from.
+    cold: Option<Cold>,
+    /// Why a read of the cold log failed, once one did: the member stops.
+    cold_failure: OnceLock<String>,
+    /// The live keys attached to a lease, as a rebuild without values
+    /// saw them (`Rebuild`), until `live_leases` takes them: so a restart
+    /// need not read every value back from disk to learn them.
+    rebuilt_leases: Option<Vec<(Vec<u8>, i64)>>,
+}
+
+/// The on-disk part of the revision log.
+#[derive(Clone)]
+struct Cold {
+    log: Arc<dyn ColdLog>,
+    /// Records at main revisions up to this one are read from `log`, and
+    /// no longer held in memory.
+    through: i64,
+}
+
+impl std::fmt::Debug for Cold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cold")
+            .field("through", &self.through)
+            .finish()
+    }
 }
 
 /// What a run of write transactions and compactions changed in the
@@ -75,13 +112,82 @@ impl Store {
     pub fn new() -> Self {
         Store {
             key_index: BTreeMap::new(),
+            revisions: BTreeMap::new(),
             revision_log: BTreeMap::new(),
             current_revision: INITIAL_REVISION,
             compact_revision: NEVER_COMPACTED,
             size_bytes: 0,
             live_key_count: 0,
             journal: None,
+            cold: None,
+            cold_failure: OnceLock::new(),
+            rebuilt_leases: None,
         }
+    }
+
+    /// Every live key attached to a lease, with its lease, in key order.
+    pub fn live_leases(&mut self) -> Result<Vec<(Vec<u8>, i64)>, Error> {
+        if let Some(leases) = self.rebuilt_leases.take() {
+            return Ok(leases);
+        }
+        let live = self.range(b"\0", Some(&[]), &RangeOptions::default())?;
+        Ok(live
+            .kvs
+            .into_iter()
+            .filter(|kv| kv.lease != 0)
+            .map(|kv| (kv.key, kv.lease))
+            .collect())
+    }
+
+    /// Reads the records the backend holds from `log` from now on: those
+    /// up to main revision `through` at once (a store rebuilt from the
+    /// backend without its values), later ones once `evict_through`
+    /// says the backend holds them.
+    pub fn attach_cold(&mut self, log: Arc<dyn ColdLog>, through: i64) {
+        assert!(self.cold.is_none(), "store: one cold log at a time");
+        let through = through.clamp(INITIAL_REVISION, self.current_revision);
+        self.revision_log = self
+            .revision_log
+            .split_off(&Revision::new(through.saturating_add(1), 0));
+        self.cold = Some(Cold { log, through });
+    }
+
+    /// The backend holds every record up to main revision `revision`
+    /// durably: they leave memory. Without a cold log, nothing happens.
+    pub fn evict_through(&mut self, revision: i64) {
+        let current = self.current_revision;
+        let Some(cold) = self.cold.as_mut() else {
+            return;
+        };
+        let revision = revision.min(current);
+        if revision <= cold.through {
+            return;
+        }
+        cold.through = revision;
+        self.revision_log = self
+            .revision_log
+            .split_off(&Revision::new(revision.saturating_add(1), 0));
+    }
+
+    /// Does it read values from a cold log?
+    pub fn has_cold(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    /// Number of records held in memory.
+    pub fn records_in_memory(&self) -> usize {
+        self.revision_log.len()
+    }
+
+    /// Why reading the cold log failed, if it ever did.
+    pub fn cold_failure(&self) -> Option<&str> {
+        self.cold_failure.get().map(String::as_str)
+    }
+
+    /// A failed cold read, remembered so the member stops.
+    fn unreadable(&self, why: String) -> Error {
+        let _ = self.cold_failure.set(why.clone());
+        Error::Unreadable(why)
     }
 
     /// Keeps the changes from now on, for `take_changes`.
@@ -120,7 +226,7 @@ impl Store {
     /// Number of records in the revision log, tombstones and old versions
     /// included.
     pub fn record_count(&self) -> usize {
-        self.revision_log.len()
+        self.revisions.len()
     }
 
     /// Every key's index, in key order.
@@ -128,16 +234,85 @@ impl Store {
         self.key_index.values()
     }
 
-    /// The records up to and including main revision `last_main`, in
-    /// revision order.
-    pub(super) fn records_through(&self, last_main: i64) -> btree_map::Range<'_, Revision, Record> {
-        self.revision_log.range(..Revision::new(last_main + 1, 0))
+    /// Visits the records from main revision `from_main` through
+    /// `through_main`, in revision order: those on disk first, then those
+    /// in memory. The watch layer replays them to catch a watcher up.
+    pub fn visit_records(
+        &self,
+        from_main: i64,
+        through_main: i64,
+        mut visit: impl FnMut(Revision, &Record),
+    ) -> Result<(), Error> {
+        if through_main < from_main {
+            return Ok(());
+        }
+        let mut memory_from = from_main;
+        if let Some(cold) = &self.cold {
+            if from_main <= cold.through {
+                let mut kept = |revision: Revision, record: Record| {
+                    // A compaction's removals reach the disk later.
+                    if self.revisions.contains_key(&revision) {
+                        visit(revision, &record);
+                    }
+                };
+                cold.log
+                    .scan(
+                        Revision::new(from_main, 0),
+                        through_main.min(cold.through),
+                        &mut kept,
+                    )
+                    .map_err(|why| self.unreadable(why))?;
+            }
+            memory_from = memory_from.max(cold.through.saturating_add(1));
+        }
+        if memory_from <= through_main {
+            let end = Revision::new(through_main.saturating_add(1), 0);
+            for (revision, record) in self.revision_log.range(Revision::new(memory_from, 0)..end) {
+                visit(*revision, record);
+            }
+        }
+        Ok(())
     }
 
-    /// The records at main revision `start_main` and later, in revision
-    /// order; the watch layer replays them to catch a watcher up.
-    pub fn records_since(&self, start_main: i64) -> btree_map::Range<'_, Revision, Record> {
-        self.revision_log.range(Revision::new(start_main, 0)..)
+    /// The records at main revision `from_main` and later, in revision
+    /// order.
+    pub fn records_since(&self, from_main: i64) -> Result<Vec<(Revision, Record)>, Error> {
+        let mut records = Vec::new();
+        self.visit_records(from_main, self.current_revision, |revision, record| {
+            records.push((revision, record.clone()))
+        })?;
+        Ok(records)
+    }
+
+    /// The records at `revisions` (each kept), in the same order.
+    fn read_records(&self, revisions: &[Revision]) -> Result<Vec<Record>, Error> {
+        let cold_through = self.cold.as_ref().map(|cold| cold.through);
+        let on_disk: Vec<Revision> = revisions
+            .iter()
+            .copied()
+            .filter(|revision| cold_through.is_some_and(|through| revision.main <= through))
+            .collect();
+        let mut from_disk = match (&self.cold, on_disk.is_empty()) {
+            (Some(cold), false) => cold
+                .log
+                .get(&on_disk)
+                .map_err(|why| self.unreadable(why))?
+                .into_iter(),
+            _ => Vec::new().into_iter(),
+        };
+        let mut records = Vec::with_capacity(revisions.len());
+        for revision in revisions {
+            let record = if cold_through.is_some_and(|through| revision.main <= through) {
+                from_disk.next()
+            } else {
+                self.revision_log.get(revision).cloned()
+            };
+            match record {
+                Some(record) => records.push(record),
+                None => return Err(self.unreadable(format!("the record at {revision} is missing"))),
+            }
+        }
+        Ok(records)
     }
 
     /// Reads a key range (etcd `store.Range`); see `WriteTxn::range` for a
@@ -177,7 +352,7 @@ impl Store {
         });
 
         let compacted: Vec<Revision> = self
-            .revision_log
+            .revisions
             .range(..=Revision::new(revision, i64::MAX))
             .map(|(&record_revision, _)| record_revision)
             .filter(|record_revision| !available.contains(record_revision))
@@ -189,11 +364,13 @@ impl Store {
             });
         }
         for record_revision in compacted {
-            let record = self
-                .revision_log
+            let size = self
+                .revisions
                 .remove(&record_revision)
                 .expect("store: a compacted revision was just listed");
-            self.size_bytes -= record.size_bytes();
+            // Gone from memory; the backend drops it with the journal.
+            self.revision_log.remove(&record_revision);
+            self.size_bytes -= u64::from(size);
         }
         Ok(())
     }
@@ -237,17 +414,22 @@ impl Store {
             Ok(limit) if limit > 0 => limit.min(count),
             _ => count,
         };
-        let kvs = revisions[..limit]
-            .iter()
-            .map(|modified| match self.revision_log.get(modified) {
-                Some(Record::Put(key_value)) => key_value.clone(),
+        let records = self.read_records(&revisions[..limit])?;
+        let mut kvs = Vec::with_capacity(records.len());
+        for (modified, record) in revisions.iter().zip(records) {
+            match record {
+                Record::Put(key_value) if key_value.mod_revision == modified.main => {
+                    kvs.push(key_value)
+                }
                 // The key index and the revision log disagree: serving
                 // anything now could be wrong data.
                 other => {
-                    panic!("store: key index points at {modified}, revision log has {other:?}")
+                    return Err(self.unreadable(format!(
+                    "the key index points at a put at {modified}, the revision log has {other:?}"
+                )))
                 }
-            })
-            .collect();
+            }
+        }
         Ok(RangeResult {
             kvs,
             count,
@@ -304,6 +486,7 @@ impl Store {
             }
         }
         self.size_bytes += record.size_bytes();
+        self.revisions.insert(revision, record_size(&record));
         if let Some(journal) = &mut self.journal {
             journal.records.push((revision, record.clone()));
         }
@@ -319,64 +502,18 @@ impl Store {
         self.current_revision += 1;
     }
 
-    /// Rebuilds a store from its revision log (etcd `store.restore`):
-    /// replays every record into a fresh key index, then checks that the
-    /// log is exactly what compaction at `compact_revision` leaves behind.
-    /// Anything inconsistent is `Corrupt`; nothing here may panic on input.
+    /// Rebuilds a store from its whole revision log, kept in memory; see
+    /// `Rebuild`.
     pub fn from_revision_log(
         current_revision: i64,
         compact_revision: i64,
         revision_log: BTreeMap<Revision, Record>,
     ) -> Result<Store, Error> {
-        let corrupt = |message: String| Err(Error::Corrupt(message));
-        if current_revision < INITIAL_REVISION {
-            return corrupt(format!(
-                "current revision {current_revision} is below {INITIAL_REVISION}"
-            ));
+        let mut rebuild = Rebuild::new(current_revision, compact_revision, true)?;
+        for (revision, record) in revision_log {
+            rebuild.push(revision, record)?;
         }
-        if compact_revision < NEVER_COMPACTED || compact_revision > current_revision {
-            return corrupt(format!(
-                "compact revision {compact_revision} is outside [{NEVER_COMPACTED}, {current_revision}]"
-            ));
-        }
-        check_revisions_are_contiguous(current_revision, compact_revision, &revision_log)?;
-
-        let mut store = Store {
-            current_revision,
-            compact_revision,
-            ..Store::new()
-        };
-        for (&revision, record) in &revision_log {
-            store.replay(revision, record, compact_revision)?;
-            store.size_bytes += record.size_bytes();
-        }
-        store.live_key_count = store
-            .key_index
-            .values()
-            .filter(|key_index| key_index.is_live())
-            .count();
-
-        if compact_revision >= 0 {
-            // Compacting again at the compact revision must change nothing:
-            // every record at or below it is one compaction keeps.
-            let mut available = BTreeSet::new();
-            for (key, key_index) in &store.key_index {
-                let mut compacted = key_index.clone();
-                compacted.compact(compact_revision, &mut available);
-                if compacted.is_empty() {
-                    return corrupt(format!("key {key:?} has only compacted history"));
-                }
-            }
-            let compacted_range = ..=Revision::new(compact_revision, i64::MAX);
-            if let Some((revision, _)) = revision_log
-                .range(compacted_range)
-                .find(|(revision, _)| !available.contains(revision))
-            {
-                return corrupt(format!("record at {revision} should have been compacted"));
-            }
-        }
-        store.revision_log = revision_log;
-        Ok(store)
+        rebuild.finish()
     }
 
     /// Adds one record of an image to the key index, checking that its
@@ -451,14 +588,143 @@ impl Store {
     }
 }
 
+/// Rebuilds a store from its revision log (etcd `store.restore`), record
+/// by record in revision order: each is replayed into a fresh key index,
+/// and `finish` checks that the log is exactly what compaction at the
+/// compact revision leaves behind. Anything inconsistent is `Corrupt`;
+/// nothing here may panic on input. Values are kept in memory only when
+/// asked (`keep_values`); otherwise the store is meant to read them from
+/// the backend the records came from (`Store::attach_cold`).
+pub struct Rebuild {
+    store: Store,
+    previous: Option<Revision>,
+    keep_values: bool,
+    /// Each key's lease as of its newest record (0 after a tombstone).
+    leases: BTreeMap<Vec<u8>, i64>,
+}
+
+impl Rebuild {
+    pub fn new(
+        current_revision: i64,
+        compact_revision: i64,
+        keep_values: bool,
+    ) -> Result<Rebuild, Error> {
+        if current_revision < INITIAL_REVISION || current_revision == i64::MAX {
+            return Err(Error::Corrupt(format!(
+                "current revision {current_revision} is outside [{INITIAL_REVISION}, {})",
+                i64::MAX
+            )));
+        }
+        if compact_revision < NEVER_COMPACTED || compact_revision > current_revision {
+            return Err(Error::Corrupt(format!(
+                "compact revision {compact_revision} is outside [{NEVER_COMPACTED}, {current_revision}]"
+            )));
+        }
+        Ok(Rebuild {
+            store: Store {
+                current_revision,
+                compact_revision,
+                ..Store::new()
+            },
+            previous: None,
+            keep_values,
+            leases: BTreeMap::new(),
+        })
+    }
+
+    /// Adds the next record; revisions must rise strictly.
+    pub fn push(&mut self, revision: Revision, record: Record) -> Result<(), Error> {
+        let corrupt = |message: String| Err(Error::Corrupt(message));
+        if self.previous.is_some_and(|previous| revision <= previous) {
+            return corrupt(format!("record at {revision} is out of order"));
+        }
+        if revision.main <= INITIAL_REVISION {
+            return corrupt(format!("record at {revision} is before the first write"));
+        }
+        if revision.sub < 0 {
+            return corrupt(format!("record at {revision} has a negative sub revision"));
+        }
+        if revision.main > self.store.current_revision {
+            return corrupt(format!(
+                "record at {revision} is after the current revision"
+            ));
+        }
+        self.previous = Some(revision);
+        let store = &mut self.store;
+        store.replay(revision, &record, store.compact_revision)?;
+        store.size_bytes += record.size_bytes();
+        store.revisions.insert(revision, record_size(&record));
+        if !self.keep_values {
+            match &record {
+                Record::Put(key_value) if key_value.lease != 0 => {
+                    self.leases.insert(key_value.key.clone(), key_value.lease);
+                }
+                other => {
+                    self.leases.remove(other.key());
+                }
+            }
+        } else {
+            store.revision_log.insert(revision, record);
+        }
+        Ok(())
+    }
+
+    /// The store, once every record is in and the whole is consistent.
+    pub fn finish(self) -> Result<Store, Error> {
+        let mut store = self.store;
+        if !self.keep_values {
+            store.rebuilt_leases = Some(self.leases.into_iter().collect());
+        }
+        let corrupt = |message: String| Err(Error::Corrupt(message));
+        check_revisions_are_contiguous(
+            store.current_revision,
+            store.compact_revision,
+            &store.revisions,
+        )?;
+        store.live_key_count = store
+            .key_index
+            .values()
+            .filter(|key_index| key_index.is_live())
+            .count();
+        let compact_revision = store.compact_revision;
+        if compact_revision >= 0 {
+            // Compacting again at the compact revision must change nothing:
+            // every record at or below it is one compaction keeps.
+            let mut available = BTreeSet::new();
+            for (key, key_index) in &store.key_index {
+                let mut compacted = key_index.clone();
+                compacted.compact(compact_revision, &mut available);
+                if compacted.is_empty() {
+                    return corrupt(format!("key {key:?} has only compacted history"));
+                }
+            }
+            let compacted_range = ..=Revision::new(compact_revision, i64::MAX);
+            if let Some((revision, _)) = store
+                .revisions
+                .range(compacted_range)
+                .find(|(revision, _)| !available.contains(revision))
+            {
+                return corrupt(format!("record at {revision} should have been compacted"));
+            }
+        }
+        Ok(store)
+    }
+}
+
+/// A record's size (`Record::size_bytes`) as the store keeps it: keys and
+/// values are bounded far below 4 GiB by the request size limit.
+fn record_size(record: &Record) -> u32 {
+    u32::try_from(record.size_bytes()).expect("store: a record is smaller than 4 GiB")
+}
+
 /// Compaction never removes records above the compact revision, and every
 /// write transaction above it left records with sub revisions 0, 1, 2, ...
 /// at consecutive main revisions up to the current revision. Records at or
 /// below the compact revision must still lie in [2, compact revision].
-fn check_revisions_are_contiguous(
+fn check_revisions_are_contiguous<V>(
     current_revision: i64,
     compact_revision: i64,
-    revision_log: &BTreeMap<Revision, Record>,
+    revision_log: &BTreeMap<Revision, V>,
 ) -> Result<(), Error> {
     if current_revision == i64::MAX {
         return Err(Error::Corrupt(

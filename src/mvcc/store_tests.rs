@@ -275,10 +275,7 @@ fn delete_range_tombstones_each_key_with_its_own_sub_revision() {
     assert_eq!(changes, vec![tombstone("a"), tombstone("b")]);
     assert!(changes.iter().all(KeyValue::is_tombstone));
 
-    let records: Vec<(Revision, Record)> = store
-        .records_since(5)
-        .map(|(revision, record)| (*revision, record.clone()))
-        .collect();
+    let records: Vec<(Revision, Record)> = store.records_since(5).unwrap();
     let expected = vec![
         (
             Revision::new(5, 0),
@@ -327,7 +324,9 @@ fn txn_reads_own_writes() {
     assert_eq!(store.current_revision(), 3);
     let records: Vec<Revision> = store
         .records_since(3)
-        .map(|(revision, _)| *revision)
+        .unwrap()
+        .into_iter()
+        .map(|(revision, _)| revision)
         .collect();
     assert_eq!(records, vec![Revision::new(3, 0), Revision::new(3, 1)]);
 }
@@ -433,7 +432,9 @@ fn compaction_keeps_latest_revision_per_key() {
     store.compact(4).unwrap();
     let records: Vec<Revision> = store
         .records_since(0)
-        .map(|(revision, _)| *revision)
+        .unwrap()
+        .into_iter()
+        .map(|(revision, _)| revision)
         .collect();
     assert_eq!(
         records,
@@ -481,7 +482,9 @@ fn compaction_removes_keys_deleted_at_or_before_it() {
     store.compact(4).unwrap();
     let records: Vec<Revision> = store
         .records_since(0)
-        .map(|(revision, _)| *revision)
+        .unwrap()
+        .into_iter()
+        .map(|(revision, _)| revision)
         .collect();
     assert_eq!(records, vec![Revision::new(4, 0), Revision::new(5, 0)]);
     check(
@@ -558,10 +561,10 @@ fn store_with_history() -> Store {
 #[test]
 fn image_round_trip_preserves_state() {
     let store = store_with_history();
-    let image = store.encode_image();
+    let image = store.encode_image().unwrap();
     let decoded = Store::decode_image(&image).unwrap();
-    assert_eq!(decoded.encode_image(), image);
-    assert_eq!(decoded.state_hash(), store.state_hash());
+    assert_eq!(decoded.encode_image().unwrap(), image);
+    assert_eq!(decoded.state_hash().unwrap(), store.state_hash().unwrap());
     assert_eq!(decoded.current_revision(), 7);
     assert_eq!(decoded.compact_revision(), 4);
     assert_eq!(decoded.size_bytes(), store.size_bytes());
@@ -579,21 +582,24 @@ fn image_round_trip_preserves_state() {
         put(store, "b", "3");
         store.compact(6).unwrap();
     }
-    assert_eq!(decoded.encode_image(), store.encode_image());
+    assert_eq!(
+        decoded.encode_image().unwrap(),
+        store.encode_image().unwrap()
+    );
 }
 
 #[test]
 fn image_of_new_store_round_trips() {
     let store = Store::new();
-    let decoded = Store::decode_image(&store.encode_image()).unwrap();
+    let decoded = Store::decode_image(&store.encode_image().unwrap()).unwrap();
     assert_eq!(decoded.current_revision(), 1);
     assert_eq!(decoded.compact_revision(), -1);
-    assert_eq!(decoded.state_hash(), store.state_hash());
+    assert_eq!(decoded.state_hash().unwrap(), store.state_hash().unwrap());
 }
 
 #[test]
 fn decode_rejects_damaged_images() {
-    let image = store_with_history().encode_image();
+    let image = store_with_history().encode_image().unwrap();
     let corrupt = |bytes: &[u8]| matches!(Store::decode_image(bytes), Err(Error::Corrupt(_)));
     for length in 0..image.len() {
         assert!(
@@ -760,19 +766,19 @@ fn decode_rejects_histories_no_store_produces() {
 fn state_hash_depends_on_every_part_of_the_state() {
     let mut hashes = std::collections::BTreeSet::new();
     let mut store = Store::new();
-    hashes.insert(store.state_hash());
+    hashes.insert(store.state_hash().unwrap());
     put(&mut store, "a", "1");
-    hashes.insert(store.state_hash());
+    hashes.insert(store.state_hash().unwrap());
     put(&mut store, "a", "2");
-    hashes.insert(store.state_hash());
+    hashes.insert(store.state_hash().unwrap());
     store.compact(2).unwrap();
-    hashes.insert(store.state_hash());
+    hashes.insert(store.state_hash().unwrap());
     store.compact(3).unwrap();
-    hashes.insert(store.state_hash());
+    hashes.insert(store.state_hash().unwrap());
     assert_eq!(hashes.len(), 5);
     assert_eq!(
-        store_with_history().state_hash(),
-        store_with_history().state_hash()
+        store_with_history().state_hash().unwrap(),
+        store_with_history().state_hash().unwrap()
     );
 }
 
@@ -824,7 +830,7 @@ fn hash_kv_refuses_compacted_and_future_revisions() {
 #[test]
 fn hash_kv_survives_the_snapshot_image_and_sees_every_change() {
     let store = store_with_history();
-    let decoded = Store::decode_image(&store.encode_image()).unwrap();
+    let decoded = Store::decode_image(&store.encode_image().unwrap()).unwrap();
     for rev in [0, 5, 6, 7] {
         assert_eq!(decoded.hash_kv(rev), store.hash_kv(rev));
     }

@@ -38,7 +38,15 @@ impl RaftNode {
         let state_hash = entry
             .index
             .is_multiple_of(crate::probe::STATE_HASH_EVERY)
-            .then(|| self.shared.state.read().expect("state lock").state_hash());
+            .then(|| {
+                self.shared
+                    .state
+                    .read()
+                    .expect("state lock")
+                    .state_hash()
+                    .ok()
+            })
+            .flatten();
         let words: Vec<u64> = [entry.get_entry_type() as u64]
             .into_iter()
             .chain(entry.data.iter().map(|&byte| u64::from(byte)))

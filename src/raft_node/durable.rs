@@ -3,14 +3,12 @@
 //! (`StateMachine::encode_parts`), the raft term and configuration at the
 //! consistent index in its `meta` table.
 
-use std::collections::BTreeMap;
-
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 
 use crate::apply::StateMachine;
-use crate::backend::{Batch, Durable, Loaded, StateMeta};
-use crate::mvcc::{Store, NEVER_COMPACTED};
+use crate::backend::{Batch, Durable, StateMeta, Writer};
+use crate::mvcc::{Rebuild, Revision, NEVER_COMPACTED};
 
 /// What the backend stores as the state at `state.applied_index()`,
 /// with `parts` (`StateMachine::encode_parts`, or `None`: unchanged).
@@ -43,7 +41,11 @@ pub(super) fn changes(state: &mut StateMachine, term: u64, conf_state: &ConfStat
 }
 
 /// The whole of `state`, for a backend that starts over from it.
-pub(super) fn whole(state: &StateMachine, term: u64, conf_state: &ConfState) -> (Batch, Durable) {
+pub(super) fn whole(
+    state: &StateMachine,
+    term: u64,
+    conf_state: &ConfState,
+) -> Result<(Batch, Durable), String> {
     let store = state.store();
     let compact_revision = store.compact_revision();
     let meta = meta(state, term, conf_state, Some(state.encode_parts()));
@@ -51,27 +53,34 @@ pub(super) fn whole(state: &StateMachine, term: u64, conf_state: &ConfState) -> 
         index: state.applied_index(),
         term,
         conf_state: meta.conf_state.clone(),
+        revision: meta.current_revision,
     };
     let batch = Batch {
         consistent_index: state.applied_index(),
         records: store
             .records_since(i64::MIN)
-            .map(|(revision, record)| (*revision, record.clone()))
-            .collect(),
+            .map_err(|error| error.to_string())?,
         compaction: (compact_revision != NEVER_COMPACTED).then(|| (compact_revision, Vec::new())),
         meta: Some(meta),
     };
-    (batch, durable)
+    Ok((batch, durable))
 }
 
-/// The state a backend holds, checked; `None` for a backend that holds
-/// none yet (made at a first start, nothing applied since).
+/// The state `backend` holds, checked; `None` for a backend that holds
+/// none yet (made at a first start, nothing applied since). The key index
+/// is rebuilt from a scan of every revision, each checked; the values
+/// stay on disk, read from there (`Store::attach_cold`).
 pub(super) fn restore(
-    loaded: Loaded,
+    backend: &Writer,
     quota_bytes: i64,
 ) -> Result<Option<(StateMachine, ConfState, Durable)>, String> {
+    let loaded = backend.load().map_err(|error| error.to_string())?;
     let Some(meta) = loaded.meta else {
-        if loaded.consistent_index == 0 && loaded.records.is_empty() {
+        let mut any = false;
+        backend
+            .scan(Revision::new(0, 0), i64::MAX, &mut |_, _| any = true)
+            .map_err(|error| error.to_string())?;
+        if loaded.consistent_index == 0 && !any {
             return Ok(None);
         }
         return Err(format!(
@@ -79,9 +88,21 @@ pub(super) fn restore(
             loaded.consistent_index
         ));
     };
-    let records: BTreeMap<_, _> = loaded.records.into_iter().collect();
-    let store = Store::from_revision_log(meta.current_revision, loaded.compact_revision, records)
+    let mut rebuild = Rebuild::new(meta.current_revision, loaded.compact_revision, false)
         .map_err(|error| error.to_string())?;
+    let mut refused = None;
+    backend
+        .scan(Revision::new(0, 0), i64::MAX, &mut |revision, record| {
+            if refused.is_none() {
+                refused = rebuild.push(revision, record).err();
+            }
+        })
+        .map_err(|error| error.to_string())?;
+    if let Some(error) = refused {
+        return Err(error.to_string());
+    }
+    let mut store = rebuild.finish().map_err(|error| error.to_string())?;
+    store.attach_cold(backend.cold_log(), meta.current_revision);
     let parts = meta.state.as_deref().ok_or("it holds no state parts")?;
     let mut state = StateMachine::from_stored(parts, store, quota_bytes)?;
     // The parts are written when they change: as of their own applied
@@ -103,6 +124,7 @@ pub(super) fn restore(
         index: loaded.consistent_index,
         term: meta.term,
         conf_state: meta.conf_state,
+        revision: meta.current_revision,
     };
     Ok(Some((state, conf_state, durable)))
 }

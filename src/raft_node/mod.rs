@@ -558,8 +558,14 @@ impl RaftNode {
             applied_any = true;
         }
         if applied_any {
+            // A round that read values it could not trust must not reach
+            // the backend: the member stops instead.
+            self.check_backend()?;
+            let durable_revision = self.backend.durable().revision;
             let batch = {
                 let mut state = self.shared.state.write().expect("state lock");
+                // What the backend holds durably leaves memory.
+                state.evict_through(durable_revision);
                 durable::changes(&mut state, self.applied_term, self.raw.store().conf_state())
             };
             self.backend.submit(batch);

@@ -160,6 +160,9 @@ impl RaftNode {
             backend,
         } = recovered;
         state.track_changes();
+        // Values the backend holds leave memory; a state restored from it
+        // reads them from there already.
+        state.attach_cold(backend.cold_log(), backend.durable().revision);
         let Metadata {
             member_id,
             cluster_id,
@@ -462,15 +465,19 @@ fn recover(
             && (marked(index) || last_entry.is_none_or(|last| last >= index))
     };
     let path = backend_path(&config.data_dir);
-    let backend = open_backend(&disk, &path)?;
-    let stored = backend
-        .load()
-        .map_err(|error| error.to_string())
-        .and_then(|loaded| super::durable::restore(loaded, config.quota_bytes))
-        .map_err(|reason| RecoveryError::Backend {
+    let backend = crate::backend::Writer::new(
+        disk.clone(),
+        &path,
+        open_backend(&disk, &path)?,
+        crate::backend::Durable::default(),
+        member_id,
+    );
+    let stored = super::durable::restore(&backend, config.quota_bytes).map_err(|reason| {
+        RecoveryError::Backend {
             path: path.clone(),
             reason,
-        })?;
+        }
+    })?;
     let backend_index = stored.as_ref().map_or(0, |(_, _, durable)| durable.index);
     // A snapshot file newer than the backend: one from the leader whose
     // install crashed before the backend took it, or a data dir from
@@ -545,33 +552,25 @@ fn recover(
             )));
         }
     };
-    let backend = match durable {
-        Some(durable) => {
-            crate::backend::Writer::new(disk.clone(), &path, backend, durable, member_id)
-        }
+    match durable {
+        Some(durable) => backend.set_durable(durable),
         None => {
-            drop(backend);
+            let rebuilding = |error: String| RecoveryError::Backend {
+                path: path.clone(),
+                reason: format!("rebuilding it from the snapshot at {snapshot_index}: {error}"),
+            };
             let (batch, durable) =
-                super::durable::whole(&state, snapshot_term, &log.conf_state().clone());
-            crate::backend::Backend::replace(disk.clone(), &path, &batch).map_err(|error| {
-                RecoveryError::Backend {
-                    path: path.clone(),
-                    reason: format!("rebuilding it from the snapshot at {snapshot_index}: {error}"),
-                }
-            })?;
+                super::durable::whole(&state, snapshot_term, &log.conf_state().clone())
+                    .map_err(rebuilding)?;
+            backend
+                .replace_now(&batch, durable)
+                .map_err(|error| rebuilding(error.to_string()))?;
             tracing::info!(
                 index = snapshot_index,
                 "rebuilt the backend from a snapshot file"
             );
-            crate::backend::Writer::new(
-                disk.clone(),
-                &path,
-                open_backend(&disk, &path)?,
-                durable,
-                member_id,
-            )
         }
-    };
+    }
     let entries: Vec<_> = replay
         .entries
         .into_iter()
@@ -652,7 +651,7 @@ mod tests {
                 index: 200,
                 term: 2,
                 conf_state: voters,
-                state: state.encode(),
+                state: state.encode().unwrap(),
             })
             .unwrap();
 
@@ -721,7 +720,7 @@ mod tests {
             voters: vec![1],
             ..ConfState::default()
         };
-        let (batch, _) = super::super::durable::whole(&state, 1, &voters);
+        let (batch, _) = super::super::durable::whole(&state, 1, &voters).unwrap();
         let path = backend_path(Path::new("/m"));
         disk.create_dir_all(path.parent().unwrap()).unwrap();
         crate::backend::Backend::replace(disk.clone(), &path, &batch).unwrap();
@@ -776,7 +775,7 @@ mod tests {
                     voters: vec![1],
                     ..ConfState::default()
                 },
-                state: state.encode(),
+                state: state.encode().unwrap(),
             })
             .unwrap();
         let recovered = recover(&config(), disk.clone(), &wal_dir, &snapshots).unwrap();

@@ -17,20 +17,9 @@ impl RaftNode {
     /// - when raft needs a snapshot for a follower the log no longer
     ///   serves, the state image is made for it now.
     pub(super) async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
-        match self.backend.failure() {
-            None => {}
-            Some(crate::backend::Stopped::Failed(failure)) => {
-                return Err(crate::backend::Error::Engine(failure).into())
-            }
-            #[cfg(madsim)]
-            Some(crate::backend::Stopped::CrashPoint) => {
-                return Err(FatalError::CrashPoint(
-                    crate::probe::CrashPoint::BackendWrittenNotSynced,
-                ))
-            }
-        }
+        self.check_backend()?;
         if self.raw.store().take_snapshot_wanted() {
-            self.snapshot_for_followers();
+            self.snapshot_for_followers()?;
         }
         if self.snapshot_policy.requested() {
             // What an operator asked for covers everything applied.
@@ -95,19 +84,20 @@ impl RaftNode {
 
     /// The state image at the applied index, for followers that the log
     /// cannot catch up; kept until the log needs a newer one.
-    pub(super) fn snapshot_for_followers(&mut self) {
+    pub(super) fn snapshot_for_followers(&mut self) -> Result<(), FatalError> {
         let state = self.shared.state.read().expect("state lock");
         let snapshot = Snapshot {
             index: state.applied_index(),
             term: self.applied_term,
             conf_state: self.raw.store().conf_state().clone(),
-            state: state.encode(),
+            state: state.encode().map_err(unreadable)?,
         };
         drop(state);
         tracing::info!(index = snapshot.index, "made a snapshot for a follower");
         self.raw
             .mut_store()
             .set_snapshot(to_raft_snapshot(&snapshot));
+        Ok(())
     }
 
     /// Replaces the whole state by a snapshot the leader sent, crash-safe
@@ -157,28 +147,71 @@ impl RaftNode {
         result?;
         // Only now the backend: should this crash, recovery finds the
         // snapshot file newer than the backend and rebuilds it from there.
-        let (batch, durable) = durable::whole(&state, mark.term, &snapshot_conf_state);
-        self.backend.replace(batch, durable).await?;
+        let (batch, durable) = durable::whole(&state, mark.term, &snapshot_conf_state)
+            .map_err(FatalError::BadSnapshot)?;
+        let revision = durable.revision;
         let mut state = state;
         state.track_changes();
+        self.shared
+            .lease_timers
+            .lock()
+            .expect("lease timers lock")
+            .reset(self.clock.elapsed(), state.leases());
+        // The new state (all in memory) replaces the old before the
+        // backend does: the old one reads values from the backend, and
+        // must never read the new one's.
+        *self.shared.state.write().expect("state lock") = state;
+        self.backend.replace(batch, durable).await?;
+        self.shared
+            .state
+            .write()
+            .expect("state lock")
+            .attach_cold(self.backend.cold_log(), revision);
         tracing::info!(
             index = mark.index,
             term = mark.term,
             "installed a snapshot from the leader"
         );
         self.raw.mut_store().install_snapshot(raft_snapshot);
-        self.shared
-            .lease_timers
-            .lock()
-            .expect("lease timers lock")
-            .reset(self.clock.elapsed(), state.leases());
-        *self.shared.state.write().expect("state lock") = state;
         self.shared.publish_revision();
         self.applied_term = mark.term;
         self.snapshot_policy.installed(mark.index);
         #[cfg(madsim)]
         self.crash_point(crate::probe::CrashPoint::SnapshotInstalled)?;
         Ok(())
+    }
+}
+
+/// A failed read of the values on disk: the backend cannot be trusted.
+pub(super) fn unreadable(error: crate::mvcc::Error) -> FatalError {
+    FatalError::Backend(crate::backend::Error::Corrupt(error.to_string()))
+}
+
+impl RaftNode {
+    /// Stops the member once a read of the values on disk failed: whatever
+    /// read it got an error, and the backend is not to be trusted.
+    /// Also stops it once the backend's writer stopped (which closes the
+    /// backend, failing the reads after it): for that reason.
+    pub(super) fn check_backend(&self) -> Result<(), FatalError> {
+        match self.backend.failure() {
+            None => {}
+            Some(crate::backend::Stopped::Failed(failure)) => {
+                return Err(crate::backend::Error::Engine(failure).into())
+            }
+            #[cfg(madsim)]
+            Some(crate::backend::Stopped::CrashPoint) => {
+                return Err(FatalError::CrashPoint(
+                    crate::probe::CrashPoint::BackendWrittenNotSynced,
+                ))
+            }
+        }
+        let state = self.shared.state.read().expect("state lock");
+        match state.store().cold_failure() {
+            None => Ok(()),
+            Some(why) => Err(FatalError::Backend(crate::backend::Error::Corrupt(
+                why.to_string(),
+            ))),
+        }
     }
 }
 

@@ -547,19 +547,19 @@ impl Server {
 
     /// The applied state's image (a backup without its checksum) and the
     /// revision it holds.
-    pub fn state_image(&self) -> (Vec<u8>, i64) {
+    pub fn state_image(&self) -> Result<(Vec<u8>, i64), Error> {
         let state = self.shared.state.read().expect("state lock");
-        (state.encode(), state.store().current_revision())
+        Ok((state.encode()?, state.store().current_revision()))
     }
 
     /// The backup file of the applied state (`crate::backup`) and its
     /// revision: what Maintenance.Snapshot streams.
-    pub fn backup_file(&self) -> (Vec<u8>, i64) {
+    pub fn backup_file(&self) -> Result<(Vec<u8>, i64), Error> {
         let state = self.shared.state.read().expect("state lock");
-        (
-            crate::backup::frame(&state),
+        Ok((
+            crate::backup::frame(&state)?,
             state.store().current_revision(),
-        )
+        ))
     }
 
     /// What etcd's Maintenance.Status reports.

@@ -375,7 +375,7 @@ fn a_snapshot_file_damaged_anywhere_is_refused() {
         index: 7,
         term: 2,
         conf_state: voters(),
-        state: store.encode_image(),
+        state: store.encode_image().unwrap(),
     }
     .encode();
     assert!(Snapshot::decode(&file).is_ok());

@@ -10,7 +10,7 @@
 //! still owed, it is told the compact revision and ends, as in etcd.
 
 use crate::apply::to_proto;
-use crate::mvcc::{RangeOptions, Record, Store};
+use crate::mvcc::{Error, RangeOptions, Record, Store};
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 /// At most this many revisions go into one response; a watcher far
@@ -126,18 +126,16 @@ impl Watcher {
         }
         let last = current.min(self.next_revision + BATCH_REVISIONS_MAX - 1);
         let mut events = Vec::new();
-        for (revision, record) in store.records_since(self.next_revision) {
-            if revision.main > last {
-                break;
-            }
+        let mut failed = None;
+        let read = store.visit_records(self.next_revision, last, |revision, record| {
             if !self.covers(record.key()) {
-                continue;
+                return;
             }
             #[cfg(madsim)]
             if crate::sabotage::active(crate::sabotage::Sabotage::WatchGap)
                 && revision.main % 16 == 0
             {
-                continue;
+                return;
             }
             #[cfg(madsim)]
             let (no_put, no_delete) =
@@ -149,8 +147,8 @@ impl Watcher {
             #[cfg(not(madsim))]
             let (no_put, no_delete) = (self.no_put, self.no_delete);
             let event = match record {
-                Record::Put(_) if no_put => continue,
-                Record::Tombstone { .. } if no_delete => continue,
+                Record::Put(_) if no_put => return,
+                Record::Tombstone { .. } if no_delete => return,
                 Record::Put(key_value) => {
                     let mut kv = to_proto(key_value.clone());
                     kv.mod_revision = revision.main;
@@ -175,18 +173,32 @@ impl Watcher {
             };
             let prev_kv = if self.prev_kv {
                 #[cfg(madsim)]
-                if crate::sabotage::active(crate::sabotage::Sabotage::WatchPrevKvIsCurrent) {
-                    // Off by one: the key as of the event, not before it.
-                    previous(store, record.key(), revision.main + 1)
-                } else {
-                    previous(store, record.key(), revision.main)
-                }
+                let before =
+                    if crate::sabotage::active(crate::sabotage::Sabotage::WatchPrevKvIsCurrent) {
+                        // Off by one: the key as of the event, not before it.
+                        revision.main + 1
+                    } else {
+                        revision.main
+                    };
                 #[cfg(not(madsim))]
-                previous(store, record.key(), revision.main)
+                let before = revision.main;
+                match previous(store, record.key(), before) {
+                    Ok(prev_kv) => prev_kv,
+                    Err(error) => {
+                        failed.get_or_insert(error);
+                        return;
+                    }
+                }
             } else {
                 None
             };
             events.push(Event { prev_kv, ..event });
+        });
+        if let Err(error) = read.and(failed.map_or(Ok(()), Err)) {
+            // The member stops on it (`Store::cold_failure`); the watcher
+            // owes the same revisions meanwhile.
+            tracing::error!(%error, watch_id = self.id, "a watcher cannot read the revision log");
+            return Poll::Idle;
         }
         self.next_revision = last + 1;
         Poll::Events {
@@ -196,19 +208,18 @@ impl Watcher {
     }
 }
 
-/// The key as it was just before `revision`, if it existed then.
-fn previous(store: &Store, key: &[u8], revision: i64) -> Option<KeyValue> {
+/// The key as it was just before `revision`, if it existed then (and
+/// that is not compacted away); an error only if it cannot be read.
+fn previous(store: &Store, key: &[u8], revision: i64) -> Result<Option<KeyValue>, Error> {
     let options = RangeOptions {
         rev: revision - 1,
         ..RangeOptions::default()
     };
-    store
-        .range(key, None, &options)
-        .ok()?
-        .kvs
-        .into_iter()
-        .next()
-        .map(to_proto)
+    match store.range(key, None, &options) {
+        Ok(found) => Ok(found.kvs.into_iter().next().map(to_proto)),
+        Err(error @ Error::Unreadable(_)) => Err(error),
+        Err(_) => Ok(None),
+    }
 }
 
 #[cfg(test)]
