@@ -91,7 +91,7 @@ impl Maintenance for MaintenanceService {
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.server.refuse_if_learner()?;
         self.check_admin(&request).await?;
-        let (image, revision) = self.server.state_image()?;
+        let (image, revision) = self.server.state_image().await?;
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
             revision,
             ..Default::default()
@@ -120,7 +120,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.server.refuse_if_learner()?;
         self.check_admin(&request).await?;
-        let (file, revision) = self.server.backup_file()?;
+        let (file, revision) = self.server.backup_file().await?;
         let (body, checksum) = file.split_at(file.len() - crate::backup::CHECKSUM_BYTES);
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
             revision,

@@ -46,7 +46,7 @@ use crate::mvcc::{Changes, Record, Revision, NEVER_COMPACTED};
 use crate::storage::backend::DiskBackend;
 use crate::storage::Disk;
 
-pub use writer::{Durable, Stopped, Writer};
+pub use writer::{Durable, Stopped, View, Writer};
 
 const KEY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -85,6 +85,9 @@ pub enum Error {
     /// Stored bytes failed their checksum or could not be parsed: the data
     /// cannot be trusted.
     Corrupt(String),
+    /// Compaction cannot run while a view is open (a backup or hash being
+    /// taken); nothing changed, and it may be asked again.
+    Busy,
 }
 
 impl fmt::Display for Error {
@@ -92,6 +95,7 @@ impl fmt::Display for Error {
         match self {
             Error::Engine(why) => write!(f, "backend: {why}"),
             Error::Corrupt(why) => write!(f, "backend data is corrupt: {why}"),
+            Error::Busy => write!(f, "backend: a view is open; compaction must wait"),
         }
     }
 }
@@ -157,7 +161,7 @@ pub struct StateMeta {
 
 /// What a backend holds besides its revisions (`scan` reads those),
 /// read and checked.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loaded {
     pub consistent_index: u64,
     pub compact_revision: i64,
@@ -229,7 +233,10 @@ impl Backend {
             .as_mut()
             .expect("the database is open until dropped");
         contained("compacting the database", || {
-            db.compact(redb::CompactionMode::Balanced).map_err(engine)
+            match db.compact(redb::CompactionMode::Balanced) {
+                Err(redb::CompactionError::TransactionInProgress) => Err(Error::Busy),
+                compacted => compacted.map_err(engine),
+            }
         })
     }
 
@@ -300,11 +307,134 @@ impl Backend {
         write.commit().map_err(engine)
     }
 
-    /// Everything stored, each revision checked: the state to start from.
+    /// What the backend holds besides its revisions, checked.
     pub fn load(&self) -> Result<Loaded, Error> {
+        self.reading("loading the meta table", |reader| reader.load())
+    }
+
+    /// A consistent read of everything the backend holds as of its last
+    /// commit, for as long as it lives (a redb read transaction): commits
+    /// go on meanwhile, unseen by it.
+    pub fn view(&self) -> Result<ReadView, Error> {
+        contained("starting a read", || {
+            let read = self.db().begin_read().map_err(engine)?;
+            let loaded = Reader(&read).load()?;
+            Ok(ReadView { read, loaded })
+        })
+    }
+
+    /// Runs `call` on a reader of a new read transaction; a panic in redb
+    /// is corruption (`what` failed).
+    fn reading<T>(
+        &self,
+        what: &str,
+        call: impl FnOnce(Reader<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        contained(what, || {
+            let read = self.db().begin_read().map_err(engine)?;
+            call(Reader(&read))
+        })
+    }
+
+    /// Replaces the database at `path` by one holding exactly `batch`
+    /// (a snapshot from the leader, or a state recovered without a
+    /// backend). The new file is made whole and durable under a temporary
+    /// name, then renamed over the old one: a crash leaves one or the
+    /// other. No `Backend` may be open on `path`.
+    pub fn replace(disk: Arc<dyn Disk>, path: &Path, batch: &Batch) -> Result<(), Error> {
+        let temp = temp_path(path)?;
+        let _ = disk.remove(&temp);
+        let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
+        let db = contained("making a database", || {
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create_with_backend(backend)
+                .map_err(engine)
+        })?;
+        let made = Backend { db: Some(db) };
+        made.commit(batch)?;
+        drop(made);
+        disk.sync(&temp).map_err(engine)?;
+        disk.rename(&temp, path).map_err(engine)?;
+        disk.sync_dir(path.parent().expect("temp_path checked the parent"))
+            .map_err(engine)
+    }
+
+    /// The last raft index whose changes are stored (0: none).
+    pub fn consistent_index(&self) -> Result<u64, Error> {
+        self.reading(CONSISTENT_INDEX, |reader| reader.consistent_index())
+    }
+
+    /// Every stored revision, in order, each checked.
+    pub fn records(&self) -> Result<Vec<(Revision, Record)>, Error> {
+        let mut records = Vec::new();
+        self.scan(
+            Revision::new(i64::MIN, 0),
+            i64::MAX,
+            &mut |revision, record| records.push((revision, record)),
+        )?;
+        Ok(records)
+    }
+
+    /// Visits the stored revisions from `from` through main revision
+    /// `through_main`, in order, each checked, in one read transaction.
+    pub fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), Error> {
+        self.reading("reading the revisions", |reader| {
+            reader.scan(from, through_main, visit)
+        })
+    }
+
+    /// The records at `revisions`, in the same order, each checked, in one
+    /// read transaction; a revision not stored is corruption (the caller
+    /// knows it was written).
+    pub fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, Error> {
+        self.reading("reading revisions", |reader| reader.get(revisions))
+    }
+}
+
+/// A consistent read of the whole backend at one commit (`Backend::view`).
+pub struct ReadView {
+    read: redb::ReadTransaction,
+    loaded: Loaded,
+}
+
+impl ReadView {
+    /// What the backend held besides its revisions, at the view's commit.
+    pub fn loaded(&self) -> &Loaded {
+        &self.loaded
+    }
+
+    /// `Backend::scan`, as of the view's commit.
+    pub fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), Error> {
+        contained("reading the revisions", || {
+            Reader(&self.read).scan(from, through_main, visit)
+        })
+    }
+
+    /// `Backend::get`, as of the view's commit.
+    pub fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, Error> {
+        contained("reading revisions", || Reader(&self.read).get(revisions))
+    }
+}
+
+/// The reads of one read transaction.
+struct Reader<'a>(&'a redb::ReadTransaction);
+
+impl Reader<'_> {
+    fn load(&self) -> Result<Loaded, Error> {
         // A flipped bit in a meta key would hide its value (read as never
         // written): every key must be one this build writes.
-        let names = contained("the meta keys", || self.read_meta_names())?;
+        let names = self.meta_names()?;
         if let Some(unknown) = names
             .iter()
             .find(|name| !META_KEYS.contains(&name.as_str()))
@@ -347,32 +477,7 @@ impl Backend {
         })
     }
 
-    /// Replaces the database at `path` by one holding exactly `batch`
-    /// (a snapshot from the leader, or a state recovered without a
-    /// backend). The new file is made whole and durable under a temporary
-    /// name, then renamed over the old one: a crash leaves one or the
-    /// other. No `Backend` may be open on `path`.
-    pub fn replace(disk: Arc<dyn Disk>, path: &Path, batch: &Batch) -> Result<(), Error> {
-        let temp = temp_path(path)?;
-        let _ = disk.remove(&temp);
-        let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
-        let db = contained("making a database", || {
-            redb::Builder::new()
-                .set_cache_size(CACHE_BYTES)
-                .create_with_backend(backend)
-                .map_err(engine)
-        })?;
-        let made = Backend { db: Some(db) };
-        made.commit(batch)?;
-        drop(made);
-        disk.sync(&temp).map_err(engine)?;
-        disk.rename(&temp, path).map_err(engine)?;
-        disk.sync_dir(path.parent().expect("temp_path checked the parent"))
-            .map_err(engine)
-    }
-
-    /// The last raft index whose changes are stored (0: none).
-    pub fn consistent_index(&self) -> Result<u64, Error> {
+    fn consistent_index(&self) -> Result<u64, Error> {
         match self.meta(CONSISTENT_INDEX)? {
             None => Ok(0),
             Some(bytes) => Ok(u64::from_be_bytes(eight_bytes(CONSISTENT_INDEX, &bytes)?)),
@@ -380,7 +485,7 @@ impl Backend {
     }
 
     /// The revision of the last finished compaction (`NEVER_COMPACTED`).
-    pub fn compact_revision(&self) -> Result<i64, Error> {
+    fn compact_revision(&self) -> Result<i64, Error> {
         match self.meta(FINISHED_COMPACT_REV)? {
             None => Ok(NEVER_COMPACTED),
             Some(bytes) => crate::mvcc::layout::parse_revision_key(&bytes)
@@ -389,28 +494,16 @@ impl Backend {
         }
     }
 
-    /// Every stored revision, in order, each checked.
-    pub fn records(&self) -> Result<Vec<(Revision, Record)>, Error> {
-        let mut records = Vec::new();
-        self.scan(
-            Revision::new(i64::MIN, 0),
-            i64::MAX,
-            &mut |revision, record| records.push((revision, record)),
-        )?;
-        Ok(records)
-    }
-
     /// Visits the stored revisions from `from` through main revision
     /// `through_main`, in order, each checked, in one read transaction.
-    pub fn scan(
+    fn scan(
         &self,
         from: Revision,
         through_main: i64,
         visit: &mut dyn FnMut(Revision, Record),
     ) -> Result<(), Error> {
-        contained("reading the revisions", || {
-            let read = self.db().begin_read().map_err(engine)?;
-            let keys = match read.open_table(KEY) {
+        {
+            let keys = match self.0.open_table(KEY) {
                 Ok(keys) => keys,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
                 Err(error) => return Err(engine(error)),
@@ -434,16 +527,15 @@ impl Backend {
                 visit(revision, record);
             }
             Ok(())
-        })
+        }
     }
 
     /// The records at `revisions`, in the same order, each checked, in one
     /// read transaction; a revision not stored is corruption (the caller
     /// knows it was written).
-    pub fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, Error> {
-        contained("reading revisions", || {
-            let read = self.db().begin_read().map_err(engine)?;
-            let keys = read.open_table(KEY).map_err(engine)?;
+    fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, Error> {
+        {
+            let keys = self.0.open_table(KEY).map_err(engine)?;
             let mut records = Vec::with_capacity(revisions.len());
             for &revision in revisions {
                 // A put's key is the revision; a tombstone's adds a mark.
@@ -466,16 +558,11 @@ impl Backend {
                 })?);
             }
             Ok(records)
-        })
+        }
     }
 
-    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        contained(name, || self.read_meta(name))
-    }
-
-    fn read_meta_names(&self) -> Result<Vec<String>, Error> {
-        let read = self.db().begin_read().map_err(engine)?;
-        let meta = match read.open_table(META) {
+    fn meta_names(&self) -> Result<Vec<String>, Error> {
+        let meta = match self.0.open_table(META) {
             Ok(meta) => meta,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(error) => return Err(engine(error)),
@@ -488,9 +575,8 @@ impl Backend {
         Ok(names)
     }
 
-    fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let read = self.db().begin_read().map_err(engine)?;
-        let meta = match read.open_table(META) {
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let meta = match self.0.open_table(META) {
             Ok(meta) => meta,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(error) => return Err(engine(error)),

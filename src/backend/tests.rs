@@ -523,3 +523,67 @@ proptest! {
         prop_assert_eq!(restarted.live_leases(), warm.live_leases());
     }
 }
+
+/// A view reads the backend as of its creation while commits go on, and
+/// compaction waits for it (refused, nothing changed) until it is dropped.
+#[test]
+fn a_view_is_one_commit_and_compaction_waits_for_it() {
+    let sim = Arc::new(SimDisk::new());
+    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+    let writer = super::Writer::new(
+        sim.clone(),
+        &db_path(),
+        Backend::open(sim.clone(), &db_path()).unwrap(),
+        super::Durable::default(),
+        1,
+    );
+    let put = |main: i64, value: u8| {
+        (
+            Revision::new(main, 0),
+            Record::Put(KeyValue {
+                key: b"k".to_vec(),
+                create_revision: 2,
+                mod_revision: main,
+                version: main - 1,
+                value: vec![value],
+                lease: 0,
+            }),
+        )
+    };
+    let batch = |index: u64, records: Vec<(Revision, Record)>| Batch {
+        consistent_index: index,
+        records,
+        compaction: None,
+        meta: Some(StateMeta {
+            current_revision: index as i64 + 1,
+            state: Some(Vec::new()),
+            ..StateMeta::default()
+        }),
+    };
+    writer.submit(batch(1, vec![put(2, 1)]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Pending changes are committed first: the view holds them.
+    let view = runtime.block_on(writer.view()).unwrap();
+    assert_eq!(view.loaded().consistent_index, 1);
+    writer.submit(batch(2, vec![put(3, 2)]));
+    writer.flush_now().unwrap();
+    let mut seen = Vec::new();
+    view.scan(Revision::new(0, 0), i64::MAX, &mut |revision, _| {
+        seen.push(revision)
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        vec![Revision::new(2, 0)],
+        "the later commit is unseen"
+    );
+    assert_eq!(writer.load().unwrap().consistent_index, 2);
+
+    assert_eq!(runtime.block_on(writer.compact()), Err(Error::Busy));
+    assert_eq!(writer.failure(), None, "a refused compaction stops nothing");
+    drop(view);
+    runtime.block_on(writer.compact()).unwrap();
+    assert_eq!(writer.backend_records(), vec![put(2, 1), put(3, 2)]);
+}

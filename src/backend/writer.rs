@@ -64,6 +64,8 @@ struct Inner {
     path: PathBuf,
     /// Held by each commit, compaction and replace: one at a time.
     commits: Mutex<()>,
+    /// Views open now (`Writer::view`): compaction waits for none.
+    views: Arc<std::sync::atomic::AtomicUsize>,
     /// `None` only while `replace` swaps the file.
     backend: RwLock<Option<Backend>>,
     pending: Mutex<Option<Batch>>,
@@ -101,6 +103,7 @@ impl Writer {
                 disk,
                 path: path.to_path_buf(),
                 commits: Mutex::new(()),
+                views: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
                 backend: RwLock::new(Some(backend)),
                 pending: Mutex::new(None),
                 submitted: Published::new(0),
@@ -162,6 +165,14 @@ impl Writer {
         self.inner.commit_pending()
     }
 
+    /// Every stored revision (tests).
+    #[cfg(test)]
+    pub fn backend_records(&self) -> Vec<(Revision, Record)> {
+        self.inner
+            .with_backend(|backend| backend.records())
+            .expect("the records read")
+    }
+
     /// `replace`, here and now: for recovery, before any task runs.
     pub fn replace_now(&self, batch: &Batch, durable: Durable) -> Result<(), Error> {
         self.inner.replace(batch, durable)
@@ -221,6 +232,25 @@ impl Writer {
         crate::storage::blocking::run(move || inner.commit_pending()).await
     }
 
+    /// Everything the backend holds, as of now: what is pending is
+    /// committed first, so the view holds every entry applied before the
+    /// call. Commits go on meanwhile; compaction is refused while it lives.
+    pub async fn view(&self) -> Result<View, Error> {
+        self.flush().await?;
+        let inner = self.inner.clone();
+        crate::storage::blocking::run(move || {
+            let view = inner.with_backend(|backend| backend.view())?;
+            inner
+                .views
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(View {
+                view,
+                views: inner.views.clone(),
+            })
+        })
+        .await
+    }
+
     /// Commits what is pending, then compacts the file
     /// (Maintenance.Defragment). Commits wait for it; the raft loop does
     /// not (it only submits), and reads of values on disk wait for one
@@ -230,10 +260,14 @@ impl Writer {
     pub async fn compact(&self) -> Result<(), Error> {
         let inner = self.inner.clone();
         let compacted = crate::storage::blocking::run(move || inner.compact()).await;
-        if let Err(error) = &compacted {
-            tracing::error!(%error, "backend compaction failed");
-            *self.inner.failure.lock().expect("failure lock") =
-                Some(Stopped::Failed(error.to_string()));
+        match &compacted {
+            // Refused while a view lives: nothing changed.
+            Ok(()) | Err(Error::Busy) => {}
+            Err(error) => {
+                tracing::error!(%error, "backend compaction failed");
+                *self.inner.failure.lock().expect("failure lock") =
+                    Some(Stopped::Failed(error.to_string()));
+            }
         }
         compacted
     }
@@ -244,6 +278,52 @@ impl Writer {
     pub async fn replace(&self, batch: Batch, durable: Durable) -> Result<(), Error> {
         let inner = self.inner.clone();
         crate::storage::blocking::run(move || inner.replace(&batch, durable)).await
+    }
+}
+
+/// A consistent read of the whole backend (`Writer::view`).
+pub struct View {
+    view: super::ReadView,
+    views: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        self.views.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl View {
+    /// What the backend held besides its revisions.
+    pub fn loaded(&self) -> &super::Loaded {
+        self.view.loaded()
+    }
+
+    /// Visits the revisions; see `Backend::scan`.
+    pub fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), Error> {
+        self.view.scan(from, through_main, visit)
+    }
+}
+
+impl ColdLog for View {
+    fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, String> {
+        self.view.get(revisions).map_err(|error| error.to_string())
+    }
+
+    fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), String> {
+        self.view
+            .scan(from, through_main, visit)
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -301,6 +381,10 @@ impl Inner {
         let _commits = self.commits.lock().expect("commits lock");
         for _ in 0..super::COMPACTION_ROUNDS_MAX {
             let mut backend = self.backend.write().expect("backend lock");
+            // Views begin under the read lock, so none can begin now.
+            if self.views.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                return Err(Error::Busy);
+            }
             if !backend.as_mut().ok_or_else(closed)?.compact_round()? {
                 break;
             }

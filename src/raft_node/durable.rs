@@ -7,8 +7,10 @@ use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 
 use crate::apply::StateMachine;
-use crate::backend::{Batch, Durable, StateMeta, Writer};
-use crate::mvcc::{Rebuild, Revision, NEVER_COMPACTED};
+use std::sync::Arc;
+
+use crate::backend::{Batch, Durable, Loaded, StateMeta, View, Writer};
+use crate::mvcc::{ColdLog, Rebuild, Record, Revision, NEVER_COMPACTED};
 
 /// What the backend stores as the state at `state.applied_index()`,
 /// with `parts` (`StateMachine::encode_parts`, or `None`: unchanged).
@@ -66,12 +68,69 @@ pub(super) fn whole(
     Ok((batch, durable))
 }
 
+/// What a state is restored from: the backend, or a view of it.
+pub(super) trait Source {
+    fn load(&self) -> Result<Loaded, crate::backend::Error>;
+    fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), crate::backend::Error>;
+    /// Where the restored store reads its values.
+    fn cold_log(&self) -> Arc<dyn ColdLog>;
+}
+
+impl Source for Writer {
+    fn load(&self) -> Result<Loaded, crate::backend::Error> {
+        Writer::load(self)
+    }
+    fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), crate::backend::Error> {
+        Writer::scan(self, from, through_main, visit)
+    }
+    fn cold_log(&self) -> Arc<dyn ColdLog> {
+        Writer::cold_log(self)
+    }
+}
+
+impl Source for Arc<View> {
+    fn load(&self) -> Result<Loaded, crate::backend::Error> {
+        Ok(self.loaded().clone())
+    }
+    fn scan(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record),
+    ) -> Result<(), crate::backend::Error> {
+        View::scan(self, from, through_main, visit)
+    }
+    fn cold_log(&self) -> Arc<dyn ColdLog> {
+        self.clone()
+    }
+}
+
+/// The state a view of the backend holds (a backup or a hash is taken
+/// from it, while the member goes on): its store reads the values from
+/// the view, which lives as long as the state.
+pub fn state_in(view: View) -> Result<StateMachine, String> {
+    Ok(match restore(&Arc::new(view), 0)? {
+        Some((state, _, _)) => state,
+        None => StateMachine::new(0, crate::membership::Members::default()),
+    })
+}
+
 /// The state `backend` holds, checked; `None` for a backend that holds
 /// none yet (made at a first start, nothing applied since). The key index
 /// is rebuilt from a scan of every revision, each checked; the values
 /// stay on disk, read from there (`Store::attach_cold`).
 pub(super) fn restore(
-    backend: &Writer,
+    backend: &impl Source,
     quota_bytes: i64,
 ) -> Result<Option<(StateMachine, ConfState, Durable)>, String> {
     let loaded = backend.load().map_err(|error| error.to_string())?;

@@ -537,29 +537,60 @@ impl Server {
     pub async fn defragment(&self) -> Result<(), Error> {
         self.call(|reply| Command::Snapshot { reply }).await?;
         // A failed compaction stops the writer (it logs why), and with it
-        // the member.
+        // the member; one refused while a backup or hash is being taken
+        // changed nothing and may be asked again.
         self.shared
             .backend
             .compact()
             .await
-            .map_err(|_| Error::Stopped)
+            .map_err(|error| match error {
+                crate::backend::Error::Busy => Error::TooManyRequests,
+                _ => Error::Stopped,
+            })
     }
 
     /// The applied state's image (a backup without its checksum) and the
     /// revision it holds.
-    pub fn state_image(&self) -> Result<(Vec<u8>, i64), Error> {
-        let state = self.shared.state.read().expect("state lock");
-        Ok((state.encode()?, state.store().current_revision()))
+    pub async fn state_image(&self) -> Result<(Vec<u8>, i64), Error> {
+        self.in_view(|state| Ok((state.encode()?, state.store().current_revision())))
+            .await
     }
 
     /// The backup file of the applied state (`crate::backup`) and its
     /// revision: what Maintenance.Snapshot streams.
-    pub fn backup_file(&self) -> Result<(Vec<u8>, i64), Error> {
-        let state = self.shared.state.read().expect("state lock");
-        Ok((
-            crate::backup::frame(&state)?,
-            state.store().current_revision(),
-        ))
+    pub async fn backup_file(&self) -> Result<(Vec<u8>, i64), Error> {
+        self.in_view(|state| {
+            Ok((
+                crate::backup::frame(state)?,
+                state.store().current_revision(),
+            ))
+        })
+        .await
+    }
+
+    /// Runs `read` on the state as the backend holds it once everything
+    /// applied so far is committed (`backend::Writer::view`), off the
+    /// state lock and off the async runtime: a backup or a hash of a large
+    /// store never holds up the raft loop's applies.
+    async fn in_view<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&crate::apply::StateMachine) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let unusable = |error: String| {
+            tracing::error!(%error, "the backend cannot be read for a view");
+            Error::Corrupt
+        };
+        let view = self
+            .shared
+            .backend
+            .view()
+            .await
+            .map_err(|error| unusable(error.to_string()))?;
+        crate::storage::blocking::run(move || {
+            let state = crate::raft_node::state_in(view).map_err(unusable)?;
+            read(&state)
+        })
+        .await
     }
 
     /// What etcd's Maintenance.Status reports.
