@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::backend::{Batch, Durable, Loaded, StateMeta, View, Writer};
 use crate::mvcc::{ColdLog, Rebuild, Record, Revision, NEVER_COMPACTED};
+use crate::storage::snapshot::Snapshot;
 
 /// What the backend stores as the state at `state.applied_index()`,
 /// with `parts` (`StateMachine::encode_parts`, or `None`: unchanged).
@@ -122,6 +123,19 @@ pub fn state_in(view: View) -> Result<StateMachine, String> {
     Ok(match restore(&Arc::new(view), 0)? {
         Some((state, _, _)) => state,
         None => StateMachine::new(0, crate::membership::Members::default()),
+    })
+}
+
+/// A snapshot for followers: the state a view of the backend holds, at
+/// its consistent index, with the term and configuration there.
+pub(super) fn snapshot_in(view: View) -> Result<Snapshot, String> {
+    let (state, conf_state, durable) =
+        restore(&Arc::new(view), 0)?.ok_or("the backend holds no state yet")?;
+    Ok(Snapshot {
+        index: durable.index,
+        term: durable.term,
+        conf_state,
+        state: state.encode().map_err(|error| error.to_string())?,
     })
 }
 

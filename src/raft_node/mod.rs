@@ -194,6 +194,10 @@ pub struct RaftNode {
     /// key-value write (re-applying a publish would change nothing).
     #[cfg(madsim)]
     sabotage_applied_twice: bool,
+    /// A snapshot for followers being made off the loop, from a view of
+    /// the backend (`snapshots.rs`).
+    follower_snapshot:
+        Option<oneshot::Receiver<Result<crate::storage::snapshot::Snapshot, String>>>,
 }
 
 impl RaftNode {

@@ -281,6 +281,7 @@ impl RaftNode {
             // A first boot is no restart: the sabotage waits for one.
             #[cfg(madsim)]
             sabotage_applied_twice: !restarting,
+            follower_snapshot: None,
         })
     }
 }

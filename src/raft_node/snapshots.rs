@@ -2,6 +2,7 @@
 //! lagging followers, and installing a leader's snapshot crash-safely.
 
 use raft::eraftpb::Snapshot as RaftSnapshot;
+use tokio::sync::oneshot;
 
 use crate::apply::StateMachine;
 use crate::storage::snapshot::Snapshot;
@@ -15,12 +16,11 @@ impl RaftNode {
     ///   asks), the backend's durable point is marked in the WAL, and WAL
     ///   segments and log entries before the previous mark are released;
     /// - when raft needs a snapshot for a follower the log no longer
-    ///   serves, the state image is made for it now.
+    ///   serves, the state image is made for it off the loop, from a view
+    ///   of the backend, and handed to raft once made.
     pub(super) async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
         self.check_backend()?;
-        if self.raw.store().take_snapshot_wanted() {
-            self.snapshot_for_followers()?;
-        }
+        self.snapshot_for_followers()?;
         if self.snapshot_policy.requested() {
             // What an operator asked for covers everything applied.
             self.backend.flush().await?;
@@ -82,21 +82,44 @@ impl RaftNode {
         Ok(())
     }
 
-    /// The state image at the applied index, for followers that the log
-    /// cannot catch up; kept until the log needs a newer one.
-    pub(super) fn snapshot_for_followers(&mut self) -> Result<(), FatalError> {
-        let state = self.shared.state.read().expect("state lock");
-        let snapshot = Snapshot {
-            index: state.applied_index(),
-            term: self.applied_term,
-            conf_state: self.raw.store().conf_state().clone(),
-            state: state.encode().map_err(unreadable)?,
-        };
-        drop(state);
-        tracing::info!(index = snapshot.index, "made a snapshot for a follower");
-        self.raw
-            .mut_store()
-            .set_snapshot(to_raft_snapshot(&snapshot));
+    /// The state image for followers that the log cannot catch up, kept
+    /// until the log needs a newer one. When raft asks for one, a task
+    /// makes it from a view of the backend (everything applied by then,
+    /// committed first), so the loop never waits for a copy of the whole
+    /// state; raft gets it at the first turn after it is made, and until
+    /// then hears that it is temporarily unavailable.
+    fn snapshot_for_followers(&mut self) -> Result<(), FatalError> {
+        if let Some(making) = &mut self.follower_snapshot {
+            match making.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => self.follower_snapshot = None,
+                Ok(made) => {
+                    self.follower_snapshot = None;
+                    // The view could not be read: the backend cannot be
+                    // trusted.
+                    let snapshot = made
+                        .map_err(|why| FatalError::Backend(crate::backend::Error::Corrupt(why)))?;
+                    tracing::info!(index = snapshot.index, "made a snapshot for a follower");
+                    self.raw
+                        .mut_store()
+                        .set_snapshot(to_raft_snapshot(&snapshot));
+                }
+            }
+        }
+        if self.raw.store().take_snapshot_wanted() && self.follower_snapshot.is_none() {
+            let (made, making) = oneshot::channel();
+            let backend = self.backend.clone();
+            tokio::spawn(async move {
+                let snapshot = match backend.view().await {
+                    Ok(view) => {
+                        crate::storage::blocking::run(move || durable::snapshot_in(view)).await
+                    }
+                    Err(error) => Err(error.to_string()),
+                };
+                let _ = made.send(snapshot);
+            });
+            self.follower_snapshot = Some(making);
+        }
         Ok(())
     }
 
@@ -180,11 +203,6 @@ impl RaftNode {
         self.crash_point(crate::probe::CrashPoint::SnapshotInstalled)?;
         Ok(())
     }
-}
-
-/// A failed read of the values on disk: the backend cannot be trusted.
-pub(super) fn unreadable(error: crate::mvcc::Error) -> FatalError {
-    FatalError::Backend(crate::backend::Error::Corrupt(error.to_string()))
 }
 
 impl RaftNode {
