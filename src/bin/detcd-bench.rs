@@ -9,9 +9,12 @@
 //! `--scale-keys N` runs the storage-at-scale measurements instead (issue
 //! 11): load N keys, memory and data dir after it, a full read, steady
 //! writes at `--scale-rate` (latency distribution, the slowest, leader
-//! changes, peak memory), and the time a restart takes to serve again:
+//! changes, peak memory), and the time a restart takes to serve again;
+//! with `--scale-watchers N`, then N watchers (one stream each) on one
+//! prefix while `--watch-rate` writes per second go to it (event latency
+//! from each write's due time, events missing, peak memory):
 //!
-//!     cargo run --release --bin detcd-bench -- --scale-keys 1000000
+//!     cargo run --release --bin detcd-bench -- --scale-keys 1000000 --scale-watchers 1000
 //!
 //! A tool, not the core: it starts processes, makes directories and reads
 //! the wall clock, which the determinism seams forbid the server.
@@ -80,6 +83,16 @@ mod real {
         /// Seconds of the scale run's steady phase.
         #[arg(long, default_value_t = 60)]
         scale_seconds: u64,
+        /// Watchers on one prefix in the scale run's fan-out phase (0: no
+        /// such phase).
+        #[arg(long, default_value_t = 0)]
+        scale_watchers: usize,
+        /// Writes per second under the watchers.
+        #[arg(long, default_value_t = 20)]
+        watch_rate: u64,
+        /// Seconds of writes under the watchers.
+        #[arg(long, default_value_t = 20)]
+        watch_seconds: u64,
         /// Flags passed to both servers (e.g. `--snapshot-count=20000`).
         #[arg(long = "server-flag", allow_hyphen_values = true)]
         server_flags: Vec<String>,
@@ -463,6 +476,10 @@ mod real {
         const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
         /// A request slower than this is a stall.
         const SLOW: Duration = Duration::from_secs(1);
+        /// The fan-out phase's watchers watch this prefix.
+        const WATCH_PREFIX: &[u8] = b"watched/";
+        /// How long after the last write the fan-out phase waits for events.
+        const WATCH_GRACE: Duration = Duration::from_secs(5);
 
         #[derive(Clone, Debug, Default)]
         struct Scaled {
@@ -480,6 +497,10 @@ mod real {
             leader_changes: u64,
             peak_rss: u64,
             restart: Duration,
+            watch_p50: Duration,
+            watch_p99: Duration,
+            watch_missing: usize,
+            watch_peak_rss: u64,
         }
 
         pub fn main(args: &Args, detcd: &Path, runtime: &tokio::runtime::Runtime) -> ExitCode {
@@ -533,51 +554,181 @@ mod real {
             scaled.full_read = started.elapsed();
             println!("{name}: steady writes");
             let term_before = runtime.block_on(term(&endpoints));
-            let peak = Arc::new(Mutex::new(0u64));
-            let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-            let sampler = {
-                let (peak, sampling) = (peak.clone(), sampling.clone());
-                let pids: Vec<u32> = cluster
-                    .servers
-                    .iter()
-                    .map(detcd_launch::Server::pid)
-                    .collect();
-                std::thread::spawn(move || {
-                    while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                        let rss = rss_of(&pids);
-                        let mut peak = peak.lock().expect("peak lock");
-                        *peak = (*peak).max(rss);
-                        drop(peak);
-                        std::thread::sleep(RSS_SAMPLE_INTERVAL);
-                    }
-                })
-            };
+            let sampler = PeakRss::start(cluster);
             let (mut latencies, failed) = runtime.block_on(steady(args, &endpoints));
-            sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-            let _ = sampler.join();
-            scaled.peak_rss = *peak.lock().expect("peak lock");
+            scaled.peak_rss = sampler.stop();
             latencies.sort_unstable();
-            let percentile = |p: f64| {
-                latencies
-                    .get(
-                        ((latencies.len() as f64 * p) as usize)
-                            .min(latencies.len().saturating_sub(1)),
-                    )
-                    .copied()
-                    .unwrap_or_default()
-            };
-            scaled.steady_p50 = percentile(0.50);
-            scaled.steady_p99 = percentile(0.99);
+            scaled.steady_p50 = percentile(&latencies, 0.50);
+            scaled.steady_p99 = percentile(&latencies, 0.99);
             scaled.steady_max = latencies.last().copied().unwrap_or_default();
             scaled.steady_slow = latencies.iter().filter(|latency| **latency > SLOW).count();
             scaled.steady_failed = failed;
             scaled.leader_changes = runtime
                 .block_on(term(&endpoints))
                 .saturating_sub(term_before);
+            if args.scale_watchers > 0 {
+                println!("{name}: {} watchers on one prefix", args.scale_watchers);
+                let sampler = PeakRss::start(cluster);
+                let (mut latencies, missing) = runtime.block_on(fan_out(args, &endpoints));
+                scaled.watch_peak_rss = sampler.stop();
+                latencies.sort_unstable();
+                scaled.watch_p50 = percentile(&latencies, 0.50);
+                scaled.watch_p99 = percentile(&latencies, 0.99);
+                scaled.watch_missing = missing;
+            }
             println!("{name}: restarting");
             scaled.restart = cluster.restart()?;
             println!("{name}: {scaled:?}");
             Ok(scaled)
+        }
+
+        /// The value at quantile `p` of sorted `latencies`.
+        fn percentile(latencies: &[Duration], p: f64) -> Duration {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        }
+
+        /// The servers' summed RSS sampled every `RSS_SAMPLE_INTERVAL` on a
+        /// thread of its own, until `stop` returns the peak.
+        struct PeakRss {
+            peak: Arc<Mutex<u64>>,
+            sampling: Arc<std::sync::atomic::AtomicBool>,
+            thread: std::thread::JoinHandle<()>,
+        }
+
+        impl PeakRss {
+            fn start(cluster: &Cluster) -> PeakRss {
+                let peak = Arc::new(Mutex::new(0u64));
+                let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let (shared_peak, shared_sampling) = (peak.clone(), sampling.clone());
+                let pids: Vec<u32> = cluster
+                    .servers
+                    .iter()
+                    .map(detcd_launch::Server::pid)
+                    .collect();
+                let thread = std::thread::spawn(move || {
+                    while shared_sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                        let rss = rss_of(&pids);
+                        let mut peak = shared_peak.lock().expect("peak lock");
+                        *peak = (*peak).max(rss);
+                        drop(peak);
+                        std::thread::sleep(RSS_SAMPLE_INTERVAL);
+                    }
+                });
+                PeakRss {
+                    peak,
+                    sampling,
+                    thread,
+                }
+            }
+
+            fn stop(self) -> u64 {
+                self.sampling
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                let _ = self.thread.join();
+                let peak = *self.peak.lock().expect("peak lock");
+                peak
+            }
+        }
+
+        /// The fan-out phase: `scale_watchers` watch streams on
+        /// `WATCH_PREFIX`, each with one watcher, then `watch_rate` writes
+        /// per second there for `watch_seconds`. Each write's value is its
+        /// sequence number, so a watcher knows when it was due; returns
+        /// every event's latency from then, and the events that never came.
+        async fn fan_out(args: &Args, endpoints: &[String]) -> (Vec<Duration>, usize) {
+            use detcd::proto::etcdserverpb::{
+                watch_client::WatchClient, watch_request, WatchCreateRequest, WatchRequest,
+            };
+            let total = (args.watch_rate * args.watch_seconds) as usize;
+            let period = Duration::from_secs(1) / args.watch_rate.max(1) as u32;
+            let (created_tx, mut created) = tokio::sync::mpsc::channel(args.scale_watchers);
+            let (start_tx, start) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+            let received = Arc::new(Mutex::new(Vec::with_capacity(total * args.scale_watchers)));
+            let mut watchers = Vec::with_capacity(args.scale_watchers);
+            for index in 0..args.scale_watchers {
+                let endpoint = endpoints[index % endpoints.len()].clone();
+                let (created_tx, mut start) = (created_tx.clone(), start.clone());
+                let received = received.clone();
+                watchers.push(tokio::spawn(async move {
+                    let Ok(mut client) = WatchClient::connect(endpoint).await else {
+                        let _ = created_tx.send(()).await;
+                        return;
+                    };
+                    let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+                    let _ = requests
+                        .send(WatchRequest {
+                            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                                WatchCreateRequest {
+                                    key: WATCH_PREFIX.to_vec(),
+                                    range_end: b"watched0".to_vec(),
+                                    ..Default::default()
+                                },
+                            )),
+                        })
+                        .await;
+                    let stream = client
+                        .watch(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+                        .await;
+                    let _ = created_tx.send(()).await;
+                    let Ok(stream) = stream else { return };
+                    let mut stream = stream.into_inner();
+                    let Ok(Some(due_from)) = start.wait_for(Option::is_some).await.map(|s| *s)
+                    else {
+                        return;
+                    };
+                    let mut seen = 0;
+                    while let Ok(Some(response)) = stream.message().await {
+                        let now = tokio::time::Instant::now();
+                        let mut latencies = Vec::with_capacity(response.events.len());
+                        for event in response.events {
+                            let n: Option<u32> = event
+                                .kv
+                                .and_then(|kv| String::from_utf8(kv.value).ok())
+                                .and_then(|value| value.trim().parse().ok());
+                            if let Some(n) = n {
+                                latencies
+                                    .push(now.saturating_duration_since(due_from + period * n));
+                            }
+                        }
+                        seen += latencies.len();
+                        received.lock().expect("received lock").extend(latencies);
+                        if seen >= total {
+                            break;
+                        }
+                    }
+                    drop(requests);
+                }));
+            }
+            drop(created_tx);
+            // Every stream is open (or failed) before the writes begin.
+            while created.recv().await.is_some() {}
+            let due_from = tokio::time::Instant::now() + Duration::from_millis(500);
+            let _ = start_tx.send(Some(due_from));
+            let mut client = Client::new(endpoints.to_vec()).with_request_timeout(REQUEST_TIMEOUT);
+            for n in 0..total {
+                tokio::time::sleep_until(due_from + period * n as u32).await;
+                let _ = client
+                    .put(PutRequest {
+                        key: format!("watched/{:04}", n % 100).into_bytes(),
+                        value: format!("{n:>width$}", width = args.value_bytes.max(8)).into_bytes(),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+            // Stragglers get a grace period, then count as missing.
+            let deadline = tokio::time::Instant::now() + WATCH_GRACE;
+            for watcher in watchers {
+                let abort = watcher.abort_handle();
+                if tokio::time::timeout_at(deadline, watcher).await.is_err() {
+                    abort.abort();
+                }
+            }
+            let latencies = std::mem::take(&mut *received.lock().expect("received lock"));
+            let missing = (total * args.scale_watchers).saturating_sub(latencies.len());
+            (latencies, missing)
         }
 
         /// Resident memory of these processes, summed (bytes).
@@ -791,6 +942,26 @@ mod real {
                     "restart to serving (s)",
                     secs(ours.restart),
                     secs(theirs.restart),
+                ),
+                (
+                    "watch event p50 (ms)",
+                    ms(ours.watch_p50),
+                    ms(theirs.watch_p50),
+                ),
+                (
+                    "watch event p99 (ms)",
+                    ms(ours.watch_p99),
+                    ms(theirs.watch_p99),
+                ),
+                (
+                    "watch events missing",
+                    ours.watch_missing as f64,
+                    theirs.watch_missing as f64,
+                ),
+                (
+                    "peak RSS watchers (MiB)",
+                    mb(ours.watch_peak_rss),
+                    mb(theirs.watch_peak_rss),
                 ),
             ];
             println!();
