@@ -704,7 +704,9 @@ mod real {
             }
             drop(created_tx);
             // Every stream is open (or failed) before the writes begin.
-            while created.recv().await.is_some() {}
+            for _ in 0..args.scale_watchers {
+                let _ = created.recv().await;
+            }
             let due_from = tokio::time::Instant::now() + Duration::from_millis(500);
             let _ = start_tx.send(Some(due_from));
             let mut client = Client::new(endpoints.to_vec()).with_request_timeout(REQUEST_TIMEOUT);
