@@ -15,6 +15,8 @@ pub struct LogStore {
     compacted_index: u64,
     compacted_term: u64,
     entries: Vec<Entry>,
+    /// The memory `entries` take, by `entry_bytes`.
+    entries_bytes: u64,
     snapshot: Snapshot,
     /// Set when raft asked for a snapshot the newest one cannot serve: a
     /// member added after it is not in its configuration, and raft-rs
@@ -73,9 +75,37 @@ impl LogStore {
             first.index,
             self.last()
         );
-        self.entries
-            .truncate((first.index - self.compacted_index - 1) as usize);
+        let kept = (first.index - self.compacted_index - 1) as usize;
+        self.entries_bytes -= self.entries[kept..].iter().map(entry_bytes).sum::<u64>();
+        self.entries.truncate(kept);
+        self.entries_bytes += entries.iter().map(entry_bytes).sum::<u64>();
         self.entries.extend_from_slice(entries);
+    }
+
+    /// The memory the entries take (`entry_bytes`).
+    pub fn entries_bytes(&self) -> u64 {
+        self.entries_bytes
+    }
+
+    /// Forgets the oldest entries, up to `applied` at most, until the rest
+    /// take at most `budget` bytes: the WAL holds them, and a follower
+    /// that still needs them gets a snapshot. Large entries (transactions
+    /// of many puts) would otherwise keep gigabytes in memory between
+    /// snapshot marks.
+    pub fn compact_to_bytes(&mut self, applied: u64, budget: u64) {
+        if self.entries_bytes <= budget {
+            return;
+        }
+        let mut left = self.entries_bytes;
+        let mut through = self.compacted_index;
+        for entry in &self.entries {
+            if left <= budget || entry.index > applied {
+                break;
+            }
+            left -= entry_bytes(entry);
+            through = entry.index;
+        }
+        self.compact(through);
     }
 
     /// Forgets entries up to `index`, which a durable snapshot covers.
@@ -85,8 +115,11 @@ impl LogStore {
         }
         assert!(index <= self.last(), "compacting past the last entry");
         let term = self.entry_term(index).expect("entry present");
-        self.entries
+        let dropped = self
+            .entries
             .drain(..(index - self.compacted_index) as usize);
+        self.entries_bytes -= dropped.as_slice().iter().map(entry_bytes).sum::<u64>();
+        drop(dropped);
         self.compacted_index = index;
         self.compacted_term = term;
     }
@@ -105,6 +138,7 @@ impl LogStore {
         self.hard_state.commit = self.hard_state.commit.max(metadata.index);
         self.hard_state.term = self.hard_state.term.max(metadata.term);
         self.entries.clear();
+        self.entries_bytes = 0;
         self.snapshot = snapshot;
     }
 
@@ -125,6 +159,13 @@ impl LogStore {
     pub fn take_snapshot_wanted(&self) -> bool {
         self.snapshot_wanted.replace(false)
     }
+}
+
+/// What one entry takes in memory: its payload and a fixed share for
+/// the rest of it.
+fn entry_bytes(entry: &Entry) -> u64 {
+    const ENTRY_OVERHEAD_BYTES: u64 = 64;
+    (entry.data.len() + entry.context.len()) as u64 + ENTRY_OVERHEAD_BYTES
 }
 
 impl raft::Storage for LogStore {
@@ -187,5 +228,63 @@ impl raft::Storage for LogStore {
             ));
         }
         Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage as _;
+
+    use super::*;
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            data: vec![7; bytes].into(),
+            ..Entry::default()
+        }
+    }
+
+    fn sizes(log: &LogStore) -> u64 {
+        log.entries.iter().map(entry_bytes).sum()
+    }
+
+    #[test]
+    fn the_byte_count_follows_appends_truncations_and_compactions() {
+        let mut log = LogStore::new(ConfState::default(), 0, 0);
+        log.append(&(1..=10).map(|index| entry(index, 100)).collect::<Vec<_>>());
+        assert_eq!(log.entries_bytes(), sizes(&log));
+        // A new leader's entries replace a conflicting suffix.
+        log.append(&[entry(6, 1000), entry(7, 10)]);
+        assert_eq!(log.last(), 7);
+        assert_eq!(log.entries_bytes(), sizes(&log));
+        log.compact(3);
+        assert_eq!(log.entries_bytes(), sizes(&log));
+        log.install_snapshot(Snapshot::default());
+        assert_eq!(log.entries_bytes(), 0);
+    }
+
+    #[test]
+    fn compaction_by_bytes_keeps_the_budget_and_never_passes_applied() {
+        let mut log = LogStore::new(ConfState::default(), 0, 0);
+        log.append(&(1..=10).map(|index| entry(index, 1000)).collect::<Vec<_>>());
+        let one = entry_bytes(&entry(1, 1000));
+        // Within budget: nothing goes.
+        log.compact_to_bytes(10, 10 * one);
+        assert_eq!(log.first_index().unwrap(), 1);
+        // Over it: the oldest go until three entries' worth is left.
+        log.compact_to_bytes(10, 3 * one);
+        assert_eq!(log.first_index().unwrap(), 8);
+        assert_eq!(log.entries_bytes(), 3 * one);
+        // Entries not yet applied stay, whatever they take.
+        log.append(
+            &(11..=20)
+                .map(|index| entry(index, 1000))
+                .collect::<Vec<_>>(),
+        );
+        log.compact_to_bytes(12, one);
+        assert_eq!(log.first_index().unwrap(), 13);
+        assert_eq!(log.entries_bytes(), sizes(&log));
     }
 }

@@ -65,6 +65,13 @@ pub const COMMAND_BATCH_MAX: usize = 1024;
 /// lagging follower can catch up from the log instead of a whole snapshot
 /// (etcd `SnapshotCatchUpEntries`).
 pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
+/// The memory the applied entries kept for slow followers may take: past
+/// it the oldest go (`LogStore::compact_to_bytes`), and a follower behind
+/// them gets a snapshot. Small in the simulator, so that path runs there.
+#[cfg(not(madsim))]
+pub const LOG_BYTES_MAX: u64 = 64 * 1024 * 1024;
+#[cfg(madsim)]
+pub const LOG_BYTES_MAX: u64 = 32 * 1024;
 /// Largest append message raft sends to a follower.
 pub const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
 /// Append messages in flight per follower.

@@ -20,6 +20,10 @@ impl RaftNode {
     ///   of the backend, and handed to raft once made.
     pub(super) async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
         self.check_backend()?;
+        let applied = self.raw.raft.raft_log.applied;
+        self.raw
+            .mut_store()
+            .compact_to_bytes(applied, super::LOG_BYTES_MAX);
         self.snapshot_for_followers()?;
         if self.snapshot_policy.requested() {
             // What an operator asked for covers everything applied.
