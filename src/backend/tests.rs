@@ -587,3 +587,48 @@ fn a_view_is_one_commit_and_compaction_waits_for_it() {
     runtime.block_on(writer.compact()).unwrap();
     assert_eq!(writer.backend_records(), vec![put(2, 1), put(3, 2)]);
 }
+
+/// The writer counts what it has yet to commit: the raft loop holds new
+/// commands back on it.
+#[test]
+fn unflushed_bytes_count_submissions_until_they_commit() {
+    let sim = Arc::new(SimDisk::new());
+    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+    let writer = super::Writer::new(
+        sim.clone(),
+        &db_path(),
+        Backend::open(sim.clone(), &db_path()).unwrap(),
+        super::Durable::default(),
+        1,
+    );
+    let batch = |main: i64| Batch {
+        consistent_index: main as u64,
+        records: vec![(
+            Revision::new(main, 0),
+            Record::Put(KeyValue {
+                key: b"key".to_vec(),
+                create_revision: 2,
+                mod_revision: main,
+                version: main - 1,
+                value: vec![0; 97],
+                lease: 0,
+            }),
+        )],
+        compaction: None,
+        meta: None,
+    };
+    writer.submit(batch(2));
+    writer.submit(batch(3));
+    assert_eq!(writer.unflushed_bytes(), 2 * 100);
+    writer.flush_now().unwrap();
+    assert_eq!(writer.unflushed_bytes(), 0);
+    writer.submit(batch(4));
+    writer
+        .replace_now(&batch(5), super::Durable::default())
+        .unwrap();
+    assert_eq!(
+        writer.unflushed_bytes(),
+        0,
+        "what a replace drops is not owed"
+    );
+}

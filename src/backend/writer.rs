@@ -69,6 +69,8 @@ struct Inner {
     /// `None` only while `replace` swaps the file.
     backend: RwLock<Option<Backend>>,
     pending: Mutex<Option<Batch>>,
+    /// Record bytes submitted and not yet committed (`Writer::unflushed_bytes`).
+    unflushed: std::sync::atomic::AtomicU64,
     /// Counts submissions, to wake the writer task.
     submitted: Arc<Published<u64>>,
     durable: Mutex<Durable>,
@@ -106,6 +108,7 @@ impl Writer {
                 views: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
                 backend: RwLock::new(Some(backend)),
                 pending: Mutex::new(None),
+                unflushed: std::sync::atomic::AtomicU64::new(0),
                 submitted: Published::new(0),
                 durable: Mutex::new(durable),
                 failure: Mutex::new(None),
@@ -116,6 +119,9 @@ impl Writer {
 
     /// Adds `batch` to what the next commit writes. Never waits.
     pub fn submit(&self, batch: Batch) {
+        self.inner
+            .unflushed
+            .fetch_add(batch_bytes(&batch), std::sync::atomic::Ordering::SeqCst);
         {
             let mut pending = self.inner.pending.lock().expect("pending lock");
             match pending.as_mut() {
@@ -125,6 +131,16 @@ impl Writer {
         }
         let submitted = self.inner.submitted.get();
         self.inner.submitted.set(submitted.wrapping_add(1));
+    }
+
+    /// The bytes of the revisions submitted and not yet committed: the
+    /// loop takes no new commands while they pass `UNFLUSHED_BYTES_MAX`,
+    /// so a writer slower than the applies holds the load back instead of
+    /// letting memory grow without bound.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.inner
+            .unflushed
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What the backend holds durably now.
@@ -349,6 +365,16 @@ impl ColdLog for ColdReader {
     }
 }
 
+/// A batch's share of `Inner::unflushed`: its records' key and value
+/// bytes.
+fn batch_bytes(batch: &Batch) -> u64 {
+    batch
+        .records
+        .iter()
+        .map(|(_, record)| record.size_bytes())
+        .sum()
+}
+
 fn closed() -> Error {
     Error::Engine("the backend was closed by a failed replace or a crash".into())
 }
@@ -366,6 +392,8 @@ impl Inner {
             return Ok(());
         };
         self.with_backend(|backend| backend.commit(&batch))?;
+        self.unflushed
+            .fetch_sub(batch_bytes(&batch), std::sync::atomic::Ordering::SeqCst);
         let mut durable = self.durable.lock().expect("durable lock");
         durable.index = batch.consistent_index;
         if let Some(meta) = batch.meta {
@@ -412,7 +440,10 @@ impl Inner {
     fn replace(&self, batch: &Batch, durable: Durable) -> Result<(), Error> {
         let _commits = self.commits.lock().expect("commits lock");
         let mut backend = self.backend.write().expect("backend lock");
-        self.pending.lock().expect("pending lock").take();
+        if let Some(dropped) = self.pending.lock().expect("pending lock").take() {
+            self.unflushed
+                .fetch_sub(batch_bytes(&dropped), std::sync::atomic::Ordering::SeqCst);
+        }
         // The old database closes before its file is replaced.
         drop(backend.take());
         Backend::replace(self.disk.clone(), &self.path, batch)?;

@@ -472,6 +472,9 @@ mod real {
         const LOAD_TXN_PUTS: usize = 128;
         /// Keys per page of the full read.
         const READ_PAGE_KEYS: i64 = 10_000;
+        /// ... fewer for large values: a page stays under this many bytes
+        /// of values, within gRPC's default 4 MiB message.
+        const READ_PAGE_BYTES: i64 = 3 * 1024 * 1024;
         /// How often memory is sampled during the steady phase.
         const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
         /// A request slower than this is a stall.
@@ -550,7 +553,8 @@ mod real {
             scaled.disk_after_load = cluster.disk_bytes();
             println!("{name}: reading every key");
             let started = Instant::now();
-            scaled.read_keys = runtime.block_on(read_all(&endpoints));
+            let page = (READ_PAGE_BYTES / args.value_bytes.max(1) as i64).clamp(1, READ_PAGE_KEYS);
+            scaled.read_keys = runtime.block_on(read_all(&endpoints, page));
             scaled.full_read = started.elapsed();
             println!("{name}: steady writes");
             let term_before = runtime.block_on(term(&endpoints));
@@ -803,7 +807,7 @@ mod real {
         }
 
         /// Reads every key, a page at a time; returns how many came back.
-        async fn read_all(endpoints: &[String]) -> usize {
+        async fn read_all(endpoints: &[String], page: i64) -> usize {
             let mut client = Client::new(endpoints.to_vec()).with_request_timeout(REQUEST_TIMEOUT);
             let mut from = b"bench/".to_vec();
             let mut read = 0;
@@ -811,7 +815,7 @@ mod real {
                 let request = RangeRequest {
                     key: from.clone(),
                     range_end: b"bench0".to_vec(),
-                    limit: READ_PAGE_KEYS,
+                    limit: page,
                     ..Default::default()
                 };
                 let Ok(response) = client.range(request).await else {

@@ -65,6 +65,9 @@ pub const COMMAND_BATCH_MAX: usize = 1024;
 /// lagging follower can catch up from the log instead of a whole snapshot
 /// (etcd `SnapshotCatchUpEntries`).
 pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
+/// Revision bytes the backend's writer may be behind by before the loop
+/// stops taking commands until it catches up.
+pub const UNFLUSHED_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// The memory the applied entries kept for slow followers may take: past
 /// it the oldest go (`LogStore::compact_to_bytes`), and a follower behind
 /// them gets a snapshot. Small in the simulator, so that path runs there.
@@ -304,7 +307,11 @@ impl RaftNode {
                         self.transport.set_peer(id, url);
                     }
                 }
-                command = commands.recv() => {
+                // While the backend's writer is behind, new commands wait
+                // (a bounded queue): the applies they would bring would
+                // only pile up in memory.
+                command = commands.recv(),
+                    if self.backend.unflushed_bytes() <= UNFLUSHED_BYTES_MAX => {
                     let Some(command) = command else { return Ok(()) };
                     self.handle(command);
                     for _ in 1..COMMAND_BATCH_MAX {
@@ -567,6 +574,7 @@ impl RaftNode {
             #[cfg(madsim)]
             self.report_applied(&entry);
             self.entry_starts.applied(entry.index);
+            self.snapshot_policy.applied(entry.data.len() as u64);
             applied_any = true;
         }
         if applied_any {

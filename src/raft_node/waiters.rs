@@ -168,8 +168,19 @@ impl ReadIndexQueue {
 
 /// When the loop saves a snapshot: every `snapshot_count` applied entries,
 /// when raft needs one for a follower, or when an operator asks.
+/// Bytes of applied entries after which a snapshot (a WAL mark of the
+/// backend's durable point) is due whatever `--snapshot-count` says.
+#[cfg(not(madsim))]
+pub const MARK_BYTES: u64 = 64 * 1024 * 1024;
+#[cfg(madsim)]
+pub const MARK_BYTES: u64 = 1024 * 1024;
+
 pub struct SnapshotPolicy {
     snapshot_count: u64,
+    /// Bytes of entries applied since the newest snapshot: past
+    /// `MARK_BYTES` a snapshot is due too, whatever the count, so the WAL
+    /// (which recovery reads whole) stays small when entries are large.
+    applied_bytes: u64,
     /// The newest durable snapshot's index, and the one before it (the
     /// WAL is kept from there, so either can seed recovery).
     indexes: (u64, u64),
@@ -180,6 +191,7 @@ impl SnapshotPolicy {
     pub fn new(snapshot_count: u64, newest: u64) -> Self {
         SnapshotPolicy {
             snapshot_count,
+            applied_bytes: 0,
             indexes: (newest, newest),
             requests: Vec::new(),
         }
@@ -215,6 +227,12 @@ impl SnapshotPolicy {
         applied >= self.indexes.0 + self.snapshot_count
             || (fresh && raft_wants)
             || (fresh && self.requested())
+            || (fresh && self.applied_bytes >= MARK_BYTES)
+    }
+
+    /// An entry of `bytes` was applied.
+    pub fn applied(&mut self, bytes: u64) {
+        self.applied_bytes = self.applied_bytes.saturating_add(bytes);
     }
 
     /// A snapshot at `index` is durable: it becomes the newest, and the
@@ -226,6 +244,7 @@ impl SnapshotPolicy {
             self.indexes.0
         );
         self.indexes = (index, self.indexes.0);
+        self.applied_bytes = 0;
         self.answer_requests();
     }
 
@@ -233,6 +252,7 @@ impl SnapshotPolicy {
     /// is the newest and the oldest the WAL needs.
     pub fn installed(&mut self, index: u64) {
         self.indexes = (index, index);
+        self.applied_bytes = 0;
     }
 
     /// Answers the operators who asked (the newest snapshot already holds
@@ -439,6 +459,14 @@ mod tests {
         assert_eq!(policy.release_to(), 5);
         assert!(!policy.due(104, false));
         assert!(policy.due(105, false));
+        // Large entries: due by bytes before the count.
+        policy.applied(MARK_BYTES - 1);
+        assert!(!policy.due(6, false));
+        policy.applied(1);
+        assert!(policy.due(6, false));
+        assert!(!policy.due(5, false), "nothing applied since the newest");
+        policy.saved(6);
+        assert!(!policy.due(7, false), "the count of bytes starts over");
     }
 
     #[test]
