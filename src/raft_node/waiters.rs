@@ -170,10 +170,7 @@ impl ReadIndexQueue {
 /// when raft needs one for a follower, or when an operator asks.
 /// Bytes of applied entries after which a snapshot (a WAL mark of the
 /// backend's durable point) is due whatever `--snapshot-count` says.
-#[cfg(not(madsim))]
 pub const MARK_BYTES: u64 = 64 * 1024 * 1024;
-#[cfg(madsim)]
-pub const MARK_BYTES: u64 = 1024 * 1024;
 
 pub struct SnapshotPolicy {
     snapshot_count: u64,
