@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::{Backend, Batch, Error, StateMeta};
-use crate::mvcc::{KeyValue, Record, Revision, NEVER_COMPACTED};
+use crate::mvcc::{ColdLog as _, KeyValue, Record, Revision, NEVER_COMPACTED};
 use crate::storage::crash_at_sync::CrashAtSync;
 use crate::storage::{Disk, SimDisk};
 
@@ -508,6 +508,7 @@ proptest! {
         .unwrap();
         let mut pushed = Ok(());
         writer
+            .cold_log()
             .scan(Revision::new(0, 0), i64::MAX, &mut |revision, record| {
                 if pushed.is_ok() {
                     pushed = rebuild.push(revision, record);

@@ -164,17 +164,6 @@ impl Writer {
         self.inner.with_backend(|backend| backend.load())
     }
 
-    /// Visits the stored revisions; see `Backend::scan`.
-    pub fn scan(
-        &self,
-        from: Revision,
-        through_main: i64,
-        visit: &mut dyn FnMut(Revision, Record),
-    ) -> Result<(), Error> {
-        self.inner
-            .with_backend(|backend| backend.scan(from, through_main, visit))
-    }
-
     /// Commits what is pending, here and now (tests, which run no task).
     #[cfg(test)]
     pub fn flush_now(&self) -> Result<(), Error> {
@@ -313,16 +302,6 @@ impl View {
     /// What the backend held besides its revisions.
     pub fn loaded(&self) -> &super::Loaded {
         self.view.loaded()
-    }
-
-    /// Visits the revisions; see `Backend::scan`.
-    pub fn scan(
-        &self,
-        from: Revision,
-        through_main: i64,
-        visit: &mut dyn FnMut(Revision, Record),
-    ) -> Result<(), Error> {
-        self.view.scan(from, through_main, visit)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::apply::StateMachine;
 use std::sync::Arc;
 
 use crate::backend::{Batch, Durable, Loaded, StateMeta, View, Writer};
-use crate::mvcc::{ColdLog, Rebuild, Record, Revision, NEVER_COMPACTED};
+use crate::mvcc::{ColdLog, Rebuild, Revision, NEVER_COMPACTED};
 use crate::storage::snapshot::Snapshot;
 
 /// What the backend stores as the state at `state.applied_index()`,
@@ -69,30 +69,16 @@ pub(super) fn whole(
     Ok((batch, durable))
 }
 
-/// What a state is restored from: the backend, or a view of it.
+/// What a state is restored from: the backend, or a view of it. Its
+/// revisions are scanned, and its values read, through `cold_log`.
 pub(super) trait Source {
     fn load(&self) -> Result<Loaded, crate::backend::Error>;
-    fn scan(
-        &self,
-        from: Revision,
-        through_main: i64,
-        visit: &mut dyn FnMut(Revision, Record),
-    ) -> Result<(), crate::backend::Error>;
-    /// Where the restored store reads its values.
     fn cold_log(&self) -> Arc<dyn ColdLog>;
 }
 
 impl Source for Writer {
     fn load(&self) -> Result<Loaded, crate::backend::Error> {
         Writer::load(self)
-    }
-    fn scan(
-        &self,
-        from: Revision,
-        through_main: i64,
-        visit: &mut dyn FnMut(Revision, Record),
-    ) -> Result<(), crate::backend::Error> {
-        Writer::scan(self, from, through_main, visit)
     }
     fn cold_log(&self) -> Arc<dyn ColdLog> {
         Writer::cold_log(self)
@@ -102,14 +88,6 @@ impl Source for Writer {
 impl Source for Arc<View> {
     fn load(&self) -> Result<Loaded, crate::backend::Error> {
         Ok(self.loaded().clone())
-    }
-    fn scan(
-        &self,
-        from: Revision,
-        through_main: i64,
-        visit: &mut dyn FnMut(Revision, Record),
-    ) -> Result<(), crate::backend::Error> {
-        View::scan(self, from, through_main, visit)
     }
     fn cold_log(&self) -> Arc<dyn ColdLog> {
         self.clone()
@@ -151,8 +129,8 @@ pub(super) fn restore(
     let Some(meta) = loaded.meta else {
         let mut any = false;
         backend
-            .scan(Revision::new(0, 0), i64::MAX, &mut |_, _| any = true)
-            .map_err(|error| error.to_string())?;
+            .cold_log()
+            .scan(Revision::new(0, 0), i64::MAX, &mut |_, _| any = true)?;
         if loaded.consistent_index == 0 && !any {
             return Ok(None);
         }
@@ -165,12 +143,12 @@ pub(super) fn restore(
         .map_err(|error| error.to_string())?;
     let mut refused = None;
     backend
+        .cold_log()
         .scan(Revision::new(0, 0), i64::MAX, &mut |revision, record| {
             if refused.is_none() {
                 refused = rebuild.push(revision, record).err();
             }
-        })
-        .map_err(|error| error.to_string())?;
+        })?;
     if let Some(error) = refused {
         return Err(error.to_string());
     }
