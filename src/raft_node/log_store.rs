@@ -82,6 +82,11 @@ impl LogStore {
         self.entries.extend_from_slice(entries);
     }
 
+    /// The last index the log no longer holds.
+    pub fn compacted_index(&self) -> u64 {
+        self.compacted_index
+    }
+
     /// The memory the entries take (`entry_bytes`).
     pub fn entries_bytes(&self) -> u64 {
         self.entries_bytes
@@ -92,10 +97,25 @@ impl LogStore {
     /// that still needs them gets a snapshot. Large entries (transactions
     /// of many puts) would otherwise keep gigabytes in memory between
     /// snapshot marks.
-    pub fn compact_to_bytes(&mut self, applied: u64, budget: u64) {
+    ///
+    /// Entries after `pinned` stay while the log takes at most
+    /// `pinned_budget`: a follower being caught up needs them, and would
+    /// otherwise find its snapshot already behind the log once it is made
+    /// (under a steady load, forever). Past that, memory comes first.
+    pub fn compact_to_bytes(
+        &mut self,
+        applied: u64,
+        budget: u64,
+        pinned: Option<u64>,
+        pinned_budget: u64,
+    ) {
         if self.entries_bytes <= budget {
             return;
         }
+        let applied = match pinned {
+            Some(pinned) if self.entries_bytes <= pinned_budget => applied.min(pinned),
+            _ => applied,
+        };
         let mut left = self.entries_bytes;
         let mut through = self.compacted_index;
         for entry in &self.entries {
@@ -271,10 +291,10 @@ mod tests {
         log.append(&(1..=10).map(|index| entry(index, 1000)).collect::<Vec<_>>());
         let one = entry_bytes(&entry(1, 1000));
         // Within budget: nothing goes.
-        log.compact_to_bytes(10, 10 * one);
+        log.compact_to_bytes(10, 10 * one, None, 0);
         assert_eq!(log.first_index().unwrap(), 1);
         // Over it: the oldest go until three entries' worth is left.
-        log.compact_to_bytes(10, 3 * one);
+        log.compact_to_bytes(10, 3 * one, None, 0);
         assert_eq!(log.first_index().unwrap(), 8);
         assert_eq!(log.entries_bytes(), 3 * one);
         // Entries not yet applied stay, whatever they take.
@@ -283,8 +303,27 @@ mod tests {
                 .map(|index| entry(index, 1000))
                 .collect::<Vec<_>>(),
         );
-        log.compact_to_bytes(12, one);
+        log.compact_to_bytes(12, one, None, 0);
         assert_eq!(log.first_index().unwrap(), 13);
+        assert_eq!(log.entries_bytes(), sizes(&log));
+    }
+
+    #[test]
+    fn a_pin_keeps_entries_a_follower_needs_up_to_its_own_budget() {
+        let mut log = LogStore::new(ConfState::default(), 0, 0);
+        log.append(&(1..=10).map(|index| entry(index, 1000)).collect::<Vec<_>>());
+        let one = entry_bytes(&entry(1, 1000));
+        // A follower needs entries after 4: they stay, though over budget.
+        log.compact_to_bytes(10, 3 * one, Some(4), 10 * one);
+        assert_eq!(log.first_index().unwrap(), 5);
+        // Past the pinned budget the pin gives way.
+        log.append(
+            &(11..=20)
+                .map(|index| entry(index, 1000))
+                .collect::<Vec<_>>(),
+        );
+        log.compact_to_bytes(20, 3 * one, Some(4), 10 * one);
+        assert_eq!(log.first_index().unwrap(), 18);
         assert_eq!(log.entries_bytes(), sizes(&log));
     }
 }

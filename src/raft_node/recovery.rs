@@ -347,7 +347,7 @@ fn open_backend(
 }
 
 /// The peers' URLs as the replicated member registry knows them.
-fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, String> {
+pub(super) fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, String> {
     let state = shared.state.read().expect("state lock");
     let peers = state
         .members()

@@ -21,9 +21,13 @@ impl RaftNode {
     pub(super) async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
         self.check_backend()?;
         let applied = self.raw.raft.raft_log.applied;
-        self.raw
-            .mut_store()
-            .compact_to_bytes(applied, super::LOG_BYTES_MAX);
+        let pinned = self.log_pinned_through();
+        self.raw.mut_store().compact_to_bytes(
+            applied,
+            super::LOG_BYTES_MAX,
+            pinned,
+            super::LOG_BYTES_PINNED_MAX,
+        );
         self.snapshot_for_followers()?;
         if self.snapshot_policy.requested() {
             // What an operator asked for covers everything applied.
@@ -86,6 +90,26 @@ impl RaftNode {
         Ok(())
     }
 
+    /// The last log entry a follower being caught up does not need yet:
+    /// the index of a snapshot being made for followers, of one being sent,
+    /// and the match of every follower the log still serves and that
+    /// answered lately (on the leader; none elsewhere).
+    fn log_pinned_through(&self) -> Option<u64> {
+        let making = self.follower_snapshot.as_ref().map(|(applied, _)| *applied);
+        if self.raw.raft.state != raft::StateRole::Leader {
+            return making;
+        }
+        let compacted = self.raw.store().compacted_index();
+        let me = self.raw.raft.id;
+        let followers = self.raw.raft.prs().iter().filter(|(id, _)| **id != me);
+        let needed = followers.filter_map(|(_, progress)| match progress.state {
+            raft::ProgressState::Snapshot => Some(progress.pending_snapshot),
+            _ if progress.recent_active && progress.matched >= compacted => Some(progress.matched),
+            _ => None,
+        });
+        making.into_iter().chain(needed).min()
+    }
+
     /// The state image for followers that the log cannot catch up, kept
     /// until the log needs a newer one. When raft asks for one, a task
     /// makes it from a view of the backend (everything applied by then,
@@ -93,7 +117,7 @@ impl RaftNode {
     /// state; raft gets it at the first turn after it is made, and until
     /// then hears that it is temporarily unavailable.
     fn snapshot_for_followers(&mut self) -> Result<(), FatalError> {
-        if let Some(making) = &mut self.follower_snapshot {
+        if let Some((_, making)) = &mut self.follower_snapshot {
             match making.try_recv() {
                 Err(oneshot::error::TryRecvError::Empty) => {}
                 Err(oneshot::error::TryRecvError::Closed) => self.follower_snapshot = None,
@@ -122,7 +146,7 @@ impl RaftNode {
                 };
                 let _ = made.send(snapshot);
             });
-            self.follower_snapshot = Some(making);
+            self.follower_snapshot = Some((self.raw.raft.raft_log.applied, making));
         }
         Ok(())
     }
@@ -200,6 +224,12 @@ impl RaftNode {
             "installed a snapshot from the leader"
         );
         self.raw.mut_store().install_snapshot(raft_snapshot);
+        // The snapshot may add, move or remove members whose changes this
+        // member never applied from the log: its transport must learn them
+        // from the registry, or a leader would never reach a learner added
+        // there (append seed 100077, 5 members, churn).
+        let peers = super::recovery::recovered_peers(&self.shared, self.shared.member_id);
+        self.transport.set_peers(peers);
         self.shared.publish_revision();
         self.applied_term = mark.term;
         self.snapshot_policy.installed(mark.index);

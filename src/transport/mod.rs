@@ -127,6 +127,24 @@ impl Transport {
         self.queue(id);
     }
 
+    /// Makes `peers` the whole set of peers: those not in it are dropped,
+    /// the others added or moved (after a snapshot replaced the member
+    /// registry, whose changes this member's log never showed it).
+    pub fn set_peers(&mut self, peers: BTreeMap<u64, String>) {
+        let gone: Vec<u64> = self
+            .peer_urls
+            .keys()
+            .filter(|id| !peers.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove_peer(id);
+        }
+        for (id, url) in peers {
+            self.set_peer(id, url);
+        }
+    }
+
     /// Whether `id` is a peer this member was told of.
     pub fn knows(&self, id: u64) -> bool {
         self.peer_urls.contains_key(&id)
@@ -350,5 +368,48 @@ impl Link {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(peers: &[(u64, &str)]) -> Transport {
+        let peers = peers
+            .iter()
+            .map(|(id, url)| (*id, url.to_string()))
+            .collect();
+        Transport::new(
+            1,
+            9,
+            peers,
+            Arc::new(DeliverAll),
+            Clock::new(),
+            Arc::new(crate::metrics::Metrics::new("test")),
+        )
+    }
+
+    #[tokio::test]
+    async fn set_peers_adds_moves_and_drops_to_match_the_registry() {
+        // Nothing listens on these: the links only fail to dial.
+        let mut transport = transport(&[(2, "http://127.0.0.1:9"), (3, "http://127.0.0.1:10")]);
+        let registry = BTreeMap::from([
+            (3, "http://127.0.0.1:11".to_string()),
+            (4, "http://127.0.0.1:12".to_string()),
+        ]);
+        transport.set_peers(registry);
+        assert!(!transport.knows(2), "a member the registry lost is dropped");
+        assert!(transport.knows(4), "a member the registry gained is added");
+        assert_eq!(
+            transport.peer_urls(),
+            vec!["http://127.0.0.1:11", "http://127.0.0.1:12"],
+            "a moved member is reached at its new URL"
+        );
+        assert_eq!(
+            transport.queues.keys().copied().collect::<Vec<_>>(),
+            vec![3, 4],
+            "every peer has a link, and only peers do"
+        );
     }
 }
