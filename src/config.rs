@@ -25,8 +25,10 @@ pub const DEFAULT_MAX_TXN_OPS: u32 = 128;
 /// etcd's default for --snapshot-count.
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
 
+/// A flag given twice takes its last value, as etcd's (Go's `flag`) do.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "detcd", version, about = "An etcd v3 compatible key-value store", long_about = None)]
+#[command(args_override_self = true)]
 pub struct Config {
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -769,6 +771,26 @@ mod tests {
         assert!(parse_auto_compaction("revision", "5m").is_err());
         assert!(parse_auto_compaction("periodic", "soon").is_err());
         assert!(parse_auto_compaction("daily", "1").is_err());
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value_as_etcds_do() {
+        let args = [
+            "detcd",
+            "--log-level=warn",
+            "--name",
+            "a",
+            "--log-level",
+            "debug",
+        ];
+        let (config, _) = load(
+            args.iter().map(OsString::from).collect(),
+            &BTreeMap::new(),
+            |_| Err("no file".into()),
+        )
+        .expect("parses");
+        assert_eq!(config.log_level, "debug");
+        assert_eq!(config.name, "a");
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! changes, peak memory), and the time a restart takes to serve again;
 //! with `--scale-watchers N`, then N watchers (one stream each) on one
 //! prefix while `--watch-rate` writes per second go to it (event latency
-//! from each write's due time, events missing, peak memory):
+//! from each write's due time, events missing, peak memory). Between the
+//! two, `--defrag-seconds` of the same steady writes while each member is
+//! defragmented in turn (the slowest write then, against the steady p99):
 //!
 //!     cargo run --release --bin detcd-bench -- --scale-keys 1000000 --scale-watchers 1000
 //!
@@ -87,12 +89,20 @@ mod real {
         /// such phase).
         #[arg(long, default_value_t = 0)]
         scale_watchers: usize,
+        /// Seconds of writes at `--scale-rate` while each member in turn
+        /// is defragmented, after the steady phase (0: no such phase).
+        #[arg(long, default_value_t = 30)]
+        defrag_seconds: u64,
         /// Writes per second under the watchers.
         #[arg(long, default_value_t = 20)]
         watch_rate: u64,
         /// Seconds of writes under the watchers.
         #[arg(long, default_value_t = 20)]
         watch_seconds: u64,
+        /// Keep the servers' logs here (`<server>-<member>.log`), to match
+        /// the slowest requests with what the servers did.
+        #[arg(long)]
+        logs_dir: Option<PathBuf>,
         /// Flags passed to both servers (e.g. `--snapshot-count=20000`).
         #[arg(long = "server-flag", allow_hyphen_values = true)]
         server_flags: Vec<String>,
@@ -153,7 +163,13 @@ mod real {
         );
         let mut results = Vec::new();
         for (name, binary) in [("detcd", detcd), ("etcd", args.etcd.clone())] {
-            let cluster = match Cluster::start(name, &binary, args.members, &args.server_flags) {
+            let cluster = match Cluster::start(
+                name,
+                &binary,
+                args.members,
+                &args.server_flags,
+                args.logs_dir.as_deref(),
+            ) {
                 Ok(cluster) => cluster,
                 Err(error) => {
                     eprintln!(
@@ -332,6 +348,8 @@ mod real {
     /// temporary data dir, started through the project's launcher; stopped
     /// and removed on drop.
     struct Cluster {
+        name: String,
+        logs_dir: Option<PathBuf>,
         servers: Vec<detcd_launch::Server>,
         dir: PathBuf,
         endpoints: Vec<String>,
@@ -345,6 +363,7 @@ mod real {
             binary: &Path,
             members: u64,
             flags: &[String],
+            logs_dir: Option<&Path>,
         ) -> std::io::Result<Cluster> {
             let dir =
                 std::env::temp_dir().join(format!("detcd-bench-{}-{name}", std::process::id()));
@@ -363,6 +382,8 @@ mod real {
                 ..detcd_launch::Launch::new(binary)
             };
             let mut cluster = Cluster {
+                name: name.to_string(),
+                logs_dir: logs_dir.map(Path::to_path_buf),
                 servers: Vec::new(),
                 dir: dir.clone(),
                 endpoints: laid_out
@@ -458,6 +479,12 @@ mod real {
     impl Drop for Cluster {
         fn drop(&mut self) {
             self.servers.clear();
+            if let Some(logs) = &self.logs_dir {
+                for member in &self.members {
+                    let kept = logs.join(format!("{}-{}.log", self.name, member.name));
+                    let _ = std::fs::copy(&member.log_path, kept);
+                }
+            }
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -477,6 +504,8 @@ mod real {
         const READ_PAGE_BYTES: i64 = 3 * 1024 * 1024;
         /// How often memory is sampled during the steady phase.
         const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+        /// The slowest writes of a phase whose due times are printed.
+        const SLOWEST_SHOWN: usize = 5;
         /// A request slower than this is a stall.
         const SLOW: Duration = Duration::from_secs(1);
         /// The fan-out phase's watchers watch this prefix.
@@ -499,6 +528,10 @@ mod real {
             steady_failed: usize,
             leader_changes: u64,
             peak_rss: u64,
+            defrag: Duration,
+            defrag_p99: Duration,
+            defrag_max: Duration,
+            defrag_failed: usize,
             restart: Duration,
             watch_p50: Duration,
             watch_p99: Duration,
@@ -517,14 +550,19 @@ mod real {
             );
             let mut results = Vec::new();
             for (name, binary) in [("detcd", detcd.to_path_buf()), ("etcd", args.etcd.clone())] {
-                let mut cluster =
-                    match Cluster::start(name, &binary, args.members, &args.server_flags) {
-                        Ok(cluster) => cluster,
-                        Err(error) => {
-                            eprintln!("detcd-bench: cannot start {name}: {error}");
-                            return ExitCode::FAILURE;
-                        }
-                    };
+                let mut cluster = match Cluster::start(
+                    name,
+                    &binary,
+                    args.members,
+                    &args.server_flags,
+                    args.logs_dir.as_deref(),
+                ) {
+                    Ok(cluster) => cluster,
+                    Err(error) => {
+                        eprintln!("detcd-bench: cannot start {name}: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 match measure(args, &mut cluster, runtime, name) {
                     Ok(scaled) => results.push(scaled),
                     Err(error) => {
@@ -559,7 +597,8 @@ mod real {
             println!("{name}: steady writes");
             let term_before = runtime.block_on(term(&endpoints));
             let sampler = PeakRss::start(cluster);
-            let (mut latencies, failed) = runtime.block_on(steady(args, &endpoints));
+            let (mut latencies, failed) =
+                runtime.block_on(steady(args, &endpoints, args.scale_seconds));
             scaled.peak_rss = sampler.stop();
             latencies.sort_unstable();
             scaled.steady_p50 = percentile(&latencies, 0.50);
@@ -570,6 +609,16 @@ mod real {
             scaled.leader_changes = runtime
                 .block_on(term(&endpoints))
                 .saturating_sub(term_before);
+            if args.defrag_seconds > 0 {
+                println!("{name}: defragmenting each member under steady writes");
+                let (mut latencies, failed, took) =
+                    runtime.block_on(defragment_under_load(args, &endpoints))?;
+                latencies.sort_unstable();
+                scaled.defrag = took;
+                scaled.defrag_p99 = percentile(&latencies, 0.99);
+                scaled.defrag_max = latencies.last().copied().unwrap_or_default();
+                scaled.defrag_failed = failed;
+            }
             if args.scale_watchers > 0 {
                 println!("{name}: {} watchers on one prefix", args.scale_watchers);
                 let sampler = PeakRss::start(cluster);
@@ -835,7 +884,46 @@ mod real {
         /// Overwrites keys at `scale_rate` per second for `scale_seconds`,
         /// open loop: each write's latency counts from when it was due,
         /// so a stall counts for every write it held up.
-        async fn steady(args: &Args, endpoints: &[String]) -> (Vec<Duration>, usize) {
+        /// Writes for `defrag_seconds` at the steady rate while, after the
+        /// first `DEFRAG_AFTER`, each member is defragmented in turn (one
+        /// at a time, as etcd advises). Returns the writes' latencies, the
+        /// failed ones, and how long the defragments took together.
+        async fn defragment_under_load(
+            args: &Args,
+            endpoints: &[String],
+        ) -> std::io::Result<(Vec<Duration>, usize, Duration)> {
+            use detcd::proto::etcdserverpb::{
+                maintenance_client::MaintenanceClient, DefragmentRequest,
+            };
+            /// Writes before the first defragment, for a baseline.
+            const DEFRAG_AFTER: Duration = Duration::from_secs(2);
+            /// How long one member's defragment may take.
+            const DEFRAG_TIMEOUT: Duration = Duration::from_secs(600);
+            let defragments = async {
+                tokio::time::sleep(DEFRAG_AFTER).await;
+                let started = Instant::now();
+                for endpoint in endpoints {
+                    let defragment = async {
+                        let mut client = MaintenanceClient::connect(endpoint.clone())
+                            .await
+                            .map_err(std::io::Error::other)?;
+                        client
+                            .defragment(DefragmentRequest {})
+                            .await
+                            .map_err(std::io::Error::other)
+                    };
+                    tokio::time::timeout(DEFRAG_TIMEOUT, defragment)
+                        .await
+                        .map_err(std::io::Error::other)??;
+                }
+                Ok::<_, std::io::Error>(started.elapsed())
+            };
+            let ((latencies, failed), took) =
+                tokio::join!(steady(args, endpoints, args.defrag_seconds), defragments);
+            Ok((latencies, failed, took?))
+        }
+
+        async fn steady(args: &Args, endpoints: &[String], seconds: u64) -> (Vec<Duration>, usize) {
             let (pool, taken) = tokio::sync::mpsc::channel(args.clients);
             for client_index in 0..args.clients {
                 let mut own = endpoints.to_vec();
@@ -844,7 +932,7 @@ mod real {
                 pool.send(client).await.expect("the pool has room");
             }
             let taken = Arc::new(tokio::sync::Mutex::new(taken));
-            let total = (args.scale_rate * args.scale_seconds) as usize;
+            let total = (args.scale_rate * seconds) as usize;
             let period = Duration::from_secs(1) / args.scale_rate.max(1) as u32;
             let start = tokio::time::Instant::now();
             let value = vec![b's'; args.value_bytes];
@@ -866,16 +954,40 @@ mod real {
                         .is_ok();
                     let latency = due.elapsed();
                     let _ = pool.send(client).await;
-                    (latency, ok)
+                    (due - start, latency, ok)
                 }));
             }
             let mut latencies = Vec::with_capacity(total);
+            let mut slowest = Vec::with_capacity(total);
             let mut failed = 0;
             for task in tasks {
-                let (latency, ok) = task.await.expect("steady task");
+                let (due, latency, ok) = task.await.expect("steady task");
                 latencies.push(latency);
+                slowest.push((latency, due));
                 failed += usize::from(!ok);
             }
+            // When the slowest writes were due, to match with server logs.
+            slowest.sort_unstable_by(|a, b| b.cmp(a));
+            let slowest: Vec<String> = slowest
+                .iter()
+                .take(SLOWEST_SHOWN)
+                .map(|(latency, due)| {
+                    format!("{:.1} ms at {:.3} s", ms(*latency), due.as_secs_f64())
+                })
+                .collect();
+            let started = std::time::SystemTime::now() - start.elapsed();
+            let utc = started
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+                % 86_400.0;
+            println!(
+                "  slowest writes (after the phase's start, {:02}:{:02}:{:06.3} UTC): {}",
+                (utc / 3600.0) as u64,
+                (utc % 3600.0 / 60.0) as u64,
+                utc % 60.0,
+                slowest.join(", ")
+            );
             (latencies, failed)
         }
 
@@ -938,6 +1050,26 @@ mod real {
                     "leader changes",
                     ours.leader_changes as f64,
                     theirs.leader_changes as f64,
+                ),
+                (
+                    "defragment, all members (s)",
+                    secs(ours.defrag),
+                    secs(theirs.defrag),
+                ),
+                (
+                    "write p99 in defrag (ms)",
+                    ms(ours.defrag_p99),
+                    ms(theirs.defrag_p99),
+                ),
+                (
+                    "slowest write in defrag (ms)",
+                    ms(ours.defrag_max),
+                    ms(theirs.defrag_max),
+                ),
+                (
+                    "writes failed in defrag",
+                    ours.defrag_failed as f64,
+                    theirs.defrag_failed as f64,
                 ),
                 (
                     "peak RSS steady (MiB)",

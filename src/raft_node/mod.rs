@@ -119,6 +119,9 @@ pub enum Command {
 pub const SLOW_APPLY: Duration = Duration::from_millis(100);
 /// A WAL fsync slower than this is logged (etcd's `warnSyncDuration`).
 pub const SLOW_FSYNC: Duration = Duration::from_secs(1);
+/// A loop turn (persist, apply, snapshot bookkeeping) slower than this is
+/// logged at debug level with its parts, to find what stalls requests.
+pub const SLOW_TURN: Duration = Duration::from_millis(20);
 
 /// A learner may be promoted once it has this share of the leader's log
 /// (etcd `readyPercent`).
@@ -393,6 +396,7 @@ impl RaftNode {
         if crate::sabotage::active(crate::sabotage::Sabotage::FollowerAckBeforeFsync) {
             self.send(ready.take_persisted_messages(), &mut snapshots_sent);
         }
+        let persist_started = self.clock.elapsed();
         // 1. Persist, one fsync for everything in this Ready.
         if let (Some(first), Some(last)) = (ready.entries().first(), ready.entries().last()) {
             self.entry_starts
@@ -437,6 +441,7 @@ impl RaftNode {
         if crate::sabotage::active(crate::sabotage::Sabotage::ReadIndexSkipsApply) {
             self.reads.applied(u64::MAX);
         }
+        let persisted = self.clock.elapsed();
         // 3. Apply.
         self.apply(ready.take_committed_entries())?;
         // 4. Advance, and handle what the light ready adds.
@@ -474,7 +479,19 @@ impl RaftNode {
         }
         self.publish_status();
         self.answer_reads();
+        let applied = self.clock.elapsed();
         self.maybe_snapshot().await?;
+        let done = self.clock.elapsed();
+        if done.saturating_sub(ready_at) > SLOW_TURN {
+            tracing::debug!(
+                took = ?done.saturating_sub(ready_at),
+                before_persist = ?persist_started.saturating_sub(ready_at),
+                persist = ?persisted.saturating_sub(persist_started),
+                apply = ?applied.saturating_sub(persisted),
+                snapshot = ?done.saturating_sub(applied),
+                "slow raft loop turn"
+            );
+        }
         Ok(())
     }
 
