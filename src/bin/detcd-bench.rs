@@ -13,7 +13,8 @@
 //! with `--scale-watchers N`, then N watchers (one stream each) on one
 //! prefix while `--watch-rate` writes per second go to it (event latency
 //! from each write's due time, events missing, peak memory). Between the
-//! two, `--defrag-seconds` of the same steady writes while each member is
+//! two, `--compact-seconds` of the same steady writes while the history
+//! is compacted, then `--defrag-seconds` while each member is
 //! defragmented in turn (the slowest write then, against the steady p99):
 //!
 //!     cargo run --release --bin detcd-bench -- --scale-keys 1000000 --scale-watchers 1000
@@ -89,8 +90,12 @@ mod real {
         /// such phase).
         #[arg(long, default_value_t = 0)]
         scale_watchers: usize,
+        /// Seconds of writes at `--scale-rate` while the history is
+        /// compacted, after the steady phase (0: no such phase).
+        #[arg(long, default_value_t = 30)]
+        compact_seconds: u64,
         /// Seconds of writes at `--scale-rate` while each member in turn
-        /// is defragmented, after the steady phase (0: no such phase).
+        /// is defragmented, after the compaction (0: no such phase).
         #[arg(long, default_value_t = 30)]
         defrag_seconds: u64,
         /// Writes per second under the watchers.
@@ -504,6 +509,8 @@ mod real {
         const READ_PAGE_BYTES: i64 = 3 * 1024 * 1024;
         /// How often memory is sampled during the steady phase.
         const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+        /// How long a compaction or a member's defragment may take.
+        const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(600);
         /// The slowest writes of a phase whose due times are printed.
         const SLOWEST_SHOWN: usize = 5;
         /// A request slower than this is a stall.
@@ -512,6 +519,16 @@ mod real {
         const WATCH_PREFIX: &[u8] = b"watched/";
         /// How long after the last write the fan-out phase waits for events.
         const WATCH_GRACE: Duration = Duration::from_secs(5);
+
+        /// Writes while a maintenance job runs: how long the job took, the
+        /// writes' p99 and slowest, and the failed ones.
+        #[derive(Clone, Debug, Default)]
+        struct UnderLoad {
+            took: Duration,
+            p99: Duration,
+            max: Duration,
+            failed: usize,
+        }
 
         #[derive(Clone, Debug, Default)]
         struct Scaled {
@@ -528,10 +545,8 @@ mod real {
             steady_failed: usize,
             leader_changes: u64,
             peak_rss: u64,
-            defrag: Duration,
-            defrag_p99: Duration,
-            defrag_max: Duration,
-            defrag_failed: usize,
+            compaction: UnderLoad,
+            defrag: UnderLoad,
             restart: Duration,
             watch_p50: Duration,
             watch_p99: Duration,
@@ -609,15 +624,23 @@ mod real {
             scaled.leader_changes = runtime
                 .block_on(term(&endpoints))
                 .saturating_sub(term_before);
+            if args.compact_seconds > 0 {
+                println!("{name}: compacting the history under steady writes");
+                scaled.compaction = runtime.block_on(under_load(
+                    args,
+                    args.compact_seconds,
+                    &endpoints,
+                    compact(&endpoints),
+                ))?;
+            }
             if args.defrag_seconds > 0 {
                 println!("{name}: defragmenting each member under steady writes");
-                let (mut latencies, failed, took) =
-                    runtime.block_on(defragment_under_load(args, &endpoints))?;
-                latencies.sort_unstable();
-                scaled.defrag = took;
-                scaled.defrag_p99 = percentile(&latencies, 0.99);
-                scaled.defrag_max = latencies.last().copied().unwrap_or_default();
-                scaled.defrag_failed = failed;
+                scaled.defrag = runtime.block_on(under_load(
+                    args,
+                    args.defrag_seconds,
+                    &endpoints,
+                    defragment(&endpoints),
+                ))?;
             }
             if args.scale_watchers > 0 {
                 println!("{name}: {} watchers on one prefix", args.scale_watchers);
@@ -884,43 +907,73 @@ mod real {
         /// Overwrites keys at `scale_rate` per second for `scale_seconds`,
         /// open loop: each write's latency counts from when it was due,
         /// so a stall counts for every write it held up.
-        /// Writes for `defrag_seconds` at the steady rate while, after the
-        /// first `DEFRAG_AFTER`, each member is defragmented in turn (one
-        /// at a time, as etcd advises). Returns the writes' latencies, the
-        /// failed ones, and how long the defragments took together.
-        async fn defragment_under_load(
+        /// Writes for `seconds` at the steady rate while, after the first
+        /// `JOB_AFTER`, `job` runs.
+        async fn under_load(
             args: &Args,
+            seconds: u64,
             endpoints: &[String],
-        ) -> std::io::Result<(Vec<Duration>, usize, Duration)> {
+            job: impl std::future::Future<Output = std::io::Result<()>>,
+        ) -> std::io::Result<UnderLoad> {
+            /// Writes before the job starts, for a baseline.
+            const JOB_AFTER: Duration = Duration::from_secs(2);
+            let timed = async {
+                tokio::time::sleep(JOB_AFTER).await;
+                let started = Instant::now();
+                tokio::time::timeout(MAINTENANCE_TIMEOUT, job)
+                    .await
+                    .map_err(std::io::Error::other)??;
+                Ok::<_, std::io::Error>(started.elapsed())
+            };
+            let ((mut latencies, failed), took) =
+                tokio::join!(steady(args, endpoints, seconds), timed);
+            latencies.sort_unstable();
+            Ok(UnderLoad {
+                took: took?,
+                p99: percentile(&latencies, 0.99),
+                max: latencies.last().copied().unwrap_or_default(),
+                failed,
+            })
+        }
+
+        /// Compacts the history at the current revision: every revision
+        /// the steady writes superseded goes.
+        async fn compact(endpoints: &[String]) -> std::io::Result<()> {
+            use detcd::proto::etcdserverpb::CompactionRequest;
+            // etcd answers a physical compaction once it is done.
+            let mut client =
+                Client::new(endpoints.to_vec()).with_request_timeout(MAINTENANCE_TIMEOUT);
+            let revision = client
+                .status()
+                .await
+                .map_err(std::io::Error::other)?
+                .header
+                .map_or(0, |header| header.revision);
+            client
+                .compact(CompactionRequest {
+                    revision,
+                    physical: true,
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(())
+        }
+
+        /// Defragments each member in turn (one at a time, as etcd advises).
+        async fn defragment(endpoints: &[String]) -> std::io::Result<()> {
             use detcd::proto::etcdserverpb::{
                 maintenance_client::MaintenanceClient, DefragmentRequest,
             };
-            /// Writes before the first defragment, for a baseline.
-            const DEFRAG_AFTER: Duration = Duration::from_secs(2);
-            /// How long one member's defragment may take.
-            const DEFRAG_TIMEOUT: Duration = Duration::from_secs(600);
-            let defragments = async {
-                tokio::time::sleep(DEFRAG_AFTER).await;
-                let started = Instant::now();
-                for endpoint in endpoints {
-                    let defragment = async {
-                        let mut client = MaintenanceClient::connect(endpoint.clone())
-                            .await
-                            .map_err(std::io::Error::other)?;
-                        client
-                            .defragment(DefragmentRequest {})
-                            .await
-                            .map_err(std::io::Error::other)
-                    };
-                    tokio::time::timeout(DEFRAG_TIMEOUT, defragment)
-                        .await
-                        .map_err(std::io::Error::other)??;
-                }
-                Ok::<_, std::io::Error>(started.elapsed())
-            };
-            let ((latencies, failed), took) =
-                tokio::join!(steady(args, endpoints, args.defrag_seconds), defragments);
-            Ok((latencies, failed, took?))
+            for endpoint in endpoints {
+                let mut client = MaintenanceClient::connect(endpoint.clone())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                client
+                    .defragment(DefragmentRequest {})
+                    .await
+                    .map_err(std::io::Error::other)?;
+            }
+            Ok(())
         }
 
         async fn steady(args: &Args, endpoints: &[String], seconds: u64) -> (Vec<Duration>, usize) {
@@ -1052,24 +1105,44 @@ mod real {
                     theirs.leader_changes as f64,
                 ),
                 (
+                    "compaction (s)",
+                    secs(ours.compaction.took),
+                    secs(theirs.compaction.took),
+                ),
+                (
+                    "write p99 in compaction (ms)",
+                    ms(ours.compaction.p99),
+                    ms(theirs.compaction.p99),
+                ),
+                (
+                    "slowest in compaction (ms)",
+                    ms(ours.compaction.max),
+                    ms(theirs.compaction.max),
+                ),
+                (
+                    "failed in compaction",
+                    ours.compaction.failed as f64,
+                    theirs.compaction.failed as f64,
+                ),
+                (
                     "defragment, all members (s)",
-                    secs(ours.defrag),
-                    secs(theirs.defrag),
+                    secs(ours.defrag.took),
+                    secs(theirs.defrag.took),
                 ),
                 (
                     "write p99 in defrag (ms)",
-                    ms(ours.defrag_p99),
-                    ms(theirs.defrag_p99),
+                    ms(ours.defrag.p99),
+                    ms(theirs.defrag.p99),
                 ),
                 (
                     "slowest write in defrag (ms)",
-                    ms(ours.defrag_max),
-                    ms(theirs.defrag_max),
+                    ms(ours.defrag.max),
+                    ms(theirs.defrag.max),
                 ),
                 (
                     "writes failed in defrag",
-                    ours.defrag_failed as f64,
-                    theirs.defrag_failed as f64,
+                    ours.defrag.failed as f64,
+                    theirs.defrag.failed as f64,
                 ),
                 (
                     "peak RSS steady (MiB)",

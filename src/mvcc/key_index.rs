@@ -19,6 +19,30 @@ use std::collections::BTreeSet;
 
 use super::{Error, Revision};
 
+/// Where compaction notes the revision it keeps for reads at or after the
+/// compaction point, per key (etcd's `available` map). `()` notes nothing:
+/// the store's compaction needs only what was dropped.
+pub trait KeptRevisions {
+    fn keep(&mut self, revision: Revision);
+    fn unkeep(&mut self, revision: &Revision);
+}
+
+impl KeptRevisions for BTreeSet<Revision> {
+    fn keep(&mut self, revision: Revision) {
+        self.insert(revision);
+    }
+
+    fn unkeep(&mut self, revision: &Revision) {
+        self.remove(revision);
+    }
+}
+
+impl KeptRevisions for () {
+    fn keep(&mut self, _revision: Revision) {}
+
+    fn unkeep(&mut self, _revision: &Revision) {}
+}
+
 /// One life of a key, from the put that created it to its tombstone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Generation {
@@ -226,7 +250,19 @@ impl KeyIndex {
     /// Drops the history that no read at or after main revision
     /// `at_revision` can need, and adds the revision kept for such reads to
     /// `available`. The store removes the key index if it becomes empty.
-    pub fn compact(&mut self, at_revision: i64, available: &mut BTreeSet<Revision>) {
+    pub fn compact(&mut self, at_revision: i64, available: &mut impl KeptRevisions) {
+        self.compact_noting(at_revision, available, &mut Vec::new());
+    }
+
+    /// `compact`, also adding every revision it drops to `dropped`: the
+    /// store's records at or below `at_revision` that no key keeps, since
+    /// every record is in its key's index until compacted.
+    pub fn compact_noting(
+        &mut self,
+        at_revision: i64,
+        available: &mut impl KeptRevisions,
+        dropped: &mut Vec<Revision>,
+    ) {
         assert!(
             !self.is_empty(),
             "key index: compact got an unexpected empty key index"
@@ -236,23 +272,25 @@ impl KeyIndex {
         let generation = &mut self.generations[generation_index];
         if !generation.is_empty() {
             if let Some(kept_position) = kept_position {
-                generation.revisions.drain(..kept_position);
+                dropped.extend(generation.revisions.drain(..kept_position));
             }
             // A lone revision in a generation that is not the last is a
             // tombstone: nothing at or after `at_revision` can read it.
             // Kept from etcd although put, tombstone and compact never leave
             // such a generation (it always keeps its put and its tombstone).
             if generation.revisions.len() == 1 && generation_index != last_index {
-                available.remove(&generation.revisions[0]);
+                available.unkeep(&generation.revisions[0]);
                 generation_index += 1;
             }
         }
-        self.generations.drain(..generation_index);
+        for generation in self.generations.drain(..generation_index) {
+            dropped.extend(generation.revisions);
+        }
     }
 
     /// Adds to `available` the revision that `compact(at_revision, ..)`
     /// would keep, without changing the key index (etcd `keyIndex.keep`).
-    pub fn keep(&self, at_revision: i64, available: &mut BTreeSet<Revision>) {
+    pub fn keep(&self, at_revision: i64, available: &mut impl KeptRevisions) {
         if self.is_empty() {
             return;
         }
@@ -263,7 +301,7 @@ impl KeyIndex {
             && kept_position == Some(generation.revisions.len() - 1)
             && !is_last_generation
         {
-            available.remove(&generation.revisions[generation.revisions.len() - 1]);
+            available.unkeep(&generation.revisions[generation.revisions.len() - 1]);
         }
     }
 
@@ -273,7 +311,7 @@ impl KeyIndex {
     fn find_compaction(
         &self,
         at_revision: i64,
-        available: &mut BTreeSet<Revision>,
+        available: &mut impl KeptRevisions,
     ) -> (usize, Option<usize>) {
         let last_index = self.generations.len() - 1;
         // The first generation that was still live at `at_revision` or was
@@ -292,7 +330,7 @@ impl KeyIndex {
         let generation = &self.generations[generation_index];
         let kept_position = generation.walk(|revision| revision.main > at_revision);
         if let Some(position) = kept_position {
-            available.insert(generation.revisions[position]);
+            available.keep(generation.revisions[position]);
         }
         (generation_index, kept_position)
     }
