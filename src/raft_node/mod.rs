@@ -515,37 +515,69 @@ impl RaftNode {
             }
             return Ok(());
         }
-        let mut wal = self.wal.take().expect("wal present");
-        // Disk work takes milliseconds: keep it off the async runtime. The
-        // write and the fsync are two steps, as on a real disk, so in
-        // simulation a crash can fall between them and tear the tail.
+        let wal = self.wal.take().expect("wal present");
+        // Disk work takes milliseconds: keep it off the async runtime.
+        #[cfg(not(madsim))]
+        let (wal, result) = self.write_and_sync(wal, entries, hard_state).await;
+        #[cfg(madsim)]
+        let (wal, result) = self.write_then_sync(wal, entries, hard_state).await?;
+        self.wal = Some(wal);
+        Ok(result?)
+    }
+
+    /// Appends, writes and fsyncs in one trip to a blocking thread.
+    #[cfg(not(madsim))]
+    async fn write_and_sync(
+        &mut self,
+        mut wal: Wal,
+        entries: Vec<Entry>,
+        hard_state: Option<HardState>,
+    ) -> (Wal, Result<(), crate::storage::wal::WalError>) {
+        let clock = self.clock.clone();
+        let (wal, result, took) = crate::storage::blocking::run(move || {
+            wal.append(&entries, hard_state.as_ref());
+            let started = clock.elapsed();
+            let result = wal.write().and_then(|()| wal.sync());
+            (wal, result, clock.elapsed().saturating_sub(started))
+        })
+        .await;
+        self.observe_fsync(took);
+        (wal, result)
+    }
+
+    /// The same calls as `write_and_sync`, with the write and the fsync
+    /// two steps, as on a real disk, so that a crash can fall between
+    /// them and tear the tail; and a slowed disk. A crash point stops the
+    /// loop (the error) with the WAL put back.
+    #[cfg(madsim)]
+    async fn write_then_sync(
+        &mut self,
+        mut wal: Wal,
+        entries: Vec<Entry>,
+        hard_state: Option<HardState>,
+    ) -> Result<(Wal, Result<(), crate::storage::wal::WalError>), FatalError> {
         let (mut wal, written) = crate::storage::blocking::run(move || {
             wal.append(&entries, hard_state.as_ref());
             let result = wal.write();
             (wal, result)
         })
         .await;
-        #[cfg(madsim)]
         if written.is_ok() {
             if let Err(crash) = self.crash_point(crate::probe::CrashPoint::WalWrittenNotSynced) {
                 self.wal = Some(wal);
                 return Err(crash);
             }
         }
-        let (wal, result) = match written {
+        Ok(match written {
             Ok(()) => {
                 crate::storage::blocking::fsync_latency().await;
                 // A disk the nemesis slowed.
-                #[cfg(madsim)]
-                {
-                    let extra = crate::probe::extra_sync_latency(self.shared.member_id);
-                    if !extra.is_zero() {
-                        tokio::time::sleep(extra).await;
-                    }
+                let extra = crate::probe::extra_sync_latency(self.shared.member_id);
+                if !extra.is_zero() {
+                    tokio::time::sleep(extra).await;
                 }
                 // The sabotage's follower acknowledged already; a slow disk
                 // keeps its bytes in the page cache for a while.
-                #[cfg(madsim)]
                 if crate::sabotage::active(crate::sabotage::Sabotage::FollowerAckBeforeFsync)
                     && self.raw.raft.state != StateRole::Leader
                 {
@@ -557,17 +589,18 @@ impl RaftNode {
                     (wal, result)
                 })
                 .await;
-                let took = self.clock.elapsed().saturating_sub(started);
-                self.shared.metrics.wal_fsync.observe(took.as_secs_f64());
-                if took > SLOW_FSYNC {
-                    tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
-                }
+                self.observe_fsync(self.clock.elapsed().saturating_sub(started));
                 synced
             }
             Err(error) => (wal, Err(error)),
-        };
-        self.wal = Some(wal);
-        Ok(result?)
+        })
+    }
+
+    fn observe_fsync(&self, took: Duration) {
+        self.shared.metrics.wal_fsync.observe(took.as_secs_f64());
+        if took > SLOW_FSYNC {
+            tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
+        }
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), FatalError> {
