@@ -121,29 +121,37 @@ impl Maintenance for MaintenanceService {
         self.server.refuse_if_learner()?;
         self.check_admin(&request).await?;
         let (file, revision) = self.server.backup_file().await?;
-        let (body, checksum) = file.split_at(file.len() - crate::backup::CHECKSUM_BYTES);
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
             revision,
             ..Default::default()
         });
         self.server.fill_header(&mut header);
-        let total = body.len();
-        let mut messages: Vec<Result<SnapshotResponse, Status>> = body
-            .chunks(SNAPSHOT_CHUNK_BYTES)
-            .scan(0usize, |sent, chunk| {
-                *sent += chunk.len();
-                Some(Ok(SnapshotResponse {
+        // Chunks are copied out as the stream is read, not all at once:
+        // the file is the only copy of the backup held while it goes.
+        let total = file.len() - crate::backup::CHECKSUM_BYTES;
+        let mut sent = 0;
+        let mut checksum_sent = false;
+        let messages = std::iter::from_fn(move || {
+            if sent < total {
+                let end = (sent + SNAPSHOT_CHUNK_BYTES).min(total);
+                let blob = file[sent..end].to_vec();
+                sent = end;
+                return Some(Ok(SnapshotResponse {
                     header,
-                    remaining_bytes: (total - *sent) as u64,
-                    blob: chunk.to_vec(),
-                }))
-            })
-            .collect();
-        messages.push(Ok(SnapshotResponse {
-            header,
-            remaining_bytes: 0,
-            blob: checksum.to_vec(),
-        }));
+                    remaining_bytes: (total - end) as u64,
+                    blob,
+                }));
+            }
+            if checksum_sent {
+                return None;
+            }
+            checksum_sent = true;
+            Some(Ok(SnapshotResponse {
+                header,
+                remaining_bytes: 0,
+                blob: file[total..].to_vec(),
+            }))
+        });
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 }
