@@ -530,6 +530,23 @@ mod real {
             failed: usize,
         }
 
+        impl UnderLoad {
+            /// Report rows beside `theirs`: the job's time, the writes' p99
+            /// and slowest, the failed writes, under these `names`.
+            fn rows<'a>(
+                &self,
+                theirs: &UnderLoad,
+                names: [&'a str; 4],
+            ) -> [(&'a str, f64, f64); 4] {
+                [
+                    (names[0], self.took.as_secs_f64(), theirs.took.as_secs_f64()),
+                    (names[1], ms(self.p99), ms(theirs.p99)),
+                    (names[2], ms(self.max), ms(theirs.max)),
+                    (names[3], self.failed as f64, theirs.failed as f64),
+                ]
+            }
+        }
+
         #[derive(Clone, Debug, Default)]
         struct Scaled {
             load: Duration,
@@ -904,9 +921,6 @@ mod real {
             }
         }
 
-        /// Overwrites keys at `scale_rate` per second for `scale_seconds`,
-        /// open loop: each write's latency counts from when it was due,
-        /// so a stall counts for every write it held up.
         /// Writes for `seconds` at the steady rate while, after the first
         /// `JOB_AFTER`, `job` runs.
         async fn under_load(
@@ -976,6 +990,9 @@ mod real {
             Ok(())
         }
 
+        /// Overwrites keys at `scale_rate` per second for `seconds`, open
+        /// loop: each write's latency counts from when it was due, so a
+        /// stall counts for every write it held up.
         async fn steady(args: &Args, endpoints: &[String], seconds: u64) -> (Vec<Duration>, usize) {
             let (pool, taken) = tokio::sync::mpsc::channel(args.clients);
             for client_index in 0..args.clients {
@@ -1047,7 +1064,7 @@ mod real {
         fn report(ours: &Scaled, theirs: &Scaled) {
             let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
             let secs = |duration: Duration| duration.as_secs_f64();
-            let rows: Vec<(&str, f64, f64)> = vec![
+            let mut rows: Vec<(&str, f64, f64)> = vec![
                 ("load (s)", secs(ours.load), secs(theirs.load)),
                 (
                     "load txns failed",
@@ -1104,46 +1121,26 @@ mod real {
                     ours.leader_changes as f64,
                     theirs.leader_changes as f64,
                 ),
-                (
+            ];
+            rows.extend(ours.compaction.rows(
+                &theirs.compaction,
+                [
                     "compaction (s)",
-                    secs(ours.compaction.took),
-                    secs(theirs.compaction.took),
-                ),
-                (
                     "write p99 in compaction (ms)",
-                    ms(ours.compaction.p99),
-                    ms(theirs.compaction.p99),
-                ),
-                (
                     "slowest in compaction (ms)",
-                    ms(ours.compaction.max),
-                    ms(theirs.compaction.max),
-                ),
-                (
                     "failed in compaction",
-                    ours.compaction.failed as f64,
-                    theirs.compaction.failed as f64,
-                ),
-                (
+                ],
+            ));
+            rows.extend(ours.defrag.rows(
+                &theirs.defrag,
+                [
                     "defragment, all members (s)",
-                    secs(ours.defrag.took),
-                    secs(theirs.defrag.took),
-                ),
-                (
                     "write p99 in defrag (ms)",
-                    ms(ours.defrag.p99),
-                    ms(theirs.defrag.p99),
-                ),
-                (
                     "slowest write in defrag (ms)",
-                    ms(ours.defrag.max),
-                    ms(theirs.defrag.max),
-                ),
-                (
                     "writes failed in defrag",
-                    ours.defrag.failed as f64,
-                    theirs.defrag.failed as f64,
-                ),
+                ],
+            ));
+            rows.extend([
                 (
                     "peak RSS steady (MiB)",
                     mb(ours.peak_rss),
@@ -1174,7 +1171,7 @@ mod real {
                     mb(ours.watch_peak_rss),
                     mb(theirs.watch_peak_rss),
                 ),
-            ];
+            ]);
             println!();
             println!(
                 "{:<28} {:>12} {:>12} {:>14}",

@@ -166,12 +166,13 @@ impl ReadIndexQueue {
     }
 }
 
-/// When the loop saves a snapshot: every `snapshot_count` applied entries,
-/// when raft needs one for a follower, or when an operator asks.
 /// Bytes of applied entries after which a snapshot (a WAL mark of the
 /// backend's durable point) is due whatever `--snapshot-count` says.
 pub const MARK_BYTES: u64 = 64 * 1024 * 1024;
 
+/// When the loop saves a snapshot: every `snapshot_count` applied entries
+/// (or `MARK_BYTES` of them), when raft needs one for a follower, or when
+/// an operator asks.
 pub struct SnapshotPolicy {
     snapshot_count: u64,
     /// Bytes of entries applied since the newest snapshot: past
