@@ -563,6 +563,43 @@ impl StateMachine {
         Ok(image)
     }
 
+    /// Writes the whole state as a snapshot stream at its applied index,
+    /// with raft's `term` and configuration (`conf_state`, eraftpb bytes)
+    /// there, revision by revision; the sink.
+    pub fn write_snapshot<S: crate::storage::snapshot::PieceSink>(
+        &self,
+        term: u64,
+        conf_state: Vec<u8>,
+        sink: S,
+    ) -> Result<S, String> {
+        let header = crate::proto::detcdpb::SnapshotHeader {
+            index: self.applied_index,
+            term,
+            conf_state,
+            parts: self.encode_parts(),
+            current_revision: self.store.current_revision(),
+            compact_revision: self.store.compact_revision(),
+        };
+        let mut writer = crate::storage::snapshot::SnapshotWriter::new(sink, header)
+            .map_err(|error| error.to_string())?;
+        let mut failed = None;
+        (self.store)
+            .visit_records(
+                i64::MIN,
+                self.store.current_revision(),
+                |revision, record| {
+                    if failed.is_none() {
+                        failed = writer.push(revision, record).err();
+                    }
+                },
+            )
+            .map_err(|error| error.to_string())?;
+        if let Some(error) = failed {
+            return Err(error.to_string());
+        }
+        writer.finish().map_err(|error| error.to_string())
+    }
+
     fn parts(&self) -> StateParts {
         StateParts {
             format: IMAGE_FORMAT,

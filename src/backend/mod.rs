@@ -44,6 +44,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::mvcc::layout::{key_entry, parse_key_entry, revision_key};
 use crate::mvcc::{Changes, Record, Revision, NEVER_COMPACTED};
 use crate::storage::backend::DiskBackend;
+use crate::storage::snapshot::{ReadAt, SnapshotReader};
 use crate::storage::Disk;
 
 pub use writer::{Durable, Stopped, View, Writer};
@@ -65,6 +66,9 @@ const META_KEYS: [&str; 6] = [
     CURRENT_REVISION,
     STATE,
 ];
+/// Revisions a backend built from a snapshot commits at once, in bytes:
+/// a snapshot larger than memory is written in pieces of this.
+pub const SNAPSHOT_BATCH_BYTES: u64 = 64 * 1024 * 1024;
 /// Rounds of redb's compaction one `compact` runs at most; each moves
 /// pages towards the start of the file and commits. It stops earlier once
 /// nothing moves.
@@ -337,14 +341,27 @@ impl Backend {
     }
 
     /// Replaces the database at `path` by one holding exactly `batch`
-    /// (a snapshot from the leader, or a state recovered without a
-    /// backend). The new file is made whole and durable under a temporary
-    /// name, then renamed over the old one: a crash leaves one or the
-    /// other. No `Backend` may be open on `path`.
+    /// (tests, and states made offline). The new file is made whole and
+    /// durable under a temporary name (`build_at`), then renamed over the
+    /// old one: a crash leaves one or the other. No `Backend` may be open
+    /// on `path`.
     pub fn replace(disk: Arc<dyn Disk>, path: &Path, batch: &Batch) -> Result<(), Error> {
         let temp = temp_path(path)?;
-        let _ = disk.remove(&temp);
-        let backend = DiskBackend::create(disk.clone(), &temp).map_err(engine)?;
+        Backend::build_at(disk.clone(), &temp, |made| made.commit(batch))?;
+        disk.rename(&temp, path).map_err(engine)?;
+        disk.sync_dir(path.parent().expect("temp_path checked the parent"))
+            .map_err(engine)
+    }
+
+    /// Makes a new database at `path` (any file there is removed first),
+    /// filled by `fill`, closed and durable on return.
+    pub fn build_at(
+        disk: Arc<dyn Disk>,
+        path: &Path,
+        fill: impl FnOnce(&Backend) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let _ = disk.remove(path);
+        let backend = DiskBackend::create(disk.clone(), path).map_err(engine)?;
         let db = contained("making a database", || {
             redb::Builder::new()
                 .set_cache_size(CACHE_BYTES)
@@ -352,12 +369,55 @@ impl Backend {
                 .map_err(engine)
         })?;
         let made = Backend { db: Some(db) };
-        made.commit(batch)?;
+        fill(&made)?;
         drop(made);
-        disk.sync(&temp).map_err(engine)?;
-        disk.rename(&temp, path).map_err(engine)?;
-        disk.sync_dir(path.parent().expect("temp_path checked the parent"))
-            .map_err(engine)
+        disk.sync(path).map_err(engine)
+    }
+
+    /// Writes the state a snapshot stream holds into this (new, empty)
+    /// database, piece by piece: revisions commit in batches of about
+    /// `SNAPSHOT_BATCH_BYTES`, unsynced (the file is synced whole once
+    /// made), and the consistent index and the rest of the state last.
+    /// The stream is read to its end, each piece checked. Its durable
+    /// point.
+    pub fn fill_from_snapshot<R: ReadAt>(
+        &self,
+        reader: &mut SnapshotReader<R>,
+    ) -> Result<Durable, Error> {
+        let header = reader.header().clone();
+        let corrupt = |why: String| Error::Corrupt(format!("the snapshot: {why}"));
+        let mut batch = Batch {
+            consistent_index: header.index,
+            ..Batch::default()
+        };
+        let mut batch_bytes = 0;
+        while let Some(records) = reader.next_records().map_err(corrupt)? {
+            batch_bytes += records
+                .iter()
+                .map(|(_, record)| record.size_bytes())
+                .sum::<u64>();
+            batch.records.extend(records);
+            if batch_bytes >= SNAPSHOT_BATCH_BYTES {
+                contained("a commit", || self.commit_batch(&batch, false))?;
+                batch.records.clear();
+                batch_bytes = 0;
+            }
+        }
+        batch.compaction = (header.compact_revision != NEVER_COMPACTED)
+            .then(|| (header.compact_revision, Vec::new()));
+        batch.meta = Some(StateMeta {
+            term: header.term,
+            conf_state: header.conf_state.clone(),
+            current_revision: header.current_revision,
+            state: Some(header.parts.clone()),
+        });
+        self.commit(&batch)?;
+        Ok(Durable {
+            index: header.index,
+            term: header.term,
+            conf_state: header.conf_state,
+            revision: header.current_revision,
+        })
     }
 
     /// The last raft index whose changes are stored (0: none).
@@ -419,6 +479,26 @@ impl ReadView {
         contained("reading the revisions", || {
             Reader(&self.read).scan(from, through_main, visit)
         })
+    }
+
+    /// The revisions from `from` on, in order, each checked, up to the
+    /// first that brings their size to `budget_bytes` (at least one, if
+    /// any is left): a snapshot is read from a view a piece at a time.
+    pub fn records_from(
+        &self,
+        from: Revision,
+        budget_bytes: u64,
+    ) -> Result<Vec<(Revision, Record)>, Error> {
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        contained("reading the revisions", || {
+            Reader(&self.read).scan_while(from, i64::MAX, &mut |revision, record| {
+                bytes += record.size_bytes();
+                records.push((revision, record));
+                bytes < budget_bytes
+            })
+        })?;
+        Ok(records)
     }
 
     /// `Backend::get`, as of the view's commit.
@@ -502,6 +582,19 @@ impl Reader<'_> {
         through_main: i64,
         visit: &mut dyn FnMut(Revision, Record),
     ) -> Result<(), Error> {
+        self.scan_while(from, through_main, &mut |revision, record| {
+            visit(revision, record);
+            true
+        })
+    }
+
+    /// `scan`, stopping after the first record `visit` answers false for.
+    fn scan_while(
+        &self,
+        from: Revision,
+        through_main: i64,
+        visit: &mut dyn FnMut(Revision, Record) -> bool,
+    ) -> Result<(), Error> {
         {
             let keys = match self.0.open_table(KEY) {
                 Ok(keys) => keys,
@@ -524,7 +617,9 @@ impl Reader<'_> {
             for entry in range.map_err(engine)? {
                 let (key, value) = entry.map_err(engine)?;
                 let (revision, record) = checked_entry(key.value(), value.value())?;
-                visit(revision, record);
+                if !visit(revision, record) {
+                    break;
+                }
             }
             Ok(())
         }
@@ -609,7 +704,7 @@ fn create(disk: &Arc<dyn Disk>, path: &Path) -> Result<(), Error> {
 }
 
 /// Where a new database for `path` is made before it is renamed there.
-fn temp_path(path: &Path) -> Result<std::path::PathBuf, Error> {
+pub fn temp_path(path: &Path) -> Result<std::path::PathBuf, Error> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Engine(format!("{} has no parent", path.display())))?;

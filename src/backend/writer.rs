@@ -178,9 +178,33 @@ impl Writer {
             .expect("the records read")
     }
 
-    /// `replace`, here and now: for recovery, before any task runs.
+    /// Replaces everything the backend holds by `batch`: the database is
+    /// built beside it, then installed (`install`).
     pub fn replace_now(&self, batch: &Batch, durable: Durable) -> Result<(), Error> {
-        self.inner.replace(batch, durable)
+        Backend::build_at(self.inner.disk.clone(), &self.replacement_path()?, |made| {
+            made.commit(batch)
+        })?;
+        self.install(durable)
+    }
+
+    /// Where a database that is to replace the backend's is built
+    /// (`Backend::build_at`), before `install`.
+    pub fn replacement_path(&self) -> Result<PathBuf, Error> {
+        super::temp_path(&self.inner.path)
+    }
+
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.inner.disk
+    }
+
+    /// Makes the database built at `replacement_path`, which holds
+    /// `durable`, the backend (a snapshot from the leader, or a state
+    /// recovered from a snapshot file): the old one closes, the new one is
+    /// renamed over it and opened. What was pending is dropped: the new
+    /// state supersedes it. Commits and reads of values wait for the swap,
+    /// not for the build.
+    pub fn install(&self, durable: Durable) -> Result<(), Error> {
+        self.inner.install(durable)
     }
 
     /// The size of the backend's file (0 if it cannot be read), as etcd's
@@ -276,14 +300,6 @@ impl Writer {
         }
         compacted
     }
-
-    /// Replaces everything the backend holds by `batch` (a snapshot from
-    /// the leader, or a state recovered from a snapshot file), durable on
-    /// return. What was pending is dropped: `batch` supersedes it.
-    pub async fn replace(&self, batch: Batch, durable: Durable) -> Result<(), Error> {
-        let inner = self.inner.clone();
-        crate::storage::blocking::run(move || inner.replace(&batch, durable)).await
-    }
 }
 
 /// A consistent read of the whole backend (`Writer::view`).
@@ -302,6 +318,15 @@ impl View {
     /// What the backend held besides its revisions.
     pub fn loaded(&self) -> &super::Loaded {
         self.view.loaded()
+    }
+
+    /// `ReadView::records_from`.
+    pub fn records_from(
+        &self,
+        from: Revision,
+        budget_bytes: u64,
+    ) -> Result<Vec<(Revision, Record)>, Error> {
+        self.view.records_from(from, budget_bytes)
     }
 }
 
@@ -416,7 +441,7 @@ impl Inner {
         result
     }
 
-    fn replace(&self, batch: &Batch, durable: Durable) -> Result<(), Error> {
+    fn install(&self, durable: Durable) -> Result<(), Error> {
         let _commits = self.commits.lock().expect("commits lock");
         let mut backend = self.backend.write().expect("backend lock");
         if let Some(dropped) = self.pending.lock().expect("pending lock").take() {
@@ -425,7 +450,13 @@ impl Inner {
         }
         // The old database closes before its file is replaced.
         drop(backend.take());
-        Backend::replace(self.disk.clone(), &self.path, batch)?;
+        let built = super::temp_path(&self.path)?;
+        self.disk
+            .rename(&built, &self.path)
+            .map_err(|error| Error::Engine(error.to_string()))?;
+        self.disk
+            .sync_dir(self.path.parent().expect("temp_path checked the parent"))
+            .map_err(|error| Error::Engine(error.to_string()))?;
         *backend = Some(Backend::open(self.disk.clone(), &self.path)?);
         *self.durable.lock().expect("durable lock") = durable;
         Ok(())

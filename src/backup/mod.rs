@@ -34,12 +34,13 @@ pub use crate::mvcc::layout::revision_key;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use protobuf::Message as _;
 use raft::eraftpb::{ConfState, HardState};
 use sha2::{Digest, Sha256};
 
 use crate::apply::StateMachine;
 use crate::membership::{InitialCluster, Members, MembershipChange};
-use crate::storage::snapshot::{Snapshot, SnapshotDir};
+use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::{Metadata, SnapshotMark, Wal};
 use crate::storage::Disk;
 
@@ -242,14 +243,15 @@ pub fn restore(disk: Arc<dyn Disk>, file: &[u8], target: &Target) -> Result<Rest
     };
     let member_dir = target.data_dir.join("member");
     let snapshots = SnapshotDir::open(disk.clone(), &member_dir.join("snap"))?;
-    snapshots.save(&Snapshot {
-        index,
-        term: 1,
-        conf_state: conf_state.clone(),
-        state: state
-            .encode()
-            .map_err(|error| BackupError::Image(error.to_string()))?,
-    })?;
+    let file = snapshots.create(1, index)?;
+    let file = state
+        .write_snapshot(
+            1,
+            conf_state.write_to_bytes().expect("a conf state encodes"),
+            file,
+        )
+        .map_err(BackupError::Image)?;
+    snapshots.keep(file)?;
     let hard_state = HardState {
         term: 1,
         commit: index,
@@ -334,11 +336,24 @@ mod tests {
         assert_eq!(replay.hard_state.commit, 2);
         let snapshots =
             SnapshotDir::open(disk.clone(), Path::new("/restored/member/snap")).unwrap();
-        let (valid, _) = snapshots.load_newest_first().unwrap();
-        let state = StateMachine::decode(&valid[0].state, 0).unwrap();
-        assert_eq!(state.applied_index(), 2);
+        let (valid, bad) = snapshots.load_newest_first().unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let mut reader =
+            crate::storage::snapshot::SnapshotReader::open(crate::storage::snapshot::FileAt {
+                disk: disk.clone(),
+                path: valid[0].path.clone(),
+            })
+            .unwrap();
+        let header = reader.header().clone();
+        let mut revisions = 0;
+        while let Some(records) = reader.next_records().unwrap() {
+            revisions += records.len();
+        }
+        let state = StateMachine::from_stored(&header.parts, crate::mvcc::Store::new(), 0).unwrap();
+        assert_eq!(header.index, 2);
         assert_eq!(state.members().list().count(), 2);
-        assert_eq!(state.store().current_revision(), 4);
+        assert_eq!(header.current_revision, 4);
+        assert_eq!(revisions, 3);
 
         tracing::info!("a second restore into the same data dir is refused");
         assert!(matches!(

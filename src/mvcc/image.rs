@@ -54,7 +54,7 @@ impl Store {
             buffer.clear();
             prost::encoding::message::encode(
                 RECORDS_FIELD,
-                &to_message(revision, record),
+                &record_message(revision, record),
                 &mut buffer,
             );
             sink.write_bytes(&buffer);
@@ -86,14 +86,15 @@ impl Store {
         }
         let mut rebuild = Rebuild::new(image.current_revision, image.compact_revision, true)?;
         for message in image.records {
-            let (revision, record) = from_message(message)?;
+            let (revision, record) = record_from_message(message)?;
             rebuild.push(revision, record)?;
         }
         rebuild.finish()
     }
 }
 
-fn to_message(revision: Revision, record: &Record) -> MvccRecord {
+/// One revision as a snapshot carries it.
+pub fn record_message(revision: Revision, record: &Record) -> MvccRecord {
     let record = match record {
         Record::Put(key_value) => mvcc_record::Record::Put(key_value.clone().into()),
         Record::Tombstone { key } => mvcc_record::Record::Tombstone(key.clone()),
@@ -105,7 +106,8 @@ fn to_message(revision: Revision, record: &Record) -> MvccRecord {
     }
 }
 
-fn from_message(message: MvccRecord) -> Result<(Revision, Record), Error> {
+/// `record_message`, inverted; a record no store could hold is corrupt.
+pub fn record_from_message(message: MvccRecord) -> Result<(Revision, Record), Error> {
     let revision = Revision::new(message.main, message.sub);
     let record = match message.record {
         Some(mvcc_record::Record::Put(key_value)) => {

@@ -52,6 +52,7 @@ mod write_txn;
 pub use cold::ColdLog;
 pub use errors::Error;
 pub use hash_kv::KvHash;
+pub use image::{record_from_message, record_message};
 pub use key_index::{Generation, KeyAt, KeyIndex};
 pub use key_value::KeyValue;
 pub use range::{RangeOptions, RangeResult};

@@ -68,14 +68,18 @@ pub fn admit(message: &Message, member: &MemberView<'_>) -> Result<(), Refusal> 
             Err(Refusal::CommitBeyondLog)
         }
         MessageType::MsgSnapshot => {
+            // The peer service received the stream into its file and put
+            // the header it read back there in the message.
             let snapshot = message.get_snapshot();
-            let file = crate::storage::snapshot::Snapshot::decode(&snapshot.data)
-                .map_err(Refusal::BadSnapshot)?;
-            if file.index != snapshot.get_metadata().index {
+            let header = <crate::proto::detcdpb::SnapshotHeader as prost::Message>::decode(
+                &snapshot.data[..],
+            )
+            .map_err(|error| Refusal::BadSnapshot(format!("bad header: {error}")))?;
+            let metadata = snapshot.get_metadata();
+            if (header.index, header.term) != (metadata.index, metadata.term) {
                 return Err(Refusal::BadSnapshot(format!(
-                    "metadata says index {}, the data {}",
-                    snapshot.get_metadata().index,
-                    file.index
+                    "metadata says index {} term {}, the snapshot {} {}",
+                    metadata.index, metadata.term, header.index, header.term
                 )));
             }
             Ok(())

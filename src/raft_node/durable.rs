@@ -9,9 +9,11 @@ use raft::eraftpb::ConfState;
 use crate::apply::StateMachine;
 use std::sync::Arc;
 
-use crate::backend::{Batch, Durable, Loaded, StateMeta, View, Writer};
-use crate::mvcc::{ColdLog, Rebuild, Revision, NEVER_COMPACTED};
-use crate::storage::snapshot::Snapshot;
+use crate::backend::{Backend, Batch, Durable, Loaded, StateMeta, View, Writer};
+use crate::mvcc::{ColdLog, Rebuild, Record, Revision};
+use crate::proto::detcdpb::SnapshotHeader;
+use crate::storage::snapshot::{ReadAt, SnapshotReader, SnapshotWriter, PIECE_TARGET_BYTES};
+use crate::transport::{NextChunk, SnapshotChunks, SnapshotSource};
 
 /// What the backend stores as the state at `state.applied_index()`,
 /// with `parts` (`StateMachine::encode_parts`, or `None`: unchanged).
@@ -43,42 +45,21 @@ pub(super) fn changes(state: &mut StateMachine, term: u64, conf_state: &ConfStat
     }
 }
 
-/// The whole of `state`, for a backend that starts over from it.
-pub(super) fn whole(
-    state: &StateMachine,
-    term: u64,
-    conf_state: &ConfState,
-) -> Result<(Batch, Durable), String> {
-    let store = state.store();
-    let compact_revision = store.compact_revision();
-    let meta = meta(state, term, conf_state, Some(state.encode_parts()));
-    let durable = Durable {
-        index: state.applied_index(),
-        term,
-        conf_state: meta.conf_state.clone(),
-        revision: meta.current_revision,
-    };
-    let batch = Batch {
-        consistent_index: state.applied_index(),
-        records: store
-            .records_since(i64::MIN)
-            .map_err(|error| error.to_string())?,
-        compaction: (compact_revision != NEVER_COMPACTED).then(|| (compact_revision, Vec::new())),
-        meta: Some(meta),
-    };
-    Ok((batch, durable))
-}
-
-/// What a state is restored from: the backend, or a view of it. Its
-/// revisions are scanned, and its values read, through `cold_log`.
+/// What a state is restored from: the backend, a view of it, or a
+/// database being built to replace it. Its revisions are scanned, and
+/// the restored store reads its values through `cold_log`.
 pub(super) trait Source {
     fn load(&self) -> Result<Loaded, crate::backend::Error>;
+    fn scan(&self, visit: &mut dyn FnMut(Revision, Record)) -> Result<(), String>;
     fn cold_log(&self) -> Arc<dyn ColdLog>;
 }
 
 impl Source for Writer {
     fn load(&self) -> Result<Loaded, crate::backend::Error> {
         Writer::load(self)
+    }
+    fn scan(&self, visit: &mut dyn FnMut(Revision, Record)) -> Result<(), String> {
+        Writer::cold_log(self).scan(Revision::new(0, 0), i64::MAX, visit)
     }
     fn cold_log(&self) -> Arc<dyn ColdLog> {
         Writer::cold_log(self)
@@ -89,8 +70,182 @@ impl Source for Arc<View> {
     fn load(&self) -> Result<Loaded, crate::backend::Error> {
         Ok(self.loaded().clone())
     }
+    fn scan(&self, visit: &mut dyn FnMut(Revision, Record)) -> Result<(), String> {
+        ColdLog::scan(&**self, Revision::new(0, 0), i64::MAX, visit)
+    }
     fn cold_log(&self) -> Arc<dyn ColdLog> {
         self.clone()
+    }
+}
+
+/// A database built to replace the backend: the state is read from it,
+/// and will read its values from the backend once it is installed there.
+struct Replacement<'a> {
+    built: &'a Backend,
+    backend: &'a Writer,
+}
+
+impl Source for Replacement<'_> {
+    fn load(&self) -> Result<Loaded, crate::backend::Error> {
+        self.built.load()
+    }
+    fn scan(&self, visit: &mut dyn FnMut(Revision, Record)) -> Result<(), String> {
+        (self.built.scan(Revision::new(0, 0), i64::MAX, visit)).map_err(|error| error.to_string())
+    }
+    fn cold_log(&self) -> Arc<dyn ColdLog> {
+        self.backend.cold_log()
+    }
+}
+
+/// Builds the database that is to replace `backend`'s from the snapshot
+/// `reader` streams (`Backend::fill_from_snapshot`, read to its end,
+/// each piece checked), and the state it holds, restored and checked as
+/// on a restart. The backend is not touched: `Writer::install` swaps the
+/// database in, after which the state reads its values from there.
+pub(super) fn build_from_snapshot<R: ReadAt>(
+    backend: &Writer,
+    reader: &mut SnapshotReader<R>,
+    quota_bytes: i64,
+) -> Result<(StateMachine, ConfState, Durable), String> {
+    let mut restored = None;
+    let path = backend
+        .replacement_path()
+        .map_err(|error| error.to_string())?;
+    Backend::build_at(backend.disk().clone(), &path, |built| {
+        let durable = built.fill_from_snapshot(reader)?;
+        let state = restore(&Replacement { built, backend }, quota_bytes)
+            .map_err(crate::backend::Error::Corrupt)?;
+        restored = Some((state, durable));
+        Ok(())
+    })
+    .map_err(|error| error.to_string())?;
+    let (state, durable) = restored.expect("filled");
+    let (state, conf_state, restored) = state.ok_or("the snapshot holds no state")?;
+    if restored != durable {
+        return Err(format!(
+            "the snapshot's header says {durable:?}, its state {restored:?}"
+        ));
+    }
+    Ok((state, conf_state, durable))
+}
+
+/// A snapshot for followers: everything a view of the backend holds, at
+/// its consistent index, with the term and configuration there. The
+/// transport streams it (`SnapshotSource`), read from the view a piece at
+/// a time, as often as followers need it while it lives.
+pub(super) struct ViewSnapshot {
+    header: SnapshotHeader,
+    view: Arc<View>,
+}
+
+impl ViewSnapshot {
+    pub(super) fn new(view: View) -> Result<ViewSnapshot, String> {
+        let loaded = view.loaded();
+        let meta = loaded
+            .meta
+            .as_ref()
+            .ok_or("the backend holds no state yet")?;
+        let header = SnapshotHeader {
+            index: loaded.consistent_index,
+            term: meta.term,
+            conf_state: meta.conf_state.clone(),
+            parts: meta
+                .state
+                .clone()
+                .ok_or("the backend holds no state parts")?,
+            current_revision: meta.current_revision,
+            compact_revision: loaded.compact_revision,
+        };
+        Ok(ViewSnapshot {
+            header,
+            view: Arc::new(view),
+        })
+    }
+
+    pub(super) fn header(&self) -> &SnapshotHeader {
+        &self.header
+    }
+}
+
+impl SnapshotSource for ViewSnapshot {
+    fn index(&self) -> u64 {
+        self.header.index
+    }
+
+    fn chunks(&self) -> Box<dyn SnapshotChunks> {
+        Box::new(ViewChunks {
+            reading: Some(ViewReading {
+                view: self.view.clone(),
+                header: Some(self.header.clone()),
+                writer: None,
+                next: Some(Revision::new(0, 0)),
+            }),
+        })
+    }
+}
+
+/// One pass over a `ViewSnapshot`: each chunk is one piece of revisions
+/// (the first the preamble and header, the last the end), read in a
+/// blocking task.
+struct ViewChunks {
+    /// `None` only while a read is under way, or after one failed.
+    reading: Option<ViewReading>,
+}
+
+struct ViewReading {
+    view: Arc<View>,
+    /// Until the first chunk.
+    header: Option<SnapshotHeader>,
+    writer: Option<SnapshotWriter<Vec<u8>>>,
+    /// Where the next piece starts; `None` after the end.
+    next: Option<Revision>,
+}
+
+impl ViewReading {
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let io = |error: std::io::Error| error.to_string();
+        if let Some(header) = self.header.take() {
+            let mut writer = SnapshotWriter::new(Vec::new(), header).map_err(io)?;
+            let chunk = std::mem::take(writer.sink_mut());
+            self.writer = Some(writer);
+            return Ok(Some(chunk));
+        }
+        let Some(from) = self.next else {
+            return Ok(None);
+        };
+        let records = (self.view)
+            .records_from(from, PIECE_TARGET_BYTES as u64)
+            .map_err(|error| error.to_string())?;
+        let mut writer = self.writer.take().ok_or("the stream ended")?;
+        let Some(&(last, _)) = records.last() else {
+            self.next = None;
+            return writer.finish().map(Some).map_err(io);
+        };
+        for (revision, record) in &records {
+            writer.push(*revision, record).map_err(io)?;
+        }
+        writer.flush_records().map_err(io)?;
+        self.next = Some(Revision::new(last.main, last.sub + 1));
+        let chunk = std::mem::take(writer.sink_mut());
+        self.writer = Some(writer);
+        Ok(Some(chunk))
+    }
+}
+
+impl SnapshotChunks for ViewChunks {
+    fn next_chunk(&mut self) -> NextChunk<'_> {
+        Box::pin(async move {
+            let mut reading = self.reading.take().ok_or("an earlier read failed")?;
+            let (reading, chunk) = crate::storage::blocking::run(move || {
+                let chunk = reading.next_chunk();
+                (reading, chunk)
+            })
+            .await;
+            if chunk.is_ok() {
+                self.reading = Some(reading);
+            }
+            chunk
+        })
     }
 }
 
@@ -101,19 +256,6 @@ pub fn state_in(view: View) -> Result<StateMachine, String> {
     Ok(match restore(&Arc::new(view), 0)? {
         Some((state, _, _)) => state,
         None => StateMachine::new(0, crate::membership::Members::default()),
-    })
-}
-
-/// A snapshot for followers: the state a view of the backend holds, at
-/// its consistent index, with the term and configuration there.
-pub(super) fn snapshot_in(view: View) -> Result<Snapshot, String> {
-    let (state, conf_state, durable) =
-        restore(&Arc::new(view), 0)?.ok_or("the backend holds no state yet")?;
-    Ok(Snapshot {
-        index: durable.index,
-        term: durable.term,
-        conf_state,
-        state: state.encode().map_err(|error| error.to_string())?,
     })
 }
 
@@ -128,9 +270,7 @@ pub(super) fn restore(
     let loaded = backend.load().map_err(|error| error.to_string())?;
     let Some(meta) = loaded.meta else {
         let mut any = false;
-        backend
-            .cold_log()
-            .scan(Revision::new(0, 0), i64::MAX, &mut |_, _| any = true)?;
+        backend.scan(&mut |_, _| any = true)?;
         if loaded.consistent_index == 0 && !any {
             return Ok(None);
         }
@@ -142,13 +282,11 @@ pub(super) fn restore(
     let mut rebuild = Rebuild::new(meta.current_revision, loaded.compact_revision, false)
         .map_err(|error| error.to_string())?;
     let mut refused = None;
-    backend
-        .cold_log()
-        .scan(Revision::new(0, 0), i64::MAX, &mut |revision, record| {
-            if refused.is_none() {
-                refused = rebuild.push(revision, record).err();
-            }
-        })?;
+    backend.scan(&mut |revision, record| {
+        if refused.is_none() {
+            refused = rebuild.push(revision, record).err();
+        }
+    })?;
     if let Some(error) = refused {
         return Err(error.to_string());
     }

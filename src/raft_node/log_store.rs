@@ -149,6 +149,12 @@ impl LogStore {
         self.snapshot = snapshot;
     }
 
+    /// Forgets the snapshot for followers (whose stream is let go): one
+    /// asked for later is made anew.
+    pub fn forget_snapshot(&mut self) {
+        self.snapshot = Snapshot::default();
+    }
+
     /// Replaces the whole log by a snapshot received from the leader.
     pub fn install_snapshot(&mut self, snapshot: Snapshot) {
         let metadata = snapshot.get_metadata();
@@ -159,7 +165,9 @@ impl LogStore {
         self.hard_state.term = self.hard_state.term.max(metadata.term);
         self.entries.clear();
         self.entries_bytes = 0;
-        self.snapshot = snapshot;
+        // Its stream is not this member's to send: should it lead, a
+        // follower gets one made from its own backend.
+        self.snapshot = Snapshot::default();
     }
 
     pub fn last(&self) -> u64 {

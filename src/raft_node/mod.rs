@@ -78,6 +78,9 @@ pub const LOG_BYTES_MAX: u64 = 32 * 1024;
 /// What the log may grow to while a follower being caught up (by a
 /// snapshot or from the log) still needs its entries.
 pub const LOG_BYTES_PINNED_MAX: u64 = 2 * LOG_BYTES_MAX;
+/// How long a snapshot for followers (and the view of the backend it is
+/// read from, which keeps defragmentation waiting) outlives its last send.
+pub const SNAPSHOT_SOURCE_IDLE: Duration = Duration::from_secs(5);
 /// Largest append message raft sends to a follower.
 pub const MAX_SIZE_PER_MSG: u64 = 1024 * 1024;
 /// Append messages in flight per follower.
@@ -213,15 +216,25 @@ pub struct RaftNode {
     /// A snapshot for followers being made off the loop, from a view of
     /// the backend (`snapshots.rs`).
     /// With the applied index when it was asked for, which it covers.
-    follower_snapshot: Option<(
-        u64,
-        oneshot::Receiver<Result<crate::storage::snapshot::Snapshot, String>>,
-    )>,
+    follower_snapshot: Option<(u64, MadeSnapshot)>,
+    /// The snapshot raft has for followers, streamed by the transport from
+    /// a view of the backend, and when it was made or last sent: it is let
+    /// go (and its view closed) once no send is in flight and it has not
+    /// been sent for `SNAPSHOT_SOURCE_IDLE`.
+    snapshot_source: Option<(Arc<dyn crate::transport::SnapshotSource>, Duration)>,
 }
+
+/// A snapshot for followers being made, once made.
+type MadeSnapshot = oneshot::Receiver<Result<Arc<durable::ViewSnapshot>, String>>;
 
 impl RaftNode {
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
+    }
+
+    /// Where snapshots from the leader are received (by the peer service).
+    pub fn snapshot_dir(&self) -> Arc<SnapshotDir> {
+        self.snapshots.clone()
     }
 
     /// Runs until the command channel closes (clean shutdown) or storage
@@ -358,7 +371,13 @@ impl RaftNode {
             .filter(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot)
             .map(|m| m.to)
             .collect();
-        let dropped = self.transport.send(messages);
+        if !snapshots.is_empty() {
+            if let Some((_, used)) = &mut self.snapshot_source {
+                *used = self.clock.elapsed();
+            }
+        }
+        let source = self.snapshot_source.as_ref().map(|(source, _)| source);
+        let dropped = self.transport.send(messages, source);
         snapshots_sent.extend(snapshots.into_iter().map(|to| (to, !dropped.contains(&to))));
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
+use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeType, ConfState, Entry, EntryType, HardState};
 use raft::RawNode;
 use thiserror::Error;
@@ -17,7 +18,9 @@ use crate::apply::StateMachine;
 use crate::clock::Clock;
 use crate::membership::{Member, Members};
 use crate::proto::detcdpb::{MemberAttributes, MemberInfo};
-use crate::storage::snapshot::{SnapshotDir, SnapshotError};
+use crate::storage::snapshot::{
+    FileAt, LegacySnapshot, SnapshotDir, SnapshotError, SnapshotReader,
+};
 use crate::storage::wal::{Metadata, Wal, WalError};
 use crate::storage::Disk;
 use crate::transport::{MessageFilter, Transport};
@@ -282,6 +285,7 @@ impl RaftNode {
             #[cfg(madsim)]
             sabotage_applied_twice: !restarting,
             follower_snapshot: None,
+            snapshot_source: None,
         })
     }
 }
@@ -473,45 +477,52 @@ fn recover(
         crate::backend::Durable::default(),
         member_id,
     );
-    let stored = super::durable::restore(&backend, config.quota_bytes).map_err(|reason| {
-        RecoveryError::Backend {
-            path: path.clone(),
-            reason,
-        }
-    })?;
-    let backend_index = stored.as_ref().map_or(0, |(_, _, durable)| durable.index);
+    let corrupt_backend = |reason: String| RecoveryError::Backend {
+        path: path.clone(),
+        reason,
+    };
+    let backend_index = backend
+        .load()
+        .map_err(|error| corrupt_backend(error.to_string()))?
+        .consistent_index;
     // A snapshot file newer than the backend: one from the leader whose
     // install crashed before the backend took it, or a data dir from
     // before the backend (or restored from a backup). The backend is
-    // rebuilt from it.
-    let snapshot = valid
+    // rebuilt from it, piece by piece, and the state restored from there.
+    if let Some(found) = valid
         .into_iter()
-        .find(|snapshot| snapshot.index > backend_index && covered(snapshot.index));
-    let (state, mut log, snapshot_index, snapshot_term, durable) = match (snapshot, stored) {
-        (Some(snapshot), _) => {
-            let state =
-                StateMachine::decode(&snapshot.state, config.quota_bytes).map_err(|reason| {
-                    RecoveryError::Inconsistent(format!(
-                        "snapshot at index {}: {reason}",
-                        snapshot.index
-                    ))
-                })?;
-            if state.applied_index() != snapshot.index {
-                return Err(RecoveryError::Inconsistent(format!(
-                    "snapshot at index {} holds state applied to {}",
-                    snapshot.index,
-                    state.applied_index()
-                )));
-            }
-            let mut log = LogStore::new(snapshot.conf_state.clone(), snapshot.index, snapshot.term);
-            // The snapshot followers get: without it a member that restarts
-            // from a snapshot and leads could not catch up a follower
-            // behind it until it applied something new, which may need that
-            // very follower (the simulator found this, seed 244).
-            log.set_snapshot(super::snapshots::to_raft_snapshot(&snapshot));
-            (state, log, snapshot.index, snapshot.term, None)
+        .find(|found| found.index > backend_index && covered(found.index))
+    {
+        let rebuilding = |reason: String| {
+            corrupt_backend(format!(
+                "rebuilding it from the snapshot at {}: {reason}",
+                found.index
+            ))
+        };
+        let (_, _, durable) = if found.legacy {
+            let stream = legacy_stream(&*disk, &found.path, config.quota_bytes)?;
+            let mut reader = SnapshotReader::open(stream.as_slice()).map_err(rebuilding)?;
+            super::durable::build_from_snapshot(&backend, &mut reader, config.quota_bytes)
+        } else {
+            let mut reader = SnapshotReader::open(FileAt {
+                disk: disk.clone(),
+                path: found.path.clone(),
+            })
+            .map_err(rebuilding)?;
+            super::durable::build_from_snapshot(&backend, &mut reader, config.quota_bytes)
         }
-        (None, Some((state, conf_state, durable))) => {
+        .map_err(rebuilding)?;
+        backend
+            .install(durable)
+            .map_err(|error| rebuilding(error.to_string()))?;
+        tracing::info!(
+            index = found.index,
+            "rebuilt the backend from a snapshot file"
+        );
+    }
+    let stored = super::durable::restore(&backend, config.quota_bytes).map_err(corrupt_backend)?;
+    let (state, mut log, snapshot_index, snapshot_term) = match stored {
+        Some((state, conf_state, durable)) => {
             // The backend holds every entry it was committed with, and the
             // WAL every entry applied: a WAL that does not continue from
             // the backend lost entries (or the backend is not this
@@ -527,21 +538,23 @@ fn recover(
                 )));
             }
             let log = LogStore::new(conf_state, durable.index, durable.term);
-            (state, log, durable.index, durable.term, Some(durable))
+            let (index, term) = (durable.index, durable.term);
+            backend.set_durable(durable);
+            (state, log, index, term)
         }
-        (None, None) if covered(0) => {
+        None if covered(0) => {
             let conf_state = replay.conf_state.clone().ok_or_else(|| {
                 RecoveryError::Inconsistent("the WAL has no configuration".into())
             })?;
+            backend.set_durable(crate::backend::Durable::default());
             (
                 StateMachine::new(config.quota_bytes, Members::default()),
                 LogStore::new(conf_state, 0, 0),
                 0,
                 0,
-                Some(crate::backend::Durable::default()),
             )
         }
-        (None, None) => {
+        None => {
             return Err(RecoveryError::Inconsistent(format!(
                 "the WAL starts at entry {} but no valid snapshot covers the entries before it{}",
                 first_entry.unwrap_or(0),
@@ -553,25 +566,6 @@ fn recover(
             )));
         }
     };
-    match durable {
-        Some(durable) => backend.set_durable(durable),
-        None => {
-            let rebuilding = |error: String| RecoveryError::Backend {
-                path: path.clone(),
-                reason: format!("rebuilding it from the snapshot at {snapshot_index}: {error}"),
-            };
-            let (batch, durable) =
-                super::durable::whole(&state, snapshot_term, &log.conf_state().clone())
-                    .map_err(rebuilding)?;
-            backend
-                .replace_now(&batch, durable)
-                .map_err(|error| rebuilding(error.to_string()))?;
-            tracing::info!(
-                index = snapshot_index,
-                "rebuilt the backend from a snapshot file"
-            );
-        }
-    }
     let entries: Vec<_> = replay
         .entries
         .into_iter()
@@ -606,10 +600,41 @@ fn recover(
     })
 }
 
+/// A format-2 snapshot file (a whole state image) as a snapshot stream:
+/// what a data dir from before snapshots streamed holds.
+fn legacy_stream(
+    disk: &dyn crate::storage::Disk,
+    path: &Path,
+    quota_bytes: i64,
+) -> Result<Vec<u8>, RecoveryError> {
+    let inconsistent = |reason: String| {
+        RecoveryError::Inconsistent(format!("snapshot {}: {reason}", path.display()))
+    };
+    let bytes = disk
+        .read(path)
+        .map_err(|error| inconsistent(error.to_string()))?;
+    let legacy = LegacySnapshot::decode(&bytes).map_err(inconsistent)?;
+    let state = StateMachine::decode(&legacy.state, quota_bytes).map_err(inconsistent)?;
+    if state.applied_index() != legacy.index {
+        return Err(inconsistent(format!(
+            "it holds state applied to {}, not {}",
+            state.applied_index(),
+            legacy.index
+        )));
+    }
+    let conf_state = legacy
+        .conf_state
+        .write_to_bytes()
+        .expect("a conf state encodes");
+    state
+        .write_snapshot(legacy.term, conf_state, Vec::new())
+        .map_err(inconsistent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::snapshot::Snapshot;
+    use crate::storage::snapshot::LegacySnapshot;
     use crate::storage::wal::SnapshotMark;
     use crate::storage::SimDisk;
 
@@ -647,14 +672,7 @@ mod tests {
         let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
         let mut state = StateMachine::new(0, Members::default());
         state.restore_membership(Members::default(), 200);
-        snapshots
-            .save(&Snapshot {
-                index: 200,
-                term: 2,
-                conf_state: voters,
-                state: state.encode().unwrap(),
-            })
-            .unwrap();
+        save_snapshot(&snapshots, &state, 2, &voters);
 
         let recovered = recover(&config(), disk.clone(), &wal_dir, &snapshots).unwrap();
         assert_eq!(
@@ -721,10 +739,25 @@ mod tests {
             voters: vec![1],
             ..ConfState::default()
         };
-        let (batch, _) = super::super::durable::whole(&state, 1, &voters).unwrap();
+        let stream = state
+            .write_snapshot(1, voters.write_to_bytes().unwrap(), Vec::new())
+            .unwrap();
         let path = backend_path(Path::new("/m"));
         disk.create_dir_all(path.parent().unwrap()).unwrap();
-        crate::backend::Backend::replace(disk.clone(), &path, &batch).unwrap();
+        crate::backend::Backend::build_at(disk.clone(), &path, |built| {
+            let mut reader = SnapshotReader::open(stream.as_slice()).unwrap();
+            built.fill_from_snapshot(&mut reader).map(|_| ())
+        })
+        .unwrap();
+    }
+
+    /// Saves `state` as the snapshot file at its applied index.
+    fn save_snapshot(snapshots: &SnapshotDir, state: &StateMachine, term: u64, voters: &ConfState) {
+        let file = snapshots.create(term, state.applied_index()).unwrap();
+        let file = state
+            .write_snapshot(term, voters.write_to_bytes().unwrap(), file)
+            .unwrap();
+        snapshots.keep(file).unwrap();
     }
 
     #[test]
@@ -762,31 +795,42 @@ mod tests {
 
     #[test]
     fn a_newer_snapshot_file_rebuilds_the_backend() {
-        let disk = Arc::new(SimDisk::new());
-        let wal_dir = wal_with_entries(&disk, 4);
-        backend_at(&disk, 2);
-        let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
-        let mut state = StateMachine::new(0, Members::default());
-        state.restore_membership(Members::default(), 4);
-        snapshots
-            .save(&Snapshot {
-                index: 4,
-                term: 1,
-                conf_state: ConfState {
-                    voters: vec![1],
-                    ..ConfState::default()
-                },
-                state: state.encode().unwrap(),
-            })
-            .unwrap();
-        let recovered = recover(&config(), disk.clone(), &wal_dir, &snapshots).unwrap();
-        assert_eq!(recovered.snapshot_index, 4);
-        drop(recovered);
-        let backend = crate::backend::Backend::open(disk, &backend_path(Path::new("/m"))).unwrap();
-        assert_eq!(
-            backend.consistent_index().unwrap(),
-            4,
-            "rebuilt from the file"
-        );
+        for legacy in [false, true] {
+            let disk = Arc::new(SimDisk::new());
+            let wal_dir = wal_with_entries(&disk, 4);
+            backend_at(&disk, 2);
+            let snapshots = SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap();
+            let mut state = StateMachine::new(0, Members::default());
+            state.restore_membership(Members::default(), 4);
+            let voters = ConfState {
+                voters: vec![1],
+                ..ConfState::default()
+            };
+            if legacy {
+                tracing::info!("a format-2 file, from before snapshots streamed");
+                let bytes = LegacySnapshot {
+                    index: 4,
+                    term: 1,
+                    conf_state: voters,
+                    state: state.encode().unwrap(),
+                }
+                .encode();
+                crate::storage::disk::write_atomically(&*disk, &snapshots.path(1, 4), &bytes)
+                    .unwrap();
+            } else {
+                save_snapshot(&snapshots, &state, 1, &voters);
+            }
+            let recovered = recover(&config(), disk.clone(), &wal_dir, &snapshots).unwrap();
+            assert_eq!(recovered.snapshot_index, 4);
+            assert_eq!(recovered.state.applied_index(), 4);
+            drop(recovered);
+            let backend =
+                crate::backend::Backend::open(disk, &backend_path(Path::new("/m"))).unwrap();
+            assert_eq!(
+                backend.consistent_index().unwrap(),
+                4,
+                "rebuilt from the file"
+            );
+        }
     }
 }

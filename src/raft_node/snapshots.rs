@@ -1,11 +1,15 @@
 //! Snapshots: marking the backend's durable point in the WAL, images for
 //! lagging followers, and installing a leader's snapshot crash-safely.
 
-use raft::eraftpb::Snapshot as RaftSnapshot;
+use std::sync::Arc;
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Snapshot as RaftSnapshot};
 use tokio::sync::oneshot;
 
-use crate::apply::StateMachine;
-use crate::storage::snapshot::Snapshot;
+use crate::proto::detcdpb::SnapshotHeader;
+use crate::storage::snapshot::{FileAt, SnapshotReader};
 use crate::storage::wal::SnapshotMark;
 
 use super::{durable, FatalError, RaftNode, SNAPSHOT_CATCH_UP_ENTRIES};
@@ -91,11 +95,15 @@ impl RaftNode {
     }
 
     /// The last log entry a follower being caught up does not need yet:
-    /// the index of a snapshot being made for followers, of one being sent,
-    /// and the match of every follower the log still serves and that
-    /// answered lately (on the leader; none elsewhere).
+    /// the index of a snapshot being made for followers, of one being
+    /// streamed, and the match of every follower the log still serves and
+    /// that answered lately (on the leader; none elsewhere).
     fn log_pinned_through(&self) -> Option<u64> {
         let making = self.follower_snapshot.as_ref().map(|(applied, _)| *applied);
+        let streaming = (self.snapshot_source.as_ref())
+            .filter(|(source, _)| Arc::strong_count(source) > 1)
+            .map(|(source, _)| source.index());
+        let making = making.into_iter().chain(streaming).min();
         if self.raw.raft.state != raft::StateRole::Leader {
             return making;
         }
@@ -110,13 +118,25 @@ impl RaftNode {
         making.into_iter().chain(needed).min()
     }
 
-    /// The state image for followers that the log cannot catch up, kept
-    /// until the log needs a newer one. When raft asks for one, a task
-    /// makes it from a view of the backend (everything applied by then,
-    /// committed first), so the loop never waits for a copy of the whole
-    /// state; raft gets it at the first turn after it is made, and until
-    /// then hears that it is temporarily unavailable.
+    /// The snapshot for followers that the log cannot catch up, kept
+    /// until the log needs a newer one or it lies unused. When raft asks
+    /// for one, a task takes a view of the backend (everything applied by
+    /// then, committed first), so the loop never waits for a commit; raft
+    /// gets it at the first turn after, and until then hears that it is
+    /// temporarily unavailable. The transport streams it from the view
+    /// (`ViewSnapshot`), so no member holds the whole state in memory.
     fn snapshot_for_followers(&mut self) -> Result<(), FatalError> {
+        if let Some((source, used)) = &self.snapshot_source {
+            let idle = self.clock.elapsed().saturating_sub(*used) >= super::SNAPSHOT_SOURCE_IDLE;
+            if idle && Arc::strong_count(source) == 1 {
+                tracing::debug!(
+                    index = source.index(),
+                    "let go of the snapshot for followers"
+                );
+                self.snapshot_source = None;
+                self.raw.mut_store().forget_snapshot();
+            }
+        }
         if let Some((_, making)) = &mut self.follower_snapshot {
             match making.try_recv() {
                 Err(oneshot::error::TryRecvError::Empty) => {}
@@ -125,12 +145,16 @@ impl RaftNode {
                     self.follower_snapshot = None;
                     // The view could not be read: the backend cannot be
                     // trusted.
-                    let snapshot = made
+                    let source = made
                         .map_err(|why| FatalError::Backend(crate::backend::Error::Corrupt(why)))?;
-                    tracing::info!(index = snapshot.index, "made a snapshot for a follower");
+                    tracing::info!(
+                        index = source.header().index,
+                        "made a snapshot for followers"
+                    );
                     self.raw
                         .mut_store()
-                        .set_snapshot(to_raft_snapshot(&snapshot));
+                        .set_snapshot(to_raft_snapshot(source.header())?);
+                    self.snapshot_source = Some((source, self.clock.elapsed()));
                 }
             }
         }
@@ -138,13 +162,11 @@ impl RaftNode {
             let (made, making) = oneshot::channel();
             let backend = self.backend.clone();
             tokio::spawn(async move {
-                let snapshot = match backend.view().await {
-                    Ok(view) => {
-                        crate::storage::blocking::run(move || durable::snapshot_in(view)).await
-                    }
+                let source = match backend.view().await {
+                    Ok(view) => durable::ViewSnapshot::new(view).map(Arc::new),
                     Err(error) => Err(error.to_string()),
                 };
-                let _ = made.send(snapshot);
+                let _ = made.send(source);
             });
             self.follower_snapshot = Some((self.raw.raft.raft_log.applied, making));
         }
@@ -158,25 +180,22 @@ impl RaftNode {
         &mut self,
         raft_snapshot: RaftSnapshot,
     ) -> Result<(), FatalError> {
-        let snapshot = Snapshot::decode(&raft_snapshot.data).map_err(FatalError::BadSnapshot)?;
-        let state = StateMachine::decode(&snapshot.state, self.quota_bytes)
-            .map_err(FatalError::BadSnapshot)?;
-        if state.applied_index() != snapshot.index
-            || snapshot.index != raft_snapshot.get_metadata().index
-        {
+        // The transport received the stream into its file, checked it
+        // whole, and put its header in the message (`SnapshotHeader`).
+        let header = SnapshotHeader::decode(&raft_snapshot.data[..])
+            .map_err(|error| FatalError::BadSnapshot(format!("bad header: {error}")))?;
+        let metadata = raft_snapshot.get_metadata();
+        if (header.index, header.term) != (metadata.index, metadata.term) {
             return Err(FatalError::BadSnapshot(format!(
-                "metadata says index {}, file says {}, state says {}",
-                raft_snapshot.get_metadata().index,
-                snapshot.index,
-                state.applied_index()
+                "metadata says index {} term {}, the snapshot {} {}",
+                metadata.index, metadata.term, header.index, header.term,
             )));
         }
-        let snapshots = self.snapshots.clone();
+        let path = self.snapshots.path(header.term, header.index);
         let mut wal = self.wal.take().expect("wal present");
-        let snapshot_conf_state = snapshot.conf_state.clone();
         let mark = SnapshotMark {
-            index: snapshot.index,
-            term: snapshot.term,
+            index: header.index,
+            term: header.term,
         };
         #[cfg(madsim)]
         let crash = self.crash_point(crate::probe::CrashPoint::SnapshotInstallHalfway);
@@ -184,7 +203,6 @@ impl RaftNode {
         let crash: Result<(), FatalError> = Ok(());
         let (wal, result) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
-                snapshots.save(&snapshot)?;
                 crash?;
                 wal.mark_installed(mark);
                 wal.sync()?;
@@ -198,26 +216,43 @@ impl RaftNode {
         result?;
         // Only now the backend: should this crash, recovery finds the
         // snapshot file newer than the backend and rebuilds it from there.
-        let (batch, durable) = durable::whole(&state, mark.term, &snapshot_conf_state)
-            .map_err(FatalError::BadSnapshot)?;
+        // The new database is built beside the backend, its state restored
+        // from it as on a restart, while the old state still serves reads.
+        let backend = self.backend.clone();
+        let disk = self.snapshots.disk().clone();
+        let quota_bytes = self.quota_bytes;
+        let (mut state, _, durable) = crate::storage::blocking::run(move || {
+            let mut reader = SnapshotReader::open(FileAt { disk, path })?;
+            if *reader.header() != header {
+                return Err("the file is not the snapshot received".to_string());
+            }
+            durable::build_from_snapshot(&backend, &mut reader, quota_bytes)
+        })
+        .await
+        .map_err(FatalError::BadSnapshot)?;
         let revision = durable.revision;
-        let mut state = state;
         state.track_changes();
         self.shared
             .lease_timers
             .lock()
             .expect("lease timers lock")
             .reset(self.clock.elapsed(), state.leases());
-        // The new state (all in memory) replaces the old before the
-        // backend does: the old one reads values from the backend, and
-        // must never read the new one's.
-        *self.shared.state.write().expect("state lock") = state;
-        self.backend.replace(batch, durable).await?;
-        self.shared
-            .state
-            .write()
-            .expect("state lock")
-            .attach_cold(self.backend.cold_log(), revision);
+        {
+            // The swap is one step for readers: the old state reads values
+            // from the old database, the new one from the new.
+            let mut current = self.shared.state.write().expect("state lock");
+            self.backend.install(durable)?;
+            *current = state;
+        }
+        debug_assert!(
+            self.shared
+                .state
+                .read()
+                .expect("state lock")
+                .store()
+                .current_revision()
+                == revision
+        );
         tracing::info!(
             index = mark.index,
             term = mark.term,
@@ -267,14 +302,21 @@ impl RaftNode {
     }
 }
 
-pub(super) fn to_raft_snapshot(snapshot: &Snapshot) -> RaftSnapshot {
+/// raft's snapshot of the snapshot whose header is `header`: its index,
+/// term and configuration, and the header as its data (the stream itself
+/// travels apart, `transport::SnapshotSource`).
+pub(super) fn to_raft_snapshot(header: &SnapshotHeader) -> Result<RaftSnapshot, FatalError> {
+    let mut conf_state = ConfState::default();
+    conf_state
+        .merge_from_bytes(&header.conf_state)
+        .map_err(|error| FatalError::BadSnapshot(format!("bad conf state: {error}")))?;
     let mut raft_snapshot = RaftSnapshot {
-        data: snapshot.encode().into(),
+        data: prost::Message::encode_to_vec(header).into(),
         ..RaftSnapshot::default()
     };
     let metadata = raft_snapshot.mut_metadata();
-    metadata.index = snapshot.index;
-    metadata.term = snapshot.term;
-    metadata.set_conf_state(snapshot.conf_state.clone());
-    raft_snapshot
+    metadata.index = header.index;
+    metadata.term = header.term;
+    metadata.set_conf_state(conf_state);
+    Ok(raft_snapshot)
 }

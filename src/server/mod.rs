@@ -168,6 +168,7 @@ impl Server {
         };
         let node = RaftNode::open(&node_config, disk, clock.clone(), filter)?;
         let shared = node.shared();
+        let snapshot_dir = node.snapshot_dir();
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (steps, step_receiver) = mpsc::channel(STEP_QUEUE_LEN);
         let loop_clock = clock.clone();
@@ -205,6 +206,8 @@ impl Server {
             steps,
             requests: Arc::new(server.clone()),
             metrics: server.shared.metrics.clone(),
+            snapshots: snapshot_dir,
+            receiving: Arc::default(),
         };
         Ok(Started {
             server,

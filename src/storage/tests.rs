@@ -5,11 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 use super::disk::{Disk, SECTOR_BYTES};
 use super::sim_disk::SimDisk;
-use super::snapshot::{Snapshot, SnapshotDir};
+use super::snapshot::{
+    check_bytes, FileAt, LegacySnapshot, SnapshotDir, SnapshotReader, SnapshotWriter,
+    PIECE_TARGET_BYTES,
+};
 use super::wal::{Metadata, SnapshotMark, Wal, WalError};
 
 const METADATA: Metadata = Metadata {
@@ -299,18 +303,39 @@ fn released_segments_leave_a_self_contained_log() {
     assert_eq!(replay.entries.last().unwrap().index, 6);
 }
 
+/// A snapshot stream at (`term`, `index`) of a store whose key `key` was
+/// put once for each of `values`.
+fn stream(term: u64, index: u64, values: &[Vec<u8>]) -> Vec<u8> {
+    let mut store = crate::mvcc::Store::new();
+    for value in values {
+        let mut txn = store.write();
+        txn.put(b"key", value, 0);
+        txn.end();
+    }
+    let header = crate::proto::detcdpb::SnapshotHeader {
+        index,
+        term,
+        conf_state: voters().write_to_bytes().unwrap(),
+        parts: vec![1, 2, 3],
+        current_revision: store.current_revision(),
+        compact_revision: store.compact_revision(),
+    };
+    let mut writer = SnapshotWriter::new(Vec::new(), header).unwrap();
+    store
+        .visit_records(i64::MIN, i64::MAX, |revision, record| {
+            writer.push(revision, record).unwrap()
+        })
+        .unwrap();
+    writer.finish().unwrap()
+}
+
 #[test]
-fn snapshot_round_trips_and_detects_corruption() {
+fn snapshot_files_round_trip_and_corruption_is_reported() {
     let disk: Arc<SimDisk> = Arc::new(SimDisk::new());
     let dir = SnapshotDir::open(disk.clone(), Path::new("/node/member/snap")).unwrap();
     for index in [10, 20, 30] {
-        let snapshot = Snapshot {
-            index,
-            term: 2,
-            conf_state: voters(),
-            state: vec![index as u8; 100],
-        };
-        dir.save(&snapshot).unwrap();
+        dir.save_bytes(&stream(2, index, &[vec![index as u8; 100]]))
+            .unwrap();
     }
     let (valid, bad) = dir.load_newest_first().unwrap();
     assert!(bad.is_empty());
@@ -319,10 +344,18 @@ fn snapshot_round_trips_and_detects_corruption() {
         vec![30, 20],
         "SNAPSHOTS_KEPT newest stay"
     );
-    assert_eq!(valid[0].state, vec![30u8; 100]);
+    let mut reader = SnapshotReader::open(FileAt {
+        disk: disk.clone(),
+        path: valid[0].path.clone(),
+    })
+    .unwrap();
+    let records = reader.next_records().unwrap().unwrap();
+    assert!(
+        matches!(&records[..], [(_, crate::mvcc::Record::Put(kv))] if kv.value == vec![30u8; 100])
+    );
+    assert_eq!(reader.next_records().unwrap(), None);
 
-    let newest = Path::new("/node/member/snap")
-        .join(disk.list(Path::new("/node/member/snap")).unwrap()[1].clone());
+    let newest = valid[0].path.clone();
     let mut bytes = disk.read(&newest).unwrap();
     bytes[50] ^= 1;
     disk.create(&newest).unwrap();
@@ -337,13 +370,7 @@ fn snapshots_the_backend_passed_are_pruned() {
     let disk: Arc<SimDisk> = Arc::new(SimDisk::new());
     let dir = SnapshotDir::open(disk.clone(), Path::new("/node/member/snap")).unwrap();
     for index in [10, 20] {
-        dir.save(&Snapshot {
-            index,
-            term: 2,
-            conf_state: voters(),
-            state: vec![1; 10],
-        })
-        .unwrap();
+        dir.save_bytes(&stream(2, index, &[vec![1; 10]])).unwrap();
     }
     dir.prune_through(15).unwrap();
     let indexes = |dir: &SnapshotDir| -> Vec<u64> {
@@ -360,41 +387,89 @@ fn snapshots_the_backend_passed_are_pruned() {
         .is_empty());
 }
 
-/// The checksum guards the image inside: prost would read some damaged
-/// images as other valid ones (an unknown field is skipped), so every
-/// truncation and every flipped bit of the file must be refused first.
+/// Revisions come in pieces of about `PIECE_TARGET_BYTES`, in order, and
+/// come back exactly as written.
 #[test]
-fn a_snapshot_file_damaged_anywhere_is_refused() {
-    let mut store = crate::mvcc::Store::new();
-    for value in ["v1", "v2", "v3"] {
-        let mut txn = store.write();
-        txn.put(b"key", value.as_bytes(), 0);
-        txn.end();
+fn a_large_snapshot_streams_in_pieces() {
+    let values: Vec<Vec<u8>> = (0..5u8)
+        .map(|value| vec![value; PIECE_TARGET_BYTES / 2])
+        .collect();
+    let bytes = stream(3, 9, &values);
+    let mut reader = SnapshotReader::open(bytes.as_slice()).unwrap();
+    assert_eq!(reader.header().index, 9);
+    assert_eq!(reader.conf_state(), &voters());
+    let mut pieces = Vec::new();
+    while let Some(records) = reader.next_records().unwrap() {
+        pieces.push(records);
     }
-    let file = Snapshot {
-        index: 7,
-        term: 2,
-        conf_state: voters(),
-        state: store.encode_image().unwrap(),
+    assert_eq!(
+        pieces.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![2, 2, 1],
+        "a piece closes once it passes the target"
+    );
+    let read: Vec<Vec<u8>> = pieces
+        .into_iter()
+        .flatten()
+        .map(|(_, record)| match record {
+            crate::mvcc::Record::Put(kv) => kv.value,
+            tombstone => panic!("{tombstone:?}"),
+        })
+        .collect();
+    assert_eq!(read, values);
+}
+
+/// Each piece's checksum guards it: prost would read some damaged pieces
+/// as other valid ones (an unknown field is skipped), so every truncation
+/// and every flipped bit of a stream must be refused, and so must bytes
+/// after its end.
+#[test]
+fn a_snapshot_stream_damaged_anywhere_is_refused() {
+    let bytes = stream(2, 7, &[b"v1".to_vec(), b"v2".to_vec(), b"v3".to_vec()]);
+    assert!(check_bytes(&bytes).is_ok());
+    for length in 0..bytes.len() {
+        assert!(check_bytes(&bytes[..length]).is_err(), "cut to {length}");
     }
-    .encode();
-    assert!(Snapshot::decode(&file).is_ok());
-    for length in 0..file.len() {
-        assert!(
-            Snapshot::decode(&file[..length]).is_err(),
-            "cut to {length}"
-        );
-    }
-    for position in 0..file.len() {
+    for position in 0..bytes.len() {
         for bit in 0..8 {
-            let mut damaged = file.clone();
+            let mut damaged = bytes.clone();
             damaged[position] ^= 1 << bit;
             assert!(
-                Snapshot::decode(&damaged).is_err(),
+                check_bytes(&damaged).is_err(),
                 "bit {bit} of byte {position} flipped"
             );
         }
     }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(check_bytes(&longer).is_err(), "a byte after the end");
+    let mut twice = bytes.clone();
+    twice.extend_from_slice(&bytes[8..]);
+    assert!(
+        check_bytes(&twice).is_err(),
+        "a second stream after the end"
+    );
+}
+
+/// A format-2 file (one checksummed state image) is still read, and
+/// refused when damaged.
+#[test]
+fn a_legacy_snapshot_file_is_read_and_checked() {
+    let disk: Arc<SimDisk> = Arc::new(SimDisk::new());
+    let dir = SnapshotDir::open(disk.clone(), Path::new("/node/member/snap")).unwrap();
+    let legacy = LegacySnapshot {
+        index: 5,
+        term: 1,
+        conf_state: voters(),
+        state: vec![7; 40],
+    };
+    let mut bytes = legacy.encode();
+    super::disk::write_atomically(&*disk, &dir.path(1, 5), &bytes).unwrap();
+    let (valid, _) = dir.load_newest_first().unwrap();
+    assert!(valid[0].legacy);
+    assert_eq!(LegacySnapshot::decode(&bytes).unwrap(), legacy);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    assert!(LegacySnapshot::decode(&bytes).is_err());
 }
 
 /// A log over `segments` or more segments of about 200 bytes, each entry

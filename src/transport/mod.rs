@@ -13,6 +13,7 @@
 
 pub mod peer_call;
 mod service;
+mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use crate::clock::Clock;
 use crate::proto::detcdpb::{raft_client::RaftClient, RaftBatch};
 
 pub use service::{PeerRequests, RaftService};
+pub use snapshot::{NextChunk, SnapshotChunks, SnapshotSource, SNAPSHOT_STALL_TIMEOUT};
 
 /// Batches queued per peer before new ones are dropped. A peer that is
 /// down must not make the leader buffer without bound.
@@ -34,7 +36,9 @@ pub const PEER_QUEUE_LEN: usize = 1024;
 const STREAM_BUFFER_LEN: usize = 64;
 /// Pause between connection attempts to an unreachable peer.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
-/// Largest peer message accepted: snapshots travel inside raft messages.
+/// Largest peer message accepted: a raft batch, or a snapshot chunk (one
+/// piece of a snapshot stream, a revision at most, and a large
+/// transaction's entry may be larger).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 1024 * 1024 * 1024;
 
 /// What to do with one outgoing raft message (the nemesis hook).
@@ -69,6 +73,8 @@ pub struct Transport {
     /// last asked (`take_unreachable`): raft then probes them instead of
     /// streaming appends into the void (etcd's `ReportUnreachable`).
     unreachable: Arc<Mutex<BTreeSet<u64>>>,
+    /// Peers a snapshot is being streamed to now.
+    sending: Arc<Mutex<BTreeSet<u64>>>,
     member_id: u64,
     cluster_id: u64,
     peer_urls: BTreeMap<u64, String>,
@@ -93,6 +99,7 @@ impl Transport {
         let mut transport = Transport {
             activity: PeerActivity::default(),
             unreachable: Arc::default(),
+            sending: Arc::default(),
             member_id,
             cluster_id,
             peer_urls,
@@ -162,16 +169,38 @@ impl Transport {
         self.activity.lock().expect("activity lock").remove(&id);
     }
 
-    /// Queues messages for their peers; never waits. Returns the peers
-    /// whose snapshot message it had to drop here (their queue was full or
-    /// they are unknown), so raft hears the snapshot failed instead of
-    /// waiting for it; a snapshot that left is as good as sent, since the
-    /// network's losses are not ours to see.
-    pub fn send(&mut self, messages: Vec<Message>) -> Vec<u64> {
+    /// Queues messages for their peers; never waits. A snapshot goes in a
+    /// call of its own, streamed from `snapshot` (the raft loop's current
+    /// one), unless one is being sent to that peer already. Returns the
+    /// peers whose snapshot message it had to drop here (their queue was
+    /// full, they are unknown, or the snapshot is not the current one), so
+    /// raft hears the snapshot failed instead of waiting for it; a
+    /// snapshot that left is as good as sent, and one whose send fails
+    /// makes its peer unreachable.
+    pub fn send(
+        &mut self,
+        messages: Vec<Message>,
+        snapshot: Option<&Arc<dyn SnapshotSource>>,
+    ) -> Vec<u64> {
         let mut snapshots_dropped = Vec::new();
         let mut by_peer: BTreeMap<u64, Vec<Message>> = BTreeMap::new();
         for message in messages {
-            match self.filter.verdict(self.member_id, message.to, &message) {
+            let verdict = self.filter.verdict(self.member_id, message.to, &message);
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                let delay = match verdict {
+                    Verdict::Drop => continue,
+                    Verdict::Delay(delay) => delay,
+                    Verdict::Deliver | Verdict::Duplicate => Duration::ZERO,
+                };
+                let index = message.get_snapshot().get_metadata().index;
+                let to = message.to;
+                match snapshot.filter(|source| source.index() == index) {
+                    Some(source) => self.send_snapshot(message, source.clone(), delay),
+                    None => snapshots_dropped.push(to),
+                }
+                continue;
+            }
+            match verdict {
                 Verdict::Deliver => by_peer.entry(message.to).or_default().push(message),
                 Verdict::Drop => {}
                 Verdict::Duplicate => by_peer
@@ -182,9 +211,6 @@ impl Transport {
             }
         }
         for (to, batch) in by_peer {
-            let has_snapshot = batch
-                .iter()
-                .any(|message| message.get_msg_type() == MessageType::MsgSnapshot);
             let has_heartbeat = batch
                 .iter()
                 .any(|message| message.get_msg_type() == MessageType::MsgHeartbeat);
@@ -200,12 +226,41 @@ impl Transport {
                     to = format_args!("{to:x}"),
                     "peer queue full, closed or unknown; dropped raft messages"
                 );
-                if has_snapshot {
-                    snapshots_dropped.push(to);
-                }
             }
         }
         snapshots_dropped
+    }
+
+    /// Streams a snapshot to its peer in a task of its own, unless one is
+    /// being sent there already (raft asks again while the first is on
+    /// its way).
+    fn send_snapshot(
+        &mut self,
+        message: Message,
+        source: Arc<dyn SnapshotSource>,
+        delay: Duration,
+    ) {
+        let to = message.to;
+        let Some(url) = self.peer_urls.get(&to).cloned() else {
+            return;
+        };
+        if !self.sending.lock().expect("sending lock").insert(to) {
+            return;
+        }
+        let send = snapshot::SnapshotSend {
+            from: self.member_id,
+            to,
+            cluster_id: self.cluster_id,
+            url,
+            clock: self.clock.clone(),
+            message,
+            source,
+            delay,
+            sending: self.sending.clone(),
+            unreachable: self.unreachable.clone(),
+            sent_bytes: self.metrics.peer_sent_bytes(to),
+        };
+        tokio::spawn(send.run());
     }
 
     fn send_later(&mut self, message: Message, delay: Duration) {

@@ -6,14 +6,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::detcdpb::{
     raft_server::Raft, MembersRequest, MembersResponse, PromoteRequest, PromoteResponse, RaftAck,
-    RaftBatch,
+    RaftBatch, SnapshotChunk,
 };
+use crate::storage::blocking;
+use crate::storage::snapshot::{PieceSink as _, SnapshotDir, SnapshotError};
 
 /// Where received messages go: the raft loop's step queue.
 pub type StepSender = mpsc::Sender<Vec<Message>>;
@@ -36,30 +38,38 @@ pub struct RaftService {
     pub steps: StepSender,
     pub requests: Arc<dyn PeerRequests>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where snapshots from the leader are received.
+    pub snapshots: Arc<SnapshotDir>,
+    /// Held while a snapshot is received: one at a time.
+    pub receiving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RaftService {
     fn check(&self, batch: &RaftBatch) -> Result<(), Status> {
-        if batch.cluster_id != self.cluster_id {
+        self.check_sender(batch.cluster_id, batch.from, batch.to)
+    }
+
+    fn check_sender(&self, cluster_id: u64, from: u64, to: u64) -> Result<(), Status> {
+        if cluster_id != self.cluster_id {
             tracing::warn!(
-                from = format_args!("{:x}", batch.from),
-                their_cluster = format_args!("{:x}", batch.cluster_id),
+                from = format_args!("{:x}", from),
+                their_cluster = format_args!("{:x}", cluster_id),
                 our_cluster = format_args!("{:x}", self.cluster_id),
                 "refused raft messages from a member of another cluster"
             );
             return Err(Status::failed_precondition(format!(
                 "cluster id mismatch: member {:x} is in cluster {:x}, the sender claims {:x}",
-                self.member_id, self.cluster_id, batch.cluster_id
+                self.member_id, self.cluster_id, cluster_id
             )));
         }
-        if batch.to != self.member_id {
+        if to != self.member_id {
             tracing::warn!(
-                to = format_args!("{:x}", batch.to),
+                to = format_args!("{:x}", to),
                 "refused raft messages addressed to another member"
             );
             return Err(Status::failed_precondition(format!(
                 "member id mismatch: this is member {:x}, not {:x}",
-                self.member_id, batch.to
+                self.member_id, to
             )));
         }
         Ok(())
@@ -86,13 +96,89 @@ impl Raft for RaftService {
             counter.inc_by(batch.messages.iter().map(|bytes| bytes.len() as u64).sum());
             let mut messages = Vec::with_capacity(batch.messages.len());
             for bytes in &batch.messages {
-                messages.push(decode_peer_message(bytes).map_err(Status::invalid_argument)?);
+                let message = decode_peer_message(bytes).map_err(Status::invalid_argument)?;
+                if message.get_msg_type() == MessageType::MsgSnapshot {
+                    return Err(Status::invalid_argument(
+                        "a snapshot comes in a Snapshot call, not in a raft batch",
+                    ));
+                }
+                messages.push(message);
             }
             self.steps
                 .send(messages)
                 .await
                 .map_err(|_| Status::unavailable("member is stopping"))?;
         }
+        Ok(Response::new(RaftAck {}))
+    }
+
+    /// A snapshot from the leader: written to a file as it comes, checked
+    /// whole and made durable, and only then handed to raft, its data the
+    /// snapshot's header (the raft loop installs it from the file).
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        let mut chunks = request.into_inner();
+        let first = (chunks.message().await?)
+            .ok_or_else(|| Status::invalid_argument("a snapshot call without a chunk"))?;
+        self.check_sender(first.cluster_id, first.from, first.to)?;
+        let mut message = decode_peer_message(&first.message).map_err(Status::invalid_argument)?;
+        if message.get_msg_type() != MessageType::MsgSnapshot
+            || message.from != first.from
+            || message.to != self.member_id
+        {
+            return Err(Status::invalid_argument(
+                "a snapshot call's first chunk must carry the snapshot's raft message",
+            ));
+        }
+        let Ok(_receiving) = self.receiving.try_lock() else {
+            return Err(Status::unavailable("a snapshot is being received already"));
+        };
+        let counter = self.metrics.peer_received_bytes(first.from);
+        let metadata = message.get_snapshot().get_metadata();
+        let (term, index) = (metadata.term, metadata.index);
+        let snapshots = self.snapshots.clone();
+        let io = |error: SnapshotError| Status::internal(error.to_string());
+        let mut file = blocking::run(move || snapshots.create(term, index))
+            .await
+            .map_err(io)?;
+        let mut stream = first.stream;
+        loop {
+            counter.inc_by(stream.len() as u64);
+            let (back, written) = blocking::run(move || {
+                let written = file.put(&stream);
+                (file, written)
+            })
+            .await;
+            file = back;
+            written.map_err(|error| Status::internal(error.to_string()))?;
+            match chunks.message().await? {
+                Some(chunk) => stream = chunk.stream,
+                None => break,
+            }
+        }
+        let snapshots = self.snapshots.clone();
+        let header = blocking::run(move || snapshots.keep_checked(file))
+            .await
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        if (header.index, header.term) != (index, term) {
+            return Err(Status::invalid_argument(format!(
+                "the snapshot is at index {} term {}, its message says {index} {term}",
+                header.index, header.term
+            )));
+        }
+        tracing::info!(
+            from = format_args!("{:x}", first.from),
+            index,
+            term,
+            "received a snapshot"
+        );
+        message.mut_snapshot().data = prost::Message::encode_to_vec(&header).into();
+        self.steps
+            .send(vec![message])
+            .await
+            .map_err(|_| Status::unavailable("member is stopping"))?;
         Ok(Response::new(RaftAck {}))
     }
 

@@ -5,7 +5,7 @@
 
 use detcd::client::{Client, ClientError};
 use detcd::proto::detcdpb::{
-    internal_request, raft_client::RaftClient, InternalRequest, RaftBatch,
+    internal_request, raft_client::RaftClient, InternalRequest, RaftBatch, SnapshotChunk,
 };
 use detcd::proto::etcdserverpb::{
     request_op, watch_client::WatchClient, watch_request, PutRequest, RequestOp, TxnRequest,
@@ -312,5 +312,83 @@ fn forged_peer_messages_are_dropped_and_no_member_panics() {
     assert!(
         cluster.log(target).contains("dropped a peer message"),
         "the drop is logged"
+    );
+}
+
+#[test]
+fn forged_snapshots_are_refused_before_raft_hears_of_them() {
+    use protobuf::Message as _;
+    let cluster = Cluster::start("forged-snapshots", 3, &[]);
+    let all = cluster.all();
+    let leader = cluster.wait_for_leader(&all);
+    let target = all.iter().copied().find(|&m| m != leader).unwrap();
+    let list = cluster.member_list(target);
+    let target_id = cluster.member_id(target);
+    let peer_id = cluster.member_id(leader);
+    let mut snapshot = raft::eraftpb::Message::default();
+    snapshot.set_msg_type(MessageType::MsgSnapshot);
+    snapshot.from = peer_id;
+    snapshot.to = target_id;
+    snapshot.term = 1;
+    snapshot.mut_snapshot().mut_metadata().index = 1_000;
+    snapshot.mut_snapshot().mut_metadata().term = 1;
+    let snapshot = snapshot.write_to_bytes().unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (in_batch, in_call) = runtime.block_on(async {
+        let mut client = RaftClient::connect(cluster.members[target].peer_url.clone())
+            .await
+            .unwrap();
+        phase!("a snapshot in a raft batch is refused: snapshots come in a call of their own");
+        let batch = RaftBatch {
+            cluster_id: list.cluster_id,
+            from: peer_id,
+            to: target_id,
+            messages: vec![snapshot.clone()],
+        };
+        let in_batch = client.stream(tokio_stream::iter(vec![batch])).await;
+        phase!("a Snapshot call whose stream fails its checks is refused");
+        let chunks = vec![
+            SnapshotChunk {
+                cluster_id: list.cluster_id,
+                from: peer_id,
+                to: target_id,
+                message: snapshot.clone(),
+                stream: b"DSNP\x03\x00\x00\x00".to_vec(),
+            },
+            SnapshotChunk {
+                cluster_id: list.cluster_id,
+                from: peer_id,
+                to: target_id,
+                message: Vec::new(),
+                stream: vec![0x55; 4096],
+            },
+        ];
+        let in_call = client.snapshot(tokio_stream::iter(chunks)).await;
+        (in_batch, in_call)
+    });
+    let refused = in_batch.expect_err("the batch is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    let refused = in_call.expect_err("the stream is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+
+    phase!("the member is up, kept no file of it, and its log did not jump");
+    cluster.put(target, "after-forgery", "ok");
+    assert_eq!(
+        cluster
+            .get(target, "after-forgery", Consistency::Linearizable)
+            .as_deref(),
+        Some("ok")
+    );
+    let snap_dir = cluster.members[target].data_dir.join("member/snap");
+    let files: Vec<_> = std::fs::read_dir(&snap_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+    let status = &cluster.statuses(&[target])[0];
+    assert!(
+        status.raft_index < 1_000,
+        "a forged snapshot moved the log: {status:?}"
     );
 }
