@@ -73,6 +73,10 @@ pub enum Error {
     Timeout,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    /// A failure of this member's own disk outside a request's data path
+    /// (a backup's scratch file): Go's plain error, Unknown.
+    #[error("{0}")]
+    Disk(String),
     #[error("etcdserver: root user does not exist")]
     RootUserNotExist,
     #[error("etcdserver: root user does not have root role")]

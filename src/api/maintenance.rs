@@ -86,21 +86,18 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse::default()))
     }
 
-    /// etcd hashes its whole bbolt file; detcd hashes its whole state
-    /// image, equal on every member at the same applied index.
+    /// etcd hashes its whole bbolt file; detcd hashes the snapshot stream
+    /// of its state, equal on every member at the same applied index.
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.server.refuse_if_learner()?;
         self.check_admin(&request).await?;
-        let (image, revision) = self.server.state_image().await?;
+        let (hash, revision) = self.server.state_hash().await?;
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
             revision,
             ..Default::default()
         });
         self.server.fill_header(&mut header);
-        Ok(Response::new(HashResponse {
-            header,
-            hash: crc32c::crc32c(&image),
-        }))
+        Ok(Response::new(HashResponse { header, hash }))
     }
 
     async fn hash_kv(
@@ -120,38 +117,75 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.server.refuse_if_learner()?;
         self.check_admin(&request).await?;
-        let (file, revision) = self.server.backup_file().await?;
+        let file = self.server.backup_file().await?;
         let mut header = Some(crate::proto::etcdserverpb::ResponseHeader {
-            revision,
+            revision: file.revision,
             ..Default::default()
         });
         self.server.fill_header(&mut header);
-        // Chunks are copied out as the stream is read, not all at once:
-        // the file is the only copy of the backup held while it goes.
-        let total = file.len() - crate::backup::CHECKSUM_BYTES;
-        let mut sent = 0;
-        let mut checksum_sent = false;
-        let messages = std::iter::from_fn(move || {
-            if sent < total {
-                let end = (sent + SNAPSHOT_CHUNK_BYTES).min(total);
-                let blob = file[sent..end].to_vec();
-                sent = end;
-                return Some(Ok(SnapshotResponse {
-                    header,
-                    remaining_bytes: (total - end) as u64,
-                    blob,
-                }));
-            }
-            if checksum_sent {
+        // The pages in chunks counting down, then the checksum alone, as
+        // etcd sends them; read from the scratch file as the stream is
+        // read (a larger piece at a time), which goes with the stream.
+        let total = file.bytes - crate::backup::CHECKSUM_BYTES as u64;
+        let reading = Reading {
+            file,
+            offset: 0,
+            buffer: Vec::new(),
+            taken: 0,
+            done: false,
+        };
+        let messages = futures::stream::unfold(reading, move |mut reading| async move {
+            if reading.done {
                 return None;
             }
-            checksum_sent = true;
-            Some(Ok(SnapshotResponse {
+            if reading.taken == reading.buffer.len() {
+                if reading.offset >= total {
+                    reading.done = true;
+                    let checksum = reading
+                        .file
+                        .read(total, crate::backup::CHECKSUM_BYTES)
+                        .await;
+                    let message = checksum.map(|blob| SnapshotResponse {
+                        header,
+                        remaining_bytes: 0,
+                        blob,
+                    });
+                    return Some((message.map_err(Status::from), reading));
+                }
+                let piece = crate::server::BACKUP_READ_BYTES.min((total - reading.offset) as usize);
+                match reading.file.read(reading.offset, piece).await {
+                    Ok(buffer) => {
+                        reading.buffer = buffer;
+                        reading.taken = 0;
+                    }
+                    Err(error) => {
+                        reading.done = true;
+                        return Some((Err(Status::from(error)), reading));
+                    }
+                }
+            }
+            let end = (reading.taken + SNAPSHOT_CHUNK_BYTES).min(reading.buffer.len());
+            let blob = reading.buffer[reading.taken..end].to_vec();
+            reading.taken = end;
+            reading.offset += blob.len() as u64;
+            let message = SnapshotResponse {
                 header,
-                remaining_bytes: 0,
-                blob: file[total..].to_vec(),
-            }))
+                remaining_bytes: total - reading.offset,
+                blob,
+            };
+            Some((Ok(message), reading))
         });
-        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+        Ok(Response::new(Box::pin(messages)))
     }
+}
+
+/// A backup being sent: the chunks of the piece read last.
+struct Reading {
+    file: crate::server::BackupFile,
+    /// The file's bytes read so far.
+    offset: u64,
+    buffer: Vec<u8>,
+    /// The buffer's bytes sent.
+    taken: usize,
+    done: bool,
 }

@@ -61,6 +61,7 @@ pub fn code(error: &Error) -> Code {
             Code::Unknown
         }
         Error::Corrupt => Code::DataLoss,
+        Error::Disk(_) => Code::Unknown,
     }
 }
 

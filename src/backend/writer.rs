@@ -30,6 +30,30 @@ use crate::storage::Disk;
 /// `--backend-batch-interval` default).
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How scratch files beside the backend end (`Writer::scratch_path`).
+pub const SCRATCH_SUFFIX: &str = ".scratch";
+
+fn scratch_dir(backend: &Path) -> &Path {
+    backend.parent().unwrap_or(Path::new("."))
+}
+
+/// Removes the scratch files a stopped process left beside the backend at
+/// `backend` (backups it was streaming).
+pub fn remove_scratch(disk: &dyn Disk, backend: &Path) {
+    let dir = scratch_dir(backend);
+    for name in disk.list(dir).unwrap_or_default() {
+        if name.ends_with(SCRATCH_SUFFIX) {
+            let path = dir.join(&name);
+            match disk.remove(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed a leftover scratch file"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "could not remove a scratch file")
+                }
+            }
+        }
+    }
+}
+
 /// The newest state the backend holds durably.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Durable {
@@ -195,6 +219,13 @@ impl Writer {
 
     pub fn disk(&self) -> &Arc<dyn Disk> {
         &self.inner.disk
+    }
+
+    /// A scratch file named `name` (plus `SCRATCH_SUFFIX`) beside the
+    /// backend's: a backup being streamed. Recovery removes what a
+    /// stopped process left (`remove_scratch`).
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        scratch_dir(&self.inner.path).join(format!("{name}{SCRATCH_SUFFIX}"))
     }
 
     /// Makes the database built at `replacement_path`, which holds

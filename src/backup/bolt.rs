@@ -76,48 +76,122 @@ pub enum BoltError {
 /// sorted by key and without duplicates (the caller's promise; checked in
 /// debug builds).
 pub fn write(buckets: &[Bucket]) -> Vec<u8> {
-    let mut file = Pages {
-        bytes: vec![0; FIRST_DATA_PAGE as usize * PAGE_BYTES],
-        next: FIRST_DATA_PAGE,
-    };
-    debug_assert!(buckets.windows(2).all(|pair| pair[0].name < pair[1].name));
-    let mut root_entries = Vec::with_capacity(buckets.len());
+    let mut writer = Writer::new(Vec::new());
     for bucket in buckets {
-        debug_assert!(bucket.entries.windows(2).all(|pair| pair[0].0 < pair[1].0));
-        let entries: Vec<Element> = bucket
-            .entries
-            .iter()
-            .map(|(key, value)| Element {
+        let entries = bucket.entries.iter().cloned().map(Ok);
+        writer
+            .bucket(&bucket.name, entries)
+            .expect("memory takes every write");
+    }
+    writer.finish().expect("memory takes every write").0
+}
+
+/// Where a file is written: memory, or a file through the disk seam.
+/// Pages are written once each, in no particular order (the metas last).
+pub trait PageOut {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+impl PageOut for Vec<u8> {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let start = offset as usize;
+        if self.len() < start + bytes.len() {
+            self.resize(start + bytes.len(), 0);
+        }
+        self[start..start + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Writes a bbolt file bucket by bucket, each bucket's entries as they
+/// come: a bucket's leaves are written as they fill, and only each leaf's
+/// first key stays in memory (for the branch pages above them), so a
+/// bucket larger than memory can be written.
+pub struct Writer<O: PageOut> {
+    pages: Pages<O>,
+    /// The root bucket's entries: each bucket's name and header.
+    root: Vec<Element>,
+}
+
+impl<O: PageOut> Writer<O> {
+    pub fn new(out: O) -> Writer<O> {
+        Writer {
+            pages: Pages {
+                out,
+                next: FIRST_DATA_PAGE,
+            },
+            root: Vec::new(),
+        }
+    }
+
+    /// Adds a bucket after every one added before (names ascending), its
+    /// entries in ascending key order without duplicates.
+    pub fn bucket(
+        &mut self,
+        name: &[u8],
+        entries: impl Iterator<Item = std::io::Result<(Vec<u8>, Vec<u8>)>>,
+    ) -> std::io::Result<()> {
+        debug_assert!(self
+            .root
+            .last()
+            .is_none_or(|last| last.key.as_slice() < name));
+        let mut entries = entries.map(|entry| {
+            entry.map(|(key, value)| Element {
                 flags: 0,
                 key,
-                value: value.clone(),
+                value,
             })
-            .collect();
+        });
+        // A bucket stays inline while its leaf fits a quarter page.
+        let mut first = Vec::new();
+        let mut first_bytes = PAGE_HEADER_BYTES;
+        let mut overflowed = false;
+        for entry in entries.by_ref() {
+            let entry = entry?;
+            first_bytes += ELEMENT_BYTES + entry.key.len() + entry.value.len();
+            first.push(entry);
+            if first_bytes > INLINE_BUCKET_BYTES_MAX {
+                overflowed = true;
+                break;
+            }
+        }
         let mut header = Vec::with_capacity(BUCKET_HEADER_BYTES);
-        if leaf_bytes(&entries) <= INLINE_BUCKET_BYTES_MAX {
+        if !overflowed {
             header.extend_from_slice(&0u64.to_le_bytes());
             header.extend_from_slice(&0u64.to_le_bytes());
-            header.extend_from_slice(&page_bytes(LEAF_PAGE, &entries));
+            header.extend_from_slice(&page_bytes(LEAF_PAGE, &first));
         } else {
-            let root = file.tree(&entries);
+            let root = self.pages.tree(first.into_iter().map(Ok).chain(entries))?;
             header.extend_from_slice(&root.to_le_bytes());
             header.extend_from_slice(&0u64.to_le_bytes());
         }
-        root_entries.push(Element {
+        self.root.push(Element {
             flags: BUCKET_ELEMENT,
-            key: &bucket.name,
+            key: name.to_vec(),
             value: header,
         });
+        Ok(())
     }
-    let root = file.tree(&root_entries);
-    let freelist = page_header(FREELIST_PAGE_ID, FREELIST_PAGE, 0, 0);
-    file.bytes[FREELIST_PAGE_ID as usize * PAGE_BYTES..][..PAGE_HEADER_BYTES]
-        .copy_from_slice(&freelist);
-    for txid in 0..2u64 {
-        let page = write_meta(txid, root, file.next);
-        file.bytes[txid as usize * PAGE_BYTES..][..page.len()].copy_from_slice(&page);
+
+    /// Writes the root bucket, the freelist and the metas; the output,
+    /// which holds the whole file, and its length in pages.
+    pub fn finish(mut self) -> std::io::Result<(O, u64)> {
+        let root_entries = std::mem::take(&mut self.root);
+        let root = self.pages.tree(root_entries.into_iter().map(Ok))?;
+        let freelist = page_header(FREELIST_PAGE_ID, FREELIST_PAGE, 0, 0);
+        let mut page = vec![0; PAGE_BYTES];
+        page[..PAGE_HEADER_BYTES].copy_from_slice(&freelist);
+        self.pages
+            .out
+            .write_at(FREELIST_PAGE_ID * PAGE_BYTES as u64, &page)?;
+        for txid in 0..2u64 {
+            let meta = write_meta(txid, root, self.pages.next);
+            let mut page = vec![0; PAGE_BYTES];
+            page[..meta.len()].copy_from_slice(&meta);
+            self.pages.out.write_at(txid * PAGE_BYTES as u64, &page)?;
+        }
+        Ok((self.pages.out, self.pages.next))
     }
-    file.bytes
 }
 
 /// Every bucket in the file, in name order, each with its entries in key
@@ -167,18 +241,10 @@ pub fn data_bytes(file: &[u8]) -> Result<u64, BoltError> {
     Ok(meta.high_water * meta.page_bytes as u64)
 }
 
-struct Element<'a> {
+struct Element {
     flags: u32,
-    key: &'a [u8],
+    key: Vec<u8>,
     value: Vec<u8>,
-}
-
-fn leaf_bytes(elements: &[Element<'_>]) -> usize {
-    PAGE_HEADER_BYTES
-        + elements
-            .iter()
-            .map(|element| ELEMENT_BYTES + element.key.len() + element.value.len())
-            .sum::<usize>()
 }
 
 fn page_header(id: u64, flags: u16, count: u16, overflow: u32) -> [u8; PAGE_HEADER_BYTES] {
@@ -194,7 +260,7 @@ fn page_header(id: u64, flags: u16, count: u16, overflow: u32) -> [u8; PAGE_HEAD
 /// no overflow: the page header, the element headers, then each key
 /// (a leaf's followed by its value; a branch's child id sits in its
 /// header). An element's `pos` counts from its own header.
-fn page_bytes(flags: u16, elements: &[Element<'_>]) -> Vec<u8> {
+fn page_bytes(flags: u16, elements: &[Element]) -> Vec<u8> {
     let count = u16::try_from(elements.len()).expect("a page holds under 2^16 elements");
     let mut page = page_header(0, flags, count, 0).to_vec();
     let mut data = Vec::new();
@@ -203,7 +269,7 @@ fn page_bytes(flags: u16, elements: &[Element<'_>]) -> Vec<u8> {
         let at = PAGE_HEADER_BYTES + index * ELEMENT_BYTES;
         let pos = u32::try_from(headers_end + data.len() - at).expect("a page under 4 GiB");
         let key_len = (element.key.len() as u32).to_le_bytes();
-        data.extend_from_slice(element.key);
+        data.extend_from_slice(&element.key);
         if flags == BRANCH_PAGE {
             // pos, ksize, then the child page id (the element's value).
             page.extend_from_slice(&pos.to_le_bytes());
@@ -248,40 +314,56 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// The file being written: whole pages, `next` the first unused page id.
-struct Pages {
-    bytes: Vec<u8>,
+struct Pages<O: PageOut> {
+    out: O,
     next: u64,
 }
 
-impl Pages {
+impl<O: PageOut> Pages<O> {
     /// Places a page built with id 0 and no overflow at the next free id,
     /// running on into overflow pages if it must; its id.
-    fn put(&mut self, mut page: Vec<u8>) -> u64 {
+    fn put(&mut self, mut page: Vec<u8>) -> std::io::Result<u64> {
         let id = self.next;
         let pages = page.len().div_ceil(PAGE_BYTES).max(1);
         let overflow = u32::try_from(pages - 1).expect("a page under 16 TiB");
         page[..8].copy_from_slice(&id.to_le_bytes());
         page[12..16].copy_from_slice(&overflow.to_le_bytes());
-        self.bytes.extend_from_slice(&page);
-        self.bytes.resize((id as usize + pages) * PAGE_BYTES, 0);
+        page.resize(pages * PAGE_BYTES, 0);
+        self.out.write_at(id * PAGE_BYTES as u64, &page)?;
         self.next += pages as u64;
-        id
+        Ok(id)
     }
 
     /// Writes a B+tree over `elements` (sorted): leaves packed up to a
-    /// page each, then branch levels until one page is the root; its id.
-    fn tree(&mut self, elements: &[Element<'_>]) -> u64 {
+    /// page each as the elements come (at least one, perhaps empty), then
+    /// branch levels until one page is the root; its id.
+    fn tree(
+        &mut self,
+        elements: impl Iterator<Item = std::io::Result<Element>>,
+    ) -> std::io::Result<u64> {
+        let leaf_size = |element: &Element| ELEMENT_BYTES + element.key.len() + element.value.len();
         let mut level: Vec<(Vec<u8>, u64)> = Vec::new();
-        for run in packed(elements, |element| {
-            ELEMENT_BYTES + element.key.len() + element.value.len()
-        }) {
-            let first = run.first().map(|element| element.key.to_vec());
-            let id = self.put(page_bytes(LEAF_PAGE, run));
-            level.push((first.unwrap_or_default(), id));
+        let mut run: Vec<Element> = Vec::new();
+        let mut run_bytes = PAGE_HEADER_BYTES;
+        for element in elements {
+            let element = element?;
+            if !run.is_empty() && run_bytes + leaf_size(&element) > PAGE_BYTES {
+                let first = run[0].key.clone();
+                level.push((first, self.put(page_bytes(LEAF_PAGE, &run))?));
+                run.clear();
+                run_bytes = PAGE_HEADER_BYTES;
+            }
+            run_bytes += leaf_size(&element);
+            run.push(element);
         }
+        let first = run.first().map(|element| element.key.clone());
+        level.push((
+            first.unwrap_or_default(),
+            self.put(page_bytes(LEAF_PAGE, &run))?,
+        ));
         while level.len() > 1 {
-            let children: Vec<Element<'_>> = level
-                .iter()
+            let children: Vec<Element> = level
+                .into_iter()
                 .map(|(key, id)| Element {
                     flags: 0,
                     key,
@@ -290,21 +372,18 @@ impl Pages {
                 .collect();
             let mut next_level = Vec::new();
             for run in packed(&children, |element| ELEMENT_BYTES + element.key.len()) {
-                let id = self.put(page_bytes(BRANCH_PAGE, run));
-                next_level.push((run[0].key.to_vec(), id));
+                let id = self.put(page_bytes(BRANCH_PAGE, run))?;
+                next_level.push((run[0].key.clone(), id));
             }
             level = next_level;
         }
-        level[0].1
+        Ok(level[0].1)
     }
 }
 
 /// `elements` cut into consecutive runs that each fit one page (a run of
 /// one element may not), and at least one run, perhaps empty.
-fn packed<'e, 'a>(
-    elements: &'e [Element<'a>],
-    size: impl Fn(&Element<'a>) -> usize,
-) -> Vec<&'e [Element<'a>]> {
+fn packed(elements: &[Element], size: impl Fn(&Element) -> usize) -> Vec<&[Element]> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut bytes = PAGE_HEADER_BYTES;

@@ -16,6 +16,10 @@
 //!   `clusterVersion`;
 //! - `alarm`: an `AlarmMember` message → nothing.
 //!
+//! - `detcd`: `state`, a `SnapshotHeader` without revisions (the raft
+//!   index, the state besides the revisions, the current and compact
+//!   revisions), which etcd ignores.
+//!
 //! `to_state` reads the same buckets back, which is how detcd restores a
 //! snapshot etcd saved.
 
@@ -24,14 +28,14 @@ use std::collections::BTreeMap;
 use prost::Message as _;
 
 use super::bolt::{Bucket, Entries};
-use super::{DETCD_BUCKET, IMAGE_KEY, KEY_BUCKET};
+use super::{DETCD_BUCKET, KEY_BUCKET, STATE_KEY};
 use crate::apply::StateMachine;
 use crate::auth::AuthStore;
 use crate::lease::Leases;
 use crate::mvcc::layout::{key_entry, parse_key_entry, parse_revision_key, revision_key};
 use crate::mvcc::{Record, Revision, Store, INITIAL_REVISION, NEVER_COMPACTED};
 use crate::proto::authpb;
-use crate::proto::detcdpb::AuthState;
+use crate::proto::detcdpb::{AuthState, SnapshotHeader};
 use crate::proto::etcdserverpb::AlarmType;
 
 /// etcd's `leasepb.Lease`, the value of the `lease` bucket (detcd's API
@@ -50,15 +54,26 @@ struct LeaseRecord {
 /// The buckets, sorted by name, each sorted by key.
 pub fn of(state: &StateMachine) -> Result<Vec<Bucket>, crate::mvcc::Error> {
     let store = state.store();
+    let header = super::detcd_header(state);
+    let mut buckets = others(state, &header);
+    buckets.push(bucket(KEY_BUCKET, key_entries(state)?));
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    debug_assert_eq!(store.compact_revision(), header.compact_revision);
+    Ok(buckets)
+}
+
+/// Every bucket but `key`, sorted by name, for the state `header`
+/// describes (`state` holds its members, alarms, leases and auth; its
+/// store is not read), the `detcd` bucket holding the header.
+pub fn others(state: &StateMachine, header: &SnapshotHeader) -> Vec<Bucket> {
     let mut buckets = vec![
-        bucket(KEY_BUCKET, key_entries(state)?),
         bucket(b"meta", {
             let mut meta = vec![(
                 b"consistent_index".to_vec(),
-                state.applied_index().to_be_bytes().to_vec(),
+                header.index.to_be_bytes().to_vec(),
             )];
-            if store.compact_revision() != NEVER_COMPACTED {
-                let compacted = revision_key(Revision::new(store.compact_revision(), 0));
+            if header.compact_revision != NEVER_COMPACTED {
+                let compacted = revision_key(Revision::new(header.compact_revision, 0));
                 meta.push((b"finishedCompactRev".to_vec(), compacted.clone()));
                 meta.push((b"scheduledCompactRev".to_vec(), compacted));
             }
@@ -125,7 +140,10 @@ pub fn of(state: &StateMachine) -> Result<Vec<Bucket>, crate::mvcc::Error> {
                 .collect(),
         ),
         bucket(b"members_removed", Vec::new()),
-        bucket(DETCD_BUCKET, vec![(IMAGE_KEY.to_vec(), state.encode()?)]),
+        bucket(
+            DETCD_BUCKET,
+            vec![(STATE_KEY.to_vec(), header.encode_to_vec())],
+        ),
     ];
     // etcd writes these keys at the first auth change, none before.
     let auth = state.auth().to_proto();
@@ -158,7 +176,7 @@ pub fn of(state: &StateMachine) -> Result<Vec<Bucket>, crate::mvcc::Error> {
             .collect(),
     ));
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(buckets)
+    buckets
 }
 
 fn bucket(name: &[u8], mut entries: Entries) -> Bucket {

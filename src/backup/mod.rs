@@ -40,6 +40,8 @@ use sha2::{Digest, Sha256};
 
 use crate::apply::StateMachine;
 use crate::membership::{InitialCluster, Members, MembershipChange};
+use crate::mvcc::{Record, Revision};
+use crate::proto::detcdpb::SnapshotHeader;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::{Metadata, SnapshotMark, Wal};
 use crate::storage::Disk;
@@ -50,8 +52,13 @@ pub const CHECKSUM_BYTES: usize = 32;
 pub const PAGE_BYTES: usize = 512;
 /// The first bytes of a backup older detcd versions wrote.
 pub const LEGACY_MAGIC: &[u8; 8] = b"DETCDBAK";
-/// The bucket holding detcd's state image, and its one key.
+/// The bucket holding detcd's state besides the revisions, and its one
+/// key (a `SnapshotHeader` without revisions: the `key` bucket holds
+/// them).
 const DETCD_BUCKET: &[u8] = b"detcd";
+const STATE_KEY: &[u8] = b"state";
+/// The key of the whole state image that backups of detcd versions before
+/// streamed backups held instead (they still restore).
 const IMAGE_KEY: &[u8] = b"image";
 /// etcd's bucket of revisions, and the byte marking a tombstone's key.
 use crate::mvcc::layout::KEY_BUCKET;
@@ -85,6 +92,74 @@ pub fn frame(state: &StateMachine) -> Result<Vec<u8>, crate::mvcc::Error> {
     Ok(file)
 }
 
+/// What the `detcd` bucket holds of `state`.
+fn detcd_header(state: &StateMachine) -> SnapshotHeader {
+    SnapshotHeader {
+        index: state.applied_index(),
+        term: 0,
+        conf_state: Vec::new(),
+        parts: state.encode_parts(),
+        current_revision: state.store().current_revision(),
+        compact_revision: state.store().compact_revision(),
+    }
+}
+
+/// Writes the bbolt pages of the backup of the state `header` describes
+/// (`SnapshotHeader`: a view of the backend's) to `out`, its revisions
+/// as `next_records` yields them, a piece at a time in ascending order,
+/// until it yields none: nothing holds the whole state. `out` then holds
+/// the pages, without the checksum; their count.
+pub fn write_pages<O: bolt::PageOut>(
+    out: O,
+    header: &SnapshotHeader,
+    mut next_records: impl FnMut() -> Result<Vec<(Revision, Record)>, String>,
+) -> Result<(O, u64), BackupError> {
+    let state = StateMachine::from_stored(&header.parts, crate::mvcc::Store::new(), 0)
+        .map_err(BackupError::Image)?;
+    let io = |error: std::io::Error| BackupError::Image(error.to_string());
+    let mut others = etcd_buckets::others(&state, header).into_iter().peekable();
+    let mut writer = bolt::Writer::new(out);
+    while let Some(bucket) = others.next_if(|bucket| bucket.name.as_slice() < KEY_BUCKET) {
+        writer
+            .bucket(&bucket.name, bucket.entries.into_iter().map(Ok))
+            .map_err(io)?;
+    }
+    let mut failed = None;
+    let mut piece = Vec::new().into_iter();
+    let keys = std::iter::from_fn(|| loop {
+        if let Some((revision, record)) = piece.next() {
+            return Some(Ok(crate::mvcc::layout::key_entry(revision, &record)));
+        }
+        if failed.is_some() {
+            return None;
+        }
+        match next_records() {
+            Ok(records) if records.is_empty() => return None,
+            Ok(records) => piece = records.into_iter(),
+            Err(why) => {
+                failed = Some(why.clone());
+                return Some(Err(std::io::Error::other(why)));
+            }
+        }
+    });
+    writer.bucket(KEY_BUCKET, keys).map_err(io)?;
+    for bucket in others {
+        writer
+            .bucket(&bucket.name, bucket.entries.into_iter().map(Ok))
+            .map_err(io)?;
+    }
+    writer.finish().map_err(io)
+}
+
+/// The SHA-256 a backup ends with, over its pages.
+pub fn checksum_of(pages: impl IntoIterator<Item = Vec<u8>>) -> [u8; CHECKSUM_BYTES] {
+    let mut hasher = Sha256::new();
+    for chunk in pages {
+        hasher.update(&chunk);
+    }
+    hasher.finalize().into()
+}
+
 /// Checks a backup's checksum; the bytes it covers.
 fn checked(file: &[u8]) -> Result<&[u8], BackupError> {
     if file.len() < CHECKSUM_BYTES + LEGACY_MAGIC.len() + 8 {
@@ -114,11 +189,21 @@ pub fn open(file: &[u8]) -> Result<StateMachine, BackupError> {
     }
     let buckets =
         bolt::by_name(bolt::read(body).map_err(|error| BackupError::Image(error.to_string()))?);
-    let image = buckets
-        .get(DETCD_BUCKET)
-        .and_then(|detcd| detcd.iter().find(|(key, _)| key == IMAGE_KEY))
-        .map(|(_, image)| image);
-    if let Some(image) = image {
+    let detcd = |name: &[u8]| {
+        (buckets.get(DETCD_BUCKET))
+            .and_then(|detcd| detcd.iter().find(|(key, _)| key == name))
+            .map(|(_, value)| value)
+    };
+    if let Some(header) = detcd(STATE_KEY) {
+        match from_header(header, &buckets) {
+            Ok(state) => return Ok(state),
+            Err(why) => tracing::info!(
+                %why,
+                "the detcd state does not match etcd's buckets: reading etcd's buckets"
+            ),
+        }
+    }
+    if let Some(image) = detcd(IMAGE_KEY) {
         let state = StateMachine::decode(image, 0).map_err(BackupError::Image)?;
         let keys = buckets.get(KEY_BUCKET).cloned().unwrap_or_default();
         if etcd_buckets::key_entries(&state).is_ok_and(|entries| entries == keys) {
@@ -127,6 +212,44 @@ pub fn open(file: &[u8]) -> Result<StateMachine, BackupError> {
         tracing::info!("the detcd image no longer matches the key bucket: reading etcd's buckets");
     }
     etcd_buckets::to_state(&buckets).map_err(BackupError::Image)
+}
+
+/// The state of a backup detcd wrote: the `detcd` bucket's header, and
+/// the revisions in the `key` bucket. An error if they do not agree (etcd
+/// wrote to the file after restoring a detcd backup: its buckets then say
+/// what is true).
+fn from_header(
+    header: &[u8],
+    buckets: &std::collections::BTreeMap<Vec<u8>, bolt::Entries>,
+) -> Result<StateMachine, String> {
+    use prost::Message as _;
+    let header = SnapshotHeader::decode(header).map_err(|error| error.to_string())?;
+    let consistent_index = (buckets.get(b"meta".as_slice()))
+        .and_then(|meta| meta.iter().find(|(key, _)| key == b"consistent_index"))
+        .map(|(_, value)| value.as_slice());
+    if consistent_index != Some(header.index.to_be_bytes().as_slice()) {
+        return Err("the meta bucket's consistent index is not the header's".into());
+    }
+    let mut rebuild =
+        crate::mvcc::Rebuild::new(header.current_revision, header.compact_revision, true)
+            .map_err(|error| error.to_string())?;
+    for (key, value) in buckets.get(KEY_BUCKET).into_iter().flatten() {
+        let (revision, record) = crate::mvcc::layout::parse_key_entry(key, value)?;
+        rebuild
+            .push(revision, record)
+            .map_err(|error| error.to_string())?;
+    }
+    let store = rebuild.finish().map_err(|error| error.to_string())?;
+    let mut state = StateMachine::from_stored(&header.parts, store, 0)?;
+    if state.applied_index() > header.index {
+        return Err(format!(
+            "its parts are applied to {}, past the header's index {}",
+            state.applied_index(),
+            header.index
+        ));
+    }
+    state.skip(header.index);
+    Ok(state)
 }
 
 /// What `detcd snapshot status` prints: etcdctl's columns, computed as
@@ -429,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_bucket_that_disagrees_with_the_detcd_image_wins() {
+    fn a_key_bucket_that_disagrees_with_the_detcd_state_wins() {
         // What etcd leaves after restoring a detcd backup and taking a
         // write: the key bucket holds one more revision than the image.
         let mut later = state();
@@ -484,6 +607,50 @@ mod tests {
         assert!(open(&file_of(&buckets)).is_err());
         buckets[at].entries[0].0.truncate(5);
         assert!(open(&file_of(&buckets)).is_err());
+    }
+
+    /// The backup a view streams (pieces of revisions, the pages written
+    /// out of order) is the file the whole state makes, byte for byte.
+    #[test]
+    fn a_streamed_backup_is_the_whole_states_file() {
+        let state = state();
+        let mut records = Vec::new();
+        state
+            .store()
+            .visit_records(i64::MIN, i64::MAX, |revision, record| {
+                records.push((revision, record.clone()))
+            })
+            .unwrap();
+        let mut pieces = records
+            .chunks(2)
+            .map(<[_]>::to_vec)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let (mut pages, count) = write_pages(Vec::new(), &detcd_header(&state), || {
+            Ok(pieces.next().unwrap_or_default())
+        })
+        .unwrap();
+        assert_eq!(pages.len() as u64, count * bolt::PAGE_BYTES as u64);
+        let sum = checksum_of([pages.clone()]);
+        pages.extend_from_slice(&sum);
+        assert_eq!(pages, frame(&state).unwrap());
+        let opened = open(&pages).unwrap();
+        assert_eq!(opened.store().encode_image(), state.store().encode_image());
+        assert_eq!(opened.applied_index(), state.applied_index());
+    }
+
+    /// Backups of detcd versions before streamed backups held the whole
+    /// state image in the `detcd` bucket.
+    #[test]
+    fn a_backup_with_a_whole_state_image_still_restores() {
+        let mut buckets = etcd_buckets::of(&state()).unwrap();
+        let detcd = buckets.iter_mut().find(|b| b.name == DETCD_BUCKET).unwrap();
+        detcd.entries = vec![(IMAGE_KEY.to_vec(), state().encode().unwrap())];
+        let opened = open(&file_of(&buckets)).unwrap();
+        assert_eq!(
+            opened.store().encode_image(),
+            state().store().encode_image()
+        );
     }
 
     #[test]

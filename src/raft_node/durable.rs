@@ -66,18 +66,6 @@ impl Source for Writer {
     }
 }
 
-impl Source for Arc<View> {
-    fn load(&self) -> Result<Loaded, crate::backend::Error> {
-        Ok(self.loaded().clone())
-    }
-    fn scan(&self, visit: &mut dyn FnMut(Revision, Record)) -> Result<(), String> {
-        ColdLog::scan(&**self, Revision::new(0, 0), i64::MAX, visit)
-    }
-    fn cold_log(&self) -> Arc<dyn ColdLog> {
-        self.clone()
-    }
-}
-
 /// A database built to replace the backend: the state is read from it,
 /// and will read its values from the backend once it is installed there.
 struct Replacement<'a> {
@@ -129,6 +117,28 @@ pub(super) fn build_from_snapshot<R: ReadAt>(
     Ok((state, conf_state, durable))
 }
 
+/// What a view of the backend holds besides its revisions, as a
+/// snapshot's header: its consistent index, the term and configuration
+/// there, the rest of the state and the revisions' bounds.
+pub fn view_header(view: &View) -> Result<SnapshotHeader, String> {
+    let loaded = view.loaded();
+    let meta = loaded
+        .meta
+        .as_ref()
+        .ok_or("the backend holds no state yet")?;
+    Ok(SnapshotHeader {
+        index: loaded.consistent_index,
+        term: meta.term,
+        conf_state: meta.conf_state.clone(),
+        parts: meta
+            .state
+            .clone()
+            .ok_or("the backend holds no state parts")?,
+        current_revision: meta.current_revision,
+        compact_revision: loaded.compact_revision,
+    })
+}
+
 /// A snapshot for followers: everything a view of the backend holds, at
 /// its consistent index, with the term and configuration there. The
 /// transport streams it (`SnapshotSource`), read from the view a piece at
@@ -140,22 +150,7 @@ pub(super) struct ViewSnapshot {
 
 impl ViewSnapshot {
     pub(super) fn new(view: View) -> Result<ViewSnapshot, String> {
-        let loaded = view.loaded();
-        let meta = loaded
-            .meta
-            .as_ref()
-            .ok_or("the backend holds no state yet")?;
-        let header = SnapshotHeader {
-            index: loaded.consistent_index,
-            term: meta.term,
-            conf_state: meta.conf_state.clone(),
-            parts: meta
-                .state
-                .clone()
-                .ok_or("the backend holds no state parts")?,
-            current_revision: meta.current_revision,
-            compact_revision: loaded.compact_revision,
-        };
+        let header = view_header(&view)?;
         Ok(ViewSnapshot {
             header,
             view: Arc::new(view),
@@ -247,16 +242,6 @@ impl SnapshotChunks for ViewChunks {
             chunk
         })
     }
-}
-
-/// The state a view of the backend holds (a backup or a hash is taken
-/// from it, while the member goes on): its store reads the values from
-/// the view, which lives as long as the state.
-pub fn state_in(view: View) -> Result<StateMachine, String> {
-    Ok(match restore(&Arc::new(view), 0)? {
-        Some((state, _, _)) => state,
-        None => StateMachine::new(0, crate::membership::Members::default()),
-    })
 }
 
 /// The state `backend` holds, checked; `None` for a backend that holds

@@ -52,7 +52,7 @@ use crate::storage::wal::Wal;
 use crate::transport::Transport;
 
 pub use conf_change::single_change;
-pub use durable::state_in;
+pub use durable::view_header;
 pub use election::ElectionTimeouts;
 pub use log_store::LogStore;
 pub use recovery::{Bootstrap, NodeConfig, RecoveryError};

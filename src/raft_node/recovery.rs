@@ -410,6 +410,7 @@ fn bootstrap(
     )?;
     // After the WAL: a backend without a WAL would be refused as a lost log.
     let path = backend_path(&config.data_dir);
+    crate::backend::writer::remove_scratch(&*disk, &path);
     let backend = crate::backend::Writer::new(
         disk.clone(),
         &path,
@@ -470,6 +471,7 @@ fn recover(
             && (marked(index) || last_entry.is_none_or(|last| last >= index))
     };
     let path = backend_path(&config.data_dir);
+    crate::backend::writer::remove_scratch(&*disk, &path);
     let backend = crate::backend::Writer::new(
         disk.clone(),
         &path,

@@ -552,48 +552,73 @@ impl Server {
             })
     }
 
-    /// The applied state's image (a backup without its checksum) and the
-    /// revision it holds.
-    pub async fn state_image(&self) -> Result<(Vec<u8>, i64), Error> {
-        self.in_view(|state| Ok((state.encode()?, state.store().current_revision())))
-            .await
-    }
-
-    /// The backup file of the applied state (`crate::backup`) and its
-    /// revision: what Maintenance.Snapshot streams.
-    pub async fn backup_file(&self) -> Result<(Vec<u8>, i64), Error> {
-        self.in_view(|state| {
-            Ok((
-                crate::backup::frame(state)?,
-                state.store().current_revision(),
-            ))
-        })
-        .await
-    }
-
-    /// Runs `read` on the state as the backend holds it once everything
-    /// applied so far is committed (`backend::Writer::view`), off the
-    /// state lock and off the async runtime: a backup or a hash of a large
-    /// store never holds up the raft loop's applies.
-    async fn in_view<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&crate::apply::StateMachine) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let unusable = |error: String| {
+    /// Maintenance.Hash's hash: the CRC-32C of the snapshot stream of the
+    /// state the backend holds once everything applied is committed
+    /// (equal on every member at the same applied index), computed a piece
+    /// at a time, and the revision it holds.
+    pub async fn state_hash(&self) -> Result<(u32, i64), Error> {
+        let view = self.shared.backend.view().await.map_err(|error| {
             tracing::error!(%error, "the backend cannot be read for a view");
             Error::Corrupt
-        };
-        let view = self
-            .shared
-            .backend
-            .view()
-            .await
-            .map_err(|error| unusable(error.to_string()))?;
+        })?;
         crate::storage::blocking::run(move || {
-            let state = crate::raft_node::state_in(view).map_err(unusable)?;
-            read(&state)
+            let corrupt = |error: String| {
+                tracing::error!(%error, "the backend's view cannot be read");
+                Error::Corrupt
+            };
+            let header = crate::raft_node::view_header(&view).map_err(corrupt)?;
+            let revision = header.current_revision;
+            struct Crc(u32);
+            impl crate::storage::snapshot::PieceSink for Crc {
+                fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+                    self.0 = crc32c::crc32c_append(self.0, bytes);
+                    Ok(())
+                }
+            }
+            let io = |error: std::io::Error| corrupt(error.to_string());
+            let mut writer =
+                crate::storage::snapshot::SnapshotWriter::new(Crc(0), header).map_err(io)?;
+            let mut from = crate::mvcc::Revision::new(0, 0);
+            loop {
+                let records = view
+                    .records_from(from, crate::storage::snapshot::PIECE_TARGET_BYTES as u64)
+                    .map_err(|error| corrupt(error.to_string()))?;
+                let Some(&(last, _)) = records.last() else {
+                    break;
+                };
+                for (revision, record) in &records {
+                    writer.push(*revision, record).map_err(io)?;
+                }
+                from = crate::mvcc::Revision::new(last.main, last.sub + 1);
+            }
+            Ok((writer.finish().map_err(io)?.0, revision))
         })
         .await
+    }
+
+    /// The backup file of the applied state (`crate::backup`): what
+    /// Maintenance.Snapshot streams. Written beside the backend from a
+    /// view of it, a piece of revisions at a time, then read back for its
+    /// checksum, so no copy of the state is held in memory; the file goes
+    /// when the returned handle is dropped.
+    pub async fn backup_file(&self) -> Result<BackupFile, Error> {
+        let view = self.shared.backend.view().await.map_err(|error| {
+            tracing::error!(%error, "the backend cannot be read for a view");
+            Error::Corrupt
+        })?;
+        let disk = self.shared.backend.disk().clone();
+        let number = BACKUPS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .shared
+            .backend
+            .scratch_path(&format!("backup-{number}"));
+        let file = BackupFile {
+            disk: disk.clone(),
+            path: path.clone(),
+            bytes: 0,
+            revision: 0,
+        };
+        crate::storage::blocking::run(move || write_backup(file, &view)).await
     }
 
     /// What etcd's Maintenance.Status reports.
@@ -1123,4 +1148,103 @@ fn sabotaged_stale_read() -> bool {
 #[cfg(not(madsim))]
 fn sabotaged_stale_read() -> bool {
     false
+}
+
+/// Backups written so far by this process: each scratch file's number.
+static BACKUPS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The bytes read back at once for a backup's checksum, and sent at once.
+pub const BACKUP_READ_BYTES: usize = 1024 * 1024;
+
+/// A backup written to a scratch file (`Server::backup_file`), removed
+/// when dropped: its pages, then their SHA-256.
+pub struct BackupFile {
+    disk: Arc<dyn Disk>,
+    path: std::path::PathBuf,
+    /// The whole file, checksum included.
+    pub bytes: u64,
+    /// The revision it holds.
+    pub revision: i64,
+}
+
+impl Drop for BackupFile {
+    fn drop(&mut self) {
+        if let Err(error) = self.disk.remove(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "could not remove a backup's scratch file");
+        }
+    }
+}
+
+impl BackupFile {
+    /// `len` bytes from `offset` (fewer at the end).
+    pub async fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let (disk, path) = (self.disk.clone(), self.path.clone());
+        let len = len.min(self.bytes.saturating_sub(offset) as usize);
+        crate::storage::blocking::run(move || {
+            let mut chunk = vec![0; len];
+            disk.read_at(&path, offset, &mut chunk)
+                .map_err(|error| Error::Disk(format!("reading the backup: {error}")))?;
+            Ok(chunk)
+        })
+        .await
+    }
+}
+
+/// Writes the backup of what `view` holds to `file`'s scratch file: the
+/// pages, a piece of revisions at a time, then their checksum, read back.
+fn write_backup(mut file: BackupFile, view: &crate::backend::View) -> Result<BackupFile, Error> {
+    use crate::backup::bolt::PageOut;
+    let disk_error = |error: String| Error::Disk(format!("writing the backup: {error}"));
+    let header = crate::raft_node::view_header(view).map_err(|error| {
+        tracing::error!(%error, "the backend's view holds no state");
+        Error::Corrupt
+    })?;
+    struct Pages<'a>(&'a dyn Disk, &'a std::path::Path);
+    impl PageOut for Pages<'_> {
+        fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+            self.0.write_at(self.1, offset, bytes)
+        }
+    }
+    file.disk
+        .create(&file.path)
+        .map_err(|error| disk_error(error.to_string()))?;
+    let mut next = Some(crate::mvcc::Revision::new(0, 0));
+    let records = || {
+        let Some(from) = next else {
+            return Ok(Vec::new());
+        };
+        let records = view
+            .records_from(from, crate::storage::snapshot::PIECE_TARGET_BYTES as u64)
+            .map_err(|error| error.to_string())?;
+        next = records
+            .last()
+            .map(|(last, _)| crate::mvcc::Revision::new(last.main, last.sub + 1));
+        Ok(records)
+    };
+    let (_, pages) = crate::backup::write_pages(Pages(&*file.disk, &file.path), &header, records)
+        .map_err(|error| disk_error(error.to_string()))?;
+    let body = pages * crate::backup::bolt::PAGE_BYTES as u64;
+    let mut offset = 0;
+    let mut failed = None;
+    let chunks = std::iter::from_fn(|| {
+        if offset >= body || failed.is_some() {
+            return None;
+        }
+        let mut chunk = vec![0; BACKUP_READ_BYTES.min((body - offset) as usize)];
+        if let Err(error) = file.disk.read_at(&file.path, offset, &mut chunk) {
+            failed = Some(error.to_string());
+            return None;
+        }
+        offset += chunk.len() as u64;
+        Some(chunk)
+    });
+    let sum = crate::backup::checksum_of(chunks);
+    if let Some(error) = failed {
+        return Err(disk_error(error));
+    }
+    file.disk
+        .write_at(&file.path, body, &sum)
+        .map_err(|error| disk_error(error.to_string()))?;
+    file.bytes = body + sum.len() as u64;
+    file.revision = header.current_revision;
+    Ok(file)
 }

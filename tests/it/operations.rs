@@ -205,6 +205,15 @@ fn a_backup_restores_into_a_new_cluster_with_the_same_keys_and_revisions() {
     let saved = source.ctl_ok(0, &["snapshot", "save", file.to_str().unwrap()]);
     assert!(saved.contains("Snapshot saved at"), "{saved}");
     let expected = source.keyspace(0, Consistency::Linearizable);
+    let member_dir = source.members[0].data_dir.join("member");
+    let scratch: Vec<String> = walk(&member_dir)
+        .into_iter()
+        .filter(|name| name.ends_with(".scratch"))
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "the backup's scratch file stays: {scratch:?}"
+    );
 
     phase!("detcd snapshot status reads the file etcdctl wrote");
     let status =
@@ -496,4 +505,18 @@ fn periodic_auto_compaction_compacts_on_its_own() {
     );
     assert!(!refused.status.success(), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("auto-compaction-retention"));
+}
+
+/// Every file name under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            names.extend(walk(&entry.path()));
+        } else {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
 }
