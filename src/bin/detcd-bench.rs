@@ -98,6 +98,12 @@ mod real {
         /// is defragmented, after the compaction (0: no such phase).
         #[arg(long, default_value_t = 30)]
         defrag_seconds: u64,
+        /// Seconds of writes at `--scale-rate` while one follower is
+        /// stopped, which then restarts and catches up, by a snapshot once
+        /// the others' logs no longer reach back to it (3 or more members;
+        /// 0: no such phase).
+        #[arg(long, default_value_t = 0)]
+        catch_up_seconds: u64,
         /// Writes per second under the watchers.
         #[arg(long, default_value_t = 20)]
         watch_rate: u64,
@@ -421,6 +427,22 @@ mod real {
             Ok(started.elapsed())
         }
 
+        /// Stops member `index` (SIGTERM).
+        fn stop(&mut self, index: usize) -> std::io::Result<()> {
+            self.servers
+                .remove(index)
+                .terminate(Duration::from_secs(60))
+                .map(|_| ())
+                .map_err(std::io::Error::other)
+        }
+
+        /// Starts member `index` again on its data.
+        fn start_again(&mut self, index: usize) -> std::io::Result<()> {
+            let server = self.launch.spawn(&self.members[index])?;
+            self.servers.insert(index, server);
+            Ok(())
+        }
+
         /// Resident memory of every member, summed (bytes).
         fn rss_bytes(&self) -> u64 {
             let pids: Vec<u32> = self.servers.iter().map(detcd_launch::Server::pid).collect();
@@ -569,6 +591,9 @@ mod real {
             watch_p99: Duration,
             watch_missing: usize,
             watch_peak_rss: u64,
+            catch_up: Duration,
+            catch_up_peak_rss: u64,
+            catch_up_member_peak_rss: u64,
         }
 
         pub fn main(args: &Args, detcd: &Path, runtime: &tokio::runtime::Runtime) -> ExitCode {
@@ -669,10 +694,92 @@ mod real {
                 scaled.watch_p99 = percentile(&latencies, 0.99);
                 scaled.watch_missing = missing;
             }
+            if args.catch_up_seconds > 0 && cluster.servers.len() >= 3 {
+                catch_up(args, cluster, runtime, name, &mut scaled)?;
+            }
             println!("{name}: restarting");
             scaled.restart = cluster.restart()?;
             println!("{name}: {scaled:?}");
             Ok(scaled)
+        }
+
+        /// The catch-up phase: a follower stops, the others take
+        /// `catch_up_seconds` of writes, then it starts again; how long until
+        /// it holds the revision the others reached, and the peak memory of
+        /// all members and of it alone meanwhile.
+        fn catch_up(
+            args: &Args,
+            cluster: &mut Cluster,
+            runtime: &tokio::runtime::Runtime,
+            name: &str,
+            scaled: &mut Scaled,
+        ) -> std::io::Result<()> {
+            let endpoints = cluster.endpoints.clone();
+            let statuses: Vec<_> = endpoints
+                .iter()
+                .map(|endpoint| {
+                    runtime.block_on(async {
+                        Client::new(vec![endpoint.clone()])
+                            .with_request_timeout(REQUEST_TIMEOUT)
+                            .status()
+                            .await
+                    })
+                })
+                .collect();
+            let follower = statuses
+                .iter()
+                .rposition(|status| {
+                    status.as_ref().is_ok_and(|status| {
+                        status.leader != status.header.as_ref().map_or(0, |h| h.member_id)
+                    })
+                })
+                .ok_or_else(|| std::io::Error::other("no follower answers Status"))?;
+            println!(
+                "{name}: stopping follower {follower}, {} s of writes without it",
+                args.catch_up_seconds
+            );
+            cluster.stop(follower)?;
+            let others: Vec<String> = (endpoints.iter().enumerate())
+                .filter(|(index, _)| *index != follower)
+                .map(|(_, endpoint)| endpoint.clone())
+                .collect();
+            runtime.block_on(steady(args, &others, args.catch_up_seconds));
+            let target = runtime.block_on(async {
+                Client::new(others.clone())
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .status()
+                    .await
+                    .map(|status| status.header.map_or(0, |header| header.revision))
+            });
+            let target = target.map_err(|error| std::io::Error::other(error.to_string()))?;
+            println!("{name}: starting it again; it must reach revision {target}");
+            let started = Instant::now();
+            cluster.start_again(follower)?;
+            let sampler = PeakRss::start(cluster);
+            let member = PeakRss::of(vec![cluster.servers[follower].pid()]);
+            let endpoint = endpoints[follower].clone();
+            let caught_up = detcd_launch::eventually(MAINTENANCE_TIMEOUT, || {
+                runtime.block_on(async {
+                    Client::new(vec![endpoint.clone()])
+                        .with_request_timeout(POLL_INTERVAL * 10)
+                        .status()
+                        .await
+                        .is_ok_and(|status| {
+                            status
+                                .header
+                                .is_some_and(|header| header.revision >= target)
+                        })
+                })
+            });
+            scaled.catch_up = started.elapsed();
+            scaled.catch_up_peak_rss = sampler.stop();
+            scaled.catch_up_member_peak_rss = member.stop();
+            if !caught_up {
+                return Err(std::io::Error::other(format!(
+                    "member {follower} did not reach revision {target} in {MAINTENANCE_TIMEOUT:?}"
+                )));
+            }
+            cluster.wait_ready()
         }
 
         /// The value at quantile `p` of sorted `latencies`.
@@ -693,14 +800,20 @@ mod real {
 
         impl PeakRss {
             fn start(cluster: &Cluster) -> PeakRss {
+                PeakRss::of(
+                    cluster
+                        .servers
+                        .iter()
+                        .map(detcd_launch::Server::pid)
+                        .collect(),
+                )
+            }
+
+            /// The peak of the processes `pids`' summed RSS.
+            fn of(pids: Vec<u32>) -> PeakRss {
                 let peak = Arc::new(Mutex::new(0u64));
                 let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
                 let (shared_peak, shared_sampling) = (peak.clone(), sampling.clone());
-                let pids: Vec<u32> = cluster
-                    .servers
-                    .iter()
-                    .map(detcd_launch::Server::pid)
-                    .collect();
                 let thread = std::thread::spawn(move || {
                     while shared_sampling.load(std::sync::atomic::Ordering::Relaxed) {
                         let rss = rss_of(&pids);
@@ -1170,6 +1283,21 @@ mod real {
                     "peak RSS watchers (MiB)",
                     mb(ours.watch_peak_rss),
                     mb(theirs.watch_peak_rss),
+                ),
+                (
+                    "follower catch-up (s)",
+                    secs(ours.catch_up),
+                    secs(theirs.catch_up),
+                ),
+                (
+                    "peak RSS catch-up (MiB)",
+                    mb(ours.catch_up_peak_rss),
+                    mb(theirs.catch_up_peak_rss),
+                ),
+                (
+                    "peak RSS of it (MiB)",
+                    mb(ours.catch_up_member_peak_rss),
+                    mb(theirs.catch_up_member_peak_rss),
                 ),
             ]);
             println!();
