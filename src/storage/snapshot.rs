@@ -433,6 +433,14 @@ pub struct NewSnapshotFile {
     index: u64,
 }
 
+impl Drop for NewSnapshotFile {
+    /// A stream not kept (cut off, refused) leaves no file behind; once
+    /// kept, the temporary name is gone already.
+    fn drop(&mut self) {
+        let _ = self.disk.remove(&self.temp);
+    }
+}
+
 impl PieceSink for NewSnapshotFile {
     fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.disk.append(&self.temp, bytes)
@@ -515,7 +523,8 @@ impl SnapshotDir {
     }
 
     /// `keep`, once the whole stream written to `file` checks out (read
-    /// back from the disk, piece by piece); a stream that does not is
+    /// back from the disk, piece by piece) and is the snapshot at the
+    /// index and term it was created for; a stream that does not is
     /// removed. Its header.
     pub fn keep_checked(&self, file: NewSnapshotFile) -> Result<SnapshotHeader, SnapshotError> {
         let checked = SnapshotReader::open(FileAt {
@@ -524,20 +533,24 @@ impl SnapshotDir {
         })
         .and_then(|mut reader| {
             reader.check_to_end()?;
-            Ok(reader.header)
+            let header = reader.header;
+            if (header.index, header.term) != (file.index, file.term) {
+                return Err(format!(
+                    "it holds the snapshot at index {} term {}, not {} {}",
+                    header.index, header.term, file.index, file.term
+                ));
+            }
+            Ok(header)
         });
         match checked {
             Ok(header) => {
                 self.keep(file)?;
                 Ok(header)
             }
-            Err(reason) => {
-                let _ = self.disk.remove(&file.temp);
-                Err(SnapshotError::Corrupt {
-                    path: file.temp,
-                    reason,
-                })
-            }
+            Err(reason) => Err(SnapshotError::Corrupt {
+                path: file.temp.clone(),
+                reason,
+            }),
         }
     }
 

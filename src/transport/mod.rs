@@ -172,11 +172,10 @@ impl Transport {
     /// Queues messages for their peers; never waits. A snapshot goes in a
     /// call of its own, streamed from `snapshot` (the raft loop's current
     /// one), unless one is being sent to that peer already. Returns the
-    /// peers whose snapshot message it had to drop here (their queue was
-    /// full, they are unknown, or the snapshot is not the current one), so
-    /// raft hears the snapshot failed instead of waiting for it; a
-    /// snapshot that left is as good as sent, and one whose send fails
-    /// makes its peer unreachable.
+    /// peers whose snapshot message it had to drop here (they are unknown,
+    /// or the snapshot is not the current one), so raft hears the snapshot
+    /// failed instead of waiting for it; a snapshot on its way is as good
+    /// as sent, and one whose send fails makes its peer unreachable.
     pub fn send(
         &mut self,
         messages: Vec<Message>,
@@ -194,9 +193,12 @@ impl Transport {
                 };
                 let index = message.get_snapshot().get_metadata().index;
                 let to = message.to;
-                match snapshot.filter(|source| source.index() == index) {
+                let sent = match snapshot.filter(|source| source.index() == index) {
                     Some(source) => self.send_snapshot(message, source.clone(), delay),
-                    None => snapshots_dropped.push(to),
+                    None => false,
+                };
+                if !sent {
+                    snapshots_dropped.push(to);
                 }
                 continue;
             }
@@ -233,19 +235,19 @@ impl Transport {
 
     /// Streams a snapshot to its peer in a task of its own, unless one is
     /// being sent there already (raft asks again while the first is on
-    /// its way).
+    /// its way); false for a peer it does not know.
     fn send_snapshot(
         &mut self,
         message: Message,
         source: Arc<dyn SnapshotSource>,
         delay: Duration,
-    ) {
+    ) -> bool {
         let to = message.to;
         let Some(url) = self.peer_urls.get(&to).cloned() else {
-            return;
+            return false;
         };
         if !self.sending.lock().expect("sending lock").insert(to) {
-            return;
+            return true;
         }
         let send = snapshot::SnapshotSend {
             from: self.member_id,
@@ -261,6 +263,7 @@ impl Transport {
             sent_bytes: self.metrics.peer_sent_bytes(to),
         };
         tokio::spawn(send.run());
+        true
     }
 
     fn send_later(&mut self, message: Message, delay: Duration) {
@@ -443,6 +446,64 @@ mod tests {
             Clock::new(),
             Arc::new(crate::metrics::Metrics::new("test")),
         )
+    }
+
+    /// A snapshot whose stream never ends, at `0`.
+    struct Endless(u64);
+
+    impl SnapshotSource for Endless {
+        fn index(&self) -> u64 {
+            self.0
+        }
+        fn chunks(&self) -> Box<dyn SnapshotChunks> {
+            struct Chunks;
+            impl SnapshotChunks for Chunks {
+                fn next_chunk(&mut self) -> NextChunk<'_> {
+                    Box::pin(std::future::pending())
+                }
+            }
+            Box::new(Chunks)
+        }
+    }
+
+    fn snapshot_to(to: u64, index: u64) -> Message {
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgSnapshot);
+        message.to = to;
+        message.mut_snapshot().mut_metadata().index = index;
+        message
+    }
+
+    /// raft hears at once of a snapshot that cannot go: none is current,
+    /// the current one is another, or the peer is unknown. One on its way
+    /// is as good as sent, and a second one to that peer waits for it.
+    #[tokio::test]
+    async fn snapshots_that_cannot_go_are_reported_dropped() {
+        let mut transport = transport(&[(2, "http://127.0.0.1:9")]);
+        assert_eq!(transport.send(vec![snapshot_to(2, 7)], None), vec![2]);
+        let other: Arc<dyn SnapshotSource> = Arc::new(Endless(6));
+        assert_eq!(
+            transport.send(vec![snapshot_to(2, 7)], Some(&other)),
+            vec![2]
+        );
+        let current: Arc<dyn SnapshotSource> = Arc::new(Endless(7));
+        assert_eq!(
+            transport.send(vec![snapshot_to(5, 7)], Some(&current)),
+            vec![5]
+        );
+        assert!(transport
+            .send(vec![snapshot_to(2, 7), snapshot_to(2, 7)], Some(&current))
+            .is_empty());
+        assert_eq!(
+            transport
+                .sending
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
     }
 
     #[tokio::test]

@@ -162,12 +162,6 @@ impl Raft for RaftService {
         let header = blocking::run(move || snapshots.keep_checked(file))
             .await
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        if (header.index, header.term) != (index, term) {
-            return Err(Status::invalid_argument(format!(
-                "the snapshot is at index {} term {}, its message says {index} {term}",
-                header.index, header.term
-            )));
-        }
         tracing::info!(
             from = format_args!("{:x}", first.from),
             index,
