@@ -378,11 +378,13 @@ impl Backend {
     /// database, piece by piece: revisions commit in batches of about
     /// `SNAPSHOT_BATCH_BYTES`, unsynced (the file is synced whole once
     /// made), and the consistent index and the rest of the state last.
-    /// The stream is read to its end, each piece checked. Its durable
-    /// point.
+    /// The stream is read to its end, each piece checked, and `visit`
+    /// sees each revision (a restore rebuilds the key index from them,
+    /// rather than from a second read of the database). Its durable point.
     pub fn fill_from_snapshot<R: ReadAt>(
         &self,
         reader: &mut SnapshotReader<R>,
+        visit: &mut dyn FnMut(Revision, &Record) -> Result<(), Error>,
     ) -> Result<Durable, Error> {
         let header = reader.header().clone();
         let corrupt = |why: String| Error::Corrupt(format!("the snapshot: {why}"));
@@ -392,6 +394,9 @@ impl Backend {
         };
         let mut batch_bytes = 0;
         while let Some(records) = reader.next_records().map_err(corrupt)? {
+            for (revision, record) in &records {
+                visit(*revision, record)?;
+            }
             batch_bytes += records
                 .iter()
                 .map(|(_, record)| record.size_bytes())

@@ -650,6 +650,16 @@ impl Rebuild {
 
     /// Adds the next record; revisions must rise strictly.
     pub fn push(&mut self, revision: Revision, record: Record) -> Result<(), Error> {
+        self.push_ref(revision, &record)?;
+        if self.keep_values {
+            self.store.revision_log.insert(revision, record);
+        }
+        Ok(())
+    }
+
+    /// `push`, lending the record: what a rebuild that keeps no values
+    /// needs of it.
+    pub fn push_ref(&mut self, revision: Revision, record: &Record) -> Result<(), Error> {
         let corrupt = |message: String| Err(Error::Corrupt(message));
         if self.previous.is_some_and(|previous| revision <= previous) {
             return corrupt(format!("record at {revision} is out of order"));
@@ -667,11 +677,11 @@ impl Rebuild {
         }
         self.previous = Some(revision);
         let store = &mut self.store;
-        store.replay(revision, &record, store.compact_revision)?;
+        store.replay(revision, record, store.compact_revision)?;
         store.size_bytes += record.size_bytes();
-        store.revisions.insert(revision, record_size(&record));
+        store.revisions.insert(revision, record_size(record));
         if !self.keep_values {
-            match &record {
+            match record {
                 Record::Put(key_value) if key_value.lease != 0 => {
                     self.leases.insert(key_value.key.clone(), key_value.lease);
                 }
@@ -679,8 +689,6 @@ impl Rebuild {
                     self.leases.remove(other.key());
                 }
             }
-        } else {
-            store.revision_log.insert(revision, record);
         }
         Ok(())
     }

@@ -66,54 +66,43 @@ impl Source for Writer {
     }
 }
 
-/// A database built to replace the backend: the state is read from it,
-/// and will read its values from the backend once it is installed there.
-struct Replacement<'a> {
-    built: &'a Backend,
-    backend: &'a Writer,
-}
-
-impl Source for Replacement<'_> {
-    fn load(&self) -> Result<Loaded, crate::backend::Error> {
-        self.built.load()
-    }
-    fn scan(&self, visit: &mut dyn FnMut(Revision, Record)) -> Result<(), String> {
-        (self.built.scan(Revision::new(0, 0), i64::MAX, visit)).map_err(|error| error.to_string())
-    }
-    fn cold_log(&self) -> Arc<dyn ColdLog> {
-        self.backend.cold_log()
-    }
-}
-
 /// Builds the database that is to replace `backend`'s from the snapshot
 /// `reader` streams (`Backend::fill_from_snapshot`, read to its end,
-/// each piece checked), and the state it holds, restored and checked as
-/// on a restart. The backend is not touched: `Writer::install` swaps the
-/// database in, after which the state reads its values from there.
+/// each piece checked), and the state it holds, its key index rebuilt
+/// from the revisions as they go in and checked as on a restart. The
+/// backend is not touched: `Writer::install` swaps the database in, after
+/// which the state reads its values from there.
 pub(super) fn build_from_snapshot<R: ReadAt>(
     backend: &Writer,
     reader: &mut SnapshotReader<R>,
     quota_bytes: i64,
 ) -> Result<(StateMachine, ConfState, Durable), String> {
-    let mut restored = None;
+    let header = reader.header().clone();
+    let mut rebuild = Rebuild::new(header.current_revision, header.compact_revision, false)
+        .map_err(|error| error.to_string())?;
     let path = backend
         .replacement_path()
         .map_err(|error| error.to_string())?;
+    let mut durable = None;
     Backend::build_at(backend.disk().clone(), &path, |built| {
-        let durable = built.fill_from_snapshot(reader)?;
-        let state = restore(&Replacement { built, backend }, quota_bytes)
-            .map_err(crate::backend::Error::Corrupt)?;
-        restored = Some((state, durable));
+        let mut push = |revision, record: &Record| {
+            (rebuild.push_ref(revision, record))
+                .map_err(|error| crate::backend::Error::Corrupt(error.to_string()))
+        };
+        durable = Some(built.fill_from_snapshot(reader, &mut push)?);
         Ok(())
     })
     .map_err(|error| error.to_string())?;
-    let (state, durable) = restored.expect("filled");
-    let (state, conf_state, restored) = state.ok_or("the snapshot holds no state")?;
-    if restored != durable {
-        return Err(format!(
-            "the snapshot's header says {durable:?}, its state {restored:?}"
-        ));
-    }
+    let durable = durable.expect("filled");
+    let meta = StateMeta {
+        term: header.term,
+        conf_state: header.conf_state,
+        current_revision: header.current_revision,
+        state: Some(header.parts),
+    };
+    let (state, conf_state, restored) =
+        assemble(rebuild, header.index, meta, backend.cold_log(), quota_bytes)?;
+    debug_assert_eq!(restored, durable);
     Ok((state, conf_state, durable))
 }
 
@@ -269,36 +258,56 @@ pub(super) fn restore(
     let mut refused = None;
     backend.scan(&mut |revision, record| {
         if refused.is_none() {
-            refused = rebuild.push(revision, record).err();
+            refused = rebuild.push_ref(revision, &record).err();
         }
     })?;
     if let Some(error) = refused {
         return Err(error.to_string());
     }
+    assemble(
+        rebuild,
+        loaded.consistent_index,
+        meta,
+        backend.cold_log(),
+        quota_bytes,
+    )
+    .map(Some)
+}
+
+/// The state whose key index `rebuild` holds (values read through
+/// `cold_log`), with the rest of it from `meta`, at `consistent_index`;
+/// checked.
+fn assemble(
+    rebuild: Rebuild,
+    consistent_index: u64,
+    meta: StateMeta,
+    cold_log: Arc<dyn ColdLog>,
+    quota_bytes: i64,
+) -> Result<(StateMachine, ConfState, Durable), String> {
     let mut store = rebuild.finish().map_err(|error| error.to_string())?;
-    store.attach_cold(backend.cold_log(), meta.current_revision);
+    store.attach_cold(cold_log, meta.current_revision);
     let parts = meta.state.as_deref().ok_or("it holds no state parts")?;
     let mut state = StateMachine::from_stored(parts, store, quota_bytes)?;
     // The parts are written when they change: as of their own applied
     // index, unchanged by the key-value entries applied after it.
-    if state.applied_index() > loaded.consistent_index {
+    if state.applied_index() > consistent_index {
         return Err(format!(
             "its consistent index is {} but its state is applied to {}",
-            loaded.consistent_index,
+            consistent_index,
             state.applied_index()
         ));
     }
-    state.skip(loaded.consistent_index);
+    state.skip(consistent_index);
     crate::proto::raft_shape::check_conf_state(&meta.conf_state)?;
     let mut conf_state = ConfState::default();
     conf_state
         .merge_from_bytes(&meta.conf_state)
         .map_err(|error| format!("bad conf state: {error}"))?;
     let durable = Durable {
-        index: loaded.consistent_index,
+        index: consistent_index,
         term: meta.term,
         conf_state: meta.conf_state,
         revision: meta.current_revision,
     };
-    Ok(Some((state, conf_state, durable)))
+    Ok((state, conf_state, durable))
 }

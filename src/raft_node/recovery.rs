@@ -748,7 +748,9 @@ mod tests {
         disk.create_dir_all(path.parent().unwrap()).unwrap();
         crate::backend::Backend::build_at(disk.clone(), &path, |built| {
             let mut reader = SnapshotReader::open(stream.as_slice()).unwrap();
-            built.fill_from_snapshot(&mut reader).map(|_| ())
+            built
+                .fill_from_snapshot(&mut reader, &mut |_, _| Ok(()))
+                .map(|_| ())
         })
         .unwrap();
     }

@@ -191,6 +191,82 @@ impl ReadAt for FileAt {
     }
 }
 
+/// What a checked piece was.
+enum Accepted {
+    Header(SnapshotHeader),
+    Records(Vec<(Revision, Record)>),
+    End,
+}
+
+/// The rules a stream's pieces follow, one piece at a time: each passes
+/// its checksum; the header comes first and once; revisions ascend; the
+/// end counts the revisions and pieces that came. What comes after the
+/// end is the framing's to refuse.
+#[derive(Default)]
+struct Sequence {
+    started: bool,
+    record_count: u64,
+    piece_count: u64,
+    previous: Option<Revision>,
+    ended: bool,
+}
+
+impl Sequence {
+    /// Checks the piece `payload`, framed with `crc`, at byte `at`.
+    fn accept(&mut self, payload: &[u8], crc: u32, at: u64) -> Result<Accepted, String> {
+        if crc32c::crc32c(payload) != crc {
+            return Err(format!("the piece at byte {at} fails its checksum"));
+        }
+        self.piece_count += 1;
+        let piece =
+            SnapshotPiece::decode(payload).map_err(|error| format!("bad piece: {error}"))?;
+        match piece.piece {
+            Some(Piece::Header(header)) if !self.started => {
+                self.started = true;
+                Ok(Accepted::Header(header))
+            }
+            _ if !self.started => Err("the stream does not start with its header".into()),
+            Some(Piece::Header(_)) => Err("a second header".into()),
+            Some(Piece::Records(piece)) => {
+                let mut records = Vec::with_capacity(piece.records.len());
+                for message in piece.records {
+                    let (revision, record) =
+                        crate::mvcc::record_from_message(message).map_err(|e| e.to_string())?;
+                    if self.previous.is_some_and(|previous| revision <= previous) {
+                        return Err(format!("revision {revision} is out of order"));
+                    }
+                    self.previous = Some(revision);
+                    records.push((revision, record));
+                }
+                self.record_count += records.len() as u64;
+                Ok(Accepted::Records(records))
+            }
+            Some(Piece::End(end)) => {
+                if end.record_count != self.record_count || end.piece_count != self.piece_count {
+                    return Err(format!(
+                        "its end counts {} revisions in {} pieces, but {} came in {}",
+                        end.record_count, end.piece_count, self.record_count, self.piece_count
+                    ));
+                }
+                self.ended = true;
+                Ok(Accepted::End)
+            }
+            None => Err("a piece that is neither header, revisions nor end".into()),
+        }
+    }
+}
+
+/// A piece's length and checksum, from its first `PIECE_HEADER_BYTES`;
+/// an error for a length no piece has.
+fn piece_frame(bytes: &[u8], at: u64) -> Result<(usize, u32), String> {
+    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if len > PIECE_BYTES_MAX {
+        return Err(format!("a piece at byte {at} claims {len} bytes"));
+    }
+    Ok((len, crc))
+}
+
 /// Reads a snapshot stream piece by piece, checking each: the header
 /// when opened, then the revisions (`next_records`) up to the end.
 pub struct SnapshotReader<R: ReadAt> {
@@ -199,10 +275,7 @@ pub struct SnapshotReader<R: ReadAt> {
     offset: u64,
     header: SnapshotHeader,
     conf_state: ConfState,
-    record_count: u64,
-    piece_count: u64,
-    previous: Option<Revision>,
-    ended: bool,
+    sequence: Sequence,
 }
 
 impl<R: ReadAt> SnapshotReader<R> {
@@ -223,21 +296,12 @@ impl<R: ReadAt> SnapshotReader<R> {
             offset: PREAMBLE_BYTES as u64,
             header: SnapshotHeader::default(),
             conf_state: ConfState::default(),
-            record_count: 0,
-            piece_count: 0,
-            previous: None,
-            ended: false,
+            sequence: Sequence::default(),
         };
-        let Some(Piece::Header(header)) = reader.next_piece()? else {
-            return Err("the stream does not start with its header".into());
+        let Accepted::Header(header) = reader.next_piece()? else {
+            unreachable!("the sequence starts with the header or fails");
         };
-        // A snapshot also arrives from the leader: guard protobuf 2 as for
-        // peer messages.
-        crate::proto::raft_shape::check_conf_state(&header.conf_state)?;
-        reader
-            .conf_state
-            .merge_from_bytes(&header.conf_state)
-            .map_err(|error| format!("bad conf state: {error}"))?;
+        reader.conf_state = parse_conf_state(&header.conf_state)?;
         reader.header = header;
         Ok(reader)
     }
@@ -254,42 +318,17 @@ impl<R: ReadAt> SnapshotReader<R> {
     /// The next piece's revisions, in order; `None` once the end was read
     /// and found to count what came, with nothing after it.
     pub fn next_records(&mut self) -> Result<Option<Vec<(Revision, Record)>>, String> {
-        if self.ended {
+        if self.sequence.ended {
             return Ok(None);
         }
         match self.next_piece()? {
-            Some(Piece::Records(piece)) => {
-                let mut records = Vec::with_capacity(piece.records.len());
-                for message in piece.records {
-                    let (revision, record) =
-                        crate::mvcc::record_from_message(message).map_err(|e| e.to_string())?;
-                    if self.previous.is_some_and(|previous| revision <= previous) {
-                        return Err(format!("revision {revision} is out of order"));
-                    }
-                    self.previous = Some(revision);
-                    records.push((revision, record));
-                }
-                self.record_count += records.len() as u64;
-                Ok(Some(records))
-            }
-            Some(Piece::End(end)) => {
-                if end.record_count != self.record_count || end.piece_count != self.piece_count {
-                    return Err(format!(
-                        "its end counts {} revisions in {} pieces, but {} came in {}",
-                        end.record_count, end.piece_count, self.record_count, self.piece_count
-                    ));
-                }
-                if self.offset != self.len {
-                    return Err(format!(
-                        "{} bytes follow its end",
-                        self.len.saturating_sub(self.offset)
-                    ));
-                }
-                self.ended = true;
-                Ok(None)
-            }
-            Some(Piece::Header(_)) => Err("a second header".into()),
-            None => Err("a piece that is neither header, revisions nor end".into()),
+            Accepted::Records(records) => Ok(Some(records)),
+            Accepted::End if self.offset != self.len => Err(format!(
+                "{} bytes follow its end",
+                self.len.saturating_sub(self.offset)
+            )),
+            Accepted::End => Ok(None),
+            Accepted::Header(_) => unreachable!("a second header fails"),
         }
     }
 
@@ -300,33 +339,21 @@ impl<R: ReadAt> SnapshotReader<R> {
         Ok(())
     }
 
-    fn next_piece(&mut self) -> Result<Option<Piece>, String> {
-        let remaining = self.len.saturating_sub(self.offset);
+    fn next_piece(&mut self) -> Result<Accepted, String> {
+        let at = self.offset;
+        let remaining = self.len.saturating_sub(at);
         if remaining < PIECE_HEADER_BYTES as u64 {
-            return Err(format!("cut short at byte {}", self.offset));
+            return Err(format!("cut short at byte {at}"));
         }
-        let mut header = [0u8; PIECE_HEADER_BYTES];
-        self.read(&mut header)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len > PIECE_BYTES_MAX || len as u64 > remaining - PIECE_HEADER_BYTES as u64 {
-            return Err(format!(
-                "a piece at byte {} claims {len} bytes, more than there are",
-                self.offset - PIECE_HEADER_BYTES as u64
-            ));
+        let mut frame = [0u8; PIECE_HEADER_BYTES];
+        self.read(&mut frame)?;
+        let (len, crc) = piece_frame(&frame, at)?;
+        if len as u64 > remaining - PIECE_HEADER_BYTES as u64 {
+            return Err(format!("cut short in the piece at byte {at}"));
         }
         let mut payload = vec![0u8; len];
         self.read(&mut payload)?;
-        if crc32c::crc32c(&payload) != crc {
-            return Err(format!(
-                "the piece at byte {} fails its checksum",
-                self.offset - (PIECE_HEADER_BYTES + len) as u64
-            ));
-        }
-        self.piece_count += 1;
-        let piece = SnapshotPiece::decode(payload.as_slice())
-            .map_err(|error| format!("bad piece: {error}"))?;
-        Ok(piece.piece)
+        self.sequence.accept(&payload, crc, at)
     }
 
     fn read(&mut self, out: &mut [u8]) -> Result<(), String> {
@@ -335,6 +362,79 @@ impl<R: ReadAt> SnapshotReader<R> {
             .map_err(|error| error.to_string())?;
         self.offset += out.len() as u64;
         Ok(())
+    }
+}
+
+/// raft's configuration from a header, guarded as a peer message is (a
+/// snapshot arrives from the leader).
+fn parse_conf_state(bytes: &[u8]) -> Result<ConfState, String> {
+    crate::proto::raft_shape::check_conf_state(bytes)?;
+    let mut conf_state = ConfState::default();
+    conf_state
+        .merge_from_bytes(bytes)
+        .map_err(|error| format!("bad conf state: {error}"))?;
+    Ok(conf_state)
+}
+
+/// Checks a stream as its bytes arrive (a snapshot received from the
+/// leader), holding at most one piece: `feed` each chunk, then `finish`.
+#[derive(Default)]
+pub struct StreamCheck {
+    /// Bytes of the piece (or preamble) not yet whole.
+    pending: Vec<u8>,
+    /// Bytes checked so far.
+    offset: u64,
+    header: Option<SnapshotHeader>,
+    sequence: Sequence,
+}
+
+impl StreamCheck {
+    /// Checks the next bytes of the stream: every piece they complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.sequence.ended && !bytes.is_empty() {
+            return Err("bytes follow its end".into());
+        }
+        self.pending.extend_from_slice(bytes);
+        if self.offset == 0 {
+            if self.pending.len() < PREAMBLE_BYTES {
+                return Ok(());
+            }
+            check_preamble(&self.pending[..PREAMBLE_BYTES], FORMAT_VERSION)?;
+            self.pending.drain(..PREAMBLE_BYTES);
+            self.offset = PREAMBLE_BYTES as u64;
+        }
+        let mut start = 0;
+        while self.pending.len() - start >= PIECE_HEADER_BYTES {
+            let (len, crc) = piece_frame(&self.pending[start..], self.offset)?;
+            let end = start + PIECE_HEADER_BYTES + len;
+            if self.pending.len() < end {
+                break;
+            }
+            let payload = &self.pending[start + PIECE_HEADER_BYTES..end];
+            match self.sequence.accept(payload, crc, self.offset)? {
+                Accepted::Header(header) => {
+                    parse_conf_state(&header.conf_state)?;
+                    self.header = Some(header);
+                }
+                Accepted::Records(_) => {}
+                Accepted::End if end != self.pending.len() => {
+                    return Err("bytes follow its end".into())
+                }
+                Accepted::End => {}
+            }
+            self.offset += (end - start) as u64;
+            start = end;
+        }
+        self.pending.drain(..start);
+        Ok(())
+    }
+
+    /// The stream's header, once it ended whole.
+    pub fn finish(self) -> Result<SnapshotHeader, String> {
+        if !self.sequence.ended {
+            return Err(format!("cut short at byte {}", self.offset));
+        }
+        self.header.ok_or_else(|| "no header".into())
     }
 }
 
@@ -351,6 +451,7 @@ fn check_preamble(bytes: &[u8], expected: u32) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(test)]
 /// Checks a whole stream held in memory; its header.
 pub fn check_bytes(bytes: &[u8]) -> Result<SnapshotHeader, String> {
     let mut reader = SnapshotReader::open(bytes)?;
@@ -522,36 +623,28 @@ impl SnapshotDir {
         Ok(path)
     }
 
-    /// `keep`, once the whole stream written to `file` checks out (read
-    /// back from the disk, piece by piece) and is the snapshot at the
-    /// index and term it was created for; a stream that does not is
-    /// removed. Its header.
-    pub fn keep_checked(&self, file: NewSnapshotFile) -> Result<SnapshotHeader, SnapshotError> {
-        let checked = SnapshotReader::open(FileAt {
-            disk: self.disk.clone(),
+    /// `keep`, once the whole stream written to `file` checked out as it
+    /// came (`check`) and is the snapshot at the index and term the file
+    /// was created for; a stream that is not is refused, and its file
+    /// goes. Its header.
+    pub fn keep_checked(
+        &self,
+        file: NewSnapshotFile,
+        check: StreamCheck,
+    ) -> Result<SnapshotHeader, SnapshotError> {
+        let corrupt = |reason: String| SnapshotError::Corrupt {
             path: file.temp.clone(),
-        })
-        .and_then(|mut reader| {
-            reader.check_to_end()?;
-            let header = reader.header;
-            if (header.index, header.term) != (file.index, file.term) {
-                return Err(format!(
-                    "it holds the snapshot at index {} term {}, not {} {}",
-                    header.index, header.term, file.index, file.term
-                ));
-            }
-            Ok(header)
-        });
-        match checked {
-            Ok(header) => {
-                self.keep(file)?;
-                Ok(header)
-            }
-            Err(reason) => Err(SnapshotError::Corrupt {
-                path: file.temp.clone(),
-                reason,
-            }),
+            reason,
+        };
+        let header = check.finish().map_err(corrupt)?;
+        if (header.index, header.term) != (file.index, file.term) {
+            return Err(corrupt(format!(
+                "it holds the snapshot at index {} term {}, not {} {}",
+                header.index, header.term, file.index, file.term
+            )));
         }
+        self.keep(file)?;
+        Ok(header)
     }
 
     #[cfg(test)]

@@ -11,7 +11,7 @@ use raft::eraftpb::{ConfState, Entry, HardState};
 use super::disk::{Disk, SECTOR_BYTES};
 use super::sim_disk::SimDisk;
 use super::snapshot::{
-    check_bytes, FileAt, LegacySnapshot, SnapshotDir, SnapshotReader, SnapshotWriter,
+    check_bytes, FileAt, LegacySnapshot, SnapshotDir, SnapshotReader, SnapshotWriter, StreamCheck,
     PIECE_TARGET_BYTES,
 };
 use super::wal::{Metadata, SnapshotMark, Wal, WalError};
@@ -425,29 +425,46 @@ fn a_large_snapshot_streams_in_pieces() {
 #[test]
 fn a_snapshot_stream_damaged_anywhere_is_refused() {
     let bytes = stream(2, 7, &[b"v1".to_vec(), b"v2".to_vec(), b"v3".to_vec()]);
+    // Read from a file, and checked as it arrives in chunks of any size.
+    let refused = |bytes: &[u8]| {
+        check_bytes(bytes).is_err()
+            && [1, 5, 64]
+                .iter()
+                .all(|&chunk| streamed(bytes, chunk).is_err())
+    };
     assert!(check_bytes(&bytes).is_ok());
+    for chunk in [1, 3, 7, 64, bytes.len()] {
+        assert_eq!(
+            streamed(&bytes, chunk).unwrap().index,
+            7,
+            "chunks of {chunk}"
+        );
+    }
     for length in 0..bytes.len() {
-        assert!(check_bytes(&bytes[..length]).is_err(), "cut to {length}");
+        assert!(refused(&bytes[..length]), "cut to {length}");
     }
     for position in 0..bytes.len() {
         for bit in 0..8 {
             let mut damaged = bytes.clone();
             damaged[position] ^= 1 << bit;
-            assert!(
-                check_bytes(&damaged).is_err(),
-                "bit {bit} of byte {position} flipped"
-            );
+            assert!(refused(&damaged), "bit {bit} of byte {position} flipped");
         }
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(check_bytes(&longer).is_err(), "a byte after the end");
+    assert!(refused(&longer), "a byte after the end");
     let mut twice = bytes.clone();
     twice.extend_from_slice(&bytes[8..]);
-    assert!(
-        check_bytes(&twice).is_err(),
-        "a second stream after the end"
-    );
+    assert!(refused(&twice), "a second stream after the end");
+}
+
+/// `StreamCheck` fed `bytes` in chunks of `chunk`.
+fn streamed(bytes: &[u8], chunk: usize) -> Result<crate::proto::detcdpb::SnapshotHeader, String> {
+    let mut check = StreamCheck::default();
+    for piece in bytes.chunks(chunk) {
+        check.feed(piece)?;
+    }
+    check.finish()
 }
 
 /// A format-2 file (one checksummed state image) is still read, and

@@ -15,7 +15,7 @@ use crate::proto::detcdpb::{
     RaftBatch, SnapshotChunk,
 };
 use crate::storage::blocking;
-use crate::storage::snapshot::{PieceSink as _, SnapshotDir, SnapshotError};
+use crate::storage::snapshot::{PieceSink as _, SnapshotDir, SnapshotError, StreamCheck};
 
 /// Where received messages go: the raft loop's step queue.
 pub type StepSender = mpsc::Sender<Vec<Message>>;
@@ -143,25 +143,35 @@ impl Raft for RaftService {
         let mut file = blocking::run(move || snapshots.create(term, index))
             .await
             .map_err(io)?;
+        // Each chunk is checked (every piece it completes) and written.
+        let mut check = StreamCheck::default();
         let mut stream = first.stream;
         loop {
             counter.inc_by(stream.len() as u64);
-            let (back, written) = blocking::run(move || {
-                let written = file.put(&stream);
-                (file, written)
+            let (back, checked) = blocking::run(move || {
+                let checked = match check.feed(&stream) {
+                    Ok(()) => file
+                        .put(&stream)
+                        .map_err(|error| Status::internal(error.to_string())),
+                    Err(why) => Err(Status::invalid_argument(format!("a bad snapshot: {why}"))),
+                };
+                ((file, check), checked)
             })
             .await;
-            file = back;
-            written.map_err(|error| Status::internal(error.to_string()))?;
+            (file, check) = back;
+            checked?;
             match chunks.message().await? {
                 Some(chunk) => stream = chunk.stream,
                 None => break,
             }
         }
         let snapshots = self.snapshots.clone();
-        let header = blocking::run(move || snapshots.keep_checked(file))
+        let header = blocking::run(move || snapshots.keep_checked(file, check))
             .await
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            .map_err(|error| match error {
+                SnapshotError::Corrupt { .. } => Status::invalid_argument(error.to_string()),
+                SnapshotError::Io { .. } => Status::internal(error.to_string()),
+            })?;
         tracing::info!(
             from = format_args!("{:x}", first.from),
             index,
