@@ -27,8 +27,8 @@ pub enum CrashPoint {
     PersistedNotAnnounced,
     /// The backend holds a durable point the WAL does not mark yet.
     BackendDurableNotMarked,
-    /// Between saving a leader's snapshot file and the WAL record saying it
-    /// replaced the log.
+    /// A leader's snapshot file is durable and the new backend built
+    /// beside the old, but the WAL does not yet say the log was replaced.
     SnapshotInstallHalfway,
     /// Some entries of a committed batch are applied, the rest not.
     MidApply,

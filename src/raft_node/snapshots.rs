@@ -174,8 +174,10 @@ impl RaftNode {
     }
 
     /// Replaces the whole state by a snapshot the leader sent, crash-safe
-    /// at every step: the snapshot file is durable before the WAL says the
-    /// log was replaced, and recovery uses the file only once the WAL does.
+    /// at every step: the snapshot file is durable (the transport made it
+    /// so) and the new backend built beside the old before the WAL says
+    /// the log was replaced, and recovery uses the file only once the WAL
+    /// does.
     pub(super) async fn install_snapshot(
         &mut self,
         raft_snapshot: RaftSnapshot,
@@ -191,7 +193,27 @@ impl RaftNode {
                 metadata.index, metadata.term, header.index, header.term,
             )));
         }
+        // First the new database, built beside the backend from the file,
+        // its state restored as on a restart, while the old state still
+        // serves reads: a file that fails its checks now stops the member
+        // before the WAL says the log was replaced, so it recovers from
+        // its own backend and WAL and asks again.
         let path = self.snapshots.path(header.term, header.index);
+        let backend = self.backend.clone();
+        let disk = self.snapshots.disk().clone();
+        let quota_bytes = self.quota_bytes;
+        let received = header.clone();
+        let (mut state, _, durable) = crate::storage::blocking::run(move || {
+            let mut reader = SnapshotReader::open(FileAt { disk, path })?;
+            if *reader.header() != received {
+                return Err("the file is not the snapshot received".to_string());
+            }
+            durable::build_from_snapshot(&backend, &mut reader, quota_bytes)
+        })
+        .await
+        .map_err(FatalError::BadSnapshot)?;
+        // Then the WAL mark: from here recovery finds the snapshot file
+        // newer than the backend and rebuilds the backend from it.
         let mut wal = self.wal.take().expect("wal present");
         let mark = SnapshotMark {
             index: header.index,
@@ -214,22 +236,7 @@ impl RaftNode {
         .await;
         self.wal = Some(wal);
         result?;
-        // Only now the backend: should this crash, recovery finds the
-        // snapshot file newer than the backend and rebuilds it from there.
-        // The new database is built beside the backend, its state restored
-        // from it as on a restart, while the old state still serves reads.
-        let backend = self.backend.clone();
-        let disk = self.snapshots.disk().clone();
-        let quota_bytes = self.quota_bytes;
-        let (mut state, _, durable) = crate::storage::blocking::run(move || {
-            let mut reader = SnapshotReader::open(FileAt { disk, path })?;
-            if *reader.header() != header {
-                return Err("the file is not the snapshot received".to_string());
-            }
-            durable::build_from_snapshot(&backend, &mut reader, quota_bytes)
-        })
-        .await
-        .map_err(FatalError::BadSnapshot)?;
+        // Last, the swap.
         let revision = durable.revision;
         state.track_changes();
         self.shared
