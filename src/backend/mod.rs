@@ -369,8 +369,13 @@ impl Backend {
                 .map_err(engine)
         })?;
         let made = Backend { db: Some(db) };
-        fill(&made)?;
+        let filled = fill(&made);
         drop(made);
+        if let Err(error) = filled {
+            // Half a database is no one's: it goes rather than lie there.
+            let _ = disk.remove(path);
+            return Err(error);
+        }
         disk.sync(path).map_err(engine)
     }
 

@@ -633,3 +633,54 @@ fn unflushed_bytes_count_submissions_until_they_commit() {
         "what a replace drops is not owed"
     );
 }
+
+/// A view of a database that was replaced reads no more: the file under
+/// it is the new database's.
+#[tokio::test]
+async fn a_view_of_a_replaced_database_reads_no_more() {
+    let sim = Arc::new(SimDisk::new());
+    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+    let writer = super::Writer::new(
+        sim.clone(),
+        &db_path(),
+        Backend::open(sim.clone(), &db_path()).unwrap(),
+        super::Durable::default(),
+        1,
+    );
+    let put = |main: i64| Batch {
+        consistent_index: main as u64,
+        records: vec![(
+            Revision::new(main, 0),
+            Record::Put(KeyValue {
+                key: b"key".to_vec(),
+                create_revision: 2,
+                mod_revision: main,
+                version: main - 1,
+                value: vec![7; 10],
+                lease: 0,
+            }),
+        )],
+        compaction: None,
+        meta: None,
+    };
+    writer.submit(put(2));
+    let view = writer.view().await.unwrap();
+    assert_eq!(
+        view.records_from(Revision::new(0, 0), 1 << 20)
+            .unwrap()
+            .len(),
+        1
+    );
+    writer
+        .replace_now(&put(3), super::Durable::default())
+        .unwrap();
+    let refused = view.records_from(Revision::new(0, 0), 1 << 20).unwrap_err();
+    assert!(refused.to_string().contains("replaced"), "{refused}");
+    let fresh = writer.view().await.unwrap();
+    let records = fresh.records_from(Revision::new(0, 0), 1 << 20).unwrap();
+    assert_eq!(
+        records[0].0,
+        Revision::new(3, 0),
+        "a new view reads the new one"
+    );
+}

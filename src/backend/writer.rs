@@ -38,8 +38,19 @@ fn scratch_dir(backend: &Path) -> &Path {
 }
 
 /// Removes the scratch files a stopped process left beside the backend at
-/// `backend` (backups it was streaming).
+/// `backend` (backups it was streaming), and a database it was building
+/// to replace the backend (`replacement_path`).
 pub fn remove_scratch(disk: &dyn Disk, backend: &Path) {
+    if let Ok(built) = super::temp_path(backend) {
+        if disk.file_len(&built).is_ok() {
+            match disk.remove(&built) {
+                Ok(()) => tracing::info!(path = %built.display(), "removed a half-built database"),
+                Err(error) => {
+                    tracing::warn!(path = %built.display(), %error, "could not remove a half-built database")
+                }
+            }
+        }
+    }
     let dir = scratch_dir(backend);
     for name in disk.list(dir).unwrap_or_default() {
         if name.ends_with(SCRATCH_SUFFIX) {
@@ -90,6 +101,9 @@ struct Inner {
     commits: Mutex<()>,
     /// Views open now (`Writer::view`): compaction waits for none.
     views: Arc<std::sync::atomic::AtomicUsize>,
+    /// Databases installed over the first (`install`), changed under the
+    /// backend's write lock: a view of an older one reads no more.
+    epoch: std::sync::atomic::AtomicU64,
     /// `None` only while `replace` swaps the file.
     backend: RwLock<Option<Backend>>,
     pending: Mutex<Option<Batch>>,
@@ -130,6 +144,7 @@ impl Writer {
                 path: path.to_path_buf(),
                 commits: Mutex::new(()),
                 views: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+                epoch: std::sync::atomic::AtomicU64::new(0),
                 backend: RwLock::new(Some(backend)),
                 pending: Mutex::new(None),
                 unflushed: std::sync::atomic::AtomicU64::new(0),
@@ -303,9 +318,11 @@ impl Writer {
             inner
                 .views
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let epoch = inner.epoch.load(std::sync::atomic::Ordering::SeqCst);
             Ok(View {
                 view,
-                views: inner.views.clone(),
+                inner: inner.clone(),
+                epoch,
             })
         })
         .await
@@ -333,15 +350,20 @@ impl Writer {
     }
 }
 
-/// A consistent read of the whole backend (`Writer::view`).
+/// A consistent read of the whole backend (`Writer::view`). Its reads
+/// fail once the database it reads was replaced (`Writer::install`): the
+/// file under it is then another database's, whose pages it must never
+/// read as its own.
 pub struct View {
     view: super::ReadView,
-    views: Arc<std::sync::atomic::AtomicUsize>,
+    inner: Arc<Inner>,
+    /// `Inner::epoch` when the view began.
+    epoch: u64,
 }
 
 impl Drop for View {
     fn drop(&mut self) {
-        self.views.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        (self.inner.views).fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -357,13 +379,27 @@ impl View {
         from: Revision,
         budget_bytes: u64,
     ) -> Result<Vec<(Revision, Record)>, Error> {
-        self.view.records_from(from, budget_bytes)
+        self.reading(|view| view.records_from(from, budget_bytes))
+    }
+
+    /// Runs `read` while the database cannot be replaced, if it was not.
+    fn reading<T>(
+        &self,
+        read: impl FnOnce(&super::ReadView) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let _open = self.inner.backend.read().expect("backend lock");
+        if self.inner.epoch.load(std::sync::atomic::Ordering::SeqCst) != self.epoch {
+            return Err(Error::Engine(
+                "the backend was replaced (a leader's snapshot) while this view was open".into(),
+            ));
+        }
+        read(&self.view)
     }
 }
 
 impl ColdLog for View {
     fn get(&self, revisions: &[Revision]) -> Result<Vec<Record>, String> {
-        self.view.get(revisions).map_err(|error| error.to_string())
+        (self.reading(|view| view.get(revisions))).map_err(|error| error.to_string())
     }
 
     fn scan(
@@ -372,8 +408,7 @@ impl ColdLog for View {
         through_main: i64,
         visit: &mut dyn FnMut(Revision, Record),
     ) -> Result<(), String> {
-        self.view
-            .scan(from, through_main, visit)
+        (self.reading(|view| view.scan(from, through_main, visit)))
             .map_err(|error| error.to_string())
     }
 }
@@ -479,7 +514,9 @@ impl Inner {
             self.unflushed
                 .fetch_sub(batch_bytes(&dropped), std::sync::atomic::Ordering::SeqCst);
         }
-        // The old database closes before its file is replaced.
+        // The old database closes before its file is replaced, and its
+        // views read no more.
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         drop(backend.take());
         let built = super::temp_path(&self.path)?;
         self.disk

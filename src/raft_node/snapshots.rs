@@ -1,5 +1,6 @@
-//! Snapshots: marking the backend's durable point in the WAL, images for
-//! lagging followers, and installing a leader's snapshot crash-safely.
+//! Snapshots: marking the backend's durable point in the WAL, streamed
+//! snapshots for lagging followers, and installing a leader's snapshot
+//! crash-safely.
 
 use std::sync::Arc;
 
@@ -20,8 +21,8 @@ impl RaftNode {
     ///   asks), the backend's durable point is marked in the WAL, and WAL
     ///   segments and log entries before the previous mark are released;
     /// - when raft needs a snapshot for a follower the log no longer
-    ///   serves, the state image is made for it off the loop, from a view
-    ///   of the backend, and handed to raft once made.
+    ///   serves, a view of the backend is taken off the loop and handed to
+    ///   raft (its header) and the transport (its stream) once taken.
     pub(super) async fn maybe_snapshot(&mut self) -> Result<(), FatalError> {
         self.check_backend()?;
         let applied = self.raw.raft.raft_log.applied;
@@ -198,7 +199,7 @@ impl RaftNode {
         // serves reads: a file that fails its checks now stops the member
         // before the WAL says the log was replaced, so it recovers from
         // its own backend and WAL and asks again.
-        let path = self.snapshots.path(header.term, header.index);
+        let path = self.snapshots.received_path(header.term, header.index);
         let backend = self.backend.clone();
         let disk = self.snapshots.disk().clone();
         let quota_bytes = self.quota_bytes;
@@ -212,8 +213,11 @@ impl RaftNode {
         })
         .await
         .map_err(FatalError::BadSnapshot)?;
-        // Then the WAL mark: from here recovery finds the snapshot file
-        // newer than the backend and rebuilds the backend from it.
+        // Then the file becomes the member's and the WAL marks it: from
+        // here recovery finds the snapshot file newer than the backend and
+        // rebuilds the backend from it. (Until raft took it, it waited in
+        // `incoming`, where recovery never looks.)
+        let snapshots = self.snapshots.clone();
         let mut wal = self.wal.take().expect("wal present");
         let mark = SnapshotMark {
             index: header.index,
@@ -225,6 +229,7 @@ impl RaftNode {
         let crash: Result<(), FatalError> = Ok(());
         let (wal, result) = crate::storage::blocking::run(move || {
             let result = (|| -> Result<(), FatalError> {
+                snapshots.adopt(mark.term, mark.index)?;
                 crash?;
                 wal.mark_installed(mark);
                 wal.sync()?;
@@ -236,7 +241,10 @@ impl RaftNode {
         .await;
         self.wal = Some(wal);
         result?;
-        // Last, the swap.
+        // Last, the swap. Views of the old database read no more: the
+        // snapshot for followers made from one goes too.
+        self.snapshot_source = None;
+        self.follower_snapshot = None;
         let revision = durable.revision;
         state.track_changes();
         self.shared

@@ -566,8 +566,21 @@ impl Server {
                 tracing::error!(%error, "the backend's view cannot be read");
                 Error::Corrupt
             };
-            let header = crate::raft_node::view_header(&view).map_err(corrupt)?;
+            let mut header = crate::raft_node::view_header(&view).map_err(corrupt)?;
             let revision = header.current_revision;
+            // What every member at this index holds alike: the parts as of
+            // the index (each member stores them as of its own last change
+            // to them), and neither raft's term nor its configuration.
+            let mut parts = crate::apply::StateMachine::from_stored(
+                &header.parts,
+                crate::mvcc::Store::new(),
+                0,
+            )
+            .map_err(corrupt)?;
+            parts.skip(header.index);
+            header.parts = parts.encode_parts();
+            header.term = 0;
+            header.conf_state = Vec::new();
             struct Crc(u32);
             impl crate::storage::snapshot::PieceSink for Crc {
                 fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {

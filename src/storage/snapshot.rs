@@ -50,6 +50,8 @@ pub const PIECE_BYTES_MAX: usize = super::record::RECORD_PAYLOAD_MAX + PIECE_TAR
 /// A format-2 file's magic, version and checksum.
 const LEGACY_HEADER_BYTES: usize = 12;
 const SUFFIX: &str = ".snap";
+/// A file being written ends so until it is whole.
+const TEMP_SUFFIX: &str = ".tmp";
 /// Older snapshots kept besides the newest, as a fallback if the newest is
 /// found corrupt while the WAL still covers the gap.
 pub const SNAPSHOTS_KEPT: usize = 2;
@@ -530,6 +532,8 @@ pub struct Found {
 pub struct NewSnapshotFile {
     disk: Arc<dyn Disk>,
     temp: PathBuf,
+    /// Where `keep` puts it: the snapshot directory, or its `incoming`.
+    dir: PathBuf,
     term: u64,
     index: u64,
 }
@@ -552,7 +556,16 @@ impl PieceSink for NewSnapshotFile {
 pub struct SnapshotDir {
     disk: Arc<dyn Disk>,
     dir: PathBuf,
+    /// `INCOMING`: snapshots received from a leader that raft has not
+    /// taken yet. Recovery never reads them, and `open` empties it.
+    incoming: PathBuf,
+    /// Receives begun, for their files' temporary names: a receive cut
+    /// off while its blocking work still runs never shares one.
+    receives: std::sync::atomic::AtomicU64,
 }
+
+/// The subdirectory of received snapshots (`SnapshotDir::receive`).
+pub const INCOMING: &str = "incoming";
 
 fn file_name(term: u64, index: u64) -> String {
     format!("{term:016x}-{index:016x}{SUFFIX}")
@@ -565,15 +578,31 @@ fn parse_index(name: &str) -> Option<u64> {
 }
 
 impl SnapshotDir {
+    /// Opens (or makes) the directory, removing what no one will read:
+    /// received snapshots raft never took, and temporary files of writes
+    /// a crash cut off.
     pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<SnapshotDir, SnapshotError> {
-        disk.create_dir_all(dir)
-            .map_err(|source| SnapshotError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let incoming = dir.join(INCOMING);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SnapshotError::Io { path, source }
+        };
+        disk.create_dir_all(&incoming).map_err(io(&incoming))?;
+        for name in disk.list(&incoming).map_err(io(&incoming))? {
+            let path = incoming.join(name);
+            disk.remove(&path).map_err(io(&path))?;
+        }
+        for name in disk.list(dir).map_err(io(dir))? {
+            if name.ends_with(TEMP_SUFFIX) {
+                let path = dir.join(name);
+                disk.remove(&path).map_err(io(&path))?;
+            }
+        }
         Ok(SnapshotDir {
             disk,
             dir: dir.to_path_buf(),
+            incoming,
+            receives: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -589,7 +618,28 @@ impl SnapshotDir {
     /// Starts the file of the snapshot at (`term`, `index`), under a
     /// temporary name.
     pub fn create(&self, term: u64, index: u64) -> Result<NewSnapshotFile, SnapshotError> {
-        let temp = self.dir.join(format!("{}.tmp", file_name(term, index)));
+        let temp = self
+            .dir
+            .join(format!("{}{TEMP_SUFFIX}", file_name(term, index)));
+        self.new_file(temp, self.dir.clone(), term, index)
+    }
+
+    /// Starts the file of a snapshot received from a leader, which `keep`
+    /// puts in `INCOMING` until raft takes it (`adopt`).
+    pub fn receive(&self, term: u64, index: u64) -> Result<NewSnapshotFile, SnapshotError> {
+        let number = (self.receives).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp =
+            (self.incoming).join(format!("{}.{number}{TEMP_SUFFIX}", file_name(term, index)));
+        self.new_file(temp, self.incoming.clone(), term, index)
+    }
+
+    fn new_file(
+        &self,
+        temp: PathBuf,
+        dir: PathBuf,
+        term: u64,
+        index: u64,
+    ) -> Result<NewSnapshotFile, SnapshotError> {
         self.disk
             .create(&temp)
             .map_err(|source| SnapshotError::Io {
@@ -599,27 +649,65 @@ impl SnapshotDir {
         Ok(NewSnapshotFile {
             disk: self.disk.clone(),
             temp,
+            dir,
             term,
             index,
         })
     }
 
+    /// Where a received snapshot waits for raft (`receive`).
+    pub fn received_path(&self, term: u64, index: u64) -> PathBuf {
+        self.incoming.join(file_name(term, index))
+    }
+
+    /// Makes the received snapshot at (`term`, `index`) one of the
+    /// member's, durably (raft took it, and the WAL is about to say so),
+    /// keeping the newest `SNAPSHOTS_KEPT`; its path.
+    pub fn adopt(&self, term: u64, index: u64) -> Result<PathBuf, SnapshotError> {
+        let from = self.received_path(term, index);
+        let path = self.path(term, index);
+        self.disk
+            .rename(&from, &path)
+            .map_err(|source| SnapshotError::Io {
+                path: from.clone(),
+                source,
+            })?;
+        self.settle(&self.dir)?;
+        self.disk
+            .sync_dir(&self.incoming)
+            .map_err(|source| SnapshotError::Io {
+                path: self.incoming.clone(),
+                source,
+            })?;
+        Ok(path)
+    }
+
+    /// Removes all but the newest `SNAPSHOTS_KEPT` in `dir`, and makes
+    /// its names durable.
+    fn settle(&self, dir: &Path) -> Result<(), SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SnapshotError::Io { path, source }
+        };
+        let names = self.names_in(dir)?;
+        for (_, name) in names.iter().rev().skip(SNAPSHOTS_KEPT) {
+            let old = dir.join(name);
+            self.disk.remove(&old).map_err(io(&old))?;
+        }
+        self.disk.sync_dir(dir).map_err(io(dir))
+    }
+
     /// Makes a whole stream written to `file` durable under its name, then
     /// removes all but the newest `SNAPSHOTS_KEPT`; its path.
     pub fn keep(&self, file: NewSnapshotFile) -> Result<PathBuf, SnapshotError> {
-        let path = self.path(file.term, file.index);
+        let path = file.dir.join(file_name(file.term, file.index));
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }
         };
         self.disk.sync(&file.temp).map_err(io(&file.temp))?;
         self.disk.rename(&file.temp, &path).map_err(io(&path))?;
-        let names = self.names()?;
-        for (_, name) in names.iter().rev().skip(SNAPSHOTS_KEPT) {
-            let old = self.dir.join(name);
-            self.disk.remove(&old).map_err(io(&old))?;
-        }
-        self.disk.sync_dir(&self.dir).map_err(io(&self.dir))?;
+        self.settle(&file.dir)?;
         Ok(path)
     }
 
@@ -738,13 +826,15 @@ impl SnapshotDir {
 
     /// Snapshot files sorted by index, oldest first.
     fn names(&self) -> Result<Vec<(u64, String)>, SnapshotError> {
-        let names = self
-            .disk
-            .list(&self.dir)
-            .map_err(|source| SnapshotError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
+        self.names_in(&self.dir)
+    }
+
+    /// Snapshot files in `dir` sorted by index, oldest first.
+    fn names_in(&self, dir: &Path) -> Result<Vec<(u64, String)>, SnapshotError> {
+        let names = self.disk.list(dir).map_err(|source| SnapshotError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut indexed: Vec<(u64, String)> = names
             .into_iter()
             .filter_map(|name| parse_index(&name).map(|index| (index, name)))

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::snapshot::PieceSink as _;
 use proptest::prelude::*;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
@@ -668,4 +669,41 @@ fn a_log_written_before_preallocation_opens_and_moves_on() {
     let indexes: Vec<u64> = replay.entries.iter().map(|e| e.index).collect();
     assert_eq!(indexes, vec![1, 2, 3, 4]);
     assert_eq!(replay.hard_state.commit, 4);
+}
+
+/// A received snapshot waits in `incoming`, where recovery never looks,
+/// until raft takes it (`adopt`); one never adopted goes at the next open.
+#[test]
+fn a_received_snapshot_is_the_members_only_once_adopted() {
+    let disk: Arc<SimDisk> = Arc::new(SimDisk::new());
+    let path = Path::new("/node/member/snap");
+    let dir = SnapshotDir::open(disk.clone(), path).unwrap();
+    let indexes = |dir: &SnapshotDir| -> Vec<u64> {
+        let (valid, bad) = dir.load_newest_first().unwrap();
+        assert!(bad.is_empty());
+        valid.iter().map(|found| found.index).collect()
+    };
+    for index in [10, 20] {
+        let bytes = stream(2, index, &[vec![1; 10]]);
+        let mut file = dir.receive(2, index).unwrap();
+        let mut check = StreamCheck::default();
+        check.feed(&bytes).unwrap();
+        file.put(&bytes).unwrap();
+        dir.keep_checked(file, check).unwrap();
+    }
+    assert_eq!(indexes(&dir), Vec::<u64>::new(), "received, not taken");
+    dir.adopt(2, 10).unwrap();
+    assert_eq!(indexes(&dir), vec![10]);
+    drop(dir);
+    let dir = SnapshotDir::open(disk.clone(), path).unwrap();
+    assert_eq!(indexes(&dir), vec![10]);
+    assert!(
+        disk.list(&path.join("incoming")).unwrap().is_empty(),
+        "the snapshot raft never took is gone"
+    );
+
+    // A stream cut off leaves no file behind.
+    let file = dir.receive(2, 30).unwrap();
+    drop(file);
+    assert!(disk.list(&path.join("incoming")).unwrap().is_empty());
 }

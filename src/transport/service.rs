@@ -140,7 +140,7 @@ impl Raft for RaftService {
         let (term, index) = (metadata.term, metadata.index);
         let snapshots = self.snapshots.clone();
         let io = |error: SnapshotError| Status::internal(error.to_string());
-        let mut file = blocking::run(move || snapshots.create(term, index))
+        let mut file = blocking::run(move || snapshots.receive(term, index))
             .await
             .map_err(io)?;
         // Each chunk is checked (every piece it completes) and written.

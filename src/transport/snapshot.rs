@@ -19,12 +19,13 @@ use crate::proto::detcdpb::SnapshotChunk;
 /// Chunks read ahead of the network.
 const CHUNKS_AHEAD: usize = 2;
 /// A snapshot send that makes no progress for this long (a chunk not
-/// taken by the network, the follower not answering once all is sent) is
-/// given up; raft hears the follower is unreachable and tries again.
+/// taken by the network, the follower not answering once all is sent,
+/// more for a larger snapshot) is given up; raft hears the follower is
+/// unreachable and tries again.
 pub const SNAPSHOT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bytes a follower is given one `SNAPSHOT_STALL_TIMEOUT` to check and
-/// make durable, once it has them all.
+/// Bytes a follower is given one `SNAPSHOT_STALL_TIMEOUT` to make
+/// durable, once it has them all.
 const ANSWER_BYTES_PER_STALL: u64 = 256 * 1024 * 1024;
 
 /// A snapshot the transport can stream (the raft loop's, made from a view
@@ -88,7 +89,13 @@ impl SnapshotSend {
 
     /// Streams the snapshot; the bytes sent.
     async fn send(&self) -> Result<u64, String> {
-        let client = super::dial(&self.url).await?;
+        let client = tokio::select! {
+            biased;
+            client = super::dial(&self.url) => client?,
+            () = self.clock.sleep(super::DIAL_TIMEOUT) => {
+                return Err(format!("no connection in {:?}", super::DIAL_TIMEOUT))
+            }
+        };
         let mut client = client.max_encoding_message_size(super::PEER_MESSAGE_BYTES_MAX);
         let (sender, receiver) = mpsc::channel::<SnapshotChunk>(CHUNKS_AHEAD);
         let outgoing = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -130,8 +137,8 @@ impl SnapshotSend {
             }
             produced = &mut produce => produced?,
         };
-        // The follower answers once it checked the whole stream and made
-        // it durable: it reads the file back, so larger ones take longer.
+        // The follower answers once the whole stream is durable in its
+        // file: a larger one takes longer to sync.
         let allowance = SNAPSHOT_STALL_TIMEOUT * (1 + (bytes / ANSWER_BYTES_PER_STALL) as u32);
         tokio::select! {
             biased;

@@ -381,10 +381,15 @@ fn forged_snapshots_are_refused_before_raft_hears_of_them() {
         Some("ok")
     );
     let snap_dir = cluster.members[target].data_dir.join("member/snap");
-    let files: Vec<_> = std::fs::read_dir(&snap_dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name())
-        .collect();
+    let mut files = Vec::new();
+    for dir in [snap_dir.clone(), snap_dir.join("incoming")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
     assert!(files.is_empty(), "{files:?}");
     let status = &cluster.statuses(&[target])[0];
     assert!(
