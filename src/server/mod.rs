@@ -78,6 +78,9 @@ pub struct Server {
     rng: Arc<std::sync::Mutex<NodeRng>>,
     /// `--auth-token jwt`: tokens are signed and checked with these keys.
     jwt: Option<Arc<crate::auth::JwtProvider>>,
+    /// Backups begun by this member: each scratch file's number (per
+    /// member, not per process: the simulator runs several in one).
+    backups_made: Arc<std::sync::atomic::AtomicU64>,
     /// Whom requests run as: a client's user (`acting_for`), or `None` for
     /// the member's own requests (auto-compaction, health probes), which
     /// no permission limits.
@@ -192,6 +195,7 @@ impl Server {
             hasher: crate::auth::password::Hasher::new(config.bcrypt_cost),
             rng: Arc::new(std::sync::Mutex::new(NodeRng::from_seed(rng.next_u64()))),
             jwt,
+            backups_made: Arc::default(),
             caller: None,
         };
         let auto_compaction = crate::config::parse_auto_compaction(
@@ -620,7 +624,7 @@ impl Server {
             Error::Corrupt
         })?;
         let disk = self.shared.backend.disk().clone();
-        let number = BACKUPS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let number = (self.backups_made).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self
             .shared
             .backend
@@ -1163,8 +1167,6 @@ fn sabotaged_stale_read() -> bool {
     false
 }
 
-/// Backups written so far by this process: each scratch file's number.
-static BACKUPS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// The bytes read back at once for a backup's checksum, and sent at once.
 pub const BACKUP_READ_BYTES: usize = 1024 * 1024;
 
