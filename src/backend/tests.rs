@@ -593,31 +593,8 @@ fn a_view_is_one_commit_and_compaction_waits_for_it() {
 /// commands back on it.
 #[test]
 fn unflushed_bytes_count_submissions_until_they_commit() {
-    let sim = Arc::new(SimDisk::new());
-    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
-    let writer = super::Writer::new(
-        sim.clone(),
-        &db_path(),
-        Backend::open(sim.clone(), &db_path()).unwrap(),
-        super::Durable::default(),
-        1,
-    );
-    let batch = |main: i64| Batch {
-        consistent_index: main as u64,
-        records: vec![(
-            Revision::new(main, 0),
-            Record::Put(KeyValue {
-                key: b"key".to_vec(),
-                create_revision: 2,
-                mod_revision: main,
-                version: main - 1,
-                value: vec![0; 97],
-                lease: 0,
-            }),
-        )],
-        compaction: None,
-        meta: None,
-    };
+    let writer = new_writer();
+    let batch = |main: i64| put_of_key(main, 97);
     writer.submit(batch(2));
     writer.submit(batch(3));
     assert_eq!(writer.unflushed_bytes(), 2 * 100);
@@ -638,31 +615,8 @@ fn unflushed_bytes_count_submissions_until_they_commit() {
 /// it is the new database's.
 #[tokio::test]
 async fn a_view_of_a_replaced_database_reads_no_more() {
-    let sim = Arc::new(SimDisk::new());
-    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
-    let writer = super::Writer::new(
-        sim.clone(),
-        &db_path(),
-        Backend::open(sim.clone(), &db_path()).unwrap(),
-        super::Durable::default(),
-        1,
-    );
-    let put = |main: i64| Batch {
-        consistent_index: main as u64,
-        records: vec![(
-            Revision::new(main, 0),
-            Record::Put(KeyValue {
-                key: b"key".to_vec(),
-                create_revision: 2,
-                mod_revision: main,
-                version: main - 1,
-                value: vec![7; 10],
-                lease: 0,
-            }),
-        )],
-        compaction: None,
-        meta: None,
-    };
+    let writer = new_writer();
+    let put = |main: i64| put_of_key(main, 10);
     writer.submit(put(2));
     let view = writer.view().await.unwrap();
     assert_eq!(
@@ -683,4 +637,38 @@ async fn a_view_of_a_replaced_database_reads_no_more() {
         Revision::new(3, 0),
         "a new view reads the new one"
     );
+}
+
+/// A writer over a new database on a simulated disk.
+fn new_writer() -> super::Writer {
+    let sim = Arc::new(SimDisk::new());
+    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+    super::Writer::new(
+        sim.clone(),
+        &db_path(),
+        Backend::open(sim, &db_path()).unwrap(),
+        super::Durable::default(),
+        1,
+    )
+}
+
+/// A batch at index `main` holding a put of `key` at revision `main`
+/// with a value of `value_bytes`.
+fn put_of_key(main: i64, value_bytes: usize) -> Batch {
+    Batch {
+        consistent_index: main as u64,
+        records: vec![(
+            Revision::new(main, 0),
+            Record::Put(KeyValue {
+                key: b"key".to_vec(),
+                create_revision: 2,
+                mod_revision: main,
+                version: main - 1,
+                value: vec![7; value_bytes],
+                lease: 0,
+            }),
+        )],
+        compaction: None,
+        meta: None,
+    }
 }

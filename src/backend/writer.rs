@@ -382,6 +382,23 @@ impl View {
         self.reading(|view| view.records_from(from, budget_bytes))
     }
 
+    /// The next piece of revisions (about `PIECE_TARGET_BYTES`) from
+    /// `cursor` on, which moves past them; empty, with the cursor `None`,
+    /// once every revision was read. A snapshot, a backup and a hash read
+    /// a view this way, never whole.
+    pub fn next_piece(
+        &self,
+        cursor: &mut Option<Revision>,
+    ) -> Result<Vec<(Revision, Record)>, Error> {
+        let Some(from) = *cursor else {
+            return Ok(Vec::new());
+        };
+        let budget = crate::storage::snapshot::PIECE_TARGET_BYTES as u64;
+        let records = self.records_from(from, budget)?;
+        *cursor = (records.last()).map(|(last, _)| Revision::new(last.main, last.sub + 1));
+        Ok(records)
+    }
+
     /// Runs `read` while the database cannot be replaced, if it was not.
     fn reading<T>(
         &self,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, Batch, Durable, Loaded, StateMeta, View, Writer};
 use crate::mvcc::{ColdLog, Rebuild, Record, Revision};
 use crate::proto::detcdpb::SnapshotHeader;
-use crate::storage::snapshot::{ReadAt, SnapshotReader, SnapshotWriter, PIECE_TARGET_BYTES};
+use crate::storage::snapshot::{ReadAt, SnapshotReader, SnapshotWriter};
 use crate::transport::{NextChunk, SnapshotChunks, SnapshotSource};
 
 /// What the backend stores as the state at `state.applied_index()`,
@@ -194,22 +194,18 @@ impl ViewReading {
             self.writer = Some(writer);
             return Ok(Some(chunk));
         }
-        let Some(from) = self.next else {
+        if self.next.is_none() {
             return Ok(None);
-        };
-        let records = (self.view)
-            .records_from(from, PIECE_TARGET_BYTES as u64)
-            .map_err(|error| error.to_string())?;
+        }
+        let records = (self.view.next_piece(&mut self.next)).map_err(|error| error.to_string())?;
         let mut writer = self.writer.take().ok_or("the stream ended")?;
-        let Some(&(last, _)) = records.last() else {
-            self.next = None;
+        if self.next.is_none() {
             return writer.finish().map(Some).map_err(io);
-        };
+        }
         for (revision, record) in &records {
             writer.push(*revision, record).map_err(io)?;
         }
         writer.flush_records().map_err(io)?;
-        self.next = Some(Revision::new(last.main, last.sub + 1));
         let chunk = std::mem::take(writer.sink_mut());
         self.writer = Some(writer);
         Ok(Some(chunk))

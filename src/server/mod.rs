@@ -595,18 +595,13 @@ impl Server {
             let io = |error: std::io::Error| corrupt(error.to_string());
             let mut writer =
                 crate::storage::snapshot::SnapshotWriter::new(Crc(0), header).map_err(io)?;
-            let mut from = crate::mvcc::Revision::new(0, 0);
-            loop {
-                let records = view
-                    .records_from(from, crate::storage::snapshot::PIECE_TARGET_BYTES as u64)
-                    .map_err(|error| corrupt(error.to_string()))?;
-                let Some(&(last, _)) = records.last() else {
-                    break;
-                };
+            let mut cursor = Some(crate::mvcc::Revision::new(0, 0));
+            while cursor.is_some() {
+                let records =
+                    (view.next_piece(&mut cursor)).map_err(|error| corrupt(error.to_string()))?;
                 for (revision, record) in &records {
                     writer.push(*revision, record).map_err(io)?;
                 }
-                from = crate::mvcc::Revision::new(last.main, last.sub + 1);
             }
             Ok((writer.finish().map_err(io)?.0, revision))
         })
@@ -1222,19 +1217,8 @@ fn write_backup(mut file: BackupFile, view: &crate::backend::View) -> Result<Bac
     file.disk
         .create(&file.path)
         .map_err(|error| disk_error(error.to_string()))?;
-    let mut next = Some(crate::mvcc::Revision::new(0, 0));
-    let records = || {
-        let Some(from) = next else {
-            return Ok(Vec::new());
-        };
-        let records = view
-            .records_from(from, crate::storage::snapshot::PIECE_TARGET_BYTES as u64)
-            .map_err(|error| error.to_string())?;
-        next = records
-            .last()
-            .map(|(last, _)| crate::mvcc::Revision::new(last.main, last.sub + 1));
-        Ok(records)
-    };
+    let mut cursor = Some(crate::mvcc::Revision::new(0, 0));
+    let records = || (view.next_piece(&mut cursor)).map_err(|error| error.to_string());
     let (_, pages) = crate::backup::write_pages(Pages(&*file.disk, &file.path), &header, records)
         .map_err(|error| disk_error(error.to_string()))?;
     let body = pages * crate::backup::bolt::PAGE_BYTES as u64;
