@@ -108,6 +108,8 @@ struct Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthStore {
     enabled: bool,
+    /// Enabled at some point: etcd's backend holds its `enabled` key.
+    enabled_once: bool,
     /// Moves on every change that can change an answer: users, roles,
     /// permissions, enabling and disabling.
     revision: u64,
@@ -120,6 +122,7 @@ impl Default for AuthStore {
     fn default() -> AuthStore {
         AuthStore {
             enabled: false,
+            enabled_once: false,
             revision: 1,
             users: BTreeMap::new(),
             roles: BTreeMap::new(),
@@ -184,6 +187,7 @@ impl AuthStore {
             return Err(Error::RootRoleNotExist);
         }
         self.enabled = true;
+        self.enabled_once = true;
         Ok(())
     }
 
@@ -508,6 +512,7 @@ impl AuthStore {
     pub fn to_proto(&self) -> AuthState {
         AuthState {
             enabled: self.enabled,
+            enabled_once: self.enabled_once,
             revision: self.revision,
             users: self
                 .users
@@ -540,6 +545,7 @@ impl AuthStore {
         };
         let mut store = AuthStore {
             enabled: state.enabled,
+            enabled_once: state.enabled_once || state.enabled,
             revision: state.revision,
             ..AuthStore::default()
         };

@@ -50,6 +50,37 @@ fn enabling_needs_root_with_the_root_role() {
     assert_eq!(store.revision(), before + 1);
 }
 
+/// etcd writes its backend's `enabled` key when auth is first enabled and
+/// keeps it from then on; a backup's auth bucket follows the flag.
+#[test]
+fn the_state_remembers_auth_was_enabled_once() {
+    let mut store = AuthStore::default();
+    store.disable();
+    assert!(!store.to_proto().enabled_once);
+    store = store_with(&[]);
+    store.disable();
+    let state = store.to_proto();
+    assert!(!state.enabled && state.enabled_once);
+    assert!(
+        AuthStore::from_proto(state)
+            .unwrap()
+            .to_proto()
+            .enabled_once
+    );
+    // States written before the flag: enabled implies it.
+    let older = AuthState {
+        enabled: true,
+        enabled_once: false,
+        ..store_with(&[]).to_proto()
+    };
+    assert!(
+        AuthStore::from_proto(older)
+            .unwrap()
+            .to_proto()
+            .enabled_once
+    );
+}
+
 #[test]
 fn root_is_protected_while_auth_is_on() {
     let mut store = store_with(&[]);

@@ -1,6 +1,5 @@
 //! A state as etcd 3.4's backend holds it: the buckets of a bbolt file
-//! that etcd (and `etcdctl snapshot restore`) reads, plus the `detcd`
-//! bucket with detcd's own state image.
+//! that etcd (and `etcdctl snapshot restore`) reads.
 //!
 //! What goes where, as etcd writes it:
 //! - `key`: revision (main and sub, 8 bytes each, big endian, joined by
@@ -16,19 +15,21 @@
 //!   `clusterVersion`;
 //! - `alarm`: an `AlarmMember` message → nothing.
 //!
-//! - `detcd`: `state`, a `SnapshotHeader` without revisions (the raft
-//!   index, the state besides the revisions, the current and compact
-//!   revisions), which etcd ignores.
+//! Nothing else: `etcdctl snapshot status` counts every bucket's keys,
+//! and a backup of the same state counts what etcd's does. Backups of
+//! detcd versions before this one also held a `detcd` bucket (`state`: a
+//! `SnapshotHeader` without revisions; before that `image`: the whole
+//! state image); `open` still reads it.
 //!
-//! `to_state` reads the same buckets back, which is how detcd restores a
-//! snapshot etcd saved.
+//! `to_state` reads the buckets back, which is how detcd restores a
+//! snapshot etcd saved, and its own.
 
 use std::collections::BTreeMap;
 
 use prost::Message as _;
 
 use super::bolt::{Bucket, Entries};
-use super::{DETCD_BUCKET, KEY_BUCKET, STATE_KEY};
+use super::KEY_BUCKET;
 use crate::apply::StateMachine;
 use crate::auth::AuthStore;
 use crate::lease::Leases;
@@ -64,7 +65,7 @@ pub fn of(state: &StateMachine) -> Result<Vec<Bucket>, crate::mvcc::Error> {
 
 /// Every bucket but `key`, sorted by name, for the state `header`
 /// describes (`state` holds its members, alarms, leases and auth; its
-/// store is not read), the `detcd` bucket holding the header.
+/// store is not read).
 pub fn others(state: &StateMachine, header: &SnapshotHeader) -> Vec<Bucket> {
     let mut buckets = vec![
         bucket(b"meta", {
@@ -140,27 +141,18 @@ pub fn others(state: &StateMachine, header: &SnapshotHeader) -> Vec<Bucket> {
                 .collect(),
         ),
         bucket(b"members_removed", Vec::new()),
-        bucket(
-            DETCD_BUCKET,
-            vec![(STATE_KEY.to_vec(), header.encode_to_vec())],
-        ),
     ];
-    // etcd writes these keys at the first auth change, none before.
+    // etcd writes `authRevision` when it starts, and `enabled` when auth
+    // is first enabled, keeping it (0 or 1) from then on.
     let auth = state.auth().to_proto();
-    let touched = auth.enabled || auth.revision > 0;
-    buckets.push(bucket(
-        b"auth",
-        [
-            (
-                b"authRevision".to_vec(),
-                auth.revision.to_be_bytes().to_vec(),
-            ),
-            (b"enabled".to_vec(), vec![u8::from(auth.enabled)]),
-        ]
-        .into_iter()
-        .filter(|_| touched)
-        .collect(),
-    ));
+    let mut auth_keys = vec![(
+        b"authRevision".to_vec(),
+        auth.revision.to_be_bytes().to_vec(),
+    )];
+    if auth.enabled_once {
+        auth_keys.push((b"enabled".to_vec(), vec![u8::from(auth.enabled)]));
+    }
+    buckets.push(bucket(b"auth", auth_keys));
     buckets.push(bucket(
         b"authUsers",
         auth.users
@@ -279,6 +271,7 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
     };
     let auth = AuthState {
         enabled: value_of(b"auth", b"enabled") == Some(&[1]),
+        enabled_once: value_of(b"auth", b"enabled").is_some(),
         revision,
         users: decode_all(b"authUsers")?
             .into_iter()
@@ -292,5 +285,15 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
             .map_err(|error| format!("a role: {error}"))?,
     };
     let auth = AuthStore::from_proto(auth)?;
-    StateMachine::from_parts(store, leases, auth, 0)
+    let applied = match value_of(b"meta", b"consistent_index") {
+        Some(bytes) => u64::from_be_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| format!("consistent_index holds {} bytes, not 8", bytes.len()))?,
+        ),
+        None => 0,
+    };
+    let mut state = StateMachine::from_parts(store, leases, auth, 0)?;
+    state.skip(applied);
+    Ok(state)
 }

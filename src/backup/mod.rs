@@ -11,13 +11,13 @@
 //! snapshot status` reads and `etcdctl snapshot restore` turns into a data
 //! dir etcd 3.4 starts from, with the same keys and revisions.
 //!
-//! detcd's own restore reads its applied state image (`StateMachine::
-//! encode`: keys with every revision since the last compaction, leases
-//! with their checkpoints, alarms, auth, members) from one more bucket,
-//! `detcd`, which etcd ignores: the image holds state etcd's buckets do
-//! not (lease checkpoints, the applied index of each piece). Backups that
-//! older detcd versions wrote (`LEGACY_MAGIC`, length, image, padding,
-//! SHA-256) still restore. `restore` turns a backup into a new member's
+//! Those buckets are all a backup holds, so `etcdctl snapshot status`
+//! counts the keys etcd's backup of the same state holds, and detcd
+//! restores its own backups as it restores etcd's. Backups of earlier
+//! detcd versions held one more bucket, `detcd` (its `state`: a
+//! `SnapshotHeader` without revisions; before that `image`: the whole
+//! state image), and those before them were `LEGACY_MAGIC`, length,
+//! image, padding, SHA-256; both still restore. `restore` turns a backup into a new member's
 //! data dir for a new cluster, with the membership the flags name: the
 //! same keys, revisions and leases, a new cluster id.
 //!
@@ -52,9 +52,9 @@ pub const CHECKSUM_BYTES: usize = 32;
 pub const PAGE_BYTES: usize = 512;
 /// The first bytes of a backup older detcd versions wrote.
 pub const LEGACY_MAGIC: &[u8; 8] = b"DETCDBAK";
-/// The bucket holding detcd's state besides the revisions, and its one
-/// key (a `SnapshotHeader` without revisions: the `key` bucket holds
-/// them).
+/// The bucket in which backups of earlier detcd versions held detcd's
+/// state besides the revisions, and its key (a `SnapshotHeader` without
+/// revisions: the `key` bucket holds them).
 const DETCD_BUCKET: &[u8] = b"detcd";
 const STATE_KEY: &[u8] = b"state";
 /// The key of the whole state image that backups of detcd versions before
@@ -92,7 +92,7 @@ pub fn frame(state: &StateMachine) -> Result<Vec<u8>, crate::mvcc::Error> {
     Ok(file)
 }
 
-/// What the `detcd` bucket holds of `state`.
+/// `state` besides its revisions, as a view of the backend describes it.
 fn detcd_header(state: &StateMachine) -> SnapshotHeader {
     SnapshotHeader {
         index: state.applied_index(),
@@ -532,6 +532,17 @@ mod tests {
         }
     }
 
+    /// The buckets with the `detcd` bucket the backups of detcd versions
+    /// before this one held: the state besides the revisions.
+    fn with_detcd_state(mut buckets: Vec<bolt::Bucket>, state: &StateMachine) -> Vec<bolt::Bucket> {
+        buckets.push(bolt::Bucket {
+            name: DETCD_BUCKET.to_vec(),
+            entries: vec![(STATE_KEY.to_vec(), detcd_header(state).encode_to_vec())],
+        });
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        buckets
+    }
+
     fn file_of(buckets: &[bolt::Bucket]) -> Vec<u8> {
         let mut file = bolt::write(buckets);
         let sum = checksum(&file);
@@ -539,11 +550,49 @@ mod tests {
         file
     }
 
+    /// A backup of the state as detcd kept it before backups held etcd's
+    /// buckets alone.
+    #[test]
+    fn a_backup_with_the_detcd_state_still_restores() {
+        let file = file_of(&with_detcd_state(
+            etcd_buckets::of(&state()).unwrap(),
+            &state(),
+        ));
+        let opened = open(&file).unwrap();
+        assert_eq!(opened.encode().unwrap(), state().encode().unwrap());
+    }
+
+    /// `etcdctl snapshot status` counts the keys of every bucket: a backup
+    /// holds the ones etcd 3.4 holds for the same state, no more.
+    #[test]
+    fn a_backup_holds_the_keys_etcd_holds() {
+        // Three revisions; meta's consistent_index; cluster's version;
+        // auth's revision (etcd writes `enabled` only once auth is on).
+        assert_eq!(status(&backup()).unwrap().total_keys, 3 + 1 + 1 + 1);
+        let buckets =
+            bolt::by_name(bolt::read(&backup()[..backup().len() - CHECKSUM_BYTES]).unwrap());
+        let names: Vec<&[u8]> = buckets.keys().map(Vec::as_slice).collect();
+        assert_eq!(
+            names,
+            [
+                &b"alarm"[..],
+                b"auth",
+                b"authRoles",
+                b"authUsers",
+                b"cluster",
+                b"key",
+                b"lease",
+                b"members",
+                b"members_removed",
+                b"meta"
+            ]
+        );
+    }
+
     #[test]
     fn etcd_buckets_alone_give_the_same_store() {
         // What etcd's own snapshot holds: its buckets, no detcd image.
-        let mut buckets = etcd_buckets::of(&state()).unwrap();
-        buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
+        let buckets = etcd_buckets::of(&state()).unwrap();
         let opened = open(&file_of(&buckets)).unwrap();
         assert_eq!(
             opened.store().encode_image(),
@@ -562,7 +611,7 @@ mod tests {
             ..Default::default()
         };
         later.apply(4, Some(&Request::Put(put))).unwrap().unwrap();
-        let mut buckets = etcd_buckets::of(&state()).unwrap();
+        let mut buckets = with_detcd_state(etcd_buckets::of(&state()).unwrap(), &state());
         let keys = buckets.iter_mut().find(|b| b.name == KEY_BUCKET).unwrap();
         keys.entries = etcd_buckets::key_entries(&later).unwrap();
         let opened = open(&file_of(&buckets)).unwrap();
@@ -576,7 +625,6 @@ mod tests {
         // snapshot taken before any of it ran: the log is whole.
         let mut compacted = state();
         let mut buckets = etcd_buckets::of(&compacted).unwrap();
-        buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
         let meta = buckets.iter_mut().find(|b| b.name == b"meta").unwrap();
         meta.entries.push((
             b"scheduledCompactRev".to_vec(),
@@ -601,7 +649,6 @@ mod tests {
     #[test]
     fn etcd_buckets_that_no_etcd_writes_are_refused() {
         let mut buckets = etcd_buckets::of(&state()).unwrap();
-        buckets.retain(|bucket| bucket.name != DETCD_BUCKET);
         let at = buckets.iter().position(|b| b.name == KEY_BUCKET).unwrap();
         buckets[at].entries.remove(0); // revision 2 missing: a hole in history
         assert!(open(&file_of(&buckets)).is_err());
@@ -643,7 +690,7 @@ mod tests {
     /// state image in the `detcd` bucket.
     #[test]
     fn a_backup_with_a_whole_state_image_still_restores() {
-        let mut buckets = etcd_buckets::of(&state()).unwrap();
+        let mut buckets = with_detcd_state(etcd_buckets::of(&state()).unwrap(), &state());
         let detcd = buckets.iter_mut().find(|b| b.name == DETCD_BUCKET).unwrap();
         detcd.entries = vec![(IMAGE_KEY.to_vec(), state().encode().unwrap())];
         let opened = open(&file_of(&buckets)).unwrap();
