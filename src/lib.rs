@@ -33,5 +33,6 @@ pub mod watch;
 /// and the metrics, so client libraries that gate features on the server
 /// version treat us as it.
 pub const ETCD_API_VERSION: &str = "3.4.23";
-/// The cluster version etcd 3.4.23 reports (/version's `etcdcluster`).
+/// The cluster version a new cluster's leader sets, as etcd 3.4.23's does
+/// (/version's `etcdcluster`, the `cluster` bucket of a backup).
 pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";

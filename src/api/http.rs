@@ -300,7 +300,7 @@ async fn answer(server: &Server, path: &str, query: &str) -> Response<Body> {
             format!(
                 "{{\"etcdserver\":\"{}\",\"etcdcluster\":\"{}\"}}",
                 crate::ETCD_API_VERSION,
-                crate::ETCD_CLUSTER_VERSION
+                server.cluster_version()
             ),
         ),
         "/metrics" => reply(
@@ -347,10 +347,25 @@ async fn health(server: &Server, serializable: bool) -> Result<(), String> {
     if !alarms.alarms.is_empty() {
         return Err("alarm activated".into());
     }
-    if !server.has_leader() {
+    if !serializable && !server.has_leader() {
         return Err("no leader".into());
     }
-    read(server, serializable).await
+    // etcd 3.4's /health reads through raft (a v2 QGET), serializable or
+    // not: an entry in the log, which a member without a leader cannot
+    // commit. So does this, and both count the same raft index.
+    let request = RangeRequest {
+        key: b"health".to_vec(),
+        keys_only: true,
+        limit: 1,
+        ..RangeRequest::default()
+    };
+    tokio::select! {
+        biased;
+        result = server.range_through_raft(request) => {
+            result.map(|_| ()).map_err(|error| error.to_string())
+        }
+        _ = server.clock().sleep(HEALTH_READ_TIMEOUT) => Err("timed out".into()),
+    }
 }
 
 async fn read(server: &Server, serializable: bool) -> Result<(), String> {

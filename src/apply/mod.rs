@@ -45,6 +45,8 @@ pub enum Response {
     Compaction(CompactionResponse),
     /// A member's published attributes were recorded.
     Published,
+    /// The cluster version was set.
+    ClusterVersionSet,
     /// A membership change was applied; the members after it.
     Members(Vec<Member>),
     /// An alarm request was applied; the alarms it changed.
@@ -86,6 +88,10 @@ pub struct StateMachine {
     alarms: Alarms,
     leases: Leases,
     auth: AuthStore,
+    /// The version the cluster's leader set (etcd's cluster version, which
+    /// a new cluster's leader sets once its term's first entry applied);
+    /// empty until then.
+    cluster_version: String,
     /// Whether members, alarms, leases or auth may have changed since
     /// `take_parts_if_changed` last handed them out: set by every request
     /// that is not a key-value one (those change only the store; a lease's
@@ -116,6 +122,7 @@ impl StateMachine {
             alarms: Alarms::default(),
             leases: Leases::default(),
             auth: AuthStore::default(),
+            cluster_version: String::new(),
             parts_changed: true,
         }
     }
@@ -139,6 +146,18 @@ impl StateMachine {
 
     pub fn members(&self) -> &Members {
         &self.members
+    }
+
+    /// The cluster version its leader set; empty: not decided yet.
+    pub fn cluster_version(&self) -> &str {
+        &self.cluster_version
+    }
+
+    /// A state read from etcd's buckets: the version etcd's `cluster`
+    /// bucket holds.
+    pub fn set_cluster_version(&mut self, version: String) {
+        self.cluster_version = version;
+        self.parts_changed = true;
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -209,6 +228,10 @@ impl StateMachine {
                 self.members
                     .publish(attributes.id, &attributes.name, &attributes.client_urls);
                 Ok(Response::Published)
+            }
+            Request::ClusterVersionSet(set) => {
+                self.cluster_version = set.ver.clone();
+                Ok(Response::ClusterVersionSet)
             }
             Request::MemberUpdate(update) => self.change_members(
                 &MembershipChange::UpdatePeerUrls(update.id, update.peer_urls.clone()),
@@ -608,6 +631,7 @@ impl StateMachine {
             alarms: self.alarms.to_stored(),
             leases: self.leases.to_stored(),
             auth: Some(self.auth.to_proto()),
+            cluster_version: self.cluster_version.clone(),
         }
     }
 
@@ -658,6 +682,7 @@ impl StateMachine {
         state.applied_index = parts.applied_index;
         state.members = Members::from_stored(parts.members);
         state.alarms = Alarms::from_stored(parts.alarms);
+        state.cluster_version = parts.cluster_version;
         Ok(state)
     }
 
@@ -704,6 +729,7 @@ impl StateMachine {
             alarms: Alarms::default(),
             leases,
             auth,
+            cluster_version: String::new(),
             parts_changed: true,
         })
     }

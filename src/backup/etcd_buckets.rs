@@ -103,12 +103,14 @@ pub fn others(state: &StateMachine, header: &SnapshotHeader) -> Vec<Bucket> {
                 .map(|alarm| (alarm.encode_to_vec(), Vec::new()))
                 .collect(),
         ),
+        // etcd writes the version once its leader decided it.
         bucket(
             b"cluster",
-            vec![(
-                b"clusterVersion".to_vec(),
-                crate::ETCD_CLUSTER_VERSION.as_bytes().to_vec(),
-            )],
+            Some(state.cluster_version())
+                .filter(|version| !version.is_empty())
+                .map(|version| (b"clusterVersion".to_vec(), version.as_bytes().to_vec()))
+                .into_iter()
+                .collect(),
         ),
         bucket(
             b"members",
@@ -295,5 +297,8 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
     };
     let mut state = StateMachine::from_parts(store, leases, auth, 0)?;
     state.skip(applied);
+    if let Some(version) = value_of(b"cluster", b"clusterVersion") {
+        state.set_cluster_version(String::from_utf8_lossy(version).into_owned());
+    }
     Ok(state)
 }

@@ -432,6 +432,13 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
+        let version = crate::proto::detcdpb::ClusterVersionSet {
+            ver: crate::ETCD_CLUSTER_VERSION.into(),
+        };
+        state
+            .apply(4, Some(&Request::ClusterVersionSet(version)))
+            .unwrap()
+            .unwrap();
         state
     }
 
@@ -517,7 +524,7 @@ mod tests {
         );
         assert_eq!(
             buckets[&b"meta"[..]],
-            vec![(b"consistent_index".to_vec(), 3u64.to_be_bytes().to_vec())]
+            vec![(b"consistent_index".to_vec(), 4u64.to_be_bytes().to_vec())]
         );
         for name in [
             "alarm",
@@ -568,6 +575,7 @@ mod tests {
     fn a_backup_holds_the_keys_etcd_holds() {
         // Three revisions; meta's consistent_index; cluster's version;
         // auth's revision (etcd writes `enabled` only once auth is on).
+        // The cluster bucket's version, set by the cluster's leader.
         assert_eq!(status(&backup()).unwrap().total_keys, 3 + 1 + 1 + 1);
         let buckets =
             bolt::by_name(bolt::read(&backup()[..backup().len() - CHECKSUM_BYTES]).unwrap());
@@ -610,7 +618,7 @@ mod tests {
             value: b"etcd".to_vec(),
             ..Default::default()
         };
-        later.apply(4, Some(&Request::Put(put))).unwrap().unwrap();
+        later.apply(5, Some(&Request::Put(put))).unwrap().unwrap();
         let mut buckets = with_detcd_state(etcd_buckets::of(&state()).unwrap(), &state());
         let keys = buckets.iter_mut().find(|b| b.name == KEY_BUCKET).unwrap();
         keys.entries = etcd_buckets::key_entries(&later).unwrap();
@@ -637,7 +645,7 @@ mod tests {
             physical: false,
         };
         compacted
-            .apply(4, Some(&Request::Compaction(compact)))
+            .apply(5, Some(&Request::Compaction(compact)))
             .unwrap()
             .unwrap();
         assert_eq!(

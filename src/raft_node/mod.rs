@@ -46,7 +46,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::apply::Response;
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::proto::detcdpb::{internal_request::Request, MemberAttributes, RequestAuth};
+use crate::proto::detcdpb::{
+    internal_request::Request, ClusterVersionSet, MemberAttributes, RequestAuth,
+};
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::Wal;
 use crate::transport::Transport;
@@ -175,6 +177,9 @@ pub struct RaftNode {
     /// What this member publishes about itself once a leader is known.
     attributes: MemberAttributes,
     published: bool,
+    /// This member leads and applied its term's empty entry while the
+    /// cluster had no version: it proposes one once the Ready is done.
+    cluster_version_due: bool,
     wal: Option<Wal>,
     /// The on-disk backend: the applied state, committed in batches.
     backend: crate::backend::Writer,
@@ -478,6 +483,11 @@ impl RaftNode {
         self.send(light.take_messages(), &mut snapshots_sent);
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        if std::mem::take(&mut self.cluster_version_due) {
+            let (reply, _) = oneshot::channel();
+            let ver = crate::ETCD_CLUSTER_VERSION.to_string();
+            self.propose(Request::ClusterVersionSet(ClusterVersionSet { ver }), reply);
+        }
         // raft-rs pauses a follower's progress while a snapshot is in
         // flight and resumes only on the follower's answer or this report;
         // our transport sends and forgets, and a lost answer would pause it
@@ -634,12 +644,14 @@ impl RaftNode {
             self.applied_term = entry.term;
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
-                    // A new leader's empty entry.
-                    self.shared
-                        .state
-                        .write()
-                        .expect("state lock")
-                        .skip(entry.index);
+                    // A new leader's empty entry. Once its own applies, a
+                    // leader of a cluster without a version sets one, as
+                    // etcd's does.
+                    let mut state = self.shared.state.write().expect("state lock");
+                    state.skip(entry.index);
+                    self.cluster_version_due = self.raw.raft.state == StateRole::Leader
+                        && entry.term == self.raw.raft.term
+                        && state.cluster_version().is_empty();
                 }
                 EntryType::EntryNormal => self.apply_request(&entry)?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {

@@ -254,6 +254,7 @@ impl RaftNode {
             known_leader: raft::INVALID_ID,
             attributes,
             published: false,
+            cluster_version_due: false,
             dropped_messages: 0,
             strangers: strangers::Strangers::default(),
             vouched,

@@ -234,6 +234,15 @@ impl Server {
         self.shared.member_id
     }
 
+    /// The cluster version the leader set; etcd's "not_decided" before.
+    pub fn cluster_version(&self) -> String {
+        let state = self.shared.state.read().expect("state lock");
+        match state.cluster_version() {
+            "" => "not_decided".to_string(),
+            version => version.to_string(),
+        }
+    }
+
     pub fn cluster_id(&self) -> u64 {
         self.shared.cluster_id
     }
@@ -309,6 +318,15 @@ impl Server {
             )?;
         }
         state.range(&request)
+    }
+
+    /// A read applied as a raft entry (etcd's v2 QGET, which its /health
+    /// makes): answered once the entry commits, so only with a quorum.
+    pub async fn range_through_raft(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
+        match self.propose(Request::Range(request)).await? {
+            Response::Range(response) => Ok(response),
+            other => unreachable!("a range answered with {other:?}"),
+        }
     }
 
     /// etcd's HashKV: the hash of this member's key-value history up to
