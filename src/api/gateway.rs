@@ -28,7 +28,9 @@ use futures::StreamExt;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions,
+};
 use tonic::body::Body;
 
 /// The descriptors the gRPC code is generated from (build.rs).
@@ -217,11 +219,13 @@ fn decode_requests(input: &MessageDescriptor, body: &[u8]) -> Result<Vec<Dynamic
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(vec![DynamicMessage::new(input.clone())]);
     }
+    // etcd's gateway ignores fields it does not know (a newer client's).
+    let options = DeserializeOptions::new().deny_unknown_fields(false);
     let mut messages = Vec::new();
     for value in serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>() {
         let value = value.map_err(|error| error.to_string())?;
-        let message =
-            DynamicMessage::deserialize(input.clone(), value).map_err(|error| error.to_string())?;
+        let message = DynamicMessage::deserialize_with_options(input.clone(), value, &options)
+            .map_err(|error| error.to_string())?;
         messages.push(message);
     }
     Ok(messages)

@@ -116,6 +116,12 @@ const SCRIPT: &[(&str, &str)] = &[
         r#"{"key":"Zm9v","range_end":"Zm9w","count_only":true}"#,
     ),
     ("/v3/kv/range", r#"{"key":"bWlzc2luZw=="}"#),
+    // Fields the server does not know (a newer client's) are ignored.
+    (
+        "/v3/kv/range",
+        r#"{"key":"Zm9v","unknown_field":1,"nested":{"a":[1]}}"#,
+    ),
+    ("/v3/maintenance/alarm", r#"{"action":"GET","newer":true}"#),
     (
         "/v3/kv/txn",
         r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmF6"}],"success":[{"request_range":{"key":"Zm9v"}},{"request_put":{"key":"dA==","value":"MQ=="}}],"failure":[{"request_delete_range":{"key":"Zm9v"}}]}"#,
