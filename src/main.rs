@@ -269,6 +269,15 @@ async fn run(config: Config) -> Result<(), String> {
         }
         result = &mut raft_loop => Some(match result {
             Ok(Ok(())) => Ok(()),
+            // etcd logs it and exits 0: a unit that restarts on failure
+            // must not start a removed member again and again.
+            Ok(Err(detcd::raft_node::FatalError::Removed)) => {
+                tracing::error!(
+                    "the member has been permanently removed from the cluster; \
+                     the data-dir used by this member must be removed"
+                );
+                Ok(())
+            }
             Ok(Err(fatal)) => Err(format!("stopping: {fatal}")),
             Err(panic) => Err(format!("raft loop crashed: {panic}")),
         }),

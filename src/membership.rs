@@ -2,7 +2,7 @@
 //! cluster ids derived exactly as etcd derives them, so a detcd member has
 //! the same ids an etcd member with the same flags would have.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Error;
 use crate::proto::detcdpb::StoredMember;
@@ -45,6 +45,9 @@ impl Member {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Members {
     by_id: BTreeMap<u64, Member>,
+    /// Members removed so far (etcd's `members_removed`): a removed member
+    /// that asks learns it must stop.
+    removed: BTreeSet<u64>,
 }
 
 impl Members {
@@ -54,7 +57,24 @@ impl Members {
                 .into_iter()
                 .map(|member| (member.id, member))
                 .collect(),
+            removed: BTreeSet::new(),
         }
+    }
+
+    /// Whether `id` was a member and has been removed.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.contains(&id)
+    }
+
+    /// The removed members, in id order.
+    pub fn removed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.removed.iter().copied()
+    }
+
+    /// The registry with these removed members (read back from storage).
+    pub fn with_removed(mut self, removed: impl IntoIterator<Item = u64>) -> Members {
+        self.removed.extend(removed);
+        self
     }
 
     /// Members in id order, as etcd lists them.
@@ -148,7 +168,9 @@ impl Members {
                 }
             }
             MembershipChange::Remove(id) => {
-                self.by_id.remove(id);
+                if self.by_id.remove(id).is_some() {
+                    self.removed.insert(*id);
+                }
             }
             MembershipChange::UpdatePeerUrls(id, peer_urls) => {
                 if let Some(member) = self.by_id.get_mut(id) {

@@ -632,6 +632,7 @@ impl StateMachine {
             leases: self.leases.to_stored(),
             auth: Some(self.auth.to_proto()),
             cluster_version: self.cluster_version.clone(),
+            removed_members: self.members.removed().collect(),
         }
     }
 
@@ -680,7 +681,7 @@ impl StateMachine {
         let auth = AuthStore::from_proto(parts.auth.ok_or("the state has no auth part")?)?;
         let mut state = StateMachine::from_parts(store, leases, auth, quota_bytes)?;
         state.applied_index = parts.applied_index;
-        state.members = Members::from_stored(parts.members);
+        state.members = Members::from_stored(parts.members).with_removed(parts.removed_members);
         state.alarms = Alarms::from_stored(parts.alarms);
         state.cluster_version = parts.cluster_version;
         Ok(state)

@@ -142,7 +142,15 @@ pub fn others(state: &StateMachine, header: &SnapshotHeader) -> Vec<Bucket> {
                 })
                 .collect(),
         ),
-        bucket(b"members_removed", Vec::new()),
+        // etcd's: the id in hex → "removed".
+        bucket(
+            b"members_removed",
+            state
+                .members()
+                .removed()
+                .map(|id| (format!("{id:x}").into_bytes(), b"removed".to_vec()))
+                .collect(),
+        ),
     ];
     // etcd writes `authRevision` when it starts, and `enabled` when auth
     // is first enabled, keeping it (0 or 1) from then on.

@@ -1,5 +1,7 @@
 //! Peer messages into raft: admission, refused senders, heartbeat round trips.
 
+use std::sync::atomic::Ordering;
+
 use raft::eraftpb::Message;
 
 use super::{admission, strangers, RaftNode};
@@ -23,6 +25,36 @@ impl RaftNode {
                 let _ = vouched.send((id, url)).await;
             }
         });
+    }
+
+    /// A member that has heard nothing from its peers for
+    /// `REMOVAL_CHECK_AFTER` asks them, in a task of its own, whether it
+    /// was removed (`strangers::removed`); once one says so, the loop
+    /// stops as a member that applied its own removal does.
+    pub(super) fn check_removed(&mut self) -> Result<(), super::FatalError> {
+        if self.removed.load(Ordering::Relaxed) {
+            return Err(super::FatalError::Removed);
+        }
+        let now = self.clock.elapsed();
+        let quiet_since = self.last_heard.max(self.removal_asked_at);
+        if now.saturating_sub(quiet_since) < strangers::REMOVAL_CHECK_AFTER {
+            return Ok(());
+        }
+        self.removal_asked_at = now;
+        let peers = self.transport.peer_urls();
+        // One question at a time: unreachable peers answer slowly.
+        if peers.is_empty() || self.removal_asking.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (id, clock) = (self.shared.member_id, self.clock.clone());
+        let (removed, asking) = (self.removed.clone(), self.removal_asking.clone());
+        tokio::spawn(async move {
+            if strangers::removed(id, peers, clock).await {
+                removed.store(true, Ordering::Relaxed);
+            }
+            asking.store(false, Ordering::Relaxed);
+        });
+        Ok(())
     }
 
     pub(super) fn step(&mut self, messages: Vec<Message>) {
@@ -53,6 +85,7 @@ impl RaftNode {
                 }
                 continue;
             }
+            self.last_heard = self.clock.elapsed();
             if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeatResponse {
                 if let Some(sent) = self.heartbeats_sent.remove(&message.from) {
                     let round_trip = self.clock.elapsed().saturating_sub(sent);

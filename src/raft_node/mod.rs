@@ -180,6 +180,13 @@ pub struct RaftNode {
     /// This member leads and applied its term's empty entry while the
     /// cluster had no version: it proposes one once the Ready is done.
     cluster_version_due: bool,
+    /// When a peer's message was last admitted, when the peers were last
+    /// asked whether this member was removed, and their answer
+    /// (`check_removed`).
+    last_heard: Duration,
+    removal_asked_at: Duration,
+    removed: Arc<std::sync::atomic::AtomicBool>,
+    removal_asking: Arc<std::sync::atomic::AtomicBool>,
     wal: Option<Wal>,
     /// The on-disk backend: the applied state, committed in batches.
     backend: crate::backend::Writer,
@@ -310,6 +317,7 @@ impl RaftNode {
                     return Ok(());
                 }
                 _ = ticker.tick() => {
+                    self.check_removed()?;
                     self.raw.tick();
                     for peer in self.transport.take_unreachable() {
                         self.raw.report_unreachable(peer);

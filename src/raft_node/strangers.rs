@@ -18,6 +18,12 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 
+/// How long a member hears nothing from its peers before it asks them
+/// whether it was removed (and again after as long, while it hears
+/// nothing). A removed member is sent nothing: a learner would otherwise
+/// serve stale reads, a restarted voter campaign, for good.
+pub const REMOVAL_CHECK_AFTER: Duration = Duration::from_secs(2);
+
 /// How often the peers are asked about the same stranger.
 pub const STRANGER_ASK_EVERY: Duration = Duration::from_secs(1);
 /// How many strangers are remembered at once.
@@ -70,6 +76,21 @@ pub async fn vouch(id: u64, peers: Vec<String>, applied: u64, clock: Clock) -> O
         }
     }
     None
+}
+
+/// Whether a peer at one of `peers` lists `id` among the removed members.
+/// Any such answer is final: member ids are never reused, and a peer
+/// lists only removals it has applied.
+pub async fn removed(id: u64, peers: Vec<String>, clock: Clock) -> bool {
+    for url in peers {
+        let Ok(answer) = crate::transport::peer_call::fetch_members(&url, &clock).await else {
+            continue;
+        };
+        if answer.removed.contains(&id) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

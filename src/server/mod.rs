@@ -1129,6 +1129,7 @@ impl crate::transport::PeerRequests for Server {
             cluster_id: self.shared.cluster_id,
             members,
             applied_index: state.applied_index(),
+            removed: state.members().removed().collect(),
         }
     }
 

@@ -760,6 +760,59 @@ fn learner_is_added_caught_up_promoted_and_a_member_removed() {
         .contains("etcdserver: can only promote a learner member"));
 }
 
+/// A removed member stops, as etcd's does, even when nobody sends it the
+/// entry that removes it: a learner removed while it runs (the leader
+/// stops sending to it at once), and a voter removed while it was down,
+/// then started again (its peers drop what it sends). Each asks its peers
+/// once it hears nothing and finds itself among the removed. Both exit 0,
+/// as etcd's does, so a unit that restarts on failure leaves them down.
+#[test]
+fn a_removed_member_stops_even_when_it_missed_its_removal() {
+    let mut cluster = Cluster::start("removed", 3, &[]);
+    cluster.wait_for_leader(&cluster.all());
+
+    phase!("a learner joins, then is removed while it runs");
+    let learner = cluster.add_member(0, true);
+    let learner_id = cluster.member_id(learner);
+    let answer =
+        cluster.ctl_retrying_unhealthy(0, &["member", "remove", &format!("{learner_id:x}")]);
+    assert!(answer.contains("removed from cluster"), "{answer}");
+    let exited = cluster.wait_exit(learner, CONVERGE_TIMEOUT);
+    assert!(
+        exited.is_some_and(|status| status.success()),
+        "the removed learner did not stop ({exited:?}):\n{}",
+        cluster.log(learner)
+    );
+    assert!(
+        cluster.log(learner).contains("permanently removed"),
+        "{}",
+        cluster.log(learner)
+    );
+
+    phase!("a voter stopped, removed while down, then started again");
+    let voter = 2;
+    let voter_id = cluster.member_id(voter);
+    cluster.terminate(voter);
+    let answer = cluster.ctl_retrying_unhealthy(0, &["member", "remove", &format!("{voter_id:x}")]);
+    assert!(answer.contains("removed from cluster"), "{answer}");
+    cluster.respawn(voter);
+    let exited = cluster.wait_exit(voter, CONVERGE_TIMEOUT);
+    assert!(
+        exited.is_some_and(|status| status.success()),
+        "the removed voter did not stop ({exited:?}):\n{}",
+        cluster.log(voter)
+    );
+    assert!(
+        cluster.log(voter).contains("permanently removed"),
+        "{}",
+        cluster.log(voter)
+    );
+
+    phase!("the two that remain serve writes");
+    cluster.wait_for_leader(&[0, 1]);
+    cluster.put(1, "after-removals", "yes");
+}
+
 /// Polls serializable reads on one member until it holds every
 /// acknowledged key (a new or restarted member catches up in the background).
 fn check_eventually_has_all(cluster: &Cluster, index: usize, acknowledged: &[(String, String)]) {

@@ -322,6 +322,31 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts a stopped member again without waiting for it to serve.
+    pub fn respawn(&mut self, index: usize) {
+        self.spawn(index);
+    }
+
+    /// Waits up to `timeout` for a member's process to exit by itself;
+    /// its exit status, if it did.
+    pub fn wait_exit(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let member = &mut self.members[index];
+        let server = member.child.as_mut()?;
+        let mut status = None;
+        eventually(timeout, || {
+            status = server.exited();
+            status.is_some()
+        });
+        if status.is_some() {
+            member.child = None;
+        }
+        status
+    }
+
     fn spawn(&mut self, index: usize) {
         let member = &self.members[index];
         assert!(member.child.is_none(), "{} is already running", member.name);
