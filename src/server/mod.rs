@@ -759,14 +759,17 @@ impl Server {
     /// etcd `MemberRemove`.
     pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>, Error> {
         {
+            // etcd's order: the strict reconfiguration checks first (an
+            // unknown id counts as a voter), then whether it exists.
             let state = self.shared.state.read().expect("state lock");
-            let member = state.members().check_exists(id)?;
-            if !member.is_learner {
+            let member = state.members().get(id);
+            if !member.is_some_and(|member| member.is_learner) {
                 if !state.members().ready_to_remove_voter(id) {
                     return Err(Error::MemberNotEnoughStarted);
                 }
                 self.check_quorum_stays_connected(state.members(), id)?;
             }
+            state.members().check_exists(id)?;
         }
         self.change_conf(
             ConfChangeType::RemoveNode,
