@@ -707,3 +707,31 @@ fn a_received_snapshot_is_the_members_only_once_adopted() {
     drop(file);
     assert!(disk.list(&path.join("incoming")).unwrap().is_empty());
 }
+
+/// A data dir etcd wrote (`etcdctl snapshot restore` makes one) is refused
+/// with what to do instead, not reported as a corrupt WAL of ours.
+#[test]
+fn a_wal_etcd_wrote_is_refused_as_etcds() {
+    let disk = Arc::new(SimDisk::new());
+    let dir = wal_dir();
+    disk.create_dir_all(&dir).unwrap();
+    // etcd's first record: length 2, padded by 6; walpb.Record{type: 4}.
+    let mut etcd = vec![0x02, 0, 0, 0, 0, 0, 0, 0x86, 0x08, 0x04, 0, 0, 0, 0, 0, 0];
+    etcd.resize(4096, 0);
+    let path = dir.join("0000000000000000-0000000000000000.wal");
+    disk.create(&path).unwrap();
+    disk.append(&path, &etcd).unwrap();
+    let Err(error) = Wal::open(disk.clone(), &dir) else {
+        panic!("etcd's WAL was opened")
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("is etcd's WAL, not detcd's: detcd does not read an etcd data dir"),
+        "{error}"
+    );
+    // Ours is not taken for etcd's.
+    let ours = Arc::new(SimDisk::new());
+    drop(new_wal(&ours));
+    assert!(Wal::open(ours.clone(), &dir).is_ok());
+}

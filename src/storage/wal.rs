@@ -54,6 +54,9 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    /// The data dir is etcd's (see `WRITTEN_BY_ETCD`).
+    #[error("{path} is etcd's WAL, not detcd's: {WRITTEN_BY_ETCD}")]
+    WrittenByEtcd { path: PathBuf },
     /// The simulator's nemesis crashes the member at this point.
     #[cfg(madsim)]
     #[error("crash point {0:?}")]
@@ -261,6 +264,9 @@ impl Wal {
                 }
             }
             let bytes = disk.read(&path).map_err(io_error(&path))?;
+            if position == 0 && written_by_etcd(&bytes) {
+                return Err(WalError::WrittenByEtcd { path });
+            }
             let tail = if is_last {
                 Tail::Last
             } else if position + 2 == segments.len() {
@@ -615,6 +621,23 @@ struct SegmentEnd {
 /// the torn tail of the last segment, or as a seal cut short in the one
 /// before it; a preallocated segment of another size than its header says
 /// was cut or grown after it was written.
+/// What to do instead, when a WAL etcd wrote is refused (the formats
+/// differ).
+pub const WRITTEN_BY_ETCD: &str = "detcd does not read an etcd data dir (etcdctl snapshot \
+restore makes one); save a snapshot from etcd with `etcdctl snapshot save` and restore it with \
+`detcd snapshot restore`";
+
+/// Whether a first segment starts as etcd's do: a record frame (a u64
+/// length, small, whose top byte marks padding) holding a `walpb.Record`
+/// of type 4 (crcType). No detcd segment does: its first record is the
+/// preallocation header, a u32 length and then its type (8), non-zero.
+fn written_by_etcd(bytes: &[u8]) -> bool {
+    bytes.len() >= 10
+        && bytes[1..7].iter().all(|&byte| byte == 0)
+        && bytes[7] & 0x80 != 0
+        && bytes[8..10] == [0x08, 0x04]
+}
+
 fn replay_segment(
     bytes: &[u8],
     path: &Path,
