@@ -88,17 +88,49 @@ where
                 Ok(count_handled(response, labels, metrics))
             });
         }
+        if request.method() == http::Method::OPTIONS {
+            // A browser's preflight: etcd answers any path with its CORS
+            // headers and nothing else.
+            let mut response = Response::new(Body::new(http_body_util::Empty::<Bytes>::new()));
+            allow_cors(&mut response);
+            return Box::pin(async move { Ok(response) });
+        }
         if let Some(grpc_method) = super::gateway::route(request.uri().path()) {
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            return Box::pin(
-                async move { Ok(super::gateway::call(inner, grpc_method, request).await) },
-            );
+            return Box::pin(async move {
+                let mut response = super::gateway::call(inner, grpc_method, request).await;
+                allow_cors(&mut response);
+                Ok(response)
+            });
         }
         let server = self.server.clone();
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or_default().to_string();
-        Box::pin(async move { Ok(answer(&server, &path, &query).await) })
+        Box::pin(async move {
+            let mut response = answer(&server, &path, &query).await;
+            allow_cors(&mut response);
+            Ok(response)
+        })
+    }
+}
+
+/// etcd's CORS headers for its default `--cors '*'` (the only value
+/// detcd takes besides none), on every answer that is not gRPC.
+fn allow_cors(response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "accept, content-type, authorization",
+        ),
+        (
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            "POST, GET, OPTIONS, PUT, DELETE",
+        ),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
     }
 }
 
@@ -334,8 +366,8 @@ fn http_error(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-/// etcd 3.4's /health: no alarm, a leader, and a (linearizable unless
-/// asked otherwise) read within a second.
+/// etcd 3.4's /health: no alarm, a leader (unless `serializable`), and a
+/// read through raft within a second (which needs a leader either way).
 async fn health(server: &Server, serializable: bool) -> Result<(), String> {
     let alarms = server
         .alarm(AlarmRequest {

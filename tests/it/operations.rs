@@ -94,6 +94,54 @@ fn health_and_version_answer_as_etcd_does() {
     assert!(body.contains("[+]linearizable_read excluded: ok"), "{body}");
 }
 
+/// The CORS headers of one HTTP/1.1 request with an Origin: (status,
+/// the `access-control-*` header lines, sorted).
+fn cors_headers(url: &str, method: &str, path: &str) -> (u16, Vec<String>) {
+    let address = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nOrigin: http://browser.example\r\n\
+         Access-Control-Request-Method: POST\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    let mut cors: Vec<String> = head
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with("access-control-"))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    cors.sort();
+    (status, cors)
+}
+
+/// A browser may call the JSON gateway and the HTTP endpoints: etcd's
+/// default `--cors '*'` answers with its CORS headers, preflights too.
+#[test]
+fn cors_headers_are_etcds() {
+    let servers = [Flavor::Detcd, Flavor::Etcd].map(|flavor| ServerProcess::start(flavor, &[]));
+    let answers = servers.each_ref().map(|server| {
+        [
+            ("POST", "/v3/kv/range"),
+            ("OPTIONS", "/v3/kv/put"),
+            ("GET", "/version"),
+        ]
+        .map(|(method, path)| cors_headers(&server.client_url, method, path))
+    });
+    assert_eq!(answers[0], answers[1], "detcd, then etcd 3.4.23");
+    assert_eq!(answers[0][0].1.len(), 3, "{:?}", answers[0]);
+}
+
 #[test]
 fn an_alarm_makes_health_false_as_in_etcd() {
     for flavor in [Flavor::Detcd, Flavor::Etcd] {
