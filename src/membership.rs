@@ -97,6 +97,13 @@ impl Members {
         if self.by_id.contains_key(&member.id) {
             return Err(Error::MemberExist);
         }
+        // etcd's ErrIDRemoved, which it answers as "member not found": a
+        // removed id never comes back (its member would be told it was
+        // removed). An add's id hashes the clock's second, so adding the
+        // same URLs again a second later gets a new one.
+        if self.removed.contains(&member.id) {
+            return Err(Error::MemberNotFound);
+        }
         self.check_peer_urls_free(member.id, &member.peer_urls)?;
         if member.is_learner && self.by_id.values().filter(|m| m.is_learner).count() >= MAX_LEARNERS
         {
@@ -340,6 +347,34 @@ mod tests {
             InitialCluster::parse("default=http://localhost:2380", "etcd-cluster").unwrap();
         assert_eq!(format!("{:x}", cluster.members[0].id), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", cluster.cluster_id), "cdf818194e3a8c32");
+    }
+
+    /// etcd's members_removed: a removed id is remembered (and stored)
+    /// and never added again, so its old member, told it was removed,
+    /// cannot stop a new one.
+    #[test]
+    fn a_removed_id_is_remembered_and_never_added_again() {
+        let member = |id: u64, url: &str| Member {
+            id,
+            name: String::new(),
+            peer_urls: vec![url.to_string()],
+            client_urls: Vec::new(),
+            is_learner: false,
+        };
+        let mut members = Members::new([member(1, "http://a:1"), member(2, "http://b:1")]);
+        members.apply(&MembershipChange::Remove(2));
+        members.apply(&MembershipChange::Remove(9)); // never a member
+        assert!(members.is_removed(2) && !members.is_removed(9));
+        assert_eq!(
+            members.check(&MembershipChange::Add(member(2, "http://c:1"))),
+            Err(Error::MemberNotFound)
+        );
+        assert_eq!(
+            members.check(&MembershipChange::Add(member(3, "http://b:1"))),
+            Ok(())
+        );
+        let stored = Members::from_stored(members.to_stored()).with_removed(members.removed());
+        assert_eq!(stored, members);
     }
 
     #[test]

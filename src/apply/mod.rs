@@ -153,6 +153,13 @@ impl StateMachine {
         &self.cluster_version
     }
 
+    /// A state read from etcd's buckets: the alarms etcd's `alarm` bucket
+    /// holds.
+    pub fn set_alarms(&mut self, alarms: Vec<crate::proto::etcdserverpb::AlarmMember>) {
+        self.alarms = Alarms::from_stored(alarms);
+        self.parts_changed = true;
+    }
+
     /// A state read from etcd's buckets: the version etcd's `cluster`
     /// bucket holds.
     pub fn set_cluster_version(&mut self, version: String) {

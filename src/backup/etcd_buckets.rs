@@ -200,10 +200,11 @@ pub(super) fn key_entries(state: &StateMachine) -> Result<Entries, crate::mvcc::
 }
 
 /// The state an etcd 3.4 backend holds (an etcd snapshot): keys with
-/// every revision it kept, the compaction, leases and auth. Members and
-/// alarms are left out: a restore names the new cluster's members, and
-/// etcd's restore drops alarms too. Refuses what etcd could not have
-/// written.
+/// every revision it kept, the compaction, leases, auth, alarms and the
+/// cluster version. Members are left out: a restore names the new
+/// cluster's. Alarms stay, as etcd's restore keeps them (a NOSPACE
+/// alarm still refuses writes in the restored cluster until disarmed).
+/// Refuses what etcd could not have written.
 pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMachine, String> {
     let empty = Entries::new();
     let get = |name: &[u8]| buckets.get(name).unwrap_or(&empty);
@@ -303,7 +304,15 @@ pub(super) fn to_state(buckets: &BTreeMap<Vec<u8>, Entries>) -> Result<StateMach
         ),
         None => 0,
     };
+    let alarms = get(b"alarm")
+        .iter()
+        .map(|(key, _)| {
+            crate::proto::etcdserverpb::AlarmMember::decode(key.as_slice())
+                .map_err(|error| format!("an alarm: {error}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut state = StateMachine::from_parts(store, leases, auth, 0)?;
+    state.set_alarms(alarms);
     state.skip(applied);
     if let Some(version) = value_of(b"cluster", b"clusterVersion") {
         state.set_cluster_version(String::from_utf8_lossy(version).into_owned());

@@ -569,6 +569,27 @@ mod tests {
         assert_eq!(opened.encode().unwrap(), state().encode().unwrap());
     }
 
+    /// etcd's restore keeps its alarm bucket: a NOSPACE alarm still
+    /// refuses writes in the restored cluster.
+    #[test]
+    fn alarms_survive_a_backup_as_in_etcd() {
+        use crate::proto::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
+        let mut alarmed = state();
+        let alarm = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: 7,
+            alarm: AlarmType::Nospace as i32,
+        };
+        alarmed
+            .apply(5, Some(&Request::Alarm(alarm)))
+            .unwrap()
+            .unwrap();
+        let opened = open(&frame(&alarmed).unwrap()).unwrap();
+        let all = AlarmType::None as i32;
+        assert_eq!(opened.alarms(all), alarmed.alarms(all));
+        assert_eq!(opened.alarms(all).len(), 1);
+    }
+
     /// `etcdctl snapshot status` counts the keys of every bucket: a backup
     /// holds the ones etcd 3.4 holds for the same state, no more.
     #[test]

@@ -46,10 +46,14 @@ impl RaftNode {
         if peers.is_empty() || self.removal_asking.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        let (id, clock) = (self.shared.member_id, self.clock.clone());
+        let (id, cluster_id, clock) = (
+            self.shared.member_id,
+            self.shared.cluster_id,
+            self.clock.clone(),
+        );
         let (removed, asking) = (self.removed.clone(), self.removal_asking.clone());
         tokio::spawn(async move {
-            if strangers::removed(id, peers, clock).await {
+            if strangers::removed(id, cluster_id, peers, clock).await {
                 removed.store(true, Ordering::Relaxed);
             }
             asking.store(false, Ordering::Relaxed);

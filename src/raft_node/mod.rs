@@ -127,6 +127,9 @@ pub const SLOW_FSYNC: Duration = Duration::from_secs(1);
 /// A loop turn (persist, apply, snapshot bookkeeping) slower than this is
 /// logged at debug level with its parts, to find what stalls requests.
 pub const SLOW_TURN: Duration = Duration::from_millis(20);
+/// How long a leader waits for its cluster version proposal to apply
+/// before it proposes again (etcd's leader looks every 4 s).
+pub const CLUSTER_VERSION_RETRY: Duration = Duration::from_secs(5);
 
 /// A learner may be promoted once it has this share of the leader's log
 /// (etcd `readyPercent`).
@@ -180,6 +183,8 @@ pub struct RaftNode {
     /// This member leads and applied its term's empty entry while the
     /// cluster had no version: it proposes one once the Ready is done.
     cluster_version_due: bool,
+    /// When this member last proposed the cluster version.
+    cluster_version_proposed_at: Option<Duration>,
     /// When a peer's message was last admitted, when the peers were last
     /// asked whether this member was removed, and their answer
     /// (`check_removed`).
@@ -323,6 +328,7 @@ impl RaftNode {
                         self.raw.report_unreachable(peer);
                     }
                     self.tick_leases();
+                    self.retry_cluster_version();
                 }
                 Some(messages) = steps.recv() => {
                     self.step(messages);
@@ -492,9 +498,7 @@ impl RaftNode {
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         if std::mem::take(&mut self.cluster_version_due) {
-            let (reply, _) = oneshot::channel();
-            let ver = crate::ETCD_CLUSTER_VERSION.to_string();
-            self.propose(Request::ClusterVersionSet(ClusterVersionSet { ver }), reply);
+            self.propose_cluster_version();
         }
         // raft-rs pauses a follower's progress while a snapshot is in
         // flight and resumes only on the follower's answer or this report;
@@ -638,6 +642,36 @@ impl RaftNode {
         if took > SLOW_FSYNC {
             tracing::warn!(took = ?took, expected = ?SLOW_FSYNC, "slow fdatasync");
         }
+    }
+
+    fn propose_cluster_version(&mut self) {
+        self.cluster_version_proposed_at = Some(self.clock.elapsed());
+        let (reply, _) = oneshot::channel();
+        let ver = crate::ETCD_CLUSTER_VERSION.to_string();
+        self.propose(Request::ClusterVersionSet(ClusterVersionSet { ver }), reply);
+    }
+
+    /// A cluster version proposal raft dropped (a leader transfer under
+    /// way) is made again after `CLUSTER_VERSION_RETRY`, as etcd's leader
+    /// checks the version every few seconds.
+    fn retry_cluster_version(&mut self) {
+        let Some(proposed_at) = self.cluster_version_proposed_at else {
+            return;
+        };
+        if self.raw.raft.state != StateRole::Leader
+            || self.applied_term != self.raw.raft.term
+            || self.clock.elapsed().saturating_sub(proposed_at) < CLUSTER_VERSION_RETRY
+            || !self
+                .shared
+                .state
+                .read()
+                .expect("state lock")
+                .cluster_version()
+                .is_empty()
+        {
+            return;
+        }
+        self.propose_cluster_version();
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), FatalError> {

@@ -255,6 +255,7 @@ impl RaftNode {
             attributes,
             published: false,
             cluster_version_due: false,
+            cluster_version_proposed_at: None,
             last_heard: std::time::Duration::ZERO,
             removal_asked_at: std::time::Duration::ZERO,
             removed: Arc::default(),

@@ -78,15 +78,16 @@ pub async fn vouch(id: u64, peers: Vec<String>, applied: u64, clock: Clock) -> O
     None
 }
 
-/// Whether a peer at one of `peers` lists `id` among the removed members.
-/// Any such answer is final: member ids are never reused, and a peer
-/// lists only removals it has applied.
-pub async fn removed(id: u64, peers: Vec<String>, clock: Clock) -> bool {
+/// Whether a peer of cluster `cluster_id` at one of `peers` lists `id`
+/// among the removed members. Any such answer is final: a removed id is
+/// never added again (`Members::check_add`), and a peer lists only
+/// removals it has applied.
+pub async fn removed(id: u64, cluster_id: u64, peers: Vec<String>, clock: Clock) -> bool {
     for url in peers {
         let Ok(answer) = crate::transport::peer_call::fetch_members(&url, &clock).await else {
             continue;
         };
-        if answer.removed.contains(&id) {
+        if answer.cluster_id == cluster_id && answer.removed.contains(&id) {
             return true;
         }
     }

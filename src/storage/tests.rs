@@ -715,21 +715,28 @@ fn a_wal_etcd_wrote_is_refused_as_etcds() {
     let disk = Arc::new(SimDisk::new());
     let dir = wal_dir();
     disk.create_dir_all(&dir).unwrap();
-    // etcd's first record: length 2, padded by 6; walpb.Record{type: 4}.
-    let mut etcd = vec![0x02, 0, 0, 0, 0, 0, 0, 0x86, 0x08, 0x04, 0, 0, 0, 0, 0, 0];
-    etcd.resize(4096, 0);
-    let path = dir.join("0000000000000000-0000000000000000.wal");
-    disk.create(&path).unwrap();
-    disk.append(&path, &etcd).unwrap();
-    let Err(error) = Wal::open(disk.clone(), &dir) else {
-        panic!("etcd's WAL was opened")
-    };
-    assert!(
-        error
-            .to_string()
-            .contains("is etcd's WAL, not detcd's: detcd does not read an etcd data dir"),
-        "{error}"
-    );
+    // etcd's first record, walpb.Record{type: 4 (crcType), crc}: in its
+    // first segment crc 0, 4 bytes padded by 4; after older segments were
+    // purged a crc of 5 varint bytes, 8 bytes unpadded.
+    let first = [
+        0x04, 0, 0, 0, 0, 0, 0, 0x84, 0x08, 0x04, 0x10, 0x00, 0, 0, 0, 0,
+    ];
+    let later = [
+        0x08, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x04, 0x10, 0xd2, 0x85, 0xd8, 0xcc, 0x04,
+    ];
+    for (seq, record) in [(0, first), (7, later)] {
+        let mut etcd = record.to_vec();
+        etcd.resize(4096, 0);
+        let path = dir.join(format!("{seq:016x}-{:016x}.wal", 1000));
+        disk.create(&path).unwrap();
+        disk.append(&path, &etcd).unwrap();
+        let Err(error) = Wal::open(disk.clone(), &dir) else {
+            panic!("etcd's WAL was opened")
+        };
+        let expected = "is etcd's WAL, not detcd's: detcd does not read an etcd data dir";
+        assert!(error.to_string().contains(expected), "{error}");
+        disk.remove(&path).unwrap();
+    }
     // Ours is not taken for etcd's.
     let ours = Arc::new(SimDisk::new());
     drop(new_wal(&ours));

@@ -617,10 +617,6 @@ struct SegmentEnd {
     sealed: bool,
 }
 
-/// Replays one segment into `replay`. A bad record is tolerated only as
-/// the torn tail of the last segment, or as a seal cut short in the one
-/// before it; a preallocated segment of another size than its header says
-/// was cut or grown after it was written.
 /// What to do instead, when a WAL etcd wrote is refused (the formats
 /// differ).
 pub const WRITTEN_BY_ETCD: &str = "detcd does not read an etcd data dir (etcdctl snapshot \
@@ -628,16 +624,22 @@ restore makes one); save a snapshot from etcd with `etcdctl snapshot save` and r
 `detcd snapshot restore`";
 
 /// Whether a first segment starts as etcd's do: a record frame (a u64
-/// length, small, whose top byte marks padding) holding a `walpb.Record`
-/// of type 4 (crcType). No detcd segment does: its first record is the
-/// preallocation header, a u32 length and then its type (8), non-zero.
+/// length of 4 to 8, its top byte 0 or marking padding) holding a
+/// `walpb.Record` of type 4 (crcType) and its crc (`08 04 10 …`). No
+/// detcd segment does: its first record is the preallocation header, a
+/// u32 length and then its type (8), not 0.
 fn written_by_etcd(bytes: &[u8]) -> bool {
-    bytes.len() >= 10
+    bytes.len() >= 11
+        && (4..=8).contains(&bytes[0])
         && bytes[1..7].iter().all(|&byte| byte == 0)
-        && bytes[7] & 0x80 != 0
-        && bytes[8..10] == [0x08, 0x04]
+        && (bytes[7] == 0 || bytes[7] & 0x80 != 0)
+        && bytes[8..11] == [0x08, 0x04, 0x10]
 }
 
+/// Replays one segment into `replay`. A bad record is tolerated only as
+/// the torn tail of the last segment, or as a seal cut short in the one
+/// before it; a preallocated segment of another size than its header says
+/// was cut or grown after it was written.
 fn replay_segment(
     bytes: &[u8],
     path: &Path,
