@@ -78,6 +78,11 @@ pub trait Observer {
     }
     /// `member` starts with a log (or snapshot) that ends at `durable_index`.
     fn recovered(&self, member: u64, durable_index: u64);
+    /// After applying through `index`, `member` handed its backend a
+    /// batch after which the backend would hold other members, alarms,
+    /// leases or auth than its applied state: a change kept only in
+    /// memory, lost at the next restart.
+    fn stored_state_stale(&self, _member: u64, _index: u64) {}
     /// `member` applied the entry at `index`; `state_hash` is the state
     /// after it, at sampled indices.
     fn applied(&self, member: u64, index: u64, term: u64, entry_hash: u64, state_hash: Option<u64>);
@@ -105,6 +110,10 @@ fn with(report: impl FnOnce(&dyn Observer)) {
 
 pub(crate) fn recovered(member: u64, durable_index: u64) {
     with(|observer| observer.recovered(member, durable_index));
+}
+
+pub(crate) fn stored_state_stale(member: u64, index: u64) {
+    with(|observer| observer.stored_state_stale(member, index));
 }
 
 pub(crate) fn applied(

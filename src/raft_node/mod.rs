@@ -31,6 +31,7 @@ mod leadership;
 mod leases;
 mod log_store;
 mod recovery;
+pub use recovery::WAL_BEHIND_BACKEND;
 mod shared;
 mod snapshots;
 mod strangers;
@@ -185,6 +186,10 @@ pub struct RaftNode {
     cluster_version_due: bool,
     /// When this member last proposed the cluster version.
     cluster_version_proposed_at: Option<Duration>,
+    /// The state parts this member last handed its backend, for the
+    /// simulator's `check_stored_parts`.
+    #[cfg(madsim)]
+    stored_parts: Option<Vec<u8>>,
     /// When a peer's message was last admitted, when the peers were last
     /// asked whether this member was removed, and their answer
     /// (`check_removed`).
@@ -644,6 +649,35 @@ impl RaftNode {
         }
     }
 
+    /// The simulator's check that the backend follows the applied state
+    /// besides the revisions: the parts it holds after `batch` (those of
+    /// the batch, or the last written) equal the applied state's, but for
+    /// the applied index, which only key-value rounds move.
+    #[cfg(madsim)]
+    fn check_stored_parts(&mut self, batch: &crate::backend::Batch) {
+        use prost::Message as _;
+        if !crate::probe::observing() {
+            return;
+        }
+        let written = batch.meta.as_ref().and_then(|meta| meta.state.clone());
+        if let Some(written) = written {
+            self.stored_parts = Some(written);
+        }
+        let comparable = |parts: &[u8]| {
+            crate::proto::detcdpb::StateParts::decode(parts)
+                .ok()
+                .map(|mut parts| {
+                    parts.applied_index = 0;
+                    parts
+                })
+        };
+        let state = self.shared.state.read().expect("state lock");
+        let stored = self.stored_parts.as_deref().and_then(comparable);
+        if stored.is_some() && stored != comparable(&state.encode_parts()) {
+            crate::probe::stored_state_stale(self.shared.member_id, state.applied_index());
+        }
+    }
+
     fn propose_cluster_version(&mut self) {
         self.cluster_version_proposed_at = Some(self.clock.elapsed());
         let (reply, _) = oneshot::channel();
@@ -717,6 +751,8 @@ impl RaftNode {
                 state.evict_through(durable_revision);
                 durable::changes(&mut state, self.applied_term, self.raw.store().conf_state())
             };
+            #[cfg(madsim)]
+            self.check_stored_parts(&batch);
             self.backend.submit(batch);
         }
         self.shared.publish_revision();

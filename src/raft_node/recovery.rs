@@ -83,6 +83,13 @@ impl Bootstrap {
     }
 }
 
+/// How a recovery that finds the WAL ending before the backend's state
+/// says so. Never the right answer to a damaged disk: a WAL refuses a
+/// damaged record itself, and the backend only holds entries the WAL had
+/// synced; so the WAL lost some (the simulator counts it as a durability
+/// violation).
+pub const WAL_BEHIND_BACKEND: &str = "does not continue from there";
+
 #[derive(Debug, Error)]
 pub enum RecoveryError {
     #[error(transparent)]
@@ -256,6 +263,8 @@ impl RaftNode {
             published: false,
             cluster_version_due: false,
             cluster_version_proposed_at: None,
+            #[cfg(madsim)]
+            stored_parts: None,
             last_heard: std::time::Duration::ZERO,
             removal_asked_at: std::time::Duration::ZERO,
             removed: Arc::default(),
@@ -537,7 +546,7 @@ fn recover(
             // member's).
             if !covered(durable.index) {
                 return Err(RecoveryError::Inconsistent(format!(
-                    "the backend holds the state at index {} but the WAL ({}) does not continue from there",
+                    "the backend holds the state at index {} but the WAL ({}) {WAL_BEHIND_BACKEND}",
                     durable.index,
                     match (first_entry, last_entry) {
                         (Some(first), Some(last)) => format!("entries {first} to {last}"),

@@ -183,6 +183,11 @@ impl RaftNode {
         &mut self,
         raft_snapshot: RaftSnapshot,
     ) -> Result<(), FatalError> {
+        // The backend is replaced whole: what it held before says nothing.
+        #[cfg(madsim)]
+        {
+            self.stored_parts = None;
+        }
         // The transport received the stream into its file, checked it
         // whole, and put its header in the message (`SnapshotHeader`).
         let header = SnapshotHeader::decode(&raft_snapshot.data[..])

@@ -149,7 +149,20 @@ impl SimDisk {
             return None;
         }
         let draw = crate::rng::stable_hash(&[seed]);
-        let (path, id) = &files[(draw % files.len() as u64) as usize];
+        // Half the time a WAL segment, where rot is most dangerous (what
+        // follows it in the log is lost if it is taken for a torn tail);
+        // otherwise any file. Uniform over files alone would mostly hit
+        // the backend, the snapshots and the WAL's old segments.
+        let segments: Vec<&(PathBuf, u64)> = files
+            .iter()
+            .filter(|(path, _)| path.extension().is_some_and(|ext| ext == "wal"))
+            .collect();
+        let pick = crate::rng::stable_hash(&[draw, 1]);
+        let (path, id) = if !segments.is_empty() && pick.is_multiple_of(2) {
+            segments[((pick >> 1) % segments.len() as u64) as usize]
+        } else {
+            &files[(draw % files.len() as u64) as usize]
+        };
         let inode = state.inodes.get_mut(id).expect("named inode exists");
         // Rot where the file holds data: a preallocated file's zeros past
         // its data are no one's data (and would make most flips harmless).

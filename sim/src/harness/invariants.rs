@@ -118,6 +118,10 @@ impl Observer for Invariants {
         self.state.borrow_mut().recovered(member, durable_index);
     }
 
+    fn stored_state_stale(&self, member: u64, index: u64) {
+        self.state.borrow_mut().stored_state_stale(member, index);
+    }
+
     fn applied(
         &self,
         member: u64,

@@ -301,10 +301,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             .expect("convergence task"),
     };
     // Faults that follow the state: a member that has just caught up is
-    // crashed once more (losing what it had not synced) and must come
-    // back to what the others hold.
+    // crashed once more (losing what it had not synced), its disk rotted
+    // too if this run rots disks and none was yet, and must come back to
+    // what the others hold (or, rotted, refuse to start). Then come more
+    // writes, so that it reports the state hash of what it recovered,
+    // compared with the others' (a state it kept only in memory shows).
     let outcome = match outcome {
-        Outcome::Pass if swarm.crash && !cluster.running().is_empty() => {
+        Outcome::Pass
+            if (swarm.crash || swarm.disk_corruption) && !cluster.running().is_empty() =>
+        {
             let running = cluster.running();
             let (member, down_for) = {
                 let mut rng = madsim::rand::thread_rng();
@@ -317,16 +322,35 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
                 "nemesis: crash member {member} once it caught up, for {down_for:?}"
             ));
             cluster.crash(member);
+            if swarm.disk_corruption && cluster.corrupted.is_empty() {
+                if let Some(flipped) = cluster.corrupt_disk(member) {
+                    trace.record(format!("nemesis: disk of m{member} corrupted: {flipped}"));
+                }
+            }
             tokio::time::sleep(down_for).await;
             cluster.restart(member);
-            observer
-                .spawn(convergence(
-                    options.nodes,
-                    cluster.refused.clone(),
-                    swarm.keys,
-                ))
+            let worker = Worker::new(
+                swarm.clients as u64 + 1,
+                (0..options.nodes).map(client_url).collect(),
+                recorder.clone(),
+                trace_note(&trace),
+                sim_rng(),
+            );
+            match observer
+                .spawn(self::liveness(worker, swarm.keys))
                 .await
-                .expect("convergence task")
+                .expect("liveness task")
+            {
+                Err(message) => Outcome::Liveness(message),
+                Ok(()) => observer
+                    .spawn(convergence(
+                        options.nodes,
+                        cluster.refused.clone(),
+                        swarm.keys,
+                    ))
+                    .await
+                    .expect("convergence task"),
+            }
         }
         other => other,
     };
@@ -830,12 +854,22 @@ async fn check_watch(
 }
 
 /// A member may refuse to start only if its disk was corrupted: one that
-/// was merely crashed, paused or filled must come back. Records the
+/// was merely crashed, paused or filled must come back. And even then not
+/// because its WAL ends before its backend's state: that WAL silently
+/// lost entries it had synced (`WAL_BEHIND_BACKEND`). Records the
 /// refusals in the trace.
 fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> {
     let refused = cluster.refused.lock().unwrap().clone();
     for (member, reason) in &refused {
         trace.record(format!("m{member} refused to start: {reason}"));
+    }
+    if let Some((member, reason)) = refused
+        .iter()
+        .find(|(_, reason)| reason.contains(detcd::raft_node::WAL_BEHIND_BACKEND))
+    {
+        return Some(format!(
+            "durability: m{member}'s WAL lost entries its backend had applied: {reason}"
+        ));
     }
     refused
         .iter()

@@ -9,7 +9,8 @@
 //!   same state (the harness samples a state hash);
 //! - durability: a member never restarts with less in its log than it had
 //!   applied: what it applied it had persisted, and disks keep what was
-//!   synced.
+//!   synced; and its backend is never handed a state besides the
+//!   revisions (members, alarms, leases, auth) other than the applied one.
 //!
 //! Plain Rust with unit tests; the harness only forwards reports. The
 //! first violation is kept: later ones are usually its consequences.
@@ -91,6 +92,14 @@ impl RaftInvariants {
     }
 
     /// `member` restarted with a log that ends at `durable_index`.
+    /// `member`'s backend would hold a state besides the revisions other
+    /// than the one it applied through `index`.
+    pub fn stored_state_stale(&mut self, member: u64, index: u64) {
+        self.violate(format!(
+            "durability: after index {index} member {member:x}'s backend would hold members, alarms, leases or auth other than it applied: a change kept only in memory"
+        ));
+    }
+
     pub fn recovered(&mut self, member: u64, durable_index: u64) {
         let applied = self.applied.get(&member).copied().unwrap_or(0);
         if durable_index < applied {
