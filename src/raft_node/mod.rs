@@ -12,7 +12,10 @@
 //! 2. send the persisted messages (votes, a follower's acknowledgements) —
 //!    after persisting, so no peer hears of state we could lose in a crash;
 //! 3. apply committed entries and answer their proposers — after commit,
-//!    which raft reports only once a quorum persisted them;
+//!    which raft reports only once a quorum persisted them (and only up to
+//!    what this member persisted). With no persisted messages to send (a
+//!    leader's turn), 3 runs while 1's fsync does: its clients hear back
+//!    one fsync sooner;
 //! 4. advance, then do the same for the light ready.
 //!
 //! Architecture invariants: the driver is the only writer of the state
@@ -450,10 +453,24 @@ impl RaftNode {
             .entries()
             .first()
             .is_some_and(|first| first.index <= self.raw.store().last());
+        // A leader's turn applies while its fsync runs (2 and 3 have no
+        // order between them there: it has no persisted messages, and the
+        // committed entries raft hands out are durable here already, as
+        // raft-rs gives out only those up to min(committed, persisted)).
+        // So its clients hear back one fsync sooner. Anyone with messages
+        // that wait for the fsync sends them first: a follower's
+        // acknowledgement is on its leader's commit path, its apply is not.
+        let committed = ready.take_committed_entries();
+        let (beside, after) = if ready.persisted_messages().is_empty() {
+            (Some(committed), Vec::new())
+        } else {
+            (None, committed)
+        };
         self.persist(
             ready.entries().clone(),
             ready.hs().cloned(),
             ready.must_sync(),
+            beside,
         )
         .await?;
         let store = self.raw.mut_store();
@@ -485,8 +502,8 @@ impl RaftNode {
             self.reads.applied(u64::MAX);
         }
         let persisted = self.clock.elapsed();
-        // 3. Apply.
-        self.apply(ready.take_committed_entries())?;
+        // 3. Apply (unless it ran beside the fsync).
+        self.apply(after)?;
         // 4. Advance, and handle what the light ready adds.
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
@@ -545,11 +562,19 @@ impl RaftNode {
     /// batch must be durable before anything else happens (new entries, a
     /// new term or vote). A commit-only hard state waits for the next
     /// fsync: recovery never needs it to be current.
+    ///
+    /// `beside`, when given, is applied meanwhile: in production on the
+    /// loop while a blocking thread writes and fsyncs (disk work takes
+    /// milliseconds: it stays off the async runtime); in the simulator,
+    /// where disk work runs inline, first — the order in which a crash
+    /// during the fsync finds those entries applied and the new batch not
+    /// durable.
     async fn persist(
         &mut self,
         entries: Vec<Entry>,
         hard_state: Option<HardState>,
         must_sync: bool,
+        beside: Option<Vec<Entry>>,
     ) -> Result<(), FatalError> {
         if !must_sync {
             debug_assert!(entries.is_empty(), "raft: entries always need an fsync");
@@ -559,39 +584,40 @@ impl RaftNode {
                     .expect("wal present")
                     .append(&[], Some(&hard_state));
             }
-            return Ok(());
+            return beside.map_or(Ok(()), |committed| self.apply(committed));
         }
         let wal = self.wal.take().expect("wal present");
-        // Disk work takes milliseconds: keep it off the async runtime.
-        #[cfg(not(madsim))]
-        let (wal, result) = self.write_and_sync(wal, entries, hard_state).await;
         #[cfg(madsim)]
-        let (wal, result) = self.write_then_sync(wal, entries, hard_state).await?;
-        self.wal = Some(wal);
-        Ok(result?)
+        {
+            if let Some(committed) = beside {
+                if let Err(error) = self.apply(committed) {
+                    self.wal = Some(wal);
+                    return Err(error);
+                }
+            }
+            let (wal, result) = self.write_then_sync(wal, entries, hard_state).await?;
+            self.wal = Some(wal);
+            Ok(result?)
+        }
+        #[cfg(not(madsim))]
+        {
+            let (mut wal, clock) = (wal, self.clock.clone());
+            let syncing = tokio::task::spawn_blocking(move || {
+                wal.append(&entries, hard_state.as_ref());
+                let started = clock.elapsed();
+                let result = wal.write().and_then(|()| wal.sync());
+                (wal, result, clock.elapsed().saturating_sub(started))
+            });
+            let applied = beside.map_or(Ok(()), |committed| self.apply(committed));
+            let (wal, result, took) = syncing.await.expect("blocking disk task panicked");
+            self.wal = Some(wal);
+            self.observe_fsync(took);
+            result?;
+            applied
+        }
     }
 
-    /// Appends, writes and fsyncs in one trip to a blocking thread.
-    #[cfg(not(madsim))]
-    async fn write_and_sync(
-        &mut self,
-        mut wal: Wal,
-        entries: Vec<Entry>,
-        hard_state: Option<HardState>,
-    ) -> (Wal, Result<(), crate::storage::wal::WalError>) {
-        let clock = self.clock.clone();
-        let (wal, result, took) = crate::storage::blocking::run(move || {
-            wal.append(&entries, hard_state.as_ref());
-            let started = clock.elapsed();
-            let result = wal.write().and_then(|()| wal.sync());
-            (wal, result, clock.elapsed().saturating_sub(started))
-        })
-        .await;
-        self.observe_fsync(took);
-        (wal, result)
-    }
-
-    /// The same calls as `write_and_sync`, with the write and the fsync
+    /// The production path's calls, with the write and the fsync
     /// two steps, as on a real disk, so that a crash can fall between
     /// them and tear the tail; and a slowed disk. A crash point stops the
     /// loop (the error) with the WAL put back.
