@@ -101,7 +101,11 @@ impl Members {
         // removed id never comes back (its member would be told it was
         // removed). An add's id hashes the clock's second, so adding the
         // same URLs again a second later gets a new one.
-        if self.removed.contains(&member.id) {
+        #[cfg(madsim)]
+        let reused = crate::sabotage::active(crate::sabotage::Sabotage::MemberIdReused);
+        #[cfg(not(madsim))]
+        let reused = false;
+        if self.removed.contains(&member.id) && !reused {
             return Err(Error::MemberNotFound);
         }
         self.check_peer_urls_free(member.id, &member.peer_urls)?;

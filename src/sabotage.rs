@@ -159,7 +159,7 @@ impl Sabotage {
             Sabotage::VersionOffByOne => "reads report a key's version one short past 3",
             Sabotage::AuthTxnElseUnchecked => "a txn's else branch skips the permission check",
             Sabotage::RangeDropsLastKey => "a range over several keys leaves out its last key",
-            Sabotage::MemberIdReused => "a re-added member gets the id it had before its removal",
+            Sabotage::MemberIdReused => "a re-added member gets the id it had before its removal, and the check that a removed id never comes back lets it in",
             Sabotage::WatchPrevKvIsCurrent => {
                 "a watch event's previous key-value is the key as of the event"
             }

@@ -126,6 +126,11 @@ mod real {
         p50: Duration,
         p99: Duration,
         failed: usize,
+        /// CPU time (user and system) the servers' processes used per
+        /// operation: what a machine shared with other work pays.
+        server_cpu_per_op: Duration,
+        /// The same for this program's clients.
+        client_cpu_per_op: Duration,
     }
 
     #[derive(Clone, Copy, Debug, PartialEq)]
@@ -191,14 +196,21 @@ mod real {
                 }
             };
             println!("{name}: {} ready", cluster.endpoints.join(","));
-            let measured = runtime.block_on(run_all(&args, &cluster.endpoints));
+            let pids: Vec<u32> = cluster
+                .servers
+                .iter()
+                .map(detcd_launch::Server::pid)
+                .collect();
+            let measured = runtime.block_on(run_all(&args, &cluster.endpoints, &pids));
             for (workload, numbers) in &measured {
                 println!(
-                    "  {name:<6} {:<20} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms{}",
+                    "  {name:<6} {:<20} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU/op servers {:>5.0} µs, clients {:>4.0} µs{}",
                     workload.name(),
                     numbers.ops_per_sec,
                     ms(numbers.p50),
                     ms(numbers.p99),
+                    micros(numbers.server_cpu_per_op),
+                    micros(numbers.client_cpu_per_op),
                     failures(numbers.failed)
                 );
             }
@@ -207,18 +219,19 @@ mod real {
         }
         println!();
         println!(
-            "{:<20} {:>12} {:>12} {:>14} {:>18} {:>18}",
+            "{:<20} {:>12} {:>12} {:>14} {:>18} {:>18} {:>18}",
             "workload",
             "detcd ops/s",
             "etcd ops/s",
             "detcd / etcd",
             "detcd p50/p99 ms",
-            "etcd p50/p99 ms"
+            "etcd p50/p99 ms",
+            "server CPU/op"
         );
         for (index, workload) in WORKLOADS.iter().enumerate() {
             let (ours, theirs) = (results[0][index].1, results[1][index].1);
             println!(
-                "{:<20} {:>12.0} {:>12.0} {:>13.2}x {:>8.2}/{:<9.2} {:>8.2}/{:<9.2}",
+                "{:<20} {:>12.0} {:>12.0} {:>13.2}x {:>8.2}/{:<9.2} {:>8.2}/{:<9.2} {:>17.2}x",
                 workload.name(),
                 ours.ops_per_sec,
                 theirs.ops_per_sec,
@@ -226,7 +239,12 @@ mod real {
                 ms(ours.p50),
                 ms(ours.p99),
                 ms(theirs.p50),
-                ms(theirs.p99)
+                ms(theirs.p99),
+                ours.server_cpu_per_op.as_secs_f64()
+                    / theirs
+                        .server_cpu_per_op
+                        .as_secs_f64()
+                        .max(f64::MIN_POSITIVE)
             );
         }
         ExitCode::SUCCESS
@@ -234,6 +252,35 @@ mod real {
 
     fn ms(duration: Duration) -> f64 {
         duration.as_secs_f64() * 1000.0
+    }
+
+    fn micros(duration: Duration) -> f64 {
+        duration.as_secs_f64() * 1_000_000.0
+    }
+
+    /// Linux reports CPU times in /proc in ticks of USER_HZ, which is 100
+    /// on every architecture it exports to user space.
+    const USER_HZ: u64 = 100;
+
+    /// CPU time (user and system) the process `pid` (or "self") has used:
+    /// fields 14 and 15 of /proc/<pid>/stat, counted after the command
+    /// name's closing parenthesis (the name may hold spaces). Zero for a
+    /// process that is gone.
+    fn cpu_of(pid: &str) -> Duration {
+        let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let utime: u64 = fields.get(11)?.parse().ok()?;
+                let stime: u64 = fields.get(12)?.parse().ok()?;
+                Some(utime + stime)
+            })
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 1000 / USER_HZ)
+    }
+
+    fn cpu_of_all(pids: &[u32]) -> Duration {
+        pids.iter().map(|pid| cpu_of(&pid.to_string())).sum()
     }
 
     fn failures(failed: usize) -> String {
@@ -244,10 +291,15 @@ mod real {
         }
     }
 
-    async fn run_all(args: &Args, endpoints: &[String]) -> Vec<(Workload, Measured)> {
+    async fn run_all(args: &Args, endpoints: &[String], pids: &[u32]) -> Vec<(Workload, Measured)> {
         let mut measured = Vec::new();
         for workload in WORKLOADS {
-            measured.push((workload, run(args, endpoints, workload).await));
+            let (servers, clients) = (cpu_of_all(pids), cpu_of("self"));
+            let mut numbers = run(args, endpoints, workload).await;
+            let ops = (args.ops.max(1)) as u32;
+            numbers.server_cpu_per_op = cpu_of_all(pids).saturating_sub(servers) / ops;
+            numbers.client_cpu_per_op = cpu_of("self").saturating_sub(clients) / ops;
+            measured.push((workload, numbers));
         }
         measured
     }
@@ -302,6 +354,8 @@ mod real {
             p50: percentile(0.50),
             p99: percentile(0.99),
             failed,
+            server_cpu_per_op: Duration::ZERO,
+            client_cpu_per_op: Duration::ZERO,
         }
     }
 

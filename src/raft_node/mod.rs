@@ -13,9 +13,9 @@
 //!    after persisting, so no peer hears of state we could lose in a crash;
 //! 3. apply committed entries and answer their proposers — after commit,
 //!    which raft reports only once a quorum persisted them (and only up to
-//!    what this member persisted). With no persisted messages to send (a
-//!    leader's turn), 3 runs while 1's fsync does: its clients hear back
-//!    one fsync sooner;
+//!    what this member persisted). With no persisted messages to send
+//!    (normally a leader's turn), 3 runs while 1's fsync does: its clients
+//!    hear back one fsync sooner;
 //! 4. advance, then do the same for the light ready.
 //!
 //! Architecture invariants: the driver is the only writer of the state
@@ -453,13 +453,13 @@ impl RaftNode {
             .entries()
             .first()
             .is_some_and(|first| first.index <= self.raw.store().last());
-        // A leader's turn applies while its fsync runs (2 and 3 have no
-        // order between them there: it has no persisted messages, and the
-        // committed entries raft hands out are durable here already, as
-        // raft-rs gives out only those up to min(committed, persisted)).
-        // So its clients hear back one fsync sooner. Anyone with messages
-        // that wait for the fsync sends them first: a follower's
-        // acknowledgement is on its leader's commit path, its apply is not.
+        // A turn with no persisted messages (normally a leader's) applies
+        // while its fsync runs: 2 is empty, and the committed entries raft
+        // hands out are durable here already, as raft-rs gives out only
+        // those up to min(committed, persisted). So a leader's clients
+        // hear back one fsync sooner. A turn with messages that wait for
+        // the fsync sends them first: a follower's acknowledgement is on
+        // its leader's commit path, its apply is not.
         let committed = ready.take_committed_entries();
         let (beside, after) = if ready.persisted_messages().is_empty() {
             (Some(committed), Vec::new())
@@ -560,7 +560,7 @@ impl RaftNode {
 
     /// Writes entries and hard state; fsyncs only when raft says the
     /// batch must be durable before anything else happens (new entries, a
-    /// new term or vote). A commit-only hard state waits for the next
+    /// new term or vote), but for applying `beside`. A commit-only hard state waits for the next
     /// fsync: recovery never needs it to be current.
     ///
     /// `beside`, when given, is applied meanwhile: in production on the

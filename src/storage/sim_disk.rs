@@ -97,6 +97,13 @@ impl SimDisk {
         self.lock().fenced = true;
     }
 
+    /// The process was killed (kill -9), the machine runs on: what it
+    /// wrote stays in the page cache, readable and not durable, until a
+    /// sync makes it so or a power loss (`crash`) drops it.
+    pub fn survive_kill(&self) {
+        self.lock().fenced = false;
+    }
+
     /// Simulates power loss: everything not durable is dropped. `torn_seed`
     /// decides how much of each file's unsynced appended tail survives.
     pub fn crash(&self, torn_seed: u64) {

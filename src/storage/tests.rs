@@ -276,6 +276,34 @@ fn unsynced_entries_are_lost_on_crash_synced_ones_are_not() {
     assert_eq!(replay.entries, vec![entry(1, 1, b"kept")]);
 }
 
+/// kill -9 leaves what the WAL wrote in the page cache: the restart
+/// replays it, and raft takes every replayed entry as persisted (it may
+/// apply them, and the backend may commit them durably). So opening the
+/// WAL makes it durable: a power loss after the restart must not take it.
+#[test]
+fn entries_replayed_after_a_kill_survive_a_later_power_loss() {
+    for torn_seed in 0..16 {
+        let disk = Arc::new(SimDisk::new());
+        let mut wal = new_wal(&disk);
+        wal.append(&[entry(1, 1, b"synced")], Some(&hard_state(1, 1)));
+        wal.sync().unwrap();
+        let written: Vec<Entry> = (2..=20).map(|index| entry(index, 1, &[7; 300])).collect();
+        wal.append(&written, Some(&hard_state(1, 20)));
+        wal.write().unwrap();
+        drop(wal);
+        disk.fence();
+        disk.survive_kill();
+        let (_, replayed) = Wal::open(disk.clone(), &wal_dir()).unwrap();
+        assert_eq!(replayed.entries.len(), 20, "the page cache holds them all");
+        disk.crash(torn_seed);
+        let (_, replay) = Wal::open(disk, &wal_dir()).unwrap();
+        assert_eq!(
+            replay.entries, replayed.entries,
+            "seed {torn_seed}: a power loss after the restart took replayed entries"
+        );
+    }
+}
+
 #[test]
 fn released_segments_leave_a_self_contained_log() {
     let disk = Arc::new(SimDisk::new());

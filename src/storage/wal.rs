@@ -354,6 +354,18 @@ impl Wal {
                 ),
             });
         }
+        // After a kill -9 (the machine ran on), what the process wrote and
+        // never synced is still in the page cache and was just replayed:
+        // raft takes every replayed entry as persisted, may apply it, and
+        // the backend may then commit it durably. Make it durable before
+        // anything builds on it, or a power loss after the restart could
+        // leave the backend ahead of the WAL. The last two segments: a
+        // kill while rolling over can leave the older one's seal unsynced.
+        for segment in segments.iter().rev().take(2) {
+            let path = dir.join(segment.name());
+            disk.sync(&path).map_err(io_error(&path))?;
+        }
+        disk.sync_dir(dir).map_err(io_error(dir))?;
         let wal = Wal {
             disk,
             dir: dir.to_path_buf(),

@@ -288,6 +288,28 @@ impl SimCluster {
         self.note_out();
     }
 
+    /// kill -9 alone: the machine runs on, so what the member wrote and
+    /// never synced stays in its page cache, read back on restart and
+    /// still lost to a later power loss.
+    pub fn kill(&mut self, index: usize) {
+        self.disks[index].fence();
+        self.handle.kill(self.nodes[index].id());
+        self.disks[index].survive_kill();
+        self.down.insert(index);
+        self.note_out();
+    }
+
+    /// `crash` or `kill`, half and half from the seed; says which.
+    pub fn crash_or_kill(&mut self, index: usize) -> &'static str {
+        if madsim::rand::thread_rng().gen_bool(0.5) {
+            self.kill(index);
+            "killed (page cache kept)"
+        } else {
+            self.crash(index);
+            "crashed"
+        }
+    }
+
     /// Members whose lease timers stopped: crashed, or stopped by a full
     /// disk (a paused member's clock and timers run on).
     fn note_out(&self) {

@@ -409,10 +409,10 @@ fn crash_at_points(
             continue;
         }
         resume_paused(cluster, trace, "a crash point");
-        cluster.crash(index);
+        let how = cluster.crash_or_kill(index);
         cluster.restart(index);
         cluster.note_stretch(invariants.slow_disk(), changing_membership, true);
-        trace.record(format!("nemesis: m{index} crashed at {point:?}, restarted"));
+        trace.record(format!("nemesis: m{index} {how} at {point:?}, restarted"));
     }
 }
 
@@ -445,8 +445,8 @@ fn act(
                 return None;
             }
             let victim = pick(&mut rng, cluster.running())?;
-            cluster.crash(victim);
-            Some(format!("crash m{victim}"))
+            let how = cluster.crash_or_kill(victim);
+            Some(format!("m{victim} {how}"))
         }
         Action::Restart => {
             let back = pick(&mut rng, cluster.down.iter().copied())?;
