@@ -118,7 +118,7 @@ pub const SABOTAGES: [(&str, &str); 23] = [
     ),
     (
         "member-id-reused",
-        "a re-added member gets the id it had before its removal",
+        "a re-added member gets the id it had before its removal, and the check that a removed id never comes back lets it in",
     ),
     (
         "watch-prev-kv-is-current",

@@ -360,7 +360,14 @@ fn open_backend(
         path: path.to_path_buf(),
         reason: error.to_string(),
     };
-    disk.create_dir_all(path.parent().expect("the backend path has a parent"))
+    let dir = path.parent().expect("the backend path has a parent");
+    disk.create_dir_all(dir)
+        .map_err(|error| untrusted(crate::backend::Error::Engine(error.to_string())))?;
+    // The name about to be trusted may come from a rename (a new backend
+    // installed, or the first one created) that a kill -9 left in the page
+    // cache only: made durable now, or a power loss after this start could
+    // bring back the older file, behind a WAL released past it.
+    disk.sync_dir(dir)
         .map_err(|error| untrusted(crate::backend::Error::Engine(error.to_string())))?;
     crate::backend::Backend::open(disk.clone(), path).map_err(untrusted)
 }
@@ -709,6 +716,29 @@ mod tests {
         let recovered = recover(&config(), disk, &wal_dir, &snapshots).unwrap();
         assert_eq!(recovered.snapshot_index, 200, "once marked it is the state");
         assert_eq!(recovered.log.last(), 200);
+    }
+
+    /// A kill -9 right after a new backend file was renamed into place,
+    /// before the directory was synced: the restart opens it, and a power
+    /// loss after that start must not bring the older name back.
+    #[test]
+    fn the_backend_a_start_opens_survives_a_later_power_loss() {
+        let disk = Arc::new(SimDisk::new());
+        let path = backend_path(Path::new("/m"));
+        drop(open_backend(&(disk.clone() as Arc<dyn Disk>), &path).unwrap());
+        let older = path.with_extension("older");
+        disk.rename(&path, &older).unwrap();
+        disk.sync_dir(path.parent().unwrap()).unwrap();
+        // The install's rename, which the kill leaves unsynced.
+        disk.rename(&older, &path).unwrap();
+        disk.fence();
+        disk.survive_kill();
+        drop(open_backend(&(disk.clone() as Arc<dyn Disk>), &path).unwrap());
+        disk.crash(1);
+        assert!(
+            disk.file_len(&path).is_ok(),
+            "the backend the start opened is gone after a power loss"
+        );
     }
 
     /// A WAL of entries 1 to `last` at term 1, all committed.

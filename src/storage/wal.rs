@@ -366,6 +366,9 @@ impl Wal {
             disk.sync(&path).map_err(io_error(&path))?;
         }
         disk.sync_dir(dir).map_err(io_error(dir))?;
+        if let Some(parent) = dir.parent() {
+            disk.sync_dir(parent).map_err(io_error(parent))?;
+        }
         let wal = Wal {
             disk,
             dir: dir.to_path_buf(),
