@@ -7,12 +7,6 @@ fn main() {
     std::process::exit(64);
 }
 
-/// glibc's malloc spent half of a member's CPU in `_int_malloc` while it
-/// loaded a million keys; mimalloc's per-thread pages do not.
-#[cfg(not(madsim))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(not(madsim))]
 use std::process::ExitCode;
 #[cfg(not(madsim))]
