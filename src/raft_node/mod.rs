@@ -559,9 +559,10 @@ impl RaftNode {
     }
 
     /// Writes entries and hard state; fsyncs only when raft says the
-    /// batch must be durable before anything else happens (new entries, a
-    /// new term or vote), but for applying `beside`. A commit-only hard state waits for the next
-    /// fsync: recovery never needs it to be current.
+    /// batch must be durable before anything else happens but applying
+    /// `beside` (new entries, a new term or vote). A commit-only hard
+    /// state waits for the next fsync: recovery never needs it to be
+    /// current.
     ///
     /// `beside`, when given, is applied meanwhile: in production on the
     /// loop while a blocking thread writes and fsyncs (disk work takes
@@ -602,14 +603,14 @@ impl RaftNode {
         #[cfg(not(madsim))]
         {
             let (mut wal, clock) = (wal, self.clock.clone());
-            let syncing = tokio::task::spawn_blocking(move || {
+            let syncing = crate::storage::blocking::start(move || {
                 wal.append(&entries, hard_state.as_ref());
                 let started = clock.elapsed();
                 let result = wal.write().and_then(|()| wal.sync());
                 (wal, result, clock.elapsed().saturating_sub(started))
             });
             let applied = beside.map_or(Ok(()), |committed| self.apply(committed));
-            let (wal, result, took) = syncing.await.expect("blocking disk task panicked");
+            let (wal, result, took) = syncing.await;
             self.wal = Some(wal);
             self.observe_fsync(took);
             result?;

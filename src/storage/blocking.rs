@@ -24,6 +24,18 @@ pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
         .expect("blocking disk task panicked")
 }
 
+/// Starts `work` on a blocking thread now and returns its result to
+/// await later, so the caller can do other work meanwhile (the raft loop
+/// applies while the WAL's fsync runs). Production only: the simulator
+/// runs disk work inline, in an order of its own choosing.
+#[cfg(not(madsim))]
+pub fn start<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = T> {
+    let task = tokio::task::spawn_blocking(work);
+    async move { task.await.expect("blocking disk task panicked") }
+}
+
 #[cfg(madsim)]
 pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     work()
