@@ -99,7 +99,7 @@ fn batches() -> impl Strategy<Value = Vec<Batch>> {
                     let revision = Revision::new(main, sub as i64);
                     let key = vec![b'k', key];
                     let record = match change {
-                        Some((byte, len)) => Record::Put(KeyValue {
+                        Some((byte, len)) => Record::put(KeyValue {
                             key,
                             create_revision: main,
                             mod_revision: main,
@@ -400,7 +400,7 @@ fn compaction_gives_the_space_of_removed_revisions_back() {
             value: vec![7; 4096],
             lease: 0,
         };
-        (Revision::new(main, 0), Record::Put(key_value))
+        (Revision::new(main, 0), Record::put(key_value))
     };
     let revisions: Vec<i64> = (2..400).collect();
     for (index, chunk) in revisions.chunks(20).enumerate() {
@@ -583,7 +583,7 @@ fn a_view_is_one_commit_and_compaction_waits_for_it() {
     let put = |main: i64, value: u8| {
         (
             Revision::new(main, 0),
-            Record::Put(KeyValue {
+            Record::put(KeyValue {
                 key: b"k".to_vec(),
                 create_revision: 2,
                 mod_revision: main,
@@ -701,7 +701,7 @@ fn put_of_key(main: i64, value_bytes: usize) -> Batch {
         consistent_index: main as u64,
         records: vec![(
             Revision::new(main, 0),
-            Record::Put(KeyValue {
+            Record::put(KeyValue {
                 key: b"key".to_vec(),
                 create_revision: 2,
                 mod_revision: main,

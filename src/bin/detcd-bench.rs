@@ -196,11 +196,7 @@ mod real {
                 }
             };
             println!("{name}: {} ready", cluster.endpoints.join(","));
-            let pids: Vec<u32> = cluster
-                .servers
-                .iter()
-                .map(detcd_launch::Server::pid)
-                .collect();
+            let pids = cluster.pids();
             let measured = runtime.block_on(run_all(&args, &cluster.endpoints, &pids));
             for (workload, numbers) in &measured {
                 println!(
@@ -497,10 +493,18 @@ mod real {
             Ok(())
         }
 
+        fn pids(&self) -> Vec<u32> {
+            self.servers.iter().map(detcd_launch::Server::pid).collect()
+        }
+
         /// Resident memory of every member, summed (bytes).
         fn rss_bytes(&self) -> u64 {
-            let pids: Vec<u32> = self.servers.iter().map(detcd_launch::Server::pid).collect();
-            scale::rss_of(&pids)
+            scale::rss_of(&self.pids())
+        }
+
+        /// CPU time (user and system) every member has used, summed.
+        fn cpu(&self) -> Duration {
+            cpu_of_all(&self.pids())
         }
 
         /// Bytes the data dirs take on disk (allocated blocks).
@@ -626,6 +630,8 @@ mod real {
         #[derive(Clone, Debug, Default)]
         struct Scaled {
             load: Duration,
+            /// The members' CPU time (user and system) during the load.
+            load_cpu: Duration,
             load_failed: usize,
             rss_after_load: u64,
             disk_after_load: u64,
@@ -696,8 +702,10 @@ mod real {
             let endpoints = cluster.endpoints.clone();
             println!("{name}: loading {} keys", args.scale_keys);
             let started = Instant::now();
+            let cpu_before = cluster.cpu();
             scaled.load_failed = runtime.block_on(load(args, &endpoints));
             scaled.load = started.elapsed();
+            scaled.load_cpu = cluster.cpu().saturating_sub(cpu_before);
             scaled.rss_after_load = cluster.rss_bytes();
             scaled.disk_after_load = cluster.disk_bytes();
             println!("{name}: reading every key");
@@ -1233,6 +1241,11 @@ mod real {
             let secs = |duration: Duration| duration.as_secs_f64();
             let mut rows: Vec<(&str, f64, f64)> = vec![
                 ("load (s)", secs(ours.load), secs(theirs.load)),
+                (
+                    "load: servers' CPU (s)",
+                    secs(ours.load_cpu),
+                    secs(theirs.load_cpu),
+                ),
                 (
                     "load txns failed",
                     ours.load_failed as f64,

@@ -21,6 +21,7 @@
 //! expires anything, so renewals the old leader committed are never missed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -173,7 +174,7 @@ impl Leases {
     /// changes (etcd attaches and detaches in `storeTxnWrite.put/delete`):
     /// an overwritten or deleted key leaves its old lease, a put with a
     /// lease joins it.
-    pub fn record_changes(&mut self, changes: &[KeyValue]) {
+    pub fn record_changes(&mut self, changes: &[Arc<KeyValue>]) {
         for change in changes {
             if let Some(old) = self.key_lease.remove(&change.key) {
                 if let Some(lease) = self.by_id.get_mut(&old) {

@@ -2,15 +2,15 @@ use std::time::Duration;
 
 use super::*;
 
-fn put(key: &str, lease: i64) -> KeyValue {
-    KeyValue {
+fn put(key: &str, lease: i64) -> Arc<KeyValue> {
+    Arc::new(KeyValue {
         key: key.as_bytes().to_vec(),
         mod_revision: 2,
         create_revision: 2,
         version: 1,
         value: b"v".to_vec(),
         lease,
-    }
+    })
 }
 
 fn keys(leases: &Leases, id: i64) -> Vec<String> {
@@ -59,7 +59,7 @@ fn keys_follow_puts_overwrites_and_deletes() {
     assert_eq!(keys(&leases, 1), Vec::<String>::new());
     assert_eq!(keys(&leases, 2), ["a"]);
     // A delete detaches.
-    leases.record_changes(&[KeyValue::tombstone(b"a".to_vec(), 5)]);
+    leases.record_changes(&[Arc::new(KeyValue::tombstone(b"a".to_vec(), 5))]);
     assert_eq!(keys(&leases, 2), Vec::<String>::new());
     // A put naming a lease that does not exist attaches nothing.
     leases.record_changes(&[put("z", 99)]);

@@ -96,7 +96,7 @@ impl Store {
 /// One revision as a snapshot carries it.
 pub fn record_message(revision: Revision, record: &Record) -> MvccRecord {
     let record = match record {
-        Record::Put(key_value) => mvcc_record::Record::Put(key_value.clone().into()),
+        Record::Put(key_value) => mvcc_record::Record::Put((**key_value).clone().into()),
         Record::Tombstone { key } => mvcc_record::Record::Tombstone(key.clone()),
     };
     MvccRecord {
@@ -117,7 +117,7 @@ pub fn record_from_message(message: MvccRecord) -> Result<(Revision, Record), Er
                     key_value.mod_revision
                 )));
             }
-            Record::Put(key_value.into())
+            Record::put(key_value.into())
         }
         Some(mvcc_record::Record::Tombstone(key)) => Record::Tombstone { key },
         None => {

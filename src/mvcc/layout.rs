@@ -47,19 +47,63 @@ pub fn parse_revision_key(key: &[u8]) -> Result<(Revision, bool), String> {
 pub fn key_entry(revision: Revision, record: &Record) -> (Vec<u8>, Vec<u8>) {
     let mut key = revision_key(revision);
     let value = match record {
-        Record::Put(kv) => mvccpb::KeyValue {
-            mod_revision: revision.main,
-            ..kv.clone().into()
-        },
+        Record::Put(kv) => encode_key_value(kv, revision.main),
         Record::Tombstone { key: deleted } => {
             key.push(TOMBSTONE_MARK);
-            mvccpb::KeyValue {
-                key: deleted.clone(),
-                ..Default::default()
-            }
+            encode_key_value(
+                &KeyValue {
+                    key: deleted.clone(),
+                    ..KeyValue::default()
+                },
+                0,
+            )
         }
     };
-    (key, value.encode_to_vec())
+    (key, value)
+}
+
+/// What `mvccpb::KeyValue::encode_to_vec` gives for `kv` with
+/// `mod_revision`, encoded from the borrowed record. The derived encoder
+/// needs an owned message, which would cost one more copy of every key
+/// and value the backend writes; this writes the same fields with prost's
+/// own field encoders (proto3: zero values left out, fields in number
+/// order), and a property test holds it to the derived encoding.
+fn encode_key_value(kv: &KeyValue, mod_revision: i64) -> Vec<u8> {
+    use prost::encoding::{bytes, int64};
+    let ints = |tags: &[(u32, i64)]| -> Vec<(u32, i64)> {
+        tags.iter().copied().filter(|&(_, n)| n != 0).collect()
+    };
+    let head = ints(&[(2, kv.create_revision), (3, mod_revision), (4, kv.version)]);
+    let lease = ints(&[(6, kv.lease)]);
+    let int_len = |fields: &[(u32, i64)]| -> usize {
+        fields
+            .iter()
+            .map(|(tag, n)| int64::encoded_len(*tag, n))
+            .sum()
+    };
+    let bytes_len = |tag: u32, field: &Vec<u8>| -> usize {
+        if field.is_empty() {
+            0
+        } else {
+            bytes::encoded_len(tag, field)
+        }
+    };
+    let mut out = Vec::with_capacity(
+        bytes_len(1, &kv.key) + int_len(&head) + bytes_len(5, &kv.value) + int_len(&lease),
+    );
+    if !kv.key.is_empty() {
+        bytes::encode(1, &kv.key, &mut out);
+    }
+    for (tag, n) in &head {
+        int64::encode(*tag, n, &mut out);
+    }
+    if !kv.value.is_empty() {
+        bytes::encode(5, &kv.value, &mut out);
+    }
+    for (tag, n) in &lease {
+        int64::encode(*tag, n, &mut out);
+    }
+    out
 }
 
 /// `key_entry` read back; an error for bytes etcd could not have written.
@@ -70,7 +114,7 @@ pub fn parse_key_entry(key: &[u8], value: &[u8]) -> Result<(Revision, Record), S
     let record = if tombstone {
         Record::Tombstone { key: kv.key }
     } else {
-        Record::Put(KeyValue {
+        Record::put(KeyValue {
             mod_revision: revision.main,
             ..kv.into()
         })
@@ -84,7 +128,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_match_etcds_bytes() {
-        let put = Record::Put(KeyValue {
+        let put = Record::put(KeyValue {
             key: b"foo".to_vec(),
             create_revision: 2,
             mod_revision: 5,
@@ -112,5 +156,22 @@ mod tests {
         );
         assert!(parse_revision_key(b"short").is_err());
         assert!(parse_revision_key(&[0; 18]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_borrowed_encoding_is_the_derived_one(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            ints in proptest::array::uniform5(proptest::prop_oneof![
+                proptest::prelude::Just(0i64),
+                proptest::prelude::any::<i64>(),
+            ]),
+        ) {
+            let [create_revision, stale_mod_revision, version, lease, mod_revision] = ints;
+            let kv = KeyValue { key, create_revision, mod_revision: stale_mod_revision, version, value, lease };
+            let derived = mvccpb::KeyValue { mod_revision, ..kv.clone().into() }.encode_to_vec();
+            proptest::prop_assert_eq!(encode_key_value(&kv, mod_revision), derived);
+        }
     }
 }

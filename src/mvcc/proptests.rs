@@ -9,6 +9,7 @@
 //! so a difference the model cannot see still fails the test.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -233,7 +234,7 @@ impl Model {
                     .expect("model: a live key has a put");
                 assert_eq!(
                     record,
-                    &Record::Put(key_value.clone()),
+                    &Record::put(key_value.clone()),
                     "model: live value is the last put"
                 );
                 kept.insert(*revision, record.clone());
@@ -286,7 +287,7 @@ impl ModelTxn {
         };
         self.working.insert(key.to_vec(), key_value.clone());
         self.records
-            .push((revision, Record::Put(key_value.clone())));
+            .push((revision, Record::put(key_value.clone())));
         self.changes.push(key_value);
         revision.main
     }
@@ -419,16 +420,15 @@ impl Harness {
             }
             for txn in &txns {
                 assert_eq!(txn.rev(), model_txn.rev(), "txn revision after {txn_op:?}");
-                assert_eq!(
-                    txn.changes(),
-                    model_txn.changes.as_slice(),
-                    "txn changes after {txn_op:?}"
-                );
+                let changes: Vec<&KeyValue> = txn.changes().iter().map(|c| &**c).collect();
+                let expected: Vec<&KeyValue> = model_txn.changes.iter().collect();
+                assert_eq!(changes, expected, "txn changes after {txn_op:?}");
             }
         }
         let expected_changes = model_txn.end(&mut self.model);
         for txn in txns {
-            assert_eq!(txn.end(), expected_changes, "changes at end of txn");
+            let changes: Vec<KeyValue> = txn.end().into_iter().map(Arc::unwrap_or_clone).collect();
+            assert_eq!(changes, expected_changes, "changes at end of txn");
         }
     }
 

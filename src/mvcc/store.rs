@@ -447,7 +447,7 @@ impl Store {
         for (modified, record) in revisions.iter().zip(records) {
             match record {
                 Record::Put(key_value) if key_value.mod_revision == modified.main => {
-                    kvs.push(key_value)
+                    kvs.push(Arc::unwrap_or_clone(key_value))
                 }
                 // The key index and the revision log disagree: serving
                 // anything now could be wrong data.
@@ -489,28 +489,14 @@ impl Store {
             "store: revisions never go backwards: append at {revision} with current revision {}",
             self.current_revision
         );
+        // One lookup for a key already indexed, two for a new one.
         let key = record.key();
-        if !self.key_index.contains_key(key) {
-            self.key_index.insert(key.to_vec(), KeyIndex::new());
-        }
-        let key_index = self
-            .key_index
-            .get_mut(key)
-            .expect("store: the key index entry was just ensured");
-        match &record {
-            Record::Put(_) => {
-                if !key_index.is_live() {
-                    self.live_key_count += 1;
-                }
-                key_index.put(revision);
-            }
-            Record::Tombstone { .. } => {
-                // etcd: "cannot tombstone an existing key" is fatal, the
-                // caller only deletes keys it just found live.
-                key_index
-                    .tombstone(revision)
-                    .expect("store: only live keys get a tombstone");
-                self.live_key_count -= 1;
+        match self.key_index.get_mut(key) {
+            Some(key_index) => index_change(key_index, &record, revision, &mut self.live_key_count),
+            None => {
+                let mut key_index = KeyIndex::new();
+                index_change(&mut key_index, &record, revision, &mut self.live_key_count);
+                self.key_index.insert(key.to_vec(), key_index);
             }
         }
         self.size_bytes += record.size_bytes();
@@ -744,6 +730,32 @@ impl Rebuild {
             }
         }
         Ok(store)
+    }
+}
+
+/// Adds the change `record` makes at `revision` to its key's index, and
+/// keeps the count of live keys.
+fn index_change(
+    key_index: &mut KeyIndex,
+    record: &Record,
+    revision: Revision,
+    live_keys: &mut usize,
+) {
+    match record {
+        Record::Put(_) => {
+            if !key_index.is_live() {
+                *live_keys += 1;
+            }
+            key_index.put(revision);
+        }
+        Record::Tombstone { .. } => {
+            // etcd: "cannot tombstone an existing key" is fatal, the
+            // caller only deletes keys it just found live.
+            key_index
+                .tombstone(revision)
+                .expect("store: only live keys get a tombstone");
+            *live_keys -= 1;
+        }
     }
 }
 

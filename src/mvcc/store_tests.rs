@@ -270,7 +270,11 @@ fn delete_range_tombstones_each_key_with_its_own_sub_revision() {
     }
     let mut txn = store.write();
     assert_eq!(txn.delete_range(b"a", Some(b"c")), (2, 5));
-    let changes = txn.end();
+    let changes: Vec<KeyValue> = txn
+        .end()
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect();
     let tombstone = |key: &str| KeyValue::tombstone(key.as_bytes().to_vec(), 5);
     assert_eq!(changes, vec![tombstone("a"), tombstone("b")]);
     assert!(changes.iter().all(KeyValue::is_tombstone));
@@ -319,7 +323,11 @@ fn txn_reads_own_writes() {
     );
     assert_eq!(txn.range(b"a", None, &at(4)), Err(Error::FutureRevision));
 
-    let changes = txn.end();
+    let changes: Vec<KeyValue> = txn
+        .end()
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect();
     assert_eq!(changes, vec![key_value("a", "2", 2, 3, 2), b]);
     assert_eq!(store.current_revision(), 3);
     let records: Vec<Revision> = store
@@ -359,7 +367,11 @@ fn txn_put_then_delete_of_same_key_leaves_it_deleted() {
     txn.put(b"a", b"1", 0);
     txn.put(b"a", b"2", 0);
     assert_eq!(txn.delete_range(b"a", None), (1, 2));
-    let changes = txn.end();
+    let changes: Vec<KeyValue> = txn
+        .end()
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect();
     assert_eq!(
         changes,
         vec![
@@ -640,7 +652,7 @@ fn decode_rejects_histories_no_store_produces() {
         );
     }
     let put = |key: &str, create_revision, mod_revision, version| {
-        Record::Put(key_value(key, "v", create_revision, mod_revision, version))
+        Record::put(key_value(key, "v", create_revision, mod_revision, version))
     };
     let tombstone = |key: &str| Record::Tombstone {
         key: key.as_bytes().to_vec(),

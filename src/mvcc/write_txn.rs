@@ -8,6 +8,8 @@
 //! an abandoned transaction is committed, never left half-applied with its
 //! revision still in the future.
 
+use std::sync::Arc;
+
 use super::{Error, KeyValue, RangeOptions, RangeResult, Record, Revision, Store};
 
 /// A write transaction over a `Store`; see the module docs.
@@ -17,7 +19,7 @@ pub struct WriteTxn<'s> {
     /// The store's current revision when the transaction began.
     begin_revision: i64,
     /// Every change so far, in order; position = sub revision.
-    changes: Vec<KeyValue>,
+    changes: Vec<Arc<KeyValue>>,
 }
 
 impl<'s> WriteTxn<'s> {
@@ -47,7 +49,7 @@ impl<'s> WriteTxn<'s> {
 
     /// The changes so far, in sub revision order. Tombstones have only
     /// `key` and `mod_revision` set (see `KeyValue::is_tombstone`).
-    pub fn changes(&self) -> &[KeyValue] {
+    pub fn changes(&self) -> &[Arc<KeyValue>] {
         &self.changes
     }
 
@@ -68,15 +70,16 @@ impl<'s> WriteTxn<'s> {
             Some(key_at) => (key_at.created.main, key_at.version),
             None => (revision.main, 0),
         };
-        let key_value = KeyValue {
+        let key_value = Arc::new(KeyValue {
             key: key.to_vec(),
             create_revision,
             mod_revision: revision.main,
             version: previous_version + 1,
             value: value.to_vec(),
             lease,
-        };
-        self.store.append(revision, Record::Put(key_value.clone()));
+        });
+        self.store
+            .append(revision, Record::Put(Arc::clone(&key_value)));
         self.changes.push(key_value);
         revision.main
     }
@@ -92,13 +95,14 @@ impl<'s> WriteTxn<'s> {
             let revision = self.next_revision();
             self.store
                 .append(revision, Record::Tombstone { key: key.clone() });
-            self.changes.push(KeyValue::tombstone(key, revision.main));
+            self.changes
+                .push(Arc::new(KeyValue::tombstone(key, revision.main)));
         }
         (deleted, self.rev())
     }
 
     /// Commits the transaction and returns its changes, for the watch layer.
-    pub fn end(mut self) -> Vec<KeyValue> {
+    pub fn end(mut self) -> Vec<Arc<KeyValue>> {
         self.commit()
     }
 
@@ -111,7 +115,7 @@ impl<'s> WriteTxn<'s> {
     /// Makes the changes current and hands them over; a transaction without
     /// changes leaves the revision alone. Taking the changes makes a second
     /// call (from `drop` after `end`) a no-op.
-    fn commit(&mut self) -> Vec<KeyValue> {
+    fn commit(&mut self) -> Vec<Arc<KeyValue>> {
         let changes = std::mem::take(&mut self.changes);
         if !changes.is_empty() {
             self.store.advance_revision();

@@ -440,7 +440,7 @@ fn a_large_snapshot_streams_in_pieces() {
         .into_iter()
         .flatten()
         .map(|(_, record)| match record {
-            crate::mvcc::Record::Put(kv) => kv.value,
+            crate::mvcc::Record::Put(kv) => kv.value.clone(),
             tombstone => panic!("{tombstone:?}"),
         })
         .collect();

@@ -150,7 +150,7 @@ impl Watcher {
                 Record::Put(_) if no_put => return,
                 Record::Tombstone { .. } if no_delete => return,
                 Record::Put(key_value) => {
-                    let mut kv = to_proto(key_value.clone());
+                    let mut kv = to_proto((**key_value).clone());
                     kv.mod_revision = revision.main;
                     Event {
                         r#type: EventType::Put as i32,
