@@ -32,6 +32,10 @@ const DISALLOWED_ALLOWS: &[(&str, &str)] = &[
         "the binary: the log files --log-outputs names",
     ),
     (
+        "sim/src/harness/mod.rs",
+        "the harness judges members on the simulator's one global virtual clock",
+    ),
+    (
         "sim/src/cli/mod.rs",
         "the simulator's command line: failure files and wall time for people",
     ),
