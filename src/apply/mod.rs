@@ -956,7 +956,7 @@ pub(crate) fn put(write: &mut WriteTxn<'_>, request: &PutRequest) -> Result<PutR
         (Some(previous), true) => previous.lease,
         _ => request.lease,
     };
-    let revision = write.put(&request.key, &value, lease);
+    let revision = write.put(&request.key, value, lease);
     Ok(PutResponse {
         header: Some(header(revision)),
         prev_kv: if request.prev_kv {

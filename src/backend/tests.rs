@@ -331,7 +331,7 @@ proptest! {
             match op {
                 StoreOp::Put(key, value) => {
                     let mut write = store.write();
-                    write.put(&[b'k', *key], &[*value], 0);
+                    write.put(&[b'k', *key], [*value], 0);
                     write.end();
                 }
                 StoreOp::Delete(key) => {
@@ -494,7 +494,7 @@ proptest! {
                 match op {
                     StoreOp::Put(key, value) => {
                         let mut write = store.write();
-                        write.put(&[b'k', *key], &[*value], i64::from(*value % 3));
+                        write.put(&[b'k', *key], [*value], i64::from(*value % 3));
                         write.end();
                     }
                     StoreOp::Delete(key) => {

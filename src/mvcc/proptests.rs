@@ -390,7 +390,11 @@ impl Harness {
                 TxnOp::Put { key, value, lease } => {
                     let expected = model_txn.put(key, value, *lease);
                     for txn in &mut txns {
-                        assert_eq!(txn.put(key, value, *lease), expected, "{txn_op:?}");
+                        assert_eq!(
+                            txn.put(key, value.as_slice(), *lease),
+                            expected,
+                            "{txn_op:?}"
+                        );
                     }
                 }
                 TxnOp::DeleteRange(range) => {

@@ -63,8 +63,9 @@ impl<'s> WriteTxn<'s> {
         self.store.range_keys(key, end, self.rev(), options)
     }
 
-    /// Writes `value` to `key`; returns the transaction's revision.
-    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> i64 {
+    /// Writes `value` to `key`; returns the transaction's revision. The
+    /// value is taken, not copied: it is the largest part of a put.
+    pub fn put(&mut self, key: &[u8], value: impl Into<Vec<u8>>, lease: i64) -> i64 {
         let revision = self.next_revision();
         let (create_revision, previous_version) = match self.store.key_at(key, revision.main) {
             Some(key_at) => (key_at.created.main, key_at.version),
@@ -75,7 +76,7 @@ impl<'s> WriteTxn<'s> {
             create_revision,
             mod_revision: revision.main,
             version: previous_version + 1,
-            value: value.to_vec(),
+            value: value.into(),
             lease,
         });
         self.store

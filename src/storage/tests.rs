@@ -338,7 +338,7 @@ fn stream(term: u64, index: u64, values: &[Vec<u8>]) -> Vec<u8> {
     let mut store = crate::mvcc::Store::new();
     for value in values {
         let mut txn = store.write();
-        txn.put(b"key", value, 0);
+        txn.put(b"key", value.as_slice(), 0);
         txn.end();
     }
     let header = crate::proto::detcdpb::SnapshotHeader {
