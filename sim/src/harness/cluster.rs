@@ -59,8 +59,9 @@ pub struct SimCluster {
     pub served_clients: Vec<usize>,
     /// Members whose disk the nemesis corrupted while they were down.
     pub corrupted: BTreeSet<usize>,
-    /// Members that refused to start, and why (their storage failed its
-    /// checks); they stay down for the rest of the run.
+    /// Members that refused to start, or stopped on a storage failure, and
+    /// why (their storage failed its checks); they stay down for the rest
+    /// of the run unless a restart starts them.
     pub refused: Arc<Mutex<BTreeMap<usize, String>>>,
     /// When members were out and clocks skewed, for the lease checks.
     pub faults: super::faults::FaultLog,
@@ -334,7 +335,8 @@ impl SimCluster {
         Some(flipped)
     }
 
-    /// Members that refused to start: out for good.
+    /// Members that refused to start or stopped on their storage: out for
+    /// good unless a restart starts them.
     pub fn lost(&self) -> BTreeSet<usize> {
         self.refused.lock().unwrap().keys().copied().collect()
     }
@@ -566,10 +568,18 @@ impl Member {
             result = raft_loop => match result {
                 Ok(Err(FatalError::Removed)) => {}
                 // A storage failure stops the member, never a wrong answer.
+                // It is then out as one that refused to start is (a rotted
+                // page may pass the start's checks and fail the next
+                // commit): a restart that starts it clears that, and one
+                // whose disk never rotted must not stop so.
                 Ok(Err(fatal @ FatalError::Wal(_)))
                 | Ok(Err(fatal @ FatalError::Snapshot(_)))
                 | Ok(Err(fatal @ FatalError::Backend(_))) => {
                     tracing::warn!("m{index} stopped: {fatal}");
+                    self.refused
+                        .lock()
+                        .unwrap()
+                        .insert(index, format!("stopped on its storage: {fatal}"));
                 }
                 // The nemesis crashes and restarts it (`nemesis::crash_points`).
                 Ok(Err(FatalError::CrashPoint(point))) => {

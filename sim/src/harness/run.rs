@@ -853,15 +853,16 @@ async fn check_watch(
     }
 }
 
-/// A member may refuse to start only if its disk was corrupted: one that
-/// was merely crashed, paused or filled must come back. And even then not
+/// A member may refuse to start (or stop on a storage failure) only if its
+/// disk was corrupted: one that was merely crashed, paused or filled must
+/// come back. And even then not
 /// because its WAL ends before its backend's state: that WAL silently
 /// lost entries it had synced (`WAL_BEHIND_BACKEND`). Records the
 /// refusals in the trace.
 fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> {
     let refused = cluster.refused.lock().unwrap().clone();
     for (member, reason) in &refused {
-        trace.record(format!("m{member} refused to start: {reason}"));
+        trace.record(format!("m{member} is out: {reason}"));
     }
     if let Some((member, reason)) = refused
         .iter()
@@ -875,7 +876,7 @@ fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> 
         .iter()
         .find(|(member, _)| !cluster.corrupted.contains(member))
         .map(|(member, reason)| {
-            format!("m{member} refused to start though its disk was never corrupted: {reason}")
+            format!("m{member} is out though its disk was never corrupted: {reason}")
         })
 }
 
