@@ -59,10 +59,14 @@ pub struct SimCluster {
     pub served_clients: Vec<usize>,
     /// Members whose disk the nemesis corrupted while they were down.
     pub corrupted: BTreeSet<usize>,
-    /// Members that refused to start, or stopped on a storage failure, and
-    /// why (their storage failed its checks); they stay down for the rest
-    /// of the run unless a restart starts them.
+    /// Members that refused to start, and why (their storage failed its
+    /// checks); they stay down for the rest of the run.
     pub refused: Arc<Mutex<BTreeMap<usize, String>>>,
+    /// Members that stopped on a storage failure while running (a rotted
+    /// page may pass the start's checks and fail the next commit; a full
+    /// disk fails the next write), and why; out until a restart starts
+    /// them.
+    pub stopped: Arc<Mutex<BTreeMap<usize, String>>>,
     /// When members were out and clocks skewed, for the lease checks.
     pub faults: super::faults::FaultLog,
     /// Members removed from the cluster and not yet back (membership
@@ -101,6 +105,7 @@ impl SimCluster {
             .map(|i| member_id(&[peer_url(i)], TOKEN))
             .collect();
         let refused: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
+        let stopped: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
         let specs: Vec<Arc<Mutex<Spec>>> = (0..size)
             .map(|index| {
                 Arc::new(Mutex::new(Spec {
@@ -119,6 +124,7 @@ impl SimCluster {
                     clock: clocks[index].clone(),
                     filter: filter.clone(),
                     refused: refused.clone(),
+                    stopped: stopped.clone(),
                 };
                 member.start_node(&handle)
             })
@@ -138,6 +144,7 @@ impl SimCluster {
             corrupted: BTreeSet::new(),
             faults: super::faults::FaultLog::default(),
             refused,
+            stopped,
             retired: BTreeSet::new(),
             specs,
         }
@@ -181,6 +188,7 @@ impl SimCluster {
             clock: Clock::new(),
             filter: self.filter.clone(),
             refused: self.refused.clone(),
+            stopped: self.stopped.clone(),
         };
         self.disks.push(disk);
         self.specs.push(spec);
@@ -199,6 +207,9 @@ impl SimCluster {
         self.paused.remove(&index);
         self.disk_full.remove(&index);
         self.corrupted.remove(&index);
+        // Whatever stopped it is moot now: its disk is never used again.
+        self.refused.lock().unwrap().remove(&index);
+        self.stopped.lock().unwrap().remove(&index);
         self.retired.insert(index);
         self.note_out();
     }
@@ -335,8 +346,7 @@ impl SimCluster {
         Some(flipped)
     }
 
-    /// Members that refused to start or stopped on their storage: out for
-    /// good unless a restart starts them.
+    /// Members that refused to start: out for good.
     pub fn lost(&self) -> BTreeSet<usize> {
         self.refused.lock().unwrap().keys().copied().collect()
     }
@@ -496,6 +506,7 @@ struct Member {
     clock: Clock,
     filter: Arc<NetFilter>,
     refused: Arc<Mutex<BTreeMap<usize, String>>>,
+    stopped: Arc<Mutex<BTreeMap<usize, String>>>,
 }
 
 impl Member {
@@ -549,6 +560,7 @@ impl Member {
         } = match started {
             Ok(started) => {
                 self.refused.lock().unwrap().remove(&index);
+                self.stopped.lock().unwrap().remove(&index);
                 started
             }
             Err(error) => {
@@ -568,15 +580,12 @@ impl Member {
             result = raft_loop => match result {
                 Ok(Err(FatalError::Removed)) => {}
                 // A storage failure stops the member, never a wrong answer.
-                // It is then out as one that refused to start is (a rotted
-                // page may pass the start's checks and fail the next
-                // commit): a restart that starts it clears that, and one
-                // whose disk never rotted must not stop so.
+                // It is out until a restart starts it (`stopped`).
                 Ok(Err(fatal @ FatalError::Wal(_)))
                 | Ok(Err(fatal @ FatalError::Snapshot(_)))
                 | Ok(Err(fatal @ FatalError::Backend(_))) => {
                     tracing::warn!("m{index} stopped: {fatal}");
-                    self.refused
+                    self.stopped
                         .lock()
                         .unwrap()
                         .insert(index, format!("stopped on its storage: {fatal}"));

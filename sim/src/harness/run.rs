@@ -294,7 +294,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         Ok(()) => observer
             .spawn(convergence(
                 options.nodes,
-                cluster.refused.clone(),
+                [cluster.refused.clone(), cluster.stopped.clone()],
                 swarm.keys,
             ))
             .await
@@ -345,7 +345,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
                 Ok(()) => observer
                     .spawn(convergence(
                         options.nodes,
-                        cluster.refused.clone(),
+                        [cluster.refused.clone(), cluster.stopped.clone()],
                         swarm.keys,
                     ))
                     .await
@@ -757,17 +757,20 @@ async fn liveness(mut worker: Worker, keys: usize) -> Result<(), String> {
 
 /// Every serving member's local (serializable) view — its HashKV and the
 /// workload keys' values and mod revisions — must become identical
-/// (`properties::convergence` judges). Members that refused to start
-/// (corrupt storage) are out.
+/// (`properties::convergence` judges). Members that refused to start or
+/// stopped on a storage failure (`out`) are not asked.
 async fn convergence(
     members: usize,
-    refused: Arc<Mutex<BTreeMap<usize, String>>>,
+    out: [Arc<Mutex<BTreeMap<usize, String>>>; 2],
     keys: usize,
 ) -> Outcome {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
     loop {
         let serving: Vec<usize> = (0..members)
-            .filter(|member| !refused.lock().unwrap().contains_key(member))
+            .filter(|member| {
+                !out.iter()
+                    .any(|out| out.lock().unwrap().contains_key(member))
+            })
             .collect();
         let mut views = Vec::new();
         for &member in &serving {
@@ -860,7 +863,8 @@ async fn check_watch(
 /// lost entries it had synced (`WAL_BEHIND_BACKEND`). Records the
 /// refusals in the trace.
 fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> {
-    let refused = cluster.refused.lock().unwrap().clone();
+    let mut refused = cluster.refused.lock().unwrap().clone();
+    refused.extend(cluster.stopped.lock().unwrap().clone());
     for (member, reason) in &refused {
         trace.record(format!("m{member} is out: {reason}"));
     }
