@@ -338,7 +338,7 @@ async fn answer(server: &Server, path: &str, query: &str) -> Response<Body> {
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            server.metrics().encode(),
+            server.metrics_text(),
         ),
         "/livez" | "/readyz" => {
             let checks: &[&str] = if path == "/livez" {

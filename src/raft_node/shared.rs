@@ -76,6 +76,28 @@ impl Shared {
         self.revision.subscribe()
     }
 
+    /// The backend's size as etcd reports its bbolt file's: the file
+    /// (`dbSize`, `etcd_mvcc_db_total_size_in_bytes`) and, in use, the
+    /// revisions it holds (`dbSizeInUse`; what compaction and
+    /// defragmentation give back is the difference).
+    pub fn db_sizes(&self) -> DbSizes {
+        let logical = self.state.read().expect("state lock").store().size_bytes();
+        let file = self.backend.file_bytes();
+        DbSizes {
+            file,
+            in_use: logical.min(file),
+        }
+    }
+
+    /// The metrics in Prometheus's text format, with the gauges read on
+    /// demand (the file's size) brought up to date first.
+    pub fn metrics_text(&self) -> String {
+        let sizes = self.db_sizes();
+        self.metrics.db_total_size.set(sizes.file as i64);
+        self.metrics.db_in_use_size.set(sizes.in_use as i64);
+        self.metrics.encode()
+    }
+
     /// After applying: the revision for watchers, and the metrics that
     /// follow the state, read under the one lock taken anyway.
     pub(super) fn publish_revision(&self) {
@@ -84,9 +106,6 @@ impl Shared {
             self.metrics
                 .proposals_applied
                 .set(state.applied_index() as i64);
-            let size = state.store().size_bytes() as i64;
-            self.metrics.db_total_size.set(size);
-            self.metrics.db_in_use_size.set(size);
             self.metrics
                 .keys_total
                 .set(state.store().key_count() as i64);
@@ -94,4 +113,11 @@ impl Shared {
         };
         self.revision.set(revision);
     }
+}
+
+/// The backend's sizes in bytes (`Shared::db_sizes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbSizes {
+    pub file: u64,
+    pub in_use: u64,
 }

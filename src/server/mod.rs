@@ -220,6 +220,12 @@ impl Server {
         })
     }
 
+    /// What `/metrics` serves: the member's metrics in Prometheus's text
+    /// format.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
+    }
+
     /// The member's Prometheus metrics.
     pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
         self.shared.metrics.clone()
@@ -653,7 +659,7 @@ impl Server {
 
     /// What etcd's Maintenance.Status reports.
     pub fn status(&self) -> StatusResponse {
-        let (revision, db_size, applied, is_learner, alarms) = {
+        let (revision, applied, is_learner, alarms) = {
             let state = self.shared.state.read().expect("state lock");
             let is_learner = state
                 .members()
@@ -662,26 +668,20 @@ impl Server {
             let alarms = state.alarms(AlarmType::None as i32);
             (
                 state.store().current_revision(),
-                state.store().size_bytes() as i64,
                 state.applied_index(),
                 is_learner,
                 alarms,
             )
         };
         let (term, leader) = self.shared.term_and_leader();
-        // The backend's file, as etcd reports its bbolt file; in use: the
-        // revisions it holds (what compaction and defragmentation give back
-        // is the difference).
-        let db_file = self.shared.backend.file_bytes() as i64;
-        let db_size_in_use = db_size.min(db_file);
-        let db_size = db_file;
+        let db = self.shared.db_sizes();
         StatusResponse {
             header: Some(ResponseHeader {
                 revision,
                 ..ResponseHeader::default()
             }),
             version: ETCD_API_VERSION.to_string(),
-            db_size,
+            db_size: db.file as i64,
             leader,
             raft_index: self.shared.commit_index(),
             raft_term: term,
@@ -691,7 +691,7 @@ impl Server {
                 .into_iter()
                 .chain(alarms.iter().map(crate::apply::describe_alarm))
                 .collect(),
-            db_size_in_use,
+            db_size_in_use: db.in_use as i64,
             is_learner,
         }
     }

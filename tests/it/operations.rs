@@ -219,6 +219,12 @@ fn metrics_have_etcds_names_and_move() {
     );
     assert!(sample(&after, "etcd_disk_wal_fsync_duration_seconds_count") >= 1.0);
 
+    phase!("the DB size is the backend file's, as Status reports it; in use is no more");
+    let total = sample(&after, "etcd_mvcc_db_total_size_in_bytes");
+    let in_use = sample(&after, "etcd_mvcc_db_total_size_in_use_in_bytes");
+    assert!(total >= 4096.0, "a file of whole pages, not the keys' bytes: {total}");
+    assert!(in_use > 0.0 && in_use <= total, "in use {in_use} of {total}");
+
     phase!("the metrics listener serves health too, and no gRPC");
     assert_eq!(get(&metrics_url, "/health").0, 200);
     let output = crate::support::etcdctl(&metrics_url, &["get", "x", "--command-timeout=2s"], None);
