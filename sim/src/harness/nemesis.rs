@@ -380,7 +380,7 @@ async fn move_leader(
 /// after it resumes (a new connection from it is never accepted; real TCP
 /// resets and reconnects). That artifact is not what these faults test.
 /// Returns whether any member was paused.
-fn resume_paused(cluster: &mut SimCluster, trace: &Trace, before: &str) -> bool {
+pub(crate) fn resume_paused(cluster: &mut SimCluster, trace: &Trace, before: &str) -> bool {
     let paused: Vec<usize> = cluster.paused.iter().copied().collect();
     for &member in &paused {
         cluster.resume(member);
@@ -390,7 +390,7 @@ fn resume_paused(cluster: &mut SimCluster, trace: &Trace, before: &str) -> bool 
 }
 
 /// How long resumed members run before a power loss strikes their peers.
-const RESUME_SETTLE: Duration = Duration::from_millis(300);
+pub(crate) const RESUME_SETTLE: Duration = Duration::from_millis(300);
 
 /// A member that stopped at a crash point crashes there: its unsynced
 /// bytes are lost, as at a power failure at that instant. It restarts at

@@ -257,6 +257,11 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     // Liveness phase: every fault healed. The heal restarts members: the
     // availability record ends here.
     cluster.faults.end_stretches();
+    // Paused members resume first and get a moment before the members
+    // that are down restart (the artifact at `nemesis::resume_paused`).
+    if crate::harness::nemesis::resume_paused(&mut cluster, &trace, "healing") {
+        tokio::time::sleep(crate::harness::nemesis::RESUME_SETTLE).await;
+    }
     cluster.heal_all();
     invariants.set_slow_disk(None);
     trace.record("nemesis: healed everything".into());
