@@ -47,10 +47,14 @@ pub enum CrashPoint {
     /// recovers from what of it the crash left (redb's commit slots) and
     /// replays the WAL from the backend's consistent index.
     BackendWrittenNotSynced,
+    /// A member just granted its vote, durably, and sent it: it next
+    /// recovers in the term it voted in, and must not vote again there
+    /// (a candidate's request that comes late asks it twice).
+    VoteGranted,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 10] = [
+    pub const ALL: [CrashPoint; 11] = [
         CrashPoint::WalWrittenNotSynced,
         CrashPoint::PersistedNotAnnounced,
         CrashPoint::BackendDurableNotMarked,
@@ -61,6 +65,7 @@ impl CrashPoint {
         CrashPoint::WalRolledNotSealed,
         CrashPoint::WalReleased,
         CrashPoint::BackendWrittenNotSynced,
+        CrashPoint::VoteGranted,
     ];
 }
 
@@ -76,8 +81,12 @@ pub trait Observer {
     fn extra_sync_latency(&self, _member: u64) -> std::time::Duration {
         std::time::Duration::ZERO
     }
-    /// `member` starts with a log (or snapshot) that ends at `durable_index`.
-    fn recovered(&self, member: u64, durable_index: u64);
+    /// `member` starts with a log (or snapshot) that ends at
+    /// `durable_index`, in `term`, having voted for `vote` there (0: for
+    /// no one).
+    fn recovered(&self, member: u64, durable_index: u64, term: u64, vote: u64);
+    /// `member` sent its vote in `term` to `candidate`.
+    fn vote_granted(&self, _member: u64, _term: u64, _candidate: u64) {}
     /// After applying through `index`, `member` handed its backend a
     /// batch after which the backend would hold other members, alarms,
     /// leases or auth than its applied state: a change kept only in
@@ -108,8 +117,12 @@ fn with(report: impl FnOnce(&dyn Observer)) {
     }
 }
 
-pub(crate) fn recovered(member: u64, durable_index: u64) {
-    with(|observer| observer.recovered(member, durable_index));
+pub(crate) fn recovered(member: u64, durable_index: u64, term: u64, vote: u64) {
+    with(|observer| observer.recovered(member, durable_index, term, vote));
+}
+
+pub(crate) fn vote_granted(member: u64, term: u64, candidate: u64) {
+    with(|observer| observer.vote_granted(member, term, candidate));
 }
 
 pub(crate) fn stored_state_stale(member: u64, index: u64) {

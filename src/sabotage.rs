@@ -80,10 +80,14 @@ pub enum Sabotage {
     /// the backend: the stored parts miss it, and a restarted member
     /// comes back with the lease as it was before (only restarts see).
     StatePartsNotRewritten = 23,
+    /// The WAL records every hard state without its vote: a member that
+    /// crashes after voting comes back free to vote again in the same
+    /// term, and two candidates can both win it (only crashes see).
+    VoteForgotten = 24,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 23] = [
+    pub const ALL: [Sabotage; 24] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -107,6 +111,7 @@ impl Sabotage {
         Sabotage::IgnoreValueIgnored,
         Sabotage::ReadIndexSkipsApply,
         Sabotage::StatePartsNotRewritten,
+        Sabotage::VoteForgotten,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +140,7 @@ impl Sabotage {
             Sabotage::IgnoreValueIgnored => "ignore-value-ignored",
             Sabotage::ReadIndexSkipsApply => "read-index-skips-apply",
             Sabotage::StatePartsNotRewritten => "state-parts-not-rewritten",
+            Sabotage::VoteForgotten => "vote-forgotten",
         }
     }
 
@@ -183,6 +189,9 @@ impl Sabotage {
             }
             Sabotage::StatePartsNotRewritten => {
                 "a lease renewal is left out of the state the backend stores"
+            }
+            Sabotage::VoteForgotten => {
+                "the WAL keeps no vote: a restarted member may vote twice in a term"
             }
         }
     }

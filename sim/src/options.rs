@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 23] = [
+pub const SABOTAGES: [(&str, &str); 24] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -159,5 +159,9 @@ pub const SABOTAGES: [(&str, &str); 23] = [
     (
         "state-parts-not-rewritten",
         "a lease renewal is left out of the state the backend stores",
+    ),
+    (
+        "vote-forgotten",
+        "the WAL keeps no vote: a restarted member may vote twice in a term",
     ),
 ];

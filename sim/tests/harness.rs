@@ -269,6 +269,11 @@ fn state_parts_not_rewritten_is_caught() {
 }
 
 #[test]
+fn vote_forgotten_is_caught() {
+    caught("vote-forgotten");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -298,7 +298,12 @@ impl RaftNode {
         // changes included) before anything else, then let a sole voter
         // lead at once instead of waiting out an election timeout.
         #[cfg(madsim)]
-        crate::probe::recovered(self.shared.member_id, self.raw.raft.raft_log.last_index());
+        crate::probe::recovered(
+            self.shared.member_id,
+            self.raw.raft.raft_log.last_index(),
+            self.raw.raft.term,
+            self.raw.raft.vote,
+        );
         self.on_ready().await?;
         let voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
         if voters == [self.shared.member_id] && self.raw.raft.state != StateRole::Leader {
@@ -380,6 +385,10 @@ impl RaftNode {
     fn send(&mut self, messages: Vec<Message>, snapshots_sent: &mut Vec<(u64, bool)>) {
         let now = self.clock.elapsed();
         for message in &messages {
+            #[cfg(madsim)]
+            if grants_vote(message) {
+                crate::probe::vote_granted(self.shared.member_id, message.term, message.to);
+            }
             match message.get_msg_type() {
                 raft::eraftpb::MessageType::MsgHeartbeat => {
                     self.heartbeats_sent.entry(message.to).or_insert(now);
@@ -486,7 +495,14 @@ impl RaftNode {
         self.crash_point(crate::probe::CrashPoint::PersistedNotAnnounced)?;
         // 2. Send what may only leave after the persist: votes and
         // follower acknowledgements.
-        self.send(ready.take_persisted_messages(), &mut snapshots_sent);
+        let persisted_messages = ready.take_persisted_messages();
+        #[cfg(madsim)]
+        let granted_vote = persisted_messages.iter().any(grants_vote);
+        self.send(persisted_messages, &mut snapshots_sent);
+        #[cfg(madsim)]
+        if granted_vote {
+            self.crash_point(crate::probe::CrashPoint::VoteGranted)?;
+        }
         for read_state in ready.take_read_states() {
             let id = u64::from_le_bytes(
                 read_state
@@ -785,4 +801,11 @@ impl RaftNode {
         self.shared.publish_revision();
         Ok(())
     }
+}
+
+/// Whether `message` grants a vote (not a pre-vote): raft may send it only
+/// once the vote is durable.
+#[cfg(madsim)]
+fn grants_vote(message: &Message) -> bool {
+    message.get_msg_type() == raft::eraftpb::MessageType::MsgRequestVoteResponse && !message.reject
 }

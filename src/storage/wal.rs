@@ -400,6 +400,19 @@ impl Wal {
             self.last_index = entry.index;
         }
         if let Some(hard_state) = hard_state {
+            #[cfg(madsim)]
+            let forgotten;
+            #[cfg(madsim)]
+            let hard_state = if crate::sabotage::active(crate::sabotage::Sabotage::VoteForgotten) {
+                forgotten = {
+                    let mut without_vote = hard_state.clone();
+                    without_vote.vote = 0;
+                    without_vote
+                };
+                &forgotten
+            } else {
+                hard_state
+            };
             let bytes = hard_state.write_to_bytes().expect("hard state encodes");
             record::encode(RecordType::HardState, &bytes, &mut self.pending);
             self.pending_hard_state = Some(hard_state.clone());

@@ -222,8 +222,14 @@ fn metrics_have_etcds_names_and_move() {
     phase!("the DB size is the backend file's, as Status reports it; in use is no more");
     let total = sample(&after, "etcd_mvcc_db_total_size_in_bytes");
     let in_use = sample(&after, "etcd_mvcc_db_total_size_in_use_in_bytes");
-    assert!(total >= 4096.0, "a file of whole pages, not the keys' bytes: {total}");
-    assert!(in_use > 0.0 && in_use <= total, "in use {in_use} of {total}");
+    assert!(
+        total >= 4096.0,
+        "a file of whole pages, not the keys' bytes: {total}"
+    );
+    assert!(
+        in_use > 0.0 && in_use <= total,
+        "in use {in_use} of {total}"
+    );
 
     phase!("the metrics listener serves health too, and no gRPC");
     assert_eq!(get(&metrics_url, "/health").0, 200);

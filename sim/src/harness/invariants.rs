@@ -114,8 +114,16 @@ impl Observer for Invariants {
         true
     }
 
-    fn recovered(&self, member: u64, durable_index: u64) {
-        self.state.borrow_mut().recovered(member, durable_index);
+    fn recovered(&self, member: u64, durable_index: u64, term: u64, vote: u64) {
+        self.state
+            .borrow_mut()
+            .recovered(member, durable_index, term, vote);
+    }
+
+    fn vote_granted(&self, member: u64, term: u64, candidate: u64) {
+        self.state
+            .borrow_mut()
+            .vote_granted(member, term, candidate);
     }
 
     fn stored_state_stale(&self, member: u64, index: u64) {

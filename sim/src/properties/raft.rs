@@ -10,7 +10,10 @@
 //! - durability: a member never restarts with less in its log than it had
 //!   applied: what it applied it had persisted, and disks keep what was
 //!   synced; and its backend is never handed a state besides the
-//!   revisions (members, alarms, leases, auth) other than the applied one.
+//!   revisions (members, alarms, leases, auth) other than the applied one;
+//! - vote durability: a member that sent its vote in a term restarts in a
+//!   later term or with that vote (§5.2's persistent `votedFor`), so it
+//!   can never vote twice in one term.
 //!
 //! Plain Rust with unit tests; the harness only forwards reports. The
 //! first violation is kept: later ones are usually its consequences.
@@ -27,6 +30,8 @@ pub struct RaftInvariants {
     states: BTreeMap<u64, (u64, u64)>,
     /// member -> highest index it ever applied
     applied: BTreeMap<u64, u64>,
+    /// member -> (term, candidate) of the latest vote it sent
+    votes: BTreeMap<u64, (u64, u64)>,
     violation: Option<String>,
 }
 
@@ -100,12 +105,27 @@ impl RaftInvariants {
         ));
     }
 
-    pub fn recovered(&mut self, member: u64, durable_index: u64) {
+    pub fn recovered(&mut self, member: u64, durable_index: u64, term: u64, vote: u64) {
         let applied = self.applied.get(&member).copied().unwrap_or(0);
         if durable_index < applied {
             self.violate(format!(
                 "durability: member {member:x} had applied index {applied} but restarted with a log ending at {durable_index}"
             ));
+        }
+        if let Some(&(voted_term, candidate)) = self.votes.get(&member) {
+            if term < voted_term || (term == voted_term && vote != candidate) {
+                self.violate(format!(
+                    "vote durability: member {member:x} sent its vote in term {voted_term} to {candidate:x} but restarted in term {term} having voted for {vote:x}: it may vote twice in one term"
+                ));
+            }
+        }
+    }
+
+    /// `member` sent its vote in `term` to `candidate`.
+    pub fn vote_granted(&mut self, member: u64, term: u64, candidate: u64) {
+        let latest = self.votes.entry(member).or_insert((term, candidate));
+        if term >= latest.0 {
+            *latest = (term, candidate);
         }
     }
 
@@ -169,15 +189,41 @@ mod tests {
     fn restarting_below_the_applied_index_breaks_durability() {
         let mut raft = RaftInvariants::default();
         raft.applied(1, 9, 2, 0x9, None);
-        raft.recovered(1, 9);
-        raft.recovered(2, 0);
+        raft.recovered(1, 9, 2, 0);
+        raft.recovered(2, 0, 0, 0);
         assert_eq!(raft.violation(), None);
-        raft.recovered(1, 8);
+        raft.recovered(1, 8, 2, 0);
         let violation = raft.violation().unwrap().to_string();
         assert!(violation.starts_with("durability"));
         // The first violation is the one kept.
         raft.leader_reported(1, 0xa, 1);
         raft.leader_reported(1, 0xb, 2);
         assert_eq!(raft.violation(), Some(violation.as_str()));
+    }
+
+    #[test]
+    fn restarting_without_a_sent_vote_breaks_vote_durability() {
+        let mut raft = RaftInvariants::default();
+        raft.vote_granted(1, 3, 0xa);
+        // The vote a member sent comes back with it, or a later term does.
+        raft.recovered(1, 0, 3, 0xa);
+        raft.recovered(1, 0, 4, 0);
+        // A vote for itself is not one it sent; another member's restart
+        // is its own.
+        raft.recovered(2, 0, 3, 0xb);
+        assert_eq!(raft.violation(), None);
+        raft.recovered(1, 0, 3, 0);
+        assert!(raft.violation().unwrap().starts_with("vote durability"));
+    }
+
+    #[test]
+    fn restarting_in_an_earlier_term_than_a_sent_vote_breaks_vote_durability() {
+        let mut raft = RaftInvariants::default();
+        raft.vote_granted(1, 5, 0xa);
+        raft.vote_granted(1, 4, 0xb);
+        raft.recovered(1, 0, 5, 0xa);
+        assert_eq!(raft.violation(), None);
+        raft.recovered(1, 0, 4, 0xb);
+        assert!(raft.violation().unwrap().starts_with("vote durability"));
     }
 }
