@@ -84,10 +84,14 @@ pub enum Sabotage {
     /// crashes after voting comes back free to vote again in the same
     /// term, and two candidates can both win it (only crashes see).
     VoteForgotten = 24,
+    /// A leader applies (and answers) its entries once they are durable in
+    /// its own log, before a quorum holds them: a leader cut off from the
+    /// others acknowledges writes the cluster never commits.
+    ApplyBeforeCommit = 25,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 24] = [
+    pub const ALL: [Sabotage; 25] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -112,6 +116,7 @@ impl Sabotage {
         Sabotage::ReadIndexSkipsApply,
         Sabotage::StatePartsNotRewritten,
         Sabotage::VoteForgotten,
+        Sabotage::ApplyBeforeCommit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -141,6 +146,7 @@ impl Sabotage {
             Sabotage::ReadIndexSkipsApply => "read-index-skips-apply",
             Sabotage::StatePartsNotRewritten => "state-parts-not-rewritten",
             Sabotage::VoteForgotten => "vote-forgotten",
+            Sabotage::ApplyBeforeCommit => "apply-before-commit",
         }
     }
 
@@ -192,6 +198,9 @@ impl Sabotage {
             }
             Sabotage::VoteForgotten => {
                 "the WAL keeps no vote: a restarted member may vote twice in a term"
+            }
+            Sabotage::ApplyBeforeCommit => {
+                "a leader applies and answers its entries before a quorum holds them"
             }
         }
     }

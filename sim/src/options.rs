@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 24] = [
+pub const SABOTAGES: [(&str, &str); 25] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -163,5 +163,9 @@ pub const SABOTAGES: [(&str, &str); 24] = [
     (
         "vote-forgotten",
         "the WAL keeps no vote: a restarted member may vote twice in a term",
+    ),
+    (
+        "apply-before-commit",
+        "a leader applies and answers its entries before a quorum holds them",
     ),
 ];

@@ -274,6 +274,11 @@ fn vote_forgotten_is_caught() {
 }
 
 #[test]
+fn apply_before_commit_is_caught() {
+    caught("apply-before-commit");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

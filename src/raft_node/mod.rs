@@ -238,6 +238,11 @@ pub struct RaftNode {
     /// key-value write (re-applying a publish would change nothing).
     #[cfg(madsim)]
     sabotage_applied_twice: bool,
+    /// The apply-before-commit sabotage: the index through which a leader
+    /// applied its own entries once they were durable here, before a
+    /// quorum had them.
+    #[cfg(madsim)]
+    sabotage_applied_early: u64,
     /// A snapshot for followers being made off the loop, from a view of
     /// the backend (`snapshots.rs`).
     /// With the applied index when it was asked for, which it covers.
@@ -518,6 +523,23 @@ impl RaftNode {
             self.reads.applied(u64::MAX);
         }
         let persisted = self.clock.elapsed();
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::ApplyBeforeCommit)
+            && self.raw.raft.state == StateRole::Leader
+        {
+            let early: Vec<Entry> = ready
+                .entries()
+                .iter()
+                .filter(|entry| {
+                    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+                })
+                .cloned()
+                .collect();
+            if let Some(last) = early.last() {
+                self.sabotage_applied_early = last.index;
+            }
+            self.apply(early)?;
+        }
         // 3. Apply (unless it ran beside the fsync).
         self.apply(after)?;
         // 4. Advance, and handle what the light ready adds.
@@ -752,6 +774,19 @@ impl RaftNode {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), FatalError> {
+        #[cfg(madsim)]
+        let entries = if crate::sabotage::active(crate::sabotage::Sabotage::ApplyBeforeCommit) {
+            let early = self.sabotage_applied_early;
+            let mut entries = entries;
+            entries.retain(|entry| {
+                entry.index > early
+                    || entry.get_entry_type() != EntryType::EntryNormal
+                    || entry.data.is_empty()
+            });
+            entries
+        } else {
+            entries
+        };
         let mut applied_any = false;
         for (position, entry) in entries.into_iter().enumerate() {
             #[cfg(madsim)]

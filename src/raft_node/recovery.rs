@@ -299,6 +299,8 @@ impl RaftNode {
             // A first boot is no restart: the sabotage waits for one.
             #[cfg(madsim)]
             sabotage_applied_twice: !restarting,
+            #[cfg(madsim)]
+            sabotage_applied_early: 0,
             follower_snapshot: None,
             snapshot_source: None,
         })
