@@ -530,9 +530,7 @@ impl RaftNode {
             let early: Vec<Entry> = ready
                 .entries()
                 .iter()
-                .filter(|entry| {
-                    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
-                })
+                .filter(|entry| is_request(entry))
                 .cloned()
                 .collect();
             if let Some(last) = early.last() {
@@ -778,11 +776,7 @@ impl RaftNode {
         let entries = if crate::sabotage::active(crate::sabotage::Sabotage::ApplyBeforeCommit) {
             let early = self.sabotage_applied_early;
             let mut entries = entries;
-            entries.retain(|entry| {
-                entry.index > early
-                    || entry.get_entry_type() != EntryType::EntryNormal
-                    || entry.data.is_empty()
-            });
+            entries.retain(|entry| entry.index > early || !is_request(entry));
             entries
         } else {
             entries
@@ -843,4 +837,12 @@ impl RaftNode {
 #[cfg(madsim)]
 fn grants_vote(message: &Message) -> bool {
     message.get_msg_type() == raft::eraftpb::MessageType::MsgRequestVoteResponse && !message.reject
+}
+
+/// Whether `entry` carries a client request (not a leader's empty entry or
+/// a configuration change): what the apply-before-commit sabotage applies
+/// early.
+#[cfg(madsim)]
+fn is_request(entry: &Entry) -> bool {
+    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
 }
