@@ -73,6 +73,9 @@ impl Disk for CrashAtSync {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         self.disk.truncate(path, len)
     }
+    fn write_zeros_ahead(&self, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        self.disk.write_zeros_ahead(path, offset, len)
+    }
     fn sync(&self, path: &Path) -> io::Result<()> {
         self.sync_or_crash()?;
         self.disk.sync(path)

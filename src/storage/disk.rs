@@ -44,6 +44,17 @@ pub trait Disk: Send + Sync + 'static {
     fn allocate(&self, path: &Path, len: u64) -> io::Result<()> {
         self.truncate(path, len)
     }
+    /// Writes out the zeros a file already holds in `[offset, offset +
+    /// len)`, inside its length, ahead of the data that will overwrite
+    /// them. Changes no content: a hint for the real disk, where blocks
+    /// reserved by `allocate` are only marked unwritten, and the fdatasync
+    /// after the first write into each one must also write the file's
+    /// metadata (a second device write). Zeros written out once, a block
+    /// at a time, turn that into one metadata write per range. The
+    /// simulated disk has nothing to gain and does nothing.
+    fn write_zeros_ahead(&self, _path: &Path, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes the file's data durable (fdatasync).
     fn sync(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames a file (durable after `sync_dir`).

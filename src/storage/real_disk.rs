@@ -116,6 +116,20 @@ impl Disk for RealDisk {
         })
     }
 
+    fn write_zeros_ahead(&self, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        self.with_file(path, |file| {
+            let end = offset + len;
+            let mut at = offset;
+            while at < end {
+                let chunk = (end - at).min(ZEROS.len() as u64) as usize;
+                file.write_all_at(&ZEROS[..chunk], at)?;
+                at += chunk as u64;
+            }
+            Ok(())
+        })
+    }
+
     fn sync(&self, path: &Path) -> io::Result<()> {
         self.with_file(path, |file| file.sync_data())
     }

@@ -5,7 +5,9 @@
 //! its final size (zeros past its data, the size named in its header), and
 //! batches are written in place. So a segment found shorter than its
 //! header says was cut after it was written, and opening fails: bytes that
-//! were fsynced never vanish silently.
+//! were fsynced never vanish silently. Ahead of the batches, the zeros are
+//! written out in `ZEROS_AHEAD_BYTES` steps (`Disk::write_zeros_ahead`):
+//! a batch's fdatasync is then one device write, not two.
 //!
 //! Recovery rules (DESIGN.md "Storage model"): past the last valid record
 //! of the last segment, zeros are the clean end. A record that fails there
@@ -37,6 +39,15 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_BYTES: u64 = 16 * 1024;
 
 const SEGMENT_SUFFIX: &str = ".wal";
+
+/// How far ahead of the tail's data its preallocated zeros are written
+/// out, once the data reaches what was written out before. Blocks reserved
+/// by fallocate are unwritten: the first fdatasync after writing into each
+/// one also writes the file's metadata, a second device write (measured
+/// here: fdatasync p50 0.16 ms for 2.5 KiB batches into reserved blocks,
+/// 0.11 ms with zeros written 256 KiB ahead). One metadata write per step
+/// instead; larger steps made that one fsync slow enough to show in p99.
+pub const ZEROS_AHEAD_BYTES: u64 = 256 * 1024;
 
 /// A seal record's size: every segment keeps room for one.
 const SEAL_BYTES: usize = record::HEADER_BYTES + 8;
@@ -152,6 +163,9 @@ pub struct Wal {
     pending_first_index: Option<u64>,
     /// Bytes were written to the tail since its last fsync.
     unsynced: bool,
+    /// Where the zeros written out ahead of the tail's data end
+    /// (`ZEROS_AHEAD_BYTES`).
+    zeroed_to: u64,
     segment_bytes: u64,
 }
 
@@ -205,6 +219,7 @@ impl Wal {
             tail_bytes: 0,
             tail_len: None,
             unsynced: false,
+            zeroed_to: 0,
             last_index: 0,
             pending: Vec::new(),
             pending_first_index: None,
@@ -382,6 +397,7 @@ impl Wal {
             tail_bytes,
             tail_len,
             unsynced: false,
+            zeroed_to: tail_bytes,
             last_index: replay.entries.last().map(|entry| entry.index).unwrap_or(0),
             pending: Vec::new(),
             pending_first_index: None,
@@ -453,6 +469,7 @@ impl Wal {
             self.roll()?;
         }
         let path = self.tail_path();
+        self.write_zeros_ahead(&path)?;
         self.disk
             .write_at(&path, self.tail_bytes, &self.pending)
             .map_err(io_error(&path))?;
@@ -466,6 +483,25 @@ impl Wal {
             self.last_mark = mark;
         }
         self.unsynced = true;
+        Ok(())
+    }
+
+    /// Writes out the tail's zeros past the pending batch, a step ahead,
+    /// if the batch reaches past those written out before. Only zeros past
+    /// the data, and only inside the preallocated length.
+    fn write_zeros_ahead(&mut self, path: &Path) -> Result<(), WalError> {
+        let Some(len) = self.tail_len else {
+            return Ok(());
+        };
+        let end = self.tail_bytes + self.pending.len() as u64;
+        if end <= self.zeroed_to || end >= len {
+            return Ok(());
+        }
+        let ahead = (end + ZEROS_AHEAD_BYTES).min(len);
+        self.disk
+            .write_zeros_ahead(path, end, ahead - end)
+            .map_err(io_error(path))?;
+        self.zeroed_to = ahead;
         Ok(())
     }
 
@@ -618,6 +654,7 @@ impl Wal {
         self.segments.push(segment);
         self.tail_bytes = sized.len() as u64;
         self.tail_len = Some(len);
+        self.zeroed_to = self.tail_bytes;
         Ok(())
     }
 }
