@@ -88,11 +88,19 @@ impl Session {
         progress.tick().await;
         let stopped = self.server.stopped();
         tokio::pin!(stopped);
+        // Whether the client may still send requests. A client that closes
+        // its side (a one-shot `grpcurl -d`) still gets its events: etcd's
+        // recvLoop stops at EOF, its sendLoop runs on until the client
+        // cancels the call.
+        let mut requests_open = true;
+        let sender = self.sender.clone();
+        let client_gone = sender.closed();
+        tokio::pin!(client_gone);
         loop {
             // Biased (determinism): a stopping member first, so its clients
-            // hear it at once; then the client's requests, so a cancel is
-            // handled before more events go out; then new revisions;
-            // progress notifications last.
+            // hear it at once; then a client gone; then the client's
+            // requests, so a cancel is handled before more events go out;
+            // then new revisions; progress notifications last.
             let step = tokio::select! {
                 biased;
                 () = &mut stopped => {
@@ -101,9 +109,13 @@ impl Session {
                     let _ = self.sender.send(Err(Status::from(crate::error::Error::Stopped))).await;
                     Err(Gone)
                 }
-                message = inbound.message() => match message {
+                () = &mut client_gone => Err(Gone),
+                message = inbound.message(), if requests_open => match message {
                     Ok(Some(request)) => self.handle(request).await,
-                    Ok(None) => Err(Gone),
+                    Ok(None) => {
+                        requests_open = false;
+                        Ok(())
+                    }
                     // A message that does not decode ends the stream with
                     // that error, as etcd's recvLoop returns it: INTERNAL,
                     // or RESOURCE_EXHAUSTED for one over the size limit.
@@ -205,12 +217,14 @@ impl Session {
             }
             self.next_id
         } else if self.watchers.contains_key(&create.watch_id) {
+            // etcd 3.4.23 answers with watch id -1, not the one asked for:
+            // the watch that holds it stays.
             let refused = WatchResponse {
                 header: Some(ResponseHeader {
                     revision: current,
                     ..ResponseHeader::default()
                 }),
-                watch_id: create.watch_id,
+                watch_id: STREAM_WIDE_WATCH_ID,
                 created: true,
                 canceled: true,
                 cancel_reason: DUPLICATE_WATCH_ID.to_string(),

@@ -263,3 +263,106 @@ fn a_streams_headers_come_with_its_first_answer_as_in_grpc_go() {
         assert!(answers.message().await.unwrap().unwrap().created);
     });
 }
+
+/// Opens a watch stream on `url`, creates a watch on `key` (with
+/// `watch_id`, 0 for any) and waits for its created answer. Returns the
+/// request sender and the answers.
+async fn watching(
+    url: &str,
+    key: &[u8],
+    watch_id: i64,
+) -> (
+    tokio::sync::mpsc::Sender<detcd::proto::etcdserverpb::WatchRequest>,
+    tonic::Streaming<WatchResponse>,
+) {
+    use detcd::proto::etcdserverpb::{
+        watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest, WatchRequest,
+    };
+    let mut watches = WatchClient::connect(url.to_string()).await.unwrap();
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.to_vec(),
+            watch_id,
+            ..Default::default()
+        })),
+    };
+    requests.send(create).await.unwrap();
+    let call = watches.watch(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let mut answers = call.await.unwrap().into_inner();
+    let created = answers.message().await.unwrap().unwrap();
+    assert!(created.created && !created.canceled, "{created:?}");
+    (requests, answers)
+}
+
+/// A client that closes its side of the stream after its requests (a
+/// one-shot `grpcurl -d`) still gets its events: etcd keeps sending until
+/// the client cancels the call.
+#[test]
+fn a_watch_stream_the_client_half_closed_still_delivers_events() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let (requests, mut answers) = watching(&url, b"half", 0).await;
+        drop(requests);
+        let mut kv = detcd::proto::etcdserverpb::kv_client::KvClient::connect(url)
+            .await
+            .unwrap();
+        kv.put(PutRequest {
+            key: b"half".to_vec(),
+            value: b"closed".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let answer = tokio::time::timeout(crate::support::STOP_TIMEOUT, answers.message())
+            .await
+            .expect("the event arrives")
+            .expect("the stream stays up")
+            .expect("the stream stays open");
+        assert_eq!(answer.events.len(), 1, "{answer:?}");
+        assert_eq!(answer.events[0].kv.as_ref().unwrap().value, b"closed");
+    });
+}
+
+/// A watch id already in use on the stream is refused with watch id -1,
+/// as etcd 3.4.23 answers (not with the id asked for, which names the
+/// watch that holds it), and that watch stays.
+#[test]
+fn a_duplicate_watch_id_is_refused_with_id_minus_one() {
+    use detcd::proto::etcdserverpb::{
+        watch_request::RequestUnion, WatchCreateRequest, WatchRequest,
+    };
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let (requests, mut answers) = watching(&url, b"dup", 7).await;
+        let again = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"other".to_vec(),
+                watch_id: 7,
+                ..Default::default()
+            })),
+        };
+        requests.send(again).await.unwrap();
+        let refused = answers.message().await.unwrap().unwrap();
+        assert!(refused.created && refused.canceled, "{refused:?}");
+        assert_eq!(refused.watch_id, -1, "{refused:?}");
+        assert_eq!(
+            refused.cancel_reason,
+            "mvcc: duplicate watch ID provided on the WatchStream"
+        );
+        let mut kv = detcd::proto::etcdserverpb::kv_client::KvClient::connect(url)
+            .await
+            .unwrap();
+        kv.put(PutRequest {
+            key: b"dup".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let event = answers.message().await.unwrap().unwrap();
+        assert_eq!(event.watch_id, 7, "watch 7 stays: {event:?}");
+        assert_eq!(event.events.len(), 1, "{event:?}");
+    });
+}
