@@ -88,10 +88,14 @@ pub enum Sabotage {
     /// its own log, before a quorum holds them: a leader cut off from the
     /// others acknowledges writes the cluster never commits.
     ApplyBeforeCommit = 25,
+    /// Compaction also drops a key's newest revision when nothing was
+    /// written to the key after the compaction revision: live keys vanish
+    /// (only a workload that compacts sees).
+    CompactionDropsLiveKeys = 26,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 25] = [
+    pub const ALL: [Sabotage; 26] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -117,6 +121,7 @@ impl Sabotage {
         Sabotage::StatePartsNotRewritten,
         Sabotage::VoteForgotten,
         Sabotage::ApplyBeforeCommit,
+        Sabotage::CompactionDropsLiveKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -147,6 +152,7 @@ impl Sabotage {
             Sabotage::StatePartsNotRewritten => "state-parts-not-rewritten",
             Sabotage::VoteForgotten => "vote-forgotten",
             Sabotage::ApplyBeforeCommit => "apply-before-commit",
+            Sabotage::CompactionDropsLiveKeys => "compaction-drops-live-keys",
         }
     }
 
@@ -201,6 +207,9 @@ impl Sabotage {
             }
             Sabotage::ApplyBeforeCommit => {
                 "a leader applies and answers its entries before a quorum holds them"
+            }
+            Sabotage::CompactionDropsLiveKeys => {
+                "compaction drops a key's newest revision if nothing followed it"
             }
         }
     }

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 25] = [
+pub const SABOTAGES: [(&str, &str); 26] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -167,5 +167,9 @@ pub const SABOTAGES: [(&str, &str); 25] = [
     (
         "apply-before-commit",
         "a leader applies and answers its entries before a quorum holds them",
+    ),
+    (
+        "compaction-drops-live-keys",
+        "compaction drops a key's newest revision if nothing followed it",
     ),
 ];

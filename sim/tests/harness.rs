@@ -279,6 +279,11 @@ fn apply_before_commit_is_caught() {
 }
 
 #[test]
+fn compaction_drops_live_keys_is_caught() {
+    caught("compaction-drops-live-keys");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -272,6 +272,18 @@ impl KeyIndex {
         let generation = &mut self.generations[generation_index];
         if !generation.is_empty() {
             if let Some(kept_position) = kept_position {
+                // The sabotage drops a live key's newest revision with the
+                // older ones when no write followed it by `at_revision`.
+                #[cfg(madsim)]
+                let kept_position =
+                    if crate::sabotage::active(crate::sabotage::Sabotage::CompactionDropsLiveKeys)
+                        && generation_index == last_index
+                        && kept_position + 1 == generation.revisions.len()
+                    {
+                        kept_position + 1
+                    } else {
+                        kept_position
+                    };
                 dropped.extend(generation.revisions.drain(..kept_position));
             }
             // A lone revision in a generation that is not the last is a
