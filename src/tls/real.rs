@@ -89,12 +89,14 @@ pub fn load(
         };
     let chain = certificates(&cert_pem, &flags.cert_file)?;
     let key = private_key(&key_pem, &flags.key_file)?;
+    let mut trusted = Vec::new();
     let roots = if flags.trusted_ca_file.is_empty() {
         None
     } else {
         let pem = read(disk, &flags.trusted_ca_file, "the trusted CA file")?;
         let mut roots = RootCertStore::empty();
         for cert in certificates(&pem, &flags.trusted_ca_file)? {
+            trusted.push(cert.clone());
             roots
                 .add(cert)
                 .map_err(|error| format!("{}: {error}", flags.trusted_ca_file))?;
@@ -112,7 +114,10 @@ pub fn load(
             rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
                 .build()
                 .map_err(|error| error.to_string())?;
-        server.with_client_cert_verifier(verifier)
+        server.with_client_cert_verifier(Arc::new(TrustedCaAsClient {
+            inner: verifier,
+            trusted,
+        }))
     } else {
         server.with_no_client_auth()
     };
@@ -191,6 +196,93 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let name = parsed.subject().iter_common_name().next()?;
     name.as_str().ok().map(str::to_string)
+}
+
+/// Client certificates checked as webpki checks them, except that a
+/// certificate the trusted CA file itself holds is accepted as a client's
+/// while it is valid, CA or not, as Go's TLS (and so etcd) accepts it:
+/// webpki refuses a CA certificate as an end entity, and etcd users do
+/// hand one certificate to the server, the CA file and the client.
+#[derive(Debug)]
+struct TrustedCaAsClient {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl TrustedCaAsClient {
+    fn is_trusted_and_valid(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        now: rustls::pki_types::UnixTime,
+    ) -> bool {
+        if !self
+            .trusted
+            .iter()
+            .any(|cert| cert.as_ref() == end_entity.as_ref())
+        {
+            return false;
+        }
+        let Ok((_, parsed)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
+            return false;
+        };
+        i64::try_from(now.as_secs())
+            .ok()
+            .and_then(|secs| x509_parser::time::ASN1Time::from_timestamp(secs).ok())
+            .is_some_and(|now| parsed.validity().is_valid_at(now))
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for TrustedCaAsClient {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(_) if self.is_trusted_and_valid(end_entity, now) => {
+                Ok(rustls::server::danger::ClientCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Accepts any server certificate (etcd's InsecureSkipVerify for peers

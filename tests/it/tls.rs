@@ -332,3 +332,50 @@ fn auto_tls_serves_with_a_self_signed_certificate() {
         std::fs::read(cluster.members[0].data_dir.join("fixtures/client/cert.pem")).unwrap();
     assert_eq!(certificate, after, "a restart keeps its certificate");
 }
+
+/// One self-signed CA certificate as the server's, the trusted CA and the
+/// client's (etcd's e2e fixture `CommonName-root.crt` is one): Go's TLS,
+/// so etcd, accepts a trusted CA certificate from a client, and so must
+/// detcd, though webpki refuses a CA as an end entity.
+#[test]
+fn a_trusted_ca_certificate_is_accepted_as_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "root");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let cert_path = dir.path().join("root.pem").display().to_string();
+    let key_path = dir.path().join("root.key").display().to_string();
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::env::set_var("ETCDCTL_CACERT", &cert_path);
+    std::env::set_var("ETCDCTL_CERT", &cert_path);
+    std::env::set_var("ETCDCTL_KEY", &key_path);
+    let flags = [
+        format!("--cert-file={cert_path}"),
+        format!("--key-file={key_path}"),
+        format!("--trusted-ca-file={cert_path}"),
+        "--client-cert-auth".to_string(),
+        format!("--peer-cert-file={cert_path}"),
+        format!("--peer-key-file={key_path}"),
+        format!("--peer-trusted-ca-file={cert_path}"),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with_scheme("tls-ca-as-client", 1, &flags, "https");
+    cluster.put(0, "k", "v");
+    assert_eq!(
+        cluster.ctl_ok(0, &["get", "k", "--print-value-only"]),
+        "v\n"
+    );
+}
