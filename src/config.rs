@@ -141,6 +141,18 @@ pub struct Config {
     /// Client TLS: the server certificate's key (PEM).
     #[arg(long, env = "ETCD_KEY_FILE", default_value = "")]
     pub key_file: String,
+    /// Before serving clients, compare this member's HashKV with its
+    /// peers' and refuse to start on a mismatch (etcd's flag).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
+    /// Refuse membership changes that could cost the cluster its quorum:
+    /// adding or promoting a voter while members are unstarted or
+    /// unreachable, removing one a connected quorum needs (etcd's
+    /// default, true).
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub strict_reconfig_check: bool,
     /// Client TLS: require client certificates the trusted CA signed.
     #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -414,7 +426,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("discovery-proxy", &[""]),
     ("discovery-srv", &[""]),
     ("discovery-srv-name", &[""]),
-    ("strict-reconfig-check", &["true"]),
     // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
     ("pre-vote", &["true"]),
     ("enable-v2", &["false"]),
@@ -441,7 +452,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("proxy-write-timeout", &["5000"]),
     ("proxy-read-timeout", &["0"]),
     ("force-new-cluster", &["false"]),
-    ("experimental-initial-corrupt-check", &["false"]),
     ("experimental-corrupt-check-time", &["0s", "0"]),
     ("experimental-enable-v2v3", &[""]),
     ("experimental-backend-bbolt-freelist-type", &["array"]),

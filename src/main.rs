@@ -219,6 +219,25 @@ async fn run(config: Config) -> Result<(), String> {
         }
     };
     let mut serving = Vec::new();
+    let mut peer_service = Some(peer_service);
+    for (url, listener) in peer_listeners {
+        // One raft service: it owns the sender into the raft loop.
+        let Some(service) = peer_service.take() else {
+            return Err("only one --listen-peer-urls address is supported yet".into());
+        };
+        let tls = peer_tls.clone().filter(|_| detcd::config::is_https(&url));
+        serving.push(tokio::spawn(detcd::api::serve_peers(
+            service,
+            listener,
+            tls,
+            shutdown(),
+        )));
+    }
+    if config.experimental_initial_corrupt_check {
+        // Peers are served first: members that start together answer each
+        // other's checks.
+        server.check_initial_hash_kv().await?;
+    }
     for (url, listener) in client_listeners {
         let tls = client_tls.clone().filter(|_| detcd::config::is_https(&url));
         serving.push(tokio::spawn(detcd::api::serve(
@@ -235,20 +254,6 @@ async fn run(config: Config) -> Result<(), String> {
         let tls = client_tls.clone().filter(|_| detcd::config::is_https(&url));
         serving.push(tokio::spawn(detcd::api::serve_metrics(
             server.clone(),
-            listener,
-            tls,
-            shutdown(),
-        )));
-    }
-    let mut peer_service = Some(peer_service);
-    for (url, listener) in peer_listeners {
-        // One raft service: it owns the sender into the raft loop.
-        let Some(service) = peer_service.take() else {
-            return Err("only one --listen-peer-urls address is supported yet".into());
-        };
-        let tls = peer_tls.clone().filter(|_| detcd::config::is_https(&url));
-        serving.push(tokio::spawn(detcd::api::serve_peers(
-            service,
             listener,
             tls,
             shutdown(),

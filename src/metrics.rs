@@ -36,6 +36,8 @@ pub struct Metrics {
     pub keys_total: IntGauge,
     pub put_total: IntCounter,
     pub range_total: IntCounter,
+    pub delete_total: IntCounter,
+    pub txn_total: IntCounter,
     pub lease_granted: IntCounter,
     pub lease_revoked: IntCounter,
     pub lease_renewed: IntCounter,
@@ -47,6 +49,21 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// etcd's mvcc counters for one transaction's operations, as etcd's
+    /// `metricsTxnWrite` counts them: every range, put and delete-range
+    /// call (those of nested txns too), and the transaction itself when
+    /// it holds more than one. Writes count on every member as it
+    /// applies them, reads on the member that serves them.
+    pub fn count_txn(&self, responses: &[crate::proto::etcdserverpb::ResponseOp]) {
+        let (ranges, puts, deletes) = count_ops(responses);
+        if ranges + puts + deletes > 1 {
+            self.txn_total.inc();
+        }
+        self.range_total.inc_by(ranges);
+        self.put_total.inc_by(puts);
+        self.delete_total.inc_by(deletes);
+    }
+
     pub fn new(server_version: &str) -> Metrics {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str| {
@@ -172,6 +189,14 @@ impl Metrics {
                 "etcd_mvcc_range_total",
                 "Total number of ranges seen by this member.",
             ),
+            delete_total: counter(
+                "etcd_mvcc_delete_total",
+                "Total number of deletes seen by this member.",
+            ),
+            txn_total: counter(
+                "etcd_mvcc_txn_total",
+                "Total number of txns seen by this member.",
+            ),
             lease_granted: counter(
                 "etcd_debugging_server_lease_granted_total",
                 "The total number of granted leases.",
@@ -242,9 +267,62 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// (ranges, puts, deletes) among a txn's responses, nested ones included.
+fn count_ops(responses: &[crate::proto::etcdserverpb::ResponseOp]) -> (u64, u64, u64) {
+    use crate::proto::etcdserverpb::response_op::Response;
+    let mut counts = (0, 0, 0);
+    for response in responses {
+        match &response.response {
+            Some(Response::ResponseRange(_)) => counts.0 += 1,
+            Some(Response::ResponsePut(_)) => counts.1 += 1,
+            Some(Response::ResponseDeleteRange(_)) => counts.2 += 1,
+            Some(Response::ResponseTxn(nested)) => {
+                let inner = count_ops(&nested.responses);
+                counts = (counts.0 + inner.0, counts.1 + inner.1, counts.2 + inner.2);
+            }
+            None => {}
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_txn_counts_its_operations_nested_ones_too_and_itself_past_one() {
+        use crate::proto::etcdserverpb::{
+            response_op::Response, DeleteRangeResponse, PutResponse, RangeResponse, ResponseOp,
+            TxnResponse,
+        };
+        let op = |response| ResponseOp {
+            response: Some(response),
+        };
+        let metrics = Metrics::new("3.4.23");
+        metrics.count_txn(&[op(Response::ResponsePut(PutResponse::default()))]);
+        assert_eq!((metrics.put_total.get(), metrics.txn_total.get()), (1, 0));
+        let nested = TxnResponse {
+            responses: vec![
+                op(Response::ResponseRange(RangeResponse::default())),
+                op(Response::ResponseDeleteRange(DeleteRangeResponse::default())),
+            ],
+            ..TxnResponse::default()
+        };
+        metrics.count_txn(&[
+            op(Response::ResponsePut(PutResponse::default())),
+            op(Response::ResponseTxn(nested)),
+        ]);
+        assert_eq!(
+            (
+                metrics.put_total.get(),
+                metrics.range_total.get(),
+                metrics.delete_total.get(),
+                metrics.txn_total.get()
+            ),
+            (2, 1, 1, 1)
+        );
+    }
 
     #[test]
     fn the_dashboard_set_is_registered_with_etcds_names_and_types() {
@@ -268,6 +346,8 @@ mod tests {
             ("etcd_debugging_mvcc_keys_total", "gauge"),
             ("etcd_mvcc_put_total", "counter"),
             ("etcd_mvcc_range_total", "counter"),
+            ("etcd_mvcc_delete_total", "counter"),
+            ("etcd_mvcc_txn_total", "counter"),
             ("etcd_network_peer_sent_bytes_total", "counter"),
             ("etcd_server_slow_apply_total", "counter"),
             ("etcd_server_heartbeat_send_failures_total", "counter"),

@@ -95,12 +95,27 @@ impl RaftNode {
             // must not stop us from publishing what the flags say now.
             self.published |= *attributes == self.attributes;
         }
+        let version_before =
+            matches!(request.request, Some(Request::ClusterVersionSet(_))).then(|| {
+                self.shared
+                    .state
+                    .read()
+                    .expect("state lock")
+                    .cluster_version()
+                    .to_string()
+            });
         let result = self.shared.state.write().expect("state lock").apply_as(
             entry.index,
             request.request.as_ref(),
             request.auth.as_ref(),
         );
         self.on_lease_applied(entry.index, request.request.as_ref(), result.as_ref());
+        match &result {
+            Some(Ok(Response::Put(_))) => self.shared.metrics.put_total.inc(),
+            Some(Ok(Response::DeleteRange(_))) => self.shared.metrics.delete_total.inc(),
+            Some(Ok(Response::Txn(txn))) => self.shared.metrics.count_txn(&txn.responses),
+            _ => {}
+        }
         self.on_auth_applied(result.as_ref());
         #[cfg(madsim)]
         if crate::sabotage::active(crate::sabotage::Sabotage::DoubleApply)
@@ -122,10 +137,35 @@ impl RaftNode {
                 update.peer_urls.clone(),
             ));
         }
+        if let (Some(before), Some(Request::ClusterVersionSet(set))) =
+            (version_before, &request.request)
+        {
+            if before != set.ver {
+                log_capabilities(&set.ver);
+            }
+        }
+        self.announce_published();
         if let Some(result) = result {
             self.proposals.answer(request.id, result);
         }
         Ok(())
+    }
+
+    /// Logs, once per process, that this member's attributes are in the
+    /// cluster and a leader is known: etcd's "published local member"
+    /// line, which tooling (etcd's own e2e tests among it) waits for
+    /// before it sends requests.
+    pub(super) fn announce_published(&mut self) {
+        if self.published && !self.published_announced && self.known_leader != raft::INVALID_ID {
+            self.published_announced = true;
+            tracing::info!(
+                member = format_args!("{:x}", self.shared.member_id),
+                name = %self.attributes.name,
+                client_urls = ?self.attributes.client_urls,
+                cluster = format_args!("{:x}", self.shared.cluster_id),
+                "published local member to cluster through raft"
+            );
+        }
     }
 
     /// Never stop on what an entry holds: a committed entry is the same
@@ -144,4 +184,19 @@ impl RaftNode {
             .expect("state lock")
             .apply(entry.index, None);
     }
+}
+
+/// etcd's line for the cluster version a member runs at (logged when it
+/// is recovered at start and when an entry changes it); tooling waits for
+/// it as for `announce_published`'s.
+pub(super) fn log_capabilities(version: &str) {
+    let mut parts = version.split('.');
+    let major_minor = match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => format!("{major}.{minor}"),
+        _ => version.to_string(),
+    };
+    tracing::info!(
+        cluster_version = %major_minor,
+        "enabled capabilities for version {major_minor}"
+    );
 }

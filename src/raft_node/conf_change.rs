@@ -121,7 +121,7 @@ impl RaftNode {
         }
         let checked = {
             let state = self.shared.state.read().expect("state lock");
-            if state.members().ready_to_promote() {
+            if !self.strict_reconfig_check || state.members().ready_to_promote() {
                 state.members().check_promote(id)
             } else {
                 Err(Error::MemberNotEnoughStarted)

@@ -80,6 +80,7 @@ impl RaftNode {
                 let (reply, _) = oneshot::channel();
                 self.propose(Request::Publish(self.attributes.clone()), reply);
             }
+            self.announce_published();
         }
     }
 

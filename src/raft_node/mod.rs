@@ -184,6 +184,11 @@ pub struct RaftNode {
     /// What this member publishes about itself once a leader is known.
     attributes: MemberAttributes,
     published: bool,
+    /// Whether this process has logged that it is published, once a
+    /// leader is known (`announce_published`).
+    published_announced: bool,
+    /// `--strict-reconfig-check` (see `NodeConfig`).
+    strict_reconfig_check: bool,
     /// This member leads and applied its term's empty entry while the
     /// cluster had no version: it proposes one once the Ready is done.
     cluster_version_due: bool,

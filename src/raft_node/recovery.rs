@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub client_urls: Vec<String>,
     /// `--auth-token-ttl`: how long a login token lives unused.
     pub auth_token_ttl: std::time::Duration,
+    /// `--strict-reconfig-check`: promote a learner only while enough
+    /// members are started.
+    pub strict_reconfig_check: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -204,6 +207,9 @@ impl RaftNode {
             clock.clone(),
             metrics.clone(),
         );
+        if !state.cluster_version().is_empty() {
+            super::applying::log_capabilities(state.cluster_version());
+        }
         let revision = crate::published::Published::new(state.store().current_revision());
         let stopping = crate::published::Published::new(false);
         let shared = Arc::new(Shared {
@@ -261,6 +267,8 @@ impl RaftNode {
             known_leader: raft::INVALID_ID,
             attributes,
             published: false,
+            published_announced: false,
+            strict_reconfig_check: config.strict_reconfig_check,
             cluster_version_due: false,
             cluster_version_proposed_at: None,
             #[cfg(madsim)]
@@ -681,6 +689,7 @@ mod tests {
             name: "m".into(),
             client_urls: Vec::new(),
             auth_token_ttl: std::time::Duration::from_secs(300),
+            strict_reconfig_check: true,
         }
     }
 

@@ -7,6 +7,7 @@ mod auth;
 pub use auth::AuthAnswer;
 pub mod compactor;
 pub mod concurrency;
+mod corrupt;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +64,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Shorter lease TTLs are raised to this, in seconds.
     pub min_lease_ttl: i64,
+    /// `--strict-reconfig-check`: refuse membership changes that could
+    /// cost the quorum (etcd `mayAddMember`, `mayRemoveMember`).
+    pub strict_reconfig_check: bool,
 }
 
 #[derive(Clone)]
@@ -152,6 +156,7 @@ impl Server {
             name: config.name.clone(),
             client_urls: split_urls(&config.advertise_client_urls),
             auth_token_ttl: Duration::from_secs(config.auth_token_ttl),
+            strict_reconfig_check: config.strict_reconfig_check,
         };
         let jwt = match crate::auth::tokens::parse_auth_token(&config.auth_token)
             .map_err(StartError::Config)?
@@ -186,6 +191,7 @@ impl Server {
             max_request_bytes: config.max_request_bytes as usize,
             request_timeout: config.request_timeout(),
             min_lease_ttl: config.min_lease_ttl(),
+            strict_reconfig_check: config.strict_reconfig_check,
         };
         let server = Server {
             shared,
@@ -357,7 +363,6 @@ impl Server {
     }
 
     pub async fn put(&self, request: PutRequest) -> Result<PutResponse, Error> {
-        self.shared.metrics.put_total.inc();
         self.check_quota(crate::apply::put_cost(&request)).await?;
         match self.propose(Request::Put(request)).await? {
             Response::Put(response) => Ok(response),
@@ -386,7 +391,9 @@ impl Server {
             if let Some(caller) = &self.caller {
                 state.auth().check_txn(caller, &request)?;
             }
-            return state.txn_read_only(&request);
+            let response = state.txn_read_only(&request)?;
+            self.shared.metrics.count_txn(&response.responses);
+            return Ok(response);
         }
         self.check_quota(crate::apply::txn_cost(&request)).await?;
         match self.propose(Request::Txn(request)).await? {
@@ -736,10 +743,12 @@ impl Server {
         {
             let state = self.shared.state.read().expect("state lock");
             state.members().check_add(&member)?;
-            if !is_learner && !state.members().ready_to_add_voter() {
-                return Err(Error::MemberNotEnoughStarted);
+            if self.limits.strict_reconfig_check {
+                if !is_learner && !state.members().ready_to_add_voter() {
+                    return Err(Error::MemberNotEnoughStarted);
+                }
+                self.check_connected_fully(state.members())?;
             }
-            self.check_connected_fully(state.members())?;
         }
         let change_type = if is_learner {
             ConfChangeType::AddLearnerNode
@@ -763,7 +772,8 @@ impl Server {
             // unknown id counts as a voter), then whether it exists.
             let state = self.shared.state.read().expect("state lock");
             let member = state.members().get(id);
-            if !member.is_some_and(|member| member.is_learner) {
+            if self.limits.strict_reconfig_check && !member.is_some_and(|member| member.is_learner)
+            {
                 if !state.members().ready_to_remove_voter(id) {
                     return Err(Error::MemberNotEnoughStarted);
                 }
@@ -1133,6 +1143,21 @@ impl crate::transport::PeerRequests for Server {
             members,
             applied_index: state.applied_index(),
             removed: state.members().removed().collect(),
+        }
+    }
+
+    fn hash_kv(&self, revision: i64) -> crate::proto::detcdpb::PeerHashKvResponse {
+        match Server::hash_kv(self, revision) {
+            Ok(answer) => crate::proto::detcdpb::PeerHashKvResponse {
+                hash: answer.hash,
+                compact_revision: answer.compact_revision,
+                revision: answer.header.map_or(0, |header| header.revision),
+                error: String::new(),
+            },
+            Err(error) => crate::proto::detcdpb::PeerHashKvResponse {
+                error: error.to_string(),
+                ..Default::default()
+            },
         }
     }
 

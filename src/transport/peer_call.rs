@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::proto::detcdpb::{MembersRequest, MembersResponse, PromoteRequest};
+use crate::proto::detcdpb::{
+    MembersRequest, MembersResponse, PeerHashKvRequest, PeerHashKvResponse, PromoteRequest,
+};
 
 /// Why a call to a peer did not get an answer.
 #[derive(Debug)]
@@ -59,4 +61,32 @@ pub async fn forward_promote(url: &str, id: u64) -> Result<String, PeerCallError
         .await
         .map_err(|e| PeerCallError::Failed(e.to_string()))?;
     Ok(response.into_inner().error)
+}
+
+/// How long a peer's HashKV may take to arrive (etcd waits a request
+/// timeout per peer): hashing reads the whole history.
+pub const HASH_KV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the member at `url` for its HashKV up to `revision`, waiting at
+/// most `HASH_KV_TIMEOUT`.
+pub async fn fetch_hash_kv(
+    url: &str,
+    revision: i64,
+    clock: &Clock,
+) -> Result<PeerHashKvResponse, PeerCallError> {
+    let ask = async {
+        let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
+        let response = client
+            .hash_kv(PeerHashKvRequest { revision })
+            .await
+            .map_err(|e| PeerCallError::Failed(e.to_string()))?;
+        Ok(response.into_inner())
+    };
+    tokio::select! {
+        biased;
+        answer = ask => answer,
+        () = clock.sleep(HASH_KV_TIMEOUT) => {
+            Err(PeerCallError::Unreachable("no answer in time".to_string()))
+        }
+    }
 }

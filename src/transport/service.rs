@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::detcdpb::{
-    raft_server::Raft, MembersRequest, MembersResponse, PromoteRequest, PromoteResponse, RaftAck,
-    RaftBatch, SnapshotChunk,
+    raft_server::Raft, MembersRequest, MembersResponse, PeerHashKvRequest, PeerHashKvResponse,
+    PromoteRequest, PromoteResponse, RaftAck, RaftBatch, SnapshotChunk,
 };
 use crate::storage::blocking;
 use crate::storage::snapshot::{PieceSink as _, SnapshotDir, SnapshotError, StreamCheck};
@@ -30,6 +30,9 @@ pub trait PeerRequests: Send + Sync + 'static {
     /// Promotes learner `id`, forwarded by a follower to this leader.
     /// Answers etcd's error string, empty once the promotion applied.
     fn promote(&self, id: u64) -> Pin<Box<dyn Future<Output = String> + Send + '_>>;
+    /// This member's HashKV up to `revision`, for a peer's initial
+    /// corruption check.
+    fn hash_kv(&self, revision: i64) -> PeerHashKvResponse;
 }
 
 pub struct RaftService {
@@ -200,6 +203,15 @@ impl Raft for RaftService {
     ) -> Result<Response<PromoteResponse>, Status> {
         let error = self.requests.promote(request.into_inner().id).await;
         Ok(Response::new(PromoteResponse { error }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<PeerHashKvRequest>,
+    ) -> Result<Response<PeerHashKvResponse>, Status> {
+        Ok(Response::new(
+            self.requests.hash_kv(request.into_inner().revision),
+        ))
     }
 }
 

@@ -835,3 +835,102 @@ fn check_eventually_has_all(cluster: &Cluster, index: usize, acknowledged: &[(St
         cluster.members[index].name
     );
 }
+
+/// etcd's `--experimental-initial-corrupt-check`: a member compares its
+/// HashKV with its peers' before it serves clients. And the lines tooling
+/// waits for before it sends requests (etcd's own e2e suite among it):
+/// "enabled capabilities for version" and "published", on every start.
+#[test]
+fn a_restarted_member_checks_its_hash_against_its_peers_and_logs_when_ready() {
+    phase!("three members with the initial corruption check, and some history");
+    let mut cluster = Cluster::start(
+        "initial-corrupt-check",
+        3,
+        &["--experimental-initial-corrupt-check"],
+    );
+    let all = cluster.all();
+    cluster.wait_for_leader(&all);
+    for n in 0..20 {
+        cluster.put(all[n % all.len()], &format!("k{n}"), &format!("v{n}"));
+    }
+
+    phase!("a restarted member compares its history with the others' and serves");
+    let restarted = all[0];
+    cluster.kill(restarted);
+    cluster.restart(&[restarted]);
+    let ready_lines = |log: &str| {
+        log.contains("initial corruption check")
+            && log.contains("enabled capabilities for version")
+            && log.contains("published")
+    };
+    let logged = eventually(CONVERGE_TIMEOUT, || ready_lines(&cluster.log(restarted)));
+    let log = cluster.log(restarted);
+    assert!(logged, "the start-up lines are missing:\n{log}");
+    assert!(
+        !log.contains("cannot fetch hash") && !log.contains("inconsistency"),
+        "every peer answered with the same hash:\n{log}"
+    );
+    assert_eq!(
+        cluster
+            .get(restarted, "k19", Consistency::Linearizable)
+            .as_deref(),
+        Some("v19")
+    );
+}
+
+/// `--strict-reconfig-check=false` (etcd's e2e suite sets it) skips
+/// etcd's quorum checks on membership changes: a voter is added while a
+/// member is down, which the default check refuses as unhealthy.
+#[test]
+fn without_the_strict_reconfig_check_a_voter_is_added_while_a_member_is_down() {
+    phase!("three members without the strict reconfiguration check, one killed");
+    let mut cluster = Cluster::start("no-strict-reconfig", 3, &["--strict-reconfig-check=false"]);
+    let all = cluster.all();
+    let leader = cluster.wait_for_leader(&all);
+    let down = all.iter().copied().find(|&index| index != leader).unwrap();
+    cluster.kill(down);
+
+    phase!("member add is not refused for the member that is down");
+    let added = cluster.ctl_ok(
+        leader,
+        &[
+            "member",
+            "add",
+            "never-started",
+            "--peer-urls=http://127.0.0.1:1",
+        ],
+    );
+    assert!(added.contains("added to cluster"), "{added}");
+}
+
+/// etcd's mvcc counters count writes on every member as it applies them,
+/// whichever member the client asked (etcd's e2e metrics test reads them
+/// from one member after writing through another).
+#[test]
+fn every_member_counts_the_puts_and_deletes_it_applies() {
+    phase!("three puts and three deletes, each through another member");
+    let cluster = Cluster::start("mvcc-counters", 3, &[]);
+    let all = cluster.all();
+    cluster.wait_for_leader(&all);
+    for (n, &index) in all.iter().enumerate() {
+        cluster.put(index, &format!("k{n}"), "v");
+    }
+    for (n, &index) in all.iter().enumerate() {
+        cluster.ctl_ok(index, &["del", &format!("k{n}")]);
+    }
+
+    phase!("every member counts all of them once it has applied them");
+    for &index in &all {
+        let url = cluster.endpoints(&[index]);
+        let counted = eventually(CONVERGE_TIMEOUT, || {
+            let text = crate::operations::metrics(&url);
+            crate::operations::sample(&text, "etcd_mvcc_put_total") == 3.0
+                && crate::operations::sample(&text, "etcd_mvcc_delete_total") == 3.0
+        });
+        assert!(
+            counted,
+            "member {index}:\n{}",
+            crate::operations::metrics(&url)
+        );
+    }
+}
