@@ -100,6 +100,10 @@ pub struct Config {
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_request_bytes: u32,
+    /// Maximum concurrent gRPC streams on one client connection (etcd's
+    /// default: no limit short of 2^32-1).
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
     /// Path to the server configuration file (YAML, etcd's keys). etcd
     /// ignores every other flag and ETCD_* variable when given one; detcd
     /// refuses the mix instead.
@@ -160,6 +164,10 @@ pub struct Config {
     /// Client TLS: the CA that signs client certificates (PEM).
     #[arg(long, env = "ETCD_TRUSTED_CA_FILE", default_value = "")]
     pub trusted_ca_file: String,
+    /// Client TLS: certificate revocation lists (PEM); a client
+    /// certificate they revoke is refused.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
+    pub client_crl_file: String,
     /// Client TLS with a generated self-signed certificate.
     #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -177,6 +185,10 @@ pub struct Config {
     /// Peer TLS: the CA that signs the members' certificates (PEM).
     #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", default_value = "")]
     pub peer_trusted_ca_file: String,
+    /// Peer TLS: certificate revocation lists (PEM); a member certificate
+    /// they revoke is refused.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
+    pub peer_crl_file: String,
     /// Peer TLS with a generated self-signed certificate.
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -252,6 +264,7 @@ impl Config {
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             trusted_ca_file: self.trusted_ca_file.clone(),
+            crl_file: self.client_crl_file.clone(),
             client_cert_auth: self.client_cert_auth,
             auto_tls: self.auto_tls,
         }
@@ -263,6 +276,7 @@ impl Config {
             cert_file: self.peer_cert_file.clone(),
             key_file: self.peer_key_file.clone(),
             trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            crl_file: self.peer_crl_file.clone(),
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
         }
@@ -416,7 +430,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("max-wals", &["5"]),
     ("backend-batch-interval", &["", "0"]),
     ("backend-batch-limit", &["0"]),
-    ("max-concurrent-streams", &["4294967295"]),
     ("grpc-keepalive-min-time", &["5s"]),
     ("grpc-keepalive-interval", &["2h", "2h0m0s"]),
     ("grpc-keepalive-timeout", &["20s"]),
@@ -429,11 +442,9 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
     ("pre-vote", &["true"]),
     ("enable-v2", &["false"]),
-    ("client-crl-file", &[""]),
     ("client-cert-allowed-hostname", &[""]),
     ("peer-cert-allowed-cn", &[""]),
     ("peer-cert-allowed-hostname", &[""]),
-    ("peer-crl-file", &[""]),
     ("cipher-suites", &[""]),
     // Only etcd's v2 HTTP API and gateway use these.
     ("cors", &["*", ""]),
@@ -721,7 +732,6 @@ mod tests {
     #[test]
     fn variables_for_settings_detcd_lacks_are_refused() {
         for (variable, value) in [
-            ("ETCD_CLIENT_CRL_FILE", "/crl"),
             ("ETCD_PEER_CERT_ALLOWED_CN", "m1"),
             ("ETCD_CIPHER_SUITES", "TLS_AES_128_GCM_SHA256"),
             ("ETCD_MAX_WALS", "10"),
@@ -831,8 +841,8 @@ mod tests {
                 "--auto-tls=false",
             ]
         );
-        let refused = config_file_args("client-transport-security:\n  client-crl-file: /a.crl\n");
-        assert!(refused.unwrap_err().contains("client-crl-file"));
+        let refused = config_file_args("peer-transport-security:\n  cert-allowed-cn: m1\n");
+        assert!(refused.unwrap_err().contains("cert-allowed-cn"));
         let unknown = config_file_args("nmae: typo\n");
         assert!(unknown.unwrap_err().contains("nmae"));
     }
@@ -851,11 +861,11 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
-        let refused = accept_unimplemented_flags(args(&["detcd", "--client-crl-file", "/a.crl"]));
+        let refused = accept_unimplemented_flags(args(&["detcd", "--peer-cert-allowed-cn", "m1"]));
         assert!(refused
             .unwrap_err()
             .to_string()
-            .contains("--client-crl-file"));
+            .contains("--peer-cert-allowed-cn"));
         let bare = accept_unimplemented_flags(args(&["detcd", "--force-new-cluster"]));
         assert!(bare.is_err(), "a bare boolean flag means true");
     }

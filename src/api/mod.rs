@@ -200,6 +200,7 @@ pub async fn serve(
     // the shim rewrites it (crate detcd-authority-shim). Plain HTTP (/health,
     // /metrics, ...) is answered by the layer in front (see http.rs).
     let builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(server.limits.max_concurrent_streams))
         .accept_http1(true)
         .layer(http::HttpLayer {
             server: server.clone(),

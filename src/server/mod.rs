@@ -67,6 +67,8 @@ pub struct Limits {
     /// `--strict-reconfig-check`: refuse membership changes that could
     /// cost the quorum (etcd `mayAddMember`, `mayRemoveMember`).
     pub strict_reconfig_check: bool,
+    /// `--max-concurrent-streams`: gRPC streams per client connection.
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Clone)]
@@ -192,6 +194,7 @@ impl Server {
             request_timeout: config.request_timeout(),
             min_lease_ttl: config.min_lease_ttl(),
             strict_reconfig_check: config.strict_reconfig_check,
+            max_concurrent_streams: config.max_concurrent_streams,
         };
         let server = Server {
             shared,

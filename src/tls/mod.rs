@@ -28,6 +28,8 @@ pub struct TlsFlags {
     pub cert_file: String,
     pub key_file: String,
     pub trusted_ca_file: String,
+    /// Revocation lists for the certificates `client_cert_auth` checks.
+    pub crl_file: String,
     pub client_cert_auth: bool,
     pub auto_tls: bool,
 }

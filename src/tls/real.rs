@@ -110,10 +110,25 @@ pub fn load(
         let roots = roots.clone().ok_or(
             "client certificate authentication needs a trusted CA file to check certificates against",
         )?;
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
-                .build()
-                .map_err(|error| error.to_string())?;
+        let mut verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
+        if !flags.crl_file.is_empty() {
+            let pem = read(disk, &flags.crl_file, "the certificate revocation list")?;
+            let crls: Vec<_> =
+                rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| format!("{}: {error}", flags.crl_file))?;
+            if crls.is_empty() {
+                return Err(format!("{}: no revocation list in it", flags.crl_file));
+            }
+            // As etcd: a certificate the lists name is refused; one no
+            // list covers is not.
+            verifier = verifier
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let verifier = verifier.build().map_err(|error| error.to_string())?;
         server.with_client_cert_verifier(Arc::new(TrustedCaAsClient {
             inner: verifier,
             trusted,
@@ -255,7 +270,10 @@ impl rustls::server::danger::ClientCertVerifier for TrustedCaAsClient {
             .inner
             .verify_client_cert(end_entity, intermediates, now)
         {
-            Err(_) if self.is_trusted_and_valid(end_entity, now) => {
+            // webpki's CaUsedAsEndEntity; never a revoked one.
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_)))
+                if self.is_trusted_and_valid(end_entity, now) =>
+            {
                 Ok(rustls::server::danger::ClientCertVerified::assertion())
             }
             verdict => verdict,

@@ -366,3 +366,67 @@ fn a_duplicate_watch_id_is_refused_with_id_minus_one() {
         assert_eq!(event.events.len(), 1, "{event:?}");
     });
 }
+
+/// `--max-concurrent-streams`: a connection holding as many streams as
+/// the limit gets no other call through until one ends (etcd's default
+/// is no limit short of 2^32-1, not hyper's 200).
+#[test]
+fn a_connection_at_the_stream_limit_waits_for_a_stream_to_end() {
+    let server = ServerProcess::start(flavor_from_env(), &["--max-concurrent-streams=2"]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        use detcd::proto::etcdserverpb::{
+            kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion,
+            WatchCreateRequest, WatchRequest,
+        };
+        let channel = within(
+            tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .unwrap();
+        phase!("two watch streams, each created, fill the connection's limit");
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (sender, receiver) = tokio::sync::mpsc::channel(1);
+            sender
+                .send(WatchRequest {
+                    request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                        key: b"w".to_vec(),
+                        ..Default::default()
+                    })),
+                })
+                .await
+                .unwrap();
+            let mut watch = WatchClient::new(channel.clone());
+            let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
+            let mut responses = within(watch.watch(requests)).await.unwrap().into_inner();
+            let created = within(responses.message()).await.unwrap();
+            assert!(created.is_some_and(|response| response.created));
+            held.push((sender, responses));
+        }
+        phase!("a put on the same connection waits while both are open");
+        let mut kv = KvClient::new(channel.clone());
+        let put = PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        let blocked =
+            tokio::time::timeout(std::time::Duration::from_secs(2), kv.put(put.clone())).await;
+        assert!(blocked.is_err(), "a third stream got through: {blocked:?}");
+        phase!("once one stream is cancelled, the put goes through");
+        drop(held.pop());
+        let put = within(kv.put(put)).await;
+        assert!(put.is_ok(), "the put goes once a stream ended: {put:?}");
+    });
+}
+
+/// Awaits `future`, failing the test if it takes longer than a server's
+/// stop timeout.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(crate::support::STOP_TIMEOUT, future)
+        .await
+        .expect("answered in time")
+}

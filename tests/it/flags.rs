@@ -280,9 +280,9 @@ fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
         ("ETCD_PEER_CERT_FILE", "/etc/etcd/peer.crt", "is plain http"),
         ("ETCD_AUTO_TLS", "true", "is plain http"),
         (
-            "ETCD_CLIENT_CRL_FILE",
-            "/etc/etcd/crl.pem",
-            "ETCD_CLIENT_CRL_FILE",
+            "ETCD_CIPHER_SUITES",
+            "TLS_AES_128_GCM_SHA256",
+            "ETCD_CIPHER_SUITES",
         ),
         (
             "ETCD_PEER_CERT_ALLOWED_CN",

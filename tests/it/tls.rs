@@ -379,3 +379,74 @@ fn a_trusted_ca_certificate_is_accepted_as_a_client_certificate() {
         "v\n"
     );
 }
+
+/// `--client-crl-file`: a client certificate the revocation list names is
+/// refused at the handshake; one it does not name still works.
+#[test]
+fn a_client_certificate_the_revocation_list_names_is_refused() {
+    let pki = Pki::new(&["root"]);
+    pki.use_certificate_of("root");
+    let (ca, ca_key) = {
+        // The CA of `Pki` is not kept; sign the revoked one and the list
+        // with a CA of their own, trusted beside it.
+        authority("revoking CA")
+    };
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "revoked");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(rcgen::SerialNumber::from(4242u64));
+    let revoked_key = KeyPair::generate().unwrap();
+    let revoked = params.signed_by(&revoked_key, &ca, &ca_key).unwrap();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2020, 1, 1),
+        next_update: rcgen::date_time_ymd(2100, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(4242u64),
+            revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &ca_key)
+    .unwrap();
+    std::fs::write(pki.path("revoked.pem"), revoked.pem()).unwrap();
+    std::fs::write(pki.path("revoked.key"), revoked_key.serialize_pem()).unwrap();
+    std::fs::write(pki.path("revoke.crl"), crl.pem().unwrap()).unwrap();
+    let both_cas = format!(
+        "{}{}",
+        std::fs::read_to_string(pki.path("ca.pem")).unwrap(),
+        ca.pem()
+    );
+    std::fs::write(pki.path("cas.pem"), both_cas).unwrap();
+    let flags: Vec<String> = pki
+        .server_flags()
+        .into_iter()
+        .map(|flag| {
+            flag.replace(
+                &format!("--trusted-ca-file={}", pki.path("ca.pem")),
+                &format!("--trusted-ca-file={}", pki.path("cas.pem")),
+            )
+        })
+        .chain([format!("--client-crl-file={}", pki.path("revoke.crl"))])
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with_scheme("tls-crl", 1, &flags, "https");
+    cluster.put(0, "k", "v");
+    let endpoint = cluster.members[0].client_url.clone();
+    let revoked_client = [
+        format!("--cacert={}", pki.path("ca.pem")),
+        format!("--cert={}", pki.path("revoked.pem")),
+        format!("--key={}", pki.path("revoked.key")),
+    ];
+    let refused = etcdctl_with(&endpoint, &revoked_client, &["get", "k"]);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Error:"),
+        "a revoked certificate was served: {refused:?}"
+    );
+}
