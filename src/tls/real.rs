@@ -114,12 +114,14 @@ pub fn load(
             rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider());
         if !flags.crl_file.is_empty() {
             let pem = read(disk, &flags.crl_file, "the certificate revocation list")?;
-            let crls: Vec<_> =
+            let mut crls: Vec<_> =
                 rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&pem)
                     .collect::<Result<_, _>>()
                     .map_err(|error| format!("{}: {error}", flags.crl_file))?;
             if crls.is_empty() {
-                return Err(format!("{}: no revocation list in it", flags.crl_file));
+                // Not PEM: one DER list, as Go's x509.ParseCRL takes too
+                // (etcd's own fixtures are DER); webpki parses it below.
+                crls.push(pem.into());
             }
             // As etcd: a certificate the lists name is refused; one no
             // list covers is not.
@@ -128,7 +130,13 @@ pub fn load(
                 .only_check_end_entity_revocation()
                 .allow_unknown_revocation_status();
         }
-        let verifier = verifier.build().map_err(|error| error.to_string())?;
+        let verifier = verifier.build().map_err(|error| {
+            if flags.crl_file.is_empty() {
+                error.to_string()
+            } else {
+                format!("{}: {error}", flags.crl_file)
+            }
+        })?;
         server.with_client_cert_verifier(Arc::new(TrustedCaAsClient {
             inner: verifier,
             trusted,

@@ -417,7 +417,8 @@ fn a_client_certificate_the_revocation_list_names_is_refused() {
     .unwrap();
     std::fs::write(pki.path("revoked.pem"), revoked.pem()).unwrap();
     std::fs::write(pki.path("revoked.key"), revoked_key.serialize_pem()).unwrap();
-    std::fs::write(pki.path("revoke.crl"), crl.pem().unwrap()).unwrap();
+    // DER, as etcd's own fixture (revoke.crl) is; PEM works too.
+    std::fs::write(pki.path("revoke.crl"), crl.der()).unwrap();
     let both_cas = format!(
         "{}{}",
         std::fs::read_to_string(pki.path("ca.pem")).unwrap(),
