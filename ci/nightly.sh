@@ -80,6 +80,14 @@ if [ "$deny_status" -ne 0 ]; then
     status=1
 fi
 
+# etcd 3.4.23's own e2e suite (TestCtlV3*: etcdctl against spawned
+# servers) with detcd as its etcd binary (ci/etcd-e2e.sh).
+echo "== etcd 3.4.23 e2e suite against detcd" | tee -a "$summary"
+e2e_status=0
+ci/etcd-e2e.sh > "$summary.e2e" 2>&1 || e2e_status=$?
+grep -E "^etcd e2e:|^reproduce:" "$summary.e2e" | tee -a "$summary" || true
+if [ "$e2e_status" -ne 0 ]; then status=1; fi
+
 echo "nightly: $(grep -c '^seeds:' "$summary") rounds; summary in $summary" | tee -a "$summary"
 # A failing run ends with the commands that reproduce it.
 if [ "$status" -ne 0 ]; then
