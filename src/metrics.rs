@@ -46,6 +46,7 @@ pub struct Metrics {
     peer_round_trip: HistogramVec,
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    cluster_version: IntGaugeVec,
 }
 
 impl Metrics {
@@ -108,6 +109,17 @@ impl Metrics {
             .register(Box::new(version.clone()))
             .expect("registers once");
         version.with_label_values(&[server_version]).set(1);
+        let cluster_version = IntGaugeVec::new(
+            Opts::new(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            ),
+            &["cluster_version"],
+        )
+        .expect("valid family");
+        registry
+            .register(Box::new(cluster_version.clone()))
+            .expect("registers once");
         let peer_round_trip = HistogramVec::new(
             HistogramOpts::new(
                 "etcd_network_peer_round_trip_time_seconds",
@@ -230,8 +242,18 @@ impl Metrics {
                 "Total number of RPCs completed on the server, regardless of success or failure.",
                 &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
             ),
+            cluster_version,
             registry,
         }
+    }
+
+    /// The cluster version the member runs at, as etcd labels it
+    /// (major.minor); the one before goes.
+    pub fn set_cluster_version(&self, major_minor: &str) {
+        self.cluster_version.reset();
+        self.cluster_version
+            .with_label_values(&[major_minor])
+            .set(1);
     }
 
     /// The sent-bytes counter for one peer, resolved once.
@@ -360,5 +382,13 @@ mod tests {
         assert!(text.contains("etcd_server_leader_changes_seen_total 1\n"));
         assert!(text.contains("etcd_network_peer_sent_bytes_total{To=\"ab\"} 10\n"));
         assert!(text.contains("etcd_server_version{server_version=\"3.4.23\"} 1\n"));
+        metrics.set_cluster_version("3.3");
+        metrics.set_cluster_version("3.4");
+        let text = metrics.encode();
+        assert!(
+            text.contains("etcd_cluster_version{cluster_version=\"3.4\"} 1\n")
+                && !text.contains("cluster_version=\"3.3\""),
+            "{text}"
+        );
     }
 }

@@ -265,6 +265,17 @@ struct CountedBody {
     handled: Option<Box<dyn FnOnce(i32) + Send>>,
 }
 
+/// A call whose body goes before its status is known was cancelled by
+/// its client (it reset the stream or went away), which grpc-go counts
+/// as Canceled.
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        if let Some(handled) = self.handled.take() {
+            handled(tonic::Code::Cancelled as i32);
+        }
+    }
+}
+
 impl http_body::Body for CountedBody {
     type Data = Bytes;
     type Error = tonic::Status;

@@ -141,7 +141,7 @@ impl RaftNode {
             (version_before, &request.request)
         {
             if before != set.ver {
-                log_capabilities(&set.ver);
+                log_capabilities(&self.shared.metrics, &set.ver);
             }
         }
         self.announce_published();
@@ -189,12 +189,13 @@ impl RaftNode {
 /// etcd's line for the cluster version a member runs at (logged when it
 /// is recovered at start and when an entry changes it); tooling waits for
 /// it as for `announce_published`'s.
-pub(super) fn log_capabilities(version: &str) {
+pub(super) fn log_capabilities(metrics: &crate::metrics::Metrics, version: &str) {
     let mut parts = version.split('.');
     let major_minor = match (parts.next(), parts.next()) {
         (Some(major), Some(minor)) => format!("{major}.{minor}"),
         _ => version.to_string(),
     };
+    metrics.set_cluster_version(&major_minor);
     tracing::info!(
         cluster_version = %major_minor,
         "enabled capabilities for version {major_minor}"

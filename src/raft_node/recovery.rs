@@ -208,7 +208,7 @@ impl RaftNode {
             metrics.clone(),
         );
         if !state.cluster_version().is_empty() {
-            super::applying::log_capabilities(state.cluster_version());
+            super::applying::log_capabilities(&metrics, state.cluster_version());
         }
         let revision = crate::published::Published::new(state.store().current_revision());
         let stopping = crate::published::Published::new(false);

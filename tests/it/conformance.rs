@@ -430,3 +430,38 @@ async fn within<F: std::future::Future>(future: F) -> F::Output {
         .await
         .expect("answered in time")
 }
+
+/// A watch stream its client cancels is counted as handled with code
+/// Canceled (grpc-go's interceptor does; etcd's e2e metrics test looks).
+#[test]
+fn a_cancelled_watch_stream_is_counted_as_canceled() {
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    let canceled = "grpc_server_handled_total{grpc_code=\"Canceled\",grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 1";
+    runtime().block_on(async {
+        use detcd::proto::etcdserverpb::{
+            watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest,
+            WatchRequest,
+        };
+        let mut watch = within(WatchClient::connect(url.clone())).await.unwrap();
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        sender
+            .send(WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: b"w".to_vec(),
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+        let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
+        let mut responses = within(watch.watch(requests)).await.unwrap().into_inner();
+        let created = within(responses.message()).await.unwrap();
+        assert!(created.is_some_and(|response| response.created));
+        drop((sender, responses));
+    });
+    let counted = crate::support::eventually(crate::support::STOP_TIMEOUT, || {
+        crate::operations::metrics(&url).contains(canceled)
+    });
+    assert!(counted, "{}", crate::operations::metrics(&url));
+}
