@@ -43,10 +43,19 @@ pub async fn fetch_members(url: &str, clock: &Clock) -> Result<MembersResponse, 
             .map_err(|e| PeerCallError::Failed(e.to_string()))?;
         Ok(response.into_inner())
     };
+    answer_within(MEMBERS_ASK_TIMEOUT, clock, ask).await
+}
+
+/// `ask`'s answer, or unreachable once `timeout` has passed on `clock`.
+async fn answer_within<T>(
+    timeout: Duration,
+    clock: &Clock,
+    ask: impl std::future::Future<Output = Result<T, PeerCallError>>,
+) -> Result<T, PeerCallError> {
     tokio::select! {
         biased;
         answer = ask => answer,
-        () = clock.sleep(MEMBERS_ASK_TIMEOUT) => {
+        () = clock.sleep(timeout) => {
             Err(PeerCallError::Unreachable("no answer in time".to_string()))
         }
     }
@@ -82,11 +91,5 @@ pub async fn fetch_hash_kv(
             .map_err(|e| PeerCallError::Failed(e.to_string()))?;
         Ok(response.into_inner())
     };
-    tokio::select! {
-        biased;
-        answer = ask => answer,
-        () = clock.sleep(HASH_KV_TIMEOUT) => {
-            Err(PeerCallError::Unreachable("no answer in time".to_string()))
-        }
-    }
+    answer_within(HASH_KV_TIMEOUT, clock, ask).await
 }

@@ -375,10 +375,7 @@ fn a_connection_at_the_stream_limit_waits_for_a_stream_to_end() {
     let server = ServerProcess::start(flavor_from_env(), &["--max-concurrent-streams=2"]);
     let url = server.client_url.clone();
     runtime().block_on(async {
-        use detcd::proto::etcdserverpb::{
-            kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion,
-            WatchCreateRequest, WatchRequest,
-        };
+        use detcd::proto::etcdserverpb::kv_client::KvClient;
         let channel = within(
             tonic::transport::Endpoint::from_shared(url)
                 .unwrap()
@@ -389,22 +386,7 @@ fn a_connection_at_the_stream_limit_waits_for_a_stream_to_end() {
         phase!("two watch streams, each created, fill the connection's limit");
         let mut held = Vec::new();
         for _ in 0..2 {
-            let (sender, receiver) = tokio::sync::mpsc::channel(1);
-            sender
-                .send(WatchRequest {
-                    request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                        key: b"w".to_vec(),
-                        ..Default::default()
-                    })),
-                })
-                .await
-                .unwrap();
-            let mut watch = WatchClient::new(channel.clone());
-            let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
-            let mut responses = within(watch.watch(requests)).await.unwrap().into_inner();
-            let created = within(responses.message()).await.unwrap();
-            assert!(created.is_some_and(|response| response.created));
-            held.push((sender, responses));
+            held.push(created_watch(channel.clone()).await);
         }
         phase!("a put on the same connection waits while both are open");
         let mut kv = KvClient::new(channel.clone());
@@ -423,6 +405,35 @@ fn a_connection_at_the_stream_limit_waits_for_a_stream_to_end() {
     });
 }
 
+/// A watch stream on `channel` whose watch on `w` the server has
+/// created; dropping both halves cancels it.
+async fn created_watch(
+    channel: tonic::transport::Channel,
+) -> (
+    tokio::sync::mpsc::Sender<detcd::proto::etcdserverpb::WatchRequest>,
+    tonic::Streaming<WatchResponse>,
+) {
+    use detcd::proto::etcdserverpb::{
+        watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest, WatchRequest,
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"w".to_vec(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let mut watch = WatchClient::new(channel);
+    let mut responses = within(watch.watch(requests)).await.unwrap().into_inner();
+    let created = within(responses.message()).await.unwrap();
+    assert!(created.is_some_and(|response| response.created));
+    (sender, responses)
+}
+
 /// Awaits `future`, failing the test if it takes longer than a server's
 /// stop timeout.
 async fn within<F: std::future::Future>(future: F) -> F::Output {
@@ -439,26 +450,14 @@ fn a_cancelled_watch_stream_is_counted_as_canceled() {
     let url = server.client_url.clone();
     let canceled = "grpc_server_handled_total{grpc_code=\"Canceled\",grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 1";
     runtime().block_on(async {
-        use detcd::proto::etcdserverpb::{
-            watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest,
-            WatchRequest,
-        };
-        let mut watch = within(WatchClient::connect(url.clone())).await.unwrap();
-        let (sender, receiver) = tokio::sync::mpsc::channel(1);
-        sender
-            .send(WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                    key: b"w".to_vec(),
-                    ..Default::default()
-                })),
-            })
-            .await
-            .unwrap();
-        let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
-        let mut responses = within(watch.watch(requests)).await.unwrap().into_inner();
-        let created = within(responses.message()).await.unwrap();
-        assert!(created.is_some_and(|response| response.created));
-        drop((sender, responses));
+        let channel = within(
+            tonic::transport::Endpoint::from_shared(url.clone())
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .unwrap();
+        drop(created_watch(channel).await);
     });
     let counted = crate::support::eventually(crate::support::STOP_TIMEOUT, || {
         crate::operations::metrics(&url).contains(canceled)
