@@ -168,6 +168,14 @@ pub struct Config {
     /// certificate they revoke is refused.
     #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
     pub client_crl_file: String,
+    /// Client TLS: a client certificate must be valid for this host name
+    /// or IP address (on top of the CA's signature).
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub client_cert_allowed_hostname: String,
+    /// The TLS 1.2 cipher suites both sides offer, Go's names, comma
+    /// separated (empty: all that detcd has; TLS 1.3 keeps its own).
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
     /// Client TLS with a generated self-signed certificate.
     #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -189,6 +197,20 @@ pub struct Config {
     /// they revoke is refused.
     #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
     pub peer_crl_file: String,
+    /// Peer TLS: a member's certificate must have this common name (on
+    /// top of the peer CA's signature), checked on both ends of a peer
+    /// connection.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
+    /// Peer TLS: a member's certificate must be valid for this host name or
+    /// IP address; excludes --peer-cert-allowed-cn.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub peer_cert_allowed_hostname: String,
+    /// Peer TLS: do not check that a member's certificate names the
+    /// address it connects from.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_peer_skip_client_san_verification: bool,
     /// Peer TLS with a generated self-signed certificate.
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -259,27 +281,36 @@ impl Config {
 
 impl Config {
     /// The client side's TLS flags.
-    pub fn client_tls(&self) -> crate::tls::TlsFlags {
-        crate::tls::TlsFlags {
+    pub fn client_tls(&self) -> Result<crate::tls::TlsFlags, String> {
+        Ok(crate::tls::TlsFlags {
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             trusted_ca_file: self.trusted_ca_file.clone(),
             crl_file: self.client_crl_file.clone(),
             client_cert_auth: self.client_cert_auth,
             auto_tls: self.auto_tls,
-        }
+            allowed: crate::tls::Allowed::from_flags("", &self.client_cert_allowed_hostname)?,
+            cipher_suites: crate::tls::cipher_suites(&self.cipher_suites)?,
+            verify_client_san: false,
+        })
     }
 
     /// The peer side's TLS flags.
-    pub fn peer_tls(&self) -> crate::tls::TlsFlags {
-        crate::tls::TlsFlags {
+    pub fn peer_tls(&self) -> Result<crate::tls::TlsFlags, String> {
+        Ok(crate::tls::TlsFlags {
             cert_file: self.peer_cert_file.clone(),
             key_file: self.peer_key_file.clone(),
             trusted_ca_file: self.peer_trusted_ca_file.clone(),
             crl_file: self.peer_crl_file.clone(),
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
-        }
+            allowed: crate::tls::Allowed::from_flags(
+                &self.peer_cert_allowed_cn,
+                &self.peer_cert_allowed_hostname,
+            )?,
+            cipher_suites: crate::tls::cipher_suites(&self.cipher_suites)?,
+            verify_client_san: !self.experimental_peer_skip_client_san_verification,
+        })
     }
 
     /// etcd's rules for https URLs: one needs a certificate (a file pair,
@@ -288,8 +319,8 @@ impl Config {
     /// while TLS flags are set).
     fn check_tls_urls(&self) -> Result<(), String> {
         let sides = [
-            ("client", self.client_tls(), vec![&self.listen_client_urls]),
-            ("peer", self.peer_tls(), vec![&self.listen_peer_urls]),
+            ("client", self.client_tls()?, vec![&self.listen_client_urls]),
+            ("peer", self.peer_tls()?, vec![&self.listen_peer_urls]),
         ];
         for (side, flags, urls) in sides {
             let https: Vec<&str> = urls
@@ -442,10 +473,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // detcd always runs raft with pre-vote (etcd 3.4 defaults to off).
     ("pre-vote", &["true"]),
     ("enable-v2", &["false"]),
-    ("client-cert-allowed-hostname", &[""]),
-    ("peer-cert-allowed-cn", &[""]),
-    ("peer-cert-allowed-hostname", &[""]),
-    ("cipher-suites", &[""]),
     // Only etcd's v2 HTTP API and gateway use these.
     ("cors", &["*", ""]),
     ("host-whitelist", &["*", ""]),
@@ -468,7 +495,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("experimental-backend-bbolt-freelist-type", &["array"]),
     ("experimental-enable-lease-checkpoint", &["false"]),
     ("experimental-compaction-batch-limit", &["1000"]),
-    ("experimental-peer-skip-client-san-verification", &["false"]),
     ("experimental-watch-progress-notify-interval", &["10m"]),
     ("experimental-warning-apply-duration", &["100ms"]),
 ];
@@ -732,8 +758,8 @@ mod tests {
     #[test]
     fn variables_for_settings_detcd_lacks_are_refused() {
         for (variable, value) in [
-            ("ETCD_PEER_CERT_ALLOWED_CN", "m1"),
-            ("ETCD_CIPHER_SUITES", "TLS_AES_128_GCM_SHA256"),
+            ("ETCD_WAL_DIR", "/wal"),
+            ("ETCD_FORCE_NEW_CLUSTER", "true"),
             ("ETCD_MAX_WALS", "10"),
         ] {
             let error = check_environment(&variables(&[(variable, value)])).unwrap_err();
@@ -841,8 +867,8 @@ mod tests {
                 "--auto-tls=false",
             ]
         );
-        let refused = config_file_args("peer-transport-security:\n  cert-allowed-cn: m1\n");
-        assert!(refused.unwrap_err().contains("cert-allowed-cn"));
+        let refused = config_file_args("peer-transport-security:\n  cert-allowed-dn: m1\n");
+        assert!(refused.unwrap_err().contains("cert-allowed-dn"));
         let unknown = config_file_args("nmae: typo\n");
         assert!(unknown.unwrap_err().contains("nmae"));
     }
@@ -861,11 +887,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
-        let refused = accept_unimplemented_flags(args(&["detcd", "--peer-cert-allowed-cn", "m1"]));
-        assert!(refused
-            .unwrap_err()
-            .to_string()
-            .contains("--peer-cert-allowed-cn"));
+        let refused = accept_unimplemented_flags(args(&["detcd", "--wal-dir", "/wal"]));
+        assert!(refused.unwrap_err().to_string().contains("--wal-dir"));
         let bare = accept_unimplemented_flags(args(&["detcd", "--force-new-cluster"]));
         assert!(bare.is_err(), "a bare boolean flag means true");
     }

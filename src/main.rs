@@ -158,7 +158,7 @@ async fn run(config: Config) -> Result<(), String> {
             .collect()
     };
     let client_tls = detcd::tls::load(
-        &config.client_tls(),
+        &config.client_tls()?,
         &disk,
         &hosts(&format!(
             "{},{}",
@@ -168,7 +168,7 @@ async fn run(config: Config) -> Result<(), String> {
     )
     .map_err(|error| format!("client TLS: {error}"))?;
     let peer_tls = detcd::tls::load(
-        &config.peer_tls(),
+        &config.peer_tls()?,
         &disk,
         &hosts(&format!(
             "{},{}",
@@ -219,15 +219,10 @@ async fn run(config: Config) -> Result<(), String> {
         }
     };
     let mut serving = Vec::new();
-    let mut peer_service = Some(peer_service);
     for (url, listener) in peer_listeners {
-        // One raft service: it owns the sender into the raft loop.
-        let Some(service) = peer_service.take() else {
-            return Err("only one --listen-peer-urls address is supported yet".into());
-        };
         let tls = peer_tls.clone().filter(|_| detcd::config::is_https(&url));
         serving.push(tokio::spawn(detcd::api::serve_peers(
-            service,
+            peer_service.clone(),
             listener,
             tls,
             shutdown(),

@@ -14,7 +14,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::TlsFlags;
+use super::{Allowed, TlsFlags};
 use crate::storage::Disk;
 
 /// A TLS handshake that takes longer is dropped, so a client that connects
@@ -28,6 +28,9 @@ pub struct Tls {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
     pub client_cert_auth: bool,
+    /// Check a client certificate's SANs against its connection's address
+    /// (`TlsFlags::verify_client_san`).
+    pub verify_client_san: bool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -40,6 +43,51 @@ impl std::fmt::Debug for Tls {
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The provider a side's configs are built with: with `--cipher-suites`,
+/// only the TLS 1.2 suites it names (TLS 1.3 keeps all three, as Go's).
+fn provider_offering(cipher_suites: &[u16]) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !cipher_suites.is_empty() {
+        provider.cipher_suites.retain(|suite| {
+            suite.tls13().is_some() || cipher_suites.contains(&u16::from(suite.suite()))
+        });
+    }
+    Arc::new(provider)
+}
+
+impl Allowed {
+    /// Whether `cert` (already verified against the CA) names what is
+    /// allowed.
+    fn admits(&self, cert: &CertificateDer<'_>) -> bool {
+        match self {
+            Allowed::CommonName(allowed) => common_name(cert).as_deref() == Some(allowed),
+            Allowed::Hostname(allowed) => {
+                let Ok(name) = ServerName::try_from(allowed.trim_end_matches('.')) else {
+                    return false;
+                };
+                webpki::EndEntityCert::try_from(cert)
+                    .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+            }
+        }
+    }
+
+    /// `admits`, as a verifier's verdict: refused with etcd's words in the
+    /// log, and a bad_certificate alert to the other side (as Go sends).
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if self.admits(cert) {
+            return Ok(());
+        }
+        tracing::warn!(
+            common_name = common_name(cert).unwrap_or_default(),
+            allowed = ?self,
+            "rejected a certificate: client certificate authentication failed"
+        );
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        ))
+    }
 }
 
 fn read(disk: &dyn Disk, path: &str, what: &str) -> Result<Vec<u8>, String> {
@@ -103,7 +151,8 @@ pub fn load(
         }
         Some(Arc::new(roots))
     };
-    let server = ServerConfig::builder_with_provider(provider())
+    let offering = provider_offering(&flags.cipher_suites);
+    let server = ServerConfig::builder_with_provider(offering.clone())
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?;
     let server = if flags.client_cert_auth {
@@ -140,6 +189,7 @@ pub fn load(
         server.with_client_cert_verifier(Arc::new(TrustedCaAsClient {
             inner: verifier,
             trusted,
+            allowed: flags.allowed.clone(),
         }))
     } else {
         server.with_no_client_auth()
@@ -150,17 +200,33 @@ pub fn load(
     // gRPC is HTTP/2; /health and /metrics may come over HTTP/1.1.
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
-    let client = ClientConfig::builder_with_provider(provider())
+    let client = ClientConfig::builder_with_provider(offering)
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?;
-    let client = match (&roots, verify_peers) {
-        (Some(roots), true) => client.with_root_certificates(roots.clone()),
-        // etcd dials peers of --auto-tls, or without a CA, without
-        // verifying them (InsecureSkipVerify): encrypted, not authenticated.
-        _ => client
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider()))),
+    let server_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+        match (&roots, verify_peers) {
+            (Some(roots), true) => rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
+                provider(),
+            )
+            .build()
+            .map_err(|error| format!("{}: {error}", flags.trusted_ca_file))?,
+            // etcd dials peers of --auto-tls, or without a CA, without
+            // verifying them (InsecureSkipVerify): encrypted, not authenticated.
+            _ => Arc::new(AcceptAnyServer(provider())),
+        };
+    let server_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &flags.allowed
+    {
+        // etcd's AllowedCN/AllowedHostname bind its dialing side too.
+        Some(allowed) => Arc::new(AllowedServer {
+            inner: server_verifier,
+            allowed: allowed.clone(),
+        }),
+        None => server_verifier,
     };
+    let client = client
+        .dangerous()
+        .with_custom_certificate_verifier(server_verifier);
     let mut client = client
         .with_client_auth_cert(chain, key)
         .map_err(|error| format!("{}: {error}", flags.cert_file))?;
@@ -169,6 +235,7 @@ pub fn load(
         server: Arc::new(server),
         client: Arc::new(client),
         client_cert_auth: flags.client_cert_auth,
+        verify_client_san: flags.verify_client_san,
     }))
 }
 
@@ -230,6 +297,8 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 struct TrustedCaAsClient {
     inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     trusted: Vec<CertificateDer<'static>>,
+    /// What a verified certificate must also name.
+    allowed: Option<Allowed>,
 }
 
 impl TrustedCaAsClient {
@@ -274,7 +343,7 @@ impl rustls::server::danger::ClientCertVerifier for TrustedCaAsClient {
         intermediates: &[CertificateDer<'_>],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        match self
+        let verified = match self
             .inner
             .verify_client_cert(end_entity, intermediates, now)
         {
@@ -282,10 +351,64 @@ impl rustls::server::danger::ClientCertVerifier for TrustedCaAsClient {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_)))
                 if self.is_trusted_and_valid(end_entity, now) =>
             {
-                Ok(rustls::server::danger::ClientCertVerified::assertion())
+                rustls::server::danger::ClientCertVerified::assertion()
             }
-            verdict => verdict,
+            verdict => verdict?,
+        };
+        if let Some(allowed) = &self.allowed {
+            allowed.check(end_entity)?;
         }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A peer's certificate checked by `inner`, then against what is allowed.
+#[derive(Debug)]
+struct AllowedServer {
+    inner: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    allowed: Allowed,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AllowedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        self.allowed.check(end_entity)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -474,13 +597,29 @@ pub fn accept(
                 continue;
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            let verify_client_san = tls.verify_client_san;
             let sender = sender.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let handshake = async {
+                    let stream = acceptor.accept(stream).await?;
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first());
+                    if let (true, Some(certificate)) = (verify_client_san, certificate) {
+                        check_client_san(certificate, remote.ip())
+                            .await
+                            .map_err(io::Error::other)?;
+                    }
+                    Ok::<_, io::Error>(stream)
+                };
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(stream)) => {
                         let _ = sender.send(Ok(Conn::Tls(Box::new(stream)))).await;
                     }
                     Ok(Err(error)) => {
+                        let error = go_wording(&error);
                         tracing::warn!(%remote, %error, "rejected a connection: TLS handshake failed")
                     }
                     Err(_) => {
@@ -491,6 +630,121 @@ pub fn accept(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+/// A TLS error as Go's TLS words it where the words are the ones operators
+/// search etcd's logs for: an alert from the other side is "remote error:
+/// tls: bad certificate" (and so on), not rustls's "received fatal alert:
+/// BadCertificate". Other errors keep rustls's text.
+fn go_wording(error: &io::Error) -> String {
+    use rustls::AlertDescription as Alert;
+    let Some(rustls::Error::AlertReceived(alert)) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return error.to_string();
+    };
+    // crypto/tls's alertText.
+    let text = match alert {
+        Alert::CloseNotify => "close notify",
+        Alert::UnexpectedMessage => "unexpected message",
+        Alert::BadRecordMac => "bad record MAC",
+        Alert::DecryptionFailed => "decryption failed",
+        Alert::RecordOverflow => "record overflow",
+        Alert::DecompressionFailure => "decompression failure",
+        Alert::HandshakeFailure => "handshake failure",
+        Alert::BadCertificate => "bad certificate",
+        Alert::UnsupportedCertificate => "unsupported certificate",
+        Alert::CertificateRevoked => "revoked certificate",
+        Alert::CertificateExpired => "expired certificate",
+        Alert::CertificateUnknown => "unknown certificate",
+        Alert::IllegalParameter => "illegal parameter",
+        Alert::UnknownCA => "unknown certificate authority",
+        Alert::AccessDenied => "access denied",
+        Alert::DecodeError => "error decoding message",
+        Alert::DecryptError => "error decrypting message",
+        Alert::ExportRestriction => "export restriction",
+        Alert::ProtocolVersion => "protocol version not supported",
+        Alert::InsufficientSecurity => "insufficient security level",
+        Alert::InternalError => "internal error",
+        Alert::InappropriateFallback => "inappropriate fallback",
+        Alert::UserCanceled => "user canceled",
+        Alert::NoRenegotiation => "no renegotiation",
+        Alert::MissingExtension => "missing extension",
+        Alert::UnsupportedExtension => "unsupported extension",
+        Alert::CertificateUnobtainable => "certificate unobtainable",
+        Alert::UnrecognisedName => "unrecognized name",
+        Alert::BadCertificateStatusResponse => "bad certificate status response",
+        Alert::BadCertificateHashValue => "bad certificate hash value",
+        Alert::UnknownPSKIdentity => "unknown PSK identity",
+        Alert::CertificateRequired => "certificate required",
+        Alert::NoApplicationProtocol => "no application protocol",
+        _ => return error.to_string(),
+    };
+    format!("remote error: tls: {text}")
+}
+
+/// etcd's `checkCertSAN` for its peer listener: a certificate that lists
+/// IP addresses or DNS names must list `remote`, or a name that resolves
+/// to it (forward only: see the module doc). One that lists neither
+/// passes. The errors are Go's words.
+async fn check_client_san(
+    certificate: &CertificateDer<'_>,
+    remote: std::net::IpAddr,
+) -> Result<(), String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref())
+        .map_err(|error| format!("x509: {error}"))?;
+    let mut addresses = Vec::new();
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => addresses.push(std::net::IpAddr::from(
+                        <[u8; 4]>::try_from(*bytes).expect("4 bytes"),
+                    )),
+                    16 => addresses.push(std::net::IpAddr::from(
+                        <[u8; 16]>::try_from(*bytes).expect("16 bytes"),
+                    )),
+                    _ => {}
+                },
+                GeneralName::DNSName(name) => names.push(name.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let remote = remote.to_canonical();
+    if addresses
+        .iter()
+        .any(|address| address.to_canonical() == remote)
+    {
+        return Ok(());
+    }
+    if names.is_empty() {
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "x509: certificate is valid for {}, not {remote}",
+            listed.join(", ")
+        ));
+    }
+    for name in names.iter().filter(|name| !name.starts_with("*.")) {
+        let Ok(resolved) = tokio::net::lookup_host((name.as_str(), 0)).await else {
+            continue;
+        };
+        if resolved
+            .map(|address| address.ip().to_canonical())
+            .any(|address| address == remote)
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "tls: \"{remote}\" does not match any of DNSNames {names:?}"
+    ))
 }
 
 /// A tonic channel to `url` (https) over TLS with `tls`'s client side.
@@ -514,7 +768,10 @@ pub async fn connect(
         async move {
             let tcp = TcpStream::connect(address).await?;
             let _ = tcp.set_nodelay(true);
-            let stream = connector.connect(name, tcp).await?;
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|error| io::Error::new(error.kind(), go_wording(&error)))?;
             Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
         }
     });
@@ -524,4 +781,104 @@ pub async fn connect(
         .connect_with_connector(dial)
         .await
         .map_err(|error| format!("{url}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(common_name: &str, names: &[&str]) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn allowed_names_admit_only_certificates_that_name_them() {
+        let cert = certificate("example.com", &["localhost", "127.0.0.1", "*.db.example"]);
+        let cn = |name: &str| Allowed::CommonName(name.into()).admits(&cert);
+        assert!(cn("example.com"));
+        assert!(!cn("example2.com"));
+        assert!(!cn("localhost"), "a common name is not a host name");
+        let host = |name: &str| Allowed::Hostname(name.into()).admits(&cert);
+        assert!(host("localhost"));
+        assert!(host("LOCALHOST."));
+        assert!(host("127.0.0.1"));
+        assert!(host("m1.db.example"));
+        assert!(!host("127.0.0.2"));
+        assert!(
+            !host("example.com"),
+            "the common name is no host name (Go 1.15+)"
+        );
+        assert!(!host("a.b.db.example"));
+        assert!(Allowed::CommonName("x".into())
+            .check(&cert)
+            .is_err_and(|error| error
+                == rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)));
+    }
+
+    #[tokio::test]
+    async fn a_peer_certificate_must_name_the_address_it_comes_from() {
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let check = |names: &[&str]| {
+            let cert = certificate("m1", names);
+            async move { check_client_san(&cert, loopback).await }
+        };
+        assert_eq!(check(&[]).await, Ok(()), "no SANs: nothing to check");
+        assert_eq!(check(&["127.0.0.1"]).await, Ok(()));
+        assert_eq!(check(&["localhost"]).await, Ok(()), "resolves to it");
+        assert_eq!(
+            check(&["10.0.0.1"]).await,
+            Err("x509: certificate is valid for 10.0.0.1, not 127.0.0.1".into())
+        );
+        assert_eq!(
+            check(&["10.0.0.1", "elsewhere.invalid"]).await,
+            Err("tls: \"127.0.0.1\" does not match any of DNSNames [\"elsewhere.invalid\"]".into())
+        );
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let cert = certificate("m1", &["127.0.0.1"]);
+        assert_eq!(check_client_san(&cert, mapped).await, Ok(()));
+    }
+
+    #[test]
+    fn alerts_from_the_other_side_are_worded_as_go_words_them() {
+        let alert = |description| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(description),
+            )
+        };
+        assert_eq!(
+            go_wording(&alert(rustls::AlertDescription::BadCertificate)),
+            "remote error: tls: bad certificate"
+        );
+        assert_eq!(
+            go_wording(&alert(rustls::AlertDescription::UnknownCA)),
+            "remote error: tls: unknown certificate authority"
+        );
+        let other = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        assert_eq!(go_wording(&other), other.to_string());
+    }
+
+    #[test]
+    fn cipher_suites_narrow_only_tls12() {
+        let all = provider_offering(&[]).cipher_suites.len();
+        let one = provider_offering(&[0xc02f]);
+        let kept: Vec<u16> = one
+            .cipher_suites
+            .iter()
+            .map(|suite| u16::from(suite.suite()))
+            .collect();
+        assert_eq!(kept.len(), 4, "{kept:x?}");
+        assert!(kept.contains(&0xc02f));
+        assert!(all > kept.len());
+    }
 }

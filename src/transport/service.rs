@@ -35,6 +35,9 @@ pub trait PeerRequests: Send + Sync + 'static {
     fn hash_kv(&self, revision: i64) -> PeerHashKvResponse;
 }
 
+/// Cloned once per `--listen-peer-urls` address: every copy feeds the same
+/// raft loop.
+#[derive(Clone)]
 pub struct RaftService {
     pub member_id: u64,
     pub cluster_id: u64,

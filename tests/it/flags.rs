@@ -258,8 +258,19 @@ fn assert_refused(args: &[&str], variables: &[(&str, &str)], expected: &str) {
         ))
         .args(args)
         .envs(variables.iter().copied())
-        .current_dir(dir.path());
-    let output = command.output().unwrap();
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    // A server that starts anyway must fail the test, not hang it.
+    let exited = crate::support::eventually(Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        child.kill().unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(exited, "{args:?} {variables:?} started a server");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),
@@ -279,19 +290,28 @@ fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
         ("ETCD_CLIENT_CERT_AUTH", "true", "--trusted-ca-file"),
         ("ETCD_PEER_CERT_FILE", "/etc/etcd/peer.crt", "is plain http"),
         ("ETCD_AUTO_TLS", "true", "is plain http"),
+        ("ETCD_WAL_DIR", "/var/lib/etcd-wal", "ETCD_WAL_DIR"),
         (
             "ETCD_CIPHER_SUITES",
-            "TLS_AES_128_GCM_SHA256",
-            "ETCD_CIPHER_SUITES",
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+            "does not offer TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
         ),
         (
-            "ETCD_PEER_CERT_ALLOWED_CN",
-            "m1",
-            "ETCD_PEER_CERT_ALLOWED_CN",
+            "ETCD_CIPHER_SUITES",
+            "TLS_NO_SUCH_SUITE",
+            "unexpected TLS cipher suite",
         ),
     ] {
         assert_refused(&[], &[(variable, value)], expected);
     }
+    assert_refused(
+        &[],
+        &[
+            ("ETCD_PEER_CERT_ALLOWED_CN", "m1"),
+            ("ETCD_PEER_CERT_ALLOWED_HOSTNAME", "localhost"),
+        ],
+        "mutually exclusive",
+    );
     phase!("a config file that does not exist is a clear error");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_detcd"))
         .env("ETCD_CONFIG_FILE", "/no/such/file.yaml")
@@ -398,4 +418,76 @@ fn a_restarted_member_publishes_its_new_name_and_client_urls() {
         "member list shows the new name and URL: {}",
         server.ctl_ok(&["member", "list"])
     );
+}
+
+/// Several `--listen-peer-urls`: every one serves raft. The members
+/// advertise only their second peer URL, so the cluster forms only if the
+/// second listener serves (etcd's TestEtcdMultiPeer, made stricter).
+#[test]
+fn every_listen_peer_url_serves_raft() {
+    crate::support::init_tracing();
+    let flavor = flavor_from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<[u16; 3]> = (0..3)
+        .map(|_| [free_port(), free_port(), free_port()])
+        .collect();
+    let initial_cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, [_, _, second])| format!("m{i}=http://127.0.0.1:{second}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    phase!(?flavor, "three members, two peer listeners each");
+    let servers: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, [client, first, second])| {
+            let member_dir = dir.path().join(format!("m{i}"));
+            std::fs::create_dir_all(&member_dir).unwrap();
+            let launch = detcd_launch::Launch {
+                args: [
+                    "--name".to_string(),
+                    format!("m{i}"),
+                    "--data-dir".into(),
+                    member_dir.join("data").display().to_string(),
+                    "--listen-client-urls".into(),
+                    format!("http://127.0.0.1:{client}"),
+                    "--advertise-client-urls".into(),
+                    format!("http://127.0.0.1:{client}"),
+                    "--listen-peer-urls".into(),
+                    format!("http://127.0.0.1:{first},http://127.0.0.1:{second}"),
+                    "--initial-advertise-peer-urls".into(),
+                    format!("http://127.0.0.1:{second}"),
+                    "--initial-cluster".into(),
+                    initial_cluster.clone(),
+                ]
+                .map(Into::into)
+                .to_vec(),
+                configured_elsewhere: true,
+                ..detcd_launch::Launch::new(flavor.binary())
+            };
+            let member = log_only(&member_dir);
+            (launch.spawn(&member).unwrap(), member)
+        })
+        .collect();
+    let url = format!("http://127.0.0.1:{}", ports[0][0]);
+    let formed = crate::support::eventually(Duration::from_secs(30), || {
+        etcdctl(&url, &["put", "k", "v"], None).status.success()
+    });
+    let logs: Vec<String> = servers
+        .iter()
+        .map(|(_, member)| member.log_tail(20))
+        .collect();
+    assert!(
+        formed,
+        "{flavor:?}: no quorum over the second peer URLs:\n{logs:#?}"
+    );
+    for [client, _, _] in &ports {
+        let url = format!("http://127.0.0.1:{client}");
+        let read = etcdctl(&url, &["get", "k", "--print-value-only"], None);
+        assert_eq!(String::from_utf8_lossy(&read.stdout), "v\n", "{url}");
+    }
+    for (server, _) in servers {
+        server.kill();
+    }
 }

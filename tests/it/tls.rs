@@ -34,6 +34,10 @@ impl Pki {
             std::fs::write(dir.path().join(format!("{user}.pem")), cert).unwrap();
             std::fs::write(dir.path().join(format!("{user}.key")), key).unwrap();
         }
+        // The members' common name, but valid for no host here.
+        let (cert, key) = leaf_for("member", &["elsewhere.example"], &ca, &ca_key);
+        std::fs::write(dir.path().join("elsewhere.pem"), cert).unwrap();
+        std::fs::write(dir.path().join("elsewhere.key"), key).unwrap();
         let (rogue_ca, rogue_key) = authority("someone else's CA");
         let (cert, key) = leaf("root", &rogue_ca, &rogue_key);
         std::fs::write(dir.path().join("rogue.pem"), cert).unwrap();
@@ -89,8 +93,23 @@ fn authority(name: &str) -> (rcgen::Certificate, KeyPair) {
 /// A certificate for 127.0.0.1 and localhost, good for servers and
 /// clients, with `common_name`, signed by `ca`: (cert PEM, key PEM).
 fn leaf(common_name: &str, ca: &rcgen::Certificate, ca_key: &KeyPair) -> (String, String) {
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf_for(common_name, &["127.0.0.1", "localhost"], ca, ca_key)
+}
+
+/// `leaf`, valid for `names` instead.
+fn leaf_for(
+    common_name: &str,
+    names: &[&str],
+    ca: &rcgen::Certificate,
+    ca_key: &KeyPair,
+) -> (String, String) {
+    let mut params = CertificateParams::new(
+        names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     params
         .distinguished_name
         .push(DnType::CommonName, common_name);
@@ -204,10 +223,201 @@ fn the_peer_port_refuses_certificates_the_peer_ca_did_not_sign() {
     assert!(rogue.is_err(), "a rogue certificate was not refused");
 }
 
+/// `--peer-cert-allowed-cn`: of the certificates the peer CA signed, the
+/// peer port admits only those with that common name, and the member logs
+/// the refusal in etcd's words. `--client-cert-allowed-hostname`: a client
+/// certificate must also be valid for that host.
+#[test]
+fn the_allowed_common_name_and_host_narrow_whom_the_ca_admits() {
+    let pki = Pki::new(&["root", "other"]);
+    pki.use_certificate_of("root");
+    let mut flags = pki.server_flags();
+    flags.push("--peer-cert-allowed-cn=member".into());
+    flags.push("--client-cert-allowed-hostname=localhost".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with_scheme("tls-allowed-cn", 1, &flags, "https");
+    let peer = cluster.members[0]
+        .peer_url
+        .trim_start_matches("https://")
+        .to_string();
+    let answer = |name: &str| {
+        http2_answer(
+            &peer,
+            &pki.path("ca.pem"),
+            &pki.path(&format!("{name}.pem")),
+            &pki.path(&format!("{name}.key")),
+        )
+    };
+    let member = answer("server");
+    assert!(
+        member.is_ok(),
+        "the allowed common name was refused: {member:?}"
+    );
+    assert!(answer("other").is_err(), "another common name was admitted");
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(10), || cluster
+            .log(0)
+            .contains("client certificate authentication failed")),
+        "the refusal is logged:\n{}",
+        cluster.log(0)
+    );
+
+    let endpoint = cluster.members[0].client_url.clone();
+    let with = |name: &str| {
+        etcdctl_with(
+            &endpoint,
+            &[
+                format!("--cacert={}", pki.path("ca.pem")),
+                format!("--cert={}", pki.path(&format!("{name}.pem"))),
+                format!("--key={}", pki.path(&format!("{name}.key"))),
+            ],
+            &["put", "k", "v"],
+        )
+    };
+    let localhost = with("root");
+    assert!(
+        localhost.status.success(),
+        "a certificate for localhost was refused: {}",
+        String::from_utf8_lossy(&localhost.stderr)
+    );
+    assert!(
+        !with("elsewhere").status.success(),
+        "a certificate for another host was admitted"
+    );
+}
+
+/// `--peer-cert-allowed-hostname`: the certificate must be valid for that
+/// host; its common name does not count. (The address check is off, so
+/// the host is all that refuses.)
+#[test]
+fn the_peer_port_admits_only_certificates_for_the_allowed_host() {
+    let pki = Pki::new(&[]);
+    pki.use_certificate_of("server");
+    let mut flags = pki.server_flags();
+    flags.push("--peer-cert-allowed-hostname=localhost".into());
+    flags.push("--experimental-peer-skip-client-san-verification".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with_scheme("tls-allowed-host", 1, &flags, "https");
+    let peer = cluster.members[0]
+        .peer_url
+        .trim_start_matches("https://")
+        .to_string();
+    let answer = |name: &str| {
+        http2_answer(
+            &peer,
+            &pki.path("ca.pem"),
+            &pki.path(&format!("{name}.pem")),
+            &pki.path(&format!("{name}.key")),
+        )
+    };
+    let member = answer("server");
+    assert!(
+        member.is_ok(),
+        "a certificate for localhost was refused: {member:?}"
+    );
+    assert!(
+        answer("elsewhere").is_err(),
+        "a certificate for another host was admitted"
+    );
+}
+
+/// The peer port refuses a member certificate that lists hosts none of
+/// which is the address it connects from (etcd's peer listener checks
+/// that), unless `--experimental-peer-skip-client-san-verification`. The
+/// client port does not check.
+#[test]
+fn the_peer_port_checks_a_certificate_against_its_address() {
+    let pki = Pki::new(&[]);
+    pki.use_certificate_of("server");
+    for skip in [false, true] {
+        let mut flags = pki.server_flags();
+        if skip {
+            flags.push("--experimental-peer-skip-client-san-verification=true".into());
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let cluster = Cluster::start_with_scheme("tls-peer-san", 1, &flags, "https");
+        let member = &cluster.members[0];
+        let answer = |url: &str, name: &str| {
+            http2_answer(
+                url.trim_start_matches("https://"),
+                &pki.path("ca.pem"),
+                &pki.path(&format!("{name}.pem")),
+                &pki.path(&format!("{name}.key")),
+            )
+        };
+        let own = answer(&member.peer_url, "server");
+        assert!(
+            own.is_ok(),
+            "a certificate for 127.0.0.1 was refused: {own:?}"
+        );
+        let elsewhere = answer(&member.peer_url, "elsewhere");
+        assert_eq!(
+            elsewhere.is_ok(),
+            skip,
+            "skip={skip}: a certificate for another host: {elsewhere:?}"
+        );
+        let client = answer(&member.client_url, "elsewhere");
+        assert!(
+            client.is_ok(),
+            "the client port checked the host: {client:?}"
+        );
+    }
+}
+
+/// `--cipher-suites` narrows TLS 1.2 to the named suites on every port;
+/// TLS 1.3 is untouched (as Go's TLS, and so etcd).
+#[test]
+fn cipher_suites_narrow_tls12_and_leave_tls13() {
+    const ECDSA_AES_128_GCM: u16 = 0xc02b;
+    const ECDSA_AES_256_GCM: u16 = 0xc02c;
+    let pki = Pki::new(&[]);
+    pki.use_certificate_of("server");
+    let mut flags = pki.server_flags();
+    flags.push("--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with_scheme("tls-ciphers", 1, &flags, "https");
+    let member = &cluster.members[0];
+    for url in [&member.client_url, &member.peer_url] {
+        let address = url.trim_start_matches("https://");
+        let answer = |suite| {
+            tls_answer(
+                address,
+                &pki.path("ca.pem"),
+                &pki.path("server.pem"),
+                &pki.path("server.key"),
+                suite,
+            )
+        };
+        let named = answer(Some(ECDSA_AES_128_GCM));
+        assert!(
+            named.is_ok(),
+            "{url}: the named suite was refused: {named:?}"
+        );
+        assert!(
+            answer(Some(ECDSA_AES_256_GCM)).is_err(),
+            "{url}: a suite not named was accepted"
+        );
+        let tls13 = answer(None);
+        assert!(tls13.is_ok(), "{url}: TLS 1.3 was refused: {tls13:?}");
+    }
+}
+
 /// Opens TLS to `address` with the given client certificate and reads:
 /// Ok if the connection stays open for 3 s (the server waits for a
 /// request), Err if the server closed or refused it.
 fn http2_answer(address: &str, ca: &str, cert: &str, key: &str) -> Result<(), String> {
+    tls_answer(address, ca, cert, key, None)
+}
+
+/// `http2_answer`, offering only TLS 1.2 and the one cipher suite
+/// `tls12_suite` (IANA number) when it is given.
+fn tls_answer(
+    address: &str,
+    ca: &str,
+    cert: &str,
+    key: &str,
+    tls12_suite: Option<u16>,
+) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
@@ -219,9 +429,18 @@ fn http2_answer(address: &str, ca: &str, cert: &str, key: &str) -> Result<(), St
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let mut provider = rustls::crypto::ring::default_provider();
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls12_suite {
+        Some(suite) => {
+            provider
+                .cipher_suites
+                .retain(|offered| u16::from(offered.suite()) == suite);
+            &[&rustls::version::TLS12]
+        }
+        None => rustls::DEFAULT_VERSIONS,
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
