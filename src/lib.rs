@@ -25,6 +25,8 @@ pub mod rng;
 pub mod sabotage;
 pub mod server;
 pub mod storage;
+#[cfg(not(madsim))]
+pub mod tcp_proxy;
 pub mod tls;
 pub mod transport;
 pub mod watch;

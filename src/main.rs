@@ -30,6 +30,12 @@ fn main() -> ExitCode {
     {
         return snapshot_command();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "gateway")
+    {
+        return gateway_command();
+    }
     // Only etcd's variables, and lossily: a variable that is not Unicode
     // must not stop the server (std::env::vars would panic on it).
     let variables = std::env::vars_os()
@@ -377,6 +383,51 @@ enum SnapshotCommand {
         #[arg(long, short = 'w', default_value = "simple")]
         write_out: String,
     },
+}
+
+/// `detcd gateway start …`: etcd's TCP gateway (`detcd::tcp_proxy`),
+/// logging to stderr at info.
+#[cfg(not(madsim))]
+fn gateway_command() -> ExitCode {
+    use detcd::tcp_proxy;
+    let args = match tcp_proxy::parse_args(std::env::args_os().skip(2).collect()) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter("detcd=info,warn")
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        let endpoints = tcp_proxy::endpoints(&args).await?;
+        let listener = tokio::net::TcpListener::bind(&args.listen_addr)
+            .await
+            .map_err(|error| format!("{}: {error}", args.listen_addr))?;
+        tokio::select! {
+            biased;
+            signal = shutdown_signal() => {
+                tracing::info!("received {signal}, shutting down");
+                Ok(())
+            }
+            served = tcp_proxy::TcpProxy::new(endpoints, args.retry_delay).run(listener) => {
+                served.map_err(|error| format!("{}: {error}", args.listen_addr))
+            }
+        }
+    });
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("detcd gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(not(madsim))]

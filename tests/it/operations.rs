@@ -608,3 +608,61 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     names
 }
+
+/// `detcd gateway start` (etcd's TCP gateway): etcdctl given only the
+/// gateway's address reads and writes; once the member it was proxying
+/// to dies, new connections go to the members left.
+#[test]
+fn the_tcp_gateway_carries_clients_to_live_members() {
+    use crate::cluster_support::Cluster;
+    let mut cluster = Cluster::start("tcp-gateway", 3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = format!("127.0.0.1:{}", crate::support::free_port());
+    let log = detcd_launch::Member {
+        log_path: dir.path().join("gateway.log"),
+        ..detcd_launch::Member::at("gateway", "http", "127.0.0.1", (0, 0), dir.path())
+    };
+    phase!(flavor = ?cluster.flavor, "a gateway in front of three members");
+    let launch = detcd_launch::Launch {
+        args: [
+            "gateway".to_string(),
+            format!("--endpoints={}", cluster.endpoints(&cluster.all())),
+            format!("--listen-addr={gateway}"),
+            "--retry-delay=1s".into(),
+            "start".into(),
+        ]
+        .map(Into::into)
+        .to_vec(),
+        configured_elsewhere: true,
+        ..detcd_launch::Launch::new(cluster.flavor.binary())
+    };
+    let server = launch.spawn(&log).unwrap();
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || log
+            .log()
+            .contains("ready to proxy client requests")),
+        "the gateway says it is ready:\n{}",
+        log.log()
+    );
+    let through = |args: &[&str]| crate::support::etcdctl(&gateway, args, None);
+    assert!(
+        through(&["put", "k", "v1"]).status.success(),
+        "{}",
+        log.log()
+    );
+    cluster.kill(0);
+    phase!("the first member is gone");
+    for round in 0..4 {
+        let value = format!("v{}", round + 2);
+        let put = through(&["put", "k", &value]);
+        assert!(
+            put.status.success(),
+            "round {round}: {}\n{}",
+            String::from_utf8_lossy(&put.stderr),
+            log.log()
+        );
+        let read = through(&["get", "k", "--print-value-only"]);
+        assert_eq!(String::from_utf8_lossy(&read.stdout), format!("{value}\n"));
+    }
+    drop(server);
+}
