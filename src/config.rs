@@ -272,8 +272,21 @@ impl Config {
                 self.election_timeout, self.heartbeat_interval
             ));
         }
-        for url in self.listen_client_urls.split(',') {
-            parse_listen_url(url)?;
+        for url in self
+            .listen_client_urls
+            .split(',')
+            .chain(self.listen_peer_urls.split(','))
+        {
+            parse_listen_address(url)?;
+            if url.trim().starts_with("unixs://") {
+                return Err(format!(
+                    "{}: TLS over a unix socket is not served: Go's clients (etcdctl, \
+                     clientv3) send the socket's path as the TLS server name, which \
+                     rustls refuses; use unix:// (the socket file's permissions guard it) \
+                     or https://",
+                    url.trim()
+                ));
+            }
         }
         Ok(())
     }
@@ -327,13 +340,13 @@ impl Config {
                 .iter()
                 .flat_map(|list| list.split(','))
                 .map(str::trim)
-                .filter(|url| url.starts_with("https://"))
+                .filter(|url| is_https(url))
                 .collect();
             let plain: Vec<&str> = urls
                 .iter()
                 .flat_map(|list| list.split(','))
                 .map(str::trim)
-                .filter(|url| url.starts_with("http://"))
+                .filter(|url| is_plain(url))
                 .collect();
             if let Some(url) = https.first() {
                 if !flags.has_certificate() {
@@ -362,9 +375,39 @@ impl Config {
     }
 }
 
-/// Whether a URL is https.
+/// Whether a URL asks for TLS: https, or a unix socket as unixs.
 pub fn is_https(url: &str) -> bool {
-    url.trim().starts_with("https://")
+    let url = url.trim();
+    url.starts_with("https://") || url.starts_with("unixs://")
+}
+
+/// Whether a URL is plaintext: http, or a unix socket as unix.
+fn is_plain(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("http://") || url.starts_with("unix://")
+}
+
+/// Where a listen URL binds: a TCP address, or (etcd's `unix://` and
+/// `unixs://`) a unix socket's path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+/// Parses a listen or peer URL: `http[s]://host:port`, or
+/// `unix[s]://path` (etcd: host and path together, so `unix://etcd.sock:1`
+/// is the file `etcd.sock:1` in the working directory and
+/// `unix:///run/etcd.sock` an absolute path).
+pub fn parse_listen_address(url: &str) -> Result<ListenAddress, String> {
+    let trimmed = url.trim();
+    match trimmed.split_once("://") {
+        Some(("unix" | "unixs", path)) if !path.is_empty() => {
+            Ok(ListenAddress::Unix(std::path::PathBuf::from(path)))
+        }
+        Some(("unix" | "unixs", _)) => Err(format!("{trimmed}: no socket path")),
+        _ => parse_listen_url(url).map(ListenAddress::Tcp),
+    }
 }
 
 /// Splits a comma-separated URL flag.
@@ -383,7 +426,7 @@ pub fn parse_listen_url(url: &str) -> Result<std::net::SocketAddr, String> {
         Some(("http" | "https", rest)) => rest,
         Some((scheme, _)) => {
             return Err(format!(
-                "{url}: URL scheme must be http or https, not {scheme:?}"
+                "{url}: URL scheme must be http, https, unix, or unixs, not {scheme:?}"
             ))
         }
         None => return Err(format!("{url}: URL must be of the form http://host:port")),
@@ -753,6 +796,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn listen_urls_may_name_unix_sockets() {
+        assert_eq!(
+            parse_listen_address("unix://etcd.sock:1"),
+            Ok(ListenAddress::Unix("etcd.sock:1".into()))
+        );
+        assert_eq!(
+            parse_listen_address(" unix:///run/etcd.sock"),
+            Ok(ListenAddress::Unix("/run/etcd.sock".into()))
+        );
+        assert!(parse_listen_address("unix://").is_err());
+        assert_eq!(
+            parse_listen_address("http://127.0.0.1:2379"),
+            Ok(ListenAddress::Tcp(([127, 0, 0, 1], 2379).into()))
+        );
+        assert!(parse_listen_address("ftp://127.0.0.1:1")
+            .unwrap_err()
+            .contains("must be http, https, unix, or unixs"));
+        assert!(is_https("unixs://x:1") && !is_https("unix://x:1"));
+        assert!(is_plain("unix://x:1") && !is_plain("unixs://x:1"));
     }
 
     #[test]

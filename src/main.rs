@@ -15,7 +15,7 @@ use std::sync::Arc;
 #[cfg(not(madsim))]
 use detcd::{
     clock::Clock,
-    config::{parse_listen_url, Config},
+    config::{parse_listen_address, Config, ListenAddress},
     rng::NodeRng,
     server::{Server, Started},
     storage::RealDisk,
@@ -326,16 +326,34 @@ const STOP_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 async fn bind_all(
     urls: &str,
     what: &'static str,
-) -> Result<Vec<(String, tokio::net::TcpListener)>, String> {
+) -> Result<Vec<(String, detcd::tls::Listener)>, String> {
     let mut listeners = Vec::new();
     for url in urls.split(',') {
-        let address = parse_listen_url(url)?;
-        let listener = detcd::api::bind(address)
-            .await
-            .map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
-        if let Ok(bound) = listener.local_addr() {
-            tracing::info!("{what} {bound}");
-        }
+        let listener = match parse_listen_address(url)? {
+            ListenAddress::Tcp(address) => {
+                let listener = detcd::api::bind(address)
+                    .await
+                    .map_err(|error| format!("listen tcp {address}: bind: {error}"))?;
+                if let Ok(bound) = listener.local_addr() {
+                    tracing::info!("{what} {bound}");
+                }
+                detcd::tls::Listener::Tcp(listener)
+            }
+            ListenAddress::Unix(path) => {
+                // As etcd: a socket file left by an earlier run is replaced.
+                if std::fs::symlink_metadata(&path)
+                    .is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()))
+                {
+                    #[allow(clippy::disallowed_methods)] // The binary, not the core.
+                    std::fs::remove_file(&path)
+                        .map_err(|error| format!("{}: {error}", path.display()))?;
+                }
+                let listener = tokio::net::UnixListener::bind(&path)
+                    .map_err(|error| format!("listen unix {}: bind: {error}", path.display()))?;
+                tracing::info!("{what} {}", path.display());
+                detcd::tls::Listener::Unix(listener)
+            }
+        };
         listeners.push((url.trim().to_string(), listener));
     }
     Ok(listeners)

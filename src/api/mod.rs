@@ -191,7 +191,7 @@ fn router<L: Clone>(
 #[cfg(not(madsim))]
 pub async fn serve(
     server: Server,
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::Listener,
     tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -218,7 +218,7 @@ pub async fn serve(
 #[cfg(not(madsim))]
 pub async fn serve_metrics(
     server: Server,
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::Listener,
     tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -252,7 +252,7 @@ fn peer_router(service: RaftService) -> tonic::transport::server::Router {
 #[cfg(not(madsim))]
 pub async fn serve_peers(
     service: RaftService,
-    listener: tokio::net::TcpListener,
+    listener: crate::tls::Listener,
     tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::Response;
 use crate::clock::Clock;
-use crate::config::{parse_listen_url, split_urls, Config};
+use crate::config::{parse_listen_address, split_urls, Config};
 use crate::error::Error;
 use crate::membership::InitialCluster;
 use crate::membership::{Member, MembershipChange};
@@ -725,7 +725,11 @@ impl Server {
         peer_urls: Vec<String>,
         is_learner: bool,
     ) -> Result<(Member, Vec<Member>), Error> {
-        if peer_urls.is_empty() || peer_urls.iter().any(|url| parse_listen_url(url).is_err()) {
+        if peer_urls.is_empty()
+            || peer_urls
+                .iter()
+                .any(|url| parse_listen_address(url).is_err())
+        {
             return Err(Error::MemberBadUrls);
         }
         let token = self.limits.cluster_token.clone();
@@ -801,7 +805,11 @@ impl Server {
         id: u64,
         peer_urls: Vec<String>,
     ) -> Result<Vec<Member>, Error> {
-        if peer_urls.is_empty() || peer_urls.iter().any(|url| parse_listen_url(url).is_err()) {
+        if peer_urls.is_empty()
+            || peer_urls
+                .iter()
+                .any(|url| parse_listen_address(url).is_err())
+        {
             return Err(Error::MemberBadUrls);
         }
         self.shared

@@ -29,6 +29,8 @@
 //!   of the address (which is how its wildcard names can match); detcd
 //!   resolves only forward, so a certificate with wildcard names alone
 //!   is refused.
+//! - Listeners and peer dials also take etcd's `unix://` URLs (a unix
+//!   socket, plaintext); its connections have no address to check.
 //! - `--cipher-suites` (Go's names) limits the TLS 1.2 suites of both
 //!   sides; as in Go, TLS 1.3 keeps its own.
 //!

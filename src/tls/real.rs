@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::{Allowed, TlsFlags};
 use crate::storage::Disk;
@@ -492,23 +492,119 @@ pub struct PeerInfo {
     pub common_name: Option<String>,
 }
 
+/// A bound listener: TCP, or a unix socket (etcd's `unix://` and
+/// `unixs://` URLs).
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<(Socket, Option<SocketAddr>)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, remote) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((Socket::Tcp(stream), Some(remote)))
+            }
+            Listener::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Socket::Unix(stream), None))
+            }
+        }
+    }
+}
+
+/// A connected socket, TCP or unix.
+pub enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Socket::Tcp(stream) => stream.peer_addr().ok(),
+            Socket::Unix(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Socket::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(stream) => Pin::new(stream).poll_write(cx, data),
+            Socket::Unix(stream) => Pin::new(stream).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Socket::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Tcp(stream) => stream.is_write_vectored(),
+            Socket::Unix(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Socket::Unix(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Socket::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
 /// An accepted connection, plain or TLS.
 pub enum Conn {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plain(Socket),
+    Tls(Box<tokio_rustls::server::TlsStream<Socket>>),
 }
 
 impl Conn {
     fn info(&self) -> PeerInfo {
         match self {
             Conn::Plain(stream) => PeerInfo {
-                remote: stream.peer_addr().ok(),
+                remote: stream.peer_addr(),
                 common_name: None,
             },
             Conn::Tls(stream) => {
-                let (tcp, session) = stream.get_ref();
+                let (socket, session) = stream.get_ref();
                 PeerInfo {
-                    remote: tcp.peer_addr().ok(),
+                    remote: socket.peer_addr(),
                     common_name: session
                         .peer_certificates()
                         .and_then(|certs| certs.first())
@@ -572,7 +668,7 @@ impl AsyncWrite for Conn {
 /// (plaintext sent to a TLS port, an untrusted client certificate) is
 /// logged and dropped, never ending the listener.
 pub fn accept(
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     tls: Option<Tls>,
 ) -> impl futures::Stream<Item = io::Result<Conn>> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
@@ -589,7 +685,6 @@ pub fn accept(
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
             let Some(tls) = &tls else {
                 if sender.send(Ok(Conn::Plain(stream))).await.is_err() {
                     return;
@@ -598,6 +693,7 @@ pub fn accept(
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
             let verify_client_san = tls.verify_client_san;
+            let from = remote.map_or_else(|| "a unix socket".to_string(), |r| r.to_string());
             let sender = sender.clone();
             tokio::spawn(async move {
                 let handshake = async {
@@ -607,7 +703,12 @@ pub fn accept(
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first());
-                    if let (true, Some(certificate)) = (verify_client_san, certificate) {
+                    // A unix socket's peer has no address to check (etcd's
+                    // check then fails every certificate with names; detcd
+                    // lets the socket's file permissions decide).
+                    if let (true, Some(certificate), Some(remote)) =
+                        (verify_client_san, certificate, remote)
+                    {
                         check_client_san(certificate, remote.ip())
                             .await
                             .map_err(io::Error::other)?;
@@ -620,10 +721,10 @@ pub fn accept(
                     }
                     Ok(Err(error)) => {
                         let error = go_wording(&error);
-                        tracing::warn!(%remote, %error, "rejected a connection: TLS handshake failed")
+                        tracing::warn!(remote = %from, %error, "rejected a connection: TLS handshake failed")
                     }
                     Err(_) => {
-                        tracing::warn!(%remote, "rejected a connection: TLS handshake timed out")
+                        tracing::warn!(remote = %from, "rejected a connection: TLS handshake timed out")
                     }
                 }
             });
@@ -747,32 +848,67 @@ async fn check_client_san(
     ))
 }
 
-/// A tonic channel to `url` (https) over TLS with `tls`'s client side.
-/// tonic is handed the plain-HTTP form of the URL: the TLS is ours.
+/// A tonic channel to `url`: over TLS with `tls`'s client side when it is
+/// given, and over the unix socket `unix` when that is given (the name the
+/// server's certificate must carry is then the path's part before any
+/// `:`, as Go's dialer takes it). tonic is handed a plain-HTTP form of the
+/// URL: the socket and the TLS are ours.
 pub async fn connect(
     url: &str,
-    tls: &Tls,
+    tls: Option<&Tls>,
+    unix: Option<&Path>,
     timeout: Duration,
 ) -> Result<tonic::transport::Channel, String> {
-    let parsed: http::Uri = url.parse().map_err(|error| format!("{url}: {error}"))?;
-    let host = parsed.host().ok_or(format!("{url}: no host"))?.to_string();
-    let port = parsed.port_u16().unwrap_or(443);
-    let plain = format!("http://{host}:{port}");
-    let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
-        .map_err(|error| format!("{url}: {error}"))?;
-    let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
-    let dial = tower::service_fn(move |_: http::Uri| {
+    let unix = unix.map(Path::to_path_buf);
+    let (plain, server_name) = match &unix {
+        None => {
+            let parsed: http::Uri = url.parse().map_err(|error| format!("{url}: {error}"))?;
+            let host = parsed.host().ok_or(format!("{url}: no host"))?.to_string();
+            let port = parsed.port_u16().unwrap_or(443);
+            (format!("http://{host}:{port}"), host)
+        }
+        Some(path) => {
+            let path = path.display().to_string();
+            let name = path.split(':').next().unwrap_or_default().to_string();
+            ("http://unix.socket".to_string(), name)
+        }
+    };
+    let name = ServerName::try_from(
+        server_name
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string(),
+    )
+    .map_err(|error| format!("{url}: {error}"));
+    let connector = tls.map(|tls| tokio_rustls::TlsConnector::from(tls.client.clone()));
+    let dial = tower::service_fn(move |uri: http::Uri| {
         let connector = connector.clone();
         let name = name.clone();
-        let address = format!("{host}:{port}");
+        let unix = unix.clone();
         async move {
-            let tcp = TcpStream::connect(address).await?;
-            let _ = tcp.set_nodelay(true);
+            let socket = match &unix {
+                None => {
+                    let address = format!(
+                        "{}:{}",
+                        uri.host().unwrap_or_default(),
+                        uri.port_u16().unwrap_or(443)
+                    );
+                    let tcp = TcpStream::connect(address).await?;
+                    let _ = tcp.set_nodelay(true);
+                    Socket::Tcp(tcp)
+                }
+                Some(path) => Socket::Unix(UnixStream::connect(path).await?),
+            };
+            let Some(connector) = connector else {
+                return Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(Connected::Plain(socket)));
+            };
+            let name = name.map_err(io::Error::other)?;
             let stream = connector
-                .connect(name, tcp)
+                .connect(name, socket)
                 .await
                 .map_err(|error| io::Error::new(error.kind(), go_wording(&error)))?;
-            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
+            Ok(hyper_util::rt::TokioIo::new(Connected::Tls(Box::new(
+                stream,
+            ))))
         }
     });
     tonic::transport::Endpoint::from_shared(plain)
@@ -781,6 +917,52 @@ pub async fn connect(
         .connect_with_connector(dial)
         .await
         .map_err(|error| format!("{url}: {error}"))
+}
+
+/// A dialed connection, plain or TLS.
+enum Connected {
+    Plain(Socket),
+    Tls(Box<tokio_rustls::client::TlsStream<Socket>>),
+}
+
+impl AsyncRead for Connected {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connected::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connected::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connected {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connected::Plain(stream) => Pin::new(stream).poll_write(cx, data),
+            Connected::Tls(stream) => Pin::new(stream).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connected::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Connected::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connected::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connected::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
 }
 
 #[cfg(test)]

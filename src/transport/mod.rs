@@ -316,15 +316,26 @@ pub fn set_peer_tls(tls: crate::tls::Tls) {
     let _ = PEER_TLS.set(tls);
 }
 
-/// A raft client to the peer at `url`: over TLS for an https URL.
+/// A raft client to the peer at `url`: over TLS for an https URL, over a
+/// unix socket for a unix one.
 #[cfg(not(madsim))]
 pub(crate) async fn dial(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
-    if crate::config::is_https(url) {
-        let tls = PEER_TLS
-            .get()
-            .ok_or_else(|| format!("{url} is https, but this member has no peer TLS flags"))?;
+    let tls = if crate::config::is_https(url) {
+        Some(
+            PEER_TLS
+                .get()
+                .ok_or_else(|| format!("{url} is https, but this member has no peer TLS flags"))?,
+        )
+    } else {
+        None
+    };
+    let unix = match crate::config::parse_listen_address(url) {
+        Ok(crate::config::ListenAddress::Unix(path)) => Some(path),
+        _ => None,
+    };
+    if tls.is_some() || unix.is_some() {
         return Ok(RaftClient::new(
-            crate::tls::connect(url, tls, DIAL_TIMEOUT).await?,
+            crate::tls::connect(url, tls, unix.as_deref(), DIAL_TIMEOUT).await?,
         ));
     }
     RaftClient::connect(url.to_string())

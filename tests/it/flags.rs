@@ -21,6 +21,8 @@ fn bad_flag_values_are_refused() {
         &["--snapshot-count", "0"][..],
         &["--initial-cluster-state", "sideways"],
         &["--listen-client-urls", "ftp://127.0.0.1:1"],
+        &["--listen-client-urls", "unixs://client.sock:1"],
+        &["--listen-peer-urls", "unixs://peer.sock:1"],
         &["--heartbeat-interval", "500", "--election-timeout", "1000"],
         &["--name", "x", "--initial-cluster", "y=http://127.0.0.1:1"],
     ] {
@@ -487,6 +489,87 @@ fn every_listen_peer_url_serves_raft() {
         let read = etcdctl(&url, &["get", "k", "--print-value-only"], None);
         assert_eq!(String::from_utf8_lossy(&read.stdout), "v\n", "{url}");
     }
+    for (server, _) in servers {
+        server.kill();
+    }
+}
+
+/// etcd's `unix://` URLs: three members talk raft over unix sockets (the
+/// file `m0.peer:1` in each one's working directory, etcd's form), and one
+/// serves its clients on a unix socket that etcdctl reaches too.
+#[test]
+fn members_and_clients_talk_over_unix_sockets() {
+    crate::support::init_tracing();
+    let flavor = flavor_from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let peer = |i: usize| format!("unix://m{i}.peer:1");
+    let initial_cluster = (0..3)
+        .map(|i| format!("m{i}={}", peer(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    phase!(?flavor, "three members with unix-socket peer URLs");
+    let servers: Vec<_> = (0..3)
+        .map(|i| {
+            let client = if i == 0 {
+                "unix://m0.client:1".to_string()
+            } else {
+                format!("http://127.0.0.1:{}", client_ports[i])
+            };
+            let launch = detcd_launch::Launch {
+                args: [
+                    "--name".to_string(),
+                    format!("m{i}"),
+                    "--data-dir".into(),
+                    format!("m{i}.data"),
+                    "--listen-client-urls".into(),
+                    client.clone(),
+                    "--advertise-client-urls".into(),
+                    client,
+                    "--listen-peer-urls".into(),
+                    peer(i),
+                    "--initial-advertise-peer-urls".into(),
+                    peer(i),
+                    "--initial-cluster".into(),
+                    initial_cluster.clone(),
+                ]
+                .map(Into::into)
+                .to_vec(),
+                configured_elsewhere: true,
+                current_dir: Some(dir.path().to_path_buf()),
+                ..detcd_launch::Launch::new(flavor.binary())
+            };
+            let member = detcd_launch::Member {
+                log_path: dir.path().join(format!("m{i}.log")),
+                ..log_only(dir.path())
+            };
+            (launch.spawn(&member).unwrap(), member)
+        })
+        .collect();
+    let url = format!("http://127.0.0.1:{}", client_ports[1]);
+    let written = crate::support::eventually(Duration::from_secs(30), || {
+        etcdctl(&url, &["put", "k", "v"], None).status.success()
+    });
+    let logs: Vec<String> = servers
+        .iter()
+        .map(|(_, member)| member.log_tail(20))
+        .collect();
+    assert!(
+        written,
+        "{flavor:?}: no quorum over unix sockets:\n{logs:#?}"
+    );
+    let other = format!("http://127.0.0.1:{}", client_ports[2]);
+    let read = etcdctl(&other, &["get", "k", "--print-value-only"], None);
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "v\n");
+    phase!("etcdctl over the first member's unix client socket");
+    let socket = format!("unix://{}", dir.path().join("m0.client:1").display());
+    let read = crate::support::etcdctl(&socket, &["get", "k", "--print-value-only"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout),
+        "v\n",
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
     for (server, _) in servers {
         server.kill();
     }
