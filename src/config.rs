@@ -276,6 +276,11 @@ impl Config {
             .listen_client_urls
             .split(',')
             .chain(self.listen_peer_urls.split(','))
+            .chain(
+                self.listen_metrics_urls
+                    .split(',')
+                    .filter(|url| !url.trim().is_empty()),
+            )
         {
             parse_listen_address(url)?;
             if url.trim().starts_with("unixs://") {
@@ -396,9 +401,10 @@ pub enum ListenAddress {
 }
 
 /// Parses a listen or peer URL: `http[s]://host:port`, or
-/// `unix[s]://path` (etcd: host and path together, so `unix://etcd.sock:1`
-/// is the file `etcd.sock:1` in the working directory and
-/// `unix:///run/etcd.sock` an absolute path).
+/// `unix[s]://path`, host and path together: `unix://etcd.sock:1` (etcd's
+/// form) is the file `etcd.sock:1` in the working directory, and
+/// `unix:///run/etcd.sock` an absolute path (etcd takes that for client
+/// URLs only).
 pub fn parse_listen_address(url: &str) -> Result<ListenAddress, String> {
     let trimmed = url.trim();
     match trimmed.split_once("://") {
@@ -706,6 +712,16 @@ fn accept_unimplemented_flags(args: Vec<OsString>) -> Result<Vec<OsString>, Load
     Ok(kept)
 }
 
+/// The keys of a config file's `client-transport-security` and
+/// `peer-transport-security` (etcd 3.4's `securityConfig`).
+const TRANSPORT_SECURITY_KEYS: &[&str] = &[
+    "cert-file",
+    "key-file",
+    "client-cert-auth",
+    "trusted-ca-file",
+    "auto-tls",
+];
+
 /// The flags a YAML config file with etcd's keys stands for.
 fn config_file_args(text: &str) -> Result<Vec<String>, String> {
     use yaml_rust2::{Yaml, YamlLoader};
@@ -730,6 +746,10 @@ fn config_file_args(text: &str) -> Result<Vec<String>, String> {
                 let Yaml::String(inner_key) = inner_key else {
                     return Err(format!("{origin}: a key is not a string"));
                 };
+                // etcd 3.4's securityConfig has these five keys only.
+                if !TRANSPORT_SECURITY_KEYS.contains(&inner_key.as_str()) {
+                    return Err(format!("{origin}: unknown key {inner_key:?}"));
+                }
                 let flag = match key.as_str() {
                     "peer-transport-security" => format!("peer-{inner_key}"),
                     _ => inner_key.clone(),
@@ -932,8 +952,8 @@ mod tests {
                 "--auto-tls=false",
             ]
         );
-        let refused = config_file_args("peer-transport-security:\n  cert-allowed-dn: m1\n");
-        assert!(refused.unwrap_err().contains("cert-allowed-dn"));
+        let refused = config_file_args("peer-transport-security:\n  cert-allowed-cn: m1\n");
+        assert!(refused.unwrap_err().contains("cert-allowed-cn"));
         let unknown = config_file_args("nmae: typo\n");
         assert!(unknown.unwrap_err().contains("nmae"));
     }

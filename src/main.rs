@@ -310,6 +310,20 @@ async fn run(config: Config) -> Result<(), String> {
             tracing::info!("stopped; closing client connections that are still open");
         }
     }
+    // As etcd's unix listener does on close.
+    for url in [
+        &config.listen_client_urls,
+        &config.listen_peer_urls,
+        &config.listen_metrics_urls,
+    ]
+    .into_iter()
+    .flat_map(|urls| urls.split(','))
+    {
+        if let Ok(ListenAddress::Unix(path)) = parse_listen_address(url) {
+            #[allow(clippy::disallowed_methods)] // The binary, not the core.
+            let _ = std::fs::remove_file(path);
+        }
+    }
     outcome.unwrap_or(Ok(()))
 }
 

@@ -57,6 +57,34 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))
 }
 
+/// `--retry-delay=0` means this (etcd's tcpproxy default), not a busy loop.
+pub const RETRY_DELAY_FOR_ZERO: Duration = Duration::from_secs(5 * 60);
+/// A dial to an endpoint that takes longer is a failed one: a member cut
+/// off by a partition must not hold a client (or the monitor) forever.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// TCP keepalive on both sides of a proxied connection (Go's default for
+/// the sockets etcd's gateway dials and accepts): a peer that vanished
+/// without a FIN is noticed and its connection freed.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+fn keep_alive(stream: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE)
+        .with_interval(KEEPALIVE);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+/// Dials `address` within `DIAL_TIMEOUT`.
+async fn dial(address: &str) -> std::io::Result<TcpStream> {
+    match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address)).await {
+        Ok(dialed) => dialed,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {DIAL_TIMEOUT:?}"),
+        )),
+    }
+}
+
 /// The gateway's command line after `gateway`: etcd's cobra takes the
 /// subcommand `start` before or after the flags.
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<GatewayArgs, clap::Error> {
@@ -187,7 +215,11 @@ impl TcpProxy {
                     inactive: AtomicBool::new(false),
                 })
                 .collect(),
-            retry_delay,
+            retry_delay: if retry_delay.is_zero() {
+                RETRY_DELAY_FOR_ZERO
+            } else {
+                retry_delay
+            },
             picks: AtomicUsize::new(0),
         })
     }
@@ -196,10 +228,13 @@ impl TcpProxy {
     pub async fn run(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let endpoints: Vec<&str> = self.remotes.iter().map(|r| r.address.as_str()).collect();
         tracing::info!(?endpoints, "ready to proxy client requests");
-        tokio::spawn(self.clone().monitor());
+        let monitor = tokio::spawn(self.clone().monitor());
+        // The monitor ends with the proxy, however `run` ends.
+        let _monitor = AbortOnDrop(monitor);
         loop {
             let (inbound, _) = listener.accept().await?;
             let _ = inbound.set_nodelay(true);
+            keep_alive(&inbound);
             tokio::spawn(self.clone().serve(inbound));
         }
     }
@@ -218,9 +253,10 @@ impl TcpProxy {
     /// it if none does.
     async fn serve(self: Arc<Self>, mut inbound: TcpStream) {
         while let Some(remote) = self.pick() {
-            match TcpStream::connect(&remote.address).await {
+            match dial(&remote.address).await {
                 Ok(mut outbound) => {
                     let _ = outbound.set_nodelay(true);
+                    keep_alive(&outbound);
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     return;
                 }
@@ -238,30 +274,41 @@ impl TcpProxy {
         tracing::warn!("no endpoint is active: closed a client connection");
     }
 
-    /// Every `retry_delay`, dials the set-aside endpoints; one that answers
-    /// is taken again.
+    /// Every `retry_delay`, dials the set-aside endpoints, all at once;
+    /// one that answers is taken again.
     async fn monitor(self: Arc<Self>) {
+        let interval = self.retry_delay;
         loop {
-            tokio::time::sleep(self.retry_delay).await;
-            for remote in self
+            tokio::time::sleep(interval).await;
+            let redials = self
                 .remotes
                 .iter()
-                .filter(|r| r.inactive.load(Ordering::Relaxed))
-            {
-                match TcpStream::connect(&remote.address).await {
-                    Ok(_) => {
-                        remote.inactive.store(false, Ordering::Relaxed);
-                        tracing::info!(address = %remote.address, "activated");
+                .filter(|remote| remote.inactive.load(Ordering::Relaxed))
+                .map(|remote| async move {
+                    match dial(&remote.address).await {
+                        Ok(_) => {
+                            remote.inactive.store(false, Ordering::Relaxed);
+                            tracing::info!(address = %remote.address, "activated");
+                        }
+                        Err(error) => tracing::warn!(
+                            address = %remote.address,
+                            ?interval,
+                            %error,
+                            "failed to activate endpoint (stay inactive for another interval)"
+                        ),
                     }
-                    Err(error) => tracing::warn!(
-                        address = %remote.address,
-                        interval = ?self.retry_delay,
-                        %error,
-                        "failed to activate endpoint (stay inactive for another interval)"
-                    ),
-                }
-            }
+                });
+            futures::future::join_all(redials).await;
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -346,5 +393,26 @@ mod tests {
         }
         assert!(proxy.remotes[0].inactive.load(Ordering::Relaxed));
         assert!(!proxy.remotes[1].inactive.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_set_aside_endpoint_comes_back_once_it_answers() {
+        let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = back.local_addr().unwrap().to_string();
+        let proxy = TcpProxy::new(vec![address], Duration::from_millis(20));
+        proxy.remotes[0].inactive.store(true, Ordering::Relaxed);
+        let monitor = tokio::spawn(proxy.clone().monitor());
+        let mut waited = 0;
+        while proxy.remotes[0].inactive.load(Ordering::Relaxed) && waited < 500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        monitor.abort();
+        assert!(!proxy.remotes[0].inactive.load(Ordering::Relaxed));
+        assert_eq!(
+            TcpProxy::new(vec![], Duration::ZERO).retry_delay,
+            RETRY_DELAY_FOR_ZERO,
+            "0 is etcd's default, not a busy loop"
+        );
     }
 }

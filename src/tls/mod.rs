@@ -9,11 +9,14 @@
 //!   (etcd's `AuthInfoFromCtx`).
 //! - Peers dial https peer URLs with the peer certificate as their own, so
 //!   a member without a certificate the peer CA signed cannot even connect
-//!   when `--peer-client-cert-auth` is on.
+//!   when the peer side has a trusted CA file.
 //! - `--auto-tls` makes a self-signed certificate for the listen hosts (in
 //!   the data dir's `fixtures/`, as etcd does), and, as etcd, clients of it
 //!   skip verification: it encrypts, it does not authenticate.
 //!
+//! - A trusted CA file alone already makes client certificates required
+//!   (etcd's `TLSInfo.ServerConfig`); `--client-cert-auth` also makes the
+//!   certificate's common name the user.
 //! - `--peer-cert-allowed-cn`, `--peer-cert-allowed-hostname` and
 //!   `--client-cert-allowed-hostname` narrow whom a verified certificate
 //!   admits, as etcd's `TLSInfo.AllowedCN`/`AllowedHostname` do: on the

@@ -151,11 +151,33 @@ pub fn load(
         }
         Some(Arc::new(roots))
     };
+    // etcd's SelfCert drops the allowed names with --auto-tls (its
+    // certificate names none); without a CA nothing is verified, so a
+    // name would prove nothing.
+    let allowed = match (&flags.allowed, verify_peers, &roots) {
+        (Some(allowed), false, _) => {
+            tracing::warn!(
+                ?allowed,
+                "the allowed certificate name is ignored with auto TLS, as etcd ignores it"
+            );
+            None
+        }
+        (Some(allowed), true, None) => {
+            return Err(format!(
+                "{allowed:?} needs a trusted CA file: without one no certificate is verified, \
+                 so the name it carries proves nothing"
+            ))
+        }
+        (allowed, ..) => allowed.clone(),
+    };
     let offering = provider_offering(&flags.cipher_suites);
     let server = ServerConfig::builder_with_provider(offering.clone())
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?;
-    let server = if flags.client_cert_auth {
+    // etcd requires and verifies a client certificate whenever a trusted
+    // CA file is given, --client-cert-auth or not (TLSInfo.ServerConfig);
+    // the flag alone decides whether its common name is the user.
+    let server = if flags.client_cert_auth || roots.is_some() {
         let roots = roots.clone().ok_or(
             "client certificate authentication needs a trusted CA file to check certificates against",
         )?;
@@ -189,7 +211,7 @@ pub fn load(
         server.with_client_cert_verifier(Arc::new(TrustedCaAsClient {
             inner: verifier,
             trusted,
-            allowed: flags.allowed.clone(),
+            allowed: allowed.clone(),
         }))
     } else {
         server.with_no_client_auth()
@@ -211,12 +233,13 @@ pub fn load(
             )
             .build()
             .map_err(|error| format!("{}: {error}", flags.trusted_ca_file))?,
-            // etcd dials peers of --auto-tls, or without a CA, without
-            // verifying them (InsecureSkipVerify): encrypted, not authenticated.
+            // etcd dials peers of --auto-tls without verifying them
+            // (InsecureSkipVerify): encrypted, not authenticated. Without a
+            // CA file etcd checks them against the system's roots; detcd
+            // keeps none, and dials them unverified too.
             _ => Arc::new(AcceptAnyServer(provider())),
         };
-    let server_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &flags.allowed
-    {
+    let server_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &allowed {
         // etcd's AllowedCN/AllowedHostname bind its dialing side too.
         Some(allowed) => Arc::new(AllowedServer {
             inner: server_verifier,
@@ -284,7 +307,8 @@ pub fn self_signed(hosts: &[String]) -> Result<(Vec<u8>, Vec<u8>), String> {
 /// The common name of a certificate's subject, if it has one.
 pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let name = parsed.subject().iter_common_name().next()?;
+    // Go's Subject.CommonName is the last one.
+    let name = parsed.subject().iter_common_name().last()?;
     name.as_str().ok().map(str::to_string)
 }
 
@@ -648,6 +672,24 @@ impl AsyncWrite for Conn {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Conn::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(stream) => stream.is_write_vectored(),
+            Conn::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(stream) => Pin::new(stream).poll_flush(cx),
@@ -798,7 +840,12 @@ async fn check_client_san(
         .map_err(|error| format!("x509: {error}"))?;
     let mut addresses = Vec::new();
     let mut names = Vec::new();
-    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+    // An extension that does not parse is refused, as Go refuses the
+    // certificate.
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|error| format!("x509: cannot parse the subject alternative names: {error}"))?;
+    if let Some(san) = san {
         for name in &san.value.general_names {
             match name {
                 GeneralName::IPAddress(bytes) => match bytes.len() {
@@ -843,8 +890,11 @@ async fn check_client_san(
             return Ok(());
         }
     }
+    // Go's %q of a []string: ["a" "b"].
+    let quoted: Vec<String> = names.iter().map(|name| format!("{name:?}")).collect();
     Err(format!(
-        "tls: \"{remote}\" does not match any of DNSNames {names:?}"
+        "tls: \"{remote}\" does not match any of DNSNames [{}]",
+        quoted.join(" ")
     ))
 }
 
@@ -947,6 +997,24 @@ impl AsyncWrite for Connected {
         match self.get_mut() {
             Connected::Plain(stream) => Pin::new(stream).poll_write(cx, data),
             Connected::Tls(stream) => Pin::new(stream).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connected::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Connected::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Connected::Plain(stream) => stream.is_write_vectored(),
+            Connected::Tls(stream) => stream.is_write_vectored(),
         }
     }
 
