@@ -206,6 +206,16 @@ pub struct Config {
     /// IP address; excludes --peer-cert-allowed-cn.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
     pub peer_cert_allowed_hostname: String,
+    /// Snapshot files to keep at most (0: no limit). detcd keeps the
+    /// newest `SNAPSHOTS_KEPT` (2: one to fall back on), so it refuses a
+    /// smaller limit rather than keep more than asked.
+    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5, value_parser = parse_max_snapshots)]
+    pub max_snapshots: u32,
+    /// WAL files to keep at most (0: no limit). detcd removes a WAL
+    /// segment as soon as a snapshot covers it, never later than this limit
+    /// would; as in etcd, segments the last snapshot does not cover stay.
+    #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
+    pub max_wals: u32,
     /// Peer TLS: do not check that a member's certificate names the
     /// address it connects from.
     #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value_t = false,
@@ -380,6 +390,19 @@ impl Config {
     }
 }
 
+/// `--max-snapshots`: 0 (no limit) or at least what detcd always keeps.
+fn parse_max_snapshots(text: &str) -> Result<u32, String> {
+    let kept = crate::storage::snapshot::SNAPSHOTS_KEPT;
+    let limit: u32 = text.parse().map_err(|error| format!("{text:?}: {error}"))?;
+    if limit != 0 && (limit as usize) < kept {
+        return Err(format!(
+            "detcd always keeps the {kept} newest snapshot files (one to fall back on \
+             if the newest is damaged): use {kept} or more, or 0 for no limit"
+        ));
+    }
+    Ok(limit)
+}
+
 /// Whether a URL asks for TLS: https, or a unix socket as unixs.
 pub fn is_https(url: &str) -> bool {
     let url = url.trim();
@@ -506,8 +529,6 @@ pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<AutoCompacti
 /// keepalive details are detcd's own). Any other value is refused.
 const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("wal-dir", &[""]),
-    ("max-snapshots", &["5"]),
-    ("max-wals", &["5"]),
     ("backend-batch-interval", &["", "0"]),
     ("backend-batch-limit", &["0"]),
     ("grpc-keepalive-min-time", &["5s"]),
@@ -845,7 +866,7 @@ mod tests {
         for (variable, value) in [
             ("ETCD_WAL_DIR", "/wal"),
             ("ETCD_FORCE_NEW_CLUSTER", "true"),
-            ("ETCD_MAX_WALS", "10"),
+            ("ETCD_DISCOVERY", "https://discovery.etcd.io/x"),
         ] {
             let error = check_environment(&variables(&[(variable, value)])).unwrap_err();
             assert!(error.contains(variable), "{error}");
@@ -925,6 +946,28 @@ mod tests {
     }
 
     #[test]
+    fn retention_limits_take_any_count_as_etcd_does() {
+        let load_args = |args: &[&str], environment: &[(&str, &str)]| {
+            load(
+                args.iter().map(OsString::from).collect(),
+                &variables(environment),
+                |_| Err("no file".into()),
+            )
+        };
+        let (config, _) = load_args(
+            &["detcd", "--max-wals=10", "--max-snapshots=0"],
+            &[("ETCD_MAX_WALS", "3")],
+        )
+        .expect("parses");
+        assert_eq!((config.max_wals, config.max_snapshots), (10, 0));
+        assert!(
+            load_args(&["detcd", "--max-snapshots=1"], &[]).is_err(),
+            "detcd keeps two snapshot files"
+        );
+        assert!(load_args(&["detcd", "--max-wals=-1"], &[]).is_err());
+    }
+
+    #[test]
     fn every_flag_detcd_implements_is_not_in_the_refused_table() {
         for (flag, _) in NOT_IMPLEMENTED {
             assert!(
@@ -968,7 +1011,7 @@ mod tests {
             "false",
             "--name",
             "m1",
-            "--max-wals=5",
+            "--grpc-keepalive-timeout=20s",
         ]))
         .unwrap();
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
@@ -982,7 +1025,10 @@ mod tests {
     fn etcds_sample_config_defaults_load_and_typos_do_not() {
         let yaml = "max-snapshots: 5\nmax-wals: 5\ndiscovery-fallback: 'proxy'\n\
                     proxy-failure-wait: 5000\nenable-grpc-gateway: true\nwal-dir:\n";
-        assert_eq!(config_file_args(yaml), Ok(vec![]));
+        assert_eq!(
+            config_file_args(yaml),
+            Ok(vec!["--max-snapshots=5".into(), "--max-wals=5".into()])
+        );
         assert!(config_file_args("nmae:\n").unwrap_err().contains("nmae"));
     }
 
