@@ -58,13 +58,13 @@ impl RaftNode {
     pub(super) fn update_transport(&mut self, change: &MembershipChange) {
         match change {
             MembershipChange::Add(member) if member.id != self.shared.member_id => {
-                if let Some(url) = member.peer_urls.first() {
-                    self.transport.set_peer(member.id, url.clone());
+                if let Some(urls) = crate::transport::peer_target(&member.peer_urls) {
+                    self.transport.set_peer(member.id, urls);
                 }
             }
             MembershipChange::UpdatePeerUrls(id, urls) if *id != self.shared.member_id => {
-                if let Some(url) = urls.first() {
-                    self.transport.set_peer(*id, url.clone());
+                if let Some(urls) = crate::transport::peer_target(urls) {
+                    self.transport.set_peer(*id, urls);
                 }
             }
             MembershipChange::Remove(id) => self.transport.remove_peer(*id),

@@ -79,7 +79,9 @@ impl Bootstrap {
             } => members
                 .iter()
                 .filter(|member| member.id != *member_id)
-                .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
+                .filter_map(|member| {
+                    Some((member.id, crate::transport::peer_target(&member.peer_urls)?))
+                })
                 .collect(),
             Bootstrap::Join { peers, .. } => peers.clone(),
         }
@@ -390,7 +392,7 @@ pub(super) fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, 
         .list()
         .filter(|member| member.id != member_id);
     peers
-        .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
+        .filter_map(|member| Some((member.id, crate::transport::peer_target(&member.peer_urls)?)))
         .collect()
 }
 

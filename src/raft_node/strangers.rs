@@ -72,7 +72,7 @@ pub async fn vouch(id: u64, peers: Vec<String>, applied: u64, clock: Clock) -> O
             continue;
         }
         if let Some(member) = answer.members.iter().find(|member| member.id == id) {
-            return member.peer_urls.first().cloned();
+            return crate::transport::peer_target(&member.peer_urls);
         }
     }
     None

@@ -27,7 +27,9 @@ impl Server {
             .members()
             .into_iter()
             .filter(|member| member.id != member_id)
-            .filter_map(|member| Some((member.id, member.peer_urls.first()?.clone())))
+            .filter_map(|member| {
+                Some((member.id, crate::transport::peer_target(&member.peer_urls)?))
+            })
             .collect();
         let mut answers = Vec::new();
         for (id, url) in peers {

@@ -850,7 +850,7 @@ impl Server {
             .expect("state lock")
             .members()
             .get(leader)
-            .and_then(|m| m.peer_urls.first().cloned());
+            .and_then(|m| crate::transport::peer_target(&m.peer_urls));
         let leader_url = leader_url.ok_or(Error::NoLeader)?;
         let forwarded = async {
             use crate::transport::peer_call::{forward_promote, PeerCallError};
@@ -1127,7 +1127,7 @@ async fn join_bootstrap(
     let peers = response
         .members
         .iter()
-        .filter_map(|member| member.peer_urls.first().map(|url| (member.id, url.clone())))
+        .filter_map(|member| Some((member.id, crate::transport::peer_target(&member.peer_urls)?)))
         .collect();
     Ok(Bootstrap::Join {
         member_id: found.id,

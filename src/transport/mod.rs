@@ -123,7 +123,8 @@ impl Transport {
         std::mem::take(&mut *self.unreachable.lock().expect("unreachable lock"))
     }
 
-    /// Adds or replaces a peer's URL (membership changes).
+    /// Adds or replaces a peer's URLs, as `peer_target` joins them
+    /// (membership changes).
     pub fn set_peer(&mut self, id: u64, url: String) {
         if self.peer_urls.get(&id) == Some(&url) {
             return;
@@ -316,10 +317,33 @@ pub fn set_peer_tls(tls: crate::tls::Tls) {
     let _ = PEER_TLS.set(tls);
 }
 
+/// A raft client to a peer at `urls`: its peer URLs as `peer_target`
+/// joins them, tried in order until one answers (etcd's urlPicker moves on
+/// from a URL that fails).
+pub(crate) async fn dial(urls: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+    let mut failures = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+        match dial_one(url).await {
+            Ok(client) => return Ok(client),
+            Err(error) => failures.push(error),
+        }
+    }
+    if failures.is_empty() {
+        return Err(format!("no peer URL in {urls:?}"));
+    }
+    Err(failures.join("; "))
+}
+
+/// A peer's URLs as the transport keeps and dials them: comma-separated,
+/// as etcd's flags list them. `None` for a member without any.
+pub fn peer_target(urls: &[String]) -> Option<String> {
+    (!urls.is_empty()).then(|| urls.join(","))
+}
+
 /// A raft client to the peer at `url`: over TLS for an https URL, over a
 /// unix socket for a unix one.
 #[cfg(not(madsim))]
-pub(crate) async fn dial(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+async fn dial_one(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
     let tls = if crate::config::is_https(url) {
         Some(
             PEER_TLS
@@ -344,7 +368,7 @@ pub(crate) async fn dial(url: &str) -> Result<RaftClient<tonic::transport::Chann
 }
 
 #[cfg(madsim)]
-pub(crate) async fn dial(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+async fn dial_one(url: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
     RaftClient::connect(url.to_string())
         .await
         .map_err(|error| error.to_string())

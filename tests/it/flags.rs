@@ -427,16 +427,43 @@ fn a_restarted_member_publishes_its_new_name_and_client_urls() {
 /// second listener serves (etcd's TestEtcdMultiPeer, made stricter).
 #[test]
 fn every_listen_peer_url_serves_raft() {
+    several_peer_urls(false);
+}
+
+/// A member advertising several peer URLs is reached at the next one when
+/// a URL does not answer (etcd's urlPicker): each advertises a URL nobody
+/// listens on first, and its second listener's URL after it.
+#[test]
+fn peers_are_dialed_at_their_next_url_when_one_fails() {
+    several_peer_urls(true);
+}
+
+fn several_peer_urls(dead_first: bool) {
     crate::support::init_tracing();
     let flavor = flavor_from_env();
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<[u16; 3]> = (0..3)
         .map(|_| [free_port(), free_port(), free_port()])
         .collect();
+    // The first port's listener is left out when it stands for a dead URL.
+    let advertised = |[_, first, second]: &[u16; 3]| {
+        if dead_first {
+            vec![
+                format!("http://127.0.0.1:{first}"),
+                format!("http://127.0.0.1:{second}"),
+            ]
+        } else {
+            vec![format!("http://127.0.0.1:{second}")]
+        }
+    };
     let initial_cluster = ports
         .iter()
         .enumerate()
-        .map(|(i, [_, _, second])| format!("m{i}=http://127.0.0.1:{second}"))
+        .flat_map(|(i, ports)| {
+            advertised(ports)
+                .into_iter()
+                .map(move |url| format!("m{i}={url}"))
+        })
         .collect::<Vec<_>>()
         .join(",");
     phase!(?flavor, "three members, two peer listeners each");
@@ -457,9 +484,13 @@ fn every_listen_peer_url_serves_raft() {
                     "--advertise-client-urls".into(),
                     format!("http://127.0.0.1:{client}"),
                     "--listen-peer-urls".into(),
-                    format!("http://127.0.0.1:{first},http://127.0.0.1:{second}"),
+                    if dead_first {
+                        format!("http://127.0.0.1:{second}")
+                    } else {
+                        format!("http://127.0.0.1:{first},http://127.0.0.1:{second}")
+                    },
                     "--initial-advertise-peer-urls".into(),
-                    format!("http://127.0.0.1:{second}"),
+                    advertised(&[*client, *first, *second]).join(","),
                     "--initial-cluster".into(),
                     initial_cluster.clone(),
                 ]
