@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_util::either::Either;
 
 use super::{Allowed, TlsFlags};
 use crate::storage::Disk;
@@ -529,106 +530,42 @@ impl Listener {
             Listener::Tcp(listener) => {
                 let (stream, remote) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
-                Ok((Socket::Tcp(stream), Some(remote)))
+                Ok((Either::Left(stream), Some(remote)))
             }
             Listener::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;
-                Ok((Socket::Unix(stream), None))
+                Ok((Either::Right(stream), None))
             }
         }
     }
 }
 
-/// A connected socket, TCP or unix.
-pub enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A connected socket, TCP or unix; tokio-util's `Either` passes reads
+/// and (vectored) writes through to the one it holds.
+pub type Socket = Either<TcpStream, UnixStream>;
 
-impl Socket {
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Socket::Tcp(stream) => stream.peer_addr().ok(),
-            Socket::Unix(_) => None,
-        }
+fn peer_addr(socket: &Socket) -> Option<SocketAddr> {
+    match socket {
+        Either::Left(stream) => stream.peer_addr().ok(),
+        Either::Right(_) => None,
     }
 }
 
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Socket::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(stream) => Pin::new(stream).poll_write(cx, data),
-            Socket::Unix(stream) => Pin::new(stream).poll_write(cx, data),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Socket::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Socket::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Socket::Tcp(stream) => stream.is_write_vectored(),
-            Socket::Unix(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            Socket::Unix(stream) => Pin::new(stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Socket::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
-            Socket::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
-        }
-    }
-}
-
-/// An accepted connection, plain or TLS.
-pub enum Conn {
-    Plain(Socket),
-    Tls(Box<tokio_rustls::server::TlsStream<Socket>>),
-}
+/// An accepted connection, plain or TLS. Its own type (not a bare
+/// `Either`) because tonic's `Connected` trait must be implemented for it.
+pub struct Conn(Either<Socket, Box<tokio_rustls::server::TlsStream<Socket>>>);
 
 impl Conn {
     fn info(&self) -> PeerInfo {
-        match self {
-            Conn::Plain(stream) => PeerInfo {
-                remote: stream.peer_addr(),
+        match &self.0 {
+            Either::Left(stream) => PeerInfo {
+                remote: peer_addr(stream),
                 common_name: None,
             },
-            Conn::Tls(stream) => {
+            Either::Right(stream) => {
                 let (socket, session) = stream.get_ref();
                 PeerInfo {
-                    remote: socket.peer_addr(),
+                    remote: peer_addr(socket),
                     common_name: session
                         .peer_certificates()
                         .and_then(|certs| certs.first())
@@ -653,10 +590,7 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Conn::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
@@ -666,10 +600,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(stream) => Pin::new(stream).poll_write(cx, data),
-            Conn::Tls(stream) => Pin::new(stream).poll_write(cx, data),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -677,31 +608,19 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Conn::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(stream) => stream.is_write_vectored(),
-            Conn::Tls(stream) => stream.is_write_vectored(),
-        }
+        self.0.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Conn::Tls(stream) => Pin::new(stream).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Conn::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
@@ -728,7 +647,7 @@ pub fn accept(
                 },
             };
             let Some(tls) = &tls else {
-                if sender.send(Ok(Conn::Plain(stream))).await.is_err() {
+                if sender.send(Ok(Conn(Either::Left(stream)))).await.is_err() {
                     return;
                 }
                 continue;
@@ -759,7 +678,7 @@ pub fn accept(
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(stream)) => {
-                        let _ = sender.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                        let _ = sender.send(Ok(Conn(Either::Right(Box::new(stream))))).await;
                     }
                     Ok(Err(error)) => {
                         let error = go_wording(&error);
@@ -944,19 +863,19 @@ pub async fn connect(
                     );
                     let tcp = TcpStream::connect(address).await?;
                     let _ = tcp.set_nodelay(true);
-                    Socket::Tcp(tcp)
+                    Either::Left(tcp)
                 }
-                Some(path) => Socket::Unix(UnixStream::connect(path).await?),
+                Some(path) => Either::Right(UnixStream::connect(path).await?),
             };
             let Some(connector) = connector else {
-                return Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(Connected::Plain(socket)));
+                return Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(Connected::Left(socket)));
             };
             let name = name.map_err(io::Error::other)?;
             let stream = connector
                 .connect(name, socket)
                 .await
                 .map_err(|error| io::Error::new(error.kind(), go_wording(&error)))?;
-            Ok(hyper_util::rt::TokioIo::new(Connected::Tls(Box::new(
+            Ok(hyper_util::rt::TokioIo::new(Connected::Right(Box::new(
                 stream,
             ))))
         }
@@ -970,68 +889,7 @@ pub async fn connect(
 }
 
 /// A dialed connection, plain or TLS.
-enum Connected {
-    Plain(Socket),
-    Tls(Box<tokio_rustls::client::TlsStream<Socket>>),
-}
-
-impl AsyncRead for Connected {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Connected::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Connected::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Connected {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Connected::Plain(stream) => Pin::new(stream).poll_write(cx, data),
-            Connected::Tls(stream) => Pin::new(stream).poll_write(cx, data),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Connected::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Connected::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Connected::Plain(stream) => stream.is_write_vectored(),
-            Connected::Tls(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Connected::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Connected::Tls(stream) => Pin::new(stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Connected::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Connected::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
-        }
-    }
-}
+type Connected = Either<Socket, Box<tokio_rustls::client::TlsStream<Socket>>>;
 
 #[cfg(test)]
 mod tests {

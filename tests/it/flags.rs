@@ -438,6 +438,66 @@ fn peers_are_dialed_at_their_next_url_when_one_fails() {
     several_peer_urls(true);
 }
 
+/// One member of a cluster a test starts by hand, with etcd's flags.
+struct HandMember {
+    name: String,
+    data_dir: String,
+    listen_client: String,
+    advertise_client: String,
+    listen_peer: String,
+    advertise_peer: String,
+}
+
+impl HandMember {
+    /// Starts the member of `initial_cluster` (from `dir`, if given),
+    /// logging where `log` says.
+    fn spawn(
+        self,
+        flavor: Flavor,
+        initial_cluster: &str,
+        dir: Option<&std::path::Path>,
+        log: detcd_launch::Member,
+    ) -> (detcd_launch::Server, detcd_launch::Member) {
+        let launch = detcd_launch::Launch {
+            args: [
+                "--name",
+                &self.name,
+                "--data-dir",
+                &self.data_dir,
+                "--listen-client-urls",
+                &self.listen_client,
+                "--advertise-client-urls",
+                &self.advertise_client,
+                "--listen-peer-urls",
+                &self.listen_peer,
+                "--initial-advertise-peer-urls",
+                &self.advertise_peer,
+                "--initial-cluster",
+                initial_cluster,
+            ]
+            .map(Into::into)
+            .to_vec(),
+            configured_elsewhere: true,
+            current_dir: dir.map(std::path::Path::to_path_buf),
+            ..detcd_launch::Launch::new(flavor.binary())
+        };
+        (launch.spawn(&log).unwrap(), log)
+    }
+}
+
+/// Waits for a put through `url` to succeed; fails with `what` and the
+/// members' log tails if none does within 30 s.
+fn assert_quorum(url: &str, servers: &[(detcd_launch::Server, detcd_launch::Member)], what: &str) {
+    let written = crate::support::eventually(Duration::from_secs(30), || {
+        etcdctl(url, &["put", "k", "v"], None).status.success()
+    });
+    let logs: Vec<String> = servers
+        .iter()
+        .map(|(_, member)| member.log_tail(20))
+        .collect();
+    assert!(written, "{what}:\n{logs:#?}");
+}
+
 fn several_peer_urls(dead_first: bool) {
     crate::support::init_tracing();
     let flavor = flavor_from_env();
@@ -473,47 +533,27 @@ fn several_peer_urls(dead_first: bool) {
         .map(|(i, [client, first, second])| {
             let member_dir = dir.path().join(format!("m{i}"));
             std::fs::create_dir_all(&member_dir).unwrap();
-            let launch = detcd_launch::Launch {
-                args: [
-                    "--name".to_string(),
-                    format!("m{i}"),
-                    "--data-dir".into(),
-                    member_dir.join("data").display().to_string(),
-                    "--listen-client-urls".into(),
-                    format!("http://127.0.0.1:{client}"),
-                    "--advertise-client-urls".into(),
-                    format!("http://127.0.0.1:{client}"),
-                    "--listen-peer-urls".into(),
-                    if dead_first {
-                        format!("http://127.0.0.1:{second}")
-                    } else {
-                        format!("http://127.0.0.1:{first},http://127.0.0.1:{second}")
-                    },
-                    "--initial-advertise-peer-urls".into(),
-                    advertised(&[*client, *first, *second]).join(","),
-                    "--initial-cluster".into(),
-                    initial_cluster.clone(),
-                ]
-                .map(Into::into)
-                .to_vec(),
-                configured_elsewhere: true,
-                ..detcd_launch::Launch::new(flavor.binary())
-            };
-            let member = log_only(&member_dir);
-            (launch.spawn(&member).unwrap(), member)
+            let client = format!("http://127.0.0.1:{client}");
+            HandMember {
+                name: format!("m{i}"),
+                data_dir: member_dir.join("data").display().to_string(),
+                listen_client: client.clone(),
+                advertise_client: client,
+                listen_peer: if dead_first {
+                    format!("http://127.0.0.1:{second}")
+                } else {
+                    format!("http://127.0.0.1:{first},http://127.0.0.1:{second}")
+                },
+                advertise_peer: advertised(&[0, *first, *second]).join(","),
+            }
+            .spawn(flavor, &initial_cluster, None, log_only(&member_dir))
         })
         .collect();
     let url = format!("http://127.0.0.1:{}", ports[0][0]);
-    let formed = crate::support::eventually(Duration::from_secs(30), || {
-        etcdctl(&url, &["put", "k", "v"], None).status.success()
-    });
-    let logs: Vec<String> = servers
-        .iter()
-        .map(|(_, member)| member.log_tail(20))
-        .collect();
-    assert!(
-        formed,
-        "{flavor:?}: no quorum over the second peer URLs:\n{logs:#?}"
+    assert_quorum(
+        &url,
+        &servers,
+        &format!("{flavor:?}: no quorum over the second peer URLs"),
     );
     for [client, _, _] in &ports {
         let url = format!("http://127.0.0.1:{client}");
@@ -547,47 +587,30 @@ fn members_and_clients_talk_over_unix_sockets() {
             } else {
                 format!("http://127.0.0.1:{}", client_ports[i])
             };
-            let launch = detcd_launch::Launch {
-                args: [
-                    "--name".to_string(),
-                    format!("m{i}"),
-                    "--data-dir".into(),
-                    format!("m{i}.data"),
-                    "--listen-client-urls".into(),
-                    client.clone(),
-                    "--advertise-client-urls".into(),
-                    client,
-                    "--listen-peer-urls".into(),
-                    peer(i),
-                    "--initial-advertise-peer-urls".into(),
-                    peer(i),
-                    "--initial-cluster".into(),
-                    initial_cluster.clone(),
-                ]
-                .map(Into::into)
-                .to_vec(),
-                configured_elsewhere: true,
-                current_dir: Some(dir.path().to_path_buf()),
-                ..detcd_launch::Launch::new(flavor.binary())
-            };
-            let member = detcd_launch::Member {
-                log_path: dir.path().join(format!("m{i}.log")),
-                ..log_only(dir.path())
-            };
-            (launch.spawn(&member).unwrap(), member)
+            HandMember {
+                name: format!("m{i}"),
+                data_dir: format!("m{i}.data"),
+                listen_client: client.clone(),
+                advertise_client: client,
+                listen_peer: peer(i),
+                advertise_peer: peer(i),
+            }
+            .spawn(
+                flavor,
+                &initial_cluster,
+                Some(dir.path()),
+                detcd_launch::Member {
+                    log_path: dir.path().join(format!("m{i}.log")),
+                    ..log_only(dir.path())
+                },
+            )
         })
         .collect();
     let url = format!("http://127.0.0.1:{}", client_ports[1]);
-    let written = crate::support::eventually(Duration::from_secs(30), || {
-        etcdctl(&url, &["put", "k", "v"], None).status.success()
-    });
-    let logs: Vec<String> = servers
-        .iter()
-        .map(|(_, member)| member.log_tail(20))
-        .collect();
-    assert!(
-        written,
-        "{flavor:?}: no quorum over unix sockets:\n{logs:#?}"
+    assert_quorum(
+        &url,
+        &servers,
+        &format!("{flavor:?}: no quorum over unix sockets"),
     );
     let other = format!("http://127.0.0.1:{}", client_ports[2]);
     let read = etcdctl(&other, &["get", "k", "--print-value-only"], None);

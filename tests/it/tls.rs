@@ -202,24 +202,13 @@ fn the_peer_port_refuses_certificates_the_peer_ca_did_not_sign() {
     let flags = pki.server_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let cluster = Cluster::start_with_scheme("tls-peer", 1, &flags, "https");
-    let address = cluster.members[0]
-        .peer_url
-        .trim_start_matches("https://")
-        .to_string();
-    let answer = |cert: &str, key: &str| {
-        http2_answer(
-            &address,
-            &pki.path("ca.pem"),
-            &pki.path(cert),
-            &pki.path(key),
-        )
-    };
-    let member = answer("server.pem", "server.key");
+    let answer = |name: &str| http2_answer(&pki, &cluster.members[0].peer_url, name);
+    let member = answer("server");
     assert!(
         member.is_ok(),
         "a member's certificate was refused: {member:?}"
     );
-    let rogue = answer("rogue.pem", "rogue.key");
+    let rogue = answer("rogue");
     assert!(rogue.is_err(), "a rogue certificate was not refused");
 }
 
@@ -236,18 +225,7 @@ fn the_allowed_common_name_and_host_narrow_whom_the_ca_admits() {
     flags.push("--client-cert-allowed-hostname=localhost".into());
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let cluster = Cluster::start_with_scheme("tls-allowed-cn", 1, &flags, "https");
-    let peer = cluster.members[0]
-        .peer_url
-        .trim_start_matches("https://")
-        .to_string();
-    let answer = |name: &str| {
-        http2_answer(
-            &peer,
-            &pki.path("ca.pem"),
-            &pki.path(&format!("{name}.pem")),
-            &pki.path(&format!("{name}.key")),
-        )
-    };
+    let answer = |name: &str| http2_answer(&pki, &cluster.members[0].peer_url, name);
     let member = answer("server");
     assert!(
         member.is_ok(),
@@ -298,18 +276,7 @@ fn the_peer_port_admits_only_certificates_for_the_allowed_host() {
     flags.push("--experimental-peer-skip-client-san-verification".into());
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let cluster = Cluster::start_with_scheme("tls-allowed-host", 1, &flags, "https");
-    let peer = cluster.members[0]
-        .peer_url
-        .trim_start_matches("https://")
-        .to_string();
-    let answer = |name: &str| {
-        http2_answer(
-            &peer,
-            &pki.path("ca.pem"),
-            &pki.path(&format!("{name}.pem")),
-            &pki.path(&format!("{name}.key")),
-        )
-    };
+    let answer = |name: &str| http2_answer(&pki, &cluster.members[0].peer_url, name);
     let member = answer("server");
     assert!(
         member.is_ok(),
@@ -337,14 +304,7 @@ fn the_peer_port_checks_a_certificate_against_its_address() {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let cluster = Cluster::start_with_scheme("tls-peer-san", 1, &flags, "https");
         let member = &cluster.members[0];
-        let answer = |url: &str, name: &str| {
-            http2_answer(
-                url.trim_start_matches("https://"),
-                &pki.path("ca.pem"),
-                &pki.path(&format!("{name}.pem")),
-                &pki.path(&format!("{name}.key")),
-            )
-        };
+        let answer = |url: &str, name: &str| http2_answer(&pki, url, name);
         let own = answer(&member.peer_url, "server");
         assert!(
             own.is_ok(),
@@ -402,11 +362,18 @@ fn cipher_suites_narrow_tls12_and_leave_tls13() {
     }
 }
 
-/// Opens TLS to `address` with the given client certificate and reads:
-/// Ok if the connection stays open for 3 s (the server waits for a
-/// request), Err if the server closed or refused it.
-fn http2_answer(address: &str, ca: &str, cert: &str, key: &str) -> Result<(), String> {
-    tls_answer(address, ca, cert, key, None)
+/// Opens TLS to `url` with the client certificate `name` of `pki` (its
+/// `name.pem` and `name.key`) and reads: Ok if the connection stays open
+/// for 3 s (the server waits for a request), Err if the server closed or
+/// refused it.
+fn http2_answer(pki: &Pki, url: &str, name: &str) -> Result<(), String> {
+    tls_answer(
+        url.trim_start_matches("https://"),
+        &pki.path("ca.pem"),
+        &pki.path(&format!("{name}.pem")),
+        &pki.path(&format!("{name}.key")),
+        None,
+    )
 }
 
 /// `http2_answer`, offering only TLS 1.2 and the one cipher suite
