@@ -132,9 +132,21 @@ fn init_logging(config: &Config) -> Result<(), String> {
         .with_target(false)
         .with_ansi(terminal)
         .with_writer(writer);
+    // etcd 3.4's /config/local/log sets the level while it runs.
+    fn reloads<S: 'static>(
+        handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+    ) {
+        detcd::api::set_log_level_handler(move |level| {
+            let _ = handle.reload(format!("detcd={level},warn"));
+        });
+    }
     if config.logger == "zap" {
-        builder.json().flatten_event(true).init();
+        let builder = builder.json().flatten_event(true).with_filter_reloading();
+        reloads(builder.reload_handle());
+        builder.init();
     } else {
+        let builder = builder.with_filter_reloading();
+        reloads(builder.reload_handle());
         builder.init();
     }
     Ok(())

@@ -43,8 +43,10 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
 /// gRPC limit behind it; this bounds what is read before that).
 pub const GATEWAY_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// The prefixes etcd 3.4 serves the gateway under.
-const PREFIXES: [&str; 3] = ["/v3/", "/v3beta/", "/v3alpha/"];
+/// The prefixes etcd 3.4 serves the gateway under: "/v3beta/" is renamed
+/// "/v3/" before anything else sees it (etcd's accessController).
+/// ("/v3alpha/" was 3.3's, gone in 3.4.)
+const PREFIXES: [&str; 2] = ["/v3/", "/v3beta/"];
 
 /// Gateway paths (after the prefix) and the gRPC methods they call, as
 /// etcd 3.4's rpc.proto, v3lock.proto and v3election.proto declare them.
@@ -109,15 +111,26 @@ const ROUTES: &[(&str, &str)] = &[
     ("election/resign", "v3electionpb.Election/Resign"),
 ];
 
-/// The gRPC method a gateway path calls, if it is one.
-pub fn route(path: &str) -> Option<&'static str> {
+/// What the gateway does with a path under its prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Calls this gRPC method.
+    Call(&'static str),
+    /// No such method: grpc-gateway's own 404.
+    Unknown,
+}
+
+/// What a path under the gateway's prefixes calls; None outside them.
+pub fn route(path: &str) -> Option<Route> {
     let rest = PREFIXES
         .iter()
         .find_map(|prefix| path.strip_prefix(prefix))?;
-    ROUTES
-        .iter()
-        .find(|(http, _)| *http == rest)
-        .map(|(_, grpc)| *grpc)
+    Some(
+        ROUTES
+            .iter()
+            .find(|(http, _)| *http == rest)
+            .map_or(Route::Unknown, |(_, grpc)| Route::Call(grpc)),
+    )
 }
 
 struct Method {
@@ -155,7 +168,11 @@ where
     S::Future: Send + 'static,
 {
     if request.method() != http::Method::POST {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+        super::http::drain(request.into_body()).await;
+        return super::http::http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed\n".into(),
+        );
     }
     let method = method(grpc_method);
     let (parts, body) = request.into_parts();
@@ -424,10 +441,6 @@ fn json_response(status: StatusCode, json: String) -> Response<Body> {
     respond(status, "application/json", Bytes::from(json))
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    respond(status, "text/plain; charset=utf-8", Bytes::from(text))
-}
-
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::new(http_body_util::Full::new(body)));
     *response.status_mut() = status;
@@ -447,12 +460,17 @@ mod tests {
             let method = method(grpc);
             assert!(!method.input.name().is_empty(), "{http}");
         }
-        assert_eq!(route("/v3/kv/range"), Some("etcdserverpb.KV/Range"));
+        assert_eq!(
+            route("/v3/kv/range"),
+            Some(Route::Call("etcdserverpb.KV/Range"))
+        );
         assert_eq!(
             route("/v3beta/lease/grant"),
-            Some("etcdserverpb.Lease/LeaseGrant")
+            Some(Route::Call("etcdserverpb.Lease/LeaseGrant"))
         );
-        assert_eq!(route("/v3/kv/nothing"), None);
+        assert_eq!(route("/v3/kv/nothing"), Some(Route::Unknown));
+        assert_eq!(route("/v3/kv/range/"), Some(Route::Unknown));
+        assert_eq!(route("/v3alpha/kv/range"), None);
         assert_eq!(route("/health"), None);
     }
 

@@ -1,8 +1,9 @@
 //! Plain HTTP next to gRPC on the client listener, as etcd serves it (HTTP/1.1
 //! and h2c alike): `/health` and `/version` as etcd 3.4.23 answers them,
 //! `/livez` and `/readyz` with etcd 3.6's checks, `/metrics` in
-//! Prometheus's text format, and etcd's JSON gateway (`/v3/...`, see
-//! gateway.rs). Anything else that is not gRPC is a 404.
+//! Prometheus's text format, `/debug/vars` and `/config/local/log`, and
+//! etcd's JSON gateway (`/v3/...`, see gateway.rs). Anything else that is
+//! not gRPC is a 404; paths Go's ServeMux would clean are redirected.
 //!
 //! It is a tower layer in front of tonic's routes: a gRPC call passes
 //! through, counted in `grpc_server_started_total` and, once its status is
@@ -29,6 +30,9 @@ pub const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct HttpLayer {
     pub server: Server,
+    /// A `--listen-metrics-urls` listener: `/metrics` and the health
+    /// checks alone, as etcd's metrics mux.
+    pub metrics_only: bool,
 }
 
 impl<S> tower_layer::Layer<S> for HttpLayer {
@@ -38,6 +42,7 @@ impl<S> tower_layer::Layer<S> for HttpLayer {
         Http {
             inner,
             server: self.server.clone(),
+            metrics_only: self.metrics_only,
         }
     }
 }
@@ -46,6 +51,7 @@ impl<S> tower_layer::Layer<S> for HttpLayer {
 pub struct Http<S> {
     inner: S,
     server: Server,
+    metrics_only: bool,
 }
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -95,20 +101,43 @@ where
             allow_cors(&mut response);
             return Box::pin(async move { Ok(response) });
         }
-        if let Some(grpc_method) = super::gateway::route(request.uri().path()) {
-            let clone = self.inner.clone();
-            let inner = std::mem::replace(&mut self.inner, clone);
+        // Go's ServeMux (etcd's client and metrics listeners) redirects a
+        // path that is not clean, and the gateway's "/v3" without its slash.
+        if let Some(location) = moved(request.uri(), self.metrics_only) {
+            let mut response = moved_permanently(request.method(), &location);
+            allow_cors(&mut response);
             return Box::pin(async move {
-                let mut response = super::gateway::call(inner, grpc_method, request).await;
-                allow_cors(&mut response);
+                drain(request.into_body()).await;
                 Ok(response)
             });
         }
+        if !self.metrics_only {
+            match super::gateway::route(request.uri().path()) {
+                Some(super::gateway::Route::Call(grpc_method)) => {
+                    let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    return Box::pin(async move {
+                        let mut response = super::gateway::call(inner, grpc_method, request).await;
+                        allow_cors(&mut response);
+                        Ok(response)
+                    });
+                }
+                Some(super::gateway::Route::Unknown) => {
+                    // grpc-gateway's own 404, not Go's ServeMux's.
+                    let mut response = http_error(StatusCode::NOT_FOUND, "Not Found\n".into());
+                    allow_cors(&mut response);
+                    return Box::pin(async move {
+                        drain(request.into_body()).await;
+                        Ok(response)
+                    });
+                }
+                None => {}
+            }
+        }
         let server = self.server.clone();
-        let path = request.uri().path().to_string();
-        let query = request.uri().query().unwrap_or_default().to_string();
+        let metrics_only = self.metrics_only;
         Box::pin(async move {
-            let mut response = answer(&server, &path, &query).await;
+            let mut response = answer(&server, request, metrics_only).await;
             allow_cors(&mut response);
             Ok(response)
         })
@@ -319,13 +348,53 @@ fn reply(status: StatusCode, content_type: &'static str, text: String) -> Respon
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-async fn answer(server: &Server, path: &str, query: &str) -> Response<Body> {
+/// The paths etcd's handlers answer (besides the gateway) and the one
+/// method each takes (`allowMethod`); `/metrics` takes any (None).
+const HANDLERS: [(&str, Option<http::Method>); 7] = [
+    ("/health", Some(http::Method::GET)),
+    ("/version", Some(http::Method::GET)),
+    ("/metrics", None),
+    ("/livez", Some(http::Method::GET)),
+    ("/readyz", Some(http::Method::GET)),
+    ("/debug/vars", Some(http::Method::GET)),
+    ("/config/local/log", Some(http::Method::PUT)),
+];
+
+/// What the metrics listener serves of `HANDLERS`.
+const METRICS_HANDLERS: [&str; 4] = ["/metrics", "/health", "/livez", "/readyz"];
+
+/// A `/config/local/log` body larger than this is not read.
+pub const LOG_CONFIG_BODY_BYTES_MAX: usize = 64 * 1024;
+
+async fn answer(server: &Server, request: Request<Body>, metrics_only: bool) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let handler = HANDLERS
+        .iter()
+        .find(|(handled, _)| *handled == path)
+        .filter(|(handled, _)| !metrics_only || METRICS_HANDLERS.contains(handled));
+    let Some((_, method)) = handler else {
+        drain(request.into_body()).await;
+        return http_error(StatusCode::NOT_FOUND, "404 page not found\n".to_string());
+    };
+    if let Some(method) = method.as_ref().filter(|method| *method != request.method()) {
+        drain(request.into_body()).await;
+        let mut response = http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed\n".to_string(),
+        );
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_str(method.as_str()).expect("a method is a header value"),
+        );
+        return response;
+    }
     let flag = |name: &str| {
         query.split('&').any(|pair| {
             pair == name || pair.starts_with(&format!("{name}=")) && !pair.ends_with("=false")
         })
     };
-    match path {
+    match path.as_str() {
         "/health" => {
             if health(server, flag("serializable")).await.is_ok() {
                 reply(StatusCode::OK, TEXT, "{\"health\":\"true\"}".to_string())
@@ -363,12 +432,200 @@ async fn answer(server: &Server, path: &str, query: &str) -> Response<Body> {
                 .collect();
             probes(server, &path[1..], checks, &excluded, flag("verbose")).await
         }
+        "/debug/vars" => debug_vars(server).await,
+        "/config/local/log" => log_config(request.into_body()).await,
         _ => http_error(StatusCode::NOT_FOUND, "404 page not found\n".to_string()),
     }
 }
 
+/// A request body Go's server reads before it answers, when the handler
+/// did not (`maxPostHandlerReadBytes`): a client still sending it then
+/// hears the answer rather than a reset.
+pub const UNREAD_BODY_BYTES_MAX: usize = 256 * 1024;
+
+/// Reads and drops what is left of a request's body, up to
+/// `UNREAD_BODY_BYTES_MAX`, as Go's server does.
+pub(super) async fn drain(body: Body) {
+    use http_body_util::BodyExt;
+    let _ = http_body_util::Limited::new(body, UNREAD_BODY_BYTES_MAX)
+        .collect()
+        .await;
+}
+
+/// etcd's `/debug/vars` (Go's expvar, keys in order): the command line,
+/// the open-files limit and raft's status. Go's `memstats` has no
+/// counterpart here and is left out.
+async fn debug_vars(server: &Server) -> Response<Body> {
+    let cmdline: Vec<String> = std::env::args().collect();
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    let fd_limit = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        0
+    };
+    let raft = match server.raft_status().await {
+        Ok(status) => status.to_etcd_json(),
+        Err(error) => {
+            return http_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n"));
+        }
+    };
+    let text = format!(
+        "{{\n\"cmdline\": {},\n\"file_descriptor_limit\": {fd_limit},\n\"raft.status\": {raft}\n}}\n",
+        serde_json::to_string(&cmdline).expect("strings serialize"),
+    );
+    reply(StatusCode::OK, "application/json; charset=utf-8", text)
+}
+
+/// etcd 3.4's `/config/local/log`: `PUT {"Level": "DEBUG"}` sets the log
+/// level (capnslog's names, any case), 204 on success, `{"message": ...}`
+/// with 400 for a body or level it cannot read.
+async fn log_config(body: Body) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let invalid = |message: String| {
+        let json = serde_json::json!({ "message": message }).to_string();
+        reply(StatusCode::BAD_REQUEST, "application/json", json)
+    };
+    let Ok(body) = http_body_util::Limited::new(body, LOG_CONFIG_BODY_BYTES_MAX)
+        .collect()
+        .await
+    else {
+        return invalid("Invalid json body".into());
+    };
+    let Some(level) = log_level_in(&body.to_bytes()) else {
+        return invalid("Invalid json body".into());
+    };
+    let filter = match level.to_uppercase().as_str() {
+        "CRITICAL" | "C" | "ERROR" | "0" | "E" => "error",
+        "WARNING" | "1" | "W" => "warn",
+        "NOTICE" | "2" | "N" | "INFO" | "3" | "I" => "info",
+        "DEBUG" | "4" | "D" => "debug",
+        "TRACE" | "5" | "T" => "trace",
+        _ => return invalid(format!("Invalid log level {level}")),
+    };
+    if let Some(set) = LOG_LEVEL.get() {
+        set(filter);
+    }
+    tracing::warn!(level = filter, "log level set through /config/local/log");
+    let mut response = reply(StatusCode::NO_CONTENT, TEXT, String::new());
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    response
+}
+
+/// The `Level` of a `/config/local/log` body as Go's JSON decoder reads
+/// it into `struct{ Level string }`: the first JSON value, an object whose
+/// key matches in any case (the last such key wins); missing is "".
+fn log_level_in(body: &[u8]) -> Option<String> {
+    let value = serde_json::Deserializer::from_slice(body)
+        .into_iter::<serde_json::Value>()
+        .next()?
+        .ok()?;
+    let object = match value {
+        serde_json::Value::Object(object) => object,
+        serde_json::Value::Null => return Some(String::new()),
+        _ => return None,
+    };
+    let mut level = String::new();
+    for (key, value) in object {
+        if key.eq_ignore_ascii_case("level") {
+            match value {
+                serde_json::Value::String(text) => level = text,
+                serde_json::Value::Null => {}
+                _ => return None,
+            }
+        }
+    }
+    Some(level)
+}
+
+/// Sets the process's log level (`tracing`'s name for it); the binary
+/// registers it once its subscriber is up (`set_log_level_handler`).
+type SetLogLevel = Box<dyn Fn(&str) + Send + Sync>;
+static LOG_LEVEL: std::sync::OnceLock<SetLogLevel> = std::sync::OnceLock::new();
+
+/// Lets `/config/local/log` change the log level through `set`.
+pub fn set_log_level_handler(set: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = LOG_LEVEL.set(Box::new(set));
+}
+
+/// Where Go's `http.ServeMux` sends a request for `uri` with a 301: to
+/// its clean path (no `//`, `.` or `..`), or from "/v3" to the gateway's
+/// "/v3/" (the client port only), the query kept. None if it is served
+/// where it is. (etcd first renames "/v3beta/" to "/v3/".)
+fn moved(uri: &http::Uri, metrics_only: bool) -> Option<String> {
+    let path = uri.path();
+    let path = match path.strip_prefix("/v3beta/") {
+        Some(rest) if !metrics_only => format!("/v3/{rest}"),
+        _ => path.to_string(),
+    };
+    let mut clean = clean_path(&path);
+    if clean == "/v3" && !metrics_only {
+        clean.push('/');
+    }
+    if clean == path {
+        return None;
+    }
+    Some(match uri.query() {
+        Some(query) => format!("{clean}?{query}"),
+        None => clean,
+    })
+}
+
+/// Go's `cleanPath` (net/http): `path.Clean` of a rooted path, a trailing
+/// slash kept. Written here because it must be Go's rule exactly (which
+/// paths redirect), in a dozen lines.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let mut clean = format!("/{}", parts.join("/"));
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    clean
+}
+
+/// Go's `http.Redirect` with 301: the location, and for GET a small HTML
+/// body (its type for GET and HEAD).
+fn moved_permanently(method: &http::Method, location: &str) -> Response<Body> {
+    let body = if method == http::Method::GET {
+        let escaped = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        format!("<a href=\"{escaped}\">Moved Permanently</a>.\n\n")
+    } else {
+        String::new()
+    };
+    let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(body))));
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, location);
+    }
+    if method == http::Method::GET || method == http::Method::HEAD {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    response
+}
+
 /// What Go's `http.Error` writes, as etcd's handlers do on failure.
-fn http_error(status: StatusCode, text: String) -> Response<Body> {
+pub(super) fn http_error(status: StatusCode, text: String) -> Response<Body> {
     let mut response = reply(status, TEXT, text);
     response.headers_mut().insert(
         "x-content-type-options",

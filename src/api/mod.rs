@@ -15,6 +15,8 @@ mod gateway;
 mod grpc_limits;
 #[cfg(not(madsim))]
 mod http;
+#[cfg(not(madsim))]
+pub use http::set_log_level_handler;
 mod kv;
 mod lease;
 mod lock;
@@ -204,6 +206,7 @@ pub async fn serve(
         .accept_http1(true)
         .layer(http::HttpLayer {
             server: server.clone(),
+            metrics_only: false,
         });
     let incoming = crate::tls::accept(listener, tls)
         .map(|accepted| accepted.map(detcd_authority_shim::AuthorityShim::new));
@@ -224,7 +227,10 @@ pub async fn serve_metrics(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .accept_http1(true)
-        .layer(http::HttpLayer { server })
+        .layer(http::HttpLayer {
+            server,
+            metrics_only: true,
+        })
         .add_routes(tonic::service::Routes::default())
         .serve_with_incoming_shutdown(crate::tls::accept(listener, tls), shutdown)
         .await

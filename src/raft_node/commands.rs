@@ -49,6 +49,9 @@ impl RaftNode {
             Command::StepDown { reply } => {
                 let _ = reply.send(Ok(self.step_down()));
             }
+            Command::Status { reply } => {
+                let _ = reply.send(Ok(self.raft_status()));
+            }
         }
         self.election.fix(&mut self.raw);
     }

@@ -37,6 +37,8 @@ mod recovery;
 pub use recovery::WAL_BEHIND_BACKEND;
 mod shared;
 mod snapshots;
+mod status;
+pub use status::RaftStatus;
 mod strangers;
 mod waiters;
 
@@ -121,6 +123,8 @@ pub enum Command {
     /// The member is stopping: if it leads, hand leadership to the most
     /// caught-up voter. Answered with that voter, if any.
     StepDown { reply: Reply<Option<u64>> },
+    /// Raft's view of itself (`/debug/vars`).
+    Status { reply: Reply<RaftStatus> },
 }
 
 /// An apply slower than this is counted and logged (etcd's

@@ -667,6 +667,12 @@ impl Server {
         crate::storage::blocking::run(move || write_backup(file, &view)).await
     }
 
+    /// Raft's view of itself, from the loop (etcd's `raft.status` in
+    /// `/debug/vars`).
+    pub async fn raft_status(&self) -> Result<crate::raft_node::RaftStatus, Error> {
+        self.call(|reply| Command::Status { reply }).await
+    }
+
     /// What etcd's Maintenance.Status reports.
     pub fn status(&self) -> StatusResponse {
         let (revision, applied, is_learner, alarms) = {

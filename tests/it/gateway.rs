@@ -50,6 +50,13 @@ fn mask(value: &mut Value) {
 /// One HTTP/1.1 request; returns the status and the body (chunked
 /// transfer decoded).
 fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = exchange(url, method, path, body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request: the status, the head's lines (lower case, the
+/// status line and `Date` left out) and the body (chunked transfer decoded).
+fn exchange(url: &str, method: &str, path: &str, body: &str) -> (u16, Vec<String>, String) {
     let address = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
@@ -65,17 +72,21 @@ fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").expect("a full HTTP answer");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            unchunk(rest)
-        } else {
-            rest.to_string()
-        },
-    )
+    let lines: Vec<String> = head
+        .lines()
+        .skip(1)
+        .map(str::to_ascii_lowercase)
+        .filter(|line| !line.starts_with("date:"))
+        .collect();
+    let chunked = lines
+        .iter()
+        .any(|line| line == "transfer-encoding: chunked");
+    let body = if chunked {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, lines, body)
 }
 
 fn unchunk(mut rest: &str) -> String {
@@ -212,4 +223,96 @@ fn gateway_watch_streams_results() {
         seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
     }
     assert!(seen.contains(r#"{"result":{"#), "{seen}");
+}
+
+/// What etcd's client port answers besides the gateway's calls: Go's
+/// ServeMux's redirects of unclean paths and of "/v3", grpc-gateway's own
+/// 404 and 405, the handlers' one method each. Status, headers and body
+/// must be etcd's.
+#[test]
+fn paths_and_methods_answer_as_etcd_does() {
+    const REQUESTS: &[(&str, &str)] = &[
+        ("GET", "/v3"),
+        ("POST", "/v3"),
+        ("HEAD", "/v3"),
+        ("GET", "/v3?x=1&y=%22"),
+        ("POST", "//health"),
+        ("GET", "/v3/kv//range"),
+        ("POST", "/v3/kv/./range"),
+        ("POST", "/v3beta/kv//range"),
+        ("GET", "/a/../version"),
+        ("POST", "/v3/"),
+        ("POST", "/v3/kv/rag"),
+        ("GET", "/v3/kv/rag"),
+        ("POST", "/v3/kv/range/"),
+        ("POST", "/v3beta/"),
+        ("POST", "/v3beta"),
+        ("POST", "/v3alpha/kv/range"),
+        ("GET", "/v3/kv/range"),
+        ("PUT", "/v3/watch"),
+        ("POST", "/health"),
+        ("PUT", "/version"),
+        ("HEAD", "/health"),
+        ("POST", "/debug/vars"),
+        ("GET", "/config/local/log"),
+        ("GET", "/nope"),
+    ];
+    let servers = [Flavor::Etcd, Flavor::Detcd].map(|flavor| ServerProcess::start(flavor, &[]));
+    let answers = servers.each_ref().map(|server| {
+        REQUESTS
+            .iter()
+            .map(|(method, path)| {
+                let body = if ["GET", "HEAD"].contains(method) {
+                    ""
+                } else {
+                    "{}"
+                };
+                exchange(&server.client_url, method, path, body)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (i, (method, path)) in REQUESTS.iter().enumerate() {
+        let sorted = |(status, mut lines, body): (u16, Vec<String>, String)| {
+            lines.retain(|line| !line.starts_with("access-control-"));
+            lines.sort();
+            (status, lines, body)
+        };
+        assert_eq!(
+            sorted(answers[1][i].clone()),
+            sorted(answers[0][i].clone()),
+            "{method} {path}: detcd, then etcd 3.4.23"
+        );
+    }
+
+    phase!("/debug/vars: the command line, the files limit, raft's status");
+    for server in &servers {
+        let (status, body) = http(&server.client_url, "GET", "/debug/vars", "");
+        assert_eq!(status, 200, "{:?}: {body}", server.flavor);
+        let vars: Value = serde_json::from_str(&body).unwrap();
+        assert!(vars["cmdline"].is_array(), "{body}");
+        assert!(
+            vars["file_descriptor_limit"].as_u64().unwrap() > 0,
+            "{body}"
+        );
+        let raft = &vars["raft.status"];
+        assert_eq!(raft["raftState"], "StateLeader", "{body}");
+        assert_eq!(raft["id"], raft["lead"], "{body}");
+        assert_eq!(raft["progress"].as_object().unwrap().len(), 1, "{body}");
+        assert_eq!(raft["leadtransferee"], "0", "{body}");
+    }
+
+    phase!("/config/local/log sets the log level");
+    for server in &servers {
+        let set = |body: &str| http(&server.client_url, "PUT", "/config/local/log", body);
+        assert_eq!(set(r#"{"Level":"debug"}"#), (204, String::new()));
+        assert_eq!(
+            set(r#"{"level":"loud"}"#),
+            (400, r#"{"message":"Invalid log level loud"}"#.to_string())
+        );
+        assert_eq!(
+            set("[1]"),
+            (400, r#"{"message":"Invalid json body"}"#.to_string())
+        );
+        assert_eq!(set(r#"{"Level":"INFO"}"#), (204, String::new()));
+    }
 }
