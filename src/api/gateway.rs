@@ -138,6 +138,7 @@ struct Method {
     input: MessageDescriptor,
     output: MessageDescriptor,
     streams: bool,
+    client_streams: bool,
     keeps_request_open: bool,
 }
 
@@ -155,6 +156,7 @@ fn method(grpc: &str) -> Method {
         input: method.input(),
         output: method.output(),
         streams: method.is_server_streaming(),
+        client_streams: method.is_client_streaming(),
         keeps_request_open: grpc == "etcdserverpb.Watch/Watch",
     }
 }
@@ -183,7 +185,7 @@ where
         Ok(collected) => collected.to_bytes(),
         Err(error) => return error_response(tonic::Code::InvalidArgument, &error.to_string()),
     };
-    let messages = match decode_requests(&method.input, &body) {
+    let messages = match decode_requests(&method.input, &body, method.client_streams) {
         Ok(messages) => messages,
         Err(error) => return error_response(tonic::Code::InvalidArgument, &error),
     };
@@ -230,22 +232,22 @@ where
     }
 }
 
-/// The request body as messages: one JSON object (an empty body is `{}`),
-/// or for a stream any number of them one after the other.
-fn decode_requests(input: &MessageDescriptor, body: &[u8]) -> Result<Vec<DynamicMessage>, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(vec![DynamicMessage::new(input.clone())]);
-    }
-    // etcd's gateway ignores fields it does not know (a newer client's).
+/// The request body as messages, read as etcd's gateway reads it
+/// (`jsonpb.rs`): one JSON object (an empty body is `{}`), or for a
+/// client stream any number of them one after the other.
+fn decode_requests(
+    input: &MessageDescriptor,
+    body: &[u8],
+    stream: bool,
+) -> Result<Vec<DynamicMessage>, String> {
     let options = DeserializeOptions::new().deny_unknown_fields(false);
-    let mut messages = Vec::new();
-    for value in serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>() {
-        let value = value.map_err(|error| error.to_string())?;
-        let message = DynamicMessage::deserialize_with_options(input.clone(), value, &options)
-            .map_err(|error| error.to_string())?;
-        messages.push(message);
-    }
-    Ok(messages)
+    super::jsonpb::requests(input, body, stream)?
+        .into_iter()
+        .map(|value| {
+            DynamicMessage::deserialize_with_options(input.clone(), value, &options)
+                .map_err(|error| error.to_string())
+        })
+        .collect()
 }
 
 fn to_json(output: &MessageDescriptor, bytes: &[u8]) -> Result<String, String> {
@@ -501,7 +503,7 @@ mod tests {
 
     fn method_input(grpc: &str, json: &str) -> Vec<u8> {
         let method = method(grpc);
-        decode_requests(&method.input, json.as_bytes()).unwrap()[0].encode_to_vec()
+        decode_requests(&method.input, json.as_bytes(), false).unwrap()[0].encode_to_vec()
     }
 
     #[test]

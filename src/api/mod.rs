@@ -16,6 +16,8 @@ mod grpc_limits;
 #[cfg(not(madsim))]
 mod http;
 #[cfg(not(madsim))]
+mod jsonpb;
+#[cfg(not(madsim))]
 pub use http::set_log_level_handler;
 mod kv;
 mod lease;

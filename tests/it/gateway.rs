@@ -68,7 +68,9 @@ fn exchange(url: &str, method: &str, path: &str, body: &str) -> (u16, Vec<String
     )
     .unwrap();
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|error| panic!("{method} {path} to {url}: {error}"));
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").expect("a full HTTP answer");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -261,14 +263,9 @@ fn paths_and_methods_answer_as_etcd_does() {
     let answers = servers.each_ref().map(|server| {
         REQUESTS
             .iter()
-            .map(|(method, path)| {
-                let body = if ["GET", "HEAD"].contains(method) {
-                    ""
-                } else {
-                    "{}"
-                };
-                exchange(&server.client_url, method, path, body)
-            })
+            // No body: etcd (Go) may reset a connection whose body its
+            // handler left unread.
+            .map(|(method, path)| exchange(&server.client_url, method, path, ""))
             .collect::<Vec<_>>()
     });
     for (i, (method, path)) in REQUESTS.iter().enumerate() {
@@ -314,5 +311,99 @@ fn paths_and_methods_answer_as_etcd_does() {
             (400, r#"{"message":"Invalid json body"}"#.to_string())
         );
         assert_eq!(set(r#"{"Level":"INFO"}"#), (204, String::new()));
+    }
+}
+
+/// Request bodies etcd's gateway (jsonpb over Go's encoding/json) reads
+/// strictly, or leniently: base64 with its padding only (newlines
+/// skipped), enum names it knows, integers as Go parses them, `null` as
+/// unset, only the first JSON value of a unary call's body. Refusals carry
+/// Go's words. Each answer (status and JSON) must be etcd's.
+#[test]
+fn request_json_is_read_as_etcd_reads_it() {
+    const CALLS: &[(&str, &str)] = &[
+        ("/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#),
+        ("/v3/kv/range", r#"{"key":"/"}"#),
+        ("/v3/kv/range", r#"{"key":"ab!c"}"#),
+        ("/v3/kv/range", r#"{"key":"abc"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ="}"#),
+        ("/v3/kv/range", r#"{"key":"Y-_a"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==YQ=="}"#),
+        ("/v3/kv/range", r#"{"key":"YQ=\n="}"#),
+        ("/v3/kv/range", r#"{"key":"Y\r\nQ=="}"#),
+        ("/v3/kv/range", r#"{"key":[97]}"#),
+        ("/v3/kv/range", r#"{"key":["YQ=="]}"#),
+        ("/v3/kv/range", r#"{"key":[300]}"#),
+        ("/v3/kv/range", r#"{"key":5}"#),
+        ("/v3/kv/range", r#"{"key":{"a":1}}"#),
+        ("/v3/kv/range", r#"{"key":null}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":"NOPE"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":"DESCEND"}"#),
+        (
+            "/v3/kv/range",
+            r#"{"key":"YQ==","sort_order":"\u0044ESCEND"}"#,
+        ),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":1.5}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":true}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":"1"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":2.0}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":"2.5"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":1e3}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":"abc"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":""}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":" 1 "}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":true}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":"null"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":"-"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":"1.e"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":"tru"}"#),
+        (
+            "/v3/kv/range",
+            r#"{"key":"YQ==","revision":9223372036854775808}"#,
+        ),
+        ("/v3/kv/range", r#"{"key":"YQ==","keys_only":"true"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","keys_only":1}"#),
+        (
+            "/v3/kv/range",
+            r#"{"key":"YQ==","count_only":false,"countOnly":true}"#,
+        ),
+        ("/v3/kv/range", "garbage"),
+        ("/v3/kv/range", "[]"),
+        ("/v3/kv/range", r#""x""#),
+        ("/v3/kv/range", "null"),
+        ("/v3/kv/range", r#"{"key":"YQ==" "x"}"#),
+        ("/v3/kv/range", r#"{"key":"YQ=="}x"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","limit":01}"#),
+        ("/v3/kv/range", r#"{"key":"#),
+        ("/v3/kv/txn", r#"{"compare":{"key":"YQ=="}}"#),
+        ("/v3/kv/txn", r#"{"compare":["x"]}"#),
+        (
+            "/v3/kv/txn",
+            r#"{"compare":[{"key":"YQ==","target":"NOPE"}]}"#,
+        ),
+        (
+            "/v3/kv/txn",
+            r#"{"compare":[{"key":"YQ==","target":"VALUE","value":"Yg=="}],"success":[{"requestRange":{"key":"YQ=="}}]}"#,
+        ),
+        ("/v3/kv/txn", r#"{"success":[{"request_put":"x"}]}"#),
+        ("/v3/lease/grant", r#"{"TTL":"1.5"}"#),
+        ("/v3/lease/grant", r#"{"TTL":[1]}"#),
+    ];
+    let servers = [Flavor::Etcd, Flavor::Detcd].map(|flavor| ServerProcess::start(flavor, &[]));
+    let answers = servers.each_ref().map(|server| {
+        CALLS
+            .iter()
+            .map(|(path, body)| {
+                let (status, answer) = http(&server.client_url, "POST", path, body);
+                (status, json(&answer))
+            })
+            .collect::<Vec<_>>()
+    });
+    for (i, (path, body)) in CALLS.iter().enumerate() {
+        assert_eq!(
+            answers[1][i], answers[0][i],
+            "POST {path} {body}: detcd, then etcd 3.4.23"
+        );
     }
 }
