@@ -229,8 +229,8 @@ pub struct RaftNode {
     /// Refused senders the peers were asked about, and where the answers
     /// (a vouched stranger's id and peer URL) arrive.
     strangers: strangers::Strangers,
-    vouched: mpsc::Sender<(u64, String)>,
-    vouched_answers: Option<mpsc::Receiver<(u64, String)>>,
+    vouched: mpsc::Sender<(u64, Vec<String>)>,
+    vouched_answers: Option<mpsc::Receiver<(u64, Vec<String>)>>,
     /// When the oldest unanswered heartbeat went to each peer, and each
     /// peer's round-trip histogram (etcd's prober measures the same).
     heartbeats_sent: std::collections::BTreeMap<u64, Duration>,
@@ -302,7 +302,7 @@ impl RaftNode {
     async fn run_loop(
         &mut self,
         ticker: &mut tokio::time::Interval,
-        vouched: &mut mpsc::Receiver<(u64, String)>,
+        vouched: &mut mpsc::Receiver<(u64, Vec<String>)>,
         commands: &mut mpsc::Receiver<Command>,
         steps: &mut mpsc::Receiver<Vec<Message>>,
     ) -> Result<(), FatalError> {
@@ -364,15 +364,15 @@ impl RaftNode {
                         self.step(messages);
                     }
                 }
-                Some((id, url)) = vouched.recv() => {
+                Some((id, urls)) = vouched.recv() => {
                     self.strangers.forget(id);
                     if !self.transport.knows(id) {
                         tracing::info!(
                             member = format_args!("{id:x}"),
-                            %url,
+                            urls = urls.join(","),
                             "a peer ahead of this member vouched for a sender it did not know"
                         );
-                        self.transport.set_peer(id, url);
+                        self.transport.set_peer(id, urls);
                     }
                 }
                 // While the backend's writer is behind, new commands wait

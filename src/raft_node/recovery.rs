@@ -66,13 +66,13 @@ pub enum Bootstrap {
     Join {
         member_id: u64,
         cluster_id: u64,
-        peers: BTreeMap<u64, String>,
+        peers: BTreeMap<u64, Vec<String>>,
     },
 }
 
 impl Bootstrap {
     /// Peer URLs to start the transport with, before the registry is built.
-    fn peers(&self) -> BTreeMap<u64, String> {
+    fn peers(&self) -> BTreeMap<u64, Vec<String>> {
         match self {
             Bootstrap::NewCluster {
                 member_id, members, ..
@@ -243,8 +243,8 @@ impl RaftNode {
         }
         peer_urls.extend(recovered_peers(&shared, member_id));
         let mut transport = transport;
-        for (id, url) in peer_urls {
-            transport.set_peer(id, url);
+        for (id, urls) in peer_urls {
+            transport.set_peer(id, urls);
         }
         let attributes = MemberAttributes {
             id: member_id,
@@ -385,7 +385,7 @@ fn open_backend(
 }
 
 /// The peers' URLs as the replicated member registry knows them.
-pub(super) fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, String> {
+pub(super) fn recovered_peers(shared: &Shared, member_id: u64) -> BTreeMap<u64, Vec<String>> {
     let state = shared.state.read().expect("state lock");
     let peers = state
         .members()

@@ -62,10 +62,15 @@ impl Strangers {
 
 /// Asks `peers` in turn whether `id` is a member, trusting only an answer
 /// from a peer that has applied more than this member (`applied`).
-/// Returns the stranger's peer URL once one vouches for it.
-pub async fn vouch(id: u64, peers: Vec<String>, applied: u64, clock: Clock) -> Option<String> {
-    for url in peers {
-        let Ok(answer) = crate::transport::peer_call::fetch_members(&url, &clock).await else {
+/// Returns the stranger's peer URLs once one vouches for it.
+pub async fn vouch(
+    id: u64,
+    peers: Vec<Vec<String>>,
+    applied: u64,
+    clock: Clock,
+) -> Option<Vec<String>> {
+    for urls in peers {
+        let Ok(answer) = crate::transport::peer_call::fetch_members(&urls, &clock).await else {
             continue;
         };
         if answer.applied_index <= applied {
@@ -82,9 +87,9 @@ pub async fn vouch(id: u64, peers: Vec<String>, applied: u64, clock: Clock) -> O
 /// among the removed members. Any such answer is final: a removed id is
 /// never added again (`Members::check_add`), and a peer lists only
 /// removals it has applied.
-pub async fn removed(id: u64, cluster_id: u64, peers: Vec<String>, clock: Clock) -> bool {
-    for url in peers {
-        let Ok(answer) = crate::transport::peer_call::fetch_members(&url, &clock).await else {
+pub async fn removed(id: u64, cluster_id: u64, peers: Vec<Vec<String>>, clock: Clock) -> bool {
+    for urls in peers {
+        let Ok(answer) = crate::transport::peer_call::fetch_members(&urls, &clock).await else {
             continue;
         };
         if answer.cluster_id == cluster_id && answer.removed.contains(&id) {

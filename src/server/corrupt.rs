@@ -23,7 +23,7 @@ impl Server {
             format!("initial corruption check: cannot hash the local store: {error}")
         })?;
         let revision = local.header.as_ref().map_or(0, |header| header.revision);
-        let peers: Vec<(u64, String)> = self
+        let peers: Vec<(u64, Vec<String>)> = self
             .members()
             .into_iter()
             .filter(|member| member.id != member_id)
@@ -32,8 +32,8 @@ impl Server {
             })
             .collect();
         let mut answers = Vec::new();
-        for (id, url) in peers {
-            answers.push((id, fetch_hash_kv(&url, revision, &self.clock).await));
+        for (id, urls) in peers {
+            answers.push((id, fetch_hash_kv(&urls, revision, &self.clock).await));
         }
         let mismatched = hash_mismatches(local.hash, local.compact_revision, &answers);
         if !mismatched.is_empty() {

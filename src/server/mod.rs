@@ -1089,7 +1089,9 @@ async fn join_bootstrap(
         loop {
             let mut freshest: Option<crate::proto::detcdpb::MembersResponse> = None;
             for url in &others {
-                match crate::transport::peer_call::fetch_members(url, clock).await {
+                match crate::transport::peer_call::fetch_members(std::slice::from_ref(url), clock)
+                    .await
+                {
                     Ok(response) => {
                         if freshest
                             .as_ref()

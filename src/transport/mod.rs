@@ -77,7 +77,7 @@ pub struct Transport {
     sending: Arc<Mutex<BTreeSet<u64>>>,
     member_id: u64,
     cluster_id: u64,
-    peer_urls: BTreeMap<u64, String>,
+    peer_urls: BTreeMap<u64, Vec<String>>,
     queues: BTreeMap<u64, mpsc::Sender<Vec<Message>>>,
     filter: Arc<dyn MessageFilter>,
     clock: Clock,
@@ -90,7 +90,7 @@ impl Transport {
     pub fn new(
         member_id: u64,
         cluster_id: u64,
-        peer_urls: BTreeMap<u64, String>,
+        peer_urls: BTreeMap<u64, Vec<String>>,
         filter: Arc<dyn MessageFilter>,
         clock: Clock,
         metrics: Arc<crate::metrics::Metrics>,
@@ -123,13 +123,12 @@ impl Transport {
         std::mem::take(&mut *self.unreachable.lock().expect("unreachable lock"))
     }
 
-    /// Adds or replaces a peer's URLs, as `peer_target` joins them
-    /// (membership changes).
-    pub fn set_peer(&mut self, id: u64, url: String) {
-        if self.peer_urls.get(&id) == Some(&url) {
+    /// Adds or replaces a peer's URLs (membership changes).
+    pub fn set_peer(&mut self, id: u64, urls: Vec<String>) {
+        if self.peer_urls.get(&id) == Some(&urls) {
             return;
         }
-        if self.peer_urls.insert(id, url).is_some() {
+        if self.peer_urls.insert(id, urls).is_some() {
             self.queues.remove(&id);
         }
         self.queue(id);
@@ -138,7 +137,7 @@ impl Transport {
     /// Makes `peers` the whole set of peers: those not in it are dropped,
     /// the others added or moved (after a snapshot replaced the member
     /// registry, whose changes this member's log never showed it).
-    pub fn set_peers(&mut self, peers: BTreeMap<u64, String>) {
+    pub fn set_peers(&mut self, peers: BTreeMap<u64, Vec<String>>) {
         let gone: Vec<u64> = self
             .peer_urls
             .keys()
@@ -159,8 +158,8 @@ impl Transport {
     }
 
     /// Every peer's URL, each once.
-    pub fn peer_urls(&self) -> Vec<String> {
-        let urls: std::collections::BTreeSet<&String> = self.peer_urls.values().collect();
+    pub fn peer_urls(&self) -> Vec<Vec<String>> {
+        let urls: std::collections::BTreeSet<&Vec<String>> = self.peer_urls.values().collect();
         urls.into_iter().cloned().collect()
     }
 
@@ -244,7 +243,7 @@ impl Transport {
         delay: Duration,
     ) -> bool {
         let to = message.to;
-        let Some(url) = self.peer_urls.get(&to).cloned() else {
+        let Some(urls) = self.peer_urls.get(&to).cloned() else {
             return false;
         };
         if !self.sending.lock().expect("sending lock").insert(to) {
@@ -254,7 +253,7 @@ impl Transport {
             from: self.member_id,
             to,
             cluster_id: self.cluster_id,
-            url,
+            urls,
             clock: self.clock.clone(),
             message,
             source,
@@ -284,13 +283,13 @@ impl Transport {
                 return Some(queue.clone());
             }
         }
-        let url = self.peer_urls.get(&to)?.clone();
+        let urls = self.peer_urls.get(&to)?.clone();
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_LEN);
         let link = Link {
             from: self.member_id,
             to,
             cluster_id: self.cluster_id,
-            url,
+            urls,
             clock: self.clock.clone(),
             activity: self.activity.clone(),
             unreachable: self.unreachable.clone(),
@@ -317,12 +316,11 @@ pub fn set_peer_tls(tls: crate::tls::Tls) {
     let _ = PEER_TLS.set(tls);
 }
 
-/// A raft client to a peer at `urls`: its peer URLs as `peer_target`
-/// joins them, tried in order until one answers (etcd's urlPicker moves on
-/// from a URL that fails).
-pub(crate) async fn dial(urls: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+/// A raft client to a peer at one of its peer URLs, tried in order until
+/// one answers (etcd's urlPicker moves on from a URL that fails).
+pub(crate) async fn dial(urls: &[String]) -> Result<RaftClient<tonic::transport::Channel>, String> {
     let mut failures = Vec::new();
-    for url in urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+    for url in urls {
         match dial_one(url).await {
             Ok(client) => return Ok(client),
             Err(error) => failures.push(error),
@@ -334,10 +332,11 @@ pub(crate) async fn dial(urls: &str) -> Result<RaftClient<tonic::transport::Chan
     Err(failures.join("; "))
 }
 
-/// A peer's URLs as the transport keeps and dials them: comma-separated,
-/// as etcd's flags list them. `None` for a member without any.
-pub fn peer_target(urls: &[String]) -> Option<String> {
-    (!urls.is_empty()).then(|| urls.join(","))
+/// A member's peer URLs as the transport keeps and dials them; `None`
+/// for a member without any (a learner not yet started has some; a
+/// member added by URL-less API calls has none to dial).
+pub fn peer_target(urls: &[String]) -> Option<Vec<String>> {
+    (!urls.is_empty()).then(|| urls.to_vec())
 }
 
 /// A raft client to the peer at `url`: over TLS for an https URL, over a
@@ -379,7 +378,7 @@ struct Link {
     from: u64,
     to: u64,
     cluster_id: u64,
-    url: String,
+    urls: Vec<String>,
     clock: Clock,
     activity: PeerActivity,
     unreachable: Arc<Mutex<BTreeSet<u64>>>,
@@ -390,7 +389,7 @@ struct Link {
 impl Link {
     async fn run(self, mut queue: mpsc::Receiver<Vec<Message>>) {
         loop {
-            match dial(&self.url).await {
+            match dial(&self.urls).await {
                 Ok(client) => {
                     self.activity
                         .lock()
@@ -471,7 +470,7 @@ mod tests {
     fn transport(peers: &[(u64, &str)]) -> Transport {
         let peers = peers
             .iter()
-            .map(|(id, url)| (*id, url.to_string()))
+            .map(|(id, url)| (*id, vec![url.to_string()]))
             .collect();
         Transport::new(
             1,
@@ -546,15 +545,15 @@ mod tests {
         // Nothing listens on these: the links only fail to dial.
         let mut transport = transport(&[(2, "http://127.0.0.1:9"), (3, "http://127.0.0.1:10")]);
         let registry = BTreeMap::from([
-            (3, "http://127.0.0.1:11".to_string()),
-            (4, "http://127.0.0.1:12".to_string()),
+            (3, vec!["http://127.0.0.1:11".to_string()]),
+            (4, vec!["http://127.0.0.1:12".to_string()]),
         ]);
         transport.set_peers(registry);
         assert!(!transport.knows(2), "a member the registry lost is dropped");
         assert!(transport.knows(4), "a member the registry gained is added");
         assert_eq!(
             transport.peer_urls(),
-            vec!["http://127.0.0.1:11", "http://127.0.0.1:12"],
+            [["http://127.0.0.1:11"], ["http://127.0.0.1:12"]],
             "a moved member is reached at its new URL"
         );
         assert_eq!(

@@ -32,11 +32,16 @@ impl std::fmt::Display for PeerCallError {
 /// stall the answers of the others.
 pub const MEMBERS_ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Asks the member at `url` for the cluster's members and id, waiting at
-/// most `MEMBERS_ASK_TIMEOUT`.
-pub async fn fetch_members(url: &str, clock: &Clock) -> Result<MembersResponse, PeerCallError> {
+/// Asks the member at one of `urls` for the cluster's members and id,
+/// waiting at most `MEMBERS_ASK_TIMEOUT`.
+pub async fn fetch_members(
+    urls: &[String],
+    clock: &Clock,
+) -> Result<MembersResponse, PeerCallError> {
     let ask = async {
-        let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
+        let mut client = super::dial(urls)
+            .await
+            .map_err(PeerCallError::Unreachable)?;
         let response = client
             .members(MembersRequest {})
             .await
@@ -61,10 +66,12 @@ async fn answer_within<T>(
     }
 }
 
-/// Asks the leader at `url` to promote learner `id`. The answer is etcd's
+/// Asks the leader at one of `urls` to promote learner `id`. The answer is etcd's
 /// error string, empty once the promotion has applied on the leader.
-pub async fn forward_promote(url: &str, id: u64) -> Result<String, PeerCallError> {
-    let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
+pub async fn forward_promote(urls: &[String], id: u64) -> Result<String, PeerCallError> {
+    let mut client = super::dial(urls)
+        .await
+        .map_err(PeerCallError::Unreachable)?;
     let response = client
         .promote(PromoteRequest { id })
         .await
@@ -76,15 +83,17 @@ pub async fn forward_promote(url: &str, id: u64) -> Result<String, PeerCallError
 /// timeout per peer): hashing reads the whole history.
 pub const HASH_KV_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Asks the member at `url` for its HashKV up to `revision`, waiting at
+/// Asks the member at one of `urls` for its HashKV up to `revision`, waiting at
 /// most `HASH_KV_TIMEOUT`.
 pub async fn fetch_hash_kv(
-    url: &str,
+    urls: &[String],
     revision: i64,
     clock: &Clock,
 ) -> Result<PeerHashKvResponse, PeerCallError> {
     let ask = async {
-        let mut client = super::dial(url).await.map_err(PeerCallError::Unreachable)?;
+        let mut client = super::dial(urls)
+            .await
+            .map_err(PeerCallError::Unreachable)?;
         let response = client
             .hash_kv(PeerHashKvRequest { revision })
             .await

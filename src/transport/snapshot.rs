@@ -50,7 +50,7 @@ pub(super) struct SnapshotSend {
     pub from: u64,
     pub to: u64,
     pub cluster_id: u64,
-    pub url: String,
+    pub urls: Vec<String>,
     pub clock: Clock,
     pub message: Message,
     pub source: Arc<dyn SnapshotSource>,
@@ -91,7 +91,7 @@ impl SnapshotSend {
     async fn send(&self) -> Result<u64, String> {
         let client = tokio::select! {
             biased;
-            client = super::dial(&self.url) => client?,
+            client = super::dial(&self.urls) => client?,
             () = self.clock.sleep(super::DIAL_TIMEOUT) => {
                 return Err(format!("no connection in {:?}", super::DIAL_TIMEOUT))
             }
