@@ -187,6 +187,9 @@ where
     };
     let messages = match decode_requests(&method.input, &body, method.client_streams) {
         Ok(messages) => messages,
+        // grpc-gateway: a unary request that does not decode is
+        // InvalidArgument; a stream's first one is a bare error, Unknown.
+        Err(error) if method.client_streams => return error_response(tonic::Code::Unknown, &error),
         Err(error) => return error_response(tonic::Code::InvalidArgument, &error),
     };
     let mut frames = BytesMut::new();
@@ -222,8 +225,19 @@ where
     let mut grpc = grpc;
     let Ok(response) = grpc.call(grpc_request).await;
     if let Some(code) = status_code(response.headers()) {
-        // Trailers-only: an error before any message.
-        return error_response(code, &status_message(response.headers()));
+        // Trailers-only: an error before any message; a stream's is
+        // grpc-gateway's stream error line.
+        let message = status_message(response.headers());
+        if method.streams {
+            let mut response = respond(
+                http_status(code),
+                "application/json",
+                Bytes::from(stream_error(code, &message)),
+            );
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            return response;
+        }
+        return error_response(code, &message);
     }
     if method.streams {
         stream_response(response.into_body(), method.output)
@@ -277,7 +291,7 @@ async fn unary_response(body: Body, output: &MessageDescriptor) -> Response<Body
         return error_response(tonic::Code::Internal, "the gRPC call answered no message");
     };
     match to_json(output, &message) {
-        Ok(json) => json_response(StatusCode::OK, json),
+        Ok(json) => with_grpc_metadata(json_response(StatusCode::OK, json)),
         Err(error) => error_response(tonic::Code::Internal, &error),
     }
 }
@@ -327,6 +341,16 @@ fn stream_response(body: Body, output: MessageDescriptor) -> Response<Body> {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    with_grpc_metadata(response)
+}
+
+/// grpc-gateway passes the gRPC answer's headers on as
+/// `Grpc-Metadata-*`: etcd's carry its content type.
+fn with_grpc_metadata(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        "grpc-metadata-content-type",
+        HeaderValue::from_static("application/grpc"),
     );
     response
 }

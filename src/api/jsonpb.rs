@@ -39,16 +39,22 @@ const GO_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose
 );
 
 /// The request messages of a gateway call's body, as JSON prost-reflect
-/// reads as jsonpb would: for a unary call the body's first JSON value
-/// (Go's decoder reads no further), for a stream each one in turn. An
-/// empty body is one empty message.
+/// reads as jsonpb would. For a unary call: the body's first JSON value
+/// (Go's decoder reads no further), an empty body one empty message. For
+/// a client stream: each value in turn until one does not decode, which
+/// ends the stream there (grpc-gateway stops sending) unless it is the
+/// first; an empty body sends nothing.
 pub fn requests(
     input: &MessageDescriptor,
     body: &[u8],
     stream: bool,
 ) -> Result<Vec<Value>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(vec![Value::Object(Default::default())]);
+        return Ok(if stream {
+            Vec::new()
+        } else {
+            vec![Value::Object(Default::default())]
+        });
     }
     let text = std::str::from_utf8(body).map_err(|error| error.to_string())?;
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
@@ -56,8 +62,14 @@ pub fn requests(
     loop {
         let offset = values.byte_offset();
         let Some(value) = values.next() else { break };
-        let value = value.map_err(|error| syntax_error(&text[offset..], &error))?;
-        messages.push(message(input, value)?);
+        let decoded = value
+            .map_err(|error| syntax_error(&text[offset..], &error))
+            .and_then(|value| message(input, value));
+        match decoded {
+            Ok(decoded) => messages.push(decoded),
+            Err(_) if stream && !messages.is_empty() => break,
+            Err(error) => return Err(error),
+        }
         if !stream {
             break;
         }

@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::status::recipe_error;
+use crate::error::Error;
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::v3lockpb::{
     lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
@@ -33,6 +34,11 @@ impl Lock for LockService {
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         self.server.refuse_if_learner()?;
+        // etcd's Unlock deletes the key through the KV API, which checks
+        // it before anything else (and the error comes back as Unknown).
+        if request.get_ref().key.is_empty() {
+            return Err(recipe_error(Error::EmptyKey));
+        }
         let server = super::caller(&self.server, &request).await?;
         let header: ResponseHeader = server
             .unlock(&request.into_inner().key)

@@ -314,7 +314,10 @@ impl Session {
                     continue;
                 }
                 self.server.fill_header(&mut response.header);
-                for part in fragments(response, self.server.limits.max_request_bytes) {
+                // etcd's watch server cuts at the largest message a
+                // client takes: the request limit and gRPC's overhead.
+                let max = self.server.limits.max_request_bytes + crate::config::GRPC_OVERHEAD_BYTES;
+                for part in fragments(response, max) {
                     self.send(part).await?;
                 }
             }

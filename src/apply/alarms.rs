@@ -42,6 +42,13 @@ impl Alarms {
             .collect()
     }
 
+    /// Is the cluster held as corrupt (a CORRUPT alarm is up)?
+    pub fn corrupt(&self) -> bool {
+        self.active
+            .iter()
+            .any(|(_, alarm)| *alarm == AlarmType::Corrupt as i32)
+    }
+
     /// Is the store capped (a NOSPACE alarm is up)?
     pub fn no_space(&self) -> bool {
         self.active
@@ -63,10 +70,17 @@ impl Alarms {
 }
 
 /// How etcd prints an alarm (the protobuf text form of `AlarmMember`,
-/// trailing space included): in Status errors and `etcdctl alarm list`.
+/// trailing space included, zero fields left out): in Status errors.
 pub fn describe(alarm: &AlarmMember) -> String {
-    let name = AlarmType::try_from(alarm.alarm)
-        .map(|alarm| alarm.as_str_name().to_string())
-        .unwrap_or_else(|_| alarm.alarm.to_string());
-    format!("memberID:{} alarm:{name} ", alarm.member_id)
+    let mut text = String::new();
+    if alarm.member_id != 0 {
+        text.push_str(&format!("memberID:{} ", alarm.member_id));
+    }
+    if alarm.alarm != AlarmType::None as i32 {
+        let name = AlarmType::try_from(alarm.alarm)
+            .map(|alarm| alarm.as_str_name().to_string())
+            .unwrap_or_else(|_| alarm.alarm.to_string());
+        text.push_str(&format!("alarm:{name} "));
+    }
+    text
 }

@@ -201,7 +201,7 @@ impl StateMachine {
         }
         self.applied_index = index;
         let request = request?;
-        let key_value = matches!(
+        let key_space = matches!(
             request,
             Request::Range(_)
                 | Request::Put(_)
@@ -209,8 +209,10 @@ impl StateMachine {
                 | Request::Txn(_)
                 | Request::Compaction(_)
         );
+        #[cfg(not(madsim))]
+        let key_value = key_space;
         #[cfg(madsim)]
-        let key_value = key_value
+        let key_value = key_space
             || (crate::sabotage::active(crate::sabotage::Sabotage::StatePartsNotRewritten)
                 && matches!(request, Request::LeaseRenew(_)));
         self.parts_changed |= !key_value;
@@ -224,6 +226,14 @@ impl StateMachine {
             }
         } else if let Some(answer) = self.apply_auth(index, request) {
             return Some(answer);
+        }
+        // etcd's applierV3Corrupt: while a CORRUPT alarm is up, nothing
+        // that goes through raft reads or changes the key space or leases
+        // (linearizable reads and read-only txns are answered beside
+        // raft, from the store as it is, as etcd answers them).
+        let refused_when_corrupt = key_space || matches!(request, Request::LeaseGrant(_));
+        if refused_when_corrupt && self.alarms.corrupt() {
+            return Some(Err(Error::Corrupt));
         }
         Some(match request {
             Request::Range(range) => self.range(range).map(Response::Range),
@@ -474,6 +484,10 @@ impl StateMachine {
     /// (none if there are no keys), then the lease goes. The revision of
     /// the store afterwards.
     fn lease_revoke(&mut self, id: i64) -> Result<i64, Error> {
+        // applierV3Corrupt: no revoke, so no expiry either.
+        if self.alarms.corrupt() {
+            return Err(Error::Corrupt);
+        }
         let lease = self.leases.remove(id).ok_or(Error::LeaseNotFound)?;
         let mut write = self.store.write();
         #[allow(unused_mut)]

@@ -301,6 +301,71 @@ fn a_nospace_alarm_caps_writes_until_it_is_disarmed() {
         }),
         "memberID:7 alarm:NOSPACE "
     );
+    assert_eq!(
+        describe_alarm(&AlarmMember {
+            member_id: 7,
+            alarm: 0
+        }),
+        "memberID:7 ",
+        "a NONE alarm's type is left out, as protobuf's text form leaves zeros"
+    );
+}
+
+/// etcd's applierV3Corrupt: under a CORRUPT alarm every request that goes
+/// through raft to read or change keys or leases is refused, leases do
+/// not expire, and all works again once it is disarmed.
+#[test]
+fn a_corrupt_alarm_refuses_key_and_lease_changes_until_it_is_disarmed() {
+    let (mut machine, mut index) = machine_with(&[("a", "1")]);
+    let mut apply = |machine: &mut StateMachine, request: Request| {
+        index += 1;
+        machine
+            .apply(index, Some(&request))
+            .expect("a new index is applied")
+    };
+    assert!(apply(&mut machine, grant(5, 60)).is_ok());
+    let corrupt = |action: AlarmAction| {
+        Request::Alarm(AlarmRequest {
+            action: action as i32,
+            member_id: 7,
+            alarm: crate::proto::etcdserverpb::AlarmType::Corrupt as i32,
+        })
+    };
+    assert!(apply(&mut machine, corrupt(AlarmAction::Activate)).is_ok());
+    let revision = machine.store().current_revision();
+    let put = Request::Put(PutRequest {
+        key: b"b".to_vec(),
+        value: b"2".to_vec(),
+        ..Default::default()
+    });
+    let refused = [
+        put.clone(),
+        Request::DeleteRange(DeleteRangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        }),
+        Request::Txn(TxnRequest::default()),
+        Request::Compaction(crate::proto::etcdserverpb::CompactionRequest {
+            revision: 1,
+            ..Default::default()
+        }),
+        grant(6, 60),
+        Request::LeaseRevoke(crate::proto::etcdserverpb::LeaseRevokeRequest { id: 5 }),
+    ];
+    for request in refused {
+        assert_eq!(
+            apply(&mut machine, request.clone()),
+            Err(Error::Corrupt),
+            "{request:?}"
+        );
+    }
+    assert_eq!(machine.store().current_revision(), revision);
+    assert!(machine.leases().contains(5), "not revoked");
+    assert!(apply(&mut machine, corrupt(AlarmAction::Deactivate)).is_ok());
+    assert!(
+        apply(&mut machine, put).is_ok(),
+        "disarmed: writes work again"
+    );
 }
 
 fn grant(id: i64, ttl: i64) -> Request {

@@ -85,7 +85,7 @@ impl Shared {
         let file = self.backend.file_bytes();
         DbSizes {
             file,
-            in_use: logical.min(file),
+            in_use: logical.max(EMPTY_IN_USE_BYTES).min(file),
         }
     }
 
@@ -114,6 +114,11 @@ impl Shared {
         self.revision.set(revision);
     }
 }
+
+/// What an empty backend has in use, as etcd's fresh bbolt file reports
+/// it (`dbSizeInUse` 16384: its meta, freelist and bucket pages), so a
+/// new member's Status carries the field as etcd's does.
+pub const EMPTY_IN_USE_BYTES: u64 = 16 * 1024;
 
 /// The backend's sizes in bytes (`Shared::db_sizes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -41,6 +41,19 @@ fn headers_are_where_etcd_sends_them() {
             .unwrap();
         assert_eq!(move_leader.into_inner().header, None);
 
+        phase!("a snapshot's pieces come without a header");
+        let mut pieces = maintenance
+            .snapshot(detcd::proto::etcdserverpb::SnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let mut count = 0;
+        while let Some(piece) = pieces.message().await.unwrap() {
+            assert_eq!(piece.header, None, "piece {count}");
+            count += 1;
+        }
+        assert!(count >= 2, "the file's pieces, then its checksum");
+
         phase!("MemberList's header has ids and term, and no revision");
         let mut cluster = ClusterClient::connect(url).await.unwrap();
         let list = cluster

@@ -406,4 +406,29 @@ fn request_json_is_read_as_etcd_reads_it() {
             "POST {path} {body}: detcd, then etcd 3.4.23"
         );
     }
+
+    phase!("a client stream's body: nothing, a bad first message, a bad later one");
+    const STREAMS: &[(&str, &str)] = &[
+        ("/v3/lease/keepalive", ""),
+        ("/v3/lease/keepalive", r#"{"ID":"#),
+        ("/v3/lease/keepalive", r#"{"ID":"x"}"#),
+        ("/v3/lease/keepalive", r#"{"ID":"1"}{"ID":"#),
+        ("/v3/lease/keepalive", r#"{"ID":"1"}[]"#),
+    ];
+    let answers = servers.each_ref().map(|server| {
+        STREAMS
+            .iter()
+            .map(|(path, body)| {
+                let (status, answer) = http(&server.client_url, "POST", path, body);
+                let lines: Vec<Value> = answer.lines().map(json).collect();
+                (status, lines)
+            })
+            .collect::<Vec<_>>()
+    });
+    for (i, (path, body)) in STREAMS.iter().enumerate() {
+        assert_eq!(
+            answers[1][i], answers[0][i],
+            "POST {path} {body}: detcd, then etcd 3.4.23"
+        );
+    }
 }
