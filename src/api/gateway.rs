@@ -240,7 +240,7 @@ where
         return error_response(code, &message);
     }
     if method.streams {
-        stream_response(response.into_body(), method.output)
+        stream_response(response.into_body(), method.output).await
     } else {
         unary_response(response.into_body(), &method.output).await
     }
@@ -297,8 +297,11 @@ async fn unary_response(body: Body, output: &MessageDescriptor) -> Response<Body
 }
 
 /// One `{"result": ...}` line per message; a gRPC error ends the stream
-/// with grpc-gateway's stream error line.
-fn stream_response(body: Body, output: MessageDescriptor) -> Response<Body> {
+/// with grpc-gateway's stream error line. The answer's head goes with its
+/// first line (or its end), as Go's server sends a head with the first
+/// write: a client waiting on an election with no leader yet hears
+/// nothing until there is one, as from etcd.
+async fn stream_response(body: Body, output: MessageDescriptor) -> Response<Body> {
     let lines = futures::stream::unfold(
         (Some(body), GrpcFrames::default()),
         move |(body, mut frames)| {
@@ -337,6 +340,10 @@ fn stream_response(body: Body, output: MessageDescriptor) -> Response<Body> {
         },
     )
     .map(|line| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(line))));
+    // Fused: a stream that ended before its first line is not polled again.
+    let mut lines = Box::pin(lines.fuse());
+    let first = lines.next().await;
+    let lines = futures::stream::iter(first).chain(lines);
     let mut response = Response::new(Body::new(http_body_util::StreamBody::new(lines)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -432,3 +432,54 @@ fn request_json_is_read_as_etcd_reads_it() {
         );
     }
 }
+
+/// A stream's answer begins with its first message, as Go's server sends
+/// a head with the first write: observing an election with no leader
+/// yet, a client hears nothing at all, from either server, until one is
+/// elected.
+#[test]
+fn a_stream_answers_once_it_has_a_first_message() {
+    let servers = [Flavor::Etcd, Flavor::Detcd].map(|flavor| ServerProcess::start(flavor, &[]));
+    for server in &servers {
+        let address = server.client_url.trim_start_matches("http://").to_string();
+        let mut observe = TcpStream::connect(&address).unwrap();
+        observe
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let body = r#"{"name":"ZWxlY3Rpb24="}"#;
+        write!(
+            observe,
+            "POST /v3/election/observe HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut buffer = [0u8; 1024];
+        match observe.read(&mut buffer) {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!(
+                "{:?}: an answer before any leader: {other:?} {:?}",
+                server.flavor,
+                String::from_utf8_lossy(&buffer)
+            ),
+        }
+        let (status, _) = http(
+            &server.client_url,
+            "POST",
+            "/v3/election/campaign",
+            r#"{"name":"ZWxlY3Rpb24=","value":"dg=="}"#,
+        );
+        assert_eq!(status, 200, "{:?}", server.flavor);
+        let mut seen = String::new();
+        observe.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+        while !seen.contains(r#""value":"dg==""#) {
+            let read = observe.read(&mut buffer).expect("the leader is observed");
+            assert!(read > 0, "{:?}: the stream ended: {seen}", server.flavor);
+            seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+        assert!(seen.starts_with("HTTP/1.1 200 OK"), "{seen}");
+    }
+}
