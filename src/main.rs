@@ -329,9 +329,9 @@ async fn run(config: Config) -> Result<(), String> {
         &config.listen_metrics_urls,
     ]
     .into_iter()
-    .flat_map(|urls| urls.split(','))
+    .flat_map(|urls| detcd::config::split_urls(urls))
     {
-        if let Ok(ListenAddress::Unix(path)) = parse_listen_address(url) {
+        if let Ok(ListenAddress::Unix(path)) = parse_listen_address(&url) {
             #[allow(clippy::disallowed_methods)] // The binary, not the core.
             let _ = std::fs::remove_file(path);
         }
