@@ -24,6 +24,10 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 pub const DEFAULT_MAX_TXN_OPS: u32 = 128;
 /// etcd's default for --snapshot-count.
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
+/// etcd's watch progress notification interval by default, 10 minutes.
+pub const WATCH_PROGRESS_INTERVAL_DEFAULT: Duration = Duration::from_secs(600);
+/// etcd's `minWatchProgressInterval`: shorter intervals are raised to it.
+pub const WATCH_PROGRESS_INTERVAL_MIN: Duration = Duration::from_millis(100);
 
 /// A flag given twice takes its last value, as etcd's (Go's `flag`) do.
 #[derive(Clone, Debug, Parser)]
@@ -104,6 +108,11 @@ pub struct Config {
     /// default: no limit short of 2^32-1).
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
+    /// Duration of periodic watch progress notifications (Go's duration
+    /// syntax; raised to 100ms at least; 0 means the default).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m",
+          value_parser = parse_go_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
     /// Path to the server configuration file (YAML, etcd's keys). etcd
     /// ignores every other flag and ETCD_* variable when given one; detcd
     /// refuses the mix instead.
@@ -267,6 +276,15 @@ impl Config {
 
     /// How long a request waits for raft before "request timed out"
     /// (etcd `ReqTimeout`: 5 s plus two election timeouts).
+    /// How often watchers that asked for progress hear the revision:
+    /// etcd's default for 0, never under etcd's 100 ms minimum.
+    pub fn watch_progress_interval(&self) -> Duration {
+        match self.experimental_watch_progress_notify_interval {
+            Duration::ZERO => WATCH_PROGRESS_INTERVAL_DEFAULT,
+            interval => interval.max(WATCH_PROGRESS_INTERVAL_MIN),
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(5) + 2 * Duration::from_millis(self.election_timeout)
     }
@@ -439,6 +457,11 @@ pub fn parse_listen_address(url: &str) -> Result<ListenAddress, String> {
     }
 }
 
+/// A Go duration as etcd's flags take it: "1m0s", "500ms", "2h".
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))
+}
+
 /// Splits a comma-separated URL flag.
 pub fn split_urls(flag: &str) -> Vec<String> {
     flag.split(',')
@@ -563,9 +586,10 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("experimental-corrupt-check-time", &["0s", "0"]),
     ("experimental-enable-v2v3", &[""]),
     ("experimental-backend-bbolt-freelist-type", &["array"]),
-    ("experimental-enable-lease-checkpoint", &["false"]),
+    // detcd always checkpoints leases' remaining TTLs (ARCHITECTURE.md,
+    // Leases): what etcd's flag turns on, and better than its default.
+    ("experimental-enable-lease-checkpoint", &["false", "true"]),
     ("experimental-compaction-batch-limit", &["1000"]),
-    ("experimental-watch-progress-notify-interval", &["10m"]),
     ("experimental-warning-apply-duration", &["100ms"]),
 ];
 
@@ -592,7 +616,11 @@ fn check_not_implemented(flag: &str, value: &str, origin: &str) -> Result<bool, 
         return Ok(false);
     };
     let value = value.trim();
-    if accepted.iter().any(|ok| ok.eq_ignore_ascii_case(value)) {
+    let same_duration = |ok: &str| {
+        DURATION_KEYS.contains(&flag)
+            && matches!((parse_go_duration(ok), parse_go_duration(value)), (Ok(a), Ok(b)) if a == b)
+    };
+    if (accepted.iter()).any(|ok| ok.eq_ignore_ascii_case(value) || same_duration(ok)) {
         return Ok(true);
     }
     Err(format!(
@@ -743,6 +771,14 @@ const TRANSPORT_SECURITY_KEYS: &[&str] = &[
     "auto-tls",
 ];
 
+/// etcd's `time.Duration` settings: a YAML file gives them as integers,
+/// in nanoseconds.
+const DURATION_KEYS: &[&str] = &[
+    "experimental-watch-progress-notify-interval",
+    "experimental-corrupt-check-time",
+    "experimental-warning-apply-duration",
+];
+
 /// The flags a YAML config file with etcd's keys stands for.
 fn config_file_args(text: &str) -> Result<Vec<String>, String> {
     use yaml_rust2::{Yaml, YamlLoader};
@@ -801,7 +837,11 @@ fn config_file_args(text: &str) -> Result<Vec<String>, String> {
         if matches!(value, Yaml::Null) {
             continue; // etcd: the default
         }
-        let value = scalar(value).ok_or_else(|| format!("{origin}: not a value"))?;
+        let value_yaml = value;
+        let mut value = scalar(value).ok_or_else(|| format!("{origin}: not a value"))?;
+        if let (Yaml::Integer(_), true) = (value_yaml, DURATION_KEYS.contains(&key.as_str())) {
+            value.push_str("ns"); // Go's time.Duration in JSON: nanoseconds
+        }
         if implemented(key) {
             args.push(format!("--{key}={value}"));
         } else if !check_not_implemented(key, &value, &origin)? {
@@ -1012,6 +1052,7 @@ mod tests {
             "--name",
             "m1",
             "--grpc-keepalive-timeout=20s",
+            "--experimental-enable-lease-checkpoint=true",
         ]))
         .unwrap();
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
@@ -1030,6 +1071,50 @@ mod tests {
             Ok(vec!["--max-snapshots=5".into(), "--max-wals=5".into()])
         );
         assert!(config_file_args("nmae:\n").unwrap_err().contains("nmae"));
+    }
+
+    #[test]
+    fn durations_come_as_go_text_in_flags_and_nanoseconds_in_a_config_file() {
+        let yaml = "experimental-watch-progress-notify-interval: 5000000000\n\
+                    experimental-warning-apply-duration: 100000000\n\
+                    experimental-corrupt-check-time: 0\n";
+        assert_eq!(
+            config_file_args(yaml),
+            Ok(vec![
+                "--experimental-watch-progress-notify-interval=5000000000ns".into()
+            ])
+        );
+        let load_args = |args: &[&str]| {
+            load(
+                args.iter().map(OsString::from).collect(),
+                &variables(&[]),
+                |_| Err("no file".into()),
+            )
+        };
+        let interval = |flag: &str| {
+            load_args(&["detcd", flag])
+                .unwrap()
+                .0
+                .watch_progress_interval()
+        };
+        assert_eq!(
+            interval("--experimental-watch-progress-notify-interval=5000000000ns"),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            interval("--experimental-watch-progress-notify-interval=1m30s"),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            interval("--experimental-watch-progress-notify-interval=1ms"),
+            WATCH_PROGRESS_INTERVAL_MIN
+        );
+        assert_eq!(
+            interval("--experimental-watch-progress-notify-interval=0s"),
+            WATCH_PROGRESS_INTERVAL_DEFAULT
+        );
+        let refused = load_args(&["detcd", "--experimental-watch-progress-notify-interval=5"]);
+        assert!(refused.is_err(), "Go wants a unit");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct GatewayArgs {
     pub endpoints: Vec<String>,
     /// How long a failed endpoint is set aside before it is dialed again
     /// (Go's durations: 1m0s, 500ms).
-    #[arg(long, default_value = "1m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "1m", value_parser = crate::config::parse_go_duration)]
     pub retry_delay: Duration,
     /// DNS SRV discovery (not implemented: must be empty).
     #[arg(long, default_value = "")]
@@ -50,11 +50,6 @@ pub struct GatewayArgs {
     /// The CA for discovered endpoints (not implemented: must be empty).
     #[arg(long, default_value = "")]
     pub trusted_ca_file: String,
-}
-
-/// A Go duration as etcd's flags take it: "1m0s", "500ms", "2h".
-fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))
 }
 
 /// `--retry-delay=0` means this (etcd's tcpproxy default), not a busy loop.

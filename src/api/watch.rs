@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,9 +20,6 @@ use crate::watch::{Poll, Watcher};
 /// Responses queued for a stream's client; a slow client holds its
 /// session back (its watchers then catch up from the revision log).
 pub const WATCH_RESPONSES_BUFFERED: usize = 128;
-/// How often a watcher that asked for progress notifications hears the
-/// current revision when nothing happens (etcd's default, 10 minutes).
-pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// etcd's `clientv3.AutoWatchID`: the server picks the id.
 const AUTO_WATCH_ID: i64 = 0;
 /// The watch id of a progress response that answers the whole stream.
@@ -58,6 +54,7 @@ impl Watch for WatchService {
             sender,
             watchers: BTreeMap::new(),
             fragmenting: BTreeSet::new(),
+            heard: BTreeSet::new(),
             next_id: 0,
         };
         tokio::spawn(session.run(request.into_inner()));
@@ -75,6 +72,9 @@ struct Session {
     watchers: BTreeMap<i64, Watcher>,
     /// Watchers that asked for large responses in fragments.
     fragmenting: BTreeSet<i64>,
+    /// Watchers sent events since the last progress tick: as etcd, they
+    /// skip that tick's notification.
+    heard: BTreeSet<i64>,
     next_id: i64,
 }
 
@@ -84,7 +84,8 @@ struct Gone;
 impl Session {
     async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
         let mut revisions = self.server.subscribe_revisions();
-        let mut progress = self.server.clock().interval(PROGRESS_NOTIFY_INTERVAL);
+        let interval = self.server.limits.watch_progress_interval;
+        let mut progress = self.server.clock().interval(interval);
         progress.tick().await;
         let stopped = self.server.stopped();
         tokio::pin!(stopped);
@@ -281,6 +282,7 @@ impl Session {
                 for watcher in self.watchers.values_mut() {
                     match watcher.poll(store) {
                         Poll::Events { events, revision } if !events.is_empty() => {
+                            self.heard.insert(watcher.id);
                             responses.push(WatchResponse {
                                 header: Some(ResponseHeader {
                                     revision,
@@ -325,11 +327,13 @@ impl Session {
         Ok(target)
     }
 
-    /// Tells each watcher that asked for it the revision it is caught up to.
+    /// Tells each watcher that asked for it, and heard no events since the
+    /// last tick, the revision it is caught up to (etcd's sendLoop).
     async fn notify_progress(&mut self) -> Result<(), Gone> {
         let revision = self.deliver().await?;
+        let heard = std::mem::take(&mut self.heard);
         let due: Vec<i64> = (self.watchers.values())
-            .filter(|watcher| watcher.progress_notify)
+            .filter(|watcher| watcher.progress_notify && !heard.contains(&watcher.id))
             .map(|watcher| watcher.id)
             .collect();
         for id in due {

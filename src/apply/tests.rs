@@ -53,6 +53,16 @@ fn revision_filters_prune_after_count_like_etcd() {
         .unwrap();
     assert_eq!(keys(&limited), ["b"]);
     assert!(limited.more);
+    let by_creation = machine
+        .range(&RangeRequest {
+            key: b"a".to_vec(),
+            range_end: vec![0],
+            min_create_revision: 3,
+            max_create_revision: 4,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(keys(&by_creation), ["b", "c"], "both bounds are inclusive");
 }
 
 #[test]

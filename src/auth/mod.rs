@@ -481,6 +481,9 @@ impl AuthStore {
             }
             Some(request_op::Request::RequestPut(put)) => {
                 self.check(info, &put.key, &[], Access::Write)?;
+                // etcd 3.4.23 checks this for a put alone but not inside a
+                // txn, where a write-only user reads the old value back:
+                // detcd checks both (README, deliberate differences).
                 if put.prev_kv {
                     self.check(info, &put.key, &[], Access::Read)?;
                 }

@@ -280,6 +280,40 @@ fn a_txn_needs_every_branch_and_compare() {
 }
 
 #[test]
+fn a_txn_op_that_returns_the_previous_value_needs_read() {
+    use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest};
+    let store = store_with(&[perm(PermType::Write, "w", "")]);
+    let alice = as_user(&store, "alice");
+    let txn = |request| TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request),
+        }],
+        ..TxnRequest::default()
+    };
+    let put = |prev_kv| {
+        txn(request_op::Request::RequestPut(PutRequest {
+            key: b"w".to_vec(),
+            prev_kv,
+            ..PutRequest::default()
+        }))
+    };
+    let delete = |prev_kv| {
+        txn(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: b"w".to_vec(),
+                prev_kv,
+                ..DeleteRangeRequest::default()
+            },
+        ))
+    };
+    assert_eq!(store.check_txn(&alice, &put(false)), Ok(()));
+    assert_eq!(store.check_txn(&alice, &delete(false)), Ok(()));
+    let denied = Err(Error::PermissionDenied);
+    assert_eq!(store.check_txn(&alice, &put(true)), denied);
+    assert_eq!(store.check_txn(&alice, &delete(true)), denied);
+}
+
+#[test]
 fn the_image_round_trips() {
     let mut store = store_with(&[
         perm(PermType::Read, "a", "b"),

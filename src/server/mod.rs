@@ -69,6 +69,8 @@ pub struct Limits {
     pub strict_reconfig_check: bool,
     /// `--max-concurrent-streams`: gRPC streams per client connection.
     pub max_concurrent_streams: u32,
+    /// `--experimental-watch-progress-notify-interval`, as etcd bounds it.
+    pub watch_progress_interval: Duration,
 }
 
 #[derive(Clone)]
@@ -187,6 +189,13 @@ impl Server {
             node.run(loop_clock, tick_interval, receiver, step_receiver)
                 .await
         });
+        let asked = config.experimental_watch_progress_notify_interval;
+        if !asked.is_zero() && asked < crate::config::WATCH_PROGRESS_INTERVAL_MIN {
+            tracing::warn!(
+                min_watch_progress_notify_interval = ?crate::config::WATCH_PROGRESS_INTERVAL_MIN,
+                "adjusting watch progress notify interval to minimum period"
+            );
+        }
         let limits = Limits {
             cluster_token: config.initial_cluster_token.clone(),
             max_txn_ops: config.max_txn_ops as usize,
@@ -195,6 +204,7 @@ impl Server {
             min_lease_ttl: config.min_lease_ttl(),
             strict_reconfig_check: config.strict_reconfig_check,
             max_concurrent_streams: config.max_concurrent_streams,
+            watch_progress_interval: config.watch_progress_interval(),
         };
         let server = Server {
             shared,

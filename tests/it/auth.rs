@@ -7,7 +7,7 @@
 use detcd::proto::authpb::{permission::Type as PermType, Permission};
 use detcd::proto::etcdserverpb::{
     auth_client::AuthClient, kv_client::KvClient, AuthRoleGrantPermissionRequest,
-    AuthenticateRequest, RangeRequest,
+    AuthUserChangePasswordRequest, AuthenticateRequest, RangeRequest,
 };
 use tonic::metadata::MetadataValue;
 
@@ -120,6 +120,32 @@ fn transcript(server: &ServerProcess) -> Vec<String> {
         lines.push(format!(
             "an unknown user: {}",
             outcome(auth.authenticate(login("nobody", "x")).await)
+        ));
+        let change = AuthUserChangePasswordRequest {
+            name: "alice".into(),
+            password: "apw2".into(),
+        };
+        lines.push(format!(
+            "root changes alice's password: {}",
+            outcome(auth.user_change_password(with_token(change, &root)).await)
+        ));
+        lines.push(format!(
+            "alice reads a with her token from before the change: {}",
+            outcome(kv.range(with_token(read_a(), &again)).await)
+        ));
+        lines.push(format!(
+            "alice logs in with her old password: {}",
+            outcome(auth.authenticate(login("alice", "apw")).await)
+        ));
+        let renewed = auth
+            .authenticate(login("alice", "apw2"))
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        lines.push(format!(
+            "alice reads a with her new password's token: {}",
+            outcome(kv.range(with_token(read_a(), &renewed)).await)
         ));
         lines
     })

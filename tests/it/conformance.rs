@@ -477,3 +477,214 @@ fn a_cancelled_watch_stream_is_counted_as_canceled() {
     });
     assert!(counted, "{}", crate::operations::metrics(&url));
 }
+
+/// Every message `answers` brings within a stop timeout until `until`
+/// holds for one, that one included.
+async fn read_until(
+    answers: &mut tonic::Streaming<WatchResponse>,
+    until: impl Fn(&WatchResponse) -> bool,
+) -> Vec<WatchResponse> {
+    let mut seen = Vec::new();
+    loop {
+        let answer = within(answers.message())
+            .await
+            .expect("the stream stays up")
+            .expect("the stream stays open");
+        let done = until(&answer);
+        seen.push(answer);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// A cancelled watch answers `canceled` once and hears nothing after,
+/// while the other watch on the stream goes on; cancelling an id the
+/// stream does not have answers nothing.
+#[test]
+fn a_cancelled_watch_hears_nothing_more() {
+    use detcd::proto::etcdserverpb::{
+        watch_request::RequestUnion, WatchCancelRequest, WatchCreateRequest, WatchRequest,
+    };
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let (requests, mut answers) = watching(&url, b"c", 1).await;
+        let create = |key: &[u8], watch_id| WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: key.to_vec(),
+                watch_id,
+                ..Default::default()
+            })),
+        };
+        let cancel = |watch_id| WatchRequest {
+            request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id })),
+        };
+        requests.send(create(b"c", 2)).await.unwrap();
+        let created = within(answers.message()).await.unwrap().unwrap();
+        assert!(created.created && created.watch_id == 2, "{created:?}");
+        phase!("cancel watch 1 (and 99, which the stream does not have)");
+        requests.send(cancel(99)).await.unwrap();
+        requests.send(cancel(1)).await.unwrap();
+        let cancelled = within(answers.message()).await.unwrap().unwrap();
+        assert!(
+            cancelled.canceled && cancelled.watch_id == 1,
+            "{cancelled:?}"
+        );
+        assert!(cancelled.events.is_empty(), "{cancelled:?}");
+        phase!("a put on c, then watch 3 on d and a put on d");
+        let mut kv = detcd::proto::etcdserverpb::kv_client::KvClient::connect(url)
+            .await
+            .unwrap();
+        let put = |key: &[u8]| PutRequest {
+            key: key.to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        kv.put(put(b"c")).await.unwrap();
+        requests.send(create(b"d", 3)).await.unwrap();
+        kv.put(put(b"d")).await.unwrap();
+        // Events go out revision by revision: once watch 3 has the later
+        // one, anything owed for the earlier one has been sent.
+        let seen = read_until(&mut answers, |answer| {
+            answer.watch_id == 3 && !answer.events.is_empty()
+        })
+        .await;
+        let ids: Vec<(i64, usize)> = (seen.iter())
+            .map(|answer| (answer.watch_id, answer.events.len()))
+            .collect();
+        assert!(ids.contains(&(2, 1)), "watch 2 has the put on c: {ids:?}");
+        assert!(
+            seen.iter()
+                .all(|answer| ![1, 99].contains(&answer.watch_id)),
+            "nothing for watch 1 or 99: {seen:?}"
+        );
+    });
+}
+
+/// `--experimental-watch-progress-notify-interval`: a watch that asked
+/// for progress hears the revision with no events when its keys are
+/// quiet; a progress request answers for the whole stream (watch id -1).
+#[test]
+fn progress_notifications_come_at_the_configured_interval() {
+    use detcd::proto::etcdserverpb::{
+        watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest,
+        WatchProgressRequest, WatchRequest,
+    };
+    let server = ServerProcess::start(
+        flavor_from_env(),
+        &["--experimental-watch-progress-notify-interval=100ms"],
+    );
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let mut watches = WatchClient::connect(url.clone()).await.unwrap();
+        let (requests, receiver) = tokio::sync::mpsc::channel(4);
+        requests
+            .send(WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: b"quiet".to_vec(),
+                    progress_notify: true,
+                    watch_id: 5,
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+        let call = watches.watch(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let mut answers = within(call).await.unwrap().into_inner();
+        let created = within(answers.message()).await.unwrap().unwrap();
+        assert!(created.created && created.watch_id == 5, "{created:?}");
+        let mut kv = detcd::proto::etcdserverpb::kv_client::KvClient::connect(url)
+            .await
+            .unwrap();
+        let put = kv
+            .put(PutRequest {
+                key: b"elsewhere".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let revision = put.header.unwrap().revision;
+        phase!("progress notifications reach the put's revision");
+        let seen = read_until(&mut answers, |answer| {
+            answer
+                .header
+                .as_ref()
+                .is_some_and(|h| h.revision >= revision)
+        })
+        .await;
+        for answer in &seen {
+            assert_eq!(answer.watch_id, 5, "{answer:?}");
+            assert!(answer.events.is_empty() && !answer.created, "{answer:?}");
+        }
+        phase!("a progress request answers with watch id -1");
+        requests
+            .send(WatchRequest {
+                request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+            })
+            .await
+            .unwrap();
+        let stream_wide = read_until(&mut answers, |answer| answer.watch_id == -1).await;
+        let answer = stream_wide.last().unwrap();
+        assert_eq!(answer.header.as_ref().unwrap().revision, revision);
+        assert!(answer.events.is_empty() && !answer.canceled, "{answer:?}");
+    });
+}
+
+/// MemberUpdate changes a member's peer URLs (an unknown id is not
+/// found), and a second learner is refused, as etcd 3.4 allows one.
+#[test]
+fn member_update_and_the_learner_limit_answer_as_etcd() {
+    use detcd::proto::etcdserverpb::{MemberAddRequest, MemberUpdateRequest};
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let mut cluster = ClusterClient::connect(url).await.unwrap();
+        let list = |cluster: &mut ClusterClient<_>| {
+            let mut cluster = cluster.clone();
+            async move {
+                (cluster.member_list(MemberListRequest::default()).await)
+                    .unwrap()
+                    .into_inner()
+                    .members
+            }
+        };
+        let me = list(&mut cluster).await[0].clone();
+        let moved = vec!["http://127.0.0.1:1".to_string()];
+        cluster
+            .member_update(MemberUpdateRequest {
+                id: me.id,
+                peer_ur_ls: moved.clone(),
+            })
+            .await
+            .unwrap();
+        let after = list(&mut cluster).await;
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].peer_ur_ls, moved, "{after:?}");
+        assert_eq!(after[0].name, me.name);
+        let unknown = cluster
+            .member_update(MemberUpdateRequest {
+                id: me.id ^ 1,
+                peer_ur_ls: vec!["http://127.0.0.1:2".into()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+        assert_eq!(unknown.message(), "etcdserver: member not found");
+
+        phase!("one learner is admitted, a second is refused");
+        let learner = |port: u16| MemberAddRequest {
+            peer_ur_ls: vec![format!("http://127.0.0.1:{port}")],
+            is_learner: true,
+        };
+        cluster.member_add(learner(3)).await.unwrap();
+        let second = cluster.member_add(learner(4)).await.unwrap_err();
+        assert_eq!(second.code(), Code::FailedPrecondition);
+        assert_eq!(
+            second.message(),
+            "etcdserver: too many learner members in cluster"
+        );
+        assert_eq!(list(&mut cluster).await.len(), 2);
+    });
+}
