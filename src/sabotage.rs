@@ -92,10 +92,14 @@ pub enum Sabotage {
     /// written to the key after the compaction revision: live keys vanish
     /// (only a workload that compacts sees).
     CompactionDropsLiveKeys = 26,
+    /// The leader looks for expired leases every 10 s, not every 500 ms:
+    /// a lapsed lease and its keys outlive their TTL by seconds (only a
+    /// check that a lease ends in time sees).
+    LeaseLateExpiry = 27,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 26] = [
+    pub const ALL: [Sabotage; 27] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -122,6 +126,7 @@ impl Sabotage {
         Sabotage::VoteForgotten,
         Sabotage::ApplyBeforeCommit,
         Sabotage::CompactionDropsLiveKeys,
+        Sabotage::LeaseLateExpiry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -153,6 +158,7 @@ impl Sabotage {
             Sabotage::VoteForgotten => "vote-forgotten",
             Sabotage::ApplyBeforeCommit => "apply-before-commit",
             Sabotage::CompactionDropsLiveKeys => "compaction-drops-live-keys",
+            Sabotage::LeaseLateExpiry => "lease-late-expiry",
         }
     }
 
@@ -211,6 +217,7 @@ impl Sabotage {
             Sabotage::CompactionDropsLiveKeys => {
                 "compaction drops a key's newest revision if nothing followed it"
             }
+            Sabotage::LeaseLateExpiry => "the leader looks for expired leases every 10 s",
         }
     }
 

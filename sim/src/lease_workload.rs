@@ -261,3 +261,69 @@ async fn read_keys(
             .collect(),
     )
 }
+
+/// TTL of the lease the run's end grants to the healed cluster, in
+/// seconds (over the 2 s minimum).
+const PROBE_TTL: i64 = 3;
+/// How often the probe asks whether its lease is gone.
+const PROBE_POLL: Duration = Duration::from_millis(100);
+/// How long the probe tries to have its lease granted.
+const PROBE_GRANT_BOUND: Duration = Duration::from_secs(10);
+
+/// The end of a run, once every fault is healed: nothing may hold an
+/// expiry up now, so a lease granted and never kept alive must be gone
+/// within its TTL and `LATE_ALLOWED` of the answer to its grant. (During
+/// the faults `properties::leases` can judge this only for the few
+/// leases that lived through one healthy stretch.)
+/// `log` is the run's lease log, for its clock.
+pub async fn probe_expiry(endpoints: Vec<String>, log: LeaseLog, note: Note) -> Result<(), String> {
+    use crate::properties::leases::LATE_ALLOWED;
+    let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
+    let give_up = log.now() + PROBE_GRANT_BOUND;
+    let granted = loop {
+        match client.lease_grant(PROBE_TTL, 0).await {
+            Ok(granted) => break granted,
+            Err(error) if log.now() >= give_up => {
+                return Err(format!(
+                    "lease probe: the healed cluster granted no lease in {PROBE_GRANT_BOUND:?}: {error}"
+                ))
+            }
+            Err(_) => tokio::time::sleep(PROBE_POLL).await,
+        }
+    };
+    let answered = log.now();
+    let ttl = Duration::from_secs(granted.ttl as u64);
+    let owed = answered + ttl + LATE_ALLOWED;
+    let put = PutRequest {
+        key: b"lease/probe".to_vec(),
+        value: b"leased".to_vec(),
+        lease: granted.id,
+        ..Default::default()
+    };
+    let _ = client.put(put).await;
+    let mut last;
+    loop {
+        tokio::time::sleep(PROBE_POLL).await;
+        match client.lease_time_to_live(granted.id, false).await {
+            Ok(answer) if answer.ttl < 0 => {
+                note(format!(
+                    "lease probe: lease {:x} ({}s) gone {:?} after its grant",
+                    granted.id,
+                    granted.ttl,
+                    log.now() - answered
+                ));
+                return Ok(());
+            }
+            Ok(answer) => last = format!("{}s left", answer.ttl),
+            Err(error) => last = error.to_string(),
+        }
+        if log.now() > owed {
+            return Err(format!(
+                "lease probe: lease {:x} ({}s), granted to the healed cluster, was not gone {:?} after its grant was answered (TTL + {LATE_ALLOWED:?}); last asked: {last}: it expired late or never",
+                granted.id,
+                granted.ttl,
+                log.now() - answered
+            ));
+        }
+    }
+}

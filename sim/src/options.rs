@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 26] = [
+pub const SABOTAGES: [(&str, &str); 27] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -171,5 +171,9 @@ pub const SABOTAGES: [(&str, &str); 26] = [
     (
         "compaction-drops-live-keys",
         "compaction drops a key's newest revision if nothing followed it",
+    ),
+    (
+        "lease-late-expiry",
+        "the leader looks for expired leases every 10 s",
     ),
 ];

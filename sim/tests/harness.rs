@@ -284,6 +284,11 @@ fn compaction_drops_live_keys_is_caught() {
 }
 
 #[test]
+fn lease_late_expiry_is_caught() {
+    caught_in("lease-late-expiry", "lease");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -84,8 +84,7 @@ struct Gone;
 impl Session {
     async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
         let mut revisions = self.server.subscribe_revisions();
-        let interval = self.server.limits.watch_progress_interval;
-        let mut progress = self.server.clock().interval(interval);
+        let mut progress = (self.server.clock()).interval(self.server.watch_progress_interval());
         progress.tick().await;
         let stopped = self.server.stopped();
         tokio::pin!(stopped);

@@ -159,3 +159,21 @@ fn reset_resumes_from_checkpoints() {
     assert_eq!(timers.deadline(2), Some(Duration::from_millis(103_000)));
     assert_eq!(timers.by_deadline(&leases), [2, 1]);
 }
+
+#[test]
+fn a_checkpoint_never_moves_a_deadline_later() {
+    let s = Duration::from_secs;
+    let mut timers = Timers::default();
+    timers.start(1, s(1), s(8));
+    // Measured at 4 s with 5 s left, persisted here only at 8 s: 13 s
+    // would outlive the TTL; the deadline kept, 9 s, stands.
+    timers.checkpoint(1, s(8) + s(5));
+    assert_eq!(timers.deadline(1), Some(s(9)));
+    // A member that restarted resumes from the full TTL: the checkpoint
+    // brings it in.
+    timers.start(2, s(20), s(8));
+    timers.checkpoint(2, s(20) + s(3));
+    assert_eq!(timers.deadline(2), Some(s(23)));
+    timers.checkpoint(3, s(5));
+    assert_eq!(timers.deadline(3), Some(s(5)));
+}

@@ -30,7 +30,12 @@ impl RaftNode {
         }
         let mut proposals = Vec::new();
         if now >= self.next_lease_check {
-            self.next_lease_check = now + crate::lease::EXPIRY_CHECK_INTERVAL;
+            #[cfg(madsim)]
+            let late = crate::sabotage::active(crate::sabotage::Sabotage::LeaseLateExpiry);
+            #[cfg(not(madsim))]
+            let late = false;
+            let every = crate::lease::EXPIRY_CHECK_INTERVAL * if late { 20 } else { 1 };
+            self.next_lease_check = now + every;
             let max = crate::lease::EXPIRIES_PER_SECOND
                 * crate::lease::EXPIRY_CHECK_INTERVAL.as_millis() as usize
                 / 1000;
@@ -118,11 +123,8 @@ impl RaftNode {
             }
             (_, Response::LeaseCheckpointed(checkpoints)) => {
                 for (id, remaining_millis) in checkpoints {
-                    timers.start(
-                        *id,
-                        started_at,
-                        Duration::from_millis(*remaining_millis as u64),
-                    );
+                    let remaining = Duration::from_millis(*remaining_millis as u64);
+                    timers.checkpoint(*id, started_at + remaining);
                 }
             }
             (Some(Request::LeaseRevoke(revoke)), Response::LeaseRevoke(_)) => {

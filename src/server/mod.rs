@@ -302,6 +302,17 @@ impl Server {
         &self.clock
     }
 
+    /// One watch stream's progress notification interval: the configured
+    /// one and up to a tenth more at random, so that streams opened
+    /// together do not all notify at once (etcd's
+    /// `GetProgressReportInterval`).
+    pub fn watch_progress_interval(&self) -> Duration {
+        let interval = self.limits.watch_progress_interval;
+        let tenth = (interval / 10).as_nanos() as u64;
+        let draw = self.rng.lock().expect("rng lock").next_u64();
+        interval + Duration::from_nanos(draw.checked_rem(tenth).unwrap_or(0))
+    }
+
     /// The Cluster service's header: etcd's `ClusterServer.header()` has
     /// ids and term but no revision.
     pub fn fill_cluster_header(&self, header: &mut Option<ResponseHeader>) {

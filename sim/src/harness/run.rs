@@ -359,6 +359,27 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         }
         other => other,
     };
+    // The healed cluster holds no expiry up: the lease workload's last
+    // check is a lease granted now, gone in time (a skewed clock may
+    // stretch a TTL past the bound: then it is not asked).
+    let outcome = match outcome {
+        Outcome::Pass
+            if options.workload == crate::options::Workload::Lease
+                && cluster.faults.summary(started).skewed_at.is_none() =>
+        {
+            let endpoints = (0..options.nodes).map(client_url).collect();
+            let probe = observer
+                .spawn(leases::probe_expiry(
+                    endpoints,
+                    lease_log.clone(),
+                    trace_note(&trace),
+                ))
+                .await
+                .expect("lease probe task");
+            probe.map_or_else(Outcome::Violation, |()| Outcome::Pass)
+        }
+        other => other,
+    };
     let outcome = match outcome {
         Outcome::Pass => {
             let serving = cluster.serving();
