@@ -108,6 +108,11 @@ pub struct Config {
     /// default: no limit short of 2^32-1).
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
+    /// How often the leader checks its members' HashKV against its own
+    /// (Go's duration syntax; 0s: never).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s",
+          value_parser = parse_go_duration)]
+    pub experimental_corrupt_check_time: Duration,
     /// Duration of periodic watch progress notifications (Go's duration
     /// syntax; raised to 100ms at least; 0 means the default).
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m",
@@ -583,7 +588,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("proxy-write-timeout", &["5000"]),
     ("proxy-read-timeout", &["0"]),
     ("force-new-cluster", &["false"]),
-    ("experimental-corrupt-check-time", &["0s", "0"]),
     ("experimental-enable-v2v3", &[""]),
     ("experimental-backend-bbolt-freelist-type", &["array"]),
     // detcd always checkpoints leases' remaining TTLs (ARCHITECTURE.md,
@@ -1081,7 +1085,8 @@ mod tests {
         assert_eq!(
             config_file_args(yaml),
             Ok(vec![
-                "--experimental-watch-progress-notify-interval=5000000000ns".into()
+                "--experimental-watch-progress-notify-interval=5000000000ns".into(),
+                "--experimental-corrupt-check-time=0ns".into(),
             ])
         );
         let load_args = |args: &[&str]| {

@@ -98,15 +98,8 @@ pub async fn run(server: Server, mode: Mode) {
     tracing::info!(?mode, "auto-compaction enabled");
     let clock = server.clock().clone();
     let mut schedule = Schedule::new(mode, clock.elapsed());
-    let stopped = server.stopped();
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut stopped => return,
-            _ = clock.sleep(schedule.interval()) => {}
-        }
-        if server.shared.leader_id() != server.member_id() {
+    while let Some(leads) = server.leads_after(schedule.interval()).await {
+        if !leads {
             continue;
         }
         let probe = RangeRequest {

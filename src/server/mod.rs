@@ -223,6 +223,10 @@ impl Server {
         )
         .map_err(StartError::Config)?;
         tokio::spawn(compactor::run(server.clone(), auto_compaction));
+        tokio::spawn(corrupt::monitor(
+            server.clone(),
+            config.experimental_corrupt_check_time,
+        ));
         let peer_service = RaftService {
             member_id: server.shared.member_id,
             cluster_id: server.shared.cluster_id,
@@ -1001,6 +1005,17 @@ impl Server {
     /// Resolves once the member is stopping.
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.shared.stopped()
+    }
+
+    /// Waits `interval` on the member's clock, then says whether this
+    /// member leads; `None` once it is stopping. The leader's periodic
+    /// duties (auto-compaction, corruption checks) run on it.
+    pub(crate) async fn leads_after(&self, interval: Duration) -> Option<bool> {
+        tokio::select! {
+            biased;
+            () = self.stopped() => None,
+            _ = self.clock.sleep(interval) => Some(self.shared.leader_id() == self.member_id()),
+        }
     }
 
     /// Hands leadership to `transferee` and waits until it has it (etcd

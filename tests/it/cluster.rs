@@ -883,6 +883,86 @@ fn a_restarted_member_checks_its_hash_against_its_peers_and_logs_when_ready() {
     );
 }
 
+/// etcd's `--experimental-corrupt-check-time`: the leader compares its
+/// members' HashKV with its own on a timer. A follower whose stored history
+/// was changed behind its back (a value rewritten, checksum and all, as a
+/// bug would leave it) is found: the CORRUPT alarm is raised for it, and
+/// the cluster then refuses writes.
+#[test]
+fn the_leader_finds_a_member_whose_history_differs_and_raises_corrupt() {
+    let mut cluster = Cluster::start(
+        "periodic-corrupt-check",
+        3,
+        &["--experimental-corrupt-check-time=1s"],
+    );
+    let all = cluster.all();
+    let leader = cluster.wait_for_leader(&all);
+    for n in 0..10 {
+        cluster.put(leader, &format!("k{n}"), &format!("v{n}"));
+    }
+    cluster.wait_converged(&all, |keyspace| keyspace.len() == 10);
+
+    phase!("the members agree: the leader checks its peers, and raises nothing");
+    let checked = eventually(CONVERGE_TIMEOUT, || {
+        cluster
+            .log(leader)
+            .contains("finished peer corruption check number_of_peers_checked=2")
+    });
+    assert!(checked, "no check of both peers:\n{}", cluster.log(leader));
+    assert_eq!(cluster.ctl_ok(leader, &["alarm", "list"]).trim(), "");
+
+    phase!("a follower's stored value is rewritten while it is down");
+    let follower = *all.iter().find(|&&index| index != leader).unwrap();
+    cluster.terminate(follower);
+    rewrite_stored_value(&cluster.members[follower].data_dir, b"k5", b"tampered");
+    cluster.restart(&[follower]);
+
+    phase!("the next check raises CORRUPT for it, and writes are refused");
+    let alarm = format!("memberID:{} alarm:CORRUPT", cluster.member_id(follower));
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != follower).collect();
+    let raised = eventually(CONVERGE_TIMEOUT, || {
+        (cluster.ctl(others[0], &["alarm", "list"]).stdout)
+            .windows(alarm.len())
+            .any(|window| window == alarm.as_bytes())
+    });
+    assert!(
+        raised,
+        "no CORRUPT alarm for the follower:\n{}",
+        cluster.log(leader)
+    );
+    let put = cluster.ctl(others[0], &["put", "k", "v"]);
+    assert!(!put.status.success());
+    let stderr = String::from_utf8_lossy(&put.stderr);
+    assert!(stderr.contains("etcdserver: corrupt cluster"), "{stderr}");
+}
+
+/// Rewrites the latest stored revision of `key` in a stopped member's
+/// backend to hold `value`, with a valid checksum: the member starts and
+/// serves it, unaware.
+fn rewrite_stored_value(data_dir: &std::path::Path, key: &[u8], value: &[u8]) {
+    use detcd::backend::{Backend, Batch};
+    use detcd::mvcc::Record;
+    let disk: std::sync::Arc<dyn detcd::storage::Disk> =
+        std::sync::Arc::new(detcd::storage::RealDisk::new());
+    let path = data_dir.join("member").join("backend").join("db.redb");
+    let backend = Backend::open(disk, &path).unwrap();
+    let records = backend.records().unwrap();
+    let (revision, stored) = (records.into_iter().rev())
+        .find_map(|(revision, record)| match record {
+            Record::Put(stored) if stored.key == key => Some((revision, stored)),
+            _ => None,
+        })
+        .expect("the key was put");
+    let mut changed = (*stored).clone();
+    changed.value = value.to_vec();
+    let batch = Batch {
+        consistent_index: backend.consistent_index().unwrap(),
+        records: vec![(revision, Record::put(changed))],
+        ..Batch::default()
+    };
+    backend.commit(&batch).unwrap();
+}
+
 /// `--strict-reconfig-check=false` (etcd's e2e suite sets it) skips
 /// etcd's quorum checks on membership changes: a voter is added while a
 /// member is down, which the default check refuses as unhealthy.
