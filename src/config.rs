@@ -279,8 +279,6 @@ impl Config {
         (ticks * self.heartbeat_interval).div_ceil(1000) as i64
     }
 
-    /// How long a request waits for raft before "request timed out"
-    /// (etcd `ReqTimeout`: 5 s plus two election timeouts).
     /// How often watchers that asked for progress hear the revision:
     /// etcd's default for 0, never under etcd's 100 ms minimum.
     pub fn watch_progress_interval(&self) -> Duration {
@@ -290,6 +288,8 @@ impl Config {
         }
     }
 
+    /// How long a request waits for raft before "request timed out"
+    /// (etcd `ReqTimeout`: 5 s plus two election timeouts).
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(5) + 2 * Duration::from_millis(self.election_timeout)
     }
@@ -778,6 +778,10 @@ const TRANSPORT_SECURITY_KEYS: &[&str] = &[
 /// etcd's `time.Duration` settings: a YAML file gives them as integers,
 /// in nanoseconds.
 const DURATION_KEYS: &[&str] = &[
+    "grpc-keepalive-min-time",
+    "grpc-keepalive-interval",
+    "grpc-keepalive-timeout",
+    "backend-batch-interval",
     "experimental-watch-progress-notify-interval",
     "experimental-corrupt-check-time",
     "experimental-warning-apply-duration",
@@ -1081,7 +1085,10 @@ mod tests {
     fn durations_come_as_go_text_in_flags_and_nanoseconds_in_a_config_file() {
         let yaml = "experimental-watch-progress-notify-interval: 5000000000\n\
                     experimental-warning-apply-duration: 100000000\n\
-                    experimental-corrupt-check-time: 0\n";
+                    experimental-corrupt-check-time: 0\n\
+                    grpc-keepalive-timeout: 20000000000\n\
+                    grpc-keepalive-interval: 7200000000000\n\
+                    backend-batch-interval: 0\n";
         assert_eq!(
             config_file_args(yaml),
             Ok(vec![

@@ -152,6 +152,7 @@ impl Session {
             Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
                 self.fragmenting.remove(&cancel.watch_id);
+                self.heard.remove(&cancel.watch_id);
                 if self.watchers.remove(&cancel.watch_id).is_some() {
                     self.send(WatchResponse {
                         watch_id: cancel.watch_id,
@@ -308,6 +309,7 @@ impl Session {
             for id in ended {
                 self.watchers.remove(&id);
                 self.fragmenting.remove(&id);
+                self.heard.remove(&id);
             }
             for mut response in responses {
                 if !self.fragmenting.contains(&response.watch_id) {

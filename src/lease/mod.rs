@@ -11,9 +11,10 @@
 //!   every lease where it stood instead of restarting it.
 //!
 //! Why the deadlines hold across leader changes (ARCHITECTURE.md states the
-//! guarantee): every event that (re)starts a lease — grant, keepalive,
-//! checkpoint — is a raft entry, and each member starts the deadline at
-//! the instant it first persisted that entry (`started_at`). A follower
+//! guarantee): every event that (re)starts a lease — grant, keepalive —
+//! or measures it — a checkpoint — is a raft entry, and each member starts
+//! the deadline at the instant it first persisted that entry
+//! (`started_at`); a checkpoint only ever brings it in. A follower
 //! receives an entry after the leader proposed it, so its deadline is never
 //! earlier than the leader's (clocks running at the same rate); a keepalive
 //! is answered only once committed, so any later leader knows of it. A new
@@ -286,6 +287,13 @@ impl Timers {
     pub fn remove(&mut self, id: i64) {
         self.deadlines.remove(&id);
         self.proposed.remove(&id);
+    }
+
+    /// Forgets which expiries were proposed: a member that is not leader
+    /// now proposes none, and as leader again must not wait out
+    /// `EXPIRY_RETRY` for ones an earlier term may have lost.
+    pub fn forget_proposed(&mut self) {
+        self.proposed.clear();
     }
 
     /// After a restart or an installed snapshot: every lease resumes from

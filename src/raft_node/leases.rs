@@ -26,6 +26,9 @@ impl RaftNode {
             // freshest view any member has.
             self.next_lease_check = now;
             self.next_lease_checkpoint = now;
+            // Expiries it proposed in an earlier term may have been lost
+            // with it: as leader again it proposes them at once.
+            (self.shared.lease_timers.lock().expect("lease timers lock")).forget_proposed();
             return;
         }
         let mut proposals = Vec::new();

@@ -4,9 +4,10 @@
 //!   its HashKV with each peer's at its own revision, and refuses to start
 //!   if a peer with the same compacted history holds a different one;
 //! - periodic (`--experimental-corrupt-check-time`, etcd `monitorKVHash`):
-//!   every interval the leader compares its HashKV with its peers' and
-//!   raises the CORRUPT alarm (through raft) for the first member that
-//!   differs, which stops every member's writes (apply refuses them).
+//!   every interval the leader compares its HashKV with its peers' and,
+//!   if a member differs, raises the CORRUPT alarm through raft (for
+//!   member 0, as etcd 3.4.23: which side is bad is not known), which
+//!   stops every member's writes (apply refuses them).
 
 use std::time::Duration;
 
@@ -75,18 +76,20 @@ impl Server {
 
     /// etcd's `checkHashKV`: hash here, ask the peers for theirs at this
     /// revision, wait for a linearizable read (so everything a peer could
-    /// have applied is applied here), hash again, and raise CORRUPT for
-    /// the first member the readings convict (`convicted`).
+    /// have applied is applied here), hash again, and raise CORRUPT if
+    /// the readings convict a member (`convicted`).
     pub async fn check_hash_kv(&self) -> Result<(), Error> {
         let before = self.reading()?;
         let answers = self.peer_hashes(before.revision).await;
         self.read_index().await?;
         let after = self.reading()?;
         let (checked, convicted) = convicted(self.shared.member_id, before, after, &answers);
-        if let Some(member) = convicted {
+        if convicted.is_some() {
+            // As etcd 3.4.23: member 0, since which side holds the bad
+            // data is not known (the leader's own may be; etcd #14828).
             let raise = AlarmRequest {
                 action: AlarmAction::Activate as i32,
-                member_id: member,
+                member_id: 0,
                 alarm: AlarmType::Corrupt as i32,
             };
             self.propose(Request::Alarm(raise)).await?;
@@ -127,7 +130,7 @@ impl Server {
 
 /// etcd `checkHashKV`'s verdict, from the leader's readings before it
 /// asked its peers and after a linearizable read: how many peers answered,
-/// and the member to raise CORRUPT for. This member, if its hash changed
+/// and the member the readings point at first. This member, if its hash changed
 /// while its revisions did not; else the first peer that is ahead of the
 /// leader's revision or compaction, or holds another hash over the same
 /// compaction. Every finding is logged.

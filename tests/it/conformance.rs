@@ -543,13 +543,20 @@ fn a_cancelled_watch_hears_nothing_more() {
         };
         kv.put(put(b"c")).await.unwrap();
         requests.send(create(b"d", 3)).await.unwrap();
+        // Watch 3 must exist before the put it is to see.
+        let mut seen = read_until(&mut answers, |answer| {
+            answer.watch_id == 3 && answer.created
+        })
+        .await;
         kv.put(put(b"d")).await.unwrap();
         // Events go out revision by revision: once watch 3 has the later
         // one, anything owed for the earlier one has been sent.
-        let seen = read_until(&mut answers, |answer| {
-            answer.watch_id == 3 && !answer.events.is_empty()
-        })
-        .await;
+        seen.extend(
+            read_until(&mut answers, |answer| {
+                answer.watch_id == 3 && !answer.events.is_empty()
+            })
+            .await,
+        );
         let ids: Vec<(i64, usize)> = (seen.iter())
             .map(|answer| (answer.watch_id, answer.events.len()))
             .collect();

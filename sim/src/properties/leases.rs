@@ -16,14 +16,6 @@
 //!   resumes leases from checkpoints), plus the TTL, plus
 //!   `EXTENSION_ALLOWED`.
 //!
-//! - a lease nobody revoked ends in time: where one healthy stretch held
-//!   from `RECOVERY` before its grant to a look (no fault came or went,
-//!   so no leader changed hands but for a slow disk's), no look more than
-//!   `LATE_ALLOWED` past its deadline (the TTL from the answer to its
-//!   grant or latest keepalive) finds it still there. Faults come every
-//!   second or two, so few leases qualify; the run's end probes the healed
-//!   cluster with a lease of its own (`harness::run`).
-//!
 //! A violation that a skewed clock could explain (the nemesis's skews
 //! step clocks by seconds and drift them by up to 10%, past the bound the
 //! guarantee assumes) is reported apart, as "explained by clock skew",
@@ -37,12 +29,6 @@ use super::Faults;
 /// interval (a lagging member resumes from the latest checkpoint) and a
 /// second for the rounding and the round trips.
 pub const EXTENSION_ALLOWED: Duration = Duration::from_secs(2);
-
-/// How long past its deadline a lapsed lease may still be seen while a
-/// quorum is healthy: the leader's expiry scan (500 ms), an election
-/// (a slow leader may be deposed within a healthy stretch), and the
-/// commit of the expiry on a lagging or slow member.
-pub const LATE_ALLOWED: Duration = Duration::from_secs(3);
 
 /// A call's invocation and completion, as time since the run started.
 #[derive(Clone, Copy, Debug)]
@@ -219,53 +205,8 @@ pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
                 );
             }
         }
-        if let Some(late) = seen_late(record, faults) {
-            report(late.0, late.1);
-        }
     }
     verdict
-}
-
-/// The first look that found `record`'s lease still there later than it
-/// was owed gone, and what it saw. Judged only where the deadline is
-/// known (no revoke, every keepalive answered) and one healthy stretch
-/// held from `RECOVERY` before the grant to the look.
-fn seen_late(record: &LeaseRecord, faults: &Faults) -> Option<(Duration, String)> {
-    use super::availability::RECOVERY;
-    let known = (record.keep_alives.iter()).all(|(_, answer)| *answer != KeepAlive::Unknown);
-    if record.revoked.is_some() || !known {
-        return None;
-    }
-    // The leader counts the TTL from when it applied the grant or a
-    // renewal: before the client heard the answer.
-    let deadline = (record.keep_alives.iter())
-        .filter(|(_, answer)| matches!(answer, KeepAlive::Answered(ttl) if *ttl > 0))
-        .map(|(span, _)| span.completed)
-        .chain([record.grant.completed])
-        .max()
-        .expect("the grant")
-        + record.ttl;
-    record.looks.iter().find_map(|(span, look)| {
-        let alive = match look {
-            Look::Ttl(ttl) => *ttl >= 0,
-            Look::Keys(present) => present.iter().any(|p| *p),
-        };
-        let owed = deadline + LATE_ALLOWED;
-        let settled = record.grant.invoked.checked_sub(RECOVERY)?;
-        if !alive || span.invoked <= owed || !faults.one_healthy_stretch(settled, span.completed) {
-            return None;
-        }
-        Some((
-            span.invoked,
-            format!(
-                "seen alive at {:.3}s ({look:?}) though owed gone by {:.3}s (its deadline {:.3}s, no fault since {:.3}s): it expired late or never",
-                span.invoked.as_secs_f64(),
-                owed.as_secs_f64(),
-                deadline.as_secs_f64(),
-                settled.as_secs_f64()
-            ),
-        ))
-    })
 }
 
 /// Everything a run's lease records are held to: the time-based

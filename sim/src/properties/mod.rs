@@ -40,21 +40,6 @@ impl Faults {
         self.skewed_at.is_some_and(|skewed| skewed <= at)
     }
 
-    /// Whether one stretch, with a quorum healthy, held from `from` to
-    /// `to`: nothing the nemesis did changed anything between (no crash,
-    /// return, cut, heal or leader move). `false` if nothing was recorded.
-    pub fn one_healthy_stretch(&self, from: Duration, to: Duration) -> bool {
-        let holding = |at: Duration| {
-            self.stretches
-                .partition_point(|s| s.from <= at)
-                .checked_sub(1)
-        };
-        match (holding(from), holding(to)) {
-            (Some(first), Some(last)) => first == last && self.stretches[first].healthy,
-            _ => false,
-        }
-    }
-
     /// The last instant in (`from`, `to`) at which a member came back
     /// (after a crash, a power loss or a full disk): one fewer member out.
     /// A member that comes back resumes its leases from their checkpoints,

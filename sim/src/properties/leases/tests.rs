@@ -102,59 +102,6 @@ fn a_ttl_that_grows_without_a_keepalive_is_caught() {
     assert!(verdict(record, &down).violations.is_empty());
 }
 
-#[test]
-fn a_lease_seen_past_its_deadline_while_a_quorum_is_healthy_is_caught() {
-    use crate::properties::availability::Stretch;
-    let stretches = |list: &[(f64, bool)]| Faults {
-        stretches: (list.iter())
-            .map(|&(from, healthy)| Stretch {
-                from: s(from),
-                healthy,
-            })
-            .collect(),
-        ..Faults::default()
-    };
-    let mut record = lease();
-    // Granted at 5 s (RECOVERY after the stretch began), answered at
-    // 5.1 s: deadline 11.1 s, owed gone by 14.1 s.
-    record.grant = span(5.0, 5.1);
-    record.keys = vec![("a".into(), s(5.2)), ("b".into(), s(5.3))];
-    record.looks = vec![
-        (span(13.5, 13.6), Look::Ttl(0)),
-        (span(14.5, 14.6), Look::Keys(vec![true, true])),
-    ];
-    let healthy = stretches(&[(1.0, true)]);
-    let found = verdict(record.clone(), &healthy);
-    assert_eq!(found.violations.len(), 1, "{found:?}");
-    assert!(found.violations[0].contains("late"), "{found:?}");
-    // Nothing is owed without a record of the quorum's health, where a
-    // quorum was not healthy, or where anything changed from RECOVERY
-    // before the grant to the look.
-    assert!(verdict(record.clone(), &Faults::default())
-        .violations
-        .is_empty());
-    let unhealthy = stretches(&[(1.0, false)]);
-    assert!(verdict(record.clone(), &unhealthy).violations.is_empty());
-    let changed = stretches(&[(1.0, true), (14.0, true)]);
-    assert!(verdict(record.clone(), &changed).violations.is_empty());
-    let recent = stretches(&[(1.5, true)]);
-    assert!(verdict(record.clone(), &recent).violations.is_empty());
-    // A keepalive with no answer leaves the deadline unknown; one
-    // answered moves it.
-    record.keep_alives = vec![(span(6.0, 9.0), KeepAlive::Unknown)];
-    assert!(verdict(record.clone(), &healthy).violations.is_empty());
-    record.keep_alives = vec![(span(6.0, 6.1), KeepAlive::Answered(6))];
-    let found = verdict(record.clone(), &healthy);
-    assert!(
-        found.violations.is_empty(),
-        "owed gone by 15.1 s: {found:?}"
-    );
-    // A revoke is another property's business.
-    record.keep_alives.clear();
-    record.revoked = Some(s(6.0));
-    assert!(verdict(record, &healthy).violations.is_empty());
-}
-
 fn linearizable(records: &[LeaseRecord], faults: &Faults) -> bool {
     let history = history(records, faults);
     let report = crate::check::check(
