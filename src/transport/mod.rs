@@ -361,9 +361,17 @@ async fn dial_one(url: &str) -> Result<RaftClient<tonic::transport::Channel>, St
             crate::tls::connect(url, tls, unix.as_deref(), DIAL_TIMEOUT).await?,
         ));
     }
-    RaftClient::connect(url.to_string())
+    // Bounded as the TLS path is: a peer behind a partition that drops
+    // packets would otherwise hold the link in the kernel's connect for
+    // about two minutes (its SYN retries), long after the partition heals.
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|error| error.to_string())?
+        .connect_timeout(DIAL_TIMEOUT);
+    let channel = endpoint
+        .connect()
         .await
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    Ok(RaftClient::new(channel))
 }
 
 #[cfg(madsim)]
@@ -560,6 +568,28 @@ mod tests {
             transport.queues.keys().copied().collect::<Vec<_>>(),
             vec![3, 4],
             "every peer has a link, and only peers do"
+        );
+    }
+
+    /// A peer whose packets vanish: one connection fills the accept queue
+    /// of a listener nobody drains (backlog 0), so the kernel drops every
+    /// later SYN, as a partition that drops packets does. A dial gives up
+    /// after `DIAL_TIMEOUT` instead of waiting out the kernel's SYN
+    /// retries (about two minutes).
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn a_dial_to_a_peer_that_never_answers_gives_up() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let address = listener.local_addr().unwrap();
+        let _queued = tokio::net::TcpStream::connect(address).await.unwrap();
+        let url = format!("http://{address}");
+        let dialed = tokio::time::timeout(4 * DIAL_TIMEOUT, dial(&[url])).await;
+        assert!(
+            matches!(dialed, Ok(Err(_))),
+            "the dial did not give up: {:?}",
+            dialed.map(|result| result.map(|_| "connected"))
         );
     }
 }
