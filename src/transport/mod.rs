@@ -444,15 +444,16 @@ impl Link {
         });
         let call = client.stream(outgoing);
         tokio::pin!(call);
+        let ended = |result: Result<_, tonic::Status>| {
+            if let Err(status) = result {
+                tracing::warn!(to = format_args!("{:x}", self.to), %status, "peer stream ended");
+            }
+            Some(())
+        };
         loop {
             tokio::select! {
                 biased;
-                result = &mut call => {
-                    if let Err(status) = result {
-                        tracing::warn!(to = format_args!("{:x}", self.to), %status, "peer stream ended");
-                    }
-                    return Some(());
-                }
+                result = &mut call => return ended(result.map(drop)),
                 messages = queue.recv() => {
                     let messages = messages?;
                     let batch = RaftBatch {
@@ -462,8 +463,19 @@ impl Link {
                         messages: messages.iter().map(|message| message.write_to_bytes().expect("raft message encodes")).collect(),
                     };
                     self.sent_bytes.inc_by(batch.messages.iter().map(|bytes| bytes.len() as u64).sum());
-                    if sender.send(batch).await.is_err() {
-                        return Some(());
+                    // While the stream's buffer is full the call must still
+                    // be polled: it is what drains the buffer (all of it in
+                    // madsim's tonic, which connects and sends inside the
+                    // call), and it is what reports a dead connection.
+                    // Awaiting the send alone parked a link for good once
+                    // 64 batches queued behind a reconnect (simulator seed
+                    // 400063 of the auth workload, at f204fa5).
+                    tokio::select! {
+                        biased;
+                        result = &mut call => return ended(result.map(drop)),
+                        sent = sender.send(batch) => if sent.is_err() {
+                            return Some(());
+                        },
                     }
                 }
             }
