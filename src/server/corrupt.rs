@@ -111,11 +111,10 @@ impl Server {
             member = format_args!("{member_id:x}"),
             "starting initial corruption check"
         );
-        let local = self.hash_kv(0).map_err(|error| {
+        let local = self.reading().map_err(|error| {
             format!("initial corruption check: cannot hash the local store: {error}")
         })?;
-        let revision = local.header.as_ref().map_or(0, |header| header.revision);
-        let answers = self.peer_hashes(revision).await;
+        let answers = self.peer_hashes(local.revision).await;
         let mismatched = hash_mismatches(local.hash, local.compact_revision, &answers);
         if !mismatched.is_empty() {
             return Err(format!("{member_id:x} found data inconsistency with peers"));

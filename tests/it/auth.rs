@@ -58,22 +58,23 @@ fn transcript(server: &ServerProcess) -> Vec<String> {
             name: name.into(),
             password: password.into(),
         };
+        async fn token(
+            auth: &mut AuthClient<tonic::transport::Channel>,
+            name: &str,
+            password: &str,
+        ) -> String {
+            let login = AuthenticateRequest {
+                name: name.into(),
+                password: password.into(),
+            };
+            auth.authenticate(login).await.unwrap().into_inner().token
+        }
         let read_a = || RangeRequest {
             key: b"a".to_vec(),
             ..RangeRequest::default()
         };
-        let alice = auth
-            .authenticate(login("alice", "apw"))
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
-        let root = auth
-            .authenticate(login("root", "rootpw"))
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
+        let alice = token(&mut auth, "alice", "apw").await;
+        let root = token(&mut auth, "root", "rootpw").await;
         lines.push(format!(
             "alice reads a: {}",
             outcome(kv.range(with_token(read_a(), &alice)).await)
@@ -94,12 +95,7 @@ fn transcript(server: &ServerProcess) -> Vec<String> {
             "alice reads a with her token from before: {}",
             outcome(kv.range(with_token(read_a(), &alice)).await)
         ));
-        let again = auth
-            .authenticate(login("alice", "apw"))
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
+        let again = token(&mut auth, "alice", "apw").await;
         lines.push(format!(
             "alice reads a after logging in again: {}",
             outcome(kv.range(with_token(read_a(), &again)).await)
@@ -137,12 +133,7 @@ fn transcript(server: &ServerProcess) -> Vec<String> {
             "alice logs in with her old password: {}",
             outcome(auth.authenticate(login("alice", "apw")).await)
         ));
-        let renewed = auth
-            .authenticate(login("alice", "apw2"))
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
+        let renewed = token(&mut auth, "alice", "apw2").await;
         lines.push(format!(
             "alice reads a with her new password's token: {}",
             outcome(kv.range(with_token(read_a(), &renewed)).await)
