@@ -118,6 +118,16 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m",
           value_parser = parse_go_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// How long a client connection may stay silent before the server
+    /// pings it (Go's duration syntax; 0 turns the pings off).
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h",
+          value_parser = parse_go_duration)]
+    pub grpc_keepalive_interval: Duration,
+    /// How long the server waits for a client to answer its ping before it
+    /// closes the connection (Go's duration syntax).
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s",
+          value_parser = parse_go_duration)]
+    pub grpc_keepalive_timeout: Duration,
     /// Path to the server configuration file (YAML, etcd's keys). etcd
     /// ignores every other flag and ETCD_* variable when given one; detcd
     /// refuses the mix instead.
@@ -560,8 +570,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("backend-batch-interval", &["", "0"]),
     ("backend-batch-limit", &["0"]),
     ("grpc-keepalive-min-time", &["5s"]),
-    ("grpc-keepalive-interval", &["2h", "2h0m0s"]),
-    ("grpc-keepalive-timeout", &["20s"]),
     ("initial-election-tick-advance", &["true"]),
     ("discovery", &[""]),
     ("discovery-fallback", &["proxy"]),
@@ -1059,7 +1067,7 @@ mod tests {
             "false",
             "--name",
             "m1",
-            "--grpc-keepalive-timeout=20s",
+            "--grpc-keepalive-min-time=5s",
             "--experimental-enable-lease-checkpoint=true",
         ]))
         .unwrap();
@@ -1094,6 +1102,8 @@ mod tests {
             Ok(vec![
                 "--experimental-watch-progress-notify-interval=5000000000ns".into(),
                 "--experimental-corrupt-check-time=0ns".into(),
+                "--grpc-keepalive-timeout=20000000000ns".into(),
+                "--grpc-keepalive-interval=7200000000000ns".into(),
             ])
         );
         let load_args = |args: &[&str]| {

@@ -40,7 +40,9 @@ use crate::proto::etcdserverpb::{
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
-use crate::transport::{RaftService, PEER_MESSAGE_BYTES_MAX};
+use crate::transport::{
+    RaftService, PEER_KEEPALIVE_INTERVAL, PEER_KEEPALIVE_TIMEOUT, PEER_MESSAGE_BYTES_MAX,
+};
 
 /// The gRPC metadata keys of a login token: etcd's `TokenFieldNameGRPC`,
 /// and `TokenFieldNameSwagger` (what its gateway sends).
@@ -205,6 +207,8 @@ pub async fn serve(
     // /metrics, ...) is answered by the layer in front (see http.rs).
     let builder = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(server.limits.max_concurrent_streams))
+        .http2_keepalive_interval(server.limits.grpc_keepalive_interval)
+        .http2_keepalive_timeout(Some(server.limits.grpc_keepalive_timeout))
         .accept_http1(true)
         .layer(http::HttpLayer {
             server: server.clone(),
@@ -250,9 +254,14 @@ pub async fn serve(
         .await
 }
 
+/// The peer service pings a silent peer as the peer's link pings it, so a
+/// stream (or a snapshot being received) from a peer that vanished ends.
 fn peer_router(service: RaftService) -> tonic::transport::server::Router {
     let raft = RaftServer::new(service).max_decoding_message_size(PEER_MESSAGE_BYTES_MAX);
-    tonic::transport::Server::builder().add_service(raft)
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(PEER_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(PEER_KEEPALIVE_TIMEOUT))
+        .add_service(raft)
 }
 
 /// Serves the peer (raft) service on an already bound listener; over TLS

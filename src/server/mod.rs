@@ -71,6 +71,12 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// `--experimental-watch-progress-notify-interval`, as etcd bounds it.
     pub watch_progress_interval: Duration,
+    /// `--grpc-keepalive-interval`: a silent client connection is pinged
+    /// after this long; `None` for 0 (never).
+    pub grpc_keepalive_interval: Option<Duration>,
+    /// `--grpc-keepalive-timeout`: an unanswered ping closes the
+    /// connection after this long.
+    pub grpc_keepalive_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -205,6 +211,9 @@ impl Server {
             strict_reconfig_check: config.strict_reconfig_check,
             max_concurrent_streams: config.max_concurrent_streams,
             watch_progress_interval: config.watch_progress_interval(),
+            grpc_keepalive_interval: Some(config.grpc_keepalive_interval)
+                .filter(|interval| !interval.is_zero()),
+            grpc_keepalive_timeout: config.grpc_keepalive_timeout,
         };
         let server = Server {
             shared,

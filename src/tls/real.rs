@@ -821,12 +821,13 @@ async fn check_client_san(
 /// given, and over the unix socket `unix` when that is given (the name the
 /// server's certificate must carry is then the path's part before any
 /// `:`, as Go's dialer takes it). tonic is handed a plain-HTTP form of the
-/// URL: the socket and the TLS are ours.
+/// URL: the socket and the TLS are ours; `configure` sets the endpoint's
+/// timeouts and keepalives.
 pub async fn connect(
     url: &str,
     tls: Option<&Tls>,
     unix: Option<&Path>,
-    timeout: Duration,
+    configure: impl FnOnce(tonic::transport::Endpoint) -> tonic::transport::Endpoint,
 ) -> Result<tonic::transport::Channel, String> {
     let unix = unix.map(Path::to_path_buf);
     let (plain, server_name) = match &unix {
@@ -880,9 +881,9 @@ pub async fn connect(
             ))))
         }
     });
-    tonic::transport::Endpoint::from_shared(plain)
-        .map_err(|error| error.to_string())?
-        .connect_timeout(timeout)
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(plain).map_err(|error| error.to_string())?;
+    configure(endpoint)
         .connect_with_connector(dial)
         .await
         .map_err(|error| format!("{url}: {error}"))

@@ -628,3 +628,58 @@ fn members_and_clients_talk_over_unix_sockets() {
         server.kill();
     }
 }
+
+/// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`: the server
+/// pings a client connection that stayed silent that long, and closes it
+/// when the ping goes unanswered as long again (a client that vanished
+/// behind a dropping network holds nothing for good). The client here
+/// speaks just enough HTTP/2 to be taken (the preface and its settings),
+/// then reads and answers nothing.
+#[test]
+fn a_client_that_never_answers_a_ping_is_disconnected() {
+    use std::io::{Read, Write};
+    let server = ServerProcess::start(
+        flavor_from_env(),
+        &[
+            "--grpc-keepalive-interval=1s",
+            "--grpc-keepalive-timeout=1s",
+        ],
+    );
+    let address = server.client_url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    // The connection preface, then an empty SETTINGS frame.
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let closed = loop {
+        match socket.read(&mut buffer) {
+            Ok(0) => break true,
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    // Frames: a 9-byte header (length 24 bits, type, flags, stream id).
+    let mut frame_types = Vec::new();
+    let mut rest = &received[..];
+    while rest.len() >= 9 {
+        let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        frame_types.push((rest[3], rest[4]));
+        rest = &rest[(9 + length).min(rest.len())..];
+    }
+    const PING: u8 = 6;
+    const ACK: u8 = 1;
+    assert!(
+        frame_types.contains(&(PING, 0)) && !frame_types.contains(&(PING, ACK)),
+        "no keepalive ping among the frames (type, flags) {frame_types:?}"
+    );
+    assert!(
+        closed,
+        "the server kept a connection that never answered its ping"
+    );
+}
