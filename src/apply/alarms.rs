@@ -17,13 +17,17 @@ pub struct Alarms {
 }
 
 impl Alarms {
-    /// Raises `alarm` for `member` (again, if it was up): the alarm.
-    pub fn activate(&mut self, member: u64, alarm: i32) -> AlarmMember {
+    /// Raises `alarm` for `member` (again, if it was up): the alarm, and
+    /// whether it is the first of its type now up (etcd logs "alarm
+    /// raised" only then, not at every check that raises it again).
+    pub fn activate(&mut self, member: u64, alarm: i32) -> (AlarmMember, bool) {
+        let first = !self.active.iter().any(|(_, active)| *active == alarm);
         self.active.insert((member, alarm));
-        AlarmMember {
+        let raised = AlarmMember {
             member_id: member,
             alarm,
-        }
+        };
+        (raised, first)
     }
 
     /// Clears `alarm` for `member`; `None` if it was not raised.
@@ -83,4 +87,26 @@ pub fn describe(alarm: &AlarmMember) -> String {
         text.push_str(&format!("alarm:{name} "));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_alarm_of_a_type_is_new() {
+        let mut alarms = Alarms::default();
+        let corrupt = AlarmType::Corrupt as i32;
+        let no_space = AlarmType::Nospace as i32;
+        assert!(alarms.activate(1, corrupt).1);
+        assert!(!alarms.activate(1, corrupt).1, "raised again");
+        assert!(!alarms.activate(2, corrupt).1, "another member's");
+        assert!(alarms.activate(2, no_space).1, "another type");
+        alarms.deactivate(1, corrupt);
+        alarms.deactivate(2, corrupt);
+        assert!(
+            alarms.activate(1, corrupt).1,
+            "up again after it was cleared"
+        );
+    }
 }

@@ -445,7 +445,13 @@ impl StateMachine {
     /// etcd `applierV3backend.Alarm`: the alarms the request changed.
     fn alarm(&mut self, request: &AlarmRequest) -> Vec<AlarmMember> {
         match request.action() {
-            AlarmAction::Activate => vec![self.alarms.activate(request.member_id, request.alarm)],
+            AlarmAction::Activate => {
+                let (raised, first) = self.alarms.activate(request.member_id, request.alarm);
+                if first {
+                    tracing::warn!(alarm = %describe_alarm(&raised), "alarm raised");
+                }
+                vec![raised]
+            }
             AlarmAction::Deactivate => self
                 .alarms
                 .deactivate(request.member_id, request.alarm)

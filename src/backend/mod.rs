@@ -11,7 +11,8 @@
 //! redb 5.0 panics on some damaged pages it reads (its allocator state,
 //! found by the bit-rot proptest in `tests.rs`) rather than returning an
 //! error; every call into it here is contained (`contained`), so such
-//! damage is reported as corruption too.
+//! damage is reported as corruption too, without the panic hook printing
+//! a backtrace that would read as a crash.
 //! - `meta`: `consistent_index` (the last raft index whose changes the
 //!   database holds, 8 bytes big endian), `finishedCompactRev` (revision
 //!   key bytes), and the rest of the state at the consistent index
@@ -729,10 +730,37 @@ fn eight_bytes(name: &str, bytes: &[u8]) -> Result<[u8; 8], Error> {
         .map_err(|_| Error::Corrupt(format!("{name} is {} bytes", bytes.len())))
 }
 
+thread_local! {
+    /// Set while `contained` runs a call into redb on this thread.
+    static CONTAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps the panic hook from printing (with a backtrace) a panic that
+/// `contained` turns into a corruption error: the error says it all, and
+/// a backtrace on stderr reads as a crash. Other panics print as before;
+/// contained ones are logged at debug level.
+fn quiet_contained_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CONTAINING.with(std::cell::Cell::get) {
+                tracing::debug!(%info, "the storage engine panicked (reported as corruption)");
+            } else {
+                previous(info)
+            }
+        }));
+    });
+}
+
 /// Runs `call` into redb, a panic in it reported as corruption (`what`
 /// failed).
 fn contained<T>(what: &str, call: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+    quiet_contained_panics();
+    let outer = CONTAINING.with(|containing| containing.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    CONTAINING.with(|containing| containing.set(outer));
+    result.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

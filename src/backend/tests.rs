@@ -714,3 +714,33 @@ fn put_of_key(main: i64, value_bytes: usize) -> Batch {
         meta: None,
     }
 }
+
+/// A panic in redb is a corruption error, and the panic hook keeps quiet
+/// about it (a backtrace on stderr reads as a crash); other panics still
+/// reach the hook. (One process per test, as nextest runs them: the hook
+/// is the process's.)
+#[test]
+fn a_contained_panic_is_an_error_and_prints_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HOOKED: AtomicUsize = AtomicUsize::new(0);
+    std::panic::set_hook(Box::new(|_| {
+        HOOKED.fetch_add(1, Ordering::SeqCst);
+    }));
+    let result: Result<(), Error> =
+        super::contained("reading", || panic!("Malformed allocator state"));
+    assert!(
+        matches!(&result, Err(Error::Corrupt(message)) if message.contains("Malformed allocator state")),
+        "{result:?}"
+    );
+    assert_eq!(
+        HOOKED.load(Ordering::SeqCst),
+        0,
+        "the contained panic was printed"
+    );
+    let _ = std::panic::catch_unwind(|| panic!("elsewhere"));
+    assert_eq!(
+        HOOKED.load(Ordering::SeqCst),
+        1,
+        "another panic was silenced"
+    );
+}

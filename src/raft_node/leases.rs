@@ -138,14 +138,6 @@ impl RaftNode {
                 metrics.lease_revoked.inc_by(ids.len() as u64);
                 ids.iter().for_each(|id| timers.remove(*id))
             }
-            (Some(Request::Alarm(alarm)), Response::Alarms(changed))
-                if alarm.action()
-                    == crate::proto::etcdserverpb::alarm_request::AlarmAction::Activate =>
-            {
-                for raised in changed {
-                    tracing::warn!(alarm = %crate::apply::describe_alarm(raised), "alarm raised");
-                }
-            }
             _ => {}
         }
     }
