@@ -1,6 +1,7 @@
-//! Compiles etcd's v3 API protos (our own wire-compatible copies in proto/)
-//! with the pure-Rust `protox` compiler, so no system protoc is needed, and
-//! generates both the real and the madsim tonic code.
+//! Compiles etcd's v3 API protos (our own wire-compatible copies in proto/,
+//! and gRPC's health service, which etcd serves too) with the pure-Rust
+//! `protox` compiler, so no system protoc is needed, and generates both
+//! the real and the madsim tonic code.
 
 #![allow(clippy::disallowed_methods)] // A build script, not the core: it writes into OUT_DIR.
 
@@ -15,6 +16,7 @@ const PROTOS: &[&str] = &[
     "proto/detcd/state.proto",
     "proto/v3lockpb/v3lock.proto",
     "proto/v3electionpb/v3election.proto",
+    "proto/grpc/health/v1/health.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,5 @@
-//! The gRPC front: etcd's six v3 services over tonic, and the serving of
+//! The gRPC front: etcd's v3 services (and gRPC's health service, as etcd
+//! registers it) over tonic, and the serving of
 //! the peer service `transport` defines. With `transport`, the only code
 //! that knows gRPC; it validates requests, calls `server`, and maps errors to
 //! etcd's statuses in `status`.
@@ -13,6 +14,7 @@ mod election;
 mod gateway;
 #[cfg(not(madsim))]
 mod grpc_limits;
+mod health;
 #[cfg(not(madsim))]
 mod http;
 #[cfg(not(madsim))]
@@ -37,6 +39,7 @@ use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
+use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
@@ -189,6 +192,12 @@ fn router<L: Clone>(
         ))
         .add_service(etcd_limits(
             ElectionServer::new(election).max_decoding_message_size(max),
+        ))
+        .add_service(etcd_limits(
+            HealthServer::new(health::HealthService {
+                server: server.clone(),
+            })
+            .max_decoding_message_size(max),
         ))
 }
 

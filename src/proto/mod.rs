@@ -28,3 +28,7 @@ pub mod v3lockpb {
 pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
 }
+/// gRPC's standard health service, served as etcd serves it.
+pub mod grpc_health_v1 {
+    tonic::include_proto!("grpc.health.v1");
+}

@@ -695,3 +695,51 @@ fn member_update_and_the_learner_limit_answer_as_etcd() {
         assert_eq!(list(&mut cluster).await.len(), 2);
     });
 }
+
+/// gRPC's health service, as etcd registers it: the server as a whole
+/// (service "") is SERVING, any other name is unknown ("unknown service",
+/// NotFound; SERVICE_UNKNOWN on a Watch, which stays open); a Watch ends
+/// when the server stops.
+#[test]
+fn the_grpc_health_service_answers_as_etcds() {
+    use detcd::proto::grpc_health_v1::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    use tokio_stream::StreamExt as _;
+    let mut server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    let runtime = runtime();
+    let mut watching = runtime.block_on(async {
+        let mut health = HealthClient::connect(url).await.unwrap();
+        let ask = |service: &str| HealthCheckRequest {
+            service: service.to_string(),
+        };
+        let whole = health.check(ask("")).await.unwrap().into_inner();
+        assert_eq!(whole.status(), ServingStatus::Serving);
+        let unknown = health.check(ask("etcdserverpb.KV")).await.unwrap_err();
+        assert_eq!(
+            (unknown.code(), unknown.message()),
+            (Code::NotFound, "unknown service")
+        );
+
+        phase!("Watch: the status at once, and the stream stays open");
+        let mut unknown = health.watch(ask("nothing")).await.unwrap().into_inner();
+        let first = unknown.next().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::ServiceUnknown);
+        let mut watching = health.watch(ask("")).await.unwrap().into_inner();
+        let first = watching.next().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::Serving);
+        let more = tokio::time::timeout(std::time::Duration::from_millis(500), watching.next());
+        assert!(more.await.is_err(), "the Watch sent more or ended");
+        watching
+    });
+
+    phase!("the server stops: the Watch ends");
+    server.terminate();
+    runtime.block_on(async {
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(Ok(_)) = watching.next().await {}
+        });
+        assert!(ended.await.is_ok(), "the Watch outlived its server");
+    });
+}
