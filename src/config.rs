@@ -40,6 +40,10 @@ pub struct Config {
     /// Path to the data directory [default: ${name}.etcd].
     #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Path to a dedicated directory for the WAL [default: the data dir's
+    /// member/wal].
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
     /// List of URLs to listen on for client traffic.
     #[arg(
         long,
@@ -260,6 +264,15 @@ impl Config {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)))
+    }
+
+    /// Where the WAL lives: `--wal-dir`, or the data dir's member/wal
+    /// (empty means unset, as in etcd's sample config file).
+    pub fn wal_dir(&self) -> PathBuf {
+        match &self.wal_dir {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => crate::storage::wal::default_dir(&self.data_dir()),
+        }
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -566,7 +579,6 @@ pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<AutoCompacti
 /// (so etcd's sample config file loads; retention counts and gRPC
 /// keepalive details are detcd's own). Any other value is refused.
 const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
-    ("wal-dir", &[""]),
     ("backend-batch-interval", &["", "0"]),
     ("backend-batch-limit", &["0"]),
     ("grpc-keepalive-min-time", &["5s"]),
@@ -920,7 +932,6 @@ mod tests {
     #[test]
     fn variables_for_settings_detcd_lacks_are_refused() {
         for (variable, value) in [
-            ("ETCD_WAL_DIR", "/wal"),
             ("ETCD_FORCE_NEW_CLUSTER", "true"),
             ("ETCD_DISCOVERY", "https://discovery.etcd.io/x"),
         ] {
@@ -1072,8 +1083,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
-        let refused = accept_unimplemented_flags(args(&["detcd", "--wal-dir", "/wal"]));
-        assert!(refused.unwrap_err().to_string().contains("--wal-dir"));
+        let refused = accept_unimplemented_flags(args(&["detcd", "--discovery", "https://d"]));
+        assert!(refused.unwrap_err().to_string().contains("--discovery"));
         let bare = accept_unimplemented_flags(args(&["detcd", "--force-new-cluster"]));
         assert!(bare.is_err(), "a bare boolean flag means true");
     }

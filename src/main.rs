@@ -411,6 +411,10 @@ enum SnapshotCommand {
         /// The data dir to create (default: NAME.etcd); it must not exist or be empty.
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
+        /// A dedicated directory for the WAL (default: the data dir's
+        /// member/wal); it must not exist or be empty.
+        #[arg(long)]
+        wal_dir: Option<std::path::PathBuf>,
         #[arg(long, default_value = "default")]
         name: String,
         #[arg(long, default_value = "default=http://localhost:2380")]
@@ -546,13 +550,19 @@ fn snapshot_command() -> ExitCode {
         SnapshotCommand::Restore {
             file,
             data_dir,
+            wal_dir,
             name,
             initial_cluster,
             initial_cluster_token,
             initial_advertise_peer_urls,
         } => read(&file).and_then(|bytes| {
+            let data_dir = data_dir.unwrap_or_else(|| format!("{name}.etcd").into());
+            let wal_dir = wal_dir
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or_else(|| detcd::storage::wal::default_dir(&data_dir));
             let target = detcd::backup::Target {
-                data_dir: data_dir.unwrap_or_else(|| format!("{name}.etcd").into()),
+                data_dir,
+                wal_dir,
                 name,
                 initial_cluster,
                 initial_cluster_token,

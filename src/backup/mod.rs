@@ -31,7 +31,7 @@ mod etcd_buckets;
 
 pub use crate::mvcc::layout::revision_key;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use protobuf::Message as _;
@@ -308,6 +308,8 @@ pub fn status(file: &[u8]) -> Result<Status, BackupError> {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub data_dir: PathBuf,
+    /// Where the WAL goes (`--wal-dir`, or the data dir's member/wal).
+    pub wal_dir: PathBuf,
     pub name: String,
     pub initial_cluster: String,
     pub initial_cluster_token: String,
@@ -327,8 +329,15 @@ pub struct Restored {
 /// or the flags do not name this member consistently.
 pub fn restore(disk: Arc<dyn Disk>, file: &[u8], target: &Target) -> Result<Restored, BackupError> {
     let mut state = open(file)?;
+    if !disk.list(&target.wal_dir).unwrap_or_default().is_empty() {
+        return Err(BackupError::Target(format!(
+            "wal-dir {:?} exists and is not empty: restore into a new directory",
+            target.wal_dir.display().to_string()
+        )));
+    }
     let holds_member =
-        crate::raft_node::RaftNode::has_data(&*disk, &target.data_dir).unwrap_or(true);
+        crate::raft_node::RaftNode::has_data(&*disk, &target.data_dir, &target.wal_dir)
+            .unwrap_or(true);
     if holds_member || !disk.list(&target.data_dir).unwrap_or_default().is_empty() {
         return Err(BackupError::Target(format!(
             "data-dir {:?} exists and is not empty: restore into a new directory",
@@ -382,7 +391,7 @@ pub fn restore(disk: Arc<dyn Disk>, file: &[u8], target: &Target) -> Result<Rest
     };
     let mut wal = Wal::create(
         disk,
-        &wal_dir(&target.data_dir),
+        &target.wal_dir,
         Metadata {
             member_id: member.id,
             cluster_id: cluster.cluster_id,
@@ -400,13 +409,12 @@ pub fn restore(disk: Arc<dyn Disk>, file: &[u8], target: &Target) -> Result<Rest
     })
 }
 
-fn wal_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("member").join("wal")
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::raft_node::RaftNode;
     use prost::Message as _;
 
     use crate::mvcc::Revision;
@@ -445,11 +453,37 @@ mod tests {
     fn target(dir: &str) -> Target {
         Target {
             data_dir: PathBuf::from(dir),
+            wal_dir: crate::storage::wal::default_dir(Path::new(dir)),
             name: "m1".into(),
             initial_cluster: "m1=http://10.0.0.1:2380,m2=http://10.0.0.2:2380".into(),
             initial_cluster_token: "restored".into(),
             initial_advertise_peer_urls: "http://10.0.0.1:2380".into(),
         }
+    }
+
+    /// `--wal-dir`: the WAL goes there and nowhere else, into a directory
+    /// that must be empty.
+    #[test]
+    fn a_restore_puts_the_wal_in_a_dedicated_dir() {
+        let file = backup();
+        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+        let dedicated = Target {
+            wal_dir: PathBuf::from("/wal-disk/wal"),
+            ..target("/restored")
+        };
+        restore(disk.clone(), &file, &dedicated).unwrap();
+        let data_dir = Path::new("/restored");
+        assert!(RaftNode::has_data(&*disk, data_dir, &dedicated.wal_dir).unwrap());
+        assert!(disk
+            .list(&data_dir.join("member/wal"))
+            .unwrap_or_default()
+            .is_empty());
+        let elsewhere = Target {
+            data_dir: PathBuf::from("/other"),
+            ..dedicated
+        };
+        let refused = restore(disk.clone(), &file, &elsewhere).unwrap_err();
+        assert!(refused.to_string().contains("wal-dir"), "{refused}");
     }
 
     #[test]
@@ -461,8 +495,11 @@ mod tests {
         let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
         let restored = restore(disk.clone(), &file, &target("/restored")).unwrap();
         assert_eq!(restored.revision, 4);
-        assert!(crate::raft_node::RaftNode::has_data(&*disk, Path::new("/restored")).unwrap());
-        let (_, replay) = Wal::open(disk.clone(), &wal_dir(Path::new("/restored"))).unwrap();
+        let wal_dir = crate::storage::wal::default_dir(Path::new("/restored"));
+        assert!(
+            crate::raft_node::RaftNode::has_data(&*disk, Path::new("/restored"), &wal_dir).unwrap()
+        );
+        let (_, replay) = Wal::open(disk.clone(), &wal_dir).unwrap();
         assert_eq!(replay.hard_state.commit, 2);
         let snapshots =
             SnapshotDir::open(disk.clone(), Path::new("/restored/member/snap")).unwrap();

@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
+    /// Where the WAL lives (`--wal-dir`, or `storage::wal::default_dir`).
+    pub wal_dir: PathBuf,
     /// How to start when the data dir is empty (ignored when recovering:
     /// the WAL knows who we are, the replicated registry who the others are).
     pub bootstrap: Bootstrap,
@@ -109,30 +111,36 @@ pub enum RecoveryError {
     Raft(#[from] raft::Error),
 }
 
-fn wal_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("member").join("wal")
-}
-
 /// The on-disk backend's database file.
 pub(super) fn backend_path(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("backend").join("db.redb")
 }
 
 impl RaftNode {
-    /// True if the data dir holds a member already. A member directory
-    /// that holds snapshots or WAL files but no WAL segment has lost its
-    /// log: bootstrapping over it would serve an empty or shorter history,
-    /// so it is refused. Empty directories (a first start that crashed
-    /// before its WAL appeared atomically) are a fresh start.
-    pub fn has_data(disk: &dyn Disk, data_dir: &Path) -> Result<bool, RecoveryError> {
-        let wal_dir = wal_dir(data_dir);
-        if Wal::exists(disk, &wal_dir) {
+    /// True if the data dir (with its WAL in `wal_dir`) holds a member
+    /// already. A member directory that holds snapshots or WAL files but
+    /// no WAL segment in `wal_dir` has lost its log (or it is elsewhere:
+    /// a `--wal-dir` added or dropped): bootstrapping over it would serve
+    /// an empty or shorter history, so it is refused. Empty directories (a
+    /// first start that crashed before its WAL appeared atomically) are a
+    /// fresh start.
+    pub fn has_data(
+        disk: &dyn Disk,
+        data_dir: &Path,
+        wal_dir: &Path,
+    ) -> Result<bool, RecoveryError> {
+        if Wal::exists(disk, wal_dir) {
             return Ok(true);
         }
         let snap_dir = data_dir.join("member").join("snap");
         let backend_dir = data_dir.join("member").join("backend");
+        let default_wal_dir = crate::storage::wal::default_dir(data_dir);
+        let mut dirs = vec![wal_dir, &snap_dir, &backend_dir];
+        if default_wal_dir != wal_dir {
+            dirs.push(&default_wal_dir);
+        }
         let mut leftovers = Vec::new();
-        for dir in [&wal_dir, &snap_dir, &backend_dir] {
+        for dir in dirs {
             for name in disk.list(dir).unwrap_or_default() {
                 if !name.ends_with(".tmp") {
                     leftovers.push(dir.join(name).display().to_string());
@@ -143,9 +151,10 @@ impl RaftNode {
             return Ok(false);
         }
         Err(RecoveryError::Inconsistent(format!(
-            "{} has no WAL segment but holds {}: the log is lost, and a new member \
-             bootstrapped over it would serve a shorter history; restore member/wal, or \
-             remove the data dir and add this member again",
+            "{} has no WAL segment, yet the member's directories hold {}: the log is lost, and a new member \
+             bootstrapped over it would serve a shorter history; restore the WAL (or give \
+             --wal-dir as the member last ran with), or remove the data dir and add this \
+             member again",
             wal_dir.display(),
             leftovers.join(", ")
         )))
@@ -157,10 +166,10 @@ impl RaftNode {
         clock: Clock,
         filter: Arc<dyn MessageFilter>,
     ) -> Result<RaftNode, RecoveryError> {
-        let wal_dir = wal_dir(&config.data_dir);
+        let wal_dir = config.wal_dir.clone();
         let snapshots =
             SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
-        let restarting = Self::has_data(&*disk, &config.data_dir)?;
+        let restarting = Self::has_data(&*disk, &config.data_dir, &wal_dir)?;
         let recovered = if restarting {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
@@ -677,6 +686,7 @@ mod tests {
     fn config() -> NodeConfig {
         NodeConfig {
             data_dir: PathBuf::from("/m"),
+            wal_dir: crate::storage::wal::default_dir(Path::new("/m")),
             bootstrap: Bootstrap::Join {
                 member_id: 1,
                 cluster_id: 1,

@@ -132,7 +132,7 @@ impl Server {
             InitialCluster::parse(&config.initial_cluster(), &config.initial_cluster_token)
                 .map_err(|error| StartError::Config(error.to_string()))?;
         let member = cluster.member(&config.name);
-        let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir())? {
+        let bootstrap = if RaftNode::has_data(&*disk, &config.data_dir(), &config.wal_dir())? {
             // Recovery reads who we are from the WAL and who the others are
             // from the log; the flags only seed the transport. As in etcd,
             // --initial-cluster no longer has to name us: a member may be
@@ -156,6 +156,7 @@ impl Server {
         };
         let node_config = NodeConfig {
             data_dir: config.data_dir(),
+            wal_dir: config.wal_dir(),
             bootstrap,
             election_ticks: config.election_ticks(),
             snapshot_count: config.snapshot_count,

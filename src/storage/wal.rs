@@ -28,6 +28,12 @@ use thiserror::Error;
 use super::disk::{Disk, SECTOR_BYTES};
 use super::record::{self, DecodeError, RecordType};
 
+/// Where a data dir keeps its WAL unless `--wal-dir` names another place
+/// (etcd's layout).
+pub fn default_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("wal")
+}
+
 /// Each segment file is preallocated to this size (etcd's 64 MB), or to
 /// what its first batch needs if that is more; a batch that does not fit
 /// in the tail starts the next segment. The simulator's disk (and the unit

@@ -217,3 +217,40 @@ fn a_rotten_value_in_the_backend_is_refused_not_served() {
     assert!(stderr.contains("cannot be trusted"), "{stderr}");
     assert!(stderr.contains("fails its checksum"), "{stderr}");
 }
+
+/// `--wal-dir`: the WAL lives in a directory of its own (etcd's advice: a
+/// dedicated disk), the data dir holds none, and a restart with the flag
+/// recovers every write. Started again without it, the member finds no
+/// log beside its backend and refuses, rather than come up empty.
+#[test]
+fn a_dedicated_wal_dir_holds_the_log() {
+    let flavor = crate::cluster_support::flavor_from_env();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let wal_dir = elsewhere.path().join("wal");
+    let flag = format!("--wal-dir={}", wal_dir.display());
+    let mut server = ServerProcess::start(flavor, &[&flag]);
+    server.ctl_ok(&["put", "k", "acknowledged"]);
+    let files = std::fs::read_dir(&wal_dir).unwrap().count();
+    assert!(files > 0, "nothing in {}", wal_dir.display());
+    assert!(
+        !server.data_dir.join("member/wal").exists(),
+        "the data dir has a WAL of its own"
+    );
+
+    phase!("a restart with the flag recovers the write");
+    server.terminate();
+    server.restart();
+    let value = server.ctl_ok(&["get", "k", "--print-value-only"]);
+    assert_eq!(value.trim(), "acknowledged");
+    server.terminate();
+
+    if flavor == Flavor::Detcd {
+        phase!("without the flag the member refuses, naming the missing log");
+        let stderr = refused_start(&server);
+        assert!(stderr.contains("no WAL segment"), "{stderr}");
+        assert!(
+            !server.data_dir.join("member/wal").exists(),
+            "a new member was bootstrapped"
+        );
+    }
+}

@@ -292,7 +292,7 @@ fn variables_for_settings_detcd_lacks_are_refused_not_ignored() {
         ("ETCD_CLIENT_CERT_AUTH", "true", "--trusted-ca-file"),
         ("ETCD_PEER_CERT_FILE", "/etc/etcd/peer.crt", "is plain http"),
         ("ETCD_AUTO_TLS", "true", "is plain http"),
-        ("ETCD_WAL_DIR", "/var/lib/etcd-wal", "ETCD_WAL_DIR"),
+        ("ETCD_DISCOVERY_SRV", "example.com", "ETCD_DISCOVERY_SRV"),
         (
             "ETCD_CIPHER_SUITES",
             "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
