@@ -266,13 +266,9 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)))
     }
 
-    /// Where the WAL lives: `--wal-dir`, or the data dir's member/wal
-    /// (empty means unset, as in etcd's sample config file).
+    /// Where the WAL lives: `--wal-dir`, or the data dir's member/wal.
     pub fn wal_dir(&self) -> PathBuf {
-        match &self.wal_dir {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
-            _ => crate::storage::wal::default_dir(&self.data_dir()),
-        }
+        crate::storage::wal::dir(self.wal_dir.as_deref(), &self.data_dir())
     }
 
     pub fn initial_cluster(&self) -> String {

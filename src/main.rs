@@ -557,9 +557,7 @@ fn snapshot_command() -> ExitCode {
             initial_advertise_peer_urls,
         } => read(&file).and_then(|bytes| {
             let data_dir = data_dir.unwrap_or_else(|| format!("{name}.etcd").into());
-            let wal_dir = wal_dir
-                .filter(|dir| !dir.as_os_str().is_empty())
-                .unwrap_or_else(|| detcd::storage::wal::default_dir(&data_dir));
+            let wal_dir = detcd::storage::wal::dir(wal_dir.as_deref(), &data_dir);
             let target = detcd::backup::Target {
                 data_dir,
                 wal_dir,

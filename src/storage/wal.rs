@@ -34,6 +34,15 @@ pub fn default_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("wal")
 }
 
+/// The WAL's directory: `dedicated` (`--wal-dir`; empty means unset, as
+/// in etcd's sample config file), or else `default_dir`.
+pub fn dir(dedicated: Option<&Path>, data_dir: &Path) -> PathBuf {
+    match dedicated {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => default_dir(data_dir),
+    }
+}
+
 /// Each segment file is preallocated to this size (etcd's 64 MB), or to
 /// what its first batch needs if that is more; a batch that does not fit
 /// in the tail starts the next segment. The simulator's disk (and the unit
