@@ -185,6 +185,13 @@ pub struct Config {
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,
+    /// Restart this member as the only member of its cluster, keeping its
+    /// data: what it knows to be committed stays, the other members are
+    /// removed (etcd's disaster recovery after a lost quorum). Ignored on
+    /// a first start, as etcd's is.
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub force_new_cluster: bool,
     /// Client TLS: require client certificates the trusted CA signed.
     #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -603,7 +610,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("proxy-dial-timeout", &["1000"]),
     ("proxy-write-timeout", &["5000"]),
     ("proxy-read-timeout", &["0"]),
-    ("force-new-cluster", &["false"]),
     ("experimental-enable-v2v3", &[""]),
     ("experimental-backend-bbolt-freelist-type", &["array"]),
     // detcd always checkpoints leases' remaining TTLs (ARCHITECTURE.md,
@@ -928,7 +934,7 @@ mod tests {
     #[test]
     fn variables_for_settings_detcd_lacks_are_refused() {
         for (variable, value) in [
-            ("ETCD_FORCE_NEW_CLUSTER", "true"),
+            ("ETCD_ENABLE_PPROF", "true"),
             ("ETCD_DISCOVERY", "https://discovery.etcd.io/x"),
         ] {
             let error = check_environment(&variables(&[(variable, value)])).unwrap_err();
@@ -1081,7 +1087,7 @@ mod tests {
         assert_eq!(accepted, args(&["detcd", "--logger=zap", "--name", "m1"]));
         let refused = accept_unimplemented_flags(args(&["detcd", "--discovery", "https://d"]));
         assert!(refused.unwrap_err().to_string().contains("--discovery"));
-        let bare = accept_unimplemented_flags(args(&["detcd", "--force-new-cluster"]));
+        let bare = accept_unimplemented_flags(args(&["detcd", "--enable-pprof"]));
         assert!(bare.is_err(), "a bare boolean flag means true");
     }
 

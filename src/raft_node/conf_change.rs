@@ -161,7 +161,7 @@ pub fn single_change(change_type: ConfChangeType, node_id: u64, info: MemberInfo
 
 /// A configuration change entry, v2 or v1 (as etcd 3.4 writes them), with
 /// exactly one change and the member it concerns.
-fn decode_conf_change(entry: &Entry) -> Result<(ConfChangeV2, MemberInfo), String> {
+pub(super) fn decode_conf_change(entry: &Entry) -> Result<(ConfChangeV2, MemberInfo), String> {
     crate::proto::raft_shape::check_entry_data(entry.get_entry_type() as i32, &entry.data)?;
     let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
         let mut change = ConfChangeV2::default();

@@ -37,6 +37,7 @@ mod recovery;
 pub use recovery::WAL_BEHIND_BACKEND;
 mod shared;
 mod snapshots;
+mod standalone;
 mod status;
 pub use status::RaftStatus;
 mod strangers;

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// `--strict-reconfig-check`: promote a learner only while enough
     /// members are started.
     pub strict_reconfig_check: bool,
+    /// `--force-new-cluster`: on a restart, remove every other member
+    /// (`standalone`).
+    pub force_new_cluster: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -170,11 +173,14 @@ impl RaftNode {
         let snapshots =
             SnapshotDir::open(disk.clone(), &config.data_dir.join("member").join("snap"))?;
         let restarting = Self::has_data(&*disk, &config.data_dir, &wal_dir)?;
-        let recovered = if restarting {
+        let mut recovered = if restarting {
             recover(config, disk, &wal_dir, &snapshots)?
         } else {
             bootstrap(config, disk, &wal_dir)?
         };
+        if restarting && config.force_new_cluster {
+            super::standalone::force(&mut recovered.wal, &mut recovered.log)?;
+        }
         let Recovered {
             wal,
             mut state,
@@ -702,6 +708,7 @@ mod tests {
             client_urls: Vec::new(),
             auth_token_ttl: std::time::Duration::from_secs(300),
             strict_reconfig_check: true,
+            force_new_cluster: false,
         }
     }
 

@@ -168,6 +168,7 @@ impl Server {
             client_urls: split_urls(&config.advertise_client_urls),
             auth_token_ttl: Duration::from_secs(config.auth_token_ttl),
             strict_reconfig_check: config.strict_reconfig_check,
+            force_new_cluster: config.force_new_cluster,
         };
         let jwt = match crate::auth::tokens::parse_auth_token(&config.auth_token)
             .map_err(StartError::Config)?

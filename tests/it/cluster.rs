@@ -1020,3 +1020,47 @@ fn every_member_counts_the_puts_and_deletes_it_applies() {
         );
     }
 }
+
+/// `--force-new-cluster`, etcd's way out of a lost quorum: a survivor
+/// restarts as the only member, with every key it knew committed, serves
+/// reads and writes alone, and stays alone on later starts without the
+/// flag.
+#[test]
+fn force_new_cluster_restarts_a_survivor_alone_with_its_data() {
+    let mut cluster = Cluster::start("force-new-cluster", 3, &[]);
+    cluster.put(0, "kept", "before");
+    let before = cluster.member_list(0);
+    assert_eq!(before.members.len(), 3);
+    phase!("the quorum is lost: every member stops");
+    for index in [2, 1, 0] {
+        cluster.terminate(index);
+    }
+    phase!("m1 restarts alone with --force-new-cluster");
+    cluster.restart_with_flags(&[0], &["--force-new-cluster"]);
+    assert_eq!(
+        cluster.get(0, "kept", Consistency::Linearizable).as_deref(),
+        Some("before")
+    );
+    let alone = cluster.member_list(0);
+    assert_eq!(
+        alone.cluster_id, before.cluster_id,
+        "the cluster keeps its id"
+    );
+    let ids: Vec<u64> = alone.members.iter().map(|member| member.id).collect();
+    assert_eq!(ids, vec![cluster.member_id(0)]);
+    cluster.put(0, "after", "alone");
+    phase!("a later start without the flag is still a one-member cluster");
+    cluster.terminate(0);
+    cluster.restart(&[0]);
+    assert_eq!(cluster.member_list(0).members.len(), 1);
+    assert_eq!(
+        cluster
+            .get(0, "after", Consistency::Linearizable)
+            .as_deref(),
+        Some("alone")
+    );
+    assert_eq!(
+        cluster.get(0, "kept", Consistency::Linearizable).as_deref(),
+        Some("before")
+    );
+}

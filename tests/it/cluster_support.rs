@@ -312,6 +312,18 @@ impl Cluster {
         }
     }
 
+    /// `restart`, with `flags` added to the members' command lines for
+    /// this start only.
+    pub fn restart_with_flags(&mut self, indexes: &[usize], flags: &[&str]) {
+        let kept = self.extra_args.clone();
+        (self.extra_args).extend(flags.iter().map(|flag| flag.to_string()));
+        let restarted = self.try_restart(indexes);
+        self.extra_args = kept;
+        if let Err(why) = restarted {
+            panic!("{why}");
+        }
+    }
+
     fn try_restart(&mut self, indexes: &[usize]) -> Result<(), String> {
         for &index in indexes {
             self.spawn(index);
