@@ -75,12 +75,34 @@ impl RaftNode {
                 self.propose_as(request, auth, reply);
             }
             if !self.published {
-                // Tell the cluster our client URLs (etcd's publish); retried
-                // at every leader change until it has been applied.
-                let (reply, _) = oneshot::channel();
-                self.propose(Request::Publish(self.attributes.clone()), reply);
+                self.publish();
             }
             self.announce_published();
+        }
+    }
+
+    /// Tells the cluster our client URLs (etcd's publish); made again at
+    /// every leader change, and every `PUBLISH_RETRY` (`retry_publish`),
+    /// until it has been applied.
+    fn publish(&mut self) {
+        let (reply, _) = oneshot::channel();
+        self.propose(Request::Publish(self.attributes.clone()), reply);
+        self.publish_proposed_at = Some(self.clock.elapsed());
+    }
+
+    /// A publish that was lost on its way to the leader (a dropped
+    /// forward, a leader that stepped down before appending it) is made
+    /// again, as etcd's publish retries after each request timeout. A
+    /// member never published counts as unstarted, and the strict
+    /// reconfiguration check then refuses to remove another member for
+    /// good (the simulator's churn found it: seed 302004 of the lock
+    /// workload).
+    pub(super) fn retry_publish(&mut self) {
+        let due = self.publish_proposed_at.is_some_and(|proposed_at| {
+            self.clock.elapsed().saturating_sub(proposed_at) >= super::PUBLISH_RETRY
+        });
+        if due && !self.published && self.known_leader != raft::INVALID_ID {
+            self.publish();
         }
     }
 

@@ -139,6 +139,9 @@ pub const SLOW_TURN: Duration = Duration::from_millis(20);
 /// How long a leader waits for its cluster version proposal to apply
 /// before it proposes again (etcd's leader looks every 4 s).
 pub const CLUSTER_VERSION_RETRY: Duration = Duration::from_secs(5);
+/// How long a member waits for its publish to apply before it proposes it
+/// again (etcd retries after each request timeout).
+pub const PUBLISH_RETRY: Duration = Duration::from_secs(5);
 
 /// A learner may be promoted once it has this share of the leader's log
 /// (etcd `readyPercent`).
@@ -189,6 +192,8 @@ pub struct RaftNode {
     /// What this member publishes about itself once a leader is known.
     attributes: MemberAttributes,
     published: bool,
+    /// When this member last proposed its publish.
+    publish_proposed_at: Option<Duration>,
     /// Whether this process has logged that it is published, once a
     /// leader is known (`announce_published`).
     published_announced: bool,
@@ -357,6 +362,7 @@ impl RaftNode {
                     }
                     self.tick_leases();
                     self.retry_cluster_version();
+                    self.retry_publish();
                 }
                 Some(messages) = steps.recv() => {
                     self.step(messages);

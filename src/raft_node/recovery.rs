@@ -284,6 +284,7 @@ impl RaftNode {
             known_leader: raft::INVALID_ID,
             attributes,
             published: false,
+            publish_proposed_at: None,
             published_announced: false,
             strict_reconfig_check: config.strict_reconfig_check,
             cluster_version_due: false,
