@@ -185,6 +185,15 @@ pub struct Config {
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,
+    /// How long the backend gathers changes before it commits them (Go's
+    /// duration syntax; 0 means etcd's default, 100ms).
+    #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value = "0",
+          value_parser = parse_go_duration)]
+    pub backend_batch_interval: Duration,
+    /// How many changed revisions make the backend commit before the
+    /// interval is up (0 means etcd's default, 10000).
+    #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 0)]
+    pub backend_batch_limit: u64,
     /// Restart this member as the only member of its cluster, keeping its
     /// data: what it knows to be committed stays, the other members are
     /// removed (etcd's disaster recovery after a lost quorum). Ignored on
@@ -303,6 +312,19 @@ impl Config {
     pub fn min_lease_ttl(&self) -> i64 {
         let ticks = (3 * self.election_ticks() / 2) as u64;
         (ticks * self.heartbeat_interval).div_ceil(1000) as i64
+    }
+
+    /// When the backend commits its batch: etcd's defaults for 0.
+    pub fn backend_batch(&self) -> (Duration, usize) {
+        let interval = match self.backend_batch_interval {
+            Duration::ZERO => crate::backend::writer::COMMIT_INTERVAL,
+            interval => interval,
+        };
+        let limit = match self.backend_batch_limit {
+            0 => crate::backend::writer::COMMIT_LIMIT,
+            limit => usize::try_from(limit).unwrap_or(usize::MAX),
+        };
+        (interval, limit)
     }
 
     /// How often watchers that asked for progress hear the revision:
@@ -582,8 +604,6 @@ pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<AutoCompacti
 /// (so etcd's sample config file loads; retention counts and gRPC
 /// keepalive details are detcd's own). Any other value is refused.
 const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
-    ("backend-batch-interval", &["", "0"]),
-    ("backend-batch-limit", &["0"]),
     ("grpc-keepalive-min-time", &["5s"]),
     ("initial-election-tick-advance", &["true"]),
     ("discovery", &[""]),
@@ -1117,6 +1137,7 @@ mod tests {
                 "--experimental-corrupt-check-time=0ns".into(),
                 "--grpc-keepalive-timeout=20000000000ns".into(),
                 "--grpc-keepalive-interval=7200000000000ns".into(),
+                "--backend-batch-interval=0ns".into(),
             ])
         );
         let load_args = |args: &[&str]| {
@@ -1150,6 +1171,23 @@ mod tests {
         );
         let refused = load_args(&["detcd", "--experimental-watch-progress-notify-interval=5"]);
         assert!(refused.is_err(), "Go wants a unit");
+        let batching = |args: &[&str]| load_args(args).unwrap().0.backend_batch();
+        assert_eq!(
+            batching(&["detcd"]),
+            (
+                crate::backend::writer::COMMIT_INTERVAL,
+                crate::backend::writer::COMMIT_LIMIT
+            ),
+            "0 means etcd's defaults"
+        );
+        assert_eq!(
+            batching(&[
+                "detcd",
+                "--backend-batch-interval=10ms",
+                "--backend-batch-limit=100"
+            ]),
+            (Duration::from_millis(10), 100)
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! The loop hands over what each apply round changed (`submit`, which
 //! merges into the one pending batch and never waits); the writer task
 //! commits the pending batch every `COMMIT_INTERVAL` while there is one,
-//! as etcd's backend commits its batch transaction every 100 ms. So a
+//! or as soon as it holds `COMMIT_LIMIT` revisions, as etcd's backend
+//! commits its batch transaction every 100 ms or 10,000 writes (both
+//! set by etcd's flags, `set_batching`). So a
 //! backend commit never holds up the loop's ticks and messages, and one
 //! fsync covers every round of an interval. Durability does not wait for
 //! it: an entry is durable once in the WAL, and recovery replays the WAL
@@ -29,6 +31,9 @@ use crate::storage::Disk;
 /// How long changes gather before one commit writes them (etcd's
 /// `--backend-batch-interval` default).
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// How many changed revisions commit the batch before its interval is up
+/// (etcd's `--backend-batch-limit` default).
+pub const COMMIT_LIMIT: usize = 10_000;
 
 /// How scratch files beside the backend end (`Writer::scratch_path`).
 pub const SCRATCH_SUFFIX: &str = ".scratch";
@@ -111,6 +116,11 @@ struct Inner {
     unflushed: std::sync::atomic::AtomicU64,
     /// Counts submissions, to wake the writer task.
     submitted: Arc<Published<u64>>,
+    /// When the pending batch is committed: after `interval`, or once it
+    /// holds `limit` revisions (`Writer::set_batching`).
+    batching: Mutex<(Duration, usize)>,
+    /// Counts the times the pending batch reached the limit.
+    filled: Arc<Published<u64>>,
     durable: Mutex<Durable>,
     /// Why the writer stopped: the loop stops the member on it.
     failure: Mutex<Option<Stopped>>,
@@ -149,6 +159,8 @@ impl Writer {
                 pending: Mutex::new(None),
                 unflushed: std::sync::atomic::AtomicU64::new(0),
                 submitted: Published::new(0),
+                batching: Mutex::new((COMMIT_INTERVAL, COMMIT_LIMIT)),
+                filled: Published::new(0),
                 durable: Mutex::new(durable),
                 failure: Mutex::new(None),
                 member,
@@ -161,12 +173,20 @@ impl Writer {
         self.inner
             .unflushed
             .fetch_add(batch_bytes(&batch), std::sync::atomic::Ordering::SeqCst);
-        {
+        let (_, limit) = *self.inner.batching.lock().expect("batching lock");
+        let filled = {
             let mut pending = self.inner.pending.lock().expect("pending lock");
+            let before = pending.as_ref().map_or(0, |batch| batch.records.len());
             match pending.as_mut() {
                 Some(earlier) => earlier.extend(batch),
                 None => *pending = Some(batch),
             }
+            let after = pending.as_ref().map_or(0, |batch| batch.records.len());
+            before < limit && after >= limit
+        };
+        if filled {
+            let filled = self.inner.filled.get();
+            self.inner.filled.set(filled.wrapping_add(1));
         }
         let submitted = self.inner.submitted.get();
         self.inner.submitted.set(submitted.wrapping_add(1));
@@ -268,6 +288,7 @@ impl Writer {
     /// while there is one. It ends when a commit fails (`failure`).
     pub async fn run(self, clock: Clock, metrics: Arc<crate::metrics::Metrics>) {
         let mut submitted = self.inner.submitted.subscribe();
+        let mut filled = self.inner.filled.subscribe();
         loop {
             // A batch submitted before this task first ran (the loop
             // replays the WAL at once on a restart) is pending already.
@@ -275,7 +296,12 @@ impl Writer {
             if !pending {
                 submitted.changed().await;
             }
-            clock.sleep(COMMIT_INTERVAL).await;
+            let (interval, _) = *self.inner.batching.lock().expect("batching lock");
+            tokio::select! {
+                biased;
+                _ = filled.changed() => {}
+                () = clock.sleep(interval) => {}
+            }
             #[cfg(madsim)]
             if crate::probe::crash_here(
                 self.inner.member,
@@ -299,6 +325,13 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// `--backend-batch-interval` and `--backend-batch-limit`: the pending
+    /// batch is committed `interval` after its first change, or once it
+    /// holds `limit` revisions, whichever comes first.
+    pub fn set_batching(&self, interval: Duration, limit: usize) {
+        *self.inner.batching.lock().expect("batching lock") = (interval, limit.max(1));
     }
 
     /// Commits what is pending now.

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     /// `--force-new-cluster`: on a restart, remove every other member
     /// (`standalone`).
     pub force_new_cluster: bool,
+    /// `--backend-batch-interval` and `--backend-batch-limit`
+    /// (`Writer::set_batching`).
+    pub backend_batch: (std::time::Duration, usize),
 }
 
 #[derive(Clone, Debug)]
@@ -190,6 +193,8 @@ impl RaftNode {
             backend,
         } = recovered;
         state.track_changes();
+        let (interval, limit) = config.backend_batch;
+        backend.set_batching(interval, limit);
         // Values the backend holds leave memory; a state restored from it
         // reads them from there already.
         state.attach_cold(backend.cold_log(), backend.durable().revision);
@@ -710,6 +715,10 @@ mod tests {
             auth_token_ttl: std::time::Duration::from_secs(300),
             strict_reconfig_check: true,
             force_new_cluster: false,
+            backend_batch: (
+                crate::backend::writer::COMMIT_INTERVAL,
+                crate::backend::writer::COMMIT_LIMIT,
+            ),
         }
     }
 

@@ -169,6 +169,7 @@ impl Server {
             auth_token_ttl: Duration::from_secs(config.auth_token_ttl),
             strict_reconfig_check: config.strict_reconfig_check,
             force_new_cluster: config.force_new_cluster,
+            backend_batch: config.backend_batch(),
         };
         let jwt = match crate::auth::tokens::parse_auth_token(&config.auth_token)
             .map_err(StartError::Config)?

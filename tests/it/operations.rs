@@ -670,3 +670,33 @@ fn the_tcp_gateway_carries_clients_to_live_members() {
     }
     drop(server);
 }
+
+/// `--backend-batch-limit`: a batch holding that many changes commits
+/// before its interval (an hour here) is up. etcd's default limit, 10,000,
+/// would leave a dozen puts for the hour.
+#[test]
+fn the_backend_commits_a_full_batch_before_its_interval() {
+    let server = ServerProcess::start(
+        crate::cluster_support::flavor_from_env(),
+        &["--backend-batch-interval=1h", "--backend-batch-limit=5"],
+    );
+    let commits = || {
+        sample(
+            &metrics(&server.client_url),
+            "etcd_disk_backend_commit_duration_seconds_count",
+        )
+    };
+    let before = commits();
+    for index in 0..12 {
+        server.ctl_ok(&["put", &format!("batched{index}"), "v"]);
+    }
+    let mut after = before;
+    crate::support::eventually(crate::cluster_support::CONVERGE_TIMEOUT, || {
+        after = commits();
+        after >= before + 2.0
+    });
+    assert!(
+        after >= before + 2.0,
+        "{before} commits before 12 puts, {after} after"
+    );
+}
