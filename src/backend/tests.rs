@@ -744,3 +744,37 @@ fn a_contained_panic_is_an_error_and_prints_nothing() {
         "another panic was silenced"
     );
 }
+
+/// A batch commits before its interval is up once it holds the limit's
+/// revisions, or `COMMIT_BYTES`, whatever the limit.
+#[tokio::test]
+async fn a_full_or_large_batch_commits_before_its_interval() {
+    let writer = new_writer();
+    writer.set_batching(std::time::Duration::from_secs(3600), 2);
+    let metrics = Arc::new(crate::metrics::Metrics::new("3.4.0"));
+    let task = tokio::spawn(writer.clone().run(crate::clock::Clock::new(), metrics));
+    let committed = |index: u64| {
+        let writer = writer.clone();
+        async move {
+            while writer.load().unwrap().consistent_index < index {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    // Bounds only a failure: without the limit, the commit waits an hour.
+    let guard = std::time::Duration::from_secs(60);
+    writer.submit(put_of_key(2, 10));
+    writer.submit(put_of_key(3, 10));
+    tokio::time::timeout(guard, committed(3))
+        .await
+        .expect("the limit commits");
+    writer.set_batching(
+        std::time::Duration::from_secs(3600),
+        super::writer::COMMIT_LIMIT,
+    );
+    writer.submit(put_of_key(4, super::writer::COMMIT_BYTES as usize));
+    tokio::time::timeout(guard, committed(4))
+        .await
+        .expect("the size commits");
+    task.abort();
+}

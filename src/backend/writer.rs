@@ -34,6 +34,11 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// How many changed revisions commit the batch before its interval is up
 /// (etcd's `--backend-batch-limit` default).
 pub const COMMIT_LIMIT: usize = 10_000;
+/// A pending batch this large commits at once, whatever the interval and
+/// limit: the loop stops taking commands at twice this
+/// (`raft_node::UNFLUSHED_BYTES_MAX`), and a long interval must not hold
+/// it there.
+pub const COMMIT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How scratch files beside the backend end (`Writer::scratch_path`).
 pub const SCRATCH_SUFFIX: &str = ".scratch";
@@ -170,9 +175,10 @@ impl Writer {
 
     /// Adds `batch` to what the next commit writes. Never waits.
     pub fn submit(&self, batch: Batch) {
-        self.inner
-            .unflushed
-            .fetch_add(batch_bytes(&batch), std::sync::atomic::Ordering::SeqCst);
+        let bytes = batch_bytes(&batch);
+        let unflushed =
+            (self.inner.unflushed).fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+        let too_large = unflushed < COMMIT_BYTES && unflushed + bytes >= COMMIT_BYTES;
         let (_, limit) = *self.inner.batching.lock().expect("batching lock");
         let filled = {
             let mut pending = self.inner.pending.lock().expect("pending lock");
@@ -182,7 +188,7 @@ impl Writer {
                 None => *pending = Some(batch),
             }
             let after = pending.as_ref().map_or(0, |batch| batch.records.len());
-            before < limit && after >= limit
+            too_large || (before < limit && after >= limit)
         };
         if filled {
             let filled = self.inner.filled.get();
@@ -296,11 +302,19 @@ impl Writer {
             if !pending {
                 submitted.changed().await;
             }
-            let (interval, _) = *self.inner.batching.lock().expect("batching lock");
-            tokio::select! {
-                biased;
-                _ = filled.changed() => {}
-                () = clock.sleep(interval) => {}
+            let (interval, limit) = *self.inner.batching.lock().expect("batching lock");
+            // Full already (before this task first ran, or during the
+            // last commit): no wait.
+            let full = self.unflushed_bytes() >= COMMIT_BYTES
+                || (self.inner.pending.lock().expect("pending lock"))
+                    .as_ref()
+                    .is_some_and(|batch| batch.records.len() >= limit);
+            if !full {
+                tokio::select! {
+                    biased;
+                    _ = filled.changed() => {}
+                    () = clock.sleep(interval) => {}
+                }
             }
             #[cfg(madsim)]
             if crate::probe::crash_here(

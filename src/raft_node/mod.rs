@@ -76,7 +76,7 @@ pub const COMMAND_BATCH_MAX: usize = 1024;
 pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 /// Revision bytes the backend's writer may be behind by before the loop
 /// stops taking commands until it catches up.
-pub const UNFLUSHED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+pub const UNFLUSHED_BYTES_MAX: u64 = 2 * crate::backend::writer::COMMIT_BYTES;
 /// The memory the applied entries kept for slow followers may take: past
 /// it the oldest go (`LogStore::compact_to_bytes`), and a follower behind
 /// them gets a snapshot. Small in the simulator, so that path runs there.

@@ -182,7 +182,7 @@ impl RaftNode {
             bootstrap(config, disk, &wal_dir)?
         };
         if restarting && config.force_new_cluster {
-            super::standalone::force(&mut recovered.wal, &mut recovered.log)?;
+            super::standalone::force(&mut recovered.wal, &mut recovered.log, &snapshots)?;
         }
         let Recovered {
             wal,

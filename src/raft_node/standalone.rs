@@ -4,7 +4,8 @@
 //! serving, and new members join it.
 //!
 //! As etcd does, at start: entries past the commit index the member knows
-//! are dropped (nothing the member knows to be committed is); one
+//! are dropped (nothing the member knows to be committed is), and so are
+//! snapshot files beyond it (an old leader's, its install unfinished); one
 //! configuration change per other member, removing it, is appended after
 //! the commit index with the current term and made durable in the WAL;
 //! and the hard state commits them. Applied like any committed entry, they
@@ -20,11 +21,16 @@ use std::collections::BTreeSet;
 
 use super::log_store::LogStore;
 use super::RecoveryError;
+use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::Wal;
 
 /// Rewrites the recovered `log` (and `wal`) so that this member is the
 /// only voter once the committed log is applied; the members removed.
-pub(super) fn force(wal: &mut Wal, log: &mut LogStore) -> Result<Vec<u64>, RecoveryError> {
+pub(super) fn force(
+    wal: &mut Wal,
+    log: &mut LogStore,
+    snapshots: &SnapshotDir,
+) -> Result<Vec<u64>, RecoveryError> {
     let member_id = wal.metadata().member_id;
     let mut hard_state = log.hard_state().clone();
     let commit = hard_state.commit;
@@ -40,6 +46,9 @@ pub(super) fn force(wal: &mut Wal, log: &mut LogStore) -> Result<Vec<u64>, Recov
         .filter(|&id| id != member_id)
         .collect();
     let dropped = log.last().saturating_sub(commit);
+    // First, so that a crash before the WAL write leaves nothing of the
+    // old history beyond the fork for a later start to pick up.
+    snapshots.prune_above(commit)?;
     if others.is_empty() {
         tracing::warn!("--force-new-cluster: this member is already the only one");
         return Ok(others);
@@ -134,13 +143,17 @@ fn members_at(
 mod tests {
     use super::*;
     use crate::storage::wal::Metadata;
-    use crate::storage::SimDisk;
+    use crate::storage::{Disk as _, SimDisk};
     use raft::eraftpb::{ConfState, HardState};
     use std::path::Path;
     use std::sync::Arc;
 
     /// Voters 1, 2 and 3, learner 4 added at entry 5; entries 1 to 7 at
     /// term 2, committed through 5. The WAL of `member` holds the same.
+    fn snapshots(disk: &Arc<SimDisk>) -> SnapshotDir {
+        SnapshotDir::open(disk.clone(), Path::new("/m/member/snap")).unwrap()
+    }
+
     fn recovered(disk: &Arc<SimDisk>, member: u64) -> (Wal, LogStore) {
         let conf_state = ConfState {
             voters: vec![1, 2, 3],
@@ -189,7 +202,20 @@ mod tests {
     fn the_others_are_removed_after_the_commit_index_and_durably() {
         let disk = Arc::new(SimDisk::new());
         let (mut wal, mut log) = recovered(&disk, 1);
-        let removed = force(&mut wal, &mut log).unwrap();
+        let snapshots = snapshots(&disk);
+        let (kept, forked) = (snapshots.path(1, 3), snapshots.path(2, 9));
+        for path in [&kept, &forked] {
+            crate::storage::disk::write_atomically(&*disk, path, b"a snapshot").unwrap();
+        }
+        let removed = force(&mut wal, &mut log, &snapshots).unwrap();
+        assert!(
+            disk.file_len(&kept).is_ok(),
+            "a snapshot below the commit index stays"
+        );
+        assert!(
+            disk.file_len(&forked).is_err(),
+            "one past it belongs to the old history"
+        );
         assert_eq!(
             removed,
             vec![2, 3, 4],
@@ -231,7 +257,7 @@ mod tests {
     fn a_learner_cannot_restart_the_cluster_alone() {
         let disk = Arc::new(SimDisk::new());
         let (mut wal, mut log) = recovered(&disk, 4);
-        let refused = force(&mut wal, &mut log).unwrap_err();
+        let refused = force(&mut wal, &mut log, &snapshots(&disk)).unwrap_err();
         assert!(refused.to_string().contains("is not a voter"), "{refused}");
         assert_eq!(log.last(), 7, "nothing changed");
         assert_eq!(log.hard_state().commit, 5);

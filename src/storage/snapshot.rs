@@ -754,9 +754,20 @@ impl SnapshotDir {
     /// Removes every snapshot at or below `index`: once the backend holds
     /// a state that new, they are never read again.
     pub fn prune_through(&self, index: u64) -> Result<(), SnapshotError> {
+        self.prune(|at| at <= index)
+    }
+
+    /// Removes every snapshot above `index`: `--force-new-cluster` forks
+    /// the history there, and a leader's snapshot beyond it (an install
+    /// that crashed before its WAL mark) belongs to the old one.
+    pub fn prune_above(&self, index: u64) -> Result<(), SnapshotError> {
+        self.prune(|at| at > index)
+    }
+
+    fn prune(&self, doomed: impl Fn(u64) -> bool) -> Result<(), SnapshotError> {
         let names = self.names()?;
         let old: Vec<&String> = (names.iter())
-            .filter(|(at, _)| *at <= index)
+            .filter(|(at, _)| doomed(*at))
             .map(|(_, name)| name)
             .collect();
         if old.is_empty() {
