@@ -185,6 +185,12 @@ pub struct Config {
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,
+    /// Once this member of a cluster of several reaches its peers, count
+    /// all but two ticks of its election timeout as passed, so a cluster
+    /// without a leader elects one soon (etcd's default, true).
+    #[arg(long, env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub initial_election_tick_advance: bool,
     /// How long the backend gathers changes before it commits them (Go's
     /// duration syntax; 0 means etcd's default, 100ms).
     #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value = "0",
@@ -194,6 +200,12 @@ pub struct Config {
     /// interval is up (0 means etcd's default, 10000).
     #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 0)]
     pub backend_batch_limit: u64,
+    /// How long applying a request, or serving a read-only range or
+    /// transaction, may take before it is logged and counted in
+    /// `etcd_server_slow_apply_total` (Go's duration syntax).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION", default_value = "100ms",
+          value_parser = parse_go_duration)]
+    pub experimental_warning_apply_duration: Duration,
     /// Restart this member as the only member of its cluster, keeping its
     /// data: what it knows to be committed stays, the other members are
     /// removed (etcd's disaster recovery after a lost quorum). Ignored on
@@ -605,7 +617,6 @@ pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<AutoCompacti
 /// keepalive details are detcd's own). Any other value is refused.
 const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("grpc-keepalive-min-time", &["5s"]),
-    ("initial-election-tick-advance", &["true"]),
     ("discovery", &[""]),
     ("discovery-fallback", &["proxy"]),
     ("discovery-proxy", &[""]),
@@ -631,12 +642,16 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     ("proxy-write-timeout", &["5000"]),
     ("proxy-read-timeout", &["0"]),
     ("experimental-enable-v2v3", &[""]),
-    ("experimental-backend-bbolt-freelist-type", &["array"]),
+    // How bbolt keeps its free pages in memory (a speed trade, either way
+    // the same data): redb, detcd's backend, has one way of its own.
+    (
+        "experimental-backend-bbolt-freelist-type",
+        &["array", "map"],
+    ),
     // detcd always checkpoints leases' remaining TTLs (ARCHITECTURE.md,
     // Leases): what etcd's flag turns on, and better than its default.
     ("experimental-enable-lease-checkpoint", &["false", "true"]),
     ("experimental-compaction-batch-limit", &["1000"]),
-    ("experimental-warning-apply-duration", &["100ms"]),
 ];
 
 /// `ETCD_*` variables etcd reads that are not flags.
@@ -1134,6 +1149,7 @@ mod tests {
             config_file_args(yaml),
             Ok(vec![
                 "--experimental-watch-progress-notify-interval=5000000000ns".into(),
+                "--experimental-warning-apply-duration=100000000ns".into(),
                 "--experimental-corrupt-check-time=0ns".into(),
                 "--grpc-keepalive-timeout=20000000000ns".into(),
                 "--grpc-keepalive-interval=7200000000000ns".into(),
@@ -1187,6 +1203,17 @@ mod tests {
                 "--backend-batch-limit=100"
             ]),
             (Duration::from_millis(10), 100)
+        );
+        let slow_apply = |args: &[&str]| {
+            load_args(args)
+                .unwrap()
+                .0
+                .experimental_warning_apply_duration
+        };
+        assert_eq!(slow_apply(&["detcd"]), crate::raft_node::SLOW_APPLY);
+        assert_eq!(
+            slow_apply(&["detcd", "--experimental-warning-apply-duration=1s"]),
+            Duration::from_secs(1)
         );
     }
 

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::membership::MembershipChange;
 use crate::proto::detcdpb::{internal_request::Request, InternalRequest};
 
-use super::{FatalError, RaftNode, SLOW_APPLY};
+use super::{FatalError, RaftNode};
 
 impl RaftNode {
     /// A login assigns its token on every member; deleting a user or
@@ -61,17 +61,18 @@ impl RaftNode {
     }
 
     /// Applies one entry's request; an apply slower than
-    /// `SLOW_APPLY` is counted and logged, as etcd does.
+    /// `--experimental-warning-apply-duration` is counted and logged, as
+    /// etcd does.
     pub(super) fn apply_request(&mut self, entry: &Entry) -> Result<(), FatalError> {
         let started = self.clock.elapsed();
         let applied = self.apply_request_timed(entry);
         let took = self.clock.elapsed().saturating_sub(started);
-        if took > SLOW_APPLY {
+        if took > self.slow_apply {
             self.shared.metrics.slow_apply.inc();
             tracing::warn!(
                 index = entry.index,
                 took = ?took,
-                expected = ?SLOW_APPLY,
+                expected = ?self.slow_apply,
                 "apply request took too long"
             );
         }

@@ -128,9 +128,13 @@ pub enum Command {
     Status { reply: Reply<RaftStatus> },
 }
 
-/// An apply slower than this is counted and logged (etcd's
-/// `warnApplyDuration`).
+/// An apply, or a read-only range, slower than this is counted and logged
+/// by default (etcd's `--experimental-warning-apply-duration`).
 pub const SLOW_APPLY: Duration = Duration::from_millis(100);
+/// How long after its start a member of a cluster of several still
+/// fast-forwards its election ticks once it reaches its peers (etcd waits
+/// as long, rafthttp's `ConnReadTimeout`).
+pub const TICK_ADVANCE_WAIT: Duration = Duration::from_secs(5);
 /// A WAL fsync slower than this is logged (etcd's `warnSyncDuration`).
 pub const SLOW_FSYNC: Duration = Duration::from_secs(1);
 /// A loop turn (persist, apply, snapshot bookkeeping) slower than this is
@@ -199,6 +203,12 @@ pub struct RaftNode {
     published_announced: bool,
     /// `--strict-reconfig-check` (see `NodeConfig`).
     strict_reconfig_check: bool,
+    /// `--experimental-warning-apply-duration` (`SLOW_APPLY` by default).
+    slow_apply: Duration,
+    /// Until when (on the member's clock) the election ticks are still to
+    /// be fast-forwarded once the peers are reached (`advance_ticks`);
+    /// `None` once done, given up, or with the flag off.
+    tick_advance_until: Option<Duration>,
     /// This member leads and applied its term's empty entry while the
     /// cluster had no version: it proposes one once the Ready is done.
     cluster_version_due: bool,
@@ -357,6 +367,7 @@ impl RaftNode {
                 _ = ticker.tick() => {
                     self.check_removed()?;
                     self.raw.tick();
+                    self.advance_ticks();
                     for peer in self.transport.take_unreachable() {
                         self.raw.report_unreachable(peer);
                     }
@@ -398,6 +409,45 @@ impl RaftNode {
             self.election.fix(&mut self.raw);
             self.on_ready().await?;
             self.election.fix(&mut self.raw);
+        }
+    }
+
+    /// etcd's `--initial-election-tick-advance`: in a cluster of several,
+    /// once this member's streams to more than one peer are up, all but
+    /// two ticks of the election timeout count as passed, so a cluster
+    /// with no leader elects one about two ticks later instead of a whole
+    /// timeout. A member that hears a leader meanwhile is not moved: its
+    /// heartbeats reset the count, and pre-vote keeps a member that
+    /// missed one from disturbing it. A sole member campaigns at once
+    /// anyway (`run_loop`).
+    fn advance_ticks(&mut self) {
+        let Some(until) = self.tick_advance_until else {
+            return;
+        };
+        if self.clock.elapsed() > until || self.raw.raft.state == StateRole::Leader {
+            self.tick_advance_until = None;
+            return;
+        }
+        let conf = self.raw.raft.prs().conf();
+        let members = conf.voters().ids().len() + conf.learners().len();
+        let active_peers = self
+            .transport
+            .activity()
+            .lock()
+            .expect("activity lock")
+            .len();
+        if members <= 1 || active_peers <= 1 {
+            return;
+        }
+        self.tick_advance_until = None;
+        let ticks = self.raw.raft.election_timeout().saturating_sub(2);
+        tracing::info!(
+            forward_ticks = ticks,
+            election_ticks = self.raw.raft.election_timeout(),
+            "initialized peer connections; fast-forwarding election ticks"
+        );
+        for _ in 0..ticks {
+            self.raw.tick();
         }
     }
 

@@ -56,6 +56,11 @@ pub struct NodeConfig {
     /// `--backend-batch-interval` and `--backend-batch-limit`
     /// (`Writer::set_batching`).
     pub backend_batch: (std::time::Duration, usize),
+    /// `--experimental-warning-apply-duration`: a slower apply is logged
+    /// and counted.
+    pub slow_apply: std::time::Duration,
+    /// `--initial-election-tick-advance` (`RaftNode::advance_ticks`).
+    pub initial_election_tick_advance: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -292,6 +297,10 @@ impl RaftNode {
             publish_proposed_at: None,
             published_announced: false,
             strict_reconfig_check: config.strict_reconfig_check,
+            slow_apply: config.slow_apply,
+            tick_advance_until: config
+                .initial_election_tick_advance
+                .then(|| clock.elapsed() + super::TICK_ADVANCE_WAIT),
             cluster_version_due: false,
             cluster_version_proposed_at: None,
             #[cfg(madsim)]
@@ -719,6 +728,8 @@ mod tests {
                 crate::backend::writer::COMMIT_INTERVAL,
                 crate::backend::writer::COMMIT_LIMIT,
             ),
+            slow_apply: crate::raft_node::SLOW_APPLY,
+            initial_election_tick_advance: true,
         }
     }
 

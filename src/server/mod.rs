@@ -77,6 +77,10 @@ pub struct Limits {
     /// `--grpc-keepalive-timeout`: an unanswered ping closes the
     /// connection after this long.
     pub grpc_keepalive_timeout: Duration,
+    /// `--experimental-warning-apply-duration`: a read-only range or
+    /// transaction slower than this is logged and counted, as a slow
+    /// apply is.
+    pub slow_apply: Duration,
 }
 
 #[derive(Clone)]
@@ -170,6 +174,8 @@ impl Server {
             strict_reconfig_check: config.strict_reconfig_check,
             force_new_cluster: config.force_new_cluster,
             backend_batch: config.backend_batch(),
+            slow_apply: config.experimental_warning_apply_duration,
+            initial_election_tick_advance: config.initial_election_tick_advance,
         };
         let jwt = match crate::auth::tokens::parse_auth_token(&config.auth_token)
             .map_err(StartError::Config)?
@@ -217,6 +223,7 @@ impl Server {
             grpc_keepalive_interval: Some(config.grpc_keepalive_interval)
                 .filter(|interval| !interval.is_zero()),
             grpc_keepalive_timeout: config.grpc_keepalive_timeout,
+            slow_apply: config.experimental_warning_apply_duration,
         };
         let server = Server {
             shared,
@@ -357,6 +364,14 @@ impl Server {
 
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
         self.shared.metrics.range_total.inc();
+        let started = self.clock.elapsed();
+        let response = self.range_now(&request).await;
+        let count = response.as_ref().map_or(0, |response| response.kvs.len());
+        self.warn_if_slow_read(started, count);
+        response
+    }
+
+    async fn range_now(&self, request: &RangeRequest) -> Result<RangeResponse, Error> {
         if !request.serializable && !sabotaged_stale_read() {
             self.read_index().await?;
         }
@@ -369,7 +384,24 @@ impl Server {
                 crate::auth::Access::Read,
             )?;
         }
-        state.range(&request)
+        state.range(request)
+    }
+
+    /// etcd logs a read-only range or transaction slower than
+    /// `--experimental-warning-apply-duration` as it logs a slow apply,
+    /// and counts it in the same metric.
+    fn warn_if_slow_read(&self, started: Duration, response_count: usize) {
+        let took = self.clock.elapsed().saturating_sub(started);
+        if took > self.limits.slow_apply {
+            self.shared.metrics.slow_apply.inc();
+            tracing::warn!(
+                took = ?took,
+                expected = ?self.limits.slow_apply,
+                prefix = "read-only range ",
+                response_count,
+                "apply request took too long"
+            );
+        }
     }
 
     /// A read applied as a raft entry (etcd's v2 QGET, which its /health
@@ -424,22 +456,32 @@ impl Server {
     /// range is serializable, as in etcd); anything else goes through raft.
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse, Error> {
         if crate::apply::is_read_only_txn(&request) {
-            if !crate::apply::is_serializable_txn(&request) && !sabotaged_stale_read() {
-                self.read_index().await?;
-            }
-            let state = self.shared.state.read().expect("state lock");
-            if let Some(caller) = &self.caller {
-                state.auth().check_txn(caller, &request)?;
-            }
-            let response = state.txn_read_only(&request)?;
-            self.shared.metrics.count_txn(&response.responses);
-            return Ok(response);
+            let started = self.clock.elapsed();
+            let response = self.txn_read_only(&request).await;
+            let count = response
+                .as_ref()
+                .map_or(0, |response| response.responses.len());
+            self.warn_if_slow_read(started, count);
+            return response;
         }
         self.check_quota(crate::apply::txn_cost(&request)).await?;
         match self.propose(Request::Txn(request)).await? {
             Response::Txn(response) => Ok(response),
             other => unreachable!("txn answered with {other:?}"),
         }
+    }
+
+    async fn txn_read_only(&self, request: &TxnRequest) -> Result<TxnResponse, Error> {
+        if !crate::apply::is_serializable_txn(request) && !sabotaged_stale_read() {
+            self.read_index().await?;
+        }
+        let state = self.shared.state.read().expect("state lock");
+        if let Some(caller) = &self.caller {
+            state.auth().check_txn(caller, request)?;
+        }
+        let response = state.txn_read_only(request)?;
+        self.shared.metrics.count_txn(&response.responses);
+        Ok(response)
     }
 
     /// etcd `LeaseGrant`: a TTL over the maximum is refused before it

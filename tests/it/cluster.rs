@@ -108,6 +108,36 @@ fn three_members_elect_one_leader() {
     assert_eq!(healthy, expected, "every member is healthy: {reports}");
 }
 
+/// etcd's `--initial-election-tick-advance`: by default a member that
+/// reaches its peers counts most of its election timeout as passed (so a
+/// new or restarted cluster elects a leader sooner); turned off, none does.
+/// A leader is elected either way.
+#[test]
+fn election_ticks_are_fast_forwarded_unless_turned_off() {
+    const FORWARDED: &str = "fast-forwarding election ticks";
+    let mut cluster = Cluster::start("tick-advance", 3, &[]);
+    let all = cluster.all();
+    cluster.wait_for_leader(&all);
+    let forwarded = |cluster: &Cluster| -> usize {
+        all.iter()
+            .map(|&index| cluster.log(index).matches(FORWARDED).count())
+            .sum()
+    };
+    let by_default = forwarded(&cluster);
+    if cluster.flavor == Flavor::Detcd {
+        assert!(by_default >= 1, "no member fast-forwarded its ticks");
+    }
+
+    phase!("restarted with the advance off, no member fast-forwards");
+    for &index in &all {
+        cluster.terminate(index);
+    }
+    cluster.restart_with_flags(&all, &["--initial-election-tick-advance=false"]);
+    let leader = cluster.wait_for_leader(&all);
+    cluster.put(leader, "after", "restart");
+    assert_eq!(forwarded(&cluster), by_default);
+}
+
 #[test]
 fn writes_through_any_member_are_read_from_every_member() {
     // Writes through every member, so at least two go through a follower

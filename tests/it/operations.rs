@@ -700,3 +700,29 @@ fn the_backend_commits_a_full_batch_before_its_interval() {
         "{before} commits before 12 puts, {after} after"
     );
 }
+
+/// etcd counts an apply, and a read-only range, slower than
+/// `--experimental-warning-apply-duration` in one metric; with 1ns every
+/// request is slow.
+#[test]
+fn slow_applies_and_reads_are_counted_past_the_warning_duration() {
+    let flavor = crate::cluster_support::flavor_from_env();
+    let server = ServerProcess::start(flavor, &["--experimental-warning-apply-duration=1ns"]);
+    let slow = || sample(&metrics(&server.client_url), "etcd_server_slow_apply_total");
+    let before = slow();
+    server.ctl_ok(&["put", "slow", "1"]);
+    let after_put = slow();
+    assert!(
+        after_put > before,
+        "a put's apply: {before} then {after_put}"
+    );
+    server.ctl_ok(&["get", "slow", "--consistency=s"]);
+    let after_get = slow();
+    assert!(
+        after_get > after_put,
+        "a read: {after_put} then {after_get}"
+    );
+    if flavor == Flavor::Detcd {
+        assert!(server.log().contains("apply request took too long"));
+    }
+}
