@@ -200,6 +200,14 @@ pub struct Config {
     /// interval is up (0 means etcd's default, 10000).
     #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 0)]
     pub backend_batch_limit: u64,
+    /// How many revisions a compaction deletes from the backend in one
+    /// transaction (0 means etcd's default, 1000).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT",
+        default_value_t = 0
+    )]
+    pub experimental_compaction_batch_limit: u64,
     /// How long applying a request, or serving a read-only range or
     /// transaction, may take before it is logged and counted in
     /// `etcd_server_slow_apply_total` (Go's duration syntax).
@@ -337,6 +345,15 @@ impl Config {
             limit => usize::try_from(limit).unwrap_or(usize::MAX),
         };
         (interval, limit)
+    }
+
+    /// Revisions a compaction deletes per backend transaction: etcd's
+    /// default for 0.
+    pub fn compaction_batch_limit(&self) -> usize {
+        match self.experimental_compaction_batch_limit {
+            0 => crate::backend::writer::COMPACTION_BATCH_LIMIT,
+            limit => usize::try_from(limit).unwrap_or(usize::MAX),
+        }
     }
 
     /// How often watchers that asked for progress hear the revision:
@@ -651,7 +668,6 @@ const NOT_IMPLEMENTED: &[(&str, &[&str])] = &[
     // detcd always checkpoints leases' remaining TTLs (ARCHITECTURE.md,
     // Leases): what etcd's flag turns on, and better than its default.
     ("experimental-enable-lease-checkpoint", &["false", "true"]),
-    ("experimental-compaction-batch-limit", &["1000"]),
 ];
 
 /// `ETCD_*` variables etcd reads that are not flags.
@@ -1211,6 +1227,16 @@ mod tests {
                 .experimental_warning_apply_duration
         };
         assert_eq!(slow_apply(&["detcd"]), crate::raft_node::SLOW_APPLY);
+        let compaction = |args: &[&str]| load_args(args).unwrap().0.compaction_batch_limit();
+        assert_eq!(
+            compaction(&["detcd"]),
+            crate::backend::writer::COMPACTION_BATCH_LIMIT
+        );
+        assert_eq!(
+            compaction(&["detcd", "--experimental-compaction-batch-limit=7"]),
+            7
+        );
+        assert!(load_args(&["detcd", "--experimental-compaction-batch-limit=-1"]).is_err());
         assert_eq!(
             slow_apply(&["detcd", "--experimental-warning-apply-duration=1s"]),
             Duration::from_secs(1)

@@ -31,6 +31,13 @@ pub struct Metrics {
     pub wal_fsync: Histogram,
     /// detcd's backend commit is saving a snapshot of the state image.
     pub backend_commit: Histogram,
+    /// Each backend transaction but the last of a compaction's deletes,
+    /// in milliseconds (etcd's compaction pause).
+    pub compaction_pause: Histogram,
+    /// A compaction's deletes from the backend, in milliseconds.
+    pub compaction_total: Histogram,
+    /// Revisions compactions deleted from the backend.
+    pub compaction_keys: IntCounter,
     pub db_total_size: IntGauge,
     pub db_in_use_size: IntGauge,
     pub keys_total: IntGauge,
@@ -88,15 +95,15 @@ impl Metrics {
                 .expect("registers once");
             family
         };
-        let histogram = |name: &str, help: &str| {
-            let histogram =
-                Histogram::with_opts(HistogramOpts::new(name, help).buckets(disk_buckets()))
-                    .expect("valid histogram");
+        let histogram_with = |name: &str, help: &str, buckets: Vec<f64>| {
+            let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid histogram");
             registry
                 .register(Box::new(histogram.clone()))
                 .expect("registers once");
             histogram
         };
+        let histogram = |name: &str, help: &str| histogram_with(name, help, disk_buckets());
         let version = IntGaugeVec::new(
             Opts::new(
                 "etcd_server_version",
@@ -183,6 +190,21 @@ impl Metrics {
             backend_commit: histogram(
                 "etcd_disk_backend_commit_duration_seconds",
                 "The latency distributions of commit called by backend.",
+            ),
+            // etcd's buckets: 1 ms to 4.096 s, and 100 ms to 819.2 s.
+            compaction_pause: histogram_with(
+                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                "Bucketed histogram of db compaction pause duration.",
+                exponential_buckets(1.0, 2.0, 13).expect("valid buckets"),
+            ),
+            compaction_total: histogram_with(
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "Bucketed histogram of db compaction total duration.",
+                exponential_buckets(100.0, 2.0, 14).expect("valid buckets"),
+            ),
+            compaction_keys: counter(
+                "etcd_debugging_mvcc_db_compaction_keys_total",
+                "Total number of db keys compacted.",
             ),
             db_total_size: gauge(
                 "etcd_mvcc_db_total_size_in_bytes",
@@ -363,6 +385,15 @@ mod tests {
             ("etcd_server_proposals_failed_total", "counter"),
             ("etcd_disk_wal_fsync_duration_seconds", "histogram"),
             ("etcd_disk_backend_commit_duration_seconds", "histogram"),
+            (
+                "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                "histogram",
+            ),
+            (
+                "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                "histogram",
+            ),
+            ("etcd_debugging_mvcc_db_compaction_keys_total", "counter"),
             ("etcd_mvcc_db_total_size_in_bytes", "gauge"),
             ("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge"),
             ("etcd_debugging_mvcc_keys_total", "gauge"),

@@ -253,17 +253,74 @@ impl Backend {
 
     /// Writes `batch` in one transaction, durable on return.
     pub fn commit(&self, batch: &Batch) -> Result<(), Error> {
-        contained("a commit", || self.commit_batch(batch, true))
+        self.commit_in_pieces(batch, usize::MAX, &mut |_| {})
+    }
+
+    /// Writes `batch`, durable on return, deleting its compaction's
+    /// revisions at most `limit` to a transaction (etcd's
+    /// `--experimental-compaction-batch-limit`), so no one transaction
+    /// grows with the history a compaction drops. `after_piece` hears how
+    /// many revisions each transaction but the last deleted, once it is
+    /// committed.
+    ///
+    /// All or nothing still: every transaction but the last commits
+    /// without an fsync (redb's `Durability::None`), which redb keeps from
+    /// reusing the pages of the last durable commit; a crash before the
+    /// last one's fsync reopens the database as it was before `batch`.
+    /// Readers that begin meanwhile may see a piece; `Writer::view` waits
+    /// for the whole.
+    pub fn commit_in_pieces(
+        &self,
+        batch: &Batch,
+        limit: usize,
+        after_piece: &mut dyn FnMut(usize),
+    ) -> Result<(), Error> {
+        contained("a commit", || {
+            self.commit_batch(batch, true, limit, after_piece)
+        })
     }
 
     /// Writes `batch` without the fsync that would make it durable: the
     /// simulator's crash point inside a commit.
     #[cfg(any(madsim, test))]
-    pub fn commit_unsynced(&self, batch: &Batch) -> Result<(), Error> {
-        contained("a commit", || self.commit_batch(batch, false))
+    pub fn commit_unsynced(&self, batch: &Batch, limit: usize) -> Result<(), Error> {
+        contained("a commit", || {
+            self.commit_batch(batch, false, limit, &mut |_| {})
+        })
     }
 
-    fn commit_batch(&self, batch: &Batch, synced: bool) -> Result<(), Error> {
+    fn commit_batch(
+        &self,
+        batch: &Batch,
+        synced: bool,
+        limit: usize,
+        after_piece: &mut dyn FnMut(usize),
+    ) -> Result<(), Error> {
+        let removed = batch
+            .compaction
+            .as_ref()
+            .map_or(&[][..], |(_, removed)| removed.as_slice());
+        let mut pieces = removed.chunks(limit.max(1));
+        let mut first = true;
+        // The revisions are inserted in the first transaction, before any
+        // is removed: a compaction may drop records of its own batch.
+        while pieces.len() > 1 {
+            let piece = pieces.next().expect("more than one piece left");
+            let mut write = self.db().begin_write().map_err(engine)?;
+            write
+                .set_durability(redb::Durability::None)
+                .map_err(engine)?;
+            {
+                let mut keys = write.open_table(KEY).map_err(engine)?;
+                if std::mem::take(&mut first) {
+                    insert_records(&mut keys, &batch.records)?;
+                }
+                remove_revisions(&mut keys, piece)?;
+            }
+            write.commit().map_err(engine)?;
+            after_piece(piece.len());
+        }
+        let last_piece = pieces.next().unwrap_or(&[]);
         let mut write = self.db().begin_write().map_err(engine)?;
         if !synced {
             write
@@ -272,22 +329,12 @@ impl Backend {
         }
         {
             let mut keys = write.open_table(KEY).map_err(engine)?;
-            for (revision, record) in &batch.records {
-                let (key, value) = key_entry(*revision, record);
-                keys.insert(key.as_slice(), checksummed(&key, &value).as_slice())
-                    .map_err(engine)?;
+            if first {
+                insert_records(&mut keys, &batch.records)?;
             }
+            remove_revisions(&mut keys, last_piece)?;
             let mut meta = write.open_table(META).map_err(engine)?;
-            if let Some((compacted, removed)) = &batch.compaction {
-                for revision in removed {
-                    for tombstone in [false, true] {
-                        let mut key = revision_key(*revision);
-                        if tombstone {
-                            key.push(crate::mvcc::layout::TOMBSTONE_MARK);
-                        }
-                        keys.remove(key.as_slice()).map_err(engine)?;
-                    }
-                }
+            if let Some((compacted, _)) = &batch.compaction {
                 let finished = revision_key(Revision::new(*compacted, 0));
                 put_meta(&mut meta, FINISHED_COMPACT_REV, &finished)?;
             }
@@ -409,7 +456,9 @@ impl Backend {
                 .sum::<u64>();
             batch.records.extend(records);
             if batch_bytes >= SNAPSHOT_BATCH_BYTES {
-                contained("a commit", || self.commit_batch(&batch, false))?;
+                contained("a commit", || {
+                    self.commit_batch(&batch, false, usize::MAX, &mut |_| {})
+                })?;
                 batch.records.clear();
                 batch_bytes = 0;
             }
@@ -786,6 +835,36 @@ fn checksummed(key: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 /// Writes a `meta` value behind its checksum, as `key` values are.
+/// Writes `records` into the key table, each value behind its checksum.
+fn insert_records(
+    keys: &mut redb::Table<&[u8], &[u8]>,
+    records: &[(Revision, Record)],
+) -> Result<(), Error> {
+    for (revision, record) in records {
+        let (key, value) = key_entry(*revision, record);
+        keys.insert(key.as_slice(), checksummed(&key, &value).as_slice())
+            .map_err(engine)?;
+    }
+    Ok(())
+}
+
+/// Deletes `revisions` from the key table, as a put or a tombstone.
+fn remove_revisions(
+    keys: &mut redb::Table<&[u8], &[u8]>,
+    revisions: &[Revision],
+) -> Result<(), Error> {
+    for revision in revisions {
+        for tombstone in [false, true] {
+            let mut key = revision_key(*revision);
+            if tombstone {
+                key.push(crate::mvcc::layout::TOMBSTONE_MARK);
+            }
+            keys.remove(key.as_slice()).map_err(engine)?;
+        }
+    }
+    Ok(())
+}
+
 fn put_meta(meta: &mut redb::Table<&str, &[u8]>, name: &str, value: &[u8]) -> Result<(), Error> {
     meta.insert(name, checksummed(name.as_bytes(), value).as_slice())
         .map(|_| ())

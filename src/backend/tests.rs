@@ -13,6 +13,10 @@ use crate::mvcc::{ColdLog as _, KeyValue, Record, Revision, NEVER_COMPACTED};
 use crate::storage::crash_at_sync::CrashAtSync;
 use crate::storage::{Disk, SimDisk};
 
+/// The crash tests delete a compaction's revisions in pieces this small,
+/// so crashes fall between pieces too.
+const PIECE_LIMIT: usize = 2;
+
 fn db_path() -> PathBuf {
     PathBuf::from("/node/member/backend/db.redb")
 }
@@ -68,7 +72,9 @@ fn committed(sim: &Arc<SimDisk>, batches: &[Batch]) -> Model {
     let backend = Backend::open(sim.clone(), &db_path()).unwrap();
     let mut model = Model::default();
     for batch in batches {
-        backend.commit(batch).unwrap();
+        backend
+            .commit_in_pieces(batch, PIECE_LIMIT, &mut |_| {})
+            .unwrap();
         model = model.apply(batch);
     }
     model
@@ -156,7 +162,10 @@ fn commit_until_a_sync_fails(
         Ok(backend) => {
             for batch in batches {
                 let next = committed.apply(batch);
-                if backend.commit(batch).is_err() {
+                if backend
+                    .commit_in_pieces(batch, PIECE_LIMIT, &mut |_| {})
+                    .is_err()
+                {
                     in_flight = Some(next);
                     break;
                 }
@@ -777,4 +786,95 @@ async fn a_full_or_large_batch_commits_before_its_interval() {
         .await
         .expect("the size commits");
     task.abort();
+}
+
+/// Seven puts, then a batch with one more that compacts five away.
+fn puts_then_a_compaction() -> (Batch, Batch) {
+    let put = |main: i64| {
+        let key_value = KeyValue {
+            key: format!("k{main}").into_bytes(),
+            create_revision: main,
+            mod_revision: main,
+            version: 1,
+            value: vec![main as u8; 100],
+            lease: 0,
+        };
+        (Revision::new(main, 0), Record::put(key_value))
+    };
+    let puts = Batch {
+        consistent_index: 10,
+        records: (2..=8).map(put).collect(),
+        ..Batch::default()
+    };
+    let compaction = Batch {
+        consistent_index: 11,
+        records: vec![put(9)],
+        compaction: Some((6, (2..=6).map(|main| Revision::new(main, 0)).collect())),
+        meta: Some(StateMeta {
+            term: 2,
+            current_revision: 9,
+            state: Some(vec![1]),
+            ..StateMeta::default()
+        }),
+    };
+    (puts, compaction)
+}
+
+/// etcd's `--experimental-compaction-batch-limit`: a compaction's
+/// revisions go in transactions of at most the limit, each but the last
+/// reported, and the backend ends as one transaction would leave it.
+#[test]
+fn a_compaction_deletes_in_pieces_of_the_limit() {
+    let sim = Arc::new(SimDisk::new());
+    sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+    let backend = Backend::open(sim.clone(), &db_path()).unwrap();
+    let (puts, compaction) = puts_then_a_compaction();
+    backend.commit(&puts).unwrap();
+    let mut pieces = Vec::new();
+    backend
+        .commit_in_pieces(&compaction, 2, &mut |removed| pieces.push(removed))
+        .unwrap();
+    assert_eq!(
+        pieces,
+        [2, 2],
+        "5 revisions: 2, 2, then the last 1 with the rest"
+    );
+    let expected = Model::default().apply(&puts).apply(&compaction);
+    assert_eq!(Model::read(&backend).unwrap(), expected);
+    assert_eq!(expected.records.len(), 3);
+}
+
+/// The pieces before the last commit without an fsync, and redb writes
+/// no header for them: after a kill or a power loss before the last
+/// piece's fsync, the backend opens as it was before the batch, never
+/// with some of its revisions deleted.
+#[test]
+fn pieces_without_the_last_fsync_are_gone_after_a_kill_or_a_power_loss() {
+    for power_loss in [false, true] {
+        let sim = Arc::new(SimDisk::new());
+        sim.create_dir_all(db_path().parent().unwrap()).unwrap();
+        let backend = Backend::open(sim.clone(), &db_path()).unwrap();
+        let (puts, compaction) = puts_then_a_compaction();
+        backend.commit(&puts).unwrap();
+        let before = Model::read(&backend).unwrap();
+        backend.commit_unsynced(&compaction, 1).unwrap();
+        assert_ne!(
+            Model::read(&backend).unwrap(),
+            before,
+            "the pieces are readable"
+        );
+        std::mem::forget(backend);
+        if power_loss {
+            sim.crash(7);
+        } else {
+            sim.fence();
+            sim.survive_kill();
+        }
+        let reopened = Backend::open(sim.clone(), &db_path()).unwrap();
+        assert_eq!(
+            Model::read(&reopened).unwrap(),
+            before,
+            "power loss: {power_loss}"
+        );
+    }
 }

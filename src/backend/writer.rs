@@ -34,6 +34,10 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// How many changed revisions commit the batch before its interval is up
 /// (etcd's `--backend-batch-limit` default).
 pub const COMMIT_LIMIT: usize = 10_000;
+/// At most this many revisions a compaction drops are deleted in one
+/// backend transaction (etcd's `--experimental-compaction-batch-limit`
+/// default; `Writer::set_compaction_batch_limit`).
+pub const COMPACTION_BATCH_LIMIT: usize = 1000;
 /// A pending batch this large commits at once, whatever the interval and
 /// limit: the loop stops taking commands at twice this
 /// (`raft_node::UNFLUSHED_BYTES_MAX`), and a long interval must not hold
@@ -126,6 +130,11 @@ struct Inner {
     batching: Mutex<(Duration, usize)>,
     /// Counts the times the pending batch reached the limit.
     filled: Arc<Published<u64>>,
+    /// Revisions of a compaction deleted per transaction.
+    compaction_batch_limit: std::sync::atomic::AtomicUsize,
+    /// The clock and metrics the writer task reports compactions to
+    /// (etcd's `db_compaction_*`), once it runs.
+    observer: std::sync::OnceLock<(Clock, Arc<crate::metrics::Metrics>)>,
     durable: Mutex<Durable>,
     /// Why the writer stopped: the loop stops the member on it.
     failure: Mutex<Option<Stopped>>,
@@ -166,6 +175,8 @@ impl Writer {
                 submitted: Published::new(0),
                 batching: Mutex::new((COMMIT_INTERVAL, COMMIT_LIMIT)),
                 filled: Published::new(0),
+                compaction_batch_limit: std::sync::atomic::AtomicUsize::new(COMPACTION_BATCH_LIMIT),
+                observer: std::sync::OnceLock::new(),
                 durable: Mutex::new(durable),
                 failure: Mutex::new(None),
                 member,
@@ -293,6 +304,7 @@ impl Writer {
     /// The writer task: commits the pending batch every `COMMIT_INTERVAL`
     /// while there is one. It ends when a commit fails (`failure`).
     pub async fn run(self, clock: Clock, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.inner.observer.set((clock.clone(), metrics.clone()));
         let mut submitted = self.inner.submitted.subscribe();
         let mut filled = self.inner.filled.subscribe();
         loop {
@@ -348,6 +360,13 @@ impl Writer {
         *self.inner.batching.lock().expect("batching lock") = (interval, limit.max(1));
     }
 
+    /// `--experimental-compaction-batch-limit`: a compaction's revisions
+    /// are deleted at most `limit` to a transaction.
+    pub fn set_compaction_batch_limit(&self, limit: usize) {
+        (self.inner.compaction_batch_limit)
+            .store(limit.max(1), std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Commits what is pending now.
     pub async fn flush(&self) -> Result<(), Error> {
         let inner = self.inner.clone();
@@ -361,7 +380,12 @@ impl Writer {
         self.flush().await?;
         let inner = self.inner.clone();
         crate::storage::blocking::run(move || {
-            let view = inner.with_backend(|backend| backend.view())?;
+            // Not between the pieces of a commit (`commit_in_pieces`): a
+            // view holds whole batches only.
+            let view = {
+                let _commits = inner.commits.lock().expect("commits lock");
+                inner.with_backend(|backend| backend.view())?
+            };
             inner
                 .views
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -509,6 +533,11 @@ fn batch_bytes(batch: &Batch) -> u64 {
         .sum()
 }
 
+/// A duration in milliseconds, as etcd's compaction histograms count.
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
 fn closed() -> Error {
     Error::Engine("the backend was closed by a failed replace or a crash".into())
 }
@@ -525,7 +554,29 @@ impl Inner {
         let Some(batch) = self.pending.lock().expect("pending lock").take() else {
             return Ok(());
         };
-        self.with_backend(|backend| backend.commit(&batch))?;
+        let limit = (self.compaction_batch_limit).load(std::sync::atomic::Ordering::SeqCst);
+        let observer = self.observer.get();
+        let started = observer.map(|(clock, _)| clock.elapsed());
+        let mut piece_started = started;
+        self.with_backend(|backend| {
+            backend.commit_in_pieces(&batch, limit, &mut |_| {
+                // etcd observes each batch but the last of a compaction as
+                // a pause of its writes; here only this commit waits.
+                if let (Some((clock, metrics)), Some(since)) = (observer, piece_started) {
+                    let now = clock.elapsed();
+                    (metrics.compaction_pause).observe(millis(now.saturating_sub(since)));
+                    piece_started = Some(now);
+                }
+            })
+        })?;
+        if let (Some((_, removed)), Some((clock, metrics)), Some(started)) =
+            (&batch.compaction, observer, started)
+        {
+            if !removed.is_empty() {
+                metrics.compaction_keys.inc_by(removed.len() as u64);
+                (metrics.compaction_total).observe(millis(clock.elapsed().saturating_sub(started)));
+            }
+        }
         self.unflushed
             .fetch_sub(batch_bytes(&batch), std::sync::atomic::Ordering::SeqCst);
         let mut durable = self.durable.lock().expect("durable lock");
@@ -562,7 +613,10 @@ impl Inner {
         let mut backend = self.backend.write().expect("backend lock");
         let batch = self.pending.lock().expect("pending lock").take();
         let result = match (backend.as_ref(), batch) {
-            (Some(backend), Some(batch)) => backend.commit_unsynced(&batch),
+            (Some(backend), Some(batch)) => backend.commit_unsynced(
+                &batch,
+                (self.compaction_batch_limit).load(std::sync::atomic::Ordering::SeqCst),
+            ),
             _ => Ok(()),
         };
         // The process is dead from here: redb's close in `Drop` would sync

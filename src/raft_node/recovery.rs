@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub slow_apply: std::time::Duration,
     /// `--initial-election-tick-advance` (`RaftNode::advance_ticks`).
     pub initial_election_tick_advance: bool,
+    /// `--experimental-compaction-batch-limit`
+    /// (`Writer::set_compaction_batch_limit`).
+    pub compaction_batch_limit: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -200,6 +203,7 @@ impl RaftNode {
         state.track_changes();
         let (interval, limit) = config.backend_batch;
         backend.set_batching(interval, limit);
+        backend.set_compaction_batch_limit(config.compaction_batch_limit);
         // Values the backend holds leave memory; a state restored from it
         // reads them from there already.
         state.attach_cold(backend.cold_log(), backend.durable().revision);
@@ -730,6 +734,7 @@ mod tests {
             ),
             slow_apply: crate::raft_node::SLOW_APPLY,
             initial_election_tick_advance: true,
+            compaction_batch_limit: crate::backend::writer::COMPACTION_BATCH_LIMIT,
         }
     }
 

@@ -176,6 +176,7 @@ impl Server {
             backend_batch: config.backend_batch(),
             slow_apply: config.experimental_warning_apply_duration,
             initial_election_tick_advance: config.initial_election_tick_advance,
+            compaction_batch_limit: config.compaction_batch_limit(),
         };
         let jwt = match crate::auth::tokens::parse_auth_token(&config.auth_token)
             .map_err(StartError::Config)?

@@ -726,3 +726,39 @@ fn slow_applies_and_reads_are_counted_past_the_warning_duration() {
         assert!(server.log().contains("apply request took too long"));
     }
 }
+
+/// etcd's `--experimental-compaction-batch-limit`: a compaction deletes
+/// old revisions from the backend a batch at a time, each batch but the
+/// last observed as a pause; the deleted revisions are counted.
+#[test]
+fn a_compaction_deletes_in_batches_of_the_limit() {
+    let server = ServerProcess::start(
+        crate::cluster_support::flavor_from_env(),
+        &["--experimental-compaction-batch-limit=1"],
+    );
+    let read = |name: &str| sample(&metrics(&server.client_url), name);
+    const KEYS: &str = "etcd_debugging_mvcc_db_compaction_keys_total";
+    const PAUSES: &str = "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds_count";
+    let (keys_before, pauses_before) = (read(KEYS), read(PAUSES));
+    for value in 1..=5 {
+        server.ctl_ok(&["put", "batched", &value.to_string()]);
+    }
+    let revision = server.revision();
+    server.ctl_ok(&["compact", &revision.to_string(), "--physical"]);
+    let mut deleted = 0.0;
+    crate::support::eventually(crate::cluster_support::CONVERGE_TIMEOUT, || {
+        deleted = read(KEYS) - keys_before;
+        deleted >= 4.0
+    });
+    assert_eq!(deleted, 4.0, "the four older revisions of the key");
+    assert!(
+        read(PAUSES) >= pauses_before + 1.0,
+        "one revision to a batch"
+    );
+    assert_eq!(
+        server
+            .ctl_ok(&["get", "batched", "--print-value-only"])
+            .trim(),
+        "5"
+    );
+}

@@ -23,6 +23,9 @@ use super::network::NetFilter;
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 const TOKEN: &str = "detcd-sim";
+/// Revisions a compaction deletes per backend transaction in the
+/// simulation: small, so a compaction takes several.
+const SIM_COMPACTION_BATCH_LIMIT: usize = 3;
 /// `--snapshot-count` unless a test asks otherwise: small, so runs
 /// exercise snapshots and log compaction.
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100;
@@ -544,6 +547,10 @@ impl Member {
             // The cheapest bcrypt: hashing takes real time the virtual
             // clock does not see, and this is not the property under test.
             format!("--bcrypt-cost={}", detcd::auth::password::BCRYPT_COST_MIN),
+            // A compaction's deletes in several backend transactions, as a
+            // large history's are, so crashes and power loss fall
+            // between them.
+            format!("--experimental-compaction-batch-limit={SIM_COMPACTION_BATCH_LIMIT}"),
         ]);
         let started = Server::start(
             &config,
