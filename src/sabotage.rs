@@ -96,10 +96,14 @@ pub enum Sabotage {
     /// a lapsed lease and its keys outlive their TTL by seconds (only a
     /// check that a lease ends in time sees).
     LeaseLateExpiry = 27,
+    /// A watch that starts at the compact revision itself is told it was
+    /// compacted (etcd keeps that revision's history; only a watch resumed
+    /// after a compaction sees).
+    WatchCompactedAtItsRevision = 28,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 27] = [
+    pub const ALL: [Sabotage; 28] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -127,6 +131,7 @@ impl Sabotage {
         Sabotage::ApplyBeforeCommit,
         Sabotage::CompactionDropsLiveKeys,
         Sabotage::LeaseLateExpiry,
+        Sabotage::WatchCompactedAtItsRevision,
     ];
 
     pub fn name(self) -> &'static str {
@@ -159,6 +164,7 @@ impl Sabotage {
             Sabotage::ApplyBeforeCommit => "apply-before-commit",
             Sabotage::CompactionDropsLiveKeys => "compaction-drops-live-keys",
             Sabotage::LeaseLateExpiry => "lease-late-expiry",
+            Sabotage::WatchCompactedAtItsRevision => "watch-compacted-at-its-revision",
         }
     }
 
@@ -218,6 +224,9 @@ impl Sabotage {
                 "compaction drops a key's newest revision if nothing followed it"
             }
             Sabotage::LeaseLateExpiry => "the leader looks for expired leases every 10 s",
+            Sabotage::WatchCompactedAtItsRevision => {
+                "a watch starting at the compact revision is told it was compacted"
+            }
         }
     }
 

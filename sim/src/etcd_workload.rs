@@ -65,6 +65,14 @@ impl EtcdLog {
         self.operations.lock().unwrap().len()
     }
 
+    /// The revision of every compaction asked for so far, answered or not.
+    pub fn compaction_revisions(&self) -> Vec<i64> {
+        (self.compactions.lock().unwrap())
+            .iter()
+            .map(|compaction| compaction.revision)
+            .collect()
+    }
+
     pub fn take(&self) -> EtcdRecord {
         EtcdRecord {
             operations: std::mem::take(&mut self.operations.lock().unwrap()),

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 27] = [
+pub const SABOTAGES: [(&str, &str); 28] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -175,5 +175,9 @@ pub const SABOTAGES: [(&str, &str); 27] = [
     (
         "lease-late-expiry",
         "the leader looks for expired leases every 10 s",
+    ),
+    (
+        "watch-compacted-at-its-revision",
+        "a watch starting at the compact revision is told it was compacted",
     ),
 ];

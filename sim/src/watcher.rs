@@ -56,6 +56,10 @@ pub struct WatchLog {
     /// Compaction removed revisions the watch still needed; it went on
     /// from the compact revision, so it may have missed changes.
     pub compacted: bool,
+    /// Each time a stream was told it was compacted: every event up to
+    /// which revision the consumer had then, and the compact revision the
+    /// server reported.
+    pub compactions: Vec<(i64, i64)>,
     /// Set by the harness: stop watching.
     pub stop: bool,
 }
@@ -143,6 +147,8 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
         if response.compact_revision != 0 {
             // Resume from what is left; this watch can no longer be complete.
             log.compacted = true;
+            let had = log.caught_up_to;
+            log.compactions.push((had, response.compact_revision));
             log.caught_up_to = log.caught_up_to.max(response.compact_revision - 1);
             return format!("compacted at {}", response.compact_revision);
         }
@@ -225,6 +231,105 @@ pub fn check<'a>(
     }
     let up_to = log.caught_up_to.min(filtered.caught_up_to);
     watch::check_filtered(&filtered.responses, filter, &log.responses, up_to)
+}
+
+/// A watch told it was compacted must have needed history below the
+/// compact revision the server reported (etcd: its next revision was
+/// below it), and that revision must be one a compaction asked for
+/// (`asked`, every compaction request sent, answered or not): otherwise
+/// the answer is false, and it turned the watch's replay checks off.
+pub fn check_compactions(log: &WatchLog, asked: &[i64]) -> Result<(), String> {
+    for &(had, compact_revision) in &log.compactions {
+        if had + 1 >= compact_revision {
+            return Err(format!(
+                "a watch with every event up to revision {had} was told it was compacted at \
+                 {compact_revision}: it needed no revision below that"
+            ));
+        }
+        if !asked.contains(&compact_revision) {
+            return Err(format!(
+                "a watch was told it was compacted at {compact_revision}, a revision no \
+                 compaction asked for (asked: {asked:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a watch created at `start_revision` hears first: the compact
+/// revision it was told of, or `None` once it serves (its created answer,
+/// then an answer to a progress request); `Err` if it never answered.
+async fn first_word(endpoint: &str, start_revision: i64) -> Result<Option<i64>, String> {
+    let mut client = WatchClient::connect(endpoint.to_string())
+        .await
+        .map_err(|error| error.to_string())?;
+    let (requests, outbound) = mpsc::channel(4);
+    let create = WatchCreateRequest {
+        key: WATCHED_FROM.to_vec(),
+        range_end: WATCHED_TO.to_vec(),
+        start_revision,
+        ..WatchCreateRequest::default()
+    };
+    let _ = requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        })
+        .await;
+    let mut responses = client
+        .watch(ReceiverStream::new(outbound))
+        .await
+        .map_err(|status| status.message().to_string())?
+        .into_inner();
+    let mut created = false;
+    loop {
+        let response = tokio::time::timeout(STREAM_SILENCE_MAX, responses.message())
+            .await
+            .map_err(|_| "silent".to_string())?
+            .map_err(|status| status.message().to_string())?
+            .ok_or("closed")?;
+        if response.compact_revision != 0 {
+            return Ok(Some(response.compact_revision));
+        }
+        if created {
+            return Ok(None);
+        }
+        created = response.created;
+        let _ = requests
+            .send(WatchRequest {
+                request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+            })
+            .await;
+    }
+}
+
+/// etcd's compacted watch, probed once the members are quiet at compact
+/// revision `compact_revision` (> 1): a watch from revision 1 is told it
+/// was compacted, at that revision; a watch from the compact revision
+/// itself is not (etcd keeps that revision's history). A member that does
+/// not answer proves nothing either way.
+pub async fn probe_compaction(endpoint: &str, compact_revision: i64) -> Result<(), String> {
+    match first_word(endpoint, 1).await {
+        Ok(Some(told)) if told != compact_revision => {
+            return Err(format!(
+                "a watch from revision 1 was told it was compacted at {told}; the member's \
+                 compact revision is {compact_revision}"
+            ))
+        }
+        Ok(None) => {
+            return Err(format!(
+                "a watch from revision 1 was not told it was compacted; the member's compact \
+                 revision is {compact_revision}"
+            ))
+        }
+        _ => {}
+    }
+    match first_word(endpoint, compact_revision).await {
+        Ok(Some(told)) => Err(format!(
+            "a watch from the compact revision {compact_revision} was told it was compacted \
+             at {told}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `key` is in the simulator's watched range.

@@ -475,15 +475,16 @@ const COMPACTION_INTERVAL: Duration = Duration::from_secs(2);
 /// Compacts the store now and then, `COMPACTION_LAG` revisions behind, as
 /// an operator's periodic compaction would: no client reads old
 /// revisions, but compaction runs through raft, shapes snapshots and the
-/// HashKV every member must agree on. Returns how many succeeded.
+/// HashKV every member must agree on. Returns the revision of each
+/// compaction it asked for, and whether it was acknowledged.
 pub async fn compactor(
     endpoints: Vec<String>,
     started: tokio::time::Instant,
     deadline: tokio::time::Instant,
     note: Note,
-) -> usize {
+) -> Vec<(i64, bool)> {
     let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
-    let mut done = 0;
+    let mut done = Vec::new();
     while started.elapsed() + COMPACTION_INTERVAL < deadline.duration_since(started) {
         tokio::time::sleep(COMPACTION_INTERVAL).await;
         let probe = RangeRequest {
@@ -510,7 +511,7 @@ pub async fn compactor(
                 .as_ref()
                 .map_or_else(ToString::to_string, |_| "ok".into())
         ));
-        done += usize::from(outcome.is_ok());
+        done.push((revision, outcome.is_ok()));
     }
     done
 }

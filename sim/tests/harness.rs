@@ -289,6 +289,11 @@ fn lease_late_expiry_is_caught() {
 }
 
 #[test]
+fn watch_compacted_at_its_revision_is_caught() {
+    caught("watch-compacted-at-its-revision");
+}
+
+#[test]
 fn the_command_line_lists_every_sabotage_the_build_has() {
     let listed: Vec<(String, String)> = detcd_sim::options::SABOTAGES
         .iter()

@@ -119,6 +119,14 @@ impl Watcher {
         if self.next_revision > current {
             return Poll::Idle;
         }
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::WatchCompactedAtItsRevision)
+            && self.next_revision == store.compact_revision()
+        {
+            return Poll::Compacted {
+                compact_revision: store.compact_revision(),
+            };
+        }
         if self.next_revision < store.compact_revision() {
             return Poll::Compacted {
                 compact_revision: store.compact_revision(),

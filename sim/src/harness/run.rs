@@ -249,9 +249,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     for client in clients {
         client.await.expect("client task");
     }
+    let mut compactions_asked = Vec::new();
     if let Some(compactor) = compactor {
         let compactions = compactor.await.expect("compactor task");
-        trace.record(format!("compactor: {compactions} compactions"));
+        let acknowledged = compactions.iter().filter(|(_, ok)| *ok).count();
+        trace.record(format!("compactor: {acknowledged} compactions"));
+        compactions_asked = compactions
+            .into_iter()
+            .map(|(revision, _)| revision)
+            .collect();
     }
 
     // Liveness phase: every fault healed. The heal restarts members: the
@@ -384,11 +390,13 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         Outcome::Pass => {
             let serving = cluster.serving();
             let operations = recorder.snapshot();
+            // The etcd workload's clients compact too.
+            compactions_asked.extend(etcd_log.compaction_revisions());
             observer
                 .spawn(check_watch(
                     serving[0],
                     (watch_log.clone(), filtered_log.clone(), filter),
-                    swarm.compaction,
+                    (swarm.compaction, compactions_asked),
                     operations,
                     trace.clone(),
                 ))
@@ -823,10 +831,32 @@ async fn convergence(
 async fn check_watch(
     member: usize,
     (log, filtered_log, filter): (watcher::SharedLog, watcher::SharedLog, Filter),
-    compaction: bool,
+    (compaction, compactions_asked): (bool, Vec<i64>),
     operations: Vec<workload::KvOperation>,
     trace: Trace,
 ) -> Outcome {
+    // Checked first: a false "compacted" can keep a watch from catching
+    // up, which would otherwise end the run as a liveness failure.
+    let compactions_checked = |log: &watcher::SharedLog| {
+        watcher::check_compactions(&log.lock().unwrap(), &compactions_asked)
+    };
+    if let Err(violation) =
+        compactions_checked(&log).and_then(|()| compactions_checked(&filtered_log))
+    {
+        return Outcome::Violation(violation);
+    }
+    if !compactions_asked.is_empty() {
+        let compacted = local_compact_revision(member).await;
+        if let Some(compact_revision) = compacted.filter(|&revision| revision > 1) {
+            trace.record(format!(
+                "probing compacted watches at compact revision {compact_revision}"
+            ));
+            let probed = watcher::probe_compaction(&client_url(member), compact_revision).await;
+            if let Err(violation) = probed {
+                return Outcome::Violation(violation);
+            }
+        }
+    }
     let Some((view, revision)) = watched_view(member).await else {
         return Outcome::Liveness(format!("m{member} stopped answering after convergence"));
     };
@@ -868,14 +898,18 @@ async fn check_watch(
             .into_iter()
             .filter_map(move |key| written.map(|value| (key, value)))
     });
-    let checked = watcher::check(
-        (&log, &filtered, filter),
-        &view,
-        revision,
-        writes,
-        watcher::watched,
-        compaction,
-    );
+    let checked = watcher::check_compactions(&log, &compactions_asked)
+        .and_then(|()| watcher::check_compactions(&filtered, &compactions_asked))
+        .and_then(|()| {
+            watcher::check(
+                (&log, &filtered, filter),
+                &view,
+                revision,
+                writes,
+                watcher::watched,
+                compaction,
+            )
+        });
     match checked {
         Ok(()) => Outcome::Pass,
         Err(violation) => Outcome::Violation(violation),
@@ -939,6 +973,25 @@ async fn watched_view(member: usize) -> Option<(BTreeMap<String, (String, i64)>,
         .flatten()
 }
 
+/// A member's compact revision, from its HashKV.
+async fn local_compact_revision(member: usize) -> Option<i64> {
+    tokio::time::timeout(REQUEST_TIMEOUT, hash_kv(member))
+        .await
+        .ok()
+        .flatten()
+        .map(|hash| hash.compact_revision)
+}
+
+/// A member's HashKV of its whole key-value history.
+async fn hash_kv(member: usize) -> Option<detcd::proto::etcdserverpb::HashKvResponse> {
+    let mut maintenance = MaintenanceClient::connect(client_url(member)).await.ok()?;
+    let hash = maintenance
+        .hash_kv(HashKvRequest { revision: 0 })
+        .await
+        .ok()?;
+    Some(hash.into_inner())
+}
+
 /// One member's HashKV, and key → (value, mod revision) as it holds them.
 async fn local_view(member: usize, keys: usize) -> Option<MemberView> {
     let call = async {
@@ -964,12 +1017,7 @@ async fn local_view(member: usize, keys: usize) -> Option<MemberView> {
         }
         // etcd's HashKV covers the whole key-value history, every key and
         // revision, not only the workload keys' latest values.
-        let mut maintenance = MaintenanceClient::connect(client_url(member)).await.ok()?;
-        let hash = maintenance
-            .hash_kv(HashKvRequest { revision: 0 })
-            .await
-            .ok()?
-            .into_inner();
+        let hash = hash_kv(member).await?;
         Some(MemberView {
             revision: hash.header.map_or(0, |header| header.revision),
             compact_revision: hash.compact_revision,
