@@ -100,10 +100,13 @@ pub enum Sabotage {
     /// compacted (etcd keeps that revision's history; only a watch resumed
     /// after a compaction sees).
     WatchCompactedAtItsRevision = 28,
+    /// A keepalive answers one second less than the lease's TTL (only a
+    /// check of the TTL a keepalive reports sees).
+    KeepAliveTtlShort = 29,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 28] = [
+    pub const ALL: [Sabotage; 29] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -132,6 +135,7 @@ impl Sabotage {
         Sabotage::CompactionDropsLiveKeys,
         Sabotage::LeaseLateExpiry,
         Sabotage::WatchCompactedAtItsRevision,
+        Sabotage::KeepAliveTtlShort,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,6 +169,7 @@ impl Sabotage {
             Sabotage::CompactionDropsLiveKeys => "compaction-drops-live-keys",
             Sabotage::LeaseLateExpiry => "lease-late-expiry",
             Sabotage::WatchCompactedAtItsRevision => "watch-compacted-at-its-revision",
+            Sabotage::KeepAliveTtlShort => "keepalive-ttl-short",
         }
     }
 
@@ -227,6 +232,7 @@ impl Sabotage {
             Sabotage::WatchCompactedAtItsRevision => {
                 "a watch starting at the compact revision is told it was compacted"
             }
+            Sabotage::KeepAliveTtlShort => "a keepalive answers one second less than the TTL",
         }
     }
 

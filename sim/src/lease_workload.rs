@@ -21,6 +21,8 @@ use crate::workload::{Note, SharedRng, REQUEST_TIMEOUT};
 /// TTLs the workload grants, in seconds: over the minimum (2 s with the
 /// default election timeout) and long against a leader change, so a TTL
 /// restarted by one shows.
+/// TTLs asked for, in seconds: above the shortest a member grants (2 s
+/// at the simulator's 1 s election timeout), so each is granted as asked.
 const TTL_SECONDS: std::ops::RangeInclusive<i64> = 3..=8;
 /// Keys attached to each lease.
 const KEYS_PER_LEASE: std::ops::RangeInclusive<usize> = 2..=3;
@@ -113,6 +115,7 @@ pub async fn client(
         let mut record = LeaseRecord {
             client: id,
             id: granted.id,
+            requested_ttl: ttl,
             ttl: Duration::from_secs(granted.ttl as u64),
             grant,
             keys: Vec::new(),

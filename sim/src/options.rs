@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 28] = [
+pub const SABOTAGES: [(&str, &str); 29] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -179,5 +179,9 @@ pub const SABOTAGES: [(&str, &str); 28] = [
     (
         "watch-compacted-at-its-revision",
         "a watch starting at the compact revision is told it was compacted",
+    ),
+    (
+        "keepalive-ttl-short",
+        "a keepalive answers one second less than the TTL",
     ),
 ];

@@ -289,6 +289,11 @@ fn lease_late_expiry_is_caught() {
 }
 
 #[test]
+fn keepalive_ttl_short_is_caught() {
+    caught_in("keepalive-ttl-short", "lease");
+}
+
+#[test]
 fn watch_compacted_at_its_revision_is_caught() {
     caught("watch-compacted-at-its-revision");
 }

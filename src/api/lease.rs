@@ -118,6 +118,10 @@ async fn keep_alive(
             },
         };
         let answer = match server.lease_renew(request.id).await {
+            #[cfg(madsim)]
+            Ok(ttl) if crate::sabotage::active(crate::sabotage::Sabotage::KeepAliveTtlShort) => {
+                Ok(ttl - 1)
+            }
             Ok(ttl) => Ok(ttl),
             // etcd answers an unknown (or revoked, or expired) lease with
             // TTL 0 on the stream, not an error.

@@ -10,6 +10,9 @@
 //!   grant or of a keepalive that was answered, unless revoked;
 //! - its keys go all at once: no read sees some of them without the
 //!   others, and none is seen again once the lease is gone;
+//! - a grant answers the TTL asked for, and a keepalive the lease's TTL
+//!   (etcd's `LeaseKeepAliveResponse.TTL` is the granted TTL, not what
+//!   is left);
 //! - a TTL never grows without a keepalive: the remaining TTL a member
 //!   reports never reaches past the latest keepalive that could have
 //!   taken effect (or the latest return of a crashed member, which
@@ -61,6 +64,10 @@ pub enum Look {
 pub struct LeaseRecord {
     pub client: u64,
     pub id: i64,
+    /// The TTL asked for, in seconds: above the shortest TTL a member
+    /// grants (1.5 election timeouts), so granted exactly.
+    pub requested_ttl: i64,
+    /// The TTL granted.
     pub ttl: Duration,
     pub grant: Span,
     /// Keys whose put with the lease succeeded, and when.
@@ -88,6 +95,24 @@ pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
     let at = |time: Duration| format!("{:.3}s", time.as_secs_f64());
     for record in records {
         let name = format!("lease {:x} of client {}", record.id, record.client);
+        let granted = record.ttl.as_secs() as i64;
+        if granted != record.requested_ttl {
+            verdict.violations.push(format!(
+                "{name}: granted a TTL of {granted}s when {}s was asked for",
+                record.requested_ttl
+            ));
+        }
+        for (span, answer) in &record.keep_alives {
+            if let KeepAlive::Answered(ttl) = answer {
+                if *ttl > 0 && *ttl != granted {
+                    verdict.violations.push(format!(
+                        "{name}: a keepalive at {} answered a TTL of {ttl}s; the lease's TTL \
+                         is {granted}s",
+                        at(span.invoked)
+                    ));
+                }
+            }
+        }
         let mut report = |when: Duration, what: String| {
             if faults.skewed_before(when) {
                 verdict.clock_explained.push(format!("{name}: {what}"));

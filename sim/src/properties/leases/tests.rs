@@ -16,6 +16,7 @@ fn lease() -> LeaseRecord {
     LeaseRecord {
         client: 0,
         id: 7,
+        requested_ttl: 6,
         ttl: s(6.0),
         grant: span(1.0, 1.1),
         keys: vec![("a".into(), s(1.2)), ("b".into(), s(1.3))],
@@ -140,4 +141,20 @@ fn keys_and_leases_are_checked_together_with_expiry_as_a_server_revoke() {
         (span(10.7, 10.8), Look::Keys(vec![false, true])),
     ];
     assert!(!linearizable(&[torn], &Faults::default()));
+}
+
+#[test]
+fn a_grant_or_keepalive_with_another_ttl_is_a_violation() {
+    let mut record = lease();
+    record.keep_alives = vec![(span(2.0, 2.1), KeepAlive::Answered(6))];
+    assert!(verdict(record.clone(), &Faults::default())
+        .violations
+        .is_empty());
+    record.keep_alives = vec![(span(2.0, 2.1), KeepAlive::Answered(5))];
+    let found = verdict(record.clone(), &Faults::default()).violations;
+    assert!(found[0].contains("answered a TTL of 5s"), "{found:?}");
+    record.keep_alives.clear();
+    record.requested_ttl = 5;
+    let found = verdict(record, &Faults::default()).violations;
+    assert!(found[0].contains("granted a TTL of 6s"), "{found:?}");
 }
