@@ -290,6 +290,9 @@ async fn first_word(endpoint: &str, start_revision: i64) -> Result<Option<i64>, 
         if response.compact_revision != 0 {
             return Ok(Some(response.compact_revision));
         }
+        if response.canceled {
+            return Err(format!("canceled: {}", response.cancel_reason));
+        }
         if created {
             return Ok(None);
         }
