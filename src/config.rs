@@ -340,20 +340,20 @@ impl Config {
             Duration::ZERO => crate::backend::writer::COMMIT_INTERVAL,
             interval => interval,
         };
-        let limit = match self.backend_batch_limit {
-            0 => crate::backend::writer::COMMIT_LIMIT,
-            limit => usize::try_from(limit).unwrap_or(usize::MAX),
-        };
+        let limit = count_or(
+            self.backend_batch_limit,
+            crate::backend::writer::COMMIT_LIMIT,
+        );
         (interval, limit)
     }
 
     /// Revisions a compaction deletes per backend transaction: etcd's
     /// default for 0.
     pub fn compaction_batch_limit(&self) -> usize {
-        match self.experimental_compaction_batch_limit {
-            0 => crate::backend::writer::COMPACTION_BATCH_LIMIT,
-            limit => usize::try_from(limit).unwrap_or(usize::MAX),
-        }
+        count_or(
+            self.experimental_compaction_batch_limit,
+            crate::backend::writer::COMPACTION_BATCH_LIMIT,
+        )
     }
 
     /// How often watchers that asked for progress hear the revision:
@@ -625,6 +625,14 @@ pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<AutoCompacti
         other => Err(format!(
             "--auto-compaction-mode {other:?}: must be periodic or revision"
         )),
+    }
+}
+
+/// A count flag where 0 means etcd's default.
+fn count_or(value: u64, default: usize) -> usize {
+    match value {
+        0 => default,
+        value => usize::try_from(value).unwrap_or(usize::MAX),
     }
 }
 
