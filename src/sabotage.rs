@@ -103,10 +103,17 @@ pub enum Sabotage {
     /// A keepalive answers one second less than the lease's TTL (only a
     /// check of the TTL a keepalive reports sees).
     KeepAliveTtlShort = 29,
+    /// A range with revision bounds and a limit but no sort order fetches
+    /// only `limit + 1` keys before filtering them, as an unfiltered one
+    /// does (only ranges with bounds and limits see).
+    FilterAfterLimit = 30,
+    /// A put inside a txn answers without its prev_kv (only a txn asking
+    /// for one sees).
+    TxnPutDropsPrevKv = 31,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 29] = [
+    pub const ALL: [Sabotage; 31] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -136,6 +143,8 @@ impl Sabotage {
         Sabotage::LeaseLateExpiry,
         Sabotage::WatchCompactedAtItsRevision,
         Sabotage::KeepAliveTtlShort,
+        Sabotage::FilterAfterLimit,
+        Sabotage::TxnPutDropsPrevKv,
     ];
 
     pub fn name(self) -> &'static str {
@@ -170,6 +179,8 @@ impl Sabotage {
             Sabotage::LeaseLateExpiry => "lease-late-expiry",
             Sabotage::WatchCompactedAtItsRevision => "watch-compacted-at-its-revision",
             Sabotage::KeepAliveTtlShort => "keepalive-ttl-short",
+            Sabotage::FilterAfterLimit => "filter-after-limit",
+            Sabotage::TxnPutDropsPrevKv => "txn-put-drops-prev-kv",
         }
     }
 
@@ -233,6 +244,10 @@ impl Sabotage {
                 "a watch starting at the compact revision is told it was compacted"
             }
             Sabotage::KeepAliveTtlShort => "a keepalive answers one second less than the TTL",
+            Sabotage::FilterAfterLimit => {
+                "a range with revision bounds filters only the first limit + 1 keys"
+            }
+            Sabotage::TxnPutDropsPrevKv => "a put inside a txn answers without its prev_kv",
         }
     }
 

@@ -1,9 +1,10 @@
 //! The etcd workload (`--workload etcd`): clients use more of the KV API
 //! than the register and append workloads — ranges over a prefix and from
 //! a key with limits, every sort order and target, count-only and
-//! keys-only; puts and deletes of ranges with prev_kv; txns comparing
-//! value, version, create and mod revision with every result, reads
-//! inside txns, nested txns — and the history is
+//! keys-only, bounds on mod and create revisions; puts and deletes of
+//! ranges with prev_kv; txns comparing value, version, create and mod
+//! revision with every result, reads with those options and writes with
+//! prev_kv inside txns, nested txns — and the history is
 //! checked with the revision-aware etcd model (`model::etcd`): header,
 //! create and mod revisions and versions included, not just values.
 //!
@@ -121,11 +122,19 @@ fn kvs(response: &RangeResponse) -> Vec<KeyValue> {
 }
 
 /// Options for half of the ranges: limits, every sort order and target,
-/// count-only and keys-only.
-fn range_options(rng: &mut dyn RngCore) -> RangeOptions {
+/// count-only and keys-only, and bounds on the mod and create revisions
+/// around `seen_revision` (the newest revision the client has seen).
+fn range_options(rng: &mut dyn RngCore, seen_revision: i64) -> RangeOptions {
     if rng.gen_bool(0.5) {
         return RangeOptions::default();
     }
+    let bound = |rng: &mut dyn RngCore| {
+        if rng.gen_ratio(1, 6) {
+            rng.gen_range(1..=seen_revision.max(1))
+        } else {
+            0
+        }
+    };
     RangeOptions {
         limit: rng.gen_range(0..4),
         sort_order: [SortOrder::None, SortOrder::Ascend, SortOrder::Descend][rng.gen_range(0..3)],
@@ -138,6 +147,10 @@ fn range_options(rng: &mut dyn RngCore) -> RangeOptions {
         ][rng.gen_range(0..5)],
         count_only: rng.gen_ratio(1, 10),
         keys_only: rng.gen_ratio(1, 6),
+        min_mod_revision: bound(rng),
+        max_mod_revision: bound(rng),
+        min_create_revision: bound(rng),
+        max_create_revision: bound(rng),
     }
 }
 
@@ -161,6 +174,10 @@ fn range_request(key: &str, range_end: &Option<String>, options: &RangeOptions) 
         } as i32,
         count_only: options.count_only,
         keys_only: options.keys_only,
+        min_mod_revision: options.min_mod_revision,
+        max_mod_revision: options.max_mod_revision,
+        min_create_revision: options.min_create_revision,
+        max_create_revision: options.max_create_revision,
         ..Default::default()
     }
 }
@@ -200,17 +217,27 @@ fn op_responses(responses: &[detcd::proto::etcdserverpb::ResponseOp]) -> Vec<Txn
     responses
         .iter()
         .map(|op| match &op.response {
-            Some(response_op::Response::ResponseRange(range)) => {
-                TxnOpResponse::Range { kvs: kvs(range) }
-            }
+            Some(response_op::Response::ResponseRange(range)) => TxnOpResponse::Range {
+                kvs: kvs(range),
+                count: Some(range.count),
+                more: Some(range.more),
+            },
             Some(response_op::Response::ResponseDeleteRange(delete)) => TxnOpResponse::Delete {
                 deleted: delete.deleted,
+                prev_kvs: delete.prev_kvs.iter().map(key_value).collect(),
             },
             Some(response_op::Response::ResponseTxn(txn)) => TxnOpResponse::Txn {
                 succeeded: txn.succeeded,
                 responses: op_responses(&txn.responses),
             },
-            _ => TxnOpResponse::Put,
+            Some(response_op::Response::ResponsePut(put)) => TxnOpResponse::Put {
+                prev_kv: put.prev_kv.as_ref().map(key_value),
+            },
+            // No answer where one was due: nothing the model answers.
+            None => TxnOpResponse::Txn {
+                succeeded: false,
+                responses: Vec::new(),
+            },
         })
         .collect()
 }
@@ -230,23 +257,30 @@ fn proto_op(op: &TxnOp) -> RequestOp {
             success,
             failure,
         } => request_op::Request::RequestTxn(proto_txn(compare, success, failure)),
-        TxnOp::Range { key, range_end } => request_op::Request::RequestRange(RangeRequest {
-            key: key.as_bytes().to_vec(),
-            range_end: range_end_bytes(range_end),
-            ..Default::default()
-        }),
-        TxnOp::Put { key, value } => request_op::Request::RequestPut(PutRequest {
+        TxnOp::Range {
+            key,
+            range_end,
+            options,
+        } => request_op::Request::RequestRange(range_request(key, range_end, options)),
+        TxnOp::Put {
+            key,
+            value,
+            prev_kv,
+        } => request_op::Request::RequestPut(PutRequest {
             key: key.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
+            prev_kv: *prev_kv,
             ..Default::default()
         }),
-        TxnOp::Delete { key, range_end } => {
-            request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: key.as_bytes().to_vec(),
-                range_end: range_end_bytes(range_end),
-                ..Default::default()
-            })
-        }
+        TxnOp::Delete {
+            key,
+            range_end,
+            prev_kv,
+        } => request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+            key: key.as_bytes().to_vec(),
+            range_end: range_end_bytes(range_end),
+            prev_kv: *prev_kv,
+        }),
     };
     RequestOp {
         request: Some(request),
@@ -315,14 +349,14 @@ pub async fn client(setup: EtcdClient) {
                 0..=7 => Some(Side::Read {
                     key,
                     range_end,
-                    options: range_options(&mut rng),
+                    options: range_options(&mut rng, seen_revision),
                     revision: behind(&mut rng),
                     serializable: rng.gen_bool(0.3),
                 }),
                 8..=13 => Some(Side::Read {
                     key,
                     range_end,
-                    options: range_options(&mut rng),
+                    options: range_options(&mut rng, seen_revision),
                     revision: 0,
                     serializable: true,
                 }),
@@ -358,11 +392,11 @@ pub async fn client(setup: EtcdClient) {
                 20..=29 => EtcdInput::Range {
                     key: PREFIX.to_string(),
                     range_end: Some(prefix_end(PREFIX)),
-                    options: range_options(&mut rng),
+                    options: range_options(&mut rng, seen_revision),
                 },
                 30..=34 => {
                     let (key, range_end) = from_key(&mut rng);
-                    let options = range_options(&mut rng);
+                    let options = range_options(&mut rng, seen_revision);
                     EtcdInput::Range {
                         key,
                         range_end,
@@ -443,15 +477,18 @@ pub async fn client(setup: EtcdClient) {
                         TxnOp::Put {
                             key: written,
                             value: value.clone(),
+                            prev_kv: rng.gen_ratio(1, 3),
                         },
                         TxnOp::Range {
                             key: PREFIX.to_string(),
                             range_end: Some(prefix_end(PREFIX)),
+                            options: range_options(&mut rng, seen_revision),
                         },
                     ];
                     let mut failure = vec![TxnOp::Range {
                         key: compared,
                         range_end: None,
+                        options: RangeOptions::default(),
                     }];
                     // Half the txns nest one: read-only where the outer
                     // branch puts, writing where it only reads. Its compare
@@ -465,10 +502,12 @@ pub async fn client(setup: EtcdClient) {
                             success: vec![TxnOp::Range {
                                 key: inner_key.clone(),
                                 range_end: None,
+                                options: RangeOptions::default(),
                             }],
                             failure: vec![TxnOp::Range {
                                 key: PREFIX.to_string(),
                                 range_end: Some(prefix_end(PREFIX)),
+                                options: range_options(&mut rng, seen_revision),
                             }],
                         });
                         let other = compare_on(&mut rng, inner_key.clone());
@@ -477,10 +516,12 @@ pub async fn client(setup: EtcdClient) {
                             success: vec![TxnOp::Put {
                                 key: inner_key.clone(),
                                 value: format!("{value}n"),
+                                prev_kv: rng.gen_ratio(1, 3),
                             }],
                             failure: vec![TxnOp::Delete {
                                 key: inner_key,
                                 range_end: None,
+                                prev_kv: rng.gen_ratio(1, 3),
                             }],
                         });
                     }

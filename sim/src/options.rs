@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 29] = [
+pub const SABOTAGES: [(&str, &str); 31] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -183,5 +183,13 @@ pub const SABOTAGES: [(&str, &str); 29] = [
     (
         "keepalive-ttl-short",
         "a keepalive answers one second less than the TTL",
+    ),
+    (
+        "filter-after-limit",
+        "a range with revision bounds filters only the first limit + 1 keys",
+    ),
+    (
+        "txn-put-drops-prev-kv",
+        "a put inside a txn answers without its prev_kv",
     ),
 ];

@@ -294,6 +294,16 @@ fn keepalive_ttl_short_is_caught() {
 }
 
 #[test]
+fn filter_after_limit_is_caught_by_the_etcd_model() {
+    caught_in("filter-after-limit", "etcd");
+}
+
+#[test]
+fn txn_put_drops_prev_kv_is_caught_by_the_etcd_model() {
+    caught_in("txn-put-drops-prev-kv", "etcd");
+}
+
+#[test]
 fn watch_compacted_at_its_revision_is_caught() {
     caught("watch-compacted-at-its-revision");
 }

@@ -847,6 +847,9 @@ pub(crate) fn range(view: &impl View, request: &RangeRequest) -> Result<RangeRes
         || request.max_mod_revision != 0
         || request.min_create_revision != 0
         || request.max_create_revision != 0;
+    #[cfg(madsim)]
+    let filtered =
+        filtered && !crate::sabotage::active(crate::sabotage::Sabotage::FilterAfterLimit);
     let mut limit = if sort_order != SortOrder::None || filtered {
         0
     } else {

@@ -274,7 +274,13 @@ impl Executor for Writing<'_, '_> {
     fn write(&mut self, op: &request_op::Request) -> Result<response_op::Response, Error> {
         match op {
             request_op::Request::RequestPut(request) => {
-                Ok(response_op::Response::ResponsePut(put(self.0, request)?))
+                #[allow(unused_mut)]
+                let mut response = put(self.0, request)?;
+                #[cfg(madsim)]
+                if crate::sabotage::active(crate::sabotage::Sabotage::TxnPutDropsPrevKv) {
+                    response.prev_kv = None;
+                }
+                Ok(response_op::Response::ResponsePut(response))
             }
             request_op::Request::RequestDeleteRange(request) => Ok(
                 response_op::Response::ResponseDeleteRange(delete_range(self.0, request)),

@@ -76,6 +76,19 @@ pub struct RangeOptions {
     pub count_only: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub keys_only: bool,
+    /// Only keys last modified at or after this revision; 0 is no bound.
+    /// The four bounds filter the keys listed, not `count`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub min_mod_revision: i64,
+    /// Only keys last modified at or before this revision; 0 is no bound.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_mod_revision: i64,
+    /// Only keys created at or after this revision; 0 is no bound.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub min_create_revision: i64,
+    /// Only keys created at or before this revision; 0 is no bound.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_create_revision: i64,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -85,6 +98,29 @@ fn is_zero(value: &i64) -> bool {
 impl RangeOptions {
     pub fn is_plain(&self) -> bool {
         *self == RangeOptions::default()
+    }
+
+    fn filtered(&self) -> bool {
+        self.min_mod_revision != 0
+            || self.max_mod_revision != 0
+            || self.min_create_revision != 0
+            || self.max_create_revision != 0
+    }
+
+    /// Does `kv` pass the revision bounds?
+    fn admits(&self, kv: &KeyValue) -> bool {
+        let within = |value: i64, min: i64, max: i64| {
+            (min == 0 || value >= min) && (max == 0 || value <= max)
+        };
+        within(
+            kv.mod_revision,
+            self.min_mod_revision,
+            self.max_mod_revision,
+        ) && within(
+            kv.create_revision,
+            self.min_create_revision,
+            self.max_create_revision,
+        )
     }
 
     /// The order etcd returns: a target other than the key sorts
@@ -175,15 +211,21 @@ pub enum TxnOp {
         key: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         range_end: Option<String>,
+        #[serde(default, skip_serializing_if = "RangeOptions::is_plain")]
+        options: RangeOptions,
     },
     Put {
         key: String,
         value: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prev_kv: bool,
     },
     Delete {
         key: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         range_end: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prev_kv: bool,
     },
     /// A nested txn. Its compares, like every compare of the request,
     /// see the store as it was before the request (etcd `compareToPath`
@@ -203,10 +245,24 @@ pub enum TxnOp {
 pub enum TxnOpResponse {
     Range {
         kvs: Vec<KeyValue>,
+        /// As answered; absent in histories that did not record them, and
+        /// then not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        more: Option<bool>,
     },
-    Put,
+    Put {
+        /// The key as the put found it, when the put asked for `prev_kv`
+        /// and the key existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_kv: Option<KeyValue>,
+    },
     Delete {
         deleted: i64,
+        /// The deleted keys, when the delete asked for `prev_kv`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        prev_kvs: Vec<KeyValue>,
     },
     Txn {
         succeeded: bool,
@@ -376,21 +432,18 @@ impl Default for Etcd {
     }
 }
 
-impl Model for Etcd {
-    type Input = EtcdInput;
-    type Output = EtcdOutput;
-    type State = EtcdState;
-
-    const NAME: &'static str = "etcd";
-
-    fn initial_state(&self) -> EtcdState {
-        EtcdState {
-            revision: self.initial_revision,
-            keys: BTreeMap::new(),
-        }
-    }
-
-    fn apply(&self, state: &EtcdState, input: &EtcdInput) -> (Transition<EtcdState>, EtcdOutput) {
+impl Etcd {
+    /// `apply`'s answer. Where `observed` (the answer recorded) has a range
+    /// inside a txn that etcd may give (keys tied on the sort target in
+    /// another order; `count` or `more` not recorded), that range's
+    /// answer is the observed one, so comparing the whole answer checks
+    /// the rest.
+    fn answer(
+        &self,
+        state: &EtcdState,
+        input: &EtcdInput,
+        observed: Option<&EtcdOutput>,
+    ) -> (Transition<EtcdState>, EtcdOutput) {
         // Reads are most operations: answer them without copying the store.
         if let EtcdInput::Range {
             key,
@@ -434,10 +487,10 @@ impl Model for Etcd {
                     }
                     (_, false) => value.as_str(),
                 };
-                write.put(key, value);
+                let prev_kv = write.put_answering(key, value, *prev_kv);
                 EtcdOutput::Put {
                     header_revision: write.end_revision(),
-                    prev_kv: previous.filter(|_| *prev_kv),
+                    prev_kv,
                 }
             }
             EtcdInput::Delete {
@@ -445,12 +498,8 @@ impl Model for Etcd {
                 range_end,
                 prev_kv,
             } => {
-                let previous = if *prev_kv {
-                    range(&write.state, key, range_end.as_deref())
-                } else {
-                    Vec::new()
-                };
-                let deleted = write.delete(key, range_end.as_deref());
+                let (deleted, previous) =
+                    write.delete_answering(key, range_end.as_deref(), *prev_kv);
                 EtcdOutput::Delete {
                     header_revision: write.end_revision(),
                     deleted,
@@ -462,7 +511,12 @@ impl Model for Etcd {
                 success,
                 failure,
             } => {
-                let (succeeded, responses) = write.execute_txn(state, compare, success, failure);
+                let observed = match observed {
+                    Some(EtcdOutput::Txn { responses, .. }) => Some(responses.as_slice()),
+                    _ => None,
+                };
+                let (succeeded, responses) =
+                    write.execute_txn(state, compare, success, failure, observed);
                 EtcdOutput::Txn {
                     header_revision: write.end_revision(),
                     succeeded,
@@ -471,6 +525,25 @@ impl Model for Etcd {
             }
         };
         (write.finish(), output)
+    }
+}
+
+impl Model for Etcd {
+    type Input = EtcdInput;
+    type Output = EtcdOutput;
+    type State = EtcdState;
+
+    const NAME: &'static str = "etcd";
+
+    fn initial_state(&self) -> EtcdState {
+        EtcdState {
+            revision: self.initial_revision,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    fn apply(&self, state: &EtcdState, input: &EtcdInput) -> (Transition<EtcdState>, EtcdOutput) {
+        self.answer(state, input, None)
     }
 
     /// Same answer as `apply`, cheaper: a range is compared with the store
@@ -513,7 +586,7 @@ impl Model for Etcd {
                 None
             }
             (_, observed) => {
-                let (transition, expected) = self.apply(state, input);
+                let (transition, expected) = self.answer(state, input, observed);
                 observed
                     .is_none_or(|observed| *observed == expected)
                     .then_some(transition)
@@ -636,13 +709,15 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// Runs a txn's compares against `before`, then the branch they pick:
-    /// whether it succeeded and the branch's responses.
+    /// whether it succeeded and the branch's responses. `observed` is the
+    /// branch's answer as recorded, if any (see `Etcd::answer`).
     fn execute_txn(
         &mut self,
         before: &EtcdState,
         compare: &[Compare],
         success: &[TxnOp],
         failure: &[TxnOp],
+        observed: Option<&[TxnOpResponse]>,
     ) -> (bool, Vec<TxnOpResponse>) {
         let succeeded = compare
             .iter()
@@ -650,37 +725,101 @@ impl<'a> WriteTxn<'a> {
         let branch = if succeeded { success } else { failure };
         let responses = branch
             .iter()
-            .map(|operation| self.execute(before, operation))
+            .enumerate()
+            .map(|(index, operation)| {
+                let observed = observed.and_then(|responses| responses.get(index));
+                self.execute(before, operation, observed)
+            })
             .collect();
         (succeeded, responses)
     }
 
     /// Runs one operation of a txn branch; `before` is the store before
     /// the request, which nested compares see.
-    fn execute(&mut self, before: &EtcdState, operation: &TxnOp) -> TxnOpResponse {
+    fn execute(
+        &mut self,
+        before: &EtcdState,
+        operation: &TxnOp,
+        observed: Option<&TxnOpResponse>,
+    ) -> TxnOpResponse {
         match operation {
             TxnOp::Txn {
                 compare,
                 success,
                 failure,
             } => {
-                let (succeeded, responses) = self.execute_txn(before, compare, success, failure);
+                let observed = match observed {
+                    Some(TxnOpResponse::Txn { responses, .. }) => Some(responses.as_slice()),
+                    _ => None,
+                };
+                let (succeeded, responses) =
+                    self.execute_txn(before, compare, success, failure, observed);
                 TxnOpResponse::Txn {
                     succeeded,
                     responses,
                 }
             }
-            TxnOp::Range { key, range_end } => TxnOpResponse::Range {
-                kvs: range(&self.state, key, range_end.as_deref()),
-            },
-            TxnOp::Put { key, value } => {
-                self.put(key, value);
-                TxnOpResponse::Put
+            TxnOp::Range {
+                key,
+                range_end,
+                options,
+            } => {
+                let all = range(&self.state, key, range_end.as_deref());
+                if let Some(TxnOpResponse::Range { kvs, count, more }) = observed {
+                    if shaped_range_matches(all.clone(), options, kvs, *count, *more) {
+                        return observed.expect("matched above").clone();
+                    }
+                }
+                let (kvs, count, more) = shape(all, options);
+                TxnOpResponse::Range {
+                    kvs,
+                    count: Some(count),
+                    more: Some(more),
+                }
             }
-            TxnOp::Delete { key, range_end } => TxnOpResponse::Delete {
-                deleted: self.delete(key, range_end.as_deref()),
+            TxnOp::Put {
+                key,
+                value,
+                prev_kv,
+            } => TxnOpResponse::Put {
+                prev_kv: self.put_answering(key, value, *prev_kv),
             },
+            TxnOp::Delete {
+                key,
+                range_end,
+                prev_kv,
+            } => {
+                let (deleted, prev_kvs) =
+                    self.delete_answering(key, range_end.as_deref(), *prev_kv);
+                TxnOpResponse::Delete { deleted, prev_kvs }
+            }
         }
+    }
+
+    /// A put; with `prev_kv`, the key as it found it (if it existed).
+    fn put_answering(&mut self, key: &str, value: &str, prev_kv: bool) -> Option<KeyValue> {
+        let previous = if prev_kv {
+            range(&self.state, key, None).pop()
+        } else {
+            None
+        };
+        self.put(key, value);
+        previous
+    }
+
+    /// A delete: how many keys it deleted and, with `prev_kv`, those keys.
+    fn delete_answering(
+        &mut self,
+        key: &str,
+        range_end: Option<&str>,
+        prev_kv: bool,
+    ) -> (i64, Vec<KeyValue>) {
+        let previous = if prev_kv {
+            range(&self.state, key, range_end)
+        } else {
+            Vec::new()
+        };
+        (self.delete(key, range_end), previous)
     }
 }
 
@@ -775,40 +914,48 @@ fn sort_key(kv: &KeyValue, target: SortTarget) -> SortKey<'_> {
     }
 }
 
+/// The keys etcd may list for a range with `options`, from every key in
+/// the range (in key order), before sorting and the limit: with neither a
+/// sort order nor a revision bound (even for a target other than the
+/// key, which still sorts ascending) etcd fetches only the first
+/// `limit + 1` keys in key order; the revision bounds then filter.
+fn candidates(mut all: Vec<KeyValue>, options: &RangeOptions) -> Vec<KeyValue> {
+    if options.sort_order == SortOrder::None && !options.filtered() && options.limit > 0 {
+        all.truncate(options.limit as usize + 1);
+    }
+    all.retain(|kv| options.admits(kv));
+    all
+}
+
 /// etcd's answer to a range with `options`, from every key in the range
-/// (in key order): the listed keys, `count` and `more`. Ties on the sort
-/// target keep key order here; `shaped_range_matches` accepts any order.
-fn shape(mut all: Vec<KeyValue>, options: &RangeOptions) -> (Vec<KeyValue>, i64, bool) {
+/// (in key order): the listed keys, `count` and `more`. `count` is every
+/// key in the range, filters and limit aside. Ties on the sort target
+/// keep key order here; `shaped_range_matches` accepts any order.
+fn shape(all: Vec<KeyValue>, options: &RangeOptions) -> (Vec<KeyValue>, i64, bool) {
     let count = i64::try_from(all.len()).expect("a store never holds 2^63 keys");
     if options.count_only {
         return (Vec::new(), count, false);
     }
-    // etcd fetches everything to sort only when a sort order is given:
-    // with none (even for a target other than the key, which still sorts
-    // ascending) it fetches the first `limit + 1` keys in key order, and
-    // sorts those.
-    if options.sort_order == SortOrder::None && options.limit > 0 {
-        all.truncate(options.limit as usize + 1);
-    }
+    let mut listed = candidates(all, options);
     match options.order() {
         SortOrder::None => {}
-        SortOrder::Ascend => all.sort_by(|a, b| {
+        SortOrder::Ascend => listed.sort_by(|a, b| {
             sort_key(a, options.sort_target).cmp(&sort_key(b, options.sort_target))
         }),
-        SortOrder::Descend => all.sort_by(|a, b| {
+        SortOrder::Descend => listed.sort_by(|a, b| {
             sort_key(b, options.sort_target).cmp(&sort_key(a, options.sort_target))
         }),
     }
-    let more = options.limit > 0 && all.len() as i64 > options.limit;
+    let more = options.limit > 0 && listed.len() as i64 > options.limit;
     if more {
-        all.truncate(options.limit as usize);
+        listed.truncate(options.limit as usize);
     }
     if options.keys_only {
-        for kv in &mut all {
+        for kv in &mut listed {
             kv.value.clear();
         }
     }
-    (all, count, more)
+    (listed, count, more)
 }
 
 /// Is `kvs` (with `count` and `more`, where recorded) an answer etcd may
@@ -833,9 +980,11 @@ fn shaped_range_matches(
         // Keys are unique: there is one answer.
         return kvs == expected;
     }
-    // Each listed key is in the range, as stored (its value emptied for
+    // Each listed key is one etcd may list (in the range, within the
+    // bounds, among the keys fetched), as stored (its value emptied for
     // keys_only), and listed once ...
-    let stored = |key: &str| all.iter().find(|stored| stored.key == key);
+    let candidates = candidates(all, options);
+    let stored = |key: &str| candidates.iter().find(|stored| stored.key == key);
     let mut seen = std::collections::BTreeSet::new();
     let mut listed = Vec::with_capacity(kvs.len());
     for kv in kvs {
@@ -857,7 +1006,7 @@ fn shaped_range_matches(
     let target = options.sort_target;
     let expected_full = expected
         .iter()
-        .map(|kv| stored(&kv.key).expect("the expected answer comes from the range"));
+        .map(|kv| stored(&kv.key).expect("the expected answer comes from the candidates"));
     listed
         .iter()
         .map(|kv| sort_key(kv, target))
@@ -928,11 +1077,16 @@ impl fmt::Display for KeyValue {
 impl fmt::Display for TxnOp {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TxnOp::Range { key, range_end } => {
-                write!(formatter, "range ")?;
-                describe_range(formatter, key, range_end.as_deref())
-            }
-            TxnOp::Put { key, value } => write!(formatter, "put {} {}", quoted(key), quoted(value)),
+            TxnOp::Range {
+                key,
+                range_end,
+                options,
+            } => describe_range_request(formatter, key, range_end.as_deref(), options),
+            TxnOp::Put {
+                key,
+                value,
+                prev_kv,
+            } => describe_put(formatter, key, value, *prev_kv, false),
             TxnOp::Txn {
                 compare,
                 success,
@@ -944,12 +1098,87 @@ impl fmt::Display for TxnOp {
                 join(success, "; "),
                 join(failure, "; ")
             ),
-            TxnOp::Delete { key, range_end } => {
-                write!(formatter, "delete ")?;
-                describe_range(formatter, key, range_end.as_deref())
-            }
+            TxnOp::Delete {
+                key,
+                range_end,
+                prev_kv,
+            } => describe_delete(formatter, key, range_end.as_deref(), *prev_kv),
         }
     }
+}
+
+fn describe_range_request(
+    formatter: &mut fmt::Formatter<'_>,
+    key: &str,
+    range_end: Option<&str>,
+    options: &RangeOptions,
+) -> fmt::Result {
+    write!(formatter, "range ")?;
+    describe_range(formatter, key, range_end)?;
+    if !options.is_plain() {
+        write!(formatter, " {options}")?;
+    }
+    Ok(())
+}
+
+fn describe_put(
+    formatter: &mut fmt::Formatter<'_>,
+    key: &str,
+    value: &str,
+    prev_kv: bool,
+    ignore_value: bool,
+) -> fmt::Result {
+    write!(formatter, "put {} {}", quoted(key), quoted(value))?;
+    if prev_kv {
+        write!(formatter, " prev_kv")?;
+    }
+    if ignore_value {
+        write!(formatter, " ignore_value")?;
+    }
+    Ok(())
+}
+
+fn describe_delete(
+    formatter: &mut fmt::Formatter<'_>,
+    key: &str,
+    range_end: Option<&str>,
+    prev_kv: bool,
+) -> fmt::Result {
+    write!(formatter, "delete ")?;
+    describe_range(formatter, key, range_end)?;
+    if prev_kv {
+        write!(formatter, " prev_kv")?;
+    }
+    Ok(())
+}
+
+/// A range's answer after its revision: the keys, `count` and `more`.
+fn describe_listed(
+    formatter: &mut fmt::Formatter<'_>,
+    kvs: &[KeyValue],
+    count: Option<i64>,
+    more: Option<bool>,
+) -> fmt::Result {
+    write!(formatter, "[{}]", join(kvs, ", "))?;
+    if let Some(count) = count {
+        write!(formatter, " count {count}")?;
+    }
+    if more == Some(true) {
+        write!(formatter, " more")?;
+    }
+    Ok(())
+}
+
+fn describe_deleted(
+    formatter: &mut fmt::Formatter<'_>,
+    deleted: i64,
+    prev_kvs: &[KeyValue],
+) -> fmt::Result {
+    write!(formatter, "deleted {deleted}")?;
+    if !prev_kvs.is_empty() {
+        write!(formatter, " prev [{}]", join(prev_kvs, ", "))?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Compare {
@@ -998,51 +1227,18 @@ impl fmt::Display for EtcdInput {
                 key,
                 range_end,
                 options,
-            } => {
-                TxnOp::Range {
-                    key: key.clone(),
-                    range_end: range_end.clone(),
-                }
-                .fmt(formatter)?;
-                if !options.is_plain() {
-                    write!(formatter, " {options}")?;
-                }
-                Ok(())
-            }
+            } => describe_range_request(formatter, key, range_end.as_deref(), options),
             EtcdInput::Put {
                 key,
                 value,
                 prev_kv,
                 ignore_value,
-            } => {
-                TxnOp::Put {
-                    key: key.clone(),
-                    value: value.clone(),
-                }
-                .fmt(formatter)?;
-                if *prev_kv {
-                    write!(formatter, " prev_kv")?;
-                }
-                if *ignore_value {
-                    write!(formatter, " ignore_value")?;
-                }
-                Ok(())
-            }
+            } => describe_put(formatter, key, value, *prev_kv, *ignore_value),
             EtcdInput::Delete {
                 key,
                 range_end,
                 prev_kv,
-            } => {
-                TxnOp::Delete {
-                    key: key.clone(),
-                    range_end: range_end.clone(),
-                }
-                .fmt(formatter)?;
-                if *prev_kv {
-                    write!(formatter, " prev_kv")?;
-                }
-                Ok(())
-            }
+            } => describe_delete(formatter, key, range_end.as_deref(), *prev_kv),
             EtcdInput::Txn {
                 compare,
                 success,
@@ -1075,6 +1271,16 @@ impl fmt::Display for RangeOptions {
         if self.keys_only {
             parts.push("keys_only".into());
         }
+        for (name, bound) in [
+            ("min_mod_revision", self.min_mod_revision),
+            ("max_mod_revision", self.max_mod_revision),
+            ("min_create_revision", self.min_create_revision),
+            ("max_create_revision", self.max_create_revision),
+        ] {
+            if bound != 0 {
+                parts.push(format!("{name} {bound}"));
+            }
+        }
         write!(formatter, "({})", parts.join(", "))
     }
 }
@@ -1082,9 +1288,16 @@ impl fmt::Display for RangeOptions {
 impl fmt::Display for TxnOpResponse {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TxnOpResponse::Range { kvs } => write!(formatter, "[{}]", join(kvs, ", ")),
-            TxnOpResponse::Put => write!(formatter, "ok"),
-            TxnOpResponse::Delete { deleted } => write!(formatter, "deleted {deleted}"),
+            TxnOpResponse::Range { kvs, count, more } => {
+                describe_listed(formatter, kvs, *count, *more)
+            }
+            TxnOpResponse::Put { prev_kv: None } => write!(formatter, "ok"),
+            TxnOpResponse::Put {
+                prev_kv: Some(prev_kv),
+            } => write!(formatter, "ok prev {prev_kv}"),
+            TxnOpResponse::Delete { deleted, prev_kvs } => {
+                describe_deleted(formatter, *deleted, prev_kvs)
+            }
             TxnOpResponse::Txn {
                 succeeded,
                 responses,
@@ -1107,18 +1320,8 @@ impl fmt::Display for EtcdOutput {
                 count,
                 more,
             } => {
-                write!(
-                    formatter,
-                    "revision {header_revision} [{}]",
-                    join(kvs, ", ")
-                )?;
-                if let Some(count) = count {
-                    write!(formatter, " count {count}")?;
-                }
-                if *more == Some(true) {
-                    write!(formatter, " more")?;
-                }
-                Ok(())
+                write!(formatter, "revision {header_revision} ")?;
+                describe_listed(formatter, kvs, *count, *more)
             }
             EtcdOutput::Put {
                 header_revision,
@@ -1135,11 +1338,8 @@ impl fmt::Display for EtcdOutput {
                 deleted,
                 prev_kvs,
             } => {
-                write!(formatter, "revision {header_revision} deleted {deleted}")?;
-                if !prev_kvs.is_empty() {
-                    write!(formatter, " prev [{}]", join(prev_kvs, ", "))?;
-                }
-                Ok(())
+                write!(formatter, "revision {header_revision} ")?;
+                describe_deleted(formatter, *deleted, prev_kvs)
             }
             EtcdOutput::Txn {
                 header_revision,
@@ -1292,15 +1492,18 @@ mod tests {
                 TxnOp::Put {
                     key: "a".into(),
                     value: "1".into(),
+                    prev_kv: false,
                 },
                 TxnOp::Put {
                     key: "b".into(),
                     value: "1".into(),
+                    prev_kv: false,
                 },
             ],
             failure: vec![TxnOp::Range {
                 key: "a".into(),
                 range_end: None,
+                options: RangeOptions::default(),
             }],
         };
         // A value compare on a missing key fails, even "not equal".
@@ -1310,11 +1513,18 @@ mod tests {
             EtcdOutput::Txn {
                 header_revision: 1,
                 succeeded: false,
-                responses: vec![TxnOpResponse::Range { kvs: vec![] }]
+                responses: vec![TxnOpResponse::Range {
+                    kvs: vec![],
+                    count: Some(0),
+                    more: Some(false),
+                }]
             }
         );
         let succeeded = run(&model, &mut state, txn(absent));
-        let responses = vec![TxnOpResponse::Put, TxnOpResponse::Put];
+        let responses = vec![
+            TxnOpResponse::Put { prev_kv: None },
+            TxnOpResponse::Put { prev_kv: None },
+        ];
         assert_eq!(
             succeeded,
             EtcdOutput::Txn {
@@ -1369,6 +1579,15 @@ mod tests {
             kvs,
             count: Some(count),
             more: Some(more),
+        }
+    }
+
+    impl EtcdInput {
+        fn options(&self) -> &RangeOptions {
+            match self {
+                EtcdInput::Range { options, .. } => options,
+                _ => panic!("not a range"),
+            }
         }
     }
 
@@ -1505,12 +1724,25 @@ mod tests {
             &first_by_version,
             answer(vec![a.clone()], 3, true)
         ));
+        let first_of_all_by_version = ranged(RangeOptions {
+            sort_order: SortOrder::Ascend,
+            ..first_by_version.options().clone()
+        });
         assert!(accepts(
             &model,
             &state,
-            &first_by_version,
+            &first_of_all_by_version,
             answer(vec![c.clone()], 3, true)
         ));
+        assert!(
+            !accepts(
+                &model,
+                &state,
+                &first_by_version,
+                answer(vec![c.clone()], 3, true)
+            ),
+            "with no order etcd sorts only a and b, the first limit + 1 keys"
+        );
         assert!(!accepts(
             &model,
             &state,
@@ -1550,6 +1782,219 @@ mod tests {
             more: Some(true),
         };
         assert!(accepts(&model, &state, &first_by_value, answer));
+    }
+
+    #[test]
+    fn revision_bounds_filter_the_keys_listed_but_not_the_count() {
+        // a: create 2, mod 2; b: create 3, mod 4; c: create 5, mod 5.
+        let (model, state) = three_keys();
+        let (a, b, c) = (
+            kv("a", "x", 2, 2, 1),
+            kv("b", "y", 3, 4, 2),
+            kv("c", "x", 5, 5, 1),
+        );
+        let cases = [
+            (
+                RangeOptions {
+                    min_mod_revision: 4,
+                    ..RangeOptions::default()
+                },
+                vec![b.clone(), c.clone()],
+                false,
+            ),
+            (
+                RangeOptions {
+                    max_mod_revision: 4,
+                    ..RangeOptions::default()
+                },
+                vec![a.clone(), b.clone()],
+                false,
+            ),
+            (
+                RangeOptions {
+                    min_create_revision: 3,
+                    max_create_revision: 3,
+                    ..RangeOptions::default()
+                },
+                vec![b.clone()],
+                false,
+            ),
+            // A bound makes etcd fetch every key before the limit: the
+            // first key past the bound is listed, not cut away with a.
+            (
+                RangeOptions {
+                    min_create_revision: 3,
+                    limit: 1,
+                    ..RangeOptions::default()
+                },
+                vec![b.clone()],
+                true,
+            ),
+            (
+                RangeOptions {
+                    max_create_revision: 3,
+                    limit: 2,
+                    ..RangeOptions::default()
+                },
+                vec![a.clone(), b.clone()],
+                false,
+            ),
+            (
+                RangeOptions {
+                    min_mod_revision: 3,
+                    sort_order: SortOrder::Descend,
+                    sort_target: SortTarget::Create,
+                    ..RangeOptions::default()
+                },
+                vec![c.clone(), b.clone()],
+                false,
+            ),
+        ];
+        for (options, listed, more) in cases {
+            let input = ranged(options.clone());
+            let (_, output) = model.apply(&state, &input);
+            assert_eq!(output, answer(listed.clone(), 3, more), "{options}");
+            assert!(accepts(&model, &state, &input, answer(listed, 3, more)));
+            assert!(
+                !accepts(
+                    &model,
+                    &state,
+                    &input,
+                    answer(vec![a.clone(), b.clone(), c.clone()], 3, false)
+                ),
+                "{options} filters"
+            );
+        }
+        // Keys tied on the sort target must still be within the bounds.
+        let by_value = ranged(RangeOptions {
+            sort_target: SortTarget::Value,
+            min_create_revision: 3,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![c.clone(), b.clone()], 3, false)
+        ));
+        assert!(!accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![a, b], 3, false)
+        ));
+    }
+
+    #[test]
+    fn ranges_and_writes_inside_a_txn_answer_as_outside() {
+        let (model, state) = three_keys();
+        let (a, b, c) = (
+            kv("a", "x", 2, 2, 1),
+            kv("b", "y", 3, 4, 2),
+            kv("c", "x", 5, 5, 1),
+        );
+        let txn = |options: RangeOptions| EtcdInput::Txn {
+            compare: vec![],
+            success: vec![
+                TxnOp::Range {
+                    key: "a".into(),
+                    range_end: Some(RANGE_END_ALL.into()),
+                    options,
+                },
+                TxnOp::Put {
+                    key: "a".into(),
+                    value: "z".into(),
+                    prev_kv: true,
+                },
+                TxnOp::Delete {
+                    key: "b".into(),
+                    range_end: Some("c".into()),
+                    prev_kv: true,
+                },
+            ],
+            failure: vec![],
+        };
+        let answer = |kvs: Vec<KeyValue>, count: Option<i64>, more: Option<bool>| EtcdOutput::Txn {
+            header_revision: 6,
+            succeeded: true,
+            responses: vec![
+                TxnOpResponse::Range { kvs, count, more },
+                TxnOpResponse::Put {
+                    prev_kv: Some(a.clone()),
+                },
+                TxnOpResponse::Delete {
+                    deleted: 1,
+                    prev_kvs: vec![b.clone()],
+                },
+            ],
+        };
+        let by_value = txn(RangeOptions {
+            sort_target: SortTarget::Value,
+            limit: 2,
+            sort_order: SortOrder::Ascend,
+            ..RangeOptions::default()
+        });
+        let (_, output) = model.apply(&state, &by_value);
+        assert_eq!(
+            output,
+            answer(vec![a.clone(), c.clone()], Some(3), Some(true))
+        );
+        // a and c tie on "x": either order is etcd's.
+        for listed in [vec![a.clone(), c.clone()], vec![c.clone(), a.clone()]] {
+            assert!(accepts(
+                &model,
+                &state,
+                &by_value,
+                answer(listed, Some(3), Some(true))
+            ));
+        }
+        // Histories that did not record count and more are not held to them.
+        assert!(accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![c.clone(), a.clone()], None, None)
+        ));
+        assert!(!accepts(
+            &model,
+            &state,
+            &by_value,
+            answer(vec![a.clone(), b.clone()], Some(3), Some(true))
+        ));
+        assert!(
+            !accepts(
+                &model,
+                &state,
+                &by_value,
+                answer(vec![a.clone(), c.clone()], Some(2), Some(true))
+            ),
+            "count is every key in the range"
+        );
+        let limited = txn(RangeOptions {
+            limit: 1,
+            ..RangeOptions::default()
+        });
+        assert!(accepts(
+            &model,
+            &state,
+            &limited,
+            answer(vec![a.clone()], Some(3), Some(true))
+        ));
+        assert!(
+            !accepts(
+                &model,
+                &state,
+                &limited,
+                answer(vec![a.clone(), b.clone(), c.clone()], Some(3), Some(false))
+            ),
+            "a range inside a txn keeps its limit"
+        );
+        // The put's and the delete's previous key-values are checked.
+        let mut wrong = answer(vec![a.clone()], Some(3), Some(true));
+        if let EtcdOutput::Txn { responses, .. } = &mut wrong {
+            responses[1] = TxnOpResponse::Put { prev_kv: None };
+        }
+        assert!(!accepts(&model, &state, &limited, wrong));
     }
 
     #[test]
@@ -1678,12 +2123,14 @@ mod tests {
                 TxnOp::Put {
                     key: "a".into(),
                     value: "1".into(),
+                    prev_kv: false,
                 },
                 TxnOp::Txn {
                     compare: vec![absent("a")],
                     success: vec![TxnOp::Range {
                         key: "a".into(),
                         range_end: None,
+                        options: RangeOptions::default(),
                     }],
                     failure: vec![],
                 },
@@ -1695,6 +2142,8 @@ mod tests {
             succeeded: true,
             responses: vec![TxnOpResponse::Range {
                 kvs: vec![kv("a", "1", 2, 2, 1)],
+                count: Some(1),
+                more: Some(false),
             }],
         };
         assert_eq!(
@@ -1702,7 +2151,7 @@ mod tests {
             EtcdOutput::Txn {
                 header_revision: 2,
                 succeeded: true,
-                responses: vec![TxnOpResponse::Put, nested],
+                responses: vec![TxnOpResponse::Put { prev_kv: None }, nested],
             }
         );
     }

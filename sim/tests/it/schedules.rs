@@ -240,25 +240,6 @@ fn kv_input() -> impl Strategy<Value = KvInput> {
 fn etcd_input() -> impl Strategy<Value = EtcdInput> {
     let key = || prop::sample::select(vec!["a", "b", "c"]).prop_map(str::to_string);
     let value = prop::sample::select(vec!["1", "2", "3"]).prop_map(str::to_string);
-    let txn =
-        (key(), 0..6i64, key(), value.clone()).prop_map(|(compared, revision, key, value)| {
-            EtcdInput::Txn {
-                compare: vec![Compare {
-                    key: compared,
-                    range_end: None,
-                    result: CompareResult::Equal,
-                    target: CompareTarget::ModRevision(revision),
-                }],
-                success: vec![TxnOp::Put {
-                    key: key.clone(),
-                    value,
-                }],
-                failure: vec![TxnOp::Range {
-                    key,
-                    range_end: None,
-                }],
-            }
-        });
     let options = (
         0i64..4,
         prop::sample::select(vec![SortOrder::None, SortOrder::Ascend, SortOrder::Descend]),
@@ -271,14 +252,48 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
         ]),
         any::<bool>(),
         any::<bool>(),
+        // Revision bounds; 0 is none.
+        (0i64..6, 0i64..6, 0i64..6, 0i64..6),
     )
         .prop_map(
-            |(limit, sort_order, sort_target, count_only, keys_only)| RangeOptions {
+            |(limit, sort_order, sort_target, count_only, keys_only, bounds)| RangeOptions {
                 limit,
                 sort_order,
                 sort_target,
                 count_only,
                 keys_only,
+                min_mod_revision: bounds.0,
+                max_mod_revision: bounds.1,
+                min_create_revision: bounds.2,
+                max_create_revision: bounds.3,
+            },
+        );
+    let txn = (
+        key(),
+        0..6i64,
+        key(),
+        value.clone(),
+        any::<bool>(),
+        options.clone(),
+    )
+        .prop_map(
+            |(compared, revision, key, value, prev_kv, options)| EtcdInput::Txn {
+                compare: vec![Compare {
+                    key: compared,
+                    range_end: None,
+                    result: CompareResult::Equal,
+                    target: CompareTarget::ModRevision(revision),
+                }],
+                success: vec![TxnOp::Put {
+                    key: key.clone(),
+                    value,
+                    prev_kv,
+                }],
+                failure: vec![TxnOp::Range {
+                    key,
+                    range_end: Some("\0".into()),
+                    options,
+                }],
             },
         );
     prop_oneof![
