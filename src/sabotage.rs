@@ -110,10 +110,14 @@ pub enum Sabotage {
     /// A put inside a txn answers without its prev_kv (only a txn asking
     /// for one sees).
     TxnPutDropsPrevKv = 31,
+    /// A put without a lease leaves its key attached to the lease it had:
+    /// revoking that lease deletes the key (only a workload that revokes
+    /// leases of keys written since sees).
+    OverwriteKeepsLease = 32,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 31] = [
+    pub const ALL: [Sabotage; 32] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -145,6 +149,7 @@ impl Sabotage {
         Sabotage::KeepAliveTtlShort,
         Sabotage::FilterAfterLimit,
         Sabotage::TxnPutDropsPrevKv,
+        Sabotage::OverwriteKeepsLease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -181,6 +186,7 @@ impl Sabotage {
             Sabotage::KeepAliveTtlShort => "keepalive-ttl-short",
             Sabotage::FilterAfterLimit => "filter-after-limit",
             Sabotage::TxnPutDropsPrevKv => "txn-put-drops-prev-kv",
+            Sabotage::OverwriteKeepsLease => "overwrite-keeps-lease",
         }
     }
 
@@ -248,6 +254,9 @@ impl Sabotage {
                 "a range with revision bounds filters only the first limit + 1 keys"
             }
             Sabotage::TxnPutDropsPrevKv => "a put inside a txn answers without its prev_kv",
+            Sabotage::OverwriteKeepsLease => {
+                "a put without a lease leaves its key attached to its old lease"
+            }
         }
     }
 

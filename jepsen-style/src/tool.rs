@@ -16,7 +16,7 @@ use detcd_sim::format::json::JsonModel;
 use detcd_sim::history::{History, Operation, Outcome};
 use detcd_sim::lease_workload::{self, LeaseLog};
 use detcd_sim::lock_workload::{self, LockLog};
-use detcd_sim::model::etcd::{Etcd, EtcdInput};
+use detcd_sim::model::etcd::{Etcd, EtcdInput, EtcdOutput};
 use detcd_sim::model::kv::{Kv, KvOutput};
 use detcd_sim::options::Workload;
 use detcd_sim::properties::convergence::{self, MemberView};
@@ -1465,7 +1465,7 @@ impl Recorded {
                             ignore_value: false,
                             ..
                         },
-                        Outcome::Ok(_),
+                        Outcome::Ok(EtcdOutput::Put { .. }),
                     ) => Some((key.clone(), value.clone())),
                     _ => None,
                 })

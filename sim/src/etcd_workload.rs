@@ -8,6 +8,13 @@
 //! checked with the revision-aware etcd model (`model::etcd`): header,
 //! create and mod revisions and versions included, not just values.
 //!
+//! Leases too: clients grant and revoke leases from a shared few ids (for
+//! an hour: none expires in a run), attach keys to them (in txns as
+//! well), keep a key's lease with `ignore_lease` and compare on it; etcd's
+//! refusals that depend on the store (a lease missing or in use, a key
+//! missing for `ignore_value`/`ignore_lease`) are recorded as answers the
+//! model checks.
+//!
 //! Clients also read at past revisions (just behind the head and far
 //! behind it), read serializably from whichever member they reach, and
 //! compact, just behind the head and far behind it; some puts go to cold
@@ -33,12 +40,17 @@ use rand::{Rng, RngCore};
 use crate::history::{Operation, Outcome};
 use crate::model::etcd::{
     Compare, CompareResult, CompareTarget, EtcdInput, EtcdOutput, KeyValue, RangeOptions,
-    SortOrder, SortTarget, TxnOp, TxnOpResponse,
+    SortOrder, SortTarget, TxnOp, TxnOpResponse, KEY_NOT_FOUND, LEASE_EXISTS, LEASE_NOT_FOUND,
 };
 use crate::properties::past_reads::{Compaction, CompactionOutcome, ReadOutcome, RevisionRead};
 
 /// Every key of the workload is under this prefix.
 pub const PREFIX: &str = "etcd/";
+/// The lease ids clients share: they grant, revoke and attach keys to
+/// these, so one client's revoke meets another's put and grants collide.
+const LEASE_IDS: std::ops::RangeInclusive<i64> = 1..=3;
+/// Leases live far longer than a run: the model has no expiry.
+const LEASE_TTL_SECONDS: i64 = 3600;
 /// Pause between two requests of a client, at most.
 const THINK_TIME_MAX: Duration = Duration::from_millis(40);
 
@@ -114,6 +126,7 @@ fn key_value(kv: &detcd::proto::mvccpb::KeyValue) -> KeyValue {
         create_revision: kv.create_revision,
         mod_revision: kv.mod_revision,
         version: kv.version,
+        lease: kv.lease,
     }
 }
 
@@ -266,10 +279,12 @@ fn proto_op(op: &TxnOp) -> RequestOp {
             key,
             value,
             prev_kv,
+            lease,
         } => request_op::Request::RequestPut(PutRequest {
             key: key.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
             prev_kv: *prev_kv,
+            lease: *lease,
             ..Default::default()
         }),
         TxnOp::Delete {
@@ -373,6 +388,14 @@ pub async fn client(setup: EtcdClient) {
             let mut rng = &mut *rng_box;
             let key = |rng: &mut dyn RngCore| format!("{PREFIX}{}", rng.gen_range(0..keys));
             let value = format!("{id}.{sequence}");
+            // A quarter of the puts attach their key to a shared lease.
+            let lease = |rng: &mut dyn RngCore| {
+                if rng.gen_ratio(1, 4) {
+                    rng.gen_range(LEASE_IDS)
+                } else {
+                    0
+                }
+            };
             // From a key on, or up to another key (excluded; perhaps
             // before the first, which selects nothing).
             let from_key = |rng: &mut dyn RngCore| {
@@ -409,6 +432,8 @@ pub async fn client(setup: EtcdClient) {
                     value,
                     prev_kv: false,
                     ignore_value: false,
+                    lease: 0,
+                    ignore_lease: false,
                 },
                 // Keep the value: a new version of what is there.
                 38..=40 => EtcdInput::Put {
@@ -416,12 +441,25 @@ pub async fn client(setup: EtcdClient) {
                     value: String::new(),
                     prev_kv: rng.gen_ratio(1, 3),
                     ignore_value: true,
+                    lease: lease(&mut rng),
+                    ignore_lease: false,
                 },
-                41..=59 => EtcdInput::Put {
+                // Keep the lease.
+                41..=42 => EtcdInput::Put {
                     key: key(&mut rng),
                     value,
                     prev_kv: rng.gen_ratio(1, 3),
                     ignore_value: false,
+                    lease: 0,
+                    ignore_lease: true,
+                },
+                43..=59 => EtcdInput::Put {
+                    key: key(&mut rng),
+                    value,
+                    prev_kv: rng.gen_ratio(1, 3),
+                    ignore_value: false,
+                    lease: lease(&mut rng),
+                    ignore_lease: false,
                 },
                 60..=66 => EtcdInput::Delete {
                     key: key(&mut rng),
@@ -437,10 +475,18 @@ pub async fn client(setup: EtcdClient) {
                         prev_kv,
                     }
                 }
+                // Grants and revokes change no revision, which pins the
+                // checker's search: few of them.
+                70..=71 => EtcdInput::LeaseGrant {
+                    id: rng.gen_range(LEASE_IDS),
+                },
+                72..=73 => EtcdInput::LeaseRevoke {
+                    id: rng.gen_range(LEASE_IDS),
+                },
                 _ => {
                     let compare_on = |rng: &mut dyn RngCore, key: String| {
                         let target = match rng.gen_range(0..5) {
-                            4 => CompareTarget::Lease(rng.gen_range(-1..=1)),
+                            4 => CompareTarget::Lease(rng.gen_range(0..=*LEASE_IDS.end())),
                             0 => CompareTarget::Value(format!(
                                 "{}.{}",
                                 rng.gen_range(0..5),
@@ -478,6 +524,7 @@ pub async fn client(setup: EtcdClient) {
                             key: written,
                             value: value.clone(),
                             prev_kv: rng.gen_ratio(1, 3),
+                            lease: lease(&mut rng),
                         },
                         TxnOp::Range {
                             key: PREFIX.to_string(),
@@ -517,6 +564,7 @@ pub async fn client(setup: EtcdClient) {
                                 key: inner_key.clone(),
                                 value: format!("{value}n"),
                                 prev_kv: rng.gen_ratio(1, 3),
+                                lease: lease(&mut rng),
                             }],
                             failure: vec![TxnOp::Delete {
                                 key: inner_key,
@@ -535,8 +583,8 @@ pub async fn client(setup: EtcdClient) {
         };
         let invoked = now();
         let outcome = perform(&mut client, &input).await;
-        if let Outcome::Ok(output) = &outcome {
-            seen_revision = seen_revision.max(output.header_revision());
+        if let Some(revision) = outcome.output().and_then(EtcdOutput::header_revision) {
+            seen_revision = seen_revision.max(revision);
         }
         if let Outcome::Indeterminate = outcome {
             note(format!("etcd client {id}: {input:?} may have applied"));
@@ -638,7 +686,20 @@ fn think(rng: &mut dyn RngCore) -> Duration {
     Duration::from_millis(rng.gen_range(0..THINK_TIME_MAX.as_millis() as u64))
 }
 
+/// A request's outcome when it failed with `error`. etcd's refusals that
+/// depend on the store (a missing or existing lease, a missing key) are
+/// answers the model checks: the one attempt was refused, changing nothing.
 fn failed(error: &ClientError, read_only: bool) -> Outcome<EtcdOutput> {
+    if let ClientError::Server(status) = error {
+        let refusal = [LEASE_NOT_FOUND, LEASE_EXISTS, KEY_NOT_FOUND]
+            .into_iter()
+            .find(|refusal| status.message() == *refusal);
+        if let Some(refusal) = refusal.filter(|_| !error.may_have_applied()) {
+            return Outcome::Ok(EtcdOutput::Refused {
+                error: refusal.to_string(),
+            });
+        }
+    }
     if read_only || !error.may_have_applied() {
         Outcome::Fail
     } else {
@@ -669,13 +730,16 @@ async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> 
             value,
             prev_kv,
             ignore_value,
+            lease,
+            ignore_lease,
         } => {
             let request = PutRequest {
                 key: key.as_bytes().to_vec(),
                 value: value.as_bytes().to_vec(),
                 prev_kv: *prev_kv,
                 ignore_value: *ignore_value,
-                ..Default::default()
+                lease: *lease,
+                ignore_lease: *ignore_lease,
             };
             match client.put(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Put {
@@ -719,5 +783,18 @@ async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> 
                 Err(error) => failed(&error, false),
             }
         }
+        EtcdInput::LeaseGrant { id } => match client.lease_grant(LEASE_TTL_SECONDS, *id).await {
+            Ok(response) => Outcome::Ok(EtcdOutput::LeaseGrant {
+                header_revision: header(&response.header),
+                id: response.id,
+            }),
+            Err(error) => failed(&error, false),
+        },
+        EtcdInput::LeaseRevoke { id } => match client.lease_revoke(*id).await {
+            Ok(response) => Outcome::Ok(EtcdOutput::LeaseRevoke {
+                header_revision: header(&response.header),
+            }),
+            Err(error) => failed(&error, false),
+        },
     }
 }

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 31] = [
+pub const SABOTAGES: [(&str, &str); 32] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -191,5 +191,9 @@ pub const SABOTAGES: [(&str, &str); 31] = [
     (
         "txn-put-drops-prev-kv",
         "a put inside a txn answers without its prev_kv",
+    ),
+    (
+        "overwrite-keeps-lease",
+        "a put without a lease leaves its key attached to its old lease",
     ),
 ];

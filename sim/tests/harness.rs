@@ -304,6 +304,11 @@ fn txn_put_drops_prev_kv_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn overwrite_keeps_lease_is_caught_by_the_etcd_model() {
+    caught_in("overwrite-keeps-lease", "etcd");
+}
+
+#[test]
 fn watch_compacted_at_its_revision_is_caught() {
     caught("watch-compacted-at-its-revision");
 }

@@ -177,6 +177,13 @@ impl Leases {
     /// lease joins it.
     pub fn record_changes(&mut self, changes: &[Arc<KeyValue>]) {
         for change in changes {
+            #[cfg(madsim)]
+            if crate::sabotage::active(crate::sabotage::Sabotage::OverwriteKeepsLease)
+                && change.lease == 0
+                && !change.is_tombstone()
+            {
+                continue;
+            }
             if let Some(old) = self.key_lease.remove(&change.key) {
                 if let Some(lease) = self.by_id.get_mut(&old) {
                     lease.keys.remove(&change.key);

@@ -299,8 +299,9 @@ struct Frame<S> {
     horizon_ns: u64,
     /// The state before the lift, if the lift changed it.
     state: Option<S>,
-    /// The operation is a read (it never changes any state) that the model
-    /// accepted here. Then it needs no alternatives: if any order continues
+    /// The operation is a read (it never changes any state), or its answer
+    /// is one that changes no state wherever it is accepted, and the model
+    /// accepted it here. Then it needs no alternatives: if any order continues
     /// this configuration, one continues it with the read placed now, since
     /// the read is a candidate (everything that completed before it began is
     /// placed), moving it earlier breaks no real-time order, and the states
@@ -351,7 +352,8 @@ struct Search<'a, M: Model> {
     /// over never took effect.
     determinate_left: usize,
     longest: Vec<usize>,
-    /// Per operation: `Model::is_read_only`.
+    /// Per operation: `Model::is_read_only`, or its answer changes nothing
+    /// (`Model::answer_changes_nothing`).
     read_only: Vec<bool>,
 }
 
@@ -397,7 +399,12 @@ pub(crate) fn search<M: Model>(
         longest: Vec::new(),
         read_only: operations
             .iter()
-            .map(|operation| model.is_read_only(&operation.input))
+            .map(|operation| {
+                model.is_read_only(&operation.input)
+                    || (operation.outcome.output()).is_some_and(|output| {
+                        model.answer_changes_nothing(&operation.input, output)
+                    })
+            })
             .collect(),
     };
     for operation in operations {

@@ -29,17 +29,29 @@
 //! - Nested txns: every compare of a request, nested ones included, sees
 //!   the store as it was before the request (etcd's `compareToPath`).
 //!
-//! Not modelled: leases, compaction, watches, reads at a past revision,
-//! serializable reads, options of ranges inside txns, and range compares.
-//! Requests etcd rejects (duplicate keys in a txn, too many ops) are
-//! definite failures and never reach the model.
+//! - Leases, as far as keys see them: a grant (with the client's lease
+//!   id) and a revoke, which deletes every key attached to the lease in
+//!   one revision; a put attaches its key to its lease (or, with
+//!   `ignore_lease`, keeps the key's) and detaches it from any other.
+//!   Grants and refused revokes leave the revision as it is. Leases never
+//!   expire here: the workload grants them for far longer than a run.
+//! - Refusals that depend on the store are answers too ([`EtcdOutput::Refused`],
+//!   with etcd's error): a put or a txn's taken branch naming a lease that
+//!   does not exist, a grant of a lease that exists, a revoke of one that
+//!   does not, `ignore_value`/`ignore_lease` on a missing key.
+//!
+//! Not modelled: lease TTLs and expiry, compaction, watches, reads at a
+//! past revision and serializable reads (`properties::past_reads` checks
+//! those against this model's states). Requests etcd rejects whatever the
+//! store holds (duplicate keys in a txn, too many ops) are definite
+//! failures and never reach the model.
 //!
 //! Revisions are global, so an etcd history cannot be split by key: the
 //! model keeps everything in one partition. The observed revisions pin most
 //! operations in place, which keeps the search narrow in practice.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +70,9 @@ pub struct KeyValue {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
+    /// The lease the key is attached to; 0 is none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lease: i64,
 }
 
 /// etcd's `RangeRequest` options the model follows. The default is a plain
@@ -196,8 +211,7 @@ pub enum CompareTarget {
     Version(i64),
     CreateRevision(i64),
     ModRevision(i64),
-    /// The key's lease. Keys carry no lease in the histories this model
-    /// checks (leases are not modelled), so it compares against 0.
+    /// The key's lease (0: none, or the key is absent).
     Lease(i64),
 }
 
@@ -219,6 +233,9 @@ pub enum TxnOp {
         value: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         prev_kv: bool,
+        /// The lease to attach the key to; 0 is none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        lease: i64,
     },
     Delete {
         key: String,
@@ -289,6 +306,13 @@ pub enum EtcdInput {
         /// changing nothing, when the key does not exist.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ignore_value: bool,
+        /// The lease to attach the key to; 0 is none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        lease: i64,
+        /// Keep the key's lease (`lease` is then 0); refused like
+        /// `ignore_value` when the key does not exist.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ignore_lease: bool,
     },
     Delete {
         key: String,
@@ -305,7 +329,19 @@ pub enum EtcdInput {
         #[serde(default)]
         failure: Vec<TxnOp>,
     },
+    /// A lease with the client's id (its TTL is not modelled).
+    LeaseGrant { id: i64 },
+    /// Ends a lease and deletes the keys attached to it.
+    LeaseRevoke { id: i64 },
 }
+
+/// etcd's answer to a put, or a txn's taken branch, naming a lease that
+/// does not exist, and to a revoke of one.
+pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+/// etcd's answer to a grant of a lease id in use.
+pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
+/// etcd's answer to `ignore_value` or `ignore_lease` on a missing key.
+pub const KEY_NOT_FOUND: &str = "etcdserver: key not found";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case", deny_unknown_fields)]
@@ -339,6 +375,19 @@ pub enum EtcdOutput {
         succeeded: bool,
         responses: Vec<TxnOpResponse>,
     },
+    LeaseGrant {
+        header_revision: i64,
+        id: i64,
+    },
+    LeaseRevoke {
+        header_revision: i64,
+    },
+    /// etcd refused the request, changing nothing, with this error (one
+    /// of the refusals the model decides: [`LEASE_NOT_FOUND`],
+    /// [`LEASE_EXISTS`], [`KEY_NOT_FOUND`]).
+    Refused {
+        error: String,
+    },
 }
 
 impl EtcdInput {
@@ -348,12 +397,15 @@ impl EtcdInput {
             EtcdInput::Put { .. } => "put",
             EtcdInput::Delete { .. } => "delete",
             EtcdInput::Txn { .. } => "txn",
+            EtcdInput::LeaseGrant { .. } => "lease_grant",
+            EtcdInput::LeaseRevoke { .. } => "lease_revoke",
         }
     }
 }
 
 impl EtcdOutput {
-    pub fn header_revision(&self) -> i64 {
+    /// The revision the answer reports; a refusal reports none.
+    pub fn header_revision(&self) -> Option<i64> {
         match *self {
             EtcdOutput::Range {
                 header_revision, ..
@@ -366,16 +418,25 @@ impl EtcdOutput {
             }
             | EtcdOutput::Txn {
                 header_revision, ..
-            } => header_revision,
+            }
+            | EtcdOutput::LeaseGrant {
+                header_revision, ..
+            }
+            | EtcdOutput::LeaseRevoke { header_revision } => Some(header_revision),
+            EtcdOutput::Refused { .. } => None,
         }
     }
 
-    pub fn function(&self) -> &'static str {
+    /// The request this answers, or None for a refusal (any request's).
+    pub fn function(&self) -> Option<&'static str> {
         match self {
-            EtcdOutput::Range { .. } => "range",
-            EtcdOutput::Put { .. } => "put",
-            EtcdOutput::Delete { .. } => "delete",
-            EtcdOutput::Txn { .. } => "txn",
+            EtcdOutput::Range { .. } => Some("range"),
+            EtcdOutput::Put { .. } => Some("put"),
+            EtcdOutput::Delete { .. } => Some("delete"),
+            EtcdOutput::Txn { .. } => Some("txn"),
+            EtcdOutput::LeaseGrant { .. } => Some("lease_grant"),
+            EtcdOutput::LeaseRevoke { .. } => Some("lease_revoke"),
+            EtcdOutput::Refused { .. } => None,
         }
     }
 }
@@ -387,12 +448,15 @@ pub struct StoredValue {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
+    pub lease: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EtcdState {
     pub revision: i64,
     pub keys: BTreeMap<String, StoredValue>,
+    /// The leases that exist.
+    pub leases: BTreeSet<i64>,
 }
 
 impl EtcdState {
@@ -463,6 +527,14 @@ impl Etcd {
                 },
             );
         }
+        if let Some(error) = refusal(state, input) {
+            return (
+                Transition::Unchanged,
+                EtcdOutput::Refused {
+                    error: error.to_string(),
+                },
+            );
+        }
         let mut write = WriteTxn::begin(state);
         let output = match input {
             EtcdInput::Range { .. } => unreachable!("ranges are answered above"),
@@ -471,26 +543,37 @@ impl Etcd {
                 value,
                 prev_kv,
                 ignore_value,
+                lease,
+                ignore_lease,
             } => {
-                let previous = range(&write.state, key, None).pop();
-                let value = match (&previous, ignore_value) {
-                    (Some(previous), true) => previous.value.as_str(),
-                    // "etcdserver: key not found": nothing happens.
-                    (None, true) => {
-                        return (
-                            Transition::Unchanged,
-                            EtcdOutput::Put {
-                                header_revision: state.revision,
-                                prev_kv: None,
-                            },
-                        )
-                    }
-                    (_, false) => value.as_str(),
+                // Refused above if ignore_value or ignore_lease finds no key.
+                let previous = state.keys.get(key.as_str());
+                let value = match previous {
+                    Some(previous) if *ignore_value => previous.value.as_str(),
+                    _ => value.as_str(),
                 };
-                let prev_kv = write.put_answering(key, value, *prev_kv);
+                let lease = match previous {
+                    Some(previous) if *ignore_lease => previous.lease,
+                    _ => *lease,
+                };
+                let prev_kv = write.put_answering(key, value, lease, *prev_kv);
                 EtcdOutput::Put {
                     header_revision: write.end_revision(),
                     prev_kv,
+                }
+            }
+            EtcdInput::LeaseGrant { id } => {
+                write.state.to_mut().leases.insert(*id);
+                write.leases_changed = true;
+                EtcdOutput::LeaseGrant {
+                    header_revision: write.end_revision(),
+                    id: *id,
+                }
+            }
+            EtcdInput::LeaseRevoke { id } => {
+                write.revoke(*id);
+                EtcdOutput::LeaseRevoke {
+                    header_revision: write.end_revision(),
                 }
             }
             EtcdInput::Delete {
@@ -539,6 +622,7 @@ impl Model for Etcd {
         EtcdState {
             revision: self.initial_revision,
             keys: BTreeMap::new(),
+            leases: BTreeSet::new(),
         }
     }
 
@@ -578,10 +662,18 @@ impl Model for Etcd {
                     };
                 matches.then_some(Transition::Unchanged)
             }
-            (_, Some(observed)) if observed.function() != input.function() => None,
+            (_, Some(observed))
+                if observed
+                    .function()
+                    .is_some_and(|function| function != input.function()) =>
+            {
+                None
+            }
             // A request leaves the revision as it was or raises it by one.
             (_, Some(observed))
-                if !(state.revision..=state.revision + 1).contains(&observed.header_revision()) =>
+                if observed.header_revision().is_some_and(|revision| {
+                    !(state.revision..=state.revision + 1).contains(&revision)
+                }) =>
             {
                 None
             }
@@ -597,11 +689,19 @@ impl Model for Etcd {
     fn is_read_only(&self, input: &EtcdInput) -> bool {
         match input {
             EtcdInput::Range { .. } => true,
-            EtcdInput::Put { .. } | EtcdInput::Delete { .. } => false,
+            EtcdInput::Put { .. }
+            | EtcdInput::Delete { .. }
+            | EtcdInput::LeaseGrant { .. }
+            | EtcdInput::LeaseRevoke { .. } => false,
             EtcdInput::Txn {
                 success, failure, ..
             } => success.iter().chain(failure).all(TxnOp::is_read_only),
         }
+    }
+
+    /// A refusal changes nothing wherever it is etcd's answer.
+    fn answer_changes_nothing(&self, _input: &EtcdInput, output: &EtcdOutput) -> bool {
+        matches!(output, EtcdOutput::Refused { .. })
     }
 
     fn partition_key(&self, _input: &EtcdInput) -> Option<String> {
@@ -613,27 +713,23 @@ impl Model for Etcd {
     }
 
     /// Every response reports the revision after the request, which is at
-    /// least the revision before it.
+    /// least the revision before it; a refusal reports none.
     fn counter_bound(&self, _input: &EtcdInput, output: &EtcdOutput) -> Option<i64> {
-        Some(output.header_revision())
+        output.header_revision()
     }
 
     fn describe_state(&self, state: &EtcdState) -> String {
         let keys: Vec<String> = state
             .keys
             .iter()
-            .map(|(key, stored)| {
-                let kv = KeyValue {
-                    key: key.clone(),
-                    value: stored.value.clone(),
-                    create_revision: stored.create_revision,
-                    mod_revision: stored.mod_revision,
-                    version: stored.version,
-                };
-                kv.to_string()
-            })
+            .map(|(key, stored)| key_value(key, stored).to_string())
             .collect();
-        format!("revision {} {{{}}}", state.revision, keys.join(", "))
+        let mut described = format!("revision {} {{{}}}", state.revision, keys.join(", "));
+        if !state.leases.is_empty() {
+            let leases: Vec<String> = state.leases.iter().map(i64::to_string).collect();
+            described.push_str(&format!(" leases {{{}}}", leases.join(", ")));
+        }
+        described
     }
 }
 
@@ -643,7 +739,10 @@ impl Model for Etcd {
 /// requests that change nothing (failed compares, deletes of absent keys).
 struct WriteTxn<'a> {
     state: Cow<'a, EtcdState>,
+    /// A key changed: the revision moves.
     changed: bool,
+    /// The leases changed (a grant may change nothing else).
+    leases_changed: bool,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -651,6 +750,7 @@ impl<'a> WriteTxn<'a> {
         WriteTxn {
             state: Cow::Borrowed(state),
             changed: false,
+            leases_changed: false,
         }
     }
 
@@ -668,16 +768,16 @@ impl<'a> WriteTxn<'a> {
     }
 
     fn finish(self) -> Transition<EtcdState> {
-        if !self.changed {
+        if !self.changed && !self.leases_changed {
             return Transition::Unchanged;
         }
-        let revision = self.write_revision();
+        let revision = self.end_revision();
         let mut state = self.state.into_owned();
         state.revision = revision;
         Transition::Changed(state)
     }
 
-    fn put(&mut self, key: &str, value: &str) {
+    fn put(&mut self, key: &str, value: &str, lease: i64) {
         let revision = self.write_revision();
         let stored = self
             .state
@@ -689,11 +789,28 @@ impl<'a> WriteTxn<'a> {
                 create_revision: revision,
                 mod_revision: revision,
                 version: 0,
+                lease: 0,
             });
         stored.value = value.to_string();
         stored.mod_revision = revision;
         stored.version += 1;
+        stored.lease = lease;
         self.changed = true;
+    }
+
+    /// Ends lease `id` (which exists) and deletes its keys, in one revision.
+    fn revoke(&mut self, id: i64) {
+        let attached: Vec<String> = (self.state.keys.iter())
+            .filter(|(_, stored)| stored.lease == id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let state = self.state.to_mut();
+        state.leases.remove(&id);
+        for key in &attached {
+            state.keys.remove(key);
+        }
+        self.leases_changed = true;
+        self.changed |= !attached.is_empty();
     }
 
     fn delete(&mut self, key: &str, range_end: Option<&str>) -> i64 {
@@ -781,8 +898,9 @@ impl<'a> WriteTxn<'a> {
                 key,
                 value,
                 prev_kv,
+                lease,
             } => TxnOpResponse::Put {
-                prev_kv: self.put_answering(key, value, *prev_kv),
+                prev_kv: self.put_answering(key, value, *lease, *prev_kv),
             },
             TxnOp::Delete {
                 key,
@@ -797,13 +915,19 @@ impl<'a> WriteTxn<'a> {
     }
 
     /// A put; with `prev_kv`, the key as it found it (if it existed).
-    fn put_answering(&mut self, key: &str, value: &str, prev_kv: bool) -> Option<KeyValue> {
+    fn put_answering(
+        &mut self,
+        key: &str,
+        value: &str,
+        lease: i64,
+        prev_kv: bool,
+    ) -> Option<KeyValue> {
         let previous = if prev_kv {
             range(&self.state, key, None).pop()
         } else {
             None
         };
-        self.put(key, value);
+        self.put(key, value, lease);
         previous
     }
 
@@ -864,17 +988,75 @@ fn range_keys<'a>(
 
 fn range(state: &EtcdState, key: &str, range_end: Option<&str>) -> Vec<KeyValue> {
     range_keys(state, key, range_end)
-        .map(|key| {
-            let stored = &state.keys[key];
-            KeyValue {
-                key: key.clone(),
-                value: stored.value.clone(),
-                create_revision: stored.create_revision,
-                mod_revision: stored.mod_revision,
-                version: stored.version,
-            }
-        })
+        .map(|key| key_value(key, &state.keys[key]))
         .collect()
+}
+
+fn key_value(key: &str, stored: &StoredValue) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: stored.value.clone(),
+        create_revision: stored.create_revision,
+        mod_revision: stored.mod_revision,
+        version: stored.version,
+        lease: stored.lease,
+    }
+}
+
+/// etcd's refusal of `input` in `state`, before it changes anything.
+fn refusal(state: &EtcdState, input: &EtcdInput) -> Option<&'static str> {
+    match input {
+        EtcdInput::Range { .. } | EtcdInput::Delete { .. } => None,
+        EtcdInput::Put {
+            key,
+            lease,
+            ignore_value,
+            ignore_lease,
+            ..
+        } => {
+            // etcd `applierV3backend.Put`: the lease first, then the key.
+            if *lease != 0 && !state.leases.contains(lease) {
+                Some(LEASE_NOT_FOUND)
+            } else if (*ignore_value || *ignore_lease) && !state.keys.contains_key(key.as_str()) {
+                Some(KEY_NOT_FOUND)
+            } else {
+                None
+            }
+        }
+        EtcdInput::Txn {
+            compare,
+            success,
+            failure,
+        } => txn_refusal(state, compare, success, failure),
+        EtcdInput::LeaseGrant { id } => state.leases.contains(id).then_some(LEASE_EXISTS),
+        EtcdInput::LeaseRevoke { id } => (!state.leases.contains(id)).then_some(LEASE_NOT_FOUND),
+    }
+}
+
+/// etcd `checkRequests`: before running a txn, each put on the branches
+/// its compares (all against the store before it) take must name a lease
+/// that exists.
+fn txn_refusal(
+    state: &EtcdState,
+    compare: &[Compare],
+    success: &[TxnOp],
+    failure: &[TxnOp],
+) -> Option<&'static str> {
+    let succeeded = compare
+        .iter()
+        .all(|condition| compare_holds(state, condition));
+    let branch = if succeeded { success } else { failure };
+    branch.iter().find_map(|operation| match operation {
+        TxnOp::Put { lease, .. } if *lease != 0 && !state.leases.contains(lease) => {
+            Some(LEASE_NOT_FOUND)
+        }
+        TxnOp::Txn {
+            compare,
+            success,
+            failure,
+        } => txn_refusal(state, compare, success, failure),
+        _ => None,
+    })
 }
 
 /// Does `kvs` list exactly what a range over the store returns?
@@ -1038,7 +1220,9 @@ fn stored_holds(stored: Option<&StoredValue>, condition: &Compare) -> bool {
         (CompareTarget::ModRevision(expected), _) => {
             stored.map_or(0, |stored| stored.mod_revision).cmp(expected)
         }
-        (CompareTarget::Lease(expected), _) => 0.cmp(expected),
+        (CompareTarget::Lease(expected), _) => {
+            stored.map_or(0, |stored| stored.lease).cmp(expected)
+        }
     };
     match condition.result {
         CompareResult::Equal => ordering.is_eq(),
@@ -1064,13 +1248,17 @@ impl fmt::Display for KeyValue {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
-            "{}={} (create {}, mod {}, version {})",
+            "{}={} (create {}, mod {}, version {}",
             quoted(&self.key),
             quoted(&self.value),
             self.create_revision,
             self.mod_revision,
             self.version
-        )
+        )?;
+        if self.lease != 0 {
+            write!(formatter, ", lease {}", self.lease)?;
+        }
+        write!(formatter, ")")
     }
 }
 
@@ -1086,7 +1274,8 @@ impl fmt::Display for TxnOp {
                 key,
                 value,
                 prev_kv,
-            } => describe_put(formatter, key, value, *prev_kv, false),
+                lease,
+            } => describe_put(formatter, key, value, *lease, &[("prev_kv", *prev_kv)]),
             TxnOp::Txn {
                 compare,
                 success,
@@ -1121,19 +1310,20 @@ fn describe_range_request(
     Ok(())
 }
 
+/// A put, then its flags that are set (`prev_kv`, `ignore_value`, ...).
 fn describe_put(
     formatter: &mut fmt::Formatter<'_>,
     key: &str,
     value: &str,
-    prev_kv: bool,
-    ignore_value: bool,
+    lease: i64,
+    flags: &[(&str, bool)],
 ) -> fmt::Result {
     write!(formatter, "put {} {}", quoted(key), quoted(value))?;
-    if prev_kv {
-        write!(formatter, " prev_kv")?;
+    if lease != 0 {
+        write!(formatter, " lease {lease}")?;
     }
-    if ignore_value {
-        write!(formatter, " ignore_value")?;
+    for (flag, _) in flags.iter().filter(|(_, set)| *set) {
+        write!(formatter, " {flag}")?;
     }
     Ok(())
 }
@@ -1233,7 +1423,21 @@ impl fmt::Display for EtcdInput {
                 value,
                 prev_kv,
                 ignore_value,
-            } => describe_put(formatter, key, value, *prev_kv, *ignore_value),
+                lease,
+                ignore_lease,
+            } => describe_put(
+                formatter,
+                key,
+                value,
+                *lease,
+                &[
+                    ("prev_kv", *prev_kv),
+                    ("ignore_value", *ignore_value),
+                    ("ignore_lease", *ignore_lease),
+                ],
+            ),
+            EtcdInput::LeaseGrant { id } => write!(formatter, "grant lease {id}"),
+            EtcdInput::LeaseRevoke { id } => write!(formatter, "revoke lease {id}"),
             EtcdInput::Delete {
                 key,
                 range_end,
@@ -1351,6 +1555,14 @@ impl fmt::Display for EtcdOutput {
                 if *succeeded { "succeeded" } else { "failed" },
                 join(responses, "; ")
             ),
+            EtcdOutput::LeaseGrant {
+                header_revision,
+                id,
+            } => write!(formatter, "revision {header_revision} lease {id}"),
+            EtcdOutput::LeaseRevoke { header_revision } => {
+                write!(formatter, "revision {header_revision}")
+            }
+            EtcdOutput::Refused { error } => write!(formatter, "refused: {error}"),
         }
     }
 }
@@ -1364,6 +1576,7 @@ pub(crate) fn kv(key: &str, value: &str, create: i64, modified: i64, version: i6
         create_revision: create,
         mod_revision: modified,
         version,
+        lease: 0,
     }
 }
 
@@ -1385,6 +1598,8 @@ mod tests {
             value: value.into(),
             prev_kv: false,
             ignore_value: false,
+            lease: 0,
+            ignore_lease: false,
         }
     }
 
@@ -1421,6 +1636,7 @@ mod tests {
             create_revision: 2,
             mod_revision: 3,
             version: 2,
+            lease: 0,
         };
         assert_eq!(
             read,
@@ -1493,11 +1709,13 @@ mod tests {
                     key: "a".into(),
                     value: "1".into(),
                     prev_kv: false,
+                    lease: 0,
                 },
                 TxnOp::Put {
                     key: "b".into(),
                     value: "1".into(),
                     prev_kv: false,
+                    lease: 0,
                 },
             ],
             failure: vec![TxnOp::Range {
@@ -1905,6 +2123,7 @@ mod tests {
                     key: "a".into(),
                     value: "z".into(),
                     prev_kv: true,
+                    lease: 0,
                 },
                 TxnOp::Delete {
                     key: "b".into(),
@@ -1997,6 +2216,153 @@ mod tests {
         assert!(!accepts(&model, &state, &limited, wrong));
     }
 
+    fn leased(key: &str, value: &str, lease: i64) -> EtcdInput {
+        EtcdInput::Put {
+            key: key.into(),
+            value: value.into(),
+            prev_kv: false,
+            ignore_value: false,
+            lease,
+            ignore_lease: false,
+        }
+    }
+
+    fn refused(error: &str) -> EtcdOutput {
+        EtcdOutput::Refused {
+            error: error.into(),
+        }
+    }
+
+    #[test]
+    fn a_revoke_deletes_the_keys_attached_to_its_lease_in_one_revision() {
+        let model = Etcd::default();
+        let mut state = model.initial_state();
+        // A grant changes the leases, not the revision.
+        assert_eq!(
+            run(&model, &mut state, EtcdInput::LeaseGrant { id: 7 }),
+            EtcdOutput::LeaseGrant {
+                header_revision: 1,
+                id: 7
+            }
+        );
+        assert_eq!(
+            run(&model, &mut state, EtcdInput::LeaseGrant { id: 7 }),
+            refused(LEASE_EXISTS)
+        );
+        assert_eq!(
+            run(&model, &mut state, leased("a", "1", 8)),
+            refused(LEASE_NOT_FOUND)
+        );
+        assert_eq!(state.revision, 1, "refusals change nothing");
+        run(&model, &mut state, leased("a", "1", 7));
+        run(&model, &mut state, leased("b", "1", 7));
+        run(&model, &mut state, leased("c", "1", 7));
+        // Overwritten without a lease: detached. With ignore_lease: kept.
+        run(&model, &mut state, put("b", "2"));
+        let keep_lease = EtcdInput::Put {
+            key: "c".into(),
+            value: "2".into(),
+            prev_kv: false,
+            ignore_value: false,
+            lease: 0,
+            ignore_lease: true,
+        };
+        run(&model, &mut state, keep_lease);
+        assert_eq!(state.keys["c"].lease, 7);
+        assert_eq!(state.keys["b"].lease, 0);
+        let on_lease = |lease| EtcdInput::Txn {
+            compare: vec![Compare {
+                key: "a".into(),
+                range_end: None,
+                result: CompareResult::Equal,
+                target: CompareTarget::Lease(lease),
+            }],
+            success: vec![],
+            failure: vec![],
+        };
+        let succeeded = |output: EtcdOutput| {
+            matches!(
+                output,
+                EtcdOutput::Txn {
+                    succeeded: true,
+                    ..
+                }
+            )
+        };
+        assert!(succeeded(run(&model, &mut state, on_lease(7))));
+        assert!(!succeeded(run(&model, &mut state, on_lease(0))));
+        assert_eq!(state.revision, 6);
+        assert_eq!(
+            run(&model, &mut state, EtcdInput::LeaseRevoke { id: 7 }),
+            EtcdOutput::LeaseRevoke { header_revision: 7 }
+        );
+        assert_eq!(state.keys.keys().collect::<Vec<_>>(), ["b"]);
+        assert!(state.leases.is_empty());
+        assert_eq!(
+            run(&model, &mut state, EtcdInput::LeaseRevoke { id: 7 }),
+            refused(LEASE_NOT_FOUND)
+        );
+        // A revoke of a lease with no keys moves no revision.
+        run(&model, &mut state, EtcdInput::LeaseGrant { id: 9 });
+        assert_eq!(
+            run(&model, &mut state, EtcdInput::LeaseRevoke { id: 9 }),
+            EtcdOutput::LeaseRevoke { header_revision: 7 }
+        );
+    }
+
+    #[test]
+    fn a_txn_naming_a_missing_lease_on_its_taken_branch_is_refused() {
+        let model = Etcd::default();
+        let mut state = model.initial_state();
+        let txn = |holds: bool| EtcdInput::Txn {
+            compare: vec![Compare {
+                key: "a".into(),
+                range_end: None,
+                result: if holds {
+                    CompareResult::Equal
+                } else {
+                    CompareResult::NotEqual
+                },
+                target: CompareTarget::Version(0),
+            }],
+            success: vec![TxnOp::Txn {
+                compare: vec![],
+                success: vec![TxnOp::Put {
+                    key: "a".into(),
+                    value: "1".into(),
+                    prev_kv: false,
+                    lease: 5,
+                }],
+                failure: vec![],
+            }],
+            failure: vec![TxnOp::Put {
+                key: "b".into(),
+                value: "1".into(),
+                prev_kv: false,
+                lease: 0,
+            }],
+        };
+        assert_eq!(run(&model, &mut state, txn(true)), refused(LEASE_NOT_FOUND));
+        assert_eq!(state.revision, 1);
+        // The branch not taken may name any lease.
+        assert!(matches!(
+            run(&model, &mut state, txn(false)),
+            EtcdOutput::Txn {
+                header_revision: 2,
+                succeeded: false,
+                ..
+            }
+        ));
+        // A refusal fits no other state: here, once the lease exists.
+        run(&model, &mut state, EtcdInput::LeaseGrant { id: 5 });
+        assert!(!accepts(
+            &model,
+            &state,
+            &txn(true),
+            refused(LEASE_NOT_FOUND)
+        ));
+    }
+
     #[test]
     fn ignore_value_keeps_the_value_and_needs_the_key() {
         let (model, mut state) = three_keys();
@@ -2005,6 +2371,8 @@ mod tests {
             value: String::new(),
             prev_kv: false,
             ignore_value: true,
+            lease: 0,
+            ignore_lease: false,
         };
         let before = state.keys["b"].clone();
         run(&model, &mut state, keep("b"));
@@ -2012,10 +2380,14 @@ mod tests {
         assert_eq!(after.value, before.value);
         assert_eq!(after.version, before.version + 1);
         assert_eq!(after.mod_revision, state.revision);
-        let revision = state.revision;
         let (transition, output) = model.apply(&state, &keep("absent"));
         assert_eq!(transition, Transition::Unchanged);
-        assert_eq!(output.header_revision(), revision);
+        assert_eq!(
+            output,
+            EtcdOutput::Refused {
+                error: KEY_NOT_FOUND.into()
+            }
+        );
     }
 
     #[test]
@@ -2026,6 +2398,8 @@ mod tests {
             value: "z".into(),
             prev_kv: true,
             ignore_value: false,
+            lease: 0,
+            ignore_lease: false,
         };
         assert_eq!(
             run(&model, &mut state, replace),
@@ -2124,6 +2498,7 @@ mod tests {
                     key: "a".into(),
                     value: "1".into(),
                     prev_kv: false,
+                    lease: 0,
                 },
                 TxnOp::Txn {
                     compare: vec![absent("a")],

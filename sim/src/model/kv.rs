@@ -254,6 +254,11 @@ impl Model for Kv {
         matches!(input, KvInput::Get { .. } | KvInput::GetAll { .. })
     }
 
+    /// A cas that did not swap changed nothing, wherever it is the answer.
+    fn answer_changes_nothing(&self, _input: &KvInput, output: &KvOutput) -> bool {
+        matches!(output, KvOutput::Cas { swapped: false })
+    }
+
     fn partition_key(&self, input: &KvInput) -> Option<String> {
         Some(input.key().to_string())
     }

@@ -64,6 +64,13 @@ pub trait Model {
     /// operation constrains nothing, so the checker drops it.
     fn is_read_only(&self, input: &Self::Input) -> bool;
 
+    /// True if an operation answered `output` changes no state wherever the
+    /// model accepts that answer (a refusal), though its input could. The
+    /// checker then places it as it places reads (`search::Frame::forced`).
+    fn answer_changes_nothing(&self, _input: &Self::Input, _output: &Self::Output) -> bool {
+        false
+    }
+
     /// The partition an operation belongs to, for P-compositional checking:
     /// operations in different partitions touch disjoint state, so each
     /// partition is linearizable on its own iff the whole is (Herlihy & Wing

@@ -100,6 +100,11 @@ impl Model for Register {
         matches!(input, RegisterInput::Read)
     }
 
+    /// A cas that did not swap changed nothing, wherever it is the answer.
+    fn answer_changes_nothing(&self, _input: &RegisterInput, output: &RegisterOutput) -> bool {
+        matches!(output, RegisterOutput::Cas { succeeded: false })
+    }
+
     fn partition_key(&self, _input: &RegisterInput) -> Option<String> {
         None
     }

@@ -21,7 +21,7 @@
 //!
 //! Plain Rust and no search: the replay is linear in the history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Operation, Outcome};
 use crate::model::etcd::{Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions};
@@ -86,19 +86,30 @@ impl Replay {
     /// Replays `writes` (the etcd workload's history) from the model's
     /// initial state until a revision no acknowledged write accounts for,
     /// or two of them would make it differently.
+    ///
+    /// Grants move no revision, so the replay cannot place them: every
+    /// lease the history grants counts as live throughout. That decides
+    /// nothing about keys: a put acknowledged at a revision did find its
+    /// lease, and a revoke deletes the keys attached to it as it did.
     pub fn of(model: &Etcd, history: &[Operation<EtcdInput, EtcdOutput>]) -> Replay {
         let mut by_revision: BTreeMap<i64, Vec<(&EtcdInput, &EtcdOutput)>> = BTreeMap::new();
+        let mut granted = BTreeSet::new();
         for operation in history {
+            if let EtcdInput::LeaseGrant { id } = operation.input {
+                granted.insert(id);
+            }
             if let Outcome::Ok(output) = &operation.outcome {
-                if !model.is_read_only(&operation.input) {
-                    by_revision
-                        .entry(output.header_revision())
+                match output.header_revision() {
+                    Some(revision) if !model.is_read_only(&operation.input) => by_revision
+                        .entry(revision)
                         .or_default()
-                        .push((&operation.input, output));
+                        .push((&operation.input, output)),
+                    _ => {}
                 }
             }
         }
-        let initial = model.initial_state();
+        let mut initial = model.initial_state();
+        initial.leases = granted.clone();
         let mut replay = Replay {
             first: initial.revision,
             states: vec![initial],
@@ -108,7 +119,9 @@ impl Replay {
             let next_revision = state.revision + 1;
             let mut made = None;
             for (input, output) in by_revision.get(&next_revision).into_iter().flatten() {
-                if let Some(Transition::Changed(next)) = model.step(state, input, Some(output)) {
+                if let Some(Transition::Changed(mut next)) = model.step(state, input, Some(output))
+                {
+                    next.leases = granted.clone();
                     match &made {
                         None => made = Some(next),
                         Some(other) if *other == next => {}
@@ -150,7 +163,9 @@ pub fn check(
         .iter()
         .filter_map(
             |operation| match (&operation.outcome, operation.complete_ns) {
-                (Outcome::Ok(output), Some(complete)) => Some((complete, output.header_revision())),
+                (Outcome::Ok(output), Some(complete)) => {
+                    Some((complete, output.header_revision()?))
+                }
                 _ => None,
             },
         )

@@ -28,7 +28,14 @@ fn input() -> impl Strategy<Value = KvInput> {
     prop_oneof![
         key.clone().prop_map(|key| KvInput::Get { key }),
         (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Put { key, value }),
-        (key.clone(), value).prop_map(|(key, value)| KvInput::Append { key, value }),
+        (key.clone(), value.clone()).prop_map(|(key, value)| KvInput::Append { key, value }),
+        // A cas answered "not swapped" is placed like a read
+        // (`Model::answer_changes_nothing`): brute force checks that is sound.
+        (key.clone(), value.clone(), value).prop_map(|(key, from, to)| KvInput::Cas {
+            key,
+            from,
+            to
+        }),
         key.prop_map(|key| KvInput::Delete { key }),
     ]
 }
@@ -48,6 +55,9 @@ fn operation() -> impl Strategy<Value = KvOperation> {
                 },
                 KvInput::Put { .. } => KvOutput::Put,
                 KvInput::Append { .. } => KvOutput::Append,
+                KvInput::Cas { .. } => KvOutput::Cas {
+                    swapped: roll % 2 == 0,
+                },
                 _ => KvOutput::Delete,
             };
             let outcome = match roll {
@@ -123,7 +133,7 @@ fn extend(model: &Kv, operations: &[&KvOperation], placed: &mut [bool], state: &
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(10000))]
 
     #[test]
     fn the_checker_agrees_with_brute_force(

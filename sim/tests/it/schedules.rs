@@ -275,9 +275,10 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
         value.clone(),
         any::<bool>(),
         options.clone(),
+        0i64..3,
     )
         .prop_map(
-            |(compared, revision, key, value, prev_kv, options)| EtcdInput::Txn {
+            |(compared, revision, key, value, prev_kv, options, lease)| EtcdInput::Txn {
                 compare: vec![Compare {
                     key: compared,
                     range_end: None,
@@ -288,6 +289,7 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
                     key: key.clone(),
                     value,
                     prev_kv,
+                    lease,
                 }],
                 failure: vec![TxnOp::Range {
                     key,
@@ -296,31 +298,48 @@ fn etcd_input() -> impl Strategy<Value = EtcdInput> {
                 }],
             },
         );
+    // Lease grants and revokes change state but no revision: few of them,
+    // as in the workload, or the revisions pin too little of a long history.
     prop_oneof![
-        key().prop_map(|key| EtcdInput::Range {
+        4 => key().prop_map(|key| EtcdInput::Range {
             key,
             range_end: None,
             options: RangeOptions::default(),
         }),
-        options.prop_map(|options| EtcdInput::Range {
+        4 => options.prop_map(|options| EtcdInput::Range {
             key: "a".into(),
             range_end: Some("\0".into()),
             options,
         }),
-        (key(), value, any::<bool>(), any::<bool>()).prop_map(
-            |(key, value, prev_kv, ignore_value)| EtcdInput::Put {
-                key,
-                value,
-                prev_kv,
-                ignore_value,
-            }
-        ),
-        (key(), any::<bool>()).prop_map(|(key, prev_kv)| EtcdInput::Delete {
+        4 => (
+            key(),
+            value,
+            any::<bool>(),
+            any::<bool>(),
+            0i64..3,
+            any::<bool>()
+        )
+            .prop_map(|(key, value, prev_kv, ignore_value, lease, ignore_lease)| {
+                EtcdInput::Put {
+                    key,
+                    value,
+                    prev_kv,
+                    ignore_value,
+                    // ignore_lease with a lease is refused whatever the store
+                    // holds: a definite failure, never in the model's histories.
+                    lease: if ignore_lease { 0 } else { lease },
+                    ignore_lease,
+                }
+            }),
+        // Leases 1 and 2: granted twice (refused), revoked when absent.
+        1 => (1i64..3).prop_map(|id| EtcdInput::LeaseGrant { id }),
+        1 => (1i64..3).prop_map(|id| EtcdInput::LeaseRevoke { id }),
+        4 => (key(), any::<bool>()).prop_map(|(key, prev_kv)| EtcdInput::Delete {
             key,
             range_end: None,
             prev_kv
         }),
-        txn,
+        4 => txn,
     ]
 }
 

@@ -17,6 +17,8 @@ fn put(
             value: value.into(),
             prev_kv: false,
             ignore_value: false,
+            lease: 0,
+            ignore_lease: false,
         },
         outcome: Outcome::Ok(EtcdOutput::Put {
             header_revision: revision,
