@@ -13,11 +13,11 @@ use detcd::proto::etcdserverpb::{PutRequest, RangeRequest};
 use detcd_sim::check::{check, Budget, Verdict};
 use detcd_sim::etcd_workload::{EtcdClient, EtcdLog, EtcdRecord};
 use detcd_sim::format::json::JsonModel;
-use detcd_sim::history::{History, Operation, Outcome};
+use detcd_sim::history::{History, Operation};
 use detcd_sim::lease_workload::{self, LeaseLog};
 use detcd_sim::lock_workload::{self, LockLog};
-use detcd_sim::model::etcd::{Etcd, EtcdInput, EtcdOutput};
-use detcd_sim::model::kv::{Kv, KvOutput};
+use detcd_sim::model::etcd::Etcd;
+use detcd_sim::model::kv::Kv;
 use detcd_sim::options::Workload;
 use detcd_sim::properties::convergence::{self, MemberView};
 use detcd_sim::properties::watch::{self, Filter};
@@ -51,9 +51,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long the watchers may take to reach the converged revision.
 const WATCH_CATCH_UP: Duration = Duration::from_secs(30);
-/// The watchers watch every key of the etcd workload.
-const WATCHED_KEY: &[u8] = b"etcd/";
-const WATCHED_END: &[u8] = b"etcd0";
 /// Lines of each member's log printed when a run crashes.
 const LOG_TAIL_LINES: usize = 15;
 /// A seed's clients draw from `seed * CLIENT_SEED_STRIDE + client`.
@@ -577,10 +574,10 @@ async fn run_in(
             recorder.snapshot().len()
         }
     };
-    let (watched_key, watched_end) = if etcd {
-        (WATCHED_KEY, WATCHED_END)
+    let watched = if etcd {
+        watcher::Watched::ETCD
     } else {
-        (watcher::WATCHED_FROM, watcher::WATCHED_TO)
+        watcher::Watched::KV
     };
 
     // Two watchers through all the faults: one with previous key-values,
@@ -601,8 +598,8 @@ async fn run_in(
         let mut endpoints = urls.clone();
         endpoints.rotate_left(skip % urls.len());
         let spec = watcher::Spec {
-            key: watched_key,
-            range_end: watched_end,
+            key: watched.key,
+            range_end: watched.range_end,
             prev_kv,
             filter,
         };
@@ -775,10 +772,9 @@ async fn run_in(
         let checked = match converge(&cluster, stop).await {
             Ok((line, revision)) => {
                 details.push(line);
-                let watched = (&watch_log, &filtered_log, filter);
-                let range = (watched_key, watched_end);
+                let logs = (&watch_log, &filtered_log, filter);
                 let writes = recorded.acknowledged_writes();
-                check_watches(&cluster, watched, range, revision, &writes, compacts, stop).await
+                check_watches(&cluster, logs, watched, revision, &writes, compacts, stop).await
             }
             Err(disagreement) => Err(disagreement),
         };
@@ -803,13 +799,19 @@ async fn run_in(
                 &record.reads,
                 &record.compactions,
             );
+            let events = watcher::check_etcd_events(&watch_log.lock().unwrap(), &record.operations);
+            if let Ok((from, to)) = events {
+                details.push(format!(
+                    "watch events: revisions {from}..={to} checked one by one"
+                ));
+            }
             let judged = judge(&model, record.operations, dir)?;
             details.push(format!(
                 "past reads: {} checked, {} violations",
                 record.reads.len(),
                 past.len()
             ));
-            (judged, past)
+            (judged, past.into_iter().chain(events.err()).collect())
         }
         Recorded::Kv {
             operations,
@@ -1351,7 +1353,7 @@ async fn converge(cluster: &Cluster, stop: &AtomicBool) -> Result<(String, i64),
 async fn check_watches(
     cluster: &Cluster,
     (log, filtered_log, filter): (&SharedLog, &SharedLog, Filter),
-    (watched_key, watched_end): (&'static [u8], &'static [u8]),
+    watched: watcher::Watched,
     revision: i64,
     writes: &[(String, String)],
     compacts: bool,
@@ -1375,8 +1377,8 @@ async fn check_watches(
     // What the members hold, read once from one of them (they agree).
     let view_read = probe(&cluster.members[0].spec.client_url)
         .range(RangeRequest {
-            key: watched_key.to_vec(),
-            range_end: watched_end.to_vec(),
+            key: watched.key.to_vec(),
+            range_end: watched.range_end.to_vec(),
             serializable: true,
             ..Default::default()
         })
@@ -1398,7 +1400,7 @@ async fn check_watches(
             )
         })
         .collect();
-    let watched = |key: &str| key.as_bytes() >= watched_key && key.as_bytes() < watched_end;
+    let watched = |key: &str| watched.contains(key);
     let writes = writes
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_str()));
@@ -1454,36 +1456,8 @@ impl Recorded {
     /// in the kv workloads): each must show up in a watch event.
     fn acknowledged_writes(&self) -> Vec<(String, String)> {
         match self {
-            Recorded::Etcd(record) => record
-                .operations
-                .iter()
-                .filter_map(|operation| match (&operation.input, &operation.outcome) {
-                    (
-                        EtcdInput::Put {
-                            key,
-                            value,
-                            ignore_value: false,
-                            ..
-                        },
-                        Outcome::Ok(EtcdOutput::Put { .. }),
-                    ) => Some((key.clone(), value.clone())),
-                    _ => None,
-                })
-                .collect(),
-            Recorded::Kv { operations, .. } => operations
-                .iter()
-                .filter(|operation| {
-                    matches!(&operation.outcome, Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
-                })
-                .flat_map(|operation| {
-                    let written = operation.input.written();
-                    operation
-                        .input
-                        .keys()
-                        .into_iter()
-                        .filter_map(move |key| written.map(|value| (key.to_string(), value.to_string())))
-                })
-                .collect(),
+            Recorded::Etcd(record) => watch::acknowledged_etcd_puts(&record.operations),
+            Recorded::Kv { operations, .. } => watch::acknowledged_kv_writes(operations),
         }
     }
 }

@@ -78,6 +78,11 @@ impl EtcdLog {
         self.operations.lock().unwrap().len()
     }
 
+    /// The operations recorded so far.
+    pub fn operations(&self) -> Vec<EtcdOperation> {
+        self.operations.lock().unwrap().clone()
+    }
+
     /// The revision of every compaction asked for so far, answered or not.
     pub fn compaction_revisions(&self) -> Vec<i64> {
         (self.compactions.lock().unwrap())

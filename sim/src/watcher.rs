@@ -1,6 +1,6 @@
 //! Watch consumers for etcd's watch guarantees (`properties::watch`), on
 //! either runtime: the simulator's and the jepsen-style tool's.
-//! Each watches a key range (in the simulator every workload key) from
+//! Each watches a key range (every key of the workload, [`Watched`]) from
 //! revision 1 through all the faults, resuming after the last revision it got on another member
 //! whenever its stream breaks, as etcd clients do, and asks for progress
 //! now and then. The main consumer asks for previous key-values; a second
@@ -21,11 +21,34 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use std::collections::BTreeMap;
 
+use crate::history::Operation;
+use crate::model::etcd::{Etcd, EtcdInput, EtcdOutput};
+use crate::properties::past_reads::{self, Replay};
 use crate::properties::watch::{self, Event, Filter, Previous, Response};
 
-/// The simulator's watched range: every workload key ("k0", "k1", ...).
-pub const WATCHED_FROM: &[u8] = b"k";
-pub const WATCHED_TO: &[u8] = b"l";
+/// The range the watch consumers watch: every key of one kind of workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watched {
+    pub key: &'static [u8],
+    pub range_end: &'static [u8],
+}
+
+impl Watched {
+    /// The key-value workloads' keys ("k0", "k1", ...).
+    pub const KV: Watched = Watched {
+        key: b"k",
+        range_end: b"l",
+    };
+    /// The etcd workload's keys (`etcd_workload::PREFIX`, "etcd/").
+    pub const ETCD: Watched = Watched {
+        key: b"etcd/",
+        range_end: b"etcd0",
+    };
+
+    pub fn contains(self, key: &str) -> bool {
+        key.as_bytes() >= self.key && key.as_bytes() < self.range_end
+    }
+}
 /// How often the consumer asks for progress (so it learns the revision
 /// even when no watched key changes).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -256,8 +279,27 @@ pub fn check_compactions(log: &WatchLog, asked: &[i64]) -> Result<(), String> {
     Ok(())
 }
 
-/// What a watch created at `start_revision` hears first: the compact
-/// revision it was told of, or `None` once it serves (its created answer,
+/// The watch over the etcd workload's keys ([`Watched::ETCD`]) from the
+/// last compact revision it was told of, revision by revision against the
+/// store the acknowledged writes of `operations` rebuild
+/// (`past_reads::check_watch_events`). Ok: the revisions it covered.
+pub fn check_etcd_events(
+    log: &WatchLog,
+    operations: &[Operation<EtcdInput, EtcdOutput>],
+) -> Result<(i64, i64), String> {
+    let replay = Replay::of(&Etcd::default(), operations);
+    let from = (log.compactions.iter())
+        .map(|&(_, compacted)| compacted)
+        .max()
+        .unwrap_or(0);
+    past_reads::check_watch_events(&replay, &log.responses, (from, log.caught_up_to), |key| {
+        Watched::ETCD.contains(key)
+    })?;
+    Ok((from, log.caught_up_to.min(replay.last())))
+}
+
+/// What a watch created at `start_revision` (on any range: compaction is
+/// the store's) hears first: the compact revision it was told of, or `None` once it serves (its created answer,
 /// then an answer to a progress request); `Err` if it never answered.
 async fn first_word(endpoint: &str, start_revision: i64) -> Result<Option<i64>, String> {
     let mut client = WatchClient::connect(endpoint.to_string())
@@ -265,8 +307,8 @@ async fn first_word(endpoint: &str, start_revision: i64) -> Result<Option<i64>, 
         .map_err(|error| error.to_string())?;
     let (requests, outbound) = mpsc::channel(4);
     let create = WatchCreateRequest {
-        key: WATCHED_FROM.to_vec(),
-        range_end: WATCHED_TO.to_vec(),
+        key: Watched::KV.key.to_vec(),
+        range_end: Watched::KV.range_end.to_vec(),
         start_revision,
         ..WatchCreateRequest::default()
     };
@@ -333,9 +375,4 @@ pub async fn probe_compaction(endpoint: &str, compact_revision: i64) -> Result<(
         )),
         _ => Ok(()),
     }
-}
-
-/// Whether `key` is in the simulator's watched range.
-pub fn watched(key: &str) -> bool {
-    key.as_bytes() >= WATCHED_FROM && key.as_bytes() < WATCHED_TO
 }

@@ -304,6 +304,11 @@ fn txn_put_drops_prev_kv_is_caught_by_the_etcd_model() {
 }
 
 #[test]
+fn watch_prev_kv_is_current_is_caught_over_the_etcd_workload() {
+    caught_in("watch-prev-kv-is-current", "etcd");
+}
+
+#[test]
 fn overwrite_keeps_lease_is_caught_by_the_etcd_model() {
     caught_in("overwrite-keeps-lease", "etcd");
 }

@@ -180,11 +180,16 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     }
     // The watch consumers live next to a member too: one asks for previous
     // key-values, one filters puts or deletes.
+    let watched = if options.workload == crate::options::Workload::Etcd {
+        watcher::Watched::ETCD
+    } else {
+        watcher::Watched::KV
+    };
     let watch_log = watcher::SharedLog::default();
     let (watch_node, watch_endpoints) = cluster.add_client(swarm.clients);
     let main_watch = watcher::Spec {
-        key: watcher::WATCHED_FROM,
-        range_end: watcher::WATCHED_TO,
+        key: watched.key,
+        range_end: watched.range_end,
         prev_kv: true,
         filter: None,
     };
@@ -207,8 +212,8 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     filtered_node.spawn(watcher::consume(
         filtered_endpoints,
         watcher::Spec {
-            key: watcher::WATCHED_FROM,
-            range_end: watcher::WATCHED_TO,
+            key: watched.key,
+            range_end: watched.range_end,
             prev_kv: false,
             filter: Some(filter),
         },
@@ -389,15 +394,19 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let outcome = match outcome {
         Outcome::Pass => {
             let serving = cluster.serving();
-            let operations = recorder.snapshot();
+            let acknowledged = if watched == watcher::Watched::ETCD {
+                watch::acknowledged_etcd_puts(&etcd_log.operations())
+            } else {
+                watch::acknowledged_kv_writes(&recorder.snapshot())
+            };
             // The etcd workload's clients compact too.
             compactions_asked.extend(etcd_log.compaction_revisions());
             observer
                 .spawn(check_watch(
-                    serving[0],
+                    (serving[0], watched),
                     (watch_log.clone(), filtered_log.clone(), filter),
                     (swarm.compaction, compactions_asked),
-                    operations,
+                    acknowledged,
                     trace.clone(),
                 ))
                 .await
@@ -450,6 +459,18 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         &etcd_record.reads,
         &etcd_record.compactions,
     );
+    let watch_event_violations = if watched == watcher::Watched::ETCD {
+        let checked =
+            watcher::check_etcd_events(&watch_log.lock().unwrap(), &etcd_record.operations);
+        if let Ok((from, to)) = checked {
+            trace.record(format!(
+                "watch events: revisions {from}..={to} checked one by one against the replayed store"
+            ));
+        }
+        checked.err().into_iter().collect()
+    } else {
+        Vec::new()
+    };
     if !etcd_record.reads.is_empty() {
         trace.record(format!(
             "past reads: {} reads at a revision or serializable, {} compactions checked",
@@ -473,6 +494,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     let outcome = with_availability(outcome, &cluster, started, deadline, served_at);
     let mut etcd = None;
     let outcome = with_violations(outcome, &past_read_violations, "past-read");
+    let outcome = with_violations(outcome, &watch_event_violations, "watch event");
     let outcome = if etcd_history.is_empty() {
         outcome
     } else {
@@ -829,10 +851,10 @@ async fn convergence(
 /// must reach their revision in time, in order, and (unless compaction
 /// cut it off) its events must replay to what they hold.
 async fn check_watch(
-    member: usize,
+    (member, watched): (usize, watcher::Watched),
     (log, filtered_log, filter): (watcher::SharedLog, watcher::SharedLog, Filter),
     (compaction, compactions_asked): (bool, Vec<i64>),
-    operations: Vec<workload::KvOperation>,
+    acknowledged: Vec<(String, String)>,
     trace: Trace,
 ) -> Outcome {
     // Checked first: a false "compacted" can keep a watch from catching
@@ -857,7 +879,7 @@ async fn check_watch(
             }
         }
     }
-    let Some((view, revision)) = watched_view(member).await else {
+    let Some((view, revision)) = watched_view(member, watched).await else {
         return Outcome::Liveness(format!("m{member} stopped answering after convergence"));
     };
     let deadline = tokio::time::Instant::now() + CONVERGENCE_BOUND;
@@ -887,17 +909,9 @@ async fn check_watch(
             }
         ));
     }
-    let acknowledged = operations.iter().filter(|operation| {
-        matches!(&operation.outcome, crate::history::Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
-    });
-    let writes = acknowledged.flat_map(|operation| {
-        let written = operation.input.written();
-        operation
-            .input
-            .keys()
-            .into_iter()
-            .filter_map(move |key| written.map(|value| (key, value)))
-    });
+    let writes = acknowledged
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()));
     let checked = watcher::check_compactions(&log, &compactions_asked)
         .and_then(|()| watcher::check_compactions(&filtered, &compactions_asked))
         .and_then(|()| {
@@ -906,7 +920,7 @@ async fn check_watch(
                 &view,
                 revision,
                 writes,
-                watcher::watched,
+                |key| watched.contains(key),
                 compaction,
             )
         });
@@ -946,12 +960,15 @@ fn refused_without_cause(cluster: &SimCluster, trace: &Trace) -> Option<String> 
 
 /// The watched range on one member, read at once (one serializable
 /// range), with the revision the read saw.
-async fn watched_view(member: usize) -> Option<(BTreeMap<String, (String, i64)>, i64)> {
+async fn watched_view(
+    member: usize,
+    watched: watcher::Watched,
+) -> Option<(BTreeMap<String, (String, i64)>, i64)> {
     let call = async {
         let mut client = KvClient::connect(client_url(member)).await.ok()?;
         let request = RangeRequest {
-            key: watcher::WATCHED_FROM.to_vec(),
-            range_end: watcher::WATCHED_TO.to_vec(),
+            key: watched.key.to_vec(),
+            range_end: watched.range_end.to_vec(),
             serializable: true,
             ..Default::default()
         };

@@ -19,13 +19,20 @@
 //!   ended, and a linearizable read is never refused as a future revision
 //!   for a revision acknowledged before it began.
 //!
+//! The replay also judges a watch over the workload's keys
+//! ([`check_watch_events`]): at each revision it covers, the events are
+//! exactly the changes that revision made.
+//!
 //! Plain Rust and no search: the replay is linear in the history.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Operation, Outcome};
-use crate::model::etcd::{Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions};
+use crate::model::etcd::{
+    Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions, StoredValue,
+};
 use crate::model::{Model, Transition};
+use crate::properties::watch::{self, Event, Response};
 
 /// One read with a revision or a serializable one, as recorded.
 #[derive(Clone, Debug)]
@@ -146,6 +153,102 @@ impl Replay {
     /// The newest revision the replay rebuilt.
     pub fn last(&self) -> i64 {
         self.first + self.states.len() as i64 - 1
+    }
+}
+
+/// A watch over the keys `watched` selects, with previous key-values,
+/// against the replayed store: at each revision from `from` on that both
+/// the replay and the watch (every event up to `caught_up_to` received)
+/// cover, its events are exactly the changes the revision made to those
+/// keys: a put event for each key written (value, create revision,
+/// version), a delete event for each key deleted (a revoke's too), and an
+/// event's previous key-value, where it came, is the key as it was just
+/// before. (`watch::check_prev_kv` judges a missing one.)
+pub fn check_watch_events(
+    replay: &Replay,
+    responses: &[Response],
+    (from, caught_up_to): (i64, i64),
+    watched: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    let mut by_revision: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
+    for event in watch::events(responses) {
+        by_revision.entry(event.revision).or_default().push(event);
+    }
+    let first = from.max(replay.first + 1);
+    for revision in first..=caught_up_to.min(replay.last()) {
+        let (Some(before), Some(after)) = (replay.at(revision - 1), replay.at(revision)) else {
+            break;
+        };
+        let mut expected: BTreeMap<&str, Option<&StoredValue>> = BTreeMap::new();
+        for (key, stored) in after.keys.iter().filter(|(key, _)| watched(key)) {
+            if stored.mod_revision == revision {
+                expected.insert(key, Some(stored));
+            }
+        }
+        for key in before.keys.keys().filter(|key| watched(key)) {
+            if !after.keys.contains_key(key) {
+                expected.insert(key, None);
+            }
+        }
+        let got = by_revision.get(&revision).map_or(&[][..], Vec::as_slice);
+        let mismatch = |why: String| {
+            Err(format!(
+                "watch reliable: at revision {revision} {why} (the store's changes there: {})",
+                describe_changes(&expected)
+            ))
+        };
+        if got.len() != expected.len() {
+            return mismatch(format!("the watch got {} events", got.len()));
+        }
+        for event in got {
+            let Some(change) = expected.get(event.key.as_str()) else {
+                return mismatch(format!("{} changed in the watch only", event.key));
+            };
+            let fits = match change {
+                Some(stored) => {
+                    event.value.as_deref() == Some(stored.value.as_str())
+                        && event.create_revision == stored.create_revision
+                        && event.version == stored.version
+                }
+                None => event.value.is_none(),
+            };
+            if !fits {
+                return mismatch(format!("the event on {} is {event:?}", event.key));
+            }
+            let held = before.keys.get(event.key.as_str());
+            let prev_fits = match (&event.prev, held) {
+                (None, _) => true,
+                (Some(prev), Some(held)) => {
+                    prev.value == held.value
+                        && prev.mod_revision == held.mod_revision
+                        && prev.create_revision == held.create_revision
+                        && prev.version == held.version
+                }
+                (Some(_), None) => false,
+            };
+            if !prev_fits {
+                return mismatch(format!(
+                    "the event on {} came with previous key-value {:?}, the key was {held:?}",
+                    event.key, event.prev
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_changes(changes: &BTreeMap<&str, Option<&StoredValue>>) -> String {
+    let described: Vec<String> = changes
+        .iter()
+        .map(|(key, change)| match change {
+            Some(stored) => format!("put {key}={:?}", stored.value),
+            None => format!("delete {key}"),
+        })
+        .collect();
+    if described.is_empty() {
+        "none".into()
+    } else {
+        described.join(", ")
     }
 }
 

@@ -23,6 +23,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::history::{Operation, Outcome};
+use crate::model::etcd::{EtcdInput, EtcdOutput};
+use crate::model::kv::{KvInput, KvOutput};
+
 /// One event as the consumer got it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -332,6 +336,50 @@ pub fn check_acknowledged<'a>(
         }
     }
     Ok(())
+}
+
+/// (key, value) of every acknowledged write of the kv workloads whose
+/// value is its own (puts, appends, cas that swapped): each must show up
+/// in a watch event (`check_acknowledged`).
+pub fn acknowledged_kv_writes(
+    operations: &[Operation<KvInput, KvOutput>],
+) -> Vec<(String, String)> {
+    operations
+        .iter()
+        .filter(|operation| {
+            matches!(&operation.outcome, Outcome::Ok(output) if !matches!(output, KvOutput::Cas { swapped: false }))
+        })
+        .flat_map(|operation| {
+            let written = operation.input.written();
+            operation
+                .input
+                .keys()
+                .into_iter()
+                .filter_map(move |key| written.map(|value| (key.to_string(), value.to_string())))
+        })
+        .collect()
+}
+
+/// (key, value) of every acknowledged plain put of the etcd workload (not
+/// `ignore_value`, not refused), as `acknowledged_kv_writes`.
+pub fn acknowledged_etcd_puts(
+    operations: &[Operation<EtcdInput, EtcdOutput>],
+) -> Vec<(String, String)> {
+    operations
+        .iter()
+        .filter_map(|operation| match (&operation.input, &operation.outcome) {
+            (
+                EtcdInput::Put {
+                    key,
+                    value,
+                    ignore_value: false,
+                    ..
+                },
+                Outcome::Ok(EtcdOutput::Put { .. }),
+            ) => Some((key.clone(), value.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::etcd::kv;
+use crate::properties::watch::Previous;
 
 fn put(
     client: u64,
@@ -176,4 +177,82 @@ fn a_future_revision_refusal_is_a_violation_only_when_linearizable_and_acknowled
     let mut serializable = refused;
     serializable.serializable = true;
     assert!(check(&model, &history(), &[serializable], &[]).is_empty());
+}
+
+fn event(revision: i64, key: &str, value: Option<&str>, version: i64) -> Event {
+    Event {
+        revision,
+        key: key.into(),
+        value: value.map(str::to_string),
+        create_revision: if value.is_some() { 2 } else { 0 },
+        version,
+        prev: None,
+    }
+}
+
+fn responses(events: Vec<Event>) -> Vec<Response> {
+    vec![Response {
+        stream: 1,
+        header_revision: 5,
+        created: false,
+        events,
+    }]
+}
+
+#[test]
+fn watch_events_are_exactly_each_revision_s_changes() {
+    // a=1 at 2, a=3 at 3 (b is not watched), a deleted at 4.
+    let mut writes = vec![put(0, 10, "a", "1", 2), put(1, 20, "a", "3", 3)];
+    writes.push(Operation {
+        client: 0,
+        invoke_ns: 30,
+        complete_ns: Some(31),
+        input: EtcdInput::Delete {
+            key: "a".into(),
+            range_end: None,
+            prev_kv: false,
+        },
+        outcome: Outcome::Ok(EtcdOutput::Delete {
+            header_revision: 4,
+            deleted: 1,
+            prev_kvs: Vec::new(),
+        }),
+        source_line: None,
+    });
+    let replay = Replay::of(&Etcd::default(), &writes);
+    let only_a = |key: &str| key == "a";
+    let check =
+        |events: Vec<Event>| check_watch_events(&replay, &responses(events), (0, 4), only_a);
+    let right = vec![
+        event(2, "a", Some("1"), 1),
+        event(3, "a", Some("3"), 2),
+        event(4, "a", None, 0),
+    ];
+    assert_eq!(check(right.clone()), Ok(()));
+    let mut missing = right.clone();
+    missing.remove(2);
+    assert!(check(missing).unwrap_err().contains("at revision 4"));
+    let mut wrong_version = right.clone();
+    wrong_version[1].version = 3;
+    assert!(check(wrong_version).is_err());
+    let mut with_prev = right.clone();
+    with_prev[1].prev = Some(Previous {
+        value: "1".into(),
+        mod_revision: 2,
+        create_revision: 2,
+        version: 1,
+    });
+    assert_eq!(check(with_prev.clone()), Ok(()));
+    with_prev[1].prev.as_mut().unwrap().mod_revision = 3;
+    assert!(
+        check(with_prev).is_err(),
+        "the previous key-value is the key before"
+    );
+    // Revisions the watch was cut off from by compaction are not judged.
+    let after_compaction = vec![event(3, "a", Some("3"), 2), event(4, "a", None, 0)];
+    assert!(check(after_compaction.clone()).is_err());
+    assert_eq!(
+        check_watch_events(&replay, &responses(after_compaction), (3, 4), only_a),
+        Ok(())
+    );
 }
