@@ -114,10 +114,13 @@ pub enum Sabotage {
     /// revoking that lease deletes the key (only a workload that revokes
     /// leases of keys written since sees).
     OverwriteKeepsLease = 32,
+    /// TimeToLive with keys leaves the lease's last key out (only a
+    /// workload asking for the keys sees).
+    TimeToLiveDropsAKey = 33,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 32] = [
+    pub const ALL: [Sabotage; 33] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -150,6 +153,7 @@ impl Sabotage {
         Sabotage::FilterAfterLimit,
         Sabotage::TxnPutDropsPrevKv,
         Sabotage::OverwriteKeepsLease,
+        Sabotage::TimeToLiveDropsAKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -187,6 +191,7 @@ impl Sabotage {
             Sabotage::FilterAfterLimit => "filter-after-limit",
             Sabotage::TxnPutDropsPrevKv => "txn-put-drops-prev-kv",
             Sabotage::OverwriteKeepsLease => "overwrite-keeps-lease",
+            Sabotage::TimeToLiveDropsAKey => "time-to-live-drops-a-key",
         }
     }
 
@@ -257,6 +262,7 @@ impl Sabotage {
             Sabotage::OverwriteKeepsLease => {
                 "a put without a lease leaves its key attached to its old lease"
             }
+            Sabotage::TimeToLiveDropsAKey => "TimeToLive with keys leaves the last key out",
         }
     }
 

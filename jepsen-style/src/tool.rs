@@ -800,10 +800,8 @@ async fn run_in(
                 &record.compactions,
             );
             let events = watcher::check_etcd_events(&watch_log.lock().unwrap(), &record.operations);
-            if let Ok((from, to)) = events {
-                details.push(format!(
-                    "watch events: revisions {from}..={to} checked one by one"
-                ));
+            if let Ok(covered) = &events {
+                details.push(format!("watch events: {covered}"));
             }
             let judged = judge(&model, record.operations, dir)?;
             details.push(format!(

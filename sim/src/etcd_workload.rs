@@ -699,6 +699,8 @@ fn failed(error: &ClientError, read_only: bool) -> Outcome<EtcdOutput> {
         let refusal = [LEASE_NOT_FOUND, LEASE_EXISTS, KEY_NOT_FOUND]
             .into_iter()
             .find(|refusal| status.message() == *refusal);
+        // Their codes (NotFound, FailedPrecondition, InvalidArgument) are
+        // all definite; checked in case a code ever says otherwise.
         if let Some(refusal) = refusal.filter(|_| !error.may_have_applied()) {
             return Outcome::Ok(EtcdOutput::Refused {
                 error: refusal.to_string(),

@@ -15,7 +15,7 @@ use detcd::proto::etcdserverpb::{
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::properties::leases::{KeepAlive, LeaseRecord, Look, Span};
+use crate::properties::leases::{KeepAlive, LeaseRecord, Listing, Look, Span};
 use crate::workload::{Note, SharedRng, REQUEST_TIMEOUT};
 
 /// TTLs the workload grants, in seconds: over the minimum (2 s with the
@@ -119,9 +119,11 @@ pub async fn client(
             ttl: Duration::from_secs(granted.ttl as u64),
             grant,
             keys: Vec::new(),
+            unacknowledged_keys: Vec::new(),
             keep_alives: Vec::new(),
             revoked: None,
             looks: Vec::new(),
+            listings: Vec::new(),
         };
         for n in 0..keys {
             let key = format!("lease/{id}/{sequence}/{n}");
@@ -133,6 +135,8 @@ pub async fn client(
             };
             if client.put(put).await.is_ok() {
                 record.keys.push((key, log.now()));
+            } else {
+                record.unacknowledged_keys.push(key);
             }
         }
         follow(&mut client, &log, &rng, &mut record, plan, deadline).await;
@@ -191,14 +195,28 @@ async fn follow(
         if log.now() > last_effect + record.ttl + LAPSE_WATCH {
             break;
         }
-        let look_ttl = rng.lock().unwrap().gen_bool(0.3);
+        let (look_ttl, with_keys) = {
+            let mut rng = rng.lock().unwrap();
+            (rng.gen_bool(0.3), rng.gen_bool(0.5))
+        };
         let invoked = log.now();
         let look = if look_ttl {
-            client
-                .lease_time_to_live(record.id, false)
-                .await
-                .ok()
-                .map(|answer| Look::Ttl(answer.ttl))
+            let answer = client.lease_time_to_live(record.id, with_keys).await.ok();
+            if let Some(answer) = answer.as_ref().filter(|_| with_keys) {
+                let listing = Listing {
+                    ttl: answer.ttl,
+                    granted_ttl: answer.granted_ttl,
+                    keys: (answer.keys.iter())
+                        .map(|key| String::from_utf8_lossy(key).into_owned())
+                        .collect(),
+                };
+                let span = Span {
+                    invoked,
+                    completed: log.now(),
+                };
+                record.listings.push((span, listing));
+            }
+            answer.map(|answer| Look::Ttl(answer.ttl))
         } else {
             read_keys(client, record, invoked).await.map(Look::Keys)
         };

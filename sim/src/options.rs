@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 32] = [
+pub const SABOTAGES: [(&str, &str); 33] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -195,5 +195,9 @@ pub const SABOTAGES: [(&str, &str); 32] = [
     (
         "overwrite-keeps-lease",
         "a put without a lease leaves its key attached to its old lease",
+    ),
+    (
+        "time-to-live-drops-a-key",
+        "TimeToLive with keys leaves the last key out",
     ),
 ];

@@ -280,27 +280,36 @@ pub fn check_compactions(log: &WatchLog, asked: &[i64]) -> Result<(), String> {
 }
 
 /// The watch over the etcd workload's keys ([`Watched::ETCD`]) from the
-/// last compact revision it was told of, revision by revision against the
+/// revision after the last compact revision it was told of (it resumed
+/// there, but a compaction also removes the deletes at its own revision,
+/// as etcd's does), revision by revision against the
 /// store the acknowledged writes of `operations` rebuild
-/// (`past_reads::check_watch_events`). Ok: the revisions it covered.
+/// (`past_reads::check_watch_events`). Ok: which revisions it covered, in
+/// words.
 pub fn check_etcd_events(
     log: &WatchLog,
     operations: &[Operation<EtcdInput, EtcdOutput>],
-) -> Result<(i64, i64), String> {
+) -> Result<String, String> {
     let replay = Replay::of(&Etcd::default(), operations);
     let from = (log.compactions.iter())
-        .map(|&(_, compacted)| compacted)
+        .map(|&(_, compacted)| compacted + 1)
         .max()
         .unwrap_or(0);
     past_reads::check_watch_events(&replay, &log.responses, (from, log.caught_up_to), |key| {
         Watched::ETCD.contains(key)
     })?;
-    Ok((from, log.caught_up_to.min(replay.last())))
+    let to = log.caught_up_to.min(replay.last());
+    Ok(if from.max(1) <= to {
+        format!("revisions {}..={to} checked one by one", from.max(1))
+    } else {
+        "no revision both the watch and the replay cover".into()
+    })
 }
 
 /// What a watch created at `start_revision` (on any range: compaction is
-/// the store's) hears first: the compact revision it was told of, or `None` once it serves (its created answer,
-/// then an answer to a progress request); `Err` if it never answered.
+/// the store's) hears first: the compact revision it was told of, or
+/// `None` once it serves (its created answer, then an answer to a
+/// progress request); `Err` if it never answered.
 async fn first_word(endpoint: &str, start_revision: i64) -> Result<Option<i64>, String> {
     let mut client = WatchClient::connect(endpoint.to_string())
         .await

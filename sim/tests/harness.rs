@@ -294,6 +294,11 @@ fn keepalive_ttl_short_is_caught() {
 }
 
 #[test]
+fn time_to_live_drops_a_key_is_caught() {
+    caught_in("time-to-live-drops-a-key", "lease");
+}
+
+#[test]
 fn filter_after_limit_is_caught_by_the_etcd_model() {
     caught_in("filter-after-limit", "etcd");
 }

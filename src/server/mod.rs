@@ -565,7 +565,13 @@ impl Server {
             ttl: remaining.as_secs() as i64,
             granted_ttl: lease.ttl,
             keys: if keys {
-                lease.keys.iter().cloned().collect()
+                #[allow(unused_mut)]
+                let mut listed: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
+                #[cfg(madsim)]
+                if crate::sabotage::active(crate::sabotage::Sabotage::TimeToLiveDropsAKey) {
+                    listed.pop();
+                }
+                listed
             } else {
                 Vec::new()
             },

@@ -1071,7 +1071,8 @@ fn range_matches(state: &EtcdState, key: &str, range_end: Option<&str>, kvs: &[K
             && kv.value == stored.value
             && kv.create_revision == stored.create_revision
             && kv.mod_revision == stored.mod_revision
-            && kv.version == stored.version;
+            && kv.version == stored.version
+            && kv.lease == stored.lease;
         if !same {
             return false;
         }

@@ -13,6 +13,10 @@
 //! - a grant answers the TTL asked for, and a keepalive the lease's TTL
 //!   (etcd's `LeaseKeepAliveResponse.TTL` is the granted TTL, not what
 //!   is left);
+//! - TimeToLive with keys (linearizable in detcd, through a read index)
+//!   reports the granted TTL and lists every key whose put with the lease
+//!   was acknowledged before it was asked, and no key but the lease's;
+//!   a lease gone lists none;
 //! - a TTL never grows without a keepalive: the remaining TTL a member
 //!   reports never reaches past the latest keepalive that could have
 //!   taken effect (or the latest return of a crashed member, which
@@ -59,6 +63,15 @@ pub enum Look {
     Ttl(i64),
 }
 
+/// What TimeToLive with keys answered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    /// -1: the lease is gone.
+    pub ttl: i64,
+    pub granted_ttl: i64,
+    pub keys: Vec<String>,
+}
+
 /// Everything one client did with one lease.
 #[derive(Clone, Debug)]
 pub struct LeaseRecord {
@@ -72,10 +85,14 @@ pub struct LeaseRecord {
     pub grant: Span,
     /// Keys whose put with the lease succeeded, and when.
     pub keys: Vec<(String, Duration)>,
+    /// Keys whose put with the lease failed: attached or not.
+    pub unacknowledged_keys: Vec<String>,
     pub keep_alives: Vec<(Span, KeepAlive)>,
     /// When the client first asked to revoke it (any outcome).
     pub revoked: Option<Duration>,
     pub looks: Vec<(Span, Look)>,
+    /// TimeToLive answers with keys (each also a `Look::Ttl`).
+    pub listings: Vec<(Span, Listing)>,
 }
 
 /// What `check` found.
@@ -101,6 +118,13 @@ pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
                 "{name}: granted a TTL of {granted}s when {}s was asked for",
                 record.requested_ttl
             ));
+        }
+        for (span, listing) in &record.listings {
+            if let Err(why) = listing_fits(record, span, listing) {
+                verdict
+                    .violations
+                    .push(format!("{name}: TimeToLive at {}: {why}", at(span.invoked)));
+            }
         }
         for (span, answer) in &record.keep_alives {
             if let KeepAlive::Answered(ttl) = answer {
@@ -232,6 +256,47 @@ pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
         }
     }
     verdict
+}
+
+/// A TimeToLive answer with keys, asked at `span`: the granted TTL, every
+/// key acknowledged before it was asked, no key not the lease's; none
+/// once the lease is gone. Held to detcd's TimeToLive, which answers after
+/// a read index: etcd 3.4's leader answers from its own state without
+/// one, so a key acknowledged just before could be missing there.
+fn listing_fits(record: &LeaseRecord, span: &Span, listing: &Listing) -> Result<(), String> {
+    let listed = |key: &str| listing.keys.iter().any(|listed| listed == key);
+    if listing.ttl < 0 {
+        return match listing.keys.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "the lease is gone, yet it lists {:?}",
+                listing.keys
+            )),
+        };
+    }
+    let granted = record.ttl.as_secs() as i64;
+    if listing.granted_ttl != granted {
+        return Err(format!(
+            "granted TTL {}s, but the grant answered {granted}s",
+            listing.granted_ttl
+        ));
+    }
+    if let Some((missing, _)) =
+        (record.keys.iter()).find(|(key, attached)| *attached <= span.invoked && !listed(key))
+    {
+        return Err(format!(
+            "{missing} is missing from the keys {:?}, though its put with the lease was acknowledged before",
+            listing.keys
+        ));
+    }
+    let ours = |key: &str| {
+        record.keys.iter().any(|(attached, _)| attached == key)
+            || record.unacknowledged_keys.iter().any(|tried| tried == key)
+    };
+    match listing.keys.iter().find(|key| !ours(key)) {
+        Some(stranger) => Err(format!("it lists {stranger}, never put with the lease")),
+        None => Ok(()),
+    }
 }
 
 /// Everything a run's lease records are held to: the time-based

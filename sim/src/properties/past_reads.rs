@@ -98,12 +98,34 @@ impl Replay {
     /// lease the history grants counts as live throughout. That decides
     /// nothing about keys: a put acknowledged at a revision did find its
     /// lease, and a revoke deletes the keys attached to it as it did.
+    ///
+    /// A revoke's answer does not say whether it deleted anything: one
+    /// that deleted nothing reports the revision another write made, and
+    /// replayed just before that write it could delete a key the write
+    /// detached. So a revoke may make its revision only if no unanswered
+    /// write was sent before it completed (which could have made it).
     pub fn of(model: &Etcd, history: &[Operation<EtcdInput, EtcdOutput>]) -> Replay {
         let mut by_revision: BTreeMap<i64, Vec<(&EtcdInput, &EtcdOutput)>> = BTreeMap::new();
         let mut granted = BTreeSet::new();
+        let unanswered_sent: Vec<u64> = (history.iter())
+            .filter(|operation| {
+                matches!(operation.outcome, Outcome::Indeterminate)
+                    && !model.is_read_only(&operation.input)
+            })
+            .map(|operation| operation.invoke_ns)
+            .collect();
+        let ambiguous_revoke = |operation: &Operation<EtcdInput, EtcdOutput>| {
+            matches!(operation.input, EtcdInput::LeaseRevoke { .. })
+                && operation
+                    .complete_ns
+                    .is_none_or(|completed| unanswered_sent.iter().any(|&sent| sent < completed))
+        };
         for operation in history {
             if let EtcdInput::LeaseGrant { id } = operation.input {
                 granted.insert(id);
+            }
+            if ambiguous_revoke(operation) {
+                continue;
             }
             if let Outcome::Ok(output) = &operation.outcome {
                 match output.header_revision() {

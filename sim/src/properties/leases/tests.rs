@@ -20,9 +20,11 @@ fn lease() -> LeaseRecord {
         ttl: s(6.0),
         grant: span(1.0, 1.1),
         keys: vec![("a".into(), s(1.2)), ("b".into(), s(1.3))],
+        unacknowledged_keys: vec!["c".into()],
         keep_alives: Vec::new(),
         revoked: None,
         looks: Vec::new(),
+        listings: Vec::new(),
     }
 }
 
@@ -157,4 +159,30 @@ fn a_grant_or_keepalive_with_another_ttl_is_a_violation() {
     record.requested_ttl = 5;
     let found = verdict(record, &Faults::default()).violations;
     assert!(found[0].contains("granted a TTL of 6s"), "{found:?}");
+}
+
+#[test]
+fn time_to_live_lists_the_granted_ttl_and_every_acknowledged_key() {
+    let listing = |ttl: i64, granted_ttl: i64, keys: &[&str]| Listing {
+        ttl,
+        granted_ttl,
+        keys: keys.iter().map(|key| key.to_string()).collect(),
+    };
+    let judged = |at: f64, answer: Listing| {
+        let mut record = lease();
+        record.listings = vec![(span(at, at + 0.1), answer)];
+        verdict(record, &Faults::default()).violations
+    };
+    // "a" was attached at 1.2, "b" at 1.3; "c"'s put failed, so it may be.
+    assert!(judged(1.25, listing(5, 6, &["a"])).is_empty());
+    assert!(judged(2.0, listing(5, 6, &["a", "b", "c"])).is_empty());
+    assert!(judged(5.0, listing(-1, 0, &[])).is_empty());
+    let found = judged(2.0, listing(5, 6, &["a"]));
+    assert!(found[0].contains("b is missing"), "{found:?}");
+    let found = judged(2.0, listing(5, 4, &["a", "b"]));
+    assert!(found[0].contains("granted TTL 4s"), "{found:?}");
+    let found = judged(2.0, listing(5, 6, &["a", "b", "d"]));
+    assert!(found[0].contains("lists d"), "{found:?}");
+    let found = judged(5.0, listing(-1, 0, &["a"]));
+    assert!(found[0].contains("the lease is gone"), "{found:?}");
 }

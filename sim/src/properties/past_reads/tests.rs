@@ -256,3 +256,54 @@ fn watch_events_are_exactly_each_revision_s_changes() {
         Ok(())
     );
 }
+
+#[test]
+fn a_revoke_makes_its_revision_only_if_no_unanswered_write_could_have() {
+    let operation = |at: u64, input: EtcdInput, outcome: Outcome<EtcdOutput>| Operation {
+        client: 0,
+        invoke_ns: at,
+        complete_ns: Some(at + 10),
+        input,
+        outcome,
+        source_line: None,
+    };
+    let leased = |value: &str, lease: i64| EtcdInput::Put {
+        key: "a".into(),
+        value: value.into(),
+        prev_kv: false,
+        ignore_value: false,
+        lease,
+        ignore_lease: false,
+    };
+    let grant = operation(
+        0,
+        EtcdInput::LeaseGrant { id: 1 },
+        Outcome::Ok(EtcdOutput::LeaseGrant {
+            header_revision: 1,
+            id: 1,
+        }),
+    );
+    let attach = operation(
+        20,
+        leased("1", 1),
+        Outcome::Ok(EtcdOutput::Put {
+            header_revision: 2,
+            prev_kv: None,
+        }),
+    );
+    // The unanswered put detached "a" at 3; the revoke then deleted
+    // nothing and reported 3. Replayed at 2 it would delete "a".
+    let detach = operation(40, leased("2", 0), Outcome::Indeterminate);
+    let revoke = operation(
+        45,
+        EtcdInput::LeaseRevoke { id: 1 },
+        Outcome::Ok(EtcdOutput::LeaseRevoke { header_revision: 3 }),
+    );
+    let history = vec![grant.clone(), attach.clone(), detach, revoke.clone()];
+    assert_eq!(Replay::of(&Etcd::default(), &history).last(), 2);
+    // With no unanswered write in flight, the revoke made 3.
+    let history = vec![grant, attach, revoke];
+    let replay = Replay::of(&Etcd::default(), &history);
+    assert_eq!(replay.last(), 3);
+    assert!(replay.at(3).unwrap().keys.is_empty());
+}
