@@ -117,10 +117,13 @@ pub enum Sabotage {
     /// TimeToLive with keys leaves the lease's last key out (only a
     /// workload asking for the keys sees).
     TimeToLiveDropsAKey = 33,
+    /// LeaseLeases leaves out the lease with the latest deadline (only a
+    /// workload listing the leases sees).
+    LeaseLeasesDropsTheLast = 34,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 33] = [
+    pub const ALL: [Sabotage; 34] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -154,6 +157,7 @@ impl Sabotage {
         Sabotage::TxnPutDropsPrevKv,
         Sabotage::OverwriteKeepsLease,
         Sabotage::TimeToLiveDropsAKey,
+        Sabotage::LeaseLeasesDropsTheLast,
     ];
 
     pub fn name(self) -> &'static str {
@@ -192,6 +196,7 @@ impl Sabotage {
             Sabotage::TxnPutDropsPrevKv => "txn-put-drops-prev-kv",
             Sabotage::OverwriteKeepsLease => "overwrite-keeps-lease",
             Sabotage::TimeToLiveDropsAKey => "time-to-live-drops-a-key",
+            Sabotage::LeaseLeasesDropsTheLast => "lease-leases-drops-the-last",
         }
     }
 
@@ -263,6 +268,9 @@ impl Sabotage {
                 "a put without a lease leaves its key attached to its old lease"
             }
             Sabotage::TimeToLiveDropsAKey => "TimeToLive with keys leaves the last key out",
+            Sabotage::LeaseLeasesDropsTheLast => {
+                "LeaseLeases leaves out the lease with the latest deadline"
+            }
         }
     }
 

@@ -485,6 +485,9 @@ async fn run_in(
     let started = tokio::time::Instant::now();
     let urls = cluster.client_urls();
     let urls_for_compactor = urls.clone();
+    // Every compaction the kv workloads' compactor asked for, answered or
+    // not (the etcd workload's clients keep their own in `etcd_log`).
+    let compactor_asked: Arc<Mutex<Vec<i64>>> = Arc::default();
     let recorder = Recorder::new(started);
     let etcd = args.workload == Workload::Etcd;
     let mut clients = Vec::new();
@@ -557,14 +560,19 @@ async fn run_in(
         )));
     }
     if !etcd && compacts {
+        let asked = compactor_asked.clone();
         clients.push(tokio::spawn(async move {
-            let _ = workload::compactor(
+            let done = workload::compactor(
                 urls_for_compactor,
                 started,
                 started + time,
                 Arc::new(|_| {}),
             )
             .await;
+            asked
+                .lock()
+                .unwrap()
+                .extend(done.iter().map(|&(revision, _)| revision));
         }));
     }
     let count = || {
@@ -774,7 +782,23 @@ async fn run_in(
                 details.push(line);
                 let logs = (&watch_log, &filtered_log, filter);
                 let writes = recorded.acknowledged_writes();
-                check_watches(&cluster, logs, watched, revision, &writes, compacts, stop).await
+                let asked = match &recorded {
+                    Recorded::Etcd(record) => (record.compactions.iter())
+                        .map(|compaction| compaction.revision)
+                        .collect(),
+                    Recorded::Kv { .. } => compactor_asked.lock().unwrap().clone(),
+                };
+                let compactions = (compacts, asked.as_slice());
+                check_watches(
+                    &cluster,
+                    logs,
+                    watched,
+                    revision,
+                    &writes,
+                    compactions,
+                    stop,
+                )
+                .await
             }
             Err(disagreement) => Err(disagreement),
         };
@@ -1347,16 +1371,21 @@ async fn converge(cluster: &Cluster, stop: &AtomicBool) -> Result<(String, i64),
 
 /// etcd's watch guarantees over what the two watchers received: each must
 /// reach the converged `revision`, then `watcher::check` judges them
-/// against what the members hold and the acknowledged writes.
+/// against what the members hold and the acknowledged writes. A watch
+/// told it was compacted must have been told a revision a compaction
+/// asked for (`asked`), past what it needed (`watcher::check_compactions`).
 async fn check_watches(
     cluster: &Cluster,
     (log, filtered_log, filter): (&SharedLog, &SharedLog, Filter),
     watched: watcher::Watched,
     revision: i64,
     writes: &[(String, String)],
-    compacts: bool,
+    (compacts, asked): (bool, &[i64]),
     stop: &AtomicBool,
 ) -> Result<String, Disagreement> {
+    for log in [log, filtered_log] {
+        watcher::check_compactions(&log.lock().unwrap(), asked).map_err(Disagreement::Violation)?;
+    }
     let started = tokio::time::Instant::now();
     for (name, log) in [("the watch", log), ("the filtered watch", filtered_log)] {
         while log.lock().unwrap().caught_up_to < revision {

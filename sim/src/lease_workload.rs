@@ -124,6 +124,7 @@ pub async fn client(
             revoked: None,
             looks: Vec::new(),
             listings: Vec::new(),
+            lease_lists: Vec::new(),
         };
         for n in 0..keys {
             let key = format!("lease/{id}/{sequence}/{n}");
@@ -195,10 +196,21 @@ async fn follow(
         if log.now() > last_effect + record.ttl + LAPSE_WATCH {
             break;
         }
-        let (look_ttl, with_keys) = {
+        let (look_ttl, with_keys, list) = {
             let mut rng = rng.lock().unwrap();
-            (rng.gen_bool(0.3), rng.gen_bool(0.5))
+            (rng.gen_bool(0.3), rng.gen_bool(0.5), rng.gen_bool(0.2))
         };
+        if list {
+            let invoked = log.now();
+            if let Ok(answer) = client.lease_leases().await {
+                let span = Span {
+                    invoked,
+                    completed: log.now(),
+                };
+                let ids = answer.leases.iter().map(|lease| lease.id).collect();
+                record.lease_lists.push((span, ids));
+            }
+        }
         let invoked = log.now();
         let look = if look_ttl {
             let answer = client.lease_time_to_live(record.id, with_keys).await.ok();

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 33] = [
+pub const SABOTAGES: [(&str, &str); 34] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -199,5 +199,9 @@ pub const SABOTAGES: [(&str, &str); 33] = [
     (
         "time-to-live-drops-a-key",
         "TimeToLive with keys leaves the last key out",
+    ),
+    (
+        "lease-leases-drops-the-last",
+        "LeaseLeases leaves out the lease with the latest deadline",
     ),
 ];

@@ -299,6 +299,11 @@ fn time_to_live_drops_a_key_is_caught() {
 }
 
 #[test]
+fn lease_leases_drops_the_last_is_caught() {
+    caught_in("lease-leases-drops-the-last", "lease");
+}
+
+#[test]
 fn filter_after_limit_is_caught_by_the_etcd_model() {
     caught_in("filter-after-limit", "etcd");
 }

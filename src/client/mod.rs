@@ -26,11 +26,12 @@ use crate::proto::etcdserverpb::{
     AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthenticateRequest, CompactionRequest,
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvRequest, HashKvResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
-    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberAddRequest, MemberAddResponse,
+    MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveRequest, MemberRemoveResponse, MoveLeaderRequest, MoveLeaderResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest,
+    TxnResponse,
 };
 use crate::proto::v3electionpb::{
     election_client::ElectionClient, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest,
@@ -460,6 +461,16 @@ impl Client {
         self.call(Retry::Idempotent, move |channel| async move {
             LeaseClient::with_interceptor(channel.channel, channel.token)
                 .lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
+                .await
+        })
+        .await
+    }
+
+    /// Every lease the cluster holds (etcd's `LeaseLeases`).
+    pub async fn lease_leases(&mut self) -> Result<LeaseLeasesResponse, ClientError> {
+        self.call(Retry::Idempotent, move |channel| async move {
+            LeaseClient::with_interceptor(channel.channel, channel.token)
+                .lease_leases(LeaseLeasesRequest {})
                 .await
         })
         .await

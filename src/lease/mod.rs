@@ -378,6 +378,10 @@ impl Timers {
             .map(|lease| (self.deadline(lease.id).unwrap_or(Duration::MAX), lease.id))
             .collect();
         ids.sort();
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::LeaseLeasesDropsTheLast) {
+            ids.pop();
+        }
         ids.into_iter().map(|(_, id)| id).collect()
     }
 }

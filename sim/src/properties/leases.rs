@@ -17,6 +17,9 @@
 //!   reports the granted TTL and lists every key whose put with the lease
 //!   was acknowledged before it was asked, and no key but the lease's;
 //!   a lease gone lists none;
+//! - LeaseLeases (linearizable in detcd too) lists every lease seen alive
+//!   both before it was asked and after it answered (a lease never comes
+//!   back), and none seen gone before it was asked;
 //! - a TTL never grows without a keepalive: the remaining TTL a member
 //!   reports never reaches past the latest keepalive that could have
 //!   taken effect (or the latest return of a crashed member, which
@@ -93,6 +96,67 @@ pub struct LeaseRecord {
     pub looks: Vec<(Span, Look)>,
     /// TimeToLive answers with keys (each also a `Look::Ttl`).
     pub listings: Vec<(Span, Listing)>,
+    /// LeaseLeases answers the client got meanwhile: every lease's id.
+    pub lease_lists: Vec<(Span, Vec<i64>)>,
+}
+
+impl LeaseRecord {
+    /// Seen to exist by a linearizable call within `when`: its grant, a
+    /// TTL answer, a read finding all its keys.
+    fn seen_alive(&self, when: impl Fn(&Span) -> bool) -> bool {
+        when(&self.grant)
+            || self.looks.iter().any(|(span, look)| {
+                when(span)
+                    && match look {
+                        Look::Ttl(ttl) => *ttl >= 0,
+                        Look::Keys(present) => !present.is_empty() && present.iter().all(|p| *p),
+                    }
+            })
+    }
+
+    /// Seen gone by a linearizable look within `when`.
+    fn seen_gone(&self, when: impl Fn(&Span) -> bool) -> bool {
+        self.looks.iter().any(|(span, look)| {
+            when(span)
+                && match look {
+                    Look::Ttl(ttl) => *ttl < 0,
+                    Look::Keys(present) => !present.is_empty() && present.iter().all(|p| !p),
+                }
+        })
+    }
+}
+
+/// LeaseLeases against every record: a lease seen alive before a list was
+/// asked and after it answered was there throughout, so it is listed; one
+/// seen gone before is not.
+fn check_lease_lists(records: &[LeaseRecord]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let lists = records.iter().flat_map(|record| &record.lease_lists);
+    for (asked, listed) in lists {
+        for record in records {
+            let is_listed = listed.contains(&record.id);
+            let before = |span: &Span| span.completed < asked.invoked;
+            let after = |span: &Span| span.invoked > asked.completed;
+            let when = format!(
+                "LeaseLeases between {:.3}s and {:.3}s",
+                asked.invoked.as_secs_f64(),
+                asked.completed.as_secs_f64()
+            );
+            if !is_listed && record.seen_alive(before) && record.seen_alive(after) {
+                violations.push(format!(
+                    "{when} left out lease {:x}, seen alive before and after it",
+                    record.id
+                ));
+            }
+            if is_listed && record.seen_gone(before) {
+                violations.push(format!(
+                    "{when} listed lease {:x}, seen gone before it",
+                    record.id
+                ));
+            }
+        }
+    }
+    violations
 }
 
 /// What `check` found.
@@ -108,7 +172,10 @@ pub struct LeaseVerdict {
 
 /// Holds the records to the lease guarantees (see the module docs).
 pub fn check(records: &[LeaseRecord], faults: &Faults) -> LeaseVerdict {
-    let mut verdict = LeaseVerdict::default();
+    let mut verdict = LeaseVerdict {
+        violations: check_lease_lists(records),
+        ..LeaseVerdict::default()
+    };
     let at = |time: Duration| format!("{:.3}s", time.as_secs_f64());
     for record in records {
         let name = format!("lease {:x} of client {}", record.id, record.client);

@@ -25,6 +25,7 @@ fn lease() -> LeaseRecord {
         revoked: None,
         looks: Vec::new(),
         listings: Vec::new(),
+        lease_lists: Vec::new(),
     }
 }
 
@@ -185,4 +186,28 @@ fn time_to_live_lists_the_granted_ttl_and_every_acknowledged_key() {
     assert!(found[0].contains("lists d"), "{found:?}");
     let found = judged(5.0, listing(-1, 0, &["a"]));
     assert!(found[0].contains("the lease is gone"), "{found:?}");
+}
+
+#[test]
+fn lease_leases_lists_a_lease_alive_around_it_and_none_gone_before() {
+    let mut record = lease();
+    record.looks = vec![
+        (span(2.0, 2.1), Look::Ttl(4)),
+        (span(3.0, 3.1), Look::Keys(vec![true, true])),
+        (span(8.0, 8.1), Look::Ttl(-1)),
+    ];
+    let judged = |at: f64, listed: Vec<i64>| {
+        let mut record = record.clone();
+        record.lease_lists = vec![(span(at, at + 0.1), listed)];
+        verdict(record, &Faults::default()).violations
+    };
+    // Alive at 2.1 and at 3.0: listed between them; after it went, not.
+    assert!(judged(2.5, vec![7]).is_empty());
+    assert!(judged(9.0, vec![]).is_empty());
+    // Between 3.1 and 8.0 it may have gone: either answer.
+    assert!(judged(5.0, vec![]).is_empty() && judged(5.0, vec![7]).is_empty());
+    let found = judged(2.5, vec![8]);
+    assert!(found[0].contains("left out lease 7"), "{found:?}");
+    let found = judged(9.0, vec![7]);
+    assert!(found[0].contains("listed lease 7, seen gone"), "{found:?}");
 }
