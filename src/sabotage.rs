@@ -120,10 +120,13 @@ pub enum Sabotage {
     /// LeaseLeases leaves out the lease with the latest deadline (only a
     /// workload listing the leases sees).
     LeaseLeasesDropsTheLast = 34,
+    /// A watch's put events leave out the key's lease (only a watch over
+    /// keys attached to leases sees).
+    WatchEventDropsLease = 35,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 34] = [
+    pub const ALL: [Sabotage; 35] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -158,6 +161,7 @@ impl Sabotage {
         Sabotage::OverwriteKeepsLease,
         Sabotage::TimeToLiveDropsAKey,
         Sabotage::LeaseLeasesDropsTheLast,
+        Sabotage::WatchEventDropsLease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -197,6 +201,7 @@ impl Sabotage {
             Sabotage::OverwriteKeepsLease => "overwrite-keeps-lease",
             Sabotage::TimeToLiveDropsAKey => "time-to-live-drops-a-key",
             Sabotage::LeaseLeasesDropsTheLast => "lease-leases-drops-the-last",
+            Sabotage::WatchEventDropsLease => "watch-event-drops-lease",
         }
     }
 
@@ -271,6 +276,7 @@ impl Sabotage {
             Sabotage::LeaseLeasesDropsTheLast => {
                 "LeaseLeases leaves out the lease with the latest deadline"
             }
+            Sabotage::WatchEventDropsLease => "a watch's put events leave out the key's lease",
         }
     }
 

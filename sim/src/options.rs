@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 34] = [
+pub const SABOTAGES: [(&str, &str); 35] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -203,5 +203,9 @@ pub const SABOTAGES: [(&str, &str); 34] = [
     (
         "lease-leases-drops-the-last",
         "LeaseLeases leaves out the lease with the latest deadline",
+    ),
+    (
+        "watch-event-drops-lease",
+        "a watch's put events leave out the key's lease",
     ),
 ];

@@ -191,11 +191,13 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
                         .then(|| String::from_utf8_lossy(&kv.value).into_owned()),
                     create_revision: kv.create_revision,
                     version: kv.version,
+                    lease: kv.lease,
                     prev: event.prev_kv.as_ref().map(|prev| Previous {
                         value: String::from_utf8_lossy(&prev.value).into_owned(),
                         mod_revision: prev.mod_revision,
                         create_revision: prev.create_revision,
                         version: prev.version,
+                        lease: prev.lease,
                     }),
                 })
             })

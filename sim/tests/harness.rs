@@ -304,6 +304,11 @@ fn lease_leases_drops_the_last_is_caught() {
 }
 
 #[test]
+fn watch_event_drops_lease_is_caught() {
+    caught_in("watch-event-drops-lease", "etcd");
+}
+
+#[test]
 fn filter_after_limit_is_caught_by_the_etcd_model() {
     caught_in("filter-after-limit", "etcd");
 }

@@ -160,6 +160,10 @@ impl Watcher {
                 Record::Put(key_value) => {
                     let mut kv = to_proto((**key_value).clone());
                     kv.mod_revision = revision.main;
+                    #[cfg(madsim)]
+                    if crate::sabotage::active(crate::sabotage::Sabotage::WatchEventDropsLease) {
+                        kv.lease = 0;
+                    }
                     Event {
                         r#type: EventType::Put as i32,
                         kv: Some(kv),

@@ -231,8 +231,13 @@ pub fn check_watch_events(
                     event.value.as_deref() == Some(stored.value.as_str())
                         && event.create_revision == stored.create_revision
                         && event.version == stored.version
+                        && event.lease == stored.lease
                 }
-                None => event.value.is_none(),
+                // etcd's tombstone: the key and its revision, nothing else.
+                None => {
+                    event.value.is_none()
+                        && (event.create_revision, event.version, event.lease) == (0, 0, 0)
+                }
             };
             if !fits {
                 return mismatch(format!("the event on {} is {event:?}", event.key));
@@ -245,6 +250,7 @@ pub fn check_watch_events(
                         && prev.mod_revision == held.mod_revision
                         && prev.create_revision == held.create_revision
                         && prev.version == held.version
+                        && prev.lease == held.lease
                 }
                 (Some(_), None) => false,
             };

@@ -36,8 +36,9 @@ pub struct Event {
     pub value: Option<String>,
     pub create_revision: i64,
     pub version: i64,
-    /// The previous key-value, if the watch asked for it and it came:
-    /// (value, mod revision, create revision, version).
+    /// The lease the key is attached to (0: none, and always for a delete).
+    pub lease: i64,
+    /// The previous key-value, if the watch asked for it and it came.
     pub prev: Option<Previous>,
 }
 
@@ -47,6 +48,7 @@ pub struct Previous {
     pub mod_revision: i64,
     pub create_revision: i64,
     pub version: i64,
+    pub lease: i64,
 }
 
 /// One response on one stream, in arrival order.
@@ -231,6 +233,7 @@ pub fn check_prev_kv(responses: &[Response], compaction_possible: bool) -> Resul
                         mod_revision: event.revision,
                         create_revision,
                         version,
+                        lease: event.lease,
                     },
                 );
             }

@@ -186,6 +186,7 @@ fn event(revision: i64, key: &str, value: Option<&str>, version: i64) -> Event {
         value: value.map(str::to_string),
         create_revision: if value.is_some() { 2 } else { 0 },
         version,
+        lease: 0,
         prev: None,
     }
 }
@@ -235,14 +236,30 @@ fn watch_events_are_exactly_each_revision_s_changes() {
     let mut wrong_version = right.clone();
     wrong_version[1].version = 3;
     assert!(check(wrong_version).is_err());
+    let mut wrong_lease = right.clone();
+    wrong_lease[1].lease = 7;
+    assert!(
+        check(wrong_lease).is_err(),
+        "a put's event carries its key's lease"
+    );
+    let mut full_tombstone = right.clone();
+    full_tombstone[2].version = 2;
+    assert!(
+        check(full_tombstone).is_err(),
+        "a delete's event is etcd's tombstone: its key and revision only"
+    );
     let mut with_prev = right.clone();
     with_prev[1].prev = Some(Previous {
         value: "1".into(),
         mod_revision: 2,
         create_revision: 2,
         version: 1,
+        lease: 0,
     });
     assert_eq!(check(with_prev.clone()), Ok(()));
+    let mut prev_with_a_lease = with_prev.clone();
+    prev_with_a_lease[1].prev.as_mut().unwrap().lease = 7;
+    assert!(check(prev_with_a_lease).is_err());
     with_prev[1].prev.as_mut().unwrap().mod_revision = 3;
     assert!(
         check(with_prev).is_err(),

@@ -9,6 +9,7 @@ fn put(revision: i64, key: &str, value: &str, create_revision: i64, version: i64
         value: Some(value.into()),
         create_revision,
         version,
+        lease: 0,
         prev: None,
     }
 }
@@ -20,6 +21,7 @@ fn delete(revision: i64, key: &str) -> Event {
         value: None,
         create_revision: 0,
         version: 0,
+        lease: 0,
         prev: None,
     }
 }
@@ -30,6 +32,7 @@ fn with_prev(mut event: Event, value: &str, mod_revision: i64, create: i64, vers
         mod_revision,
         create_revision: create,
         version,
+        lease: 0,
     });
     event
 }
