@@ -123,10 +123,13 @@ pub enum Sabotage {
     /// A watch's put events leave out the key's lease (only a watch over
     /// keys attached to leases sees).
     WatchEventDropsLease = 35,
+    /// A follower's response headers name the leader as the member that
+    /// answered (only a check of the header's member id sees).
+    HeaderNamesTheLeader = 36,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 35] = [
+    pub const ALL: [Sabotage; 36] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -162,6 +165,7 @@ impl Sabotage {
         Sabotage::TimeToLiveDropsAKey,
         Sabotage::LeaseLeasesDropsTheLast,
         Sabotage::WatchEventDropsLease,
+        Sabotage::HeaderNamesTheLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -202,6 +206,7 @@ impl Sabotage {
             Sabotage::TimeToLiveDropsAKey => "time-to-live-drops-a-key",
             Sabotage::LeaseLeasesDropsTheLast => "lease-leases-drops-the-last",
             Sabotage::WatchEventDropsLease => "watch-event-drops-lease",
+            Sabotage::HeaderNamesTheLeader => "header-names-the-leader",
         }
     }
 
@@ -277,6 +282,9 @@ impl Sabotage {
                 "LeaseLeases leaves out the lease with the latest deadline"
             }
             Sabotage::WatchEventDropsLease => "a watch's put events leave out the key's lease",
+            Sabotage::HeaderNamesTheLeader => {
+                "a follower's response headers name the leader as the member answering"
+            }
         }
     }
 

@@ -824,6 +824,8 @@ async fn run_in(
                 &record.compactions,
             );
             let events = watcher::check_etcd_events(&watch_log.lock().unwrap(), &record.operations);
+            let headers = detcd_sim::properties::headers::check(&record.heard);
+            details.push(format!("response headers: {} checked", record.heard.len()));
             if let Ok(covered) = &events {
                 details.push(format!("watch events: {covered}"));
             }
@@ -833,7 +835,8 @@ async fn run_in(
                 record.reads.len(),
                 past.len()
             ));
-            (judged, past.into_iter().chain(events.err()).collect())
+            let violations = past.into_iter().chain(events.err()).chain(headers.err());
+            (judged, violations.collect())
         }
         Recorded::Kv {
             operations,

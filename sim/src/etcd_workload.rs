@@ -33,7 +33,8 @@ use std::time::Duration;
 use detcd::client::{Client, ClientError};
 use detcd::proto::etcdserverpb::{
     compare, request_op, response_op, CompactionRequest, Compare as ProtoCompare,
-    DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseHeader,
+    TxnRequest,
 };
 use rand::{Rng, RngCore};
 
@@ -42,6 +43,7 @@ use crate::model::etcd::{
     Compare, CompareResult, CompareTarget, EtcdInput, EtcdOutput, KeyValue, RangeOptions,
     SortOrder, SortTarget, TxnOp, TxnOpResponse, KEY_NOT_FOUND, LEASE_EXISTS, LEASE_NOT_FOUND,
 };
+use crate::properties::headers::Heard;
 use crate::properties::past_reads::{Compaction, CompactionOutcome, ReadOutcome, RevisionRead};
 
 /// Every key of the workload is under this prefix.
@@ -61,6 +63,7 @@ pub struct EtcdLog {
     operations: Arc<Mutex<Vec<EtcdOperation>>>,
     reads: Arc<Mutex<Vec<RevisionRead>>>,
     compactions: Arc<Mutex<Vec<Compaction>>>,
+    heard: Arc<Mutex<Vec<Heard>>>,
 }
 
 /// What the etcd workload's clients recorded.
@@ -70,6 +73,8 @@ pub struct EtcdRecord {
     /// Reads at a revision and serializable reads (`properties::past_reads`).
     pub reads: Vec<RevisionRead>,
     pub compactions: Vec<Compaction>,
+    /// Every answer's header (`properties::headers`).
+    pub heard: Vec<Heard>,
 }
 
 impl EtcdLog {
@@ -91,11 +96,33 @@ impl EtcdLog {
             .collect()
     }
 
+    /// Keeps an answer's header, from the endpoint that gave it (the
+    /// client's preferred one once it answered).
+    fn hear(
+        &self,
+        client_id: u64,
+        (invoke_ns, complete_ns): (u64, u64),
+        client: &Client,
+        header: Option<ResponseHeader>,
+    ) {
+        let Some(header) = header else { return };
+        self.heard.lock().unwrap().push(Heard {
+            client: client_id,
+            invoke_ns,
+            complete_ns,
+            endpoint: client.endpoint().to_string(),
+            cluster_id: header.cluster_id,
+            member_id: header.member_id,
+            raft_term: header.raft_term,
+        });
+    }
+
     pub fn take(&self) -> EtcdRecord {
         EtcdRecord {
             operations: std::mem::take(&mut self.operations.lock().unwrap()),
             reads: std::mem::take(&mut self.reads.lock().unwrap()),
             compactions: std::mem::take(&mut self.compactions.lock().unwrap()),
+            heard: std::mem::take(&mut self.heard.lock().unwrap()),
         }
     }
 }
@@ -587,7 +614,8 @@ pub async fn client(setup: EtcdClient) {
             }
         };
         let invoked = now();
-        let outcome = perform(&mut client, &input).await;
+        let (outcome, header) = perform(&mut client, &input).await;
+        log.hear(id, (invoked, now()), &client, header);
         if let Some(revision) = outcome.output().and_then(EtcdOutput::header_revision) {
             seen_revision = seen_revision.max(revision);
         }
@@ -630,7 +658,10 @@ async fn perform_side(
                 serializable,
                 ..range_request(&key, &range_end, &options)
             };
-            let outcome = match client.range(request).await {
+            let answer = client.range(request).await;
+            let header = answer.as_ref().ok().and_then(|response| response.header);
+            log.hear(id, (invoke_ns, now()), client, header);
+            let outcome = match answer {
                 Ok(response) => ReadOutcome::Ok {
                     header_revision: response.header.as_ref().map_or(0, |h| h.revision),
                     kvs: kvs(&response),
@@ -714,11 +745,17 @@ fn failed(error: &ClientError, read_only: bool) -> Outcome<EtcdOutput> {
     }
 }
 
-async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> {
-    let header = |header: &Option<detcd::proto::etcdserverpb::ResponseHeader>| {
+/// Runs `input`, with the answer's header if one came.
+async fn perform(
+    client: &mut Client,
+    input: &EtcdInput,
+) -> (Outcome<EtcdOutput>, Option<ResponseHeader>) {
+    let mut heard = None;
+    let mut header = |header: &Option<ResponseHeader>| {
+        heard = *header;
         header.as_ref().map_or(0, |header| header.revision)
     };
-    match input {
+    let outcome = match input {
         EtcdInput::Range {
             key,
             range_end,
@@ -803,5 +840,6 @@ async fn perform(client: &mut Client, input: &EtcdInput) -> Outcome<EtcdOutput> 
             }),
             Err(error) => failed(&error, false),
         },
-    }
+    };
+    (outcome, heard)
 }

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 35] = [
+pub const SABOTAGES: [(&str, &str); 36] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -207,5 +207,9 @@ pub const SABOTAGES: [(&str, &str); 35] = [
     (
         "watch-event-drops-lease",
         "a watch's put events leave out the key's lease",
+    ),
+    (
+        "header-names-the-leader",
+        "a follower's response headers name the leader as the member answering",
     ),
 ];

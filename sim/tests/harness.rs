@@ -309,6 +309,11 @@ fn watch_event_drops_lease_is_caught() {
 }
 
 #[test]
+fn header_names_the_leader_is_caught() {
+    caught_in("header-names-the-leader", "etcd");
+}
+
+#[test]
 fn filter_after_limit_is_caught_by_the_etcd_model() {
     caught_in("filter-after-limit", "etcd");
 }

@@ -340,18 +340,12 @@ impl Server {
     /// The Cluster service's header: etcd's `ClusterServer.header()` has
     /// ids and term but no revision.
     pub fn fill_cluster_header(&self, header: &mut Option<ResponseHeader>) {
-        let header = header.get_or_insert_with(ResponseHeader::default);
-        header.cluster_id = self.shared.cluster_id;
-        header.member_id = self.shared.member_id;
-        header.raft_term = self.shared.term();
+        let header = self.fill_ids(header);
         header.revision = 0;
     }
 
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
-        let header = header.get_or_insert_with(ResponseHeader::default);
-        header.cluster_id = self.shared.cluster_id;
-        header.member_id = self.shared.member_id;
-        header.raft_term = self.shared.term();
+        let header = self.fill_ids(header);
         if header.revision == 0 {
             header.revision = self
                 .shared
@@ -361,6 +355,21 @@ impl Server {
                 .store()
                 .current_revision();
         }
+    }
+
+    /// The cluster, this member and its term.
+    fn fill_ids<'h>(&self, header: &'h mut Option<ResponseHeader>) -> &'h mut ResponseHeader {
+        let header = header.get_or_insert_with(ResponseHeader::default);
+        header.cluster_id = self.shared.cluster_id;
+        header.member_id = self.shared.member_id;
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::HeaderNamesTheLeader)
+            && self.shared.leader_id() != raft::INVALID_ID
+        {
+            header.member_id = self.shared.leader_id();
+        }
+        header.raft_term = self.shared.term();
+        header
     }
 
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {

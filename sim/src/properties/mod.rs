@@ -2,14 +2,16 @@
 //! harness keeps: raft's safety properties (`raft`), leases (`leases`),
 //! locks (`locks`), auth (`auth`), revisions (`revisions`), reads at past
 //! revisions and serializable reads (`past_reads`), etcd's watch guarantees
-//! (`watch`), convergence after the heal (`convergence`) and availability
-//! while a quorum is healthy (`availability`). Plain Rust, like the
+//! (`watch`), response headers (`headers`), convergence after the heal
+//! (`convergence`) and availability while a quorum is healthy
+//! (`availability`). Plain Rust, like the
 //! checker: times are virtual time since the run started, and nothing here
 //! reads a clock, so every verdict is reproducible from the record.
 
 pub mod auth;
 pub mod availability;
 pub mod convergence;
+pub mod headers;
 pub mod leases;
 pub mod locks;
 pub mod past_reads;

@@ -1,0 +1,160 @@
+//! Response headers: every answer names the cluster, the member that gave
+//! it and that member's raft term (etcd's `ResponseHeader`). Checked at the
+//! end over the answers the etcd workload's clients heard:
+//! - one cluster id, never 0;
+//! - a member id is never 0 and answers from one endpoint only. A member's
+//!   id is never reused (a re-added member gets a new one), so an answer
+//!   naming another member (the leader, say) shows up as one id at two
+//!   endpoints;
+//! - a member's raft term is at least 1 and never goes back in real time:
+//!   an answer asked for after another from the same member arrived names
+//!   a term at least as high. A term only grows and is durable before it
+//!   is told (detcd reports raft's current term; etcd, the term of the
+//!   last entry it applied, replayed on restart before it serves).
+//!
+//! Headers' revisions are the models' business (`model::etcd`).
+
+use std::collections::BTreeMap;
+
+/// One answer's header, with who asked, when, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub client: u64,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+    /// The endpoint that answered.
+    pub endpoint: String,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub raft_term: u64,
+}
+
+/// The first header that breaks a rule above, described.
+pub fn check(heard: &[Heard]) -> Result<(), String> {
+    let mut cluster: Option<&Heard> = None;
+    let mut endpoints: BTreeMap<u64, &Heard> = BTreeMap::new();
+    let mut by_member: BTreeMap<u64, Vec<&Heard>> = BTreeMap::new();
+    for answer in heard {
+        if answer.cluster_id == 0 || answer.member_id == 0 || answer.raft_term == 0 {
+            return Err(format!(
+                "response header: an answer names no cluster, member or term: {answer:?}"
+            ));
+        }
+        match cluster {
+            Some(first) if first.cluster_id != answer.cluster_id => {
+                return Err(format!(
+                    "response header: two cluster ids, {:x} in {first:?} and {:x} in {answer:?}",
+                    first.cluster_id, answer.cluster_id
+                ));
+            }
+            Some(_) => {}
+            None => cluster = Some(answer),
+        }
+        match endpoints.get(&answer.member_id) {
+            Some(first) if first.endpoint != answer.endpoint => {
+                return Err(format!(
+                    "response header: member {:x} answered from {} and from {}: {first:?}, {answer:?}",
+                    answer.member_id, first.endpoint, answer.endpoint
+                ));
+            }
+            Some(_) => {}
+            None => {
+                endpoints.insert(answer.member_id, answer);
+            }
+        }
+        by_member.entry(answer.member_id).or_default().push(answer);
+    }
+    for answers in by_member.values() {
+        check_terms(answers)?;
+    }
+    Ok(())
+}
+
+/// One member's answers: none names a lower term than one that arrived
+/// before it was asked for.
+fn check_terms(answers: &[&Heard]) -> Result<(), String> {
+    let mut by_completion = answers.to_vec();
+    by_completion.sort_by_key(|answer| answer.complete_ns);
+    let mut by_invocation = answers.to_vec();
+    by_invocation.sort_by_key(|answer| answer.invoke_ns);
+    let mut highest: Option<&Heard> = None;
+    let mut arrived = by_completion.iter().peekable();
+    for answer in by_invocation {
+        while let Some(earlier) = arrived.next_if(|earlier| earlier.complete_ns < answer.invoke_ns)
+        {
+            if highest.is_none_or(|highest| earlier.raft_term > highest.raft_term) {
+                highest = Some(earlier);
+            }
+        }
+        if let Some(highest) = highest.filter(|highest| highest.raft_term > answer.raft_term) {
+            return Err(format!(
+                "response header: member {:x} answered in term {} after it had answered in term {}: {highest:?}, then {answer:?}",
+                answer.member_id, answer.raft_term, highest.raft_term
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(
+        invoke_ns: u64,
+        complete_ns: u64,
+        endpoint: &str,
+        member_id: u64,
+        raft_term: u64,
+    ) -> Heard {
+        Heard {
+            client: 0,
+            invoke_ns,
+            complete_ns,
+            endpoint: endpoint.into(),
+            cluster_id: 9,
+            member_id,
+            raft_term,
+        }
+    }
+
+    #[test]
+    fn right_headers_pass() {
+        let answers = [
+            heard(0, 10, "a", 1, 2),
+            heard(5, 20, "b", 2, 2),
+            heard(30, 40, "a", 1, 3),
+            // Overlapping the term-3 answer: either order is possible.
+            heard(35, 50, "a", 1, 2),
+            heard(60, 70, "b", 2, 4),
+        ];
+        assert_eq!(check(&answers), Ok(()));
+    }
+
+    #[test]
+    fn a_term_that_goes_back_is_caught() {
+        let answers = [heard(0, 10, "a", 1, 3), heard(20, 30, "a", 1, 2)];
+        assert!(check(&answers).unwrap_err().contains("term 2 after"));
+        // Another member may well be behind.
+        let answers = [heard(0, 10, "a", 1, 3), heard(20, 30, "b", 2, 2)];
+        assert_eq!(check(&answers), Ok(()));
+    }
+
+    #[test]
+    fn a_member_named_at_two_endpoints_is_caught() {
+        let answers = [heard(0, 10, "a", 1, 2), heard(20, 30, "b", 1, 2)];
+        assert!(check(&answers)
+            .unwrap_err()
+            .contains("answered from a and from b"));
+    }
+
+    #[test]
+    fn zero_ids_and_two_clusters_are_caught() {
+        assert!(check(&[heard(0, 10, "a", 0, 2)]).is_err());
+        assert!(check(&[heard(0, 10, "a", 1, 0)]).is_err());
+        let mut other = heard(20, 30, "b", 2, 2);
+        other.cluster_id = 8;
+        let answers = [heard(0, 10, "a", 1, 2), other];
+        assert!(check(&answers).unwrap_err().contains("two cluster ids"));
+    }
+}
