@@ -300,11 +300,16 @@ pub fn check_etcd_events(
     past_reads::check_watch_events(&replay, &log.responses, (from, log.caught_up_to), |key| {
         Watched::ETCD.contains(key)
     })?;
-    let to = log.caught_up_to.min(replay.last());
-    Ok(if from.max(1) <= to {
-        format!("revisions {}..={to} checked one by one", from.max(1))
-    } else {
+    // The first revision of each stretch has no known store before it.
+    let checked: Vec<String> = (replay.stretches())
+        .map(|(first, last)| ((first + 1).max(from), last.min(log.caught_up_to)))
+        .filter(|(first, last)| first <= last)
+        .map(|(first, last)| format!("{first}..={last}"))
+        .collect();
+    Ok(if checked.is_empty() {
         "no revision both the watch and the replay cover".into()
+    } else {
+        format!("revisions {} checked one by one", checked.join(", "))
     })
 }
 

@@ -4,7 +4,9 @@
 //! not as it is. But revisions name states: every acknowledged write
 //! reports the revision it made, so replaying the writes in revision
 //! order rebuilds the store at every revision up to the first one no
-//! acknowledged write accounts for (an unanswered write's, say). Then:
+//! acknowledged write accounts for (an unanswered write's, say), and
+//! again from the next full read of the store (a linearizable range over
+//! every key written, answered whole) past it. Then:
 //!
 //! - a read at revision R that succeeded lists what the store held at R
 //!   (with its limit, sort, count-only and keys-only), and its header
@@ -29,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Operation, Outcome};
 use crate::model::etcd::{
-    Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions, StoredValue,
+    Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions, StoredValue, TxnOp,
 };
 use crate::model::{Model, Transition};
 use crate::properties::watch::{self, Event, Response};
@@ -83,16 +85,21 @@ pub enum CompactionOutcome {
     Unknown,
 }
 
-/// The store at each revision, as the acknowledged writes rebuild it.
+/// The store at each revision, as the acknowledged writes rebuild it:
+/// stretches of consecutive revisions. The first starts at the model's
+/// initial state; each later one at a full read, a linearizable range
+/// with plain options over every key the history writes, whose answer is
+/// the whole store at its header revision.
 pub struct Replay {
-    first: i64,
-    states: Vec<EtcdState>,
+    /// (first revision, the store at it and at each revision after it).
+    stretches: Vec<(i64, Vec<EtcdState>)>,
 }
 
 impl Replay {
     /// Replays `writes` (the etcd workload's history) from the model's
     /// initial state until a revision no acknowledged write accounts for,
-    /// or two of them would make it differently.
+    /// or two of them would make it differently; then again from the
+    /// first full read past that revision, and so on.
     ///
     /// Grants move no revision, so the replay cannot place them: every
     /// lease the history grants counts as live throughout. That decides
@@ -137,44 +144,177 @@ impl Replay {
                 }
             }
         }
+        let mut full_reads = full_reads(history);
         let mut initial = model.initial_state();
         initial.leases = granted.clone();
         let mut replay = Replay {
-            first: initial.revision,
-            states: vec![initial],
+            stretches: vec![(initial.revision, vec![initial])],
         };
         loop {
-            let state = replay.states.last().expect("the initial state");
-            let next_revision = state.revision + 1;
-            let mut made = None;
-            for (input, output) in by_revision.get(&next_revision).into_iter().flatten() {
-                if let Some(Transition::Changed(mut next)) = model.step(state, input, Some(output))
-                {
-                    next.leases = granted.clone();
-                    match &made {
-                        None => made = Some(next),
-                        Some(other) if *other == next => {}
-                        // Two writes could each have made it: unknown.
-                        Some(_) => return replay,
+            let (_, states) = replay.stretches.last_mut().expect("a stretch");
+            loop {
+                let state = states.last().expect("a stretch's first state");
+                let next_revision = state.revision + 1;
+                let mut made = None;
+                for (input, output) in by_revision.get(&next_revision).into_iter().flatten() {
+                    if let Some(Transition::Changed(mut next)) =
+                        model.step(state, input, Some(output))
+                    {
+                        next.leases = granted.clone();
+                        match &made {
+                            None => made = Some(next),
+                            Some(other) if *other == next => {}
+                            // Two writes could each have made it: unknown.
+                            Some(_) => {
+                                made = None;
+                                break;
+                            }
+                        }
                     }
                 }
+                match made {
+                    Some(next) => states.push(next),
+                    None => break,
+                }
             }
-            match made {
-                Some(next) => replay.states.push(next),
-                None => return replay,
-            }
+            let reached = replay.last();
+            full_reads = full_reads.split_off(&(reached + 1));
+            let Some((revision, mut state)) = full_reads
+                .iter()
+                .find_map(|(revision, state)| Some((*revision, state.clone()?)))
+            else {
+                return replay;
+            };
+            state.leases = granted.clone();
+            replay.stretches.push((revision, vec![state]));
         }
     }
 
-    /// The store at `revision`, if the replay reached it.
+    /// The store at `revision`, if the replay rebuilt it.
     pub fn at(&self, revision: i64) -> Option<&EtcdState> {
-        let offset = usize::try_from(revision.checked_sub(self.first)?).ok()?;
-        self.states.get(offset)
+        let stretch = self
+            .stretches
+            .partition_point(|(first, _)| *first <= revision)
+            .checked_sub(1)?;
+        let (first, states) = &self.stretches[stretch];
+        states.get(usize::try_from(revision - first).ok()?)
     }
 
     /// The newest revision the replay rebuilt.
     pub fn last(&self) -> i64 {
-        self.first + self.states.len() as i64 - 1
+        let (first, states) = self.stretches.last().expect("a stretch");
+        first + states.len() as i64 - 1
+    }
+
+    /// The stretches of revisions rebuilt, first and last of each.
+    pub fn stretches(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        (self.stretches.iter()).map(|(first, states)| (*first, first + states.len() as i64 - 1))
+    }
+}
+
+/// The store each full read saw, by header revision: linearizable ranges
+/// with plain options (every key, value and field) over every key any
+/// write of `history` names, answered whole. `None` where two such reads
+/// at one revision disagree (the model judges which, if either, lied).
+fn full_reads(history: &[Operation<EtcdInput, EtcdOutput>]) -> BTreeMap<i64, Option<EtcdState>> {
+    let mut written = BTreeSet::new();
+    for operation in history {
+        written_keys(&operation.input, &mut written);
+    }
+    let mut reads: BTreeMap<i64, Option<EtcdState>> = BTreeMap::new();
+    for operation in history {
+        let (
+            EtcdInput::Range {
+                key,
+                range_end,
+                options,
+            },
+            Outcome::Ok(EtcdOutput::Range {
+                header_revision,
+                kvs,
+                more,
+                ..
+            }),
+        ) = (&operation.input, &operation.outcome)
+        else {
+            continue;
+        };
+        let whole = options.is_plain()
+            && *more != Some(true)
+            && written
+                .iter()
+                .all(|written| range_holds(key, range_end.as_deref(), written));
+        if !whole {
+            continue;
+        }
+        let keys = kvs
+            .iter()
+            .map(|kv| {
+                let stored = StoredValue {
+                    value: kv.value.clone(),
+                    create_revision: kv.create_revision,
+                    mod_revision: kv.mod_revision,
+                    version: kv.version,
+                    lease: kv.lease,
+                };
+                (kv.key.clone(), stored)
+            })
+            .collect();
+        let state = EtcdState {
+            revision: *header_revision,
+            keys,
+            leases: BTreeSet::new(),
+        };
+        reads
+            .entry(*header_revision)
+            .and_modify(|seen| {
+                if seen.as_ref() != Some(&state) {
+                    *seen = None;
+                }
+            })
+            .or_insert_with(|| Some(state.clone()));
+    }
+    reads
+}
+
+/// Every key `input` may write (a range delete's keys were written first).
+fn written_keys<'h>(input: &'h EtcdInput, keys: &mut BTreeSet<&'h str>) {
+    fn in_ops<'h>(ops: &'h [TxnOp], keys: &mut BTreeSet<&'h str>) {
+        for op in ops {
+            match op {
+                TxnOp::Put { key, .. } => {
+                    keys.insert(key);
+                }
+                TxnOp::Txn {
+                    success, failure, ..
+                } => {
+                    in_ops(success, keys);
+                    in_ops(failure, keys);
+                }
+                TxnOp::Range { .. } | TxnOp::Delete { .. } => {}
+            }
+        }
+    }
+    match input {
+        EtcdInput::Put { key, .. } => {
+            keys.insert(key);
+        }
+        EtcdInput::Txn {
+            success, failure, ..
+        } => {
+            in_ops(success, keys);
+            in_ops(failure, keys);
+        }
+        _ => {}
+    }
+}
+
+/// Whether `k` lies in the range [`key`, `range_end`) as etcd reads it.
+fn range_holds(key: &str, range_end: Option<&str>, k: &str) -> bool {
+    match range_end {
+        None | Some("") => k == key,
+        Some("\0") => k >= key,
+        Some(end) => key <= k && k < end,
     }
 }
 
@@ -196,10 +336,10 @@ pub fn check_watch_events(
     for event in watch::events(responses) {
         by_revision.entry(event.revision).or_default().push(event);
     }
-    let first = from.max(replay.first + 1);
-    for revision in first..=caught_up_to.min(replay.last()) {
+    for revision in from.max(1)..=caught_up_to.min(replay.last()) {
+        // A revision the replay skipped, or the first of a stretch.
         let (Some(before), Some(after)) = (replay.at(revision - 1), replay.at(revision)) else {
-            break;
+            continue;
         };
         let mut expected: BTreeMap<&str, Option<&StoredValue>> = BTreeMap::new();
         for (key, stored) in after.keys.iter().filter(|(key, _)| watched(key)) {

@@ -166,6 +166,59 @@ fn revisions_past_an_unanswered_write_are_not_judged() {
     assert_eq!(check(&model, &writes, &[knowable], &[]).len(), 1);
 }
 
+/// A linearizable range over every key written, answered whole.
+fn full_read(
+    at: u64,
+    header_revision: i64,
+    kvs: Vec<KeyValue>,
+) -> Operation<EtcdInput, EtcdOutput> {
+    Operation {
+        client: 5,
+        invoke_ns: at,
+        complete_ns: Some(at + 1),
+        input: EtcdInput::Range {
+            key: "a".into(),
+            range_end: Some("c".into()),
+            options: RangeOptions::default(),
+        },
+        outcome: Outcome::Ok(EtcdOutput::Range {
+            header_revision,
+            count: Some(kvs.len() as i64),
+            kvs,
+            more: Some(false),
+        }),
+        source_line: None,
+    }
+}
+
+#[test]
+fn the_replay_starts_again_from_a_full_read_past_an_unanswered_write() {
+    let model = Etcd::default();
+    let mut writes = history();
+    writes[1].outcome = Outcome::Indeterminate;
+    writes.push(put(1, 50, "b", "5", 5));
+    let whole = vec![kv("a", "3", 2, 4, 2), kv("b", "2", 3, 3, 1)];
+    // One that leaves a written key out does not count.
+    let mut partial = full_read(40, 4, whole.clone());
+    let EtcdInput::Range { range_end, .. } = &mut partial.input else {
+        unreachable!()
+    };
+    *range_end = Some("b".into());
+    writes.push(partial);
+    assert_eq!(Replay::of(&model, &writes).last(), 2);
+    writes.push(full_read(41, 4, whole.clone()));
+    let replay = Replay::of(&model, &writes);
+    assert_eq!(replay.stretches().collect::<Vec<_>>(), vec![(1, 2), (4, 5)]);
+    assert!(replay.at(3).is_none());
+    assert_eq!(
+        replay.at(5).unwrap().range_of("a", Some("c")),
+        vec![kv("a", "3", 2, 4, 2), kv("b", "5", 3, 5, 2)]
+    );
+    // Two full reads at one revision that disagree: neither is taken.
+    writes.push(full_read(42, 4, vec![kv("a", "3", 2, 4, 2)]));
+    assert_eq!(Replay::of(&model, &writes).last(), 2);
+}
+
 #[test]
 fn a_future_revision_refusal_is_a_violation_only_when_linearizable_and_acknowledged() {
     let model = Etcd::default();
