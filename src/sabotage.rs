@@ -126,10 +126,13 @@ pub enum Sabotage {
     /// A follower's response headers name the leader as the member that
     /// answered (only a check of the header's member id sees).
     HeaderNamesTheLeader = 36,
+    /// A watch leaves out the previous key-value of every event at a
+    /// revision that is a multiple of 4, as if it had been compacted.
+    WatchDropsPrevKv = 37,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 36] = [
+    pub const ALL: [Sabotage; 37] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -166,6 +169,7 @@ impl Sabotage {
         Sabotage::LeaseLeasesDropsTheLast,
         Sabotage::WatchEventDropsLease,
         Sabotage::HeaderNamesTheLeader,
+        Sabotage::WatchDropsPrevKv,
     ];
 
     pub fn name(self) -> &'static str {
@@ -207,6 +211,7 @@ impl Sabotage {
             Sabotage::LeaseLeasesDropsTheLast => "lease-leases-drops-the-last",
             Sabotage::WatchEventDropsLease => "watch-event-drops-lease",
             Sabotage::HeaderNamesTheLeader => "header-names-the-leader",
+            Sabotage::WatchDropsPrevKv => "watch-drops-prev-kv",
         }
     }
 
@@ -284,6 +289,9 @@ impl Sabotage {
             Sabotage::WatchEventDropsLease => "a watch's put events leave out the key's lease",
             Sabotage::HeaderNamesTheLeader => {
                 "a follower's response headers name the leader as the member answering"
+            }
+            Sabotage::WatchDropsPrevKv => {
+                "a watch leaves out the previous key-value at every 4th revision"
             }
         }
     }

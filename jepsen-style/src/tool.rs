@@ -11,7 +11,7 @@ use clap::Parser;
 use detcd::client::Client;
 use detcd::proto::etcdserverpb::{PutRequest, RangeRequest};
 use detcd_sim::check::{check, Budget, Verdict};
-use detcd_sim::etcd_workload::{EtcdClient, EtcdLog, EtcdRecord};
+use detcd_sim::etcd_workload::{self, EtcdClient, EtcdLog, EtcdRecord};
 use detcd_sim::format::json::JsonModel;
 use detcd_sim::history::{History, Operation};
 use detcd_sim::lease_workload::{self, LeaseLog};
@@ -20,7 +20,7 @@ use detcd_sim::model::etcd::Etcd;
 use detcd_sim::model::kv::Kv;
 use detcd_sim::options::Workload;
 use detcd_sim::properties::convergence::{self, MemberView};
-use detcd_sim::properties::watch::{self, Filter};
+use detcd_sim::properties::watch::{self, CompactionSent, Filter};
 use detcd_sim::watcher::{self, SharedLog};
 use detcd_sim::workload::{self, KvOperation, Recorder, Worker};
 use rand::SeedableRng;
@@ -487,7 +487,7 @@ async fn run_in(
     let urls_for_compactor = urls.clone();
     // Every compaction the kv workloads' compactor asked for, answered or
     // not (the etcd workload's clients keep their own in `etcd_log`).
-    let compactor_asked: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let compactor_asked: Arc<Mutex<Vec<CompactionSent>>> = Arc::default();
     let recorder = Recorder::new(started);
     let etcd = args.workload == Workload::Etcd;
     let mut clients = Vec::new();
@@ -572,7 +572,7 @@ async fn run_in(
             asked
                 .lock()
                 .unwrap()
-                .extend(done.iter().map(|&(revision, _)| revision));
+                .extend(done.iter().map(|&(sent, _)| sent));
         }));
     }
     let count = || {
@@ -611,7 +611,12 @@ async fn run_in(
             prev_kv,
             filter,
         };
-        tokio::spawn(watcher::consume(endpoints, spec, log.clone(), |_| {}));
+        tokio::spawn(watcher::consume(
+            endpoints,
+            spec,
+            (log.clone(), started),
+            |_| {},
+        ));
     }
     let stop_watchers = || {
         watch_log.lock().unwrap().stop = true;
@@ -783,12 +788,10 @@ async fn run_in(
                 let logs = (&watch_log, &filtered_log, filter);
                 let writes = recorded.acknowledged_writes();
                 let asked = match &recorded {
-                    Recorded::Etcd(record) => (record.compactions.iter())
-                        .map(|compaction| compaction.revision)
-                        .collect(),
+                    Recorded::Etcd(record) => etcd_workload::sent(&record.compactions),
                     Recorded::Kv { .. } => compactor_asked.lock().unwrap().clone(),
                 };
-                let compactions = (compacts, asked.as_slice());
+                let compactions = asked.as_slice();
                 check_watches(
                     &cluster,
                     logs,
@@ -823,7 +826,11 @@ async fn run_in(
                 &record.reads,
                 &record.compactions,
             );
-            let events = watcher::check_etcd_events(&watch_log.lock().unwrap(), &record.operations);
+            let events = watcher::check_etcd_events(
+                &watch_log.lock().unwrap(),
+                &record.operations,
+                &etcd_workload::sent(&record.compactions),
+            );
             let headers = detcd_sim::properties::headers::check(&record.heard);
             details.push(format!("response headers: {} checked", record.heard.len()));
             if let Ok(covered) = &events {
@@ -1383,7 +1390,7 @@ async fn check_watches(
     watched: watcher::Watched,
     revision: i64,
     writes: &[(String, String)],
-    (compacts, asked): (bool, &[i64]),
+    asked: &[CompactionSent],
     stop: &AtomicBool,
 ) -> Result<String, Disagreement> {
     for log in [log, filtered_log] {
@@ -1442,7 +1449,7 @@ async fn check_watches(
         view_revision,
         writes,
         watched,
-        compacts,
+        asked,
     )
     .map_err(Disagreement::Violation)?;
     let summary = |log: &watcher::WatchLog| {

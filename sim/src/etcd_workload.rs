@@ -45,6 +45,7 @@ use crate::model::etcd::{
 };
 use crate::properties::headers::Heard;
 use crate::properties::past_reads::{Compaction, CompactionOutcome, ReadOutcome, RevisionRead};
+use crate::properties::watch::CompactionSent;
 
 /// Every key of the workload is under this prefix.
 pub const PREFIX: &str = "etcd/";
@@ -88,12 +89,9 @@ impl EtcdLog {
         self.operations.lock().unwrap().clone()
     }
 
-    /// The revision of every compaction asked for so far, answered or not.
-    pub fn compaction_revisions(&self) -> Vec<i64> {
-        (self.compactions.lock().unwrap())
-            .iter()
-            .map(|compaction| compaction.revision)
-            .collect()
+    /// Every compaction asked for so far, answered or not.
+    pub fn compactions_sent(&self) -> Vec<CompactionSent> {
+        sent(&self.compactions.lock().unwrap())
     }
 
     /// Keeps an answer's header, from the endpoint that gave it (the
@@ -125,6 +123,16 @@ impl EtcdLog {
             heard: std::mem::take(&mut self.heard.lock().unwrap()),
         }
     }
+}
+
+/// The compactions of a record, as the watch checks take them.
+pub fn sent(compactions: &[Compaction]) -> Vec<CompactionSent> {
+    (compactions.iter())
+        .map(|compaction| CompactionSent {
+            revision: compaction.revision,
+            sent_ns: compaction.invoke_ns,
+        })
+        .collect()
 }
 
 /// Revisions behind the newest one seen that a "just behind" past read or

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 36] = [
+pub const SABOTAGES: [(&str, &str); 37] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -211,5 +211,9 @@ pub const SABOTAGES: [(&str, &str); 36] = [
     (
         "header-names-the-leader",
         "a follower's response headers name the leader as the member answering",
+    ),
+    (
+        "watch-drops-prev-kv",
+        "a watch leaves out the previous key-value at every 4th revision",
     ),
 ];

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use crate::history::Operation;
 use crate::model::etcd::{Etcd, EtcdInput, EtcdOutput};
 use crate::properties::past_reads::{self, Replay};
-use crate::properties::watch::{self, Event, Filter, Previous, Response};
+use crate::properties::watch::{self, CompactionSent, Event, Filter, Previous, Response};
 
 /// The range the watch consumers watch: every key of one kind of workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,8 +90,14 @@ pub struct WatchLog {
 pub type SharedLog = Arc<Mutex<WatchLog>>;
 
 /// Watches until told to stop, resuming across failures; tells `note`
-/// why each stream ended.
-pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, note: impl Fn(String)) {
+/// why each stream ended. Responses are timed from `started`, the run's
+/// start.
+pub async fn consume(
+    endpoints: Vec<String>,
+    spec: Spec,
+    (log, started): (SharedLog, tokio::time::Instant),
+    note: impl Fn(String),
+) {
     let mut member = 0;
     let name = match spec.filter {
         None => "watcher".to_string(),
@@ -105,7 +111,7 @@ pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, note: i
             log.streams
         };
         let endpoint = &endpoints[member % endpoints.len()];
-        let ended = stream(endpoint, from, spec, number, &log).await;
+        let ended = stream(endpoint, from, spec, (number, started), &log).await;
         note(format!(
             "{name}: stream via {endpoint} from revision {from} ended: {ended}"
         ));
@@ -115,7 +121,13 @@ pub async fn consume(endpoints: Vec<String>, spec: Spec, log: SharedLog, note: i
 }
 
 /// One watch stream from revision `from`; returns why it ended.
-async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &SharedLog) -> String {
+async fn stream(
+    endpoint: &str,
+    from: i64,
+    spec: Spec,
+    (number, started): (usize, tokio::time::Instant),
+    log: &SharedLog,
+) -> String {
     let Ok(mut client) = WatchClient::connect(endpoint.to_string()).await else {
         return "no connection".into();
     };
@@ -219,6 +231,7 @@ async fn stream(endpoint: &str, from: i64, spec: Spec, number: usize, log: &Shar
             header_revision: revision,
             created: response.created,
             events,
+            received_ns: started.elapsed().as_nanos() as u64,
         });
         log.caught_up_to = log.caught_up_to.max(covered);
     }
@@ -235,7 +248,7 @@ pub fn check<'a>(
     revision: i64,
     acknowledged: impl Iterator<Item = (&'a str, &'a str)>,
     watched: impl Fn(&str) -> bool + Copy,
-    compaction_possible: bool,
+    compactions: &[CompactionSent],
 ) -> Result<(), String> {
     let each = |responses: &[Response]| {
         watch::check_created(responses)
@@ -250,7 +263,7 @@ pub fn check<'a>(
     }
     watch::check_replay(&log.responses, view, revision, watched)?;
     watch::check_acknowledged(&log.responses, acknowledged, watched)?;
-    watch::check_prev_kv(&log.responses, compaction_possible)?;
+    watch::check_prev_kv(&log.responses, compactions)?;
     if filtered.compacted {
         return Ok(());
     }
@@ -263,7 +276,7 @@ pub fn check<'a>(
 /// below it), and that revision must be one a compaction asked for
 /// (`asked`, every compaction request sent, answered or not): otherwise
 /// the answer is false, and it turned the watch's replay checks off.
-pub fn check_compactions(log: &WatchLog, asked: &[i64]) -> Result<(), String> {
+pub fn check_compactions(log: &WatchLog, asked: &[CompactionSent]) -> Result<(), String> {
     for &(had, compact_revision) in &log.compactions {
         if had + 1 >= compact_revision {
             return Err(format!(
@@ -271,7 +284,8 @@ pub fn check_compactions(log: &WatchLog, asked: &[i64]) -> Result<(), String> {
                  {compact_revision}: it needed no revision below that"
             ));
         }
-        if !asked.contains(&compact_revision) {
+        if !asked.iter().any(|asked| asked.revision == compact_revision) {
+            let asked: Vec<i64> = asked.iter().map(|asked| asked.revision).collect();
             return Err(format!(
                 "a watch was told it was compacted at {compact_revision}, a revision no \
                  compaction asked for (asked: {asked:?})"
@@ -291,15 +305,20 @@ pub fn check_compactions(log: &WatchLog, asked: &[i64]) -> Result<(), String> {
 pub fn check_etcd_events(
     log: &WatchLog,
     operations: &[Operation<EtcdInput, EtcdOutput>],
+    compactions: &[CompactionSent],
 ) -> Result<String, String> {
     let replay = Replay::of(&Etcd::default(), operations);
     let from = (log.compactions.iter())
         .map(|&(_, compacted)| compacted + 1)
         .max()
         .unwrap_or(0);
-    past_reads::check_watch_events(&replay, &log.responses, (from, log.caught_up_to), |key| {
-        Watched::ETCD.contains(key)
-    })?;
+    past_reads::check_watch_events(
+        &replay,
+        &log.responses,
+        (from, log.caught_up_to),
+        |key| Watched::ETCD.contains(key),
+        compactions,
+    )?;
     // The first revision of each stretch has no known store before it.
     let checked: Vec<String> = (replay.stretches())
         .map(|(first, last)| ((first + 1).max(from), last.min(log.caught_up_to)))

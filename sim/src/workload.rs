@@ -20,6 +20,7 @@ use rand::{Rng, RngCore};
 use crate::history::{ClientId, Operation, Outcome};
 use crate::model::kv::{KvInput, KvOutput};
 use crate::properties::revisions::{self, Record, Seen};
+use crate::properties::watch::CompactionSent;
 
 use crate::options::Workload;
 
@@ -482,7 +483,7 @@ pub async fn compactor(
     started: tokio::time::Instant,
     deadline: tokio::time::Instant,
     note: Note,
-) -> Vec<(i64, bool)> {
+) -> Vec<(CompactionSent, bool)> {
     let mut client = Client::new(endpoints).with_request_timeout(REQUEST_TIMEOUT);
     let mut done = Vec::new();
     while started.elapsed() + COMPACTION_INTERVAL < deadline.duration_since(started) {
@@ -499,6 +500,10 @@ pub async fn compactor(
         if revision <= 1 {
             continue;
         }
+        let sent = CompactionSent {
+            revision,
+            sent_ns: started.elapsed().as_nanos() as u64,
+        };
         let outcome = client
             .compact(CompactionRequest {
                 revision,
@@ -511,7 +516,7 @@ pub async fn compactor(
                 .as_ref()
                 .map_or_else(ToString::to_string, |_| "ok".into())
         ));
-        done.push((revision, outcome.is_ok()));
+        done.push((sent, outcome.is_ok()));
     }
     done
 }

@@ -314,6 +314,16 @@ fn header_names_the_leader_is_caught() {
 }
 
 #[test]
+fn watch_drops_prev_kv_is_caught() {
+    caught("watch-drops-prev-kv");
+}
+
+#[test]
+fn watch_drops_prev_kv_is_caught_over_the_etcd_workload() {
+    caught_in("watch-drops-prev-kv", "etcd");
+}
+
+#[test]
 fn filter_after_limit_is_caught_by_the_etcd_model() {
     caught_in("filter-after-limit", "etcd");
 }

@@ -195,6 +195,13 @@ impl Watcher {
                 #[cfg(not(madsim))]
                 let before = revision.main;
                 match previous(store, record.key(), before) {
+                    #[cfg(madsim)]
+                    Ok(_)
+                        if crate::sabotage::active(crate::sabotage::Sabotage::WatchDropsPrevKv)
+                            && revision.main % 4 == 0 =>
+                    {
+                        None
+                    }
                     Ok(prev_kv) => prev_kv,
                     Err(error) => {
                         failed.get_or_insert(error);

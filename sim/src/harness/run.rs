@@ -17,7 +17,7 @@ use crate::check::{check, Budget, CheckReport, Verdict};
 use crate::history::History;
 use crate::model::kv::{Kv, KvInput, KvOutput};
 use crate::properties::convergence::{self, Judgement, MemberView};
-use crate::properties::watch::{self, Filter};
+use crate::properties::watch::{self, CompactionSent, Filter};
 
 use super::auth::{self, AuthLog};
 use super::cluster::{client_url, SimCluster};
@@ -197,7 +197,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     watch_node.spawn(watcher::consume(
         watch_endpoints,
         main_watch,
-        watch_log.clone(),
+        (watch_log.clone(), started),
         move |line| note.record(line),
     ));
     let filtered_log = watcher::SharedLog::default();
@@ -217,7 +217,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             prev_kv: false,
             filter: Some(filter),
         },
-        filtered_log.clone(),
+        (filtered_log.clone(), started),
         move |line| note.record(line),
     ));
     // The etcd workload's clients compact themselves, and record it.
@@ -259,10 +259,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let compactions = compactor.await.expect("compactor task");
         let acknowledged = compactions.iter().filter(|(_, ok)| *ok).count();
         trace.record(format!("compactor: {acknowledged} compactions"));
-        compactions_asked = compactions
-            .into_iter()
-            .map(|(revision, _)| revision)
-            .collect();
+        compactions_asked = compactions.into_iter().map(|(sent, _)| sent).collect();
     }
 
     // Liveness phase: every fault healed. The heal restarts members: the
@@ -400,15 +397,13 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
                 watch::acknowledged_kv_writes(&recorder.snapshot())
             };
             // The etcd workload's clients compact too (without the
-            // swarm's compactor: a watch's previous key-value may then be
-            // compacted away, found on etcd seed 702750).
-            compactions_asked.extend(etcd_log.compaction_revisions());
-            let compaction = swarm.compaction || !compactions_asked.is_empty();
+            // swarm's compactor).
+            compactions_asked.extend(etcd_log.compactions_sent());
             observer
                 .spawn(check_watch(
                     (serving[0], watched),
                     (watch_log.clone(), filtered_log.clone(), filter),
-                    (compaction, compactions_asked),
+                    compactions_asked,
                     acknowledged,
                     trace.clone(),
                 ))
@@ -463,8 +458,11 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         &etcd_record.compactions,
     );
     let watch_event_violations = if watched == watcher::Watched::ETCD {
-        let checked =
-            watcher::check_etcd_events(&watch_log.lock().unwrap(), &etcd_record.operations);
+        let checked = watcher::check_etcd_events(
+            &watch_log.lock().unwrap(),
+            &etcd_record.operations,
+            &crate::etcd_workload::sent(&etcd_record.compactions),
+        );
         if let Ok(covered) = &checked {
             trace.record(format!(
                 "watch events against the replayed store: {covered}"
@@ -861,7 +859,7 @@ async fn convergence(
 async fn check_watch(
     (member, watched): (usize, watcher::Watched),
     (log, filtered_log, filter): (watcher::SharedLog, watcher::SharedLog, Filter),
-    (compaction, compactions_asked): (bool, Vec<i64>),
+    compactions_asked: Vec<CompactionSent>,
     acknowledged: Vec<(String, String)>,
     trace: Trace,
 ) -> Outcome {
@@ -929,7 +927,7 @@ async fn check_watch(
                 revision,
                 writes,
                 |key| watched.contains(key),
-                compaction,
+                &compactions_asked,
             )
         });
     match checked {

@@ -34,7 +34,7 @@ use crate::model::etcd::{
     Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions, StoredValue, TxnOp,
 };
 use crate::model::{Model, Transition};
-use crate::properties::watch::{self, Event, Response};
+use crate::properties::watch::{self, CompactionSent, Event, Response};
 
 /// One read with a revision or a serializable one, as recorded.
 #[derive(Clone, Debug)]
@@ -324,17 +324,21 @@ fn range_holds(key: &str, range_end: Option<&str>, k: &str) -> bool {
 /// cover, its events are exactly the changes the revision made to those
 /// keys: a put event for each key written (value, create revision,
 /// version), a delete event for each key deleted (a revoke's too), and an
-/// event's previous key-value, where it came, is the key as it was just
-/// before. (`watch::check_prev_kv` judges a missing one.)
+/// event's previous key-value is the key as it was just before; it may
+/// be missing only where one of `compactions` may have removed it
+/// (`watch::prev_kv_may_be_compacted`).
 pub fn check_watch_events(
     replay: &Replay,
     responses: &[Response],
     (from, caught_up_to): (i64, i64),
     watched: impl Fn(&str) -> bool,
+    compactions: &[CompactionSent],
 ) -> Result<(), String> {
-    let mut by_revision: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
-    for event in watch::events(responses) {
-        by_revision.entry(event.revision).or_default().push(event);
+    let mut by_revision: BTreeMap<i64, Vec<(&Event, u64)>> = BTreeMap::new();
+    for response in responses {
+        for event in &response.events {
+            (by_revision.entry(event.revision).or_default()).push((event, response.received_ns));
+        }
     }
     for revision in from.max(1)..=caught_up_to.min(replay.last()) {
         // A revision the replay skipped, or the first of a stretch.
@@ -362,7 +366,7 @@ pub fn check_watch_events(
         if got.len() != expected.len() {
             return mismatch(format!("the watch got {} events", got.len()));
         }
-        for event in got {
+        for &(event, received_ns) in got {
             let Some(change) = expected.get(event.key.as_str()) else {
                 return mismatch(format!("{} changed in the watch only", event.key));
             };
@@ -384,7 +388,10 @@ pub fn check_watch_events(
             }
             let held = before.keys.get(event.key.as_str());
             let prev_fits = match (&event.prev, held) {
-                (None, _) => true,
+                (None, None) => true,
+                (None, Some(_)) => {
+                    watch::prev_kv_may_be_compacted(compactions, revision, received_ns)
+                }
                 (Some(prev), Some(held)) => {
                     prev.value == held.value
                         && prev.mod_revision == held.mod_revision

@@ -60,6 +60,9 @@ pub struct Response {
     pub header_revision: i64,
     pub created: bool,
     pub events: Vec<Event>,
+    /// When it arrived: ns since the run started, the clock compactions
+    /// are sent by.
+    pub received_ns: u64,
 }
 
 impl Response {
@@ -88,6 +91,27 @@ impl Filter {
 /// Every event in arrival order.
 pub fn events(responses: &[Response]) -> impl Iterator<Item = &Event> {
     responses.iter().flat_map(|response| &response.events)
+}
+
+/// A compaction the run asked for: its revision and when it was sent (ns
+/// since the run started).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionSent {
+    pub revision: i64,
+    pub sent_ns: u64,
+}
+
+/// Whether the previous key-value of an event at `revision`, received at
+/// `received_ns`, may be missing: etcd reads it at `revision - 1` and
+/// leaves it out once that is compacted, which takes a compaction at
+/// `revision` or later, sent before the event arrived.
+pub fn prev_kv_may_be_compacted(
+    compactions: &[CompactionSent],
+    revision: i64,
+    received_ns: u64,
+) -> bool {
+    (compactions.iter())
+        .any(|compaction| compaction.revision >= revision && compaction.sent_ns < received_ns)
 }
 
 /// created: each stream's first response is its created notification, and
@@ -187,12 +211,17 @@ pub fn check_bookmarks(responses: &[Response]) -> Result<(), String> {
 
 /// prev_kv, versions and create revisions, replaying the events of a
 /// watch that started at revision 1 and was never cut off by compaction.
-/// `compaction_possible`: a missing previous key-value is then allowed
-/// (etcd leaves it out when its revision has been compacted), a wrong one
-/// never is.
-pub fn check_prev_kv(responses: &[Response], compaction_possible: bool) -> Result<(), String> {
+/// A missing previous key-value is allowed only where a compaction may
+/// have removed it (`prev_kv_may_be_compacted`), a wrong one never is.
+pub fn check_prev_kv(responses: &[Response], compactions: &[CompactionSent]) -> Result<(), String> {
     let mut keys: BTreeMap<&str, Previous> = BTreeMap::new();
-    for event in events(responses) {
+    let arrived = (responses.iter()).flat_map(|response| {
+        response
+            .events
+            .iter()
+            .map(|event| (event, response.received_ns))
+    });
+    for (event, received_ns) in arrived {
         let before = keys.get(event.key.as_str());
         match (&event.prev, before) {
             (Some(got), Some(expected)) if got != expected => {
@@ -207,7 +236,9 @@ pub fn check_prev_kv(responses: &[Response], compaction_possible: bool) -> Resul
                     event.key, event.revision
                 ));
             }
-            (None, Some(expected)) if !compaction_possible => {
+            (None, Some(expected))
+                if !prev_kv_may_be_compacted(compactions, event.revision, received_ns) =>
+            {
                 return Err(format!(
                     "watch prev_kv: {} at revision {} came without its previous {expected:?}",
                     event.key, event.revision

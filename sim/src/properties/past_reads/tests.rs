@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::etcd::kv;
-use crate::properties::watch::Previous;
+use crate::properties::watch::{CompactionSent, Previous};
 
 fn put(
     client: u64,
@@ -250,6 +250,7 @@ fn responses(events: Vec<Event>) -> Vec<Response> {
         header_revision: 5,
         created: false,
         events,
+        received_ns: 50,
     }]
 }
 
@@ -274,15 +275,28 @@ fn watch_events_are_exactly_each_revision_s_changes() {
         source_line: None,
     });
     let replay = Replay::of(&Etcd::default(), &writes);
+    let compacted = [CompactionSent {
+        revision: 4,
+        sent_ns: 40,
+    }];
     let only_a = |key: &str| key == "a";
-    let check =
-        |events: Vec<Event>| check_watch_events(&replay, &responses(events), (0, 4), only_a);
+    let check = |events: Vec<Event>| {
+        check_watch_events(&replay, &responses(events), (0, 4), only_a, &compacted)
+    };
     let right = vec![
         event(2, "a", Some("1"), 1),
         event(3, "a", Some("3"), 2),
         event(4, "a", None, 0),
     ];
     assert_eq!(check(right.clone()), Ok(()));
+    // Without previous key-values: the compaction at 4, sent before the
+    // events arrived (at 50), may have removed them; without it they are
+    // missing.
+    assert!(
+        check_watch_events(&replay, &responses(right.clone()), (0, 4), only_a, &[])
+            .unwrap_err()
+            .contains("at revision 3")
+    );
     let mut missing = right.clone();
     missing.remove(2);
     assert!(check(missing).unwrap_err().contains("at revision 4"));
@@ -322,7 +336,13 @@ fn watch_events_are_exactly_each_revision_s_changes() {
     let after_compaction = vec![event(3, "a", Some("3"), 2), event(4, "a", None, 0)];
     assert!(check(after_compaction.clone()).is_err());
     assert_eq!(
-        check_watch_events(&replay, &responses(after_compaction), (3, 4), only_a),
+        check_watch_events(
+            &replay,
+            &responses(after_compaction),
+            (3, 4),
+            only_a,
+            &compacted
+        ),
         Ok(())
     );
 }

@@ -43,7 +43,13 @@ fn response(stream: usize, header_revision: i64, events: Vec<Event>) -> Response
         header_revision,
         created: false,
         events,
+        // Each arrives at ten times its header revision.
+        received_ns: header_revision as u64 * 10,
     }
+}
+
+fn compaction(revision: i64, sent_ns: u64) -> CompactionSent {
+    CompactionSent { revision, sent_ns }
 }
 
 fn created(stream: usize, header_revision: i64) -> Response {
@@ -84,7 +90,7 @@ fn a_correct_record_passes_every_check() {
     check_atomic(&record).unwrap();
     check_bookmarks(&record).unwrap();
     // Keys created by an event have no previous key-value to miss.
-    check_prev_kv(&record, false).unwrap();
+    check_prev_kv(&record, &[]).unwrap();
 }
 
 #[test]
@@ -98,26 +104,30 @@ fn prev_kv_must_be_the_key_just_before() {
             vec![with_prev(put(3, "k0", "a;b;", 2, 2), "a;", 2, 2, 1)],
         ),
     ];
-    check_prev_kv(&record, false).unwrap();
+    check_prev_kv(&record, &[]).unwrap();
     // The event itself instead of what came before it.
     let mut wrong = record.clone();
     wrong[2].events[0] = with_prev(put(3, "k0", "a;b;", 2, 2), "a;b;", 3, 2, 2);
-    assert!(check_prev_kv(&wrong, true)
+    let compacted = [compaction(3, 25)];
+    assert!(check_prev_kv(&wrong, &compacted)
         .unwrap_err()
         .starts_with("watch prev_kv"));
-    // Missing: a violation unless compaction may have removed it.
+    // Missing: a violation unless a compaction at the event's revision or
+    // later, sent before it arrived (at 30), may have removed it.
     let mut missing = record.clone();
     missing[2].events[0].prev = None;
-    check_prev_kv(&missing, true).unwrap();
-    assert!(check_prev_kv(&missing, false).is_err());
+    check_prev_kv(&missing, &compacted).unwrap();
+    assert!(check_prev_kv(&missing, &[]).is_err());
+    assert!(check_prev_kv(&missing, &[compaction(2, 25)]).is_err());
+    assert!(check_prev_kv(&missing, &[compaction(3, 35)]).is_err());
     // A previous key-value for a key that did not exist.
     let mut invented = record.clone();
     invented[1].events[0] = with_prev(put(2, "k0", "a;", 2, 1), "x;", 1, 1, 1);
-    assert!(check_prev_kv(&invented, true).is_err());
+    assert!(check_prev_kv(&invented, &compacted).is_err());
     // A version that does not count the writes.
     let mut version = record;
     version[2].events[0].version = 3;
-    assert!(check_prev_kv(&version, true).is_err());
+    assert!(check_prev_kv(&version, &compacted).is_err());
 }
 
 #[test]
