@@ -129,10 +129,14 @@ pub enum Sabotage {
     /// A watch leaves out the previous key-value of every event at a
     /// revision that is a multiple of 4, as if it had been compacted.
     WatchDropsPrevKv = 37,
+    /// A watch leaves out the deletes of keys that were attached to a
+    /// lease (a revoke's, an expiry's), as if only a client's delete made
+    /// an event.
+    WatchSkipsLeaseDeletes = 38,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 37] = [
+    pub const ALL: [Sabotage; 38] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -170,6 +174,7 @@ impl Sabotage {
         Sabotage::WatchEventDropsLease,
         Sabotage::HeaderNamesTheLeader,
         Sabotage::WatchDropsPrevKv,
+        Sabotage::WatchSkipsLeaseDeletes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -212,6 +217,7 @@ impl Sabotage {
             Sabotage::WatchEventDropsLease => "watch-event-drops-lease",
             Sabotage::HeaderNamesTheLeader => "header-names-the-leader",
             Sabotage::WatchDropsPrevKv => "watch-drops-prev-kv",
+            Sabotage::WatchSkipsLeaseDeletes => "watch-skips-lease-deletes",
         }
     }
 
@@ -292,6 +298,9 @@ impl Sabotage {
             }
             Sabotage::WatchDropsPrevKv => {
                 "a watch leaves out the previous key-value at every 4th revision"
+            }
+            Sabotage::WatchSkipsLeaseDeletes => {
+                "a watch leaves out the deletes of keys that were attached to a lease"
             }
         }
     }

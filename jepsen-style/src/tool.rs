@@ -788,7 +788,7 @@ async fn run_in(
                 let logs = (&watch_log, &filtered_log, filter);
                 let writes = recorded.acknowledged_writes();
                 let asked = match &recorded {
-                    Recorded::Etcd(record) => etcd_workload::sent(&record.compactions),
+                    Recorded::Etcd(record) => etcd_workload::compactions_sent(&record.compactions),
                     Recorded::Kv { .. } => compactor_asked.lock().unwrap().clone(),
                 };
                 let compactions = asked.as_slice();
@@ -829,7 +829,7 @@ async fn run_in(
             let events = watcher::check_etcd_events(
                 &watch_log.lock().unwrap(),
                 &record.operations,
-                &etcd_workload::sent(&record.compactions),
+                &etcd_workload::compactions_sent(&record.compactions),
             );
             let headers = detcd_sim::properties::headers::check(&record.heard);
             details.push(format!("response headers: {} checked", record.heard.len()));

@@ -91,16 +91,17 @@ impl EtcdLog {
 
     /// Every compaction asked for so far, answered or not.
     pub fn compactions_sent(&self) -> Vec<CompactionSent> {
-        sent(&self.compactions.lock().unwrap())
+        compactions_sent(&self.compactions.lock().unwrap())
     }
 
     /// Keeps an answer's header, from the endpoint that gave it (the
-    /// client's preferred one once it answered).
+    /// client's preferred one once it answered); `serializable`: the
+    /// answer to a serializable read.
     fn hear(
         &self,
         client_id: u64,
         (invoke_ns, complete_ns): (u64, u64),
-        client: &Client,
+        (client, serializable): (&Client, bool),
         header: Option<ResponseHeader>,
     ) {
         let Some(header) = header else { return };
@@ -109,9 +110,11 @@ impl EtcdLog {
             invoke_ns,
             complete_ns,
             endpoint: client.endpoint().to_string(),
+            serializable,
             cluster_id: header.cluster_id,
             member_id: header.member_id,
             raft_term: header.raft_term,
+            revision: header.revision,
         });
     }
 
@@ -125,9 +128,11 @@ impl EtcdLog {
     }
 }
 
-/// The compactions of a record, as the watch checks take them.
-pub fn sent(compactions: &[Compaction]) -> Vec<CompactionSent> {
+/// The compactions of a record that may have applied, as the watch
+/// checks take them.
+pub fn compactions_sent(compactions: &[Compaction]) -> Vec<CompactionSent> {
     (compactions.iter())
+        .filter(|compaction| compaction.outcome != CompactionOutcome::Refused)
         .map(|compaction| CompactionSent {
             revision: compaction.revision,
             sent_ns: compaction.invoke_ns,
@@ -623,7 +628,7 @@ pub async fn client(setup: EtcdClient) {
         };
         let invoked = now();
         let (outcome, header) = perform(&mut client, &input).await;
-        log.hear(id, (invoked, now()), &client, header);
+        log.hear(id, (invoked, now()), (&client, false), header);
         if let Some(revision) = outcome.output().and_then(EtcdOutput::header_revision) {
             seen_revision = seen_revision.max(revision);
         }
@@ -668,7 +673,7 @@ async fn perform_side(
             };
             let answer = client.range(request).await;
             let header = answer.as_ref().ok().and_then(|response| response.header);
-            log.hear(id, (invoke_ns, now()), client, header);
+            log.hear(id, (invoke_ns, now()), (client, serializable), header);
             let outcome = match answer {
                 Ok(response) => ReadOutcome::Ok {
                     header_revision: response.header.as_ref().map_or(0, |h| h.revision),
@@ -710,7 +715,10 @@ async fn perform_side(
                 physical: false,
             };
             let outcome = match client.compact(request).await {
-                Ok(_) => CompactionOutcome::Acknowledged,
+                Ok(response) => {
+                    log.hear(id, (invoke_ns, now()), (client, false), response.header);
+                    CompactionOutcome::Acknowledged
+                }
                 Err(error) if !error.may_have_applied() => CompactionOutcome::Refused,
                 Err(_) => CompactionOutcome::Unknown,
             };
@@ -759,7 +767,7 @@ async fn perform(
     input: &EtcdInput,
 ) -> (Outcome<EtcdOutput>, Option<ResponseHeader>) {
     let mut heard = None;
-    let mut header = |header: &Option<ResponseHeader>| {
+    let mut revision_of = |header: &Option<ResponseHeader>| {
         heard = *header;
         header.as_ref().map_or(0, |header| header.revision)
     };
@@ -770,7 +778,7 @@ async fn perform(
             options,
         } => match client.range(range_request(key, range_end, options)).await {
             Ok(response) => Outcome::Ok(EtcdOutput::Range {
-                header_revision: header(&response.header),
+                header_revision: revision_of(&response.header),
                 kvs: kvs(&response),
                 count: Some(response.count),
                 more: Some(response.more),
@@ -795,7 +803,7 @@ async fn perform(
             };
             match client.put(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Put {
-                    header_revision: header(&response.header),
+                    header_revision: revision_of(&response.header),
                     prev_kv: response.prev_kv.as_ref().map(key_value),
                 }),
                 Err(error) => failed(&error, false),
@@ -813,7 +821,7 @@ async fn perform(
             };
             match client.delete_range(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Delete {
-                    header_revision: header(&response.header),
+                    header_revision: revision_of(&response.header),
                     deleted: response.deleted,
                     prev_kvs: response.prev_kvs.iter().map(key_value).collect(),
                 }),
@@ -828,7 +836,7 @@ async fn perform(
             let request = proto_txn(compare, success, failure);
             match client.txn(request).await {
                 Ok(response) => Outcome::Ok(EtcdOutput::Txn {
-                    header_revision: header(&response.header),
+                    header_revision: revision_of(&response.header),
                     succeeded: response.succeeded,
                     responses: op_responses(&response.responses),
                 }),
@@ -837,14 +845,14 @@ async fn perform(
         }
         EtcdInput::LeaseGrant { id } => match client.lease_grant(LEASE_TTL_SECONDS, *id).await {
             Ok(response) => Outcome::Ok(EtcdOutput::LeaseGrant {
-                header_revision: header(&response.header),
+                header_revision: revision_of(&response.header),
                 id: response.id,
             }),
             Err(error) => failed(&error, false),
         },
         EtcdInput::LeaseRevoke { id } => match client.lease_revoke(*id).await {
             Ok(response) => Outcome::Ok(EtcdOutput::LeaseRevoke {
-                header_revision: header(&response.header),
+                header_revision: revision_of(&response.header),
             }),
             Err(error) => failed(&error, false),
         },

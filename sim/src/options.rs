@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 37] = [
+pub const SABOTAGES: [(&str, &str); 38] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -215,5 +215,9 @@ pub const SABOTAGES: [(&str, &str); 37] = [
     (
         "watch-drops-prev-kv",
         "a watch leaves out the previous key-value at every 4th revision",
+    ),
+    (
+        "watch-skips-lease-deletes",
+        "a watch leaves out the deletes of keys that were attached to a lease",
     ),
 ];

@@ -324,6 +324,11 @@ fn watch_drops_prev_kv_is_caught_over_the_etcd_workload() {
 }
 
 #[test]
+fn watch_skips_lease_deletes_is_caught() {
+    caught_in("watch-skips-lease-deletes", "lease");
+}
+
+#[test]
 fn filter_after_limit_is_caught_by_the_etcd_model() {
     caught_in("filter-after-limit", "etcd");
 }

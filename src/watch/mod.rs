@@ -171,6 +171,15 @@ impl Watcher {
                     }
                 }
                 Record::Tombstone { key } => {
+                    #[cfg(madsim)]
+                    if crate::sabotage::active(crate::sabotage::Sabotage::WatchSkipsLeaseDeletes)
+                        && matches!(
+                            previous(store, key, revision.main),
+                            Ok(Some(before)) if before.lease != 0
+                        )
+                    {
+                        return;
+                    }
                     let kv = KeyValue {
                         key: key.clone(),
                         mod_revision: revision.main,

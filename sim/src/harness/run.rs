@@ -461,7 +461,7 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
         let checked = watcher::check_etcd_events(
             &watch_log.lock().unwrap(),
             &etcd_record.operations,
-            &crate::etcd_workload::sent(&etcd_record.compactions),
+            &crate::etcd_workload::compactions_sent(&etcd_record.compactions),
         );
         if let Ok(covered) = &checked {
             trace.record(format!(

@@ -10,7 +10,11 @@
 //!   an answer asked for after another from the same member arrived names
 //!   a term at least as high. A term only grows and is durable before it
 //!   is told (detcd reports raft's current term; etcd, the term of the
-//!   last entry it applied, replayed on restart before it serves).
+//!   last entry it applied, replayed on restart before it serves). One
+//!   exception: a serializable read may name term 0. A member just added
+//!   (jepsen-style's churn re-adds one at its old client URL) answers
+//!   those before it heard from a leader: detcd serves clients before its
+//!   publish applied, where etcd waits for it (`ReadyNotify`).
 //!
 //! Headers' revisions are the models' business (`model::etcd`).
 
@@ -24,9 +28,12 @@ pub struct Heard {
     pub complete_ns: u64,
     /// The endpoint that answered.
     pub endpoint: String,
+    /// The answer to a serializable read.
+    pub serializable: bool,
     pub cluster_id: u64,
     pub member_id: u64,
     pub raft_term: u64,
+    pub revision: i64,
 }
 
 /// The first header that breaks a rule above, described.
@@ -35,7 +42,8 @@ pub fn check(heard: &[Heard]) -> Result<(), String> {
     let mut endpoints: BTreeMap<u64, &Heard> = BTreeMap::new();
     let mut by_member: BTreeMap<u64, Vec<&Heard>> = BTreeMap::new();
     for answer in heard {
-        if answer.cluster_id == 0 || answer.member_id == 0 || answer.raft_term == 0 {
+        let no_term = answer.raft_term == 0 && !answer.serializable;
+        if answer.cluster_id == 0 || answer.member_id == 0 || no_term {
             return Err(format!(
                 "response header: an answer names no cluster, member or term: {answer:?}"
             ));
@@ -112,9 +120,11 @@ mod tests {
             invoke_ns,
             complete_ns,
             endpoint: endpoint.into(),
+            serializable: false,
             cluster_id: 9,
             member_id,
             raft_term,
+            revision: 1,
         }
     }
 
@@ -152,6 +162,11 @@ mod tests {
     fn zero_ids_and_two_clusters_are_caught() {
         assert!(check(&[heard(0, 10, "a", 0, 2)]).is_err());
         assert!(check(&[heard(0, 10, "a", 1, 0)]).is_err());
+        // A member just added answers serializable reads before it heard
+        // from a leader.
+        let mut early = heard(0, 10, "a", 1, 0);
+        early.serializable = true;
+        assert_eq!(check(&[early]), Ok(()));
         let mut other = heard(20, 30, "b", 2, 2);
         other.cluster_id = 8;
         let answers = [heard(0, 10, "a", 1, 2), other];

@@ -323,7 +323,8 @@ fn range_holds(key: &str, range_end: Option<&str>, k: &str) -> bool {
 /// the replay and the watch (every event up to `caught_up_to` received)
 /// cover, its events are exactly the changes the revision made to those
 /// keys: a put event for each key written (value, create revision,
-/// version), a delete event for each key deleted (a revoke's too), and an
+/// version, lease), a delete event for each key deleted (a revoke's too;
+/// etcd's tombstone: no create revision, version or lease), and an
 /// event's previous key-value is the key as it was just before; it may
 /// be missing only where one of `compactions` may have removed it
 /// (`watch::prev_kv_may_be_compacted`).
@@ -341,7 +342,8 @@ pub fn check_watch_events(
         }
     }
     for revision in from.max(1)..=caught_up_to.min(replay.last()) {
-        // A revision the replay skipped, or the first of a stretch.
+        // A revision the replay skipped, or the first of a stretch whose
+        // revision before is unknown.
         let (Some(before), Some(after)) = (replay.at(revision - 1), replay.at(revision)) else {
             continue;
         };

@@ -42,6 +42,7 @@ pub struct Event {
     pub prev: Option<Previous>,
 }
 
+/// An event's previous key-value (etcd's `prev_kv`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Previous {
     pub value: String,

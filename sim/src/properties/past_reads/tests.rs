@@ -220,6 +220,35 @@ fn the_replay_starts_again_from_a_full_read_past_an_unanswered_write() {
 }
 
 #[test]
+fn a_full_read_right_at_the_gap_joins_the_stretches() {
+    let model = Etcd::default();
+    let mut writes = history();
+    writes[1].outcome = Outcome::Indeterminate;
+    let mut more = full_read(40, 3, vec![kv("a", "1", 2, 2, 1), kv("b", "2", 3, 3, 1)]);
+    // Cut short by a limit: not the whole store.
+    let Outcome::Ok(EtcdOutput::Range { more: cut, .. }) = &mut more.outcome else {
+        unreachable!()
+    };
+    *cut = Some(true);
+    writes.push(more.clone());
+    assert_eq!(Replay::of(&model, &writes).last(), 2);
+    let Outcome::Ok(EtcdOutput::Range { more: cut, .. }) = &mut more.outcome else {
+        unreachable!()
+    };
+    *cut = Some(false);
+    writes.push(more);
+    let replay = Replay::of(&model, &writes);
+    assert_eq!(replay.stretches().collect::<Vec<_>>(), vec![(1, 2), (3, 4)]);
+    // Revision 3 has a known store before and after it: a watch is judged
+    // there too.
+    let only_a = |key: &str| key == "a" || key == "b";
+    let mut b_created = vec![event(3, "b", Some("2"), 1)];
+    b_created[0].create_revision = 3;
+    assert!(check_watch_events(&replay, &responses(b_created), (3, 3), only_a, &[]).is_ok());
+    assert!(check_watch_events(&replay, &responses(Vec::new()), (3, 3), only_a, &[]).is_err());
+}
+
+#[test]
 fn a_future_revision_refusal_is_a_violation_only_when_linearizable_and_acknowledged() {
     let model = Etcd::default();
     let refused = read(4, false, ReadOutcome::FutureRevision);
