@@ -831,7 +831,7 @@ async fn run_in(
                 &record.operations,
                 &etcd_workload::compactions_sent(&record.compactions),
             );
-            let headers = detcd_sim::properties::headers::check(&record.heard);
+            let headers = detcd_sim::properties::headers::check(&record.heard, None);
             details.push(format!("response headers: {} checked", record.heard.len()));
             if let Ok(covered) = &events {
                 details.push(format!("watch events: {covered}"));

@@ -48,6 +48,9 @@ pub struct SimCluster {
     pub disks: Vec<Arc<SimDisk>>,
     pub clocks: Vec<Clock>,
     pub member_ids: Vec<u64>,
+    /// Every member id each member's client URL ever served, by index
+    /// (a rejoined member serves a new id at its old URL).
+    pub ids_served: BTreeMap<usize, BTreeSet<u64>>,
     pub filter: Arc<NetFilter>,
     /// Members currently killed.
     pub down: BTreeSet<usize>,
@@ -104,7 +107,7 @@ impl SimCluster {
         let filter = Arc::new(NetFilter::default());
         let disks: Vec<Arc<SimDisk>> = (0..size).map(|_| Arc::new(SimDisk::new())).collect();
         let clocks: Vec<Clock> = (0..size).map(|_| Clock::new()).collect();
-        let member_ids = (0..size)
+        let member_ids: Vec<u64> = (0..size)
             .map(|i| member_id(&[peer_url(i)], TOKEN))
             .collect();
         let refused: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
@@ -132,12 +135,16 @@ impl SimCluster {
                 member.start_node(&handle)
             })
             .collect();
+        let ids_served = (member_ids.iter().enumerate())
+            .map(|(index, &id)| (index, BTreeSet::from([id])))
+            .collect();
         SimCluster {
             handle,
             nodes,
             disks,
             clocks,
             member_ids,
+            ids_served,
             filter,
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
@@ -197,6 +204,7 @@ impl SimCluster {
         self.specs.push(spec);
         self.clocks.push(member.clock.clone());
         self.member_ids.push(id);
+        self.ids_served.entry(index).or_default().insert(id);
         self.nodes.push(member.start_node(&self.handle));
         index
     }
@@ -233,6 +241,7 @@ impl SimCluster {
         };
         self.disks[index] = disk;
         self.member_ids[index] = id;
+        self.ids_served.entry(index).or_default().insert(id);
         self.retired.remove(&index);
         self.handle.restart(self.nodes[index].id());
         self.note_out();

@@ -472,10 +472,15 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     } else {
         Vec::new()
     };
-    let header_violations: Vec<String> = crate::properties::headers::check(&etcd_record.heard)
-        .err()
-        .into_iter()
+    // Which member ids each client URL ever served.
+    let ids_served: BTreeMap<String, std::collections::BTreeSet<u64>> = (cluster.ids_served.iter())
+        .map(|(&index, ids)| (client_url(index), ids.clone()))
         .collect();
+    let header_violations: Vec<String> =
+        crate::properties::headers::check(&etcd_record.heard, Some(&ids_served))
+            .err()
+            .into_iter()
+            .collect();
     if !etcd_record.reads.is_empty() {
         trace.record(format!(
             "past reads: {} reads at a revision or serializable, {} compactions checked",

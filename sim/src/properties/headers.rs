@@ -5,7 +5,8 @@
 //! - a member id is never 0 and answers from one endpoint only. A member's
 //!   id is never reused (a re-added member gets a new one), so an answer
 //!   naming another member (the leader, say) shows up as one id at two
-//!   endpoints;
+//!   endpoints. Where the ids each endpoint ever served are known (the
+//!   simulator knows them), the id must be one of those;
 //! - a member's raft term is at least 1 and never goes back in real time:
 //!   an answer asked for after another from the same member arrived names
 //!   a term at least as high. A term only grows and is durable before it
@@ -18,7 +19,7 @@
 //!
 //! Headers' revisions are the models' business (`model::etcd`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One answer's header, with who asked, when, and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,8 +37,12 @@ pub struct Heard {
     pub revision: i64,
 }
 
-/// The first header that breaks a rule above, described.
-pub fn check(heard: &[Heard]) -> Result<(), String> {
+/// The first header that breaks a rule above, described; `served`: the
+/// member ids each endpoint ever served, where known.
+pub fn check(
+    heard: &[Heard],
+    served: Option<&BTreeMap<String, BTreeSet<u64>>>,
+) -> Result<(), String> {
     let mut cluster: Option<&Heard> = None;
     let mut endpoints: BTreeMap<u64, &Heard> = BTreeMap::new();
     let mut by_member: BTreeMap<u64, Vec<&Heard>> = BTreeMap::new();
@@ -68,6 +73,15 @@ pub fn check(heard: &[Heard]) -> Result<(), String> {
             Some(_) => {}
             None => {
                 endpoints.insert(answer.member_id, answer);
+            }
+        }
+        if let Some(served) = served {
+            let ids = served.get(&answer.endpoint);
+            if !ids.is_some_and(|ids| ids.contains(&answer.member_id)) {
+                return Err(format!(
+                    "response header: member {:x} answered from {}, which served {:x?}: {answer:?}",
+                    answer.member_id, answer.endpoint, ids
+                ));
             }
         }
         by_member.entry(answer.member_id).or_default().push(answer);
@@ -138,38 +152,55 @@ mod tests {
             heard(35, 50, "a", 1, 2),
             heard(60, 70, "b", 2, 4),
         ];
-        assert_eq!(check(&answers), Ok(()));
+        assert_eq!(check(&answers, None), Ok(()));
     }
 
     #[test]
     fn a_term_that_goes_back_is_caught() {
         let answers = [heard(0, 10, "a", 1, 3), heard(20, 30, "a", 1, 2)];
-        assert!(check(&answers).unwrap_err().contains("term 2 after"));
+        assert!(check(&answers, None).unwrap_err().contains("term 2 after"));
         // Another member may well be behind.
         let answers = [heard(0, 10, "a", 1, 3), heard(20, 30, "b", 2, 2)];
-        assert_eq!(check(&answers), Ok(()));
+        assert_eq!(check(&answers, None), Ok(()));
     }
 
     #[test]
     fn a_member_named_at_two_endpoints_is_caught() {
         let answers = [heard(0, 10, "a", 1, 2), heard(20, 30, "b", 1, 2)];
-        assert!(check(&answers)
+        assert!(check(&answers, None)
             .unwrap_err()
             .contains("answered from a and from b"));
     }
 
     #[test]
+    fn an_id_its_endpoint_never_served_is_caught() {
+        let served = BTreeMap::from([
+            ("a".to_string(), BTreeSet::from([1, 3])),
+            ("b".to_string(), BTreeSet::from([2])),
+        ]);
+        let answers = [heard(0, 10, "a", 1, 2), heard(20, 30, "a", 3, 2)];
+        assert_eq!(check(&answers, Some(&served)), Ok(()));
+        let answers = [heard(0, 10, "b", 3, 2)];
+        assert!(check(&answers, Some(&served))
+            .unwrap_err()
+            .contains("which served"));
+        assert!(check(&[heard(0, 10, "c", 1, 2)], Some(&served)).is_err());
+    }
+
+    #[test]
     fn zero_ids_and_two_clusters_are_caught() {
-        assert!(check(&[heard(0, 10, "a", 0, 2)]).is_err());
-        assert!(check(&[heard(0, 10, "a", 1, 0)]).is_err());
+        assert!(check(&[heard(0, 10, "a", 0, 2)], None).is_err());
+        assert!(check(&[heard(0, 10, "a", 1, 0)], None).is_err());
         // A member just added answers serializable reads before it heard
         // from a leader.
         let mut early = heard(0, 10, "a", 1, 0);
         early.serializable = true;
-        assert_eq!(check(&[early]), Ok(()));
+        assert_eq!(check(&[early], None), Ok(()));
         let mut other = heard(20, 30, "b", 2, 2);
         other.cluster_id = 8;
         let answers = [heard(0, 10, "a", 1, 2), other];
-        assert!(check(&answers).unwrap_err().contains("two cluster ids"));
+        assert!(check(&answers, None)
+            .unwrap_err()
+            .contains("two cluster ids"));
     }
 }
