@@ -962,27 +962,29 @@ impl TxnOp {
 /// etcd's marker for "every key from `key` on" in `range_end`.
 const RANGE_END_ALL: &str = "\0";
 
+/// The keys [`key`, `range_end`) selects, as etcd reads a request's
+/// range; `None` for an empty or inverted interval, which selects nothing.
+pub fn key_interval<'a>(
+    key: &'a str,
+    range_end: Option<&'a str>,
+) -> Option<(std::ops::Bound<&'a str>, std::ops::Bound<&'a str>)> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    match range_end {
+        // An empty range_end is how gRPC spells "absent".
+        None | Some("") => Some((Included(key), Included(key))),
+        Some(RANGE_END_ALL) => Some((Included(key), Unbounded)),
+        Some(end) if end <= key => None,
+        Some(end) => Some((Included(key), Excluded(end))),
+    }
+}
+
 fn range_keys<'a>(
     state: &'a EtcdState,
     key: &'a str,
     range_end: Option<&'a str>,
 ) -> impl Iterator<Item = &'a String> {
-    use std::ops::Bound::{Excluded, Included, Unbounded};
-    let (start, end) = match range_end {
-        // An empty range_end is how gRPC spells "absent".
-        None | Some("") => (Included(key), Included(key)),
-        Some(RANGE_END_ALL) => (Included(key), Unbounded),
-        // etcd answers an empty or inverted interval with nothing.
-        Some(end) if end <= key => (Excluded(key), Included(key)),
-        Some(end) => (Included(key), Excluded(end)),
-    };
-    let bounds = (start, end);
-    let empty = matches!(bounds, (Excluded(_), Included(_)));
-    let iterator = if empty {
-        None
-    } else {
-        Some(state.keys.range::<str, _>(bounds).map(|(key, _)| key))
-    };
+    let iterator = key_interval(key, range_end)
+        .map(|bounds| state.keys.range::<str, _>(bounds).map(|(key, _)| key));
     iterator.into_iter().flatten()
 }
 

@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{Operation, Outcome};
 use crate::model::etcd::{
-    Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions, StoredValue, TxnOp,
+    key_interval, Etcd, EtcdInput, EtcdOutput, EtcdState, KeyValue, RangeOptions, StoredValue,
+    TxnOp,
 };
 use crate::model::{Model, Transition};
 use crate::properties::watch::{self, CompactionSent, Event, Response};
@@ -241,9 +242,11 @@ fn full_reads(history: &[Operation<EtcdInput, EtcdOutput>]) -> BTreeMap<i64, Opt
         };
         let whole = options.is_plain()
             && *more != Some(true)
-            && written
-                .iter()
-                .all(|written| range_holds(key, range_end.as_deref(), written));
+            && key_interval(key, range_end.as_deref()).is_some_and(|interval| {
+                written
+                    .iter()
+                    .all(|written| std::ops::RangeBounds::<&str>::contains(&interval, written))
+            });
         if !whole {
             continue;
         }
@@ -306,15 +309,6 @@ fn written_keys<'h>(input: &'h EtcdInput, keys: &mut BTreeSet<&'h str>) {
             in_ops(failure, keys);
         }
         _ => {}
-    }
-}
-
-/// Whether `k` lies in the range [`key`, `range_end`) as etcd reads it.
-fn range_holds(key: &str, range_end: Option<&str>, k: &str) -> bool {
-    match range_end {
-        None | Some("") => k == key,
-        Some("\0") => k >= key,
-        Some(end) => key <= k && k < end,
     }
 }
 
