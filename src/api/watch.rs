@@ -24,8 +24,30 @@ pub const WATCH_RESPONSES_BUFFERED: usize = 128;
 const AUTO_WATCH_ID: i64 = 0;
 /// The watch id of a progress response that answers the whole stream.
 const STREAM_WIDE_WATCH_ID: i64 = -1;
+/// etcd's `clientv3.InvalidWatchID`: the id of a refused create's answer.
+const INVALID_WATCH_ID: i64 = -1;
 /// etcd's `mvcc.ErrWatcherDuplicateID` text.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+/// etcd's `mvcc.ErrEmptyWatcherRange` text: a range end at or before its
+/// key (other than `"\0"`, every key from the key on) selects nothing.
+const EMPTY_WATCHER_RANGE: &str = "mvcc: watcher range is empty";
+
+/// etcd 3.4.23's answer to a create it refuses: created and cancelled at
+/// once, with watch id -1 (not an id the stream may be using) and the
+/// store's revision.
+fn refused(revision: i64, reason: String) -> WatchResponse {
+    WatchResponse {
+        header: Some(ResponseHeader {
+            revision,
+            ..ResponseHeader::default()
+        }),
+        watch_id: INVALID_WATCH_ID,
+        created: true,
+        canceled: true,
+        cancel_reason: reason,
+        ..WatchResponse::default()
+    }
+}
 
 pub struct WatchService {
     pub server: Server,
@@ -199,39 +221,33 @@ impl Session {
                 Error::InvalidAuthToken | Error::AuthOldRevision | Error::UserEmpty => error,
                 _ => Error::PermissionDenied,
             };
-            let refused = WatchResponse {
-                header: Some(ResponseHeader {
-                    revision: current,
-                    ..ResponseHeader::default()
-                }),
-                watch_id: STREAM_WIDE_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: super::status::go_status_text(&reason),
-                ..WatchResponse::default()
-            };
-            return self.send(refused).await;
+            return self
+                .send(refused(current, super::status::go_status_text(&reason)))
+                .await;
+        }
+        let empty = !create.range_end.is_empty()
+            && create.range_end != [0]
+            && create.key >= create.range_end;
+        if empty {
+            return self
+                .send(refused(current, EMPTY_WATCHER_RANGE.to_string()))
+                .await;
         }
         let id = if create.watch_id == AUTO_WATCH_ID {
             while self.watchers.contains_key(&self.next_id) {
                 self.next_id += 1;
             }
-            self.next_id
+            // As etcd's stream: an id it picked is never picked again, even
+            // once its watch is cancelled.
+            let id = self.next_id;
+            self.next_id += 1;
+            id
         } else if self.watchers.contains_key(&create.watch_id) {
             // etcd 3.4.23 answers with watch id -1, not the one asked for:
             // the watch that holds it stays.
-            let refused = WatchResponse {
-                header: Some(ResponseHeader {
-                    revision: current,
-                    ..ResponseHeader::default()
-                }),
-                watch_id: STREAM_WIDE_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: DUPLICATE_WATCH_ID.to_string(),
-                ..WatchResponse::default()
-            };
-            return self.send(refused).await;
+            return self
+                .send(refused(current, DUPLICATE_WATCH_ID.to_string()))
+                .await;
         } else {
             create.watch_id
         };

@@ -380,6 +380,55 @@ fn a_duplicate_watch_id_is_refused_with_id_minus_one() {
     });
 }
 
+/// The server picks a new id for every watch on a stream, never one a
+/// cancelled watch had, and a create whose range selects nothing (its end
+/// at or before its key) is refused as etcd 3.4.23 refuses it.
+#[test]
+fn watch_ids_are_not_reused_and_an_empty_range_is_refused() {
+    use detcd::proto::etcdserverpb::{
+        watch_request::RequestUnion, WatchCancelRequest, WatchCreateRequest, WatchRequest,
+    };
+    let server = ServerProcess::start(flavor_from_env(), &[]);
+    let url = server.client_url.clone();
+    runtime().block_on(async {
+        let (requests, mut answers) = watching(&url, b"first", 0).await;
+        let cancel = WatchRequest {
+            request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest {
+                watch_id: 0,
+            })),
+        };
+        requests.send(cancel).await.unwrap();
+        let cancelled = within(answers.message()).await.unwrap().unwrap();
+        assert!(
+            cancelled.canceled && cancelled.watch_id == 0,
+            "{cancelled:?}"
+        );
+        let create = |key: &[u8], range_end: &[u8]| WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: key.to_vec(),
+                range_end: range_end.to_vec(),
+                ..Default::default()
+            })),
+        };
+        requests.send(create(b"second", b"")).await.unwrap();
+        let created = within(answers.message()).await.unwrap().unwrap();
+        assert!(created.created && !created.canceled, "{created:?}");
+        assert_eq!(created.watch_id, 1, "id 0 is not handed out again");
+        for (key, range_end) in [(&b"b"[..], &b"a"[..]), (b"b", b"b")] {
+            requests.send(create(key, range_end)).await.unwrap();
+            let refused = within(answers.message()).await.unwrap().unwrap();
+            assert!(refused.created && refused.canceled, "{refused:?}");
+            assert_eq!(refused.watch_id, -1, "{refused:?}");
+            assert_eq!(refused.cancel_reason, "mvcc: watcher range is empty");
+        }
+        // "\0" is not an end before the key: it means every key from it on.
+        requests.send(create(b"b", b"\0")).await.unwrap();
+        let created = within(answers.message()).await.unwrap().unwrap();
+        assert!(created.created && !created.canceled, "{created:?}");
+        assert_eq!(created.watch_id, 2, "a refused create used no id");
+    });
+}
+
 /// `--max-concurrent-streams`: a connection holding as many streams as
 /// the limit gets no other call through until one ends (etcd's default
 /// is no limit short of 2^32-1, not hyper's 200).
