@@ -23,15 +23,16 @@ use crate::proto::etcdserverpb::{
     AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleGrantPermissionRequest,
     AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionRequest,
     AuthRoleRevokePermissionResponse, AuthUserAddRequest, AuthUserAddResponse,
-    AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, AuthenticateRequest, CompactionRequest,
-    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvRequest, HashKvResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberAddRequest, MemberAddResponse,
-    MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
-    MemberRemoveRequest, MemberRemoveResponse, MoveLeaderRequest, MoveLeaderResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest,
-    TxnResponse,
+    AuthUserChangePasswordRequest, AuthUserChangePasswordResponse, AuthUserDeleteRequest,
+    AuthUserDeleteResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse,
+    AuthenticateRequest, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, HashKvRequest, HashKvResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    StatusRequest, StatusResponse, TxnRequest, TxnResponse,
 };
 use crate::proto::v3electionpb::{
     election_client::ElectionClient, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest,
@@ -162,6 +163,24 @@ impl Drop for KeepAlive {
 enum Retry {
     Idempotent,
     OnlyIfUnsent,
+}
+
+/// An Auth service call that changes something: tried where it was not
+/// sent yet, never repeated once it may have applied.
+macro_rules! auth_call {
+    ($method:ident, $request:ty, $response:ty) => {
+        pub async fn $method(&mut self, request: $request) -> Result<$response, ClientError> {
+            self.call(Retry::OnlyIfUnsent, move |channel| {
+                let request = request.clone();
+                async move {
+                    AuthClient::with_interceptor(channel.channel, channel.token)
+                        .$method(request)
+                        .await
+                }
+            })
+            .await
+        }
+    };
 }
 
 impl Client {
@@ -598,80 +617,29 @@ impl Client {
         .await
     }
 
-    pub async fn user_add(
-        &mut self,
-        request: AuthUserAddRequest,
-    ) -> Result<AuthUserAddResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| {
-            let request = request.clone();
-            async move {
-                AuthClient::with_interceptor(channel.channel, channel.token)
-                    .user_add(request)
-                    .await
-            }
-        })
-        .await
-    }
-
-    pub async fn user_grant_role(
-        &mut self,
-        request: AuthUserGrantRoleRequest,
-    ) -> Result<AuthUserGrantRoleResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| {
-            let request = request.clone();
-            async move {
-                AuthClient::with_interceptor(channel.channel, channel.token)
-                    .user_grant_role(request)
-                    .await
-            }
-        })
-        .await
-    }
-
-    pub async fn role_add(
-        &mut self,
-        request: AuthRoleAddRequest,
-    ) -> Result<AuthRoleAddResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| {
-            let request = request.clone();
-            async move {
-                AuthClient::with_interceptor(channel.channel, channel.token)
-                    .role_add(request)
-                    .await
-            }
-        })
-        .await
-    }
-
-    pub async fn role_grant_permission(
-        &mut self,
-        request: AuthRoleGrantPermissionRequest,
-    ) -> Result<AuthRoleGrantPermissionResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| {
-            let request = request.clone();
-            async move {
-                AuthClient::with_interceptor(channel.channel, channel.token)
-                    .role_grant_permission(request)
-                    .await
-            }
-        })
-        .await
-    }
-
-    pub async fn role_revoke_permission(
-        &mut self,
-        request: AuthRoleRevokePermissionRequest,
-    ) -> Result<AuthRoleRevokePermissionResponse, ClientError> {
-        self.call(Retry::OnlyIfUnsent, move |channel| {
-            let request = request.clone();
-            async move {
-                AuthClient::with_interceptor(channel.channel, channel.token)
-                    .role_revoke_permission(request)
-                    .await
-            }
-        })
-        .await
-    }
+    auth_call!(user_add, AuthUserAddRequest, AuthUserAddResponse);
+    auth_call!(
+        user_grant_role,
+        AuthUserGrantRoleRequest,
+        AuthUserGrantRoleResponse
+    );
+    auth_call!(
+        user_change_password,
+        AuthUserChangePasswordRequest,
+        AuthUserChangePasswordResponse
+    );
+    auth_call!(user_delete, AuthUserDeleteRequest, AuthUserDeleteResponse);
+    auth_call!(role_add, AuthRoleAddRequest, AuthRoleAddResponse);
+    auth_call!(
+        role_grant_permission,
+        AuthRoleGrantPermissionRequest,
+        AuthRoleGrantPermissionResponse
+    );
+    auth_call!(
+        role_revoke_permission,
+        AuthRoleRevokePermissionRequest,
+        AuthRoleRevokePermissionResponse
+    );
 
     /// Tries the preferred endpoint, then each other one, as `retry` allows.
     async fn call<T, F, Fut>(&mut self, retry: Retry, mut attempt: F) -> Result<T, ClientError>
