@@ -133,10 +133,40 @@ pub enum Sabotage {
     /// lease (a revoke's, an expiry's), as if only a client's delete made
     /// an event.
     WatchSkipsLeaseDeletes = 38,
+    /// A watch from now (start revision 0) also delivers the current
+    /// revision's events (only a watch created without a start revision
+    /// sees).
+    WatchFromNowReplaysCurrent = 39,
+    /// A compaction's answer carries the compacted revision in its header,
+    /// not the store's current one.
+    CompactionAnsweredAtItsRevision = 40,
+    /// A compaction at the compact revision itself is accepted (etcd
+    /// refuses it as compacted).
+    RecompactionAccepted = 41,
+    /// HashKV at a past revision hashes the history up to the current one.
+    HashKvIgnoresRevision = 42,
+    /// A watch on one key also hears the keys it is a prefix of.
+    SingleKeyWatchMatchesPrefix = 43,
+    /// A cancelled watch is answered as cancelled but keeps delivering.
+    CancelledWatchStays = 44,
+    /// A txn that puts one key twice in one branch is accepted (etcd
+    /// refuses it: "duplicate key given in txn request").
+    TxnDuplicateKeysAccepted = 45,
+    /// A lease asked for below the minimum TTL is granted as asked (etcd
+    /// raises it to the minimum, so it outlives an election).
+    LeaseMinTtlIgnored = 46,
+    /// A write permission also allows reading its keys.
+    AuthWriteGrantsRead = 47,
+    /// A user's tokens stay good after its password changes.
+    PasswordChangeKeepsTokens = 48,
+    /// A txn that writes is not checked for ranges at compacted or future
+    /// revisions before it runs: its writes before such a range happen,
+    /// though it is refused.
+    TxnRangeRevisionUnchecked = 49,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 38] = [
+    pub const ALL: [Sabotage; 49] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -175,6 +205,17 @@ impl Sabotage {
         Sabotage::HeaderNamesTheLeader,
         Sabotage::WatchDropsPrevKv,
         Sabotage::WatchSkipsLeaseDeletes,
+        Sabotage::WatchFromNowReplaysCurrent,
+        Sabotage::CompactionAnsweredAtItsRevision,
+        Sabotage::RecompactionAccepted,
+        Sabotage::HashKvIgnoresRevision,
+        Sabotage::SingleKeyWatchMatchesPrefix,
+        Sabotage::CancelledWatchStays,
+        Sabotage::TxnDuplicateKeysAccepted,
+        Sabotage::LeaseMinTtlIgnored,
+        Sabotage::AuthWriteGrantsRead,
+        Sabotage::PasswordChangeKeepsTokens,
+        Sabotage::TxnRangeRevisionUnchecked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -218,6 +259,17 @@ impl Sabotage {
             Sabotage::HeaderNamesTheLeader => "header-names-the-leader",
             Sabotage::WatchDropsPrevKv => "watch-drops-prev-kv",
             Sabotage::WatchSkipsLeaseDeletes => "watch-skips-lease-deletes",
+            Sabotage::WatchFromNowReplaysCurrent => "watch-from-now-replays-current",
+            Sabotage::CompactionAnsweredAtItsRevision => "compaction-answered-at-its-revision",
+            Sabotage::RecompactionAccepted => "recompaction-accepted",
+            Sabotage::HashKvIgnoresRevision => "hash-kv-ignores-revision",
+            Sabotage::SingleKeyWatchMatchesPrefix => "single-key-watch-matches-prefix",
+            Sabotage::CancelledWatchStays => "cancelled-watch-stays",
+            Sabotage::TxnDuplicateKeysAccepted => "txn-duplicate-keys-accepted",
+            Sabotage::LeaseMinTtlIgnored => "lease-min-ttl-ignored",
+            Sabotage::AuthWriteGrantsRead => "auth-write-grants-read",
+            Sabotage::PasswordChangeKeepsTokens => "password-change-keeps-tokens",
+            Sabotage::TxnRangeRevisionUnchecked => "txn-range-revision-unchecked",
         }
     }
 
@@ -302,6 +354,17 @@ impl Sabotage {
             Sabotage::WatchSkipsLeaseDeletes => {
                 "a watch leaves out the deletes of keys that were attached to a lease"
             }
+            Sabotage::WatchFromNowReplaysCurrent => "a watch from now also delivers the current revision's events",
+            Sabotage::CompactionAnsweredAtItsRevision => "a compaction's answer header carries the compacted revision",
+            Sabotage::RecompactionAccepted => "a compaction at the compact revision itself is accepted",
+            Sabotage::HashKvIgnoresRevision => "HashKV at a past revision hashes the current revision",
+            Sabotage::SingleKeyWatchMatchesPrefix => "a watch on one key also hears the keys it is a prefix of",
+            Sabotage::CancelledWatchStays => "a cancelled watch is answered as cancelled but keeps delivering",
+            Sabotage::TxnDuplicateKeysAccepted => "a txn that puts one key twice in one branch is accepted",
+            Sabotage::LeaseMinTtlIgnored => "a lease asked for below the minimum TTL is granted as asked",
+            Sabotage::AuthWriteGrantsRead => "a write permission also allows reading its keys",
+            Sabotage::PasswordChangeKeepsTokens => "a user's tokens stay good after its password changes",
+            Sabotage::TxnRangeRevisionUnchecked => "a txn that writes is not checked for ranges at bad revisions before it runs",
         }
     }
 

@@ -132,7 +132,7 @@ impl EtcdLog {
 /// checks take them.
 pub fn compactions_sent(compactions: &[Compaction]) -> Vec<CompactionSent> {
     (compactions.iter())
-        .filter(|compaction| compaction.outcome != CompactionOutcome::Refused)
+        .filter(|compaction| compaction.outcome.may_have_applied())
         .map(|compaction| CompactionSent {
             revision: compaction.revision,
             sent_ns: compaction.invoke_ns,
@@ -647,6 +647,10 @@ pub async fn client(setup: EtcdClient) {
     }
 }
 
+/// etcd's refusal of a revision compacted away, and of one not yet written.
+const COMPACTED: &str = "required revision has been compacted";
+const FUTURE_REVISION: &str = "required revision is a future revision";
+
 /// Runs and records a read at a revision, a serializable read or a
 /// compaction.
 async fn perform_side(
@@ -681,18 +685,10 @@ async fn perform_side(
                     count: response.count,
                     more: response.more,
                 },
-                Err(ClientError::Server(status))
-                    if status
-                        .message()
-                        .contains("required revision has been compacted") =>
-                {
+                Err(ClientError::Server(status)) if status.message().contains(COMPACTED) => {
                     ReadOutcome::Compacted
                 }
-                Err(ClientError::Server(status))
-                    if status
-                        .message()
-                        .contains("required revision is a future revision") =>
-                {
+                Err(ClientError::Server(status)) if status.message().contains(FUTURE_REVISION) => {
                     ReadOutcome::FutureRevision
                 }
                 Err(_) => ReadOutcome::Failed,
@@ -717,10 +713,18 @@ async fn perform_side(
             let outcome = match client.compact(request).await {
                 Ok(response) => {
                     log.hear(id, (invoke_ns, now()), (client, false), response.header);
-                    CompactionOutcome::Acknowledged
+                    CompactionOutcome::Acknowledged {
+                        header_revision: response.header.map_or(0, |header| header.revision),
+                    }
                 }
-                Err(error) if !error.may_have_applied() => CompactionOutcome::Refused,
-                Err(_) => CompactionOutcome::Unknown,
+                Err(error) if error.may_have_applied() => CompactionOutcome::Unknown,
+                Err(ClientError::Server(status)) if status.message().contains(COMPACTED) => {
+                    CompactionOutcome::RefusedCompacted
+                }
+                Err(ClientError::Server(status)) if status.message().contains(FUTURE_REVISION) => {
+                    CompactionOutcome::RefusedFuture
+                }
+                Err(_) => CompactionOutcome::Refused,
             };
             log.compactions.lock().unwrap().push(Compaction {
                 invoke_ns,

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 38] = [
+pub const SABOTAGES: [(&str, &str); 49] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -220,4 +220,15 @@ pub const SABOTAGES: [(&str, &str); 38] = [
         "watch-skips-lease-deletes",
         "a watch leaves out the deletes of keys that were attached to a lease",
     ),
+    ("watch-from-now-replays-current", "a watch from now also delivers the current revision's events"),
+    ("compaction-answered-at-its-revision", "a compaction's answer header carries the compacted revision"),
+    ("recompaction-accepted", "a compaction at the compact revision itself is accepted"),
+    ("hash-kv-ignores-revision", "HashKV at a past revision hashes the current revision"),
+    ("single-key-watch-matches-prefix", "a watch on one key also hears the keys it is a prefix of"),
+    ("cancelled-watch-stays", "a cancelled watch is answered as cancelled but keeps delivering"),
+    ("txn-duplicate-keys-accepted", "a txn that puts one key twice in one branch is accepted"),
+    ("lease-min-ttl-ignored", "a lease asked for below the minimum TTL is granted as asked"),
+    ("auth-write-grants-read", "a write permission also allows reading its keys"),
+    ("password-change-keeps-tokens", "a user's tokens stay good after its password changes"),
+    ("txn-range-revision-unchecked", "a txn that writes is not checked for ranges at bad revisions before it runs"),
 ];

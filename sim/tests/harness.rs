@@ -380,3 +380,58 @@ fn watch_filters_swapped_is_caught() {
 fn member_id_reused_is_caught_with_churn() {
     caught("member-id-reused");
 }
+
+#[test]
+fn watch_from_now_replays_current_is_caught() {
+    caught("watch-from-now-replays-current");
+}
+
+#[test]
+fn compaction_answered_at_its_revision_is_caught() {
+    caught_in("compaction-answered-at-its-revision", "etcd");
+}
+
+#[test]
+fn recompaction_accepted_is_caught() {
+    caught("recompaction-accepted");
+}
+
+#[test]
+fn hash_kv_ignores_revision_is_caught() {
+    caught("hash-kv-ignores-revision");
+}
+
+#[test]
+fn single_key_watch_matches_prefix_is_caught() {
+    caught("single-key-watch-matches-prefix");
+}
+
+#[test]
+fn cancelled_watch_stays_is_caught() {
+    caught("cancelled-watch-stays");
+}
+
+#[test]
+fn txn_duplicate_keys_accepted_is_caught() {
+    caught("txn-duplicate-keys-accepted");
+}
+
+#[test]
+fn lease_min_ttl_ignored_is_caught() {
+    caught("lease-min-ttl-ignored");
+}
+
+#[test]
+fn auth_write_grants_read_is_caught() {
+    caught("auth-write-grants-read");
+}
+
+#[test]
+fn password_change_keeps_tokens_is_caught() {
+    caught("password-change-keeps-tokens");
+}
+
+#[test]
+fn txn_range_revision_unchecked_is_caught() {
+    caught("txn-range-revision-unchecked");
+}

@@ -140,6 +140,10 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<Interval
         let Some(request_op::Request::RequestPut(put)) = &op.request else {
             continue;
         };
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::TxnDuplicateKeysAccepted) {
+            continue;
+        }
         if puts.contains(&put.key) || deleted(&deletes, &put.key) {
             return Err(Error::DuplicateKey);
         }

@@ -175,7 +175,16 @@ impl Session {
             Some(RequestUnion::CancelRequest(cancel)) => {
                 self.fragmenting.remove(&cancel.watch_id);
                 self.heard.remove(&cancel.watch_id);
-                if self.watchers.remove(&cancel.watch_id).is_some() {
+                #[cfg(madsim)]
+                let stays = crate::sabotage::active(crate::sabotage::Sabotage::CancelledWatchStays);
+                #[cfg(not(madsim))]
+                let stays = false;
+                let had = if stays {
+                    self.watchers.contains_key(&cancel.watch_id)
+                } else {
+                    self.watchers.remove(&cancel.watch_id).is_some()
+                };
+                if had {
                     self.send(WatchResponse {
                         watch_id: cancel.watch_id,
                         canceled: true,

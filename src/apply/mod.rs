@@ -574,6 +574,12 @@ impl StateMachine {
 
     fn compact(&mut self, request: &CompactionRequest) -> Result<CompactionResponse, Error> {
         self.store.compact(request.revision)?;
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::CompactionAnsweredAtItsRevision) {
+            return Ok(CompactionResponse {
+                header: Some(header(request.revision)),
+            });
+        }
         Ok(CompactionResponse {
             header: Some(header(self.store.current_revision())),
         })

@@ -253,6 +253,10 @@ impl AuthStore {
         let user = self.users.get_mut(name).ok_or(Error::UserNotFound)?;
         user.password_hash = password_hash.to_vec();
         self.bump();
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::PasswordChangeKeepsTokens) {
+            return Ok(TokenEffect::None);
+        }
         Ok(TokenEffect::InvalidateUser(name.to_string()))
     }
 
@@ -576,6 +580,12 @@ impl AuthStore {
 }
 
 fn allows(granted: PermType, access: Access) -> bool {
+    #[cfg(madsim)]
+    if granted == PermType::Write
+        && crate::sabotage::active(crate::sabotage::Sabotage::AuthWriteGrantsRead)
+    {
+        return true;
+    }
     matches!(
         (granted, access),
         (PermType::Readwrite, _)

@@ -45,6 +45,13 @@ impl Store {
         } else {
             revision
         };
+        #[cfg(madsim)]
+        let revision = if crate::sabotage::active(crate::sabotage::Sabotage::HashKvIgnoresRevision)
+        {
+            current_revision
+        } else {
+            revision
+        };
         let mut keep = BTreeSet::new();
         for key_index in self.key_indexes() {
             key_index.keep(revision, &mut keep);

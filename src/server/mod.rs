@@ -504,7 +504,13 @@ impl Server {
         if request.ttl > crate::lease::MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge);
         }
-        request.ttl = request.ttl.max(self.limits.min_lease_ttl);
+        #[cfg(madsim)]
+        let raised = !crate::sabotage::active(crate::sabotage::Sabotage::LeaseMinTtlIgnored);
+        #[cfg(not(madsim))]
+        let raised = true;
+        if raised {
+            request.ttl = request.ttl.max(self.limits.min_lease_ttl);
+        }
         match self.propose(Request::LeaseGrant(request)).await? {
             Response::LeaseGrant(response) => Ok(response),
             other => unreachable!("lease grant answered with {other:?}"),

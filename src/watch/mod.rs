@@ -60,6 +60,14 @@ impl Watcher {
         } else {
             current_revision + 1
         };
+        #[cfg(madsim)]
+        let next_revision = if start_revision == 0
+            && crate::sabotage::active(crate::sabotage::Sabotage::WatchFromNowReplaysCurrent)
+        {
+            current_revision
+        } else {
+            next_revision
+        };
         Watcher {
             id,
             key,
@@ -94,6 +102,12 @@ impl Watcher {
     }
 
     fn covers(&self, key: &[u8]) -> bool {
+        #[cfg(madsim)]
+        if self.range_end.is_empty()
+            && crate::sabotage::active(crate::sabotage::Sabotage::SingleKeyWatchMatchesPrefix)
+        {
+            return key.starts_with(&self.key);
+        }
         match self.range_end.as_slice() {
             [] => key == self.key.as_slice(),
             [0] => key >= self.key.as_slice(),

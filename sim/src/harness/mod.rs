@@ -13,6 +13,7 @@
 //! judges them, reads the one global clock on purpose.
 #![allow(clippy::disallowed_methods)]
 
+pub mod api_probe;
 pub mod auth;
 pub mod churn;
 pub mod cluster;

@@ -19,6 +19,7 @@ use crate::model::kv::{Kv, KvInput, KvOutput};
 use crate::properties::convergence::{self, Judgement, MemberView};
 use crate::properties::watch::{self, CompactionSent, Filter};
 
+use super::api_probe;
 use super::auth::{self, AuthLog};
 use super::cluster::{client_url, SimCluster};
 use super::hostile;
@@ -414,6 +415,23 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     };
     watch_log.lock().unwrap().stop = true;
     filtered_log.lock().unwrap().stop = true;
+    // Last, as it writes: paths no workload takes, once. The auth
+    // workload's cluster may still have auth on, which the probe is not.
+    let outcome = match outcome {
+        Outcome::Pass if options.workload != crate::options::Workload::Auth => {
+            let endpoint = client_url(cluster.serving()[0]);
+            trace.record(format!("probing requests no workload sends on {endpoint}"));
+            let probed = observer
+                .spawn(async move {
+                    api_probe::probe(&endpoint).await?;
+                    api_probe::probe_auth(&endpoint).await
+                })
+                .await
+                .expect("api probe task");
+            probed.map_or_else(Outcome::Violation, |()| Outcome::Pass)
+        }
+        other => other,
+    };
     let outcome = match (outcome, refused_without_cause(&cluster, &trace)) {
         (Outcome::Pass | Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
         (outcome, _) => outcome,

@@ -69,7 +69,7 @@ pub enum ReadOutcome {
 }
 
 /// One compaction the workload asked for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Compaction {
     pub invoke_ns: u64,
     pub complete_ns: u64,
@@ -79,11 +79,25 @@ pub struct Compaction {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompactionOutcome {
-    Acknowledged,
-    /// Refused (already compacted there, or a future revision): not applied.
+    /// Answered, with the answer's header revision.
+    Acknowledged { header_revision: i64 },
+    /// Refused as compacted already at or past its revision: not applied.
+    RefusedCompacted,
+    /// Refused as a future revision: not applied.
+    RefusedFuture,
+    /// Refused for another reason: not applied.
     Refused,
     /// No answer: it may have applied.
     Unknown,
+}
+
+impl CompactionOutcome {
+    pub fn may_have_applied(self) -> bool {
+        matches!(
+            self,
+            CompactionOutcome::Acknowledged { .. } | CompactionOutcome::Unknown
+        )
+    }
 }
 
 /// The store at each revision, as the acknowledged writes rebuild it:
@@ -493,7 +507,7 @@ pub fn check(
                     }
                     if read.revision > 0 {
                         if let Some(compaction) = compactions.iter().find(|compaction| {
-                            compaction.outcome == CompactionOutcome::Acknowledged
+                            matches!(compaction.outcome, CompactionOutcome::Acknowledged { .. })
                                 && compaction.revision > read.revision
                                 && compaction.complete_ns < read.invoke_ns
                         }) {
@@ -527,7 +541,7 @@ pub fn check(
             }
             ReadOutcome::Compacted => {
                 let explained = compactions.iter().any(|compaction| {
-                    compaction.outcome != CompactionOutcome::Refused
+                    compaction.outcome.may_have_applied()
                         && compaction.revision > read.revision
                         && compaction.invoke_ns < read.complete_ns
                 });
@@ -548,6 +562,80 @@ pub fn check(
                 }
             }
             ReadOutcome::Failed => {}
+        }
+    }
+    violations.extend(check_compactions(compactions, acknowledged_before));
+    violations
+}
+
+/// etcd's answers to compactions: one at revision R applies when R is
+/// past the compact revision and at most the current revision, and its
+/// answer's header is at the current revision. So an acknowledged one
+/// answers at R or later, and at every revision acknowledged before it
+/// was sent, unless a compaction at R or past it had been acknowledged
+/// before; a refusal as compacted needs another compaction at R or past
+/// it that may have applied, sent before the answer; a refusal as a future
+/// revision needs R past every revision acknowledged before it was sent.
+fn check_compactions(
+    compactions: &[Compaction],
+    acknowledged_before: impl Fn(u64) -> i64,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    for (index, compaction) in compactions.iter().enumerate() {
+        let revision = compaction.revision;
+        let what = || format!("a compaction at revision {revision}");
+        let floor = acknowledged_before(compaction.invoke_ns);
+        let others = || {
+            (compactions.iter().enumerate())
+                .filter(move |&(other, _)| other != index)
+                .map(|(_, other)| other)
+        };
+        match compaction.outcome {
+            CompactionOutcome::Acknowledged { header_revision } => {
+                if header_revision < revision.max(floor) {
+                    violations.push(format!(
+                        "{}: acknowledged at header revision {header_revision}, below its \
+                         revision or revision {floor}, acknowledged before it was sent",
+                        what()
+                    ));
+                }
+                let covered = others().find(|other| {
+                    matches!(other.outcome, CompactionOutcome::Acknowledged { .. })
+                        && other.revision >= revision
+                        && other.complete_ns < compaction.invoke_ns
+                });
+                if let Some(covered) = covered {
+                    violations.push(format!(
+                        "{}: acknowledged, though a compaction at {} had been acknowledged \
+                         before it was sent (etcd refuses it as compacted)",
+                        what(),
+                        covered.revision
+                    ));
+                }
+            }
+            CompactionOutcome::RefusedCompacted => {
+                let explained = others().any(|other| {
+                    other.outcome.may_have_applied()
+                        && other.revision >= revision
+                        && other.invoke_ns < compaction.complete_ns
+                });
+                if !explained {
+                    violations.push(format!(
+                        "{}: refused as compacted, but no compaction at it or past it had \
+                         been sent",
+                        what()
+                    ));
+                }
+            }
+            CompactionOutcome::RefusedFuture if revision <= floor => {
+                violations.push(format!(
+                    "{}: refused as a future revision after revision {floor} was acknowledged",
+                    what()
+                ));
+            }
+            CompactionOutcome::RefusedFuture
+            | CompactionOutcome::Refused
+            | CompactionOutcome::Unknown => {}
         }
     }
     violations

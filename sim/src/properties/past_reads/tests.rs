@@ -123,6 +123,55 @@ fn a_serializable_read_must_list_the_store_at_its_header_revision() {
     );
 }
 
+fn acknowledged(header_revision: i64) -> CompactionOutcome {
+    CompactionOutcome::Acknowledged { header_revision }
+}
+
+/// `history()` acknowledges revision 2 at 11, 3 at 21 and 4 at 31.
+#[test]
+fn compactions_are_answered_as_etcd_answers_them() {
+    let model = Etcd::default();
+    let judged = |compactions: &[Compaction]| check(&model, &history(), &[], compactions);
+    // Answered at the head, after the writes before it.
+    assert!(judged(&[compaction(3, 40, acknowledged(4))]).is_empty());
+    let found = judged(&[compaction(3, 40, acknowledged(3))]);
+    assert!(found[0].contains("header revision 3"), "{found:?}");
+    let found = judged(&[compaction(4, 25, acknowledged(3))]);
+    assert!(found[0].contains("below its revision"), "{found:?}");
+    // A second compaction at or below one acknowledged before it is sent
+    // is refused as compacted; sent before that answer, either may win.
+    let first = compaction(3, 40, acknowledged(4));
+    for at in [2, 3] {
+        let found = judged(&[first, compaction(at, 50, acknowledged(4))]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("compaction at 3 had been"), "{found:?}");
+        assert!(judged(&[
+            first,
+            compaction(at, 50, CompactionOutcome::RefusedCompacted)
+        ])
+        .is_empty());
+        assert!(judged(&[first, compaction(at, 42, acknowledged(4))]).is_empty());
+    }
+    // A refusal as compacted needs a compaction at or past it.
+    let found = judged(&[compaction(3, 40, CompactionOutcome::RefusedCompacted)]);
+    assert!(found[0].contains("refused as compacted"), "{found:?}");
+    let lower = compaction(2, 30, CompactionOutcome::Unknown);
+    let refused = compaction(3, 40, CompactionOutcome::RefusedCompacted);
+    assert_eq!(judged(&[lower, refused]).len(), 1);
+    let unanswered = compaction(3, 30, CompactionOutcome::Unknown);
+    assert!(judged(&[unanswered, refused]).is_empty());
+    let refused_too = compaction(4, 30, CompactionOutcome::Refused);
+    assert_eq!(judged(&[refused_too, refused]).len(), 1);
+    // A future revision is one no answer reached before it was sent.
+    assert!(judged(&[compaction(5, 40, CompactionOutcome::RefusedFuture)]).is_empty());
+    assert!(judged(&[compaction(4, 25, CompactionOutcome::RefusedFuture)]).is_empty());
+    let found = judged(&[compaction(4, 40, CompactionOutcome::RefusedFuture)]);
+    assert!(
+        found[0].contains("after revision 4 was acknowledged"),
+        "{found:?}"
+    );
+}
+
 #[test]
 fn compaction_refusals_must_be_explained_and_acknowledged_ones_obeyed() {
     let model = Etcd::default();
@@ -133,14 +182,14 @@ fn compaction_refusals_must_be_explained_and_acknowledged_ones_obeyed() {
     );
     let sent = compaction(3, 50, CompactionOutcome::Unknown);
     assert!(check(&model, &history(), std::slice::from_ref(&refused), &[sent]).is_empty());
-    let not_past_it = compaction(2, 50, CompactionOutcome::Acknowledged);
+    let not_past_it = compaction(2, 50, acknowledged(4));
     assert_eq!(
         check(&model, &history(), &[refused], &[not_past_it]).len(),
         1
     );
 
     let answered = read(2, false, ok(4, vec![kv("a", "1", 2, 2, 1)]));
-    let done = compaction(3, 50, CompactionOutcome::Acknowledged);
+    let done = compaction(3, 50, acknowledged(4));
     let found = check(
         &model,
         &history(),

@@ -1,0 +1,690 @@
+//! Requests no workload sends, probed once per run on a member of the
+//! healed cluster, each answer held to etcd 3.4.23's: watches from "now"
+//! (start revision 0), over one key and from a key on, a cancel, the ids
+//! a stream picks, an empty watch range; HashKV at a past revision; a
+//! compaction at the compact revision again, and at a future one; puts
+//! and txns etcd refuses; a lease below the minimum TTL. The
+//! workloads judge the paths they use under faults; these run once, with
+//! no fault, so that a bug on a path no workload takes is still seen.
+//!
+//! The probe writes keys under [`PREFIX`], which no workload reads or
+//! watches, after every other check of the run's history is done.
+
+use std::time::Duration;
+
+use clap::Parser;
+use detcd::client::{Client, ClientError};
+use detcd::config::{Config, DEFAULT_MAX_TXN_OPS};
+use detcd::proto::authpb::{permission::Type as PermType, Permission};
+use detcd::proto::etcdserverpb::{
+    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    request_op, watch_client::WatchClient, watch_request::RequestUnion, AuthRoleAddRequest,
+    AuthRoleGrantPermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
+    AuthUserDeleteRequest, AuthUserGrantRoleRequest, CompactionRequest, HashKvRequest,
+    LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// The probe's keys: outside every workload's range.
+pub const PREFIX: &str = "zz-probe/";
+/// How long the probe waits for one answer: far longer than a quiet
+/// cluster takes.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// `Err` names what the member answered against etcd's behaviour; a
+/// member that does not answer at all proves nothing and passes.
+pub async fn probe(endpoint: &str) -> Result<(), String> {
+    let Ok(mut kv) = KvClient::connect(endpoint.to_string()).await else {
+        return Ok(());
+    };
+    let Ok(mut maintenance) = MaintenanceClient::connect(endpoint.to_string()).await else {
+        return Ok(());
+    };
+    let Ok(mut watches) = WatchClient::connect(endpoint.to_string()).await else {
+        return Ok(());
+    };
+    let key = |name: &str| format!("{PREFIX}{name}").into_bytes();
+    // A member that takes no write proves nothing.
+    if put(&mut kv, key("a")).await.is_none() {
+        return Ok(());
+    }
+    // The store's hash now, to ask for again at this revision later.
+    let Ok(hashed) = maintenance.hash_kv(HashKvRequest { revision: 0 }).await else {
+        return Ok(());
+    };
+    let hashed = hashed.into_inner();
+    let hashed_at = hashed.header.map_or(0, |header| header.revision);
+    refusals(endpoint, &mut kv).await?;
+
+    // The current revision is a put of the one key, which a watch from
+    // now must not hear.
+    if put(&mut kv, key("a")).await.is_none() {
+        return Ok(());
+    }
+    let (requests, outbound) = mpsc::channel(8);
+    let Ok(answers) = watches.watch(ReceiverStream::new(outbound)).await else {
+        return Ok(());
+    };
+    let mut stream = Stream {
+        requests,
+        answers: answers.into_inner(),
+    };
+    let one_key = stream.create(key("a"), vec![]).await?;
+    let from_key = stream.create(key("b"), vec![0]).await?;
+    let created_at = one_key.1.max(from_key.1);
+    if one_key.0 == from_key.0 {
+        return Err(format!(
+            "two watches on one stream got the same id {}",
+            one_key.0
+        ));
+    }
+    // Only "a" is the one key's; only "b" on (not "a0") is the other's.
+    let (Some(_), Some(b), Some(a)) = (
+        put(&mut kv, key("a0")).await,
+        put(&mut kv, key("b")).await,
+        put(&mut kv, key("a")).await,
+    ) else {
+        return Ok(());
+    };
+    let heard = stream.events_until_progress().await?;
+    let expected = [(from_key.0, b, key("b")), (one_key.0, a, key("a"))];
+    if heard != expected {
+        return Err(format!(
+            "watches from now (start revision 0, created at revision {created_at}) on the one \
+             key {PREFIX}a (id {}) and from the key {PREFIX}b on (id {}) heard {} after puts \
+             of {PREFIX}a0, then {PREFIX}b at {b}, then {PREFIX}a at {a}",
+            one_key.0,
+            from_key.0,
+            describe(&heard)
+        ));
+    }
+
+    // A cancelled watch hears nothing more, and its id is not picked again.
+    stream.cancel(one_key.0).await?;
+    let (Some(_), Some(b)) = (put(&mut kv, key("a")).await, put(&mut kv, key("b")).await) else {
+        return Ok(());
+    };
+    let heard = stream.events_until_progress().await?;
+    if heard != [(from_key.0, b, key("b"))] {
+        return Err(format!(
+            "after watch {} was cancelled, puts of {PREFIX}a, then {PREFIX}b at {b} were heard \
+             as {}",
+            one_key.0,
+            describe(&heard)
+        ));
+    }
+    let again = stream.create(key("c"), vec![]).await?;
+    if again.0 == one_key.0 {
+        return Err(format!(
+            "a new watch got the id {} of a cancelled one (etcd never picks an id twice on a \
+             stream)",
+            again.0
+        ));
+    }
+
+    // A range that selects nothing is refused.
+    stream.send(create_request(key("b"), key("a"))).await?;
+    let refused = stream.next().await?;
+    let refused_as_etcd = refused.created
+        && refused.canceled
+        && refused.watch_id == -1
+        && refused.cancel_reason == "mvcc: watcher range is empty";
+    if !refused_as_etcd {
+        return Err(format!(
+            "a watch on [{PREFIX}b, {PREFIX}a) was answered {refused:?}, not refused as an \
+             empty range"
+        ));
+    }
+
+    // The hash at a past revision is the hash the store had then.
+    let Ok(past) = maintenance
+        .hash_kv(HashKvRequest {
+            revision: hashed_at,
+        })
+        .await
+    else {
+        return Ok(());
+    };
+    let past = past.into_inner();
+    if past.compact_revision == hashed.compact_revision && past.hash != hashed.hash {
+        return Err(format!(
+            "HashKV at revision {hashed_at} is {:#x}, but at that revision it was {:#x}",
+            past.hash, hashed.hash
+        ));
+    }
+
+    // Compacting at the head is allowed once; again, or past the head, it
+    // is refused.
+    let head = b;
+    let compact = |revision| CompactionRequest {
+        revision,
+        physical: false,
+    };
+    let Ok(Ok(compacted)) = tokio::time::timeout(ANSWER_WAIT, kv.compact(compact(head))).await
+    else {
+        return Ok(());
+    };
+    let answered_at = compacted
+        .into_inner()
+        .header
+        .map_or(0, |header| header.revision);
+    if answered_at < head {
+        return Err(format!(
+            "a compaction at revision {head} was answered at header revision {answered_at}"
+        ));
+    }
+    for (revision, refusal) in [
+        (head, "required revision has been compacted"),
+        (head + FUTURE, "required revision is a future revision"),
+    ] {
+        match tokio::time::timeout(ANSWER_WAIT, kv.compact(compact(revision))).await {
+            Ok(Err(status)) if status.message().contains(refusal) => {}
+            // Not a refusal of the revision (a passing failure): proves nothing.
+            Ok(Err(status)) if !status.message().contains("required revision") => {
+                return Ok(());
+            }
+            Ok(answer) => {
+                return Err(format!(
+                    "a compaction at revision {revision}, after one at {head}, was answered \
+                     {answer:?}, not refused with {refusal:?}"
+                ))
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+    txn_reading_past_revisions(&mut kv, head).await
+}
+
+/// A txn that writes and reads at a revision compacted away, or not yet
+/// written, is refused whole: its put does not happen either.
+async fn txn_reading_past_revisions(
+    kv: &mut KvClient<tonic::transport::Channel>,
+    compacted_at: i64,
+) -> Result<(), String> {
+    let key = format!("{PREFIX}txn").into_bytes();
+    for (revision, refusal) in [
+        (compacted_at - 1, "required revision has been compacted"),
+        (
+            compacted_at + FUTURE,
+            "required revision is a future revision",
+        ),
+    ] {
+        let put = RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: key.clone(),
+                ..PutRequest::default()
+            })),
+        };
+        let range = RequestOp {
+            request: Some(request_op::Request::RequestRange(RangeRequest {
+                key: format!("{PREFIX}a").into_bytes(),
+                revision,
+                ..RangeRequest::default()
+            })),
+        };
+        let txn = TxnRequest {
+            success: vec![put, range],
+            ..TxnRequest::default()
+        };
+        let answer = match tokio::time::timeout(ANSWER_WAIT, kv.txn(txn)).await {
+            Ok(Err(status)) if passing(&status) => return Ok(()),
+            Ok(answer) => answer,
+            Err(_) => return Ok(()),
+        };
+        let Some(written) = exists(kv, &key).await else {
+            return Ok(());
+        };
+        let refused = matches!(&answer, Err(status) if status.message().contains(refusal));
+        if written || !refused {
+            return Err(format!(
+                "a txn putting {} and reading at revision {revision} (compacted at \
+                 {compacted_at}) was answered {answer:?}{}, not refused whole with {refusal:?}",
+                String::from_utf8_lossy(&key),
+                if written {
+                    ", and its put happened"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Requests etcd refuses before they reach raft, refused alike and
+/// writing nothing, and a lease asked for with a TTL below the minimum,
+/// granted with the minimum.
+async fn refusals(
+    endpoint: &str,
+    kv: &mut KvClient<tonic::transport::Channel>,
+) -> Result<(), String> {
+    let put = |key: &[u8]| RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.to_vec(),
+            ..PutRequest::default()
+        })),
+    };
+    let key = format!("{PREFIX}refused").into_bytes();
+    let txn = |ops: Vec<RequestOp>| TxnRequest {
+        success: ops,
+        ..TxnRequest::default()
+    };
+    let refused = [
+        (
+            "a put of the empty key",
+            kv.put(PutRequest::default()).await.map(|_| ()),
+            "etcdserver: key is not provided",
+        ),
+        (
+            "a txn putting one key twice",
+            kv.txn(txn(vec![put(&key), put(&key)])).await.map(|_| ()),
+            "etcdserver: duplicate key given in txn request",
+        ),
+        (
+            "a txn of one op more than --max-txn-ops",
+            (kv.txn(txn(vec![put(&key); DEFAULT_MAX_TXN_OPS as usize + 1]))
+                .await)
+                .map(|_| ()),
+            "etcdserver: too many operations in txn request",
+        ),
+    ];
+    for (what, answer, refusal) in refused {
+        match answer {
+            Err(status) if status.message() == refusal => {}
+            Err(status) if passing(&status) => return Ok(()),
+            answer => {
+                return Err(format!(
+                    "{what} was answered {answer:?}, not refused with {refusal:?}"
+                ))
+            }
+        }
+    }
+    let Ok(mut leases) = LeaseClient::connect(endpoint.to_string()).await else {
+        return Ok(());
+    };
+    let minimum = Config::parse_from(["detcd"]).min_lease_ttl();
+    let asked = LeaseGrantRequest { ttl: 1, id: 0 };
+    let Ok(Ok(granted)) = tokio::time::timeout(ANSWER_WAIT, leases.lease_grant(asked)).await else {
+        return Ok(());
+    };
+    let granted = granted.into_inner();
+    let _ = leases
+        .lease_revoke(LeaseRevokeRequest { id: granted.id })
+        .await;
+    if granted.ttl != minimum.max(1) {
+        return Err(format!(
+            "a lease asked for with a TTL of 1 s was granted {} s; the minimum is {minimum} s",
+            granted.ttl
+        ));
+    }
+    match exists(kv, &key).await {
+        Some(true) => Err(format!(
+            "the refused txns wrote {}",
+            String::from_utf8_lossy(&key)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How far past the head a compaction the probe expects refused asks for.
+const FUTURE: i64 = 1000;
+
+/// Whether `key` is in the store; `None` if the read failed.
+async fn exists(kv: &mut KvClient<tonic::transport::Channel>, key: &[u8]) -> Option<bool> {
+    let read = RangeRequest {
+        key: key.to_vec(),
+        count_only: true,
+        ..RangeRequest::default()
+    };
+    let answer = tokio::time::timeout(ANSWER_WAIT, kv.range(read))
+        .await
+        .ok()?
+        .ok()?;
+    Some(answer.into_inner().count > 0)
+}
+
+/// Puts `key` (its value: the key again); returns the put's revision, or
+/// `None` if it failed (a healed cluster may still change leaders).
+async fn put(kv: &mut KvClient<tonic::transport::Channel>, key: Vec<u8>) -> Option<i64> {
+    let request = PutRequest {
+        value: key.clone(),
+        key,
+        ..PutRequest::default()
+    };
+    let answer = tokio::time::timeout(ANSWER_WAIT, kv.put(request))
+        .await
+        .ok()?
+        .ok()?;
+    Some(
+        answer
+            .into_inner()
+            .header
+            .map_or(0, |header| header.revision),
+    )
+}
+
+fn create_request(key: Vec<u8>, range_end: Vec<u8>) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key,
+            range_end,
+            ..WatchCreateRequest::default()
+        })),
+    }
+}
+
+/// Events heard, as (watch id, revision, key).
+type Heard = Vec<(i64, i64, Vec<u8>)>;
+
+fn describe(heard: &Heard) -> String {
+    if heard.is_empty() {
+        return "nothing".into();
+    }
+    let events: Vec<String> = (heard.iter())
+        .map(|(id, revision, key)| {
+            format!(
+                "{} at {revision} on watch {id}",
+                String::from_utf8_lossy(key)
+            )
+        })
+        .collect();
+    events.join(", ")
+}
+
+struct Stream {
+    requests: mpsc::Sender<WatchRequest>,
+    answers: tonic::Streaming<WatchResponse>,
+}
+
+impl Stream {
+    async fn send(&mut self, request: WatchRequest) -> Result<(), String> {
+        (self.requests.send(request).await).map_err(|_| "the watch stream ended".to_string())
+    }
+
+    async fn next(&mut self) -> Result<WatchResponse, String> {
+        tokio::time::timeout(ANSWER_WAIT, self.answers.message())
+            .await
+            .map_err(|_| "the watch stream fell silent".to_string())?
+            .map_err(|status| format!("the watch stream failed: {}", status.message()))?
+            .ok_or_else(|| "the watch stream was closed".to_string())
+    }
+
+    /// Creates a watch from now (start revision 0) with the server's
+    /// choice of id; returns its id and the created answer's revision.
+    async fn create(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<(i64, i64), String> {
+        self.send(create_request(key.clone(), range_end)).await?;
+        let created = self.next().await?;
+        if !created.created || created.canceled || !created.events.is_empty() {
+            return Err(format!(
+                "a watch on {} from now was answered {created:?}",
+                String::from_utf8_lossy(&key)
+            ));
+        }
+        let revision = created.header.map_or(0, |header| header.revision);
+        Ok((created.watch_id, revision))
+    }
+
+    async fn cancel(&mut self, watch_id: i64) -> Result<(), String> {
+        let cancel = WatchRequest {
+            request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id })),
+        };
+        self.send(cancel).await?;
+        let answer = self.next().await?;
+        if !(answer.canceled && answer.watch_id == watch_id && answer.events.is_empty()) {
+            return Err(format!("watch {watch_id}'s cancel was answered {answer:?}"));
+        }
+        Ok(())
+    }
+
+    /// Every event the stream delivers before the answer to a progress
+    /// request, which comes once everything owed has been sent; in
+    /// revision order (watches' events may interleave either way).
+    async fn events_until_progress(&mut self) -> Result<Heard, String> {
+        let progress = WatchRequest {
+            request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+        };
+        self.send(progress).await?;
+        let mut heard = Vec::new();
+        loop {
+            let answer = self.next().await?;
+            if answer.events.is_empty() && answer.watch_id == -1 && !answer.canceled {
+                heard.sort_by_key(|(id, revision, _)| (*revision, *id));
+                return Ok(heard);
+            }
+            for event in &answer.events {
+                let kv = event.kv.clone().unwrap_or_default();
+                heard.push((answer.watch_id, kv.mod_revision, kv.key));
+            }
+        }
+    }
+}
+
+/// The auth probe's keys: a read-only one, a write-only one, and two
+/// adjoining ranges granted apart that together span `[p/a, p0)`.
+const AUTH_READ_KEY: &str = "zz-probe/auth/r";
+const AUTH_WRITE_KEY: &str = "zz-probe/auth/w";
+const AUTH_RANGES: [(&str, &str); 2] = [
+    ("zz-probe/auth/p/a", "zz-probe/auth/p/m"),
+    ("zz-probe/auth/p/m", "zz-probe/auth/p0"),
+];
+const AUTH_PASSWORD: &str = "probe-pw";
+/// etcd's refusal of a request its user may not make.
+const PERMISSION_DENIED: &str = "etcdserver: permission denied";
+
+/// Auth, switched on for the probe and off again: each user may do what
+/// its roles' permissions allow (read, write, or both; ranges granted
+/// apart count together) and nothing else, revoking a lease takes write
+/// permission on its keys, and a user's tokens stop working once its
+/// password changes or it is deleted. Skipped where the cluster already
+/// has users (the auth workload's).
+pub async fn probe_auth(endpoint: &str) -> Result<(), String> {
+    let endpoints = vec![endpoint.to_string()];
+    let client = |user: &str| {
+        Client::new(endpoints.clone())
+            .with_request_timeout(ANSWER_WAIT)
+            .with_credentials(user, AUTH_PASSWORD)
+    };
+    let mut root = client("root");
+    let Some(()) = set_up_auth(&mut root).await else {
+        return Ok(());
+    };
+    let judged = check_permissions(&mut root, client).await;
+    // Whatever was found, auth goes off again (a failure to turn it off
+    // leaves nothing later to read the store).
+    let _ = root.auth_disable().await;
+    judged
+}
+
+/// Users and roles, then auth on; `None` if the cluster did not take
+/// them (the probe proves nothing then).
+async fn set_up_auth(root: &mut Client) -> Option<()> {
+    let roles = [
+        ("probe-read", PermType::Read, vec![(AUTH_READ_KEY, "")]),
+        ("probe-write", PermType::Write, vec![(AUTH_WRITE_KEY, "")]),
+        ("probe-ranges", PermType::Readwrite, AUTH_RANGES.to_vec()),
+    ];
+    for (role, perm_type, ranges) in roles {
+        root.role_add(AuthRoleAddRequest { name: role.into() })
+            .await
+            .ok()?;
+        for (key, range_end) in ranges {
+            let perm = Permission {
+                perm_type: perm_type as i32,
+                key: key.into(),
+                range_end: range_end.into(),
+            };
+            let grant = AuthRoleGrantPermissionRequest {
+                name: role.into(),
+                perm: Some(perm),
+            };
+            root.role_grant_permission(grant).await.ok()?;
+        }
+    }
+    for (user, role) in [
+        ("root", "root"),
+        ("probe-reader", "probe-read"),
+        ("probe-writer", "probe-write"),
+        ("probe-ranger", "probe-ranges"),
+    ] {
+        let add = AuthUserAddRequest {
+            name: user.into(),
+            password: AUTH_PASSWORD.into(),
+            options: None,
+        };
+        root.user_add(add).await.ok()?;
+        let grant = AuthUserGrantRoleRequest {
+            user: user.into(),
+            role: role.into(),
+        };
+        root.user_grant_role(grant).await.ok()?;
+    }
+    root.auth_enable().await.ok().map(|_| ())
+}
+
+async fn check_permissions(
+    root: &mut Client,
+    client: impl Fn(&str) -> Client,
+) -> Result<(), String> {
+    let (mut reader, mut writer, mut ranger) = (
+        client("probe-reader"),
+        client("probe-writer"),
+        client("probe-ranger"),
+    );
+    let read = |key: &str, range_end: &str| RangeRequest {
+        key: key.into(),
+        range_end: range_end.into(),
+        ..RangeRequest::default()
+    };
+    let write = |key: &str| PutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        ..PutRequest::default()
+    };
+    let (p_a, p0) = (AUTH_RANGES[0].0, AUTH_RANGES[1].1);
+    let asked = [
+        (
+            "probe-reader reads its key",
+            reader.range(read(AUTH_READ_KEY, "")).await.map(|_| ()),
+            true,
+        ),
+        (
+            "probe-reader writes its read-only key",
+            reader.put(write(AUTH_READ_KEY)).await.map(|_| ()),
+            false,
+        ),
+        (
+            "probe-writer writes its key",
+            writer.put(write(AUTH_WRITE_KEY)).await.map(|_| ()),
+            true,
+        ),
+        (
+            "probe-writer reads its write-only key",
+            writer.range(read(AUTH_WRITE_KEY, "")).await.map(|_| ()),
+            false,
+        ),
+        (
+            "probe-ranger reads across its two adjoining ranges",
+            ranger.range(read(p_a, p0)).await.map(|_| ()),
+            true,
+        ),
+        (
+            "probe-ranger writes in its second range",
+            ranger.put(write("zz-probe/auth/p/z")).await.map(|_| ()),
+            true,
+        ),
+        (
+            "probe-ranger writes its ranges' end key",
+            ranger.put(write(p0)).await.map(|_| ()),
+            false,
+        ),
+        (
+            "probe-ranger reads from before its ranges",
+            (ranger.range(read("zz-probe/auth/p/", p0)).await).map(|_| ()),
+            false,
+        ),
+        (
+            "probe-ranger reads past its ranges",
+            (ranger.range(read(p_a, "zz-probe/auth/p1")).await).map(|_| ()),
+            false,
+        ),
+    ];
+    for (what, answer, allowed) in asked {
+        judge_access(what, answer, allowed)?;
+    }
+    // A lease whose key probe-writer may not write is not its to revoke.
+    let Ok(lease) = root.lease_grant(60, 0).await else {
+        return Ok(());
+    };
+    let attach = PutRequest {
+        lease: lease.id,
+        ..write(AUTH_READ_KEY)
+    };
+    if root.put(attach).await.is_err() {
+        return Ok(());
+    }
+    let revoked = writer.lease_revoke(lease.id).await.map(|_| ());
+    judge_access(
+        "probe-writer revokes a lease attached to a key it may not write",
+        revoked,
+        false,
+    )?;
+    let _ = root.lease_revoke(lease.id).await;
+    // A changed password, a deleted user: the tokens they had are void.
+    let change = AuthUserChangePasswordRequest {
+        name: "probe-reader".into(),
+        password: "changed".into(),
+    };
+    if root.user_change_password(change).await.is_err() {
+        return Ok(());
+    }
+    if reader.range(read(AUTH_READ_KEY, "")).await.is_ok() {
+        return Err(
+            "probe-reader still read with its old password after it was changed".to_string(),
+        );
+    }
+    let delete = AuthUserDeleteRequest {
+        name: "probe-writer".into(),
+    };
+    if root.user_delete(delete).await.is_err() {
+        return Ok(());
+    }
+    if writer.put(write(AUTH_WRITE_KEY)).await.is_ok() {
+        return Err("probe-writer still wrote after it was deleted".to_string());
+    }
+    Ok(())
+}
+
+/// A failure that says nothing of the request: no leader, a leader
+/// change, a timeout.
+fn passing(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted
+    )
+}
+
+/// One access the probe asked for: `allowed` ones must succeed, the
+/// others be refused as etcd refuses them. Any other failure proves
+/// nothing (a healed cluster may still change leaders).
+fn judge_access(what: &str, answer: Result<(), ClientError>, allowed: bool) -> Result<(), String> {
+    match (answer, allowed) {
+        (Ok(()), true) => Ok(()),
+        (Ok(()), false) => Err(format!(
+            "{what}: allowed, but its permissions do not allow it"
+        )),
+        (Err(ClientError::Server(status)), true) if status.message() == PERMISSION_DENIED => Err(
+            format!("{what}: refused as not permitted, but its permissions allow it"),
+        ),
+        (Err(ClientError::Server(status)), false)
+            if status.message() != PERMISSION_DENIED && !passing(&status) =>
+        {
+            Err(format!(
+                "{what}: refused with {:?}, not {PERMISSION_DENIED:?}",
+                status.message()
+            ))
+        }
+        (Err(_), _) => Ok(()),
+    }
+}
