@@ -163,10 +163,20 @@ pub enum Sabotage {
     /// revisions before it runs: its writes before such a range happen,
     /// though it is refused.
     TxnRangeRevisionUnchecked = 49,
+    /// A progress notification the server sends on its own promises one
+    /// revision more than it delivered (only watches with progress_notify
+    /// see).
+    ProgressNotifyAhead = 50,
+    /// A watch from a revision not yet written starts from the next one
+    /// instead.
+    WatchFromFutureStartsNow = 51,
+    /// A delete's watch event carries the deleted key's value, not etcd's
+    /// bare tombstone.
+    DeleteEventCarriesValue = 52,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 49] = [
+    pub const ALL: [Sabotage; 52] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -216,6 +226,9 @@ impl Sabotage {
         Sabotage::AuthWriteGrantsRead,
         Sabotage::PasswordChangeKeepsTokens,
         Sabotage::TxnRangeRevisionUnchecked,
+        Sabotage::ProgressNotifyAhead,
+        Sabotage::WatchFromFutureStartsNow,
+        Sabotage::DeleteEventCarriesValue,
     ];
 
     pub fn name(self) -> &'static str {
@@ -270,6 +283,9 @@ impl Sabotage {
             Sabotage::AuthWriteGrantsRead => "auth-write-grants-read",
             Sabotage::PasswordChangeKeepsTokens => "password-change-keeps-tokens",
             Sabotage::TxnRangeRevisionUnchecked => "txn-range-revision-unchecked",
+            Sabotage::ProgressNotifyAhead => "progress-notify-ahead",
+            Sabotage::WatchFromFutureStartsNow => "watch-from-future-starts-now",
+            Sabotage::DeleteEventCarriesValue => "delete-event-carries-value",
         }
     }
 
@@ -365,6 +381,9 @@ impl Sabotage {
             Sabotage::AuthWriteGrantsRead => "a write permission also allows reading its keys",
             Sabotage::PasswordChangeKeepsTokens => "a user's tokens stay good after its password changes",
             Sabotage::TxnRangeRevisionUnchecked => "a txn that writes is not checked for ranges at bad revisions before it runs",
+            Sabotage::ProgressNotifyAhead => "a server-sent progress notification promises one revision too many",
+            Sabotage::WatchFromFutureStartsNow => "a watch from a revision not yet written starts from the next one",
+            Sabotage::DeleteEventCarriesValue => "a delete's watch event carries the deleted key's value",
         }
     }
 

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 49] = [
+pub const SABOTAGES: [(&str, &str); 52] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -231,4 +231,7 @@ pub const SABOTAGES: [(&str, &str); 49] = [
     ("auth-write-grants-read", "a write permission also allows reading its keys"),
     ("password-change-keeps-tokens", "a user's tokens stay good after its password changes"),
     ("txn-range-revision-unchecked", "a txn that writes is not checked for ranges at bad revisions before it runs"),
+    ("progress-notify-ahead", "a server-sent progress notification promises one revision too many"),
+    ("watch-from-future-starts-now", "a watch from a revision not yet written starts from the next one"),
+    ("delete-event-carries-value", "a delete's watch event carries the deleted key's value"),
 ];

@@ -60,7 +60,9 @@ const RESUME_PAUSE: Duration = Duration::from_millis(200);
 const STREAM_SILENCE_MAX: Duration = Duration::from_secs(5);
 
 /// What a consumer asks for: the range `[key, range_end)`, previous
-/// key-values, a filter.
+/// key-values, a filter. Each also asks the server for progress
+/// notifications (etcd's `progress_notify`), which the simulator's members
+/// send every second to a watcher that heard nothing since the last.
 #[derive(Clone, Copy, Debug)]
 pub struct Spec {
     pub key: &'static [u8],
@@ -139,6 +141,7 @@ async fn stream(
         range_end: spec.range_end.to_vec(),
         start_revision: from,
         prev_kv: spec.prev_kv,
+        progress_notify: true,
         filters: match spec.filter {
             None => vec![],
             Some(Filter::NoPut) => vec![FilterType::Noput as i32],

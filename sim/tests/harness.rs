@@ -435,3 +435,18 @@ fn password_change_keeps_tokens_is_caught() {
 fn txn_range_revision_unchecked_is_caught() {
     caught("txn-range-revision-unchecked");
 }
+
+#[test]
+fn progress_notify_ahead_is_caught() {
+    caught("progress-notify-ahead");
+}
+
+#[test]
+fn watch_from_future_starts_now_is_caught() {
+    caught("watch-from-future-starts-now");
+}
+
+#[test]
+fn delete_event_carries_value_is_caught() {
+    caught("delete-event-carries-value");
+}

@@ -362,6 +362,11 @@ impl Session {
             .filter(|watcher| watcher.progress_notify && !heard.contains(&watcher.id))
             .map(|watcher| watcher.id)
             .collect();
+        #[cfg(madsim)]
+        let revision = revision
+            + i64::from(crate::sabotage::active(
+                crate::sabotage::Sabotage::ProgressNotifyAhead,
+            ));
         for id in due {
             let header = Some(ResponseHeader {
                 revision,

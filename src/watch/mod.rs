@@ -65,6 +65,10 @@ impl Watcher {
             && crate::sabotage::active(crate::sabotage::Sabotage::WatchFromNowReplaysCurrent)
         {
             current_revision
+        } else if start_revision > current_revision
+            && crate::sabotage::active(crate::sabotage::Sabotage::WatchFromFutureStartsNow)
+        {
+            current_revision + 1
         } else {
             next_revision
         };
@@ -198,6 +202,20 @@ impl Watcher {
                         key: key.clone(),
                         mod_revision: revision.main,
                         ..KeyValue::default()
+                    };
+                    #[cfg(madsim)]
+                    let kv = match previous(store, key, revision.main) {
+                        Ok(Some(before))
+                            if crate::sabotage::active(
+                                crate::sabotage::Sabotage::DeleteEventCarriesValue,
+                            ) =>
+                        {
+                            KeyValue {
+                                value: before.value,
+                                ..kv
+                            }
+                        }
+                        _ => kv,
                     };
                     Event {
                         r#type: EventType::Delete as i32,

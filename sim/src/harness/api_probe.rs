@@ -1,7 +1,8 @@
 //! Requests no workload sends, probed once per run on a member of the
 //! healed cluster, each answer held to etcd 3.4.23's: watches from "now"
-//! (start revision 0), over one key and from a key on, a cancel, the ids
-//! a stream picks, an empty watch range; HashKV at a past revision; a
+//! (start revision 0) and from a revision not yet written, over one key
+//! and from a key on, a cancel, the ids a stream picks, an empty watch
+//! range; HashKV at a past revision; a
 //! compaction at the compact revision again, and at a future one; puts
 //! and txns etcd refuses; a lease below the minimum TTL. The
 //! workloads judge the paths they use under faults; these run once, with
@@ -20,10 +21,12 @@ use detcd::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
     request_op, watch_client::WatchClient, watch_request::RequestUnion, AuthRoleAddRequest,
     AuthRoleGrantPermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
-    AuthUserDeleteRequest, AuthUserGrantRoleRequest, CompactionRequest, HashKvRequest,
-    LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    AuthUserDeleteRequest, AuthUserGrantRoleRequest, CompactionRequest, DeleteRangeRequest,
+    HashKvRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    WatchResponse,
 };
+use detcd::proto::mvccpb::{event::EventType, KeyValue};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -70,6 +73,7 @@ pub async fn probe(endpoint: &str) -> Result<(), String> {
     let mut stream = Stream {
         requests,
         answers: answers.into_inner(),
+        malformed: Vec::new(),
     };
     let one_key = stream.create(key("a"), vec![]).await?;
     let from_key = stream.create(key("b"), vec![0]).await?;
@@ -115,17 +119,66 @@ pub async fn probe(endpoint: &str) -> Result<(), String> {
             describe(&heard)
         ));
     }
-    let again = stream.create(key("c"), vec![]).await?;
-    if again.0 == one_key.0 {
+    // A watch from a revision not yet written hears from it on.
+    let start = b + 2;
+    let future = stream.create_from(key("f"), vec![], start).await?;
+    if future.0 == one_key.0 {
         return Err(format!(
             "a new watch got the id {} of a cancelled one (etcd never picks an id twice on a \
              stream)",
-            again.0
+            future.0
+        ));
+    }
+    let (Some(first), Some(second)) = (put(&mut kv, key("f")).await, put(&mut kv, key("f")).await)
+    else {
+        return Ok(());
+    };
+    let heard = stream.events_until_progress().await?;
+    let mut expected: Heard = vec![
+        (from_key.0, first, key("f")),
+        (from_key.0, second, key("f")),
+    ];
+    expected.extend(
+        [first, second]
+            .into_iter()
+            .filter(|&revision| revision >= start)
+            .map(|revision| (future.0, revision, key("f"))),
+    );
+    expected.sort_by_key(|(id, revision, _)| (*revision, *id));
+    if heard != expected {
+        return Err(format!(
+            "a watch on {PREFIX}f from revision {start} (id {}), and one from {PREFIX}b on (id \
+             {}), heard {} after puts of {PREFIX}f at {first} and {second}",
+            future.0,
+            from_key.0,
+            describe(&heard)
+        ));
+    }
+    // A delete's event is etcd's tombstone: the key and the delete's
+    // revision, nothing else (`Stream::malformed`).
+    let delete = DeleteRangeRequest {
+        key: key("f"),
+        ..DeleteRangeRequest::default()
+    };
+    let Ok(Ok(deleted)) = tokio::time::timeout(ANSWER_WAIT, kv.delete_range(delete)).await else {
+        return Ok(());
+    };
+    let gone = deleted
+        .into_inner()
+        .header
+        .map_or(0, |header| header.revision);
+    let heard = stream.events_until_progress().await?;
+    let expected = [(from_key.0, gone, key("f")), (future.0, gone, key("f"))];
+    if heard != expected || !stream.malformed.is_empty() {
+        return Err(format!(
+            "watches on {PREFIX}f heard {} after its delete at {gone} {:?}",
+            describe(&heard),
+            stream.malformed
         ));
     }
 
     // A range that selects nothing is refused.
-    stream.send(create_request(key("b"), key("a"))).await?;
+    stream.send(create_request(key("b"), key("a"), 0)).await?;
     let refused = stream.next().await?;
     let refused_as_etcd = refused.created
         && refused.canceled
@@ -365,11 +418,12 @@ async fn put(kv: &mut KvClient<tonic::transport::Channel>, key: Vec<u8>) -> Opti
     )
 }
 
-fn create_request(key: Vec<u8>, range_end: Vec<u8>) -> WatchRequest {
+fn create_request(key: Vec<u8>, range_end: Vec<u8>, start_revision: i64) -> WatchRequest {
     WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key,
             range_end,
+            start_revision,
             ..WatchCreateRequest::default()
         })),
     }
@@ -396,6 +450,8 @@ fn describe(heard: &Heard) -> String {
 struct Stream {
     requests: mpsc::Sender<WatchRequest>,
     answers: tonic::Streaming<WatchResponse>,
+    /// Delete events heard that were more than etcd's tombstone.
+    malformed: Vec<String>,
 }
 
 impl Stream {
@@ -414,11 +470,21 @@ impl Stream {
     /// Creates a watch from now (start revision 0) with the server's
     /// choice of id; returns its id and the created answer's revision.
     async fn create(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<(i64, i64), String> {
-        self.send(create_request(key.clone(), range_end)).await?;
+        self.create_from(key, range_end, 0).await
+    }
+
+    /// Creates a watch from `start_revision` (0: now).
+    async fn create_from(
+        &mut self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        start_revision: i64,
+    ) -> Result<(i64, i64), String> {
+        (self.send(create_request(key.clone(), range_end, start_revision))).await?;
         let created = self.next().await?;
         if !created.created || created.canceled || !created.events.is_empty() {
             return Err(format!(
-                "a watch on {} from now was answered {created:?}",
+                "a watch on {} from revision {start_revision} was answered {created:?}",
                 String::from_utf8_lossy(&key)
             ));
         }
@@ -455,6 +521,15 @@ impl Stream {
             }
             for event in &answer.events {
                 let kv = event.kv.clone().unwrap_or_default();
+                let tombstone = KeyValue {
+                    key: kv.key.clone(),
+                    mod_revision: kv.mod_revision,
+                    ..KeyValue::default()
+                };
+                if event.r#type == EventType::Delete as i32 && kv != tombstone {
+                    self.malformed
+                        .push(format!("a delete event carried {kv:?}"));
+                }
                 heard.push((answer.watch_id, kv.mod_revision, kv.key));
             }
         }

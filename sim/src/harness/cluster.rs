@@ -26,6 +26,9 @@ const TOKEN: &str = "detcd-sim";
 /// Revisions a compaction deletes per backend transaction in the
 /// simulation: small, so a compaction takes several.
 const SIM_COMPACTION_BATCH_LIMIT: usize = 3;
+/// How often watchers that asked for it hear their progress from the
+/// server (etcd's default is 10 minutes, longer than any run).
+const SIM_PROGRESS_NOTIFY_INTERVAL: &str = "1s";
 /// `--snapshot-count` unless a test asks otherwise: small, so runs
 /// exercise snapshots and log compaction.
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100;
@@ -560,6 +563,7 @@ impl Member {
             // large history's are, so crashes and power loss fall
             // between them.
             format!("--experimental-compaction-batch-limit={SIM_COMPACTION_BATCH_LIMIT}"),
+            format!("--experimental-watch-progress-notify-interval={SIM_PROGRESS_NOTIFY_INTERVAL}"),
         ]);
         let started = Server::start(
             &config,
