@@ -173,10 +173,16 @@ pub enum Sabotage {
     /// A delete's watch event carries the deleted key's value, not etcd's
     /// bare tombstone.
     DeleteEventCarriesValue = 52,
+    /// TimeToLive of a lease that does not exist answers TTL 0, not etcd's
+    /// -1.
+    TimeToLiveOfUnknownIsZero = 53,
+    /// The last part of a fragmented watch response is marked as a fragment
+    /// too: the client waits for a part that never comes.
+    LastFragmentMarked = 54,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 52] = [
+    pub const ALL: [Sabotage; 54] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -229,6 +235,8 @@ impl Sabotage {
         Sabotage::ProgressNotifyAhead,
         Sabotage::WatchFromFutureStartsNow,
         Sabotage::DeleteEventCarriesValue,
+        Sabotage::TimeToLiveOfUnknownIsZero,
+        Sabotage::LastFragmentMarked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -286,6 +294,8 @@ impl Sabotage {
             Sabotage::ProgressNotifyAhead => "progress-notify-ahead",
             Sabotage::WatchFromFutureStartsNow => "watch-from-future-starts-now",
             Sabotage::DeleteEventCarriesValue => "delete-event-carries-value",
+            Sabotage::TimeToLiveOfUnknownIsZero => "time-to-live-of-unknown-is-zero",
+            Sabotage::LastFragmentMarked => "last-fragment-marked",
         }
     }
 
@@ -384,6 +394,8 @@ impl Sabotage {
             Sabotage::ProgressNotifyAhead => "a server-sent progress notification promises one revision too many",
             Sabotage::WatchFromFutureStartsNow => "a watch from a revision not yet written starts from the next one",
             Sabotage::DeleteEventCarriesValue => "a delete's watch event carries the deleted key's value",
+            Sabotage::TimeToLiveOfUnknownIsZero => "TimeToLive of an unknown lease answers TTL 0, not -1",
+            Sabotage::LastFragmentMarked => "the last part of a fragmented watch response is marked as a fragment too",
         }
     }
 

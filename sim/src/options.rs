@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 52] = [
+pub const SABOTAGES: [(&str, &str); 54] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -234,4 +234,6 @@ pub const SABOTAGES: [(&str, &str); 52] = [
     ("progress-notify-ahead", "a server-sent progress notification promises one revision too many"),
     ("watch-from-future-starts-now", "a watch from a revision not yet written starts from the next one"),
     ("delete-event-carries-value", "a delete's watch event carries the deleted key's value"),
+    ("time-to-live-of-unknown-is-zero", "TimeToLive of an unknown lease answers TTL 0, not -1"),
+    ("last-fragment-marked", "the last part of a fragmented watch response is marked as a fragment too"),
 ];

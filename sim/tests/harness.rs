@@ -450,3 +450,13 @@ fn watch_from_future_starts_now_is_caught() {
 fn delete_event_carries_value_is_caught() {
     caught("delete-event-carries-value");
 }
+
+#[test]
+fn time_to_live_of_unknown_is_zero_is_caught() {
+    caught("time-to-live-of-unknown-is-zero");
+}
+
+#[test]
+fn last_fragment_marked_is_caught() {
+    caught_in("last-fragment-marked", "etcd");
+}

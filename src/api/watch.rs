@@ -409,6 +409,10 @@ fn fragments(response: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
             events.next();
         }
         part.fragment = events.peek().is_some();
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::LastFragmentMarked) {
+            part.fragment = true;
+        }
         parts.push(part);
     }
     parts

@@ -546,10 +546,16 @@ impl Server {
         self.read_index().await?;
         let state = self.shared.state.read().expect("state lock");
         let Some(lease) = state.leases().get(id) else {
+            #[cfg(madsim)]
+            let ttl = -i64::from(!crate::sabotage::active(
+                crate::sabotage::Sabotage::TimeToLiveOfUnknownIsZero,
+            ));
+            #[cfg(not(madsim))]
+            let ttl = -1;
             return Ok(LeaseTimeToLiveResponse {
                 header: None,
                 id,
-                ttl: -1,
+                ttl,
                 granted_ttl: 0,
                 keys: Vec::new(),
             });

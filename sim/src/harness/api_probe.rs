@@ -4,7 +4,8 @@
 //! and from a key on, a cancel, the ids a stream picks, an empty watch
 //! range; HashKV at a past revision; a
 //! compaction at the compact revision again, and at a future one; puts
-//! and txns etcd refuses; a lease below the minimum TTL. The
+//! and txns etcd refuses; a lease below the minimum TTL, and one through
+//! its life. The
 //! workloads judge the paths they use under faults; these run once, with
 //! no fault, so that a bug on a path no workload takes is still seen.
 //!
@@ -15,7 +16,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use detcd::client::{Client, ClientError};
-use detcd::config::{Config, DEFAULT_MAX_TXN_OPS};
+use detcd::config::{Config, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, GRPC_OVERHEAD_BYTES};
+use detcd::lease::MAX_LEASE_TTL;
 use detcd::proto::authpb::{permission::Type as PermType, Permission};
 use detcd::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
@@ -37,8 +39,9 @@ pub const PREFIX: &str = "zz-probe/";
 const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// `Err` names what the member answered against etcd's behaviour; a
-/// member that does not answer at all proves nothing and passes.
-pub async fn probe(endpoint: &str) -> Result<(), String> {
+/// member that does not answer at all proves nothing and passes. With
+/// `fragments`, also a fragmented watch catch-up (megabytes of puts).
+pub async fn probe(endpoint: &str, fragments: bool) -> Result<(), String> {
     let Ok(mut kv) = KvClient::connect(endpoint.to_string()).await else {
         return Ok(());
     };
@@ -60,6 +63,7 @@ pub async fn probe(endpoint: &str) -> Result<(), String> {
     let hashed = hashed.into_inner();
     let hashed_at = hashed.header.map_or(0, |header| header.revision);
     refusals(endpoint, &mut kv).await?;
+    leases(endpoint).await?;
 
     // The current revision is a put of the one key, which a watch from
     // now must not hear.
@@ -175,6 +179,10 @@ pub async fn probe(endpoint: &str) -> Result<(), String> {
             describe(&heard),
             stream.malformed
         ));
+    }
+
+    if fragments {
+        fragmented(&mut kv, &mut stream).await?;
     }
 
     // A range that selects nothing is refused.
@@ -378,6 +386,199 @@ async fn refusals(
             String::from_utf8_lossy(&key)
         )),
         _ => Ok(()),
+    }
+}
+
+/// The values of the puts a fragmenting watch catches up on: together
+/// past the largest message etcd sends (`--max-request-bytes` and gRPC's
+/// overhead, 2 MiB by default), each well under a request's limit.
+const FRAGMENT_VALUE_BYTES: usize = 800 * 1024;
+const FRAGMENT_PUTS: usize = 3;
+
+/// A watch with `fragment` set that catches up on more than one message
+/// holds gets it in parts, each but the last marked as a fragment, each
+/// under the limit unless one event alone is larger, together every
+/// event once, in order.
+async fn fragmented(
+    kv: &mut KvClient<tonic::transport::Channel>,
+    stream: &mut Stream,
+) -> Result<(), String> {
+    // Before "a": none of the stream's other watches hears it.
+    let key = format!("{PREFIX}0big").into_bytes();
+    let mut revisions = Vec::new();
+    for _ in 0..FRAGMENT_PUTS {
+        let request = PutRequest {
+            key: key.clone(),
+            value: vec![b'v'; FRAGMENT_VALUE_BYTES],
+            ..PutRequest::default()
+        };
+        let Ok(Ok(answer)) = tokio::time::timeout(ANSWER_WAIT, kv.put(request)).await else {
+            return Ok(());
+        };
+        revisions.push(
+            answer
+                .into_inner()
+                .header
+                .map_or(0, |header| header.revision),
+        );
+    }
+    let mut create = create_request(key.clone(), vec![], revisions[0]);
+    if let Some(RequestUnion::CreateRequest(request)) = &mut create.request_union {
+        request.fragment = true;
+    }
+    stream.send(create).await?;
+    let created = stream.next().await?;
+    if !created.created || created.canceled {
+        return Err(format!("a fragmenting watch was answered {created:?}"));
+    }
+    let max = DEFAULT_MAX_REQUEST_BYTES as usize + GRPC_OVERHEAD_BYTES;
+    let mut parts = Vec::new();
+    loop {
+        let part = stream.next().await.map_err(|why| {
+            format!(
+                "a fragmenting watch catching up on puts at {revisions:?} got {} parts, then \
+                 waited for the next: {why}",
+                parts.len()
+            )
+        })?;
+        if part.watch_id != created.watch_id || part.events.is_empty() {
+            return Err(format!(
+                "a fragmenting watch (id {}) catching up on {FRAGMENT_PUTS} puts of {} bytes \
+                 got {part:?} between its parts",
+                created.watch_id, FRAGMENT_VALUE_BYTES
+            ));
+        }
+        let size = prost::Message::encoded_len(&part);
+        let revisions: Vec<i64> = (part.events.iter())
+            .map(|event| event.kv.as_ref().map_or(0, |kv| kv.mod_revision))
+            .collect();
+        parts.push((revisions, part.fragment, size));
+        if !part.fragment {
+            break;
+        }
+    }
+    let heard: Vec<i64> = parts
+        .iter()
+        .flat_map(|(revisions, ..)| revisions.clone())
+        .collect();
+    let oversized = (parts.iter()).any(|(revisions, _, size)| revisions.len() > 1 && *size >= max);
+    if parts.len() < 2 || heard != revisions || oversized {
+        let described: Vec<String> = (parts.iter())
+            .map(|(revisions, fragment, size)| {
+                format!("{revisions:?} ({size} bytes, fragment {fragment})")
+            })
+            .collect();
+        return Err(format!(
+            "a fragmenting watch catching up on puts at {revisions:?} of {FRAGMENT_VALUE_BYTES} \
+             bytes each got them as {}; parts must be under {max} bytes",
+            described.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A lease id no workload picks (the etcd workload's are small).
+const PROBE_LEASE: i64 = 0x7a7a_7072_6f62;
+/// The TTL the probe grants its lease: longer than the probe takes.
+const PROBE_LEASE_TTL: i64 = 60;
+
+/// Leases through their life, answered as etcd answers: an unknown one
+/// has TTL -1, renews to TTL 0 and is not found to revoke; a granted one
+/// cannot be granted again, renews to its TTL and reports it; once
+/// revoked it is unknown again; a TTL past etcd's maximum is refused.
+async fn leases(endpoint: &str) -> Result<(), String> {
+    let mut client = Client::new(vec![endpoint.to_string()]).with_request_timeout(ANSWER_WAIT);
+    let id = PROBE_LEASE;
+    let unknown = |client: &mut Client| {
+        let mut client = client.clone();
+        async move {
+            let revoked = client.lease_revoke(id).await.map(|_| ());
+            let ttl = client
+                .lease_time_to_live(id, false)
+                .await
+                .map(|answer| answer.ttl);
+            let renewed = client
+                .lease_keep_alive_once(id)
+                .await
+                .map(|answer| answer.ttl);
+            match (revoked, ttl, renewed) {
+                (Err(ClientError::Server(status)), Ok(-1), Ok(0))
+                    if status.message() == "etcdserver: requested lease not found" =>
+                {
+                    Ok(true)
+                }
+                (Err(error), ..) | (_, Err(error), _) | (.., Err(error)) if !matches!(&error, ClientError::Server(status) if !passing(status)) => {
+                    Ok(false)
+                }
+                answers => Err(format!(
+                    "an unknown lease was answered {answers:?}: etcd's are \
+                     \"requested lease not found\" to a revoke, TTL -1 to TimeToLive and TTL 0 \
+                     to a keepalive"
+                )),
+            }
+        }
+    };
+    if !unknown(&mut client).await? {
+        return Ok(());
+    }
+    let Ok(granted) = client.lease_grant(PROBE_LEASE_TTL, id).await else {
+        return Ok(());
+    };
+    if (granted.id, granted.ttl) != (id, PROBE_LEASE_TTL) {
+        return Err(format!(
+            "a lease asked for as {id} with TTL {PROBE_LEASE_TTL} was granted as {} with TTL {}",
+            granted.id, granted.ttl
+        ));
+    }
+    match client.lease_grant(PROBE_LEASE_TTL, id).await {
+        Err(ClientError::Server(status))
+            if status.message() == "etcdserver: lease already exists" => {}
+        Err(ClientError::Server(status)) if !passing(&status) => {
+            return Err(format!(
+                "a second grant of lease {id} was refused with {status:?}"
+            ));
+        }
+        Ok(answer) => {
+            return Err(format!(
+                "a second grant of lease {id} was answered {answer:?}"
+            ))
+        }
+        Err(_) => return Ok(()),
+    }
+    let (Ok(renewed), Ok(lives)) = (
+        client.lease_keep_alive_once(id).await,
+        client.lease_time_to_live(id, false).await,
+    ) else {
+        return Ok(());
+    };
+    let ttl_kept = renewed.ttl == PROBE_LEASE_TTL
+        && lives.granted_ttl == PROBE_LEASE_TTL
+        && (1..=PROBE_LEASE_TTL).contains(&lives.ttl);
+    if !ttl_kept {
+        return Err(format!(
+            "lease {id}, granted with TTL {PROBE_LEASE_TTL}, renewed to TTL {} and then had TTL \
+             {} of {}",
+            renewed.ttl, lives.ttl, lives.granted_ttl
+        ));
+    }
+    if client.lease_revoke(id).await.is_err() {
+        return Ok(());
+    }
+    if !unknown(&mut client).await? {
+        return Ok(());
+    }
+    match client.lease_grant(MAX_LEASE_TTL + 1, 0).await {
+        Err(ClientError::Server(status))
+            if status.message() == "etcdserver: too large lease TTL" =>
+        {
+            Ok(())
+        }
+        Err(ClientError::Server(status)) if passing(&status) => Ok(()),
+        Err(ClientError::Lost | ClientError::Unreachable) => Ok(()),
+        answer => Err(format!(
+            "a lease with TTL {} was answered {answer:?}, not refused as too large",
+            MAX_LEASE_TTL + 1
+        )),
     }
 }
 
