@@ -179,10 +179,13 @@ pub enum Sabotage {
     /// The last part of a fragmented watch response is marked as a fragment
     /// too: the client waits for a part that never comes.
     LastFragmentMarked = 54,
+    /// Under a NOSPACE alarm a txn that only deletes is refused too: the
+    /// operator cannot free space.
+    NoSpaceRefusesDeletes = 55,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 54] = [
+    pub const ALL: [Sabotage; 55] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -237,6 +240,7 @@ impl Sabotage {
         Sabotage::DeleteEventCarriesValue,
         Sabotage::TimeToLiveOfUnknownIsZero,
         Sabotage::LastFragmentMarked,
+        Sabotage::NoSpaceRefusesDeletes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -296,6 +300,7 @@ impl Sabotage {
             Sabotage::DeleteEventCarriesValue => "delete-event-carries-value",
             Sabotage::TimeToLiveOfUnknownIsZero => "time-to-live-of-unknown-is-zero",
             Sabotage::LastFragmentMarked => "last-fragment-marked",
+            Sabotage::NoSpaceRefusesDeletes => "no-space-refuses-deletes",
         }
     }
 
@@ -396,6 +401,7 @@ impl Sabotage {
             Sabotage::DeleteEventCarriesValue => "a delete's watch event carries the deleted key's value",
             Sabotage::TimeToLiveOfUnknownIsZero => "TimeToLive of an unknown lease answers TTL 0, not -1",
             Sabotage::LastFragmentMarked => "the last part of a fragmented watch response is marked as a fragment too",
+            Sabotage::NoSpaceRefusesDeletes => "under a NOSPACE alarm a txn that only deletes is refused too",
         }
     }
 

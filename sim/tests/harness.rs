@@ -460,3 +460,8 @@ fn time_to_live_of_unknown_is_zero_is_caught() {
 fn last_fragment_marked_is_caught() {
     caught_in("last-fragment-marked", "etcd");
 }
+
+#[test]
+fn no_space_refuses_deletes_is_caught() {
+    caught("no-space-refuses-deletes");
+}

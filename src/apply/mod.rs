@@ -564,7 +564,12 @@ impl StateMachine {
 
     fn txn(&mut self, request: &TxnRequest) -> Result<TxnResponse, Error> {
         if !txn::is_read_only(request) {
-            if self.alarms.no_space() && quota::txn_cost(request) > 0 {
+            #[cfg(madsim)]
+            let capped = quota::txn_cost(request) > 0
+                || crate::sabotage::active(crate::sabotage::Sabotage::NoSpaceRefusesDeletes);
+            #[cfg(not(madsim))]
+            let capped = quota::txn_cost(request) > 0;
+            if self.alarms.no_space() && capped {
                 return Err(Error::NoSpace);
             }
             self.quota.check(&self.store, quota::txn_cost(request))?;

@@ -19,14 +19,15 @@ use detcd::client::{Client, ClientError};
 use detcd::config::{Config, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS, GRPC_OVERHEAD_BYTES};
 use detcd::lease::MAX_LEASE_TTL;
 use detcd::proto::authpb::{permission::Type as PermType, Permission};
+use detcd::proto::etcdserverpb::alarm_request::AlarmAction;
 use detcd::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    request_op, watch_client::WatchClient, watch_request::RequestUnion, AuthRoleAddRequest,
-    AuthRoleGrantPermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest,
-    AuthUserDeleteRequest, AuthUserGrantRoleRequest, CompactionRequest, DeleteRangeRequest,
-    HashKvRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
-    WatchResponse,
+    request_op, watch_client::WatchClient, watch_request::RequestUnion, AlarmMember, AlarmRequest,
+    AlarmType, AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
+    AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGrantRoleRequest,
+    CompactionRequest, DeleteRangeRequest, HashKvRequest, LeaseGrantRequest, LeaseRevokeRequest,
+    PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest, WatchCancelRequest,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use detcd::proto::mvccpb::{event::EventType, KeyValue};
 use tokio::sync::mpsc;
@@ -64,6 +65,7 @@ pub async fn probe(endpoint: &str, fragments: bool) -> Result<(), String> {
     let hashed_at = hashed.header.map_or(0, |header| header.revision);
     refusals(endpoint, &mut kv).await?;
     leases(endpoint).await?;
+    no_space(endpoint, &mut kv, &mut maintenance).await?;
 
     // The current revision is a put of the one key, which a watch from
     // now must not hear.
@@ -475,6 +477,153 @@ async fn fragmented(
         ));
     }
     Ok(())
+}
+
+/// etcd's refusal of a write under a NOSPACE alarm.
+const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+
+/// A NOSPACE alarm, raised by hand as an operator may: listed; puts, txns
+/// that put and lease grants refused, reads, deletes and txns that only
+/// delete still served; disarmed, writes served again.
+async fn no_space(
+    endpoint: &str,
+    kv: &mut KvClient<tonic::transport::Channel>,
+    maintenance: &mut MaintenanceClient<tonic::transport::Channel>,
+) -> Result<(), String> {
+    let key = format!("{PREFIX}nospace").into_bytes();
+    let Ok(mut leases) = LeaseClient::connect(endpoint.to_string()).await else {
+        return Ok(());
+    };
+    let Some(revision) = put(kv, key.clone()).await else {
+        return Ok(());
+    };
+    let Ok(Ok(member)) =
+        tokio::time::timeout(ANSWER_WAIT, maintenance.status(StatusRequest {})).await
+    else {
+        return Ok(());
+    };
+    let member_id = member
+        .into_inner()
+        .header
+        .map_or(0, |header| header.member_id);
+    let alarm = |action: AlarmAction| AlarmRequest {
+        action: action as i32,
+        member_id,
+        alarm: AlarmType::Nospace as i32,
+    };
+    let raised = tokio::time::timeout(ANSWER_WAIT, maintenance.alarm(alarm(AlarmAction::Activate)));
+    let Ok(Ok(raised)) = raised.await else {
+        return Ok(());
+    };
+    let listed = raised.into_inner().alarms;
+    let nospace = AlarmMember {
+        member_id,
+        alarm: AlarmType::Nospace as i32,
+    };
+    if !listed.contains(&nospace) {
+        return Err(format!(
+            "a NOSPACE alarm raised for {member_id:x} was answered {listed:?}"
+        ));
+    }
+    let put_op = |key: &[u8]| RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.to_vec(),
+            ..PutRequest::default()
+        })),
+    };
+    let delete_op = |key: &[u8]| RequestOp {
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: key.to_vec(),
+                ..DeleteRangeRequest::default()
+            },
+        )),
+    };
+    let txn = |ops: Vec<RequestOp>| TxnRequest {
+        success: ops,
+        ..TxnRequest::default()
+    };
+    let other = format!("{PREFIX}nospace-other").into_bytes();
+    let asked = [
+        (
+            "a put",
+            kv.put(PutRequest {
+                key: other.clone(),
+                ..PutRequest::default()
+            })
+            .await
+            .map(|_| ()),
+            false,
+        ),
+        (
+            "a txn that puts",
+            kv.txn(txn(vec![put_op(&other)])).await.map(|_| ()),
+            false,
+        ),
+        (
+            "a lease grant",
+            leases
+                .lease_grant(LeaseGrantRequest { ttl: 60, id: 0 })
+                .await
+                .map(|_| ()),
+            false,
+        ),
+        (
+            "a read",
+            kv.range(RangeRequest {
+                key: key.clone(),
+                ..RangeRequest::default()
+            })
+            .await
+            .map(|_| ()),
+            true,
+        ),
+        (
+            "a txn that only deletes",
+            kv.txn(txn(vec![delete_op(&key)])).await.map(|_| ()),
+            true,
+        ),
+        (
+            "a delete",
+            kv.delete_range(DeleteRangeRequest {
+                key: key.clone(),
+                ..DeleteRangeRequest::default()
+            })
+            .await
+            .map(|_| ()),
+            true,
+        ),
+    ];
+    let lowered = tokio::time::timeout(
+        ANSWER_WAIT,
+        maintenance.alarm(alarm(AlarmAction::Deactivate)),
+    );
+    let lowered = matches!(lowered.await, Ok(Ok(_)));
+    for (what, answer, served) in asked {
+        match (answer, served) {
+            (Ok(()), true) => {}
+            (Err(status), false) if status.message() == NO_SPACE => {}
+            (Err(status), _) if passing(&status) => return Ok(()),
+            (answer, _) => {
+                return Err(format!(
+                    "under a NOSPACE alarm (raised at revision {revision}), {what} was answered \
+                     {answer:?}; etcd {}",
+                    if served {
+                        "serves it"
+                    } else {
+                        "refuses it as out of space"
+                    }
+                ))
+            }
+        }
+    }
+    if !lowered {
+        return Ok(());
+    }
+    match put(kv, other).await {
+        Some(_) => Ok(()),
+        None => Err("a put after the NOSPACE alarm was disarmed failed".to_string()),
+    }
 }
 
 /// A lease id no workload picks (the etcd workload's are small).
@@ -933,12 +1082,14 @@ async fn check_permissions(
 }
 
 /// A failure that says nothing of the request: no leader, a leader
-/// change, a timeout.
+/// change, a timeout, too many requests (not "database space exceeded",
+/// whose code is the same).
 fn passing(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted
-    )
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => true,
+        tonic::Code::ResourceExhausted => status.message() == "etcdserver: too many requests",
+        _ => false,
+    }
 }
 
 /// One access the probe asked for: `allowed` ones must succeed, the
