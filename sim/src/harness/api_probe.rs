@@ -10,7 +10,8 @@
 //! no fault, so that a bug on a path no workload takes is still seen.
 //!
 //! The probe writes keys under [`PREFIX`], which no workload reads or
-//! watches, after every other check of the run's history is done.
+//! watches, last in a run and only once every other check has passed:
+//! what it finds never hides what they would.
 
 use std::time::Duration;
 
@@ -594,11 +595,14 @@ async fn no_space(
             true,
         ),
     ];
-    let lowered = tokio::time::timeout(
-        ANSWER_WAIT,
-        maintenance.alarm(alarm(AlarmAction::Deactivate)),
-    );
-    let lowered = matches!(lowered.await, Ok(Ok(_)));
+    let mut lowered = false;
+    for _ in 0..DISARM_TRIES {
+        let disarm = maintenance.alarm(alarm(AlarmAction::Deactivate));
+        if matches!(tokio::time::timeout(ANSWER_WAIT, disarm).await, Ok(Ok(_))) {
+            lowered = true;
+            break;
+        }
+    }
     for (what, answer, served) in asked {
         match (answer, served) {
             (Ok(()), true) => {}
@@ -620,11 +624,20 @@ async fn no_space(
     if !lowered {
         return Ok(());
     }
-    match put(kv, other).await {
-        Some(_) => Ok(()),
-        None => Err("a put after the NOSPACE alarm was disarmed failed".to_string()),
+    let again = PutRequest {
+        key: other,
+        ..PutRequest::default()
+    };
+    match tokio::time::timeout(ANSWER_WAIT, kv.put(again)).await {
+        Ok(Err(status)) if status.message() == NO_SPACE => {
+            Err("a put after the NOSPACE alarm was disarmed was refused as out of space".into())
+        }
+        _ => Ok(()),
     }
 }
+
+/// Times the probe asks to disarm its alarm before it gives up.
+const DISARM_TRIES: usize = 3;
 
 /// A lease id no workload picks (the etcd workload's are small).
 const PROBE_LEASE: i64 = 0x7a7a_7072_6f62;
@@ -855,7 +868,9 @@ impl Stream {
     }
 
     /// Every event the stream delivers before the answer to a progress
-    /// request, which comes once everything owed has been sent; in
+    /// request, which detcd sends once everything owed has been sent (its
+    /// own guarantee, which the watch consumers' coverage also takes:
+    /// etcd 3.4.23 answers at once, possibly ahead of queued events); in
     /// revision order (watches' events may interleave either way).
     async fn events_until_progress(&mut self) -> Result<Heard, String> {
         let progress = WatchRequest {
@@ -1085,11 +1100,12 @@ async fn check_permissions(
 /// change, a timeout, too many requests (not "database space exceeded",
 /// whose code is the same).
 fn passing(status: &tonic::Status) -> bool {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => true,
-        tonic::Code::ResourceExhausted => status.message() == "etcdserver: too many requests",
-        _ => false,
-    }
+    // etcd sends "too many requests" with code Unknown (a client-side
+    // error in its rpctypes), and detcd as etcd does.
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+    ) || status.message() == "etcdserver: too many requests"
 }
 
 /// One access the probe asked for: `allowed` ones must succeed, the

@@ -415,26 +415,6 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
     };
     watch_log.lock().unwrap().stop = true;
     filtered_log.lock().unwrap().stop = true;
-    // Last, as it writes: paths no workload takes, once. The auth
-    // workload's cluster may still have auth on, which the probe is not.
-    let outcome = match outcome {
-        Outcome::Pass if options.workload != crate::options::Workload::Auth => {
-            let endpoint = client_url(cluster.serving()[0]);
-            trace.record(format!("probing requests no workload sends on {endpoint}"));
-            // Megabytes through raft: in the etcd workload's runs only,
-            // the fewest in CI.
-            let fragments = options.workload == crate::options::Workload::Etcd;
-            let probed = observer
-                .spawn(async move {
-                    api_probe::probe(&endpoint, fragments).await?;
-                    api_probe::probe_auth(&endpoint).await
-                })
-                .await
-                .expect("api probe task");
-            probed.map_or_else(Outcome::Violation, |()| Outcome::Pass)
-        }
-        other => other,
-    };
     let outcome = match (outcome, refused_without_cause(&cluster, &trace)) {
         (Outcome::Pass | Outcome::Liveness(_), Some(violation)) => Outcome::Violation(violation),
         (outcome, _) => outcome,
@@ -563,6 +543,26 @@ pub async fn run(options: &RunOptions, echo: bool) -> RunReport {
             Outcome::Violation(violation)
         }
         (outcome, _) => outcome,
+    };
+    // Last, once everything else passed, as it writes: paths no workload
+    // takes, once. The auth workload's cluster has users of its own.
+    let outcome = match outcome {
+        Outcome::Pass if options.workload != crate::options::Workload::Auth => {
+            let endpoint = client_url(cluster.serving()[0]);
+            trace.record(format!("probing requests no workload sends on {endpoint}"));
+            // Megabytes through raft: in the etcd workload's runs only,
+            // the fewest in CI.
+            let fragments = options.workload == crate::options::Workload::Etcd;
+            let probed = observer
+                .spawn(async move {
+                    api_probe::probe(&endpoint, fragments).await?;
+                    api_probe::probe_auth(&endpoint).await
+                })
+                .await
+                .expect("api probe task");
+            probed.map_or_else(Outcome::Violation, |()| Outcome::Pass)
+        }
+        other => other,
     };
     trace.record(format!("history: {} operations", history.len()));
     IN_PROGRESS.with(|slot| slot.borrow_mut().take());
