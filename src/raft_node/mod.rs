@@ -6,17 +6,19 @@
 //! 0. send the leader's messages (appends, heartbeats) at once: a leader
 //!    may send before its own fsync (thesis §10.2.1), since it counts
 //!    itself only once persisted;
-//! 1. persist new entries and hard state with one fsync for the whole batch
-//!    (group commit), when raft's `must_sync()` asks for one — a vote or an
-//!    entry counts only once it is durable;
-//! 2. send the persisted messages (votes, a follower's acknowledgements) —
-//!    after persisting, so no peer hears of state we could lose in a crash;
-//! 3. apply committed entries and answer their proposers — after commit,
-//!    which raft reports only once a quorum persisted them (and only up to
-//!    what this member persisted). With no persisted messages to send
-//!    (normally a leader's turn), 3 runs while 1's fsync does: its clients
-//!    hear back one fsync sooner;
-//! 4. advance, then do the same for the light ready.
+//! 1. put new entries and hard state in the in-memory log and hand them to
+//!    the WAL's writes (`wal_writes`): one write and one fsync for all the
+//!    Readies that came while the write before was in flight (group
+//!    commit), when raft's `must_sync()` asks for one — a vote or an entry
+//!    counts only once it is durable. The loop does not wait: it steps
+//!    messages and takes proposals during the fsync;
+//! 2. apply committed entries and answer their proposers — after commit,
+//!    which raft reports only once a quorum persisted them, and only up to
+//!    what this member persisted;
+//! 3. advance (`advance_append_async`). Once a write is durable, raft hears
+//!    of it (`on_persist_ready`) and the persisted messages of the Readies
+//!    it held leave (votes, a follower's acknowledgements): no peer hears
+//!    of state we could lose in a crash.
 //!
 //! Architecture invariants: the driver is the only writer of the state
 //! machine and of the WAL; nothing here reads the OS clock (ticks come from
@@ -42,11 +44,12 @@ mod status;
 pub use status::RaftStatus;
 mod strangers;
 mod waiters;
+mod wal_writes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, HardState, Message};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
@@ -225,7 +228,10 @@ pub struct RaftNode {
     removal_asked_at: Duration,
     removed: Arc<std::sync::atomic::AtomicBool>,
     removal_asking: Arc<std::sync::atomic::AtomicBool>,
+    /// The WAL, while no write is in flight (`wal_writes`).
     wal: Option<Wal>,
+    /// The WAL's write in flight and the Readies queued behind it.
+    writes: wal_writes::WalWrites,
     /// The on-disk backend: the applied state, committed in batches.
     backend: crate::backend::Writer,
     snapshots: Arc<SnapshotDir>,
@@ -342,14 +348,18 @@ impl RaftNode {
             self.on_ready().await?;
         }
         loop {
+            // The write in flight is polled here, beside the other events,
+            // and put back after (`wal_writes`).
+            let mut in_flight = self.writes.in_flight.take();
             tokio::select! {
                 biased;
-                // Entries and votes were synced in their own turn; what may
-                // still be buffered (a commit-only hard state) is synced
-                // now. From here on the member neither votes nor
+                // The writes in flight and queued finish, then what may
+                // still be buffered (a commit-only hard state) is synced. From here on the member neither votes nor
                 // acknowledges, and waiting callers learn that the server
                 // stopped when their replies are dropped.
                 () = &mut stopped => {
+                    self.writes.in_flight = in_flight.take();
+                    self.settle().await?;
                     let mut wal = self.wal.take().expect("wal present");
                     let (wal, synced) = crate::storage::blocking::run(move || {
                         let synced = wal.sync();
@@ -363,6 +373,10 @@ impl RaftNode {
                     self.backend.flush().await?;
                     tracing::info!("raft loop stopped");
                     return Ok(());
+                }
+                written = wal_writes::InFlight::finish(&mut in_flight), if in_flight.is_some() => {
+                    let done = in_flight.take().expect("a write in flight");
+                    self.on_written(done, written)?;
                 }
                 _ = ticker.tick() => {
                     self.check_removed()?;
@@ -406,8 +420,16 @@ impl RaftNode {
                     }
                 }
             }
+            if let Some(in_flight) = in_flight {
+                self.writes.in_flight = Some(in_flight);
+            }
             self.election.fix(&mut self.raw);
             self.on_ready().await?;
+            // A write that finished within the turn (a snapshot mark
+            // settles the WAL) may have given raft more to do.
+            while self.raw.has_ready() {
+                self.on_ready().await?;
+            }
             self.election.fix(&mut self.raw);
         }
     }
@@ -505,9 +527,9 @@ impl RaftNode {
         }
         let ready_at = self.clock.elapsed();
         let mut ready = self.raw.ready();
-        // Nothing may call into the RawNode between ready() and advance():
-        // a proposal now would land in the batch being persisted. Leader
-        // changes are acted on after the advance.
+        // Nothing may call into the RawNode between ready() and the
+        // advance: a proposal now would land in the batch being persisted.
+        // Leader changes are acted on after the advance.
         let soft_state = ready
             .ss()
             .map(|soft_state| (soft_state.leader_id, soft_state.raft_state));
@@ -515,65 +537,45 @@ impl RaftNode {
         // §10.2.1): they are appends and heartbeats, safe to send early.
         let mut snapshots_sent = Vec::new();
         self.send(ready.take_messages(), &mut snapshots_sent);
-        if !ready.snapshot().is_empty() {
+        let installs = !ready.snapshot().is_empty();
+        if installs {
             self.install_snapshot(ready.snapshot().clone()).await?;
         }
         #[cfg(madsim)]
         if crate::sabotage::active(crate::sabotage::Sabotage::FollowerAckBeforeFsync) {
             self.send(ready.take_persisted_messages(), &mut snapshots_sent);
         }
-        let persist_started = self.clock.elapsed();
-        // 1. Persist, one fsync for everything in this Ready.
-        if let (Some(first), Some(last)) = (ready.entries().first(), ready.entries().last()) {
+        // 1. Persist: into the in-memory log now, into the WAL by a write
+        // that runs while the loop goes on (`wal_writes`).
+        let entries = ready.take_entries();
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             self.entry_starts
                 .persisted(first.index, last.index, ready_at);
         }
-        #[cfg(madsim)]
-        let overwrites = ready
-            .entries()
+        let overwrites = entries
             .first()
             .is_some_and(|first| first.index <= self.raw.store().last());
-        // A turn with no persisted messages (normally a leader's) applies
-        // while its fsync runs: 2 is empty, and the committed entries raft
-        // hands out are durable here already, as raft-rs gives out only
-        // those up to min(committed, persisted). So a leader's clients
-        // hear back one fsync sooner. A turn with messages that wait for
-        // the fsync sends them first: a follower's acknowledgement is on
-        // its leader's commit path, its apply is not.
-        let committed = ready.take_committed_entries();
-        let (beside, after) = if ready.persisted_messages().is_empty() {
-            (Some(committed), Vec::new())
-        } else {
-            (None, committed)
-        };
-        self.persist(
-            ready.entries().clone(),
-            ready.hs().cloned(),
-            ready.must_sync(),
-            beside,
-        )
-        .await?;
         let store = self.raw.mut_store();
-        store.append(ready.entries());
+        store.append(&entries);
         if let Some(hard_state) = ready.hs() {
             store.set_hard_state(hard_state.clone());
         }
         #[cfg(madsim)]
-        if overwrites {
-            self.crash_point(crate::probe::CrashPoint::LogOverwritten)?;
-        }
-        #[cfg(madsim)]
-        self.crash_point(crate::probe::CrashPoint::PersistedNotAnnounced)?;
-        // 2. Send what may only leave after the persist: votes and
-        // follower acknowledgements.
-        let persisted_messages = ready.take_persisted_messages();
-        #[cfg(madsim)]
-        let granted_vote = persisted_messages.iter().any(grants_vote);
-        self.send(persisted_messages, &mut snapshots_sent);
-        #[cfg(madsim)]
-        if granted_vote {
-            self.crash_point(crate::probe::CrashPoint::VoteGranted)?;
-        }
+        let early: Vec<Entry> =
+            if crate::sabotage::active(crate::sabotage::Sabotage::ApplyBeforeCommit) {
+                let requests = entries.iter().filter(|entry| is_request(entry));
+                requests.cloned().collect()
+            } else {
+                Vec::new()
+            };
+        let persisted_now = self.persist(
+            entries,
+            ready.hs().cloned(),
+            ready.must_sync(),
+            ready.number(),
+            ready.take_persisted_messages(),
+            overwrites,
+        )?;
         for read_state in ready.take_read_states() {
             let id = u64::from_le_bytes(
                 read_state
@@ -588,57 +590,34 @@ impl RaftNode {
         if crate::sabotage::active(crate::sabotage::Sabotage::ReadIndexSkipsApply) {
             self.reads.applied(u64::MAX);
         }
-        let persisted = self.clock.elapsed();
+        let apply_started = self.clock.elapsed();
         #[cfg(madsim)]
         if crate::sabotage::active(crate::sabotage::Sabotage::ApplyBeforeCommit)
             && self.raw.raft.state == StateRole::Leader
         {
-            let early: Vec<Entry> = ready
-                .entries()
-                .iter()
-                .filter(|entry| is_request(entry))
-                .cloned()
-                .collect();
             if let Some(last) = early.last() {
                 self.sabotage_applied_early = last.index;
             }
             self.apply(early)?;
         }
-        // 3. Apply (unless it ran beside the fsync).
-        self.apply(after)?;
-        // 4. Advance, and handle what the light ready adds.
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit);
-            // Buffered: the next group commit makes it durable. Recovery
-            // never needs it to be current (see `recovery`).
-            let hard_state = self.raw.store().hard_state().clone();
-            self.wal
-                .as_mut()
-                .expect("wal present")
-                .append(&[], Some(&hard_state));
+        // 2. Apply what is committed: raft hands out only entries this
+        // member has persisted, so the write in flight need not finish.
+        self.apply(ready.take_committed_entries())?;
+        // 3. Advance; raft hears of the write when it is durable.
+        self.raw.advance_append_async(ready);
+        if let Some(number) = persisted_now {
+            self.raw.on_persist_ready(number);
         }
-        self.send(light.take_messages(), &mut snapshots_sent);
-        self.apply(light.take_committed_entries())?;
+        if installs {
+            // What the snapshot holds counts as applied (below) only once
+            // raft knows it persisted.
+            self.settle().await?;
+        }
         self.raw.advance_apply();
         if std::mem::take(&mut self.cluster_version_due) {
             self.propose_cluster_version();
         }
-        // raft-rs pauses a follower's progress while a snapshot is in
-        // flight and resumes only on the follower's answer or this report;
-        // our transport sends and forgets, and a lost answer would pause it
-        // for good (found by the simulator: a restarted member stayed
-        // behind forever). Reporting it finished makes the leader probe.
-        // A snapshot the transport dropped itself is reported failed, so
-        // the leader retries at once.
-        for (to, left) in snapshots_sent {
-            let status = if left {
-                raft::SnapshotStatus::Finish
-            } else {
-                raft::SnapshotStatus::Failure
-            };
-            self.raw.report_snapshot(to, status);
-        }
+        self.report_snapshots(snapshots_sent);
         if let Some((leader_id, role)) = soft_state {
             self.on_leader_change(leader_id, role);
         }
@@ -650,9 +629,8 @@ impl RaftNode {
         if done.saturating_sub(ready_at) > SLOW_TURN {
             tracing::debug!(
                 took = ?done.saturating_sub(ready_at),
-                before_persist = ?persist_started.saturating_sub(ready_at),
-                persist = ?persisted.saturating_sub(persist_started),
-                apply = ?applied.saturating_sub(persisted),
+                before_apply = ?apply_started.saturating_sub(ready_at),
+                apply = ?applied.saturating_sub(apply_started),
                 snapshot = ?done.saturating_sub(applied),
                 "slow raft loop turn"
             );
@@ -660,115 +638,22 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Writes entries and hard state; fsyncs only when raft says the
-    /// batch must be durable before anything else happens but applying
-    /// `beside` (new entries, a new term or vote). A commit-only hard
-    /// state waits for the next fsync: recovery never needs it to be
-    /// current.
-    ///
-    /// `beside`, when given, is applied meanwhile: in production on the
-    /// loop while a blocking thread writes and fsyncs (disk work takes
-    /// milliseconds: it stays off the async runtime); in the simulator,
-    /// where disk work runs inline, first — the order in which a crash
-    /// during the fsync finds those entries applied and the new batch not
-    /// durable.
-    async fn persist(
-        &mut self,
-        entries: Vec<Entry>,
-        hard_state: Option<HardState>,
-        must_sync: bool,
-        beside: Option<Vec<Entry>>,
-    ) -> Result<(), FatalError> {
-        if !must_sync {
-            debug_assert!(entries.is_empty(), "raft: entries always need an fsync");
-            if let Some(hard_state) = hard_state {
-                self.wal
-                    .as_mut()
-                    .expect("wal present")
-                    .append(&[], Some(&hard_state));
-            }
-            return beside.map_or(Ok(()), |committed| self.apply(committed));
+    /// raft-rs pauses a follower's progress while a snapshot is in
+    /// flight and resumes only on the follower's answer or this report;
+    /// our transport sends and forgets, and a lost answer would pause it
+    /// for good (found by the simulator: a restarted member stayed
+    /// behind forever). Reporting it finished makes the leader probe.
+    /// A snapshot the transport dropped itself is reported failed, so
+    /// the leader retries at once.
+    fn report_snapshots(&mut self, snapshots_sent: Vec<(u64, bool)>) {
+        for (to, left) in snapshots_sent {
+            let status = if left {
+                raft::SnapshotStatus::Finish
+            } else {
+                raft::SnapshotStatus::Failure
+            };
+            self.raw.report_snapshot(to, status);
         }
-        let wal = self.wal.take().expect("wal present");
-        #[cfg(madsim)]
-        {
-            if let Some(committed) = beside {
-                if let Err(error) = self.apply(committed) {
-                    self.wal = Some(wal);
-                    return Err(error);
-                }
-            }
-            let (wal, result) = self.write_then_sync(wal, entries, hard_state).await?;
-            self.wal = Some(wal);
-            Ok(result?)
-        }
-        #[cfg(not(madsim))]
-        {
-            let (mut wal, clock) = (wal, self.clock.clone());
-            let syncing = crate::storage::blocking::start(move || {
-                wal.append(&entries, hard_state.as_ref());
-                let started = clock.elapsed();
-                let result = wal.write().and_then(|()| wal.sync());
-                (wal, result, clock.elapsed().saturating_sub(started))
-            });
-            let applied = beside.map_or(Ok(()), |committed| self.apply(committed));
-            let (wal, result, took) = syncing.await;
-            self.wal = Some(wal);
-            self.observe_fsync(took);
-            result?;
-            applied
-        }
-    }
-
-    /// The production path's calls, with the write and the fsync
-    /// two steps, as on a real disk, so that a crash can fall between
-    /// them and tear the tail; and a slowed disk. A crash point stops the
-    /// loop (the error) with the WAL put back.
-    #[cfg(madsim)]
-    async fn write_then_sync(
-        &mut self,
-        mut wal: Wal,
-        entries: Vec<Entry>,
-        hard_state: Option<HardState>,
-    ) -> Result<(Wal, Result<(), crate::storage::wal::WalError>), FatalError> {
-        let (mut wal, written) = crate::storage::blocking::run(move || {
-            wal.append(&entries, hard_state.as_ref());
-            let result = wal.write();
-            (wal, result)
-        })
-        .await;
-        if written.is_ok() {
-            if let Err(crash) = self.crash_point(crate::probe::CrashPoint::WalWrittenNotSynced) {
-                self.wal = Some(wal);
-                return Err(crash);
-            }
-        }
-        Ok(match written {
-            Ok(()) => {
-                crate::storage::blocking::fsync_latency().await;
-                // A disk the nemesis slowed.
-                let extra = crate::probe::extra_sync_latency(self.shared.member_id);
-                if !extra.is_zero() {
-                    tokio::time::sleep(extra).await;
-                }
-                // The sabotage's follower acknowledged already; a slow disk
-                // keeps its bytes in the page cache for a while.
-                if crate::sabotage::active(crate::sabotage::Sabotage::FollowerAckBeforeFsync)
-                    && self.raw.raft.state != StateRole::Leader
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                let started = self.clock.elapsed();
-                let synced = crate::storage::blocking::run(move || {
-                    let result = wal.sync();
-                    (wal, result)
-                })
-                .await;
-                self.observe_fsync(self.clock.elapsed().saturating_sub(started));
-                synced
-            }
-            Err(error) => (wal, Err(error)),
-        })
     }
 
     fn observe_fsync(&self, took: Duration) {

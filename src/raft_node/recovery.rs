@@ -324,6 +324,7 @@ impl RaftNode {
             next_lease_check: std::time::Duration::ZERO,
             next_lease_checkpoint: std::time::Duration::ZERO,
             wal: Some(wal),
+            writes: super::wal_writes::WalWrites::default(),
             backend,
             snapshots: Arc::new(snapshots),
             shared,

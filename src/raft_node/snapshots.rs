@@ -46,6 +46,9 @@ impl RaftNode {
             }
             return Ok(());
         }
+        // The mark's hard state is the in-memory log's: the WAL must hold
+        // all that log does first.
+        self.settle().await?;
         let mut wal = self.wal.take().expect("wal present");
         let hard_state = self.raw.store().hard_state().clone();
         let previous = self.snapshot_policy.release_to();
@@ -183,6 +186,9 @@ impl RaftNode {
         &mut self,
         raft_snapshot: RaftSnapshot,
     ) -> Result<(), FatalError> {
+        // Writes of the log before the snapshot finish first: the mark
+        // goes after them.
+        self.settle().await?;
         // The backend is replaced whole: what it held before says nothing.
         #[cfg(madsim)]
         {
