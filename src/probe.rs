@@ -92,6 +92,9 @@ pub trait Observer {
     /// leases or auth than its applied state: a change kept only in
     /// memory, lost at the next restart.
     fn stored_state_stale(&self, _member: u64, _index: u64) {}
+    /// `member` claimed more of its log durable than its WAL synced (an
+    /// acknowledgement, or raft's own count): `what` says which.
+    fn claimed_unsynced(&self, _member: u64, _what: &str) {}
     /// `member` applied the entry at `index`; `state_hash` is the state
     /// after it, at sampled indices.
     fn applied(&self, member: u64, index: u64, term: u64, entry_hash: u64, state_hash: Option<u64>);
@@ -127,6 +130,10 @@ pub(crate) fn vote_granted(member: u64, term: u64, candidate: u64) {
 
 pub(crate) fn stored_state_stale(member: u64, index: u64) {
     with(|observer| observer.stored_state_stale(member, index));
+}
+
+pub(crate) fn claimed_unsynced(member: u64, what: &str) {
+    with(|observer| observer.claimed_unsynced(member, what));
 }
 
 pub(crate) fn applied(

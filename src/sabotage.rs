@@ -182,10 +182,14 @@ pub enum Sabotage {
     /// Under a NOSPACE alarm a txn that only deletes is refused too: the
     /// operator cannot free space.
     NoSpaceRefusesDeletes = 55,
+    /// When a WAL write is durable, the Readies queued behind it count as
+    /// durable too: raft counts their entries as this member's and their
+    /// acknowledgements leave one write early.
+    PersistedOneWriteEarly = 56,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 55] = [
+    pub const ALL: [Sabotage; 56] = [
         Sabotage::StaleRead,
         Sabotage::AckBeforeFsync,
         Sabotage::DoubleApply,
@@ -241,6 +245,7 @@ impl Sabotage {
         Sabotage::TimeToLiveOfUnknownIsZero,
         Sabotage::LastFragmentMarked,
         Sabotage::NoSpaceRefusesDeletes,
+        Sabotage::PersistedOneWriteEarly,
     ];
 
     pub fn name(self) -> &'static str {
@@ -301,6 +306,7 @@ impl Sabotage {
             Sabotage::TimeToLiveOfUnknownIsZero => "time-to-live-of-unknown-is-zero",
             Sabotage::LastFragmentMarked => "last-fragment-marked",
             Sabotage::NoSpaceRefusesDeletes => "no-space-refuses-deletes",
+            Sabotage::PersistedOneWriteEarly => "persisted-one-write-early",
         }
     }
 
@@ -402,6 +408,9 @@ impl Sabotage {
             Sabotage::TimeToLiveOfUnknownIsZero => "TimeToLive of an unknown lease answers TTL 0, not -1",
             Sabotage::LastFragmentMarked => "the last part of a fragmented watch response is marked as a fragment too",
             Sabotage::NoSpaceRefusesDeletes => "under a NOSPACE alarm a txn that only deletes is refused too",
+            Sabotage::PersistedOneWriteEarly => {
+                "a write's completion counts the Readies queued behind it as durable too"
+            }
         }
     }
 

@@ -648,8 +648,8 @@ pub async fn client(setup: EtcdClient) {
 }
 
 /// etcd's refusal of a revision compacted away, and of one not yet written.
-const COMPACTED: &str = "required revision has been compacted";
-const FUTURE_REVISION: &str = "required revision is a future revision";
+pub(crate) const COMPACTED: &str = "required revision has been compacted";
+pub(crate) const FUTURE_REVISION: &str = "required revision is a future revision";
 
 /// Runs and records a read at a revision, a serializable read or a
 /// compaction.

@@ -73,7 +73,7 @@ impl Workload {
 /// The deliberate bugs the madsim build of detcd can switch on
 /// (`detcd::sabotage`), by name, with what they do.
 /// `harness.rs` checks it matches the madsim build's list.
-pub const SABOTAGES: [(&str, &str); 55] = [
+pub const SABOTAGES: [(&str, &str); 56] = [
     (
         "stale-read",
         "serve linearizable reads locally without ReadIndex",
@@ -237,4 +237,5 @@ pub const SABOTAGES: [(&str, &str); 55] = [
     ("time-to-live-of-unknown-is-zero", "TimeToLive of an unknown lease answers TTL 0, not -1"),
     ("last-fragment-marked", "the last part of a fragmented watch response is marked as a fragment too"),
     ("no-space-refuses-deletes", "under a NOSPACE alarm a txn that only deletes is refused too"),
+    ("persisted-one-write-early", "a write's completion counts the Readies queued behind it as durable too"),
 ];

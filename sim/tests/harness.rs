@@ -169,6 +169,11 @@ fn follower_ack_before_fsync_is_caught() {
 }
 
 #[test]
+fn persisted_one_write_early_is_caught() {
+    caught("persisted-one-write-early");
+}
+
+#[test]
 fn stale_read_is_caught() {
     caught("stale-read");
 }

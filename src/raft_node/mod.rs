@@ -221,6 +221,10 @@ pub struct RaftNode {
     /// simulator's `check_stored_parts`.
     #[cfg(madsim)]
     stored_parts: Option<Vec<u8>>,
+    /// How far the WAL has synced the log, by its own account
+    /// (`Wal::synced_index`), for `check_synced`.
+    #[cfg(madsim)]
+    synced: Arc<std::sync::atomic::AtomicU64>,
     /// When a peer's message was last admitted, when the peers were last
     /// asked whether this member was removed, and their answer
     /// (`check_removed`).
@@ -482,6 +486,17 @@ impl RaftNode {
             if grants_vote(message) {
                 crate::probe::vote_granted(self.shared.member_id, message.term, message.to);
             }
+            #[cfg(madsim)]
+            if message.get_msg_type() == raft::eraftpb::MessageType::MsgAppendResponse
+                && !message.reject
+            {
+                self.check_synced(message.index, || {
+                    format!(
+                        "acknowledged entries through {} to {:x}",
+                        message.index, message.to
+                    )
+                });
+            }
             match message.get_msg_type() {
                 raft::eraftpb::MessageType::MsgHeartbeat => {
                     self.heartbeats_sent.entry(message.to).or_insert(now);
@@ -508,6 +523,29 @@ impl RaftNode {
         let source = self.snapshot_source.as_ref().map(|(source, _)| source);
         let dropped = self.transport.send(messages, source);
         snapshots_sent.extend(snapshots.into_iter().map(|to| (to, !dropped.contains(&to))));
+    }
+
+    /// The simulator's check that `index`, which this member is about to
+    /// claim durable (`what`), is within what its WAL has synced.
+    #[cfg(madsim)]
+    fn check_synced(&self, index: u64, what: impl FnOnce() -> String) {
+        let synced = self.synced.load(std::sync::atomic::Ordering::Relaxed);
+        if index > synced {
+            let claim = format!("{} with its WAL synced through {synced}", what());
+            crate::probe::claimed_unsynced(self.shared.member_id, &claim);
+        }
+    }
+
+    /// raft hears that the Readies through `number` are durable.
+    fn on_persist_ready(&mut self, number: u64) {
+        self.raw.on_persist_ready(number);
+        #[cfg(madsim)]
+        {
+            let persisted = self.raw.raft.raft_log.persisted;
+            self.check_synced(persisted, || {
+                format!("let raft count entries through {persisted} as persisted")
+            });
+        }
     }
 
     /// Stops the loop here if the simulator's nemesis armed `point`.
@@ -606,7 +644,7 @@ impl RaftNode {
         // 3. Advance; raft hears of the write when it is durable.
         self.raw.advance_append_async(ready);
         if let Some(number) = persisted_now {
-            self.raw.on_persist_ready(number);
+            self.on_persist_ready(number);
         }
         if installs {
             // What the snapshot holds counts as applied (below) only once

@@ -292,6 +292,16 @@ impl RaftNode {
             entry_starts.persisted(first, last, clock.elapsed());
         }
         let (vouched, vouched_answers) = mpsc::channel(strangers::STRANGERS_MAX);
+        // All a restart finds is durable: a crash took what was not. That
+        // may be more than the WAL holds (a snapshot file adopted before a
+        // crash kept the WAL from marking it).
+        #[cfg(madsim)]
+        let synced = {
+            let synced = wal.synced_index();
+            let persisted = raw.raft.raft_log.persisted;
+            synced.fetch_max(persisted, std::sync::atomic::Ordering::Relaxed);
+            synced
+        };
         Ok(RaftNode {
             raw,
             transport,
@@ -309,6 +319,8 @@ impl RaftNode {
             cluster_version_proposed_at: None,
             #[cfg(madsim)]
             stored_parts: None,
+            #[cfg(madsim)]
+            synced,
             last_heard: std::time::Duration::ZERO,
             removal_asked_at: std::time::Duration::ZERO,
             removed: Arc::default(),

@@ -152,7 +152,7 @@ impl RaftNode {
             for (_, hard_state) in &batch {
                 wal.append(&[], hard_state.as_ref());
             }
-            self.raw.on_persist_ready(number);
+            self.on_persist_ready(number);
             return self.send_persisted(messages);
         }
         let wal = self.wal.take().expect("wal present");
@@ -183,8 +183,18 @@ impl RaftNode {
         let _ = in_flight.overwrites;
         #[cfg(madsim)]
         self.crash_point(crate::probe::CrashPoint::PersistedNotAnnounced)?;
-        self.raw.on_persist_ready(in_flight.number);
+        self.on_persist_ready(in_flight.number);
         self.send_persisted(in_flight.messages)?;
+        #[cfg(madsim)]
+        if crate::sabotage::active(crate::sabotage::Sabotage::PersistedOneWriteEarly) {
+            if let Some(last) = self.writes.queue.last() {
+                self.on_persist_ready(last.number);
+            }
+            let early = (self.writes.queue.iter_mut())
+                .flat_map(|queued| std::mem::take(&mut queued.messages))
+                .collect();
+            self.send_persisted(early)?;
+        }
         self.start_write()
     }
 

@@ -182,6 +182,13 @@ pub struct Wal {
     /// (`ZEROS_AHEAD_BYTES`).
     zeroed_to: u64,
     segment_bytes: u64,
+    /// The last entry index the last write reached, and how far the log
+    /// is durable by the WAL's own account of its syncs, shared with the
+    /// raft loop (simulator only: `synced_index`).
+    #[cfg(madsim)]
+    written_index: u64,
+    #[cfg(madsim)]
+    synced: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -239,12 +246,21 @@ impl Wal {
             pending: Vec::new(),
             pending_first_index: None,
             segment_bytes: SEGMENT_BYTES,
+            #[cfg(madsim)]
+            written_index: 0,
+            #[cfg(madsim)]
+            synced: Arc::default(),
         };
         wal.append(entries, None);
         wal.hard_state = hard_state.clone();
         let bootstrap = std::mem::take(&mut wal.pending);
         wal.pending_first_index = None;
         wal.start_segment(0, 1, &bootstrap)?;
+        #[cfg(madsim)]
+        {
+            wal.written_index = wal.last_index;
+            (wal.synced).store(wal.last_index, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(parent) = dir.parent() {
             wal.disk.sync_dir(parent).map_err(io_error(parent))?;
         }
@@ -399,6 +415,11 @@ impl Wal {
         if let Some(parent) = dir.parent() {
             disk.sync_dir(parent).map_err(io_error(parent))?;
         }
+        let last_index = replay.entries.last().map(|entry| entry.index).unwrap_or(0);
+        #[cfg(madsim)]
+        let synced_through = (replay.snapshot_marks.iter())
+            .map(|mark| mark.index)
+            .fold(last_index, u64::max);
         let wal = Wal {
             disk,
             dir: dir.to_path_buf(),
@@ -413,10 +434,14 @@ impl Wal {
             tail_len,
             unsynced: false,
             zeroed_to: tail_bytes,
-            last_index: replay.entries.last().map(|entry| entry.index).unwrap_or(0),
+            last_index,
             pending: Vec::new(),
             pending_first_index: None,
             segment_bytes: SEGMENT_BYTES,
+            #[cfg(madsim)]
+            written_index: synced_through,
+            #[cfg(madsim)]
+            synced: Arc::new(synced_through.into()),
         };
         Ok((wal, replay))
     }
@@ -424,6 +449,11 @@ impl Wal {
     /// Buffers entries (replacing any at or after the first one's index on
     /// replay) and, if given, a new hard state. Nothing is durable before `sync`.
     pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) {
+        #[cfg(madsim)]
+        if let Some(first) = entries.first() {
+            // Entries replaced from here on are durable no more.
+            self.synced_below(first.index);
+        }
         for entry in entries {
             self.pending_first_index.get_or_insert(entry.index);
             let bytes = entry.write_to_bytes().expect("raft entry encodes");
@@ -468,6 +498,25 @@ impl Wal {
         self.pending_mark = Some(mark);
         self.last_index = mark.index;
         self.pending_first_index.get_or_insert(mark.index + 1);
+        #[cfg(madsim)]
+        self.synced_below(1);
+    }
+
+    /// How far the log is durable by the WAL's own account of its syncs,
+    /// for the simulator's check that no acknowledgement (and no count of
+    /// raft's) runs ahead of it. Shared: it moves while a write that holds
+    /// the WAL is in flight.
+    #[cfg(madsim)]
+    pub fn synced_index(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.synced.clone()
+    }
+
+    #[cfg(madsim)]
+    fn synced_below(&mut self, index: u64) {
+        let below = index.saturating_sub(1);
+        self.synced
+            .fetch_min(below, std::sync::atomic::Ordering::Relaxed);
+        self.written_index = self.written_index.min(below);
     }
 
     /// Writes everything buffered to the tail segment, in place, first
@@ -498,6 +547,10 @@ impl Wal {
             self.last_mark = mark;
         }
         self.unsynced = true;
+        #[cfg(madsim)]
+        {
+            self.written_index = self.last_index;
+        }
         Ok(())
     }
 
@@ -540,6 +593,12 @@ impl Wal {
             self.disk.sync(&path).map_err(io_error(&path))?;
         }
         self.unsynced = false;
+        // By the WAL's own account, skipped fsync or not: what it claims
+        // after a sync is the raft loop's to respect; whether the disk
+        // keeps it is for power losses to show. Only replaced entries
+        // lower it (`synced_below`), never a sync.
+        #[cfg(madsim)]
+        (self.synced).fetch_max(self.written_index, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

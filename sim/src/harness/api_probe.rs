@@ -34,6 +34,8 @@ use detcd::proto::mvccpb::{event::EventType, KeyValue};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::etcd_workload::{COMPACTED, FUTURE_REVISION};
+
 /// The probe's keys: outside every workload's range.
 pub const PREFIX: &str = "zz-probe/";
 /// How long the probe waits for one answer: far longer than a quiet
@@ -239,10 +241,7 @@ pub async fn probe(endpoint: &str, fragments: bool) -> Result<(), String> {
             "a compaction at revision {head} was answered at header revision {answered_at}"
         ));
     }
-    for (revision, refusal) in [
-        (head, "required revision has been compacted"),
-        (head + FUTURE, "required revision is a future revision"),
-    ] {
+    for (revision, refusal) in [(head, COMPACTED), (head + FUTURE, FUTURE_REVISION)] {
         match tokio::time::timeout(ANSWER_WAIT, kv.compact(compact(revision))).await {
             Ok(Err(status)) if status.message().contains(refusal) => {}
             // Not a refusal of the revision (a passing failure): proves nothing.
@@ -269,18 +268,9 @@ async fn txn_reading_past_revisions(
 ) -> Result<(), String> {
     let key = format!("{PREFIX}txn").into_bytes();
     for (revision, refusal) in [
-        (compacted_at - 1, "required revision has been compacted"),
-        (
-            compacted_at + FUTURE,
-            "required revision is a future revision",
-        ),
+        (compacted_at - 1, COMPACTED),
+        (compacted_at + FUTURE, FUTURE_REVISION),
     ] {
-        let put = RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest {
-                key: key.clone(),
-                ..PutRequest::default()
-            })),
-        };
         let range = RequestOp {
             request: Some(request_op::Request::RequestRange(RangeRequest {
                 key: format!("{PREFIX}a").into_bytes(),
@@ -288,10 +278,7 @@ async fn txn_reading_past_revisions(
                 ..RangeRequest::default()
             })),
         };
-        let txn = TxnRequest {
-            success: vec![put, range],
-            ..TxnRequest::default()
-        };
+        let txn = txn(vec![put_op(&key), range]);
         let answer = match tokio::time::timeout(ANSWER_WAIT, kv.txn(txn)).await {
             Ok(Err(status)) if passing(&status) => return Ok(()),
             Ok(answer) => answer,
@@ -324,17 +311,7 @@ async fn refusals(
     endpoint: &str,
     kv: &mut KvClient<tonic::transport::Channel>,
 ) -> Result<(), String> {
-    let put = |key: &[u8]| RequestOp {
-        request: Some(request_op::Request::RequestPut(PutRequest {
-            key: key.to_vec(),
-            ..PutRequest::default()
-        })),
-    };
     let key = format!("{PREFIX}refused").into_bytes();
-    let txn = |ops: Vec<RequestOp>| TxnRequest {
-        success: ops,
-        ..TxnRequest::default()
-    };
     let refused = [
         (
             "a put of the empty key",
@@ -343,12 +320,14 @@ async fn refusals(
         ),
         (
             "a txn putting one key twice",
-            kv.txn(txn(vec![put(&key), put(&key)])).await.map(|_| ()),
+            kv.txn(txn(vec![put_op(&key), put_op(&key)]))
+                .await
+                .map(|_| ()),
             "etcdserver: duplicate key given in txn request",
         ),
         (
             "a txn of one op more than --max-txn-ops",
-            (kv.txn(txn(vec![put(&key); DEFAULT_MAX_TXN_OPS as usize + 1]))
+            (kv.txn(txn(vec![put_op(&key); DEFAULT_MAX_TXN_OPS as usize + 1]))
                 .await)
                 .map(|_| ()),
             "etcdserver: too many operations in txn request",
@@ -526,12 +505,6 @@ async fn no_space(
             "a NOSPACE alarm raised for {member_id:x} was answered {listed:?}"
         ));
     }
-    let put_op = |key: &[u8]| RequestOp {
-        request: Some(request_op::Request::RequestPut(PutRequest {
-            key: key.to_vec(),
-            ..PutRequest::default()
-        })),
-    };
     let delete_op = |key: &[u8]| RequestOp {
         request: Some(request_op::Request::RequestDeleteRange(
             DeleteRangeRequest {
@@ -539,10 +512,6 @@ async fn no_space(
                 ..DeleteRangeRequest::default()
             },
         )),
-    };
-    let txn = |ops: Vec<RequestOp>| TxnRequest {
-        success: ops,
-        ..TxnRequest::default()
     };
     let other = format!("{PREFIX}nospace-other").into_bytes();
     let asked = [
@@ -1129,5 +1098,23 @@ fn judge_access(what: &str, answer: Result<(), ClientError>, allowed: bool) -> R
             ))
         }
         (Err(_), _) => Ok(()),
+    }
+}
+
+/// A txn op that puts `key` with an empty value.
+fn put_op(key: &[u8]) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.to_vec(),
+            ..PutRequest::default()
+        })),
+    }
+}
+
+/// A txn with no compares that runs `ops`.
+fn txn(ops: Vec<RequestOp>) -> TxnRequest {
+    TxnRequest {
+        success: ops,
+        ..TxnRequest::default()
     }
 }

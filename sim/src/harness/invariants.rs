@@ -130,6 +130,10 @@ impl Observer for Invariants {
         self.state.borrow_mut().stored_state_stale(member, index);
     }
 
+    fn claimed_unsynced(&self, member: u64, what: &str) {
+        self.state.borrow_mut().claimed_unsynced(member, what);
+    }
+
     fn applied(
         &self,
         member: u64,

@@ -11,6 +11,10 @@
 //!   applied: what it applied it had persisted, and disks keep what was
 //!   synced; and its backend is never handed a state besides the
 //!   revisions (members, alarms, leases, auth) other than the applied one;
+//! - acknowledged durability: a member acknowledges appends, and raft
+//!   counts its entries as persisted, only as far as its WAL has synced
+//!   them (checked as each acknowledgement leaves, so a bug that acks
+//!   early is caught without waiting for a power loss to land in it);
 //! - vote durability: a member that sent its vote in a term restarts in a
 //!   later term or with that vote (§5.2's persistent `votedFor`), so it
 //!   can never vote twice in one term.
@@ -105,6 +109,12 @@ impl RaftInvariants {
         ));
     }
 
+    /// `member` claimed more of its log durable than its WAL had synced:
+    /// an acknowledgement a crash could take back.
+    pub fn claimed_unsynced(&mut self, member: u64, what: &str) {
+        self.violate(format!("durability: member {member:x} {what}"));
+    }
+
     pub fn recovered(&mut self, member: u64, durable_index: u64, term: u64, vote: u64) {
         let applied = self.applied.get(&member).copied().unwrap_or(0);
         if durable_index < applied {
@@ -183,6 +193,20 @@ mod tests {
             .violation()
             .unwrap()
             .starts_with("state machine safety"));
+    }
+
+    #[test]
+    fn claiming_more_than_the_wal_synced_breaks_durability() {
+        let mut raft = RaftInvariants::default();
+        raft.claimed_unsynced(
+            1,
+            "acknowledged entries through 7 to 2 with its WAL synced through 6",
+        );
+        let violation = raft.violation().unwrap();
+        assert!(
+            violation.starts_with("durability: member 1 acknowledged"),
+            "{violation}"
+        );
     }
 
     #[test]
