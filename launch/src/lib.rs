@@ -223,6 +223,13 @@ impl Launch {
             }
             None => Command::new(&self.binary),
         };
+        // etcd and detcd read every flag from an `ETCD_` variable too: one
+        // left in the caller's shell (an operator's auto-compaction, say)
+        // would change the servers under test without a word. Only the
+        // launch's own environment reaches them.
+        for name in etcd_variables(std::env::vars_os().map(|(name, _)| name)) {
+            command.env_remove(name);
+        }
         command
             .args(self.command_line(member))
             .envs(self.env.iter().map(|(name, value)| (name, value)))
@@ -439,9 +446,34 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// The names among `names` that etcd would read as flags (`ETCD_` and an
+/// upper-case flag name; `ETCDCTL_` is etcdctl's).
+fn etcd_variables(names: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    names
+        .filter(|name| {
+            name.to_str()
+                .is_some_and(|name| name.starts_with("ETCD_") && name.len() > "ETCD_".len())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_callers_etcd_flag_variables_are_kept_from_the_servers() {
+        let names = [
+            "ETCD_AUTO_COMPACTION_RETENTION",
+            "ETCD_NAME",
+            "ETCDCTL_API",
+            "ETCD_",
+            "PATH",
+            "DETCD_IT_FLAVOR",
+        ];
+        let removed = etcd_variables(names.into_iter().map(OsString::from));
+        assert_eq!(removed, ["ETCD_AUTO_COMPACTION_RETENTION", "ETCD_NAME"]);
+    }
 
     #[test]
     fn the_command_line_carries_etcds_clustering_flags() {
