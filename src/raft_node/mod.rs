@@ -416,7 +416,12 @@ impl RaftNode {
                 // only pile up in memory.
                 command = commands.recv(),
                     if self.backend.unflushed_bytes() <= UNFLUSHED_BYTES_MAX => {
-                    let Some(command) = command else { return Ok(()) };
+                    let Some(command) = command else {
+                        // A clean stop too: what is queued becomes durable.
+                        self.writes.in_flight = in_flight.take();
+                        self.settle().await?;
+                        return Ok(());
+                    };
                     self.handle(command);
                     for _ in 1..COMMAND_BATCH_MAX {
                         let Ok(command) = commands.try_recv() else { break };
@@ -564,6 +569,11 @@ impl RaftNode {
             return self.maybe_snapshot().await;
         }
         let ready_at = self.clock.elapsed();
+        if self.raw.snap().is_some_and(|snapshot| !snapshot.is_empty()) {
+            // The install marks the WAL after every write before it, and
+            // nothing may call into raft between ready() and the advance.
+            self.settle().await?;
+        }
         let mut ready = self.raw.ready();
         // Nothing may call into the RawNode between ready() and the
         // advance: a proposal now would land in the batch being persisted.
@@ -593,6 +603,12 @@ impl RaftNode {
         let overwrites = entries
             .first()
             .is_some_and(|first| first.index <= self.raw.store().last());
+        // The entries replaced are durable no more, though the write that
+        // replaces them has not begun.
+        #[cfg(madsim)]
+        if let Some(first) = entries.first().filter(|_| overwrites) {
+            (self.synced).fetch_min(first.index - 1, std::sync::atomic::Ordering::Relaxed);
+        }
         let store = self.raw.mut_store();
         store.append(&entries);
         if let Some(hard_state) = ready.hs() {

@@ -22,8 +22,10 @@
 //!   stopping) first `settle`s: waits for the write in flight and writes
 //!   the queue, so the WAL holds all the in-memory log holds.
 //!
-//! Invariant: no write in flight ⇒ the queue is empty and `wal` is
-//! present; a write in flight holds the WAL.
+//! Invariant, outside the loop's `select!` (whose arms run with the write
+//! in flight taken out to be polled, and so must not persist): no write
+//! in flight ⇒ the queue is empty and `wal` is present; a write in flight
+//! holds the WAL.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -505,7 +505,10 @@ impl Wal {
     /// How far the log is durable by the WAL's own account of its syncs,
     /// for the simulator's check that no acknowledgement (and no count of
     /// raft's) runs ahead of it. Shared: it moves while a write that holds
-    /// the WAL is in flight.
+    /// the WAL is in flight, and the raft loop lowers it as soon as a
+    /// Ready replaces entries. Indices only: a write made before such a
+    /// Ready raises it again when it syncs the old entries, so a claim on
+    /// the replacing entries in that window is left to power loss.
     #[cfg(madsim)]
     pub fn synced_index(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.synced.clone()
