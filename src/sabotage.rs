@@ -321,7 +321,7 @@ impl Sabotage {
             }
             Sabotage::WatchGap => "watchers skip events at every 16th revision",
             Sabotage::FollowerAckBeforeFsync => {
-                "followers acknowledge appends before their fsync (power loss catches it)"
+                "followers acknowledge appends before their fsync"
             }
             Sabotage::LeaseEarlyExpiry => "leases run out at half their TTL",
             Sabotage::LeaseResetOnLeaderChange => {

@@ -93,7 +93,7 @@ pub const SABOTAGES: [(&str, &str); 56] = [
     ("watch-gap", "watchers skip events at every 16th revision"),
     (
         "follower-ack-before-fsync",
-        "followers acknowledge appends before their fsync (power loss catches it)",
+        "followers acknowledge appends before their fsync",
     ),
     ("lease-early-expiry", "leases run out at half their TTL"),
     (

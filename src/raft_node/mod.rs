@@ -358,9 +358,10 @@ impl RaftNode {
             tokio::select! {
                 biased;
                 // The writes in flight and queued finish, then what may
-                // still be buffered (a commit-only hard state) is synced. From here on the member neither votes nor
-                // acknowledges, and waiting callers learn that the server
-                // stopped when their replies are dropped.
+                // still be buffered (a commit-only hard state) is synced.
+                // From here on the member neither votes nor acknowledges,
+                // and waiting callers learn that the server stopped when
+                // their replies are dropped.
                 () = &mut stopped => {
                     self.writes.in_flight = in_flight.take();
                     self.settle().await?;
@@ -622,14 +623,14 @@ impl RaftNode {
             } else {
                 Vec::new()
             };
-        let persisted_now = self.persist(
+        let persisted_now = self.persist(wal_writes::Queued {
             entries,
-            ready.hs().cloned(),
-            ready.must_sync(),
-            ready.number(),
-            ready.take_persisted_messages(),
+            hard_state: ready.hs().cloned(),
+            must_sync: ready.must_sync(),
+            number: ready.number(),
+            messages: ready.take_persisted_messages(),
             overwrites,
-        )?;
+        })?;
         for read_state in ready.take_read_states() {
             let id = u64::from_le_bytes(
                 read_state

@@ -37,17 +37,17 @@ use crate::storage::wal::Wal;
 
 use super::{FatalError, RaftNode};
 
-/// What one Ready asks to persist, waiting for the write in flight.
-struct Queued {
-    entries: Vec<Entry>,
-    hard_state: Option<HardState>,
-    must_sync: bool,
+/// What one Ready asks to persist (queued while a write is in flight).
+pub(super) struct Queued {
+    pub(super) entries: Vec<Entry>,
+    pub(super) hard_state: Option<HardState>,
+    pub(super) must_sync: bool,
     /// The Ready's number, for `on_persist_ready`.
-    number: u64,
+    pub(super) number: u64,
     /// Its persisted messages: they leave once it is durable.
-    messages: Vec<Message>,
+    pub(super) messages: Vec<Message>,
     /// Its entries replace some the log held (a crash point then).
-    overwrites: bool,
+    pub(super) overwrites: bool,
 }
 
 /// What a write hands back: the WAL, whether it is durable, and how long
@@ -92,40 +92,25 @@ impl RaftNode {
     /// once: the Ready is as durable as it needs to be, and its number is
     /// returned, to hand raft after the advance. Otherwise it is queued,
     /// and written now if no write is in flight.
-    pub(super) fn persist(
-        &mut self,
-        entries: Vec<Entry>,
-        hard_state: Option<HardState>,
-        must_sync: bool,
-        number: u64,
-        messages: Vec<Message>,
-        overwrites: bool,
-    ) -> Result<Option<u64>, FatalError> {
+    pub(super) fn persist(&mut self, ready: Queued) -> Result<Option<u64>, FatalError> {
         debug_assert!(
-            must_sync || entries.is_empty(),
+            ready.must_sync || ready.entries.is_empty(),
             "raft: entries need an fsync"
         );
-        if self.writes.in_flight.is_none() && !must_sync {
-            if let Some(hard_state) = hard_state {
+        if self.writes.in_flight.is_none() && !ready.must_sync {
+            if let Some(hard_state) = &ready.hard_state {
                 let wal = self.wal.as_mut().expect("wal present");
-                wal.append(&[], Some(&hard_state));
+                wal.append(&[], Some(hard_state));
             }
-            self.send_persisted(messages)?;
-            return Ok(Some(number));
+            self.send_persisted(ready.messages)?;
+            return Ok(Some(ready.number));
         }
-        if !must_sync && hard_state.is_none() && messages.is_empty() {
+        if !ready.must_sync && ready.hard_state.is_none() && ready.messages.is_empty() {
             // Nothing to write or to hold back; a later write's number
             // covers this Ready's.
             return Ok(None);
         }
-        self.writes.queue.push(Queued {
-            entries,
-            hard_state,
-            must_sync,
-            number,
-            messages,
-            overwrites,
-        });
+        self.writes.queue.push(ready);
         if self.writes.in_flight.is_none() {
             self.start_write()?;
         }
