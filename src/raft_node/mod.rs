@@ -224,7 +224,7 @@ pub struct RaftNode {
     /// How far the WAL has synced the log, by its own account
     /// (`Wal::synced_index`), for `check_synced`.
     #[cfg(madsim)]
-    synced: Arc<std::sync::atomic::AtomicU64>,
+    synced: Arc<crate::storage::synced::SyncedLog>,
     /// When a peer's message was last admitted, when the peers were last
     /// asked whether this member was removed, and their answer
     /// (`check_removed`).
@@ -535,7 +535,7 @@ impl RaftNode {
     /// claim durable (`what`), is within what its WAL has synced.
     #[cfg(madsim)]
     fn check_synced(&self, index: u64, what: impl FnOnce() -> String) {
-        let synced = self.synced.load(std::sync::atomic::Ordering::Relaxed);
+        let synced = self.synced.through();
         if index > synced {
             let claim = format!("{} with its WAL synced through {synced}", what());
             crate::probe::claimed_unsynced(self.shared.member_id, &claim);
@@ -605,10 +605,11 @@ impl RaftNode {
             .first()
             .is_some_and(|first| first.index <= self.raw.store().last());
         // The entries replaced are durable no more, though the write that
-        // replaces them has not begun.
+        // replaces them has not begun, and the write in flight cannot
+        // make them so.
         #[cfg(madsim)]
         if let Some(first) = entries.first().filter(|_| overwrites) {
-            (self.synced).fetch_min(first.index - 1, std::sync::atomic::Ordering::Relaxed);
+            self.synced.replaced_from(first.index);
         }
         let store = self.raw.mut_store();
         store.append(&entries);

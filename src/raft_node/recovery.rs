@@ -298,8 +298,7 @@ impl RaftNode {
         #[cfg(madsim)]
         let synced = {
             let synced = wal.synced_index();
-            let persisted = raw.raft.raft_log.persisted;
-            synced.fetch_max(persisted, std::sync::atomic::Ordering::Relaxed);
+            synced.recovered(raw.raft.raft_log.persisted);
             synced
         };
         Ok(RaftNode {

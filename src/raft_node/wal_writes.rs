@@ -143,6 +143,8 @@ impl RaftNode {
             return self.send_persisted(messages);
         }
         let wal = self.wal.take().expect("wal present");
+        #[cfg(madsim)]
+        self.synced.write_begun();
         self.writes.in_flight = Some(InFlight {
             future: self.write(wal, batch),
             number,

@@ -12,6 +12,7 @@ pub mod real_disk;
 pub mod record;
 pub mod sim_disk;
 pub mod snapshot;
+pub mod synced;
 pub mod wal;
 
 #[cfg(test)]

@@ -188,7 +188,7 @@ pub struct Wal {
     #[cfg(madsim)]
     written_index: u64,
     #[cfg(madsim)]
-    synced: Arc<std::sync::atomic::AtomicU64>,
+    synced: Arc<super::synced::SyncedLog>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -259,7 +259,7 @@ impl Wal {
         #[cfg(madsim)]
         {
             wal.written_index = wal.last_index;
-            (wal.synced).store(wal.last_index, std::sync::atomic::Ordering::Relaxed);
+            wal.synced.recovered(wal.last_index);
         }
         if let Some(parent) = dir.parent() {
             wal.disk.sync_dir(parent).map_err(io_error(parent))?;
@@ -441,7 +441,7 @@ impl Wal {
             #[cfg(madsim)]
             written_index: synced_through,
             #[cfg(madsim)]
-            synced: Arc::new(synced_through.into()),
+            synced: Arc::new(super::synced::SyncedLog::new(synced_through)),
         };
         Ok((wal, replay))
     }
@@ -506,20 +506,16 @@ impl Wal {
     /// for the simulator's check that no acknowledgement (and no count of
     /// raft's) runs ahead of it. Shared: it moves while a write that holds
     /// the WAL is in flight, and the raft loop lowers it as soon as a
-    /// Ready replaces entries. Indices only: a write made before such a
-    /// Ready raises it again when it syncs the old entries, so a claim on
-    /// the replacing entries in that window is left to power loss.
+    /// Ready replaces entries (`SyncedLog`).
     #[cfg(madsim)]
-    pub fn synced_index(&self) -> Arc<std::sync::atomic::AtomicU64> {
+    pub fn synced_index(&self) -> Arc<super::synced::SyncedLog> {
         self.synced.clone()
     }
 
     #[cfg(madsim)]
     fn synced_below(&mut self, index: u64) {
-        let below = index.saturating_sub(1);
-        self.synced
-            .fetch_min(below, std::sync::atomic::Ordering::Relaxed);
-        self.written_index = self.written_index.min(below);
+        self.synced.dropped_from(index);
+        self.written_index = self.written_index.min(index.saturating_sub(1));
     }
 
     /// Writes everything buffered to the tail segment, in place, first
@@ -601,7 +597,7 @@ impl Wal {
         // keeps it is for power losses to show. Only replaced entries
         // lower it (`synced_below`), never a sync.
         #[cfg(madsim)]
-        (self.synced).fetch_max(self.written_index, std::sync::atomic::Ordering::Relaxed);
+        self.synced.synced(self.written_index);
         Ok(())
     }
 
