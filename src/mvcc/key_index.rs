@@ -125,6 +125,13 @@ impl KeyIndex {
         }
     }
 
+    /// True when the index holds one revision, a put of the live key: no
+    /// compaction can change it (it keeps the newest revision of a live
+    /// key), so the store's compaction passes it by (`Store::history`).
+    pub fn is_lone_put(&self) -> bool {
+        matches!(self.generations.as_slice(), [only] if only.revisions.len() == 1)
+    }
+
     /// True when the key exists at the newest revision: its last generation
     /// has not been ended by a tombstone.
     pub fn is_live(&self) -> bool {

@@ -31,6 +31,10 @@ pub const NEVER_COMPACTED: i64 = -1;
 pub struct Store {
     /// Every key with a revision in the revision log, in key order.
     key_index: BTreeMap<Vec<u8>, KeyIndex>,
+    /// The keys whose index is more than a lone put (`is_lone_put`): all
+    /// that a compaction can change. It visits these, not every key: with
+    /// a million keys the walk over all of them held writes up for 48 ms.
+    history: BTreeSet<Vec<u8>>,
     /// Every revision not yet removed by compaction, with its record's
     /// `Record::size_bytes`: the revision log without its values.
     revisions: BTreeMap<Revision, u32>,
@@ -112,6 +116,7 @@ impl Store {
     pub fn new() -> Self {
         Store {
             key_index: BTreeMap::new(),
+            history: BTreeSet::new(),
             revisions: BTreeMap::new(),
             revision_log: BTreeMap::new(),
             current_revision: INITIAL_REVISION,
@@ -372,11 +377,31 @@ impl Store {
         #[cfg(not(debug_assertions))]
         let mut available = ();
         let mut compacted = Vec::new();
-        self.key_index.retain(|_, key_index| {
+        let Store {
+            key_index: indexes,
+            history,
+            ..
+        } = self;
+        history.retain(|key| {
+            let key_index = (indexes.get_mut(key)).expect("store: a key with history is indexed");
             key_index.compact_noting(revision, &mut available, &mut compacted);
-            !key_index.is_empty()
+            if key_index.is_empty() {
+                indexes.remove(key);
+                return false;
+            }
+            !key_index.is_lone_put()
         });
         compacted.sort_unstable();
+        // The keys passed by keep their lone put, as a visit would have.
+        #[cfg(debug_assertions)]
+        for (key, key_index) in &self.key_index {
+            assert_eq!(
+                key_index.is_lone_put(),
+                !self.history.contains(key),
+                "store: the keys with history are the keys not a lone put"
+            );
+            key_index.keep(revision, &mut available);
+        }
         // (The compaction sabotage drops what the check would name.)
         #[cfg(all(debug_assertions, madsim))]
         let check = !crate::sabotage::active(crate::sabotage::Sabotage::CompactionDropsLiveKeys);
@@ -502,10 +527,19 @@ impl Store {
         // One lookup for a key already indexed, two for a new one.
         let key = record.key();
         match self.key_index.get_mut(key) {
-            Some(key_index) => index_change(key_index, &record, revision, &mut self.live_key_count),
+            Some(key_index) => {
+                let was_lone_put = key_index.is_lone_put();
+                index_change(key_index, &record, revision, &mut self.live_key_count);
+                if was_lone_put {
+                    self.history.insert(key.to_vec());
+                }
+            }
             None => {
                 let mut key_index = KeyIndex::new();
                 index_change(&mut key_index, &record, revision, &mut self.live_key_count);
+                if !key_index.is_lone_put() {
+                    self.history.insert(key.to_vec());
+                }
                 self.key_index.insert(key.to_vec(), key_index);
             }
         }
@@ -718,6 +752,10 @@ impl Rebuild {
             .values()
             .filter(|key_index| key_index.is_live())
             .count();
+        store.history = (store.key_index.iter())
+            .filter(|(_, key_index)| !key_index.is_lone_put())
+            .map(|(key, _)| key.clone())
+            .collect();
         let compact_revision = store.compact_revision;
         if compact_revision >= 0 {
             // Compacting again at the compact revision must change nothing:

@@ -484,6 +484,46 @@ fn compaction_keeps_latest_revision_per_key() {
     );
 }
 
+/// The revisions of every record kept, in order.
+fn kept(store: &Store) -> Vec<i64> {
+    let records = store.records_since(0).unwrap();
+    records.iter().map(|(revision, _)| revision.main).collect()
+}
+
+/// A compaction visits only the keys whose index is more than a lone put.
+/// A key compacted back to one is visited again once written again, a
+/// key created and deleted between two compactions is visited, and so is
+/// a key with history in a rebuilt store.
+#[test]
+fn compaction_finds_every_key_with_history() {
+    let mut store = Store::new();
+    put(&mut store, "a", "1"); // 2
+    put(&mut store, "b", "1"); // 3
+    put(&mut store, "a", "2"); // 4
+    store.compact(4).unwrap();
+    assert_eq!(kept(&store), vec![3, 4]);
+    put(&mut store, "a", "3"); // 5
+    put(&mut store, "c", "1"); // 6
+    delete(&mut store, "c", None); // 7
+    store.compact(7).unwrap();
+    assert_eq!(kept(&store), vec![3, 5]);
+    put(&mut store, "b", "2"); // 8
+    let log = store.records_since(0).unwrap().into_iter().collect();
+    let mut rebuilt = Store::from_revision_log(8, 7, log).unwrap();
+    rebuilt.compact(8).unwrap();
+    assert_eq!(kept(&rebuilt), vec![5, 8]);
+    check(
+        &rebuilt,
+        "a",
+        Some(""),
+        at(0),
+        found(
+            vec![key_value("a", "3", 2, 5, 3), key_value("b", "2", 3, 8, 2)],
+            8,
+        ),
+    );
+}
+
 #[test]
 fn compaction_removes_keys_deleted_at_or_before_it() {
     let mut store = Store::new();
